@@ -1,0 +1,351 @@
+"""The ``artfs`` command line (the one module importing ``click``).
+
+Commands parse their arguments, call the store, and print through :mod:`artfs.cli.console`.
+Every :class:`~artfs.errors.ArtfsError` becomes one ``artfs: error: ...`` line and a non-zero
+exit status in :func:`main`; nothing here catches errors of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from artfs.cli import console, render
+from artfs.errors import ArtfsError, InvalidName
+from artfs.names import ArtifactName, Ref
+from artfs.store import Store, default_home
+from artfs.store.export import diff, materialize, select
+from artfs.store.gc import collect
+from artfs.store.ingest import scan
+from artfs.store.repository import EditRequest
+from artfs.store.verify import verify
+
+
+class Context:
+    def __init__(self, home: Path, quiet: bool) -> None:
+        self.home = home
+        self.quiet = quiet
+
+    def store(self) -> Store:
+        return Store.open(self.home)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _ref(text: str) -> Ref:
+    return Ref.parse(text)
+
+
+def _artifact(text: str) -> ArtifactName:
+    return ArtifactName.parse(text)
+
+
+def _metadata(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidName(f"--metadata is not valid JSON ({exc.msg}): give an object like '{{\"k\": 1}}'") from None
+    if not isinstance(value, dict):
+        raise InvalidName("--metadata must be a JSON object, like '{\"epochs\": 10}'")
+    return value
+
+
+def _ttl(text: str | None) -> float | None:
+    return None if text is None or text == "none" else render.parse_duration(text)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    envvar="ARTFS_HOME",
+    help="Store directory (default: $ARTFS_HOME, else ~/.local/share/artfs).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or notes.")
+@click.version_option(package_name="artfs")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, quiet: bool) -> None:
+    """Versioned, deduplicated artifacts for ML: datasets, models and checkpoints."""
+    ctx.obj = Context(home or default_home(), quiet)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("ref")
+@click.option("--type", "type_", default="dataset", show_default=True, help="Artifact type.")
+@click.option("--alias", "aliases", multiple=True, help="Alias for the new version (repeatable).")
+@click.option("--description", help="Free-text description.")
+@click.option("--metadata", help="JSON object of metadata.")
+@click.option("--tag", "tags", multiple=True, help="Tag (repeatable).")
+@click.option("--ttl", help="Time to live, e.g. 30d; 'artfs gc' deletes expired versions.")
+@pass_ctx
+def put(
+    ctx: Context, path: Path, ref: str, type_: str, aliases: tuple[str, ...],
+    description: str | None, metadata: str | None, tags: tuple[str, ...], ttl: str | None,
+) -> None:
+    """Store a file or directory PATH as the next version of REF (project/name)."""
+    art = _artifact(ref)
+    meta, ttl_seconds = _metadata(metadata), _ttl(ttl)
+    with ctx.store() as store:
+        tree = scan(path)
+        with console.progress(tree.total_bytes, f"put {art}", quiet=ctx.quiet) as advance:
+            result = store.commit(
+                tree, art, type_=type_, aliases=list(aliases), description=description,
+                metadata=meta, tags=list(tags), ttl_seconds=ttl_seconds, progress=advance,
+            )
+    record = result.record
+    if not ctx.quiet:
+        if result.created:
+            console.note(
+                f"stored {record.files} files, {render.human_size(record.size)} "
+                f"({render.human_size(result.new_bytes)} new in the store)"
+            )
+        else:
+            console.note(f"unchanged: identical to {record.ref}, no new version")
+    console.print_line(record.ref)
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--path-prefix", help="Only files whose path starts with this prefix.")
+@pass_ctx
+def get(ctx: Context, ref: str, dest: Path, path_prefix: str | None) -> None:
+    """Write the files of version REF into directory DEST (verified as written)."""
+    with ctx.store() as store:
+        record = store.resolve(_ref(ref))
+        total = sum(e.size for e in select(store.files(record), path_prefix))
+        with console.progress(total, f"get {record.ref}", quiet=ctx.quiet) as advance:
+            written = materialize(store, record, dest, path_prefix=path_prefix, progress=advance)
+    if not ctx.quiet:
+        console.note(f"wrote {len(written)} files of {record.ref} to {dest}")
+
+
+@cli.command(name="ls")
+@click.argument("target", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def ls_(ctx: Context, target: str | None, as_json: bool) -> None:
+    """List projects, the artifacts of PROJECT, or the versions of PROJECT/NAME."""
+    with ctx.store() as store:
+        if target is None:
+            projects = store.projects()
+            if as_json:
+                console.print_json(projects)
+            else:
+                for project in projects:
+                    console.print_line(project)
+        elif "/" in target:
+            records = store.versions(_artifact(target))
+            if as_json:
+                console.print_json([render.version_json(r) for r in records])
+            else:
+                console.print_table(
+                    ["version", "aliases", "files", "size", "created", "digest"],
+                    [render.version_row(r) for r in records],
+                )
+        else:
+            found = store.artifacts(target)
+            if as_json:
+                console.print_json([
+                    {"name": a.name, "type": a.type, "versions": len(vs),
+                     "latest": vs[-1].version if vs else None}
+                    for a, vs in found
+                ])
+            else:
+                console.print_table(
+                    ["name", "type", "versions", "latest", "size"],
+                    [[a.name, a.type, len(vs), vs[-1].version if vs else "-",
+                      render.human_size(vs[-1].size) if vs else "-"] for a, vs in found],
+                )
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def info(ctx: Context, ref: str, as_json: bool) -> None:
+    """Show the record of one version."""
+    with ctx.store() as store:
+        record = store.resolve(_ref(ref))
+    data = render.version_info_json(record)
+    if as_json:
+        console.print_json(data)
+        return
+    for key in ("ref", "type", "aliases", "digest", "files", "size", "created", "description",
+                "tags", "metadata", "logged_by", "expires"):
+        value = data[key]
+        if isinstance(value, list):
+            value = ", ".join(value)
+        elif isinstance(value, dict):
+            value = json.dumps(value, sort_keys=True)
+        elif key == "size":
+            value = f"{render.human_size(value)} ({value} bytes)"
+        console.print_line(f"{key + ':':<13}{'' if value is None else value}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def files(ctx: Context, ref: str, as_json: bool) -> None:
+    """List the files of one version with size and digest."""
+    with ctx.store() as store:
+        entries = store.files(store.resolve(_ref(ref)))
+    if as_json:
+        console.print_json(
+            [{"path": e.path, "size": e.size, "digest": e.digest.hex(), "mode": oct(e.mode)}
+             for e in entries]
+        )
+    else:
+        console.print_table(
+            ["path", "size", "digest"], [[e.path, e.size, e.digest.hex()[:12]] for e in entries]
+        )
+
+
+@cli.command(name="diff")
+@click.argument("ref_a")
+@click.argument("ref_b")
+@pass_ctx
+def diff_(ctx: Context, ref_a: str, ref_b: str) -> None:
+    """Files added, removed and changed from REF_A to REF_B."""
+    with ctx.store() as store:
+        changes = diff(store, store.resolve(_ref(ref_a)), store.resolve(_ref(ref_b)))
+    for mark, paths in (("+", changes.added), ("-", changes.removed), ("M", changes.changed)):
+        for path in paths:
+            console.print_line(f"{mark} {path}")
+    if not ctx.quiet:
+        console.note(
+            f"{len(changes.added)} added, {len(changes.removed)} removed, "
+            f"{len(changes.changed)} changed"
+        )
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("alias")
+@click.option("--remove", is_flag=True, help="Remove ALIAS from artifact REF (project/name).")
+@pass_ctx
+def alias(ctx: Context, ref: str, alias: str, remove: bool) -> None:
+    """Point ALIAS at version REF, moving it if another version holds it."""
+    with ctx.store() as store:
+        if remove:
+            store.remove_alias(_artifact(ref), alias)
+            if not ctx.quiet:
+                console.note(f"removed alias {alias} from {ref}")
+            return
+        record = store.set_alias(_ref(ref), alias)
+    console.print_line(f"{record.project}/{record.name}:{alias} -> {record.version}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--description", help="New description.")
+@click.option("--metadata", help="New metadata (JSON object; replaces the old one).")
+@click.option("--tag", "tags", multiple=True, help="Add a tag (repeatable).")
+@click.option("--untag", "untags", multiple=True, help="Remove a tag (repeatable).")
+@click.option("--ttl", help="Time to live from creation, e.g. 30d; 'none' removes it.")
+@pass_ctx
+def edit(
+    ctx: Context, ref: str, description: str | None, metadata: str | None,
+    tags: tuple[str, ...], untags: tuple[str, ...], ttl: str | None,
+) -> None:
+    """Change what may change after logging: description, metadata, tags, TTL."""
+    request = EditRequest(
+        description=description, metadata=_metadata(metadata), add_tags=list(tags),
+        remove_tags=list(untags), ttl_seconds=_ttl(ttl), clear_ttl=ttl == "none",
+    )
+    with ctx.store() as store:
+        record = store.edit(_ref(ref), request)
+    console.print_line(record.ref)
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--force", is_flag=True, help="Also delete a version holding custom aliases.")
+@click.option("--all", "all_", is_flag=True, help="Delete the artifact with all its versions.")
+@pass_ctx
+def rm(ctx: Context, ref: str, force: bool, all_: bool) -> None:
+    """Delete a version (REF) or a whole artifact (project/name --all)."""
+    with ctx.store() as store:
+        if all_:
+            deleted = store.delete_artifact(_artifact(ref))
+            names = [r.ref for r in deleted]
+        else:
+            if ":" not in ref:
+                raise InvalidName(
+                    f"'artfs rm {ref}' needs a version: use {ref}:vN, or --all for every version"
+                )
+            names = [store.delete_version(_ref(ref), force=force).ref]
+    for name in names:
+        console.print_line(f"deleted {name}")
+    if not ctx.quiet:
+        console.note("run 'artfs gc' to reclaim the space")
+
+
+@cli.command()
+@pass_ctx
+def gc(ctx: Context) -> None:
+    """Delete expired versions and reclaim space no version references."""
+    with ctx.store() as store:
+        report = collect(store)
+    for ref in report.expired:
+        console.print_line(f"expired {ref}")
+    for ref in report.kept_expired:
+        console.print_line(f"kept {ref}: its TTL has passed but it holds an alias")
+    console.print_line(
+        f"reclaimed {render.human_size(report.bytes_before - report.bytes_after)}: "
+        f"{report.chunks_removed} chunks, {report.packs_removed} packs removed, "
+        f"{report.packs_rewritten} packs compacted; store is {render.human_size(report.bytes_after)}"
+    )
+
+
+@cli.command(name="verify")
+@click.argument("ref", required=False)
+@pass_ctx
+def verify_(ctx: Context, ref: str | None) -> None:
+    """Re-hash every chunk of REF (or of every version); exit 1 naming broken files."""
+    with ctx.store() as store:
+        if ref:
+            records = [store.resolve(_ref(ref))]
+        else:
+            records = [
+                r for p in store.projects() for _, vs in store.artifacts(p) for r in vs
+            ]
+        total = sum(r.size for r in records)
+        with console.progress(total, "verify", quiet=ctx.quiet) as advance:
+            problems = verify(store, records, advance)
+    for problem in problems:
+        console.print_line(f"BROKEN {problem.ref} {problem.path}: {problem.reason}")
+    if problems:
+        console.error(f"{len(problems)} broken files in {len({p.ref for p in problems})} versions")
+        sys.exit(1)
+    console.print_line(f"ok: {len(records)} versions, {sum(r.files for r in records)} files verified")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        status = cli.main(args=argv, prog_name="artfs", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        sys.exit(130)
+    except ArtfsError as exc:
+        console.error(str(exc))
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(141)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,290 @@
+"""What the index tables mean: projects, artifacts, versions, aliases and file trees.
+
+Functions here take an open :class:`~artfs.store.index.Txn`, so a caller composes several of them
+into one atomic transaction (a commit adds the version, its files, its digest and its aliases
+together or not at all). Invariants kept here:
+
+- version numbers of an artifact only grow and are never reused, even after a delete;
+- ``latest`` is not stored: it is always the newest committed version;
+- a custom alias names at most one version of its artifact;
+- a deleted version keeps its record (``state: "deleted"``) for lineage, but loses its files,
+  its aliases and its digest entry.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from artfs.errors import Conflict, NotFound
+from artfs.names import ArtifactName, Ref
+from artfs.store import manifest
+from artfs.store.index import Table, Txn
+from artfs.store.manifest import FileEntry
+
+COMMITTED = "committed"
+DELETED = "deleted"
+
+
+def artifact_key(art: ArtifactName) -> bytes:
+    return f"{art.project}/{art.name}".encode()
+
+
+def version_key(art: ArtifactName, number: int) -> bytes:
+    return artifact_key(art) + b"\0" + number.to_bytes(4, "big")
+
+
+def _sub_key(art: ArtifactName, suffix: bytes) -> bytes:
+    return artifact_key(art) + b"\0" + suffix
+
+
+@dataclass
+class ArtifactRecord:
+    project: str
+    name: str
+    type: str
+    created: float
+    next_version: int = 0
+
+    @property
+    def artifact(self) -> ArtifactName:
+        return ArtifactName(self.project, self.name)
+
+
+@dataclass
+class VersionRecord:
+    """Everything recorded about one version except its files."""
+
+    project: str
+    name: str
+    number: int
+    digest: str
+    type: str
+    created: float
+    size: int
+    files: int
+    description: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    logged_by: str | None = None
+    expires: float | None = None
+    state: str = COMMITTED
+    # Filled from the alias table when read; never stored in the record itself.
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def artifact(self) -> ArtifactName:
+        return ArtifactName(self.project, self.name)
+
+    @property
+    def version(self) -> str:
+        return f"v{self.number}"
+
+    @property
+    def ref(self) -> str:
+        return f"{self.project}/{self.name}:v{self.number}"
+
+    @property
+    def key(self) -> bytes:
+        return version_key(self.artifact, self.number)
+
+    def encode(self) -> bytes:
+        data = asdict(self)
+        del data["aliases"]
+        return json.dumps(data, sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> VersionRecord:
+        return cls(**json.loads(data))
+
+
+# --- projects and artifacts -------------------------------------------------------------------
+
+
+def ensure_project(txn: Txn, project: str) -> None:
+    key = project.encode()
+    if txn.get(Table.PROJECTS, key) is None:
+        txn.put(Table.PROJECTS, key, json.dumps({"created": time.time()}).encode())
+
+
+def projects(txn: Txn) -> list[str]:
+    return [key.decode() for key, _ in txn.scan(Table.PROJECTS)]
+
+
+def get_artifact(txn: Txn, art: ArtifactName) -> ArtifactRecord | None:
+    data = txn.get(Table.ARTIFACTS, artifact_key(art))
+    return None if data is None else ArtifactRecord(**json.loads(data))
+
+
+def require_artifact(txn: Txn, art: ArtifactName) -> ArtifactRecord:
+    record = get_artifact(txn, art)
+    if record is None:
+        if txn.get(Table.PROJECTS, art.project.encode()) is None:
+            raise NotFound(f"project {art.project!r} does not exist: see 'artfs ls'")
+        raise NotFound(f"artifact {art} does not exist: see 'artfs ls {art.project}'")
+    return record
+
+
+def put_artifact(txn: Txn, record: ArtifactRecord) -> None:
+    txn.put(Table.ARTIFACTS, artifact_key(record.artifact), json.dumps(asdict(record)).encode())
+
+
+def artifacts(txn: Txn, project: str) -> list[ArtifactRecord]:
+    return [
+        ArtifactRecord(**json.loads(value))
+        for _, value in txn.scan(Table.ARTIFACTS, project.encode() + b"/")
+    ]
+
+
+# --- versions and aliases ---------------------------------------------------------------------
+
+
+def aliases_by_version(txn: Txn, art: ArtifactName) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {}
+    prefix = _sub_key(art, b"")
+    for key, value in txn.scan(Table.ALIASES, prefix):
+        found.setdefault(int.from_bytes(value, "big"), []).append(key[len(prefix) :].decode())
+    return found
+
+
+def _decorate(txn: Txn, records: list[VersionRecord]) -> list[VersionRecord]:
+    """Attach aliases (with the derived ``latest``) to committed records of one artifact."""
+    if not records:
+        return records
+    held = aliases_by_version(txn, records[0].artifact)
+    newest = latest_number(txn, records[0].artifact)
+    for record in records:
+        record.aliases = sorted(held.get(record.number, []))
+        if record.number == newest:
+            record.aliases.insert(0, "latest")
+    return records
+
+
+def _raw_versions(txn: Txn, art: ArtifactName) -> Iterator[VersionRecord]:
+    for _, value in txn.scan(Table.VERSIONS, _sub_key(art, b"")):
+        yield VersionRecord.decode(value)
+
+
+def versions(txn: Txn, art: ArtifactName, *, include_deleted: bool = False) -> list[VersionRecord]:
+    records = [r for r in _raw_versions(txn, art) if include_deleted or r.state == COMMITTED]
+    return _decorate(txn, records)
+
+
+def latest_number(txn: Txn, art: ArtifactName) -> int | None:
+    newest = None
+    for record in _raw_versions(txn, art):
+        if record.state == COMMITTED:
+            newest = record.number
+    return newest
+
+
+def get_version(txn: Txn, art: ArtifactName, number: int) -> VersionRecord | None:
+    data = txn.get(Table.VERSIONS, version_key(art, number))
+    if data is None:
+        return None
+    record = VersionRecord.decode(data)
+    if record.state == COMMITTED:
+        _decorate(txn, [record])
+    return record
+
+
+def resolve(txn: Txn, ref: Ref) -> VersionRecord:
+    """The committed version ``ref`` names; NotFound says what exists instead."""
+    art = ref.artifact
+    require_artifact(txn, art)
+    number = ref.version
+    if number is None:
+        if ref.selector == "latest":
+            number = latest_number(txn, art)
+            if number is None:
+                raise NotFound(f"{art} has no versions")
+        else:
+            data = txn.get(Table.ALIASES, _sub_key(art, ref.selector.encode()))
+            if data is None:
+                raise NotFound(
+                    f"{art} has no alias {ref.selector!r}: see 'artfs ls {art}' for its aliases"
+                )
+            number = int.from_bytes(data, "big")
+    record = get_version(txn, art, number)
+    if record is None or record.state != COMMITTED:
+        raise NotFound(f"{art} has no version v{number}: see 'artfs ls {art}'")
+    return record
+
+
+def version_by_digest(txn: Txn, art: ArtifactName, digest: str) -> int | None:
+    data = txn.get(Table.DIGESTS, _sub_key(art, bytes.fromhex(digest)))
+    return None if data is None else int.from_bytes(data, "big")
+
+
+def put_version(txn: Txn, record: VersionRecord) -> None:
+    txn.put(Table.VERSIONS, record.key, record.encode())
+
+
+def add_version(txn: Txn, record: VersionRecord, entries: list[FileEntry]) -> None:
+    """Insert a new committed version with its file tree and digest entry."""
+    put_version(txn, record)
+    txn.put(
+        Table.DIGESTS,
+        _sub_key(record.artifact, bytes.fromhex(record.digest)),
+        record.number.to_bytes(4, "big"),
+    )
+    vkey = record.key
+    for entry in entries:
+        txn.put(Table.FILES, manifest.entry_key(vkey, entry.path), entry.encode())
+
+
+def set_alias(txn: Txn, art: ArtifactName, alias: str, number: int) -> int | None:
+    """Point ``alias`` at version ``number``; return the version it moved from, if any."""
+    key = _sub_key(art, alias.encode())
+    old = txn.get(Table.ALIASES, key)
+    txn.put(Table.ALIASES, key, number.to_bytes(4, "big"))
+    return None if old is None else int.from_bytes(old, "big")
+
+
+def remove_alias(txn: Txn, art: ArtifactName, alias: str) -> None:
+    if not txn.delete(Table.ALIASES, _sub_key(art, alias.encode())):
+        raise NotFound(f"{art} has no alias {alias!r}")
+
+
+def mark_deleted(txn: Txn, record: VersionRecord) -> None:
+    """Drop a version's files, aliases and digest; keep its record as a tombstone."""
+    txn.delete_prefix(Table.FILES, record.key)
+    for alias in aliases_by_version(txn, record.artifact).get(record.number, []):
+        txn.delete(Table.ALIASES, _sub_key(record.artifact, alias.encode()))
+    txn.delete(Table.DIGESTS, _sub_key(record.artifact, bytes.fromhex(record.digest)))
+    record.state = DELETED
+    record.aliases = []
+    put_version(txn, record)
+
+
+def check_type(record: ArtifactRecord | None, art: ArtifactName, type_: str) -> None:
+    if record is not None and record.type != type_:
+        raise Conflict(
+            f"{art} is of type {record.type!r}, not {type_!r}: "
+            f"pass --type {record.type} or use another artifact name"
+        )
+
+
+# --- file trees -------------------------------------------------------------------------------
+
+
+def lookup(txn: Txn, record: VersionRecord, path: str) -> FileEntry | None:
+    data = txn.get(Table.FILES, manifest.entry_key(record.key, path))
+    return None if data is None else FileEntry.decode(path, data)
+
+
+def list_dir(txn: Txn, record: VersionRecord, directory: str = "") -> Iterator[FileEntry]:
+    """Direct children of ``directory`` in name order."""
+    vkey = record.key
+    for key, value in txn.scan(Table.FILES, manifest.children_prefix(vkey, directory)):
+        yield FileEntry.decode(manifest.path_from_key(vkey, key), value)
+
+
+def walk(txn: Txn, record: VersionRecord) -> Iterator[FileEntry]:
+    """Every entry of a version (directories and files), in index key order."""
+    vkey = record.key
+    for key, value in txn.scan(Table.FILES, vkey):
+        yield FileEntry.decode(manifest.path_from_key(vkey, key), value)

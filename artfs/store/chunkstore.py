@@ -1,0 +1,72 @@
+"""The chunk store interface: where compressed chunk bytes live.
+
+The index maps a chunk id to a :class:`ChunkLocation`; a chunk store turns locations into bytes
+and appends new chunks. Local pack files implement it today (:mod:`artfs.store.packs`); an
+object-store backend implements the same interface later, so nothing above this layer changes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from artfs.store.hashing import ChunkId
+
+_LOCATION = struct.Struct("<QQIIB")
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkLocation:
+    """Where a chunk's stored bytes are: ``stored_length`` bytes at ``offset`` of pack ``pack_id``."""
+
+    pack_id: int
+    offset: int
+    stored_length: int
+    raw_length: int
+    codec: int
+
+    def encode(self) -> bytes:
+        return _LOCATION.pack(
+            self.pack_id, self.offset, self.stored_length, self.raw_length, self.codec
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> ChunkLocation:
+        return cls(*_LOCATION.unpack(data))
+
+
+class ChunkWriter(Protocol):
+    """Appends chunks for one commit; nothing is durable until :meth:`commit` returns."""
+
+    def add(self, chunk_id: ChunkId, codec: int, payload: bytes, raw_length: int) -> ChunkLocation:
+        ...
+
+    def commit(self) -> None:
+        """Make every added chunk durable (written and fsynced)."""
+        ...
+
+    def abort(self) -> None:
+        """Forget what was added, also after commit when the index never referenced it."""
+        ...
+
+
+class ChunkStore(Protocol):
+    def writer(self) -> ChunkWriter: ...
+
+    def read(self, location: ChunkLocation) -> bytes:
+        """The stored (possibly compressed) bytes at ``location``."""
+        ...
+
+    def pack_ids(self) -> list[int]: ...
+
+    def pack_size(self, pack_id: int) -> int: ...
+
+    def records(self, pack_id: int) -> Iterator[tuple[ChunkId, ChunkLocation]]:
+        """Every chunk stored in one pack, in order (for gc and index rebuilds)."""
+        ...
+
+    def delete_pack(self, pack_id: int) -> None: ...
+
+    def close(self) -> None: ...

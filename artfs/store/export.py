@@ -1,0 +1,96 @@
+"""Materializing a version as ordinary files (``artfs get``), and comparing two versions.
+
+Each file is written to a temporary name beside its destination, checked against its digest
+while written, fsynced, then renamed into place: an interrupted get never leaves a file with
+wrong content under its real name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from artfs.errors import CorruptData, InputError, NotFound
+from artfs.store.catalog import VersionRecord
+from artfs.store.hashing import FileHasher
+from artfs.store.manifest import FileEntry
+from artfs.store.repository import Store
+
+
+def select(entries: list[FileEntry], prefix: str | None) -> list[FileEntry]:
+    if not prefix:
+        return entries
+    return [e for e in entries if e.path.startswith(prefix)]
+
+
+def materialize(
+    store: Store,
+    record: VersionRecord,
+    dest: Path,
+    *,
+    path_prefix: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[FileEntry]:
+    """Write the version's files (those under ``path_prefix``) below ``dest``."""
+    entries = select(store.entries(record), path_prefix)
+    if path_prefix and not entries:
+        raise NotFound(f"{record.ref} has no files under {path_prefix!r}")
+    if dest.exists() and not dest.is_dir():
+        raise InputError(f"{dest}: exists and is not a directory; give a directory to write into")
+    written = []
+    for entry in entries:
+        target = dest / entry.path
+        if entry.is_dir:
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_file(store, entry, target, progress)
+        written.append(entry)
+    for entry in reversed(entries):  # directories last, deepest first, so mtimes stick
+        if entry.is_dir:
+            os.chmod(dest / entry.path, entry.mode)
+            os.utime(dest / entry.path, ns=(entry.mtime_ns, entry.mtime_ns))
+    return written
+
+
+def _write_file(
+    store: Store, entry: FileEntry, target: Path, progress: Callable[[int], None] | None
+) -> None:
+    tmp = target.with_name(f".{target.name}.artfs-tmp")
+    hasher = FileHasher()
+    try:
+        with open(tmp, "wb") as out:
+            for data in store.iter_file(entry):
+                out.write(data)
+                hasher.update(data)
+                if progress:
+                    progress(len(data))
+            out.flush()
+            os.fsync(out.fileno())
+        if hasher.digest() != entry.digest:
+            raise CorruptData(f"{entry.path}: content does not match the file digest")
+        os.chmod(tmp, entry.mode)
+        os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class Diff:
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+
+
+def diff(store: Store, old: VersionRecord, new: VersionRecord) -> Diff:
+    before = {e.path: e.digest for e in store.files(old)}
+    after = {e.path: e.digest for e in store.files(new)}
+    return Diff(
+        added=sorted(after.keys() - before.keys()),
+        removed=sorted(before.keys() - after.keys()),
+        changed=sorted(p for p in before.keys() & after.keys() if before[p] != after[p]),
+    )

@@ -1,0 +1,127 @@
+"""Garbage collection: expire, mark, sweep, compact.
+
+1. Versions whose time to live has passed are deleted, unless they hold a custom alias.
+2. Under the exclusive store lock (no commit can be between "this chunk is already stored" and
+   its index transaction), every chunk referenced by a committed version is marked live.
+3. Index entries of unreferenced chunks are dropped; packs with no live chunk are deleted; packs
+   that are mostly garbage, and small packs left by many small commits, have their live records
+   copied (still compressed) into new packs. The new packs are fsynced before the index points
+   at them and old packs are deleted only after: a crash at any step leaves a readable store.
+
+Readers are not locked out: a reader holding a pack open keeps reading it after deletion, and a
+reader whose lookup raced a rewrite looks the chunk up again (see Store.read_chunk).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+from artfs.store.catalog import COMMITTED, VersionRecord
+from artfs.store.chunkstore import ChunkLocation
+from artfs.store.hashing import ChunkId
+from artfs.store.index import Table
+from artfs.store.manifest import FileEntry, path_from_key
+from artfs.store.packs import RECORD, TARGET_PACK_SIZE
+from artfs.store.repository import GcReport, Store
+
+# A pack is rewritten when less than this share of it is live.
+_REWRITE_BELOW_LIVE = 0.5
+# Packs smaller than this are merged when there are at least two of them.
+_SMALL_PACK = TARGET_PACK_SIZE // 4
+
+
+def collect(store: Store, progress: Callable[[int], None] | None = None) -> GcReport:
+    report = GcReport()
+    report.expired, report.kept_expired = store.expire()
+    with store.gc_lock():
+        report.bytes_before = _total(store)
+        live = _mark(store)
+        by_pack = _sweep_index(store, live, report)
+        _compact(store, by_pack, report, progress)
+        report.bytes_after = _total(store)
+    return report
+
+
+def _total(store: Store) -> int:
+    return sum(store.chunks.pack_size(p) for p in store.chunks.pack_ids())
+
+
+def _mark(store: Store) -> set[ChunkId]:
+    live: set[ChunkId] = set()
+    with store.index.read() as txn:
+        committed: dict[bytes, bool] = {}
+        for key, value in txn.scan(Table.FILES):
+            vkey = key[: key.index(b"\0") + 5]
+            if vkey not in committed:
+                data = txn.get(Table.VERSIONS, vkey)
+                committed[vkey] = (
+                    data is not None and VersionRecord.decode(data).state == COMMITTED
+                )
+            if committed[vkey]:
+                entry = FileEntry.decode(path_from_key(vkey, key), value)
+                live.update(ref.chunk_id for ref in entry.chunks)
+    return live
+
+
+def _sweep_index(
+    store: Store, live: set[ChunkId], report: GcReport
+) -> dict[int, list[tuple[ChunkId, ChunkLocation]]]:
+    by_pack: dict[int, list[tuple[ChunkId, ChunkLocation]]] = defaultdict(list)
+    with store.index.write() as txn:
+        dead = []
+        for key, value in txn.scan(Table.CHUNKS):
+            cid = ChunkId(key)
+            if cid in live:
+                loc = ChunkLocation.decode(value)
+                by_pack[loc.pack_id].append((cid, loc))
+            else:
+                dead.append(key)
+        for key in dead:
+            txn.delete(Table.CHUNKS, key)
+    report.chunks_removed = len(dead)
+    return by_pack
+
+
+def _compact(
+    store: Store,
+    by_pack: dict[int, list[tuple[ChunkId, ChunkLocation]]],
+    report: GcReport,
+    progress: Callable[[int], None] | None,
+) -> None:
+    rewrite = []
+    small = []
+    for pack_id in store.chunks.pack_ids():
+        records = by_pack.get(pack_id, [])
+        size = store.chunks.pack_size(pack_id)
+        if not records:
+            store.chunks.delete_pack(pack_id)
+            report.packs_removed += 1
+            continue
+        live_bytes = sum(RECORD.size + loc.stored_length for _, loc in records)
+        if live_bytes < _REWRITE_BELOW_LIVE * size:
+            rewrite.append(pack_id)
+        elif size < _SMALL_PACK:
+            small.append(pack_id)
+    if len(small) >= 2:
+        rewrite += small
+    if not rewrite:
+        return
+    writer = store.chunks.writer()
+    moved: dict[ChunkId, ChunkLocation] = {}
+    try:
+        for pack_id in rewrite:
+            for cid, loc in by_pack[pack_id]:
+                moved[cid] = writer.add(cid, loc.codec, store.chunks.read(loc), loc.raw_length)
+                if progress:
+                    progress(loc.stored_length)
+        writer.commit()
+        with store.index.write() as txn:
+            for cid, loc in moved.items():
+                txn.put(Table.CHUNKS, cid, loc.encode())
+    except BaseException:
+        writer.abort()
+        raise
+    for pack_id in rewrite:
+        store.chunks.delete_pack(pack_id)
+    report.packs_rewritten = len(rewrite)

@@ -1,0 +1,125 @@
+"""The LMDB index (the one module importing ``lmdb``).
+
+One LMDB environment holds every table of the store as a named database. This module knows
+tables, keys and bytes, nothing about what they mean: :mod:`artfs.store.catalog` gives them
+meaning. Read transactions are MVCC snapshots (readers never block the single writer, and
+several processes share the environment safely); a write transaction is atomic and durable
+when it returns, which is what makes a commit all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import lmdb
+
+from artfs.errors import StoreError
+
+# The map is address space, not disk: the file grows as data is added. 1 TiB of index
+# covers billions of chunks.
+MAP_SIZE = 1 << 40
+MAX_READERS = 1024
+
+
+class Table(enum.Enum):
+    CHUNKS = b"chunks"  # chunk id -> ChunkLocation
+    PROJECTS = b"projects"  # project -> JSON
+    ARTIFACTS = b"artifacts"  # project/name -> JSON
+    VERSIONS = b"versions"  # project/name \0 u32be -> JSON
+    FILES = b"files"  # version key + dir + \0 + name -> encoded FileEntry
+    ALIASES = b"aliases"  # project/name \0 alias -> u32be
+    DIGESTS = b"digests"  # project/name \0 version digest -> u32be
+    RUNS = b"runs"  # run id -> JSON
+    USAGE = b"usage"  # version key + run id -> JSON
+    META = b"meta"  # store-wide settings
+
+
+class Txn:
+    """A transaction with table-typed get/put/delete and ordered prefix scans."""
+
+    def __init__(self, txn: lmdb.Transaction, dbs: dict[Table, lmdb._Database]) -> None:
+        self._txn = txn
+        self._dbs = dbs
+
+    def get(self, table: Table, key: bytes) -> bytes | None:
+        value = self._txn.get(key, db=self._dbs[table])
+        return None if value is None else bytes(value)
+
+    def put(self, table: Table, key: bytes, value: bytes, *, overwrite: bool = True) -> bool:
+        """Store ``value``; with ``overwrite=False`` keep an existing value and return False."""
+        return bool(self._txn.put(key, value, db=self._dbs[table], overwrite=overwrite))
+
+    def delete(self, table: Table, key: bytes) -> bool:
+        return bool(self._txn.delete(key, db=self._dbs[table]))
+
+    def scan(self, table: Table, prefix: bytes = b"", start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Pairs whose key starts with ``prefix``, in key order, from ``prefix + start`` on."""
+        with self._txn.cursor(db=self._dbs[table]) as cursor:
+            if not cursor.set_range(prefix + start):
+                return
+            for key, value in cursor:
+                if not key.startswith(prefix):
+                    return
+                yield bytes(key), bytes(value)
+
+    def delete_prefix(self, table: Table, prefix: bytes) -> int:
+        keys = [key for key, _ in self.scan(table, prefix)]
+        for key in keys:
+            self._txn.delete(key, db=self._dbs[table])
+        return len(keys)
+
+    def count(self, table: Table) -> int:
+        return int(self._txn.stat(self._dbs[table])["entries"])
+
+
+class Index:
+    def __init__(self, env: lmdb.Environment, dbs: dict[Table, lmdb._Database]) -> None:
+        self._env = env
+        self._dbs = dbs
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> Index:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            env = lmdb.open(
+                str(path),
+                map_size=MAP_SIZE,
+                max_dbs=len(Table) + 2,
+                max_readers=MAX_READERS,
+                subdir=True,
+                readonly=readonly,
+                lock=True,
+            )
+            # Reader slots of processes that died (a killed daemon) would pin old pages.
+            env.reader_check()
+            dbs = {t: env.open_db(t.value, create=not readonly) for t in Table}
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot open the index at {path}: {exc}") from exc
+        return cls(env, dbs)
+
+    @contextmanager
+    def read(self) -> Iterator[Txn]:
+        with self._env.begin(write=False, buffers=False) as txn:
+            yield Txn(txn, self._dbs)
+
+    @contextmanager
+    def write(self) -> Iterator[Txn]:
+        try:
+            with self._env.begin(write=True) as txn:
+                yield Txn(txn, self._dbs)
+        except lmdb.MapFullError as exc:
+            raise StoreError("the index is full: raise MAP_SIZE") from exc
+        except lmdb.Error as exc:
+            if getattr(exc, "errno", None) == errno.ENOSPC or "No space" in str(exc):
+                raise StoreError("no space left on the device holding the store") from exc
+            raise StoreError(f"index write failed: {exc}") from exc
+
+    def sync(self) -> None:
+        self._env.sync(True)
+
+    def close(self) -> None:
+        self._env.close()

@@ -1,0 +1,171 @@
+"""Turning files on disk into chunks and file entries (the write half of a commit).
+
+Two steps, so that every user mistake is found before a single byte is stored:
+
+1. :func:`scan` walks the source, validates every path, follows symlinks (as ``cp -L`` and
+   W&B's ``add_dir`` do), and refuses special files, dangling links and loops;
+2. :class:`Ingest` cuts each file with content-defined chunking, hashes each chunk, skips chunks
+   the store or this commit already has, compresses the rest on worker threads (zstd releases
+   the GIL, so the two cores both work) and appends them in order to the chunk writer.
+
+Nothing here touches the catalogue: the caller commits the returned entries in one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from artfs.errors import InputError, InvalidName
+from artfs.names import check_path
+from artfs.store import codec
+from artfs.store.chunking import chunk_file
+from artfs.store.chunkstore import ChunkLocation, ChunkWriter
+from artfs.store.hashing import ChunkId, FileDigest, FileHasher, chunk_id
+from artfs.store.manifest import ChunkRef, FileEntry, Kind
+
+Progress = Callable[[int], None]
+
+# Chunks in flight between the hashing thread and the compressors: bounds memory to about
+# this many average chunks while keeping both cores busy.
+_IN_FLIGHT = 16
+_WORKERS = max(2, min(4, os.cpu_count() or 2))
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: str  # inside the version
+    source: Path  # on disk
+    size: int
+    mode: int
+    mtime_ns: int
+
+
+@dataclass
+class SourceTree:
+    files: list[SourceFile] = field(default_factory=list)
+    dirs: list[FileEntry] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+def scan(source: Path, prefix: str = "") -> SourceTree:
+    """Validate and list what ``source`` (a file or a directory) would store."""
+    try:
+        st = os.stat(source)
+    except FileNotFoundError:
+        raise InputError(f"{source}: no such file or directory") from None
+    except OSError as exc:
+        raise InputError(f"{source}: cannot read it ({exc.strerror})") from None
+    tree = SourceTree()
+    if stat.S_ISDIR(st.st_mode):
+        _scan_dir(source, prefix, tree, {(st.st_dev, st.st_ino)})
+    elif stat.S_ISREG(st.st_mode):
+        name = prefix or source.name
+        tree.files.append(_source_file(source, _inner_path(name, source), st))
+    else:
+        raise InputError(f"{source}: not a regular file or directory; artfs stores only those")
+    return tree
+
+
+def _inner_path(path: str, source: Path) -> str:
+    try:
+        return check_path(path)
+    except InvalidName as exc:
+        raise InputError(f"{source}: cannot be stored: {exc}") from None
+
+
+def _source_file(source: Path, path: str, st: os.stat_result) -> SourceFile:
+    return SourceFile(path, source, st.st_size, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+
+
+def _scan_dir(directory: Path, prefix: str, tree: SourceTree, ancestors: set[tuple[int, int]]) -> None:
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as exc:
+        raise InputError(f"{directory}: cannot list it ({exc.strerror})") from None
+    for entry in entries:
+        path = _inner_path(f"{prefix}/{entry.name}" if prefix else entry.name, Path(entry.path))
+        try:
+            st = os.stat(entry.path)  # follows symlinks
+        except FileNotFoundError:
+            raise InputError(f"{entry.path}: a symlink that points nowhere") from None
+        except OSError as exc:
+            raise InputError(f"{entry.path}: cannot read it ({exc.strerror})") from None
+        if stat.S_ISDIR(st.st_mode):
+            ident = (st.st_dev, st.st_ino)
+            if ident in ancestors:
+                raise InputError(f"{entry.path}: a symlink loop back to a parent directory")
+            tree.dirs.append(
+                FileEntry(path, Kind.DIR, stat.S_IMODE(st.st_mode), 0, st.st_mtime_ns)
+            )
+            _scan_dir(Path(entry.path), path, tree, ancestors | {ident})
+        elif stat.S_ISREG(st.st_mode):
+            tree.files.append(_source_file(Path(entry.path), path, st))
+        else:
+            raise InputError(
+                f"{entry.path}: a special file (FIFO, socket or device); "
+                "remove it or put only regular files and directories"
+            )
+
+
+class Ingest:
+    """Stores the content of scanned files through one chunk writer.
+
+    ``known(chunk_id)`` says whether the store already holds a chunk; chunks new to the store
+    are added to :attr:`new_chunks` for the caller to index in its commit transaction.
+    """
+
+    def __init__(
+        self, writer: ChunkWriter, known: Callable[[ChunkId], bool], progress: Progress | None = None
+    ) -> None:
+        self._writer = writer
+        self._known = known
+        self._progress = progress or (lambda n: None)
+        self.new_chunks: dict[ChunkId, ChunkLocation] = {}
+        self.stored_bytes = 0
+        self._pending: deque[tuple[ChunkId, int, Future[tuple[codec.Codec, bytes]]]] = deque()
+
+    def run(self, files: Iterable[SourceFile]) -> list[FileEntry]:
+        entries = []
+        with ThreadPoolExecutor(_WORKERS, thread_name_prefix="artfs-compress") as pool:
+            for source in files:
+                entries.append(self._file(source, pool))
+            self._drain(0)
+        return entries
+
+    def _file(self, source: SourceFile, pool: ThreadPoolExecutor) -> FileEntry:
+        refs: list[ChunkRef] = []
+        hasher = FileHasher()
+        size = 0
+        try:
+            for data in chunk_file(source.source, source.size):
+                cid = chunk_id(data)
+                refs.append(ChunkRef(cid, len(data)))
+                hasher.update(data)
+                size += len(data)
+                if cid not in self.new_chunks and not self._known(cid):
+                    self.new_chunks[cid] = ChunkLocation(0, 0, 0, 0, 0)  # placeholder
+                    self._pending.append((cid, len(data), pool.submit(codec.encode, data)))
+                    self._drain(_IN_FLIGHT)
+                self._progress(len(data))
+        except OSError as exc:
+            raise InputError(f"{source.source}: cannot read it ({exc.strerror})") from None
+        if size != source.size:
+            raise InputError(f"{source.source}: changed while it was being stored; try again")
+        digest: FileDigest = hasher.digest()
+        return FileEntry(source.path, Kind.FILE, source.mode, size, source.mtime_ns, digest, tuple(refs))
+
+    def _drain(self, keep: int) -> None:
+        while len(self._pending) > keep:
+            cid, raw_length, future = self._pending.popleft()
+            chosen, payload = future.result()
+            self.new_chunks[cid] = self._writer.add(cid, chosen, payload, raw_length)
+            self.stored_bytes += len(payload)

@@ -1,0 +1,359 @@
+"""The store facade: one object per ``ARTFS_HOME`` that everything above the store layer uses.
+
+Layout of a store directory::
+
+    HOME/index/      the LMDB environment (catalogue, file trees, chunk locations)
+    HOME/packs/      pack files of compressed chunks
+    HOME/store.lock  commits hold it shared, gc exclusive (see artfs.store.locks)
+
+A commit writes and fsyncs its packs first, then adds the version in one index transaction, so
+a crash at any instant leaves either the whole version or none of it (plus unreferenced pack
+bytes that gc reclaims).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from artfs.errors import Conflict, CorruptData, NotFound, StoreError
+from artfs.names import ArtifactName, Ref, check_alias, check_name
+from artfs.store import catalog, codec
+from artfs.store.catalog import ArtifactRecord, VersionRecord
+from artfs.store.chunkstore import ChunkLocation
+from artfs.store.hashing import ChunkId, chunk_id, version_digest
+from artfs.store.index import Index, Table
+from artfs.store.ingest import Ingest, Progress, SourceTree, scan
+from artfs.store.locks import file_lock
+from artfs.store.manifest import ChunkRef, FileEntry, encode_path
+from artfs.store.packs import LocalPackStore
+
+
+def default_home() -> Path:
+    """``$ARTFS_HOME``, else ``$XDG_DATA_HOME/artfs``, else ``~/.local/share/artfs``."""
+    env = os.environ.get("ARTFS_HOME")
+    if env:
+        return Path(env)
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
+    return Path(data) / "artfs"
+
+
+@dataclass
+class PutResult:
+    record: VersionRecord
+    created: bool  # False when identical content already existed as this version
+    new_bytes: int = 0  # bytes appended to packs by this commit
+
+
+@dataclass
+class GcReport:
+    expired: list[str] = field(default_factory=list)  # refs deleted because their TTL passed
+    kept_expired: list[str] = field(default_factory=list)  # expired but holding aliases
+    chunks_removed: int = 0
+    packs_removed: int = 0
+    packs_rewritten: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+
+
+@dataclass(frozen=True)
+class VerifyProblem:
+    ref: str
+    path: str
+    reason: str
+
+
+@dataclass
+class EditRequest:
+    description: str | None = None
+    metadata: dict[str, Any] | None = None
+    add_tags: list[str] = field(default_factory=list)
+    remove_tags: list[str] = field(default_factory=list)
+    ttl_seconds: float | None = None
+    clear_ttl: bool = False
+
+
+class Store:
+    def __init__(self, home: Path, index: Index, chunks: LocalPackStore) -> None:
+        self.home = home
+        self.index = index
+        self.chunks = chunks
+        self._lock_path = home / "store.lock"
+
+    @classmethod
+    def open(cls, home: Path | None = None) -> Store:
+        home = Path(home) if home is not None else default_home()
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+            chunks = LocalPackStore.open(home / "packs")
+        except OSError as exc:
+            raise StoreError(f"cannot use {home} as the artfs store: {exc.strerror}") from None
+        return cls(home, Index.open(home / "index"), chunks)
+
+    def close(self) -> None:
+        self.chunks.close()
+        self.index.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def commit_lock(self) -> Iterator[None]:
+        """Held by every commit; gc takes it exclusively (see artfs.store.locks)."""
+        with file_lock(self._lock_path, exclusive=False):
+            yield
+
+    @contextmanager
+    def gc_lock(self) -> Iterator[None]:
+        with file_lock(self._lock_path, exclusive=True):
+            yield
+
+    # --- reading the catalogue --------------------------------------------------------------
+
+    def projects(self) -> list[str]:
+        with self.index.read() as txn:
+            return catalog.projects(txn)
+
+    def artifacts(self, project: str) -> list[tuple[ArtifactRecord, list[VersionRecord]]]:
+        check_name(project, "project name")
+        with self.index.read() as txn:
+            if txn.get(Table.PROJECTS, project.encode()) is None:
+                raise NotFound(f"project {project!r} does not exist: see 'artfs ls'")
+            return [(a, catalog.versions(txn, a.artifact)) for a in catalog.artifacts(txn, project)]
+
+    def versions(self, art: ArtifactName) -> list[VersionRecord]:
+        with self.index.read() as txn:
+            catalog.require_artifact(txn, art)
+            return catalog.versions(txn, art)
+
+    def resolve(self, ref: Ref | str) -> VersionRecord:
+        ref = Ref.parse(ref) if isinstance(ref, str) else ref
+        with self.index.read() as txn:
+            return catalog.resolve(txn, ref)
+
+    def files(self, record: VersionRecord) -> list[FileEntry]:
+        """Every regular file of a version, sorted by path."""
+        with self.index.read() as txn:
+            found = [e for e in catalog.walk(txn, record) if not e.is_dir]
+        return sorted(found, key=lambda e: encode_path(e.path))
+
+    def entries(self, record: VersionRecord) -> list[FileEntry]:
+        """Every file and directory of a version, sorted by path."""
+        with self.index.read() as txn:
+            found = list(catalog.walk(txn, record))
+        return sorted(found, key=lambda e: encode_path(e.path))
+
+    # --- reading content --------------------------------------------------------------------
+
+    def chunk_location(self, cid: ChunkId) -> ChunkLocation | None:
+        with self.index.read() as txn:
+            data = txn.get(Table.CHUNKS, cid)
+        return None if data is None else ChunkLocation.decode(data)
+
+    def read_chunk(self, ref: ChunkRef) -> bytes:
+        """The verified bytes of a chunk; CorruptData if they do not hash to its id."""
+        loc = self.chunk_location(ref.chunk_id)
+        if loc is None:
+            raise CorruptData(f"chunk {ref.chunk_id.hex()[:16]} is missing from the index")
+        try:
+            data = codec.decode(loc.codec, self.chunks.read(loc), loc.raw_length)
+        except CorruptData:
+            # gc may have moved the chunk since we looked it up: look again once.
+            self.chunks.forget(loc.pack_id)
+            fresh = self.chunk_location(ref.chunk_id)
+            if fresh is None or fresh == loc:
+                raise
+            loc = fresh
+            data = codec.decode(loc.codec, self.chunks.read(loc), loc.raw_length)
+        if len(data) != ref.length or chunk_id(data) != ref.chunk_id:
+            raise CorruptData(f"chunk {ref.chunk_id.hex()[:16]} does not match its hash")
+        return data
+
+    def iter_file(self, entry: FileEntry) -> Iterator[bytes]:
+        """A file's content chunk by chunk; CorruptData names the file."""
+        for ref in entry.chunks:
+            try:
+                yield self.read_chunk(ref)
+            except CorruptData as exc:
+                raise CorruptData(f"{entry.path}: {exc}") from None
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def put(self, source: Path, art: ArtifactName, **options: Any) -> PutResult:
+        """Store ``source`` (a file or directory) as the next version of ``art``."""
+        return self.commit(scan(Path(source)), art, **options)
+
+    def commit(
+        self,
+        tree: SourceTree,
+        art: ArtifactName,
+        *,
+        type_: str = "dataset",
+        aliases: list[str] | None = None,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        ttl_seconds: float | None = None,
+        logged_by: str | None = None,
+        progress: Progress | None = None,
+    ) -> PutResult:
+        """Store a scanned tree as the next version of ``art``, or report the identical one.
+
+        Everything a user can get wrong is checked before the first chunk is written.
+        """
+        aliases = [check_alias(a) for a in aliases or []]
+        tags = [check_name(t, "tag") for t in tags or []]
+        check_name(type_, "type")
+        with self.index.read() as txn:
+            catalog.check_type(catalog.get_artifact(txn, art), art, type_)
+        draft = dict(
+            type=type_, description=description, metadata=metadata or {}, tags=sorted(set(tags)),
+            logged_by=logged_by, ttl_seconds=ttl_seconds,
+        )
+        with self.commit_lock():
+            writer = self.chunks.writer()
+            try:
+                with self.index.read() as txn:
+                    ingest = Ingest(
+                        writer, lambda cid: txn.get(Table.CHUNKS, cid) is not None, progress
+                    )
+                    entries = ingest.run(tree.files)
+                writer.commit()
+                with self.index.write() as txn:
+                    result = self._add_version(txn, art, entries + tree.dirs, aliases, draft)
+                    if result.created:
+                        for cid, loc in ingest.new_chunks.items():
+                            txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
+            except BaseException as exc:
+                writer.abort()
+                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                    raise StoreError(
+                        f"no space left on the device holding {self.home}: "
+                        "free some space (or run 'artfs gc') and try again"
+                    ) from None
+                raise
+            if not result.created:
+                writer.abort()  # identical content: nothing new is referenced
+            result.new_bytes = ingest.stored_bytes if result.created else 0
+            return result
+
+    def _add_version(
+        self,
+        txn: Any,
+        art: ArtifactName,
+        entries: list[FileEntry],
+        aliases: list[str],
+        draft: dict[str, Any],
+    ) -> PutResult:
+        artifact = catalog.get_artifact(txn, art)
+        catalog.check_type(artifact, art, draft["type"])
+        digest = version_digest(
+            [(encode_path(e.path), e.digest) for e in entries if not e.is_dir]
+        ).hex()
+        existing = catalog.version_by_digest(txn, art, digest)
+        if existing is not None:
+            for alias in aliases:
+                catalog.set_alias(txn, art, alias, existing)
+            record = catalog.get_version(txn, art, existing)
+            assert record is not None
+            return PutResult(record, created=False)
+        if artifact is None:
+            catalog.ensure_project(txn, art.project)
+            tombstones = catalog.versions(txn, art, include_deleted=True)
+            next_version = max((r.number for r in tombstones), default=-1) + 1
+            artifact = ArtifactRecord(art.project, art.name, draft["type"], time.time(), next_version)
+        now = time.time()
+        ttl = draft.pop("ttl_seconds")
+        record = VersionRecord(
+            project=art.project, name=art.name, number=artifact.next_version, digest=digest,
+            created=now, size=sum(e.size for e in entries), files=sum(not e.is_dir for e in entries),
+            expires=None if ttl is None else now + ttl, **draft,
+        )
+        catalog.add_version(txn, record, entries)
+        for alias in aliases:
+            catalog.set_alias(txn, art, alias, record.number)
+        artifact.next_version += 1
+        catalog.put_artifact(txn, artifact)
+        fresh = catalog.get_version(txn, art, record.number)
+        assert fresh is not None
+        return PutResult(fresh, created=True)
+
+    # --- changing the catalogue -------------------------------------------------------------
+
+    def set_alias(self, ref: Ref, alias: str) -> VersionRecord:
+        check_alias(alias)
+        with self.index.write() as txn:
+            record = catalog.resolve(txn, ref)
+            catalog.set_alias(txn, ref.artifact, alias, record.number)
+            return catalog.resolve(txn, Ref(ref.artifact, record.version))
+
+    def remove_alias(self, art: ArtifactName, alias: str) -> None:
+        check_alias(alias)
+        with self.index.write() as txn:
+            catalog.require_artifact(txn, art)
+            catalog.remove_alias(txn, art, alias)
+
+    def edit(self, ref: Ref, request: EditRequest) -> VersionRecord:
+        for tag in request.add_tags:
+            check_name(tag, "tag")
+        with self.index.write() as txn:
+            record = catalog.resolve(txn, ref)
+            if request.description is not None:
+                record.description = request.description
+            if request.metadata is not None:
+                record.metadata = request.metadata
+            record.tags = sorted((set(record.tags) | set(request.add_tags)) - set(request.remove_tags))
+            if request.clear_ttl:
+                record.expires = None
+            elif request.ttl_seconds is not None:
+                record.expires = record.created + request.ttl_seconds
+            catalog.put_version(txn, record)
+            return catalog.resolve(txn, Ref(ref.artifact, record.version))
+
+    def delete_version(self, ref: Ref, *, force: bool = False) -> VersionRecord:
+        with self.index.write() as txn:
+            record = catalog.resolve(txn, ref)
+            held = [a for a in record.aliases if a != "latest"]
+            if held and not force:
+                raise Conflict(
+                    f"{record.ref} holds the alias(es) {', '.join(held)}: move them first "
+                    "or pass --force to delete the version with its aliases"
+                )
+            catalog.mark_deleted(txn, record)
+            return record
+
+    def delete_artifact(self, art: ArtifactName) -> list[VersionRecord]:
+        with self.index.write() as txn:
+            catalog.require_artifact(txn, art)
+            deleted = catalog.versions(txn, art)
+            for record in deleted:
+                catalog.mark_deleted(txn, record)
+            txn.delete(Table.ARTIFACTS, catalog.artifact_key(art))
+            return deleted
+
+    def expire(self, now: float | None = None) -> tuple[list[str], list[str]]:
+        """Delete versions whose TTL has passed, except those holding a custom alias."""
+        now = time.time() if now is None else now
+        deleted, kept = [], []
+        with self.index.write() as txn:
+            for project in catalog.projects(txn):
+                for artifact in catalog.artifacts(txn, project):
+                    for record in catalog.versions(txn, artifact.artifact):
+                        if record.expires is None or record.expires > now:
+                            continue
+                        if any(a != "latest" for a in record.aliases):
+                            kept.append(record.ref)
+                        else:
+                            catalog.mark_deleted(txn, record)
+                            deleted.append(record.ref)
+        return deleted, kept
+
