@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Buffer
 
 import zstandard
 
 from artfs.errors import CorruptData
+
+Buffer = bytes | bytearray | memoryview
 
 LEVEL = 1
 _SAMPLE = 16 << 10

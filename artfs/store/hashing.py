@@ -7,10 +7,11 @@ three are distinct types so they cannot be mixed up.
 
 from __future__ import annotations
 
-from collections.abc import Buffer
 from typing import NewType
 
 import blake3
+
+Buffer = bytes | bytearray | memoryview
 
 ChunkId = NewType("ChunkId", bytes)
 FileDigest = NewType("FileDigest", bytes)
