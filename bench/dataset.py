@@ -31,7 +31,11 @@ def make_mixed(root: Path, *, scale: float = 1.0, seed: int = 0) -> int:
     labels.mkdir()
     for i in range(samples):
         (images / f"{i:06d}.bin").write_bytes(rng.randbytes(rng.randint(2 << 10, 30 << 10)))
-        label = {"id": i, "class": rng.randrange(10), "bbox": [rng.randrange(256) for _ in range(4)]}
+        label = {
+            "id": i,
+            "class": rng.randrange(10),
+            "bbox": [rng.randrange(256) for _ in range(4)],
+        }
         (labels / f"{i:06d}.json").write_text(json.dumps(label))
     tables = root / "tables"
     tables.mkdir()
@@ -81,7 +85,7 @@ def tree_size(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
-WORDS = (
+WORDS = (  # noqa: SIM905
     "the model learns a robust representation of noisy labels across many training epochs "
     "while validation loss keeps falling and the optimizer settles into a flat minimum"
 ).split()

@@ -51,7 +51,9 @@ def _metadata(text: str | None) -> dict[str, Any] | None:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidName(f"--metadata is not valid JSON ({exc.msg}): give an object like '{{\"k\": 1}}'") from None
+        raise InvalidName(
+            f"--metadata is not valid JSON ({exc.msg}): give an object like '{{\"k\": 1}}'"
+        ) from None
     if not isinstance(value, dict):
         raise InvalidName("--metadata must be a JSON object, like '{\"epochs\": 10}'")
     return value
@@ -87,8 +89,15 @@ def cli(ctx: click.Context, home: Path | None, quiet: bool) -> None:
 @click.option("--ttl", help="Time to live, e.g. 30d; 'artfs gc' deletes expired versions.")
 @pass_ctx
 def put(
-    ctx: Context, path: Path, ref: str, type_: str, aliases: tuple[str, ...],
-    description: str | None, metadata: str | None, tags: tuple[str, ...], ttl: str | None,
+    ctx: Context,
+    path: Path,
+    ref: str,
+    type_: str,
+    aliases: tuple[str, ...],
+    description: str | None,
+    metadata: str | None,
+    tags: tuple[str, ...],
+    ttl: str | None,
 ) -> None:
     """Store a file or directory PATH as the next version of REF (project/name)."""
     art = _artifact(ref)
@@ -97,8 +106,15 @@ def put(
         tree = scan(path)
         with console.progress(tree.total_bytes, f"put {art}", quiet=ctx.quiet) as advance:
             result = store.commit(
-                tree, art, type_=type_, aliases=list(aliases), description=description,
-                metadata=meta, tags=list(tags), ttl_seconds=ttl_seconds, progress=advance,
+                tree,
+                art,
+                type_=type_,
+                aliases=list(aliases),
+                description=description,
+                metadata=meta,
+                tags=list(tags),
+                ttl_seconds=ttl_seconds,
+                progress=advance,
             )
     record = result.record
     if not ctx.quiet:
@@ -154,16 +170,30 @@ def ls_(ctx: Context, target: str | None, as_json: bool) -> None:
         else:
             found = store.artifacts(target)
             if as_json:
-                console.print_json([
-                    {"name": a.name, "type": a.type, "versions": len(vs),
-                     "latest": vs[-1].version if vs else None}
-                    for a, vs in found
-                ])
+                console.print_json(
+                    [
+                        {
+                            "name": a.name,
+                            "type": a.type,
+                            "versions": len(vs),
+                            "latest": vs[-1].version if vs else None,
+                        }
+                        for a, vs in found
+                    ]
+                )
             else:
                 console.print_table(
                     ["name", "type", "versions", "latest", "size"],
-                    [[a.name, a.type, len(vs), vs[-1].version if vs else "-",
-                      render.human_size(vs[-1].size) if vs else "-"] for a, vs in found],
+                    [
+                        [
+                            a.name,
+                            a.type,
+                            len(vs),
+                            vs[-1].version if vs else "-",
+                            render.human_size(vs[-1].size) if vs else "-",
+                        ]
+                        for a, vs in found
+                    ],
                 )
 
 
@@ -179,8 +209,20 @@ def info(ctx: Context, ref: str, as_json: bool) -> None:
     if as_json:
         console.print_json(data)
         return
-    for key in ("ref", "type", "aliases", "digest", "files", "size", "created", "description",
-                "tags", "metadata", "logged_by", "expires"):
+    for key in (
+        "ref",
+        "type",
+        "aliases",
+        "digest",
+        "files",
+        "size",
+        "created",
+        "description",
+        "tags",
+        "metadata",
+        "logged_by",
+        "expires",
+    ):
         value = data[key]
         if isinstance(value, list):
             value = ", ".join(value)
@@ -201,8 +243,10 @@ def files(ctx: Context, ref: str, as_json: bool) -> None:
         entries = store.files(store.resolve(_ref(ref)))
     if as_json:
         console.print_json(
-            [{"path": e.path, "size": e.size, "digest": e.digest.hex(), "mode": oct(e.mode)}
-             for e in entries]
+            [
+                {"path": e.path, "size": e.size, "digest": e.digest.hex(), "mode": oct(e.mode)}
+                for e in entries
+            ]
         )
     else:
         console.print_table(
@@ -254,13 +298,22 @@ def alias(ctx: Context, ref: str, alias: str, remove: bool) -> None:
 @click.option("--ttl", help="Time to live from creation, e.g. 30d; 'none' removes it.")
 @pass_ctx
 def edit(
-    ctx: Context, ref: str, description: str | None, metadata: str | None,
-    tags: tuple[str, ...], untags: tuple[str, ...], ttl: str | None,
+    ctx: Context,
+    ref: str,
+    description: str | None,
+    metadata: str | None,
+    tags: tuple[str, ...],
+    untags: tuple[str, ...],
+    ttl: str | None,
 ) -> None:
     """Change what may change after logging: description, metadata, tags, TTL."""
     request = EditRequest(
-        description=description, metadata=_metadata(metadata), add_tags=list(tags),
-        remove_tags=list(untags), ttl_seconds=_ttl(ttl), clear_ttl=ttl == "none",
+        description=description,
+        metadata=_metadata(metadata),
+        add_tags=list(tags),
+        remove_tags=list(untags),
+        ttl_seconds=_ttl(ttl),
+        clear_ttl=ttl == "none",
     )
     with ctx.store() as store:
         record = store.edit(_ref(ref), request)
@@ -303,7 +356,8 @@ def gc(ctx: Context) -> None:
     console.print_line(
         f"reclaimed {render.human_size(report.bytes_before - report.bytes_after)}: "
         f"{report.chunks_removed} chunks, {report.packs_removed} packs removed, "
-        f"{report.packs_rewritten} packs compacted; store is {render.human_size(report.bytes_after)}"
+        f"{report.packs_rewritten} packs compacted; "
+        f"store is {render.human_size(report.bytes_after)}"
     )
 
 
@@ -316,9 +370,7 @@ def verify_(ctx: Context, ref: str | None) -> None:
         if ref:
             records = [store.resolve(_ref(ref))]
         else:
-            records = [
-                r for p in store.projects() for _, vs in store.artifacts(p) for r in vs
-            ]
+            records = [r for p in store.projects() for _, vs in store.artifacts(p) for r in vs]
         total = sum(r.size for r in records)
         with console.progress(total, "verify", quiet=ctx.quiet) as advance:
             problems = verify(store, records, advance)
@@ -327,7 +379,9 @@ def verify_(ctx: Context, ref: str | None) -> None:
     if problems:
         console.error(f"{len(problems)} broken files in {len({p.ref for p in problems})} versions")
         sys.exit(1)
-    console.print_line(f"ok: {len(records)} versions, {sum(r.files for r in records)} files verified")
+    console.print_line(
+        f"ok: {len(records)} versions, {sum(r.files for r in records)} files verified"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

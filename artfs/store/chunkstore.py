@@ -19,7 +19,7 @@ _LOCATION = struct.Struct("<QQIIB")
 
 @dataclass(frozen=True, slots=True)
 class ChunkLocation:
-    """Where a chunk's stored bytes are: ``stored_length`` bytes at ``offset`` of pack ``pack_id``."""
+    """Where a chunk is: ``stored_length`` bytes at ``offset`` of pack ``pack_id``."""
 
     pack_id: int
     offset: int
@@ -40,8 +40,9 @@ class ChunkLocation:
 class ChunkWriter(Protocol):
     """Appends chunks for one commit; nothing is durable until :meth:`commit` returns."""
 
-    def add(self, chunk_id: ChunkId, codec: int, payload: bytes, raw_length: int) -> ChunkLocation:
-        ...
+    def add(
+        self, chunk_id: ChunkId, codec: int, payload: bytes, raw_length: int
+    ) -> ChunkLocation: ...
 
     def commit(self) -> None:
         """Make every added chunk durable (written and fsynced)."""

@@ -55,9 +55,7 @@ def _mark(store: Store) -> set[ChunkId]:
             vkey = key[: key.index(b"\0") + 5]
             if vkey not in committed:
                 data = txn.get(Table.VERSIONS, vkey)
-                committed[vkey] = (
-                    data is not None and VersionRecord.decode(data).state == COMMITTED
-                )
+                committed[vkey] = data is not None and VersionRecord.decode(data).state == COMMITTED
             if committed[vkey]:
                 entry = FileEntry.decode(path_from_key(vkey, key), value)
                 live.update(ref.chunk_id for ref in entry.chunks)

@@ -56,15 +56,18 @@ class Txn:
     def delete(self, table: Table, key: bytes) -> bool:
         return bool(self._txn.delete(key, db=self._dbs[table]))
 
-    def scan(self, table: Table, prefix: bytes = b"", start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+    def scan(
+        self, table: Table, prefix: bytes = b"", start: bytes = b""
+    ) -> Iterator[tuple[bytes, bytes]]:
         """Pairs whose key starts with ``prefix``, in key order, from ``prefix + start`` on."""
         with self._txn.cursor(db=self._dbs[table]) as cursor:
             if not cursor.set_range(prefix + start):
                 return
-            for key, value in cursor:
+            for raw_key, value in cursor:
+                key = bytes(raw_key)
                 if not key.startswith(prefix):
                     return
-                yield bytes(key), bytes(value)
+                yield key, bytes(value)
 
     def delete_prefix(self, table: Table, prefix: bytes) -> int:
         keys = [key for key, _ in self.scan(table, prefix)]

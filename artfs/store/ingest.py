@@ -86,7 +86,9 @@ def _source_file(source: Path, path: str, st: os.stat_result) -> SourceFile:
     return SourceFile(path, source, st.st_size, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
 
 
-def _scan_dir(directory: Path, prefix: str, tree: SourceTree, ancestors: set[tuple[int, int]]) -> None:
+def _scan_dir(
+    directory: Path, prefix: str, tree: SourceTree, ancestors: set[tuple[int, int]]
+) -> None:
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except OSError as exc:
@@ -103,9 +105,7 @@ def _scan_dir(directory: Path, prefix: str, tree: SourceTree, ancestors: set[tup
             ident = (st.st_dev, st.st_ino)
             if ident in ancestors:
                 raise InputError(f"{entry.path}: a symlink loop back to a parent directory")
-            tree.dirs.append(
-                FileEntry(path, Kind.DIR, stat.S_IMODE(st.st_mode), 0, st.st_mtime_ns)
-            )
+            tree.dirs.append(FileEntry(path, Kind.DIR, stat.S_IMODE(st.st_mode), 0, st.st_mtime_ns))
             _scan_dir(Path(entry.path), path, tree, ancestors | {ident})
         elif stat.S_ISREG(st.st_mode):
             tree.files.append(_source_file(Path(entry.path), path, st))
@@ -124,7 +124,10 @@ class Ingest:
     """
 
     def __init__(
-        self, writer: ChunkWriter, known: Callable[[ChunkId], bool], progress: Progress | None = None
+        self,
+        writer: ChunkWriter,
+        known: Callable[[ChunkId], bool],
+        progress: Progress | None = None,
     ) -> None:
         self._writer = writer
         self._known = known
@@ -161,7 +164,9 @@ class Ingest:
         if size != source.size:
             raise InputError(f"{source.source}: changed while it was being stored; try again")
         digest: FileDigest = hasher.digest()
-        return FileEntry(source.path, Kind.FILE, source.mode, size, source.mtime_ns, digest, tuple(refs))
+        return FileEntry(
+            source.path, Kind.FILE, source.mode, size, source.mtime_ns, digest, tuple(refs)
+        )
 
     def _drain(self, keep: int) -> None:
         while len(self._pending) > keep:

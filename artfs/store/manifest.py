@@ -68,7 +68,9 @@ class FileEntry:
         kind, mode, size, mtime_ns, digest, count = _HEAD.unpack_from(data)
         chunks = tuple(
             ChunkRef(ChunkId(cid), length)
-            for cid, length in _CHUNK.iter_unpack(data[_HEAD.size : _HEAD.size + count * _CHUNK.size])
+            for cid, length in _CHUNK.iter_unpack(
+                data[_HEAD.size : _HEAD.size + count * _CHUNK.size]
+            )
         )
         return cls(path, Kind(kind), mode, size, mtime_ns, FileDigest(digest), chunks)
 

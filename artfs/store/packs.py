@@ -15,6 +15,7 @@ files behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import struct
@@ -178,9 +179,7 @@ class PackWriter:
             self._flush()
             self._new_pack()
         header = record_header(chunk_id, codec, raw_length, len(payload))
-        loc = ChunkLocation(
-            self._pack_id, self._end + len(header), len(payload), raw_length, codec
-        )
+        loc = ChunkLocation(self._pack_id, self._end + len(header), len(payload), raw_length, codec)
         self._buffer += header
         self._buffer += payload
         self._end += len(header) + len(payload)
@@ -207,10 +206,9 @@ class PackWriter:
         self._buffer.clear()
         self._release()
         for pack_id in self.created:
-            try:
+            # Best effort: a pack left behind is unreferenced, and gc reclaims it.
+            with contextlib.suppress(OSError):
                 self._store.path(pack_id).unlink(missing_ok=True)
-            except OSError:
-                pass  # best effort: an unreferenced pack is reclaimed by gc
         self.created.clear()
 
     def _release(self) -> None:

@@ -216,8 +216,12 @@ class Store:
         with self.index.read() as txn:
             catalog.check_type(catalog.get_artifact(txn, art), art, type_)
         draft = dict(
-            type=type_, description=description, metadata=metadata or {}, tags=sorted(set(tags)),
-            logged_by=logged_by, ttl_seconds=ttl_seconds,
+            type=type_,
+            description=description,
+            metadata=metadata or {},
+            tags=sorted(set(tags)),
+            logged_by=logged_by,
+            ttl_seconds=ttl_seconds,
         )
         with self.commit_lock():
             writer = self.chunks.writer()
@@ -270,13 +274,21 @@ class Store:
             catalog.ensure_project(txn, art.project)
             tombstones = catalog.versions(txn, art, include_deleted=True)
             next_version = max((r.number for r in tombstones), default=-1) + 1
-            artifact = ArtifactRecord(art.project, art.name, draft["type"], time.time(), next_version)
+            artifact = ArtifactRecord(
+                art.project, art.name, draft["type"], time.time(), next_version
+            )
         now = time.time()
         ttl = draft.pop("ttl_seconds")
         record = VersionRecord(
-            project=art.project, name=art.name, number=artifact.next_version, digest=digest,
-            created=now, size=sum(e.size for e in entries), files=sum(not e.is_dir for e in entries),
-            expires=None if ttl is None else now + ttl, **draft,
+            project=art.project,
+            name=art.name,
+            number=artifact.next_version,
+            digest=digest,
+            created=now,
+            size=sum(e.size for e in entries),
+            files=sum(not e.is_dir for e in entries),
+            expires=None if ttl is None else now + ttl,
+            **draft,
         )
         catalog.add_version(txn, record, entries)
         for alias in aliases:
@@ -311,7 +323,9 @@ class Store:
                 record.description = request.description
             if request.metadata is not None:
                 record.metadata = request.metadata
-            record.tags = sorted((set(record.tags) | set(request.add_tags)) - set(request.remove_tags))
+            record.tags = sorted(
+                (set(record.tags) | set(request.add_tags)) - set(request.remove_tags)
+            )
             if request.clear_ttl:
                 record.expires = None
             elif request.ttl_seconds is not None:
@@ -356,4 +370,3 @@ class Store:
                             catalog.mark_deleted(txn, record)
                             deleted.append(record.ref)
         return deleted, kept
-
