@@ -1,0 +1,173 @@
+"""Shared fixtures: a fresh store, small generated trees, and the real ``artfs`` console script.
+
+Kept generic on purpose: tests/mount/ has its own conftest for mount fixtures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from artfs.store import Store
+
+ARTFS = Path(sys.executable).parent / "artfs"
+
+# A tree spec maps a relative path to file content (bytes or str), or to None for an empty
+# directory. Parent directories are created as needed.
+TreeSpec = Mapping[str, bytes | str | None]
+
+
+def random_bytes(size: int, seed: int = 0) -> bytes:
+    """Incompressible, reproducible bytes (fast: one call into the RNG)."""
+    return random.Random(seed).randbytes(size)
+
+
+def text_bytes(size: int, seed: int = 0) -> bytes:
+    """Compressible CSV-like text of exactly ``size`` bytes."""
+    rng = random.Random(seed)
+    lines = []
+    total = 0
+    while total < size:
+        line = f"{rng.randrange(10**6)},{rng.random():.6f},label_{rng.randrange(10)}\n"
+        lines.append(line)
+        total += len(line)
+    return "".join(lines).encode()[:size]
+
+
+def make_tree(root: Path, spec: TreeSpec) -> Path:
+    """Create ``spec`` under ``root`` (created too) and return ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, content in spec.items():
+        path = root / rel
+        if content is None:
+            path.mkdir(parents=True, exist_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return root
+
+
+def read_tree(root: Path) -> dict[str, bytes | None]:
+    """The inverse of make_tree: every file's bytes and every directory (as None)."""
+    found: dict[str, bytes | None] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        found[rel] = None if path.is_dir() else path.read_bytes()
+    return found
+
+
+def pack_listing(home: Path) -> dict[str, int]:
+    """Pack file names and sizes: what a failed command must leave exactly as it was."""
+    packs = home / "packs"
+    if not packs.exists():
+        return {}
+    return {p.name: p.stat().st_size for p in sorted(packs.iterdir())}
+
+
+def packs_bytes(home: Path) -> int:
+    return sum(pack_listing(home).values())
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """Where the store of this test lives (not created: Store.open and the CLI create it)."""
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def store(home: Path) -> Iterator[Store]:
+    """A fresh store, opened in this process. Do not mix with CLI calls on the same home
+    while it is open only when the test means to (LMDB allows one environment per process)."""
+    with Store.open(home) as opened:
+        yield opened
+
+
+@pytest.fixture(name="make_tree")
+def make_tree_fixture() -> Any:
+    return make_tree
+
+
+@pytest.fixture(name="run_cli")
+def run_cli_fixture(home: Path) -> Any:
+    """``run_cli(*args, home=HOME, input=None, check=False)``; home defaults to this test's."""
+
+    def bound(*args: str | os.PathLike[str], **kwargs: Any) -> CliResult:
+        kwargs.setdefault("home", home)
+        return run_cli(*args, **kwargs)
+
+    return bound
+
+
+@pytest.fixture(name="store_state")
+def store_state_fixture(home: Path) -> Any:
+    """``store_state()``: pack files with sizes plus ``artfs ls --json`` at every level, to
+    compare before and after a command that must leave the store exactly as it was."""
+
+    def snapshot() -> dict[str, Any]:
+        listing: dict[str, Any] = {}
+        projects = run_cli("ls", "--json", home=home, check=True).json()
+        listing[""] = projects
+        for project in projects:
+            artifacts = run_cli("ls", project, "--json", home=home, check=True).json()
+            listing[project] = artifacts
+            for artifact in artifacts:
+                name = f"{project}/{artifact['name']}"
+                listing[name] = run_cli("ls", name, "--json", home=home, check=True).json()
+        return {"packs": pack_listing(home), "ls": listing}
+
+    return snapshot
+
+
+class CliResult:
+    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
+        self.returncode = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.returncode, self.stdout, self.stderr))
+
+    @property
+    def last_line(self) -> str:
+        return self.stdout.strip().splitlines()[-1]
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def __repr__(self) -> str:
+        return f"CliResult(rc={self.returncode}, stdout={self.stdout!r}, stderr={self.stderr!r})"
+
+
+def run_cli(
+    *args: str | os.PathLike[str],
+    home: Path,
+    input: str | None = None,
+    check: bool = False,
+    timeout: float = 60,
+) -> CliResult:
+    """Run the installed ``artfs`` console script against store ``home``.
+
+    Returns a CliResult that unpacks as (returncode, stdout, stderr); ``check=True`` fails the
+    test with both streams when the command exits non-zero.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARTFS_")}
+    proc = subprocess.run(
+        [str(ARTFS), "--home", str(home), *map(str, args)],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    result = CliResult(proc)
+    if check and result.returncode != 0:
+        pytest.fail(f"artfs {' '.join(map(str, args))} failed: {result!r}")
+    return result
