@@ -26,7 +26,7 @@ from artfs.names import check_path
 from artfs.store import codec
 from artfs.store.chunking import chunk_file
 from artfs.store.chunkstore import ChunkLocation, ChunkWriter
-from artfs.store.hashing import ChunkId, FileDigest, FileHasher, chunk_id
+from artfs.store.hashing import ChunkId, FileDigest, FileHasher, chunk_id, file_digest
 from artfs.store.manifest import ChunkRef, FileEntry, Kind
 
 Progress = Callable[[int], None]
@@ -34,6 +34,8 @@ Progress = Callable[[int], None]
 # Chunks in flight between the hashing thread and the compressors: bounds memory to about
 # this many average chunks while keeping both cores busy.
 _IN_FLIGHT = 16
+# Chunks at least this large are compressed on a worker thread; smaller ones inline.
+_ENCODE_ON_WORKER = 64 << 10
 _WORKERS = max(2, min(4, os.cpu_count() or 2))
 
 
@@ -146,27 +148,49 @@ class Ingest:
 
     def _file(self, source: SourceFile, pool: ThreadPoolExecutor) -> FileEntry:
         refs: list[ChunkRef] = []
-        hasher = FileHasher()
+        # A one-chunk file's digest is its chunk id (both are BLAKE3 of the same bytes), so
+        # the whole-file hash is only fed once a second chunk shows up.
+        hasher: FileHasher | None = None
+        first: bytes | memoryview = b""
         size = 0
         try:
             for data in chunk_file(source.source, source.size):
                 cid = chunk_id(data)
                 refs.append(ChunkRef(cid, len(data)))
-                hasher.update(data)
+                if len(refs) == 1:
+                    first = data
+                else:
+                    if hasher is None:
+                        hasher = FileHasher()
+                        hasher.update(first)
+                    hasher.update(data)
                 size += len(data)
                 if cid not in self.new_chunks and not self._known(cid):
                     self.new_chunks[cid] = ChunkLocation(0, 0, 0, 0, 0)  # placeholder
-                    self._pending.append((cid, len(data), pool.submit(codec.encode, data)))
+                    self._pending.append((cid, len(data), self._encode(pool, data)))
                     self._drain(_IN_FLIGHT)
                 self._progress(len(data))
         except OSError as exc:
             raise InputError(f"{source.source}: cannot read it ({exc.strerror})") from None
         if size != source.size:
             raise InputError(f"{source.source}: changed while it was being stored; try again")
-        digest: FileDigest = hasher.digest()
+        if hasher is not None:
+            digest = hasher.digest()
+        else:
+            digest = FileDigest(refs[0].chunk_id) if refs else file_digest(b"")
         return FileEntry(
             source.path, Kind.FILE, source.mode, size, source.mtime_ns, digest, tuple(refs)
         )
+
+    def _encode(
+        self, pool: ThreadPoolExecutor, data: memoryview
+    ) -> Future[tuple[codec.Codec, bytes]]:
+        if len(data) >= _ENCODE_ON_WORKER:
+            return pool.submit(codec.encode, data)
+        # A thread hop costs more than encoding a small chunk (sampled or tiny) in place.
+        done: Future[tuple[codec.Codec, bytes]] = Future()
+        done.set_result(codec.encode(data))
+        return done
 
     def _drain(self, keep: int) -> None:
         while len(self._pending) > keep:

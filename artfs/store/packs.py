@@ -21,6 +21,7 @@ import secrets
 import struct
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from artfs.errors import CorruptData
@@ -156,6 +157,10 @@ class PackWriter:
         self._pack_id = 0
         self._end = 0
         self._buffer = bytearray()
+        # Batches are written by one background thread so the kernel copy overlaps with
+        # chunking and hashing (pwrite of 84 MB took 0.2 s of a 0.6 s put when inline).
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="artfs-packio")
+        self._inflight: Future[int] | None = None
         # (fd, pack_id) of the packs still open; ``created`` outlives commit so that a commit
         # whose index transaction failed can still remove the packs nobody references.
         self._touched: list[tuple[int, int]] = []
@@ -189,11 +194,18 @@ class PackWriter:
 
     def _flush(self) -> None:
         if self._buffer:
-            os.pwrite(self._fd, self._buffer, self._end - len(self._buffer))
-            self._buffer.clear()
+            self._wait()
+            batch, self._buffer = self._buffer, bytearray()
+            self._inflight = self._io.submit(_pwrite_all, self._fd, batch, self._end - len(batch))
+
+    def _wait(self) -> None:
+        if self._inflight is not None:
+            written, self._inflight = self._inflight.result(), None
+            del written
 
     def commit(self) -> None:
         self._flush()
+        self._wait()
         for fd, _ in self._touched:
             os.fsync(fd)
         if self._touched:
@@ -204,6 +216,8 @@ class PackWriter:
         """Remove every pack this writer created; safe before or after :meth:`commit`, as
         long as no index entry was made to point into them."""
         self._buffer.clear()
+        with contextlib.suppress(OSError):
+            self._wait()
         self._release()
         for pack_id in self.created:
             # Best effort: a pack left behind is unreferenced, and gc reclaims it.
@@ -212,10 +226,19 @@ class PackWriter:
         self.created.clear()
 
     def _release(self) -> None:
+        self._io.shutdown(wait=True)
         for fd, _ in self._touched:
             os.close(fd)
         self._touched.clear()
         self._fd = -1
+
+
+def _pwrite_all(fd: int, data: bytearray, offset: int) -> int:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+    return len(data)
 
 
 def _fsync_dir(path: Path) -> None:
