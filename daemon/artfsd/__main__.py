@@ -1,0 +1,3 @@
+from artfsd.main import main
+
+main()

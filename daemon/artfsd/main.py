@@ -1,0 +1,167 @@
+"""``artfsd``: mount an artfs store and serve it until unmounted or signalled.
+
+The one place that wires the daemon: options, logging, the mountpoint checks, the store, the
+FUSE session, the trio nursery, signals and readiness (systemd ``READY=1`` and, for
+``artfs mount``, a line on ``--ready-fd``). The daemon always runs in the foreground; ``artfs
+mount`` backgrounds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from artfs.errors import ArtfsError
+from artfs.store.repository import Store, default_home
+from artfs.vfs import DEFAULT_CACHE_BYTES, Vfs
+from artfsd.mountpoint import FSNAME, prepare
+from artfsd.operations import ArtfsOperations
+
+log = logging.getLogger("artfsd")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="artfsd", description="Mount every version of an artfs store read-only."
+    )
+    parser.add_argument("mountpoint", type=Path)
+    parser.add_argument("--home", type=Path, help="store directory (default: $ARTFS_HOME)")
+    parser.add_argument(
+        "--allow-other", action="store_true", help="let other users (and containers) read it"
+    )
+    parser.add_argument(
+        "--cache-mb",
+        type=int,
+        default=DEFAULT_CACHE_BYTES >> 20,
+        help="memory for decompressed chunks (default %(default)s MiB)",
+    )
+    parser.add_argument("--threads", type=int, default=4, help="chunk-loading worker threads")
+    parser.add_argument("--debug", action="store_true", help="log every request")
+    parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def setup_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s artfsd[%(process)d] %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def mount_options(allow_other: bool) -> set[str]:
+    # ro: every node is read-only until staging becomes writable, so the kernel answers EROFS
+    # to writes itself. default_permissions: the kernel checks modes, we never see the request.
+    options = {"default_permissions", "ro", f"fsname={FSNAME}", f"subtype={FSNAME}"}
+    if allow_other:
+        options.add("allow_other")
+    return options
+
+
+def sd_notify(message: str) -> None:
+    """Send ``message`` to systemd's notify socket, if we run under a Type=notify unit."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # abstract namespace
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        sock.connect(address)
+        sock.sendall(message.encode())
+
+
+class Readiness:
+    """Tells whoever started us whether the mount came up (``--ready-fd``), exactly once."""
+
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd
+
+    def send(self, line: str) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._fd, (line + "\n").encode())
+            os.close(self._fd)
+        self._fd = None
+
+
+async def announce_ready(mountpoint: Path, ready: Readiness) -> None:
+    # A stat through the mount needs the loop to answer INIT and GETATTR: once it returns,
+    # the mount is serving.
+    await trio.to_thread.run_sync(os.stat, mountpoint)
+    log.info("serving %s", mountpoint)
+    ready.send("READY")
+    sd_notify("READY=1\nSTATUS=serving " + str(mountpoint))
+
+
+async def watch_signals() -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("%s: unmounting", signal.Signals(signum).name)
+            sd_notify("STOPPING=1")
+            pyfuse3.terminate()
+            return
+
+
+async def serve(ops: ArtfsOperations, mountpoint: Path, ready: Readiness) -> None:
+    async with trio.open_nursery() as nursery:
+        ops.nursery = nursery
+        nursery.start_soon(watch_signals)
+        nursery.start_soon(announce_ready, mountpoint, ready)
+        await pyfuse3.main(min_tasks=4, max_tasks=64)
+        nursery.cancel_scope.cancel()
+
+
+def run(args: argparse.Namespace, ready: Readiness) -> None:
+    mountpoint = prepare(args.mountpoint)
+    store = Store.open(args.home or default_home())  # clears stale LMDB reader slots
+    try:
+        vfs = Vfs.create(store, cache_bytes=args.cache_mb << 20)
+        ops = ArtfsOperations(vfs, threads=args.threads)
+        try:
+            pyfuse3.init(ops, str(mountpoint), mount_options(args.allow_other))
+        except RuntimeError:
+            raise ArtfsError(
+                f"mounting {mountpoint} failed: see the log above"
+                + (
+                    "; --allow-other needs user_allow_other in /etc/fuse.conf"
+                    if args.allow_other and os.getuid() != 0
+                    else ""
+                )
+            ) from None
+        try:
+            trio.run(serve, ops, mountpoint, ready)
+        finally:
+            pyfuse3.close(unmount=True)
+            log.info("unmounted %s", mountpoint)
+    finally:
+        store.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging(args.debug)
+    ready = Readiness(args.ready_fd)
+    try:
+        run(args, ready)
+    except ArtfsError as exc:
+        log.error("%s", exc)
+        ready.send(f"ERROR {exc}")
+        sys.exit(exc.exit_code)
+    except BaseException as exc:
+        ready.send(f"ERROR the daemon failed: {exc!r}")
+        raise
+    ready.send("ERROR the daemon stopped before the mount was ready")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Checking a mountpoint before mounting, recovering a stale one, and unmounting.
+
+Every refusal is an :class:`~artfs.errors.ArtfsError` whose one-line message says what to do.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from artfs.errors import ArtfsError, InputError
+
+FSNAME = "artfs"
+
+
+class MountError(ArtfsError):
+    """The mount cannot be made (bad mountpoint, FUSE missing)."""
+
+
+def check_fuse() -> None:
+    if not os.path.exists("/dev/fuse"):
+        raise MountError(
+            "/dev/fuse is missing: load the fuse module (modprobe fuse), or in a container "
+            "pass --device /dev/fuse --cap-add SYS_ADMIN"
+        )
+    if fusermount() is None:
+        raise MountError(
+            "fusermount3 is missing: install the fuse3 package (apt-get install fuse3)"
+        )
+
+
+def fusermount() -> str | None:
+    return shutil.which("fusermount3") or (
+        "/usr/bin/fusermount3" if os.path.exists("/usr/bin/fusermount3") else None
+    )
+
+
+def mount_entry(path: Path) -> tuple[str, str] | None:
+    """(fstype, source) of the mount at ``path`` from /proc/self/mountinfo, if any."""
+    target = os.path.abspath(path)
+    found = None
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as table:
+        for line in table:
+            left, _, right = line.partition(" - ")
+            point = _unescape(left.split()[4])
+            if point == target:
+                fstype, source = right.split()[:2]
+                found = (fstype, _unescape(source))  # the last one is the visible one
+    return found
+
+
+def _unescape(text: str) -> str:
+    return (
+        text.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+    )
+
+
+def is_artfs_mount(path: Path) -> bool:
+    entry = mount_entry(path)
+    return entry is not None and entry[0].startswith("fuse") and entry[1] == FSNAME
+
+
+def prepare(path: Path) -> Path:
+    """Check ``path`` can take a new mount, recovering a dead artfs daemon's stale mount."""
+    check_fuse()
+    path = Path(os.path.abspath(path))
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"mountpoint {path} does not exist: create it with mkdir -p") from None
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            raise InputError(f"cannot use mountpoint {path}: {exc.strerror}") from None
+        # "Transport endpoint is not connected": the daemon died; its mount is left behind.
+        unmount(path, lazy=True)
+    if is_artfs_mount(path):
+        raise InputError(f"{path} is already an artfs mount: 'artfs umount {path}' first")
+    if not path.is_dir():
+        raise InputError(f"mountpoint {path} is not a directory")
+    if any(os.scandir(path)):
+        raise InputError(f"mountpoint {path} is not empty: use an empty directory")
+    if not os.access(path, os.W_OK):
+        raise InputError(f"mountpoint {path} is not writable by you: FUSE needs that")
+    return path
+
+
+def unmount(path: Path, *, lazy: bool = False) -> None:
+    """Unmount with fusermount3 (works for the owner and for root)."""
+    tool = fusermount()
+    if tool is None:
+        raise MountError(
+            "fusermount3 is missing: install the fuse3 package (apt-get install fuse3)"
+        )
+    command = [tool, "-u", *(["-z"] if lazy else []), str(path)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
+        raise MountError(f"cannot unmount {path}: {reason}")

@@ -1,0 +1,249 @@
+"""The pyfuse3 ``Operations`` for artfs: translation only.
+
+Inodes, file handles and request contexts become :class:`~artfs.vfs.Vfs` calls; domain errors
+become ``FUSEError`` in :func:`errno_for` and nowhere else. Chunk loads (pack reads,
+decompression, hashing) run in worker threads under one capacity limiter, a chunk at a time;
+what is already cached is answered on the event loop without a thread hop.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import pyfuse3
+import trio
+
+from artfs.errors import ArtfsError, CorruptData, InvalidName, NotFound
+from artfs.store.manifest import ChunkRef
+from artfs.vfs import (
+    Attr,
+    IsADirectory,
+    NoAttribute,
+    NotADirectory,
+    NotASymlink,
+    ReadOnly,
+    Vfs,
+)
+
+log = logging.getLogger("artfsd")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_ERRNO: tuple[tuple[type[BaseException], int], ...] = (
+    (NoAttribute, errno.ENODATA),
+    (NotFound, errno.ENOENT),
+    (ReadOnly, errno.EROFS),
+    (NotADirectory, errno.ENOTDIR),
+    (IsADirectory, errno.EISDIR),
+    (NotASymlink, errno.EINVAL),
+    (InvalidName, errno.ENOENT),
+    (CorruptData, errno.EIO),
+)
+
+
+def errno_for(exc: BaseException) -> int:
+    """The one mapping from a domain error to what a filesystem caller sees."""
+    for kind, code in _ERRNO:
+        if isinstance(exc, kind):
+            return code
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    return errno.EIO
+
+
+def translated(
+    method: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Run an operation; domain errors become FUSEError, bugs are logged and become EIO."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except CorruptData as exc:
+            log.error("refusing corrupt data: %s", exc)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        except (ArtfsError, OSError) as exc:
+            raise pyfuse3.FUSEError(errno_for(exc)) from None
+        except Exception:
+            log.exception("%s failed", method.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return wrapper
+
+
+def entry_attributes(attr: Attr) -> pyfuse3.EntryAttributes:
+    out = pyfuse3.EntryAttributes()
+    out.st_ino = attr.ino
+    out.generation = 0
+    out.entry_timeout = attr.timeout
+    out.attr_timeout = attr.timeout
+    out.st_mode = attr.mode
+    out.st_nlink = attr.nlink
+    out.st_uid = attr.uid
+    out.st_gid = attr.gid
+    out.st_rdev = 0
+    out.st_size = attr.size
+    out.st_blksize = 128 << 10
+    out.st_blocks = attr.blocks
+    out.st_atime_ns = attr.mtime_ns
+    out.st_mtime_ns = attr.mtime_ns
+    out.st_ctime_ns = attr.mtime_ns
+    return out
+
+
+def _read_only() -> pyfuse3.FUSEError:
+    return pyfuse3.FUSEError(errno.EROFS)
+
+
+class ArtfsOperations(pyfuse3.Operations):
+    supports_dot_lookup = False
+    enable_writeback_cache = False
+    enable_acl = False
+
+    def __init__(self, vfs: Vfs, *, threads: int = 4) -> None:
+        super().__init__()
+        self.vfs = vfs
+        self.limiter = trio.CapacityLimiter(threads)
+        # Where read-ahead tasks run; set by the daemon once its nursery is open. Without one
+        # (operations tests) reads simply do no read-ahead.
+        self.nursery: trio.Nursery | None = None
+
+    # --- names and attributes -------------------------------------------------------------
+
+    @translated
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        return entry_attributes(self.vfs.lookup(parent_inode, name))
+
+    @translated
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return entry_attributes(self.vfs.getattr(inode))
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for inode, count in inode_list:
+            self.vfs.forget(inode, count)
+
+    @translated
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        return self.vfs.readlink(inode)
+
+    # --- directories ----------------------------------------------------------------------
+
+    @translated
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        return self.vfs.opendir(inode)
+
+    @translated
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        entries = self.vfs.readdir(fh, start_id)
+        try:
+            for entry in entries:
+                if not pyfuse3.readdir_reply(
+                    token, entry.name, entry_attributes(entry.attr), entry.next_id
+                ):
+                    break
+                self.vfs.remember(entry.node)
+        finally:
+            entries.close()  # type: ignore[attr-defined]
+
+    @translated
+    async def releasedir(self, fh: int) -> None:
+        self.vfs.releasedir(fh)
+
+    # --- files ----------------------------------------------------------------------------
+
+    @translated
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        fh = self.vfs.open(inode, flags)
+        # Version files never change: the kernel may keep their pages across opens.
+        return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+
+    @translated
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        reader = self.vfs.reader(fh)
+        data = reader.read_cached(off, size)
+        if data is None:
+            data = await trio.to_thread.run_sync(reader.read, off, size, limiter=self.limiter)
+        if self.nursery is not None:
+            for ref in reader.readahead():
+                self.nursery.start_soon(self._prefetch, ref)
+        return data
+
+    async def _prefetch(self, ref: ChunkRef) -> None:
+        try:
+            await trio.to_thread.run_sync(self.vfs.cache.get, ref, limiter=self.limiter)
+        except ArtfsError as exc:
+            log.warning("read-ahead of chunk %s failed: %s", ref.chunk_id.hex()[:16], exc)
+
+    @translated
+    async def release(self, fh: int) -> None:
+        self.vfs.release(fh)
+
+    # --- extended attributes and statfs ---------------------------------------------------
+
+    @translated
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        return self.vfs.getxattr(inode, name)
+
+    @translated
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        return [name.encode() for name in self.vfs.xattrs(inode)]
+
+    @translated
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        found = self.vfs.statfs()
+        out = pyfuse3.StatvfsData()
+        out.f_bsize = out.f_frsize = found.block_size
+        out.f_blocks = found.blocks
+        out.f_bfree = out.f_bavail = 0
+        out.f_files = found.files
+        out.f_ffree = out.f_favail = 0
+        out.f_namemax = found.name_max
+        return out
+
+    # --- everything that would change a version: EROFS ------------------------------------
+
+    async def setattr(self, *args: Any) -> pyfuse3.EntryAttributes:
+        raise _read_only()
+
+    async def setxattr(self, *args: Any) -> None:
+        raise _read_only()
+
+    async def removexattr(self, *args: Any) -> None:
+        raise _read_only()
+
+    async def mknod(self, *args: Any) -> pyfuse3.EntryAttributes:
+        raise _read_only()
+
+    async def mkdir(self, *args: Any) -> pyfuse3.EntryAttributes:
+        raise _read_only()
+
+    async def unlink(self, *args: Any) -> None:
+        raise _read_only()
+
+    async def rmdir(self, *args: Any) -> None:
+        raise _read_only()
+
+    async def symlink(self, *args: Any) -> pyfuse3.EntryAttributes:
+        raise _read_only()
+
+    async def rename(self, *args: Any) -> None:
+        raise _read_only()
+
+    async def link(self, *args: Any) -> pyfuse3.EntryAttributes:
+        raise _read_only()
+
+    async def create(self, *args: Any) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        raise _read_only()
+
+    async def write(self, *args: Any) -> int:
+        raise _read_only()
