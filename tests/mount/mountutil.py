@@ -1,0 +1,143 @@
+"""Helpers for the mount tests: starting, waiting for, and always stopping daemons; sample data."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from artfs.names import ArtifactName
+from artfs.store import Store
+
+FUSE_MISSING = not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None
+DAEMON = [sys.executable, "-m", "artfsd"]
+ARTFS = Path(sys.executable).parent / "artfs"
+
+
+@dataclass
+class Mount:
+    path: Path
+    home: Path
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else "(no log)"
+
+
+def is_mount(path: Path) -> bool:
+    target = os.path.abspath(path)
+    with open("/proc/self/mountinfo") as table:
+        return any(line.split()[4] == target for line in table)
+
+
+def wait_mounted(proc: subprocess.Popen[bytes], path: Path, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"artfsd exited with {proc.returncode} before mounting:\n{log.read_text()}")
+        if is_mount(path):
+            with contextlib.suppress(OSError):
+                os.stat(path)
+                return
+        time.sleep(0.02)
+    pytest.fail(f"artfsd did not mount {path} within {timeout} s:\n{log.read_text()}")
+
+
+def unmount_and_stop(mount: Mount) -> None:
+    """Unmount (politely, then lazily) and make sure the daemon process is gone."""
+    if is_mount(mount.path):
+        done = subprocess.run(["fusermount3", "-u", str(mount.path)], capture_output=True)
+        if done.returncode != 0 and is_mount(mount.path):
+            subprocess.run(["fusermount3", "-u", "-z", str(mount.path)], capture_output=True)
+    stop_process(mount.proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+class Mounts:
+    """Starts daemons on request and, in :meth:`close`, unmounts and stops every one."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.made: list[Mount] = []
+
+    def start(self, home: Path, path: Path | None = None, *extra: str) -> Mount:
+        if FUSE_MISSING:
+            pytest.skip("needs /dev/fuse and fusermount3")
+        path = path or self.workdir / f"mnt{len(self.made)}"
+        path.mkdir(exist_ok=True)
+        log = self.workdir / f"artfsd{len(self.made)}.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [*DAEMON, str(path), "--home", str(home), *extra],
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+            )
+        mount = Mount(path, home, proc, log)
+        self.made.append(mount)
+        wait_mounted(proc, path, log, timeout=15)
+        return mount
+
+    def close(self, *, show_logs: bool) -> None:
+        for mount in reversed(self.made):
+            unmount_and_stop(mount)
+            if show_logs:
+                print(f"--- daemon log {mount.log} ---\n{mount.log_text()}")
+
+
+# --- data --------------------------------------------------------------------------------------
+
+MTIME_NS = 1_600_000_000_123_456_789
+
+
+def sample_tree(root: Path) -> dict[str, bytes]:
+    """A small tree with every kind of entry the mount shows; returns path -> content."""
+    rng = random.Random(7)
+    files = {
+        "README.md": b"# sample\n",
+        "run.sh": b"#!/bin/sh\necho hi\n",
+        "empty.bin": b"",
+        "nested/deeper/deepest.txt": b"deep\n" * 100,
+        "with space/na\u00efve \u2603.txt": b"snow" * 10,
+        "data/random.bin": rng.randbytes(5 << 20),
+        "data/text.csv": "".join(
+            f"{i},{i * 0.5:.3f},label_{i % 7}\n" for i in range(120_000)
+        ).encode(),
+    }
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        os.chmod(path, 0o755 if rel == "run.sh" else 0o644)
+        os.utime(path, ns=(MTIME_NS, MTIME_NS))
+    (root / "empty_dir").mkdir()
+    return {k: v for k, v in files.items()}
+
+
+def put(home: Path, source: Path, ref: str, **options: Any) -> int:
+    """Commit ``source`` as the next version of ``ref`` through the store API; its number."""
+    with Store.open(home) as store:
+        return store.put(source, ArtifactName.parse(ref), **options).record.number
