@@ -5,6 +5,7 @@ Kept generic on purpose: tests/mount/ has its own conftest for mount fixtures.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -95,6 +96,12 @@ def make_tree_fixture() -> Any:
     return make_tree
 
 
+@pytest.fixture(name="artfs_cli", scope="session")
+def artfs_cli_fixture() -> Any:
+    """The unbound ``run_cli(*args, home=..., input=None, check=False)``, for wider scopes."""
+    return run_cli
+
+
 @pytest.fixture(name="run_cli")
 def run_cli_fixture(home: Path) -> Any:
     """``run_cli(*args, home=HOME, input=None, check=False)``; home defaults to this test's."""
@@ -106,22 +113,38 @@ def run_cli_fixture(home: Path) -> Any:
     return bound
 
 
+def store_state(home: Path) -> dict[str, Any]:
+    """Pack files with sizes, the index file's hash and ``artfs ls --json`` at every level: what
+    a command that fails must leave exactly as it was."""
+    listing: dict[str, Any] = {}
+    projects = run_cli("ls", "--json", home=home, check=True).json()
+    listing[""] = projects
+    for project in projects:
+        artifacts = run_cli("ls", project, "--json", home=home, check=True).json()
+        listing[project] = artifacts
+        for artifact in artifacts:
+            name = f"{project}/{artifact['name']}"
+            listing[name] = run_cli("ls", name, "--json", home=home, check=True).json()
+    index = home / "index" / "data.mdb"
+    return {
+        "packs": pack_listing(home),
+        "ls": listing,
+        "index": hashlib.sha256(index.read_bytes()).hexdigest() if index.exists() else None,
+    }
+
+
+@pytest.fixture(name="store_state_of", scope="session")
+def store_state_of_fixture() -> Any:
+    """The unbound :func:`store_state` (takes the home), for wider scopes."""
+    return store_state
+
+
 @pytest.fixture(name="store_state")
 def store_state_fixture(home: Path) -> Any:
-    """``store_state()``: pack files with sizes plus ``artfs ls --json`` at every level, to
-    compare before and after a command that must leave the store exactly as it was."""
+    """``store_state(home_dir=HOME)``: see :func:`store_state`."""
 
-    def snapshot() -> dict[str, Any]:
-        listing: dict[str, Any] = {}
-        projects = run_cli("ls", "--json", home=home, check=True).json()
-        listing[""] = projects
-        for project in projects:
-            artifacts = run_cli("ls", project, "--json", home=home, check=True).json()
-            listing[project] = artifacts
-            for artifact in artifacts:
-                name = f"{project}/{artifact['name']}"
-                listing[name] = run_cli("ls", name, "--json", home=home, check=True).json()
-        return {"packs": pack_listing(home), "ls": listing}
+    def snapshot(home_dir: Path = home) -> dict[str, Any]:
+        return store_state(home_dir)
 
     return snapshot
 

@@ -45,6 +45,25 @@ def materialize(
     if dest.exists() and not dest.is_dir():
         raise InputError(f"{dest}: exists and is not a directory; give a directory to write into")
     files = [e for e in entries if not e.is_dir]
+    try:
+        _write_tree(store, entries, files, dest, progress)
+    except OSError as exc:
+        # The destination is the user's choice (a path below a file, a full or read-only disk).
+        raise InputError(
+            f"{exc.filename or dest}: cannot write there ({exc.strerror}); "
+            "give a writable directory"
+        ) from None
+    return files
+
+
+def _write_tree(
+    store: Store,
+    entries: list[FileEntry],
+    files: list[FileEntry],
+    dest: Path,
+    progress: Callable[[int], None] | None,
+) -> None:
+    dest.mkdir(parents=True, exist_ok=True)  # also for a version with no files
     for directory in sorted(
         {(dest / e.path).parent for e in files} | {dest / e.path for e in entries if e.is_dir}
     ):
@@ -58,7 +77,6 @@ def materialize(
         if entry.is_dir:
             os.chmod(dest / entry.path, entry.mode)
             os.utime(dest / entry.path, ns=(entry.mtime_ns, entry.mtime_ns))
-    return files
 
 
 def _write_file(

@@ -74,6 +74,9 @@ def test_an_empty_directory_is_a_version_with_no_files(store: Store, tmp_path: P
     record = store.put(tmp_path / "nothing", ART).record
     assert (record.files, record.size) == (0, 0)
     assert store.files(record) == []
+    materialize(store, record, tmp_path / "dest")
+    assert (tmp_path / "dest").is_dir()
+    assert list((tmp_path / "dest").iterdir()) == []
 
 
 def test_get_keeps_content_modes_and_mtimes(store: Store, tmp_path: Path, make_tree: Any) -> None:

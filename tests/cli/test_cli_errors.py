@@ -1,0 +1,133 @@
+"""Every error a user can cause: one ``artfs: error:`` line, no traceback, non-zero exit, and
+the store exactly as it was (packs, index file, ``artfs ls --json``)."""
+
+import hashlib
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, artfs_cli: Any) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("errors")
+    home = root / "home"
+    good = root / "good"
+    (good / "sub").mkdir(parents=True)
+    (good / "a_big.bin").write_bytes(random.Random(1).randbytes(1 << 20))
+    (good / "sub" / "x.txt").write_text("x")
+    artfs_cli("put", good, "proj/mnist", "--alias", "best", home=home, check=True)
+    (good / "sub" / "x.txt").write_text("y")
+    artfs_cli("put", good, "proj/mnist", home=home, check=True)
+    artfs_cli("put", good, "proj/model", "--type", "model", home=home, check=True)
+    paths = {"root": root, "home": home, "good": good}
+    for name in ("fifo", "dangling", "loop", "selfloop"):
+        bad = root / name
+        (bad / "d").mkdir(parents=True)
+        (bad / "a_big.bin").write_bytes(random.Random(2).randbytes(1 << 20))
+        paths[name] = bad
+    os.mkfifo(paths["fifo"] / "d" / "pipe")
+    (paths["dangling"] / "d" / "link").symlink_to(root / "nowhere")
+    (paths["loop"] / "d" / "up").symlink_to("..")
+    (paths["selfloop"] / "d" / "me").symlink_to("me")
+    os.mkfifo(root / "lonely-fifo")
+    (root / "a-file").write_text("not a directory")
+    return paths
+
+
+CASES: dict[str, tuple[str, ...]] = {
+    "put-missing-path": ("put", "{root}/does-not-exist", "proj/mnist"),
+    "put-fifo-in-tree": ("put", "{fifo}", "proj/mnist"),
+    "put-fifo-as-source": ("put", "{root}/lonely-fifo", "proj/mnist"),
+    "put-dangling-link": ("put", "{dangling}", "proj/mnist"),
+    "put-symlink-loop": ("put", "{loop}", "proj/mnist"),
+    "put-self-loop": ("put", "{selfloop}", "proj/new"),
+    "put-bad-project": ("put", "{good}", "bad project/mnist"),
+    "put-bad-name": ("put", "{good}", "proj/-mnist"),
+    "put-no-name": ("put", "{good}", "proj"),
+    "put-with-version": ("put", "{good}", "proj/mnist:v3"),
+    "put-type-clash": ("put", "{fifo}/a_big.bin", "proj/mnist", "--type", "model"),
+    "put-bad-metadata": ("put", "{fifo}/a_big.bin", "proj/mnist", "--metadata", "{{bad"),
+    "put-metadata-not-object": ("put", "{fifo}/a_big.bin", "proj/mnist", "--metadata", "[1]"),
+    "put-alias-latest": ("put", "{fifo}/a_big.bin", "proj/mnist", "--alias", "latest"),
+    "put-alias-version": ("put", "{fifo}/a_big.bin", "proj/mnist", "--alias", "v3"),
+    "put-bad-tag": ("put", "{fifo}/a_big.bin", "proj/mnist", "--tag", "no spaces"),
+    "put-bad-ttl": ("put", "{fifo}/a_big.bin", "proj/mnist", "--ttl", "3 years"),
+    "get-unknown-version": ("get", "proj/mnist:v9", "{root}/out"),
+    "get-unknown-alias": ("get", "proj/mnist:nope", "{root}/out"),
+    "get-unknown-project": ("get", "nope/mnist", "{root}/out"),
+    "get-into-a-file": ("get", "proj/mnist", "{root}/a-file"),
+    "get-below-a-file": ("get", "proj/mnist", "{root}/a-file/sub"),
+    "get-prefix-matches-nothing": ("get", "proj/mnist", "{root}/out", "--path-prefix", "zzz"),
+    "ls-unknown-project": ("ls", "nope"),
+    "ls-unknown-artifact": ("ls", "proj/nope"),
+    "ls-bad-name": ("ls", "proj/bad name"),
+    "info-unknown-version": ("info", "proj/mnist:v9"),
+    "info-bad-ref": ("info", "proj/mnist:"),
+    "files-unknown-alias": ("files", "proj/mnist:nope"),
+    "diff-unknown": ("diff", "proj/mnist:v0", "proj/mnist:v7"),
+    "alias-missing-version": ("alias", "proj/mnist:v7", "prod"),
+    "alias-latest": ("alias", "proj/mnist:v0", "latest"),
+    "alias-staging": ("alias", "proj/mnist:v0", "staging"),
+    "alias-version-shaped": ("alias", "proj/mnist:v0", "v3"),
+    "alias-remove-unknown": ("alias", "--remove", "proj/mnist", "nope"),
+    "alias-remove-latest": ("alias", "--remove", "proj/mnist", "latest"),
+    "edit-unknown-version": ("edit", "proj/mnist:v9", "--description", "x"),
+    "edit-bad-metadata": ("edit", "proj/mnist:v0", "--metadata", "not json"),
+    "edit-bad-ttl": ("edit", "proj/mnist:v0", "--ttl", "soon"),
+    "edit-bad-tag": ("edit", "proj/mnist:v0", "--tag", "a/b"),
+    "rm-with-alias": ("rm", "proj/mnist:v0"),
+    "rm-without-version": ("rm", "proj/mnist"),
+    "rm-unknown-version": ("rm", "proj/mnist:v9"),
+    "rm-all-unknown": ("rm", "proj/nope", "--all"),
+    "verify-unknown": ("verify", "proj/mnist:v9"),
+}
+
+
+def files_state(home: Path) -> dict[str, str]:
+    """Every file of the store with a hash of its bytes: the index file is byte-identical when
+    no write transaction committed, so this is stricter than comparing listings."""
+    return {
+        str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(home.rglob("*"))
+        if p.is_file() and p.name not in ("lock.mdb", "store.lock")
+    }
+
+
+@pytest.fixture(scope="module")
+def baseline(world: dict[str, Path], store_state_of: Any) -> dict[str, Any]:
+    return {"files": files_state(world["home"]), "state": store_state_of(world["home"])}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_user_error_is_one_line_and_changes_nothing(
+    case: str, world: dict[str, Path], artfs_cli: Any, baseline: dict[str, Any]
+) -> None:
+    args = [a.format(**{k: str(v) for k, v in world.items()}) for a in CASES[case]]
+    result = artfs_cli(*args, home=world["home"])
+    assert result.returncode != 0, result
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result
+    assert lines[0].startswith("artfs: error: "), result
+    assert "Traceback" not in result.stderr
+    assert result.stdout == "", result
+    assert files_state(world["home"]) == baseline["files"]
+    assert not (world["root"] / "out").exists()
+
+
+def test_after_all_errors_listings_are_as_before(
+    world: dict[str, Path], baseline: dict[str, Any], store_state_of: Any
+) -> None:
+    assert store_state_of(world["home"]) == baseline["state"]
+    assert len(baseline["state"]["ls"]["proj/mnist"]) == 2
+
+
+def test_usage_errors_exit_non_zero_without_traceback(
+    world: dict[str, Path], artfs_cli: Any
+) -> None:
+    for args in (("put",), ("nosuchcommand",), ("ls", "--bogus")):
+        result = artfs_cli(*args, home=world["home"])
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr
