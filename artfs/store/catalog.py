@@ -37,6 +37,11 @@ def version_key(art: ArtifactName, number: int) -> bytes:
     return artifact_key(art) + b"\0" + number.to_bytes(4, "big")
 
 
+def output_key(run_id: str, vkey: bytes) -> bytes:
+    """Usage-table key recording that run ``run_id`` logged the version at ``vkey``."""
+    return b"o" + run_id.encode() + b"\0" + vkey
+
+
 def _sub_key(art: ArtifactName, suffix: bytes) -> bytes:
     return artifact_key(art) + b"\0" + suffix
 
@@ -234,6 +239,8 @@ def add_version(txn: Txn, record: VersionRecord, entries: list[FileEntry]) -> No
     vkey = record.key
     for entry in entries:
         txn.put(Table.FILES, manifest.entry_key(vkey, entry.path), entry.encode())
+    if record.logged_by:
+        txn.put(Table.USAGE, output_key(record.logged_by, vkey), b"")
 
 
 def set_alias(txn: Txn, art: ArtifactName, alias: str, number: int) -> int | None:

@@ -14,6 +14,7 @@ Nothing here touches the catalogue: the caller commits the returned entries in o
 from __future__ import annotations
 
 import os
+import posixpath
 import stat
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -50,12 +51,29 @@ class SourceFile:
 
 @dataclass
 class SourceTree:
+    """What a commit stores: files to ingest, directories, and ``ready`` entries that need no
+    ingest (files of an earlier version whose chunks are stored, and references)."""
+
     files: list[SourceFile] = field(default_factory=list)
     dirs: list[FileEntry] = field(default_factory=list)
+    ready: list[FileEntry] = field(default_factory=list)
 
     @property
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
+
+    def paths(self) -> list[str]:
+        return [f.path for f in self.files] + [e.path for e in self.ready]
+
+    def complete_dirs(self, mtime_ns: int) -> None:
+        """Add an entry for every parent directory that has none (mode 0755)."""
+        known = {d.path for d in self.dirs}
+        for path in self.paths() + list(known):
+            parent = posixpath.dirname(path)
+            while parent and parent not in known:
+                known.add(parent)
+                self.dirs.append(FileEntry(parent, Kind.DIR, 0o755, 0, mtime_ns))
+                parent = posixpath.dirname(parent)
 
 
 def scan(source: Path, prefix: str = "") -> SourceTree:

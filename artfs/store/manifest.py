@@ -6,6 +6,11 @@ per key, keyed by (version, parent directory, name), so a directory listing is o
 and a lookup is one get, whatever the size of the version::
 
     entry := kind:u8 mode:u32 size:u64 mtime_ns:i64 digest:32 n:u32 (chunk_id:32 length:u32)*n
+             [uri_length:u16 uri]
+
+A *reference* entry (W&B's ``add_reference``) has no chunks: its content lives at ``uri`` and is
+fetched on demand, checked against ``digest`` unless the digest is all zeros (recorded with
+``checksum=False``).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class FileEntry:
     mtime_ns: int
     digest: FileDigest = NO_DIGEST
     chunks: tuple[ChunkRef, ...] = field(default=())
+    uri: str | None = None
 
     @property
     def name(self) -> str:
@@ -57,22 +63,33 @@ class FileEntry:
     def is_dir(self) -> bool:
         return self.kind == Kind.DIR
 
+    @property
+    def is_reference(self) -> bool:
+        return self.uri is not None
+
     def encode(self) -> bytes:
         head = _HEAD.pack(
             self.kind, self.mode, self.size, self.mtime_ns, self.digest, len(self.chunks)
         )
-        return head + b"".join(_CHUNK.pack(c.chunk_id, c.length) for c in self.chunks)
+        body = b"".join(_CHUNK.pack(c.chunk_id, c.length) for c in self.chunks)
+        if self.uri is None:
+            return head + body
+        uri = self.uri.encode()
+        return head + body + len(uri).to_bytes(2, "little") + uri
 
     @classmethod
     def decode(cls, path: str, data: bytes) -> FileEntry:
         kind, mode, size, mtime_ns, digest, count = _HEAD.unpack_from(data)
+        end = _HEAD.size + count * _CHUNK.size
         chunks = tuple(
             ChunkRef(ChunkId(cid), length)
-            for cid, length in _CHUNK.iter_unpack(
-                data[_HEAD.size : _HEAD.size + count * _CHUNK.size]
-            )
+            for cid, length in _CHUNK.iter_unpack(data[_HEAD.size : end])
         )
-        return cls(path, Kind(kind), mode, size, mtime_ns, FileDigest(digest), chunks)
+        uri = None
+        if len(data) > end:
+            uri_length = int.from_bytes(data[end : end + 2], "little")
+            uri = data[end + 2 : end + 2 + uri_length].decode()
+        return cls(path, Kind(kind), mode, size, mtime_ns, FileDigest(digest), chunks, uri)
 
 
 def encode_path(path: str) -> bytes:

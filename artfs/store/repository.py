@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from artfs.errors import Conflict, CorruptData, NotFound, StoreError
+from artfs.errors import Conflict, CorruptData, InputError, NotFound, StoreError
 from artfs.names import ArtifactName, Ref, check_alias, check_name
 from artfs.store import catalog, codec
 from artfs.store.catalog import ArtifactRecord, VersionRecord
@@ -213,6 +213,8 @@ class Store:
         aliases = [check_alias(a) for a in aliases or []]
         tags = [check_name(t, "tag") for t in tags or []]
         check_name(type_, "type")
+        _check_unique(tree)
+        tree.complete_dirs(time.time_ns())
         with self.index.read() as txn:
             catalog.check_type(catalog.get_artifact(txn, art), art, type_)
         draft = dict(
@@ -230,7 +232,7 @@ class Store:
                     ingest = Ingest(
                         writer, lambda cid: txn.get(Table.CHUNKS, cid) is not None, progress
                     )
-                    entries = ingest.run(tree.files)
+                    entries = ingest.run(tree.files) + tree.ready
                 writer.commit()
                 with self.index.write() as txn:
                     result = self._add_version(txn, art, entries + tree.dirs, aliases, draft)
@@ -370,3 +372,11 @@ class Store:
                             catalog.mark_deleted(txn, record)
                             deleted.append(record.ref)
         return deleted, kept
+
+
+def _check_unique(tree: SourceTree) -> None:
+    seen: set[str] = set()
+    for path in tree.paths():
+        if path in seen:
+            raise InputError(f"{path!r} is given twice: every path in a version must be unique")
+        seen.add(path)
