@@ -24,7 +24,7 @@ from typing import Any
 
 from artfs.errors import Conflict, CorruptData, InputError, NotFound, StoreError
 from artfs.names import ArtifactName, Ref, check_alias, check_name
-from artfs.store import catalog, codec
+from artfs.store import catalog, codec, references
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.hashing import ChunkId, chunk_id, version_digest
@@ -179,7 +179,14 @@ class Store:
         return data
 
     def iter_file(self, entry: FileEntry) -> Iterator[bytes]:
-        """A file's content chunk by chunk; CorruptData names the file."""
+        """A file's content chunk by chunk; CorruptData names the file.
+
+        A reference entry's content is fetched from its URI; a changed target raises at the
+        end (see artfs.store.references.fetch).
+        """
+        if entry.is_reference:
+            yield from references.fetch(entry)
+            return
         for ref in entry.chunks:
             try:
                 yield self.read_chunk(ref)
