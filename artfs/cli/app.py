@@ -432,6 +432,7 @@ def _start_daemon(command: list[str], log: Path) -> Path:
     if line == "READY":
         return log
     if line.startswith("ERROR "):
+        daemon.wait(timeout=10)
         raise ArtfsError(line[len("ERROR ") :])
     code = daemon.wait(timeout=10)
     raise ArtfsError(f"the daemon exited with status {code} before mounting: see {log}")

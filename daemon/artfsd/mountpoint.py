@@ -71,13 +71,14 @@ def prepare(path: Path) -> Path:
     check_fuse()
     path = Path(os.path.abspath(path))
     try:
-        os.stat(path)
+        # statfs always reaches the daemon (stat may be answered from the kernel's cache), so
+        # a mount whose daemon died shows up here as "Transport endpoint is not connected".
+        os.statvfs(path)
     except FileNotFoundError:
         raise InputError(f"mountpoint {path} does not exist: create it with mkdir -p") from None
     except OSError as exc:
         if exc.errno != errno.ENOTCONN:
             raise InputError(f"cannot use mountpoint {path}: {exc.strerror}") from None
-        # "Transport endpoint is not connected": the daemon died; its mount is left behind.
         unmount(path, lazy=True)
     if is_artfs_mount(path):
         raise InputError(f"{path} is already an artfs mount: 'artfs umount {path}' first")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import select
 import shutil
 import signal
 import subprocess
@@ -41,16 +42,26 @@ def is_mount(path: Path) -> bool:
         return any(line.split()[4] == target for line in table)
 
 
-def wait_mounted(proc: subprocess.Popen[bytes], path: Path, log: Path, timeout: float) -> None:
+def wait_mounted(
+    proc: subprocess.Popen[bytes], ready_fd: int, path: Path, log: Path, timeout: float
+) -> None:
+    """Poll until the daemon says the mount answers (its --ready-fd line) and ``path`` is a
+    mount; fail fast with the log if the daemon dies first. A stale mount left by a killed
+    daemon at the same path looks mounted too, so the daemon's own word is waited for."""
     deadline = time.monotonic() + timeout
+    line = b""
     while time.monotonic() < deadline:
+        if select.select([ready_fd], [], [], 0.02)[0]:
+            line = os.read(ready_fd, 4096)
+            break
         if proc.poll() is not None:
-            pytest.fail(f"artfsd exited with {proc.returncode} before mounting:\n{log.read_text()}")
-        if is_mount(path):
-            with contextlib.suppress(OSError):
-                os.stat(path)
-                return
-        time.sleep(0.02)
+            break
+    os.close(ready_fd)
+    if line.strip() == b"READY" and is_mount(path):
+        return
+    if proc.poll() is not None or line:
+        proc.wait(timeout=5)
+        pytest.fail(f"artfsd failed ({line!r}, status {proc.returncode}):\n{log.read_text()}")
     pytest.fail(f"artfsd did not mount {path} within {timeout} s:\n{log.read_text()}")
 
 
@@ -89,16 +100,19 @@ class Mounts:
         path = path or self.workdir / f"mnt{len(self.made)}"
         path.mkdir(exist_ok=True)
         log = self.workdir / f"artfsd{len(self.made)}.log"
+        read_end, write_end = os.pipe()
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                [*DAEMON, str(path), "--home", str(home), *extra],
+                [*DAEMON, str(path), "--home", str(home), "--ready-fd", str(write_end), *extra],
                 stdout=out,
                 stderr=out,
                 stdin=subprocess.DEVNULL,
+                pass_fds=(write_end,),
             )
+        os.close(write_end)
         mount = Mount(path, home, proc, log)
         self.made.append(mount)
-        wait_mounted(proc, path, log, timeout=15)
+        wait_mounted(proc, read_end, path, log, timeout=15)
         return mount
 
     def close(self, *, show_logs: bool) -> None:
