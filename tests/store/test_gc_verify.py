@@ -196,3 +196,25 @@ def test_a_missing_pack_is_corrupt_data_naming_the_file(
         problems = verify(reopened, [record])
         assert [p.path for p in problems] == ["lost.txt"]
         assert "missing" in problems[0].reason
+
+
+def test_readers_in_another_process_survive_gc_compaction(
+    store: Store, home: Path, tmp_path: Path, make_tree: Any, artfs_cli: Any
+) -> None:
+    """gc in another process rewrites and deletes packs while this process reads: a reader
+    with a pack already open keeps reading it, a fresh lookup finds the new pack."""
+    contents = {}
+    for i in range(4):
+        contents[i] = random.Random(10 + i).randbytes(60_000)
+        store.put(make_tree(tmp_path / f"s{i}", {"f": contents[i]}), ART)
+    records = store.versions(ART)
+    old_packs = set(store.chunks.pack_ids())
+    # Open two of the packs in this process before gc runs.
+    assert read_all(store, records[0]) == {"f": contents[0]}
+    assert read_all(store, records[1]) == {"f": contents[1]}
+    result = artfs_cli("gc", home=home, check=True)
+    assert "4 packs compacted" in result.stdout
+    assert not old_packs & set(store.chunks.pack_ids())
+    for record in records:
+        assert read_all(store, record) == {"f": contents[record.number]}
+    assert verify(store, records) == []
