@@ -17,8 +17,9 @@ from pathlib import Path
 
 from artfs.errors import CorruptData, InputError, NotFound
 from artfs.store.catalog import VersionRecord
-from artfs.store.hashing import FileHasher
-from artfs.store.manifest import FileEntry
+from artfs.store.hashing import FileDigest, FileHasher
+from artfs.store.manifest import NO_DIGEST, FileEntry
+from artfs.store.references import ReferenceMissing
 from artfs.store.repository import Store
 
 _WRITERS = 4
@@ -37,8 +38,14 @@ def materialize(
     *,
     path_prefix: str | None = None,
     progress: Callable[[int], None] | None = None,
+    allow_missing_references: bool = False,
 ) -> list[FileEntry]:
-    """Write the version's files (those under ``path_prefix``) below ``dest``."""
+    """Write the version's files (those under ``path_prefix``) below ``dest``.
+
+    A file already at its destination with the right digest is left alone, so downloading
+    into the same directory again only writes what differs. A reference whose target is gone
+    raises ReferenceMissing, or is skipped with ``allow_missing_references``.
+    """
     entries = select(store.entries(record), path_prefix)
     if path_prefix and not entries:
         raise NotFound(f"{record.ref} has no files under {path_prefix!r}")
@@ -46,7 +53,7 @@ def materialize(
         raise InputError(f"{dest}: exists and is not a directory; give a directory to write into")
     files = [e for e in entries if not e.is_dir]
     try:
-        _write_tree(store, entries, files, dest, progress)
+        _write_tree(store, entries, files, dest, progress, allow_missing_references)
     except OSError as exc:
         # The destination is the user's choice (a path below a file, a full or read-only disk).
         raise InputError(
@@ -62,16 +69,30 @@ def _write_tree(
     files: list[FileEntry],
     dest: Path,
     progress: Callable[[int], None] | None,
+    allow_missing_references: bool,
 ) -> None:
     dest.mkdir(parents=True, exist_ok=True)  # also for a version with no files
     for directory in sorted(
         {(dest / e.path).parent for e in files} | {dest / e.path for e in entries if e.is_dir}
     ):
         directory.mkdir(parents=True, exist_ok=True)
+
     # Small files are bound by per-file system calls, which release the GIL: a few threads
     # write them side by side.
+    def write(entry: FileEntry) -> None:
+        target = dest / entry.path
+        if _already_there(entry, target):
+            if progress:
+                progress(entry.size)
+            return
+        try:
+            _write_file(store, entry, target, progress)
+        except ReferenceMissing:
+            if not allow_missing_references:
+                raise
+
     with ThreadPoolExecutor(_WRITERS, thread_name_prefix="artfs-get") as pool:
-        for done in pool.map(lambda e: _write_file(store, e, dest / e.path, progress), files):
+        for done in pool.map(write, files):
             del done
     for entry in reversed(entries):  # directories last, deepest first, so mtimes stick
         if entry.is_dir:
@@ -91,7 +112,7 @@ def _write_file(
                 hasher.update(data)
                 if progress:
                     progress(len(data))
-        if hasher.digest() != entry.digest:
+        if entry.digest != NO_DIGEST and hasher.digest() != entry.digest:
             raise CorruptData(f"{entry.path}: content does not match the file digest")
         os.chmod(tmp, entry.mode)
         os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
@@ -99,6 +120,24 @@ def _write_file(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _already_there(entry: FileEntry, target: Path) -> bool:
+    try:
+        if not target.is_file() or target.stat().st_size != entry.size:
+            return False
+    except OSError:
+        return False
+    return entry.digest != NO_DIGEST and digest_file(target) == entry.digest
+
+
+def digest_file(path: Path) -> FileDigest:
+    """The file digest (BLAKE3 of the content) of a file on disk."""
+    hasher = FileHasher()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            hasher.update(block)
+    return hasher.digest()
 
 
 @dataclass
