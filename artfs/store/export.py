@@ -82,6 +82,9 @@ def _write_tree(
     def write(entry: FileEntry) -> None:
         target = dest / entry.path
         if _already_there(entry, target):
+            # Same content, but the mode and mtime must match the version too.
+            os.chmod(target, entry.mode)
+            os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))
             if progress:
                 progress(entry.size)
             return

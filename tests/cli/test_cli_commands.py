@@ -339,3 +339,19 @@ def test_home_comes_from_artfs_home(tmp_path: Path, src: Path) -> None:
         [artfs, "ls", "--json"], env=env, capture_output=True, text=True, check=True
     )
     assert json.loads(listed.stdout) == ["proj"]
+
+
+def test_get_again_into_the_same_directory_restores_modes_and_mtimes(
+    run_cli: Any, src: Path, tmp_path: Path
+) -> None:
+    ref = put(run_cli, src, "proj/mnist")
+    dest = tmp_path / "dest"
+    run_cli("get", ref, dest, check=True)
+    os.chmod(dest / "README", 0o600)
+    os.utime(dest / "README", ns=(0, 0))
+    (dest / "test/data.csv").write_text("tampered")
+    run_cli("get", ref, dest, check=True)
+    for rel in ("README", "test/data.csv"):
+        a, b = (src / rel).stat(), (dest / rel).stat()
+        assert (oct(a.st_mode), a.st_mtime_ns) == (oct(b.st_mode), b.st_mtime_ns), rel
+        assert (src / rel).read_bytes() == (dest / rel).read_bytes(), rel
