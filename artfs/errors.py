@@ -38,3 +38,31 @@ class CorruptData(ArtfsError):
 
 class StoreError(ArtfsError):
     """The store itself cannot be used (unwritable home, disk full, wrong format)."""
+
+
+class TypeMismatch(Conflict):
+    """An artifact is used or logged with a type other than the one fixed by its first version."""
+
+
+class AliasesHeld(Conflict):
+    """A version that holds custom aliases was asked to be deleted without dropping them."""
+
+
+class DuplicateEntry(Conflict):
+    """A path is added to a draft artifact twice with different content."""
+
+
+class ArtifactFinalized(Conflict):
+    """The files of a logged version were asked to change; versions are immutable."""
+
+
+class NotLogged(ArtfsError):
+    """A method that needs a logged version was called on a draft artifact."""
+
+
+class NotASingleFile(ArtfsError):
+    """``Artifact.file()`` was called on an artifact that does not hold exactly one file."""
+
+
+class ArtifactMismatch(ArtfsError):
+    """Files on disk differ from the version they should match (``Artifact.verify``)."""

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from artfs.errors import Conflict, NotFound
+from artfs.errors import NotFound, TypeMismatch
 from artfs.names import ArtifactName, Ref
 from artfs.store import manifest
 from artfs.store.index import Table, Txn
@@ -269,7 +269,7 @@ def mark_deleted(txn: Txn, record: VersionRecord) -> None:
 
 def check_type(record: ArtifactRecord | None, art: ArtifactName, type_: str) -> None:
     if record is not None and record.type != type_:
-        raise Conflict(
+        raise TypeMismatch(
             f"{art} is of type {record.type!r}, not {type_!r}: "
             f"pass --type {record.type} or use another artifact name"
         )

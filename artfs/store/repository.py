@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from artfs.errors import Conflict, CorruptData, InputError, NotFound, StoreError
+from artfs.errors import AliasesHeld, CorruptData, InputError, NotFound, StoreError
 from artfs.names import ArtifactName, Ref, check_alias, check_name
 from artfs.store import catalog, codec, references
 from artfs.store.catalog import ArtifactRecord, VersionRecord
@@ -80,23 +81,43 @@ class EditRequest:
 
 
 class Store:
+    """One store directory. Within a process, opening the same home twice returns the same
+    object (LMDB forbids opening one environment twice in a process); it is closed when the
+    last user closes it."""
+
+    _open: ClassVar[dict[Path, Store]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+
     def __init__(self, home: Path, index: Index, chunks: LocalPackStore) -> None:
         self.home = home
         self.index = index
         self.chunks = chunks
         self._lock_path = home / "store.lock"
+        self._users = 1
 
     @classmethod
     def open(cls, home: Path | None = None) -> Store:
         home = Path(home) if home is not None else default_home()
-        try:
-            home.mkdir(parents=True, exist_ok=True)
-            chunks = LocalPackStore.open(home / "packs")
-        except OSError as exc:
-            raise StoreError(f"cannot use {home} as the artfs store: {exc.strerror}") from None
-        return cls(home, Index.open(home / "index"), chunks)
+        with cls._registry_lock:
+            key = home.resolve()
+            store = cls._open.get(key)
+            if store is not None:
+                store._users += 1
+                return store
+            try:
+                home.mkdir(parents=True, exist_ok=True)
+                chunks = LocalPackStore.open(home / "packs")
+            except OSError as exc:
+                raise StoreError(f"cannot use {home} as the artfs store: {exc.strerror}") from None
+            store = cls._open[key] = cls(home, Index.open(home / "index"), chunks)
+            return store
 
     def close(self) -> None:
+        with self._registry_lock:
+            self._users -= 1
+            if self._users > 0:
+                return
+            self._open.pop(self.home.resolve(), None)
         self.chunks.close()
         self.index.close()
 
@@ -347,7 +368,7 @@ class Store:
             record = catalog.resolve(txn, ref)
             held = [a for a in record.aliases if a != "latest"]
             if held and not force:
-                raise Conflict(
+                raise AliasesHeld(
                     f"{record.ref} holds the alias(es) {', '.join(held)}: move them first "
                     "or pass --force to delete the version with its aliases"
                 )
