@@ -1,0 +1,65 @@
+"""Facts about a process, read from ``/proc``: what a run record says about who ran it.
+
+Used by the SDK for the calling process and by the daemon for processes that open files
+through the mount. A process is identified by (pid, start time): the start time (clock ticks
+since boot, field 22 of ``/proc/PID/stat``) changes when a pid is reused.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ProcessFacts:
+    pid: int
+    proc_start: int | None
+    command: list[str]
+    uid: int | None
+    container: str | None
+
+
+def start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = data[data.rindex(b")") + 2 :].split()
+    return int(fields[19])
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return []
+    return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
+
+
+def container_id(pid: int) -> str | None:
+    """The cgroup path of the process when it is not the root cgroup (a container, a unit)."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        path = line.split(":", 2)[-1]
+        if path not in ("", "/"):
+            return path
+    return None
+
+
+def uid_of(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def facts(pid: int) -> ProcessFacts:
+    return ProcessFacts(pid, start_time(pid), command_line(pid), uid_of(pid), container_id(pid))

@@ -1,0 +1,460 @@
+"""``Artifact``: W&B's artifact object on the artfs store.
+
+An artifact is a *draft* until a run logs it, then a *logged* version. A draft collects files
+(``add_file``, ``add_dir``, ``new_file``), references (``add_reference``) and removals; logging
+stores it as the next version (or finds the identical one). A logged artifact reads its files
+(``download``, ``checkout``, ``verify``, ``file``, ``files``) and edits what W&B lets change
+after logging (``description``, ``metadata``, ``aliases``, ``tags`` through ``save()``); its
+files never change: ``new_draft()`` starts the next version from it, and logging that draft
+stores only what changed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from artfs.errors import (
+    ArtifactFinalized,
+    ArtifactMismatch,
+    DuplicateEntry,
+    InputError,
+    NotASingleFile,
+    NotFound,
+    NotLogged,
+)
+from artfs.names import ArtifactName, Ref, check_alias, check_name, check_path
+from artfs.store import Store, references
+from artfs.store.catalog import VersionRecord
+from artfs.store.export import digest_file, materialize
+from artfs.store.ingest import SourceFile, SourceTree, scan
+from artfs.store.manifest import NO_DIGEST, FileEntry
+from artfs.store.repository import EditRequest
+
+if TYPE_CHECKING:
+    from artfs.sdk.run import Run
+
+DRAFT, COMMITTED, DELETED = "PENDING", "COMMITTED", "DELETED"
+
+
+@dataclass
+class ArtifactManifestEntry:
+    """One file of an artifact: ``path`` inside it, ``digest`` (hex BLAKE3), ``size``, and
+    ``ref`` (the URI of a reference, else None)."""
+
+    path: str
+    digest: str
+    size: int
+    ref: str | None = None
+    local_path: str | None = None
+    _artifact: Artifact | None = None
+
+    def download(self, root: str | os.PathLike[str] | None = None) -> str:
+        """Write this one file below ``root`` (default: the artifact's download root)."""
+        if self._artifact is None:
+            raise NotLogged(f"{self.path}: only files of a logged artifact can be downloaded")
+        target_root = self._artifact.download(root, path_prefix=self.path)
+        return str(Path(target_root) / self.path)
+
+
+class Artifact:
+    def __init__(
+        self,
+        name: str,
+        type: str,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self._name = check_name(name, "artifact name")
+        self._type = check_name(type, "type")
+        self.description = description
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.aliases: list[str] = []
+        self.tags: list[str] = []
+        self._files: dict[str, SourceFile] = {}
+        self._ready: dict[str, FileEntry] = {}
+        self._dirs: dict[str, FileEntry] = {}
+        self._tmpdir: str | None = None
+        self._store: Store | None = None
+        self._record: VersionRecord | None = None
+        self._project: str | None = None
+
+    # --- identity ---------------------------------------------------------------------------
+
+    @property
+    def type(self) -> str:
+        return self._type
+
+    @property
+    def name(self) -> str:
+        """``name`` for a draft, ``name:vN`` once logged (as in W&B)."""
+        return self._name if self._record is None else f"{self._name}:v{self._record.number}"
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.project}/{self.name}"
+
+    @property
+    def project(self) -> str | None:
+        return self._project
+
+    @property
+    def version(self) -> str:
+        return self._logged().version
+
+    @property
+    def state(self) -> str:
+        if self._record is None:
+            return DRAFT
+        return DELETED if self._record.state == "deleted" else COMMITTED
+
+    @property
+    def digest(self) -> str:
+        return self._logged().digest
+
+    @property
+    def size(self) -> int:
+        if self._record is not None:
+            return self._record.size
+        return sum(f.size for f in self._files.values()) + sum(e.size for e in self._ready.values())
+
+    @property
+    def created_at(self) -> str | None:
+        if self._record is None:
+            return None
+        return datetime.fromtimestamp(self._record.created, UTC).isoformat(timespec="seconds")
+
+    @property
+    def manifest(self) -> dict[str, ArtifactManifestEntry]:
+        """Path -> entry for every file of the artifact."""
+        return {e.path: e for e in self.files()}
+
+    def __repr__(self) -> str:
+        return f"<Artifact {self.qualified_name if self._project else self._name} ({self.state})>"
+
+    # --- drafting ---------------------------------------------------------------------------
+
+    def add_file(
+        self, local_path: str | os.PathLike[str], name: str | None = None, overwrite: bool = False
+    ) -> ArtifactManifestEntry:
+        self._draft()
+        source = Path(local_path)
+        try:
+            st = source.stat()
+        except OSError:
+            raise InputError(f"{source}: no such file; add_file takes an existing file") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{source}: not a regular file (use add_dir for directories)")
+        path = check_path(name or source.name)
+        self._claim(path, lambda: digest_file(source).hex(), overwrite)
+        self._files[path] = SourceFile(
+            path, source, st.st_size, stat.S_IMODE(st.st_mode), st.st_mtime_ns
+        )
+        return self.get_entry(path)
+
+    def add_dir(self, local_path: str | os.PathLike[str], name: str | None = None) -> None:
+        self._draft()
+        tree = scan(Path(local_path), prefix=check_path(name) if name else "")
+        for source in tree.files:
+            self._claim(source.path, lambda s=source: digest_file(s.source).hex(), False)
+        for source in tree.files:
+            self._files[source.path] = source
+        for entry in tree.dirs:
+            self._dirs[entry.path] = entry
+
+    @contextmanager
+    def new_file(
+        self, name: str, mode: str = "x", encoding: str | None = None
+    ) -> Iterator[IO[Any]]:
+        """Write a new file into the artifact; it joins the artifact when closed."""
+        self._draft()
+        path = check_path(name)
+        if path in self._files or path in self._ready:
+            raise DuplicateEntry(f"{self._name} already has a file {path!r}")
+        if self._tmpdir is None:
+            self._tmpdir = tempfile.mkdtemp(prefix="artfs-draft-")
+        local = Path(self._tmpdir) / path
+        local.parent.mkdir(parents=True, exist_ok=True)
+        with open(local, mode, encoding=encoding) as handle:
+            yield handle
+        self.add_file(local, path)
+
+    def add_reference(
+        self,
+        uri: str,
+        name: str | None = None,
+        checksum: bool = True,
+        max_objects: int | None = None,
+    ) -> list[ArtifactManifestEntry]:
+        self._draft()
+        entries = references.describe(
+            uri, name or references.default_name(uri), checksum=checksum, max_objects=max_objects
+        )
+        for entry in entries:
+            self._claim(entry.path, lambda e=entry: e.digest.hex(), False)
+        for entry in entries:
+            self._ready[entry.path] = entry
+        return [self.get_entry(e.path) for e in entries]
+
+    def remove(self, path: str) -> None:
+        self._draft()
+        prefix = path.rstrip("/") + "/"
+        doomed = [p for p in [*self._files, *self._ready] if p == path or p.startswith(prefix)]
+        if not doomed:
+            raise NotFound(f"{self._name} has no file or directory {path!r}")
+        for p in doomed:
+            self._files.pop(p, None)
+            self._ready.pop(p, None)
+        for d in [d for d in self._dirs if d == path or d.startswith(prefix)]:
+            del self._dirs[d]
+
+    def get_entry(self, name: str) -> ArtifactManifestEntry:
+        for entry in self.files():
+            if entry.path == name:
+                return entry
+        raise NotFound(f"{self.name} has no file {name!r}")
+
+    get_path = get_entry
+
+    def _claim(self, path: str, digest: Any, overwrite: bool) -> None:
+        """Allow ``path`` into the draft unless it holds different content (W&B's rule)."""
+        existing = self._files.get(path) or self._ready.get(path)
+        if existing is None or overwrite:
+            self._files.pop(path, None)
+            self._ready.pop(path, None)
+            return
+        old = (
+            digest_file(existing.source).hex()
+            if isinstance(existing, SourceFile)
+            else existing.digest.hex()
+        )
+        if old != digest():
+            raise DuplicateEntry(
+                f"{self._name} already has a different file at {path!r}: "
+                "pass overwrite=True to replace it"
+            )
+
+    def _draft(self) -> None:
+        if self._record is not None:
+            raise ArtifactFinalized(
+                f"{self.qualified_name} is logged and its files cannot change: "
+                "call new_draft() to start the next version"
+            )
+
+    def _source_tree(self) -> SourceTree:
+        return SourceTree(
+            files=list(self._files.values()),
+            dirs=list(self._dirs.values()),
+            ready=list(self._ready.values()),
+        )
+
+    # --- logging (called by Run) ------------------------------------------------------------
+
+    def _log(self, store: Store, project: str, run_id: str | None) -> Artifact:
+        self._draft()
+        result = store.commit(
+            self._source_tree(),
+            ArtifactName(check_name(project, "project name"), self._name),
+            type_=self._type,
+            aliases=[check_alias(a) for a in self.aliases if a != "latest"],
+            description=self.description,
+            metadata=self.metadata,
+            tags=self.tags,
+            logged_by=run_id,
+        )
+        self._bind(store, result.record)
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+        return self
+
+    def _bind(self, store: Store, record: VersionRecord) -> None:
+        self._store, self._record, self._project = store, record, record.project
+        self._name, self._type = record.name, record.type
+        self.description = record.description
+        self.metadata = dict(record.metadata)
+        self.aliases = list(record.aliases)
+        self.tags = list(record.tags)
+        self._files.clear()
+        self._ready.clear()
+        self._dirs.clear()
+
+    @classmethod
+    def _from_record(cls, store: Store, record: VersionRecord) -> Artifact:
+        artifact = cls(record.name, record.type)
+        artifact._bind(store, record)
+        return artifact
+
+    def _logged(self) -> VersionRecord:
+        if self._record is None:
+            raise NotLogged(f"artifact {self._name!r} is not logged yet: log it with a run first")
+        return self._record
+
+    def _logged_store(self) -> Store:
+        self._logged()
+        assert self._store is not None
+        return self._store
+
+    @property
+    def _ref(self) -> Ref:
+        record = self._logged()
+        return Ref(record.artifact, record.version)
+
+    # --- reading a logged version -----------------------------------------------------------
+
+    def files(self) -> list[ArtifactManifestEntry]:
+        if self._record is None:
+            drafted = [
+                ArtifactManifestEntry(f.path, "", f.size, local_path=str(f.source))
+                for f in self._files.values()
+            ]
+            drafted += [
+                ArtifactManifestEntry(e.path, _hex(e), e.size, ref=e.uri)
+                for e in self._ready.values()
+            ]
+            return sorted(drafted, key=lambda e: e.path)
+        store = self._logged_store()
+        return [
+            ArtifactManifestEntry(e.path, _hex(e), e.size, ref=e.uri, _artifact=self)
+            for e in store.files(self._record)
+        ]
+
+    def _default_root(self) -> Path:
+        return Path("artifacts") / self.name
+
+    def download(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        path_prefix: str | None = None,
+        allow_missing_references: bool = False,
+    ) -> str:
+        """Write the files below ``root`` (default ``./artifacts/NAME:vN``); files already
+        there with the right digest are not rewritten. Returns the root."""
+        target = Path(root) if root is not None else self._default_root()
+        materialize(
+            self._logged_store(),
+            self._logged(),
+            target,
+            path_prefix=path_prefix,
+            allow_missing_references=allow_missing_references,
+        )
+        return str(target)
+
+    def checkout(self, root: str | os.PathLike[str] | None = None) -> str:
+        """Make ``root`` hold exactly this version: download, then delete files not in it."""
+        target = Path(self.download(root))
+        wanted = {e.path for e in self.files()}
+        for path in sorted(target.rglob("*"), reverse=True):
+            rel = path.relative_to(target).as_posix()
+            if path.is_file() or path.is_symlink():
+                if rel not in wanted:
+                    path.unlink()
+            elif (
+                path.is_dir()
+                and not any(path.iterdir())
+                and not any(w.startswith(rel + "/") for w in wanted)
+            ):
+                path.rmdir()
+        return str(target)
+
+    def verify(self, root: str | os.PathLike[str] | None = None) -> None:
+        """Raise ArtifactMismatch unless ``root`` holds exactly this version's files."""
+        target = Path(root) if root is not None else self._default_root()
+        wanted = {e.path: e for e in self.files()}
+        present = (
+            {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()}
+            if target.is_dir()
+            else set()
+        )
+        for path, entry in wanted.items():
+            if path not in present:
+                raise ArtifactMismatch(
+                    f"{target / path}: missing (expected from {self.qualified_name})"
+                )
+            if entry.digest and digest_file(target / path).hex() != entry.digest:
+                raise ArtifactMismatch(
+                    f"{target / path}: content differs from {self.qualified_name}"
+                )
+        extra = sorted(present - wanted.keys())
+        if extra:
+            raise ArtifactMismatch(f"{target / extra[0]}: not part of {self.qualified_name}")
+
+    def file(self, root: str | os.PathLike[str] | None = None) -> str:
+        """The path of the downloaded file of a single-file artifact."""
+        entries = self.files()
+        if len(entries) != 1:
+            raise NotASingleFile(
+                f"{self.qualified_name} holds {len(entries)} files, not one: use download()"
+            )
+        return str(Path(self.download(root)) / entries[0].path)
+
+    # --- lineage ----------------------------------------------------------------------------
+
+    def logged_by(self) -> Run | None:
+        from artfs.sdk.run import Run
+
+        record = self._logged()
+        if not record.logged_by:
+            return None
+        return Run._load(self._logged_store(), record.logged_by)
+
+    def used_by(self) -> list[Run]:
+        from artfs.lineage import Lineage
+        from artfs.sdk.run import Run
+
+        store = self._logged_store()
+        return [Run._from_record(store, r) for r, _ in Lineage(store).consumers(self._logged())]
+
+    # --- after logging ----------------------------------------------------------------------
+
+    def new_draft(self) -> Artifact:
+        """A mutable copy of this version; logging it makes the next version and stores only
+        the files that changed."""
+        record = self._logged()
+        store = self._logged_store()
+        draft = Artifact(record.name, record.type, record.description, dict(record.metadata))
+        draft._project = record.project
+        for entry in store.entries(record):
+            if entry.is_dir:
+                draft._dirs[entry.path] = entry
+            else:
+                draft._ready[entry.path] = entry
+        return draft
+
+    def save(self) -> None:
+        """Persist edits to description, metadata, aliases and tags of a logged version."""
+        record = self._logged()
+        store = self._logged_store()
+        wanted = {check_alias(a) for a in self.aliases if a != "latest"}
+        held = {a for a in record.aliases if a != "latest"}
+        tags = [check_name(t, "tag") for t in self.tags]
+        for alias in sorted(wanted - held):
+            store.set_alias(self._ref, alias)
+        for alias in sorted(held - wanted):
+            store.remove_alias(record.artifact, alias)
+        fresh = store.edit(
+            self._ref,
+            EditRequest(
+                description=self.description,
+                metadata=self.metadata,
+                add_tags=tags,
+                remove_tags=sorted(set(record.tags) - set(tags)),
+            ),
+        )
+        self._bind(store, fresh)
+
+    def delete(self, delete_aliases: bool = False) -> None:
+        record = self._logged_store().delete_version(self._ref, force=delete_aliases)
+        self._record = record
+
+
+def _hex(entry: FileEntry) -> str:
+    return "" if entry.digest == NO_DIGEST else entry.digest.hex()
