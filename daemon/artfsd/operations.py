@@ -171,7 +171,9 @@ class ArtfsOperations(pyfuse3.Operations):
     async def read(self, fh: int, off: int, size: int) -> bytes:
         reader = self.vfs.reader(fh)
         data = reader.read_cached(off, size)
-        if data is None:
+        if data is None and reader.cheap(off, size):
+            data = reader.read(off, size)
+        elif data is None:
             data = await trio.to_thread.run_sync(reader.read, off, size, limiter=self.limiter)
         if self.nursery is not None:
             for ref in reader.readahead():
