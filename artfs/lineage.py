@@ -178,6 +178,15 @@ class Lineage:
             found = [r for r in found if r.project == project]
         return sorted(found, key=lambda r: r.started)
 
+    def ensure_run(self, run_id: str, project: str) -> RunRecord:
+        """The run ``run_id``; a well-formed id not seen before is recorded as an external run
+        (an ``ARTFS_RUN_ID`` set by hand or by a container's ``-e``)."""
+        check_run_id(run_id)
+        found = self.find_run(run_id)
+        if found is not None:
+            return found
+        return self.create_run(project, "external", run_id=run_id)
+
     # --- usage ------------------------------------------------------------------------------
 
     def record_usage(self, events: Iterable[UsageEvent]) -> int:
@@ -288,3 +297,127 @@ def _version_at(txn: Txn, version_key: bytes) -> VersionRecord | None:
         return None
     record = VersionRecord.decode(data)
     return catalog.get_version(txn, record.artifact, record.number)
+
+
+# --- the graph ------------------------------------------------------------------------------
+
+UP, DOWN, BOTH = "up", "down", "both"
+
+
+@dataclass
+class Graph:
+    """Nodes by id (``version:proj/name:v3``, ``run:abcd1234``) and edges in data-flow order:
+    ``version -used-> run`` and ``run -logged-> version``."""
+
+    root: str
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    edges: list[dict[str, str]] = field(default_factory=list)
+
+    def add_edge(self, source: str, target: str, kind: str) -> None:
+        edge = {"from": source, "to": target, "kind": kind}
+        if edge not in self.edges:
+            self.edges.append(edge)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"root": self.root, "nodes": list(self.nodes.values()), "edges": self.edges}
+
+
+def version_node_id(record: VersionRecord) -> str:
+    return f"version:{record.ref}"
+
+
+def run_node_id(run_id: str) -> str:
+    return f"run:{run_id}"
+
+
+def _version_node(record: VersionRecord) -> dict[str, Any]:
+    return {
+        "id": version_node_id(record),
+        "kind": "version",
+        "ref": record.ref,
+        "type": record.type,
+        "created": record.created,
+        "deleted": record.state != "committed",
+    }
+
+
+def _run_node(run: RunRecord | None, run_id: str) -> dict[str, Any]:
+    if run is None:  # a run id recorded on a version whose run record is gone
+        return {
+            "id": run_node_id(run_id),
+            "kind": "run",
+            "run_id": run_id,
+            "project": None,
+            "job_type": None,
+            "name": None,
+            "command": None,
+            "deleted": True,
+        }
+    return {
+        "id": run_node_id(run.id),
+        "kind": "run",
+        "run_id": run.id,
+        "project": run.project,
+        "job_type": run.job_type,
+        "name": run.name,
+        "command": " ".join(run.command),
+        "host": run.host,
+        "user": run.user,
+        "started": run.started,
+        "ended": run.ended,
+        "exit_code": run.exit_code,
+        "state": run.state,
+        "deleted": False,
+    }
+
+
+def build_graph(
+    lineage: Lineage, start: VersionRecord, direction: str = BOTH, depth: int | None = None
+) -> Graph:
+    """Walk from ``start`` upstream (producers and their inputs), downstream (consumers and
+    what they produced), or both, at most ``depth`` edges away (None: no limit)."""
+    graph = Graph(version_node_id(start))
+    graph.nodes[graph.root] = _version_node(start)
+    if direction in (UP, BOTH):
+        _walk(lineage, graph, start, depth, upstream=True)
+    if direction in (DOWN, BOTH):
+        _walk(lineage, graph, start, depth, upstream=False)
+    return graph
+
+
+def _walk(
+    lineage: Lineage, graph: Graph, start: VersionRecord, depth: int | None, *, upstream: bool
+) -> None:
+    frontier: list[tuple[VersionRecord, int]] = [(start, 0)]
+    seen_runs: set[str] = set()
+    while frontier:
+        record, hops = frontier.pop(0)
+        if depth is not None and hops >= depth:
+            continue
+        for run_id, run in _neighbour_runs(lineage, record, upstream):
+            node = run_node_id(run_id)
+            graph.nodes.setdefault(node, _run_node(run, run_id))
+            if upstream:
+                graph.add_edge(node, version_node_id(record), "logged")
+            else:
+                graph.add_edge(version_node_id(record), node, "used")
+            if run_id in seen_runs or (depth is not None and hops + 1 >= depth):
+                continue
+            seen_runs.add(run_id)
+            for other in lineage.inputs(run_id) if upstream else lineage.outputs(run_id):
+                other_id = version_node_id(other)
+                if upstream:
+                    graph.add_edge(other_id, node, "used")
+                else:
+                    graph.add_edge(node, other_id, "logged")
+                if other_id not in graph.nodes:
+                    graph.nodes[other_id] = _version_node(other)
+                    frontier.append((other, hops + 2))
+
+
+def _neighbour_runs(
+    lineage: Lineage, record: VersionRecord, upstream: bool
+) -> list[tuple[str, RunRecord | None]]:
+    if upstream:
+        return [(record.logged_by, lineage.find_run(record.logged_by))] if record.logged_by else []
+    return [(run.id, run) for run, _ in lineage.consumers(record)]

@@ -15,9 +15,11 @@ from typing import Any
 import click
 
 from artfs.cli import console, render
+from artfs.cli.runner import current_run_id, run_command
 from artfs.errors import ArtfsError, InvalidName
+from artfs.lineage import Lineage, build_graph
 from artfs.names import ArtifactName, Ref
-from artfs.store import Store, default_home
+from artfs.store import Store, default_home, staging
 from artfs.store.export import diff, materialize, select
 from artfs.store.gc import collect
 from artfs.store.ingest import scan
@@ -45,17 +47,17 @@ def _artifact(text: str) -> ArtifactName:
     return ArtifactName.parse(text)
 
 
-def _metadata(text: str | None) -> dict[str, Any] | None:
+def _metadata(text: str | None, option: str = "--metadata") -> dict[str, Any] | None:
     if text is None:
         return None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidName(
-            f"--metadata is not valid JSON ({exc.msg}): give an object like '{{\"k\": 1}}'"
+            f"{option} is not valid JSON ({exc.msg}): give an object like '{{\"k\": 1}}'"
         ) from None
     if not isinstance(value, dict):
-        raise InvalidName("--metadata must be a JSON object, like '{\"epochs\": 10}'")
+        raise InvalidName(f"{option} must be a JSON object, like '{{\"epochs\": 10}}'")
     return value
 
 
@@ -104,10 +106,12 @@ def put(
     meta, ttl_seconds = _metadata(metadata), _ttl(ttl)
     with ctx.store() as store:
         tree = scan(path)
+        logged_by = current_run_id(Lineage(store), art.project)
         with console.progress(tree.total_bytes, f"put {art}", quiet=ctx.quiet) as advance:
             result = store.commit(
                 tree,
                 art,
+                logged_by=logged_by,
                 type_=type_,
                 aliases=list(aliases),
                 description=description,
@@ -137,6 +141,10 @@ def get(ctx: Context, ref: str, dest: Path, path_prefix: str | None) -> None:
     """Write the files of version REF into directory DEST (verified as written)."""
     with ctx.store() as store:
         record = store.resolve(_ref(ref))
+        lineage = Lineage(store)
+        run_id = current_run_id(lineage, record.project)
+        if run_id is not None:
+            lineage.use(run_id, record)
         total = sum(e.size for e in select(store.files(record), path_prefix))
         with console.progress(total, f"get {record.ref}", quiet=ctx.quiet) as advance:
             written = materialize(store, record, dest, path_prefix=path_prefix, progress=advance)
@@ -202,10 +210,12 @@ def ls_(ctx: Context, target: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def info(ctx: Context, ref: str, as_json: bool) -> None:
-    """Show the record of one version."""
+    """Show the record of one version, with the runs that consumed it."""
     with ctx.store() as store:
         record = store.resolve(_ref(ref))
+        consumers = Lineage(store).consumers(record)
     data = render.version_info_json(record)
+    data["consumers"] = [render.consumer_json(run, usage) for run, usage in consumers]
     if as_json:
         console.print_json(data)
         return
@@ -231,6 +241,12 @@ def info(ctx: Context, ref: str, as_json: bool) -> None:
         elif key == "size":
             value = f"{render.human_size(value)} ({value} bytes)"
         console.print_line(f"{key + ':':<13}{'' if value is None else value}")
+    console.print_line(f"{'consumers:':<13}{len(consumers)}")
+    for consumer in data["consumers"]:
+        console.print_line(
+            f"  run {consumer['run_id']} {consumer['job_type']}/{consumer['name']}: "
+            f"{consumer['files']} files, {consumer['first']} .. {consumer['last']}"
+        )
 
 
 @cli.command()
@@ -385,6 +401,156 @@ def verify_(ctx: Context, ref: str | None) -> None:
 
 
 @cli.command()
+@click.argument("artifact")
+@click.option("--type", "type_", help="Artifact type (default: the artifact's, else dataset).")
+@click.option("--alias", "aliases", multiple=True, help="Alias for the new version (repeatable).")
+@click.option("--description", help="Free-text description.")
+@click.option("--metadata", help="JSON object of metadata.")
+@click.option("--tag", "tags", multiple=True, help="Tag (repeatable).")
+@click.option("--force", is_flag=True, help="Commit even while a staging file is open for writing.")
+@pass_ctx
+def commit(
+    ctx: Context,
+    artifact: str,
+    type_: str | None,
+    aliases: tuple[str, ...],
+    description: str | None,
+    metadata: str | None,
+    tags: tuple[str, ...],
+    force: bool,
+) -> None:
+    """Store the staging directory of ARTIFACT (project/name) as its next version."""
+    art = _artifact(artifact)
+    meta = _metadata(metadata)
+    with ctx.store() as store:
+        result = staging.commit(
+            store,
+            art,
+            force=force,
+            type_=type_,
+            aliases=list(aliases),
+            description=description,
+            metadata=meta,
+            tags=list(tags),
+            logged_by=current_run_id(Lineage(store), art.project),
+        )
+    if not ctx.quiet and not result.created:
+        console.note(f"unchanged: identical to {result.record.ref}, no new version")
+    console.print_line(result.record.ref)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--project", default="default", show_default=True, help="Project of the run.")
+@click.option("--job-type", default="job", show_default=True, help="Kind of job, e.g. train.")
+@click.option("--name", help="Run name (default: JOB_TYPE-ID).")
+@click.option("--config", help="JSON object of run configuration.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@pass_ctx
+def run(
+    ctx: Context,
+    project: str,
+    job_type: str,
+    name: str | None,
+    config: str | None,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND as a recorded run: artfs run --job-type train -- python train.py"""
+    with ctx.store() as store:
+        record, code = run_command(
+            Lineage(store),
+            list(command),
+            project=project,
+            job_type=job_type,
+            name=name,
+            config=_metadata(config, "--config"),
+        )
+    if not ctx.quiet:
+        console.note(f"run {record.id} ({record.project}/{record.name}) exited with {code}")
+    sys.exit(code)
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--project", help="Only runs of this project.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def runs(click_ctx: click.Context, project: str | None, as_json: bool) -> None:
+    """List runs; 'artfs runs show ID' shows one with its inputs and outputs."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    ctx: Context = click_ctx.obj
+    with ctx.store() as store:
+        found = Lineage(store).runs(project)
+    if as_json:
+        console.print_json([render.run_json(r) for r in found])
+        return
+    console.print_table(
+        ["id", "project", "job_type", "name", "state", "started", "command"],
+        [
+            [
+                r.id,
+                r.project,
+                r.job_type,
+                r.name,
+                r.state,
+                render.iso(r.started),
+                " ".join(r.command)[:60],
+            ]
+            for r in found
+        ],
+    )
+
+
+@runs.command(name="show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
+    """One run with the versions it used and logged."""
+    with ctx.store() as store:
+        lineage = Lineage(store)
+        record = lineage.run(run_id)
+        inputs = [r.ref for r in lineage.inputs(run_id)]
+        outputs = [r.ref for r in lineage.outputs(run_id)]
+    data = render.run_json(record, inputs, outputs)
+    if as_json:
+        console.print_json(data)
+        return
+    for key, value in data.items():
+        if isinstance(value, list):
+            value = " ".join(value) if key == "command" else ", ".join(value)
+        elif isinstance(value, dict):
+            value = json.dumps(value, sort_keys=True)
+        console.print_line(f"{key + ':':<11}{'' if value is None else value}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option(
+    "--direction", type=click.Choice(["up", "down", "both"]), default="both", show_default=True
+)
+@click.option("--depth", type=click.IntRange(min=1), help="At most this many edges away.")
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["tree", "json", "dot"]),
+    default="tree",
+    show_default=True,
+)
+@pass_ctx
+def lineage(ctx: Context, ref: str, direction: str, depth: int | None, format_: str) -> None:
+    """Where REF came from (up) and where it went (down): versions and runs."""
+    with ctx.store() as store:
+        tracker = Lineage(store)
+        graph = build_graph(tracker, tracker.version(ref), direction, depth).to_json()
+    if format_ == "json":
+        console.print_json(graph)
+        return
+    lines = render.lineage_dot(graph) if format_ == "dot" else render.lineage_tree(graph, direction)
+    for line in lines:
+        console.print_line(line)
+
+
+@cli.command()
 @click.argument("mountpoint", type=click.Path(path_type=Path))
 @click.option("--foreground", is_flag=True, help="Serve in this process until unmounted.")
 @click.option("--allow-other", is_flag=True, help="Let other users and containers read it.")
@@ -455,6 +621,30 @@ def umount(mountpoint: Path) -> None:
         reason = done.stderr.strip().rpartition(": ")[2] or "failed"
         hint = ": close the files open under it" if "busy" in reason else ""
         raise ArtfsError(f"cannot unmount {mountpoint}: {reason}{hint}")
+
+
+def _quiet(click_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        click_ctx.ensure_object(Context).quiet = True
+
+
+def _add_quiet(group: click.Group) -> None:
+    """Accept ``-q/--quiet`` after any command too (``artfs put ... --quiet``)."""
+    for command in group.commands.values():
+        command.params.append(
+            click.Option(
+                ["-q", "--quiet"],
+                is_flag=True,
+                expose_value=False,
+                callback=_quiet,
+                help="No progress bars or notes.",
+            )
+        )
+        if isinstance(command, click.Group):
+            _add_quiet(command)
+
+
+_add_quiet(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -76,8 +76,12 @@ class SourceTree:
                 parent = posixpath.dirname(parent)
 
 
-def scan(source: Path, prefix: str = "") -> SourceTree:
-    """Validate and list what ``source`` (a file or a directory) would store."""
+def scan(source: Path, prefix: str = "", *, confine: bool = False) -> SourceTree:
+    """Validate and list what ``source`` (a file or a directory) would store.
+
+    With ``confine``, a symlink that resolves outside ``source`` is refused (staging: a commit
+    must not pull in files from elsewhere on the machine).
+    """
     try:
         st = os.stat(source)
     except FileNotFoundError:
@@ -86,7 +90,8 @@ def scan(source: Path, prefix: str = "") -> SourceTree:
         raise InputError(f"{source}: cannot read it ({exc.strerror})") from None
     tree = SourceTree()
     if stat.S_ISDIR(st.st_mode):
-        _scan_dir(source, prefix, tree, {(st.st_dev, st.st_ino)})
+        root = os.path.realpath(source) if confine else None
+        _scan_dir(source, prefix, tree, {(st.st_dev, st.st_ino)}, root)
     elif stat.S_ISREG(st.st_mode):
         name = prefix or source.name
         tree.files.append(_source_file(source, _inner_path(name, source), st))
@@ -107,7 +112,11 @@ def _source_file(source: Path, path: str, st: os.stat_result) -> SourceFile:
 
 
 def _scan_dir(
-    directory: Path, prefix: str, tree: SourceTree, ancestors: set[tuple[int, int]]
+    directory: Path,
+    prefix: str,
+    tree: SourceTree,
+    ancestors: set[tuple[int, int]],
+    root: str | None,
 ) -> None:
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
@@ -115,6 +124,12 @@ def _scan_dir(
         raise InputError(f"{directory}: cannot list it ({exc.strerror})") from None
     for entry in entries:
         path = _inner_path(f"{prefix}/{entry.name}" if prefix else entry.name, Path(entry.path))
+        if root is not None and entry.is_symlink():
+            target = os.path.realpath(entry.path)
+            if not target.startswith(root + os.sep):
+                raise InputError(
+                    f"{entry.path}: a symlink to {target}, outside the tree being stored"
+                )
         try:
             st = os.stat(entry.path)  # follows symlinks
         except FileNotFoundError:
@@ -126,7 +141,7 @@ def _scan_dir(
             if ident in ancestors:
                 raise InputError(f"{entry.path}: a symlink loop back to a parent directory")
             tree.dirs.append(FileEntry(path, Kind.DIR, stat.S_IMODE(st.st_mode), 0, st.st_mtime_ns))
-            _scan_dir(Path(entry.path), path, tree, ancestors | {ident})
+            _scan_dir(Path(entry.path), path, tree, ancestors | {ident}, root)
         elif stat.S_ISREG(st.st_mode):
             tree.files.append(_source_file(Path(entry.path), path, st))
         else:

@@ -151,6 +151,10 @@ class Store:
                 raise NotFound(f"project {project!r} does not exist: see 'artfs ls'")
             return [(a, catalog.versions(txn, a.artifact)) for a in catalog.artifacts(txn, project)]
 
+    def artifact(self, art: ArtifactName) -> ArtifactRecord | None:
+        with self.index.read() as txn:
+            return catalog.get_artifact(txn, art)
+
     def versions(self, art: ArtifactName) -> list[VersionRecord]:
         with self.index.read() as txn:
             catalog.require_artifact(txn, art)
