@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from artfs.errors import (
+    AliasesHeld,
     ArtifactFinalized,
     ArtifactMismatch,
     DuplicateEntry,
@@ -30,6 +31,7 @@ from artfs.errors import (
     NotASingleFile,
     NotFound,
     NotLogged,
+    TypeMismatch,
 )
 from artfs.names import ArtifactName, Ref, check_alias, check_name, check_path
 from artfs.store import Store, references
@@ -258,18 +260,37 @@ class Artifact:
 
     # --- logging (called by Run) ------------------------------------------------------------
 
-    def _log(self, store: Store, project: str, run_id: str | None) -> Artifact:
+    def _log(
+        self,
+        store: Store,
+        project: str,
+        run_id: str | None,
+        aliases: list[str] | None = None,
+        tags: list[str] | None = None,
+    ) -> Artifact:
+        """Store the draft; ``aliases`` and ``tags`` join the draft's own only if it works."""
         self._draft()
-        result = store.commit(
-            self._source_tree(),
-            ArtifactName(check_name(project, "project name"), self._name),
-            type_=self._type,
-            aliases=[check_alias(a) for a in self.aliases if a != "latest"],
-            description=self.description,
-            metadata=self.metadata,
-            tags=self.tags,
-            logged_by=run_id,
-        )
+        art = ArtifactName(check_name(project, "project name"), self._name)
+        try:
+            result = store.commit(
+                self._source_tree(),
+                art,
+                type_=self._type,
+                aliases=[
+                    check_alias(a) for a in [*self.aliases, *(aliases or [])] if a != "latest"
+                ],
+                description=self.description,
+                metadata=self.metadata,
+                tags=[*self.tags, *(tags or [])],
+                logged_by=run_id,
+            )
+        except TypeMismatch:
+            # The store's message speaks CLI (--type); say it in SDK terms.
+            fixed = _artifact_type(store, art)
+            raise TypeMismatch(
+                f"{art} is of type {fixed!r}, not {self._type!r}: "
+                f"create the Artifact with type={fixed!r} or use another name"
+            ) from None
         self._bind(store, result.record)
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
@@ -452,8 +473,27 @@ class Artifact:
         self._bind(store, fresh)
 
     def delete(self, delete_aliases: bool = False) -> None:
-        record = self._logged_store().delete_version(self._ref, force=delete_aliases)
-        self._record = record
+        """Delete this version; one holding custom aliases needs ``delete_aliases=True``."""
+        store = self._logged_store()
+        try:
+            self._record = store.delete_version(self._ref, force=delete_aliases)
+        except AliasesHeld:
+            # The store's message speaks CLI (--force); say it in SDK terms.
+            record = store.resolve(self._ref)
+            held = ", ".join(a for a in record.aliases if a != "latest")
+            raise AliasesHeld(
+                f"{record.ref} holds the alias(es) {held}: remove them from aliases and save(), "
+                "or pass delete_aliases=True"
+            ) from None
+        self.aliases = []
+
+
+def _artifact_type(store: Store, art: ArtifactName) -> str:
+    """The type fixed by the first version of ``art``."""
+    for found, _ in store.artifacts(art.project):
+        if found.artifact == art:
+            return found.type
+    raise NotFound(f"{art} does not exist")
 
 
 def _hex(entry: FileEntry) -> str:

@@ -90,10 +90,8 @@ class Run:
                 artifact.add_dir(path)
             else:
                 artifact.add_file(path)
-        artifact.aliases = [*artifact.aliases, *(aliases or [])]
-        artifact.tags = [*artifact.tags, *(tags or [])]
         project = artifact.project or self.project
-        return artifact._log(self._store, project, self.id)
+        return artifact._log(self._store, project, self.id, aliases, tags)
 
     def use_artifact(self, artifact_or_name: Artifact | str, type: str | None = None) -> Artifact:
         """The logged version named ``name:alias``, ``name:v3`` or ``project/name:v3`` (a
