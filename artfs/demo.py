@@ -45,8 +45,17 @@ def main() -> None:
     print(f"demo store: {env['ARTFS_HOME']}")
 
     make_sample(source, 500, seed=0)
-    step(ARTFS, "put", str(source), "demo/mnist", "--alias", "baseline",
-         "--description", "500 handwritten digits", env=env)
+    step(
+        ARTFS,
+        "put",
+        str(source),
+        "demo/mnist",
+        "--alias",
+        "baseline",
+        "--description",
+        "500 handwritten digits",
+        env=env,
+    )
     make_sample(source, 600, seed=1)  # relabelled, 100 more images
     step(ARTFS, "put", str(source), "demo/mnist", "--metadata", '{"images": 600}', env=env)
     step(ARTFS, "put", str(source), "demo/mnist", env=env)  # unchanged: no new version

@@ -19,7 +19,9 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def median_time(fn: Callable[[], object], runs: int, setup: Callable[[], object] | None = None) -> float:
+def median_time(
+    fn: Callable[[], object], runs: int, setup: Callable[[], object] | None = None
+) -> float:
     times = []
     for _ in range(runs):
         if setup:
@@ -30,7 +32,10 @@ def median_time(fn: Callable[[], object], runs: int, setup: Callable[[], object]
 
 def sh(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
-        [str(a) for a in args], check=True, capture_output=True, text=True,
+        [str(a) for a in args],
+        check=True,
+        capture_output=True,
+        text=True,
         env={**os.environ, **(env or {})},
     )
     return done.stdout
