@@ -48,3 +48,27 @@ def data_dir(tmp_path: Path, make_tree: Any) -> Path:
         tmp_path / "data",
         {"train.csv": "a,b\n1,2\n", "test.csv": "a,b\n3,4\n", "images/0.png": b"\x89PNG0"},
     )
+
+
+def catalog_state(home: Path) -> dict[str, Any]:
+    """Pack sizes and every version with its aliases, tags and digest, read in-process: a
+    cheap stand-in for ``store_state`` (which runs ``artfs ls --json`` at every level)."""
+    from tests.conftest import pack_listing
+
+    store = Store.open(home)
+    try:
+        versions = {
+            f"{art.project}/{art.name}": [
+                (r.version, r.digest, sorted(r.aliases), r.tags, r.state) for r in records
+            ]
+            for project in store.projects()
+            for art, records in store.artifacts(project)
+        }
+    finally:
+        store.close()
+    return {"packs": pack_listing(home), "versions": versions}
+
+
+@pytest.fixture(name="catalog_state")
+def catalog_state_fixture(home: Path) -> Any:
+    return lambda: catalog_state(home)

@@ -188,9 +188,7 @@ def test_an_unchanged_new_draft_reports_the_same_version(logged: Artifact, run: 
 # --- save -------------------------------------------------------------------------------------
 
 
-def test_save_persists_description_metadata_aliases_and_tags(
-    logged: Artifact, home: Path
-) -> None:
+def test_save_persists_description_metadata_aliases_and_tags(logged: Artifact, home: Path) -> None:
     logged.description = "handwritten digits"
     logged.metadata["source"] = "nist"
     logged.aliases.remove("best")
@@ -230,12 +228,12 @@ def test_save_moves_an_alias_from_another_version(
     ids=["add_file", "add_dir", "add_reference", "remove", "new_file"],
 )
 def test_the_files_of_a_logged_version_cannot_change(
-    logged: Artifact, data_dir: Path, edit: Any, store_state: Any
+    logged: Artifact, data_dir: Path, edit: Any, catalog_state: Any
 ) -> None:
-    before = store_state()
+    before = catalog_state()
     with pytest.raises(ArtifactFinalized, match=r"proj/mnist:v0.*new_draft\(\)"):
         edit(logged, data_dir)
-    assert store_state() == before
+    assert catalog_state() == before
     assert sorted(logged.manifest) == ["images/0.png", "test.csv", "train.csv"]
 
 
