@@ -197,9 +197,7 @@ class Artifact:
         max_objects: int | None = None,
     ) -> list[ArtifactManifestEntry]:
         self._draft()
-        entries = references.describe(
-            uri, name or references.default_name(uri), checksum=checksum, max_objects=max_objects
-        )
+        entries = references.describe(uri, name, checksum=checksum, max_objects=max_objects)
         for entry in entries:
             self._claim(entry.path, lambda e=entry: e.digest.hex(), False)
         for entry in entries:

@@ -39,14 +39,18 @@ class ReferenceMissing(NotFound):
 
 
 def describe(
-    uri: str, name: str, *, checksum: bool = True, max_objects: int | None = None
+    uri: str, name: str | None = None, *, checksum: bool = True, max_objects: int | None = None
 ) -> list[FileEntry]:
-    """Entries for ``uri`` placed at ``name`` inside the version."""
+    """Entries for ``uri`` placed at ``name`` inside the version.
+
+    Without a name, a file or URL is placed at its base name and the files of a directory at
+    the version's root (as W&B's ``add_reference`` does).
+    """
     scheme = urllib.parse.urlsplit(uri).scheme
     if scheme == "file":
         return _describe_file(uri, name, checksum, max_objects)
     if scheme in ("http", "https"):
-        return [_describe_http(uri, check_path(name), checksum)]
+        return [_describe_http(uri, check_path(name or default_name(uri)), checksum)]
     if scheme in ("s3", "gs"):
         raise InputError(
             f"{uri}: {scheme}:// references need the object-store backend, which artfs does not "
@@ -67,14 +71,16 @@ def _local_path(uri: str) -> Path:
     return Path(urllib.parse.unquote(parts.path))
 
 
-def _describe_file(uri: str, name: str, checksum: bool, max_objects: int | None) -> list[FileEntry]:
+def _describe_file(
+    uri: str, name: str | None, checksum: bool, max_objects: int | None
+) -> list[FileEntry]:
     root = _local_path(uri)
     try:
         st = root.stat()
     except FileNotFoundError:
         raise InputError(f"{uri}: no such file or directory") from None
     if stat.S_ISREG(st.st_mode):
-        return [_file_entry(root, check_path(name), uri, checksum)]
+        return [_file_entry(root, check_path(name or root.name), uri, checksum)]
     if not stat.S_ISDIR(st.st_mode):
         raise InputError(f"{uri}: not a regular file or directory")
     entries: list[FileEntry] = []
@@ -84,7 +90,8 @@ def _describe_file(uri: str, name: str, checksum: bool, max_objects: int | None)
                 f"{uri}: has more than max_objects={max_objects} files; raise max_objects"
             )
         inner = path.relative_to(root).as_posix()
-        entries.append(_file_entry(path, check_path(f"{name}/{inner}"), path.as_uri(), checksum))
+        inside = f"{name}/{inner}" if name else inner
+        entries.append(_file_entry(path, check_path(inside), path.as_uri(), checksum))
     return entries
 
 
