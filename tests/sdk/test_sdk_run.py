@@ -185,3 +185,24 @@ def test_use_artifact_of_something_unknown_is_not_found(home: Path, ref: str) ->
         with pytest.raises(NotFound):
             run.use_artifact(ref)
         assert run.used_artifacts() == []
+
+
+# --- mount_path (the tree a running ``artfs mount`` shows; a plain directory stands in) -------
+
+
+@pytest.mark.usefixtures("two_versions")
+def test_mount_path_names_the_version_under_the_mount_and_records_the_use(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mnt = tmp_path / "mnt"
+    (mnt / "proj" / "mnist" / "v0").mkdir(parents=True)
+    with artfs.init(project="proj", job_type="train", home=home) as run:
+        assert run.mount_path("mnist:first", mountpoint=mnt) == mnt / "proj" / "mnist" / "v0"
+        assert [a.version for a in run.used_artifacts()] == ["v0"]
+        monkeypatch.setenv("ARTFS_MOUNT", str(mnt))
+        assert run.mount_path("proj/mnist:v0") == mnt / "proj" / "mnist" / "v0"
+        with pytest.raises(NotFound, match=r"proj/mnist:v1 is not visible"):
+            run.mount_path("mnist:latest")
+        monkeypatch.delenv("ARTFS_MOUNT")
+        with pytest.raises(NotFound, match="mount"):  # a live mount elsewhere may show proj
+            run.mount_path("mnist:v0")
