@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import enum
 import errno
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import lmdb
 
-from artfs.errors import StoreError
+from artfs.errors import CorruptData, StoreError
 
 # The map is address space, not disk: the file grows as data is added. 1 TiB of index
 # covers billions of chunks.
@@ -38,8 +39,28 @@ class Table(enum.Enum):
     META = b"meta"  # store-wide settings
 
 
+def _seal(key: bytes, value: bytes) -> bytes:
+    return value + zlib.crc32(value, zlib.crc32(key)).to_bytes(4, "little")
+
+
+def _open(table: Table, key: bytes, stored: bytes) -> bytes:
+    """The value of a stored record; CorruptData when key or value bytes were damaged."""
+    value, check = stored[:-4], stored[-4:]
+    if len(stored) < 4 or zlib.crc32(value, zlib.crc32(key)).to_bytes(4, "little") != check:
+        raise CorruptData(
+            f"the index entry {key[:60]!r} of table {table.value.decode()} is damaged: "
+            "run 'artfs verify' and restore the store from a backup"
+        )
+    return value
+
+
 class Txn:
-    """A transaction with table-typed get/put/delete and ordered prefix scans."""
+    """A transaction with table-typed get/put/delete and ordered prefix scans.
+
+    Every value is stored with a CRC-32 over its key and value, checked on every read: LMDB
+    itself checksums nothing, and a flipped bit in a file tree or chunk location must be an
+    error, never a wrong answer.
+    """
 
     def __init__(self, txn: lmdb.Transaction, dbs: dict[Table, lmdb._Database]) -> None:
         self._txn = txn
@@ -47,11 +68,11 @@ class Txn:
 
     def get(self, table: Table, key: bytes) -> bytes | None:
         value = self._txn.get(key, db=self._dbs[table])
-        return None if value is None else bytes(value)
+        return None if value is None else _open(table, key, bytes(value))
 
     def put(self, table: Table, key: bytes, value: bytes, *, overwrite: bool = True) -> bool:
         """Store ``value``; with ``overwrite=False`` keep an existing value and return False."""
-        return bool(self._txn.put(key, value, db=self._dbs[table], overwrite=overwrite))
+        return bool(self._txn.put(key, _seal(key, value), db=self._dbs[table], overwrite=overwrite))
 
     def delete(self, table: Table, key: bytes) -> bool:
         return bool(self._txn.delete(key, db=self._dbs[table]))
@@ -67,7 +88,7 @@ class Txn:
                 key = bytes(raw_key)
                 if not key.startswith(prefix):
                     return
-                yield key, bytes(value)
+                yield key, _open(table, key, bytes(value))
 
     def delete_prefix(self, table: Table, prefix: bytes) -> int:
         keys = [key for key, _ in self.scan(table, prefix)]
@@ -106,8 +127,13 @@ class Index:
 
     @contextmanager
     def read(self) -> Iterator[Txn]:
-        with self._env.begin(write=False, buffers=False) as txn:
-            yield Txn(txn, self._dbs)
+        try:
+            with self._env.begin(write=False, buffers=False) as txn:
+                yield Txn(txn, self._dbs)
+        except lmdb.Error as exc:
+            raise CorruptData(
+                f"the index cannot be read ({exc}): restore it from a backup"
+            ) from exc
 
     @contextmanager
     def write(self) -> Iterator[Txn]:
