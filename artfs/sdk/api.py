@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from artfs.errors import NotFound, TypeMismatch
@@ -21,7 +21,7 @@ class ArtifactCollection:
     project: str
     name: str
     type: str
-    _store: Store
+    _store: Store = field(repr=False, compare=False)
 
     def versions(self) -> list[Artifact]:
         return [

@@ -175,3 +175,8 @@ def test_a_file_that_vanished_after_add_file_is_an_input_error(
         run.log_artifact(art)
     assert store_state() == before
     assert art.state == "PENDING"
+
+
+def test_a_collection_prints_without_store_internals(populated: Any, home: Path) -> None:
+    [models] = Api(home=home).artifact_collections("proj", type_name="model")
+    assert repr(models) == "ArtifactCollection(project='proj', name='clf', type='model')"
