@@ -25,6 +25,8 @@ from artfs.errors import (
     NotASingleFile,
     NotFound,
     NotLogged,
+    ReferenceChanged,
+    ReferenceMissing,
     StoreError,
     TypeMismatch,
 )
@@ -49,6 +51,8 @@ __all__ = [
     "NotASingleFile",
     "NotFound",
     "NotLogged",
+    "ReferenceChanged",
+    "ReferenceMissing",
     "Run",
     "StoreError",
     "TypeMismatch",

@@ -66,3 +66,11 @@ class NotASingleFile(ArtfsError):
 
 class ArtifactMismatch(ArtfsError):
     """Files on disk differ from the version they should match (``Artifact.verify``)."""
+
+
+class ReferenceChanged(CorruptData):
+    """A referenced target no longer has the content recorded when it was added."""
+
+
+class ReferenceMissing(NotFound):
+    """A referenced target cannot be found any more."""

@@ -136,8 +136,13 @@ def put(
 @click.argument("ref")
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--path-prefix", help="Only files whose path starts with this prefix.")
+@click.option(
+    "--allow-missing-references", is_flag=True, help="Skip references whose target is gone."
+)
 @pass_ctx
-def get(ctx: Context, ref: str, dest: Path, path_prefix: str | None) -> None:
+def get(
+    ctx: Context, ref: str, dest: Path, path_prefix: str | None, allow_missing_references: bool
+) -> None:
     """Write the files of version REF into directory DEST (verified as written)."""
     with ctx.store() as store:
         record = store.resolve(_ref(ref))
@@ -147,7 +152,14 @@ def get(ctx: Context, ref: str, dest: Path, path_prefix: str | None) -> None:
             lineage.use(run_id, record)
         total = sum(e.size for e in select(store.files(record), path_prefix))
         with console.progress(total, f"get {record.ref}", quiet=ctx.quiet) as advance:
-            written = materialize(store, record, dest, path_prefix=path_prefix, progress=advance)
+            written = materialize(
+                store,
+                record,
+                dest,
+                path_prefix=path_prefix,
+                progress=advance,
+                allow_missing_references=allow_missing_references,
+            )
     if not ctx.quiet:
         console.note(f"wrote {len(written)} files of {record.ref} to {dest}")
 

@@ -15,11 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from artfs.errors import CorruptData, InputError, NotFound
+from artfs.errors import CorruptData, InputError, NotFound, ReferenceMissing
 from artfs.store.catalog import VersionRecord
 from artfs.store.hashing import FileDigest, FileHasher
 from artfs.store.manifest import NO_DIGEST, FileEntry
-from artfs.store.references import ReferenceMissing
 from artfs.store.repository import Store
 
 _WRITERS = 4

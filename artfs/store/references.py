@@ -21,21 +21,13 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from artfs.errors import CorruptData, InputError, NotFound
+from artfs.errors import InputError, ReferenceChanged, ReferenceMissing
 from artfs.names import check_path
 from artfs.store.hashing import FileDigest, FileHasher
 from artfs.store.manifest import NO_DIGEST, FileEntry, Kind
 
 _BLOCK = 1 << 20
 _TIMEOUT = 30.0
-
-
-class ReferenceChanged(CorruptData):
-    """A referenced target no longer has the content recorded when it was added."""
-
-
-class ReferenceMissing(NotFound):
-    """A referenced target cannot be found any more."""
 
 
 def describe(

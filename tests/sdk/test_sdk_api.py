@@ -27,6 +27,8 @@ PUBLIC = [
     "NotASingleFile",
     "NotFound",
     "NotLogged",
+    "ReferenceChanged",
+    "ReferenceMissing",
     "Run",
     "StoreError",
     "TypeMismatch",

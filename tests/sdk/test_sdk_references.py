@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 import artfs
-from artfs import Artifact, InputError
-from artfs.store.references import ReferenceChanged, ReferenceMissing
+from artfs import Artifact, InputError, ReferenceChanged, ReferenceMissing
 from tests.conftest import packs_bytes, random_bytes, read_tree
 
 
