@@ -153,6 +153,14 @@ class Lineage:
             txn.put(Table.RUNS, record.id.encode(), record.encode())
         return record
 
+    def add_runs(self, records: Iterable[RunRecord]) -> None:
+        """Store ready-made run records (the daemon's implicit and external runs); a run id
+        already recorded keeps its existing record."""
+        with self.store.index.write() as txn:
+            for record in records:
+                catalog.ensure_project(txn, record.project)
+                txn.put(Table.RUNS, record.id.encode(), record.encode(), overwrite=False)
+
     def finish_run(self, run_id: str, exit_code: int = 0) -> RunRecord:
         with self.store.index.write() as txn:
             record = _get_run(txn, run_id)

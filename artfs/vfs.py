@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import bisect
 import enum
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -33,16 +35,35 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NewType
 
-from artfs.errors import ArtfsError, NotFound
-from artfs.names import ArtifactName, parse_version
-from artfs.store import catalog, manifest
+from artfs import staging_vfs
+from artfs.errors import ArtfsError, InvalidName, NotFound
+from artfs.lineage import Lineage, check_run_id
+from artfs.names import ArtifactName, check_name, parse_version
+from artfs.staging_vfs import (
+    CONTROL_FILE,
+    REGISTER_FILE,
+    STAGED_FH_BASE,
+    STAGED_TIMEOUT,
+    AttrChange,
+    Backing,
+    BackingFile,
+    BadRequest,
+    CommitFailed,
+    CommitRequest,
+    ControlFile,
+    CrossDevice,
+    RegisterFile,
+    StagedPaths,
+)
+from artfs.store import catalog, manifest, staging
 from artfs.store.catalog import COMMITTED, VersionRecord
 from artfs.store.index import Table, Txn
 from artfs.store.manifest import ChunkRef, FileEntry
-from artfs.store.repository import Store
+from artfs.store.repository import PutResult, Store
+from artfs.usage import UsageRecorder, proc_stat
 
 Inode = NewType("Inode", int)
 FileHandle = NewType("FileHandle", int)
@@ -83,14 +104,25 @@ class NotASymlink(ArtfsError):
     """readlink on something that is not a symlink (EINVAL)."""
 
 
+class NotSupported(ArtfsError):
+    """An operation staging does not offer (hard links, extended attributes): EOPNOTSUPP."""
+
+
 class Kind(enum.Enum):
     ROOT = "root"
     PROJECT = "project"
     ARTIFACT = "artifact"
     VERSION = "version"
     ALIAS = "alias"
-    STAGING = "staging"
+    STAGING = "staging"  # MNT/proj/name/staging itself
     ENTRY = "entry"  # a file or directory inside a version
+    STAGED = "staged"  # anything inside a staging directory (path relative to it)
+    CONTROL = "control"  # MNT/proj/name/staging/.artfs-commit (virtual)
+    REGISTER = "register"  # MNT/.artfs-register (virtual)
+
+
+# Nodes whose operations go to the artifact's backing directory.
+STAGING_KINDS = (Kind.STAGING, Kind.STAGED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +143,9 @@ class NodeKey:
             (self.kind.value, self.project, self.name, str(self.number), self.alias, self.path)
         )
         digest = hashlib.blake2b(manifest.encode_path(text), digest_size=8).digest()
-        # 63 bits (st_ino is signed in places), never 0 or the root's 1.
-        return Inode((int.from_bytes(digest, "little") >> 1) | 2)
+        # 62 bits, never 0 or the root's 1: staged nodes number from 2**62 up, st_ino is
+        # signed in places (63 bits at most).
+        return Inode((int.from_bytes(digest, "little") >> 2) | 2)
 
 
 @dataclass(slots=True)
@@ -121,10 +154,11 @@ class Node:
     record: VersionRecord | None = None  # VERSION and ENTRY nodes
     entry: FileEntry | None = None  # ENTRY nodes
     lookups: int = 0
+    fixed_ino: int = 0  # STAGED nodes: a number from StagedPaths, kept across renames
 
     @property
     def ino(self) -> Inode:
-        return self.key.inode()
+        return Inode(self.fixed_ino) if self.fixed_ino else self.key.inode()
 
     @property
     def immutable(self) -> bool:
@@ -147,10 +181,13 @@ class Attr:
     uid: int
     gid: int
     timeout: float
+    atime_ns: int = -1  # -1: the mtime (version nodes keep one time)
+    ctime_ns: int = -1
+    blocks_512: int = -1  # -1: from the size
 
     @property
     def blocks(self) -> int:
-        return (self.size + 511) // 512
+        return self.blocks_512 if self.blocks_512 >= 0 else (self.size + 511) // 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +204,7 @@ class StatFs:
     blocks: int
     files: int
     name_max: int = 255
+    free: int = 0  # blocks free for staging on the store's filesystem
 
 
 # --- the chunk cache --------------------------------------------------------------------------
@@ -365,12 +403,26 @@ class Vfs:
         self._files: dict[FileHandle, FileReader] = {}
         self._dirs: dict[FileHandle, _DirHandle] = {}
         self._next_handle = 1
+        # Staging (see artfs.staging_vfs): staged inodes, open staged/virtual files, and the
+        # last commit result per (artifact, session) and per artifact.
+        self.recorder: UsageRecorder | None = None
+        self._staged_paths = StagedPaths()
+        self._staged_files: dict[FileHandle, BackingFile | ControlFile | RegisterFile] = {}
+        self._staged_open: dict[Inode, set[FileHandle]] = {}
+        self._next_staged_handle = STAGED_FH_BASE
+        self._results: OrderedDict[tuple[str, str, int | None], bytes] = OrderedDict()
+        self._owner_is_root = os.geteuid() == 0
 
     @classmethod
-    def create(cls, store: Store, *, cache_bytes: int = DEFAULT_CACHE_BYTES) -> Vfs:
-        return cls(
+    def create(
+        cls, store: Store, *, cache_bytes: int = DEFAULT_CACHE_BYTES, lineage: bool = True
+    ) -> Vfs:
+        vfs = cls(
             store, ChunkCache(store.read_chunk, cache_bytes), uid=os.getuid(), gid=os.getgid()
         )
+        if lineage:
+            vfs.recorder = UsageRecorder(Lineage(store))
+        return vfs
 
     # --- nodes and lookup counts ----------------------------------------------------------
 
@@ -393,6 +445,8 @@ class Vfs:
         node.lookups -= count
         if node.lookups <= 0:
             del self._nodes[Inode(ino)]
+            if node.fixed_ino:
+                self._staged_paths.detach(_art_key(node), node.key.path, node.fixed_ino)
 
     @property
     def node_count(self) -> int:
@@ -407,6 +461,12 @@ class Vfs:
 
     def _attr(self, txn: Txn, node: Node) -> Attr:
         key = node.key
+        if key.kind in STAGING_KINDS:
+            return self._staged_attr(node)
+        if key.kind is Kind.CONTROL:
+            return self._control_attr(node)
+        if key.kind is Kind.REGISTER:
+            return self._make(node, stat.S_IFREG | 0o666, 0, self.started_ns, 1)
         if key.kind is Kind.ENTRY:
             assert node.entry is not None
             return self._entry_attr(node, node.entry)
@@ -416,7 +476,9 @@ class Vfs:
         if key.kind is Kind.VERSION:
             assert node.record is not None
             return self._make(node, stat.S_IFDIR | 0o555, 0, int(node.record.created * 1e9), 2)
-        return self._make(node, stat.S_IFDIR | 0o555, 0, self._dir_mtime(txn, node), 2)
+        # Root and project dirs take mkdir (a new project, a new artifact's staging).
+        perm = 0o755 if key.kind in (Kind.ROOT, Kind.PROJECT) else 0o555
+        return self._make(node, stat.S_IFDIR | perm, 0, self._dir_mtime(txn, node), 2)
 
     def _entry_attr(self, node: Node, entry: FileEntry) -> Attr:
         perm = stat.S_IMODE(entry.mode) & ~0o222
@@ -461,13 +523,20 @@ class Vfs:
         if name in (".", "..") or "/" in name:
             return None
         if key.kind is Kind.ROOT:
-            if txn.get(Table.PROJECTS, name.encode()) is None:
+            if name == REGISTER_FILE:
+                return Node(NodeKey(Kind.REGISTER))
+            if txn.get(Table.PROJECTS, name.encode()) is None and not self._staged_project(name):
                 return None
             return Node(NodeKey(Kind.PROJECT, name))
         if key.kind is Kind.PROJECT:
-            if catalog.get_artifact(txn, ArtifactName(key.project, name)) is None:
+            art = _artifact_or_none(key.project, name)
+            if art is None:
+                return None
+            if catalog.get_artifact(txn, art) is None and not self._backing(art).exists():
                 return None
             return Node(NodeKey(Kind.ARTIFACT, key.project, name))
+        if key.kind in STAGING_KINDS:
+            return self._staged_child(node, name)
         if key.kind is Kind.ARTIFACT:
             return self._artifact_child(txn, node, name)
         if key.kind is Kind.VERSION or (key.kind is Kind.ENTRY and _is_dir(node)):
@@ -475,8 +544,6 @@ class Vfs:
             path = f"{key.path}/{name}" if key.path else name
             entry = catalog.lookup(txn, node.record, path)
             return None if entry is None else self._entry_node(node.record, entry)
-        if key.kind is Kind.STAGING:
-            return None
         raise NotADirectory(f"{key.path or key.alias} is not a directory")
 
     def _artifact_child(self, txn: Txn, node: Node, name: str) -> Node | None:
@@ -504,6 +571,8 @@ class Vfs:
 
     def readlink(self, ino: int) -> bytes:
         node = self.node(ino)
+        if node.key.kind is Kind.STAGED:
+            return self._backing(node.artifact).readlink(node.key.path)
         if node.key.kind is not Kind.ALIAS:
             raise NotASymlink("not a symbolic link")
         with self.store.index.read() as txn:
@@ -526,7 +595,9 @@ class Vfs:
 
     def opendir(self, ino: int) -> FileHandle:
         node = self.node(ino)
-        if node.key.kind in (Kind.ALIAS,) or (node.key.kind is Kind.ENTRY and not _is_dir(node)):
+        if node.key.kind in (Kind.ALIAS, Kind.CONTROL, Kind.REGISTER) or (
+            node.key.kind is Kind.ENTRY and not _is_dir(node)
+        ):
             raise NotADirectory(f"{node.key.path or node.key.alias} is not a directory")
         fh = self._new_handle()
         self._dirs[fh] = _DirHandle(node)
@@ -561,20 +632,20 @@ class Vfs:
     def _small_listing(self, txn: Txn, node: Node) -> list[tuple[str, Node]]:
         key = node.key
         if key.kind is Kind.ROOT:
-            return [(p, Node(NodeKey(Kind.PROJECT, p))) for p in catalog.projects(txn)]
+            names = set(catalog.projects(txn)) | set(staging.projects_with_staging(self.store))
+            return [(p, Node(NodeKey(Kind.PROJECT, p))) for p in sorted(names)]
         if key.kind is Kind.PROJECT:
-            return [
-                (a.name, Node(NodeKey(Kind.ARTIFACT, key.project, a.name)))
-                for a in catalog.artifacts(txn, key.project)
-            ]
+            names = {a.name for a in catalog.artifacts(txn, key.project)}
+            names |= set(staging.artifacts_with_staging(self.store, key.project))
+            return [(n, Node(NodeKey(Kind.ARTIFACT, key.project, n))) for n in sorted(names)]
         if key.kind is Kind.ARTIFACT:
             return self._artifact_listing(txn, node)
-        return []  # staging: empty until the staging issue
+        return self._staged_listing(node)
 
     def _artifact_listing(self, txn: Txn, node: Node) -> list[tuple[str, Node]]:
         key = node.key
         if catalog.get_artifact(txn, node.artifact) is None:
-            return []
+            return [(STAGING, Node(NodeKey(Kind.STAGING, key.project, key.name)))]
         records = catalog.versions(txn, node.artifact)
         listing: list[tuple[str, Node]] = [
             (r.version, Node(NodeKey(Kind.VERSION, key.project, key.name, r.number), record=r))
@@ -613,9 +684,12 @@ class Vfs:
 
     # --- files ----------------------------------------------------------------------------
 
-    def open(self, ino: int, flags: int) -> FileHandle:
-        """A handle for reading; opening reads nothing until the first read."""
+    def open(self, ino: int, flags: int, pid: int = 0) -> FileHandle:
+        """A handle for reading; opening reads nothing until the first read. Staged and
+        virtual files get handles from ``STAGED_FH_BASE`` up (see :meth:`open_other`)."""
         node = self.node(ino)
+        if node.key.kind in (Kind.STAGED, Kind.CONTROL, Kind.REGISTER):
+            return self.open_other(node, flags, pid)
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT):
             raise ReadOnly("versions are read-only")
         if node.key.kind is not Kind.ENTRY or node.entry is None:
@@ -624,6 +698,9 @@ class Vfs:
             raise IsADirectory(f"{node.entry.path} is a directory")
         fh = self._new_handle()
         self._files[fh] = FileReader(node.entry, self.cache)
+        if pid and self.recorder is not None:
+            assert node.record is not None
+            self.recorder.opened(pid, node.key.project, node.record.key)
         return fh
 
     def reader(self, fh: int) -> FileReader:
@@ -673,7 +750,347 @@ class Vfs:
             used = 0
         with self.store.index.read() as txn:
             files = txn.count(Table.FILES)
-        return StatFs(BLOCK_SIZE, (used + BLOCK_SIZE - 1) // BLOCK_SIZE, files)
+        try:
+            host = os.statvfs(self.store.home)
+            free = host.f_bavail * host.f_frsize // BLOCK_SIZE
+        except OSError:
+            free = 0
+        return StatFs(BLOCK_SIZE, (used + BLOCK_SIZE - 1) // BLOCK_SIZE + free, files, free=free)
+
+    # --- staging: a passthrough to the backing directories (artfs.staging_vfs) -------------
+
+    def _backing(self, art: ArtifactName) -> Backing:
+        return Backing(staging.path(self.store, art))
+
+    def _staged_project(self, project: str) -> bool:
+        return _valid(project) and (staging.root(self.store) / project).is_dir()
+
+    def _owner(self, uid: int, gid: int) -> tuple[int, int] | None:
+        # Only a daemon running as root can give new files to the caller; otherwise they are
+        # the daemon user's, as on any FUSE filesystem mounted by a user.
+        return (uid, gid) if self._owner_is_root else None
+
+    def _staged_node(self, parent: Node, rel: str) -> Node:
+        ino = self._staged_paths.inode(_art_key(parent), rel)
+        held = self._nodes.get(Inode(ino))
+        if held is not None:
+            return held
+        key = NodeKey(Kind.STAGED, parent.key.project, parent.key.name, path=rel)
+        return Node(key, fixed_ino=ino)
+
+    def _staged_stat(self, node: Node) -> os.stat_result | None:
+        for fh in self._staged_open.get(node.ino, ()):
+            handle = self._staged_files.get(fh)
+            if isinstance(handle, BackingFile):
+                return os.fstat(handle.fd)  # still right after an unlink or a rename
+        try:
+            return self._backing(node.artifact).lstat(node.key.path)
+        except (FileNotFoundError, NotADirectoryError):
+            if node.key.kind is Kind.STAGING:
+                return None  # no backing directory yet: an empty staging
+            raise NotFound(f"{node.key.path} does not exist in staging") from None
+
+    def _staged_attr(self, node: Node) -> Attr:
+        st = self._staged_stat(node)
+        if st is None:
+            return Attr(
+                node.ino,
+                stat.S_IFDIR | 0o755,
+                2,
+                0,
+                self.started_ns,
+                self.uid,
+                self.gid,
+                STAGED_TIMEOUT,
+            )
+        return Attr(
+            node.ino,
+            st.st_mode,
+            st.st_nlink,
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_uid,
+            st.st_gid,
+            STAGED_TIMEOUT,
+            st.st_atime_ns,
+            st.st_ctime_ns,
+            st.st_blocks,
+        )
+
+    def _control_attr(self, node: Node) -> Attr:
+        root = self._staged_attr(Node(NodeKey(Kind.STAGING, node.key.project, node.key.name)))
+        mode = stat.S_IFREG | (stat.S_IMODE(root.mode) & 0o666)
+        return Attr(node.ino, mode, 1, 0, self.started_ns, root.uid, root.gid, STAGED_TIMEOUT)
+
+    def _staged_child(self, node: Node, name: str) -> Node | None:
+        if node.key.kind is Kind.STAGING and name == CONTROL_FILE:
+            return Node(NodeKey(Kind.CONTROL, node.key.project, node.key.name))
+        rel = staging_vfs.join(node.key.path, name)
+        try:
+            self._backing(node.artifact).lstat(rel)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return self._staged_node(node, rel)
+
+    def _staged_listing(self, node: Node) -> list[tuple[str, Node]]:
+        if node.key.kind not in STAGING_KINDS:
+            return []
+        entries = self._backing(node.artifact).listdir(node.key.path)
+        return [
+            (name, self._staged_node(node, staging_vfs.join(node.key.path, name)))
+            for name, _ in entries
+        ]
+
+    def _staged_dir(self, ino: int) -> Node:
+        node = self.node(ino)
+        if node.key.kind not in STAGING_KINDS:
+            raise ReadOnly("only staging directories can be written")
+        return node
+
+    def _new_staged_handle(self, handle: BackingFile | ControlFile | RegisterFile) -> FileHandle:
+        fh = FileHandle(self._next_staged_handle)
+        self._next_staged_handle += 1
+        self._staged_files[fh] = handle
+        return fh
+
+    def open_other(self, node: Node, flags: int, pid: int) -> FileHandle:
+        """Open a staged file (writers hold a shared flock) or a virtual control file."""
+        writable = flags & os.O_ACCMODE != os.O_RDONLY
+        key = node.key
+        if key.kind is Kind.REGISTER:
+            return self._new_staged_handle(RegisterFile(pid))
+        if key.kind is Kind.CONTROL:
+            found = proc_stat(pid) if pid else None
+            run_id = None
+            if writable and pid and self.recorder is not None:
+                run_id = self.recorder.run_for(pid, key.project)
+            control = ControlFile(
+                key.project,
+                key.name,
+                pid,
+                found.session if found else None,
+                writable,
+                run_id=run_id,
+            )
+            return self._new_staged_handle(control)
+        fd = self._backing(node.artifact).open(key.path, flags)
+        if writable:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # a commit probing with LOCK_EX now refuses
+        fh = self._new_staged_handle(BackingFile(fd, writable))
+        self._staged_open.setdefault(node.ino, set()).add(fh)
+        return fh
+
+    def caching(self, fh: int) -> tuple[bool, bool]:
+        """(keep_cache, direct_io) for a handle: version files keep the page cache, staged
+        files do not, virtual files bypass it."""
+        handle = self._staged_files.get(FileHandle(fh))
+        if handle is None:
+            return True, False
+        return False, not isinstance(handle, BackingFile)
+
+    def _other(self, fh: int) -> BackingFile | ControlFile | RegisterFile:
+        found = self._staged_files.get(FileHandle(fh))
+        if found is None:
+            raise NotFound(f"file handle {fh} is not open")
+        return found
+
+    def read_other(self, fh: int, offset: int, size: int) -> bytes:
+        handle = self._other(fh)
+        if isinstance(handle, BackingFile):
+            return os.pread(handle.fd, size, offset)
+        if isinstance(handle, ControlFile):
+            result = self._results.get((handle.project, handle.name, handle.session))
+            if result is None:
+                result = self._results.get((handle.project, handle.name, None), b"")
+            return result[offset : offset + size]
+        return b""
+
+    def write(self, fh: int, offset: int, data: bytes) -> int:
+        handle = self._other(fh)
+        if isinstance(handle, BackingFile):
+            return os.pwrite(handle.fd, data, offset)
+        if isinstance(handle, ControlFile):
+            if not handle.writable:
+                raise BadRequest(f"{CONTROL_FILE} is not open for writing")
+            return handle.write(offset, data)
+        if len(handle.data) + len(data) > 4096:
+            raise BadRequest(f"{REGISTER_FILE}: write one run id")
+        handle.data += data
+        return len(data)
+
+    def flush(self, fh: int) -> CommitRequest | None:
+        """On every close(): registers a run written to ``.artfs-register``; returns the
+        control file whose commit the caller must now run (:meth:`commit_control`)."""
+        handle = self._staged_files.get(FileHandle(fh))
+        if isinstance(handle, ControlFile):
+            return handle.take()
+        if isinstance(handle, RegisterFile) and handle.data:
+            run_id = handle.run_id()
+            handle.data.clear()
+            try:
+                check_run_id(run_id)
+            except NotFound as exc:
+                raise BadRequest(str(exc)) from None
+            if self.recorder is not None:
+                self.recorder.register(handle.pid, run_id)
+        return None
+
+    def commit_control(self, control: CommitRequest) -> PutResult:
+        """Commit staging as the control file asked (blocking: run it in a worker thread);
+        the outcome is kept for reading back, an error is raised as a Commit* error."""
+        art = ArtifactName(control.project, control.name)
+        try:
+            options = staging_vfs.parse_commit_options(control.options)
+            if self.recorder is not None:
+                self.recorder.persist_runs()  # logged_by must name a recorded run
+            result = staging.commit(
+                self.store,
+                art,
+                force=bool(options.get("force", False)),
+                type_=options.get("type"),
+                aliases=options.get("aliases", []),
+                description=options.get("description"),
+                metadata=options.get("metadata", {}),
+                tags=options.get("tags", []),
+                logged_by=control.run_id,
+            )
+        except (ArtfsError, OSError) as exc:
+            message = str(exc) if isinstance(exc, ArtfsError) else f"commit failed: {exc}"
+            self._keep_result(control, staging_vfs.result_json(error=message))
+            if isinstance(exc, ArtfsError):
+                raise staging_vfs.commit_error(exc) from None
+            raise CommitFailed(message) from None
+        created = result.created
+        self._keep_result(control, staging_vfs.result_json(result.record.ref, created))
+        return result
+
+    def _keep_result(self, control: CommitRequest, result: bytes) -> None:
+        for session in (control.session, None):
+            key = (control.project, control.name, session)
+            self._results[key] = result
+            self._results.move_to_end(key)
+        while len(self._results) > 4096:
+            self._results.popitem(last=False)
+
+    def staged_fd(self, fh: int) -> int | None:
+        handle = self._staged_files.get(FileHandle(fh))
+        return handle.fd if isinstance(handle, BackingFile) else None
+
+    def release_other(self, fh: int) -> None:
+        handle = self._staged_files.pop(FileHandle(fh), None)
+        if isinstance(handle, BackingFile):
+            os.close(handle.fd)  # drops the shared flock
+            for ino, handles in list(self._staged_open.items()):
+                handles.discard(FileHandle(fh))
+                if not handles:
+                    del self._staged_open[ino]
+
+    def create_file(
+        self, parent: int, name: bytes, flags: int, mode: int, uid: int, gid: int, umask: int
+    ) -> tuple[FileHandle, Attr]:
+        node = self._staged_dir(parent)
+        text = staging_vfs.check_component(manifest.decode_path(name))
+        if node.key.kind is Kind.STAGING and text == CONTROL_FILE:
+            raise FileExistsError(errno.EEXIST, f"{CONTROL_FILE} is reserved")
+        rel = staging_vfs.join(node.key.path, text)
+        fd = self._backing(node.artifact).create(rel, flags, mode & ~umask, self._owner(uid, gid))
+        writable = flags & os.O_ACCMODE != os.O_RDONLY
+        if writable:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        child = self.remember(self._staged_node(node, rel))
+        fh = self._new_staged_handle(BackingFile(fd, writable))
+        self._staged_open.setdefault(child.ino, set()).add(fh)
+        return fh, self._staged_attr(child)
+
+    def mkdir(self, parent: int, name: bytes, mode: int, uid: int, gid: int, umask: int) -> Attr:
+        node = self.node(parent)
+        text = manifest.decode_path(name)
+        kind = node.key.kind
+        if kind is Kind.ROOT:
+            project = _checked(text, "project name")
+            with self.store.index.read() as txn:
+                if self._child(txn, node, project) is not None:
+                    raise FileExistsError(errno.EEXIST, f"project {project} exists")
+            self.store.create_project(project)
+        elif kind is Kind.PROJECT:
+            art = ArtifactName(node.key.project, _checked(text, "artifact name"))
+            with self.store.index.read() as txn:
+                if self._child(txn, node, art.name) is not None:
+                    raise FileExistsError(errno.EEXIST, f"artifact {art} exists")
+                known = txn.get(Table.PROJECTS, art.project.encode()) is not None
+            if not known:
+                self.store.create_project(art.project)
+            staging.ensure(self.store, art)
+        elif kind in STAGING_KINDS:
+            rel = staging_vfs.join(node.key.path, staging_vfs.check_component(text))
+            self._backing(node.artifact).mkdir(rel, mode & ~umask, self._owner(uid, gid))
+        else:
+            raise ReadOnly("only staging directories, projects and the root take new entries")
+        return self.lookup(parent, name)
+
+    def mknod(
+        self, parent: int, name: bytes, mode: int, rdev: int, uid: int, gid: int, umask: int
+    ) -> Attr:
+        node = self._staged_dir(parent)
+        rel = staging_vfs.join(node.key.path, staging_vfs.check_component(name.decode()))
+        self._backing(node.artifact).mknod(rel, mode & ~umask, rdev, self._owner(uid, gid))
+        return self.lookup(parent, name)
+
+    def symlink(self, parent: int, name: bytes, target: bytes, uid: int, gid: int) -> Attr:
+        node = self._staged_dir(parent)
+        rel = staging_vfs.join(node.key.path, staging_vfs.check_component(name.decode()))
+        self._backing(node.artifact).symlink(rel, os.fsdecode(target), self._owner(uid, gid))
+        return self.lookup(parent, name)
+
+    def unlink(self, parent: int, name: bytes, *, directory: bool = False) -> None:
+        node = self._staged_dir(parent)
+        text = staging_vfs.check_component(manifest.decode_path(name))
+        if node.key.kind is Kind.STAGING and text == CONTROL_FILE:
+            raise PermissionError(errno.EPERM, f"{CONTROL_FILE} cannot be removed")
+        rel = staging_vfs.join(node.key.path, text)
+        backing = self._backing(node.artifact)
+        (backing.rmdir if directory else backing.unlink)(rel)
+        self._staged_paths.detach(_art_key(node), rel)
+
+    def rename(self, old_parent: int, old: bytes, new_parent: int, new: bytes, flags: int) -> None:
+        source, target = self.node(old_parent), self.node(new_parent)
+        in_source, in_target = source.key.kind in STAGING_KINDS, target.key.kind in STAGING_KINDS
+        if not in_source and not in_target:
+            raise ReadOnly("versions are read-only")
+        if not (in_source and in_target) or _art_key(source) != _art_key(target):
+            raise CrossDevice("rename only within one artifact's staging")
+        if flags & RENAME_EXCHANGE:
+            raise BadRequest("RENAME_EXCHANGE is not supported in staging")
+        names = [staging_vfs.check_component(manifest.decode_path(n)) for n in (old, new)]
+        for parent_node, text in ((source, names[0]), (target, names[1])):
+            if parent_node.key.kind is Kind.STAGING and text == CONTROL_FILE:
+                raise PermissionError(errno.EPERM, f"{CONTROL_FILE} cannot be renamed")
+        old_rel = staging_vfs.join(source.key.path, names[0])
+        new_rel = staging_vfs.join(target.key.path, names[1])
+        self._backing(source.artifact).rename(
+            old_rel, new_rel, noreplace=bool(flags & RENAME_NOREPLACE)
+        )
+        for ino, rel in self._staged_paths.move(_art_key(source), old_rel, new_rel):
+            moved = self._nodes.get(Inode(ino))
+            if moved is not None:
+                moved.key = replace(moved.key, path=rel)
+
+    def setattr(self, ino: int, change: AttrChange, fh: int | None) -> Attr:
+        node = self.node(ino)
+        if node.key.kind in (Kind.CONTROL, Kind.REGISTER):
+            return self.getattr(ino)  # the truncation of `echo > .artfs-commit`: nothing to do
+        if node.key.kind not in STAGING_KINDS:
+            raise ReadOnly("versions are read-only")
+        fd = self.staged_fd(fh) if fh else None
+        self._backing(node.artifact).setattr(node.key.path, change, fd)
+        return self._staged_attr(node)
+
+    def refuse_change(self, ino: int, what: str) -> None:
+        """What hard links and extended attributes get: EOPNOTSUPP in staging, EROFS else."""
+        node = self.node(ino)
+        if node.key.kind in STAGING_KINDS:
+            raise NotSupported(f"{what} is not supported in staging")
+        raise ReadOnly("versions are read-only")
 
 
 def _version_xattrs(record: VersionRecord) -> dict[str, str]:
@@ -691,6 +1108,34 @@ def _version_xattrs(record: VersionRecord) -> dict[str, str]:
         "size": str(record.size),
         "files": str(record.files),
     }
+
+
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2  # renameat2 flags, as FUSE passes them
+
+
+def _art_key(node: Node) -> tuple[str, str]:
+    return (node.key.project, node.key.name)
+
+
+def _valid(name: str) -> bool:
+    try:
+        check_name(name)
+    except InvalidName:
+        return False
+    return True
+
+
+def _checked(name: str, what: str) -> str:
+    try:
+        return check_name(name, what)
+    except InvalidName as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _artifact_or_none(project: str, name: str) -> ArtifactName | None:
+    if not _valid(project) or not _valid(name):
+        return None
+    return ArtifactName(project, name)
 
 
 def _is_dir(node: Node) -> bool:

@@ -144,6 +144,12 @@ class Store:
         with self.index.read() as txn:
             return catalog.projects(txn)
 
+    def create_project(self, project: str) -> None:
+        """Record an empty project (``mkdir MNT/NEWPROJ``); an existing one is left as is."""
+        check_name(project, "project name")
+        with self.index.write() as txn:
+            catalog.ensure_project(txn, project)
+
     def artifacts(self, project: str) -> list[tuple[ArtifactRecord, list[VersionRecord]]]:
         check_name(project, "project name")
         with self.index.read() as txn:
@@ -166,16 +172,24 @@ class Store:
             return catalog.resolve(txn, ref)
 
     def files(self, record: VersionRecord) -> list[FileEntry]:
-        """Every regular file of a version, sorted by path."""
-        with self.index.read() as txn:
-            found = [e for e in catalog.walk(txn, record) if not e.is_dir]
-        return sorted(found, key=lambda e: encode_path(e.path))
+        """Every regular file of a version, sorted by path (checked as in :meth:`entries`)."""
+        return [e for e in self.entries(record) if not e.is_dir]
 
     def entries(self, record: VersionRecord) -> list[FileEntry]:
-        """Every file and directory of a version, sorted by path."""
+        """Every file and directory of a version, sorted by path.
+
+        The file list is checked against the version's digest and file count: damage that
+        drops whole index entries (a torn LMDB page) is an error, never a shorter version.
+        """
         with self.index.read() as txn:
-            found = list(catalog.walk(txn, record))
-        return sorted(found, key=lambda e: encode_path(e.path))
+            found = sorted(catalog.walk(txn, record), key=lambda e: encode_path(e.path))
+        files = [(encode_path(e.path), bytes(e.digest)) for e in found if not e.is_dir]
+        if len(files) != record.files or version_digest(files).hex() != record.digest:
+            raise CorruptData(
+                f"the file list of {record.ref} in the index is damaged: "
+                "run 'artfs verify' and restore the store from a backup"
+            )
+        return found
 
     # --- reading content --------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from artfs.errors import Conflict, InputError
-from artfs.names import ArtifactName
+from artfs.names import NAME_RE, ArtifactName
 from artfs.store.ingest import SourceFile, scan
 from artfs.store.repository import PutResult, Store
 
@@ -52,16 +52,18 @@ def ensure(store: Store, art: ArtifactName) -> Path:
 def artifacts_with_staging(store: Store, project: str) -> list[str]:
     """Names of the artifacts of ``project`` that have a staging directory."""
     try:
-        return sorted(e.name for e in os.scandir(root(store) / project) if e.is_dir())
+        names = [e.name for e in os.scandir(root(store) / project) if e.is_dir()]
     except FileNotFoundError:
         return []
+    return sorted(n for n in names if NAME_RE.fullmatch(n))
 
 
 def projects_with_staging(store: Store) -> list[str]:
     try:
-        return sorted(e.name for e in os.scandir(root(store)) if e.is_dir())
+        names = [e.name for e in os.scandir(root(store)) if e.is_dir()]
     except FileNotFoundError:
         return []
+    return sorted(n for n in names if NAME_RE.fullmatch(n))  # not .locks
 
 
 def commit(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import os
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -18,6 +19,15 @@ import pyfuse3
 import trio
 
 from artfs.errors import ArtfsError, CorruptData, InvalidName, NotFound
+from artfs.staging_vfs import (
+    STAGED_FH_BASE,
+    AttrChange,
+    BadRequest,
+    CommitBusy,
+    CommitFailed,
+    CommitInvalid,
+    CrossDevice,
+)
 from artfs.store.manifest import ChunkRef
 from artfs.vfs import (
     Attr,
@@ -25,6 +35,7 @@ from artfs.vfs import (
     NoAttribute,
     NotADirectory,
     NotASymlink,
+    NotSupported,
     ReadOnly,
     Vfs,
 )
@@ -41,6 +52,12 @@ _ERRNO: tuple[tuple[type[BaseException], int], ...] = (
     (NotADirectory, errno.ENOTDIR),
     (IsADirectory, errno.EISDIR),
     (NotASymlink, errno.EINVAL),
+    (CrossDevice, errno.EXDEV),
+    (BadRequest, errno.EINVAL),
+    (NotSupported, errno.EOPNOTSUPP),
+    (CommitBusy, errno.EBUSY),
+    (CommitInvalid, errno.EINVAL),
+    (CommitFailed, errno.EIO),
     (InvalidName, errno.ENOENT),
     (CorruptData, errno.EIO),
 )
@@ -93,14 +110,21 @@ def entry_attributes(attr: Attr) -> pyfuse3.EntryAttributes:
     out.st_size = attr.size
     out.st_blksize = 128 << 10
     out.st_blocks = attr.blocks
-    out.st_atime_ns = attr.mtime_ns
+    out.st_atime_ns = attr.atime_ns if attr.atime_ns >= 0 else attr.mtime_ns
     out.st_mtime_ns = attr.mtime_ns
-    out.st_ctime_ns = attr.mtime_ns
+    out.st_ctime_ns = attr.ctime_ns if attr.ctime_ns >= 0 else attr.mtime_ns
     return out
 
 
-def _read_only() -> pyfuse3.FUSEError:
-    return pyfuse3.FUSEError(errno.EROFS)
+def attr_change(attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields) -> AttrChange:
+    return AttrChange(
+        size=attr.st_size if fields.update_size else None,
+        mode=attr.st_mode if fields.update_mode else None,
+        uid=attr.st_uid if fields.update_uid else None,
+        gid=attr.st_gid if fields.update_gid else None,
+        atime_ns=attr.st_atime_ns if fields.update_atime else None,
+        mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
+    )
 
 
 class ArtfsOperations(pyfuse3.Operations):
@@ -163,12 +187,17 @@ class ArtfsOperations(pyfuse3.Operations):
 
     @translated
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        fh = self.vfs.open(inode, flags)
+        fh = self.vfs.open(inode, flags, ctx.pid)
+        if fh >= STAGED_FH_BASE:
+            keep_cache, direct_io = self.vfs.caching(fh)
+            return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache, direct_io=direct_io)
         # Version files never change: the kernel may keep their pages across opens.
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     @translated
     async def read(self, fh: int, off: int, size: int) -> bytes:
+        if fh >= STAGED_FH_BASE:
+            return self.vfs.read_other(fh, off, size)
         reader = self.vfs.reader(fh)
         data = reader.read_cached(off, size)
         if data is None and reader.cheap(off, size):
@@ -188,6 +217,9 @@ class ArtfsOperations(pyfuse3.Operations):
 
     @translated
     async def release(self, fh: int) -> None:
+        if fh >= STAGED_FH_BASE:
+            self.vfs.release_other(fh)
+            return
         self.vfs.release(fh)
 
     # --- extended attributes and statfs ---------------------------------------------------
@@ -212,40 +244,101 @@ class ArtfsOperations(pyfuse3.Operations):
         out.f_namemax = found.name_max
         return out
 
-    # --- everything that would change a version: EROFS ------------------------------------
+    # --- staging (writable), mkdir of projects and artifacts; versions answer EROFS -------
 
-    async def setattr(self, *args: Any) -> pyfuse3.EntryAttributes:
-        raise _read_only()
+    @translated
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        fh, attr = self.vfs.create_file(
+            parent_inode, name, flags, mode, ctx.uid, ctx.gid, ctx.umask
+        )
+        return pyfuse3.FileInfo(fh=fh), entry_attributes(attr)
 
-    async def setxattr(self, *args: Any) -> None:
-        raise _read_only()
+    @translated
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        return self.vfs.write(fh, off, buf)
 
-    async def removexattr(self, *args: Any) -> None:
-        raise _read_only()
+    @translated
+    async def flush(self, fh: int) -> None:
+        if fh < STAGED_FH_BASE:
+            return
+        control = self.vfs.flush(fh)
+        if control is not None:
+            # A commit chunks, hashes and fsyncs: seconds for big staging, off the loop.
+            # close() returns when it is done, with its error if it failed.
+            await trio.to_thread.run_sync(self.vfs.commit_control, control)
 
-    async def mknod(self, *args: Any) -> pyfuse3.EntryAttributes:
-        raise _read_only()
+    @translated
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        fd = self.vfs.staged_fd(fh)
+        if fd is not None:
+            await trio.to_thread.run_sync(os.fdatasync if datasync else os.fsync, fd)
 
-    async def mkdir(self, *args: Any) -> pyfuse3.EntryAttributes:
-        raise _read_only()
+    @translated
+    async def setattr(
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        return entry_attributes(self.vfs.setattr(inode, attr_change(attr, fields), fh))
 
-    async def unlink(self, *args: Any) -> None:
-        raise _read_only()
+    @translated
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        attr = self.vfs.mkdir(parent_inode, name, mode, ctx.uid, ctx.gid, ctx.umask)
+        return entry_attributes(attr)
 
-    async def rmdir(self, *args: Any) -> None:
-        raise _read_only()
+    @translated
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        attr = self.vfs.mknod(parent_inode, name, mode, rdev, ctx.uid, ctx.gid, ctx.umask)
+        return entry_attributes(attr)
 
-    async def symlink(self, *args: Any) -> pyfuse3.EntryAttributes:
-        raise _read_only()
+    @translated
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        return entry_attributes(self.vfs.symlink(parent_inode, name, target, ctx.uid, ctx.gid))
 
-    async def rename(self, *args: Any) -> None:
-        raise _read_only()
+    @translated
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self.vfs.unlink(parent_inode, name)
 
-    async def link(self, *args: Any) -> pyfuse3.EntryAttributes:
-        raise _read_only()
+    @translated
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self.vfs.unlink(parent_inode, name, directory=True)
 
-    async def create(self, *args: Any) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        raise _read_only()
+    @translated
+    async def rename(
+        self,
+        parent_inode_old: int,
+        name_old: bytes,
+        parent_inode_new: int,
+        name_new: bytes,
+        flags: int,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
+        self.vfs.rename(parent_inode_old, name_old, parent_inode_new, name_new, flags)
 
-    async def write(self, *args: Any) -> int:
-        raise _read_only()
+    @translated
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        self.vfs.refuse_change(inode, "a hard link")
+        raise AssertionError("unreachable")
+
+    @translated
+    async def setxattr(
+        self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext
+    ) -> None:
+        self.vfs.refuse_change(inode, "an extended attribute")
+
+    @translated
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self.vfs.refuse_change(inode, "an extended attribute")

@@ -1,0 +1,305 @@
+"""Which run a process belongs to, and the usage edges the daemon records for it.
+
+Pure (no pyfuse3). The daemon calls :meth:`UsageRecorder.opened` on every ``open()`` of a file
+inside a version; it must stay cheap, so:
+
+- a process's run is resolved once and cached by pid, checked against the process's identity
+  (pid, start time): a pidfd tells without a syscall per ``/proc`` file whether the cached
+  process is still alive, so a reused pid never inherits a run;
+- recording is an append to an in-memory list; :meth:`flush` (called by the daemon from a
+  worker thread at least every second, and at unmount) writes new run records first, then the
+  batch of usage events in one transaction.
+
+Resolution order for a pid (pids as the daemon sees them, so a container's processes resolve
+by their host pids):
+
+1. a registration made through ``MNT/.artfs-register`` by the process or an ancestor
+   (pid and start time -> run id; it works across pid namespaces);
+2. ``ARTFS_RUN_ID`` in the environment of the process or of its nearest ancestor having it
+   (only that variable is read);
+3. an implicit run for the process group, keyed by (group leader pid, its start time): the
+   forked workers of a data loader or the members of a shell pipeline share one run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from artfs import procinfo
+from artfs.lineage import Lineage, RunRecord, UsageEvent, check_run_id, new_run_id
+
+RUN_ID_ENV = b"ARTFS_RUN_ID="
+IMPLICIT = "implicit"
+EXTERNAL = "external"
+PROC = "/proc"
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    """The fields of ``/proc/PID/stat`` resolution needs."""
+
+    pid: int
+    ppid: int
+    pgrp: int
+    session: int
+    start: int
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    try:
+        with open(f"{PROC}/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = data[data.rindex(b")") + 2 :].split()
+    return ProcStat(pid, int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]))
+
+
+def thread_group(pid: int) -> int:
+    """The process (thread-group) id of ``pid``, which may be a thread id (FUSE sees threads)."""
+    try:
+        with open(f"{PROC}/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Tgid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return pid
+
+
+def env_run_id(pid: int) -> str | None:
+    """``ARTFS_RUN_ID`` from the process's environment; nothing else of it is kept."""
+    try:
+        with open(f"{PROC}/{pid}/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    for item in raw.split(b"\0"):
+        if item.startswith(RUN_ID_ENV):
+            return item[len(RUN_ID_ENV) :].decode("ascii", "replace")
+    return None
+
+
+def ancestry(pid: int) -> list[ProcStat]:
+    """The process and its ancestors, nearest first (stops at pid 1 or a vanished parent)."""
+    chain: list[ProcStat] = []
+    seen: set[int] = set()
+    current: int = thread_group(pid)
+    while current > 0 and current not in seen:
+        seen.add(current)
+        found = proc_stat(current)
+        if found is None:
+            break
+        chain.append(found)
+        current = found.ppid
+    return chain
+
+
+class _Liveness:
+    """Whether the process a cache entry was made for is still the one with that pid."""
+
+    def __init__(self, pid: int, start: int) -> None:
+        self.pid, self.start = pid, start
+        self._poll: select.poll | None = None
+        self._fd = -1
+        with contextlib.suppress(OSError):
+            self._fd = os.pidfd_open(pid)  # fails for non-leader threads: checked by /proc
+            found = proc_stat(pid)
+            if found is None or found.start != start:  # reused between stat and pidfd_open
+                os.close(self._fd)
+                self._fd = -1
+                return
+            self._poll = select.poll()
+            self._poll.register(self._fd, select.POLLIN)
+
+    def alive(self) -> bool:
+        if self._poll is not None:
+            return not self._poll.poll(0)  # a pidfd is readable once its process exited
+        found = proc_stat(self.pid)
+        return found is not None and found.start == self.start
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            self._poll = None
+
+
+@dataclass
+class _Cached:
+    run_id: str
+    liveness: _Liveness
+
+
+class UsageRecorder:
+    """Resolves runs for pids and batches usage events; one per daemon."""
+
+    def __init__(self, lineage: Lineage) -> None:
+        self.lineage = lineage
+        self._cache: dict[int, _Cached] = {}
+        self._registered: dict[tuple[int, int], str] = {}  # (pid, start) -> run id
+        self._groups: dict[tuple[int, int], str] = {}  # (leader pid, start) -> implicit run
+        self._new_runs: dict[str, RunRecord] = {}  # made here, not written yet
+        self._events: list[UsageEvent] = []
+        self._lock = threading.Lock()  # _new_runs is also written by commit threads
+        self._host = socket.gethostname()
+
+    # --- the open() path ----------------------------------------------------------------
+
+    def opened(self, pid: int, project: str, version_key: bytes) -> None:
+        """Record that ``pid`` opened a file of the version ``version_key``."""
+        self._events.append(UsageEvent(self.run_for(pid, project), version_key, time.time()))
+
+    def run_for(self, pid: int, project: str) -> str:
+        cached = self._cache.get(pid)
+        if cached is not None and cached.liveness.alive():
+            return cached.run_id
+        if cached is not None:
+            cached.liveness.close()
+        run_id, start = self._resolve(pid, project)
+        self._cache[pid] = _Cached(run_id, _Liveness(pid, start))
+        return run_id
+
+    def _resolve(self, pid: int, project: str) -> tuple[str, int]:
+        own = proc_stat(pid)
+        chain = ancestry(pid)
+        start = own.start if own is not None else 0
+        for proc in chain:
+            found = self._registered.get((proc.pid, proc.start))
+            if found is not None:
+                return found, start
+        for proc in chain:
+            from_env = env_run_id(proc.pid)
+            if from_env:
+                with contextlib.suppress(Exception):
+                    return self._known(check_run_id(from_env), project, proc.pid), start
+        return self._implicit(own or (chain[0] if chain else None), project), start
+
+    def _known(self, run_id: str, project: str, pid: int) -> str:
+        """``run_id`` named by a registration or an environment; recorded as an external run
+        the first time it is seen (a container's ``-e ARTFS_RUN_ID=...``)."""
+        with self._lock:
+            if run_id in self._new_runs:
+                return run_id
+        if self.lineage.find_run(run_id) is None:
+            self._add(self._record(run_id, project, EXTERNAL, pid))
+        return run_id
+
+    def _implicit(self, proc: ProcStat | None, project: str) -> str:
+        leader = proc.pgrp if proc is not None else 0
+        leader_stat = proc_stat(leader) if leader > 0 else None
+        key = (leader, leader_stat.start if leader_stat is not None else 0)
+        found = self._groups.get(key)
+        if found is None:
+            record = self._record(new_run_id(), project, IMPLICIT, leader)
+            record.implicit = True
+            self._add(record)
+            found = self._groups[key] = record.id
+        return found
+
+    def _record(self, run_id: str, project: str, job_type: str, pid: int) -> RunRecord:
+        facts = procinfo.facts(pid) if pid > 0 else None
+        command = facts.command if facts is not None else []
+        cwd = ""
+        with contextlib.suppress(OSError):
+            cwd = os.readlink(f"{PROC}/{pid}/cwd")
+        return RunRecord(
+            id=run_id,
+            project=project,
+            job_type=job_type,
+            name=f"{job_type}-{run_id}",
+            host=self._host,
+            user=_user_name(facts.uid if facts is not None else None),
+            command=command,
+            cwd=cwd,
+            container=facts.container if facts is not None else None,
+            pid=pid or None,
+            proc_start=facts.proc_start if facts is not None else None,
+            started=time.time(),
+            implicit=job_type == IMPLICIT,
+        )
+
+    def _add(self, record: RunRecord) -> None:
+        with self._lock:
+            self._new_runs[record.id] = record
+
+    # --- registrations ------------------------------------------------------------------
+
+    def register(self, pid: int, run_id: str, project: str = "default") -> None:
+        """Make ``run_id`` the run of process ``pid`` (a thread's process) and its descendants."""
+        check_run_id(run_id)
+        tgid = thread_group(pid)
+        found = proc_stat(tgid)
+        if found is None:
+            return
+        self._known(run_id, project, tgid)
+        self._registered[(tgid, found.start)] = run_id
+        for cached in self._cache.values():
+            cached.liveness.close()
+        self._cache.clear()  # a process resolved before registering resolves again
+
+    def session_of(self, pid: int) -> int | None:
+        found = proc_stat(pid)
+        return None if found is None else found.session
+
+    # --- background ---------------------------------------------------------------------
+
+    def take(self) -> list[UsageEvent]:
+        """The events recorded since the last call (on the event loop: no lock needed)."""
+        events, self._events = self._events, []
+        return events
+
+    def flush(self, events: list[UsageEvent]) -> None:
+        """Write new run records, then ``events`` (blocking: run it in a worker thread)."""
+        self.persist_runs()
+        if events:
+            self.lineage.record_usage(events)
+
+    def persist_runs(self) -> None:
+        with self._lock:
+            records = list(self._new_runs.values())
+        if records:
+            self.lineage.add_runs(records)
+            with self._lock:
+                for record in records:
+                    self._new_runs.pop(record.id, None)
+
+    def sweep(self) -> None:
+        """Forget cached processes that exited and registrations of dead processes."""
+        for pid, cached in list(self._cache.items()):
+            if not cached.liveness.alive():
+                cached.liveness.close()
+                del self._cache[pid]
+        for pid, start in list(self._registered):
+            found = proc_stat(pid)
+            if found is None or found.start != start:
+                del self._registered[(pid, start)]
+
+    @property
+    def cached_processes(self) -> int:
+        return len(self._cache)
+
+    def close(self) -> None:
+        for cached in self._cache.values():
+            cached.liveness.close()
+        self._cache.clear()
+
+
+def _user_name(uid: int | None) -> str:
+    if uid is None:
+        return ""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+__all__ = ["UsageRecorder", "ancestry", "env_run_id", "proc_stat"]
