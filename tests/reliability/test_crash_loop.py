@@ -52,7 +52,9 @@ def _kill_loop(tmp_path: Path, kills: int) -> dict[str, int]:
         before = packs_bytes(home)
         proc = subprocess.Popen(
             [str(ARTFS), "--home", str(home), "-q", "put", str(src), str(ART)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
         )
         if round_ % 2:
             time.sleep(rng.uniform(0.0, 0.4))  # anywhere, start-up included
