@@ -11,32 +11,52 @@ from collections.abc import Callable
 from artfs.errors import CorruptData
 from artfs.store.catalog import VersionRecord
 from artfs.store.hashing import ChunkId, FileHasher
+from artfs.store.manifest import FileEntry
 from artfs.store.repository import Store, VerifyProblem
 
 
 def verify(
     store: Store, records: list[VersionRecord], progress: Callable[[int], None] | None = None
 ) -> list[VerifyProblem]:
+    """Every problem found in ``records``: damaged file lists, chunks and file contents.
+
+    References are skipped: their bytes are not in the store (they are checked when fetched).
+    """
     problems: list[VerifyProblem] = []
     bad: dict[ChunkId, str] = {}
     for record in records:
-        for entry in store.files(record):
-            hasher = FileHasher()
-            reason = None
-            for ref in entry.chunks:
-                if ref.chunk_id in bad:
-                    reason = bad[ref.chunk_id]
-                    break
-                try:
-                    data = store.read_chunk(ref)
-                except CorruptData as exc:
-                    reason = bad[ref.chunk_id] = str(exc)
-                    break
-                hasher.update(data)
-                if progress:
-                    progress(ref.length)
-            if reason is None and hasher.digest() != entry.digest:
-                reason = "content does not match the file digest"
+        try:
+            files = store.files(record)
+        except CorruptData as exc:
+            problems.append(VerifyProblem(record.ref, "", str(exc)))
+            continue
+        for entry in files:
+            if entry.is_reference:
+                continue
+            reason = _check_file(store, entry, bad, progress)
             if reason is not None:
                 problems.append(VerifyProblem(record.ref, entry.path, reason))
     return problems
+
+
+def _check_file(
+    store: Store,
+    entry: FileEntry,
+    bad: dict[ChunkId, str],
+    progress: Callable[[int], None] | None,
+) -> str | None:
+    hasher = FileHasher()
+    for ref in entry.chunks:
+        if ref.chunk_id in bad:
+            return bad[ref.chunk_id]
+        try:
+            data = store.read_chunk(ref)
+        except CorruptData as exc:
+            bad[ref.chunk_id] = str(exc)
+            return bad[ref.chunk_id]
+        hasher.update(data)
+        if progress:
+            progress(ref.length)
+    if hasher.digest() != entry.digest:
+        return "content does not match the file digest"
+    return None
