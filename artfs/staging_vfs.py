@@ -325,6 +325,11 @@ class StagedPaths:
                 moved.append((ino, target))
         return moved
 
+    def held(self, art: ArtifactKey) -> list[str]:
+        """Paths of ``art`` the kernel may have cached, deepest first."""
+        found = [key[2] for key in self._by_path if key[:2] == art]
+        return sorted(found, key=lambda rel: -rel.count("/"))
+
     def __len__(self) -> int:
         return len(self._by_path)
 

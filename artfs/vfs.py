@@ -972,6 +972,19 @@ class Vfs:
         while len(self._results) > 4096:
             self._results.popitem(last=False)
 
+    def stale_entries(self, project: str, name: str) -> list[tuple[Inode, bytes]]:
+        """(parent inode, name) of every entry the kernel may cache that a commit of
+        ``project/name`` changed: staged paths (the commit removed them) and ``latest``."""
+        art = (project, name)
+        root = NodeKey(Kind.STAGING, project, name).inode()
+        found = []
+        for rel in self._staged_paths.held(art):
+            parent, _, leaf = rel.rpartition("/")
+            parent_ino = Inode(self._staged_paths.inode(art, parent)) if parent else root
+            found.append((parent_ino, manifest.encode_path(leaf)))
+        found.append((NodeKey(Kind.ARTIFACT, project, name).inode(), b"latest"))
+        return found
+
     def staged_fd(self, fh: int) -> int | None:
         handle = self._staged_files.get(FileHandle(fh))
         return handle.fd if isinstance(handle, BackingFile) else None

@@ -267,7 +267,13 @@ class ArtfsOperations(pyfuse3.Operations):
         if control is not None:
             # A commit chunks, hashes and fsyncs: seconds for big staging, off the loop.
             # close() returns when it is done, with its error if it failed.
-            await trio.to_thread.run_sync(self.vfs.commit_control, control)
+            try:
+                await trio.to_thread.run_sync(self.vfs.commit_control, control)
+            finally:
+                # The commit removed files from staging and moved latest: drop what the
+                # kernel cached, so `echo > staging/f` right after works on a fresh entry.
+                for parent, name in self.vfs.stale_entries(control.project, control.name):
+                    pyfuse3.invalidate_entry_async(parent, name, ignore_enoent=True)
 
     @translated
     async def fsync(self, fh: int, datasync: bool) -> None:
