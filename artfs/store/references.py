@@ -175,3 +175,25 @@ def _read_http(uri: str) -> Iterator[bytes]:
     with _open_http(uri) as response:
         while block := response.read(_BLOCK):
             yield block
+
+
+def cached_copy(entry: FileEntry, cache_dir: Path) -> Path:
+    """A local, verified copy of a reference's content (for readers that need random access,
+    such as the mount). Fetched once; a copy is published by rename only after it verified, so
+    a crash never leaves a wrong copy under its final name."""
+    assert entry.uri is not None
+    key = FileHasher()
+    key.update(entry.uri.encode() + b"\0" + entry.digest)
+    target = cache_dir / key.digest().hex()
+    if entry.digest != NO_DIGEST and target.exists():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as out:
+            for block in fetch(entry):
+                out.write(block)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target

@@ -217,6 +217,10 @@ class Store:
             raise CorruptData(f"chunk {ref.chunk_id.hex()[:16]} does not match its hash")
         return data
 
+    def reference_copy(self, entry: FileEntry) -> Path:
+        """A verified local copy of a reference entry's content, under ``HOME/refcache``."""
+        return references.cached_copy(entry, self.home / "refcache")
+
     def iter_file(self, entry: FileEntry) -> Iterator[bytes]:
         """A file's content chunk by chunk; CorruptData names the file.
 
