@@ -60,6 +60,8 @@ class CommitFailed(ArtfsError):
 
 def commit_error(exc: ArtfsError) -> ArtfsError:
     """The control-file error (and so the errno ``close()`` returns) for a failed commit."""
+    if isinstance(exc, (CommitBusy, CommitInvalid, CommitFailed)):
+        return exc
     if isinstance(exc, Conflict):
         return CommitBusy(str(exc))
     if isinstance(exc, (InputError, InvalidName)):

@@ -214,8 +214,9 @@ def test_commit_through_the_control_file(mnt: Mount, home: Path) -> None:
         control.write_text("{}")  # staging is empty now
     assert caught.value.errno == errno.EINVAL
     assert "empty" in json.loads(control.read_text())["error"]
-    with pytest.raises(OSError):
+    with pytest.raises(OSError) as caught:
         control.write_text("not json")
+    assert caught.value.errno == errno.EINVAL
     assert "JSON" in json.loads(control.read_text())["error"]
     assert versions(home, "proj/data") == [0, 1]
 
