@@ -30,7 +30,7 @@ from typing import Any
 
 from artfs.errors import NotFound
 from artfs.names import Ref, check_name
-from artfs.store import catalog
+from artfs.store import catalog, settings
 from artfs.store.catalog import VersionRecord
 from artfs.store.index import Table, Txn
 from artfs.store.repository import Store
@@ -150,6 +150,7 @@ class Lineage:
             record.name = f"{job_type}-{record.id}"
         with self.store.index.write() as txn:
             catalog.ensure_project(txn, project)
+            _apply_privacy(txn, record)
             txn.put(Table.RUNS, record.id.encode(), record.encode())
         return record
 
@@ -159,6 +160,7 @@ class Lineage:
         with self.store.index.write() as txn:
             for record in records:
                 catalog.ensure_project(txn, record.project)
+                _apply_privacy(txn, record)
                 txn.put(Table.RUNS, record.id.encode(), record.encode(), overwrite=False)
 
     def finish_run(self, run_id: str, exit_code: int = 0) -> RunRecord:
@@ -260,6 +262,12 @@ class Lineage:
                 if record is not None:
                     return record
             return catalog.resolve(txn, parsed)
+
+
+def _apply_privacy(txn: Txn, record: RunRecord) -> None:
+    """Drop the command line when the store is set not to keep them (``artfs config``)."""
+    if not settings.get(txn, "record_command_lines"):
+        record.command = []
 
 
 def _user() -> str:

@@ -24,6 +24,7 @@ from artfs.store.export import diff, materialize, select
 from artfs.store.gc import collect
 from artfs.store.ingest import scan
 from artfs.store.repository import EditRequest
+from artfs.store.settings import check_key, parse_bool
 from artfs.store.verify import verify
 
 
@@ -410,6 +411,23 @@ def verify_(ctx: Context, ref: str | None) -> None:
     console.print_line(
         f"ok: {len(records)} versions, {sum(r.files for r in records)} files verified"
     )
+
+
+@cli.command()
+@click.argument("key", required=False)
+@click.argument("value", required=False)
+@pass_ctx
+def config(ctx: Context, key: str | None, value: str | None) -> None:
+    """Show the store's settings, one setting, or set one: artfs config KEY true|false"""
+    if key is not None:
+        check_key(key)
+    with ctx.store() as store:
+        if value is not None and key is not None:
+            store.set_setting(key, parse_bool(value))
+        current = store.settings()
+    for name, setting in current.items():
+        if key is None or name == key:
+            console.print_line(f"{name} = {str(setting).lower()}")
 
 
 @cli.command()

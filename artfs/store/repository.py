@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from artfs.errors import AliasesHeld, CorruptData, InputError, NotFound, StoreError
 from artfs.names import ArtifactName, Ref, check_alias, check_name
-from artfs.store import catalog, codec, references
+from artfs.store import catalog, codec, references, settings
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.hashing import ChunkId, chunk_id, version_digest
@@ -350,6 +350,16 @@ class Store:
         fresh = catalog.get_version(txn, art, record.number)
         assert fresh is not None
         return PutResult(fresh, created=True)
+
+    # --- settings ---------------------------------------------------------------------------
+
+    def settings(self) -> dict[str, bool]:
+        with self.index.read() as txn:
+            return settings.all_settings(txn)
+
+    def set_setting(self, key: str, value: bool) -> None:
+        with self.index.write() as txn:
+            settings.put(txn, key, value)
 
     # --- changing the catalogue -------------------------------------------------------------
 

@@ -1,0 +1,47 @@
+"""Store-wide settings, kept in the index's ``meta`` table (``artfs config``).
+
+Known settings and their defaults are listed in :data:`DEFAULTS`; anything else is refused, so
+a typo cannot silently configure nothing.
+"""
+
+from __future__ import annotations
+
+import json
+
+from artfs.errors import InvalidName
+from artfs.store.index import Table, Txn
+
+# record_command_lines: whether run records keep the command line of the process (command
+# lines can hold secrets such as tokens passed as arguments).
+DEFAULTS: dict[str, bool] = {"record_command_lines": True}
+_PREFIX = b"setting:"
+
+
+def check_key(key: str) -> None:
+    if key not in DEFAULTS:
+        known = ", ".join(sorted(DEFAULTS))
+        raise InvalidName(f"unknown setting {key!r}: known settings are {known}")
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise InvalidName(f"invalid value {text!r}: use true or false")
+
+
+def get(txn: Txn, key: str) -> bool:
+    check_key(key)
+    data = txn.get(Table.META, _PREFIX + key.encode())
+    return DEFAULTS[key] if data is None else bool(json.loads(data))
+
+
+def put(txn: Txn, key: str, value: bool) -> None:
+    check_key(key)
+    txn.put(Table.META, _PREFIX + key.encode(), json.dumps(value).encode())
+
+
+def all_settings(txn: Txn) -> dict[str, bool]:
+    return {key: get(txn, key) for key in sorted(DEFAULTS)}

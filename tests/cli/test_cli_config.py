@@ -1,0 +1,29 @@
+"""``artfs config``: store settings, and the privacy setting for run command lines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def test_settings_list_set_and_refuse_unknown(run_cli: Any) -> None:
+    assert run_cli("config", check=True).stdout == "record_command_lines = true\n"
+    assert run_cli("config", "record_command_lines", "off", check=True).stdout == (
+        "record_command_lines = false\n"
+    )
+    code, out, err = run_cli("config", "colour", "blue")
+    assert code == 2 and out == "" and err.startswith("artfs: error: unknown setting 'colour'")
+    code, _, err = run_cli("config", "record_command_lines", "maybe")
+    assert code == 2 and "use true or false" in err
+    assert run_cli("config", "record_command_lines", check=True).stdout.endswith("= false\n")
+
+
+def test_command_lines_are_kept_unless_the_store_says_not_to(run_cli: Any) -> None:
+    run_cli("run", "--project", "p", "--", "true", "--token=s3cret", check=True)
+    (kept,) = run_cli("runs", "--json", check=True).json()
+    assert kept["command"] == ["true", "--token=s3cret"]
+
+    run_cli("config", "record_command_lines", "false", check=True)
+    run_cli("run", "--project", "p", "--", "true", "--token=s3cret", check=True)
+    runs = run_cli("runs", "--json", check=True).json()
+    assert [r["command"] for r in runs] == [["true", "--token=s3cret"], []]
+    assert "s3cret" not in run_cli("runs", check=True).stdout.split("\n", 2)[2]
