@@ -143,6 +143,7 @@ def run(workdir: Path, report: Report) -> None:
         mount = state.pop("mount", None)
         if mount is not None:
             mount.__exit__(None, None, None)  # type: ignore[attr-defined]
+    _recording_cost(native, home, workdir / "mnt-lineage", report)
 
 
 def _measure(
@@ -204,3 +205,62 @@ def _measure(
     )
     report("mount: open+close per file", mnt["open"] / len(small) * 1e6, "us")
     report("native: open+close per file", nat["open"] / len(small) * 1e6, "us")
+
+
+# --- lineage recording on vs off ----------------------------------------------------------------
+
+RECORDING_ROUNDS = 7
+
+
+@contextmanager
+def _daemon(home: Path, mountpoint: Path, *options: str) -> Iterator[None]:
+    """artfsd in the foreground with ``options`` (``artfs mount`` passes none through)."""
+    mountpoint.mkdir(exist_ok=True)
+    read_end, write_end = os.pipe()
+    command = [sys.executable, "-m", "artfsd", str(mountpoint), "--home", str(home)]
+    proc = subprocess.Popen(
+        [*command, "--ready-fd", str(write_end), *options],
+        pass_fds=(write_end,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end) as ready:
+            if ready.readline().strip() != "READY":
+                raise RuntimeError(f"artfsd {' '.join(options)} did not mount {mountpoint}")
+        yield
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mountpoint)], check=False)
+        proc.wait(timeout=30)
+
+
+def _recording_cost(native: Path, home: Path, mountpoint: Path, report: Report) -> None:
+    """Read speed with usage recording on vs off: the same warm reads through a daemon with
+    and without ``--no-lineage``, interleaved, medians of ``RECORDING_ROUNDS``. Warm reads are
+    the worst case: the page cache serves the bytes, so the per-open cost is all there is."""
+    rel = [p.relative_to(native) for p in _files(native)]
+    small = [r for r in rel if r.parts[0] in ("images", "labels")]
+    version = mountpoint / "bench" / "mixed" / "v0"
+    times: dict[str, dict[str, list[float]]] = {"on": {}, "off": {}}
+    for _ in range(RECORDING_ROUNDS):
+        for mode, options in (("on", ()), ("off", ("--no-lineage",))):
+            with _daemon(home, mountpoint, *options):
+                paths = [version / p for p in rel]
+                small_paths = [version / p for p in small]
+                _read_all(paths)  # warm the page cache and the daemon
+                got = times[mode]
+                got.setdefault("all", []).append(_timed(lambda p=paths: _read_all(p)))  # type: ignore[misc]
+                got.setdefault("open", []).append(
+                    _timed(lambda p=small_paths: _open_close(p))  # type: ignore[misc]
+                )
+    on = {k: statistics.median(v) for k, v in times["on"].items()}
+    off = {k: statistics.median(v) for k, v in times["off"].items()}
+    report(
+        "mount: warm whole-set read, recording on vs off (time)",
+        on["all"] / off["all"],
+        "x",
+        "<= 1.05",
+    )
+    report("mount: open+close per file, recording on", on["open"] / len(small) * 1e6, "us")
+    report("mount: open+close per file, recording off", off["open"] / len(small) * 1e6, "us")
