@@ -76,8 +76,12 @@ MUTABLE_TIMEOUT = 1.0
 # cp and friends size their buffers from st_blksize; 128 KiB matches the kernel's FUSE reads.
 BLOCK_SIZE = 128 << 10
 DEFAULT_CACHE_BYTES = 256 << 20
-# Read-ahead grows 1, 2, 4, ... chunks ahead while reads stay sequential, up to this many.
-MAX_READAHEAD_CHUNKS = 8
+# Read-ahead, in bytes of chunks ahead of a sequential reader: it starts at the first read
+# and doubles per read up to the maximum (and at most a quarter of the chunk cache).
+READAHEAD_START_BYTES = 4 << 20
+MAX_READAHEAD_BYTES = 32 << 20
+# A read this close to where the previous one ended still counts as sequential.
+SEQUENTIAL_SLACK = 256 << 10
 # Chunks up to this size are loaded without a thread hop (see FileReader.cheap).
 INLINE_LOAD_BYTES = 64 << 10
 STAGING = "staging"
@@ -288,9 +292,19 @@ class ChunkCache:
 
 # --- open files -------------------------------------------------------------------------------
 
+# What a read returns: a view into a cached chunk when the range lies in one chunk (no copy),
+# else the pieces joined. Any of them is a buffer the daemon can reply from.
+ReadBuffer = bytes | bytearray | memoryview
+
 
 class FileReader:
-    """One open file: byte ranges assembled from its chunks, and sequential read-ahead."""
+    """One open file: byte ranges served from its chunks, and sequential read-ahead.
+
+    :meth:`plan` is called as each read arrives, before anything is awaited, so the chunks a
+    sequential reader will want next start loading (in worker threads) while this read's own
+    chunk loads: a cold 1 MiB chunk takes ~1 ms to read, decompress and verify, and two load
+    in parallel on two cores.
+    """
 
     def __init__(self, entry: FileEntry, cache: ChunkCache) -> None:
         self.entry = entry
@@ -300,9 +314,10 @@ class FileReader:
         for ref in entry.chunks:
             self._starts.append(offset)
             offset += ref.length
-        self._next_offset = 0  # where a sequential reader's next read starts
-        self._window = 0  # chunks of read-ahead; doubles while access stays sequential
+        self._next_offset = -1  # where a sequential reader's next read starts (-1: no read yet)
+        self._window = 0  # bytes of read-ahead; doubles while access stays sequential
         self._ahead_until = 0  # chunks below this index were already scheduled
+        self._max_window = min(MAX_READAHEAD_BYTES, cache.budget_bytes // 4)
 
     def _span(self, offset: int, size: int) -> range:
         end = min(offset + size, self.entry.size)
@@ -312,18 +327,51 @@ class FileReader:
         last = bisect.bisect_right(self._starts, end - 1) - 1
         return range(first, last + 1)
 
-    def _assemble(self, offset: int, size: int, pieces: list[bytes], span: range) -> bytes:
+    def _assemble(self, offset: int, size: int, pieces: list[bytes], span: range) -> ReadBuffer:
         end = min(offset + size, self.entry.size)
         if len(pieces) == 1:
+            # A view, not a copy: a 1 MiB read of a cached chunk costs no memcpy here.
             start = offset - self._starts[span.start]
-            return pieces[0][start : start + end - offset]
+            return memoryview(pieces[0])[start : start + end - offset]
         out = bytearray()
         for index, data in zip(span, pieces, strict=True):
             base = self._starts[index]
             out += memoryview(data)[max(offset - base, 0) : min(end - base, len(data))]
-        return bytes(out)
+        return out
 
-    def read_cached(self, offset: int, size: int) -> bytes | None:
+    def plan(self, offset: int, size: int) -> list[ChunkRef]:
+        """Note a read as it arrives; the chunks worth loading ahead of it.
+
+        A read from the start of the file, or one that continues within
+        ``SEQUENTIAL_SLACK`` of where the previous one ended, is sequential: the window
+        starts at ``READAHEAD_START_BYTES`` and doubles per read up to ``MAX_READAHEAD_BYTES``
+        (at most a quarter of the cache). Any other read resets it. Never blocks.
+        """
+        if self._next_offset < 0:
+            sequential = offset == 0
+        else:
+            sequential = abs(offset - self._next_offset) <= SEQUENTIAL_SLACK
+        self._next_offset = offset + size
+        if not sequential:
+            self._window = 0
+            self._ahead_until = 0
+            return []
+        self._window = min(max(READAHEAD_START_BYTES, self._window * 2), self._max_window)
+        span = self._span(offset, size)
+        if not span:
+            return []
+        chunks = self.entry.chunks
+        horizon = min(offset + size, self.entry.size) + self._window
+        index = max(span.stop, self._ahead_until)
+        ahead = []
+        while index < len(chunks) and self._starts[index] < horizon:
+            if chunks[index] not in self._cache:
+                ahead.append(chunks[index])
+            index += 1
+        self._ahead_until = max(self._ahead_until, index)
+        return ahead
+
+    def read_cached(self, offset: int, size: int) -> ReadBuffer | None:
         """The bytes if every chunk they need is cached, else None; never blocks."""
         span = self._span(offset, size)
         pieces = []
@@ -332,7 +380,6 @@ class FileReader:
             if data is None:
                 return None
             pieces.append(data)
-        self._note(offset, size)
         return self._assemble(offset, size, pieces, span) if pieces else b""
 
     def cheap(self, offset: int, size: int) -> bool:
@@ -348,36 +395,14 @@ class FileReader:
                 missing += ref.length
         return missing <= INLINE_LOAD_BYTES
 
-    def read(self, offset: int, size: int) -> bytes:
+    def read(self, offset: int, size: int) -> ReadBuffer:
         """The bytes at ``offset`` (short at end of file); blocks on chunk loads."""
         span = self._span(offset, size)
         try:
             pieces = [self._cache.get(self.entry.chunks[i]) for i in span]
         except ArtfsError as exc:
             raise type(exc)(f"{self.entry.path}: {exc}") from None
-        self._note(offset, size)
         return self._assemble(offset, size, pieces, span) if pieces else b""
-
-    def _note(self, offset: int, size: int) -> None:
-        sequential = offset == self._next_offset
-        self._next_offset = offset + size
-        if sequential:
-            self._window = min(max(1, self._window * 2), MAX_READAHEAD_CHUNKS)
-        else:
-            self._window = 0
-            self._ahead_until = 0
-
-    def readahead(self) -> list[ChunkRef]:
-        """Chunks a sequential reader will want next and nobody has loaded or asked for."""
-        if not self._window or not self.entry.chunks:
-            return []
-        current = self._span(max(self._next_offset - 1, 0), 1)
-        if not current:
-            return []
-        start = max(current.start + 1, self._ahead_until)
-        stop = min(current.start + 1 + self._window, len(self.entry.chunks))
-        self._ahead_until = max(self._ahead_until, stop)
-        return [ref for ref in self.entry.chunks[start:stop] if ref not in self._cache]
 
 
 @dataclass

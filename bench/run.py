@@ -25,6 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="./dev bench", description=__doc__)
     parser.add_argument("--only", choices=SECTIONS, action="append", help="run only these")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".bench")
+    parser.add_argument("--runs", type=int, help="repeat each measurement this many times")
     args = parser.parse_args()
     if args.workdir.exists():
         shutil.rmtree(args.workdir)
@@ -39,6 +40,8 @@ def main() -> None:
         print(f"{section}:", flush=True)
         started = time.perf_counter()
         module = importlib.import_module(f"bench.{section}")
+        if args.runs and hasattr(module, "RUNS"):
+            module.RUNS = args.runs
         module.run(args.workdir / section, report)
         print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
     (args.workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -28,6 +28,9 @@ from artfsd.mountpoint import FSNAME, prepare
 from artfsd.operations import ArtfsOperations
 
 log = logging.getLogger("artfsd")
+# Kernel read-ahead on the mount: 1 MiB turns a sequential reader's 128 KiB FUSE requests into
+# 1 MiB ones (438 requests for the 57 MB of large files instead of 56).
+READ_AHEAD_KIB = 1024
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -104,7 +107,8 @@ class Readiness:
 async def announce_ready(mountpoint: Path, ready: Readiness) -> None:
     # A stat through the mount needs the loop to answer INIT and GETATTR: once it returns,
     # the mount is serving.
-    await trio.to_thread.run_sync(os.stat, mountpoint)
+    root = await trio.to_thread.run_sync(os.stat, mountpoint)
+    raise_read_ahead(root.st_dev, READ_AHEAD_KIB)
     log.info("serving %s", mountpoint)
     ready.send("READY")
     sd_notify("READY=1\nSTATUS=serving " + str(mountpoint))
@@ -137,6 +141,19 @@ async def write_usage(recorder: UsageRecorder) -> None:
         await trio.to_thread.run_sync(recorder.flush, events)
     except Exception:
         log.exception("recording %d usage events failed", len(events))
+
+
+def raise_read_ahead(dev: int, kib: int) -> None:
+    """Let the kernel read ahead ``kib`` KiB on the mount ``dev`` (FUSE requests grow with it).
+
+    The kernel gives a FUSE mount 128 KiB of read-ahead, so a sequential reader costs one
+    request per 128 KiB. Best effort: only root may write the bdi's sysfs knob.
+    """
+    knob = Path(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb")
+    try:
+        knob.write_text(f"{kib}\n")
+    except OSError as exc:
+        log.info("read-ahead stays at the kernel default (%s: %s)", knob, exc.strerror)
 
 
 async def serve(ops: ArtfsOperations, mountpoint: Path, ready: Readiness) -> None:

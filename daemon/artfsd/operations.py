@@ -36,6 +36,7 @@ from artfs.vfs import (
     NotADirectory,
     NotASymlink,
     NotSupported,
+    ReadBuffer,
     ReadOnly,
     Vfs,
 )
@@ -195,18 +196,20 @@ class ArtfsOperations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     @translated
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    async def read(self, fh: int, off: int, size: int) -> ReadBuffer:  # type: ignore[override]
+        # pyfuse3 replies from any buffer (PyObject_GetBuffer), not only bytes as its stub says.
         if fh >= STAGED_FH_BASE:
             return self.vfs.read_other(fh, off, size)
         reader = self.vfs.reader(fh)
+        if self.nursery is not None:
+            # Before this read awaits anything: the next chunks load while this one does.
+            for ref in reader.plan(off, size):
+                self.nursery.start_soon(self._prefetch, ref)
         data = reader.read_cached(off, size)
         if data is None and reader.cheap(off, size):
             data = reader.read(off, size)
         elif data is None:
             data = await trio.to_thread.run_sync(reader.read, off, size, limiter=self.limiter)
-        if self.nursery is not None:
-            for ref in reader.readahead():
-                self.nursery.start_soon(self._prefetch, ref)
         return data
 
     async def _prefetch(self, ref: ChunkRef) -> None:

@@ -1,0 +1,157 @@
+"""The read path without a kernel: read-ahead planning, views of cached chunks, verification."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+from pathlib import Path
+
+import pyfuse3
+import pytest
+import trio
+from artfsd.operations import ArtfsOperations
+from mountutil import put
+
+from artfs.store import Store
+from artfs.store.hashing import ChunkId
+from artfs.store.manifest import ChunkRef, FileEntry, Kind
+from artfs.vfs import READAHEAD_START_BYTES, ROOT_INODE, ChunkCache, FileReader, Vfs
+
+MIB = 1 << 20
+
+
+def entry_of(sizes: list[int]) -> FileEntry:
+    chunks = tuple(ChunkRef(ChunkId(bytes([i]) * 32), size) for i, size in enumerate(sizes))
+    return FileEntry("f", Kind.FILE, 0o644, sum(sizes), 0, chunks=chunks)
+
+
+def fake_cache(budget: int = 256 * MIB) -> ChunkCache:
+    return ChunkCache(lambda ref: bytes([ref.chunk_id[0]]) * ref.length, budget)
+
+
+def test_sequential_reader_plans_ahead_once_and_a_seek_resets() -> None:
+    entry = entry_of([MIB] * 40)
+    reader = FileReader(entry, fake_cache())
+    first = reader.plan(0, 128 << 10)
+    # From the first read at offset 0: the window covers the next READAHEAD_START_BYTES.
+    assert [entry.chunks.index(r) for r in first] == list(
+        range(1, 1 + READAHEAD_START_BYTES // MIB)
+    )
+    scheduled = list(first)
+    offset = 128 << 10
+    while offset < 8 * MIB:
+        ahead = reader.plan(offset, 128 << 10)
+        assert not set(ahead) & set(scheduled), "a chunk is scheduled twice"
+        scheduled += ahead
+        offset += 128 << 10
+    indexes = [entry.chunks.index(r) for r in scheduled]
+    assert indexes == list(range(1, len(indexes) + 1)) and len(indexes) >= 16  # window grew
+    assert reader.plan(30 * MIB, 4096) == []  # a seek: no read-ahead
+    assert reader.plan(5 * MIB, 4096) == []  # and still none for another random read
+
+
+def test_random_first_read_plans_nothing_and_cached_chunks_are_skipped() -> None:
+    entry = entry_of([MIB] * 8)
+    cache = fake_cache()
+    reader = FileReader(entry, cache)
+    assert reader.plan(3 * MIB + 5, 4096) == []
+    cache.get(entry.chunks[1])
+    again = FileReader(entry, cache)
+    assert entry.chunks[1] not in again.plan(0, MIB)
+
+
+def test_read_ahead_window_stays_within_a_quarter_of_the_cache() -> None:
+    entry = entry_of([MIB] * 64)
+    reader = FileReader(entry, fake_cache(budget=8 * MIB))
+    offset, planned = 0, 0
+    while offset < MIB:
+        planned += len(reader.plan(offset, 128 << 10))
+        offset += 128 << 10
+    assert planned <= 2 + 1  # 8 MiB / 4 ahead of the 1 MiB read so far
+
+
+def test_reads_across_chunks_are_exact() -> None:
+    sizes = [300_000, 1_000_000, 7, 500_000]
+    entry = entry_of(sizes)
+    reader = FileReader(entry, fake_cache())
+    expected = b"".join(bytes([i]) * size for i, size in enumerate(sizes))
+    rng = random.Random(3)
+    for _ in range(200):
+        offset = rng.randrange(0, len(expected) + 10)
+        size = rng.choice([1, 4096, 128 << 10, MIB, 3 * MIB])
+        assert bytes(reader.read(offset, size)) == expected[offset : offset + size]
+        cached = reader.read_cached(offset, size)
+        assert cached is not None and bytes(cached) == expected[offset : offset + size]
+
+
+def read_whole(ops: ArtfsOperations, ino: int, size: int, step: int) -> bytes | int:
+    """The file read front to back in ``step`` reads, with read-ahead; or the errno."""
+
+    async def main() -> bytes | int:
+        async with trio.open_nursery() as nursery:
+            ops.nursery = nursery  # read-ahead runs, as in the daemon
+            info = await ops.open(ino, os.O_RDONLY, CTX)
+            got = bytearray()
+            try:
+                while len(got) <= size:
+                    piece = await ops.read(info.fh, len(got), step)
+                    if not piece:
+                        break
+                    got += piece
+            except pyfuse3.FUSEError as exc:
+                return exc.errno
+            finally:
+                await ops.release(info.fh)
+                ops.nursery = None
+        return bytes(got)
+
+    return trio.run(main)
+
+
+class _Ctx:
+    uid, gid, pid, umask = os.getuid(), os.getgid(), 0, 0o022
+
+
+CTX: pyfuse3.RequestContext = _Ctx()  # type: ignore[assignment]
+
+
+@pytest.fixture
+def big(tmp_path: Path) -> tuple[Path, bytes]:
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = random.Random(11)
+    content = rng.randbytes(6 * MIB) + b"csv,row\n" * 400_000  # raw and zstd chunks
+    (src / "big.bin").write_bytes(content)
+    put(tmp_path / "home", src, "proj/big")
+    return tmp_path / "home", content
+
+
+def lookup(ops: ArtfsOperations, path: str) -> int:
+    ino: int = ROOT_INODE
+    for part in path.split("/"):
+        ino = trio.run(ops.lookup, ino, part.encode(), CTX).st_ino
+    return ino
+
+
+@pytest.mark.parametrize("step", [128 << 10, MIB, 3 * MIB + 17])
+def test_sequential_reads_with_read_ahead_are_exact(big: tuple[Path, bytes], step: int) -> None:
+    home, content = big
+    with Store.open(home) as store:
+        ops = ArtfsOperations(Vfs.create(store, cache_bytes=64 * MIB, lineage=False))
+        ino = lookup(ops, "proj/big/v0/big.bin")
+        assert read_whole(ops, ino, len(content), step) == content
+
+
+def test_flipped_pack_byte_is_eio_even_with_read_ahead(big: tuple[Path, bytes]) -> None:
+    home, content = big
+    for pack in (home / "packs").iterdir():
+        with open(pack, "r+b") as f:
+            f.seek(3 * MIB)
+            byte = f.read(1)
+            f.seek(3 * MIB)
+            f.write(bytes([byte[0] ^ 0x01]))
+    with Store.open(home) as store:
+        ops = ArtfsOperations(Vfs.create(store, cache_bytes=64 * MIB, lineage=False))
+        ino = lookup(ops, "proj/big/v0/big.bin")
+        assert read_whole(ops, ino, len(content), MIB) == errno.EIO
