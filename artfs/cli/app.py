@@ -16,7 +16,7 @@ import click
 
 from artfs.cli import console, render
 from artfs.cli.runner import current_run_id, run_command
-from artfs.errors import ArtfsError, InvalidName
+from artfs.errors import ArtfsError, InvalidName, NotFound
 from artfs.lineage import Lineage, build_graph
 from artfs.names import ArtifactName, Ref
 from artfs.store import Store, default_home, staging
@@ -180,7 +180,10 @@ def ls_(ctx: Context, target: str | None, as_json: bool) -> None:
                 for project in projects:
                     console.print_line(project)
         elif "/" in target:
-            records = store.versions(_artifact(target))
+            art = _artifact(target)
+            # An artifact made by mkdir through the mount has staging but no version yet.
+            only_staged = store.artifact(art) is None and staging.path(store, art).is_dir()
+            records = [] if only_staged else store.versions(art)
             if as_json:
                 console.print_json([render.version_json(r) for r in records])
             else:
@@ -189,7 +192,15 @@ def ls_(ctx: Context, target: str | None, as_json: bool) -> None:
                     [render.version_row(r) for r in records],
                 )
         else:
-            found = store.artifacts(target)
+            staged = staging.artifacts_with_staging(store, target)
+            try:
+                found = store.artifacts(target)
+            except NotFound:
+                if not staged:
+                    raise
+                found = []  # a project whose only artifacts are being staged
+            known = {a.name for a, _ in found}
+            staged = [n for n in staged if n not in known]
             if as_json:
                 console.print_json(
                     [
@@ -201,6 +212,7 @@ def ls_(ctx: Context, target: str | None, as_json: bool) -> None:
                         }
                         for a, vs in found
                     ]
+                    + [{"name": n, "type": None, "versions": 0, "latest": None} for n in staged]
                 )
             else:
                 console.print_table(
@@ -214,7 +226,8 @@ def ls_(ctx: Context, target: str | None, as_json: bool) -> None:
                             render.human_size(vs[-1].size) if vs else "-",
                         ]
                         for a, vs in found
-                    ],
+                    ]
+                    + [[n, "-", 0, "-", "-"] for n in staged],
                 )
 
 

@@ -1,0 +1,71 @@
+"""``artfs commit`` of a staging directory, without a mount: what the store layer promises."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _staging(home: Path, name: str = "model") -> Path:
+    path = home / "staging" / "proj" / name
+    path.mkdir(parents=True)
+    return path
+
+
+def test_commit_stores_staging_as_the_next_version_and_empties_it(home: Path, run_cli: Any) -> None:
+    staged = _staging(home)
+    (staged / "weights.bin").write_bytes(b"w" * 1000)
+    (staged / "cfg").mkdir()
+    (staged / "cfg" / "a.json").write_text("{}")
+    assert [a["name"] for a in run_cli("ls", "proj", "--json", check=True).json()] == ["model"]
+    result = run_cli("commit", "proj/model", "--type", "model", "--alias", "best", check=True)
+    assert result.last_line == "proj/model:v0"
+    assert list(staged.iterdir()) == []
+    info = run_cli("info", "proj/model:best", "--json", check=True).json()
+    assert (info["type"], info["files"]) == ("model", 2)
+    (staged / "weights.bin").write_bytes(b"w" * 1000)
+    (staged / "cfg").mkdir()
+    (staged / "cfg" / "a.json").write_text("{}")
+    again = run_cli("commit", "proj/model", check=True)
+    assert again.last_line == "proj/model:v0" and "unchanged" in again.stderr
+
+
+def test_commit_refusals_leave_staging_and_store_as_they_were(
+    home: Path, run_cli: Any, tmp_path: Path, store_state: Any
+) -> None:
+    staged = _staging(home)
+    code, _, err = run_cli("commit", "proj/model")
+    assert code == 1 and "is empty" in err
+    (staged / "ok.txt").write_text("fine")
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not yours")
+    os.symlink(outside, staged / "link.txt")
+    before = store_state()
+    code, _, err = run_cli("commit", "proj/model")
+    assert code == 1 and "outside the tree" in err and err.count("\n") == 1
+    assert store_state() == before and sorted(p.name for p in staged.iterdir()) == [
+        "link.txt",
+        "ok.txt",
+    ]
+    (staged / "link.txt").unlink()
+    os.mkfifo(staged / "pipe")
+    code, _, err = run_cli("commit", "proj/model")
+    assert code == 1 and "special file" in err
+    (staged / "pipe").unlink()
+    code, _, err = run_cli("commit", "proj/model", "--alias", "latest")
+    assert code == 2 and "reserved" in err
+    assert store_state() == before
+
+
+def test_a_file_open_for_writing_blocks_the_commit_unless_forced(home: Path, run_cli: Any) -> None:
+    staged = _staging(home)
+    (staged / "done.txt").write_text("complete")
+    with open(staged / "half.bin", "wb") as writer:
+        fcntl.flock(writer.fileno(), fcntl.LOCK_SH)  # what the mount holds for a writer
+        writer.write(b"partial")
+        writer.flush()
+        code, _, err = run_cli("commit", "proj/model")
+        assert code == 1 and "half.bin" in err and "open for writing" in err
+        assert run_cli("commit", "proj/model", "--force", check=True).last_line == "proj/model:v0"
