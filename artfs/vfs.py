@@ -36,6 +36,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import NewType
 
 from artfs import staging_vfs
@@ -725,6 +726,21 @@ class Vfs:
         self._files[fh] = FileReader(node.entry, self.cache)
         if pid and self.recorder is not None:
             assert node.record is not None
+            self.recorder.opened(pid, node.key.project, node.record.key)
+        return fh
+
+    def reference_entry(self, ino: int) -> FileEntry | None:
+        """The entry of a reference file (content fetched from its URI), else None."""
+        node = self.node(ino)
+        entry = node.entry if node.key.kind is Kind.ENTRY else None
+        return entry if entry is not None and entry.is_reference else None
+
+    def open_reference(self, ino: int, copy: Path, pid: int = 0) -> FileHandle:
+        """A read-only handle on the verified local copy of a reference file (the caller
+        fetched it off the event loop with ``Store.reference_copy``)."""
+        node = self.node(ino)
+        fh = self._new_staged_handle(BackingFile(os.open(copy, os.O_RDONLY | os.O_CLOEXEC), False))
+        if pid and self.recorder is not None and node.record is not None:
             self.recorder.opened(pid, node.key.project, node.record.key)
         return fh
 

@@ -188,6 +188,13 @@ class ArtfsOperations(pyfuse3.Operations):
 
     @translated
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        reference = self.vfs.reference_entry(inode)
+        if reference is not None and not flags & (os.O_WRONLY | os.O_RDWR):
+            # Fetching and verifying a referenced file is network or disk work: off the loop.
+            copy = await trio.to_thread.run_sync(
+                self.vfs.store.reference_copy, reference, limiter=self.limiter
+            )
+            return pyfuse3.FileInfo(fh=self.vfs.open_reference(inode, copy, ctx.pid))
         fh = self.vfs.open(inode, flags, ctx.pid)
         if fh >= STAGED_FH_BASE:
             keep_cache, direct_io = self.vfs.caching(fh)
