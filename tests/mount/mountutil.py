@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,3 +156,13 @@ def put(home: Path, source: Path, ref: str, **options: Any) -> int:
     """Commit ``source`` as the next version of ``ref`` through the store API; its number."""
     with Store.open(home) as store:
         return store.put(source, ArtifactName.parse(ref), **options).record.number
+
+
+def eventually(check: Callable[[], bool], within: float) -> float:
+    """Seconds until ``check()`` held; fails the test after ``within`` seconds."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > within:
+            pytest.fail(f"not true within {within} s")
+        time.sleep(0.05)
+    return time.monotonic() - start

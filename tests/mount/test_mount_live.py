@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import StartMount
-from mountutil import ARTFS, MTIME_NS, is_mount, put, sample_tree, stop_process
+from mountutil import ARTFS, MTIME_NS, eventually, is_mount, put, sample_tree, stop_process
 
 from artfs.names import ArtifactName, Ref
 from artfs.store import Store
@@ -22,16 +21,6 @@ from artfs.store.manifest import FileEntry, Kind
 pytestmark = pytest.mark.mount
 
 Sample = tuple[Path, dict[str, bytes]]
-
-
-def eventually(check: Callable[[], bool], within: float) -> float:
-    """Seconds until ``check()`` held; fails after ``within`` seconds."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > within:
-            pytest.fail(f"not true within {within} s")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 @pytest.fixture

@@ -11,26 +11,16 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import StartMount
-from mountutil import ARTFS, Mount, put
+from mountutil import ARTFS, Mount, eventually, put
 
 from artfs.lineage import Lineage, RunRecord, Usage
 from artfs.store import Store
 
 pytestmark = pytest.mark.mount
-
-
-def eventually(check: Callable[[], bool], within: float) -> float:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > within:
-            pytest.fail(f"not true within {within} s")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 @pytest.fixture

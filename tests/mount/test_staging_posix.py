@@ -9,26 +9,17 @@ import os
 import stat
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import StartMount
-from mountutil import ARTFS, Mount, put
+from mountutil import ARTFS, Mount, eventually, put
 
 from artfs.names import ArtifactName
 from artfs.store import Store
 
 pytestmark = pytest.mark.mount
-
-
-def eventually(check: Callable[[], bool], within: float) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not true within {within} s")
-        time.sleep(0.05)
 
 
 @pytest.fixture
