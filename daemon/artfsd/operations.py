@@ -128,6 +128,19 @@ def attr_change(attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields) ->
     )
 
 
+def invalidate_entries(entries: Sequence[tuple[int, bytes]]) -> None:
+    """Make the kernel forget these (parent inode, name) entries; blocks until it has.
+
+    Never call it on the event loop: the kernel waits for pending requests on the parent.
+    """
+    for parent, name in entries:
+        try:
+            pyfuse3.invalidate_entry(parent, name)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:  # ENOENT: the kernel did not cache it
+                log.warning("cannot invalidate %r in inode %d: %s", name, parent, exc)
+
+
 class ArtfsOperations(pyfuse3.Operations):
     supports_dot_lookup = False
     enable_writeback_cache = False
@@ -281,9 +294,11 @@ class ArtfsOperations(pyfuse3.Operations):
                 await trio.to_thread.run_sync(self.vfs.commit_control, control)
             finally:
                 # The commit removed files from staging and moved latest: drop what the
-                # kernel cached, so `echo > staging/f` right after works on a fresh entry.
-                for parent, name in self.vfs.stale_entries(control.project, control.name):
-                    pyfuse3.invalidate_entry_async(parent, name, ignore_enoent=True)
+                # kernel cached before close() returns, so `echo > staging/f` right after
+                # works on a fresh entry (the async variant raced it: ENOENT on create).
+                # In a worker thread: the call blocks until related requests are answered.
+                stale = self.vfs.stale_entries(control.project, control.name)
+                await trio.to_thread.run_sync(invalidate_entries, stale)
 
     @translated
     async def fsync(self, fh: int, datasync: bool) -> None:
