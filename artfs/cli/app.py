@@ -23,7 +23,7 @@ from artfs.store import Store, default_home, staging
 from artfs.store.export import diff, materialize, select
 from artfs.store.gc import collect
 from artfs.store.ingest import scan
-from artfs.store.repository import EditRequest
+from artfs.store.repository import EditRequest, PutResult
 from artfs.store.settings import check_key, parse_bool
 from artfs.store.verify import verify
 
@@ -121,6 +121,11 @@ def put(
                 ttl_seconds=ttl_seconds,
                 progress=advance,
             )
+    _report_commit(ctx, result)
+
+
+def _report_commit(ctx: Context, result: PutResult) -> None:
+    """A note on stderr, then the resulting ref as the last line on stdout."""
     record = result.record
     if not ctx.quiet:
         if result.created:
@@ -477,9 +482,7 @@ def commit(
             tags=list(tags),
             logged_by=current_run_id(Lineage(store), art.project),
         )
-    if not ctx.quiet and not result.created:
-        console.note(f"unchanged: identical to {result.record.ref}, no new version")
-    console.print_line(result.record.ref)
+    _report_commit(ctx, result)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
