@@ -32,9 +32,7 @@ def test_reference_files_read_through_the_mount_and_changes_are_refused(
     target.write_bytes(b"referenced bytes " * 1000)
     local = tmp_path / "local.txt"
     local.write_text("stored here")
-    subprocess.run(
-        [sys.executable, "-c", LOG, str(home), str(target), str(local)], check=True
-    )
+    subprocess.run([sys.executable, "-c", LOG, str(home), str(target), str(local)], check=True)
     mount = start_mount(home)
     version = mount.path / "proj" / "external" / "v0"
     assert (version / "remote.bin").stat().st_size == target.stat().st_size
