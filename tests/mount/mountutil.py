@@ -99,7 +99,8 @@ class Mounts:
         if FUSE_MISSING:
             pytest.skip("needs /dev/fuse and fusermount3")
         path = path or self.workdir / f"mnt{len(self.made)}"
-        path.mkdir(exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            path.mkdir()  # not exist_ok: its stat fails on a dead daemon's stale mount
         log = self.workdir / f"artfsd{len(self.made)}.log"
         read_end, write_end = os.pipe()
         with open(log, "ab") as out:
