@@ -1,0 +1,193 @@
+"""Permissions through a real mount, checked as a second, unprivileged user.
+
+The daemon runs as root (the test suite does). A throwaway system user ``artfs-test`` is
+created if missing; its commands run through ``runuser`` with the system python (the
+project's venv lives under /root, which that user cannot read).
+
+- Without ``--allow-other`` that user cannot even stat the mount (EACCES).
+- With it, version files are readable per their recorded modes (a 0600 file is not), staging
+  obeys modes and ownership (``default_permissions``), and the user cannot commit into an
+  artifact whose staging they cannot write (the control file takes the staging's mode).
+- Run records keep nothing of a process's environment but ``ARTFS_RUN_ID``, and with
+  ``artfs config record_command_lines false`` no command line either.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from artfs.store import Store
+from tests.conftest import ARTFS, make_tree
+from tests.mount.mountutil import put
+from tests.reliability.conftest import StartMount
+
+pytestmark = [
+    pytest.mark.mount,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create and become a user"),
+]
+
+USER = "artfs-test"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+# Runs as the other user: performs one operation and prints its outcome as JSON.
+PROBE = r"""
+import errno, json, os, sys
+op, path = sys.argv[1], sys.argv[2]
+try:
+    if op == "list":
+        out = sorted(os.listdir(path))
+    elif op == "read":
+        out = open(path, "rb").read().decode()
+    elif op == "write":
+        with open(path, "w") as f:
+            f.write(sys.argv[3])
+        st = os.stat(path)
+        out = [st.st_uid, oct(st.st_mode & 0o7777)]
+    elif op == "commit":
+        f = open(path, "w")
+        f.write("{}")
+        f.close()
+        out = open(path).read()
+    print(json.dumps({"ok": out}))
+except OSError as exc:
+    print(json.dumps({"errno": errno.errorcode.get(exc.errno, str(exc.errno))}))
+"""
+
+
+def as_user(op: str, path: Path, *args: str) -> dict[str, object]:
+    done = subprocess.run(
+        ["runuser", "-u", USER, "--", SYSTEM_PYTHON, "-c", PROBE, op, str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd="/",
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+@pytest.fixture(scope="module")
+def other_user() -> pwd.struct_passwd:
+    if shutil.which("runuser") is None or not os.path.exists(SYSTEM_PYTHON):
+        pytest.skip("needs runuser and /usr/bin/python3")
+    try:
+        return pwd.getpwnam(USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", USER], check=True)
+        return pwd.getpwnam(USER)
+
+
+@pytest.fixture
+def public_dir() -> Iterator[Path]:
+    """A mountpoint the other user can reach (pytest's tmp_path is 0700 root); requested
+    before ``start_mount`` so that it is removed after the unmount."""
+    path = Path(tempfile.mkdtemp(prefix="artfs-perm-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    src = make_tree(tmp_path / "src", {"public.txt": "for everyone\n", "secret.txt": "root only\n"})
+    (src / "public.txt").chmod(0o644)
+    (src / "secret.txt").chmod(0o600)
+    put(tmp_path / "home", src, "proj/data")
+    return tmp_path / "home"
+
+
+def test_without_allow_other_no_other_user_sees_the_mount(
+    other_user: pwd.struct_passwd, public_dir: Path, home: Path, start_mount: StartMount
+) -> None:
+    mnt = start_mount(home, public_dir / "mnt")
+    assert sorted(os.listdir(mnt.path / "proj" / "data" / "v0")) == ["public.txt", "secret.txt"]
+    assert as_user("list", mnt.path) == {"errno": "EACCES"}
+    assert as_user("read", mnt.path / "proj" / "data" / "v0" / "public.txt") == {"errno": "EACCES"}
+
+
+def test_with_allow_other_modes_and_ownership_are_obeyed(
+    other_user: pwd.struct_passwd, public_dir: Path, home: Path, start_mount: StartMount
+) -> None:
+    mnt = start_mount(home, public_dir / "mnt", "--allow-other")
+    art = mnt.path / "proj" / "data"
+    # Version trees: per recorded modes.
+    assert as_user("list", art / "v0") == {"ok": ["public.txt", "secret.txt"]}
+    assert as_user("read", art / "v0" / "public.txt") == {"ok": "for everyone\n"}
+    assert as_user("read", art / "v0" / "secret.txt") == {"errno": "EACCES"}
+    assert as_user("write", art / "v0" / "public.txt", "x")["errno"] in ("EACCES", "EROFS")
+
+    # Root's staging (0755 root): readable, not writable, not committable by the other user.
+    staging = art / "staging"
+    (staging / "root.txt").write_text("root's\n")
+    assert as_user("read", staging / "root.txt") == {"ok": "root's\n"}
+    assert as_user("write", staging / "root.txt", "overwritten") == {"errno": "EACCES"}
+    assert as_user("write", staging / "new.txt", "x") == {"errno": "EACCES"}
+    assert as_user("commit", staging / ".artfs-commit") == {"errno": "EACCES"}
+    with Store.open(home) as store:
+        assert [v.number for v in store.versions(store.resolve("proj/data").artifact)] == [0]
+    assert (staging / "root.txt").read_text() == "root's\n"
+
+    # An artifact whose staging the user owns: files are created as the user, commits work.
+    (mnt.path / "proj" / "shared").mkdir()
+    shared = mnt.path / "proj" / "shared" / "staging"
+    os.chown(shared, other_user.pw_uid, other_user.pw_gid)
+    made = as_user("write", shared / "mine.txt", "by the user\n")
+    assert made["ok"][0] == other_user.pw_uid  # type: ignore[index]
+    committed = as_user("commit", shared / ".artfs-commit")
+    assert json.loads(str(committed["ok"])) == {"ref": "proj/shared:v0", "created": True}
+    assert (mnt.path / "proj" / "shared" / "v0" / "mine.txt").read_text() == "by the user\n"
+
+
+def _runs_and_index(home: Path) -> tuple[str, bytes]:
+    done = subprocess.run(
+        [str(ARTFS), "--home", str(home), "runs", "--json"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout, (home / "index" / "data.mdb").read_bytes()
+
+
+def _read_as_new_job(path: Path, *argv: str, env: dict[str, str]) -> None:
+    """Read ``path`` in a new process group (its own implicit run) with extra argv words."""
+    code = "import sys; open(sys.argv[1], 'rb').read()"
+    subprocess.run(
+        [sys.executable, "-c", code, str(path), *argv], env=env, check=True, start_new_session=True
+    )
+
+
+def test_run_records_hold_no_environment_and_optionally_no_command_line(
+    tmp_path: Path, home: Path, start_mount: StartMount
+) -> None:
+    mnt = start_mount(home)
+    public = mnt.path / "proj" / "data" / "v0" / "public.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARTFS_")}
+    env["SECRET_TOKEN"] = "envsecret-5b2f0c"
+    _read_as_new_job(public, "--token=cmdsecret-kept", env=env)
+    time.sleep(1.5)  # usage and run records are written every 0.5 s
+    runs, index = _runs_and_index(home)
+    assert "cmdsecret-kept" in runs  # the default keeps command lines: the probe can see them
+    assert b"envsecret-5b2f0c" not in index and "envsecret-5b2f0c" not in runs
+
+    config = subprocess.run(
+        [str(ARTFS), "--home", str(home), "config", "record_command_lines", "false"],
+        capture_output=True,
+        text=True,
+    )
+    assert config.returncode == 0, config.stderr
+    _read_as_new_job(public, "--token=cmdsecret-dropped", env=env)
+    time.sleep(1.5)
+    runs, index = _runs_and_index(home)
+    assert len(json.loads(runs)) >= 2
+    assert "cmdsecret-dropped" not in runs and b"cmdsecret-dropped" not in index
+    assert b"envsecret-5b2f0c" not in index
