@@ -361,10 +361,22 @@ class ControlFile:
     data: bytearray = field(default_factory=bytearray)
     pending: bool = False  # written since the last commit
 
+    def complete(self) -> bool:
+        """Whether the options written so far are a whole request: a JSON object, or
+        anything ending with a newline (``echo ... > F``; what does not parse is then an
+        error). Options split over several writes commit on the write that completes them."""
+        text = bytes(self.data)
+        if text.endswith(b"\n"):
+            return True
+        try:
+            return isinstance(json.loads(text), dict)
+        except ValueError:
+            return False
+
     def take(self) -> CommitRequest | None:
-        """The commit asked for, on a flush after a write. Only a write starts one: a shell's
-        ``echo > F`` flushes once before writing (bash dup2s and closes the first fd)."""
-        if not self.pending:
+        """The commit asked for, once a write completed the options (see :meth:`complete`).
+        Only a write starts one; opening and closing the file does not."""
+        if not self.pending or not self.complete():
             return None
         request = CommitRequest(
             self.project, self.name, self.session, self.run_id, bytes(self.data)
@@ -400,6 +412,10 @@ class RegisterFile:
 
     pid: int
     data: bytearray = field(default_factory=bytearray)
+
+    def complete(self) -> bool:
+        """A whole line (``echo ID > F``), or a JSON object, has been written."""
+        return self.data.endswith(b"\n") or self.data.strip().endswith(b"}")
 
     def run_id(self) -> str:
         text = self.data.decode("ascii", "replace").strip()

@@ -280,25 +280,23 @@ class ArtfsOperations(pyfuse3.Operations):
 
     @translated
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        return self.vfs.write(fh, off, buf)
-
-    @translated
-    async def flush(self, fh: int) -> None:
-        if fh < STAGED_FH_BASE:
-            return
-        control = self.vfs.flush(fh)
+        written = self.vfs.write(fh, off, buf)
+        control = self.vfs.commit_due(fh)
         if control is not None:
             # A commit chunks, hashes and fsyncs: seconds for big staging, off the loop.
-            # close() returns when it is done, with its error if it failed.
+            # The write that completed the options returns when it is done, with its error.
             try:
                 await trio.to_thread.run_sync(self.vfs.commit_control, control)
             finally:
                 # The commit removed files from staging and moved latest: drop what the
-                # kernel cached before close() returns, so `echo > staging/f` right after
+                # kernel cached before the write returns, so `echo > staging/f` right after
                 # works on a fresh entry (the async variant raced it: ENOENT on create).
                 # In a worker thread: the call blocks until related requests are answered.
                 stale = self.vfs.stale_entries(control.project, control.name)
                 await trio.to_thread.run_sync(invalidate_entries, stale)
+        return written
+
+    # No flush(): pyfuse3 answers ENOSYS and the kernel stops sending FLUSH on close().
 
     @translated
     async def fsync(self, fh: int, datasync: bool) -> None:
