@@ -1,0 +1,1 @@
+"""Team scale: artifacts on an S3-compatible object store (see docs/team.md)."""
