@@ -17,13 +17,20 @@ import errno
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from artfs.errors import AliasesHeld, CorruptData, InputError, NotFound, StoreError
+from artfs.errors import (
+    AliasesHeld,
+    Conflict,
+    CorruptData,
+    InputError,
+    NotFound,
+    StoreError,
+)
 from artfs.names import ArtifactName, Ref, check_alias, check_name
 from artfs.store import catalog, codec, references, settings
 from artfs.store.catalog import ArtifactRecord, VersionRecord
@@ -34,6 +41,7 @@ from artfs.store.ingest import Ingest, Progress, SourceTree, scan
 from artfs.store.locks import file_lock
 from artfs.store.manifest import ChunkRef, FileEntry, encode_path
 from artfs.store.packs import LocalPackStore
+from artfs.store.settings import RemoteConfig
 
 
 def default_home() -> Path:
@@ -360,6 +368,85 @@ class Store:
     def set_setting(self, key: str, value: bool) -> None:
         with self.index.write() as txn:
             settings.put(txn, key, value)
+
+    def remotes(self) -> list[RemoteConfig]:
+        with self.index.read() as txn:
+            return settings.remotes(txn)
+
+    def remote(self, name: str) -> RemoteConfig:
+        with self.index.read() as txn:
+            config = settings.get_remote(txn, name)
+        if config is None:
+            raise NotFound(f"no remote named {name!r}: see 'artfs remote ls'")
+        return config
+
+    def add_remote(self, config: RemoteConfig) -> None:
+        check_name(config.name, "remote name")
+        with self.index.write() as txn:
+            if settings.get_remote(txn, config.name) is not None:
+                raise Conflict(f"a remote named {config.name!r} exists: see 'artfs remote ls'")
+            settings.put_remote(txn, config)
+
+    # --- versions that come from elsewhere (artfs pull, clone) ------------------------------
+
+    def missing_chunks(self, ids: Iterable[ChunkId]) -> list[ChunkId]:
+        """The ids (in first-seen order, once each) that this store holds no chunk for."""
+        missing: dict[ChunkId, None] = {}
+        with self.index.read() as txn:
+            for cid in ids:
+                if cid not in missing and txn.get(Table.CHUNKS, cid) is None:
+                    missing[cid] = None
+        return list(missing)
+
+    def adopt_version(
+        self,
+        record: VersionRecord,
+        entries: list[FileEntry],
+        chunks: Iterable[tuple[ChunkId, int, bytes, int]] = (),
+    ) -> bool:
+        """Add a version made elsewhere at its own number, with stored chunks
+        ``(id, codec, payload, raw_length)`` the caller has verified.
+
+        Returns False when this store already has that version (same number, same digest);
+        its missing chunks are still added. Conflict when the number holds other content here.
+        """
+        with self.commit_lock():
+            writer = self.chunks.writer()
+            try:
+                added: dict[ChunkId, ChunkLocation] = {}
+                for cid, codec_id, payload, raw_length in chunks:
+                    if cid not in added:
+                        added[cid] = writer.add(cid, codec_id, payload, raw_length)
+                writer.commit()
+                with self.index.write() as txn:
+                    created = self._adopt(txn, record, entries)
+                    for cid, loc in added.items():
+                        txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
+            except BaseException:
+                writer.abort()
+                raise
+        return created
+
+    def _adopt(self, txn: Any, record: VersionRecord, entries: list[FileEntry]) -> bool:
+        art = record.artifact
+        artifact = catalog.get_artifact(txn, art)
+        catalog.check_type(artifact, art, record.type)
+        existing = catalog.get_version(txn, art, record.number)
+        if existing is not None:
+            if existing.digest == record.digest and existing.state == catalog.COMMITTED:
+                return False
+            raise Conflict(
+                f"{record.ref} exists in this store with other content: "
+                "pull into a store cloned from the remote ('artfs clone')"
+            )
+        if artifact is None:
+            catalog.ensure_project(txn, art.project)
+            artifact = ArtifactRecord(art.project, art.name, record.type, record.created, 0)
+        fresh = VersionRecord(**{**record.__dict__, "aliases": [], "state": catalog.COMMITTED})
+        catalog.add_version(txn, fresh, entries)
+        artifact.next_version = max(artifact.next_version, record.number + 1)
+        catalog.put_artifact(txn, artifact)
+        return True
 
     # --- changing the catalogue -------------------------------------------------------------
 

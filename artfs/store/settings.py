@@ -7,6 +7,7 @@ a typo cannot silently configure nothing.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 
 from artfs.errors import InvalidName
 from artfs.store.index import Table, Txn
@@ -45,3 +46,29 @@ def put(txn: Txn, key: str, value: bool) -> None:
 
 def all_settings(txn: Txn) -> dict[str, bool]:
     return {key: get(txn, key) for key in sorted(DEFAULTS)}
+
+
+# --- remotes (artfs remote add/ls): where a store pushes and pulls; never credentials --------
+
+_REMOTE_PREFIX = b"remote:"
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    name: str
+    url: str  # s3://bucket/prefix
+    endpoint: str | None = None
+    region: str | None = None
+
+
+def put_remote(txn: Txn, config: RemoteConfig) -> None:
+    txn.put(Table.META, _REMOTE_PREFIX + config.name.encode(), json.dumps(asdict(config)).encode())
+
+
+def get_remote(txn: Txn, name: str) -> RemoteConfig | None:
+    data = txn.get(Table.META, _REMOTE_PREFIX + name.encode())
+    return None if data is None else RemoteConfig(**json.loads(data))
+
+
+def remotes(txn: Txn) -> list[RemoteConfig]:
+    return [RemoteConfig(**json.loads(value)) for _, value in txn.scan(Table.META, _REMOTE_PREFIX)]

@@ -1,0 +1,225 @@
+"""The object layout of a remote and the formats of its objects (pure: no I/O).
+
+Keys, relative to the remote's ``s3://bucket/prefix``::
+
+    packs/<blake3 of the pack>.pack            immutable pack, the local pack format
+    packs/<blake3 of the pack>.idx             JSON: the chunks of that pack and where they are
+    versions/<project>/<name>/<number>.json    a version record, created once (If-None-Match)
+    digests/<project>/<name>/<digest>.json     {"version": n}: dedup of pushes of one content
+    aliases/<project>/<name>/<alias>.json      {"version": n}: moved by compare-and-swap
+
+A version record carries its whole file tree and, for every chunk it uses, the pack and byte
+range holding it, so a pull needs the record and ranged GETs, nothing else. Version numbers are
+decimal without padding; listings are sorted numerically by the reader.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from artfs.errors import CorruptData
+from artfs.names import ArtifactName
+from artfs.store.catalog import VersionRecord
+from artfs.store.hashing import ChunkId, FileDigest, chunk_id, version_digest
+from artfs.store.manifest import ChunkRef, FileEntry, Kind, encode_path
+from artfs.store.packs import MAGIC, record_header
+
+VERSION_FORMAT = "artfs-version/1"
+PACK_INDEX_FORMAT = "artfs-pack-index/1"
+
+
+def pack_key(pack: str) -> str:
+    return f"packs/{pack}.pack"
+
+
+def pack_index_key(pack: str) -> str:
+    return f"packs/{pack}.idx"
+
+
+def versions_prefix(art: ArtifactName) -> str:
+    return f"versions/{art.project}/{art.name}/"
+
+
+def version_key(art: ArtifactName, number: int) -> str:
+    return f"{versions_prefix(art)}{number}.json"
+
+
+def digest_key(art: ArtifactName, digest: str) -> str:
+    return f"digests/{art.project}/{art.name}/{digest}.json"
+
+
+def aliases_prefix(art: ArtifactName) -> str:
+    return f"aliases/{art.project}/{art.name}/"
+
+
+def alias_key(art: ArtifactName, alias: str) -> str:
+    return f"{aliases_prefix(art)}{alias}.json"
+
+
+def parse_version_key(key: str) -> tuple[ArtifactName, int] | None:
+    """``versions/p/n/7.json`` -> (p/n, 7); None for anything else under ``versions/``."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != "versions" or not parts[3].endswith(".json"):
+        return None
+    stem = parts[3][: -len(".json")]
+    if not stem.isdigit():
+        return None
+    return ArtifactName(parts[1], parts[2]), int(stem)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteChunk:
+    """Where a chunk is on the remote: ``stored_length`` bytes at ``offset`` of a pack."""
+
+    pack: str
+    offset: int
+    stored_length: int
+    raw_length: int
+    codec: int
+
+    def to_json(self) -> list[Any]:
+        return [self.pack, self.offset, self.stored_length, self.raw_length, self.codec]
+
+    @classmethod
+    def from_json(cls, value: list[Any]) -> RemoteChunk:
+        pack, offset, stored, raw, codec = value
+        return cls(str(pack), int(offset), int(stored), int(raw), int(codec))
+
+
+# --- packs ------------------------------------------------------------------------------------
+
+
+class PackBuilder:
+    """Gathers stored chunk payloads into one pack in memory (same format as local packs)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray(MAGIC)
+        self.chunks: list[tuple[ChunkId, int, int, int, int]] = []
+
+    def add(self, cid: ChunkId, codec: int, payload: bytes, raw_length: int) -> None:
+        self.data += record_header(cid, codec, raw_length, len(payload))
+        self.chunks.append((cid, len(self.data), len(payload), raw_length, codec))
+        self.data += payload
+
+    def finish(self) -> tuple[str, bytes, dict[ChunkId, RemoteChunk]]:
+        """The pack's name (BLAKE3 of its bytes), its bytes and where each chunk is in it."""
+        data = bytes(self.data)
+        name = chunk_id(data).hex()
+        where = {
+            cid: RemoteChunk(name, offset, stored, raw, codec)
+            for cid, offset, stored, raw, codec in self.chunks
+        }
+        return name, data, where
+
+
+def encode_pack_index(pack: str, chunks: dict[ChunkId, RemoteChunk]) -> bytes:
+    rows = [
+        [cid.hex(), c.offset, c.stored_length, c.raw_length, c.codec] for cid, c in chunks.items()
+    ]
+    return json.dumps({"format": PACK_INDEX_FORMAT, "pack": pack, "chunks": rows}).encode()
+
+
+def decode_pack_index(data: bytes, where: str) -> dict[ChunkId, RemoteChunk]:
+    try:
+        doc = json.loads(data)
+        if doc.get("format") != PACK_INDEX_FORMAT:
+            raise ValueError(f"unknown format {doc.get('format')!r}")
+        pack = str(doc["pack"])
+        return {
+            ChunkId(bytes.fromhex(cid)): RemoteChunk(pack, int(off), int(st), int(raw), int(co))
+            for cid, off, st, raw, co in doc["chunks"]
+        }
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptData(f"pack index {where} cannot be read: {exc}") from None
+
+
+# --- version records --------------------------------------------------------------------------
+
+
+def _entry_to_json(entry: FileEntry) -> list[Any]:
+    chunks = [[c.chunk_id.hex(), c.length] for c in entry.chunks]
+    return [
+        entry.path,
+        int(entry.kind),
+        entry.mode,
+        entry.size,
+        entry.mtime_ns,
+        entry.digest.hex(),
+        chunks,
+        entry.uri,
+    ]
+
+
+def _entry_from_json(value: list[Any]) -> FileEntry:
+    path, kind, mode, size, mtime_ns, digest, chunks, uri = value
+    return FileEntry(
+        str(path),
+        Kind(kind),
+        int(mode),
+        int(size),
+        int(mtime_ns),
+        FileDigest(bytes.fromhex(digest)),
+        tuple(ChunkRef(ChunkId(bytes.fromhex(cid)), int(length)) for cid, length in chunks),
+        None if uri is None else str(uri),
+    )
+
+
+@dataclass
+class RemoteVersion:
+    record: VersionRecord
+    entries: list[FileEntry]
+    chunks: dict[ChunkId, RemoteChunk]
+
+    def encode(self) -> bytes:
+        doc = {
+            "format": VERSION_FORMAT,
+            "version": json.loads(self.record.encode()),
+            "files": [_entry_to_json(e) for e in self.entries],
+            "chunks": {cid.hex(): loc.to_json() for cid, loc in self.chunks.items()},
+        }
+        return json.dumps(doc, sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, data: bytes, where: str) -> RemoteVersion:
+        """Parse and check a record: its file list must hash to its digest and every chunk it
+        uses must have a location. CorruptData names ``where`` otherwise."""
+        try:
+            doc = json.loads(data)
+            if doc.get("format") != VERSION_FORMAT:
+                raise ValueError(f"unknown format {doc.get('format')!r}")
+            record = VersionRecord.decode(json.dumps(doc["version"]).encode())
+            entries = [_entry_from_json(e) for e in doc["files"]]
+            chunks = {
+                ChunkId(bytes.fromhex(cid)): RemoteChunk.from_json(loc)
+                for cid, loc in doc["chunks"].items()
+            }
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptData(f"version record {where} cannot be read: {exc}") from None
+        version = cls(record, entries, chunks)
+        version.check(where)
+        return version
+
+    def check(self, where: str) -> None:
+        files = [(encode_path(e.path), bytes(e.digest)) for e in self.entries if not e.is_dir]
+        if len(files) != self.record.files or version_digest(files).hex() != self.record.digest:
+            raise CorruptData(f"version record {where}: the file list does not match its digest")
+        for entry in self.entries:
+            for ref in entry.chunks:
+                if ref.chunk_id not in self.chunks:
+                    raise CorruptData(
+                        f"version record {where}: no location for a chunk of {entry.path}"
+                    )
+
+
+def encode_pointer(number: int, writer: str) -> bytes:
+    """Body of an alias or digest object."""
+    return json.dumps({"version": number, "writer": writer}).encode()
+
+
+def decode_pointer(data: bytes, where: str) -> int:
+    try:
+        return int(json.loads(data)["version"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptData(f"{where} cannot be read: {exc}") from None

@@ -1,0 +1,246 @@
+"""Moving versions between a local store and a remote: push, pull, clone.
+
+- push uploads the chunks the remote lacks as new content-addressed packs (each pack before its
+  index), then creates the version record at the remote's next number, then moves the aliases
+  the version holds locally;
+- pull fetches a record and, with ranged GETs coalesced per pack, the chunks the local store
+  lacks; every chunk is decompressed and hashed before anything is written, so a changed chunk on
+  the remote is refused and the local store is left as it was;
+- clone copies every record into the local index and no chunk (a later pull fetches them).
+
+Version numbers are the remote's: a pushed version lands at the remote's next number, which may
+differ from its local number; a pulled version lands at its remote number.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from artfs.errors import CorruptData, InvalidName, NotFound
+from artfs.names import ArtifactName, Ref
+from artfs.remote.layout import PackBuilder, RemoteChunk, RemoteVersion
+from artfs.remote.objectstore import RemoteUrl, S3ObjectStore, new_writer_id
+from artfs.remote.remote import Remote
+from artfs.store import codec
+from artfs.store.catalog import VersionRecord
+from artfs.store.hashing import ChunkId, chunk_id
+from artfs.store.manifest import FileEntry
+from artfs.store.repository import Store
+from artfs.store.settings import RemoteConfig
+
+# Remote packs are built in memory and uploaded in one PUT: 64 MiB keeps memory bounded and is
+# far above the size where per-request overhead matters.
+REMOTE_PACK_SIZE = 64 << 20
+# Neighbouring chunks of one pack are fetched in one ranged GET when the gap between them is
+# at most this (reading a little waste is cheaper than a round trip) ...
+COALESCE_GAP = 1 << 20
+# ... and a single GET covers at most this many bytes.
+MAX_RANGE = 32 << 20
+
+
+@dataclass
+class PushResult:
+    local: VersionRecord
+    number: int  # the version's number on the remote
+    created: bool  # False when the remote already had this content
+    chunks_uploaded: int = 0
+    bytes_uploaded: int = 0
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PullResult:
+    record: VersionRecord
+    created: bool  # False when the local store already had the version
+    chunks_fetched: int = 0
+    bytes_fetched: int = 0
+
+
+def remote_config(store: Store, name: str | None) -> RemoteConfig:
+    """The named remote; without a name the only one, else ``origin``."""
+    if name is not None:
+        return store.remote(name)
+    configured = store.remotes()
+    if len(configured) == 1:
+        return configured[0]
+    names = [c.name for c in configured]
+    if "origin" in names:
+        return store.remote("origin")
+    if not names:
+        raise NotFound("this store has no remote: add one with 'artfs remote add NAME s3://...'")
+    raise InvalidName(f"several remotes ({', '.join(names)}): choose one with --remote NAME")
+
+
+def open_remote(store: Store, config: RemoteConfig) -> Remote:
+    writer_id = new_writer_id()
+    objects = S3ObjectStore.open(
+        RemoteUrl.parse(config.url),
+        endpoint=config.endpoint,
+        region=config.region,
+        writer_id=writer_id,
+    )
+    return Remote(objects, writer_id, store.home / "remotes" / config.name / "pack-index")
+
+
+# --- push -------------------------------------------------------------------------------------
+
+
+def push(store: Store, remote: Remote, ref: Ref) -> PushResult:
+    record = store.resolve(ref)
+    entries = store.entries(record)
+    art = record.artifact
+    result = PushResult(record, -1, created=False)
+    existing = remote.find_digest(art, record.digest)
+    if existing is not None:
+        result.number = existing
+    else:
+        needed = _chunk_ids(entries)
+        known = remote.chunk_map()
+        _upload(store, remote, record, [c for c in needed if c not in known], result)
+        known = remote.chunk_map()
+        locations = {cid: known[cid] for cid in needed}
+        result.number = remote.publish(RemoteVersion(record, entries, locations))
+        result.created = True
+    for alias in record.aliases:
+        if alias != "latest":
+            remote.move_alias(art, alias, result.number)
+            result.aliases.append(alias)
+    return result
+
+
+def push_all(store: Store, remote: Remote) -> list[PushResult]:
+    results = []
+    for project in store.projects():
+        for _, records in store.artifacts(project):
+            results += [push(store, remote, Ref(r.artifact, r.version)) for r in records]
+    return results
+
+
+def _chunk_ids(entries: list[FileEntry]) -> list[ChunkId]:
+    return list(dict.fromkeys(ref.chunk_id for e in entries for ref in e.chunks))
+
+
+def _upload(
+    store: Store, remote: Remote, record: VersionRecord, missing: list[ChunkId], result: PushResult
+) -> None:
+    builder = PackBuilder()
+    for cid in missing:
+        payload, codec_id, raw_length = _local_chunk(store, record, cid)
+        builder.add(cid, codec_id, payload, raw_length)
+        result.chunks_uploaded += 1
+        result.bytes_uploaded += len(payload)
+        if len(builder.data) >= REMOTE_PACK_SIZE:
+            remote.upload_pack(*builder.finish())
+            builder = PackBuilder()
+    if builder.chunks:
+        remote.upload_pack(*builder.finish())
+
+
+def _local_chunk(store: Store, record: VersionRecord, cid: ChunkId) -> tuple[bytes, int, int]:
+    """A chunk's stored bytes, checked against its id so that damage is never published."""
+    loc = store.chunk_location(cid)
+    if loc is None:
+        raise NotFound(
+            f"a chunk of {record.ref} is not in this store (a clone holds only the index): "
+            f"'artfs pull {record.ref}' first"
+        )
+    payload = store.chunks.read(loc)
+    if chunk_id(codec.decode(loc.codec, payload, loc.raw_length)) != cid:
+        raise CorruptData(
+            f"chunk {cid.hex()[:16]} of {record.ref} is damaged in this store: run 'artfs verify'"
+        )
+    return payload, loc.codec, loc.raw_length
+
+
+# --- pull and clone ---------------------------------------------------------------------------
+
+
+def pull(store: Store, remote: Remote, ref: Ref) -> PullResult:
+    art = ref.artifact
+    number = remote.resolve(ref)
+    version = remote.read_version(art, number)
+    missing = store.missing_chunks(_chunk_ids(version.entries))
+    fetched = _Fetch(remote, version, missing)
+    created = store.adopt_version(version.record, version.entries, fetched.chunks())
+    _adopt_aliases(store, remote, art, {number})
+    record = store.resolve(Ref(art, f"v{number}"))
+    return PullResult(record, created, fetched.count, fetched.bytes)
+
+
+def clone(store: Store, remote: Remote) -> list[VersionRecord]:
+    """Every version of the remote into the local index, without chunks."""
+    adopted = []
+    for art in remote.artifacts():
+        numbers = remote.version_numbers(art)
+        for number in numbers:
+            version = remote.read_version(art, number)
+            if store.adopt_version(version.record, version.entries):
+                adopted.append(version.record)
+        _adopt_aliases(store, remote, art, set(numbers))
+    return adopted
+
+
+def _adopt_aliases(store: Store, remote: Remote, art: ArtifactName, numbers: set[int]) -> None:
+    for alias, (number, _) in sorted(remote.aliases(art).items()):
+        if number in numbers:
+            store.set_alias(Ref(art, f"v{number}"), alias)
+
+
+class _Fetch:
+    """The missing chunks of a version, fetched pack by pack with coalesced ranged GETs and
+    verified (decompressed and hashed) before they are handed on."""
+
+    def __init__(self, remote: Remote, version: RemoteVersion, missing: list[ChunkId]) -> None:
+        self.remote = remote
+        self.version = version
+        self.missing = missing
+        self.count = 0
+        self.bytes = 0
+
+    def chunks(self) -> Iterator[tuple[ChunkId, int, bytes, int]]:
+        by_pack: dict[str, list[tuple[ChunkId, RemoteChunk]]] = defaultdict(list)
+        for cid in self.missing:
+            loc = self.version.chunks[cid]
+            by_pack[loc.pack].append((cid, loc))
+        for pack, chunks in sorted(by_pack.items()):
+            chunks.sort(key=lambda item: item[1].offset)
+            for start, end, group in _coalesce(chunks):
+                data = self.remote.objects.get_range(f"packs/{pack}.pack", start, end)
+                self.bytes += len(data)
+                for cid, loc in group:
+                    payload = data[loc.offset - start : loc.offset - start + loc.stored_length]
+                    self._check(cid, loc, payload)
+                    self.count += 1
+                    yield cid, loc.codec, payload, loc.raw_length
+
+    def _check(self, cid: ChunkId, loc: RemoteChunk, payload: bytes) -> None:
+        try:
+            raw = codec.decode(loc.codec, payload, loc.raw_length)
+        except CorruptData:
+            raw = b""
+        if len(raw) != loc.raw_length or chunk_id(raw) != cid:
+            raise CorruptData(
+                f"chunk {cid.hex()[:16]} of {self.version.record.ref} in pack {loc.pack[:16]} "
+                f"on {self.remote.describe()} does not match its hash: nothing was stored"
+            )
+
+
+def _coalesce(
+    chunks: list[tuple[ChunkId, RemoteChunk]],
+) -> Iterator[tuple[int, int, list[tuple[ChunkId, RemoteChunk]]]]:
+    """Group chunks sorted by offset into byte ranges ``(start, end, chunks)``."""
+    group: list[tuple[ChunkId, RemoteChunk]] = []
+    start = end = 0
+    for cid, loc in chunks:
+        chunk_end = loc.offset + loc.stored_length
+        if group and (loc.offset - end > COALESCE_GAP or chunk_end - start > MAX_RANGE):
+            yield start, end, group
+            group = []
+        if not group:
+            start = loc.offset
+        group.append((cid, loc))
+        end = max(end, chunk_end) if len(group) > 1 else chunk_end
+    if group:
+        yield start, end, group
