@@ -669,6 +669,98 @@ def umount(mountpoint: Path) -> None:
         raise ArtfsError(f"cannot unmount {mountpoint}: {reason}{hint}")
 
 
+# --- remotes (artfs.remote is imported inside the commands: obstore loads only when used) -----
+
+
+@cli.group()
+def remote() -> None:
+    """Object-store remotes (S3, MinIO, SeaweedFS, R2) to push to and pull from."""
+
+
+@remote.command(name="add")
+@click.argument("name")
+@click.argument("url")
+@click.option("--endpoint", help="S3 endpoint URL (default: $AWS_ENDPOINT_URL, else AWS).")
+@click.option("--region", help="Region (default: $AWS_REGION).")
+@pass_ctx
+def remote_add(ctx: Context, name: str, url: str, endpoint: str | None, region: str | None) -> None:
+    """Add remote NAME at URL (s3://bucket/prefix); credentials come from the environment."""
+    from artfs.remote.sync import add_remote
+
+    with ctx.store() as store:
+        config = add_remote(store, name, url, endpoint, region)
+    console.print_line(f"added remote {config.name}: {config.url}")
+
+
+@remote.command(name="ls")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def remote_ls(ctx: Context, as_json: bool) -> None:
+    """List the remotes of this store."""
+    with ctx.store() as store:
+        configured = store.remotes()
+    if as_json:
+        console.print_json([vars(c) for c in configured])
+        return
+    rows = [[c.name, c.url, c.endpoint or "", c.region or ""] for c in configured]
+    console.print_table(["name", "url", "endpoint", "region"], rows)
+
+
+@cli.command()
+@click.argument("ref", required=False)
+@click.option("--all", "all_", is_flag=True, help="Push every version of every artifact.")
+@click.option("--remote", "remote_name", help="Remote to push to (default: the only one).")
+@pass_ctx
+def push(ctx: Context, ref: str | None, all_: bool, remote_name: str | None) -> None:
+    """Publish version REF (or --all) on a remote; it gets the remote's next number."""
+    from artfs.remote.sync import open_remote, push_all, remote_config
+    from artfs.remote.sync import push as push_one
+
+    if (ref is None) == (not all_):
+        raise InvalidName("give a REF or --all, not both")
+    with ctx.store() as store:
+        target = open_remote(store, remote_config(store, remote_name))
+        results = push_all(store, target) if all_ else [push_one(store, target, _ref(ref or ""))]
+    for result in results:
+        art = result.local.artifact
+        state = "pushed" if result.created else "already there"
+        console.print_line(f"{result.local.ref} -> {art}:v{result.number} ({state})")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--remote", "remote_name", help="Remote to pull from (default: the only one).")
+@pass_ctx
+def pull(ctx: Context, ref: str, remote_name: str | None) -> None:
+    """Fetch version REF and its missing chunks from a remote (each chunk hash-checked)."""
+    from artfs.remote.sync import open_remote, remote_config
+    from artfs.remote.sync import pull as pull_one
+
+    with ctx.store() as store:
+        result = pull_one(store, open_remote(store, remote_config(store, remote_name)), _ref(ref))
+    console.print_line(
+        f"{result.record.ref}: {result.chunks_fetched} chunks, "
+        f"{render.human_size(result.bytes_fetched)} fetched"
+    )
+
+
+@cli.command()
+@click.argument("url")
+@click.option("--endpoint", help="S3 endpoint URL (default: $AWS_ENDPOINT_URL, else AWS).")
+@click.option("--region", help="Region (default: $AWS_REGION).")
+@click.option("--name", default="origin", show_default=True, help="Name of the remote.")
+@pass_ctx
+def clone(ctx: Context, url: str, endpoint: str | None, region: str | None, name: str) -> None:
+    """Start this store from remote URL: every version into the index, no chunks."""
+    from artfs.remote.sync import add_remote, open_remote
+    from artfs.remote.sync import clone as clone_all
+
+    with ctx.store() as store:
+        config = add_remote(store, name, url, endpoint, region)
+        records = clone_all(store, open_remote(store, config))
+    console.print_line(f"cloned {len(records)} versions from {config.url} (index only)")
+
+
 def _quiet(click_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value:
         click_ctx.ensure_object(Context).quiet = True

@@ -244,3 +244,12 @@ def _coalesce(
         end = max(end, chunk_end) if len(group) > 1 else chunk_end
     if group:
         yield start, end, group
+
+
+def add_remote(
+    store: Store, name: str, url: str, endpoint: str | None, region: str | None
+) -> RemoteConfig:
+    """Record a remote (its URL is checked; credentials are never stored)."""
+    config = RemoteConfig(name, str(RemoteUrl.parse(url)), endpoint, region)
+    store.add_remote(config)
+    return config
