@@ -11,6 +11,7 @@ stores only what changed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import stat
@@ -37,7 +38,7 @@ from artfs.names import ArtifactName, Ref, check_alias, check_name, check_path
 from artfs.store import Store, references
 from artfs.store.catalog import VersionRecord
 from artfs.store.export import digest_file, materialize
-from artfs.store.ingest import SourceFile, SourceTree, scan
+from artfs.store.ingest import SourceFile, SourceTree, scan, stored_mode
 from artfs.store.manifest import NO_DIGEST, FileEntry
 from artfs.store.repository import EditRequest
 
@@ -158,7 +159,11 @@ class Artifact:
         path = check_path(name or source.name)
         self._claim(path, lambda: digest_file(source).hex(), overwrite)
         self._files[path] = SourceFile(
-            path, source, st.st_size, stat.S_IMODE(st.st_mode), st.st_mtime_ns
+            path,
+            source,
+            st.st_size,
+            stored_mode(st.st_mode),
+            st.st_mtime_ns,
         )
         return self.get_entry(path)
 
@@ -168,7 +173,8 @@ class Artifact:
         for source in tree.files:
             self._claim(source.path, lambda s=source: digest_file(s.source).hex(), False)
         for source in tree.files:
-            self._files[source.path] = source
+            # Read by path at log time, like add_file: a file replaced meanwhile is stored as is.
+            self._files[source.path] = dataclasses.replace(source, identity=None)
         for entry in tree.dirs:
             self._dirs[entry.path] = entry
 

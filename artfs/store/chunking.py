@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 from pyfastcdc import FastCDC
 
+from artfs.errors import InputError
+
 MIN_CHUNK = 256 << 10
 AVG_CHUNK = 1 << 20
 MAX_CHUNK = 4 << 20
@@ -29,15 +31,34 @@ def chunk_buffer(data: bytes | memoryview) -> Iterator[memoryview]:
         yield chunk.data
 
 
-def chunk_file(path: str | os.PathLike[str], size: int) -> Iterator[memoryview]:
-    """Cut the file at ``path`` of known ``size``; views stay valid while referenced."""
-    if size <= MIN_CHUNK:
-        data = read_small(path, size)
-        if data:
-            yield memoryview(data)
-        return
-    for chunk in _chunker.cut_file(os.fspath(path)):
-        yield chunk.data
+def chunk_file(
+    path: str | os.PathLike[str], size: int, identity: tuple[int, int] | None = None
+) -> Iterator[memoryview]:
+    """Cut the file at ``path`` of expected ``size``; each chunk is its own buffer.
+
+    With ``identity`` (st_dev, st_ino seen when the tree was scanned), the opened file must be
+    that file: a path swapped for a symlink to somewhere else between scan and read is
+    refused, so staging cannot be tricked into storing a file its writer may not read. The
+    file is read through its descriptor, never mmapped: a file truncated while it is read
+    gives a short read (reported by the caller as a changed file), not SIGBUS.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if identity is not None:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != identity:
+                raise InputError(f"{path}: changed while it was being stored; try again")
+        if size <= MIN_CHUNK:
+            data = os.read(fd, size + 1)
+            if data:
+                yield memoryview(data)
+            return
+        with os.fdopen(fd, "rb", buffering=0, closefd=False) as stream:
+            for chunk in _chunker.cut_stream(stream):
+                # A streamed chunk's view is reused for the next one: keep a copy.
+                yield memoryview(bytes(chunk.data))
+    finally:
+        os.close(fd)
 
 
 def read_small(path: str | os.PathLike[str], size: int) -> bytes:

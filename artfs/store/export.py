@@ -10,6 +10,7 @@ power cut can be followed by ``sync``.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -105,10 +106,15 @@ def _write_tree(
 def _write_file(
     store: Store, entry: FileEntry, target: Path, progress: Callable[[int], None] | None
 ) -> None:
-    tmp = target.with_name(f".{target.name}.artfs-tmp")
+    # A unique name created with O_EXCL: two gets into one directory never share a temporary
+    # file, and a symlink planted at a predictable name is never followed.
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".artfs-tmp", dir=target.parent
+    )
+    tmp = Path(tmp_name)
     hasher = FileHasher()
     try:
-        with open(tmp, "wb") as out:
+        with os.fdopen(fd, "wb") as out:
             for data in store.iter_file(entry):
                 out.write(data)
                 hasher.update(data)

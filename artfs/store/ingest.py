@@ -47,6 +47,7 @@ class SourceFile:
     size: int
     mode: int
     mtime_ns: int
+    identity: tuple[int, int] | None = None  # (st_dev, st_ino) when scanned
 
 
 @dataclass
@@ -108,7 +109,15 @@ def _inner_path(path: str, source: Path) -> str:
 
 
 def _source_file(source: Path, path: str, st: os.stat_result) -> SourceFile:
-    return SourceFile(path, source, st.st_size, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+    return SourceFile(
+        path, source, st.st_size, stored_mode(st.st_mode), st.st_mtime_ns, (st.st_dev, st.st_ino)
+    )
+
+
+def stored_mode(st_mode: int) -> int:
+    """Permission bits as a version keeps them: setuid, setgid and sticky are dropped, so no
+    version (or file restored from one) ever carries them."""
+    return stat.S_IMODE(st_mode) & 0o777
 
 
 def _scan_dir(
@@ -140,7 +149,7 @@ def _scan_dir(
             ident = (st.st_dev, st.st_ino)
             if ident in ancestors:
                 raise InputError(f"{entry.path}: a symlink loop back to a parent directory")
-            tree.dirs.append(FileEntry(path, Kind.DIR, stat.S_IMODE(st.st_mode), 0, st.st_mtime_ns))
+            tree.dirs.append(FileEntry(path, Kind.DIR, stored_mode(st.st_mode), 0, st.st_mtime_ns))
             _scan_dir(Path(entry.path), path, tree, ancestors | {ident}, root)
         elif stat.S_ISREG(st.st_mode):
             tree.files.append(_source_file(Path(entry.path), path, st))
@@ -187,7 +196,7 @@ class Ingest:
         first: bytes | memoryview = b""
         size = 0
         try:
-            for data in chunk_file(source.source, source.size):
+            for data in chunk_file(source.source, source.size, source.identity):
                 cid = chunk_id(data)
                 refs.append(ChunkRef(cid, len(data)))
                 if len(refs) == 1:

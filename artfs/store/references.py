@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import os
 import stat
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -188,9 +189,10 @@ def cached_copy(entry: FileEntry, cache_dir: Path) -> Path:
     if entry.digest != NO_DIGEST and target.exists():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".tmp-{os.getpid()}")
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{target.name}.", suffix=".tmp", dir=cache_dir)
+    tmp = Path(tmp_name)
     try:
-        with open(tmp, "wb") as out:
+        with os.fdopen(fd, "wb") as out:
             for block in fetch(entry):
                 out.write(block)
         os.replace(tmp, target)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from artfs.store import catalog, codec, references, settings
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.hashing import ChunkId, chunk_id, version_digest
-from artfs.store.index import Index, Table
+from artfs.store.index import Index, Table, Txn
 from artfs.store.ingest import Ingest, Progress, SourceTree, scan
 from artfs.store.locks import file_lock
 from artfs.store.manifest import ChunkRef, FileEntry, encode_path
@@ -69,6 +70,14 @@ class GcReport:
     packs_rewritten: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
+
+
+@dataclass
+class PinnedChunks:
+    """Chunk locations resolved at one moment, their packs held open (see Store.pin_chunks)."""
+
+    locations: dict[bytes, ChunkLocation]
+    packs: list[int]
 
 
 @dataclass(frozen=True)
@@ -201,6 +210,10 @@ class Store:
 
     # --- reading content --------------------------------------------------------------------
 
+    def _has_chunk(self, cid: ChunkId) -> bool:
+        with self.index.read() as txn:
+            return txn.get(Table.CHUNKS, cid) is not None
+
     def chunk_location(self, cid: ChunkId) -> ChunkLocation | None:
         with self.index.read() as txn:
             data = txn.get(Table.CHUNKS, cid)
@@ -212,18 +225,76 @@ class Store:
         if loc is None:
             raise CorruptData(f"chunk {ref.chunk_id.hex()[:16]} is missing from the index")
         try:
-            data = codec.decode(loc.codec, self.chunks.read(loc), loc.raw_length)
+            return self._verified(ref, loc)
         except CorruptData:
             # gc may have moved the chunk since we looked it up: look again once.
             self.chunks.forget(loc.pack_id)
             fresh = self.chunk_location(ref.chunk_id)
             if fresh is None or fresh == loc:
                 raise
-            loc = fresh
-            data = codec.decode(loc.codec, self.chunks.read(loc), loc.raw_length)
+            return self._verified(ref, fresh)
+
+    def _verified(self, ref: ChunkRef, loc: ChunkLocation) -> bytes:
+        data = codec.decode(loc.codec, self.chunks.read(loc), loc.raw_length)
         if len(data) != ref.length or chunk_id(data) != ref.chunk_id:
             raise CorruptData(f"chunk {ref.chunk_id.hex()[:16]} does not match its hash")
         return data
+
+    def pin_chunks(self, refs: Sequence[ChunkRef]) -> PinnedChunks:
+        """Where each chunk is now, with the packs holding them kept open until
+        :meth:`unpin_chunks`: reads through :meth:`read_pinned` keep working after the version
+        is deleted and gc dropped the index entries or deleted or compacted the packs.
+
+        One index get per distinct chunk, no reads. A pack gc deleted between the lookup and
+        the pin is looked up once more; chunks still without a pinned location are looked up
+        at read time, as :meth:`read_chunk` does.
+        """
+        locations: dict[bytes, ChunkLocation] = {}
+        wanted: list[bytes] = [ref.chunk_id for ref in refs]
+        packs: list[int] = []
+        for _ in range(2):
+            with self.index.read() as txn:
+                for cid in wanted:
+                    data = txn.get(Table.CHUNKS, cid)
+                    if data is not None:
+                        locations[cid] = ChunkLocation.decode(data)
+            missing = self._pin_packs(locations, packs)
+            if not missing:
+                break
+            wanted = [cid for cid, loc in locations.items() if loc.pack_id in missing]
+            for cid in wanted:
+                del locations[cid]
+        return PinnedChunks(locations, packs)
+
+    def _pin_packs(self, locations: dict[bytes, ChunkLocation], pinned: list[int]) -> set[int]:
+        """Pin the packs of ``locations`` not pinned yet; the ids of packs that are gone."""
+        missing: set[int] = set()
+        for loc in locations.values():
+            pack_id = loc.pack_id
+            if pack_id in pinned or pack_id in missing:
+                continue
+            try:
+                self.chunks.pin(pack_id)
+            except CorruptData:
+                missing.add(pack_id)
+            else:
+                pinned.append(pack_id)
+        return missing
+
+    def unpin_chunks(self, pinned: PinnedChunks) -> None:
+        for pack_id in pinned.packs:
+            self.chunks.unpin(pack_id)
+        pinned.packs.clear()
+
+    def read_pinned(self, ref: ChunkRef, pinned: PinnedChunks) -> bytes:
+        """The verified bytes of a chunk from its pinned location, else as :meth:`read_chunk`."""
+        loc = pinned.locations.get(ref.chunk_id)
+        if loc is not None:
+            try:
+                return self._verified(ref, loc)
+            except CorruptData:
+                pass  # damaged where it was pinned: a fresh lookup decides (and says why)
+        return self.read_chunk(ref)
 
     def reference_copy(self, entry: FileEntry) -> Path:
         """A verified local copy of a reference entry's content, under ``HOME/refcache``."""
@@ -286,13 +357,13 @@ class Store:
         with self.commit_lock():
             writer = self.chunks.writer()
             try:
-                with self.index.read() as txn:
-                    ingest = Ingest(
-                        writer, lambda cid: txn.get(Table.CHUNKS, cid) is not None, progress
-                    )
-                    entries = ingest.run(tree.files) + tree.ready
+                # A short read transaction per look-up: one held for a long ingest would pin
+                # old pages and make the index grow while other commits land.
+                ingest = Ingest(writer, self._has_chunk, progress)
+                entries = ingest.run(tree.files) + tree.ready
                 writer.commit()
                 with self.index.write() as txn:
+                    _check_ready_chunks(txn, tree, ingest.new_chunks)
                     result = self._add_version(txn, art, entries + tree.dirs, aliases, draft)
                     if result.created:
                         for cid, loc in ingest.new_chunks.items():
@@ -522,8 +593,29 @@ class Store:
 
 
 def _check_unique(tree: SourceTree) -> None:
+    """Every file path once, and no file path that is also a directory of another file."""
     seen: set[str] = set()
     for path in tree.paths():
         if path in seen:
             raise InputError(f"{path!r} is given twice: every path in a version must be unique")
         seen.add(path)
+    for path in seen:
+        parent = posixpath.dirname(path)
+        while parent:
+            if parent in seen:
+                raise InputError(
+                    f"{parent!r} is a file and also the directory of {path!r}: rename one"
+                )
+            parent = posixpath.dirname(parent)
+
+
+def _check_ready_chunks(txn: Txn, tree: SourceTree, new: dict[ChunkId, ChunkLocation]) -> None:
+    """Entries taken from an earlier version (``new_draft``) point at chunks that gc may have
+    collected since that version was deleted: a version must never point at missing data."""
+    for entry in tree.ready:
+        for ref in entry.chunks:
+            if ref.chunk_id not in new and txn.get(Table.CHUNKS, ref.chunk_id) is None:
+                raise Conflict(
+                    f"{entry.path}: its data was removed by gc after the version it came from "
+                    "was deleted; add the file again"
+                )

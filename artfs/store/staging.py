@@ -13,8 +13,10 @@ stored. Rules:
   through the mount holds a shared ``flock`` on it, and the commit probes each file with a
   non-blocking exclusive lock, so a half-written file is never captured;
 - symlinks may only point inside the staging directory; FIFOs, sockets and devices are refused;
-- after the commit, a file is removed only if it is unchanged since it was scanned, so a file
-  rewritten during the commit stays for the next one.
+- after the commit, a file is removed only if it is unchanged since it was scanned (same inode,
+  size and mtime), so a file rewritten or replaced during the commit stays for the next one;
+- each file is read through a descriptor checked to be the very file scanned, so swapping a
+  path for a symlink to elsewhere after the scan cannot pull that file into a version.
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ def _clear(staging: Path, committed: list[SourceFile]) -> None:
             st = os.stat(source.source)
         except FileNotFoundError:
             continue
-        if st.st_size == source.size and st.st_mtime_ns == source.mtime_ns:
+        same_file = source.identity in (None, (st.st_dev, st.st_ino))
+        if same_file and st.st_size == source.size and st.st_mtime_ns == source.mtime_ns:
             os.unlink(source.source)  # a symlink is removed, not its target
     # Remove directories left empty, deepest first; keep the staging directory itself.
     for dirpath, _, _ in sorted(os.walk(staging), key=lambda w: -len(w[0])):

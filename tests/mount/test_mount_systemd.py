@@ -58,6 +58,13 @@ def test_units_parse_and_declare_what_the_issue_asks(name: str, tmp_path: Path) 
         assert "/dev/fuse rw" in service["DeviceAllow"]
     for option in ("ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateDevices"):
         assert option not in service, f"{option} gives a private mount namespace: breaks FUSE"
+    # A root daemon creates staging files for other users (chown) in their directories, and
+    # fetches http(s) references: a hardening that forbids either breaks the mount for users.
+    for caps in service.get("CapabilityBoundingSet", []):
+        for cap in ("CAP_SYS_ADMIN", "CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE"):
+            assert cap in caps.split(), f"{cap} is missing from CapabilityBoundingSet"
+    for families in service.get("RestrictAddressFamilies", []):
+        assert {"AF_UNIX", "AF_INET", "AF_INET6"} <= set(families.split())
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed: only the parse above was checked")
     copy = local_copy(name, tmp_path, instance="srv-artfs" if "@" in name else None)
