@@ -194,3 +194,17 @@ def run_cli(
     if check and result.returncode != 0:
         pytest.fail(f"artfs {' '.join(map(str, args))} failed: {result!r}")
     return result
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """With ``ARTFS_REQUIRE_MOUNT=1`` (``./dev test`` sets it when run as root), a test skipped
+    for want of FUSE or root fails instead: CI must not pass with the mount layer untested."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("ARTFS_REQUIRE_MOUNT") != "1" or not report.skipped:
+        return
+    reason = str(report.longrepr)
+    if "/dev/fuse" in reason or "root" in reason:
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but ARTFS_REQUIRE_MOUNT=1 requires it to run: {reason}"
