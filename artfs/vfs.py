@@ -17,8 +17,9 @@ Invariants:
 - Everything inside a version is immutable: long timeouts, kernel page cache kept across opens.
   Artifact directories, aliases and the set of versions change under a running mount: short
   timeouts (``MUTABLE_TIMEOUT``), so ``artfs put`` shows up within about a second.
-- A file handle carries the file's chunk list, so an open file keeps reading correctly after
-  its version is deleted (until gc removes the chunks).
+- A file handle carries the file's chunk list and the chunk locations resolved at open, with
+  their packs held open (pinned) until release, so an open file keeps reading correctly after
+  its version is deleted, also through gc, until it is closed. Every chunk is still verified.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import bisect
 import enum
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -63,7 +65,7 @@ from artfs.store import catalog, manifest, staging
 from artfs.store.catalog import COMMITTED, VersionRecord
 from artfs.store.index import Table, Txn
 from artfs.store.manifest import ChunkRef, FileEntry
-from artfs.store.repository import PutResult, Store
+from artfs.store.repository import PinnedChunks, PutResult, Store
 from artfs.usage import UsageRecorder, proc_stat
 
 Inode = NewType("Inode", int)
@@ -251,7 +253,8 @@ class ChunkCache:
                 self._chunks.move_to_end(ref.chunk_id)
             return data
 
-    def get(self, ref: ChunkRef) -> bytes:
+    def get(self, ref: ChunkRef, load: Callable[[ChunkRef], bytes] | None = None) -> bytes:
+        """The chunk, loaded with ``load`` (default: the cache's own) on a miss."""
         with self._lock:
             data = self._chunks.get(ref.chunk_id)
             if data is not None:
@@ -268,7 +271,7 @@ class ChunkCache:
             assert loading.data is not None
             return loading.data
         try:
-            loading.data = self._load(ref)
+            loading.data = (load or self._load)(ref)
         except BaseException as exc:
             loading.error = exc
             raise
@@ -307,9 +310,15 @@ class FileReader:
     in parallel on two cores.
     """
 
-    def __init__(self, entry: FileEntry, cache: ChunkCache) -> None:
+    def __init__(
+        self,
+        entry: FileEntry,
+        cache: ChunkCache,
+        load: Callable[[ChunkRef], bytes] | None = None,
+    ) -> None:
         self.entry = entry
         self._cache = cache
+        self._load = load  # None: the cache's loader (a fresh index lookup per chunk)
         self._starts: list[int] = []
         offset = 0
         for ref in entry.chunks:
@@ -400,10 +409,14 @@ class FileReader:
         """The bytes at ``offset`` (short at end of file); blocks on chunk loads."""
         span = self._span(offset, size)
         try:
-            pieces = [self._cache.get(self.entry.chunks[i]) for i in span]
+            pieces = [self._cache.get(self.entry.chunks[i], self._load) for i in span]
         except ArtfsError as exc:
             raise type(exc)(f"{self.entry.path}: {exc}") from None
         return self._assemble(offset, size, pieces, span) if pieces else b""
+
+    def fetch(self, ref: ChunkRef) -> bytes:
+        """Load one of this file's chunks into the cache (read-ahead); blocks."""
+        return self._cache.get(ref, self._load)
 
 
 @dataclass
@@ -427,6 +440,7 @@ class Vfs:
         root = Node(NodeKey(Kind.ROOT), lookups=1)
         self._nodes: dict[Inode, Node] = {ROOT_INODE: root}
         self._files: dict[FileHandle, FileReader] = {}
+        self._pins: dict[FileHandle, PinnedChunks] = {}
         self._dirs: dict[FileHandle, _DirHandle] = {}
         self._next_handle = 1
         # Staging (see artfs.staging_vfs): staged inodes, open staged/virtual files, and the
@@ -723,7 +737,15 @@ class Vfs:
         if node.entry.is_dir:
             raise IsADirectory(f"{node.entry.path} is a directory")
         fh = self._new_handle()
-        self._files[fh] = FileReader(node.entry, self.cache)
+        # Chunk locations are resolved now and their packs held open until release, so the
+        # handle keeps reading after its version is deleted and gc ran. One index get per
+        # chunk: 1 for a small file.
+        pins = self.store.pin_chunks(node.entry.chunks)
+        if pins.packs:
+            self._pins[fh] = pins
+        self._files[fh] = FileReader(
+            node.entry, self.cache, functools.partial(self.store.read_pinned, pinned=pins)
+        )
         if pid and self.recorder is not None:
             assert node.record is not None
             self.recorder.opened(pid, node.key.project, node.record.key)
@@ -752,6 +774,13 @@ class Vfs:
 
     def release(self, fh: int) -> None:
         self._files.pop(FileHandle(fh), None)
+        pins = self._pins.pop(FileHandle(fh), None)
+        if pins is not None:
+            self.store.unpin_chunks(pins)
+
+    @property
+    def open_files(self) -> int:
+        return len(self._files)
 
     def _new_handle(self) -> FileHandle:
         fh = FileHandle(self._next_handle)

@@ -16,10 +16,14 @@ files behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import resource
 import secrets
 import struct
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -70,18 +74,54 @@ def pack_name(pack_id: int) -> str:
     return f"{pack_id:016x}.pack"
 
 
-class LocalPackStore:
-    """Chunk store on pack files under ``root``."""
+# How many pack descriptors a process keeps open besides the pinned ones. Enough for a store
+# of 64 GB of full packs; stores of many small packs (many small commits before a gc) reuse
+# descriptors in LRU order instead of hitting RLIMIT_NOFILE (1024 soft by default).
+MAX_OPEN_PACKS = 256
+# Cached descriptors of packs that gc unlinked are closed at most this often (one fstat per
+# cached descriptor), so a mounted store gives the space of deleted packs back.
+UNLINKED_SWEEP_SECONDS = 5.0
 
-    def __init__(self, root: Path) -> None:
+
+class _OpenPack:
+    """A descriptor of one pack: ``users`` reads in flight, ``pins`` handles holding it."""
+
+    __slots__ = ("dropped", "fd", "pins", "users")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.users = 0
+        self.pins = 0
+        self.dropped = False  # evicted or unlinked: closed once no read uses it
+
+
+class LocalPackStore:
+    """Chunk store on pack files under ``root``.
+
+    Descriptors are cached in an LRU of at most ``max_open`` (closed once no read is using
+    them). A pinned pack (:meth:`pin`) keeps its descriptor outside that bound until it is
+    unpinned, also after gc unlinked the file: an open file of the mount keeps reading the
+    locations it resolved at open time.
+    """
+
+    def __init__(self, root: Path, max_open: int = MAX_OPEN_PACKS) -> None:
         self.root = root
-        self._fds: dict[int, int] = {}
+        self.max_open = max_open
+        self._cached: OrderedDict[int, _OpenPack] = OrderedDict()
+        self._pinned: dict[int, _OpenPack] = {}
         self._lock = threading.Lock()
+        self._next_sweep = time.monotonic() + UNLINKED_SWEEP_SECONDS
 
     @classmethod
-    def open(cls, root: Path) -> LocalPackStore:
+    def open(cls, root: Path, max_open: int | None = None) -> LocalPackStore:
+        """``max_open`` defaults to ``MAX_OPEN_PACKS``, or a quarter of the soft
+        RLIMIT_NOFILE when that is lower (the rest is for LMDB, sockets, staged files)."""
         root.mkdir(parents=True, exist_ok=True)
-        return cls(root)
+        if max_open is None:
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+            max_open = MAX_OPEN_PACKS if soft == resource.RLIM_INFINITY else soft // 4
+            max_open = max(1, min(MAX_OPEN_PACKS, max_open))
+        return cls(root, max_open)
 
     def path(self, pack_id: int) -> Path:
         return self.root / pack_name(pack_id)
@@ -89,23 +129,120 @@ class LocalPackStore:
     def writer(self) -> PackWriter:
         return PackWriter(self)
 
-    def _fd(self, pack_id: int) -> int:
+    @property
+    def open_count(self) -> int:
+        """Descriptors held: the cached ones and the pinned ones."""
+        return len(self._cached) + len(self._pinned)
+
+    def _open_fd(self, pack_id: int) -> int:
+        """Lock held."""
+        path = self.path(pack_id)
+        try:
+            try:
+                return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                if exc.errno != errno.EMFILE or not self._cached:
+                    raise
+                # Out of descriptors (a low limit, or many pinned packs): give back half
+                # of the cache and try once more.
+                for _ in range((len(self._cached) + 1) // 2):
+                    self._drop(self._cached.popitem(last=False)[1])
+                return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise CorruptData(f"pack {pack_name(pack_id)} is missing") from None
+
+    def _acquire(self, pack_id: int) -> _OpenPack:
+        """The open pack, counted as used by one read (call :meth:`_done` after). Lock held."""
+        pack = self._pinned.get(pack_id)
+        if pack is None:
+            pack = self._cached.get(pack_id)
+            if pack is None:
+                pack = self._cached[pack_id] = _OpenPack(self._open_fd(pack_id))
+                self._evict()
+            else:
+                self._cached.move_to_end(pack_id)
+        pack.users += 1
+        return pack
+
+    def _done(self, pack: _OpenPack) -> None:
         with self._lock:
-            fd = self._fds.get(pack_id)
-            if fd is None:
-                try:
-                    fd = os.open(self.path(pack_id), os.O_RDONLY | os.O_CLOEXEC)
-                except FileNotFoundError:
-                    raise CorruptData(f"pack {pack_name(pack_id)} is missing") from None
-                self._fds[pack_id] = fd
-            return fd
+            pack.users -= 1
+            self._close_if_unused(pack)
+
+    @staticmethod
+    def _close_if_unused(pack: _OpenPack) -> None:
+        if pack.dropped and pack.users == 0 and pack.pins == 0 and pack.fd >= 0:
+            os.close(pack.fd)
+            pack.fd = -1
+
+    def _drop(self, pack: _OpenPack) -> None:
+        pack.dropped = True
+        self._close_if_unused(pack)
+
+    def _evict(self) -> None:
+        while len(self._cached) > self.max_open:
+            _, pack = self._cached.popitem(last=False)
+            self._drop(pack)
+
+    def _sweep_due(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + UNLINKED_SWEEP_SECONDS
+            self._drop_unlinked()
+
+    def _drop_unlinked(self) -> int:
+        gone = [pid for pid, pack in self._cached.items() if os.fstat(pack.fd).st_nlink == 0]
+        for pack_id in gone:
+            self._drop(self._cached.pop(pack_id))
+        return len(gone)
+
+    def drop_unlinked(self) -> int:
+        """Close cached descriptors of packs gc unlinked (so their space is freed); pinned
+        ones stay until unpinned. Returns how many were dropped."""
+        with self._lock:
+            self._next_sweep = time.monotonic() + UNLINKED_SWEEP_SECONDS
+            return self._drop_unlinked()
 
     def read(self, location: ChunkLocation) -> bytes:
-        fd = self._fd(location.pack_id)
-        data = os.pread(fd, location.stored_length, location.offset)
+        with self._lock:
+            self._sweep_due()
+            pack = self._acquire(location.pack_id)
+        try:
+            data = os.pread(pack.fd, location.stored_length, location.offset)
+        finally:
+            self._done(pack)
         if len(data) != location.stored_length:
             raise CorruptData(f"pack {pack_name(location.pack_id)} is truncated")
         return data
+
+    def pin(self, pack_id: int) -> None:
+        """Hold pack ``pack_id`` open until a matching :meth:`unpin`, even if it is deleted.
+
+        CorruptData if the pack does not exist (any more)."""
+        with self._lock:
+            pack = self._pinned.get(pack_id)
+            if pack is None:
+                pack = self._cached.pop(pack_id, None)
+                if pack is None:
+                    pack = _OpenPack(self._open_fd(pack_id))
+                self._pinned[pack_id] = pack
+            pack.pins += 1
+
+    def unpin(self, pack_id: int) -> None:
+        with self._lock:
+            pack = self._pinned.get(pack_id)
+            if pack is None:
+                return
+            pack.pins -= 1
+            if pack.pins > 0:
+                return
+            del self._pinned[pack_id]
+            if pack.dropped:
+                self._close_if_unused(pack)
+            else:
+                # Back into the LRU; the next sweep closes it if gc unlinked the pack.
+                self._cached[pack_id] = pack
+                self._evict()
 
     def pack_ids(self) -> list[int]:
         ids = []
@@ -127,25 +264,26 @@ class LocalPackStore:
             os.close(fd)
 
     def delete_pack(self, pack_id: int) -> None:
-        with self._lock:
-            fd = self._fds.pop(pack_id, None)
-        if fd is not None:
-            os.close(fd)
+        self.forget(pack_id)
         self.path(pack_id).unlink(missing_ok=True)
         _fsync_dir(self.root)
 
     def forget(self, pack_id: int) -> None:
-        """Drop a cached descriptor so the next read re-opens the pack (after a rewrite)."""
+        """Drop a cached descriptor so the next read re-opens the pack (after a rewrite);
+        a pinned one stays with its pins."""
         with self._lock:
-            fd = self._fds.pop(pack_id, None)
-        if fd is not None:
-            os.close(fd)
+            pack = self._cached.pop(pack_id, None)
+            if pack is not None:
+                self._drop(pack)
 
     def close(self) -> None:
         with self._lock:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
+            for pack in [*self._cached.values(), *self._pinned.values()]:
+                if pack.fd >= 0:
+                    os.close(pack.fd)
+                    pack.fd = -1
+            self._cached.clear()
+            self._pinned.clear()
 
 
 class PackWriter:

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -143,6 +144,28 @@ async def write_usage(recorder: UsageRecorder) -> None:
         log.exception("recording %d usage events failed", len(events))
 
 
+# Cached descriptors of packs gc deleted are closed this often, so their space is freed while
+# mounted even when nothing is read (reads also sweep, at most every few seconds).
+PACK_SWEEP_SECONDS = 5.0
+
+
+async def sweep_packs(ops: ArtfsOperations) -> None:
+    while True:
+        await trio.sleep(PACK_SWEEP_SECONDS)
+        ops.vfs.store.chunks.drop_unlinked()  # one fstat per cached pack: inline
+
+
+def raise_fd_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard one: every open version file holds its packs
+    open (see Store.pin_chunks) and staged files hold descriptors too; 1024 is low for that."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.info("descriptor limit stays at %d: %s", soft, exc)
+
+
 def raise_read_ahead(dev: int, kib: int) -> None:
     """Let the kernel read ahead ``kib`` KiB on the mount ``dev`` (FUSE requests grow with it).
 
@@ -162,6 +185,7 @@ async def serve(ops: ArtfsOperations, mountpoint: Path, ready: Readiness) -> Non
         ops.nursery = nursery
         nursery.start_soon(watch_signals)
         nursery.start_soon(announce_ready, mountpoint, ready)
+        nursery.start_soon(sweep_packs, ops)
         if recorder is not None:
             nursery.start_soon(flush_usage, recorder)
         await pyfuse3.main(min_tasks=4, max_tasks=64)
@@ -173,6 +197,7 @@ async def serve(ops: ArtfsOperations, mountpoint: Path, ready: Readiness) -> Non
 
 def run(args: argparse.Namespace, ready: Readiness) -> None:
     mountpoint = prepare(args.mountpoint)
+    raise_fd_limit()  # before the store sizes its descriptor cache from the limit
     store = Store.open(args.home or default_home())  # clears stale LMDB reader slots
     try:
         vfs = Vfs.create(store, cache_bytes=args.cache_mb << 20, lineage=not args.no_lineage)

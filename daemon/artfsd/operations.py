@@ -31,6 +31,7 @@ from artfs.staging_vfs import (
 from artfs.store.manifest import ChunkRef
 from artfs.vfs import (
     Attr,
+    FileReader,
     IsADirectory,
     NoAttribute,
     NotADirectory,
@@ -224,7 +225,7 @@ class ArtfsOperations(pyfuse3.Operations):
         if self.nursery is not None:
             # Before this read awaits anything: the next chunks load while this one does.
             for ref in reader.plan(off, size):
-                self.nursery.start_soon(self._prefetch, ref)
+                self.nursery.start_soon(self._prefetch, reader, ref)
         data = reader.read_cached(off, size)
         if data is None and reader.cheap(off, size):
             data = reader.read(off, size)
@@ -232,9 +233,9 @@ class ArtfsOperations(pyfuse3.Operations):
             data = await trio.to_thread.run_sync(reader.read, off, size, limiter=self.limiter)
         return data
 
-    async def _prefetch(self, ref: ChunkRef) -> None:
+    async def _prefetch(self, reader: FileReader, ref: ChunkRef) -> None:
         try:
-            await trio.to_thread.run_sync(self.vfs.cache.get, ref, limiter=self.limiter)
+            await trio.to_thread.run_sync(reader.fetch, ref, limiter=self.limiter)
         except ArtfsError as exc:
             log.warning("read-ahead of chunk %s failed: %s", ref.chunk_id.hex()[:16], exc)
 

@@ -6,8 +6,9 @@ content its header names) and ``artfs gc`` runs in a loop. Every commit must lan
 with a distinct number, every version verifies, and gc never removes a chunk a version
 references. The quick run commits 8 times per process, ``./dev stress`` 50 times.
 
-A file opened before its version is deleted should keep reading, through gc, until it is
-closed: today gc removes its chunks (strict xfail until fixed; see the test).
+A file opened before its version is deleted keeps reading, through gc (which drops the index
+entries and deletes or compacts the packs), until it is closed: the daemon resolved its chunk
+locations at open and holds their packs open.
 """
 
 from __future__ import annotations
@@ -151,11 +152,6 @@ def _concurrent(tmp_path: Path, start_mount: StartMount, commits: int) -> dict[s
     return figures
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: gc removes the chunks of a deleted version that the mount still has "
-    "open (EIO); mount.md documents 'until gc removes the chunks', issue 6 wants 'until closed'",
-)
 def test_open_file_on_a_deleted_version_reads_through_gc(
     tmp_path: Path, start_mount: StartMount
 ) -> None:
