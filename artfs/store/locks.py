@@ -3,8 +3,11 @@
 The store lock keeps gc apart from commits: a commit holds it shared from the moment it decides
 a chunk is already stored (and so will not write it again) until its index transaction lands;
 gc holds it exclusively while it decides which chunks are garbage and deletes them. Commits
-run side by side; gc waits for running commits and they wait for it. ``flock`` locks vanish
-with the process, so a killed commit never leaves the store locked.
+run side by side; gc waits for running commits and they wait for it. ``flock`` has no writer
+preference, so a turnstile lock in front of it keeps a steady stream of commits from starving
+gc: a commit passes through the turnstile (shared, released at once) before taking the store
+lock, and gc holds the turnstile exclusively while it waits. ``flock`` locks vanish with the
+process, so a killed commit never leaves the store locked.
 """
 
 from __future__ import annotations

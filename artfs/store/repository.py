@@ -110,6 +110,7 @@ class Store:
         self.index = index
         self.chunks = chunks
         self._lock_path = home / "store.lock"
+        self._gate_path = home / "gc.gate"
         self._users = 1
 
     @classmethod
@@ -147,12 +148,19 @@ class Store:
     @contextmanager
     def commit_lock(self) -> Iterator[None]:
         """Held by every commit; gc takes it exclusively (see artfs.store.locks)."""
+        # Through the turnstile first: a waiting gc holds it, so new commits queue behind gc
+        # instead of keeping the store lock shared forever under a steady stream of commits.
+        with file_lock(self._gate_path, exclusive=False):
+            pass
         with file_lock(self._lock_path, exclusive=False):
             yield
 
     @contextmanager
     def gc_lock(self) -> Iterator[None]:
-        with file_lock(self._lock_path, exclusive=True):
+        with (
+            file_lock(self._gate_path, exclusive=True),
+            file_lock(self._lock_path, exclusive=True),
+        ):
             yield
 
     # --- reading the catalogue --------------------------------------------------------------
