@@ -282,10 +282,24 @@ class UsageRecorder:
             found = proc_stat(pid)
             if found is None or found.start != start:
                 del self._registered[(pid, start)]
+        # A process group's implicit run is keyed by its leader and the leader's start time:
+        # once that leader is gone no new lookup produces the key again (members already
+        # resolved stay in the cache). Keys without a start (the leader was gone before the
+        # first lookup) stay: later members of the group still share that run.
+        for leader, start in list(self._groups):
+            if start == 0:
+                continue
+            found = proc_stat(leader)
+            if found is None or found.start != start:
+                del self._groups[(leader, start)]
 
     @property
     def cached_processes(self) -> int:
         return len(self._cache)
+
+    @property
+    def known_groups(self) -> int:
+        return len(self._groups)
 
     def close(self) -> None:
         for cached in self._cache.values():

@@ -492,6 +492,26 @@ class Vfs:
     def node_count(self) -> int:
         return len(self._nodes)
 
+    def deleted_versions(self) -> list[tuple[Inode, bytes]]:
+        """(artifact inode, ``vN``) of every version the kernel holds that has been deleted.
+
+        Nothing looks a deleted version up again, so the kernel would keep it and every node
+        beneath it for the hour-long entry timeout, and the node table with them (the soak
+        grew by ~3 nodes per commit); the daemon invalidates these entries so it forgets them.
+        One index get per version held.
+        """
+        found = []
+        with self.store.index.read() as txn:
+            for node in list(self._nodes.values()):
+                key = node.key
+                if key.kind is not Kind.VERSION:
+                    continue
+                record = catalog.get_version(txn, node.artifact, key.number)
+                if record is None or record.state != COMMITTED:
+                    parent = NodeKey(Kind.ARTIFACT, key.project, key.name).inode()
+                    found.append((parent, f"v{key.number}".encode()))
+        return found
+
     # --- attributes -----------------------------------------------------------------------
 
     def getattr(self, ino: int) -> Attr:

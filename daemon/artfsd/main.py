@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import logging
 import os
 import resource
@@ -26,7 +27,7 @@ from artfs.store.repository import Store, default_home
 from artfs.usage import UsageRecorder
 from artfs.vfs import DEFAULT_CACHE_BYTES, Vfs
 from artfsd.mountpoint import FSNAME, prepare
-from artfsd.operations import ArtfsOperations
+from artfsd.operations import ArtfsOperations, invalidate_entries
 
 log = logging.getLogger("artfsd")
 # Kernel read-ahead on the mount: 1 MiB turns a sequential reader's 128 KiB FUSE requests into
@@ -144,15 +145,40 @@ async def write_usage(recorder: UsageRecorder) -> None:
         log.exception("recording %d usage events failed", len(events))
 
 
-# Cached descriptors of packs gc deleted are closed this often, so their space is freed while
-# mounted even when nothing is read (reads also sweep, at most every few seconds).
-PACK_SWEEP_SECONDS = 5.0
+# How often the daemon lets go of what others deleted: cached descriptors of packs gc
+# removed (so their space is freed while mounted; reads also sweep, at most every few
+# seconds) and the kernel's entries of deleted versions (so the node table forgets them).
+HOUSEKEEPING_SECONDS = 5.0
 
 
-async def sweep_packs(ops: ArtfsOperations) -> None:
+async def housekeeping(ops: ArtfsOperations) -> None:
     while True:
-        await trio.sleep(PACK_SWEEP_SECONDS)
+        await trio.sleep(HOUSEKEEPING_SECONDS)
         ops.vfs.store.chunks.drop_unlinked()  # one fstat per cached pack: inline
+        stale = ops.vfs.deleted_versions()  # one index get per version held: inline
+        if stale:
+            # Blocks until the kernel is done with the entries: never on the event loop.
+            await trio.to_thread.run_sync(invalidate_entries, stale)
+
+
+# M_MMAP_THRESHOLD of glibc's mallopt.
+_M_MMAP_THRESHOLD = -3
+
+
+def tune_allocator() -> None:
+    """Give freed chunk buffers back to the system at once.
+
+    glibc raises its mmap threshold each time a large mapped block is freed (up to 32 MiB);
+    after that, decompressed chunks (up to a few MiB) come from the heap arenas, one per
+    worker thread, and freed ones stay there. Measured in the soak: malloc's in-use bytes
+    stayed at ~40 MB while its arenas grew from 70 to 180 MB. A fixed threshold keeps every
+    block of 128 KiB and more in its own mapping, unmapped when freed.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 128 << 10)
+    except (OSError, AttributeError) as exc:  # not glibc
+        log.info("allocator left as is: %s", exc)
 
 
 def raise_fd_limit() -> None:
@@ -185,7 +211,7 @@ async def serve(ops: ArtfsOperations, mountpoint: Path, ready: Readiness) -> Non
         ops.nursery = nursery
         nursery.start_soon(watch_signals)
         nursery.start_soon(announce_ready, mountpoint, ready)
-        nursery.start_soon(sweep_packs, ops)
+        nursery.start_soon(housekeeping, ops)
         if recorder is not None:
             nursery.start_soon(flush_usage, recorder)
         await pyfuse3.main(min_tasks=4, max_tasks=64)
@@ -198,6 +224,7 @@ async def serve(ops: ArtfsOperations, mountpoint: Path, ready: Readiness) -> Non
 def run(args: argparse.Namespace, ready: Readiness) -> None:
     mountpoint = prepare(args.mountpoint)
     raise_fd_limit()  # before the store sizes its descriptor cache from the limit
+    tune_allocator()
     store = Store.open(args.home or default_home())  # clears stale LMDB reader slots
     try:
         vfs = Vfs.create(store, cache_bytes=args.cache_mb << 20, lineage=not args.no_lineage)
