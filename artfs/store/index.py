@@ -37,6 +37,7 @@ class Table(enum.Enum):
     RUNS = b"runs"  # run id -> JSON
     USAGE = b"usage"  # version key + run id -> JSON
     META = b"meta"  # store-wide settings
+    REMOTE_CHUNKS = b"remote-chunks"  # chunk id -> where it is on the default remote
 
 
 def _seal(key: bytes, value: bytes) -> bytes:

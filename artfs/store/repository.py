@@ -466,6 +466,18 @@ class Store:
                 raise Conflict(f"a remote named {config.name!r} exists: see 'artfs remote ls'")
             settings.put_remote(txn, config)
 
+    def default_remote(self) -> RemoteConfig | None:
+        """The remote this store is backed by, if any (``artfs remote default``)."""
+        with self.index.read() as txn:
+            return settings.default_remote(txn)
+
+    def set_default_remote(self, name: str | None) -> None:
+        """Make remote ``name`` the default (NotFound if it is not configured); None unsets."""
+        with self.index.write() as txn:
+            if name is not None and settings.get_remote(txn, name) is None:
+                raise NotFound(f"no remote named {name!r}: see 'artfs remote ls'")
+            settings.put_default_remote(txn, name)
+
     # --- versions that come from elsewhere (artfs pull, clone) ------------------------------
 
     def missing_chunks(self, ids: Iterable[ChunkId]) -> list[ChunkId]:

@@ -72,3 +72,20 @@ def get_remote(txn: Txn, name: str) -> RemoteConfig | None:
 
 def remotes(txn: Txn) -> list[RemoteConfig]:
     return [RemoteConfig(**json.loads(value)) for _, value in txn.scan(Table.META, _REMOTE_PREFIX)]
+
+
+# The default remote: a store with one is remote-backed (put/commit publish to it, reads of
+# chunks not held locally fetch them from it, ls and mounts see its versions).
+_DEFAULT_REMOTE = b"default-remote"
+
+
+def default_remote(txn: Txn) -> RemoteConfig | None:
+    data = txn.get(Table.META, _DEFAULT_REMOTE)
+    return None if data is None else get_remote(txn, data.decode())
+
+
+def put_default_remote(txn: Txn, name: str | None) -> None:
+    if name is None:
+        txn.delete(Table.META, _DEFAULT_REMOTE)
+    else:
+        txn.put(Table.META, _DEFAULT_REMOTE, name.encode())
