@@ -12,6 +12,8 @@ The W&B-shaped SDK::
         run.log_artifact(model, aliases=["best"])
 """
 
+from typing import TYPE_CHECKING, Any
+
 from artfs.errors import (
     AliasesHeld,
     ArtfsError,
@@ -30,9 +32,34 @@ from artfs.errors import (
     StoreError,
     TypeMismatch,
 )
-from artfs.sdk import Api, Artifact, ArtifactCollection, ArtifactManifestEntry, Run, current, init
+
+if TYPE_CHECKING:
+    from artfs.sdk import (
+        Api,
+        Artifact,
+        ArtifactCollection,
+        ArtifactManifestEntry,
+        Run,
+        current,
+        init,
+    )
 
 __version__ = "0.1.0"
+
+_SDK_NAMES = frozenset(
+    {"Api", "Artifact", "ArtifactCollection", "ArtifactManifestEntry", "Run", "current", "init"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    # The SDK loads on first use: the CLI and the daemon import artfs.* modules without
+    # paying for the SDK (and the lineage module it brings) at every start.
+    if name in _SDK_NAMES:
+        from artfs import sdk
+
+        return getattr(sdk, name)
+    raise AttributeError(f"module 'artfs' has no attribute {name!r}")
+
 
 __all__ = [
     "AliasesHeld",

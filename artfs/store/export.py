@@ -139,7 +139,7 @@ def _already_there(entry: FileEntry, target: Path) -> bool:
     return entry.digest != NO_DIGEST and digest_file(target) == entry.digest
 
 
-def digest_file(path: Path) -> FileDigest:
+def digest_file(path: str | os.PathLike[str]) -> FileDigest:
     """The file digest (BLAKE3 of the content) of a file on disk."""
     hasher = FileHasher()
     with open(path, "rb") as f:

@@ -31,6 +31,7 @@ from artfs.store.hashing import ChunkId, FileDigest, FileHasher, chunk_id, file_
 from artfs.store.manifest import ChunkRef, FileEntry, Kind
 
 Progress = Callable[[int], None]
+_Encoded = tuple[codec.Codec, bytes]
 
 # Chunks in flight between the hashing thread and the compressors: bounds memory to about
 # this many average chunks while keeping both cores busy.
@@ -43,7 +44,7 @@ _WORKERS = max(2, min(4, os.cpu_count() or 2))
 @dataclass(frozen=True)
 class SourceFile:
     path: str  # inside the version
-    source: Path  # on disk
+    source: str | Path  # on disk
     size: int
     mode: int
     mtime_ns: int
@@ -101,14 +102,14 @@ def scan(source: Path, prefix: str = "", *, confine: bool = False) -> SourceTree
     return tree
 
 
-def _inner_path(path: str, source: Path) -> str:
+def _inner_path(path: str, source: str | Path) -> str:
     try:
         return check_path(path)
     except InvalidName as exc:
         raise InputError(f"{source}: cannot be stored: {exc}") from None
 
 
-def _source_file(source: Path, path: str, st: os.stat_result) -> SourceFile:
+def _source_file(source: str | Path, path: str, st: os.stat_result) -> SourceFile:
     return SourceFile(
         path, source, st.st_size, stored_mode(st.st_mode), st.st_mtime_ns, (st.st_dev, st.st_ino)
     )
@@ -132,7 +133,8 @@ def _scan_dir(
     except OSError as exc:
         raise InputError(f"{directory}: cannot list it ({exc.strerror})") from None
     for entry in entries:
-        path = _inner_path(f"{prefix}/{entry.name}" if prefix else entry.name, Path(entry.path))
+        # Plain strings, not Path objects: building one costs more than the stat, per file.
+        path = _inner_path(f"{prefix}/{entry.name}" if prefix else entry.name, entry.path)
         if root is not None and entry.is_symlink():
             target = os.path.realpath(entry.path)
             if not target.startswith(root + os.sep):
@@ -152,7 +154,7 @@ def _scan_dir(
             tree.dirs.append(FileEntry(path, Kind.DIR, stored_mode(st.st_mode), 0, st.st_mtime_ns))
             _scan_dir(Path(entry.path), path, tree, ancestors | {ident}, root)
         elif stat.S_ISREG(st.st_mode):
-            tree.files.append(_source_file(Path(entry.path), path, st))
+            tree.files.append(_source_file(entry.path, path, st))
         else:
             raise InputError(
                 f"{entry.path}: a special file (FIFO, socket or device); "
@@ -178,7 +180,9 @@ class Ingest:
         self._progress = progress or (lambda n: None)
         self.new_chunks: dict[ChunkId, ChunkLocation] = {}
         self.stored_bytes = 0
-        self._pending: deque[tuple[ChunkId, int, Future[tuple[codec.Codec, bytes]]]] = deque()
+        # Chunks waiting to be appended in order: the encoding, or its future when a worker
+        # thread encodes it.
+        self._pending: deque[tuple[ChunkId, int, _Encoded | Future[_Encoded]]] = deque()
 
     def run(self, files: Iterable[SourceFile]) -> list[FileEntry]:
         entries = []
@@ -224,19 +228,15 @@ class Ingest:
             source.path, Kind.FILE, source.mode, size, source.mtime_ns, digest, tuple(refs)
         )
 
-    def _encode(
-        self, pool: ThreadPoolExecutor, data: memoryview
-    ) -> Future[tuple[codec.Codec, bytes]]:
+    def _encode(self, pool: ThreadPoolExecutor, data: memoryview) -> _Encoded | Future[_Encoded]:
         if len(data) >= _ENCODE_ON_WORKER:
             return pool.submit(codec.encode, data)
         # A thread hop costs more than encoding a small chunk (sampled or tiny) in place.
-        done: Future[tuple[codec.Codec, bytes]] = Future()
-        done.set_result(codec.encode(data))
-        return done
+        return codec.encode(data)
 
     def _drain(self, keep: int) -> None:
         while len(self._pending) > keep:
-            cid, raw_length, future = self._pending.popleft()
-            chosen, payload = future.result()
+            cid, raw_length, encoded = self._pending.popleft()
+            chosen, payload = encoded.result() if isinstance(encoded, Future) else encoded
             self.new_chunks[cid] = self._writer.add(cid, chosen, payload, raw_length)
             self.stored_bytes += len(payload)
