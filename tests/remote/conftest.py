@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from artfs.remote.objectstore import RemoteError, RemoteUrl, S3ObjectStore
+from tests.remote.faultproxy import FaultProxy
 
 WEED = Path(sys.executable).parent / "weed"
 BUCKET = "artfs"
@@ -187,3 +188,21 @@ def prefix(request: pytest.FixtureRequest) -> str:
 def remote_env(server: S3Server, home: Path) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARTFS_", "AWS_"))}
     return env | server.env | {"ARTFS_HOME": str(home)}
+
+
+@pytest.fixture
+def fault_proxy(s3_env: S3Server) -> Iterator[FaultProxy]:
+    """A :class:`~tests.remote.faultproxy.FaultProxy` in front of the session's server, for
+    this test alone; stopped (sockets closed, threads joined) also when the test fails."""
+    proxy = FaultProxy.start(s3_env.endpoint)
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture
+def proxied(fault_proxy: FaultProxy, s3_env: S3Server) -> S3Server:
+    """The session's server as seen through ``fault_proxy``: ``store(prefix)``, ``url(prefix)``
+    and ``endpoint`` go through the proxy, so its faults apply."""
+    return S3Server(fault_proxy.endpoint, s3_env.bucket, s3_env.env)

@@ -145,25 +145,37 @@ def _writer_command(home: Path, server: S3Server, prefix: str, i: int, each: int
     return [sys.executable, "-c", _WRITER, str(home), server.endpoint, prefix, str(i), str(each)]
 
 
-def test_concurrent_writers_get_contiguous_distinct_numbers(
-    s3_env: S3Server, prefix: str, tmp_path: Path
-) -> None:
-    writers, each = 6, 3
+def run_writers(server: S3Server, prefix: str, tmp: Path, writers: int, each: int) -> list[int]:
+    """Start ``writers`` processes that each put and push ``each`` versions of team/shared at
+    once; the remote numbers they got. Every process is reaped, also when one fails."""
     procs = [
         subprocess.Popen(
-            _writer_command(tmp_path / f"w{i}", s3_env, prefix, i, each),
+            _writer_command(tmp / f"w{i}", server, prefix, i, each),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=remote_env(s3_env, tmp_path / f"w{i}"),
+            env=remote_env(server, tmp / f"w{i}"),
         )
         for i in range(writers)
     ]
     numbers = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
-        numbers += [int(line) for line in out.split()]
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=90)
+            assert proc.returncode == 0, err
+            numbers += [int(line) for line in out.split()]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    return numbers
+
+
+def test_concurrent_writers_get_contiguous_distinct_numbers(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    writers, each = 6, 3
+    numbers = run_writers(s3_env, prefix, tmp_path, writers, each)
     assert sorted(numbers) == list(range(writers * each))
     remote = _remote(s3_env, prefix, tmp_path, "reader")
     shared = ArtifactName("team", "shared")
