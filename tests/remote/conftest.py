@@ -8,12 +8,14 @@ killed (its whole process group) at the end of the session, also when a test fai
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -172,11 +174,15 @@ def _restore(saved: dict[str, str | None]) -> None:
 @pytest.fixture
 def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     """The server, with its credentials in this process's environment for the test."""
+    return _use_credentials(s3_server, monkeypatch)
+
+
+def _use_credentials(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     for key in [k for k in os.environ if k.startswith("AWS_")]:
         monkeypatch.delenv(key)
-    for key, value in s3_server.env.items():
+    for key, value in server.env.items():
         monkeypatch.setenv(key, value)
-    return s3_server
+    return server
 
 
 @pytest.fixture
@@ -206,3 +212,32 @@ def proxied(fault_proxy: FaultProxy, s3_env: S3Server) -> S3Server:
     """The session's server as seen through ``fault_proxy``: ``store(prefix)``, ``url(prefix)``
     and ``endpoint`` go through the proxy, so its faults apply."""
     return S3Server(fault_proxy.endpoint, s3_env.bucket, s3_env.env)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[S3Server]:
+    """moto's S3 in server mode (in this process, on a free loopback port), for fast unit-level
+    cases. moto honours If-None-Match and If-Match on PUT (checked on 5.2.5), but it is a fake:
+    the canaries and the fault tests run on SeaweedFS."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    [port] = _free_ports(1)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        request = urllib.request.Request(f"{endpoint}/{BUCKET}", method="PUT")
+        with urllib.request.urlopen(request, timeout=10):  # create the bucket (no auth in moto)
+            pass
+        yield S3Server(
+            endpoint, BUCKET, {"AWS_ACCESS_KEY_ID": "moto", "AWS_SECRET_ACCESS_KEY": "x"}
+        )
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def moto_env(moto_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """moto, with its credentials in this process's environment for the test."""
+    return _use_credentials(moto_server, monkeypatch)

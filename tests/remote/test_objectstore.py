@@ -1,4 +1,5 @@
-"""The ObjectStore contract, run against the in-memory store and a real S3 server."""
+"""The ObjectStore contract, run against the in-memory store, a real S3 server (SeaweedFS) and
+moto in server mode."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from artfs.remote.objectstore import MemoryObjectStore, ObjectStore, RemoteMissi
 from tests.remote.conftest import S3Server
 
 
-@pytest.fixture(params=["memory", "s3"])
+@pytest.fixture(params=["memory", "s3", "moto"])
 def objects(request: pytest.FixtureRequest, prefix: str) -> ObjectStore:
     if request.param == "memory":
         return MemoryObjectStore()
-    server: S3Server = request.getfixturevalue("s3_env")
+    server: S3Server = request.getfixturevalue("s3_env" if request.param == "s3" else "moto_env")
     return server.store(prefix)
 
 
