@@ -13,28 +13,39 @@ Usage keys live in the ``usage`` table in both directions so each question is on
 
 Outputs of a run are indexed by the commit (see ``catalog.add_version``). Deleted versions keep
 their records (state "deleted"), so lineage never silently loses a link.
+
+In a remote-backed store (one with a default remote) runs and usage edges are also *published*
+as they are recorded, through a :class:`LineagePublisher` (``artfs.remote.lineage_sync``, loaded
+only then). The local record is the source of truth: a publish that fails is logged and the
+record stays local until the next attempt or ``artfs push --all``. Records from other machines
+come back through :meth:`Lineage.adopt`.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 import secrets
 import socket
 import string
+import threading
 import time
-from collections.abc import Iterable
+import weakref
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from artfs.errors import NotFound
-from artfs.names import Ref, check_name
+from artfs.errors import ArtfsError, NotFound
+from artfs.names import ArtifactName, Ref, check_name
 from artfs.store import catalog, settings
 from artfs.store.catalog import VersionRecord
 from artfs.store.index import Table, Txn
 from artfs.store.repository import Store
+from artfs.store.settings import RemoteConfig
 
+log = logging.getLogger(__name__)
 RUN_ID_ALPHABET = string.ascii_lowercase + string.digits
 RUN_ID_LENGTH = 8
 RUNNING, FINISHED, FAILED = "running", "finished", "failed"
@@ -99,6 +110,37 @@ class UsageEvent:
     files: int = 1
 
 
+class LineagePublisher(Protocol):
+    """Where runs and usage edges go besides the local index (a remote)."""
+
+    def publish(
+        self, runs: Sequence[RunRecord], usages: Sequence[tuple[VersionRecord, Usage]]
+    ) -> None:
+        """Send them all; raise an ArtfsError when that failed (what went stays sent)."""
+        ...
+
+
+# One publisher per open store and default remote (a client is opened once, not per record).
+_publishers: weakref.WeakKeyDictionary[Store, tuple[RemoteConfig, LineagePublisher]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def remote_publisher(store: Store) -> LineagePublisher | None:
+    """The publisher of a remote-backed store (to its default remote), else None."""
+    config = store.default_remote()
+    if config is None:
+        return None
+    cached = _publishers.get(store)
+    if cached is not None and cached[0] == config:
+        return cached[1]
+    from artfs.remote.lineage_sync import RemoteLineage  # obstore loads only for a remote
+
+    publisher = RemoteLineage.for_store(store, config)
+    _publishers[store] = (config, publisher)
+    return publisher
+
+
 def _consumer_key(version_key: bytes, run_id: str) -> bytes:
     return b"u" + version_key + run_id.encode()
 
@@ -152,9 +194,10 @@ class Lineage:
             catalog.ensure_project(txn, project)
             _apply_privacy(txn, record)
             txn.put(Table.RUNS, record.id.encode(), record.encode())
+        self._publish_quietly([record], [])
         return record
 
-    def add_runs(self, records: Iterable[RunRecord]) -> None:
+    def add_runs(self, records: Sequence[RunRecord], *, publish: bool = True) -> None:
         """Store ready-made run records (the daemon's implicit and external runs); a run id
         already recorded keeps its existing record."""
         with self.store.index.write() as txn:
@@ -162,6 +205,8 @@ class Lineage:
                 catalog.ensure_project(txn, record.project)
                 _apply_privacy(txn, record)
                 txn.put(Table.RUNS, record.id.encode(), record.encode(), overwrite=False)
+        if publish:
+            self._publish_quietly(records, [])
 
     def finish_run(self, run_id: str, exit_code: int = 0) -> RunRecord:
         with self.store.index.write() as txn:
@@ -170,6 +215,7 @@ class Lineage:
             record.exit_code = exit_code
             record.state = FINISHED if exit_code == 0 else FAILED
             txn.put(Table.RUNS, run_id.encode(), record.encode())
+        self._publish_quietly([record], [])
         return record
 
     def run(self, run_id: str) -> RunRecord:
@@ -199,8 +245,9 @@ class Lineage:
 
     # --- usage ------------------------------------------------------------------------------
 
-    def record_usage(self, events: Iterable[UsageEvent]) -> int:
-        """Merge a batch of opens into the usage edges, in one transaction."""
+    def record_usage(self, events: Iterable[UsageEvent], *, publish: bool = True) -> list[Usage]:
+        """Merge a batch of opens into the usage edges, in one transaction; returns the edges
+        as they now are."""
         merged: dict[tuple[str, bytes], Usage] = {}
         for event in events:
             key = (event.run_id, event.version_key)
@@ -214,15 +261,25 @@ class Lineage:
                 usage.last = max(usage.last, event.at)
                 usage.files += event.files
         if not merged:
-            return 0
+            return []
         with self.store.index.write() as txn:
             for usage in merged.values():
                 _merge_usage(txn, usage)
-        return len(merged)
+        if publish:
+            self._publish_quietly([], list(merged.values()))
+        return list(merged.values())
 
     def use(self, run_id: str, record: VersionRecord) -> None:
         """Record that a run uses a whole version (the SDK's ``use_artifact``)."""
         self.record_usage([UsageEvent(run_id, record.key, time.time(), files=0)])
+
+    def usages(self) -> list[Usage]:
+        """Every usage edge of the store."""
+        with self.store.index.read() as txn:
+            return [
+                _usage(key[-RUN_ID_LENGTH:].decode(), key[1:-RUN_ID_LENGTH], value)
+                for key, value in txn.scan(Table.USAGE, b"u")
+            ]
 
     def consumers(self, record: VersionRecord) -> list[tuple[RunRecord, Usage]]:
         prefix = b"u" + record.key
@@ -252,6 +309,75 @@ class Lineage:
                 for key, _ in txn.scan(Table.USAGE, prefix)
                 if (r := _version_at(txn, key[len(prefix) :])) is not None
             ]
+
+    def version_by_digest(self, art: ArtifactName, digest: str) -> VersionRecord | None:
+        """The committed version of ``art`` with that content, if this store has one."""
+        with self.store.index.read() as txn:
+            number = catalog.version_by_digest(txn, art, digest)
+            return None if number is None else catalog.get_version(txn, art, number)
+
+    # --- sharing (remote-backed stores) -----------------------------------------------------
+
+    def publish(
+        self,
+        runs: Sequence[RunRecord],
+        usages: Sequence[Usage],
+        to: LineagePublisher | None = None,
+    ) -> tuple[int, int]:
+        """Send runs and usage edges (with the runs they name) to ``to``, by default the
+        store's default remote; returns how many runs and edges went (0, 0 without a remote).
+        Raises ArtfsError when the remote fails."""
+        publisher = to or remote_publisher(self.store)
+        if publisher is None or not (runs or usages):
+            return 0, 0
+        by_id = {run.id: run for run in runs}
+        with_versions = []
+        with self.store.index.read() as txn:
+            for usage in usages:
+                version = _version_at(txn, usage.version_key)
+                run = by_id.get(usage.run_id) or _find(txn, usage.run_id)
+                if version is None or run is None:
+                    continue  # an edge whose version or run is gone here has nothing to say
+                by_id[run.id] = run
+                with_versions.append((version, usage))
+        publisher.publish(list(by_id.values()), with_versions)
+        return len(by_id), len(with_versions)
+
+    def _publish_quietly(self, runs: Sequence[RunRecord], usages: Sequence[Usage]) -> None:
+        """Publish, but never fail what was recorded locally because the remote did."""
+        try:
+            self.publish(runs, usages)
+        except (ArtfsError, OSError) as exc:
+            log.warning(
+                "artfs: warning: lineage not published, it stays in this store "
+                "('artfs push --all' publishes it later): %s",
+                exc,
+            )
+
+    def adopt(self, runs: Iterable[RunRecord], usages: Iterable[Usage]) -> None:
+        """Merge runs and usage edges recorded elsewhere. A run not known here is added, and a
+        run known here as running is replaced by a record of it that ended; an edge is added or
+        widened (earliest first, latest last, the larger file count): adopting the same edge
+        twice changes nothing."""
+        with self.store.index.write() as txn:
+            for run in runs:
+                known = _find(txn, run.id)
+                if known is None or (known.state == RUNNING and run.state != RUNNING):
+                    catalog.ensure_project(txn, run.project)
+                    txn.put(Table.RUNS, run.id.encode(), run.encode())
+            for usage in usages:
+                key = _consumer_key(usage.version_key, usage.run_id)
+                old = txn.get(Table.USAGE, key)
+                if old is not None:
+                    prior = _usage(usage.run_id, usage.version_key, old)
+                    usage = Usage(
+                        usage.run_id,
+                        usage.version_key,
+                        min(usage.first, prior.first),
+                        max(usage.last, prior.last),
+                        max(usage.files, prior.files),
+                    )
+                _put_usage(txn, usage)
 
     def version(self, ref: str) -> VersionRecord:
         """A version by ref; deleted versions are found too when named by number."""
@@ -302,9 +428,70 @@ def _merge_usage(txn: Txn, usage: Usage) -> None:
         usage.first = min(usage.first, prior.first)
         usage.last = max(usage.last, prior.last)
         usage.files += prior.files
+    _put_usage(txn, usage)
+
+
+def _put_usage(txn: Txn, usage: Usage) -> None:
     value = {"first": usage.first, "last": usage.last, "files": usage.files}
-    txn.put(Table.USAGE, key, json.dumps(value).encode())
+    txn.put(Table.USAGE, _consumer_key(usage.version_key, usage.run_id), json.dumps(value).encode())
     txn.put(Table.USAGE, _input_key(usage.run_id, usage.version_key), b"")
+
+
+class BackgroundPublisher:
+    """Publishes runs and usage edges from a worker thread, so that a slow or unreachable
+    remote never holds up the caller (the daemon's usage flush). What fails stays queued and is
+    tried again at the next :meth:`submit`; an edge published once is not sent again (the
+    remote keeps its first record of an edge, create-only)."""
+
+    def __init__(self, lineage: Lineage) -> None:
+        self.lineage = lineage
+        self._runs: dict[str, RunRecord] = {}
+        self._usages: dict[tuple[str, bytes], Usage] = {}
+        self._sent: set[tuple[str, bytes]] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, runs: Sequence[RunRecord], usages: Sequence[Usage]) -> None:
+        if self.lineage.store.default_remote() is None:
+            return  # not remote-backed: nothing to share
+        with self._lock:
+            self._runs.update((run.id, run) for run in runs)
+            for usage in usages:
+                key = (usage.run_id, usage.version_key)
+                if key not in self._sent:
+                    self._usages[key] = usage
+            idle = self._thread is None or not self._thread.is_alive()
+            if idle and (self._runs or self._usages):
+                self._thread = threading.Thread(
+                    target=self._drain, name="artfs-lineage-publish", daemon=True
+                )
+                self._thread.start()
+
+    def _drain(self) -> None:
+        with self._lock:
+            runs, usages = self._runs, self._usages
+            self._runs, self._usages = {}, {}
+        try:
+            self.lineage.publish(list(runs.values()), list(usages.values()))
+        except Exception as exc:  # logged, kept, retried: the local record is what counts
+            if not isinstance(exc, ArtfsError | OSError):
+                log.exception("publishing lineage failed")
+            else:
+                log.warning("publishing lineage failed (retried at the next flush): %s", exc)
+            with self._lock:
+                for run_id, run in runs.items():
+                    self._runs.setdefault(run_id, run)
+                for key, usage in usages.items():
+                    self._usages.setdefault(key, usage)
+            return
+        with self._lock:
+            self._sent.update(usages)
+
+    def close(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for a publish in progress."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
 
 
 def _version_at(txn: Txn, version_key: bytes) -> VersionRecord | None:

@@ -8,7 +8,10 @@ inside a version; it must stay cheap, so:
   process is still alive, so a reused pid never inherits a run;
 - recording is an append to an in-memory list; :meth:`flush` (called by the daemon from a
   worker thread at least every second, and at unmount) writes new run records first, then the
-  batch of usage events in one transaction.
+  batch of usage events in one transaction;
+- in a remote-backed store, the runs and edges just written are then handed to a
+  :class:`~artfs.lineage.BackgroundPublisher`, which uploads them from its own thread (a slow
+  or unreachable remote delays neither reads nor the next flush; failures are retried then).
 
 Resolution order for a pid (pids as the daemon sees them, so a container's processes resolve
 by their host pids):
@@ -33,12 +36,22 @@ import time
 from dataclasses import dataclass
 
 from artfs import procinfo
-from artfs.lineage import Lineage, RunRecord, UsageEvent, check_run_id, new_run_id
+from artfs.lineage import (
+    BackgroundPublisher,
+    Lineage,
+    RunRecord,
+    UsageEvent,
+    check_run_id,
+    new_run_id,
+)
 
 RUN_ID_ENV = b"ARTFS_RUN_ID="
 IMPLICIT = "implicit"
 EXTERNAL = "external"
 PROC = "/proc"
+# At unmount, how long the last lineage upload may hold the daemon up (a remote that is gone
+# must not keep a mount from going away; what did not go is published by 'artfs push --all').
+PUBLISH_WAIT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -151,6 +164,7 @@ class UsageRecorder:
         self._events: list[UsageEvent] = []
         self._lock = threading.Lock()  # _new_runs is also written by commit threads
         self._host = socket.gethostname()
+        self._outbox = BackgroundPublisher(lineage)
 
     # --- the open() path ----------------------------------------------------------------
 
@@ -261,16 +275,17 @@ class UsageRecorder:
         """Write new run records, then ``events`` (blocking: run it in a worker thread)."""
         self.persist_runs()
         if events:
-            self.lineage.record_usage(events)
+            self._outbox.submit([], self.lineage.record_usage(events, publish=False))
 
     def persist_runs(self) -> None:
         with self._lock:
             records = list(self._new_runs.values())
         if records:
-            self.lineage.add_runs(records)
+            self.lineage.add_runs(records, publish=False)
             with self._lock:
                 for record in records:
                     self._new_runs.pop(record.id, None)
+            self._outbox.submit(records, [])
 
     def sweep(self) -> None:
         """Forget cached processes that exited and registrations of dead processes."""
@@ -305,6 +320,7 @@ class UsageRecorder:
         for cached in self._cache.values():
             cached.liveness.close()
         self._cache.clear()
+        self._outbox.close(PUBLISH_WAIT_SECONDS)
 
 
 def _user_name(uid: int | None) -> str:

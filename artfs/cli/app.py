@@ -9,23 +9,29 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from artfs.cli import console, render
 from artfs.cli.runner import current_run_id, run_command
 from artfs.errors import ArtfsError, InvalidName, NotFound
-from artfs.lineage import Lineage, build_graph
+from artfs.lineage import Lineage, build_graph, check_run_id
 from artfs.names import ArtifactName, Ref
-from artfs.store import Store, default_home, staging
+from artfs.store import Store, default_home, references, staging
 from artfs.store.export import diff, materialize, select
 from artfs.store.gc import collect
-from artfs.store.ingest import scan
+from artfs.store.ingest import SourceTree, scan
 from artfs.store.repository import EditRequest, PutResult
 from artfs.store.settings import check_key, parse_bool
 from artfs.store.verify import verify
+
+if TYPE_CHECKING:  # artfs.remote loads only in the commands that use it (obstore)
+    from artfs.remote.lineage_sync import RemoteLineage
+    from artfs.remote.objectstore import ObjectStore
+    from artfs.store.catalog import VersionRecord
 
 
 class Context:
@@ -82,7 +88,7 @@ def cli(ctx: click.Context, home: Path | None, quiet: bool) -> None:
 
 
 @cli.command()
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path")
 @click.argument("ref")
 @click.option("--type", "type_", default="dataset", show_default=True, help="Artifact type.")
 @click.option("--alias", "aliases", multiple=True, help="Alias for the new version (repeatable).")
@@ -90,10 +96,15 @@ def cli(ctx: click.Context, home: Path | None, quiet: bool) -> None:
 @click.option("--metadata", help="JSON object of metadata.")
 @click.option("--tag", "tags", multiple=True, help="Tag (repeatable).")
 @click.option("--ttl", help="Time to live, e.g. 30d; 'artfs gc' deletes expired versions.")
+@click.option(
+    "--no-checksum",
+    is_flag=True,
+    help="s3:// PATH: record size and ETag only, do not read the objects to hash them.",
+)
 @pass_ctx
 def put(
     ctx: Context,
-    path: Path,
+    path: str,
     ref: str,
     type_: str,
     aliases: tuple[str, ...],
@@ -101,12 +112,19 @@ def put(
     metadata: str | None,
     tags: tuple[str, ...],
     ttl: str | None,
+    no_checksum: bool,
 ) -> None:
-    """Store a file or directory PATH as the next version of REF (project/name)."""
+    """Store a file or directory PATH as the next version of REF (project/name).
+
+    PATH may be s3://bucket/key-or-prefix: the version then holds references to the objects
+    (size and ETag recorded; content fetched and verified when read)."""
     art = _artifact(ref)
     meta, ttl_seconds = _metadata(metadata), _ttl(ttl)
     with ctx.store() as store:
-        tree = scan(path)
+        if path.startswith("s3://"):
+            tree = SourceTree(ready=references.describe(path, checksum=not no_checksum))
+        else:
+            tree = scan(Path(path))
         logged_by = current_run_id(Lineage(store), art.project)
         with console.progress(tree.total_bytes, f"put {art}", quiet=ctx.quiet) as advance:
             result = store.commit(
@@ -173,10 +191,13 @@ def get(
 @cli.command(name="ls")
 @click.argument("target", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--offline", is_flag=True, help="Do not look at the default remote first.")
 @pass_ctx
-def ls_(ctx: Context, target: str | None, as_json: bool) -> None:
+def ls_(ctx: Context, target: str | None, as_json: bool, offline: bool) -> None:
     """List projects, the artifacts of PROJECT, or the versions of PROJECT/NAME."""
     with ctx.store() as store:
+        if not offline and store.default_remote() is not None:
+            _refresh(store)
         if target is None:
             projects = store.projects()
             if as_json:
@@ -244,6 +265,7 @@ def info(ctx: Context, ref: str, as_json: bool) -> None:
     """Show the record of one version, with the runs that consumed it."""
     with ctx.store() as store:
         record = store.resolve(_ref(ref))
+        _shared_lineage(store, lambda shared: shared.fetch_versions(store, [record]))
         consumers = Lineage(store).consumers(record)
     data = render.version_info_json(record)
     data["consumers"] = [render.consumer_json(run, usage) for run, usage in consumers]
@@ -371,29 +393,72 @@ def edit(
 @click.argument("ref")
 @click.option("--force", is_flag=True, help="Also delete a version holding custom aliases.")
 @click.option("--all", "all_", is_flag=True, help="Delete the artifact with all its versions.")
+@click.option(
+    "--remote",
+    "remote_name",
+    is_flag=False,
+    flag_value="",
+    metavar="[NAME]",
+    help="Delete on a remote (default: the only one); a remote-backed store always does.",
+)
 @pass_ctx
-def rm(ctx: Context, ref: str, force: bool, all_: bool) -> None:
+def rm(ctx: Context, ref: str, force: bool, all_: bool, remote_name: str | None) -> None:
     """Delete a version (REF) or a whole artifact (project/name --all)."""
+    if not all_ and ":" not in ref:
+        raise InvalidName(
+            f"'artfs rm {ref}' needs a version: use {ref}:vN, or --all for every version"
+        )
     with ctx.store() as store:
-        if all_:
-            deleted = store.delete_artifact(_artifact(ref))
-            names = [r.ref for r in deleted]
+        backing = store.default_remote()
+        if remote_name is not None or backing is not None:
+            names, where = _rm_on_remote(store, ref, force, all_, remote_name)
+        elif all_:
+            names, where = [r.ref for r in store.delete_artifact(_artifact(ref))], ""
         else:
-            if ":" not in ref:
-                raise InvalidName(
-                    f"'artfs rm {ref}' needs a version: use {ref}:vN, or --all for every version"
-                )
-            names = [store.delete_version(_ref(ref), force=force).ref]
+            names, where = [store.delete_version(_ref(ref), force=force).ref], ""
     for name in names:
-        console.print_line(f"deleted {name}")
+        console.print_line(f"deleted {name}{where}")
     if not ctx.quiet:
-        console.note("run 'artfs gc' to reclaim the space")
+        console.note(f"run 'artfs gc{' --remote' if where else ''}' to reclaim the space")
+
+
+def _rm_on_remote(
+    store: Store, ref: str, force: bool, all_: bool, remote_name: str | None
+) -> tuple[list[str], str]:
+    """Delete on the named remote, or on the default remote of a remote-backed store, which
+    then deletes the same versions locally too."""
+    from artfs.remote.gc import delete_on_remote
+    from artfs.remote.sync import open_remote, remote_config
+
+    backing = store.default_remote()
+    if remote_name or backing is None:
+        config = remote_config(store, remote_name or None)
+    else:
+        config = backing
+    local = store if backing is not None and backing.name == config.name else None
+    target = _artifact(ref) if all_ else _ref(ref)
+    deleted = delete_on_remote(open_remote(store, config), target, force=force, store=local)
+    return [r.ref for r in deleted], f" on {config.name}" + (" and here" if local else "")
 
 
 @cli.command()
+@click.option(
+    "--remote",
+    "remote_name",
+    is_flag=False,
+    flag_value="",
+    metavar="[NAME]",
+    help="Collect on a remote (default: the only one) instead of in this store.",
+)
+@click.option("--grace", help="With --remote: packs wait this long between condemned and deleted.")
 @pass_ctx
-def gc(ctx: Context) -> None:
+def gc(ctx: Context, remote_name: str | None, grace: str | None) -> None:
     """Delete expired versions and reclaim space no version references."""
+    if remote_name is not None:
+        _gc_remote(ctx, remote_name or None, grace or "1h")
+        return
+    if grace is not None:
+        raise InvalidName("--grace is for 'artfs gc --remote': local gc needs no grace period")
     with ctx.store() as store:
         report = collect(store)
     for ref in report.expired:
@@ -405,6 +470,24 @@ def gc(ctx: Context) -> None:
         f"{report.chunks_removed} chunks, {report.packs_removed} packs removed, "
         f"{report.packs_rewritten} packs compacted; "
         f"store is {render.human_size(report.bytes_after)}"
+    )
+
+
+def _gc_remote(ctx: Context, remote_name: str | None, grace: str) -> None:
+    from artfs.remote.gc import collect as collect_remote
+    from artfs.remote.sync import open_remote, remote_config
+
+    seconds = render.parse_duration(grace)
+    with ctx.store() as store:
+        config = remote_config(store, remote_name)
+        report = collect_remote(open_remote(store, config), seconds)
+    for ref in report.records_removed:
+        console.print_line(f"removed the record of deleted version {ref}")
+    console.print_line(
+        f"reclaimed {render.human_size(report.bytes_reclaimed)} on {config.name}: "
+        f"{report.packs_deleted} packs deleted, {len(report.records_removed)} records removed; "
+        f"{report.packs_condemned} packs condemned (a gc at least {grace} from now deletes them "
+        f"if still unused), {report.packs_spared} spared, {report.packs_live} in use"
     )
 
 
@@ -525,6 +608,7 @@ def runs(click_ctx: click.Context, project: str | None, as_json: bool) -> None:
         return
     ctx: Context = click_ctx.obj
     with ctx.store() as store:
+        _shared_lineage(store, lambda shared: shared.fetch_all_runs(store))
         found = Lineage(store).runs(project)
     if as_json:
         console.print_json([render.run_json(r) for r in found])
@@ -554,6 +638,7 @@ def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
     """One run with the versions it used and logged."""
     with ctx.store() as store:
         lineage = Lineage(store)
+        _shared_lineage(store, lambda shared: shared.fetch_runs(store, [check_run_id(run_id)]))
         record = lineage.run(run_id)
         inputs = [r.ref for r in lineage.inputs(run_id)]
         outputs = [r.ref for r in lineage.outputs(run_id)]
@@ -587,7 +672,9 @@ def lineage(ctx: Context, ref: str, direction: str, depth: int | None, format_: 
     """Where REF came from (up) and where it went (down): versions and runs."""
     with ctx.store() as store:
         tracker = Lineage(store)
-        graph = build_graph(tracker, tracker.version(ref), direction, depth).to_json()
+        start = tracker.version(ref)
+        _shared_lineage(store, lambda shared: shared.fetch_graph(store, start, direction, depth))
+        graph = build_graph(tracker, start, direction, depth).to_json()
     if format_ == "json":
         console.print_json(graph)
         return
@@ -600,13 +687,21 @@ def lineage(ctx: Context, ref: str, direction: str, depth: int | None, format_: 
 @click.argument("mountpoint", type=click.Path(path_type=Path))
 @click.option("--foreground", is_flag=True, help="Serve in this process until unmounted.")
 @click.option("--allow-other", is_flag=True, help="Let other users and containers read it.")
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds between looks at the default remote for new versions (0: never).",
+)
 @pass_ctx
-def mount(ctx: Context, mountpoint: Path, foreground: bool, allow_other: bool) -> None:
+def mount(ctx: Context, mountpoint: Path, foreground: bool, allow_other: bool, poll: float) -> None:
     """Mount every version of the store, read-only, at MOUNTPOINT."""
     import os
 
     command = [sys.executable, "-m", "artfsd", str(mountpoint.absolute()), "--home"]
     command += [str(ctx.home.absolute()), *(["--allow-other"] if allow_other else [])]
+    command += ["--poll", str(poll)]
     if foreground:
         os.execv(sys.executable, command)
     log = _start_daemon(command, ctx.home / "logs" / f"artfsd{_escape(mountpoint)}.log")
@@ -672,6 +767,85 @@ def umount(mountpoint: Path) -> None:
 # --- remotes (artfs.remote is imported inside the commands: obstore loads only when used) -----
 
 
+def _refresh(store: Store) -> None:
+    """Bring a remote-backed store's index up to date; if the remote cannot be reached, say
+    so on stderr and go on with the local index."""
+    from artfs.remote.sync import open_remote, refresh
+
+    config = store.default_remote()
+    assert config is not None
+    try:
+        refresh(store, open_remote(store, config))
+    except ArtfsError as exc:
+        console.note(f"warning: remote {config.name} not refreshed ({exc}); listing this store")
+
+
+def _shared_lineage(store: Store, fetch: Callable[[RemoteLineage], object]) -> None:
+    """In a remote-backed store, merge the remote's runs and usage edges that ``fetch`` asks
+    for into the index first; if the remote fails, say so on stderr and show the local ones."""
+    from artfs.remote.lineage_sync import RemoteLineage
+
+    config = store.default_remote()
+    if config is None:
+        return
+    try:
+        fetch(RemoteLineage.for_store(store, config))
+    except ArtfsError as exc:
+        console.note(f"warning: lineage of remote {config.name} not read ({exc}); showing local")
+
+
+def _fetch_lineage(objects: ObjectStore, store: Store, records: list[VersionRecord]) -> None:
+    """Adopt the lineage of pulled or cloned versions; a failure leaves the versions in."""
+    from artfs.remote.lineage_sync import RemoteLineage
+
+    try:
+        RemoteLineage(objects).fetch_versions(store, records)
+    except ArtfsError as exc:
+        console.note(f"warning: the lineage of these versions was not read: {exc}")
+
+
+@cli.group()
+def cache() -> None:
+    """The local cache of chunks read from the default remote (a remote-backed store)."""
+
+
+@cache.command(name="ls")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def cache_ls(ctx: Context, as_json: bool) -> None:
+    """Where the cache is, how many chunks and bytes it holds, and its limits."""
+    from artfs.remote.cache import DiskChunkCache
+
+    usage = DiskChunkCache.open(ctx.home).usage()
+    if as_json:
+        console.print_json({**vars(usage), "directory": str(usage.directory)})
+        return
+    console.print_line(f"directory  {usage.directory}")
+    console.print_line(f"entries    {usage.entries}")
+    console.print_line(
+        f"size       {render.human_size(usage.bytes)} of {render.human_size(usage.max_bytes)}"
+    )
+    console.print_line(
+        f"free       {render.human_size(usage.free_bytes)} on its filesystem "
+        f"(kept above {render.human_size(usage.min_free_bytes)})"
+    )
+
+
+@cache.command(name="prune")
+@click.option("--max-size", help="Shrink the cache to this size, e.g. 2G (default: its limit).")
+@pass_ctx
+def cache_prune(ctx: Context, max_size: str | None) -> None:
+    """Delete least recently used chunks until the cache fits its limits."""
+    from artfs.remote.cache import DiskChunkCache, parse_size
+
+    limit = None if max_size is None else parse_size(max_size)
+    result = DiskChunkCache.open(ctx.home).prune(limit)
+    console.print_line(
+        f"removed {result.removed} chunks ({render.human_size(result.freed_bytes)}); "
+        f"{result.usage.entries} chunks, {render.human_size(result.usage.bytes)} remain"
+    )
+
+
 @cli.group()
 def remote() -> None:
     """Object-store remotes (S3, MinIO, SeaweedFS, R2) to push to and pull from."""
@@ -682,14 +856,37 @@ def remote() -> None:
 @click.argument("url")
 @click.option("--endpoint", help="S3 endpoint URL (default: $AWS_ENDPOINT_URL, else AWS).")
 @click.option("--region", help="Region (default: $AWS_REGION).")
+@click.option("--default", "default", is_flag=True, help="Make it the default remote too.")
 @pass_ctx
-def remote_add(ctx: Context, name: str, url: str, endpoint: str | None, region: str | None) -> None:
+def remote_add(
+    ctx: Context, name: str, url: str, endpoint: str | None, region: str | None, default: bool
+) -> None:
     """Add remote NAME at URL (s3://bucket/prefix); credentials come from the environment."""
+    from artfs.remote.publish import add_default
     from artfs.remote.sync import add_remote
 
     with ctx.store() as store:
-        config = add_remote(store, name, url, endpoint, region)
-    console.print_line(f"added remote {config.name}: {config.url}")
+        add = add_default if default else add_remote
+        config = add(store, name, url, endpoint, region)
+    console.print_line(f"added remote {config.name}: {config.url}{' (default)' if default else ''}")
+
+
+@remote.command(name="default")
+@click.argument("name", required=False)
+@click.option("--unset", is_flag=True, help="No default remote: commits stay local.")
+@pass_ctx
+def remote_default(ctx: Context, name: str | None, unset: bool) -> None:
+    """Make remote NAME the default: put, commit and alias publish there first."""
+    from artfs.remote.publish import set_default
+
+    if (name is None) == (not unset):
+        raise InvalidName("give a remote NAME or --unset, not both")
+    with ctx.store() as store:
+        config = set_default(store, name)
+    if config is None:
+        console.print_line("no default remote: commits stay in this store")
+    else:
+        console.print_line(f"default remote: {config.name} ({config.url})")
 
 
 @remote.command(name="ls")
@@ -699,11 +896,16 @@ def remote_ls(ctx: Context, as_json: bool) -> None:
     """List the remotes of this store."""
     with ctx.store() as store:
         configured = store.remotes()
+        backing = store.default_remote()
+    default = backing.name if backing else None
     if as_json:
-        console.print_json([vars(c) for c in configured])
+        console.print_json([vars(c) | {"default": c.name == default} for c in configured])
         return
-    rows = [[c.name, c.url, c.endpoint or "", c.region or ""] for c in configured]
-    console.print_table(["name", "url", "endpoint", "region"], rows)
+    rows = [
+        [c.name, c.url, c.endpoint or "", c.region or "", "*" if c.name == default else ""]
+        for c in configured
+    ]
+    console.print_table(["name", "url", "endpoint", "region", "default"], rows)
 
 
 @cli.command()
@@ -713,6 +915,7 @@ def remote_ls(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def push(ctx: Context, ref: str | None, all_: bool, remote_name: str | None) -> None:
     """Publish version REF (or --all) on a remote; it gets the remote's next number."""
+    from artfs.remote.lineage_sync import RemoteLineage
     from artfs.remote.sync import open_remote, push_all, remote_config
     from artfs.remote.sync import push as push_one
 
@@ -721,10 +924,15 @@ def push(ctx: Context, ref: str | None, all_: bool, remote_name: str | None) -> 
     with ctx.store() as store:
         target = open_remote(store, remote_config(store, remote_name))
         results = push_all(store, target) if all_ else [push_one(store, target, _ref(ref or ""))]
+        shared = RemoteLineage(target.objects)
+        pushed = [r.local for r in results]
+        counts = shared.push_all(store) if all_ else shared.push_versions(store, pushed)
     for result in results:
         art = result.local.artifact
         state = "pushed" if result.created else "already there"
         console.print_line(f"{result.local.ref} -> {art}:v{result.number} ({state})")
+    if not ctx.quiet:
+        console.note(f"lineage: {counts.runs} runs, {counts.edges} usage edges published")
 
 
 @cli.command()
@@ -737,7 +945,9 @@ def pull(ctx: Context, ref: str, remote_name: str | None) -> None:
     from artfs.remote.sync import pull as pull_one
 
     with ctx.store() as store:
-        result = pull_one(store, open_remote(store, remote_config(store, remote_name)), _ref(ref))
+        source = open_remote(store, remote_config(store, remote_name))
+        result = pull_one(store, source, _ref(ref))
+        _fetch_lineage(source.objects, store, [result.record])
     console.print_line(
         f"{result.record.ref}: {result.chunks_fetched} chunks, "
         f"{render.human_size(result.bytes_fetched)} fetched"
@@ -751,14 +961,25 @@ def pull(ctx: Context, ref: str, remote_name: str | None) -> None:
 @click.option("--name", default="origin", show_default=True, help="Name of the remote.")
 @pass_ctx
 def clone(ctx: Context, url: str, endpoint: str | None, region: str | None, name: str) -> None:
-    """Start this store from remote URL: every version into the index, no chunks."""
+    """Start this store from remote URL: every version into the index, no chunks. The remote
+    becomes the default: put and commit publish there."""
+    from artfs.remote.publish import has_versions, set_default
     from artfs.remote.sync import add_remote, open_remote
     from artfs.remote.sync import clone as clone_all
 
     with ctx.store() as store:
+        was_empty = not has_versions(store)
         config = add_remote(store, name, url, endpoint, region)
-        records = clone_all(store, open_remote(store, config))
-    console.print_line(f"cloned {len(records)} versions from {config.url} (index only)")
+        source = open_remote(store, config)
+        records = clone_all(store, source)
+        _fetch_lineage(source.objects, store, records)
+        if was_empty:
+            store.set_default_remote(config.name)  # every version here came from the remote
+        else:
+            set_default(store, config.name)
+    console.print_line(
+        f"cloned {len(records)} versions from {config.url} (index only; default remote)"
+    )
 
 
 def _quiet(click_ctx: click.Context, _param: click.Parameter, value: bool) -> None:

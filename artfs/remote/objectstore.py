@@ -17,6 +17,7 @@ backoff.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import random
@@ -25,8 +26,8 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -69,11 +70,16 @@ class RemoteMissing(NotFound):
     """An object the caller expected on the remote does not exist."""
 
 
+class ObjectChanged(RemoteError):
+    """An object no longer has the ETag a conditional read asked for (``If-Match`` refused)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     key: str
     size: int
     etag: str
+    modified: float = 0.0  # the server's last-modified time, seconds since the epoch
 
 
 class ObjectStore(Protocol):
@@ -105,6 +111,10 @@ class ObjectStore(Protocol):
     def list(self, prefix: str) -> list[ObjectInfo]:
         """Every object whose key starts with ``prefix`` (a directory-like prefix, ending in
         ``/``), in key order."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; removing a key that does not exist is not an error."""
         ...
 
     def describe(self) -> str:
@@ -324,18 +334,54 @@ class S3ObjectStore:
             return None
         except BaseError as exc:
             raise self._failed("reading", key, exc) from None
-        return ObjectInfo(key, int(meta["size"]), str(meta["e_tag"]))
+        return _info(meta)
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         def action() -> list[ObjectInfo]:
             found = [
-                ObjectInfo(str(m["path"]), int(m["size"]), str(m["e_tag"]))
+                _info(m)
                 for batch in obstore.list(self._store, prefix=prefix, chunk_size=1000)
                 for m in batch
             ]
             return sorted(found, key=lambda o: o.key)
 
         return self._call("listing", prefix, action)
+
+    def stream(self, key: str, etag: str | None = None, block: int = 1 << 20) -> Iterator[bytes]:
+        """The bytes of ``key`` in blocks of ``block`` bytes or more (the last may be shorter);
+        with ``etag``, only while the object has that ETag (``If-Match``: ObjectChanged)."""
+        options: Any = {"if_match": etag} if etag else {}
+        try:
+            result = obstore.get(self._store, key, options=options)
+            for part in result.stream(min_chunk_size=block):
+                yield bytes(part)
+        except (NotFoundError, FileNotFoundError):
+            raise RemoteMissing(f"{key} does not exist on {self.describe()}") from None
+        except PreconditionError:
+            raise ObjectChanged(f"{key} on {self.describe()} changed (ETag {etag})") from None
+        except BaseError as exc:
+            raise self._failed("reading", key, exc) from None
+
+    def delete(self, key: str) -> None:
+        # S3 answers 204 for a key that is not there; other servers may say 404.
+        with contextlib.suppress(RemoteMissing):
+            self._call("deleting", key, lambda: obstore.delete(self._store, key))
+
+
+def open_bucket(bucket: str) -> S3ObjectStore:
+    """A read client for a whole bucket (``s3://`` references): endpoint, region and credentials
+    from the environment (``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``...)."""
+    return S3ObjectStore.open(RemoteUrl(bucket, ""))
+
+
+def _info(meta: Any) -> ObjectInfo:
+    modified = meta.get("last_modified")
+    return ObjectInfo(
+        str(meta["path"]),
+        int(meta["size"]),
+        str(meta["e_tag"]),
+        modified.timestamp() if modified is not None else 0.0,
+    )
 
 
 def remote_timeout() -> float:
@@ -396,6 +442,7 @@ class _Object:
     data: bytes
     etag: str
     token: str
+    modified: float = field(default_factory=time.time)
 
 
 class MemoryObjectStore:
@@ -469,12 +516,16 @@ class MemoryObjectStore:
     def head(self, key: str) -> ObjectInfo | None:
         with self._lock:
             obj = self.objects.get(key)
-        return None if obj is None else ObjectInfo(key, len(obj.data), obj.etag)
+        return None if obj is None else ObjectInfo(key, len(obj.data), obj.etag, obj.modified)
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         with self._lock:
             return [
-                ObjectInfo(k, len(o.data), o.etag)
+                ObjectInfo(k, len(o.data), o.etag, o.modified)
                 for k, o in sorted(self.objects.items())
                 if k.startswith(prefix)
             ]
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self.objects.pop(key, None)

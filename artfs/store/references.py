@@ -1,11 +1,17 @@
 """External references (W&B's ``add_reference``): entries whose bytes live elsewhere.
 
-Supported schemes: ``file://`` (a file, or a directory expanded to one entry per file) and
-``http://``/``https://``. With ``checksum=True`` the content is hashed when the reference is
-added (BLAKE3, like stored files) and every later fetch is checked against that digest, so a
-target that changed is an error naming the URI, never silently different data. With
-``checksum=False`` only the URI (and the size when known) is recorded and fetches are not
-checked. ``s3://`` and ``gs://`` arrive with the object-store backend; until then they are
+Supported schemes: ``file://`` (a file, or a directory expanded to one entry per file),
+``http://``/``https://`` and ``s3://`` (an object, or a prefix expanded to one entry per object).
+With ``checksum=True`` the content is hashed when the reference is added (BLAKE3, like stored
+files) and every later fetch is checked against that digest, so a target that changed is an
+error naming the URI, never silently different data. With ``checksum=False`` only the URI (and
+the size when known) is recorded and fetches are not checked, except for ``s3://``.
+
+An ``s3://`` entry also records the object's ETag, in the URI's fragment
+(``s3://bucket/key#etag=...``), whatever ``checksum`` says (W&B's reference tracking). Every
+fetch is a GET with ``If-Match`` on that ETag, so an object replaced since is refused by the
+server itself (ReferenceChanged) and one deleted is ReferenceMissing. The endpoint and
+credentials come from the environment, as for remotes (``AWS_ENDPOINT_URL``...). ``gs://`` is
 refused with a clear message.
 """
 
@@ -21,11 +27,15 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from artfs.errors import InputError, ReferenceChanged, ReferenceMissing
 from artfs.names import check_path
 from artfs.store.hashing import FileDigest, FileHasher
 from artfs.store.manifest import NO_DIGEST, FileEntry, Kind
+
+if TYPE_CHECKING:  # obstore loads only when an s3:// URI is used
+    from artfs.remote.objectstore import ObjectInfo, S3ObjectStore
 
 _BLOCK = 1 << 20
 _TIMEOUT = 30.0
@@ -44,12 +54,16 @@ def describe(
         return _describe_file(uri, name, checksum, max_objects)
     if scheme in ("http", "https"):
         return [_describe_http(uri, check_path(name or default_name(uri)), checksum)]
-    if scheme in ("s3", "gs"):
+    if scheme == "s3":
+        return _describe_s3(uri, name, checksum, max_objects)
+    if scheme == "gs":
         raise InputError(
-            f"{uri}: {scheme}:// references need the object-store backend, which artfs does not "
-            "have yet; download the object and add it as a file, or reference it over https://"
+            f"{uri}: gs:// references are not supported; reference the object over https:// "
+            "or copy it to an S3-compatible bucket"
         )
-    raise InputError(f"{uri}: unsupported reference scheme; use file://, http:// or https://")
+    raise InputError(
+        f"{uri}: unsupported reference scheme; use file://, http://, https:// or s3://"
+    )
 
 
 def default_name(uri: str) -> str:
@@ -76,16 +90,24 @@ def _describe_file(
         return [_file_entry(root, check_path(name or root.name), uri, checksum)]
     if not stat.S_ISDIR(st.st_mode):
         raise InputError(f"{uri}: not a regular file or directory")
-    entries: list[FileEntry] = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        if max_objects is not None and len(entries) >= max_objects:
-            raise InputError(
-                f"{uri}: has more than max_objects={max_objects} files; raise max_objects"
-            )
-        inner = path.relative_to(root).as_posix()
-        inside = f"{name}/{inner}" if name else inner
-        entries.append(_file_entry(path, check_path(inside), path.as_uri(), checksum))
-    return entries
+    paths = sorted(p for p in root.rglob("*") if p.is_file())
+    _check_count(uri, len(paths), max_objects, "files")
+    return [
+        _file_entry(path, _inside(name, path.relative_to(root).as_posix()), path.as_uri(), checksum)
+        for path in paths
+    ]
+
+
+def _check_count(uri: str, count: int, max_objects: int | None, what: str) -> None:
+    if max_objects is not None and count > max_objects:
+        raise InputError(
+            f"{uri}: has more than max_objects={max_objects} {what}; raise max_objects"
+        )
+
+
+def _inside(name: str | None, inner: str) -> str:
+    """Where a file of an expanded directory or prefix goes: below ``name``, else at the root."""
+    return check_path(f"{name}/{inner}" if name else inner)
 
 
 def _file_entry(path: Path, name: str, uri: str, checksum: bool) -> FileEntry:
@@ -107,22 +129,96 @@ def _describe_http(uri: str, name: str, checksum: bool) -> FileEntry:
     size = 0
     digest = NO_DIGEST
     if checksum:
-        hasher = FileHasher()
-        for block in _read_http(uri):
-            hasher.update(block)
-            size += len(block)
-        digest = hasher.digest()
+        digest, size = _hash_sized(_read_http(uri))
     else:
         with _open_http(uri, method="HEAD") as response:
             size = int(response.headers.get("Content-Length") or 0)
     return FileEntry(name, Kind.FILE, 0o444, size, time.time_ns(), digest, (), uri)
 
 
+# --- s3:// -----------------------------------------------------------------------------------
+
+_ETAG_MARK = "#etag="
+
+
+def _s3_location(uri: str) -> tuple[str, str]:
+    parts = urllib.parse.urlsplit(uri.partition(_ETAG_MARK)[0])
+    if not parts.netloc or parts.query:
+        raise InputError(f"{uri}: give an s3:// reference as s3://bucket/key or s3://bucket/prefix")
+    return parts.netloc, parts.path.lstrip("/")
+
+
+def _bucket(bucket: str) -> S3ObjectStore:
+    """A read client for ``bucket``."""
+    from artfs.remote.objectstore import open_bucket
+
+    return open_bucket(bucket)
+
+
+def _describe_s3(
+    uri: str, name: str | None, checksum: bool, max_objects: int | None
+) -> list[FileEntry]:
+    """An object, or every object below a prefix (as W&B does: a key that is not an object is
+    a prefix, its objects placed below ``name`` or at the root)."""
+    bucket, key = _s3_location(uri)
+    client = _bucket(bucket)
+    single = client.head(key) if key and not key.endswith("/") else None
+    if single is not None:
+        return [_s3_entry(client, bucket, single, check_path(name or default_name(uri)), checksum)]
+    prefix = key.rstrip("/") + "/" if key.strip("/") else ""
+    objects = [o for o in client.list(prefix) if not o.key.endswith("/")]
+    if not objects:
+        raise InputError(f"{uri}: no object and no prefix with objects in bucket {bucket}")
+    _check_count(uri, len(objects), max_objects, "objects")
+    return [
+        _s3_entry(client, bucket, o, _inside(name, o.key[len(prefix) :]), checksum) for o in objects
+    ]
+
+
+def _s3_entry(
+    client: S3ObjectStore, bucket: str, obj: ObjectInfo, name: str, checksum: bool
+) -> FileEntry:
+    etag = str(obj.etag).strip('"')
+    uri = f"s3://{bucket}/{obj.key}{_ETAG_MARK}{etag}"
+    size, digest = obj.size, NO_DIGEST
+    if checksum:
+        digest, size = _hash_sized(_read_s3(uri, client))
+    return FileEntry(name, Kind.FILE, 0o444, size, time.time_ns(), digest, (), uri)
+
+
+def display_uri(uri: str) -> str:
+    """The URI without the ETag an ``s3://`` entry carries (for messages)."""
+    return uri.partition(_ETAG_MARK)[0]
+
+
+def _read_s3(uri: str, client: S3ObjectStore | None = None) -> Iterator[bytes]:
+    """The object at ``uri``, only as long as it has the ETag recorded in ``uri``."""
+    from artfs.remote.objectstore import ObjectChanged, RemoteMissing
+
+    bucket, key = _s3_location(uri)
+    etag = uri.partition(_ETAG_MARK)[2]
+    try:
+        yield from (client or _bucket(bucket)).stream(key, f'"{etag}"' if etag else None, _BLOCK)
+    except RemoteMissing:
+        raise ReferenceMissing(f"{display_uri(uri)}: the referenced object is gone") from None
+    except ObjectChanged:
+        raise ReferenceChanged(
+            f"{display_uri(uri)}: the object changed since it was logged (its ETag is not "
+            f"{etag} any more)"
+        ) from None
+
+
 def _hash_stream(blocks: Iterator[bytes]) -> FileDigest:
+    return _hash_sized(blocks)[0]
+
+
+def _hash_sized(blocks: Iterator[bytes]) -> tuple[FileDigest, int]:
     hasher = FileHasher()
+    size = 0
     for block in blocks:
         hasher.update(block)
-    return hasher.digest()
+        size += len(block)
+    return hasher.digest(), size
 
 
 def fetch(entry: FileEntry) -> Iterator[bytes]:
@@ -130,11 +226,9 @@ def fetch(entry: FileEntry) -> Iterator[bytes]:
     the end, so callers must not expose the bytes before the iterator is exhausted (``get``
     writes to a temporary file first)."""
     assert entry.uri is not None
-    scheme = urllib.parse.urlsplit(entry.uri).scheme
-    blocks = (
-        _read_file(_local_path(entry.uri), entry.uri) if scheme == "file" else _read_http(entry.uri)
-    )
-    if entry.digest == NO_DIGEST:
+    blocks = _read(entry.uri)
+    pinned = _pinned(entry.uri)
+    if entry.digest == NO_DIGEST and not pinned:
         yield from blocks
         return
     hasher = FileHasher()
@@ -143,8 +237,24 @@ def fetch(entry: FileEntry) -> Iterator[bytes]:
         hasher.update(block)
         size += len(block)
         yield block
-    if size != entry.size or hasher.digest() != entry.digest:
-        raise ReferenceChanged(f"{entry.uri}: the referenced content changed since it was logged")
+    if size != entry.size or (entry.digest != NO_DIGEST and hasher.digest() != entry.digest):
+        raise ReferenceChanged(
+            f"{display_uri(entry.uri)}: the referenced content changed since it was logged"
+        )
+
+
+def _read(uri: str) -> Iterator[bytes]:
+    scheme = urllib.parse.urlsplit(uri).scheme
+    if scheme == "file":
+        return _read_file(_local_path(uri), uri)
+    if scheme == "s3":
+        return _read_s3(uri)
+    return _read_http(uri)
+
+
+def _pinned(uri: str) -> bool:
+    """Whether ``uri`` names one immutable content (an s3:// object at a recorded ETag)."""
+    return _ETAG_MARK in uri and urllib.parse.urlsplit(uri).scheme == "s3"
 
 
 def _read_file(path: Path, uri: str) -> Iterator[bytes]:
@@ -186,7 +296,7 @@ def cached_copy(entry: FileEntry, cache_dir: Path) -> Path:
     key = FileHasher()
     key.update(entry.uri.encode() + b"\0" + entry.digest)
     target = cache_dir / key.digest().hex()
-    if entry.digest != NO_DIGEST and target.exists():
+    if (entry.digest != NO_DIGEST or _pinned(entry.uri)) and target.exists():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f"{target.name}.", suffix=".tmp", dir=cache_dir)
