@@ -169,6 +169,17 @@ class Remote:
             backoff(attempt)
         raise RemoteError(f"could not move {art}:{alias} on {self.describe()}: try again")
 
+    def remove_alias(self, art: ArtifactName, alias: str) -> None:
+        """Remove ``alias`` (absent already is fine). S3 has no conditional delete: a move by
+        another writer at the same instant may be undone, as if it came first."""
+        self.objects.delete(layout.alias_key(art, alias))
+
+    def check_type(self, art: ArtifactName, type_: str) -> None:
+        """TypeMismatch if ``art`` has versions of another type on the remote."""
+        numbers = self.version_numbers(art)
+        if numbers:
+            self._check_type(art, numbers[-1], type_)
+
     # --- chunks -------------------------------------------------------------------------------
 
     def chunk_map(self) -> dict[ChunkId, RemoteChunk]:

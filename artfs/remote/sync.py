@@ -27,6 +27,7 @@ from artfs.store import codec
 from artfs.store.catalog import VersionRecord
 from artfs.store.hashing import ChunkId, chunk_id
 from artfs.store.manifest import FileEntry
+from artfs.store.publishing import ChunkReader
 from artfs.store.repository import Store
 from artfs.store.settings import RemoteConfig
 
@@ -91,18 +92,18 @@ def push(store: Store, remote: Remote, ref: Ref) -> PushResult:
     record = store.resolve(ref)
     entries = store.entries(record)
     art = record.artifact
-    result = PushResult(record, -1, created=False)
-    existing = remote.find_digest(art, record.digest)
-    if existing is not None:
-        result.number = existing
-    else:
-        needed = _chunk_ids(entries)
-        known = remote.chunk_map()
-        _upload(store, remote, record, [c for c in needed if c not in known], result)
-        known = remote.chunk_map()
-        locations = {cid: known[cid] for cid in needed}
-        result.number = remote.publish(RemoteVersion(record, entries, locations))
-        result.created = True
+
+    def read_chunk(cid: ChunkId) -> tuple[bytes, int, int]:
+        try:
+            return store.stored_chunk(cid)
+        except NotFound:
+            raise NotFound(
+                f"a chunk of {record.ref} is not in this store (a clone holds only the index): "
+                f"'artfs pull {record.ref}' first"
+            ) from None
+
+    sent = publish_version(remote, record, entries, read_chunk)
+    result = PushResult(record, sent.number, sent.created, sent.chunks, sent.bytes)
     for alias in record.aliases:
         if alias != "latest":
             remote.move_alias(art, alias, result.number)
@@ -118,40 +119,59 @@ def push_all(store: Store, remote: Remote) -> list[PushResult]:
     return results
 
 
+@dataclass
+class Upload:
+    """What publishing one version did: its number on the remote, whether the record was
+    created (False: the content was there already) and the chunks it had to send."""
+
+    number: int
+    created: bool
+    chunks: int = 0
+    bytes: int = 0
+
+
+def publish_version(
+    remote: Remote, record: VersionRecord, entries: list[FileEntry], read_chunk: ChunkReader
+) -> Upload:
+    """Create ``record`` at the remote's next number unless its content is there already.
+
+    The chunks the remote lacks are read with ``read_chunk`` (which checks them) and uploaded
+    as new packs, each before its index, all before the record: a record never names a chunk
+    that is not on the remote.
+    """
+    existing = remote.find_digest(record.artifact, record.digest)
+    if existing is not None:
+        return Upload(existing, created=False)
+    needed = _chunk_ids(entries)
+    known = remote.chunk_map()
+    upload = Upload(-1, created=True)
+    _upload(remote, [cid for cid in needed if cid not in known], read_chunk, upload)
+    if upload.chunks:
+        known = remote.chunk_map()  # now with the new packs, under the names they got
+    version = RemoteVersion(record, entries, {cid: known[cid] for cid in needed})
+    upload.number = remote.publish(version)
+    return upload
+
+
 def _chunk_ids(entries: list[FileEntry]) -> list[ChunkId]:
     return list(dict.fromkeys(ref.chunk_id for e in entries for ref in e.chunks))
 
 
 def _upload(
-    store: Store, remote: Remote, record: VersionRecord, missing: list[ChunkId], result: PushResult
+    remote: Remote, missing: list[ChunkId], read_chunk: ChunkReader, upload: Upload
 ) -> None:
+    """Upload ``missing`` in packs of up to REMOTE_PACK_SIZE."""
     builder = PackBuilder()
     for cid in missing:
-        payload, codec_id, raw_length = _local_chunk(store, record, cid)
+        payload, codec_id, raw_length = read_chunk(cid)
         builder.add(cid, codec_id, payload, raw_length)
-        result.chunks_uploaded += 1
-        result.bytes_uploaded += len(payload)
+        upload.chunks += 1
+        upload.bytes += len(payload)
         if len(builder.data) >= REMOTE_PACK_SIZE:
             remote.upload_pack(*builder.finish())
             builder = PackBuilder()
     if builder.chunks:
         remote.upload_pack(*builder.finish())
-
-
-def _local_chunk(store: Store, record: VersionRecord, cid: ChunkId) -> tuple[bytes, int, int]:
-    """A chunk's stored bytes, checked against its id so that damage is never published."""
-    loc = store.chunk_location(cid)
-    if loc is None:
-        raise NotFound(
-            f"a chunk of {record.ref} is not in this store (a clone holds only the index): "
-            f"'artfs pull {record.ref}' first"
-        )
-    payload = store.chunks.read(loc)
-    if chunk_id(codec.decode(loc.codec, payload, loc.raw_length)) != cid:
-        raise CorruptData(
-            f"chunk {cid.hex()[:16]} of {record.ref} is damaged in this store: run 'artfs verify'"
-        )
-    return payload, loc.codec, loc.raw_length
 
 
 # --- pull and clone ---------------------------------------------------------------------------
@@ -185,7 +205,8 @@ def clone(store: Store, remote: Remote) -> list[VersionRecord]:
 def _adopt_aliases(store: Store, remote: Remote, art: ArtifactName, numbers: set[int]) -> None:
     for alias, (number, _) in sorted(remote.aliases(art).items()):
         if number in numbers:
-            store.set_alias(Ref(art, f"v{number}"), alias)
+            # Local only: set_alias would publish it back from a remote-backed store.
+            store.adopt_alias(art, alias, number)
 
 
 class _Fetch:

@@ -13,6 +13,7 @@ bytes that gc reclaims).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import posixpath
@@ -26,6 +27,7 @@ from typing import Any, ClassVar
 
 from artfs.errors import (
     AliasesHeld,
+    ArtfsError,
     Conflict,
     CorruptData,
     InputError,
@@ -33,7 +35,7 @@ from artfs.errors import (
     StoreError,
 )
 from artfs.names import ArtifactName, Ref, check_alias, check_name
-from artfs.store import catalog, codec, references, settings
+from artfs.store import catalog, codec, publishing, references, settings
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.hashing import ChunkId, chunk_id, version_digest
@@ -345,7 +347,9 @@ class Store:
     ) -> PutResult:
         """Store a scanned tree as the next version of ``art``, or report the identical one.
 
-        Everything a user can get wrong is checked before the first chunk is written.
+        Everything a user can get wrong is checked before the first chunk is written. In a
+        remote-backed store the version is published on the default remote first and lands in
+        the local index at the remote's number (see :meth:`_commit_published`).
         """
         aliases = [check_alias(a) for a in aliases or []]
         tags = [check_name(t, "tag") for t in tags or []]
@@ -354,6 +358,9 @@ class Store:
         tree.complete_dirs(time.time_ns())
         with self.index.read() as txn:
             catalog.check_type(catalog.get_artifact(txn, art), art, type_)
+        publisher = publishing.open_publisher(self)
+        if publisher is not None:
+            publisher.check(art, type_)  # an unreachable remote fails before any chunk is read
         draft = dict(
             type=type_,
             description=description,
@@ -368,14 +375,14 @@ class Store:
                 # A short read transaction per look-up: one held for a long ingest would pin
                 # old pages and make the index grow while other commits land.
                 ingest = Ingest(writer, self._has_chunk, progress)
-                entries = ingest.run(tree.files) + tree.ready
+                entries = ingest.run(tree.files) + tree.ready + tree.dirs
                 writer.commit()
-                with self.index.write() as txn:
-                    _check_ready_chunks(txn, tree, ingest.new_chunks)
-                    result = self._add_version(txn, art, entries + tree.dirs, aliases, draft)
-                    if result.created:
-                        for cid, loc in ingest.new_chunks.items():
-                            txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
+                if publisher is None:
+                    result, indexed = self._commit_local(tree, art, entries, aliases, draft, ingest)
+                else:
+                    result, indexed = self._commit_published(
+                        publisher, tree, art, entries, draft, ingest
+                    )
             except BaseException as exc:
                 writer.abort()
                 if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
@@ -384,10 +391,100 @@ class Store:
                         "free some space (or run 'artfs gc') and try again"
                     ) from None
                 raise
-            if not result.created:
+            if not indexed:
                 writer.abort()  # identical content: nothing new is referenced
-            result.new_bytes = ingest.stored_bytes if result.created else 0
-            return result
+            result.new_bytes = ingest.stored_bytes if indexed else 0
+        if publisher is not None:
+            self._publish_aliases(publisher, result, aliases)
+        return result
+
+    def _commit_local(
+        self,
+        tree: SourceTree,
+        art: ArtifactName,
+        entries: list[FileEntry],
+        aliases: list[str],
+        draft: dict[str, Any],
+        ingest: Ingest,
+    ) -> tuple[PutResult, bool]:
+        """Add the version in one index transaction; whether the new chunks were indexed."""
+        with self.index.write() as txn:
+            _check_ready_chunks(txn, tree, ingest.new_chunks)
+            result = self._add_version(txn, art, entries, aliases, draft)
+            if result.created:
+                for cid, loc in ingest.new_chunks.items():
+                    txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
+        return result, result.created
+
+    def _commit_published(
+        self,
+        publisher: publishing.Publisher,
+        tree: SourceTree,
+        art: ArtifactName,
+        entries: list[FileEntry],
+        draft: dict[str, Any],
+        ingest: Ingest,
+    ) -> tuple[PutResult, bool]:
+        """Publish the version, its chunks already in fsynced local packs, then index it here.
+
+        The remote decides the number: the record is created there (create-only, retried on
+        lost races) before the local transaction adds it at that number with its chunk
+        locations. A crash in between leaves the version on the remote only (the next refresh
+        brings it here) and the local packs unreferenced (gc reclaims them). Identical content
+        on the remote is no new version; it is added here if missing, with the chunks just
+        stored. Returns the result and whether the new chunks were indexed.
+        """
+        with self.index.read() as txn:
+            _check_ready_chunks(txn, tree, ingest.new_chunks)
+        record = _draft_record(art, entries, draft, number=0)
+        published = publisher.publish(
+            record, entries, lambda cid: self.stored_chunk(cid, ingest.new_chunks)
+        )
+        with self.index.write() as txn:
+            indexed = self._adopt(txn, published.record, published.entries)
+            if indexed:
+                for cid, loc in ingest.new_chunks.items():
+                    txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
+            fresh = catalog.get_version(txn, art, published.record.number)
+        assert fresh is not None
+        return PutResult(fresh, created=published.created), indexed
+
+    def _publish_aliases(
+        self, publisher: publishing.Publisher, result: PutResult, aliases: list[str]
+    ) -> None:
+        """Move the aliases given at commit time, on the remote and then here. The version is
+        committed by now: a failure says so and how to finish the job."""
+        record = result.record
+        try:
+            for alias in aliases:
+                publisher.move_alias(record.artifact, alias, record.number)
+                with self.index.write() as txn:
+                    catalog.set_alias(txn, record.artifact, alias, record.number)
+        except ArtfsError as exc:
+            raise type(exc)(
+                f"{record.ref} was committed, but an alias was not moved ({exc}): "
+                f"run 'artfs alias {record.ref} ALIAS' again"
+            ) from None
+        result.record = self.resolve(Ref(record.artifact, record.version))
+
+    def stored_chunk(
+        self, cid: ChunkId, pending: dict[ChunkId, ChunkLocation] | None = None
+    ) -> tuple[bytes, int, int]:
+        """A chunk's stored bytes ``(payload, codec, raw length)`` from this store's packs,
+        checked against its id so that damage is never handed on (to a remote). ``pending``
+        holds locations written by a commit but not indexed yet. NotFound if not held here."""
+        loc = (pending or {}).get(cid) or self.chunk_location(cid)
+        if loc is None:
+            raise NotFound(
+                f"chunk {cid.hex()[:16]} is not in this store (a clone holds only the index): "
+                "'artfs pull' the version first"
+            )
+        payload = self.chunks.read(loc)
+        if chunk_id(codec.decode(loc.codec, payload, loc.raw_length)) != cid:
+            raise CorruptData(
+                f"chunk {cid.hex()[:16]} is damaged in this store: run 'artfs verify'"
+            )
+        return payload, loc.codec, loc.raw_length
 
     def _add_version(
         self,
@@ -399,9 +496,7 @@ class Store:
     ) -> PutResult:
         artifact = catalog.get_artifact(txn, art)
         catalog.check_type(artifact, art, draft["type"])
-        digest = version_digest(
-            [(encode_path(e.path), e.digest) for e in entries if not e.is_dir]
-        ).hex()
+        digest = _digest(entries)
         existing = catalog.version_by_digest(txn, art, digest)
         if existing is not None:
             for alias in aliases:
@@ -416,19 +511,7 @@ class Store:
             artifact = ArtifactRecord(
                 art.project, art.name, draft["type"], time.time(), next_version
             )
-        now = time.time()
-        ttl = draft.pop("ttl_seconds")
-        record = VersionRecord(
-            project=art.project,
-            name=art.name,
-            number=artifact.next_version,
-            digest=digest,
-            created=now,
-            size=sum(e.size for e in entries),
-            files=sum(not e.is_dir for e in entries),
-            expires=None if ttl is None else now + ttl,
-            **draft,
-        )
+        record = _draft_record(art, entries, draft, artifact.next_version)
         catalog.add_version(txn, record, entries)
         for alias in aliases:
             catalog.set_alias(txn, art, alias, record.number)
@@ -542,35 +625,47 @@ class Store:
     # --- changing the catalogue -------------------------------------------------------------
 
     def set_alias(self, ref: Ref, alias: str) -> VersionRecord:
+        """Point ``alias`` at ``ref``; in a remote-backed store on the remote first."""
         check_alias(alias)
+        publisher = publishing.open_publisher(self)
+        if publisher is not None:
+            publisher.move_alias(ref.artifact, alias, self.resolve(ref).number)
         with self.index.write() as txn:
             record = catalog.resolve(txn, ref)
             catalog.set_alias(txn, ref.artifact, alias, record.number)
             return catalog.resolve(txn, Ref(ref.artifact, record.version))
 
+    def adopt_alias(self, art: ArtifactName, alias: str, number: int) -> None:
+        """Record here where an alias points on a remote (pull, clone, refresh): local only."""
+        with self.index.write() as txn:
+            catalog.set_alias(txn, art, check_alias(alias), number)
+
     def remove_alias(self, art: ArtifactName, alias: str) -> None:
+        """Remove ``alias``; in a remote-backed store on the remote first."""
         check_alias(alias)
+        publisher = publishing.open_publisher(self)
+        if publisher is not None:
+            self.versions(art)  # NotFound for an unknown artifact before the remote is asked
+            publisher.remove_alias(art, alias)
         with self.index.write() as txn:
             catalog.require_artifact(txn, art)
             catalog.remove_alias(txn, art, alias)
 
     def edit(self, ref: Ref, request: EditRequest) -> VersionRecord:
+        """Change description, metadata, tags or TTL. A remote-backed store refuses a change:
+        a published record never changes (an edit that changes nothing is accepted)."""
         for tag in request.add_tags:
             check_name(tag, "tag")
+        backing = self.default_remote()
         with self.index.write() as txn:
             record = catalog.resolve(txn, ref)
-            if request.description is not None:
-                record.description = request.description
-            if request.metadata is not None:
-                record.metadata = request.metadata
-            record.tags = sorted(
-                (set(record.tags) | set(request.add_tags)) - set(request.remove_tags)
-            )
-            if request.clear_ttl:
-                record.expires = None
-            elif request.ttl_seconds is not None:
-                record.expires = record.created + request.ttl_seconds
-            catalog.put_version(txn, record)
+            edited = _edited(record, request)
+            if backing is not None and edited != record:
+                raise Conflict(
+                    f"{record.ref} is published on remote {backing.name}, where a version never "
+                    "changes: give description, metadata, tags and TTL when logging it"
+                )
+            catalog.put_version(txn, edited)
             return catalog.resolve(txn, Ref(ref.artifact, record.version))
 
     def delete_version(self, ref: Ref, *, force: bool = False) -> VersionRecord:
@@ -610,6 +705,47 @@ class Store:
                             catalog.mark_deleted(txn, record)
                             deleted.append(record.ref)
         return deleted, kept
+
+
+def _digest(entries: list[FileEntry]) -> str:
+    files = [(encode_path(e.path), bytes(e.digest)) for e in entries if not e.is_dir]
+    return version_digest(files).hex()
+
+
+def _draft_record(
+    art: ArtifactName, entries: list[FileEntry], draft: dict[str, Any], number: int
+) -> VersionRecord:
+    """The record of a new version from a commit's fields (type, description, metadata, tags,
+    logged_by, ttl_seconds)."""
+    fields = dict(draft)
+    ttl = fields.pop("ttl_seconds")
+    now = time.time()
+    return VersionRecord(
+        project=art.project,
+        name=art.name,
+        number=number,
+        digest=_digest(entries),
+        created=now,
+        size=sum(e.size for e in entries),
+        files=sum(not e.is_dir for e in entries),
+        expires=None if ttl is None else now + ttl,
+        **fields,
+    )
+
+
+def _edited(record: VersionRecord, request: EditRequest) -> VersionRecord:
+    """A copy of ``record`` with the edit applied."""
+    edited = dataclasses.replace(record)
+    if request.description is not None:
+        edited.description = request.description
+    if request.metadata is not None:
+        edited.metadata = request.metadata
+    edited.tags = sorted((set(record.tags) | set(request.add_tags)) - set(request.remove_tags))
+    if request.clear_ttl:
+        edited.expires = None
+    elif request.ttl_seconds is not None:
+        edited.expires = record.created + request.ttl_seconds
+    return edited
 
 
 def _check_unique(tree: SourceTree) -> None:

@@ -1,0 +1,341 @@
+"""Remote-backed stores: put, commit and alias publish on the default remote (SeaweedFS).
+
+Every check is what a user on another machine would see: a second store cloned from the same
+remote lists the version at the same number and gets the same bytes back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from artfs.names import ArtifactName
+from artfs.remote.remote import Remote
+from artfs.store import Store
+from tests.conftest import ARTFS, make_tree, random_bytes, read_tree, store_state, text_bytes
+from tests.mount.mountutil import Mounts, eventually
+from tests.remote.conftest import S3Server, remote_env
+
+ART = ArtifactName("team", "data")
+
+
+def _artfs(server: S3Server, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ARTFS), "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        env=remote_env(server, home),
+        timeout=90,
+    )
+
+
+def _ok(server: S3Server, home: Path, *args: str) -> str:
+    done = _artfs(server, home, *args)
+    assert done.returncode == 0, done
+    return done.stdout
+
+
+def _backed(server: S3Server, prefix: str, home: Path) -> Path:
+    """A new remote-backed store at ``home``: an empty store with a default remote."""
+    url = server.url(prefix)
+    out = _ok(
+        server, home, "remote", "add", "origin", url, "--endpoint", server.endpoint, "--default"
+    )
+    assert "(default)" in out
+    return home
+
+
+def _clone(server: S3Server, prefix: str, home: Path) -> Path:
+    out = _ok(server, home, "clone", server.url(prefix), "--endpoint", server.endpoint)
+    assert "default remote" in out
+    return home
+
+
+def _remote(server: S3Server, prefix: str, tmp_path: Path) -> Remote:
+    return Remote(server.store(prefix, writer_id="reader"), "reader", tmp_path / "reader-cache")
+
+
+def _tree(root: Path, seed: int) -> Path:
+    return make_tree(
+        root,
+        {
+            "train.csv": text_bytes(200_000, seed),
+            "weights.bin": random_bytes(1_500_000, seed),
+            "sub/label.json": f'{{"seed": {seed}}}',
+        },
+    )
+
+
+def _ls(server: S3Server, home: Path, art: ArtifactName = ART) -> dict[int, dict[str, object]]:
+    rows = json.loads(_ok(server, home, "ls", str(art), "--json"))
+    return {int(row["version"].removeprefix("v")): row for row in rows}
+
+
+def _unchanged_by(server: S3Server, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a command that must fail and leave the store as it was: every file byte-identical
+    (compared right around the command: ``artfs ls`` itself refreshes the index from the
+    remote) and the same listing."""
+    listed = store_state(home)
+    files = _files_state(home)
+    done = _artfs(server, home, *args)
+    assert done.returncode != 0, done
+    assert _files_state(home) == files
+    after = store_state(home)
+    assert (after["ls"], after["packs"]) == (listed["ls"], listed["packs"])
+    return done
+
+
+def _files_state(home: Path) -> dict[str, str]:
+    """Every file of the store with a hash of its bytes (lock files aside)."""
+    return {
+        str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(home.rglob("*"))
+        if p.is_file() and p.name not in ("lock.mdb", "store.lock", "gc.gate")
+    }
+
+
+def test_put_lands_on_the_remote_and_other_stores_see_it(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    a = _backed(s3_env, prefix, tmp_path / "a")
+    src = _tree(tmp_path / "src", 1)
+    assert _ok(s3_env, a, "put", str(src), str(ART), "--description", "first").strip() == (
+        "team/data:v0"
+    )
+    b = _clone(s3_env, prefix, tmp_path / "b")
+    (src / "extra.txt").write_text("from b")
+    assert _ok(s3_env, b, "put", str(src), str(ART)).strip() == "team/data:v1"
+    # a has not seen v1: its next commit still gets the remote's next number
+    (src / "extra.txt").write_text("from a")
+    assert _ok(s3_env, a, "put", str(src), str(ART)).strip() == "team/data:v2"
+
+    remote = _remote(s3_env, prefix, tmp_path)
+    assert remote.version_numbers(ART) == [0, 1, 2]
+    listed_a, listed_b = _ls(s3_env, a), _ls(s3_env, b)
+    assert 2 in listed_a and 1 in listed_b
+    for number, listed in [(0, listed_a), (2, listed_a), (0, listed_b), (1, listed_b)]:
+        assert listed[number]["digest"] == remote.read_version(ART, number).record.digest
+    assert remote.read_version(ART, 0).record.description == "first"
+
+    c = _clone(s3_env, prefix, tmp_path / "c")
+    assert sorted(_ls(s3_env, c)) == [0, 1, 2]
+    for number, extra in [(1, b"from b"), (2, b"from a")]:
+        _ok(s3_env, c, "pull", f"{ART}:v{number}")
+        out = tmp_path / f"out{number}"
+        _ok(s3_env, c, "get", f"{ART}:v{number}", str(out))
+        assert read_tree(out) == read_tree(src) | {"extra.txt": extra}
+    assert "ok:" in _ok(s3_env, c, "verify")
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from artfs.names import ArtifactName
+from artfs.store import Store
+
+home, writer, each = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+with Store.open(home) as store:
+    for k in range(each):
+        src = Path(sys.argv[4]) / f"{writer}-{k}"
+        src.mkdir(parents=True)
+        (src / "data.bin").write_bytes(f"{writer} {k} ".encode() * 5000)
+        record = store.put(src, ArtifactName("team", "shared")).record
+        print(record.number, flush=True)
+"""
+
+
+def test_concurrent_commits_from_two_stores_get_distinct_contiguous_numbers(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    homes = [_backed(s3_env, prefix, tmp_path / "h0"), _clone(s3_env, prefix, tmp_path / "h1")]
+    per_home, each = 2, 3
+    procs = [
+        (
+            home,
+            subprocess.Popen(
+                [sys.executable, "-c", _WRITER, str(home), f"w{i}-{j}", str(each), str(tmp_path)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=remote_env(s3_env, home),
+            ),
+        )
+        for i, home in enumerate(homes)
+        for j in range(per_home)
+    ]
+    mine: dict[Path, list[int]] = {home: [] for home in homes}
+    try:
+        for home, proc in procs:
+            out, err = proc.communicate(timeout=90)
+            assert proc.returncode == 0, err
+            mine[home] += [int(line) for line in out.split()]
+    finally:
+        for _, proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    total = len(homes) * per_home * each
+    assert sorted(mine[homes[0]] + mine[homes[1]]) == list(range(total))
+    shared = ArtifactName("team", "shared")
+    remote = _remote(s3_env, prefix, tmp_path)
+    assert remote.version_numbers(shared) == list(range(total))
+    digests = {n: remote.read_version(shared, n).record.digest for n in range(total)}
+    assert len(set(digests.values())) == total  # none overwritten, none lost
+    for home in homes:  # each store holds its own commits at their remote numbers
+        listed = _ls(s3_env, home, shared)
+        for number in mine[home]:
+            assert listed[number]["digest"] == digests[number]
+
+
+def test_identical_content_is_no_new_version(s3_env: S3Server, prefix: str, tmp_path: Path) -> None:
+    a = _backed(s3_env, prefix, tmp_path / "a")
+    b = _clone(s3_env, prefix, tmp_path / "b")  # cloned while the remote is empty
+    src = _tree(tmp_path / "src", 2)
+    _ok(s3_env, a, "put", str(src), str(ART))
+    again = _artfs(s3_env, a, "put", str(src), str(ART))
+    assert again.returncode == 0 and again.stdout.strip() == "team/data:v0"
+    assert "unchanged" in again.stderr
+    # b never saw v0: the same content there is reported as v0 and adopted, not published
+    elsewhere = _artfs(s3_env, b, "put", str(src), str(ART))
+    assert elsewhere.returncode == 0 and elsewhere.stdout.strip() == "team/data:v0"
+    assert "unchanged" in elsewhere.stderr
+    assert _remote(s3_env, prefix, tmp_path).version_numbers(ART) == [0]
+    assert sorted(_ls(s3_env, b)) == [0]
+    out = tmp_path / "out"
+    _ok(s3_env, b, "get", f"{ART}:v0", str(out))
+    assert read_tree(out) == read_tree(src)
+
+
+def test_aliases_move_on_the_remote(s3_env: S3Server, prefix: str, tmp_path: Path) -> None:
+    a = _backed(s3_env, prefix, tmp_path / "a")
+    src = _tree(tmp_path / "src", 3)
+    _ok(s3_env, a, "put", str(src), str(ART), "--alias", "prod", "--alias", "best")
+    remote = _remote(s3_env, prefix, tmp_path)
+    assert {k: v[0] for k, v in remote.aliases(ART).items()} == {"prod": 0, "best": 0}
+    (src / "more.txt").write_text("v1")
+    _ok(s3_env, a, "put", str(src), str(ART))
+    assert _ok(s3_env, a, "alias", f"{ART}:v1", "prod").strip() == "team/data:prod -> v1"
+    assert {k: v[0] for k, v in remote.aliases(ART).items()} == {"prod": 1, "best": 0}
+    _ok(s3_env, a, "alias", str(ART), "best", "--remove")
+    assert {k: v[0] for k, v in remote.aliases(ART).items()} == {"prod": 1}
+    b = _clone(s3_env, prefix, tmp_path / "b")
+    assert "prod" in _ls(s3_env, b)[1]["aliases"]
+    assert "best" not in _ls(s3_env, b)[0]["aliases"]
+    # an edit would change a published record: refused, nothing changed
+    done = _unchanged_by(s3_env, a, "edit", f"{ART}:v1", "--description", "new")
+    assert done.returncode == 1 and "never changes" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_type_mismatch_with_the_remote_is_refused(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    a = _backed(s3_env, prefix, tmp_path / "a")
+    b = _clone(s3_env, prefix, tmp_path / "b")  # knows nothing of team/data yet
+    src = _tree(tmp_path / "src", 4)
+    _ok(s3_env, a, "put", str(src), str(ART), "--type", "model")
+    (src / "other.txt").write_text("other")
+    _ok(s3_env, b, "put", str(tmp_path / "src" / "other.txt"), "team/else")
+    done = _unchanged_by(s3_env, b, "put", str(src), str(ART), "--type", "dataset")
+    assert done.returncode == 1, done
+    assert "type 'model'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert _remote(s3_env, prefix, tmp_path).version_numbers(ART) == [0]
+
+
+def _dead_endpoint() -> str:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_an_unreachable_remote_is_one_line_and_commits_nothing(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    home = _backed(s3_env, prefix, tmp_path / "h")
+    src = _tree(tmp_path / "src", 5)
+    _ok(s3_env, home, "put", str(src), str(ART), "--alias", "prod")
+    dead = _dead_endpoint()
+    _ok(s3_env, home, "remote", "add", "dead", s3_env.url(prefix), "--endpoint", dead)
+    # The remote goes away: set the default directly (the CLI would check the versions there).
+    with Store.open(home) as store:
+        store.set_default_remote("dead")
+    listing = json.loads(_ok(s3_env, home, "remote", "ls", "--json"))
+    assert [r["name"] for r in listing if r["default"]] == ["dead"]
+    (src / "new.txt").write_text("never stored")
+    for args in (
+        ("put", str(src), str(ART)),
+        ("alias", f"{ART}:v0", "best"),
+        ("alias", str(ART), "prod", "--remove"),
+    ):
+        done = _unchanged_by(s3_env, home, *args)
+        assert done.returncode == 1, done
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "remote dead" in lines[0] and dead in lines[0], lines
+        assert "Traceback" not in done.stderr
+    # unsetting the default makes the store local again
+    _ok(s3_env, home, "remote", "default", "--unset")
+    assert _ok(s3_env, home, "put", str(src), str(ART)).strip() == "team/data:v1"
+
+
+def test_default_remote_is_refused_while_local_versions_are_not_there(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    home = tmp_path / "h"
+    src = _tree(tmp_path / "src", 6)
+    _ok(s3_env, home, "put", str(src), str(ART))
+    url, endpoint = s3_env.url(prefix), s3_env.endpoint
+    before = _files_state(home)
+    done = _artfs(s3_env, home, "remote", "add", "origin", url, "--endpoint", endpoint, "--default")
+    assert done.returncode == 1 and "artfs push --all" in done.stderr, done
+    assert _files_state(home) == before  # not even the remote was recorded
+    _ok(s3_env, home, "remote", "add", "origin", url, "--endpoint", endpoint)
+    done = _artfs(s3_env, home, "remote", "default", "origin")
+    assert done.returncode == 1 and "team/data:v0 is not on remote origin" in done.stderr
+    _ok(s3_env, home, "push", "--all")
+    assert "default remote: origin" in _ok(s3_env, home, "remote", "default", "origin")
+    (src / "next.txt").write_text("next")
+    assert _ok(s3_env, home, "put", str(src), str(ART)).strip() == "team/data:v1"
+    assert _remote(s3_env, prefix, tmp_path).version_numbers(ART) == [0, 1]
+
+
+@pytest.fixture
+def mounts(tmp_path: Path) -> Iterator[Mounts]:
+    made = Mounts(tmp_path)
+    try:
+        yield made
+    finally:
+        made.close(show_logs=True)
+
+
+@pytest.mark.mount
+def test_staging_commit_through_a_mount_publishes(
+    s3_env: S3Server, prefix: str, tmp_path: Path, mounts: Mounts
+) -> None:
+    home = _backed(s3_env, prefix, tmp_path / "h")
+    src = _tree(tmp_path / "src", 7)
+    _ok(s3_env, home, "put", str(src), str(ART))
+    mount = mounts.start(home)
+    staging = mount.path / "team" / "data" / "staging"
+    (staging / "notes.txt").write_bytes(b"written through the mount\n")
+    with open(staging / ".artfs-commit", "w") as control:
+        control.write('{"aliases": ["fresh"]}\n')
+    result = json.loads((staging / ".artfs-commit").read_text())
+    assert result == {"ref": "team/data:v1", "created": True}
+    remote = _remote(s3_env, prefix, tmp_path)
+    assert remote.version_numbers(ART) == [0, 1]
+    assert remote.aliases(ART)["fresh"][0] == 1
+    eventually(lambda: (mount.path / "team" / "data" / "v1" / "notes.txt").exists(), 10)
+    other = _clone(s3_env, prefix, tmp_path / "other")
+    _ok(s3_env, other, "pull", f"{ART}:fresh")
+    out = tmp_path / "out"
+    _ok(s3_env, other, "get", f"{ART}:v1", str(out))
+    assert read_tree(out) == {"notes.txt": b"written through the mount\n"}
