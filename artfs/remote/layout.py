@@ -16,6 +16,8 @@ decimal without padding; listings are sorted numerically by the reader.
 from __future__ import annotations
 
 import json
+import secrets
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +88,23 @@ class RemoteChunk:
     def from_json(cls, value: list[Any]) -> RemoteChunk:
         pack, offset, stored, raw, codec = value
         return cls(str(pack), int(offset), int(stored), int(raw), int(codec))
+
+    def encode(self) -> bytes:
+        """57 bytes for the local index (``Table.REMOTE_CHUNKS``): pack hash, offset, stored
+        and raw length, codec."""
+        return _REMOTE_CHUNK.pack(
+            bytes.fromhex(self.pack), self.offset, self.stored_length, self.raw_length, self.codec
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> RemoteChunk:
+        if len(data) != _REMOTE_CHUNK.size:
+            raise CorruptData(f"a remote chunk location of {len(data)} bytes cannot be read")
+        pack, offset, stored, raw, codec = _REMOTE_CHUNK.unpack(data)
+        return cls(pack.hex(), offset, stored, raw, codec)
+
+
+_REMOTE_CHUNK = struct.Struct(">32sQQQB")
 
 
 # --- packs ------------------------------------------------------------------------------------
@@ -223,3 +242,63 @@ def decode_pointer(data: bytes, where: str) -> int:
         return int(json.loads(data)["version"])
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptData(f"{where} cannot be read: {exc}") from None
+
+
+# --- deletion and gc (artfs rm --remote, artfs gc --remote) ----------------------------------
+#
+#   deleted/<project>/<name>/<number>.json     tombstone: that version is deleted (kept forever,
+#                                              so that its number is never given out again)
+#   gc/condemned/<pack>.json                   that pack was unreferenced: a later gc deletes it
+#   gc/clock.json                              rewritten by gc to read the server's clock
+
+CONDEMNED_PREFIX = "gc/condemned/"
+GC_CLOCK_KEY = "gc/clock.json"
+
+
+def deleted_prefix(art: ArtifactName) -> str:
+    return f"deleted/{art.project}/{art.name}/"
+
+
+def tombstone_key(art: ArtifactName, number: int) -> str:
+    return f"{deleted_prefix(art)}{number}.json"
+
+
+def parse_tombstone_key(key: str) -> tuple[ArtifactName, int] | None:
+    """``deleted/p/n/7.json`` -> (p/n, 7); None for anything else."""
+    if not key.startswith("deleted/"):
+        return None
+    return parse_version_key("versions/" + key[len("deleted/") :])
+
+
+def encode_tombstone(number: int, writer: str, when: float) -> bytes:
+    return json.dumps({"version": number, "writer": writer, "time": when}).encode()
+
+
+def condemned_key(pack: str) -> str:
+    return f"{CONDEMNED_PREFIX}{pack}.json"
+
+
+def encode_condemned(pack: str, writer: str, when: float) -> bytes:
+    return json.dumps({"pack": pack, "writer": writer, "time": when}).encode()
+
+
+def pack_of_key(key: str) -> str | None:
+    """The pack a ``packs/<pack>.pack``/``.idx`` or ``gc/condemned/<pack>.json`` key names."""
+    for prefix, suffixes in (("packs/", (".pack", ".idx")), (CONDEMNED_PREFIX, (".json",))):
+        if key.startswith(prefix):
+            for suffix in suffixes:
+                if key.endswith(suffix):
+                    return key[len(prefix) : -len(suffix)] or None
+    return None
+
+
+def salt_pack(data: bytes, chunks: dict[ChunkId, RemoteChunk]) -> PackBuilder:
+    """The same chunks at the same offsets followed by one record of 32 random bytes, so the
+    pack gets another name: a writer must not re-create a pack that gc has condemned."""
+    builder = PackBuilder()
+    builder.data = bytearray(data)
+    for cid, loc in chunks.items():
+        builder.chunks.append((cid, loc.offset, loc.stored_length, loc.raw_length, loc.codec))
+    filler = secrets.token_bytes(32)
+    builder.add(chunk_id(filler), 0, filler, len(filler))
+    return builder

@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from artfs.errors import CorruptData, NotFound, TypeMismatch
+from artfs.errors import AliasesHeld, CorruptData, NotFound, TypeMismatch
 from artfs.names import ArtifactName, Ref
 from artfs.remote import layout
 from artfs.remote.layout import RemoteChunk, RemoteVersion
 from artfs.remote.objectstore import ObjectStore, RemoteError, RemoteMissing
+from artfs.store.catalog import VersionRecord
 from artfs.store.hashing import ChunkId
 
 # A writer gives up after this many lost races in a row (each a list + a PUT): with N writers
@@ -46,8 +47,7 @@ class Remote:
         self.objects = objects
         self.writer_id = writer_id
         self._cache_dir = cache_dir
-        self._chunk_map: dict[ChunkId, RemoteChunk] = {}
-        self._packs_seen: set[str] = set()
+        self._pack_chunks: dict[str, dict[ChunkId, RemoteChunk]] = {}
 
     def describe(self) -> str:
         return self.objects.describe()
@@ -55,20 +55,56 @@ class Remote:
     # --- versions -----------------------------------------------------------------------------
 
     def artifacts(self) -> list[ArtifactName]:
-        found = {
-            parsed[0]
+        """Artifacts with at least one version that is not deleted."""
+        records = {
+            parsed
             for info in self.objects.list("versions/")
             if (parsed := layout.parse_version_key(info.key)) is not None
         }
-        return sorted(found, key=str)
+        deleted = {
+            parsed
+            for info in self.objects.list("deleted/")
+            if (parsed := layout.parse_tombstone_key(info.key)) is not None
+        }
+        return sorted({art for art, _ in records - deleted}, key=str)
 
     def version_numbers(self, art: ArtifactName) -> list[int]:
+        """The numbers of the versions of ``art`` that are not deleted, ascending."""
+        return sorted(set(self._record_numbers(art)) - self.deleted_numbers(art))
+
+    def _record_numbers(self, art: ArtifactName) -> list[int]:
+        """Every number with a record object, deleted versions included (until gc)."""
         numbers = []
         for info in self.objects.list(layout.versions_prefix(art)):
             parsed = layout.parse_version_key(info.key)
             if parsed is not None and parsed[0] == art:
                 numbers.append(parsed[1])
         return sorted(numbers)
+
+    def deleted_numbers(self, art: ArtifactName) -> set[int]:
+        """Numbers with a tombstone: deleted, and never given out again."""
+        found = set()
+        for info in self.objects.list(layout.deleted_prefix(art)):
+            parsed = layout.parse_tombstone_key(info.key)
+            if parsed is not None and parsed[0] == art:
+                found.add(parsed[1])
+        return found
+
+    def is_deleted(self, art: ArtifactName, number: int) -> bool:
+        return self.objects.head(layout.tombstone_key(art, number)) is not None
+
+    def _next_number(self, art: ArtifactName) -> tuple[int, int | None]:
+        """The number a new version of ``art`` gets, and the newest live one (if any).
+
+        Records are listed before tombstones: gc removes a record only long after (the grace
+        period) its tombstone was created, so a number whose record is gone is always seen in
+        the tombstone listing, and no number is ever given out twice.
+        """
+        records = self._record_numbers(art)
+        deleted = self.deleted_numbers(art)
+        live = [n for n in records if n not in deleted]
+        taken = max([*records, *deleted], default=-1)
+        return taken + 1, (live[-1] if live else None)
 
     def read_version(self, art: ArtifactName, number: int) -> RemoteVersion:
         key = layout.version_key(art, number)
@@ -86,6 +122,8 @@ class Remote:
         """The version number ``ref`` names on the remote."""
         art = ref.artifact
         if ref.version is not None:
+            if self.is_deleted(art, ref.version):
+                raise NotFound(f"{art}:v{ref.version} was deleted on {self.describe()}")
             return ref.version
         if ref.selector == "latest":
             numbers = self.version_numbers(art)
@@ -98,12 +136,33 @@ class Remote:
         return aliases[ref.selector][0]
 
     def find_digest(self, art: ArtifactName, digest: str) -> int | None:
+        """The live version holding this content; None also when that version was deleted.
+
+        A push cut off after its record's create committed, before the digest marker was
+        written, leaves a record without a marker: the newest live record is checked too (and
+        its marker written), so that pushing again does not publish the content twice.
+        """
+        found = self._digest_marker(art, digest)
+        if found is None:
+            return self._unmarked_newest(art, digest)
+        if self.is_deleted(art, found[0]):
+            return None
+        return found[0]
+
+    def _unmarked_newest(self, art: ArtifactName, digest: str) -> int | None:
+        _, newest = self._next_number(art)
+        if newest is None or self.read_version(art, newest).record.digest != digest:
+            return None
+        self._mark_digest(art, digest, newest)
+        return newest
+
+    def _digest_marker(self, art: ArtifactName, digest: str) -> tuple[int, str] | None:
         key = layout.digest_key(art, digest)
         try:
-            data, _ = self.objects.get(key)
+            data, etag = self.objects.get(key)
         except RemoteMissing:
             return None
-        return layout.decode_pointer(data, f"{key} on {self.describe()}")
+        return layout.decode_pointer(data, f"{key} on {self.describe()}"), etag
 
     def publish(self, version: RemoteVersion) -> int:
         """Create the record at the next free number of its artifact; return that number.
@@ -113,23 +172,30 @@ class Remote:
         """
         art = version.record.artifact
         for attempt in range(_PUBLISH_ATTEMPTS):
-            numbers = self.version_numbers(art)
-            if numbers and attempt == 0:
-                self._check_type(art, numbers[-1], version.record.type)
-            number = numbers[-1] + 1 if numbers else 0
+            number, newest = self._next_number(art)
+            if newest is not None and attempt == 0:
+                self._check_type(art, newest, version.record.type)
             record = dataclasses.replace(version.record, number=number, aliases=[])
             body = dataclasses.replace(version, record=record).encode()
             if self.objects.put_new(layout.version_key(art, number), body):
-                self.objects.put_new(
-                    layout.digest_key(art, record.digest),
-                    layout.encode_pointer(number, self.writer_id),
-                )
+                self._mark_digest(art, record.digest, number)
                 return number
             backoff(attempt)
         raise RemoteError(
             f"could not publish a version of {art} on {self.describe()}: "
             f"lost {_PUBLISH_ATTEMPTS} races in a row to other writers; try again"
         )
+
+    def _mark_digest(self, art: ArtifactName, digest: str, number: int) -> None:
+        """Point the digest marker at ``number``; a marker left by a deleted version is
+        replaced (compare-and-swap), one of a live version is left alone."""
+        key = layout.digest_key(art, digest)
+        body = layout.encode_pointer(number, self.writer_id)
+        if self.objects.put_new(key, body):
+            return
+        found = self._digest_marker(art, digest)
+        if found is not None and self.is_deleted(art, found[0]):
+            self.objects.put_if(key, body, found[1])
 
     def _check_type(self, art: ArtifactName, newest: int, type_: str) -> None:
         existing = self.read_version(art, newest).record.type
@@ -142,13 +208,16 @@ class Remote:
         """Every alias of ``art``: name -> (version number, ETag of the alias object)."""
         found = {}
         prefix = layout.aliases_prefix(art)
+        deleted = self.deleted_numbers(art)
         for info in self.objects.list(prefix):
             name = info.key[len(prefix) :].removesuffix(".json")
             try:
                 data, etag = self.objects.get(info.key)
             except RemoteMissing:
                 continue  # removed since the listing
-            found[name] = (layout.decode_pointer(data, info.key), etag)
+            number = layout.decode_pointer(data, info.key)
+            if number not in deleted:  # an alias of a deleted version is absent
+                found[name] = (number, etag)
         return found
 
     def move_alias(self, art: ArtifactName, alias: str, number: int) -> None:
@@ -180,18 +249,68 @@ class Remote:
         if numbers:
             self._check_type(art, numbers[-1], type_)
 
+    # --- deleting -----------------------------------------------------------------------------
+
+    def delete_version(self, ref: Ref, *, force: bool = False) -> VersionRecord:
+        """Delete the version ``ref`` names by creating its tombstone; return its record.
+
+        The record stays until ``artfs gc --remote`` removes it, the tombstone forever, so the
+        number is never given out again. A version holding custom aliases needs ``force`` (its
+        aliases then count as absent).
+        """
+        art = ref.artifact
+        number = self.resolve(ref)
+        record = self.read_version(art, number).record
+        held = sorted(a for a, (n, _) in self.aliases(art).items() if n == number)
+        if held and not force:
+            raise AliasesHeld(
+                f"{art}:v{number} holds the alias(es) {', '.join(held)} on {self.describe()}: "
+                "move them first or pass --force to delete the version with its aliases"
+            )
+        body = layout.encode_tombstone(number, self.writer_id, time.time())
+        self.objects.put_new(layout.tombstone_key(art, number), body)  # False: deleted already
+        return dataclasses.replace(record, aliases=held)
+
+    def delete_artifact(self, art: ArtifactName) -> list[VersionRecord]:
+        """Delete every version of ``art`` (aliases included)."""
+        numbers = self.version_numbers(art)
+        if not numbers:
+            raise NotFound(f"{art} has no versions on {self.describe()}")
+        return [self.delete_version(Ref(art, f"v{n}"), force=True) for n in numbers]
+
     # --- chunks -------------------------------------------------------------------------------
 
     def chunk_map(self) -> dict[ChunkId, RemoteChunk]:
-        """Every chunk stored on the remote (from the pack index objects)."""
-        for info in self.objects.list("packs/"):
-            if not info.key.endswith(".idx"):
-                continue
-            pack = info.key[len("packs/") : -len(".idx")]
-            if pack not in self._packs_seen:
-                self._chunk_map.update(self._pack_index(pack))
-                self._packs_seen.add(pack)
-        return self._chunk_map
+        """Every chunk stored on the remote in a pack a new version may use.
+
+        Packs that gc has condemned are left out: a writer uploads those chunks again in a new
+        pack, so a record created from this map refers to a condemned pack only if gc condemned
+        it after this call, and gc deletes a condemned pack only when, a whole grace period
+        later, no record refers to it (see :mod:`artfs.remote.gc`).
+        """
+        condemned = self.condemned_packs()
+        live = {
+            pack
+            for info in self.objects.list("packs/")
+            if info.key.endswith(".idx")
+            and (pack := layout.pack_of_key(info.key)) is not None
+            and pack not in condemned
+        }
+        for pack in sorted(live - self._pack_chunks.keys()):
+            self._pack_chunks[pack] = self._pack_index(pack)
+        for pack in self._pack_chunks.keys() - live:  # deleted or condemned since
+            del self._pack_chunks[pack]
+        found: dict[ChunkId, RemoteChunk] = {}
+        for pack in sorted(live):
+            found.update(self._pack_chunks[pack])
+        return found
+
+    def condemned_packs(self) -> set[str]:
+        return {
+            pack
+            for info in self.objects.list(layout.CONDEMNED_PREFIX)
+            if (pack := layout.pack_of_key(info.key)) is not None
+        }
 
     def _pack_index(self, pack: str) -> dict[ChunkId, RemoteChunk]:
         key = layout.pack_index_key(pack)
@@ -204,13 +323,21 @@ class Remote:
             _write_atomic(cached, data)
         return chunks
 
-    def upload_pack(self, pack: str, data: bytes, chunks: dict[ChunkId, RemoteChunk]) -> None:
-        """Put a pack, then its index: an index never names a pack that is not there."""
+    def upload_pack(
+        self, pack: str, data: bytes, chunks: dict[ChunkId, RemoteChunk]
+    ) -> dict[ChunkId, RemoteChunk]:
+        """Put a pack, then its index: an index never names a pack that is not there.
+
+        A pack of the same name that gc has condemned is not re-used: the pack gets one record
+        of random filler and so another name. Returns where the chunks are (the final name).
+        """
+        if self.objects.head(layout.condemned_key(pack)) is not None:
+            pack, data, chunks = layout.salt_pack(data, chunks).finish()
         if self.objects.head(layout.pack_key(pack)) is None:
             self.objects.put(layout.pack_key(pack), data)
         self.objects.put(layout.pack_index_key(pack), layout.encode_pack_index(pack, chunks))
-        self._chunk_map.update(chunks)
-        self._packs_seen.add(pack)
+        self._pack_chunks[pack] = chunks
+        return chunks
 
     def read_ranges(
         self, pack: str, ranges: list[tuple[int, int]], deliver: Callable[[int, bytes], None]

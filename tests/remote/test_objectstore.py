@@ -3,6 +3,8 @@ moto in server mode."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from artfs.remote.objectstore import MemoryObjectStore, ObjectStore, RemoteMissing, RemoteUrl
@@ -87,3 +89,22 @@ def test_s3_recognises_its_own_write_by_token(
     assert moved is not None
     assert mine.put_if("v/0.json", b"moved", etag) == moved  # replayed swap: ours, not a loss
     assert s3_env.store(prefix, writer_id="other").put_if("v/0.json", b"y", etag) is None
+
+
+def test_delete_is_idempotent(objects: ObjectStore) -> None:
+    objects.put("packs/a.pack", b"0123")
+    objects.put_new("packs/a.idx", b"{}")
+    objects.delete("packs/a.pack")
+    objects.delete("packs/a.pack")  # already gone: not an error
+    objects.delete("packs/never")
+    assert objects.head("packs/a.pack") is None
+    assert [o.key for o in objects.list("packs/")] == ["packs/a.idx"]
+    assert objects.put_new("packs/a.pack", b"again")  # a deleted key can be created anew
+
+
+def test_objects_carry_the_time_they_were_written(objects: ObjectStore) -> None:
+    objects.put("a", b"x")
+    [listed] = objects.list("")
+    head = objects.head("a")
+    assert head is not None and head.modified == listed.modified
+    assert abs(listed.modified - time.time()) < 60  # the server's clock, same machine here

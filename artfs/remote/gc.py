@@ -1,0 +1,217 @@
+"""Deleting on a remote (``artfs rm --remote``) and garbage collection there (``artfs gc
+--remote``): tombstones, then mark and sweep with a grace period.
+
+Writers never talk to gc, so gc must stay safe while any number of them push at the same time.
+It uses two-step deletion ("condemn, then delete a grace period later"):
+
+1. **Records.** A deleted version has a tombstone (``deleted/<project>/<name>/<n>.json``). Once
+   the tombstone is older than the grace period, its record and its digest marker are removed.
+   The tombstone itself stays forever (about 100 bytes): writers pick the next number above every
+   record *and* every tombstone, so a number is never given out twice.
+2. **Mark.** Every pack named by a record that has no tombstone is referenced.
+3. **Sweep.** A pack condemned (``gc/condemned/<pack>.json``) at least the grace period ago is
+   deleted (index, then pack, then the marker) when it is still unreferenced; a condemned pack
+   that is referenced again is spared (its marker removed).
+4. **Condemn.** Every pack older than the grace period that no record references gets a marker.
+
+A run does steps 3 and 4 together: it deletes what earlier runs condemned and condemns new
+candidates, which the next run at least the grace period later may delete.
+
+Why a writer never ends up referring to a deleted pack: a writer's chunk map leaves out packs
+condemned at the time it lists them (``t_w``), and a pack it uploads under a condemned name gets
+another name (:meth:`Remote.upload_pack`). So every pack a new record names was not condemned at
+``t_w``, and gc can delete it only after condemning it at ``t_c > t_w`` and then listing the
+records at ``t_m >= t_c + grace`` without finding the new one. That means the record was created
+after ``t_m``, i.e. the push took longer than ``t_m - t_w > grace``. **The grace period must
+exceed the longest push** (from its chunk map to its record), and the longest pull of a deleted
+version. Times are the object store's own (the last-modified times of the markers and of an object
+gc writes to read the server's clock), so machine clocks do not matter; they have whole-second
+resolution, which gc adds to the grace period.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from artfs.errors import CorruptData, NotFound
+from artfs.names import ArtifactName, Ref
+from artfs.remote import layout
+from artfs.remote.layout import RemoteVersion
+from artfs.remote.objectstore import ObjectInfo, ObjectStore, RemoteMissing
+from artfs.remote.remote import Remote
+from artfs.store.catalog import VersionRecord
+from artfs.store.repository import Store
+
+# S3 last-modified times are whole seconds: a marker written at 4.99 s reads as 4 s.
+CLOCK_RESOLUTION = 1.0
+DEFAULT_GRACE = 3600.0
+
+
+@dataclass
+class RemoteGcReport:
+    records_removed: list[str] = field(default_factory=list)  # refs of deleted versions
+    packs_deleted: int = 0
+    bytes_reclaimed: int = 0  # packs, their indexes and the removed records
+    packs_condemned: int = 0  # newly: a later run deletes them if still unreferenced
+    packs_spared: int = 0  # were condemned, found referenced again
+    packs_live: int = 0
+
+
+def server_time(objects: ObjectStore) -> float:
+    """The object store's clock: the last-modified time of an object written just now."""
+    objects.put(layout.GC_CLOCK_KEY, json.dumps({"purpose": "read the server's clock"}).encode())
+    info = objects.head(layout.GC_CLOCK_KEY)
+    if info is None or not info.modified:
+        raise RemoteMissing(f"{layout.GC_CLOCK_KEY} vanished from {objects.describe()}")
+    return info.modified
+
+
+def collect(remote: Remote, grace: float = DEFAULT_GRACE) -> RemoteGcReport:
+    """One gc run on ``remote``; see the module docstring for the order and why it is safe."""
+    report = RemoteGcReport()
+    now = server_time(remote.objects)
+    cutoff = now - grace - CLOCK_RESOLUTION
+    _remove_deleted_records(remote, cutoff, report)
+    # Condemned markers are listed before the records are: see the module docstring.
+    condemned = _by_pack(remote.objects.list(layout.CONDEMNED_PREFIX))
+    referenced = _referenced_packs(remote)
+    stored = _by_pack(remote.objects.list("packs/"))
+    for pack, marker in sorted(condemned.items()):
+        if pack in referenced:
+            remote.objects.delete(marker[0].key)
+            report.packs_spared += 1
+        elif marker[0].modified <= cutoff:
+            _delete_pack(remote.objects, pack, stored.get(pack, []), report)
+            remote.objects.delete(marker[0].key)
+    for pack, objects in sorted(stored.items()):
+        if pack in referenced:
+            report.packs_live += 1
+        elif pack not in condemned and max(o.modified for o in objects) <= cutoff:
+            body = layout.encode_condemned(pack, remote.writer_id, now)
+            remote.objects.put_new(layout.condemned_key(pack), body)
+            report.packs_condemned += 1
+    return report
+
+
+def _by_pack(infos: Iterable[ObjectInfo]) -> dict[str, list[ObjectInfo]]:
+    found: dict[str, list[ObjectInfo]] = {}
+    for info in infos:
+        pack = layout.pack_of_key(info.key)
+        if pack is not None:
+            found.setdefault(pack, []).append(info)
+    return found
+
+
+def _delete_pack(
+    objects: ObjectStore, pack: str, stored: list[ObjectInfo], report: RemoteGcReport
+) -> None:
+    """Index first: a writer listing indexes never finds one whose pack is gone."""
+    objects.delete(layout.pack_index_key(pack))
+    objects.delete(layout.pack_key(pack))
+    report.packs_deleted += 1
+    report.bytes_reclaimed += sum(o.size for o in stored)
+
+
+def _live_records(remote: Remote) -> list[tuple[ArtifactName, int]]:
+    records = {
+        parsed
+        for info in remote.objects.list("versions/")
+        if (parsed := layout.parse_version_key(info.key)) is not None
+    }
+    deleted = _tombstones(remote)
+    return sorted(records - deleted.keys(), key=lambda r: (str(r[0]), r[1]))
+
+
+def _tombstones(remote: Remote) -> dict[tuple[ArtifactName, int], ObjectInfo]:
+    return {
+        parsed: info
+        for info in remote.objects.list("deleted/")
+        if (parsed := layout.parse_tombstone_key(info.key)) is not None
+    }
+
+
+def _referenced_packs(remote: Remote) -> set[str]:
+    """Every pack a version that is not deleted refers to (the mark)."""
+    packs: set[str] = set()
+    for art, number in _live_records(remote):
+        try:
+            version = remote.read_version(art, number)
+        except NotFound:
+            continue  # deleted and removed by another gc since the listing
+        except CorruptData as exc:
+            # Its packs are unknown: deleting anything could break it. Stop; nothing changed.
+            raise CorruptData(f"{exc}; gc stopped before deleting anything") from None
+        packs.update(loc.pack for loc in version.chunks.values())
+    return packs
+
+
+def _remove_deleted_records(remote: Remote, cutoff: float, report: RemoteGcReport) -> None:
+    """Records (and digest markers) of versions deleted more than the grace period ago."""
+    for (art, number), tombstone in sorted(_tombstones(remote).items(), key=str):
+        if tombstone.modified > cutoff:
+            continue
+        key = layout.version_key(art, number)
+        info = remote.objects.head(key)
+        if info is None:
+            continue  # removed by an earlier run
+        try:
+            version: RemoteVersion | None = remote.read_version(art, number)
+        except NotFound:
+            continue  # removed by another gc since the listing
+        except CorruptData:
+            version = None  # remove it all the same: nobody may read it any more
+        if version is not None:
+            _remove_digest_marker(remote, art, version.record.digest, number)
+        remote.objects.delete(key)
+        report.records_removed.append(f"{art}:v{number}")
+        report.bytes_reclaimed += info.size
+
+
+def _remove_digest_marker(remote: Remote, art: ArtifactName, digest: str, number: int) -> None:
+    """Remove the marker if it still points at ``number``. A writer that re-points it between
+    our read and delete loses only the marker: a later push of that content makes a second,
+    identical version instead of finding the first."""
+    key = layout.digest_key(art, digest)
+    try:
+        data, _ = remote.objects.get(key)
+    except RemoteMissing:
+        return
+    if layout.decode_pointer(data, key) == number:
+        remote.objects.delete(key)
+
+
+# --- deleting on a remote (artfs rm --remote) --------------------------------------------------
+
+
+def delete_on_remote(
+    remote: Remote,
+    target: Ref | ArtifactName,
+    *,
+    force: bool = False,
+    store: Store | None = None,
+) -> list[VersionRecord]:
+    """Delete a version (``Ref``) or every version of an artifact on ``remote``; with ``store``
+    (a remote-backed store) the same versions are deleted there too, where the local version
+    at that number holds the same content. Nothing changes locally when the remote refuses."""
+    if isinstance(target, Ref):
+        deleted = [remote.delete_version(target, force=force)]
+    else:
+        deleted = remote.delete_artifact(target)
+    if store is not None:
+        _delete_locally(store, deleted, whole=isinstance(target, ArtifactName))
+    return deleted
+
+
+def _delete_locally(store: Store, deleted: list[VersionRecord], *, whole: bool) -> None:
+    if not deleted:
+        return
+    art = deleted[0].artifact
+    local = {r.number: r for r in store.versions(art)} if store.artifact(art) else {}
+    for record in deleted:
+        mine = local.get(record.number)
+        if mine is not None and mine.digest == record.digest:
+            store.delete_version(Ref(art, f"v{record.number}"), force=True)
+    if whole and local and not store.versions(art):
+        store.delete_artifact(art)

@@ -1,0 +1,323 @@
+"""Deleting on a remote and remote gc, through a real S3 server (SeaweedFS on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from artfs.errors import AliasesHeld, NotFound
+from artfs.names import ArtifactName, Ref
+from artfs.remote import layout
+from artfs.remote.gc import RemoteGcReport, collect, delete_on_remote
+from artfs.remote.layout import RemoteVersion
+from artfs.remote.remote import Remote
+from artfs.remote.sync import clone, pull, push
+from artfs.store import Store
+from tests.conftest import make_tree, random_bytes, read_tree
+from tests.remote.conftest import S3Server, remote_env
+from tests.remote.test_remote_cli import _artfs, _ok
+
+ART = ArtifactName("team", "data")
+GRACE = 1.0  # seconds; gc adds one second for the server's whole-second clock
+
+
+def _remote(server: S3Server, prefix: str, home: Path, name: str = "w") -> Remote:
+    return Remote(server.store(prefix, writer_id=name), name, home / "remote-cache")
+
+
+def _put(store: Store, root: Path, files: dict[str, bytes], **options: object) -> Ref:
+    record = store.put(make_tree(root, dict(files)), ART, **options).record
+    return Ref(ART, record.version)
+
+
+def _packs(remote: Remote) -> set[str]:
+    return {
+        pack
+        for o in remote.objects.list("packs/")
+        if o.key.endswith(".pack") and (pack := layout.pack_of_key(o.key)) is not None
+    }
+
+
+def _packs_of(remote: Remote, number: int) -> set[str]:
+    return {loc.pack for loc in remote.read_version(ART, number).chunks.values()}
+
+
+def _gc_until(
+    remote: Remote, done: Callable[[RemoteGcReport], bool], timeout: float = 30
+) -> RemoteGcReport:
+    """Run gc until ``done(report)``: the grace period is measured by the server's clock."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = collect(remote, GRACE)
+        if done(report):
+            return report
+        assert time.monotonic() < deadline, f"gc never got there: {report}"
+        time.sleep(0.3)
+
+
+def test_rm_on_the_remote_hides_the_version_and_keeps_numbering(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    with Store.open(tmp_path / "a") as a:
+        remote = _remote(s3_env, prefix, tmp_path / "a")
+        _put(a, tmp_path / "s0", {"x.bin": random_bytes(200_000, 1)})
+        v1 = _put(a, tmp_path / "s1", {"x.bin": random_bytes(200_000, 2)}, aliases=["best"])
+        assert [push(a, remote, Ref(ART, v)).number for v in ("v0", "v1")] == [0, 1]
+        with pytest.raises(AliasesHeld, match="best"):
+            remote.delete_version(Ref(ART, "v1"))
+        assert remote.version_numbers(ART) == [0, 1]  # refused: nothing changed
+        assert remote.delete_version(Ref(ART, "v1"), force=True).aliases == ["best"]
+
+        assert remote.version_numbers(ART) == [0]
+        assert remote.resolve(Ref.parse("team/data")) == 0
+        assert "best" not in remote.aliases(ART)
+        with Store.open(tmp_path / "b") as b:
+            for ref in ("team/data:v1", "team/data:best"):
+                with pytest.raises(NotFound):
+                    pull(b, _remote(s3_env, prefix, tmp_path / "b"), Ref.parse(ref))
+            assert [r.ref for r in clone(b, _remote(s3_env, prefix, tmp_path / "b"))] == [
+                "team/data:v0"
+            ]
+        # The content of v1 pushed again is a new version: the number 1 is never reused.
+        again = push(a, remote, v1)
+        assert (again.number, again.created) == (2, True)
+        assert push(a, remote, v1).number == 2  # and its digest marker now finds v2
+
+        remote.delete_version(Ref(ART, "v2"), force=True)  # it holds "best" now
+        _gc_until(remote, lambda r: "team/data:v2" in r.records_removed)
+        assert remote.objects.head(layout.version_key(ART, 2)) is None
+        assert remote.objects.head(layout.tombstone_key(ART, 2)) is not None  # kept forever
+        v3 = _put(a, tmp_path / "s3", {"y.txt": b"new"})
+        assert push(a, remote, v3).number == 3
+        with pytest.raises(NotFound):
+            remote.delete_artifact(ArtifactName("team", "none"))
+        assert [r.number for r in remote.delete_artifact(ART)] == [0, 3]
+        assert remote.artifacts() == []
+
+
+def test_gc_deletes_unreferenced_packs_only_after_the_grace_period(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    keep = {"keep.bin": random_bytes(300_000, 3)}
+    drop = {"drop.bin": random_bytes(300_000, 4)}
+    with Store.open(tmp_path / "a") as a:
+        remote = _remote(s3_env, prefix, tmp_path / "a")
+        push(a, remote, _put(a, tmp_path / "s0", keep))
+        dropped = _put(a, tmp_path / "s1", drop)
+        push(a, remote, dropped)
+        [kept_pack], [dropped_pack] = _packs_of(remote, 0), _packs_of(remote, 1)
+        remote.delete_version(Ref(ART, "v1"))
+
+        first = collect(remote, 3600)  # nothing is old enough under a one-hour grace
+        assert (first.packs_condemned, first.packs_deleted, first.packs_live) == (0, 0, 1)
+        _gc_until(remote, lambda r: r.packs_condemned == 1)
+        assert remote.condemned_packs() == {dropped_pack}
+        assert dropped_pack not in {loc.pack for loc in remote.chunk_map().values()}
+        report = collect(remote, 3600)  # condemned, but not a grace period ago
+        assert report.packs_deleted == 0 and dropped_pack in _packs(remote)
+
+        # The dropped content pushed again: its chunks go into a new pack, never the condemned.
+        again = push(a, remote, dropped)
+        assert again.chunks_uploaded == 1 and _packs_of(remote, again.number) != {dropped_pack}
+        report = _gc_until(remote, lambda r: r.packs_deleted == 1)
+        assert report.bytes_reclaimed > 300_000
+        assert _packs(remote) == {kept_pack} | _packs_of(remote, again.number)
+        assert remote.condemned_packs() == set()
+
+    with Store.open(tmp_path / "b") as b:
+        other = _remote(s3_env, prefix, tmp_path / "b")
+        pull(b, other, Ref(ART, "v0"))
+        pull(b, other, Ref(ART, f"v{again.number}"))
+        assert _export(b, "team/data:v0", tmp_path / "e0") == keep
+        assert _export(b, f"team/data:v{again.number}", tmp_path / "e2") == drop
+
+
+def test_a_condemned_pack_referenced_again_is_spared(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    """A writer that read the chunk map before gc condemned a pack may still publish a record
+    using it: the next gc finds the reference and takes the pack off the condemned list."""
+    with Store.open(tmp_path / "a") as a:
+        remote = _remote(s3_env, prefix, tmp_path / "a")
+        ref = _put(a, tmp_path / "s0", {"m.bin": random_bytes(100_000, 5)})
+        push(a, remote, ref)
+        [pack] = _packs_of(remote, 0)
+        slow = _remote(s3_env, prefix, tmp_path / "a", "slow")
+        known = slow.chunk_map()  # the slow writer's view: before the condemnation
+        remote.delete_version(Ref(ART, "v0"))
+        _gc_until(remote, lambda r: r.packs_condemned == 1)
+
+        record = a.resolve(ref)
+        entries = a.entries(record)
+        locations = {c.chunk_id: known[c.chunk_id] for e in entries for c in e.chunks}
+        assert slow.publish(RemoteVersion(record, entries, locations)) == 1
+        report = collect(remote, 0)
+        assert (report.packs_spared, report.packs_deleted) == (1, 0)
+        assert remote.condemned_packs() == set() and pack in _packs(remote)
+    with Store.open(tmp_path / "b") as b:
+        assert pull(b, _remote(s3_env, prefix, tmp_path / "b"), Ref(ART, "v1")).created
+
+
+def _export(store: Store, ref: str, out: Path) -> dict[str, bytes | None]:
+    for entry in store.files(store.resolve(ref)):
+        path = out / entry.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"".join(store.iter_file(entry)))
+    return read_tree(out)
+
+
+# --- writers pushing while gc runs ------------------------------------------------------------
+
+# Each version holds one of eight shared files and a file of its own. Only the newest versions
+# stay, so the pack of a shared file is often unreferenced, condemned and deleted while writers
+# pick that file again. Each push waits half a second before creating its record (a slow
+# writer: gc must keep every pack it read from the chunk map until it is done).
+_WRITER = """
+import sys, random, time
+from pathlib import Path
+from artfs.names import ArtifactName, Ref
+from artfs.remote.objectstore import RemoteUrl, S3ObjectStore
+from artfs.remote.remote import Remote
+from artfs.remote.sync import push
+from artfs.store import Store
+from tests.conftest import random_bytes
+
+home, endpoint, prefix, index = sys.argv[1:]
+art = ArtifactName("team", "shared")
+stop = Path(home).parent / "stop"
+publish = Remote.publish
+def slow_publish(self, version):
+    time.sleep(0.5)
+    return publish(self, version)
+Remote.publish = slow_publish
+with Store.open(Path(home)) as store:
+    objects = S3ObjectStore.open(RemoteUrl("artfs", prefix), endpoint=endpoint)
+    remote = Remote(objects, objects.writer_id, None)
+    n = 0
+    while not stop.exists() and n < 1000:
+        src = Path(home) / f"src{n}"
+        src.mkdir(parents=True)
+        shared = random.Random(f"{index}-{n}").randrange(8)
+        (src / "shared.bin").write_bytes(random_bytes(400_000, shared))
+        (src / "own.txt").write_text(f"writer {index} version {n} shared {shared}")
+        record = store.put(src, art).record
+        print(push(store, remote, Ref(art, record.version)).number, flush=True)
+        n += 1
+"""
+
+
+def test_writers_pushing_while_gc_runs_lose_no_pack(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    shared = ArtifactName("team", "shared")
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _WRITER,
+                str(tmp_path / f"w{i}"),
+                s3_env.endpoint,
+                prefix,
+                str(i),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=remote_env(s3_env, tmp_path / f"w{i}") | {"PYTHONPATH": str(Path.cwd())},
+        )
+        for i in range(3)
+    ]
+    remote = _remote(s3_env, prefix, tmp_path, "gc")
+    reclaimed = 0
+    try:
+        deadline = time.monotonic() + 120
+        # Until gc has deleted the packs of at least four shared files (400 kB each).
+        while reclaimed < 4 * 400_000 and time.monotonic() < deadline:
+            assert all(p.poll() is None for p in procs), "a writer stopped early"
+            numbers = remote.version_numbers(shared)
+            for number in numbers[:-2]:  # keep the newest two, delete the rest
+                remote.delete_version(Ref(shared, f"v{number}"), force=True)
+            reclaimed += collect(remote, GRACE * 3).bytes_reclaimed
+            time.sleep(0.2)
+    finally:
+        (tmp_path / "stop").touch()
+        outputs = [p.communicate(timeout=60) for p in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+    assert reclaimed >= 4 * 400_000, "gc deleted too little while the writers pushed"
+    pushed = sorted(int(n) for out, _ in outputs for n in out.split())
+    assert len(pushed) == len(set(pushed))  # no number given out twice
+
+    live = remote.version_numbers(shared)
+    assert live and set(live) <= set(pushed)
+    stored = _packs(remote)
+    with Store.open(tmp_path / "reader") as reader:
+        other = _remote(s3_env, prefix, tmp_path / "reader", "reader")
+        for number in live:
+            assert {
+                loc.pack for loc in other.read_version(shared, number).chunks.values()
+            } <= stored
+            record = pull(reader, other, Ref(shared, f"v{number}")).record
+            out = _export(reader, record.ref, tmp_path / "out" / str(number))
+            own = out["own.txt"]
+            assert own is not None
+            seed = int(own.decode().rsplit(" ", 1)[1])
+            assert out["shared.bin"] == random_bytes(400_000, seed)
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def _fails(server: S3Server, home: Path, *args: str) -> str:
+    done = _artfs(server, home, *args)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    return done.stderr
+
+
+def test_cli_rm_and_gc_on_the_remote(s3_server: S3Server, prefix: str, tmp_path: Path) -> None:
+    home, src = tmp_path / "h", tmp_path / "src"
+    make_tree(src, {"model.bin": random_bytes(200_000, 6)})
+    assert "no remote" in _fails(s3_server, home, "rm", "team/m:v0", "--remote")
+    assert "no remote" in _fails(s3_server, home, "gc", "--remote")
+    assert "--remote" in _fails(s3_server, home, "gc", "--grace", "1h")
+    _ok(s3_server, home, "put", str(src), "team/m")
+    (src / "more.txt").write_text("more")
+    _ok(s3_server, home, "put", str(src), "team/m")
+    endpoint = ("--endpoint", s3_server.endpoint)
+    _ok(s3_server, home, "remote", "add", "origin", s3_server.url(prefix), *endpoint)
+    _ok(s3_server, home, "push", "--all")
+
+    assert "v7 is not on" in _fails(s3_server, home, "rm", "team/m:v7", "--remote")
+    assert "needs a version" in _fails(s3_server, home, "rm", "team/m", "--remote")
+    out = _ok(s3_server, home, "rm", "team/m:v1", "--remote")
+    assert out.strip() == "deleted team/m:v1 on origin"
+    assert "was deleted" in _fails(s3_server, home, "pull", "team/m:v1")
+    assert "\nv1\t" in _ok(s3_server, home, "ls", "team/m")  # --remote: only on the remote
+    assert "reclaimed" in _ok(s3_server, home, "gc", "--remote", "--grace", "1s")
+
+    # A remote-backed store deletes on its remote and locally.
+    with Store.open(home) as store:
+        store.set_default_remote("origin")
+    out = _ok(s3_server, home, "rm", "team/m:v0")
+    assert out.strip() == "deleted team/m:v0 on origin and here"
+    assert "has no versions" in _fails(s3_server, home, "pull", "team/m")
+    with Store.open(home) as store:
+        assert 0 not in [r.number for r in store.versions(ArtifactName("team", "m"))]
+
+
+def test_delete_on_remote_leaves_a_different_local_version_alone(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    with Store.open(tmp_path / "a") as a, Store.open(tmp_path / "b") as b:
+        push(a, _remote(s3_env, prefix, tmp_path / "a"), _put(a, tmp_path / "s", {"f": b"a"}))
+        b.put(make_tree(tmp_path / "t", {"f": b"other"}), ART)  # b's v0 is other content
+        deleted = delete_on_remote(_remote(s3_env, prefix, tmp_path / "b"), Ref(ART, "v0"), store=b)
+        assert [r.ref for r in deleted] == ["team/data:v0"]
+        assert [r.number for r in b.versions(ART)] == [0]
