@@ -280,11 +280,12 @@ class RemoteLineage:
         return RemoteEdge.decode(data, f"{key} on {self.describe()}")
 
     def _runs_to_adopt(self, lineage: Lineage, run_ids: Iterable[str]) -> list[RunRecord]:
-        """Remote records of the runs this store lacks or knows only as running."""
+        """Remote records of the runs this store lacks or knows only as running (implicit
+        runs never end: one known here is not read again)."""
         found = []
         for run_id in sorted(run_ids):
             local = lineage.find_run(run_id)
-            if local is not None and local.state != RUNNING:
+            if local is not None and (local.state != RUNNING or local.implicit):
                 continue
             key = run_key(run_id)
             try:

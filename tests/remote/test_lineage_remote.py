@@ -15,6 +15,11 @@ from typing import Any
 
 import pytest
 
+from artfs.errors import CorruptData
+from artfs.lineage import Lineage, UsageEvent
+from artfs.names import ArtifactName
+from artfs.remote.lineage_sync import LineageCounts, RemoteLineage
+from artfs.remote.objectstore import MemoryObjectStore
 from artfs.store import Store
 from tests.conftest import ARTFS, make_tree, random_bytes
 from tests.mount.mountutil import Mounts
@@ -216,3 +221,52 @@ def test_an_unreachable_remote_warns_and_shows_local_lineage(
     warnings = [line for line in done.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "gone" in warnings[0] and "showing local" in warnings[0]
     assert "Traceback" not in done.stderr
+
+
+# --- merge rules, in process against the in-memory object store ------------------------------
+
+
+def _two_stores(tmp_path: Path) -> tuple[Store, Store, Any]:
+    """Store A with team/data:v0, store B holding the same version (as a pull leaves it)."""
+    src = make_tree(tmp_path / "src", {"f.bin": random_bytes(5_000, 4)})
+    a, b = Store.open(tmp_path / "a"), Store.open(tmp_path / "b")
+    record = a.put(src, ArtifactName("team", "data")).record
+    b.adopt_version(record, a.entries(record))
+    return a, b, record
+
+
+def test_adopting_twice_counts_once_and_an_ended_run_replaces_a_running_one(
+    tmp_path: Path,
+) -> None:
+    a, b, record = _two_stores(tmp_path)
+    try:
+        remote = RemoteLineage(MemoryObjectStore())
+        on_a = Lineage(a)
+        run = on_a.create_run("team", "eval")
+        on_a.record_usage([UsageEvent(run.id, record.key, 100.0, files=3)])
+        assert remote.push_all(a) == LineageCounts(runs=1, edges=1)
+        for _ in range(2):  # the same records again: merged, not added up
+            remote.fetch_versions(b, [b.resolve("team/data:v0")])
+        [(seen, usage)] = Lineage(b).consumers(b.resolve("team/data:v0"))
+        assert (seen.id, seen.state, usage.files, usage.first) == (run.id, "running", 3, 100.0)
+        on_a.finish_run(run.id, exit_code=2)
+        remote.push_all(a)  # the running record on the remote is replaced by the ended one
+        remote.fetch_runs(b, [run.id])
+        ended = Lineage(b).run(run.id)
+        assert (ended.state, ended.exit_code) == ("failed", 2)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_damaged_remote_record_is_one_clear_error(tmp_path: Path) -> None:
+    a, b, record = _two_stores(tmp_path)
+    try:
+        objects = MemoryObjectStore()
+        objects.put(f"usage/team/data/{record.digest}/abcd1234.json", b"{not json")
+        with pytest.raises(CorruptData, match=r"usage record usage/team/data/.* cannot be read"):
+            RemoteLineage(objects).fetch_versions(b, [b.resolve("team/data:v0")])
+        assert Lineage(b).consumers(b.resolve("team/data:v0")) == []
+    finally:
+        a.close()
+        b.close()
