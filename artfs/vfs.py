@@ -28,7 +28,6 @@ import bisect
 import enum
 import errno
 import fcntl
-import functools
 import hashlib
 import json
 import os
@@ -36,7 +35,7 @@ import stat
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NewType
@@ -299,6 +298,9 @@ class ChunkCache:
 # What a read returns: a view into a cached chunk when the range lies in one chunk (no copy),
 # else the pieces joined. Any of them is a buffer the daemon can reply from.
 ReadBuffer = bytes | bytearray | memoryview
+# Loads a chunk, given the chunks the reader wants after it (a remote-backed store fetches
+# neighbours of one pack in the same request; a local read ignores them).
+ChunkLoader = Callable[[ChunkRef, Sequence[ChunkRef]], bytes]
 
 
 class FileReader:
@@ -314,11 +316,12 @@ class FileReader:
         self,
         entry: FileEntry,
         cache: ChunkCache,
-        load: Callable[[ChunkRef], bytes] | None = None,
+        load: ChunkLoader | None = None,
     ) -> None:
         self.entry = entry
         self._cache = cache
         self._load = load  # None: the cache's loader (a fresh index lookup per chunk)
+        self._positions: dict[bytes, int] | None = None  # chunk id -> first index, for fetch
         self._starts: list[int] = []
         offset = 0
         for ref in entry.chunks:
@@ -409,14 +412,30 @@ class FileReader:
         """The bytes at ``offset`` (short at end of file); blocks on chunk loads."""
         span = self._span(offset, size)
         try:
-            pieces = [self._cache.get(self.entry.chunks[i], self._load) for i in span]
+            pieces = [self._cache.get(self.entry.chunks[i], self._loader(i)) for i in span]
         except ArtfsError as exc:
             raise type(exc)(f"{self.entry.path}: {exc}") from None
         return self._assemble(offset, size, pieces, span) if pieces else b""
 
     def fetch(self, ref: ChunkRef) -> bytes:
         """Load one of this file's chunks into the cache (read-ahead); blocks."""
-        return self._cache.get(ref, self._load)
+        if self._positions is None:
+            self._positions = {}
+            for index, chunk in enumerate(self.entry.chunks):
+                self._positions.setdefault(chunk.chunk_id, index)
+        return self._cache.get(ref, self._loader(self._positions.get(ref.chunk_id, -1)))
+
+    def _loader(self, index: int) -> Callable[[ChunkRef], bytes] | None:
+        """The load of chunk ``index``, naming the chunks of the read-ahead window after it."""
+        load = self._load
+        if load is None:
+            return None
+        chunks = self.entry.chunks
+        if index < 0:
+            return lambda ref: load(ref, ())
+        horizon = self._starts[index] + chunks[index].length + self._window
+        end = bisect.bisect_left(self._starts, horizon, lo=index + 1)
+        return lambda ref: load(ref, chunks[index + 1 : end])
 
 
 @dataclass
@@ -763,9 +782,12 @@ class Vfs:
         pins = self.store.pin_chunks(node.entry.chunks)
         if pins.packs:
             self._pins[fh] = pins
-        self._files[fh] = FileReader(
-            node.entry, self.cache, functools.partial(self.store.read_pinned, pinned=pins)
-        )
+        store = self.store
+
+        def load(ref: ChunkRef, following: Sequence[ChunkRef]) -> bytes:
+            return store.read_pinned(ref, pins, following)
+
+        self._files[fh] = FileReader(node.entry, self.cache, load)
         if pid and self.recorder is not None:
             assert node.record is not None
             self.recorder.opened(pid, node.key.project, node.record.key)

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from artfs.errors import CorruptData, InvalidName, NotFound
+from artfs.errors import Conflict, CorruptData, InvalidName, NotFound
 from artfs.names import ArtifactName, Ref
 from artfs.remote.layout import PackBuilder, RemoteChunk, RemoteVersion
 from artfs.remote.objectstore import RemoteUrl, S3ObjectStore, new_writer_id
@@ -190,16 +190,56 @@ def pull(store: Store, remote: Remote, ref: Ref) -> PullResult:
 
 
 def clone(store: Store, remote: Remote) -> list[VersionRecord]:
-    """Every version of the remote into the local index, without chunks."""
-    adopted = []
-    for art in remote.artifacts():
-        numbers = remote.version_numbers(art)
-        for number in numbers:
-            version = remote.read_version(art, number)
-            if store.adopt_version(version.record, version.entries):
-                adopted.append(version.record)
-        _adopt_aliases(store, remote, art, set(numbers))
-    return adopted
+    """Every version of the remote into the local index, without chunks (where each chunk is
+    on the remote is recorded, so a remote-backed store reads them lazily)."""
+    return refresh(store, remote).adopted
+
+
+@dataclass
+class RefreshResult:
+    adopted: list[VersionRecord] = field(default_factory=list)  # new versions in the index
+    deleted: list[str] = field(default_factory=list)  # refs no longer listed by the remote
+    aliases: list[str] = field(default_factory=list)  # moves applied, "art:alias -> vN"
+    skipped: list[str] = field(default_factory=list)  # versions that clash with local ones
+
+    def __bool__(self) -> bool:
+        return bool(self.adopted or self.deleted or self.aliases or self.skipped)
+
+
+def refresh(store: Store, remote: Remote) -> RefreshResult:
+    """Bring the local index up to date with the remote, incrementally (the clone of a store
+    that already has the rest): versions the remote lists for the first time are adopted
+    (record, file tree and chunk locations; no chunk), versions it no longer lists are
+    deleted here, aliases follow the remote. Only new records are read: one listing of
+    versions, one of aliases and one GET per alias per artifact, plus one GET per new version.
+    """
+    result = RefreshResult()
+    seen = store.remote_seen()
+    for art in sorted(set(remote.artifacts()) | set(seen), key=str):
+        listed = remote.version_numbers(art)
+        known = seen.get(art, set())
+        for number in listed:
+            if number not in known:
+                _adopt_remote(store, remote, art, number, result)
+        aliases = {alias: n for alias, (n, _) in remote.aliases(art).items()}
+        deleted, moved = store.mirror_remote(art, listed, aliases)
+        result.deleted += deleted
+        result.aliases += moved
+    return result
+
+
+def _adopt_remote(
+    store: Store, remote: Remote, art: ArtifactName, number: int, result: RefreshResult
+) -> None:
+    version = remote.read_version(art, number)
+    where = {cid: loc.encode() for cid, loc in version.chunks.items()}
+    try:
+        if store.adopt_version(version.record, version.entries, remote_chunks=where):
+            result.adopted.append(version.record)
+    except Conflict as exc:
+        # A local version at that number (deleted here, or made before the store was backed
+        # by this remote): the local one stays, the remote's is reported.
+        result.skipped.append(f"{art}:v{number}: {exc}")
 
 
 def _adopt_aliases(store: Store, remote: Remote, art: ArtifactName, numbers: set[int]) -> None:
@@ -227,28 +267,34 @@ class _Fetch:
             by_pack[loc.pack].append((cid, loc))
         for pack, chunks in sorted(by_pack.items()):
             chunks.sort(key=lambda item: item[1].offset)
-            for start, end, group in _coalesce(chunks):
+            for start, end, group in coalesce(chunks):
                 data = self.remote.objects.get_range(f"packs/{pack}.pack", start, end)
                 self.bytes += len(data)
                 for cid, loc in group:
                     payload = data[loc.offset - start : loc.offset - start + loc.stored_length]
-                    self._check(cid, loc, payload)
+                    verified_chunk(cid, loc, payload, f"{self.version.record.ref} in", self.remote)
                     self.count += 1
                     yield cid, loc.codec, payload, loc.raw_length
 
-    def _check(self, cid: ChunkId, loc: RemoteChunk, payload: bytes) -> None:
-        try:
-            raw = codec.decode(loc.codec, payload, loc.raw_length)
-        except CorruptData:
-            raw = b""
-        if len(raw) != loc.raw_length or chunk_id(raw) != cid:
-            raise CorruptData(
-                f"chunk {cid.hex()[:16]} of {self.version.record.ref} in pack {loc.pack[:16]} "
-                f"on {self.remote.describe()} does not match its hash: nothing was stored"
-            )
+
+def verified_chunk(
+    cid: ChunkId, loc: RemoteChunk, payload: bytes, what: str, remote: Remote
+) -> bytes:
+    """The raw bytes of a chunk fetched from ``remote``, decompressed and hashed against its
+    id; CorruptData (naming ``what``, the chunk and its pack) when they do not match."""
+    try:
+        raw = codec.decode(loc.codec, payload, loc.raw_length)
+    except CorruptData:
+        raw = b""
+    if len(raw) != loc.raw_length or chunk_id(raw) != cid:
+        raise CorruptData(
+            f"chunk {cid.hex()[:16]} of {what} pack {loc.pack[:16]} on {remote.describe()} "
+            "does not match its hash: nothing was stored"
+        )
+    return raw
 
 
-def _coalesce(
+def coalesce(
     chunks: list[tuple[ChunkId, RemoteChunk]],
 ) -> Iterator[tuple[int, int, list[tuple[ChunkId, RemoteChunk]]]]:
     """Group chunks sorted by offset into byte ranges ``(start, end, chunks)``."""

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import os
 import posixpath
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from artfs.errors import (
     AliasesHeld,
@@ -45,6 +46,18 @@ from artfs.store.locks import file_lock
 from artfs.store.manifest import ChunkRef, FileEntry, encode_path
 from artfs.store.packs import LocalPackStore
 from artfs.store.settings import RemoteConfig
+
+# A whole-file read names this many following chunks, so a remote-backed store can fetch
+# them with the chunk being read (about 16 MiB with 1 MiB chunks).
+FOLLOWING_CHUNKS = 16
+# META key prefix: per artifact, the version numbers the default remote listed last time.
+_SEEN = b"remote-seen:"
+
+
+class RemoteSource(Protocol):
+    """Reads chunks the local packs do not hold (artfs.remote.fetch.RemoteChunks)."""
+
+    def read(self, ref: ChunkRef, following: Sequence[ChunkRef] = ()) -> bytes: ...
 
 
 def default_home() -> Path:
@@ -114,6 +127,10 @@ class Store:
         self._lock_path = home / "store.lock"
         self._gate_path = home / "gc.gate"
         self._users = 1
+        # Where chunks not held locally are read from (see remote_source); made on first use.
+        self._remote_source: RemoteSource | None = None
+        self._remote_checked = False
+        self._remote_lock = threading.Lock()
 
     @classmethod
     def open(cls, home: Path | None = None) -> Store:
@@ -229,11 +246,16 @@ class Store:
             data = txn.get(Table.CHUNKS, cid)
         return None if data is None else ChunkLocation.decode(data)
 
-    def read_chunk(self, ref: ChunkRef) -> bytes:
-        """The verified bytes of a chunk; CorruptData if they do not hash to its id."""
+    def read_chunk(self, ref: ChunkRef, following: Sequence[ChunkRef] = ()) -> bytes:
+        """The verified bytes of a chunk; CorruptData if they do not hash to its id.
+
+        A chunk this store does not hold is read from its default remote (through the local
+        chunk cache), if it has one; ``following`` are the chunks the reader wants next, which
+        such a read may fetch in the same request.
+        """
         loc = self.chunk_location(ref.chunk_id)
         if loc is None:
-            raise CorruptData(f"chunk {ref.chunk_id.hex()[:16]} is missing from the index")
+            return self._read_remote(ref, following)
         try:
             return self._verified(ref, loc)
         except CorruptData:
@@ -296,7 +318,9 @@ class Store:
             self.chunks.unpin(pack_id)
         pinned.packs.clear()
 
-    def read_pinned(self, ref: ChunkRef, pinned: PinnedChunks) -> bytes:
+    def read_pinned(
+        self, ref: ChunkRef, pinned: PinnedChunks, following: Sequence[ChunkRef] = ()
+    ) -> bytes:
         """The verified bytes of a chunk from its pinned location, else as :meth:`read_chunk`."""
         loc = pinned.locations.get(ref.chunk_id)
         if loc is not None:
@@ -304,7 +328,25 @@ class Store:
                 return self._verified(ref, loc)
             except CorruptData:
                 pass  # damaged where it was pinned: a fresh lookup decides (and says why)
-        return self.read_chunk(ref)
+        return self.read_chunk(ref, following)
+
+    def remote_source(self) -> RemoteSource | None:
+        """The reader of chunks held only on the default remote; None for a store without
+        one. Made on first use, so that a local store never loads the object-store client."""
+        with self._remote_lock:
+            if not self._remote_checked:
+                if self.default_remote() is not None:
+                    from artfs.remote.fetch import RemoteChunks
+
+                    self._remote_source = RemoteChunks.for_store(self)
+                self._remote_checked = True
+            return self._remote_source
+
+    def _read_remote(self, ref: ChunkRef, following: Sequence[ChunkRef]) -> bytes:
+        source = self.remote_source()
+        if source is None:
+            raise CorruptData(f"chunk {ref.chunk_id.hex()[:16]} is missing from the index")
+        return source.read(ref, following)
 
     def reference_copy(self, entry: FileEntry) -> Path:
         """A verified local copy of a reference entry's content, under ``HOME/refcache``."""
@@ -319,9 +361,10 @@ class Store:
         if entry.is_reference:
             yield from references.fetch(entry)
             return
-        for ref in entry.chunks:
+        chunks = entry.chunks
+        for index, ref in enumerate(chunks):
             try:
-                yield self.read_chunk(ref)
+                yield self.read_chunk(ref, chunks[index + 1 : index + 1 + FOLLOWING_CHUNKS])
             except CorruptData as exc:
                 raise CorruptData(f"{entry.path}: {exc}") from None
 
@@ -577,9 +620,12 @@ class Store:
         record: VersionRecord,
         entries: list[FileEntry],
         chunks: Iterable[tuple[ChunkId, int, bytes, int]] = (),
+        remote_chunks: Mapping[ChunkId, bytes] | None = None,
     ) -> bool:
         """Add a version made elsewhere at its own number, with stored chunks
-        ``(id, codec, payload, raw_length)`` the caller has verified.
+        ``(id, codec, payload, raw_length)`` the caller has verified, and where its chunks are
+        on the default remote (``remote_chunks``: id -> encoded location, recorded whether or
+        not the version was new).
 
         Returns False when this store already has that version (same number, same digest);
         its missing chunks are still added. Conflict when the number holds other content here.
@@ -596,10 +642,51 @@ class Store:
                     created = self._adopt(txn, record, entries)
                     for cid, loc in added.items():
                         txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
+                    for cid, where in (remote_chunks or {}).items():
+                        txn.put(Table.REMOTE_CHUNKS, cid, where)
             except BaseException:
                 writer.abort()
                 raise
         return created
+
+    def remote_seen(self) -> dict[ArtifactName, set[int]]:
+        """Per artifact, the version numbers the default remote listed at the last refresh."""
+        with self.index.read() as txn:
+            return {
+                ArtifactName.parse(key[len(_SEEN) :].decode()): set(json.loads(value))
+                for key, value in txn.scan(Table.META, _SEEN)
+            }
+
+    def mirror_remote(
+        self, art: ArtifactName, listed: list[int], aliases: dict[str, int]
+    ) -> tuple[list[str], list[str]]:
+        """Make the local index of ``art`` follow its remote, here only (nothing is
+        published): versions the remote listed before but no longer lists are deleted, aliases
+        are moved to the remote's versions, ``listed`` is remembered for the next time.
+        Returns (refs deleted, aliases moved as ``art:alias -> vN``)."""
+        key = _SEEN + str(art).encode()
+        deleted, moved = [], []
+        with self.index.write() as txn:
+            stored = txn.get(Table.META, key)
+            before = set(json.loads(stored)) if stored is not None else set()
+            for number in sorted(before - set(listed)):
+                record = catalog.get_version(txn, art, number)
+                if record is not None and record.state == catalog.COMMITTED:
+                    catalog.mark_deleted(txn, record)
+                    deleted.append(record.ref)
+            held = catalog.aliases_by_version(txn, art)
+            for alias, number in sorted(aliases.items()):
+                record = catalog.get_version(txn, art, number)
+                if record is None or record.state != catalog.COMMITTED:
+                    continue
+                if alias not in held.get(number, []):
+                    catalog.set_alias(txn, art, alias, number)
+                    moved.append(f"{art}:{alias} -> v{number}")
+            if listed:
+                txn.put(Table.META, key, json.dumps(sorted(listed)).encode())
+            else:
+                txn.delete(Table.META, key)
+        return deleted, moved
 
     def _adopt(self, txn: Any, record: VersionRecord, entries: list[FileEntry]) -> bool:
         art = record.artifact

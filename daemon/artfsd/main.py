@@ -52,6 +52,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="memory for decompressed chunks (default %(default)s MiB)",
     )
     parser.add_argument("--threads", type=int, default=4, help="chunk-loading worker threads")
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=DEFAULT_POLL_SECONDS,
+        help="seconds between looks at the default remote for new versions, moved aliases "
+        "and deletions (remote-backed stores; 0: never; default %(default)s)",
+    )
     parser.add_argument("--debug", action="store_true", help="log every request")
     parser.add_argument(
         "--no-lineage",
@@ -161,6 +168,60 @@ async def housekeeping(ops: ArtfsOperations) -> None:
             await trio.to_thread.run_sync(invalidate_entries, stale)
 
 
+# A remote-backed store's daemon looks at its remote this often: a version committed on another
+# machine shows in the mount within this (plus the mount's ~1 s of attribute caching).
+DEFAULT_POLL_SECONDS = 10.0
+
+
+async def poll_remote(store: Store, seconds: float) -> None:
+    """Refresh the local index from the default remote every ``seconds``, in a worker
+    thread; a remote that cannot be reached is logged once, and again when it is back."""
+    from artfs.remote.sync import open_remote, refresh  # obstore: remote-backed stores only
+
+    config = store.default_remote()
+    assert config is not None
+    remote = open_remote(store, config)
+    failing = False
+    while True:
+        try:
+            result = await trio.to_thread.run_sync(refresh, store, remote, abandon_on_cancel=True)
+        except Exception as exc:
+            if not failing:
+                log.warning("cannot refresh from remote %s (will retry): %s", config.name, exc)
+            failing = True
+        else:
+            if failing:
+                log.info("remote %s answers again", config.name)
+            failing = False
+            if result:
+                log.info(
+                    "remote %s: %d new versions, %d deleted, %d alias moves, %d skipped %s",
+                    config.name,
+                    len(result.adopted),
+                    len(result.deleted),
+                    len(result.aliases),
+                    len(result.skipped),
+                    "; ".join(result.skipped),
+                )
+        await trio.sleep(seconds)
+
+
+def log_remote_reads(store: Store) -> None:
+    """What the lazy read path fetched during this mount (read amplification, cache use)."""
+    source = store.remote_source()
+    counters = getattr(source, "counters", None)
+    cache = getattr(source, "cache", None)
+    if counters is not None and cache is not None:
+        log.info(
+            "remote reads: %d chunks in %d GETs, %d bytes; cache %d hits, %d misses",
+            counters.chunks,
+            counters.gets,
+            counters.bytes,
+            cache.hits,
+            cache.misses,
+        )
+
+
 # M_MMAP_THRESHOLD of glibc's mallopt.
 _M_MMAP_THRESHOLD = -3
 
@@ -205,13 +266,16 @@ def raise_read_ahead(dev: int, kib: int) -> None:
         log.info("read-ahead stays at the kernel default (%s: %s)", knob, exc.strerror)
 
 
-async def serve(ops: ArtfsOperations, mountpoint: Path, ready: Readiness) -> None:
+async def serve(ops: ArtfsOperations, mountpoint: Path, ready: Readiness, poll: float) -> None:
     recorder = ops.vfs.recorder
+    store = ops.vfs.store
     async with trio.open_nursery() as nursery:
         ops.nursery = nursery
         nursery.start_soon(watch_signals)
         nursery.start_soon(announce_ready, mountpoint, ready)
         nursery.start_soon(housekeeping, ops)
+        if poll > 0 and store.default_remote() is not None:
+            nursery.start_soon(poll_remote, store, poll)
         if recorder is not None:
             nursery.start_soon(flush_usage, recorder)
         await pyfuse3.main(min_tasks=4, max_tasks=64)
@@ -241,10 +305,11 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
                 )
             ) from None
         try:
-            trio.run(serve, ops, mountpoint, ready)
+            trio.run(serve, ops, mountpoint, ready, args.poll)
         finally:
             pyfuse3.close(unmount=True)
             log.info("unmounted %s", mountpoint)
+            log_remote_reads(store)
     finally:
         store.close()
 

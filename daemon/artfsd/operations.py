@@ -18,7 +18,7 @@ from typing import Any, ParamSpec, TypeVar
 import pyfuse3
 import trio
 
-from artfs.errors import ArtfsError, CorruptData, InvalidName, NotFound
+from artfs.errors import ArtfsError, CorruptData, InvalidName, NotFound, StoreError
 from artfs.staging_vfs import (
     STAGED_FH_BASE,
     AttrChange,
@@ -45,6 +45,8 @@ from artfs.vfs import (
 log = logging.getLogger("artfsd")
 
 P = ParamSpec("P")
+# Read failures are logged once per file; this many files are remembered (then forgotten).
+_FAILED_FILES_REMEMBERED = 10_000
 T = TypeVar("T")
 
 _ERRNO: tuple[tuple[type[BaseException], int], ...] = (
@@ -154,6 +156,7 @@ class ArtfsOperations(pyfuse3.Operations):
         # Where read-ahead tasks run; set by the daemon once its nursery is open. Without one
         # (operations tests) reads simply do no read-ahead.
         self.nursery: trio.Nursery | None = None
+        self._failed_files: set[bytes] = set()  # digests of files whose read failure was logged
 
     # --- names and attributes -------------------------------------------------------------
 
@@ -227,17 +230,34 @@ class ArtfsOperations(pyfuse3.Operations):
             for ref in reader.plan(off, size):
                 self.nursery.start_soon(self._prefetch, reader, ref)
         data = reader.read_cached(off, size)
-        if data is None and reader.cheap(off, size):
-            data = reader.read(off, size)
-        elif data is None:
-            data = await trio.to_thread.run_sync(reader.read, off, size, limiter=self.limiter)
+        try:
+            if data is None and reader.cheap(off, size):
+                data = reader.read(off, size)
+            elif data is None:
+                data = await trio.to_thread.run_sync(reader.read, off, size, limiter=self.limiter)
+        except StoreError as exc:
+            # A remote that cannot be reached: EIO for each read, one log line per file.
+            self._log_once(reader, logging.ERROR, "%s", exc)
+            raise
         return data
 
     async def _prefetch(self, reader: FileReader, ref: ChunkRef) -> None:
         try:
             await trio.to_thread.run_sync(reader.fetch, ref, limiter=self.limiter)
         except ArtfsError as exc:
-            log.warning("read-ahead of chunk %s failed: %s", ref.chunk_id.hex()[:16], exc)
+            self._log_once(
+                reader, logging.WARNING, "read-ahead of %s failed: %s", reader.entry.path, exc
+            )
+
+    def _log_once(self, reader: FileReader, level: int, message: str, *args: object) -> None:
+        """Log a read failure the first time it happens to a file's content (a remote that is
+        gone fails every read of every uncached chunk: one line per file is enough)."""
+        if reader.entry.digest in self._failed_files:
+            return
+        if len(self._failed_files) >= _FAILED_FILES_REMEMBERED:
+            self._failed_files.clear()
+        self._failed_files.add(reader.entry.digest)
+        log.log(level, message, *args)
 
     @translated
     async def release(self, fh: int) -> None:

@@ -1,0 +1,301 @@
+"""The local chunk cache of a remote-backed store: content-addressed files on local disk.
+
+Chunks fetched from the remote are kept here, stored as fetched (compressed), one file per
+chunk under ``DIR/chunks/<first two hex digits>/<chunk id>``. ``DIR`` is ``$ARTFS_CACHE_DIR``,
+else ``HOME/cache``. Every process using the store (the daemon, CLI commands, the SDK) shares it:
+
+- an entry appears only whole: it is written to ``DIR/tmp/``, fsynced, then renamed into place,
+  so a crash leaves at worst a temporary file (removed by the next prune);
+- every entry is decompressed and hashed against its id when read; a damaged one is deleted and
+  reported as a miss, so the caller fetches the chunk again and bad bytes are never returned;
+- the cache is bounded by ``max_bytes`` (``$ARTFS_CACHE_MAX``, default 10 GiB) and a free-space
+  floor on its filesystem (``$ARTFS_CACHE_MIN_FREE``, default the smaller of 1 GiB and 5 % of
+  the filesystem); least recently used entries go first (an entry's mtime is its last use);
+- a reader never blocks on another process: an entry deleted while open keeps reading, one
+  deleted before the open is a miss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import secrets
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from artfs.errors import CorruptData, InvalidName, StoreError
+from artfs.store import codec
+from artfs.store.hashing import ChunkId, chunk_id
+
+DEFAULT_MAX_BYTES = 10 << 30
+# The free-space floor: 5 % of the cache's filesystem, at most 1 GiB.
+FREE_FRACTION = 0.05
+FREE_BYTES_CAP = 1 << 30
+# A prune brings the cache down to this fraction of its limit, so that inserts after it do not
+# each trigger another scan of the directory.
+PRUNE_TO = 0.9
+# The size of the cache is rescanned at most this often (other processes insert too).
+RESCAN_SECONDS = 30.0
+# A hit refreshes an entry's mtime (its LRU position) at most this often.
+TOUCH_SECONDS = 60.0
+# Temporary files older than this were left by a crashed writer.
+STALE_TMP_SECONDS = 3600.0
+
+_HEADER = struct.Struct(">4sBQ")  # magic, codec, raw length
+_MAGIC = b"AFC1"
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``10G``, ``512MiB``, ``1.5g``, ``4096`` -> bytes (binary units); InvalidName otherwise."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise InvalidName(f"invalid size {text!r}: use a number and a unit, e.g. 10G or 512M")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+@dataclass(frozen=True)
+class CacheUsage:
+    directory: Path
+    entries: int
+    bytes: int
+    max_bytes: int
+    min_free_bytes: int
+    free_bytes: int  # free space on the cache's filesystem
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    removed: int
+    freed_bytes: int
+    usage: CacheUsage
+
+
+class DiskChunkCache:
+    """One cache directory (see the module docstring). Thread-safe; shared by processes."""
+
+    def __init__(self, root: Path, max_bytes: int, min_free_bytes: int | None = None) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self._min_free = min_free_bytes
+        self.hits = 0
+        self.misses = 0
+        self.dropped = 0  # damaged entries found and deleted
+        self._lock = threading.Lock()
+        self._usage: int | None = None  # bytes, as of the last scan plus our inserts since
+        self._scanned_at = 0.0
+
+    @classmethod
+    def open(cls, home: Path) -> DiskChunkCache:
+        """The cache of the store at ``home``, configured from the environment."""
+        root = Path(os.environ.get("ARTFS_CACHE_DIR") or home / "cache")
+        max_env = os.environ.get("ARTFS_CACHE_MAX")
+        free_env = os.environ.get("ARTFS_CACHE_MIN_FREE")
+        cache = cls(
+            root,
+            parse_size(max_env) if max_env else DEFAULT_MAX_BYTES,
+            parse_size(free_env) if free_env else None,
+        )
+        try:
+            (root / "chunks").mkdir(parents=True, exist_ok=True)
+            (root / "tmp").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot use {root} as the chunk cache: {exc.strerror}") from None
+        return cache
+
+    def _path(self, cid: ChunkId) -> Path:
+        name = cid.hex()
+        return self.root / "chunks" / name[:2] / name
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def contains(self, cid: ChunkId) -> bool:
+        return self._path(cid).exists()
+
+    def get(self, cid: ChunkId) -> bytes | None:
+        """The chunk's verified bytes, or None (a miss) when absent or damaged."""
+        path = self._path(cid)
+        try:
+            with open(path, "rb") as file:
+                stored = file.read()
+                info = os.fstat(file.fileno())
+        except FileNotFoundError:
+            self._count(hit=False)
+            return None
+        raw = _decode(cid, stored)
+        if raw is None:
+            self._drop(path, info.st_ino)
+            self._count(hit=False)
+            return None
+        if time.time() - info.st_mtime > TOUCH_SECONDS:
+            with contextlib.suppress(OSError):
+                os.utime(path)
+        self._count(hit=True)
+        return raw
+
+    def _count(self, *, hit: bool) -> None:
+        with self._lock:
+            if hit:
+                self.hits += 1
+            else:
+                self.misses += 1
+
+    def _drop(self, path: Path, inode: int) -> None:
+        """Delete a damaged entry, unless another process replaced it in the meantime."""
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ino == inode:
+                os.unlink(path)
+        with self._lock:
+            self.dropped += 1
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def put(self, cid: ChunkId, codec_id: int, payload: bytes, raw_length: int) -> bool:
+        """Keep a verified chunk (as stored: ``payload`` in ``codec_id``). False when it was
+        not kept: above the free-space floor even with the cache emptied, or a write error
+        (a full disk must never fail the read that fetched the chunk)."""
+        path = self._path(cid)
+        size = _HEADER.size + len(payload)
+        if not self._make_room(size):
+            return False
+        tmp = self.root / "tmp" / f"{cid.hex()}.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, _HEADER.pack(_MAGIC, codec_id, raw_length))
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            path.parent.mkdir(exist_ok=True)
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            return False
+        with self._lock:
+            if self._usage is not None:
+                self._usage += size
+        return True
+
+    def _make_room(self, size: int) -> bool:
+        """Prune when this insert would pass the size limit or the free-space floor."""
+        now = time.monotonic()
+        with self._lock:
+            usage = self._usage
+            stale = usage is None or now - self._scanned_at > RESCAN_SECONDS
+        if stale:
+            usage = self._rescan()
+        assert usage is not None
+        free, floor = self._free_space()
+        if usage + size <= self.max_bytes and free - size >= floor:
+            return True
+        target = min(int(self.max_bytes * PRUNE_TO), self.max_bytes - size)
+        self.prune(target, extra_free=size)
+        free, floor = self._free_space()
+        return free - size >= floor and size <= self.max_bytes
+
+    def _rescan(self) -> int:
+        total = sum(size for _, _, size in self._entries())
+        with self._lock:
+            self._usage = total
+            self._scanned_at = time.monotonic()
+        return total
+
+    def _free_space(self) -> tuple[int, int]:
+        """Free bytes on the cache's filesystem and the floor to keep."""
+        stat = os.statvfs(self.root)
+        free = stat.f_bavail * stat.f_frsize
+        if self._min_free is not None:
+            return free, self._min_free
+        return free, min(FREE_BYTES_CAP, int(stat.f_blocks * stat.f_frsize * FREE_FRACTION))
+
+    # --- housekeeping -------------------------------------------------------------------------
+
+    def _entries(self) -> Iterator[tuple[Path, float, int]]:
+        """Every entry as (path, mtime, size); entries deleted during the scan are skipped."""
+        chunks = self.root / "chunks"
+        with contextlib.suppress(FileNotFoundError), os.scandir(chunks) as fanout:
+            for sub in fanout:
+                if not sub.is_dir(follow_symlinks=False):
+                    continue
+                with contextlib.suppress(FileNotFoundError), os.scandir(sub.path) as files:
+                    for entry in files:
+                        try:
+                            info = entry.stat(follow_symlinks=False)
+                        except FileNotFoundError:
+                            continue
+                        yield Path(entry.path), info.st_mtime, info.st_size
+
+    def prune(self, max_bytes: int | None = None, *, extra_free: int = 0) -> PruneResult:
+        """Delete least recently used entries until the cache holds at most ``max_bytes``
+        (default: its limit) and the free-space floor (plus ``extra_free``) is kept; also
+        temporary files left by crashed writers. One process prunes at a time."""
+        limit = self.max_bytes if max_bytes is None else max_bytes
+        removed = freed = 0
+        with self._prune_lock():
+            self._remove_stale_tmp()
+            entries = sorted(self._entries(), key=lambda e: e[1])
+            total = sum(size for _, _, size in entries)
+            free, floor = self._free_space()
+            for path, _, size in entries:
+                if total <= limit and free >= floor + extra_free:
+                    break
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    removed += 1
+                    freed += size
+                    free += size
+                total -= size
+            with self._lock:
+                self._usage = total
+                self._scanned_at = time.monotonic()
+        return PruneResult(removed, freed, self.usage())
+
+    @contextlib.contextmanager
+    def _prune_lock(self) -> Iterator[None]:
+        fd = os.open(self.root / "prune.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _remove_stale_tmp(self) -> None:
+        cutoff = time.time() - STALE_TMP_SECONDS
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.root / "tmp") as files:
+            for entry in files:
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+
+    def usage(self) -> CacheUsage:
+        entries = list(self._entries())
+        free, floor = self._free_space()
+        total = sum(size for _, _, size in entries)
+        return CacheUsage(self.root, len(entries), total, self.max_bytes, floor, free)
+
+
+def _decode(cid: ChunkId, stored: bytes) -> bytes | None:
+    """The raw bytes of an entry if it is sound (header, codec, hash), else None."""
+    if len(stored) < _HEADER.size:
+        return None
+    magic, codec_id, raw_length = _HEADER.unpack_from(stored)
+    if magic != _MAGIC:
+        return None
+    try:
+        raw = codec.decode(codec_id, stored[_HEADER.size :], raw_length)
+    except (CorruptData, ValueError):
+        return None
+    if len(raw) != raw_length or chunk_id(raw) != cid:
+        return None
+    return raw

@@ -1,0 +1,199 @@
+"""Reading chunks a remote-backed store holds only on its remote (the lazy read path).
+
+A cloned or refreshed store has every version in its index but not their chunks: for each chunk
+``Table.REMOTE_CHUNKS`` says which pack of the default remote holds it and where. A read of such a
+chunk goes:
+
+1. to the local chunk cache (:mod:`artfs.remote.cache`), hash-checked;
+2. else to the remote, with one ranged GET that also covers the *following* chunks the reader
+   names (read-ahead) when they sit in the same pack close by (``sync.coalesce``), each chunk
+   decompressed and hashed (``sync.verified_chunk``) and then kept in the cache.
+
+One download per chunk however many threads want it: the first thread to miss a chunk owns its
+fetch and the others wait on an event (single flight). Chunks of a range another thread is
+already fetching are left to that thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from artfs.errors import CorruptData, NotFound
+from artfs.remote import layout
+from artfs.remote.cache import DiskChunkCache
+from artfs.remote.layout import RemoteChunk
+from artfs.remote.objectstore import RemoteError
+from artfs.remote.remote import Remote
+from artfs.remote.sync import coalesce, open_remote, verified_chunk
+from artfs.store.hashing import ChunkId
+from artfs.store.index import Table
+from artfs.store.manifest import ChunkRef
+from artfs.store.repository import Store
+
+
+@dataclass
+class FetchCounters:
+    """What went over the network (for tests, the daemon's log and benchmarks)."""
+
+    gets: int = 0  # ranged GETs
+    bytes: int = 0  # bytes those GETs returned (chunks and the gaps between them)
+    chunks: int = 0  # chunks fetched and verified
+
+
+@dataclass
+class _InFlight:
+    done: threading.Event = field(default_factory=threading.Event)
+    data: bytes | None = None
+    error: BaseException | None = None
+
+
+class RemoteChunks:
+    """The chunks of one store that live on its default remote, read through the cache."""
+
+    def __init__(self, store: Store, remote: Remote, name: str, cache: DiskChunkCache) -> None:
+        self.store = store
+        self.remote = remote
+        self.name = name
+        self.cache = cache
+        self.counters = FetchCounters()
+        self._lock = threading.Lock()
+        self._in_flight: dict[ChunkId, _InFlight] = {}
+
+    @classmethod
+    def for_store(cls, store: Store) -> RemoteChunks | None:
+        """The reader of ``store``'s default remote; None when it has none."""
+        config = store.default_remote()
+        if config is None:
+            return None
+        return cls(store, open_remote(store, config), config.name, DiskChunkCache.open(store.home))
+
+    def read(self, ref: ChunkRef, following: Sequence[ChunkRef] = ()) -> bytes:
+        """The verified bytes of a chunk; ``following`` are the chunks the reader wants next
+        (fetched in the same GET when they are neighbours in the chunk's pack)."""
+        cid = ref.chunk_id
+        while True:
+            data = self.cache.get(cid)
+            if data is not None:
+                return data
+            slot, owner = self._claim(cid)
+            if not owner:
+                slot.done.wait()
+                if slot.error is not None:
+                    raise slot.error
+                if slot.data is not None:
+                    return slot.data
+                continue  # the owner gave up on it without an error: look again
+            return self._fetch_owned(ref, following, slot)
+
+    def _claim(self, cid: ChunkId) -> tuple[_InFlight, bool]:
+        with self._lock:
+            slot = self._in_flight.get(cid)
+            if slot is not None:
+                return slot, False
+            slot = self._in_flight[cid] = _InFlight()
+            return slot, True
+
+    def _fetch_owned(self, ref: ChunkRef, following: Sequence[ChunkRef], slot: _InFlight) -> bytes:
+        claimed = {ref.chunk_id: slot}
+        try:
+            # Another thread or process may have cached it between our miss and our claim.
+            data = self.cache.get(ref.chunk_id)
+            if data is None:
+                self._fetch(ref, following, claimed)
+                data = slot.data
+            else:
+                slot.data = data
+            if slot.error is not None:
+                raise slot.error
+            assert data is not None
+            return data
+        except BaseException as exc:
+            for owned in claimed.values():
+                if owned.data is None and owned.error is None:
+                    owned.error = exc
+            raise
+        finally:
+            with self._lock:
+                for cid in claimed:
+                    del self._in_flight[cid]
+            for owned in claimed.values():
+                owned.done.set()
+
+    def _fetch(
+        self, ref: ChunkRef, following: Sequence[ChunkRef], claimed: dict[ChunkId, _InFlight]
+    ) -> None:
+        """One ranged GET: the chunk and the neighbours it can take along; each verified,
+        cached and handed to its waiters."""
+        cid = ref.chunk_id
+        wanted = [cid] + [f.chunk_id for f in following if f.chunk_id != cid]
+        where = self._locations(wanted)
+        loc = where.get(cid)
+        if loc is None:
+            raise CorruptData(
+                f"chunk {cid.hex()[:16]} is neither in this store nor on its remote "
+                f"{self.name!r}: run 'artfs verify'"
+            )
+        group = self._take_along(cid, loc, where, claimed)
+        start = group[0][1].offset
+        end = max(c.offset + c.stored_length for _, c in group)
+        try:
+            data = self.remote.objects.get_range(layout.pack_key(loc.pack), start, end)
+        except (RemoteError, NotFound) as exc:
+            raise RemoteError(
+                f"chunk {cid.hex()[:16]} is not cached here and cannot be fetched from remote "
+                f"{self.name!r} ({exc}); chunks already cached still read"
+            ) from None
+        with self._lock:
+            self.counters.gets += 1
+            self.counters.bytes += len(data)
+        for chunk, at in group:
+            payload = data[at.offset - start : at.offset - start + at.stored_length]
+            self._deliver(chunk, at, payload, claimed[chunk])
+
+    def _deliver(self, cid: ChunkId, loc: RemoteChunk, payload: bytes, slot: _InFlight) -> None:
+        try:
+            raw = verified_chunk(cid, loc, payload, "a version in", self.remote)
+        except CorruptData as exc:
+            slot.error = exc
+            return
+        self.cache.put(cid, loc.codec, payload, loc.raw_length)
+        with self._lock:
+            self.counters.chunks += 1
+        slot.data = raw
+
+    def _locations(self, ids: list[ChunkId]) -> dict[ChunkId, RemoteChunk]:
+        found = {}
+        with self.store.index.read() as txn:
+            for cid in ids:
+                data = txn.get(Table.REMOTE_CHUNKS, cid)
+                if data is not None:
+                    found[cid] = RemoteChunk.decode(data)
+        return found
+
+    def _take_along(
+        self,
+        cid: ChunkId,
+        loc: RemoteChunk,
+        where: dict[ChunkId, RemoteChunk],
+        claimed: dict[ChunkId, _InFlight],
+    ) -> list[tuple[ChunkId, RemoteChunk]]:
+        """The chunk plus the following chunks of its pack that fit in one range with it,
+        are not cached and that no other thread is fetching (those are claimed here)."""
+        candidates = [
+            (other, other_loc)
+            for other, other_loc in where.items()
+            if other != cid and other_loc.pack == loc.pack and not self.cache.contains(other)
+        ]
+        candidates.append((cid, loc))
+        candidates.sort(key=lambda item: item[1].offset)
+        group = next(g for _, _, g in coalesce(candidates) if any(c == cid for c, _ in g))
+        taken = [(cid, loc)]
+        with self._lock:
+            for other, other_loc in group:
+                if other != cid and other not in self._in_flight:
+                    claimed[other] = self._in_flight[other] = _InFlight()
+                    taken.append((other, other_loc))
+        taken.sort(key=lambda item: item[1].offset)
+        return taken

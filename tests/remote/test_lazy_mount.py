@@ -1,0 +1,295 @@
+"""The lazy read path of remote-backed stores, on a real SeaweedFS and real FUSE mounts.
+
+A clone holds the index only; reads fetch the chunks they touch (ranged GETs, coalesced for
+sequential readers, one download per chunk), keep them in the local chunk cache, and keep
+working from that cache when the remote is gone. Mounts poll the remote for new versions.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from artfs.errors import StoreError
+from artfs.names import ArtifactName, Ref
+from artfs.remote.fetch import RemoteChunks
+from artfs.remote.remote import Remote
+from artfs.remote.sync import add_remote, clone, open_remote, push
+from artfs.store import Store, settings
+from artfs.store.manifest import FileEntry
+from artfs.store.settings import RemoteConfig
+from artfs.store.verify import verify
+from tests.conftest import make_tree, random_bytes, text_bytes
+from tests.mount.mountutil import Mount, Mounts, eventually, unmount_and_stop
+from tests.remote.conftest import S3Server
+from tests.remote.test_remote_cli import _artfs
+
+ART = ArtifactName("team", "data")
+MIB = 1 << 20
+
+
+def _files(seed: int) -> dict[str, bytes]:
+    return {
+        "big.bin": random_bytes(7 * MIB, seed),  # several chunks, read sequentially
+        "other.bin": random_bytes(3 * MIB, seed + 1),
+        "notes.csv": text_bytes(200_000, seed),
+    }
+
+
+def _publish(server: S3Server, prefix: str, home: Path, src: Path, **options: object) -> int:
+    """Commit ``src`` in the store at ``home`` and push it; its number on the remote."""
+    with Store.open(home) as store:
+        record = store.put(src, ART, **options).record  # type: ignore[arg-type]
+        remote = Remote(server.store(prefix), "publisher", home / "remote-cache")
+        return push(store, remote, Ref(ART, record.version)).number
+
+
+def _clone(server: S3Server, prefix: str, home: Path, endpoint: str | None = None) -> None:
+    """A new remote-backed store at ``home``: the remote's index, no chunk."""
+    with Store.open(home) as store:
+        config = add_remote(store, "origin", server.url(prefix), endpoint or server.endpoint, None)
+        clone(store, open_remote(store, config))
+        store.set_default_remote("origin")
+
+
+def _source(store: Store) -> RemoteChunks:
+    source = store.remote_source()
+    assert isinstance(source, RemoteChunks)
+    return source
+
+
+def _entry(store: Store, path: str, version: str = "v0") -> FileEntry:
+    record = store.resolve(Ref(ART, version))
+    return next(e for e in store.files(record) if e.path == path)
+
+
+def _read(store: Store, path: str, version: str = "v0") -> bytes:
+    return b"".join(store.iter_file(_entry(store, path, version)))
+
+
+def _dead_endpoint() -> str:
+    """An endpoint nothing listens on: a loopback port bound, then closed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def _repoint(home: Path, endpoint: str) -> None:
+    """Change where the store's remote is (as a network outage would make it unreachable)."""
+    with Store.open(home) as store, store.index.write() as txn:
+        config = settings.get_remote(txn, "origin")
+        assert config is not None
+        settings.put_remote(txn, RemoteConfig(config.name, config.url, endpoint, config.region))
+
+
+@pytest.fixture
+def published(s3_env: S3Server, prefix: str, tmp_path: Path) -> dict[str, bytes]:
+    """v0 of team/data on the remote (pushed from a store of its own); its files."""
+    files = _files(1)
+    src = make_tree(tmp_path / "src", files)
+    assert _publish(s3_env, prefix, tmp_path / "publisher", src) == 0
+    return files
+
+
+@pytest.fixture
+def cloned(s3_env: S3Server, prefix: str, tmp_path: Path, published: dict[str, bytes]) -> Path:
+    """The home of a clone of the remote holding ``published``."""
+    home = tmp_path / "clone"
+    _clone(s3_env, prefix, home)
+    return home
+
+
+@pytest.fixture
+def mounts(tmp_path: Path) -> Iterator[Mounts]:
+    """Daemons started by the test; all unmounted and stopped at the end (logs shown when the
+    test failed: pytest prints captured output only then)."""
+    made = Mounts(tmp_path / "mounts")
+    (tmp_path / "mounts").mkdir()
+    yield made
+    made.close(show_logs=True)
+
+
+# --- the read path through the store API ------------------------------------------------------
+
+
+def test_a_clone_fetches_only_the_chunks_it_reads(
+    cloned: Path, published: dict[str, bytes]
+) -> None:
+    home = cloned
+    with Store.open(home) as store:
+        assert store.missing_chunks(c.chunk_id for c in _entry(store, "other.bin").chunks)
+        assert _read(store, "other.bin") == published["other.bin"]
+        source = _source(store)
+        chunks = len(_entry(store, "other.bin").chunks)
+        assert source.counters.chunks == chunks
+        assert source.counters.gets < chunks  # neighbours of one pack came in one GET
+        assert source.cache.usage().entries == chunks  # big.bin and notes.csv: not fetched
+        assert source.counters.bytes < len(published["other.bin"]) + MIB
+
+        gets = source.counters.gets
+        assert _read(store, "other.bin") == published["other.bin"]
+        assert source.counters.gets == gets  # the second read comes from the cache
+        assert source.cache.hits >= chunks
+
+        assert verify(store, store.versions(ART)) == []  # verify reads (and fetches) the rest
+        assert _read(store, "big.bin") == published["big.bin"]
+        assert _read(store, "notes.csv") == published["notes.csv"]
+
+
+def test_a_damaged_cache_entry_is_fetched_again(cloned: Path, published: dict[str, bytes]) -> None:
+    home = cloned
+    with Store.open(home) as store:
+        assert _read(store, "notes.csv") == published["notes.csv"]
+        source = _source(store)
+        entries = sorted((home / "cache" / "chunks").glob("*/*"))
+        assert len(entries) == 1
+        data = bytearray(entries[0].read_bytes())
+        data[-1] ^= 0x01
+        entries[0].write_bytes(bytes(data))
+        gets = source.counters.gets
+        assert _read(store, "notes.csv") == published["notes.csv"]
+        assert source.cache.dropped == 1 and source.counters.gets == gets + 1
+        assert _read(store, "notes.csv") == published["notes.csv"]  # healed: a hit now
+        assert source.counters.gets == gets + 1
+
+
+def test_many_threads_wanting_one_chunk_download_it_once(
+    cloned: Path, published: dict[str, bytes]
+) -> None:
+    home = cloned
+    with Store.open(home) as store:
+        ref = _entry(store, "big.bin").chunks[2]
+        threads = 8
+        start = threading.Barrier(threads)
+        results: list[bytes] = []
+
+        def reader() -> None:
+            start.wait()
+            results.append(store.read_chunk(ref))
+
+        workers = [threading.Thread(target=reader) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        offset = sum(c.length for c in _entry(store, "big.bin").chunks[:2])
+        assert results == [published["big.bin"][offset : offset + ref.length]] * threads
+        assert (_source(store).counters.gets, _source(store).counters.chunks) == (1, 1)
+
+
+def test_offline_cached_chunks_read_and_uncached_ones_fail_clearly(
+    s3_env: S3Server, cloned: Path, published: dict[str, bytes]
+) -> None:
+    home = cloned
+    with Store.open(home) as store:
+        assert _read(store, "notes.csv") == published["notes.csv"]
+    _repoint(home, _dead_endpoint())
+    with Store.open(home) as store:
+        assert _read(store, "notes.csv") == published["notes.csv"]
+        with pytest.raises(StoreError, match="cannot be fetched from remote 'origin'") as err:
+            _read(store, "other.bin")
+        assert "already cached still read" in str(err.value)
+    # ls warns that the remote was not refreshed and lists what the store knows.
+    done = _artfs(s3_env, home, "ls", "team/data")
+    assert done.returncode == 0, done.stderr
+    assert "v0" in done.stdout and "remote origin not refreshed" in done.stderr
+
+
+def test_ls_of_a_clone_shows_versions_pushed_since(
+    s3_env: S3Server, prefix: str, tmp_path: Path, cloned: Path
+) -> None:
+    home = cloned
+    src = make_tree(tmp_path / "src2", {"new.txt": "second version"})
+    assert _publish(s3_env, prefix, tmp_path / "publisher", src, aliases=["prod"]) == 1
+    done = _artfs(s3_env, home, "ls", "team/data", "--json")
+    assert done.returncode == 0, done.stderr
+    assert '"prod"' in done.stdout and '"v1"' in done.stdout
+    with Store.open(home) as store:
+        assert _read(store, "new.txt", "prod") == b"second version"
+
+
+# --- mounts -----------------------------------------------------------------------------------
+
+
+def _mount(mounts: Mounts, home: Path, *extra: str) -> Mount:
+    return mounts.start(home, None, "--poll", "0.5", *extra)
+
+
+def test_a_mount_of_a_clone_reads_lazily(
+    cloned: Path, published: dict[str, bytes], mounts: Mounts
+) -> None:
+    home = cloned
+    mount = _mount(mounts, home)
+    version = mount.path / "team" / "data" / "v0"
+    assert sorted(os.listdir(version)) == sorted(published)
+    assert (version / "other.bin").stat().st_size == len(published["other.bin"])
+    assert list((home / "cache" / "chunks").glob("*/*")) == []  # listing fetched nothing
+
+    assert (version / "other.bin").read_bytes() == published["other.bin"]
+    with Store.open(home) as store:
+        other = len(_entry(store, "other.bin").chunks)
+        big = len(_entry(store, "big.bin").chunks)
+    assert len(list((home / "cache" / "chunks").glob("*/*"))) == other
+    with open(version / "big.bin", "rb") as file:
+        file.seek(3 * MIB)
+        assert file.read(1000) == published["big.bin"][3 * MIB : 3 * MIB + 1000]
+    assert len(list((home / "cache" / "chunks").glob("*/*"))) == other + 1  # one chunk more
+    assert (version / "big.bin").read_bytes() == published["big.bin"]
+    assert len(list((home / "cache" / "chunks").glob("*/*"))) == other + big
+
+    unmount_and_stop(mount)
+    summary = re.search(r"remote reads: (\d+) chunks in (\d+) GETs", mount.log_text())
+    assert summary is not None, mount.log_text()
+    chunks, gets = int(summary.group(1)), int(summary.group(2))
+    assert chunks == other + big and gets < chunks  # sequential reads coalesced
+
+
+def test_two_mounts_as_two_machines_see_new_versions(
+    s3_env: S3Server, prefix: str, tmp_path: Path, published: dict[str, bytes], mounts: Mounts
+) -> None:
+    first, second = tmp_path / "node1", tmp_path / "node2"
+    _clone(s3_env, prefix, first)
+    _clone(s3_env, prefix, second)
+    nodes = [_mount(mounts, first), _mount(mounts, second)]
+    src = make_tree(tmp_path / "src2", {"model.pt": random_bytes(2 * MIB, 9)})
+    assert _publish(s3_env, prefix, tmp_path / "publisher", src, aliases=["prod"]) == 1
+    for node in nodes:
+        artifact = node.path / "team" / "data"
+        eventually(lambda a=artifact: (a / "v1").is_dir(), within=20)
+        assert (artifact / "v1" / "model.pt").read_bytes() == (src / "model.pt").read_bytes()
+        eventually(lambda a=artifact: os.path.lexists(a / "prod"), within=20)
+        assert os.readlink(artifact / "prod") == "v1"
+    # The alias moves on the remote: both mounts follow.
+    Remote(s3_env.store(prefix), "mover", None).move_alias(ART, "prod", 0)
+    for node in nodes:
+        link = node.path / "team" / "data" / "prod"
+        eventually(lambda link=link: os.readlink(link) == "v0", within=20)
+
+
+def test_a_mount_with_the_remote_gone_reads_what_is_cached(
+    cloned: Path, published: dict[str, bytes], mounts: Mounts
+) -> None:
+    home = cloned
+    with Store.open(home) as store:
+        assert _read(store, "notes.csv") == published["notes.csv"]  # cached now
+    _repoint(home, _dead_endpoint())
+    mount = _mount(mounts, home)
+    version = mount.path / "team" / "data" / "v0"
+    assert (version / "notes.csv").read_bytes() == published["notes.csv"]
+    for _ in range(2):
+        with pytest.raises(OSError) as err:
+            (version / "other.bin").read_bytes()
+        assert err.value.errno == errno.EIO
+    assert (version / "notes.csv").read_bytes() == published["notes.csv"]
+    unmount_and_stop(mount)
+    log = mount.log_text()
+    assert log.count("cannot be fetched from remote 'origin'") == 1, log  # once per file
+    assert "cannot refresh from remote origin" in log
