@@ -114,14 +114,16 @@ def _delete_pack(
     report.bytes_reclaimed += sum(o.size for o in stored)
 
 
-def _live_records(remote: Remote) -> list[tuple[ArtifactName, int]]:
+def _live_records(remote: Remote) -> list[tuple[ArtifactName, int, str]]:
+    """(artifact, number, ETag of the record) of every version that is not deleted."""
     records = {
-        parsed
+        parsed: info.etag
         for info in remote.objects.list("versions/")
         if (parsed := layout.parse_version_key(info.key)) is not None
     }
     deleted = _tombstones(remote)
-    return sorted(records - deleted.keys(), key=lambda r: (str(r[0]), r[1]))
+    live = [(art, n, etag) for (art, n), etag in records.items() if (art, n) not in deleted]
+    return sorted(live, key=lambda r: (str(r[0]), r[1]))
 
 
 def _tombstones(remote: Remote) -> dict[tuple[ArtifactName, int], ObjectInfo]:
@@ -135,15 +137,14 @@ def _tombstones(remote: Remote) -> dict[tuple[ArtifactName, int], ObjectInfo]:
 def _referenced_packs(remote: Remote) -> set[str]:
     """Every pack a version that is not deleted refers to (the mark)."""
     packs: set[str] = set()
-    for art, number in _live_records(remote):
+    for art, number, etag in _live_records(remote):
         try:
-            version = remote.read_version(art, number)
+            packs |= remote.version_packs(art, number, etag)
         except NotFound:
             continue  # deleted and removed by another gc since the listing
         except CorruptData as exc:
-            # Its packs are unknown: deleting anything could break it. Stop; nothing changed.
-            raise CorruptData(f"{exc}; gc stopped before deleting anything") from None
-        packs.update(loc.pack for loc in version.chunks.values())
+            # Its packs are unknown: deleting any pack could break it. Stop here.
+            raise CorruptData(f"{exc}; gc stopped before deleting any pack") from None
     return packs
 
 

@@ -13,6 +13,7 @@ Writers coordinate only through the store's conditional writes, so there is no a
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 import time
@@ -117,6 +118,21 @@ class Remote:
         if (record.project, record.name, record.number) != (art.project, art.name, number):
             raise CorruptData(f"{key} on {self.describe()} holds {record.ref}")
         return version
+
+    def version_packs(self, art: ArtifactName, number: int, etag: str) -> set[str]:
+        """The packs version ``number`` (its record object having ``etag``) refers to. Records
+        never change, so this is cached next to the pack indexes: gc reads each record once."""
+        tag = "".join(c for c in etag if c.isalnum())[:64]
+        cached = None
+        if self._cache_dir is not None:
+            cached = self._cache_dir.parent / "record-packs" / art.project / art.name
+            cached = cached / f"{number}-{tag}.json"
+            if cached.exists():
+                return set(json.loads(cached.read_bytes()))
+        packs = {loc.pack for loc in self.read_version(art, number).chunks.values()}
+        if cached is not None:
+            _write_atomic(cached, json.dumps(sorted(packs)).encode())
+        return packs
 
     def resolve(self, ref: Ref) -> int:
         """The version number ``ref`` names on the remote."""

@@ -211,6 +211,8 @@ with Store.open(Path(home)) as store:
 """
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_writers_pushing_while_gc_runs_lose_no_pack(
     s3_env: S3Server, prefix: str, tmp_path: Path
 ) -> None:
@@ -236,7 +238,7 @@ def test_writers_pushing_while_gc_runs_lose_no_pack(
     remote = _remote(s3_env, prefix, tmp_path, "gc")
     reclaimed = 0
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         # Until gc has deleted the packs of at least four shared files (400 kB each).
         while reclaimed < 4 * 400_000 and time.monotonic() < deadline:
             assert all(p.poll() is None for p in procs), "a writer stopped early"
