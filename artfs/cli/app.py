@@ -880,7 +880,7 @@ def remote_default(ctx: Context, name: str | None, unset: bool) -> None:
     from artfs.remote.publish import set_default
 
     if (name is None) == (not unset):
-        raise InvalidName("give a remote NAME or --unset, not both")
+        raise InvalidName("give a remote NAME, or --unset for none")
     with ctx.store() as store:
         config = set_default(store, name)
     if config is None:

@@ -45,14 +45,14 @@ class RemotePublisher:
         return f"remote {self.name} ({self.remote.describe()})"
 
     def check(self, art: ArtifactName, type_: str) -> None:
-        with self._failing(f"cannot commit {art}", "nothing was committed, try again"):
+        with self._failing(f"cannot commit {art}", "nothing was committed"):
             self.remote.check_type(art, type_)
 
     def publish(
         self, draft: VersionRecord, entries: list[FileEntry], read_chunk: ChunkReader
     ) -> Published:
         art = draft.artifact
-        with self._failing(f"publishing {art}", "run the commit again"):
+        with self._failing(f"publishing {art} failed", "run the commit again"):
             sent = publish_version(self.remote, draft, entries, read_chunk)
             if sent.created:
                 record = dataclasses.replace(draft, number=sent.number, aliases=[])
@@ -61,11 +61,11 @@ class RemotePublisher:
             return Published(version.record, version.entries, created=False)
 
     def move_alias(self, art: ArtifactName, alias: str, number: int) -> None:
-        with self._failing(f"moving {art}:{alias} to v{number}", "nothing was changed"):
+        with self._failing(f"cannot move {art}:{alias} to v{number}", "nothing was changed"):
             self.remote.move_alias(art, alias, number)
 
     def remove_alias(self, art: ArtifactName, alias: str) -> None:
-        with self._failing(f"removing {art}:{alias}", "nothing was changed"):
+        with self._failing(f"cannot remove {art}:{alias}", "nothing was changed"):
             self.remote.remove_alias(art, alias)
 
     @contextmanager
@@ -75,10 +75,7 @@ class RemotePublisher:
             yield
         except RemoteError as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise RemoteError(
-                f"{what}: remote {self.name} failed ({reason}); {then}, or stop publishing "
-                "with 'artfs remote default --unset'"
-            ) from None
+            raise RemoteError(f"{what}, {then}: remote {self.name}: {reason}") from None
 
 
 # --- the default remote -----------------------------------------------------------------------
