@@ -290,6 +290,7 @@ def test_cli_rm_and_gc_on_the_remote(s3_server: S3Server, prefix: str, tmp_path:
     assert "no remote" in _fails(s3_server, home, "gc", "--remote")
     assert "--remote" in _fails(s3_server, home, "gc", "--grace", "1h")
     _ok(s3_server, home, "put", str(src), "team/m")
+    _ok(s3_server, home, "put", str(src), "team/n")
     (src / "more.txt").write_text("more")
     _ok(s3_server, home, "put", str(src), "team/m")
     endpoint = ("--endpoint", s3_server.endpoint)
@@ -303,6 +304,10 @@ def test_cli_rm_and_gc_on_the_remote(s3_server: S3Server, prefix: str, tmp_path:
     assert "was deleted" in _fails(s3_server, home, "pull", "team/m:v1")
     assert "\nv1\t" in _ok(s3_server, home, "ls", "team/m")  # --remote: only on the remote
     assert "reclaimed" in _ok(s3_server, home, "gc", "--remote", "--grace", "1s")
+    out = _ok(s3_server, home, "rm", "team/n", "--all", "--remote", "origin")
+    assert out.strip() == "deleted team/n:v0 on origin"
+    assert "has no versions" in _fails(s3_server, home, "pull", "team/n")
+    assert "has no versions" in _fails(s3_server, home, "rm", "team/n", "--all", "--remote")
 
     # A remote-backed store deletes on its remote and locally.
     with Store.open(home) as store:
