@@ -440,8 +440,11 @@ def _put_usage(txn: Txn, usage: Usage) -> None:
 class BackgroundPublisher:
     """Publishes runs and usage edges from a worker thread, so that a slow or unreachable
     remote never holds up the caller (the daemon's usage flush). What fails stays queued and is
-    tried again at the next :meth:`submit`; an edge published once is not sent again (the
-    remote keeps its first record of an edge, create-only)."""
+    tried again by a later :meth:`submit` (which may bring nothing new), after a pause that
+    doubles with each failure in a row (1 s up to 60 s); an edge published once is not sent
+    again (the remote keeps its first record of an edge, create-only)."""
+
+    RETRY_FIRST, RETRY_MAX = 1.0, 60.0
 
     def __init__(self, lineage: Lineage) -> None:
         self.lineage = lineage
@@ -450,6 +453,8 @@ class BackgroundPublisher:
         self._sent: set[tuple[str, bytes]] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._retry_at = 0.0
+        self._retry_delay = 0.0
 
     def submit(self, runs: Sequence[RunRecord], usages: Sequence[Usage]) -> None:
         if self.lineage.store.default_remote() is None:
@@ -461,7 +466,8 @@ class BackgroundPublisher:
                 if key not in self._sent:
                     self._usages[key] = usage
             idle = self._thread is None or not self._thread.is_alive()
-            if idle and (self._runs or self._usages):
+            due = time.monotonic() >= self._retry_at
+            if idle and due and (self._runs or self._usages):
                 self._thread = threading.Thread(
                     target=self._drain, name="artfs-lineage-publish", daemon=True
                 )
@@ -483,9 +489,12 @@ class BackgroundPublisher:
                     self._runs.setdefault(run_id, run)
                 for key, usage in usages.items():
                     self._usages.setdefault(key, usage)
+                self._retry_delay = min(self.RETRY_MAX, self._retry_delay * 2 or self.RETRY_FIRST)
+                self._retry_at = time.monotonic() + self._retry_delay
             return
         with self._lock:
             self._sent.update(usages)
+            self._retry_delay = self._retry_at = 0.0
 
     def close(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for a publish in progress."""

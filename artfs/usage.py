@@ -274,8 +274,8 @@ class UsageRecorder:
     def flush(self, events: list[UsageEvent]) -> None:
         """Write new run records, then ``events`` (blocking: run it in a worker thread)."""
         self.persist_runs()
-        if events:
-            self._outbox.submit([], self.lineage.record_usage(events, publish=False))
+        usages = self.lineage.record_usage(events, publish=False) if events else []
+        self._outbox.submit([], usages)  # also retries what could not be published before
 
     def persist_runs(self) -> None:
         with self._lock:

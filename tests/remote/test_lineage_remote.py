@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from artfs.store import Store
 from tests.conftest import ARTFS, make_tree, random_bytes
 from tests.mount.mountutil import Mounts
 from tests.remote.conftest import S3Server, remote_env
+from tests.remote.faultproxy import Fault, FaultProxy
 
 # A script run as its own process on machine A: a run that uses the data and logs a model.
 TRAIN = """
@@ -183,6 +185,41 @@ def test_a_read_through_a_mount_on_a_is_a_consumer_seen_from_b(
         assert "cat" in _json(s3_env, b, "runs", "show", run_id)["command"]
     finally:
         mounts.close(show_logs=False)
+
+
+@pytest.mark.mount
+def test_the_daemon_retries_edges_the_remote_refused(
+    s3_env: S3Server, proxied: S3Server, fault_proxy: FaultProxy, prefix: str, tmp_path: Path
+) -> None:
+    """Machine A reaches the remote through a proxy that refuses every usage upload for a while;
+    reads go on, and once the remote takes uploads again the edge arrives without a new read."""
+    a = _machine_a(proxied, tmp_path, proxied.url(prefix))
+    fault_proxy.add(Fault.status(503, "PUT", r"/usage/"), count=None)
+    mounts = Mounts(tmp_path)
+    try:
+        mount = mounts.start(a)
+        target = mount.path / "team" / "data" / "v0" / "test.bin"
+        done = _artfs(proxied, a, "run", "--project", "team", "--", "cat", str(target))
+        assert done.returncode == 0 and done.stdout == "t", done
+        found = re.search(r"run (\w{8}) ", done.stderr)
+        assert found is not None, done.stderr
+        digest = _json(proxied, a, "info", "team/data:v0")["digest"]
+        key = f"usage/team/data/{digest}/{found.group(1)}.json"
+        # The client retries a 503 a few times itself; then the daemon logs and retries later.
+        failed = "publishing lineage failed (retried at the next flush)"
+        _poll(lambda: failed in mount.log_text(), "the daemon never gave up an upload")
+        assert s3_env.store(prefix).head(key) is None
+        fault_proxy.clear()
+        _poll(lambda: s3_env.store(prefix).head(key) is not None, f"{key} never arrived")
+    finally:
+        mounts.close(show_logs=False)
+
+
+def _poll(check: Callable[[], bool], failure: str, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.2)
 
 
 def _closed_port() -> int:
