@@ -29,6 +29,7 @@ from artfs.store.verify import verify
 from tests.conftest import make_tree, random_bytes, text_bytes
 from tests.mount.mountutil import Mount, Mounts, eventually, unmount_and_stop
 from tests.remote.conftest import S3Server
+from tests.remote.faultproxy import FaultProxy
 from tests.remote.test_remote_cli import _artfs
 
 ART = ArtifactName("team", "data")
@@ -267,29 +268,43 @@ def test_two_mounts_as_two_machines_see_new_versions(
         assert (artifact / "v1" / "model.pt").read_bytes() == (src / "model.pt").read_bytes()
         eventually(lambda a=artifact: os.path.lexists(a / "prod"), within=20)
         assert os.readlink(artifact / "prod") == "v1"
-    # The alias moves on the remote: both mounts follow.
-    Remote(s3_env.store(prefix), "mover", None).move_alias(ART, "prod", 0)
+    # The alias moves on the remote, then v1 is deleted there: both mounts follow.
+    other_writer = Remote(s3_env.store(prefix), "other", None)
+    other_writer.move_alias(ART, "prod", 0)
     for node in nodes:
         link = node.path / "team" / "data" / "prod"
         eventually(lambda link=link: os.readlink(link) == "v0", within=20)
+    other_writer.delete_version(Ref(ART, "v1"))
+    for node in nodes:
+        artifact = node.path / "team" / "data"
+        eventually(lambda a=artifact: not (a / "v1").exists(), within=20)
+        assert os.readlink(artifact / "latest") == "v0"
 
 
-def test_a_mount_with_the_remote_gone_reads_what_is_cached(
-    cloned: Path, published: dict[str, bytes], mounts: Mounts
+def test_a_mount_reads_cached_chunks_while_the_remote_is_gone(
+    s3_env: S3Server,
+    prefix: str,
+    tmp_path: Path,
+    published: dict[str, bytes],
+    mounts: Mounts,
+    fault_proxy: FaultProxy,
 ) -> None:
-    home = cloned
-    with Store.open(home) as store:
-        assert _read(store, "notes.csv") == published["notes.csv"]  # cached now
-    _repoint(home, _dead_endpoint())
+    home = tmp_path / "clone"
+    _clone(s3_env, prefix, home, endpoint=fault_proxy.endpoint)
     mount = _mount(mounts, home)
+    with Store.open(home) as store:  # another process fills the cache the daemon reads too
+        assert _read(store, "notes.csv") == published["notes.csv"]
+    fault_proxy.go_offline()
     version = mount.path / "team" / "data" / "v0"
-    assert (version / "notes.csv").read_bytes() == published["notes.csv"]
+    assert (version / "notes.csv").read_bytes() == published["notes.csv"]  # from the cache
     for _ in range(2):
         with pytest.raises(OSError) as err:
             (version / "other.bin").read_bytes()
         assert err.value.errno == errno.EIO
-    assert (version / "notes.csv").read_bytes() == published["notes.csv"]
+    eventually(lambda: "cannot refresh from remote origin" in mount.log_text(), within=30)
+    fault_proxy.go_online()
+    assert (version / "other.bin").read_bytes() == published["other.bin"]
+    eventually(lambda: "remote origin answers again" in mount.log_text(), within=30)
     unmount_and_stop(mount)
     log = mount.log_text()
     assert log.count("cannot be fetched from remote 'origin'") == 1, log  # once per file
-    assert "cannot refresh from remote origin" in log
