@@ -450,7 +450,12 @@ def _rm_on_remote(
     metavar="[NAME]",
     help="Collect on a remote (default: the only one) instead of in this store.",
 )
-@click.option("--grace", help="With --remote: packs wait this long between condemned and deleted.")
+@click.option(
+    "--grace",
+    metavar="DURATION",
+    help="With --remote: how long an unused pack stays condemned before it is deleted; "
+    "must exceed the longest push (default 1h).",
+)
 @pass_ctx
 def gc(ctx: Context, remote_name: str | None, grace: str | None) -> None:
     """Delete expired versions and reclaim space no version references."""
