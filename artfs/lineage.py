@@ -327,8 +327,10 @@ class Lineage:
         """Send runs and usage edges (with the runs they name) to ``to``, by default the
         store's default remote; returns how many runs and edges went (0, 0 without a remote).
         Raises ArtfsError when the remote fails."""
-        publisher = to or remote_publisher(self.store)
-        if publisher is None or not (runs or usages):
+        if not (runs or usages):
+            return 0, 0
+        publisher = to if to is not None else remote_publisher(self.store)
+        if publisher is None:
             return 0, 0
         by_id = {run.id: run for run in runs}
         with_versions = []

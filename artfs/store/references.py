@@ -17,6 +17,7 @@ refused with a clear message.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import os
 import stat
@@ -148,8 +149,28 @@ def _s3_location(uri: str) -> tuple[str, str]:
     return parts.netloc, parts.path.lstrip("/")
 
 
+# What a client is made from: a fetch under other settings gets another client.
+_CLIENT_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "ARTFS_ALLOW_HTTP",
+    "ARTFS_REMOTE_TIMEOUT",
+)
+
+
 def _bucket(bucket: str) -> S3ObjectStore:
-    """A read client for ``bucket``."""
+    """A read client for ``bucket``, shared by the fetches from it (the client is thread-safe
+    and keeps its connections: a prefix of many small objects is not a TLS handshake each)."""
+    return _client(bucket, tuple(os.environ.get(name) for name in _CLIENT_ENV))
+
+
+@functools.lru_cache(maxsize=16)
+def _client(bucket: str, settings: tuple[str | None, ...]) -> S3ObjectStore:
+    del settings  # part of the cache key only; open_bucket reads the environment itself
     from artfs.remote.objectstore import open_bucket
 
     return open_bucket(bucket)
