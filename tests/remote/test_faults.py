@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from artfs.names import ArtifactName, Ref
-from artfs.remote.objectstore import RemoteError
+from artfs.remote.objectstore import RemoteError, RemoteUrl, S3ObjectStore
 from artfs.remote.remote import Remote
 from artfs.remote.sync import pull, push
 from artfs.store import Store
@@ -255,3 +255,24 @@ def test_client_errors_read_as_one_line(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
     with pytest.raises(RemoteError, match=r"access denied \(403 SignatureDoesNotMatch\)"):
         proxied.store(prefix).put_new("versions/x.json", b"x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", proxied.env["AWS_SECRET_ACCESS_KEY"])
+    elsewhere = S3ObjectStore.open(RemoteUrl("no-such-bucket", prefix), endpoint=proxied.endpoint)
+    with pytest.raises(RemoteError, match="bucket no-such-bucket does not exist on s3://"):
+        elsewhere.get("versions/x.json")
+
+
+def test_a_push_cut_off_after_its_record_committed_is_not_published_twice(
+    fault_proxy: FaultProxy, proxied: S3Server, s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    """The record's create reached the server, then the network went for good: every retry's
+    answer is lost too, so the push fails. Pushing again must find the version, not add one."""
+    with Store.open(tmp_path / "a") as a:
+        _put(a, tmp_path / "s0", 0)
+        remote = _remote(proxied, prefix, tmp_path, "writer")
+        fault_proxy.add(Fault.drop_response("PUT", RECORDS), count=None)
+        with pytest.raises(RemoteError):
+            push(a, remote, Ref(ART, "v0"))
+        fault_proxy.clear()
+        again = push(a, _remote(proxied, prefix, tmp_path, "writer-2"), Ref(ART, "v0"))
+    assert (again.number, again.created) == (0, False)
+    assert len(_assert_versions(s3_env, prefix, tmp_path, 1)) == 1
