@@ -289,8 +289,12 @@ class Artifact:
                 logged_by=run_id,
             )
         except TypeMismatch:
-            # The store's message speaks CLI (--type); say it in SDK terms.
-            fixed = _artifact_type(store, art)
+            # The store's message speaks CLI (--type); say it in SDK terms. In a remote-backed
+            # store the type may be fixed by remote versions not here yet: its message stands.
+            known = store.artifact(art)
+            if known is None:
+                raise
+            fixed = known.type
             raise TypeMismatch(
                 f"{art} is of type {fixed!r}, not {self._type!r}: "
                 f"create the Artifact with type={fixed!r} or use another name"
@@ -490,14 +494,6 @@ class Artifact:
                 "or pass delete_aliases=True"
             ) from None
         self.aliases = []
-
-
-def _artifact_type(store: Store, art: ArtifactName) -> str:
-    """The type fixed by the first version of ``art``."""
-    for found, _ in store.artifacts(art.project):
-        if found.artifact == art:
-            return found.type
-    raise NotFound(f"{art} does not exist")
 
 
 def _hex(entry: FileEntry) -> str:

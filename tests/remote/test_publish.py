@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+import artfs
+from artfs.errors import TypeMismatch
 from artfs.names import ArtifactName
 from artfs.remote.remote import Remote
 from artfs.store import Store
@@ -339,3 +341,25 @@ def test_staging_commit_through_a_mount_publishes(
     out = tmp_path / "out"
     _ok(s3_env, other, "get", f"{ART}:v1", str(out))
     assert read_tree(out) == {"notes.txt": b"written through the mount\n"}
+
+
+def test_sdk_log_artifact_publishes(s3_env: S3Server, prefix: str, tmp_path: Path) -> None:
+    a = _backed(s3_env, prefix, tmp_path / "a")
+    b = _clone(s3_env, prefix, tmp_path / "b")
+    weights = tmp_path / "model.pt"
+    weights.write_bytes(random_bytes(300_000, 8))
+    with artfs.init(project="team", job_type="train", home=a) as run:
+        model = artfs.Artifact("data", type="model", description="logged by the SDK")
+        model.add_file(str(weights))
+        run.log_artifact(model, aliases=["best"])
+    remote = _remote(s3_env, prefix, tmp_path)
+    assert remote.version_numbers(ART) == [0]
+    assert remote.read_version(ART, 0).record.description == "logged by the SDK"
+    assert remote.aliases(ART)["best"][0] == 0
+    # b has not seen team/data: the type fixed on the remote is still enforced
+    with artfs.init(project="team", job_type="train", home=b) as run:
+        other = artfs.Artifact("data", type="dataset")
+        other.add_file(str(weights))
+        with pytest.raises(TypeMismatch, match="type 'model'"):
+            run.log_artifact(other)
+    assert remote.version_numbers(ART) == [0]
