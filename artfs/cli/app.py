@@ -974,7 +974,7 @@ def clone(ctx: Context, url: str, endpoint: str | None, region: str | None, name
 
     with ctx.store() as store:
         was_empty = not has_versions(store)
-        config = add_remote(store, name, url, endpoint, region)
+        config = add_remote(store, name, url, endpoint, region, resume=True)
         source = open_remote(store, config)
         records = clone_all(store, source)
         _fetch_lineage(source.objects, store, records)

@@ -314,9 +314,18 @@ def coalesce(
 
 
 def add_remote(
-    store: Store, name: str, url: str, endpoint: str | None, region: str | None
+    store: Store,
+    name: str,
+    url: str,
+    endpoint: str | None,
+    region: str | None,
+    *,
+    resume: bool = False,
 ) -> RemoteConfig:
-    """Record a remote (its URL is checked; credentials are never stored)."""
+    """Record a remote (its URL is checked; credentials are never stored). With ``resume``, an
+    identical remote of that name is reused: a clone cut off by the network can be re-run."""
     config = RemoteConfig(name, str(RemoteUrl.parse(url)), endpoint, region)
+    if resume and config in store.remotes():
+        return config
     store.add_remote(config)
     return config

@@ -220,8 +220,8 @@ def test_a_remote_that_is_gone_is_one_clear_line_and_changes_nothing(
     fault_proxy.go_online()  # back: the same commands work
     assert _artfs(proxied, a, "push", "--all").returncode == 0
     assert _artfs(proxied, b, "pull", "team/other").returncode == 0
-    clone = _artfs(proxied, tmp_path / "d", "clone", url, "--endpoint", proxied.endpoint)
-    assert clone.returncode == 0, clone
+    clone = _artfs(proxied, tmp_path / "c", "clone", url, "--endpoint", proxied.endpoint)
+    assert clone.returncode == 0, clone  # the cut-off clone, run again
 
 
 def test_a_stalled_remote_fails_within_the_timeout(
