@@ -158,17 +158,20 @@ def test_writers_through_random_faults_lose_and_duplicate_nothing(
     fault_proxy: FaultProxy, proxied: S3Server, s3_env: S3Server, prefix: str, tmp_path: Path
 ) -> None:
     writers, each = 4, 3
-    fault_proxy.add(Fault.status(503), count=None, probability=0.08, seed=1)
-    fault_proxy.add(Fault.drop_response("PUT"), count=None, probability=0.1, seed=2)
+    # 1 request in 20 answered 503 and 1 PUT in 20 committed but unanswered: the client's 5
+    # attempts all failing is then ~1e-5 per PUT. The seeds put a first fault of each kind
+    # within the first 10 matching requests, so every kind happens in every run.
+    fault_proxy.add(Fault.status(503), count=None, probability=0.05, seed=1)
+    fault_proxy.add(Fault.drop_response("PUT"), count=None, probability=0.05, seed=5)
     records = r"/versions/team/shared/\d+\.json$"
-    fault_proxy.add(Fault.status(409, "PUT", records), count=None, probability=0.1, seed=3)
+    fault_proxy.add(Fault.status(409, "PUT", records), count=None, probability=0.1, seed=9)
     numbers = run_writers(proxied, prefix, tmp_path, writers, each)
     assert sorted(numbers) == list(range(writers * each))
     shared = ArtifactName("team", "shared")
     digests = _assert_versions(s3_env, prefix, tmp_path, writers * each, shared)
     assert len(digests) == writers * each  # none overwritten, none published twice
-    applied = {a: fault_proxy.applied(a) for a in ("status", "drop_response")}
-    assert all(applied.values()), applied  # the faults did happen
+    seen = {(s.action, s.status) for s in fault_proxy.log}
+    assert {("status", 503), ("status", 409), ("drop_response", None)} <= seen  # they did happen
 
 
 # --- a remote that is gone ----------------------------------------------------------------------
