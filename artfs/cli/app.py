@@ -411,20 +411,21 @@ def rm(ctx: Context, ref: str, force: bool, all_: bool, remote_name: str | None)
     with ctx.store() as store:
         backing = store.default_remote()
         if remote_name is not None or backing is not None:
-            names, where = _rm_on_remote(store, ref, force, all_, remote_name)
+            names = _rm_on_remote(store, ref, force, all_, remote_name)
         elif all_:
-            names, where = [r.ref for r in store.delete_artifact(_artifact(ref))], ""
+            names = [r.ref for r in store.delete_artifact(_artifact(ref))]
         else:
-            names, where = [store.delete_version(_ref(ref), force=force).ref], ""
+            names = [store.delete_version(_ref(ref), force=force).ref]
     for name in names:
-        console.print_line(f"deleted {name}{where}")
+        console.print_line(f"deleted {name}")
     if not ctx.quiet:
-        console.note(f"run 'artfs gc{' --remote' if where else ''}' to reclaim the space")
+        remote = " --remote" if remote_name is not None or backing is not None else ""
+        console.note(f"run 'artfs gc{remote}' to reclaim the space")
 
 
 def _rm_on_remote(
     store: Store, ref: str, force: bool, all_: bool, remote_name: str | None
-) -> tuple[list[str], str]:
+) -> list[str]:
     """Delete on the named remote, or on the default remote of a remote-backed store, which
     then deletes the same versions locally too."""
     from artfs.remote.gc import delete_on_remote
@@ -437,8 +438,8 @@ def _rm_on_remote(
         config = backing
     local = store if backing is not None and backing.name == config.name else None
     target = _artifact(ref) if all_ else _ref(ref)
-    deleted = delete_on_remote(open_remote(store, config), target, force=force, store=local)
-    return [r.ref for r in deleted], f" on {config.name}" + (" and here" if local else "")
+    deleted, here = delete_on_remote(open_remote(store, config), target, force=force, store=local)
+    return [f"{r.ref} on {config.name}" + (" and here" if r.ref in here else "") for r in deleted]
 
 
 @cli.command()

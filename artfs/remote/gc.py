@@ -192,27 +192,31 @@ def delete_on_remote(
     *,
     force: bool = False,
     store: Store | None = None,
-) -> list[VersionRecord]:
+) -> tuple[list[VersionRecord], set[str]]:
     """Delete a version (``Ref``) or every version of an artifact on ``remote``; with ``store``
     (a remote-backed store) the same versions are deleted there too, where the local version
-    at that number holds the same content. Nothing changes locally when the remote refuses."""
+    at that number holds the same content. Nothing changes locally when the remote refuses.
+    Returns the records deleted on the remote and the refs of those deleted locally too."""
     if isinstance(target, Ref):
         deleted = [remote.delete_version(target, force=force)]
     else:
         deleted = remote.delete_artifact(target)
+    local: set[str] = set()
     if store is not None:
-        _delete_locally(store, deleted, whole=isinstance(target, ArtifactName))
-    return deleted
+        local = _delete_locally(store, deleted, whole=isinstance(target, ArtifactName))
+    return deleted, local
 
 
-def _delete_locally(store: Store, deleted: list[VersionRecord], *, whole: bool) -> None:
+def _delete_locally(store: Store, deleted: list[VersionRecord], *, whole: bool) -> set[str]:
     if not deleted:
-        return
+        return set()
     art = deleted[0].artifact
     local = {r.number: r for r in store.versions(art)} if store.artifact(art) else {}
+    done = set()
     for record in deleted:
         mine = local.get(record.number)
         if mine is not None and mine.digest == record.digest:
-            store.delete_version(Ref(art, f"v{record.number}"), force=True)
+            done.add(store.delete_version(Ref(art, f"v{record.number}"), force=True).ref)
     if whole and local and not store.versions(art):
         store.delete_artifact(art)
+    return done

@@ -325,6 +325,7 @@ def test_delete_on_remote_leaves_a_different_local_version_alone(
     with Store.open(tmp_path / "a") as a, Store.open(tmp_path / "b") as b:
         push(a, _remote(s3_env, prefix, tmp_path / "a"), _put(a, tmp_path / "s", {"f": b"a"}))
         b.put(make_tree(tmp_path / "t", {"f": b"other"}), ART)  # b's v0 is other content
-        deleted = delete_on_remote(_remote(s3_env, prefix, tmp_path / "b"), Ref(ART, "v0"), store=b)
-        assert [r.ref for r in deleted] == ["team/data:v0"]
+        other = _remote(s3_env, prefix, tmp_path / "b")
+        deleted, here = delete_on_remote(other, Ref(ART, "v0"), store=b)
+        assert [r.ref for r in deleted] == ["team/data:v0"] and here == set()
         assert [r.number for r in b.versions(ART)] == [0]
