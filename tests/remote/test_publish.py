@@ -24,6 +24,7 @@ from artfs.store import Store
 from tests.conftest import ARTFS, make_tree, random_bytes, read_tree, store_state, text_bytes
 from tests.mount.mountutil import Mounts, eventually
 from tests.remote.conftest import S3Server, remote_env
+from tests.remote.faultproxy import Fault, FaultProxy
 
 ART = ArtifactName("team", "data")
 
@@ -95,11 +96,14 @@ def _unchanged_by(server: S3Server, home: Path, *args: str) -> subprocess.Comple
 
 
 def _files_state(home: Path) -> dict[str, str]:
-    """Every file of the store with a hash of its bytes (lock files aside)."""
+    """Every file of the store with a hash of its bytes, lock files aside, and the copies of
+    the remote's pack indexes under ``remotes/`` (a cache of immutable remote objects)."""
     return {
         str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(home.rglob("*"))
-        if p.is_file() and p.name not in ("lock.mdb", "store.lock", "gc.gate")
+        if p.is_file()
+        and p.name not in ("lock.mdb", "store.lock", "gc.gate")
+        and p.relative_to(home).parts[0] != "remotes"
     }
 
 
@@ -363,3 +367,48 @@ def test_sdk_log_artifact_publishes(s3_env: S3Server, prefix: str, tmp_path: Pat
         with pytest.raises(TypeMismatch, match="type 'model'"):
             run.log_artifact(other)
     assert remote.version_numbers(ART) == [0]
+
+
+def test_a_remote_refusing_the_record_commits_nothing(
+    s3_env: S3Server, proxied: S3Server, fault_proxy: FaultProxy, prefix: str, tmp_path: Path
+) -> None:
+    home = _backed(proxied, prefix, tmp_path / "h")
+    src = _tree(tmp_path / "src", 9)
+    _ok(proxied, home, "put", str(src), str(ART))
+    (src / "new.txt").write_text("refused")
+    fault_proxy.add(Fault.status(503, "PUT", r"/versions/"), count=None)
+    done = _unchanged_by(proxied, home, "put", str(src), str(ART))
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1 and "remote origin" in lines[0], lines
+    assert _remote(s3_env, prefix, tmp_path).version_numbers(ART) == [0]
+    fault_proxy.clear()
+    assert _ok(proxied, home, "put", str(src), str(ART)).strip() == "team/data:v1"
+
+
+def test_a_commit_cut_off_after_its_record_is_found_again(
+    s3_env: S3Server, proxied: S3Server, fault_proxy: FaultProxy, prefix: str, tmp_path: Path
+) -> None:
+    """The record is created, then its digest marker cannot be written: the commit fails, the
+    version is on the remote only, and committing the same content again reports it (and adds
+    it here) instead of publishing it twice. A lost answer to the record's create is retried
+    and recognised as ours: one version."""
+    home = _backed(proxied, prefix, tmp_path / "h")
+    src = _tree(tmp_path / "src", 10)
+    fault_proxy.add(Fault.status(503, "PUT", r"/digests/"), count=None)
+    done = _artfs(proxied, home, "put", str(src), str(ART))
+    assert done.returncode == 1 and "run the commit again" in done.stderr, done
+    remote = _remote(s3_env, prefix, tmp_path)
+    assert remote.version_numbers(ART) == [0]
+    fault_proxy.clear()
+    again = _artfs(proxied, home, "put", str(src), str(ART), "--alias", "prod")
+    assert again.returncode == 0 and again.stdout.strip() == "team/data:v0", again
+    assert remote.version_numbers(ART) == [0] and remote.aliases(ART)["prod"][0] == 0
+    out = tmp_path / "out"
+    _ok(proxied, home, "get", f"{ART}:prod", str(out))
+    assert read_tree(out) == read_tree(src)
+
+    (src / "next.txt").write_text("next")
+    fault_proxy.add(Fault.drop_response("PUT", r"/versions/"), count=1)
+    assert _ok(proxied, home, "put", str(src), str(ART)).strip() == "team/data:v1"
+    assert remote.version_numbers(ART) == [0, 1]
+    assert any(seen.action == "drop_response" for seen in fault_proxy.log)
