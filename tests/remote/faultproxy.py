@@ -25,7 +25,9 @@ expression searched in the request path, query included, e.g. ``r"/versions/.*\\
 - ``status(code, method, path)``: answer ``code`` (409, 500, 503, ...) with an S3 XML error body
   without forwarding;
 - ``latency(seconds, method, path)``: wait, then forward;
-- ``reset(method, path)``: close the connection as soon as the request is read, not forwarded.
+- ``reset(method, path)``: close the connection as soon as the request is read, not forwarded;
+- ``truncate(method, path)``: forward, then send the status line, the headers and half of the
+  body, and close: a response cut mid-body.
 
 A rule applies to the next ``count`` matching requests (``None``: to all of them), each with
 ``probability`` (a seeded random generator, so a run is repeatable). ``stop()`` closes every
@@ -56,7 +58,7 @@ _REASONS = {
 class Fault:
     """What to do with a matching request; build one with the class methods."""
 
-    action: str  # "drop_response", "status", "latency", "reset"
+    action: str  # "drop_response", "status", "latency", "reset", "truncate"
     method: str | None = None
     path: str | None = None
     code: int = 0
@@ -77,6 +79,10 @@ class Fault:
     @classmethod
     def reset(cls, method: str | None = None, path: str | None = None) -> Fault:
         return cls("reset", method, path)
+
+    @classmethod
+    def truncate(cls, method: str | None = None, path: str | None = None) -> Fault:
+        return cls("truncate", method, path)
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method != method:
@@ -275,6 +281,9 @@ class FaultProxy:
             self._record(request, action, None)
             return  # the server has done the work; the client hears nothing
         self._record(request, action, status)
+        if fault is not None and fault.action == "truncate":
+            head, _, body = response.partition(b"\r\n\r\n")
+            response = head + b"\r\n\r\n" + body[: len(body) // 2]
         client.sendall(response)
 
     def _forward(self, request: _Request) -> bytes:

@@ -279,3 +279,16 @@ def test_a_push_cut_off_after_its_record_committed_is_not_published_twice(
         again = push(a, _remote(proxied, prefix, tmp_path, "writer-2"), Ref(ART, "v0"))
     assert (again.number, again.created) == (0, False)
     assert len(_assert_versions(s3_env, prefix, tmp_path, 1)) == 1
+
+
+def test_responses_cut_mid_body_are_fetched_again(
+    fault_proxy: FaultProxy, proxied: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    with Store.open(tmp_path / "a") as a, Store.open(tmp_path / "b") as b:
+        _put(a, tmp_path / "s0", 0)
+        push(a, _remote(proxied, prefix, tmp_path / "a", "a"), Ref(ART, "v0"))
+        fault_proxy.add(Fault.truncate("GET", r"/packs/.*\.pack$"), count=2)
+        fault_proxy.add(Fault.truncate("GET", r"/versions/"), count=1)
+        pulled = pull(b, _remote(proxied, prefix, tmp_path / "b", "b"), Ref(ART, "v0"))
+        assert fault_proxy.applied("truncate") == 3
+        assert pulled.created and _files(b, "team/data:v0") == _files(a, "team/data:v0")
