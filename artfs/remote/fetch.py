@@ -20,7 +20,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from artfs.errors import CorruptData, NotFound
+from artfs.errors import ArtfsError, CorruptData, NotFound, StoreError
 from artfs.remote import layout
 from artfs.remote.cache import DiskChunkCache
 from artfs.remote.layout import RemoteChunk
@@ -67,7 +67,11 @@ class RemoteChunks:
         config = store.default_remote()
         if config is None:
             return None
-        return cls(store, open_remote(store, config), config.name, DiskChunkCache.open(store.home))
+        try:
+            remote = open_remote(store, config)
+        except ArtfsError as exc:  # e.g. a plain-http endpoint: a store problem, not a name
+            raise StoreError(f"the default remote {config.name!r} cannot be used: {exc}") from None
+        return cls(store, remote, config.name, DiskChunkCache.open(store.home))
 
     def read(self, ref: ChunkRef, following: Sequence[ChunkRef] = ()) -> bytes:
         """The verified bytes of a chunk; ``following`` are the chunks the reader wants next

@@ -180,7 +180,11 @@ async def poll_remote(store: Store, seconds: float) -> None:
 
     config = store.default_remote()
     assert config is not None
-    remote = open_remote(store, config)
+    try:
+        remote = open_remote(store, config)
+    except ArtfsError as exc:  # a remote that cannot be configured: serve the index as it is
+        log.error("not polling remote %s: %s", config.name, exc)
+        return
     failing = False
     while True:
         try:
@@ -208,7 +212,10 @@ async def poll_remote(store: Store, seconds: float) -> None:
 
 def log_remote_reads(store: Store) -> None:
     """What the lazy read path fetched during this mount (read amplification, cache use)."""
-    source = store.remote_source()
+    try:
+        source = store.remote_source()
+    except ArtfsError:
+        return  # never configured: nothing was fetched
     counters = getattr(source, "counters", None)
     cache = getattr(source, "cache", None)
     if counters is not None and cache is not None:

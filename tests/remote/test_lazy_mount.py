@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from artfs.errors import StoreError
+from artfs.errors import CorruptData, StoreError
 from artfs.names import ArtifactName, Ref
 from artfs.remote.fetch import RemoteChunks
 from artfs.remote.remote import Remote
 from artfs.remote.sync import add_remote, clone, open_remote, push
 from artfs.store import Store, settings
+from artfs.store.index import Table
 from artfs.store.manifest import FileEntry
 from artfs.store.settings import RemoteConfig
 from artfs.store.verify import verify
@@ -160,6 +161,18 @@ def test_a_damaged_cache_entry_is_fetched_again(cloned: Path, published: dict[st
         assert source.cache.dropped == 1 and source.counters.gets == gets + 1
         assert _read(store, "notes.csv") == published["notes.csv"]  # healed: a hit now
         assert source.counters.gets == gets + 1
+
+
+def test_a_chunk_neither_here_nor_on_the_remote_is_a_clear_error(
+    cloned: Path, published: dict[str, bytes]
+) -> None:
+    with Store.open(cloned) as store:
+        entry = _entry(store, "notes.csv")
+        with store.index.write() as txn:
+            txn.delete(Table.REMOTE_CHUNKS, entry.chunks[0].chunk_id)
+        with pytest.raises(CorruptData, match="neither in this store nor on its remote 'origin'"):
+            _read(store, "notes.csv")
+        assert _read(store, "other.bin") == published["other.bin"]
 
 
 def test_many_threads_wanting_one_chunk_download_it_once(
