@@ -20,10 +20,12 @@ from contextlib import contextmanager
 
 from artfs.errors import Conflict
 from artfs.names import ArtifactName, check_name
+from artfs.remote.layout import RemoteChunk
 from artfs.remote.objectstore import RemoteError, RemoteUrl
 from artfs.remote.remote import Remote
 from artfs.remote.sync import open_remote, publish_version
 from artfs.store.catalog import VersionRecord
+from artfs.store.hashing import ChunkId
 from artfs.store.manifest import FileEntry
 from artfs.store.publishing import ChunkReader, Published
 from artfs.store.repository import Store
@@ -56,9 +58,9 @@ class RemotePublisher:
             sent = publish_version(self.remote, draft, entries, read_chunk)
             if sent.created:
                 record = dataclasses.replace(draft, number=sent.number, aliases=[])
-                return Published(record, entries, created=True)
+                return Published(record, entries, True, _encoded(sent.locations))
             version = self.remote.read_version(art, sent.number)
-            return Published(version.record, version.entries, created=False)
+            return Published(version.record, version.entries, False, _encoded(version.chunks))
 
     def move_alias(self, art: ArtifactName, alias: str, number: int) -> None:
         with self._failing(f"cannot move {art}:{alias} to v{number}", "nothing was changed"):
@@ -76,6 +78,10 @@ class RemotePublisher:
         except RemoteError as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise RemoteError(f"{what}, {then}: remote {self.name}: {reason}") from None
+
+
+def _encoded(locations: dict[ChunkId, RemoteChunk]) -> dict[ChunkId, bytes]:
+    return {cid: loc.encode() for cid, loc in locations.items()}
 
 
 # --- the default remote -----------------------------------------------------------------------

@@ -128,6 +128,7 @@ class Upload:
     created: bool
     chunks: int = 0
     bytes: int = 0
+    locations: dict[ChunkId, RemoteChunk] = field(default_factory=dict)  # of a created record
 
 
 def publish_version(
@@ -148,8 +149,8 @@ def publish_version(
     _upload(remote, [cid for cid in needed if cid not in known], read_chunk, upload)
     if upload.chunks:
         known = remote.chunk_map()  # now with the new packs, under the names they got
-    version = RemoteVersion(record, entries, {cid: known[cid] for cid in needed})
-    upload.number = remote.publish(version)
+    upload.locations = {cid: known[cid] for cid in needed}
+    upload.number = remote.publish(RemoteVersion(record, entries, upload.locations))
     return upload
 
 

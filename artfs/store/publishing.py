@@ -10,7 +10,7 @@ one place that reaches up to it, lazily, so obstore is imported only by remote-b
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from artfs.names import ArtifactName
@@ -33,6 +33,8 @@ class Published:
     record: VersionRecord
     entries: list[FileEntry]
     created: bool  # False when the remote already held identical content (no new version)
+    # Where each chunk of the version is on the remote (encoded, opaque to the store layer).
+    remote_chunks: dict[ChunkId, bytes] = field(default_factory=dict)
 
 
 class Publisher(Protocol):

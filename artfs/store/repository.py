@@ -472,10 +472,10 @@ class Store:
 
         The remote decides the number: the record is created there (create-only, retried on
         lost races) before the local transaction adds it at that number with its chunk
-        locations. A crash in between leaves the version on the remote only (the next refresh
-        brings it here) and the local packs unreferenced (gc reclaims them). Identical content
-        on the remote is no new version; it is added here if missing, with the chunks just
-        stored. Returns the result and whether the new chunks were indexed.
+        locations, here and on the remote. A crash in between leaves the version on the remote
+        only (the next refresh brings it here) and the local packs unreferenced (gc reclaims
+        them). Identical content on the remote is no new version; it is added here if missing,
+        with the chunks just stored. Returns the result and whether the new chunks were indexed.
         """
         with self.index.read() as txn:
             _check_ready_chunks(txn, tree, ingest.new_chunks)
@@ -488,6 +488,8 @@ class Store:
             if indexed:
                 for cid, loc in ingest.new_chunks.items():
                     txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
+            for cid, where in published.remote_chunks.items():
+                txn.put(Table.REMOTE_CHUNKS, cid, where)
             fresh = catalog.get_version(txn, art, published.record.number)
         assert fresh is not None
         return PutResult(fresh, created=published.created), indexed
