@@ -28,8 +28,8 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from artfs.errors import CorruptData
-from artfs.lineage import RUNNING, Lineage, RunRecord, Usage, build_graph
+from artfs.errors import CorruptData, NotFound
+from artfs.lineage import RUNNING, Lineage, RunRecord, Usage, build_graph, check_run_id
 from artfs.names import ArtifactName
 from artfs.remote.objectstore import ObjectStore, RemoteError, RemoteMissing
 from artfs.remote.remote import backoff
@@ -97,6 +97,8 @@ class RemoteEdge:
             if doc.get("format") != EDGE_FORMAT:
                 raise ValueError(f"unknown format {doc.get('format')!r}")
             art = ArtifactName(str(doc["project"]), str(doc["name"]))
+            if not _is_run_id(str(doc["run"])):
+                raise ValueError(f"{doc['run']!r} is not a run id")
             return cls(
                 str(doc["run"]),
                 art,
@@ -112,11 +114,22 @@ class RemoteEdge:
         return Usage(self.run_id, version.key, self.first, self.last, self.files)
 
 
+def _is_run_id(text: str) -> bool:
+    try:
+        check_run_id(text)
+    except NotFound:
+        return False
+    return True
+
+
 def _decode_run(data: bytes, where: str) -> RunRecord:
     try:
-        return RunRecord.decode(data)
+        run = RunRecord.decode(data)
+        if not _is_run_id(run.id):
+            raise ValueError(f"{run.id!r} is not a run id")
     except (ValueError, TypeError) as exc:
         raise CorruptData(f"run record {where} cannot be read: {exc}") from None
+    return run
 
 
 @dataclass
@@ -214,7 +227,7 @@ class RemoteLineage:
             known = {run.id for run, _ in lineage.consumers(record)}
             for info in self.objects.list(usage_prefix(record.artifact, record.digest)):
                 run_id = info.key.rpartition("/")[2].removesuffix(".json")
-                if run_id in known:
+                if run_id in known or not _is_run_id(run_id):
                     continue
                 edge = self._edge(info.key)
                 if edge is not None:
@@ -245,9 +258,9 @@ class RemoteLineage:
     def fetch_all_runs(self, store: Store) -> LineageCounts:
         """Adopt every run record of the remote (``artfs runs``)."""
         ids = {
-            info.key[len("runs/") : -len(".json")]
+            run_id
             for info in self.objects.list("runs/")
-            if info.key.endswith(".json")
+            if _is_run_id(run_id := info.key[len("runs/") :].removesuffix(".json"))
         }
         lineage = Lineage(store)
         runs = self._runs_to_adopt(lineage, ids)
