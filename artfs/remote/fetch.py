@@ -152,20 +152,22 @@ class RemoteChunks:
         with self._lock:
             self.counters.gets += 1
             self.counters.bytes += len(data)
+        kept = []
         for chunk, at in group:
             payload = data[at.offset - start : at.offset - start + at.stored_length]
-            self._deliver(chunk, at, payload, claimed[chunk])
-
-    def _deliver(self, cid: ChunkId, loc: RemoteChunk, payload: bytes, slot: _InFlight) -> None:
-        try:
-            raw = verified_chunk(cid, loc, payload, "a version in", self.remote)
-        except CorruptData as exc:
-            slot.error = exc
-            return
-        self.cache.put(cid, loc.codec, payload, loc.raw_length)
+            slot = claimed[chunk]
+            try:
+                slot.data = verified_chunk(chunk, at, payload, "a version in", self.remote)
+                kept.append((chunk, at, payload))
+            except CorruptData as exc:
+                slot.error = exc
+            # Waiters go on now; the slot stays in the table until the chunk is in the cache,
+            # so nobody fetches it again meanwhile (each insert is an fsync).
+            slot.done.set()
+        for chunk, at, payload in kept:
+            self.cache.put(chunk, at.codec, payload, at.raw_length)
         with self._lock:
-            self.counters.chunks += 1
-        slot.data = raw
+            self.counters.chunks += len(kept)
 
     def _locations(self, ids: list[ChunkId]) -> dict[ChunkId, RemoteChunk]:
         found = {}
