@@ -43,9 +43,6 @@ class RemotePublisher:
     def open(cls, store: Store, config: RemoteConfig) -> RemotePublisher:
         return cls(open_remote(store, config), config.name)
 
-    def describe(self) -> str:
-        return f"remote {self.name} ({self.remote.describe()})"
-
     def check(self, art: ArtifactName, type_: str) -> None:
         with self._failing(f"cannot commit {art}", "nothing was committed"):
             self.remote.check_type(art, type_)

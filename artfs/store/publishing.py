@@ -44,10 +44,6 @@ class Publisher(Protocol):
     whose one-line message names the remote; the store changes its index only afterwards.
     """
 
-    def describe(self) -> str:
-        """The remote, for messages: ``remote origin (s3://bucket/prefix at ENDPOINT)``."""
-        ...
-
     def check(self, art: ArtifactName, type_: str) -> None:
         """Before anything is written: TypeMismatch if ``art`` has another type on the
         remote; RemoteError if the remote cannot be reached."""
