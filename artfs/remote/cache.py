@@ -162,6 +162,8 @@ class DiskChunkCache:
         not kept: above the free-space floor even with the cache emptied, or a write error
         (a full disk must never fail the read that fetched the chunk)."""
         path = self._path(cid)
+        if path.exists():
+            return True  # another thread or process kept it meanwhile (same content)
         size = _HEADER.size + len(payload)
         if not self._make_room(size):
             return False
