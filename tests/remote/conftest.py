@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from artfs.remote.objectstore import RemoteError, RemoteUrl, S3ObjectStore
+from tests.conftest import ARTFS
 from tests.remote.faultproxy import FaultProxy
 
 WEED = Path(sys.executable).parent / "weed"
@@ -194,6 +195,20 @@ def prefix(request: pytest.FixtureRequest) -> str:
 def remote_env(server: S3Server, home: Path) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARTFS_", "AWS_"))}
     return env | server.env | {"ARTFS_HOME": str(home)}
+
+
+def run_artfs(
+    server: S3Server, home: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """The ``artfs`` console script on store ``home``, with the server's credentials and
+    ``env`` on top; output captured, never raising on a non-zero exit."""
+    return subprocess.run(
+        [str(ARTFS), "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        env=remote_env(server, home) | env,
+        timeout=90,
+    )
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from artfs.remote.objectstore import RemoteError, RemoteUrl, S3ObjectStore
 from artfs.remote.remote import Remote
 from artfs.remote.sync import pull, push
 from artfs.store import Store
-from tests.conftest import ARTFS, make_tree, random_bytes, read_tree, store_state, text_bytes
-from tests.remote.conftest import S3Server, remote_env
+from tests.conftest import make_tree, random_bytes, read_tree, store_state, text_bytes
+from tests.remote.conftest import S3Server, run_artfs
 from tests.remote.faultproxy import Fault, FaultProxy
 from tests.remote.test_sync import run_writers
 
@@ -177,16 +177,7 @@ def test_writers_through_random_faults_lose_and_duplicate_nothing(
 # --- a remote that is gone ----------------------------------------------------------------------
 
 
-def _artfs(
-    server: S3Server, home: Path, *args: str, **env: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(ARTFS), "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        env=remote_env(server, home) | env,
-        timeout=60,
-    )
+_artfs = run_artfs
 
 
 def _assert_one_clear_line(done: subprocess.CompletedProcess[str], server: S3Server) -> None:

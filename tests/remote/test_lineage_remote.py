@@ -22,9 +22,9 @@ from artfs.names import ArtifactName
 from artfs.remote.lineage_sync import LineageCounts, RemoteLineage
 from artfs.remote.objectstore import MemoryObjectStore
 from artfs.store import Store
-from tests.conftest import ARTFS, make_tree, random_bytes
+from tests.conftest import make_tree, random_bytes
 from tests.mount.mountutil import Mounts
-from tests.remote.conftest import S3Server, remote_env
+from tests.remote.conftest import S3Server, remote_env, run_artfs
 from tests.remote.faultproxy import Fault, FaultProxy
 
 # A script run as its own process on machine A: a run that uses the data and logs a model.
@@ -40,16 +40,7 @@ with artfs.init(project="team", job_type="train", home=sys.argv[1]) as run:
 """
 
 
-def _artfs(
-    server: S3Server, home: Path, *args: str, **env: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(ARTFS), "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        env=remote_env(server, home) | env,
-        timeout=90,
-    )
+_artfs = run_artfs
 
 
 def _ok(server: S3Server, home: Path, *args: str) -> str:

@@ -21,22 +21,15 @@ from artfs.errors import TypeMismatch
 from artfs.names import ArtifactName
 from artfs.remote.remote import Remote
 from artfs.store import Store
-from tests.conftest import ARTFS, make_tree, random_bytes, read_tree, store_state, text_bytes
+from tests.conftest import make_tree, random_bytes, read_tree, store_state, text_bytes
 from tests.mount.mountutil import Mounts, eventually
-from tests.remote.conftest import S3Server, remote_env
+from tests.remote.conftest import S3Server, remote_env, run_artfs
 from tests.remote.faultproxy import Fault, FaultProxy
 
 ART = ArtifactName("team", "data")
 
 
-def _artfs(server: S3Server, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(ARTFS), "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        env=remote_env(server, home),
-        timeout=90,
-    )
+_artfs = run_artfs
 
 
 def _ok(server: S3Server, home: Path, *args: str) -> str:

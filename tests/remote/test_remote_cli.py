@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-from tests.conftest import ARTFS, make_tree, random_bytes
-from tests.remote.conftest import S3Server, remote_env
+from tests.conftest import make_tree, random_bytes
+from tests.remote.conftest import S3Server, run_artfs
 
-
-def _artfs(server: S3Server, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(ARTFS), "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        env=remote_env(server, home),
-        timeout=60,
-    )
+_artfs = run_artfs
 
 
 def _ok(server: S3Server, home: Path, *args: str) -> str:

@@ -12,9 +12,9 @@ import pytest
 import artfs
 from artfs import Artifact, InputError, ReferenceChanged, ReferenceMissing
 from artfs.remote.objectstore import S3ObjectStore
-from tests.conftest import ARTFS, random_bytes, read_tree
+from tests.conftest import random_bytes, read_tree
 from tests.mount.mountutil import Mounts
-from tests.remote.conftest import S3Server, remote_env
+from tests.remote.conftest import S3Server, run_artfs
 
 
 @pytest.fixture
@@ -102,14 +102,7 @@ def test_a_changed_object_is_refused_and_a_deleted_one_is_missing(
 
 
 def _artfs(server: S3Server, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = remote_env(server, home) | {"AWS_ENDPOINT_URL": server.endpoint}
-    return subprocess.run(
-        [str(ARTFS), "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    return run_artfs(server, home, *args, AWS_ENDPOINT_URL=server.endpoint)
 
 
 def test_artfs_put_of_a_prefix_stores_references_and_get_verifies_them(
