@@ -292,6 +292,15 @@ def test_two_mounts_as_two_machines_see_new_versions(
         artifact = node.path / "team" / "data"
         eventually(lambda a=artifact: not (a / "v1").exists(), within=20)
         assert os.readlink(artifact / "latest") == "v0"
+    # A commit on the first machine (its store is remote-backed: put publishes) reaches the
+    # second machine's mount.
+    src3 = make_tree(tmp_path / "src3", {"eval.json": '{"acc": 0.9}'})
+    with Store.open(first) as store:
+        number = store.put(src3, ART).record.number
+    assert number == 2  # the remote's next number: v1 is deleted, never reused
+    fresh = nodes[1].path / "team" / "data" / "v2" / "eval.json"
+    eventually(fresh.exists, within=20)
+    assert fresh.read_bytes() == b'{"acc": 0.9}'
 
 
 def test_a_mount_reads_cached_chunks_while_the_remote_is_gone(
