@@ -465,11 +465,9 @@ class Artifact:
         wanted = {check_alias(a) for a in self.aliases if a != "latest"}
         held = {a for a in record.aliases if a != "latest"}
         tags = [check_name(t, "tag") for t in self.tags]
-        for alias in sorted(wanted - held):
-            store.set_alias(self._ref, alias)
-        for alias in sorted(held - wanted):
-            store.remove_alias(record.artifact, alias)
-        fresh = store.edit(
+        # The edit first: a remote-backed store refuses a changed description, metadata or
+        # tags (a published version never changes), and then no alias has moved either.
+        store.edit(
             self._ref,
             EditRequest(
                 description=self.description,
@@ -478,7 +476,11 @@ class Artifact:
                 remove_tags=sorted(set(record.tags) - set(tags)),
             ),
         )
-        self._bind(store, fresh)
+        for alias in sorted(wanted - held):
+            store.set_alias(self._ref, alias)
+        for alias in sorted(held - wanted):
+            store.remove_alias(record.artifact, alias)
+        self._bind(store, store.resolve(self._ref))
 
     def delete(self, delete_aliases: bool = False) -> None:
         """Delete this version; one holding custom aliases needs ``delete_aliases=True``."""

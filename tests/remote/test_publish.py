@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import artfs
-from artfs.errors import TypeMismatch
+from artfs.errors import Conflict, TypeMismatch
 from artfs.names import ArtifactName
 from artfs.remote.remote import Remote
 from artfs.store import Store
@@ -360,6 +360,17 @@ def test_sdk_log_artifact_publishes(s3_env: S3Server, prefix: str, tmp_path: Pat
         with pytest.raises(TypeMismatch, match="type 'model'"):
             run.log_artifact(other)
     assert remote.version_numbers(ART) == [0]
+    # save(): aliases move on the remote; a changed description is refused before any move
+    logged = artfs.Api(home=a).artifact(f"{ART}:v0")
+    logged.aliases.append("prod")
+    logged.save()
+    assert {k: v[0] for k, v in remote.aliases(ART).items()} == {"best": 0, "prod": 0}
+    logged.aliases.append("candidate")
+    logged.description = "changed"
+    with pytest.raises(Conflict, match="never changes"):
+        logged.save()
+    assert set(remote.aliases(ART)) == {"best", "prod"}
+    assert remote.read_version(ART, 0).record.description == "logged by the SDK"
 
 
 def test_a_remote_refusing_the_record_commits_nothing(
