@@ -684,9 +684,10 @@ class Store:
                 if alias not in held.get(number, []):
                     catalog.set_alias(txn, art, alias, number)
                     moved.append(f"{art}:{alias} -> v{number}")
-            if listed:
+            # Unchanged (most polls): no write, so the transaction commits without an fsync.
+            if listed and set(listed) != before:
                 txn.put(Table.META, key, json.dumps(sorted(listed)).encode())
-            else:
+            elif not listed and stored is not None:
                 txn.delete(Table.META, key)
         return deleted, moved
 
