@@ -416,3 +416,26 @@ def test_a_commit_cut_off_after_its_record_is_found_again(
     assert _ok(proxied, home, "put", str(src), str(ART)).strip() == "team/data:v1"
     assert remote.version_numbers(ART) == [0, 1]
     assert any(seen.action == "drop_response" for seen in fault_proxy.log)
+
+
+def test_a_local_store_never_loads_the_object_store_client(tmp_path: Path) -> None:
+    code = """
+import sys
+from pathlib import Path
+from artfs.names import ArtifactName, Ref
+from artfs.store import Store
+
+src = Path(sys.argv[1]) / "src"
+src.mkdir()
+(src / "a.txt").write_text("local")
+with Store.open(Path(sys.argv[1]) / "home") as store:
+    store.put(src, ArtifactName("team", "data"), aliases=["prod"])
+    store.set_alias(Ref.parse("team/data:v0"), "best")
+    store.remove_alias(ArtifactName("team", "data"), "prod")
+print("obstore" in sys.modules)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
