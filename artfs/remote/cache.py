@@ -126,7 +126,7 @@ class DiskChunkCache:
             with open(path, "rb") as file:
                 stored = file.read()
                 info = os.fstat(file.fileno())
-        except FileNotFoundError:
+        except OSError:  # absent, or unreadable (a cache another user made): a miss
             self._count(hit=False)
             return None
         raw = _decode(cid, stored)
@@ -165,7 +165,10 @@ class DiskChunkCache:
         if path.exists():
             return True  # another thread or process kept it meanwhile (same content)
         size = _HEADER.size + len(payload)
-        if not self._make_room(size):
+        try:
+            if not self._make_room(size):
+                return False
+        except OSError:  # a cache directory we cannot write to: read without keeping
             return False
         tmp = self.root / "tmp" / f"{cid.hex()}.{os.getpid()}.{secrets.token_hex(4)}"
         try:
