@@ -102,8 +102,9 @@ class RemoteChunks:
     def _fetch_owned(self, ref: ChunkRef, following: Sequence[ChunkRef], slot: _InFlight) -> bytes:
         claimed = {ref.chunk_id: slot}
         try:
-            # Another thread or process may have cached it between our miss and our claim.
-            data = self.cache.get(ref.chunk_id)
+            # Another thread or process may have cached it between our miss and our claim
+            # (looked at first, so that a miss is counted once).
+            data = self.cache.get(ref.chunk_id) if self.cache.contains(ref.chunk_id) else None
             if data is None:
                 self._fetch(ref, following, claimed)
                 data = slot.data
