@@ -147,9 +147,14 @@ def _report_commit(ctx: Context, result: PutResult) -> None:
     record = result.record
     if not ctx.quiet:
         if result.created:
+            uploaded = (
+                f", {render.human_size(result.uploaded_bytes)} uploaded to remote {result.remote}"
+                if result.remote
+                else ""
+            )
             console.note(
                 f"stored {record.files} files, {render.human_size(record.size)} "
-                f"({render.human_size(result.new_bytes)} new in the store)"
+                f"({render.human_size(result.new_bytes)} new in the store{uploaded})"
             )
         else:
             console.note(f"unchanged: identical to {record.ref}, no new version")

@@ -55,9 +55,11 @@ class RemotePublisher:
             sent = publish_version(self.remote, draft, entries, read_chunk)
             if sent.created:
                 record = dataclasses.replace(draft, number=sent.number, aliases=[])
-                return Published(record, entries, True, _encoded(sent.locations))
+                where = _encoded(sent.locations)
+                return Published(record, entries, True, where, self.name, sent.bytes)
             version = self.remote.read_version(art, sent.number)
-            return Published(version.record, version.entries, False, _encoded(version.chunks))
+            where = _encoded(version.chunks)
+            return Published(version.record, version.entries, False, where, self.name)
 
     def move_alias(self, art: ArtifactName, alias: str, number: int) -> None:
         with self._failing(f"cannot move {art}:{alias} to v{number}", "nothing was changed"):

@@ -35,6 +35,8 @@ class Published:
     created: bool  # False when the remote already held identical content (no new version)
     # Where each chunk of the version is on the remote (encoded, opaque to the store layer).
     remote_chunks: dict[ChunkId, bytes] = field(default_factory=dict)
+    remote: str = ""  # the remote's name
+    uploaded_bytes: int = 0  # chunk bytes sent (those the remote lacked)
 
 
 class Publisher(Protocol):

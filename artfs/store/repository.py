@@ -74,6 +74,9 @@ class PutResult:
     record: VersionRecord
     created: bool  # False when identical content already existed as this version
     new_bytes: int = 0  # bytes appended to packs by this commit
+    # A remote-backed store: the default remote's name and the chunk bytes sent to it.
+    remote: str | None = None
+    uploaded_bytes: int = 0
 
 
 @dataclass
@@ -492,7 +495,9 @@ class Store:
                 txn.put(Table.REMOTE_CHUNKS, cid, where)
             fresh = catalog.get_version(txn, art, published.record.number)
         assert fresh is not None
-        return PutResult(fresh, created=published.created), indexed
+        result = PutResult(fresh, published.created, remote=published.remote)
+        result.uploaded_bytes = published.uploaded_bytes
+        return result, indexed
 
     def _publish_aliases(
         self, publisher: publishing.Publisher, result: PutResult, aliases: list[str]

@@ -110,7 +110,10 @@ def test_put_lands_on_the_remote_and_other_stores_see_it(
     )
     b = _clone(s3_env, prefix, tmp_path / "b")
     (src / "extra.txt").write_text("from b")
-    assert _ok(s3_env, b, "put", str(src), str(ART)).strip() == "team/data:v1"
+    # b holds no chunk (a clone): it stores them all, but uploads only the one the remote lacks
+    put_b = _artfs(s3_env, b, "put", str(src), str(ART))
+    assert put_b.returncode == 0 and put_b.stdout.strip() == "team/data:v1", put_b
+    assert "6 B uploaded to remote origin" in put_b.stderr
     # a has not seen v1: its next commit still gets the remote's next number
     (src / "extra.txt").write_text("from a")
     assert _ok(s3_env, a, "put", str(src), str(ART)).strip() == "team/data:v2"
