@@ -24,7 +24,7 @@ from artfs.errors import ArtfsError, CorruptData, NotFound, StoreError
 from artfs.remote import layout
 from artfs.remote.cache import DiskChunkCache
 from artfs.remote.layout import RemoteChunk
-from artfs.remote.objectstore import RemoteError
+from artfs.remote.objectstore import RemoteError, RemoteMissing
 from artfs.remote.remote import Remote
 from artfs.remote.sync import coalesce, open_remote, verified_chunk
 from artfs.store.hashing import ChunkId
@@ -145,6 +145,16 @@ class RemoteChunks:
         end = max(c.offset + c.stored_length for _, c in group)
         try:
             data = self.remote.objects.get_range(layout.pack_key(loc.pack), start, end)
+        except RemoteMissing:
+            if self._relocate(cid, loc.pack):
+                # The chunk is in another live pack: fetch it alone from there (the chunks
+                # taken along are released unfetched; their waiters look again).
+                self._fetch(ref, (), {cid: claimed[cid]})
+                return
+            raise CorruptData(
+                f"chunk {cid.hex()[:16]} is not cached here and pack {loc.pack[:16]} holding it "
+                f"is gone from remote {self.name!r}: run 'artfs ls' to refresh this store"
+            ) from None
         except (RemoteError, NotFound) as exc:
             raise RemoteError(
                 f"chunk {cid.hex()[:16]} is not cached here and cannot be fetched from remote "
@@ -169,6 +179,20 @@ class RemoteChunks:
             self.cache.put(chunk, at.codec, payload, at.raw_length)
         with self._lock:
             self.counters.chunks += len(kept)
+
+    def _relocate(self, cid: ChunkId, gone: str) -> bool:
+        """Point ``cid`` at another live pack of the remote holding it, after pack ``gone``
+        turned out to be deleted; False if there is none.
+
+        The index keeps one remote location per chunk. When two packs hold a chunk (two writers
+        uploaded it at once, or it was uploaded again after gc condemned its pack), the pack
+        recorded may be the one remote gc deleted with the versions that used it."""
+        elsewhere = self.remote.chunk_map().get(cid)
+        if elsewhere is None or elsewhere.pack == gone:
+            return False
+        with self.store.index.write() as txn:
+            txn.put(Table.REMOTE_CHUNKS, cid, elsewhere.encode())
+        return True
 
     def _locations(self, ids: list[ChunkId]) -> dict[ChunkId, RemoteChunk]:
         found = {}

@@ -19,7 +19,9 @@ import pytest
 
 from artfs.errors import CorruptData, StoreError
 from artfs.names import ArtifactName, Ref
+from artfs.remote import layout
 from artfs.remote.fetch import RemoteChunks
+from artfs.remote.layout import PackBuilder, RemoteChunk
 from artfs.remote.remote import Remote
 from artfs.remote.sync import add_remote, clone, open_remote, push
 from artfs.store import Store, settings
@@ -330,3 +332,42 @@ def test_a_mount_reads_cached_chunks_while_the_remote_is_gone(
     unmount_and_stop(mount)
     log = mount.log_text()
     assert log.count("cannot be fetched from remote 'origin'") == 1, log  # once per file
+
+
+def test_a_chunk_whose_recorded_pack_was_deleted_is_read_from_another_pack(
+    s3_env: S3Server, prefix: str, cloned: Path, published: dict[str, bytes]
+) -> None:
+    """The index keeps one remote location per chunk; when remote gc deleted that pack but
+    another live pack holds the chunk (it was uploaded twice), the read goes there."""
+    with Store.open(cloned) as store:
+        [ref] = _entry(store, "notes.csv").chunks
+        with store.index.read() as txn:
+            data = txn.get(Table.REMOTE_CHUNKS, ref.chunk_id)
+        assert data is not None
+        old = RemoteChunk.decode(data)
+        objects = s3_env.store(prefix)
+        payload = objects.get_range(
+            layout.pack_key(old.pack), old.offset, old.offset + old.stored_length
+        )
+        builder = PackBuilder()
+        builder.add(ref.chunk_id, old.codec, payload, old.raw_length)
+        Remote(objects, "second-writer", None).upload_pack(*builder.finish())
+        objects.delete(layout.pack_key(old.pack))
+        objects.delete(layout.pack_index_key(old.pack))
+
+        assert _read(store, "notes.csv") == published["notes.csv"]
+        with store.index.read() as txn:
+            moved = RemoteChunk.decode(txn.get(Table.REMOTE_CHUNKS, ref.chunk_id) or b"")
+        assert moved.pack != old.pack
+
+
+def test_a_chunk_whose_only_pack_is_gone_is_a_clear_error(
+    s3_env: S3Server, prefix: str, cloned: Path
+) -> None:
+    with Store.open(cloned) as store:
+        [ref] = _entry(store, "notes.csv").chunks
+        with store.index.read() as txn:
+            old = RemoteChunk.decode(txn.get(Table.REMOTE_CHUNKS, ref.chunk_id) or b"")
+        s3_env.store(prefix).delete(layout.pack_key(old.pack))
+        with pytest.raises(CorruptData, match="is gone from remote 'origin'"):
+            _read(store, "notes.csv")
