@@ -478,7 +478,8 @@ class Store:
         locations, here and on the remote. A crash in between leaves the version on the remote
         only (the next refresh brings it here) and the local packs unreferenced (gc reclaims
         them). Identical content on the remote is no new version; it is added here if missing,
-        with the chunks just stored. Returns the result and whether the new chunks were indexed.
+        with the chunks just stored. Returns the result and whether the new chunks were indexed
+        (always: they hold the content of the version, wherever its record came from).
         """
         with self.index.read() as txn:
             _check_ready_chunks(txn, tree, ingest.new_chunks)
@@ -487,17 +488,19 @@ class Store:
             record, entries, lambda cid: self.stored_chunk(cid, ingest.new_chunks)
         )
         with self.index.write() as txn:
-            indexed = self._adopt(txn, published.record, published.entries)
-            if indexed:
-                for cid, loc in ingest.new_chunks.items():
-                    txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
+            # Added here, or already here (a refresh adopted it meanwhile, or it was identical
+            # content): either way the version holds this content, so the chunks just stored
+            # are kept as its local copies.
+            self._adopt(txn, published.record, published.entries)
+            for cid, loc in ingest.new_chunks.items():
+                txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
             for cid, where in published.remote_chunks.items():
                 txn.put(Table.REMOTE_CHUNKS, cid, where)
             fresh = catalog.get_version(txn, art, published.record.number)
         assert fresh is not None
         result = PutResult(fresh, published.created, remote=published.remote)
         result.uploaded_bytes = published.uploaded_bytes
-        return result, indexed
+        return result, True
 
     def _publish_aliases(
         self, publisher: publishing.Publisher, result: PutResult, aliases: list[str]
