@@ -29,11 +29,11 @@ RANDOM_READS = 2000
 Report = Callable[..., None]
 
 
-def _files(root: Path) -> list[Path]:
+def list_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
-def _read_all(paths: list[Path]) -> int:
+def read_all(paths: list[Path]) -> int:
     total = 0
     for path in paths:
         fd = os.open(path, os.O_RDONLY)
@@ -57,7 +57,7 @@ def _walk(root: Path) -> int:
 def _parallel_small(paths: list[Path]) -> None:
     halves = [paths[0::2], paths[1::2]]
     with ThreadPoolExecutor(2) as pool:
-        list(pool.map(_read_all, halves))
+        list(pool.map(read_all, halves))
 
 
 def _random_preads(path: Path, seed: int) -> None:
@@ -150,7 +150,7 @@ def _measure(
     native: Path, version: Path, size: int, remount: Callable[[], None], report: Report
 ) -> None:
     sides = {"native": Side("native", native, None), "mount": Side("mount", version, remount)}
-    rel = [p.relative_to(native) for p in _files(native)]
+    rel = [p.relative_to(native) for p in list_files(native)]
     large = [r for r in rel if r.parts[0] in ("checkpoints", "tables")]
     small = [r for r in rel if r.parts[0] in ("images", "labels")]
     ckpt = Path("checkpoints/model-0.f32")
@@ -162,10 +162,10 @@ def _measure(
     for name, side in sides.items():
         got = results[name] = {}
         got["walk"] = side.cold(lambda s=side: _walk(s.root))
-        got["cold_all"] = side.cold(lambda s=side: _read_all(on(s, rel)))
-        got["cold_large"] = side.cold(lambda s=side: _read_all(on(s, large)))
-        got["warm_all"] = side.warm(lambda s=side: _read_all(on(s, rel)))
-        got["warm_large"] = side.warm(lambda s=side: _read_all(on(s, large)))
+        got["cold_all"] = side.cold(lambda s=side: read_all(on(s, rel)))
+        got["cold_large"] = side.cold(lambda s=side: read_all(on(s, large)))
+        got["warm_all"] = side.warm(lambda s=side: read_all(on(s, rel)))
+        got["warm_large"] = side.warm(lambda s=side: read_all(on(s, large)))
         got["small"] = side.cold(lambda s=side: _parallel_small(on(s, small)))
         got["random"] = side.cold(lambda s=side: _random_preads(s.root / ckpt, 1))
         got["open"] = side.warm(lambda s=side: _open_close(on(s, small)))
@@ -239,7 +239,7 @@ def _recording_cost(native: Path, home: Path, mountpoint: Path, report: Report) 
     """Read speed with usage recording on vs off: the same warm reads through a daemon with
     and without ``--no-lineage``, interleaved, medians of ``RECORDING_ROUNDS``. Warm reads are
     the worst case: the page cache serves the bytes, so the per-open cost is all there is."""
-    rel = [p.relative_to(native) for p in _files(native)]
+    rel = [p.relative_to(native) for p in list_files(native)]
     small = [r for r in rel if r.parts[0] in ("images", "labels")]
     version = mountpoint / "bench" / "mixed" / "v0"
     times: dict[str, dict[str, list[float]]] = {"on": {}, "off": {}}
@@ -248,9 +248,9 @@ def _recording_cost(native: Path, home: Path, mountpoint: Path, report: Report) 
             with _daemon(home, mountpoint, *options):
                 paths = [version / p for p in rel]
                 small_paths = [version / p for p in small]
-                _read_all(paths)  # warm the page cache and the daemon
+                read_all(paths)  # warm the page cache and the daemon
                 got = times[mode]
-                got.setdefault("all", []).append(_timed(lambda p=paths: _read_all(p)))  # type: ignore[misc]
+                got.setdefault("all", []).append(_timed(lambda p=paths: read_all(p)))  # type: ignore[misc]
                 got.setdefault("open", []).append(
                     _timed(lambda p=small_paths: _open_close(p))  # type: ignore[misc]
                 )

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SECTIONS = ("ingest", "mount")
+SECTIONS = ("ingest", "mount", "remote")
 
 
 def main() -> None:

@@ -1,0 +1,143 @@
+"""Reading from a remote: a mount of a clone, chunks fetched lazily from an object store.
+
+A real S3 server (SeaweedFS, ``weed mini`` on 127.0.0.1, as the tests use) holds the mixed set
+pushed from a local store. Each run clones the remote into a fresh store (index only, empty
+chunk cache), mounts it and reads every file cold; the same read through a mount of the local
+store in the same run is the baseline. Then the clone is remounted (a fresh daemon, the page
+cache dropped) and read again: the second pass should be served by the local chunk cache.
+
+Reported: throughput of the cold remote read vs the local one, bytes fetched from the remote
+vs bytes read (read amplification; below 1 when compression saves more than the coalesced
+ranges waste), GETs per 100 MiB read, the cache hit rate on the second pass and its speed.
+The fetch and cache counts are the ones the daemon logs when it unmounts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import statistics
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import artfs, drop_caches, timed
+from bench.dataset import make_mixed
+from bench.mount import list_files, read_all
+from tests.remote.seaweed import running_server
+
+RUNS = 3
+Report = Callable[..., None]
+_COUNTS = re.compile(
+    r"remote reads: (\d+) chunks in (\d+) GETs, (\d+) bytes; cache (\d+) hits, (\d+) misses"
+)
+
+
+@dataclass
+class Counts:
+    chunks: int
+    gets: int
+    bytes: int
+    hits: int
+    misses: int
+
+
+@contextmanager
+def _mounted(home: Path, mountpoint: Path) -> Iterator[Path]:
+    mountpoint.mkdir(exist_ok=True)
+    artfs(home, "mount", mountpoint)
+    try:
+        yield mountpoint / "bench" / "mixed" / "v0"
+    finally:
+        artfs(home, "umount", mountpoint)
+
+
+def _cold_read(home: Path, mountpoint: Path) -> tuple[float, int]:
+    """Seconds and bytes of reading every file of the version right after mounting."""
+    with _mounted(home, mountpoint) as root:
+        paths = list_files(root)
+        drop_caches()
+        read = 0
+
+        def read_every_file() -> None:
+            nonlocal read
+            read = read_all(paths)
+
+        return timed(read_every_file), read
+
+
+def _last_counts(home: Path) -> Counts:
+    """The counts of the daemon that unmounted last (from its log)."""
+    logs = sorted((home / "logs").glob("artfsd-*.log"), key=lambda p: p.stat().st_mtime)
+    found = _COUNTS.findall(logs[-1].read_text()) if logs else []
+    if not found:
+        raise RuntimeError(f"no remote read counts in the daemon log under {home / 'logs'}")
+    return Counts(*(int(n) for n in found[-1]))
+
+
+def run(workdir: Path, report: Report) -> None:
+    native = workdir / "native"
+    make_mixed(native)
+    mnt = workdir / "mnt"
+    local = workdir / "local"
+    with running_server(workdir / "s3") as server:
+        os.environ.update(server.env)
+        url = server.url("bench")
+        artfs(local, "put", native, "bench/mixed")
+        artfs(local, "remote", "add", "origin", url, "--endpoint", server.endpoint)
+        artfs(local, "push", "--all")
+
+        local_times, remote_times, second_times = [], [], []
+        first: list[Counts] = []
+        second: list[Counts] = []
+        read_bytes = 0
+        for n in range(RUNS):
+            seconds, read_bytes = _cold_read(local, mnt)
+            local_times.append(seconds)
+            clone = workdir / f"clone-{n}"
+            artfs(clone, "clone", url, "--endpoint", server.endpoint)
+            seconds, _ = _cold_read(clone, mnt)
+            remote_times.append(seconds)
+            first.append(_last_counts(clone))
+            seconds, _ = _cold_read(clone, mnt)
+            second_times.append(seconds)
+            second.append(_last_counts(clone))
+            shutil.rmtree(clone)
+
+    local_s = statistics.median(local_times)
+    mib = read_bytes / (1 << 20)
+    remote_s = statistics.median(remote_times)
+    report("remote: cold read of the whole set, MiB/s", mib / remote_s, "MiB/s")
+    report("remote: local store cold read, same run, MiB/s", mib / local_s, "MiB/s")
+    report(
+        "remote: cold read throughput vs the local store",
+        local_s / remote_s,
+        "x",
+    )
+    report(
+        "remote: bytes fetched / bytes read (first pass)",
+        statistics.median(c.bytes for c in first) / read_bytes,
+        "ratio",
+    )
+    report(
+        "remote: GETs per 100 MiB read (first pass)",
+        statistics.median(c.gets for c in first) / mib * 100,
+        "GETs",
+    )
+    report(
+        "remote: cache hit rate on the second pass",
+        statistics.median(c.hits / max(1, c.hits + c.misses) for c in second),
+        "ratio",
+    )
+    report(
+        "remote: bytes fetched on the second pass",
+        statistics.median(c.bytes for c in second),
+        "bytes",
+    )
+    report(
+        "remote: second pass (from the cache) throughput vs the local store",
+        local_s / statistics.median(second_times),
+        "x",
+    )
