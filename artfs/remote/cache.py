@@ -4,8 +4,11 @@ Chunks fetched from the remote are kept here, stored as fetched (compressed), on
 chunk under ``DIR/chunks/<first two hex digits>/<chunk id>``. ``DIR`` is ``$ARTFS_CACHE_DIR``,
 else ``HOME/cache``. Every process using the store (the daemon, CLI commands, the SDK) shares it:
 
-- an entry appears only whole: it is written to ``DIR/tmp/``, fsynced, then renamed into place,
-  so a crash leaves at worst a temporary file (removed by the next prune);
+- an entry appears only whole: it is written to ``DIR/tmp/``, then renamed into place, so a
+  killed process leaves at worst a temporary file (removed by the next prune). Entries are not
+  fsynced: one fsync per chunk made a cold read of thousands of small files several times
+  slower, and an entry a power cut left empty or torn fails its hash check below like any
+  damaged entry (a cache is allowed to forget);
 - every entry is decompressed and hashed against its id when read; a damaged one is deleted and
   reported as a miss, so the caller fetches the chunk again and bad bytes are never returned;
 - the cache is bounded by ``max_bytes`` (``$ARTFS_CACHE_MAX``, default 10 GiB) and a free-space
@@ -178,7 +181,6 @@ class DiskChunkCache:
                 view = memoryview(payload)
                 while view:
                     view = view[os.write(fd, view) :]
-                os.fsync(fd)
             finally:
                 os.close(fd)
             path.parent.mkdir(exist_ok=True)

@@ -32,6 +32,14 @@ from artfs.store.index import Table
 from artfs.store.manifest import ChunkRef
 from artfs.store.repository import Store
 
+# A reader walking a pack in order gets following chunks of the pack taken along with each
+# miss: first this many bytes, doubling while the walk goes on, up to the maximum.
+PACK_WALK_START = 256 << 10
+PACK_WALK_MAX = 8 << 20
+# A miss this close to the end of the previous range counts as walking on (a record header
+# lies between two chunks of a pack; a tiny chunk may have been read by another reader).
+PACK_WALK_SLACK = 4 << 10
+
 
 @dataclass
 class FetchCounters:
@@ -60,6 +68,8 @@ class RemoteChunks:
         self.counters = FetchCounters()
         self._lock = threading.Lock()
         self._in_flight: dict[ChunkId, _InFlight] = {}
+        # pack -> (end of the last range taken from it, read-ahead window then)
+        self._walks: dict[str, tuple[int | None, int]] = {}
 
     @classmethod
     def for_store(cls, store: Store) -> RemoteChunks | None:
@@ -140,6 +150,7 @@ class RemoteChunks:
                 f"chunk {cid.hex()[:16]} is neither in this store nor on its remote "
                 f"{self.name!r}: run 'artfs verify'"
             )
+        where.update(self._pack_walk(cid, loc))
         group = self._take_along(cid, loc, where, claimed)
         start = group[0][1].offset
         end = max(c.offset + c.stored_length for _, c in group)
@@ -179,6 +190,42 @@ class RemoteChunks:
             self.cache.put(chunk, at.codec, payload, at.raw_length)
         with self._lock:
             self.counters.chunks += len(kept)
+
+    def _pack_walk(self, cid: ChunkId, loc: RemoteChunk) -> dict[ChunkId, RemoteChunk]:
+        """The chunks after ``loc`` in its pack worth taking along because the reader walks
+        the pack in order.
+
+        A file's own read-ahead names only its own chunks, but a version's small files are
+        stored one after the other in a pack, in path order: a reader going through a
+        directory misses chunk after chunk of one pack, one GET each. When a miss lies close
+        to where the previous range taken from that pack ended, the window of following
+        chunks taken along doubles (up to ``PACK_WALK_MAX``); any other miss resets it, so
+        random access fetches about what it asks for.
+        """
+        with self._lock:
+            end, window = self._walks.get(loc.pack, (None, 0))
+            if end is not None and abs(loc.offset - end) <= PACK_WALK_SLACK:
+                window = min(PACK_WALK_MAX, max(PACK_WALK_START, 2 * window))
+            else:
+                window = 0
+            self._walks[loc.pack] = (loc.offset + loc.stored_length, window)
+        if window == 0:
+            return {}
+        try:
+            chunks = self.remote.pack_chunks(loc.pack)
+        except (RemoteError, NotFound, CorruptData):
+            return {}  # read-ahead is an optimisation: the chunk itself is fetched anyway
+        limit = loc.offset + loc.stored_length + window
+        taken = {
+            other: at
+            for other, at in chunks.items()
+            if other != cid and loc.offset < at.offset and at.offset + at.stored_length <= limit
+        }
+        if taken:
+            last = max(at.offset + at.stored_length for at in taken.values())
+            with self._lock:
+                self._walks[loc.pack] = (last, window)
+        return taken
 
     def _relocate(self, cid: ChunkId, gone: str) -> bool:
         """Point ``cid`` at another live pack of the remote holding it, after pack ``gone``

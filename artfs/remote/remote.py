@@ -328,6 +328,13 @@ class Remote:
             if (pack := layout.pack_of_key(info.key)) is not None
         }
 
+    def pack_chunks(self, pack: str) -> dict[ChunkId, RemoteChunk]:
+        """Every chunk of one pack (its index object; kept in memory and on disk once read)."""
+        chunks = self._pack_chunks.get(pack)
+        if chunks is None:
+            chunks = self._pack_chunks[pack] = self._pack_index(pack)
+        return chunks
+
     def _pack_index(self, pack: str) -> dict[ChunkId, RemoteChunk]:
         key = layout.pack_index_key(pack)
         cached = self._cache_dir / f"{pack}.idx" if self._cache_dir else None

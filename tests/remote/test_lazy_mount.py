@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import re
 import socket
 import threading
@@ -371,3 +372,36 @@ def test_a_chunk_whose_only_pack_is_gone_is_a_clear_error(
         s3_env.store(prefix).delete(layout.pack_key(old.pack))
         with pytest.raises(CorruptData, match="is gone from remote 'origin'"):
             _read(store, "notes.csv")
+
+
+def _small_files(count: int) -> dict[str, bytes]:
+    return {f"samples/{i:04d}.bin": random_bytes(4096 + i, i) for i in range(count)}
+
+
+def test_reading_small_files_in_order_takes_following_chunks_of_the_pack_along(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    files = _small_files(300)
+    _publish(s3_env, prefix, tmp_path / "publisher", make_tree(tmp_path / "src", files))
+    in_order, shuffled = tmp_path / "in-order", tmp_path / "shuffled"
+    _clone(s3_env, prefix, in_order)
+    _clone(s3_env, prefix, shuffled)
+    total = sum(len(data) for data in files.values())
+
+    with Store.open(in_order) as store:
+        for path in sorted(files):
+            assert _read(store, path) == files[path]
+        counters = _source(store).counters
+        assert counters.gets <= 12  # one GET per file without the pack walk: 300
+        assert counters.bytes < 1.05 * total
+
+    # Random access never grows the window: what is fetched is about what is read.
+    with Store.open(shuffled) as store:
+        order = sorted(files)
+        random.Random(7).shuffle(order)
+        for path in order[:100]:
+            assert _read(store, path) == files[path]
+        counters = _source(store).counters
+        read = sum(len(files[p]) for p in order[:100])
+        assert counters.gets >= 80
+        assert counters.bytes < 2 * read
