@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from artfs.errors import Conflict, TypeMismatch
 from artfs.names import ArtifactName
 from artfs.remote.remote import Remote
 from artfs.store import Store
-from tests.conftest import make_tree, random_bytes, read_tree, store_state, text_bytes
+from tests.conftest import ARTFS, make_tree, random_bytes, read_tree, store_state, text_bytes
 from tests.mount.mountutil import Mounts, eventually
 from tests.remote.conftest import S3Server, remote_env, run_artfs
 from tests.remote.faultproxy import Fault, FaultProxy
@@ -442,3 +443,52 @@ print("obstore" in sys.modules)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_the_local_index_of_a_remote_backed_store_can_be_thrown_away_and_rebuilt(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    """The remote is the truth: deleting a remote-backed store's index loses nothing, a clone
+    into the same home brings every version, alias and run back (chunks are fetched again, or
+    found in the chunk cache, which is kept)."""
+    home = tmp_path / "home"
+    url = s3_env.url(prefix)
+    assert (
+        run_artfs(
+            s3_env, home, "remote", "add", "origin", url, "--endpoint", s3_env.endpoint, "--default"
+        ).returncode
+        == 0
+    )
+    first = {"a.txt": text_bytes(5000, 1), "w/b.bin": random_bytes(3 << 20, 2)}
+    second = first | {"c.txt": text_bytes(300, 3)}
+    for n, files in enumerate((first, second)):
+        src = make_tree(tmp_path / f"src{n}", files)
+        done = run_artfs(
+            s3_env,
+            home,
+            "run",
+            "--",
+            str(ARTFS),
+            "--home",
+            str(home),
+            "put",
+            str(src),
+            "team/data",
+            "--alias",
+            "prod",
+        )
+        assert done.returncode == 0, done.stderr
+    before = json.loads(run_artfs(s3_env, home, "ls", "team/data", "--json").stdout)
+
+    shutil.rmtree(home / "index")
+    done = run_artfs(s3_env, home, "clone", url, "--endpoint", s3_env.endpoint)
+    assert done.returncode == 0, done.stderr
+
+    assert json.loads(run_artfs(s3_env, home, "ls", "team/data", "--json").stdout) == before
+    for version, files in (("v0", first), ("prod", second)):
+        out = tmp_path / f"out-{version}"
+        done = run_artfs(s3_env, home, "get", f"team/data:{version}", str(out))
+        assert done.returncode == 0, done.stderr
+        assert {p: d for p, d in read_tree(out).items() if d is not None} == files
+    runs = json.loads(run_artfs(s3_env, home, "runs", "--json").stdout)
+    assert len(runs) == 2
