@@ -460,7 +460,7 @@ def _rm_on_remote(
     "--grace",
     metavar="DURATION",
     help="With --remote: how long an unused pack stays condemned before it is deleted; "
-    "must exceed the longest push (default 1h).",
+    "must exceed the longest push (default 1h, at least 10m).",
 )
 @pass_ctx
 def gc(ctx: Context, remote_name: str | None, grace: str | None) -> None:
@@ -485,10 +485,12 @@ def gc(ctx: Context, remote_name: str | None, grace: str | None) -> None:
 
 
 def _gc_remote(ctx: Context, remote_name: str | None, grace: str) -> None:
+    from artfs.remote.gc import check_grace
     from artfs.remote.gc import collect as collect_remote
     from artfs.remote.sync import open_remote, remote_config
 
     seconds = render.parse_duration(grace)
+    check_grace(seconds)
     with ctx.store() as store:
         config = remote_config(store, remote_name)
         report = collect_remote(open_remote(store, config), seconds)

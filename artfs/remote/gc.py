@@ -32,10 +32,11 @@ resolution, which gc adds to the grace period.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from artfs.errors import CorruptData, NotFound
+from artfs.errors import CorruptData, InvalidName, NotFound
 from artfs.names import ArtifactName, Ref
 from artfs.remote import layout
 from artfs.remote.layout import RemoteVersion
@@ -47,6 +48,11 @@ from artfs.store.repository import Store
 # S3 last-modified times are whole seconds: a marker written at 4.99 s reads as 4 s.
 CLOCK_RESOLUTION = 1.0
 DEFAULT_GRACE = 3600.0
+# The grace period must exceed the longest push: below 10 minutes, two runs in a row could
+# delete a pack that a writer uploaded seconds ago and is about to name in its record. Tests
+# (and an operator who knows every push is short) lower the floor with this variable (seconds).
+MIN_GRACE = 600.0
+MIN_GRACE_ENV = "ARTFS_GC_MIN_GRACE"
 
 
 @dataclass
@@ -68,8 +74,35 @@ def server_time(objects: ObjectStore) -> float:
     return info.modified
 
 
+def min_grace() -> float:
+    """The shortest grace period gc accepts: MIN_GRACE, or ``$ARTFS_GC_MIN_GRACE`` seconds."""
+    text = os.environ.get(MIN_GRACE_ENV)
+    if text is None:
+        return MIN_GRACE
+    try:
+        floor = float(text)
+    except ValueError:
+        floor = -1.0
+    if not floor >= 0:
+        raise InvalidName(f"{MIN_GRACE_ENV}={text!r} is not a number of seconds: fix or unset it")
+    return floor
+
+
+def check_grace(grace: float) -> None:
+    """InvalidName for a grace period below the floor (a concurrent push could lose a pack)."""
+    floor = min_grace()
+    if grace < floor:
+        raise InvalidName(
+            f"a grace period of {grace:g}s is below the minimum of {floor:g}s: gc could delete "
+            "a pack a writer is pushing; give a grace longer than the longest push (e.g. "
+            f"--grace 1h), or set {MIN_GRACE_ENV}=SECONDS if every push is shorter"
+        )
+
+
 def collect(remote: Remote, grace: float = DEFAULT_GRACE) -> RemoteGcReport:
-    """One gc run on ``remote``; see the module docstring for the order and why it is safe."""
+    """One gc run on ``remote``; see the module docstring for the order and why it is safe.
+    InvalidName, before anything is read, for a grace period below :func:`min_grace`."""
+    check_grace(grace)
     report = RemoteGcReport()
     now = server_time(remote.objects)
     cutoff = now - grace - CLOCK_RESOLUTION

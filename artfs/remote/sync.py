@@ -144,11 +144,14 @@ def publish_version(
     if existing is not None:
         return Upload(existing, created=False)
     needed = _chunk_ids(entries)
+    # One listing only: gc's safety rests on the time of this chunk map (a pack gc condemns
+    # later is spared while a record names it), so the packs uploaded below are merged in
+    # under the names they got instead of listing again (which would drop a pack condemned
+    # meanwhile).
     known = remote.chunk_map()
     upload = Upload(-1, created=True)
-    _upload(remote, [cid for cid in needed if cid not in known], read_chunk, upload)
-    if upload.chunks:
-        known = remote.chunk_map()  # now with the new packs, under the names they got
+    missing = [cid for cid in needed if cid not in known]
+    known.update(_upload(remote, missing, read_chunk, upload))
     upload.locations = {cid: known[cid] for cid in needed}
     upload.number = remote.publish(RemoteVersion(record, entries, upload.locations))
     return upload
@@ -160,19 +163,21 @@ def _chunk_ids(entries: list[FileEntry]) -> list[ChunkId]:
 
 def _upload(
     remote: Remote, missing: list[ChunkId], read_chunk: ChunkReader, upload: Upload
-) -> None:
-    """Upload ``missing`` in packs of up to REMOTE_PACK_SIZE."""
+) -> dict[ChunkId, RemoteChunk]:
+    """Upload ``missing`` in packs of up to REMOTE_PACK_SIZE; where each chunk landed."""
     builder = PackBuilder()
+    landed: dict[ChunkId, RemoteChunk] = {}
     for cid in missing:
         payload, codec_id, raw_length = read_chunk(cid)
         builder.add(cid, codec_id, payload, raw_length)
         upload.chunks += 1
         upload.bytes += len(payload)
         if len(builder.data) >= REMOTE_PACK_SIZE:
-            remote.upload_pack(*builder.finish())
+            landed.update(remote.upload_pack(*builder.finish()))
             builder = PackBuilder()
     if builder.chunks:
-        remote.upload_pack(*builder.finish())
+        landed.update(remote.upload_pack(*builder.finish()))
+    return landed
 
 
 # --- pull and clone ---------------------------------------------------------------------------

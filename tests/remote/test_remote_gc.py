@@ -7,14 +7,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from artfs.errors import AliasesHeld, NotFound
+from artfs.errors import AliasesHeld, InvalidName, NotFound
 from artfs.names import ArtifactName, Ref
 from artfs.remote import layout
-from artfs.remote.gc import RemoteGcReport, collect, delete_on_remote
+from artfs.remote.gc import MIN_GRACE_ENV, RemoteGcReport, collect, delete_on_remote
 from artfs.remote.layout import RemoteVersion
+from artfs.remote.objectstore import MemoryObjectStore
 from artfs.remote.remote import Remote
 from artfs.remote.sync import clone, pull, push
 from artfs.store import Store
@@ -24,6 +26,12 @@ from tests.remote.test_remote_cli import _artfs, _ok
 
 ART = ArtifactName("team", "data")
 GRACE = 1.0  # seconds; gc adds one second for the server's whole-second clock
+
+
+@pytest.fixture(autouse=True)
+def _short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests run gc with grace periods of seconds: below the floor users get."""
+    monkeypatch.setenv(MIN_GRACE_ENV, "0")
 
 
 def _remote(server: S3Server, prefix: str, home: Path, name: str = "w") -> Remote:
@@ -163,6 +171,43 @@ def test_a_condemned_pack_referenced_again_is_spared(
         assert pull(b, _remote(s3_env, prefix, tmp_path / "b"), Ref(ART, "v1")).created
 
 
+def test_a_pack_condemned_while_a_push_uploads_does_not_break_the_push(tmp_path: Path) -> None:
+    """gc may condemn a pack of the writer's chunk map while the writer uploads the rest: the
+    push keeps the map it listed first (the time gc's safety rests on) and names that pack."""
+    remote = Remote(MemoryObjectStore(), "w", None)
+    shared = random_bytes(100_000, 7)
+    with Store.open(tmp_path / "a") as a:
+        push(a, remote, _put(a, tmp_path / "s0", {"shared.bin": shared}))
+        [pack] = _packs_of(remote, 0)
+        ref = _put(a, tmp_path / "s1", {"shared.bin": shared, "own.bin": random_bytes(50, 8)})
+        upload_pack = remote.upload_pack
+
+        def condemning_upload(*args: Any) -> Any:
+            # gc condemns the pack of shared.bin while this push is uploading own.bin
+            remote.objects.put_new(layout.condemned_key(pack), b"{}")
+            return upload_pack(*args)
+
+        remote.upload_pack = condemning_upload  # type: ignore[method-assign]
+        sent = push(a, remote, ref)
+        assert (sent.number, sent.chunks_uploaded) == (1, 1)
+        assert pack in _packs_of(remote, 1)  # so the next gc spares it
+        report = collect(remote, 0)
+        assert (report.packs_spared, report.packs_deleted) == (1, 0)
+
+
+def test_a_grace_below_the_floor_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    remote = Remote(MemoryObjectStore(), "w", None)
+    monkeypatch.delenv(MIN_GRACE_ENV)
+    for grace in (0, 1, 599):
+        with pytest.raises(InvalidName, match="below the minimum of 600s"):
+            collect(remote, grace)
+    assert remote.objects.list("") == []  # refused before anything was written
+    collect(remote, 600)
+    monkeypatch.setenv(MIN_GRACE_ENV, "soon")
+    with pytest.raises(InvalidName, match=MIN_GRACE_ENV):
+        collect(remote, 3600)
+
+
 def _export(store: Store, ref: str, out: Path) -> dict[str, bytes | None]:
     for entry in store.files(store.resolve(ref)):
         path = out / entry.path
@@ -283,7 +328,9 @@ def _fails(server: S3Server, home: Path, *args: str) -> str:
     return done.stderr
 
 
-def test_cli_rm_and_gc_on_the_remote(s3_server: S3Server, prefix: str, tmp_path: Path) -> None:
+def test_cli_rm_and_gc_on_the_remote(
+    s3_server: S3Server, s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
     home, src = tmp_path / "h", tmp_path / "src"
     make_tree(src, {"model.bin": random_bytes(200_000, 6)})
     assert "no remote" in _fails(s3_server, home, "rm", "team/m:v0", "--remote")
@@ -303,7 +350,13 @@ def test_cli_rm_and_gc_on_the_remote(s3_server: S3Server, prefix: str, tmp_path:
     assert out.strip() == "deleted team/m:v1 on origin"
     assert "was deleted" in _fails(s3_server, home, "pull", "team/m:v1")
     assert "\nv1\t" in _ok(s3_server, home, "ls", "team/m")  # --remote: only on the remote
-    assert "reclaimed" in _ok(s3_server, home, "gc", "--remote", "--grace", "1s")
+    for grace in ("0s", "9m"):  # below the floor: refused before anything is done
+        assert "below the minimum of 600s" in _fails(
+            s3_server, home, "gc", "--remote", "--grace", grace
+        )
+    assert s3_env.store(prefix).list("gc/") == []  # not even the clock was written
+    short = _artfs(s3_server, home, "gc", "--remote", "--grace", "1s", **{MIN_GRACE_ENV: "0"})
+    assert short.returncode == 0 and "reclaimed" in short.stdout, short
     out = _ok(s3_server, home, "rm", "team/n", "--all", "--remote", "origin")
     assert out.strip() == "deleted team/n:v0 on origin"
     assert "has no versions" in _fails(s3_server, home, "pull", "team/n")
