@@ -317,10 +317,13 @@ class FileReader:
         entry: FileEntry,
         cache: ChunkCache,
         load: ChunkLoader | None = None,
+        local: Callable[[ChunkRef], bool] | None = None,
     ) -> None:
         self.entry = entry
         self._cache = cache
         self._load = load  # None: the cache's loader (a fresh index lookup per chunk)
+        # Whether a chunk is in this store's packs (None: all are); see cheap().
+        self._local = local
         self._positions: dict[bytes, int] | None = None  # chunk id -> first index, for fetch
         self._starts: list[int] = []
         offset = 0
@@ -400,11 +403,16 @@ class FileReader:
 
         A worker-thread hop costs 0.1-0.2 ms here, more than reading, decompressing and hashing
         a 64 KiB chunk, so a small file's chunk is loaded on the event loop; big chunks never.
+        Only from this store's own packs: a chunk held only on a remote (or in the disk cache
+        of one) may wait up to the remote's timeout, and one that another thread is loading
+        means waiting for that thread; either on the event loop would stall every request.
         """
         missing = 0
         for index in self._span(offset, size):
             ref = self.entry.chunks[index]
             if self._cache.peek(ref) is None:
+                if ref in self._cache or (self._local is not None and not self._local(ref)):
+                    return False
                 missing += ref.length
         return missing <= INLINE_LOAD_BYTES
 
@@ -787,7 +795,10 @@ class Vfs:
         def load(ref: ChunkRef, following: Sequence[ChunkRef]) -> bytes:
             return store.read_pinned(ref, pins, following)
 
-        self._files[fh] = FileReader(node.entry, self.cache, load)
+        def local(ref: ChunkRef) -> bool:
+            return ref.chunk_id in pins.locations
+
+        self._files[fh] = FileReader(node.entry, self.cache, load, local)
         if pid and self.recorder is not None:
             assert node.record is not None
             self.recorder.opened(pid, node.key.project, node.record.key)

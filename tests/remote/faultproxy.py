@@ -16,6 +16,7 @@ of the session's SeaweedFS, started and stopped around each test, and the ``prox
     proxy.go_online()                  # the same port listens again
     proxy.clear()                      # no more faults
     proxy.log                          # every request seen: Seen(method, path, action, status)
+    proxy.chosen("latency")            # requests a rule took, a delayed one still waiting too
 
 Faults (``Fault`` class methods; ``method`` and ``path`` default to any, ``path`` is a regular
 expression searched in the request path, query included, e.g. ``r"/versions/.*\\.json$"``):
@@ -166,6 +167,12 @@ class FaultProxy:
         """How many requests got ``action`` so far."""
         with self._lock:
             return sum(1 for seen in self.log if seen.action == action)
+
+    def chosen(self, action: str) -> int:
+        """How many requests a rule with ``action`` was applied to so far, counted as the rule
+        is chosen: a request a latency rule still holds counts here, not yet in :meth:`applied`."""
+        with self._lock:
+            return sum(rule.applied for rule in self._rules if rule.fault.action == action)
 
     def _choose(self, method: str, path: str) -> Fault | None:
         with self._lock:

@@ -33,7 +33,7 @@ from artfs.store.verify import verify
 from tests.conftest import make_tree, random_bytes, text_bytes
 from tests.mount.mountutil import Mount, Mounts, eventually, unmount_and_stop
 from tests.remote.conftest import S3Server
-from tests.remote.faultproxy import FaultProxy
+from tests.remote.faultproxy import Fault, FaultProxy
 from tests.remote.test_remote_cli import _artfs
 
 ART = ArtifactName("team", "data")
@@ -405,3 +405,46 @@ def test_reading_small_files_in_order_takes_following_chunks_of_the_pack_along(
         read = sum(len(files[p]) for p in order[:100])
         assert counters.gets >= 80
         assert counters.bytes < 2 * read
+
+
+def test_a_stalled_remote_read_of_a_small_file_does_not_stall_the_mount(
+    s3_env: S3Server,
+    prefix: str,
+    tmp_path: Path,
+    mounts: Mounts,
+    fault_proxy: FaultProxy,
+) -> None:
+    """A small chunk held only on the remote is fetched in a worker thread, never on the
+    daemon's event loop: while its GET hangs, listing and cached reads still answer."""
+    files = {"slow.txt": random_bytes(8000, 1), "cached.txt": random_bytes(8000, 2)}
+    _publish(s3_env, prefix, tmp_path / "publisher", make_tree(tmp_path / "src", files))
+    home = tmp_path / "clone"
+    _clone(s3_env, prefix, home, endpoint=fault_proxy.endpoint)
+    mount = _mount(mounts, home)
+    version = mount.path / "team" / "data" / "v0"
+    with Store.open(home) as store:  # another process fills the cache the daemon reads too
+        assert _read(store, "cached.txt") == files["cached.txt"]
+    fault_proxy.add(Fault.latency(60, "GET", r"/packs/[0-9a-f]+\.pack"))
+    results: list[bytes | BaseException] = []
+
+    def read_slow() -> None:
+        try:
+            results.append((version / "slow.txt").read_bytes())
+        except OSError as exc:
+            results.append(exc)
+
+    reader = threading.Thread(target=read_slow)
+    reader.start()
+    try:
+        eventually(lambda: fault_proxy.chosen("latency") == 1, within=30)  # the GET is held
+        assert sorted(os.listdir(version)) == sorted(files)
+        assert (version / "cached.txt").read_bytes() == files["cached.txt"]
+        assert fault_proxy.applied("latency") == 0  # both answered while the GET still hangs
+        assert reader.is_alive()
+    finally:
+        # Cut the held connection: the client retries (the rule was used up) and gets it.
+        fault_proxy.go_offline()
+        fault_proxy.go_online()
+        reader.join(timeout=60)
+    assert not reader.is_alive()
+    assert (version / "slow.txt").read_bytes() == files["slow.txt"]
