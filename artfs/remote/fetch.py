@@ -16,6 +16,7 @@ already fetching are left to that thread.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from artfs.store.hashing import ChunkId
 from artfs.store.index import Table
 from artfs.store.manifest import ChunkRef
 from artfs.store.repository import Store
+
+log = logging.getLogger(__name__)
 
 # A reader walking a pack in order gets following chunks of the pack taken along with each
 # miss: first this many bytes, doubling while the walk goes on, up to the maximum.
@@ -213,8 +216,9 @@ class RemoteChunks:
             return {}
         try:
             chunks = self.remote.pack_chunks(loc.pack)
-        except (RemoteError, NotFound, CorruptData):
-            return {}  # read-ahead is an optimisation: the chunk itself is fetched anyway
+        except Exception as exc:  # read-ahead is an optimisation: it must never fail a read
+            log.debug("pack walk of %s skipped: %s", loc.pack[:16], exc)
+            return {}  # the chunk itself is fetched anyway
         limit = loc.offset + loc.stored_length + window
         taken = {
             other: at

@@ -150,7 +150,7 @@ def decode_pack_index(data: bytes, where: str) -> dict[ChunkId, RemoteChunk]:
             ChunkId(bytes.fromhex(cid)): RemoteChunk(pack, int(off), int(st), int(raw), int(co))
             for cid, off, st, raw, co in doc["chunks"]
         }
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptData(f"pack index {where} cannot be read: {exc}") from None
 
 

@@ -12,21 +12,30 @@ Writers coordinate only through the store's conditional writes, so there is no a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import os
 import random
+import secrets
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from artfs.errors import AliasesHeld, CorruptData, NotFound, TypeMismatch
+from artfs.errors import AliasesHeld, Conflict, CorruptData, NotFound, TypeMismatch
 from artfs.names import ArtifactName, Ref
 from artfs.remote import layout
 from artfs.remote.layout import RemoteChunk, RemoteVersion
 from artfs.remote.objectstore import ObjectStore, RemoteError, RemoteMissing
 from artfs.store.catalog import VersionRecord
 from artfs.store.hashing import ChunkId
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # A writer gives up after this many lost races in a row (each a list + a PUT): with N writers
 # racing, a writer loses at most N-1 rounds before it wins one.
@@ -42,12 +51,17 @@ def backoff(attempt: int) -> None:
 
 class Remote:
     """The artfs objects under one remote URL. ``cache_dir``, when given, keeps copies of pack
-    index objects (immutable) so that a push lists packs but fetches only new indexes."""
+    index objects (immutable) so that a push lists packs but fetches only new indexes.
+
+    Safe to share between threads (the daemon's readers do). The on-disk copies are only a
+    cache: one that cannot be written is skipped, one that cannot be read is fetched again.
+    """
 
     def __init__(self, objects: ObjectStore, writer_id: str, cache_dir: Path | None) -> None:
         self.objects = objects
         self.writer_id = writer_id
         self._cache_dir = cache_dir
+        self._lock = threading.Lock()  # guards _pack_chunks
         self._pack_chunks: dict[str, dict[ChunkId, RemoteChunk]] = {}
 
     def describe(self) -> str:
@@ -127,11 +141,12 @@ class Remote:
         if self._cache_dir is not None:
             cached = self._cache_dir.parent / "record-packs" / art.project / art.name
             cached = cached / f"{number}-{tag}.json"
-            if cached.exists():
-                return set(json.loads(cached.read_bytes()))
+            found = _read_cached(cached, _decode_pack_names)
+            if found is not None:
+                return found
         packs = {loc.pack for loc in self.read_version(art, number).chunks.values()}
         if cached is not None:
-            _write_atomic(cached, json.dumps(sorted(packs)).encode())
+            _write_cached(cached, json.dumps(sorted(packs)).encode())
         return packs
 
     def resolve(self, ref: Ref) -> int:
@@ -267,16 +282,24 @@ class Remote:
 
     # --- deleting -----------------------------------------------------------------------------
 
-    def delete_version(self, ref: Ref, *, force: bool = False) -> VersionRecord:
+    def delete_version(
+        self, ref: Ref, *, force: bool = False, digest: str | None = None
+    ) -> VersionRecord:
         """Delete the version ``ref`` names by creating its tombstone; return its record.
 
         The record stays until ``artfs gc --remote`` removes it, the tombstone forever, so the
         number is never given out again. A version holding custom aliases needs ``force`` (its
-        aliases then count as absent).
+        aliases then count as absent). With ``digest``, a version holding other content is
+        refused (Conflict): a caller deleting what it holds never deletes another version.
         """
         art = ref.artifact
         number = self.resolve(ref)
         record = self.read_version(art, number).record
+        if digest is not None and record.digest != digest:
+            raise Conflict(
+                f"{art}:v{number} on {self.describe()} holds other content than the version "
+                "to delete: nothing was deleted"
+            )
         held = sorted(a for a, (n, _) in self.aliases(art).items() if n == number)
         if held and not force:
             raise AliasesHeld(
@@ -312,13 +335,16 @@ class Remote:
             and (pack := layout.pack_of_key(info.key)) is not None
             and pack not in condemned
         }
-        for pack in sorted(live - self._pack_chunks.keys()):
-            self._pack_chunks[pack] = self._pack_index(pack)
-        for pack in self._pack_chunks.keys() - live:  # deleted or condemned since
-            del self._pack_chunks[pack]
+        with self._lock:
+            new = sorted(live - self._pack_chunks.keys())
+        fetched = {pack: self._pack_index(pack) for pack in new}
         found: dict[ChunkId, RemoteChunk] = {}
-        for pack in sorted(live):
-            found.update(self._pack_chunks[pack])
+        with self._lock:
+            self._pack_chunks.update(fetched)
+            for pack in self._pack_chunks.keys() - live:  # deleted or condemned since
+                del self._pack_chunks[pack]
+            for pack in sorted(live):
+                found.update(self._pack_chunks[pack])
         return found
 
     def condemned_packs(self) -> set[str]:
@@ -330,20 +356,25 @@ class Remote:
 
     def pack_chunks(self, pack: str) -> dict[ChunkId, RemoteChunk]:
         """Every chunk of one pack (its index object; kept in memory and on disk once read)."""
-        chunks = self._pack_chunks.get(pack)
+        with self._lock:
+            chunks = self._pack_chunks.get(pack)
         if chunks is None:
-            chunks = self._pack_chunks[pack] = self._pack_index(pack)
+            chunks = self._pack_index(pack)
+            with self._lock:
+                chunks = self._pack_chunks.setdefault(pack, chunks)
         return chunks
 
     def _pack_index(self, pack: str) -> dict[ChunkId, RemoteChunk]:
         key = layout.pack_index_key(pack)
         cached = self._cache_dir / f"{pack}.idx" if self._cache_dir else None
-        if cached is not None and cached.exists():
-            return layout.decode_pack_index(cached.read_bytes(), str(cached))
+        if cached is not None:
+            found = _read_cached(cached, lambda data: layout.decode_pack_index(data, str(cached)))
+            if found is not None:
+                return found
         data, _ = self.objects.get(key)
         chunks = layout.decode_pack_index(data, f"{key} on {self.describe()}")
         if cached is not None:
-            _write_atomic(cached, data)
+            _write_cached(cached, data)
         return chunks
 
     def upload_pack(
@@ -359,19 +390,49 @@ class Remote:
         if self.objects.head(layout.pack_key(pack)) is None:
             self.objects.put(layout.pack_key(pack), data)
         self.objects.put(layout.pack_index_key(pack), layout.encode_pack_index(pack, chunks))
-        self._pack_chunks[pack] = chunks
+        with self._lock:
+            self._pack_chunks[pack] = chunks
         return chunks
 
-    def read_ranges(
-        self, pack: str, ranges: list[tuple[int, int]], deliver: Callable[[int, bytes], None]
-    ) -> None:
-        """Fetch byte ranges of one pack, one ranged GET per range; ``deliver(start, bytes)``."""
-        for start, end in ranges:
-            deliver(start, self.objects.get_range(layout.pack_key(pack), start, end))
+
+def _decode_pack_names(data: bytes) -> set[str]:
+    names = json.loads(data)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError("not a list of pack names")
+    return set(names)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def _read_cached(path: Path, decode: Callable[[bytes], T]) -> T | None:
+    """The decoded copy at ``path``; None when there is none, or it cannot be read or decoded
+    (a damaged copy is removed, so the object is fetched again and the copy rewritten)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("cannot read the cached copy %s (%s): fetching it again", path, exc)
+        return None
+    try:
+        return decode(data)
+    except (ValueError, CorruptData) as exc:
+        log.warning("the cached copy %s is damaged (%s): fetching it again", path, exc)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+
+
+def _write_cached(path: Path, data: bytes) -> None:
+    """Write a cache copy whole or not at all, best effort: a full disk or a permission
+    problem costs a fetch next time, never the operation the copy serves. The temporary file
+    has a random name, so threads and processes writing the same copy at once do not meet."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot keep a copy of %s (%s): it is fetched again next time", path, exc)
+        with contextlib.suppress(OSError):
+            tmp.unlink()

@@ -448,3 +448,27 @@ def test_a_stalled_remote_read_of_a_small_file_does_not_stall_the_mount(
         reader.join(timeout=60)
     assert not reader.is_alive()
     assert (version / "slow.txt").read_bytes() == files["slow.txt"]
+
+
+def test_a_failing_pack_walk_never_fails_a_read(
+    s3_env: S3Server, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taking following chunks along is an optimisation: whatever looking them up raises,
+    the chunk asked for is read."""
+    files = _small_files(20)
+    _publish(s3_env, prefix, tmp_path / "publisher", make_tree(tmp_path / "src", files))
+    home = tmp_path / "clone"
+    _clone(s3_env, prefix, home)
+    with Store.open(home) as store:
+        remote = _source(store).remote
+        calls = 0
+
+        def broken(pack: str) -> object:
+            nonlocal calls
+            calls += 1
+            raise FileNotFoundError(f"cache copy of {pack} vanished")
+
+        monkeypatch.setattr(remote, "pack_chunks", broken)
+        for path in sorted(files):
+            assert _read(store, path) == files[path]
+        assert calls > 0
