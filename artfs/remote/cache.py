@@ -206,6 +206,8 @@ class DiskChunkCache:
         free, floor = self._free_space()
         if usage + size <= self.max_bytes and free - size >= floor:
             return True
+        if size > self.max_bytes or free + usage - size < floor:
+            return False  # would not fit even in an emptied cache: keep the others
         target = min(int(self.max_bytes * PRUNE_TO), self.max_bytes - size)
         self.prune(target, extra_free=size)
         free, floor = self._free_space()

@@ -103,6 +103,22 @@ def test_a_free_space_floor_above_the_free_space_keeps_nothing(tmp_path: Path) -
     assert cache.usage().entries == 0 and cache.usage().min_free_bytes == free + (1 << 40)
 
 
+def test_a_chunk_that_cannot_fit_is_refused_without_emptying_the_cache(tmp_path: Path) -> None:
+    small = [_raw_chunk(seed, 100 * KIB) for seed in range(2)]
+    cache = _cache(tmp_path / "c", max_bytes=300 * KIB)
+    for cid, codec_id, payload, raw_length, _ in small:
+        assert cache.put(cid, codec_id, payload, raw_length)
+    big = _raw_chunk(9, 400 * KIB)  # larger than the whole cache may hold
+    assert cache.put(*big[:4]) is False
+    assert cache.usage().entries == 2
+    assert [cache.get(c[0]) for c in small] == [c[4] for c in small]
+    # Nor when the free-space floor could not be kept even with the cache emptied.
+    free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize
+    floored = DiskChunkCache(cache.root, 1 << 30, free + (1 << 40))
+    assert floored.put(*_raw_chunk(10, 100 * KIB)[:4]) is False
+    assert cache.usage().entries == 2
+
+
 _WRITER = """
 import sys
 from pathlib import Path
