@@ -175,7 +175,7 @@ def test_a_read_through_a_mount_on_a_is_a_consumer_seen_from_b(
         ]
         assert "cat" in _json(s3_env, b, "runs", "show", run_id)["command"]
     finally:
-        mounts.close(show_logs=False)
+        mounts.close(show_logs=True)  # pytest shows the logs only when the test failed
 
 
 @pytest.mark.mount
@@ -203,7 +203,7 @@ def test_the_daemon_retries_edges_the_remote_refused(
         fault_proxy.clear()
         _poll(lambda: s3_env.store(prefix).head(key) is not None, f"{key} never arrived")
     finally:
-        mounts.close(show_logs=False)
+        mounts.close(show_logs=True)  # pytest shows the logs only when the test failed
 
 
 def _poll(check: Callable[[], bool], failure: str, within: float = 60.0) -> None:
