@@ -413,14 +413,18 @@ def rm(ctx: Context, ref: str, force: bool, all_: bool, remote_name: str | None)
         raise InvalidName(
             f"'artfs rm {ref}' needs a version: use {ref}:vN, or --all for every version"
         )
+    target = _artifact(ref) if all_ else _ref(ref)
     with ctx.store() as store:
         backing = store.default_remote()
-        if remote_name is not None or backing is not None:
-            names = _rm_on_remote(store, ref, force, all_, remote_name)
-        elif all_:
-            names = [r.ref for r in store.delete_artifact(_artifact(ref))]
-        else:
-            names = [store.delete_version(_ref(ref), force=force).ref]
+        if remote_name is not None and (backing is None or remote_name not in ("", backing.name)):
+            names = _rm_on_remote(store, target, force, remote_name or None)
+        else:  # a local store, or a remote-backed one: its default remote first, then here
+            deletion = store.delete(target, force=force)
+            where = f" on {deletion.remote}" if deletion.remote else ""
+            names = [
+                r.ref + where + (" and here" if where and r.ref in deletion.here else "")
+                for r in deletion.records
+            ]
     for name in names:
         console.print_line(f"deleted {name}")
     if not ctx.quiet:
@@ -429,22 +433,15 @@ def rm(ctx: Context, ref: str, force: bool, all_: bool, remote_name: str | None)
 
 
 def _rm_on_remote(
-    store: Store, ref: str, force: bool, all_: bool, remote_name: str | None
+    store: Store, target: Ref | ArtifactName, force: bool, remote_name: str | None
 ) -> list[str]:
-    """Delete on the named remote, or on the default remote of a remote-backed store, which
-    then deletes the same versions locally too."""
+    """Delete on a remote that is not the store's default (this store is left alone)."""
     from artfs.remote.gc import delete_on_remote
     from artfs.remote.sync import open_remote, remote_config
 
-    backing = store.default_remote()
-    if remote_name or backing is None:
-        config = remote_config(store, remote_name or None)
-    else:
-        config = backing
-    local = store if backing is not None and backing.name == config.name else None
-    target = _artifact(ref) if all_ else _ref(ref)
-    deleted, here = delete_on_remote(open_remote(store, config), target, force=force, store=local)
-    return [f"{r.ref} on {config.name}" + (" and here" if r.ref in here else "") for r in deleted]
+    config = remote_config(store, remote_name)
+    deleted, _ = delete_on_remote(open_remote(store, config), target, force=force)
+    return [f"{r.ref} on {config.name}" for r in deleted]
 
 
 @cli.command()

@@ -217,6 +217,8 @@ def _remove_digest_marker(remote: Remote, art: ArtifactName, digest: str, number
 
 
 # --- deleting on a remote (artfs rm --remote) --------------------------------------------------
+# A remote-backed store deletes through its publisher (Store.delete); this is for a remote that
+# is not the store's default.
 
 
 def delete_on_remote(
@@ -236,20 +238,5 @@ def delete_on_remote(
         deleted = remote.delete_artifact(target)
     local: set[str] = set()
     if store is not None:
-        local = _delete_locally(store, deleted, whole=isinstance(target, ArtifactName))
+        local = store.delete_mirrored(deleted, whole=isinstance(target, ArtifactName))
     return deleted, local
-
-
-def _delete_locally(store: Store, deleted: list[VersionRecord], *, whole: bool) -> set[str]:
-    if not deleted:
-        return set()
-    art = deleted[0].artifact
-    local = {r.number: r for r in store.versions(art)} if store.artifact(art) else {}
-    done = set()
-    for record in deleted:
-        mine = local.get(record.number)
-        if mine is not None and mine.digest == record.digest:
-            done.add(store.delete_version(Ref(art, f"v{record.number}"), force=True).ref)
-    if whole and local and not store.versions(art):
-        store.delete_artifact(art)
-    return done

@@ -3,8 +3,8 @@
 - :class:`RemotePublisher` is the store's :class:`~artfs.store.publishing.Publisher`:
   ``Store.commit`` writes and fsyncs the chunks into local packs, then the publisher uploads
   the chunks the remote lacks and creates the version record at the remote's next number, and
-  only then does the local index add the version, at that number. Alias moves and removals go
-  to the remote first too.
+  only then does the local index add the version, at that number. Alias moves and removals,
+  and deletions (``Store.delete``, TTL expiry), go to the remote first too.
 - :func:`set_default` makes a remote the default. It is refused while the store holds a
   version that the remote does not have at the same number: a remote-backed store numbers its
   versions as its remote does, and a local number cannot change afterwards.
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from artfs.errors import Conflict
-from artfs.names import ArtifactName, check_name
+from artfs.names import ArtifactName, Ref, check_name
 from artfs.remote.layout import RemoteChunk
 from artfs.remote.objectstore import RemoteError, RemoteUrl
 from artfs.remote.remote import Remote
@@ -69,6 +69,16 @@ class RemotePublisher:
         with self._failing(f"cannot remove {art}:{alias}", "nothing was changed"):
             self.remote.remove_alias(art, alias)
 
+    def delete_version(
+        self, ref: Ref, *, force: bool = False, digest: str | None = None
+    ) -> VersionRecord:
+        with self._failing(f"cannot delete {ref}", "nothing was deleted"):
+            return self.remote.delete_version(ref, force=force, digest=digest)
+
+    def delete_artifact(self, art: ArtifactName) -> list[VersionRecord]:
+        with self._failing(f"cannot delete {art}", "nothing was deleted"):
+            return self.remote.delete_artifact(art)
+
     @contextmanager
     def _failing(self, what: str, then: str) -> Iterator[None]:
         """A remote failure as one line: what was being done, on which remote, what now."""
@@ -115,11 +125,17 @@ def add_default(
 
 
 def check_backing(store: Store, config: RemoteConfig) -> None:
-    """Every version of the store must be on the remote at its number, with its content."""
+    """Every version of the store must be on the remote at its number, with its content.
+
+    The digest marker answers the common case with one small GET. The remote may hold the
+    same content twice (two writers committing it at once, a record published without its
+    marker), and the marker names one of them: otherwise the record at the local number
+    decides.
+    """
     remote = open_remote(store, config)
     for record in _local_versions(store):
         found = remote.find_digest(record.artifact, record.digest)
-        if found == record.number:
+        if found == record.number or _digest_at(remote, record) == record.digest:
             continue
         if found is None:
             raise Conflict(
@@ -131,6 +147,14 @@ def check_backing(store: Store, config: RemoteConfig) -> None:
             "remote-backed store numbers versions as its remote does; start one with "
             f"'artfs clone {config.url}' in a new store"
         )
+
+
+def _digest_at(remote: Remote, record: VersionRecord) -> str | None:
+    """The digest of the live version at ``record``'s number on the remote (None: none)."""
+    art = record.artifact
+    if record.number not in remote.version_numbers(art):
+        return None
+    return remote.read_version(art, record.number).record.digest
 
 
 def has_versions(store: Store) -> bool:

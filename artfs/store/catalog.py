@@ -261,10 +261,30 @@ def mark_deleted(txn: Txn, record: VersionRecord) -> None:
     txn.delete_prefix(Table.FILES, record.key)
     for alias in aliases_by_version(txn, record.artifact).get(record.number, []):
         txn.delete(Table.ALIASES, _sub_key(record.artifact, alias.encode()))
-    txn.delete(Table.DIGESTS, _sub_key(record.artifact, bytes.fromhex(record.digest)))
     record.state = DELETED
     record.aliases = []
     put_version(txn, record)
+    _drop_digest(txn, record)
+
+
+def _drop_digest(txn: Txn, record: VersionRecord) -> None:
+    """Point the digest entry of a deleted version at another live version with the same
+    content (a remote may hold content twice), or drop it."""
+    key = _sub_key(record.artifact, bytes.fromhex(record.digest))
+    if version_by_digest(txn, record.artifact, record.digest) != record.number:
+        return  # it names another version already
+    twin = next(
+        (
+            r.number
+            for r in _raw_versions(txn, record.artifact)
+            if r.state == COMMITTED and r.digest == record.digest and r.number != record.number
+        ),
+        None,
+    )
+    if twin is None:
+        txn.delete(Table.DIGESTS, key)
+    else:
+        txn.put(Table.DIGESTS, key, twin.to_bytes(4, "big"))
 
 
 def check_type(record: ArtifactRecord | None, art: ArtifactName, type_: str) -> None:

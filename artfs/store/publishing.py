@@ -1,8 +1,8 @@
 """The hook through which a remote-backed store publishes what it commits.
 
 A store whose default remote is set (``artfs remote default NAME``) is remote-backed: every
-commit and every alias move happens on the remote first, and the local index follows at the
-remote's version number. The store layer does not know object stores; it talks to a
+commit, alias move and deletion happens on the remote first, and the local index follows at
+the remote's version number. The store layer does not know object stores; it talks to a
 :class:`Publisher`, which :mod:`artfs.remote.publish` implements. :func:`open_publisher` is the
 one place that reaches up to it, lazily, so obstore is imported only by remote-backed stores.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from artfs.names import ArtifactName
+from artfs.names import ArtifactName, Ref
 from artfs.store.catalog import VersionRecord
 from artfs.store.hashing import ChunkId
 from artfs.store.manifest import FileEntry
@@ -46,6 +46,8 @@ class Publisher(Protocol):
     whose one-line message names the remote; the store changes its index only afterwards.
     """
 
+    name: str  # the remote's name
+
     def check(self, art: ArtifactName, type_: str) -> None:
         """Before anything is written: TypeMismatch if ``art`` has another type on the
         remote; RemoteError if the remote cannot be reached."""
@@ -62,6 +64,18 @@ class Publisher(Protocol):
     def move_alias(self, art: ArtifactName, alias: str, number: int) -> None: ...
 
     def remove_alias(self, art: ArtifactName, alias: str) -> None: ...
+
+    def delete_version(
+        self, ref: Ref, *, force: bool = False, digest: str | None = None
+    ) -> VersionRecord:
+        """Tombstone the version ``ref`` names on the remote; its record there. AliasesHeld
+        when it holds custom aliases there and not ``force``; with ``digest``, Conflict when
+        the remote's version holds other content (nothing is deleted either way)."""
+        ...
+
+    def delete_artifact(self, art: ArtifactName) -> list[VersionRecord]:
+        """Tombstone every version of ``art`` on the remote (aliases included)."""
+        ...
 
 
 def open_publisher(store: Store) -> Publisher | None:

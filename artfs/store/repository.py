@@ -80,6 +80,16 @@ class PutResult:
 
 
 @dataclass
+class Deletion:
+    """What :meth:`Store.delete` did: the versions deleted (on the default remote of a
+    remote-backed store), those of them deleted in this store too, and that remote's name."""
+
+    records: list[VersionRecord]
+    here: set[str]  # refs deleted in this store
+    remote: str | None = None
+
+
+@dataclass
 class GcReport:
     expired: list[str] = field(default_factory=list)  # refs deleted because their TTL passed
     kept_expired: list[str] = field(default_factory=list)  # expired but holding aliases
@@ -767,6 +777,58 @@ class Store:
             return catalog.resolve(txn, Ref(ref.artifact, record.version))
 
     def delete_version(self, ref: Ref, *, force: bool = False) -> VersionRecord:
+        """Delete a version (one holding custom aliases only with ``force``); see
+        :meth:`delete` for a remote-backed store."""
+        return self.delete(ref, force=force).records[0]
+
+    def delete_artifact(self, art: ArtifactName) -> list[VersionRecord]:
+        """Delete every version of ``art`` and the artifact; see :meth:`delete`."""
+        return self.delete(art).records
+
+    def delete(self, target: Ref | ArtifactName, *, force: bool = False) -> Deletion:
+        """Delete a version (``Ref``) or a whole artifact.
+
+        In a remote-backed store the remote goes first: the versions ``target`` names there get
+        their tombstones (if the remote refuses or cannot be reached, nothing changes here),
+        then :meth:`delete_mirrored` deletes the same versions here. So every machine loses
+        them, and the same content committed again is a new version.
+        """
+        publisher = publishing.open_publisher(self)
+        if publisher is None:
+            if isinstance(target, Ref):
+                records = [self._delete_local_version(target, force)]
+            else:
+                records = self._delete_local_artifact(target)
+            return Deletion(records, {r.ref for r in records})
+        if isinstance(target, Ref):
+            deleted = [publisher.delete_version(target, force=force)]
+        else:
+            deleted = publisher.delete_artifact(target)
+        here = self.delete_mirrored(deleted, whole=isinstance(target, ArtifactName))
+        records = [dataclasses.replace(r, state=catalog.DELETED) for r in deleted]
+        return Deletion(records, here, publisher.name)
+
+    def delete_mirrored(self, deleted: list[VersionRecord], *, whole: bool = False) -> set[str]:
+        """Delete here versions (of one artifact) that were deleted on a remote: each one this
+        store holds at that number with the same content (a local version with other content
+        stays). With ``whole`` the artifact goes too when no version is left. Local only;
+        returns the refs deleted here."""
+        if not deleted:
+            return set()
+        art = deleted[0].artifact
+        done = set()
+        with self.index.write() as txn:
+            for record in deleted:
+                mine = catalog.get_version(txn, art, record.number)
+                if mine and mine.state == catalog.COMMITTED and mine.digest == record.digest:
+                    catalog.mark_deleted(txn, mine)
+                    done.add(mine.ref)
+            artifact = catalog.get_artifact(txn, art)
+            if whole and artifact is not None and not catalog.versions(txn, art):
+                txn.delete(Table.ARTIFACTS, catalog.artifact_key(art))
+        return done
+
+    def _delete_local_version(self, ref: Ref, force: bool) -> VersionRecord:
         with self.index.write() as txn:
             record = catalog.resolve(txn, ref)
             held = [a for a in record.aliases if a != "latest"]
@@ -778,7 +840,7 @@ class Store:
             catalog.mark_deleted(txn, record)
             return record
 
-    def delete_artifact(self, art: ArtifactName) -> list[VersionRecord]:
+    def _delete_local_artifact(self, art: ArtifactName) -> list[VersionRecord]:
         with self.index.write() as txn:
             catalog.require_artifact(txn, art)
             deleted = catalog.versions(txn, art)
@@ -788,8 +850,17 @@ class Store:
             return deleted
 
     def expire(self, now: float | None = None) -> tuple[list[str], list[str]]:
-        """Delete versions whose TTL has passed, except those holding a custom alias."""
+        """Delete versions whose TTL has passed, except those holding a custom alias.
+
+        In a remote-backed store each goes on the remote first (its tombstone, written only
+        if the remote's version at that number holds the same content and no custom alias
+        there), then here: an expired version disappears from every machine, not only from
+        this index. Returns the refs deleted and the refs kept for their aliases.
+        """
         now = time.time() if now is None else now
+        publisher = publishing.open_publisher(self)
+        if publisher is not None:
+            return self._expire_published(publisher, now)
         deleted, kept = [], []
         with self.index.write() as txn:
             for project in catalog.projects(txn):
@@ -802,6 +873,33 @@ class Store:
                         else:
                             catalog.mark_deleted(txn, record)
                             deleted.append(record.ref)
+        return deleted, kept
+
+    def _expire_published(
+        self, publisher: publishing.Publisher, now: float
+    ) -> tuple[list[str], list[str]]:
+        with self.index.read() as txn:
+            due = [
+                record
+                for project in catalog.projects(txn)
+                for artifact in catalog.artifacts(txn, project)
+                for record in catalog.versions(txn, artifact.artifact)
+                if record.expires is not None and record.expires <= now
+            ]
+        deleted, kept = [], []
+        for record in due:
+            if any(a != "latest" for a in record.aliases):
+                kept.append(record.ref)
+                continue
+            try:
+                ref = Ref(record.artifact, record.version)
+                publisher.delete_version(ref, force=False, digest=record.digest)
+            except NotFound:
+                pass  # deleted there already: only this copy is left
+            except Conflict:  # an alias there, or other content at that number
+                kept.append(record.ref)
+                continue
+            deleted += sorted(self.delete_mirrored([record]))
         return deleted, kept
 
 

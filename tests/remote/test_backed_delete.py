@@ -1,0 +1,114 @@
+"""Deleting in a remote-backed store (SDK, Store, TTL expiry) and using a remote that holds
+one content twice as the default (SeaweedFS). What another machine sees is read from the
+remote itself."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+import artfs
+from artfs.errors import AliasesHeld
+from artfs.names import ArtifactName, Ref
+from artfs.remote import layout
+from artfs.remote.layout import RemoteVersion
+from artfs.remote.publish import set_default
+from artfs.remote.remote import Remote
+from artfs.remote.sync import add_remote, clone, push
+from artfs.store import Store
+from tests.conftest import make_tree, random_bytes
+from tests.remote.conftest import S3Server
+from tests.remote.test_publish import _backed, _clone, _ok
+
+ART = ArtifactName("team", "data")
+
+
+def _remote(server: S3Server, prefix: str, tmp_path: Path) -> Remote:
+    return Remote(server.store(prefix, writer_id="reader"), "reader", tmp_path / "reader-cache")
+
+
+def test_an_sdk_delete_in_a_remote_backed_store_deletes_on_the_remote(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    a = _backed(s3_env, prefix, tmp_path / "a")
+    weights = tmp_path / "model.pt"
+    weights.write_bytes(random_bytes(200_000, 1))
+    with artfs.init(project="team", job_type="train", home=a) as run:
+        model = artfs.Artifact("data", type="model")
+        model.add_file(str(weights))
+        run.log_artifact(model, aliases=["best"])
+    remote = _remote(s3_env, prefix, tmp_path)
+    logged = artfs.Api(home=a).artifact(f"{ART}:v0")
+    with pytest.raises(AliasesHeld, match="delete_aliases=True"):
+        logged.delete()  # refused by the remote: nothing changes anywhere
+    assert remote.version_numbers(ART) == [0]
+    assert artfs.Api(home=a).artifact_exists(f"{ART}:v0")
+    logged.delete(delete_aliases=True)
+    assert logged.state == "DELETED"
+    assert remote.version_numbers(ART) == [] and remote.is_deleted(ART, 0)
+    assert not artfs.Api(home=a).artifact_exists(f"{ART}:v0")
+    # The same content logged again is a new version, here and on the remote.
+    with artfs.init(project="team", job_type="train", home=a) as run:
+        again = artfs.Artifact("data", type="model")
+        again.add_file(str(weights))
+        assert run.log_artifact(again).version == "v1"
+    assert remote.version_numbers(ART) == [1]
+    with Store.open(a) as store:
+        deleted = store.delete_artifact(ART)
+        assert [r.ref for r in deleted] == [f"{ART}:v1"]
+        assert store.artifact(ART) is None
+    assert remote.version_numbers(ART) == []
+
+
+def test_ttl_expiry_in_a_remote_backed_store_writes_tombstones(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    a = _backed(s3_env, prefix, tmp_path / "a")
+    remote = _remote(s3_env, prefix, tmp_path)
+    with Store.open(a) as store:
+        for n in range(3):
+            src = make_tree(tmp_path / f"s{n}", {"f.bin": random_bytes(1000, n)})
+            store.put(src, ART, ttl_seconds=None if n == 2 else 60)
+        remote.move_alias(ART, "keep", 1)  # set on another machine: this index lacks it
+        deleted, kept = store.expire(now=time.time() + 3600)
+        assert (deleted, kept) == ([f"{ART}:v0"], [f"{ART}:v1"])
+        assert remote.version_numbers(ART) == [1, 2] and remote.is_deleted(ART, 0)
+        assert [r.number for r in store.versions(ART)] == [1, 2]
+        # Another machine's expiry came first: the version only goes here.
+        remote.move_alias(ART, "keep", 2)
+        remote.delete_version(Ref(ART, "v1"))
+        assert store.expire(now=time.time() + 3600) == ([f"{ART}:v1"], [])
+        assert [r.number for r in store.versions(ART)] == [2]
+    assert "expired" not in _ok(s3_env, a, "gc")
+
+
+def test_a_remote_holding_one_content_twice_can_back_its_clone(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    """Two writers committing identical content at once both create a record; the digest
+    marker names one of them. A clone of that remote must still be able to use it."""
+    src = make_tree(tmp_path / "src", {"f.bin": random_bytes(100_000, 2)})
+    with Store.open(tmp_path / "a") as a:
+        remote = Remote(s3_env.store(prefix, writer_id="a"), "a", tmp_path / "a-cache")
+        record = a.put(src, ART).record
+        assert push(a, remote, Ref(ART, "v0")).number == 0
+        version = remote.read_version(ART, 0)
+        assert remote.publish(RemoteVersion(record, a.entries(record), version.chunks)) == 1
+    assert remote.objects.head(layout.digest_key(ART, record.digest)) is not None
+    b = _clone(s3_env, prefix, tmp_path / "b")
+    _ok(s3_env, b, "remote", "default", "--unset")
+    _ok(s3_env, b, "remote", "default", "origin")  # both versions are there, at their numbers
+    with Store.open(b) as store:
+        assert [r.number for r in store.versions(ART)] == [0, 1]
+        set_default(store, "origin")
+
+    # A local store holding both: deleting one keeps the other findable by its content.
+    with Store.open(tmp_path / "c") as c:
+        config = add_remote(c, "origin", s3_env.url(prefix), s3_env.endpoint, None)
+        clone(c, Remote(s3_env.store(prefix), "c", None))
+        assert c.default_remote() is None and config.name == "origin"
+        c.delete_version(Ref(ART, "v1"))
+        again = c.put(src, ART)
+        assert (again.created, again.record.number) == (False, 0)
