@@ -63,6 +63,10 @@ class Remote:
         self._cache_dir = cache_dir
         self._lock = threading.Lock()  # guards _pack_chunks
         self._pack_chunks: dict[str, dict[ChunkId, RemoteChunk]] = {}
+        # (type, digest) of records read for a commit's checks. A record never changes, so a
+        # commit reads the newest record once, not for each check (tens of MB for a large
+        # tree): the type check, the digest lookup and the publish's own type check.
+        self._record_heads: dict[tuple[ArtifactName, int], tuple[str, str]] = {}
 
     def describe(self) -> str:
         return self.objects.describe()
@@ -182,7 +186,7 @@ class Remote:
 
     def _unmarked_newest(self, art: ArtifactName, digest: str) -> int | None:
         _, newest = self._next_number(art)
-        if newest is None or self.read_version(art, newest).record.digest != digest:
+        if newest is None or self._record_head(art, newest)[1] != digest:
             return None
         self._mark_digest(art, digest, newest)
         return newest
@@ -228,8 +232,16 @@ class Remote:
         if found is not None and self.is_deleted(art, found[0]):
             self.objects.put_if(key, body, found[1])
 
+    def _record_head(self, art: ArtifactName, number: int) -> tuple[str, str]:
+        """(type, digest) of record ``number``, read once per Remote."""
+        head = self._record_heads.get((art, number))
+        if head is None:
+            record = self.read_version(art, number).record
+            head = self._record_heads[(art, number)] = (record.type, record.digest)
+        return head
+
     def _check_type(self, art: ArtifactName, newest: int, type_: str) -> None:
-        existing = self.read_version(art, newest).record.type
+        existing = self._record_head(art, newest)[0]
         if existing != type_:
             raise TypeMismatch(f"{art} is of type {existing!r} on {self.describe()}, not {type_!r}")
 

@@ -1,11 +1,12 @@
-"""Deleting in a remote-backed store (SDK, Store, TTL expiry) and using a remote that holds
-one content twice as the default (SeaweedFS). What another machine sees is read from the
-remote itself."""
+"""Deleting in a remote-backed store (SDK, Store, TTL expiry), using a remote that holds one
+content twice as the default, and what a commit reads (SeaweedFS). What another machine sees
+is read from the remote itself."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from artfs.errors import AliasesHeld
 from artfs.names import ArtifactName, Ref
 from artfs.remote import layout
 from artfs.remote.layout import RemoteVersion
+from artfs.remote.objectstore import S3ObjectStore
 from artfs.remote.publish import set_default
 from artfs.remote.remote import Remote
 from artfs.remote.sync import add_remote, clone, push
@@ -112,3 +114,24 @@ def test_a_remote_holding_one_content_twice_can_back_its_clone(
         c.delete_version(Ref(ART, "v1"))
         again = c.put(src, ART)
         assert (again.created, again.record.number) == (False, 0)
+
+
+def test_a_commit_reads_the_newest_record_once(
+    s3_env: S3Server, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The type check, the digest lookup (no marker for new content) and the publish's own
+    type check all need the newest record: it is read once (a large tree's is tens of MB)."""
+    a = _backed(s3_env, prefix, tmp_path / "a")
+    gets: list[str] = []
+    get = S3ObjectStore.get
+
+    def counting_get(self: S3ObjectStore, key: str) -> Any:
+        gets.append(key)
+        return get(self, key)
+
+    with Store.open(a) as store:
+        store.put(make_tree(tmp_path / "s0", {"f.bin": random_bytes(1000, 1)}), ART)
+        monkeypatch.setattr(S3ObjectStore, "get", counting_get)
+        done = store.put(make_tree(tmp_path / "s1", {"f.bin": random_bytes(1000, 2)}), ART)
+    assert done.created and done.record.number == 1
+    assert [k for k in gets if k.startswith("versions/")] == [layout.version_key(ART, 0)]
