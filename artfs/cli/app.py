@@ -972,21 +972,26 @@ def pull(ctx: Context, ref: str, remote_name: str | None) -> None:
 @pass_ctx
 def clone(ctx: Context, url: str, endpoint: str | None, region: str | None, name: str) -> None:
     """Start this store from remote URL: every version into the index, no chunks. The remote
-    becomes the default: put and commit publish there."""
-    from artfs.remote.publish import has_versions, set_default
+    becomes the default: put and commit publish there. Of the store's default remote: a
+    refresh."""
+    from artfs.remote.objectstore import RemoteUrl
+    from artfs.remote.publish import check_backing, has_versions
     from artfs.remote.sync import add_remote, open_remote
     from artfs.remote.sync import clone as clone_all
+    from artfs.store.settings import RemoteConfig
 
     with ctx.store() as store:
-        was_empty = not has_versions(store)
-        config = add_remote(store, name, url, endpoint, region, resume=True)
+        config = RemoteConfig(name, str(RemoteUrl.parse(url)), endpoint, region)
+        backing = store.default_remote() == config
+        if not backing:
+            if has_versions(store):  # refused before anything is recorded
+                check_backing(store, config)
+            add_remote(store, name, url, endpoint, region, resume=True)
         source = open_remote(store, config)
         records = clone_all(store, source)
         _fetch_lineage(source.objects, store, records)
-        if was_empty:
-            store.set_default_remote(config.name)  # every version here came from the remote
-        else:
-            set_default(store, config.name)
+        if not backing:
+            store.set_default_remote(config.name)
     console.print_line(
         f"cloned {len(records)} versions from {config.url} (index only; default remote)"
     )

@@ -14,8 +14,10 @@ differ from its local number; a pulled version lands at its remote number.
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from artfs.errors import Conflict, CorruptData, InvalidName, NotFound
@@ -26,6 +28,7 @@ from artfs.remote.remote import Remote
 from artfs.store import codec
 from artfs.store.catalog import VersionRecord
 from artfs.store.hashing import ChunkId, chunk_id
+from artfs.store.locks import file_lock
 from artfs.store.manifest import FileEntry
 from artfs.store.publishing import ChunkReader
 from artfs.store.repository import Store
@@ -204,48 +207,114 @@ def clone(store: Store, remote: Remote) -> list[VersionRecord]:
 @dataclass
 class RefreshResult:
     adopted: list[VersionRecord] = field(default_factory=list)  # new versions in the index
-    deleted: list[str] = field(default_factory=list)  # refs no longer listed by the remote
-    aliases: list[str] = field(default_factory=list)  # moves applied, "art:alias -> vN"
-    skipped: list[str] = field(default_factory=list)  # versions that clash with local ones
+    deleted: list[str] = field(default_factory=list)  # refs deleted on the remote, so here
+    aliases: list[str] = field(default_factory=list)  # "art:alias -> vN", "art:alias removed"
+    skipped: list[str] = field(default_factory=list)  # remote versions not adopted, and why
 
     def __bool__(self) -> bool:
         return bool(self.adopted or self.deleted or self.aliases or self.skipped)
 
 
-def refresh(store: Store, remote: Remote) -> RefreshResult:
+def refresh(store: Store, remote: Remote, stop: threading.Event | None = None) -> RefreshResult:
     """Bring the local index up to date with the remote, incrementally (the clone of a store
     that already has the rest): versions the remote lists for the first time are adopted
-    (record, file tree and chunk locations; no chunk), versions it no longer lists are
-    deleted here, aliases follow the remote. Only new records are read: one listing of
-    versions, one of aliases and one GET per alias per artifact, plus one GET per new version.
+    (record, file tree and chunk locations; no chunk), versions it deleted are deleted here,
+    aliases follow the remote. Only new records are read: per artifact one listing of
+    versions, two of tombstones, one of aliases and one GET per alias, plus one GET per new
+    version and per newly deleted one.
+
+    A version is deleted here only on positive evidence: its tombstone on the remote and a
+    local record that is the remote's (the same digest as the remote's record; once gc removed
+    that record, a number adopted from the remote). A version that cannot be adopted (another
+    version at its number here, an unreadable record) is reported in ``skipped`` and tried
+    again next time. Refreshes of one store run one at a time (a lock file under
+    ``HOME/remotes``), so none acts on a listing older than what another one adopted. With
+    ``stop`` set, the refresh ends after the artifact it is at.
     """
     result = RefreshResult()
-    seen = store.remote_seen()
-    for art in sorted(set(remote.artifacts()) | set(seen), key=str):
-        listed = remote.version_numbers(art)
-        known = seen.get(art, set())
-        for number in listed:
-            if number not in known:
-                _adopt_remote(store, remote, art, number, result)
-        aliases = {alias: n for alias, (n, _) in remote.aliases(art).items()}
-        deleted, moved = store.mirror_remote(art, listed, aliases)
-        result.deleted += deleted
-        result.aliases += moved
+    with _refresh_lock(store):
+        seen = store.remote_seen()
+        for art in sorted(set(remote.artifacts()) | set(seen), key=str):
+            if stop is not None and stop.is_set():
+                break
+            _refresh_artifact(store, remote, art, seen.get(art, set()), result)
     return result
+
+
+@contextmanager
+def _refresh_lock(store: Store) -> Iterator[None]:
+    folder = store.home / "remotes"
+    folder.mkdir(parents=True, exist_ok=True)
+    with file_lock(folder / "refresh.lock", exclusive=True):
+        yield
+
+
+def _refresh_artifact(
+    store: Store, remote: Remote, art: ArtifactName, known: set[int], result: RefreshResult
+) -> None:
+    here = _committed(store, art)
+    listed = remote.version_numbers(art)
+    matched = {
+        n
+        for n in listed
+        if (n in known and n in here) or _adopt_remote(store, remote, art, n, result)
+    }
+    doomed = _deleted_here(remote, art, here, known, result)
+    aliases = {alias: n for alias, (n, _) in remote.aliases(art).items()}
+    deleted, moved = store.mirror_remote(art, matched, doomed, aliases)
+    result.deleted += deleted
+    result.aliases += moved
 
 
 def _adopt_remote(
     store: Store, remote: Remote, art: ArtifactName, number: int, result: RefreshResult
-) -> None:
-    version = remote.read_version(art, number)
-    where = {cid: loc.encode() for cid, loc in version.chunks.items()}
+) -> bool:
+    """Adopt remote version ``number``; True when this store now holds it at that number."""
     try:
+        version = remote.read_version(art, number)
+        where = {cid: loc.encode() for cid, loc in version.chunks.items()}
         if store.adopt_version(version.record, version.entries, remote_chunks=where):
             result.adopted.append(version.record)
-    except Conflict as exc:
-        # A local version at that number (deleted here, or made before the store was backed
-        # by this remote): the local one stays, the remote's is reported.
+    except (Conflict, CorruptData) as exc:
+        # Another version at that number here (made before the store was backed by this
+        # remote), or a record this artfs cannot read: the local one stays, the rest goes on.
         result.skipped.append(f"{art}:v{number}: {exc}")
+        return False
+    except NotFound:  # deleted (and collected) since the listing
+        return False
+    return True
+
+
+def _committed(store: Store, art: ArtifactName) -> dict[int, VersionRecord]:
+    try:
+        return {record.number: record for record in store.versions(art)}
+    except NotFound:
+        return {}
+
+
+def _deleted_here(
+    remote: Remote,
+    art: ArtifactName,
+    here: dict[int, VersionRecord],
+    known: set[int],
+    result: RefreshResult,
+) -> dict[int, str]:
+    """The versions of ``art`` this store holds that the remote deleted (number -> digest)."""
+    doomed = {}
+    for number in sorted(remote.deleted_numbers(art)):
+        local = here.get(number)
+        if local is None:
+            continue  # not here, or deleted here already
+        try:
+            digest: str | None = remote.read_version(art, number).record.digest
+        except NotFound:  # gc removed the record: trust a number adopted from the remote
+            digest = local.digest if number in known else None
+        except CorruptData as exc:
+            result.skipped.append(f"{art}:v{number} (deleted on the remote): {exc}")
+            continue
+        if digest == local.digest:
+            doomed[number] = digest
+    return doomed
 
 
 def _adopt_aliases(store: Store, remote: Remote, art: ArtifactName, numbers: set[int]) -> None:

@@ -678,38 +678,46 @@ class Store:
             }
 
     def mirror_remote(
-        self, art: ArtifactName, listed: list[int], aliases: dict[str, int]
+        self,
+        art: ArtifactName,
+        seen: set[int],
+        deleted: Mapping[int, str],
+        aliases: dict[str, int],
     ) -> tuple[list[str], list[str]]:
-        """Make the local index of ``art`` follow its remote, here only (nothing is
-        published): versions the remote listed before but no longer lists are deleted, aliases
-        are moved to the remote's versions, ``listed`` is remembered for the next time.
-        Returns (refs deleted, aliases moved as ``art:alias -> vN``)."""
+        """Make the local index of ``art`` follow its remote, here only (nothing is published).
+
+        ``seen``: the numbers at which this store holds the remote's version (adopted, or
+        found with the same digest), remembered for the next refresh. ``deleted``: number ->
+        digest of versions the remote has a tombstone for; each is deleted here if its local
+        record has that digest. Aliases are moved to where the remote has them; a local alias
+        on one of the ``seen`` versions that the remote no longer has (or has on a version not
+        here) is removed; an alias on a version that is not the remote's stays.
+        Returns (refs deleted, alias changes as ``art:alias -> vN`` or ``art:alias removed``).
+        """
         key = _SEEN + str(art).encode()
-        deleted, moved = [], []
+        removed, changed = [], []
         with self.index.write() as txn:
+            for number, digest in sorted(deleted.items()):
+                record = catalog.get_version(txn, art, number)
+                if record is not None and (record.state, record.digest) == (
+                    catalog.COMMITTED,
+                    digest,
+                ):
+                    catalog.mark_deleted(txn, record)
+                    removed.append(record.ref)
+            changed = _mirror_aliases(txn, art, seen, aliases)
             stored = txn.get(Table.META, key)
             before = set(json.loads(stored)) if stored is not None else set()
-            for number in sorted(before - set(listed)):
-                record = catalog.get_version(txn, art, number)
-                if record is not None and record.state == catalog.COMMITTED:
-                    catalog.mark_deleted(txn, record)
-                    deleted.append(record.ref)
-            held = catalog.aliases_by_version(txn, art)
-            for alias, number in sorted(aliases.items()):
-                record = catalog.get_version(txn, art, number)
-                if record is None or record.state != catalog.COMMITTED:
-                    continue
-                if alias not in held.get(number, []):
-                    catalog.set_alias(txn, art, alias, number)
-                    moved.append(f"{art}:{alias} -> v{number}")
             # Unchanged (most polls): no write, so the transaction commits without an fsync.
-            if listed and set(listed) != before:
-                txn.put(Table.META, key, json.dumps(sorted(listed)).encode())
-            elif not listed and stored is not None:
+            if seen and seen != before:
+                txn.put(Table.META, key, json.dumps(sorted(seen)).encode())
+            elif not seen and stored is not None:
                 txn.delete(Table.META, key)
-        return deleted, moved
+        return removed, changed
 
     def _adopt(self, txn: Any, record: VersionRecord, entries: list[FileEntry]) -> bool:
+        """Add ``record`` at its number; True if it was not here. A version deleted here whose
+        content the remote has at that number comes back; other content there is a Conflict."""
         art = record.artifact
         artifact = catalog.get_artifact(txn, art)
         catalog.check_type(artifact, art, record.type)
@@ -717,10 +725,11 @@ class Store:
         if existing is not None:
             if existing.digest == record.digest and existing.state == catalog.COMMITTED:
                 return False
-            raise Conflict(
-                f"{record.ref} exists in this store with other content: "
-                "pull into a store cloned from the remote ('artfs clone')"
-            )
+            if existing.digest != record.digest:
+                raise Conflict(
+                    f"{record.ref} exists in this store with other content: "
+                    "pull into a store cloned from the remote ('artfs clone')"
+                )
         if artifact is None:
             catalog.ensure_project(txn, art.project)
             artifact = ArtifactRecord(art.project, art.name, record.type, record.created, 0)
@@ -971,3 +980,29 @@ def _check_ready_chunks(txn: Txn, tree: SourceTree, new: dict[ChunkId, ChunkLoca
                     f"{entry.path}: its data was removed by gc after the version it came from "
                     "was deleted; add the file again"
                 )
+
+
+def _mirror_aliases(
+    txn: Txn, art: ArtifactName, seen: set[int], remote: dict[str, int]
+) -> list[str]:
+    """Aliases of ``art`` to where the ``remote`` has them (alias -> number); see mirror_remote."""
+    changed = []
+    here = {
+        alias: number
+        for number, names in catalog.aliases_by_version(txn, art).items()
+        for alias in names
+    }
+    for alias, number in sorted(remote.items()):
+        record = catalog.get_version(txn, art, number)
+        if record is not None and record.state == catalog.COMMITTED:
+            if here.get(alias) != number:
+                catalog.set_alias(txn, art, alias, number)
+                changed.append(f"{art}:{alias} -> v{number}")
+        elif here.get(alias) in seen:
+            catalog.remove_alias(txn, art, alias)  # the remote's alias is on a version not here
+            changed.append(f"{art}:{alias} removed")
+    for alias, number in sorted(here.items()):
+        if alias not in remote and number in seen:
+            catalog.remove_alias(txn, art, alias)
+            changed.append(f"{art}:{alias} removed")
+    return changed

@@ -17,7 +17,9 @@ import resource
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyfuse3
 import trio
@@ -28,6 +30,10 @@ from artfs.usage import UsageRecorder
 from artfs.vfs import DEFAULT_CACHE_BYTES, Vfs
 from artfsd.mountpoint import FSNAME, prepare
 from artfsd.operations import ArtfsOperations, invalidate_entries
+
+if TYPE_CHECKING:  # obstore loads only in a remote-backed store
+    from artfs.remote.remote import Remote
+    from artfs.remote.sync import RefreshResult
 
 log = logging.getLogger("artfsd")
 # Kernel read-ahead on the mount: 1 MiB turns a sequential reader's 128 KiB FUSE requests into
@@ -173,10 +179,48 @@ async def housekeeping(ops: ArtfsOperations) -> None:
 DEFAULT_POLL_SECONDS = 10.0
 
 
-async def poll_remote(store: Store, seconds: float) -> None:
+# At shutdown, a refresh running in its worker thread gets this long to end (after the artifact
+# it is at) before the store is closed: one remote request is bounded by ARTFS_REMOTE_TIMEOUT.
+REFRESH_STOP_SECONDS = 60.0
+
+
+class RefreshWorker:
+    """The poller's refreshes as the shutdown sees them: :meth:`finish` asks a running refresh
+    to stop and waits for it, so the store is never closed under its write transaction."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self._done = threading.Condition()
+        self._running = False
+
+    def refresh(self, store: Store, remote: Remote) -> RefreshResult | None:
+        """Run one refresh (in a worker thread); None once stopping."""
+        from artfs.remote.sync import refresh
+
+        with self._done:
+            if self.stop.is_set():
+                return None
+            self._running = True
+        try:
+            return refresh(store, remote, self.stop)
+        finally:
+            with self._done:
+                self._running = False
+                self._done.notify_all()
+
+    def finish(self, timeout: float) -> bool:
+        """Stop refreshing; False if a refresh is still running after ``timeout`` seconds."""
+        self.stop.set()
+        with self._done:
+            return self._done.wait_for(lambda: not self._running, timeout)
+
+
+async def poll_remote(store: Store, seconds: float, worker: RefreshWorker) -> None:
     """Refresh the local index from the default remote every ``seconds``, in a worker
-    thread; a remote that cannot be reached is logged once, and again when it is back."""
-    from artfs.remote.sync import open_remote, refresh  # obstore: remote-backed stores only
+    thread; a remote that cannot be reached is logged once, and again when it is back, and
+    so is a version that cannot be adopted. The trio task does not wait for a running refresh
+    when it is cancelled: the shutdown does, through ``worker``, before it closes the store."""
+    from artfs.remote.sync import open_remote  # obstore: remote-backed stores only
 
     config = store.default_remote()
     assert config is not None
@@ -186,9 +230,12 @@ async def poll_remote(store: Store, seconds: float) -> None:
         log.error("not polling remote %s: %s", config.name, exc)
         return
     failing = False
+    reported: set[str] = set()
     while True:
         try:
-            result = await trio.to_thread.run_sync(refresh, store, remote, abandon_on_cancel=True)
+            result = await trio.to_thread.run_sync(
+                worker.refresh, store, remote, abandon_on_cancel=True
+            )
         except Exception as exc:
             if not failing:
                 log.warning("cannot refresh from remote %s (will retry): %s", config.name, exc)
@@ -197,17 +244,25 @@ async def poll_remote(store: Store, seconds: float) -> None:
             if failing:
                 log.info("remote %s answers again", config.name)
             failing = False
-            if result:
-                log.info(
-                    "remote %s: %d new versions, %d deleted, %d alias moves, %d skipped %s",
-                    config.name,
-                    len(result.adopted),
-                    len(result.deleted),
-                    len(result.aliases),
-                    len(result.skipped),
-                    "; ".join(result.skipped),
-                )
+            if result is not None:
+                _log_refresh(config.name, result, reported)
         await trio.sleep(seconds)
+
+
+def _log_refresh(name: str, result: RefreshResult, reported: set[str]) -> None:
+    """One line per refresh that changed something; a skipped version only the first time."""
+    skipped = [line for line in result.skipped if line not in reported]
+    reported.update(skipped)
+    if result.adopted or result.deleted or result.aliases or skipped:
+        log.info(
+            "remote %s: %d new versions, %d deleted, %d alias changes, %d skipped %s",
+            name,
+            len(result.adopted),
+            len(result.deleted),
+            len(result.aliases),
+            len(skipped),
+            "; ".join(skipped),
+        )
 
 
 def log_remote_reads(store: Store) -> None:
@@ -273,7 +328,9 @@ def raise_read_ahead(dev: int, kib: int) -> None:
         log.info("read-ahead stays at the kernel default (%s: %s)", knob, exc.strerror)
 
 
-async def serve(ops: ArtfsOperations, mountpoint: Path, ready: Readiness, poll: float) -> None:
+async def serve(
+    ops: ArtfsOperations, mountpoint: Path, ready: Readiness, poll: float, worker: RefreshWorker
+) -> None:
     recorder = ops.vfs.recorder
     store = ops.vfs.store
     async with trio.open_nursery() as nursery:
@@ -282,7 +339,7 @@ async def serve(ops: ArtfsOperations, mountpoint: Path, ready: Readiness, poll: 
         nursery.start_soon(announce_ready, mountpoint, ready)
         nursery.start_soon(housekeeping, ops)
         if poll > 0 and store.default_remote() is not None:
-            nursery.start_soon(poll_remote, store, poll)
+            nursery.start_soon(poll_remote, store, poll, worker)
         if recorder is not None:
             nursery.start_soon(flush_usage, recorder)
         await pyfuse3.main(min_tasks=4, max_tasks=64)
@@ -297,6 +354,7 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
     raise_fd_limit()  # before the store sizes its descriptor cache from the limit
     tune_allocator()
     store = Store.open(args.home or default_home())  # clears stale LMDB reader slots
+    worker = RefreshWorker()
     try:
         vfs = Vfs.create(store, cache_bytes=args.cache_mb << 20, lineage=not args.no_lineage)
         ops = ArtfsOperations(vfs, threads=args.threads)
@@ -312,13 +370,16 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
                 )
             ) from None
         try:
-            trio.run(serve, ops, mountpoint, ready, args.poll)
+            trio.run(serve, ops, mountpoint, ready, args.poll, worker)
         finally:
             pyfuse3.close(unmount=True)
             log.info("unmounted %s", mountpoint)
             log_remote_reads(store)
     finally:
-        store.close()
+        if worker.finish(REFRESH_STOP_SECONDS):
+            store.close()
+        else:  # closing LMDB under its write transaction could crash; exiting is safe
+            log.warning("a refresh from the remote still runs: the index is left to the exit")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -237,6 +237,21 @@ def test_aliases_move_on_the_remote(s3_env: S3Server, prefix: str, tmp_path: Pat
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+def test_an_alias_removed_on_the_remote_is_removed_on_other_machines(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    a = _backed(s3_env, prefix, tmp_path / "a")
+    src = _tree(tmp_path / "src", 4)
+    _ok(s3_env, a, "put", str(src), str(ART), "--alias", "prod", "--alias", "best")
+    b = _clone(s3_env, prefix, tmp_path / "b")
+    assert {"prod", "best"} <= set(_ls(s3_env, b)[0]["aliases"])
+    _ok(s3_env, a, "alias", str(ART), "best", "--remove")
+    aliases = _ls(s3_env, b)[0]["aliases"]  # ls refreshes b from the remote
+    assert "prod" in aliases and "best" not in aliases
+    done = _artfs(s3_env, b, "get", f"{ART}:best", str(tmp_path / "out"))
+    assert done.returncode != 0 and "no alias 'best'" in done.stderr
+
+
 def test_type_mismatch_with_the_remote_is_refused(
     s3_env: S3Server, prefix: str, tmp_path: Path
 ) -> None:
@@ -308,6 +323,37 @@ def test_default_remote_is_refused_while_local_versions_are_not_there(
     (src / "next.txt").write_text("next")
     assert _ok(s3_env, home, "put", str(src), str(ART)).strip() == "team/data:v1"
     assert _remote(s3_env, prefix, tmp_path).version_numbers(ART) == [0, 1]
+
+
+def test_clone_into_a_store_with_other_versions_is_refused_and_changes_nothing(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    a = _backed(s3_env, prefix, tmp_path / "a")
+    _ok(s3_env, a, "put", str(_tree(tmp_path / "src", 7)), str(ART), "--alias", "prod")
+    home = tmp_path / "h"
+    _ok(s3_env, home, "put", str(_tree(tmp_path / "mine", 8)), str(ART))  # other content at v0
+    url, endpoint = s3_env.url(prefix), s3_env.endpoint
+    done = _unchanged_by(s3_env, home, "clone", url, "--endpoint", endpoint)
+    assert done.returncode == 1 and "team/data:v0" in done.stderr, done
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "origin" not in _ok(s3_env, home, "remote", "ls")  # not even the remote was added
+
+
+def test_clone_of_the_default_remote_is_a_refresh(
+    proxied: S3Server, fault_proxy: FaultProxy, prefix: str, tmp_path: Path
+) -> None:
+    a = _clone(proxied, prefix, tmp_path / "a")
+    src = _tree(tmp_path / "src", 9)
+    _ok(proxied, a, "put", str(src), str(ART))
+    b = _clone(proxied, prefix, tmp_path / "b")
+    (src / "more.txt").write_text("from b")
+    _ok(proxied, b, "put", str(src), str(ART))
+    start = len(fault_proxy.log)
+    # the node recipe runs this at every start: no check of every local version on the remote
+    out = _ok(proxied, a, "clone", proxied.url(prefix), "--endpoint", proxied.endpoint)
+    assert out.startswith("cloned 1 versions")
+    assert not [seen.path for seen in fault_proxy.log[start:] if "/digests/" in seen.path]
+    assert sorted(_ls(proxied, a)) == [0, 1]
 
 
 @pytest.fixture
