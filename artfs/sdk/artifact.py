@@ -487,10 +487,13 @@ class Artifact:
         store = self._logged_store()
         try:
             self._record = store.delete_version(self._ref, force=delete_aliases)
-        except AliasesHeld:
+        except AliasesHeld as exc:
             # The store's message speaks CLI (--force); say it in SDK terms.
             record = store.resolve(self._ref)
             held = ", ".join(a for a in record.aliases if a != "latest")
+            if not held:  # aliases on the remote that this index has not seen yet
+                sdk = str(exc).replace("pass --force", "pass delete_aliases=True")
+                raise AliasesHeld(sdk) from None
             raise AliasesHeld(
                 f"{record.ref} holds the alias(es) {held}: remove them from aliases and save(), "
                 "or pass delete_aliases=True"

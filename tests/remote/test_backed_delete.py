@@ -57,6 +57,10 @@ def test_an_sdk_delete_in_a_remote_backed_store_deletes_on_the_remote(
         again.add_file(str(weights))
         assert run.log_artifact(again).version == "v1"
     assert remote.version_numbers(ART) == [1]
+    remote.move_alias(ART, "prod", 1)  # by another machine: this index has not seen it
+    with pytest.raises(AliasesHeld, match=r"prod on .*pass delete_aliases=True"):
+        artfs.Api(home=a).artifact(f"{ART}:v1").delete()
+    assert remote.version_numbers(ART) == [1]
     with Store.open(a) as store:
         deleted = store.delete_artifact(ART)
         assert [r.ref for r in deleted] == [f"{ART}:v1"]
