@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import threading
 import time
@@ -18,13 +19,13 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import pytest
-from artfsd.main import RefreshWorker
+from artfsd.main import RefreshWorker, _log_refresh
 
 from artfs.names import ArtifactName, Ref
 from artfs.remote import layout
 from artfs.remote.objectstore import MemoryObjectStore, ObjectInfo
 from artfs.remote.remote import Remote
-from artfs.remote.sync import push, refresh
+from artfs.remote.sync import RefreshResult, push, refresh
 from artfs.store import Store
 
 ART = ArtifactName("team", "data")
@@ -211,3 +212,11 @@ def test_the_daemon_stops_a_refresh_before_it_closes_the_store(
     assert result is not None and [str(r.ref) for r in result.adopted] == ["team/a:v0"]
     assert worker.refresh(home, remote) is None  # stopping: no refresh starts any more
     assert os.path.exists(home.home / "remotes" / "refresh.lock")
+
+
+def test_the_daemon_logs_a_skipped_version_once(caplog: pytest.LogCaptureFixture) -> None:
+    reported: set[str] = set()
+    caplog.set_level(logging.INFO, logger="artfsd")
+    for _ in range(3):  # every poll tries the version again and skips it again
+        _log_refresh("origin", RefreshResult(skipped=["team/a:v1: cannot be read"]), reported)
+    assert [r.getMessage().count("team/a:v1") for r in caplog.records] == [1]
