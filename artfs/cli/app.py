@@ -976,8 +976,7 @@ def clone(ctx: Context, url: str, endpoint: str | None, region: str | None, name
     refresh."""
     from artfs.remote.objectstore import RemoteUrl
     from artfs.remote.publish import check_backing, has_versions
-    from artfs.remote.sync import add_remote, open_remote
-    from artfs.remote.sync import clone as clone_all
+    from artfs.remote.sync import add_remote, open_remote, refresh
     from artfs.store.settings import RemoteConfig
 
     with ctx.store() as store:
@@ -988,8 +987,11 @@ def clone(ctx: Context, url: str, endpoint: str | None, region: str | None, name
                 check_backing(store, config)
             add_remote(store, name, url, endpoint, region, resume=True)
         source = open_remote(store, config)
-        records = clone_all(store, source)
+        result = refresh(store, source)
+        records = result.adopted
         _fetch_lineage(source.objects, store, records)
+        for line in result.skipped:  # the rest is cloned; these are tried again by a refresh
+            console.note(f"warning: not adopted: {line}")
         if not backing:
             store.set_default_remote(config.name)
     console.print_line(

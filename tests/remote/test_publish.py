@@ -20,6 +20,7 @@ import pytest
 import artfs
 from artfs.errors import Conflict, TypeMismatch
 from artfs.names import ArtifactName
+from artfs.remote import layout
 from artfs.remote.remote import Remote
 from artfs.store import Store
 from tests.conftest import ARTFS, make_tree, random_bytes, read_tree, store_state, text_bytes
@@ -337,6 +338,23 @@ def test_clone_into_a_store_with_other_versions_is_refused_and_changes_nothing(
     assert done.returncode == 1 and "team/data:v0" in done.stderr, done
     assert len(done.stderr.strip().splitlines()) == 1
     assert "origin" not in _ok(s3_env, home, "remote", "ls")  # not even the remote was added
+
+
+def test_clone_skips_an_unreadable_record_and_clones_the_rest(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    a = _backed(s3_env, prefix, tmp_path / "a")
+    other = ArtifactName("team", "other")
+    _ok(s3_env, a, "put", str(_tree(tmp_path / "src", 10)), str(ART))
+    _ok(s3_env, a, "put", str(_tree(tmp_path / "src", 11)), str(other))
+    future = json.dumps({"format": "artfs-version/2"}).encode()  # a newer artfs wrote it
+    s3_env.store(prefix, writer_id="future").put(layout.version_key(ART, 1), future)
+    url, endpoint = s3_env.url(prefix), s3_env.endpoint
+    done = _artfs(s3_env, tmp_path / "b", "clone", url, "--endpoint", endpoint)
+    assert done.returncode == 0 and "cloned 2 versions" in done.stdout, done
+    assert "warning: not adopted: team/data:v1: " in done.stderr
+    assert sorted(_ls(s3_env, tmp_path / "b")) == [0]
+    assert sorted(_ls(s3_env, tmp_path / "b", other)) == [0]
 
 
 def test_clone_of_the_default_remote_is_a_refresh(
