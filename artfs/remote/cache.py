@@ -64,6 +64,22 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
+def limits_from_env() -> tuple[int | None, int | None]:
+    """``$ARTFS_CACHE_MAX`` and ``$ARTFS_CACHE_MIN_FREE`` in bytes (None: unset, the default);
+    StoreError naming a bad one (a setting of the machine, not a name the user typed)."""
+    found: list[int | None] = []
+    for variable in ("ARTFS_CACHE_MAX", "ARTFS_CACHE_MIN_FREE"):
+        value = os.environ.get(variable)
+        try:
+            found.append(parse_size(value) if value else None)
+        except InvalidName:
+            raise StoreError(
+                f"{variable}={value!r} is not a size: set it to a number and a unit "
+                "(e.g. 10G or 512M) or unset it"
+            ) from None
+    return found[0], found[1]
+
+
 @dataclass(frozen=True)
 class CacheUsage:
     directory: Path
@@ -99,13 +115,8 @@ class DiskChunkCache:
     def open(cls, home: Path) -> DiskChunkCache:
         """The cache of the store at ``home``, configured from the environment."""
         root = Path(os.environ.get("ARTFS_CACHE_DIR") or home / "cache")
-        max_env = os.environ.get("ARTFS_CACHE_MAX")
-        free_env = os.environ.get("ARTFS_CACHE_MIN_FREE")
-        cache = cls(
-            root,
-            parse_size(max_env) if max_env else DEFAULT_MAX_BYTES,
-            parse_size(free_env) if free_env else None,
-        )
+        max_bytes, min_free = limits_from_env()
+        cache = cls(root, DEFAULT_MAX_BYTES if max_bytes is None else max_bytes, min_free)
         try:
             (root / "chunks").mkdir(parents=True, exist_ok=True)
             (root / "tmp").mkdir(exist_ok=True)

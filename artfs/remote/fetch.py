@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 from artfs.errors import ArtfsError, CorruptData, NotFound, StoreError
 from artfs.remote import layout
-from artfs.remote.cache import DiskChunkCache
+from artfs.remote.cache import DiskChunkCache, limits_from_env
 from artfs.remote.layout import RemoteChunk
-from artfs.remote.objectstore import RemoteError, RemoteMissing
+from artfs.remote.objectstore import RemoteError, RemoteMissing, remote_timeout
 from artfs.remote.remote import Remote
 from artfs.remote.sync import coalesce, open_remote, verified_chunk
 from artfs.store.hashing import ChunkId
@@ -42,6 +42,14 @@ PACK_WALK_MAX = 8 << 20
 # A miss this close to the end of the previous range counts as walking on (a record header
 # lies between two chunks of a pack; a tiny chunk may have been read by another reader).
 PACK_WALK_SLACK = 4 << 10
+
+
+def check_settings() -> None:
+    """StoreError naming the first bad setting of the lazy read path in the environment
+    (``ARTFS_CACHE_MAX``, ``ARTFS_CACHE_MIN_FREE``, ``ARTFS_REMOTE_TIMEOUT``). The daemon checks
+    them when it starts: a mount must not come up only to fail every read of the remote."""
+    limits_from_env()
+    remote_timeout()
 
 
 @dataclass

@@ -394,7 +394,10 @@ def remote_timeout() -> float:
     except ValueError:
         seconds = 0.0
     if not 0 < seconds < 86400:
-        raise InvalidName(f"ARTFS_REMOTE_TIMEOUT={value!r} is not a number of seconds (e.g. 30)")
+        raise StoreError(
+            f"ARTFS_REMOTE_TIMEOUT={value!r} is not a number of seconds: "
+            "set it to one (e.g. 30) or unset it"
+        )
     return seconds
 
 

@@ -265,6 +265,17 @@ def _log_refresh(name: str, result: RefreshResult, reported: set[str]) -> None:
         )
 
 
+def check_remote_settings(store: Store) -> None:
+    """Refuse to mount a remote-backed store with a bad ``ARTFS_CACHE_MAX``,
+    ``ARTFS_CACHE_MIN_FREE`` or ``ARTFS_REMOTE_TIMEOUT`` (StoreError): the mount would list
+    everything and fail every read of a chunk it has to fetch."""
+    if store.default_remote() is None:
+        return
+    from artfs.remote.fetch import check_settings  # obstore: remote-backed stores only
+
+    check_settings()
+
+
 def log_remote_reads(store: Store) -> None:
     """What the lazy read path fetched during this mount (read amplification, cache use)."""
     try:
@@ -356,6 +367,7 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
     store = Store.open(args.home or default_home())  # clears stale LMDB reader slots
     worker = RefreshWorker()
     try:
+        check_remote_settings(store)
         vfs = Vfs.create(store, cache_bytes=args.cache_mb << 20, lineage=not args.no_lineage)
         ops = ArtfsOperations(vfs, threads=args.threads)
         try:

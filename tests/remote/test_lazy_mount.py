@@ -472,3 +472,34 @@ def test_a_failing_pack_walk_never_fails_a_read(
         for path in sorted(files):
             assert _read(store, path) == files[path]
         assert calls > 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("ARTFS_CACHE_MAX", "lots", "ARTFS_CACHE_MAX='lots' is not a size"),
+        ("ARTFS_CACHE_MIN_FREE", "-1G", "ARTFS_CACHE_MIN_FREE='-1G' is not a size"),
+        ("ARTFS_REMOTE_TIMEOUT", "soon", "ARTFS_REMOTE_TIMEOUT='soon' is not a number"),
+    ],
+)
+def test_bad_cache_or_timeout_settings_are_one_clear_line(
+    s3_env: S3Server,
+    cloned: Path,
+    tmp_path: Path,
+    mounts: Mounts,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    message: str,
+) -> None:
+    """Not a "not found" for every file read: the mount refuses to start, a command fails,
+    each with one line naming the setting."""
+    done = _artfs(s3_env, cloned, "get", "team/data:v0", str(tmp_path / "out"), **{variable: value})
+    assert done.returncode == 1 and message in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(pytest.fail.Exception):
+        mounts.start(cloned)
+    daemon = mounts.made[-1]
+    assert daemon.proc.wait(timeout=30) != 0
+    assert message in daemon.log_text() and "Traceback" not in daemon.log_text()
