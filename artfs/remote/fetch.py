@@ -22,12 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from artfs.errors import ArtfsError, CorruptData, NotFound, StoreError
-from artfs.remote import layout
 from artfs.remote.cache import DiskChunkCache, limits_from_env
 from artfs.remote.layout import RemoteChunk
 from artfs.remote.objectstore import RemoteError, RemoteMissing, remote_timeout
 from artfs.remote.remote import Remote
-from artfs.remote.sync import coalesce, open_remote, verified_chunk
+from artfs.remote.sync import coalesce, fetch_group, open_remote, verified_chunk
 from artfs.store.hashing import ChunkId
 from artfs.store.index import Table
 from artfs.store.manifest import ChunkRef
@@ -163,10 +162,8 @@ class RemoteChunks:
             )
         where.update(self._pack_walk(cid, loc))
         group = self._take_along(cid, loc, where, claimed)
-        start = group[0][1].offset
-        end = max(c.offset + c.stored_length for _, c in group)
         try:
-            data = self.remote.objects.get_range(layout.pack_key(loc.pack), start, end)
+            fetched, pieces = fetch_group(self.remote, group)
         except RemoteMissing:
             if self._relocate(cid, loc.pack):
                 # The chunk is in another live pack: fetch it alone from there (the chunks
@@ -184,10 +181,9 @@ class RemoteChunks:
             ) from None
         with self._lock:
             self.counters.gets += 1
-            self.counters.bytes += len(data)
+            self.counters.bytes += fetched
         kept = []
-        for chunk, at in group:
-            payload = data[at.offset - start : at.offset - start + at.stored_length]
+        for chunk, at, payload in pieces:
             slot = claimed[chunk]
             try:
                 slot.data = verified_chunk(chunk, at, payload, "a version in", self.remote)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from artfs.errors import Conflict, CorruptData, InvalidName, NotFound
 from artfs.names import ArtifactName, Ref
-from artfs.remote.layout import PackBuilder, RemoteChunk, RemoteVersion
+from artfs.remote.layout import PackBuilder, RemoteChunk, RemoteVersion, pack_key
 from artfs.remote.objectstore import RemoteUrl, S3ObjectStore, new_writer_id
 from artfs.remote.remote import Remote
 from artfs.store import codec
@@ -340,16 +340,31 @@ class _Fetch:
         for cid in self.missing:
             loc = self.version.chunks[cid]
             by_pack[loc.pack].append((cid, loc))
-        for pack, chunks in sorted(by_pack.items()):
+        for _, chunks in sorted(by_pack.items()):
             chunks.sort(key=lambda item: item[1].offset)
-            for start, end, group in coalesce(chunks):
-                data = self.remote.objects.get_range(f"packs/{pack}.pack", start, end)
-                self.bytes += len(data)
-                for cid, loc in group:
-                    payload = data[loc.offset - start : loc.offset - start + loc.stored_length]
+            for _, _, group in coalesce(chunks):
+                fetched, pieces = fetch_group(self.remote, group)
+                self.bytes += fetched
+                for cid, loc, payload in pieces:
                     verified_chunk(cid, loc, payload, f"{self.version.record.ref} in", self.remote)
                     self.count += 1
                     yield cid, loc.codec, payload, loc.raw_length
+
+
+def fetch_group(
+    remote: Remote, group: list[tuple[ChunkId, RemoteChunk]]
+) -> tuple[int, list[tuple[ChunkId, RemoteChunk, bytes]]]:
+    """One ranged GET of neighbouring chunks of one pack (sorted by offset, as
+    :func:`coalesce` groups them): the bytes it returned, and each chunk's stored payload, not
+    verified yet (see :func:`verified_chunk`)."""
+    first = group[0][1]
+    start = first.offset
+    end = max(loc.offset + loc.stored_length for _, loc in group)
+    data = remote.objects.get_range(pack_key(first.pack), start, end)
+    return len(data), [
+        (cid, loc, data[loc.offset - start : loc.offset - start + loc.stored_length])
+        for cid, loc in group
+    ]
 
 
 def verified_chunk(
