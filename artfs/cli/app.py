@@ -469,6 +469,8 @@ def gc(ctx: Context, remote_name: str | None, grace: str | None) -> None:
         raise InvalidName("--grace is for 'artfs gc --remote': local gc needs no grace period")
     with ctx.store() as store:
         report = collect(store)
+    if report.expiry_failed is not None:
+        console.note(f"warning: expired versions not deleted: {report.expiry_failed}")
     for ref in report.expired:
         console.print_line(f"expired {ref}")
     for ref in report.kept_expired:

@@ -93,6 +93,9 @@ class Deletion:
 class GcReport:
     expired: list[str] = field(default_factory=list)  # refs deleted because their TTL passed
     kept_expired: list[str] = field(default_factory=list)  # expired but holding aliases
+    # Why expired versions were not deleted (a remote-backed store whose remote is gone):
+    # space is still reclaimed, expiry waits for the next gc.
+    expiry_failed: str | None = None
     chunks_removed: int = 0
     packs_removed: int = 0
     packs_rewritten: int = 0
