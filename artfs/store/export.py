@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +20,6 @@ from artfs.store.catalog import VersionRecord
 from artfs.store.hashing import FileDigest, FileHasher
 from artfs.store.manifest import NO_DIGEST, FileEntry
 from artfs.store.repository import Store
-
-_WRITERS = 4
 
 
 def select(entries: list[FileEntry], prefix: str | None) -> list[FileEntry]:
@@ -77,8 +74,9 @@ def _write_tree(
     ):
         directory.mkdir(parents=True, exist_ok=True)
 
-    # Small files are bound by per-file system calls, which release the GIL: a few threads
-    # write them side by side.
+    # One file after another, in this thread: on 6,000 small files a pool of 4 writer threads
+    # took 1.08 s, 2 threads 1.03 s, 1 thread 0.83 s and none 0.61 s here (the per-file
+    # system calls are short; handing files to threads and the GIL cost more than they save).
     def write(entry: FileEntry) -> None:
         target = dest / entry.path
         if _already_there(entry, target):
@@ -94,9 +92,8 @@ def _write_tree(
             if not allow_missing_references:
                 raise
 
-    with ThreadPoolExecutor(_WRITERS, thread_name_prefix="artfs-get") as pool:
-        for done in pool.map(write, files):
-            del done
+    for entry in files:
+        write(entry)
     for entry in reversed(entries):  # directories last, deepest first, so mtimes stick
         if entry.is_dir:
             os.chmod(dest / entry.path, entry.mode)
