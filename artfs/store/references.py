@@ -18,14 +18,11 @@ refused with a clear message.
 from __future__ import annotations
 
 import functools
-import http.client
 import os
 import stat
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,7 +32,9 @@ from artfs.names import check_path
 from artfs.store.hashing import FileDigest, FileHasher
 from artfs.store.manifest import NO_DIGEST, FileEntry, Kind
 
-if TYPE_CHECKING:  # obstore loads only when an s3:// URI is used
+if TYPE_CHECKING:  # obstore loads only when an s3:// URI is used, the HTTP client for http(s)
+    import http.client
+
     from artfs.remote.objectstore import ObjectInfo, S3ObjectStore
 
 _BLOCK = 1 << 20
@@ -290,6 +289,10 @@ def _read_file(path: Path, uri: str) -> Iterator[bytes]:
 
 
 def _open_http(uri: str, method: str = "GET") -> http.client.HTTPResponse:
+    # Imported here: the HTTP client (with ssl and email) costs every command ~20 ms at start.
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(uri, method=method, headers={"User-Agent": "artfs"})
     try:
         response: http.client.HTTPResponse = urllib.request.urlopen(request, timeout=_TIMEOUT)
