@@ -19,7 +19,7 @@ from artfs.cli import console, render
 from artfs.cli.runner import current_run_id, run_command
 from artfs.errors import ArtfsError, InvalidName, NotFound
 from artfs.lineage import Lineage, build_graph, check_run_id
-from artfs.names import ArtifactName, Ref
+from artfs.names import ArtifactName, Ref, check_name
 from artfs.store import Store, default_home, references, staging
 from artfs.store.export import diff, materialize, select
 from artfs.store.gc import collect
@@ -202,7 +202,12 @@ def ls_(ctx: Context, target: str | None, as_json: bool, offline: bool) -> None:
     """List projects, the artifacts of PROJECT, or the versions of PROJECT/NAME."""
     with ctx.store() as store:
         if not offline and store.default_remote() is not None:
-            _refresh(store)
+            if target is None:
+                _refresh(store)
+            elif "/" in target:
+                _refresh(store, artifact=_artifact(target))
+            else:
+                _refresh(store, project=check_name(target, "project"))
         if target is None:
             projects = store.projects()
             if as_json:
@@ -779,15 +784,17 @@ def umount(mountpoint: Path) -> None:
 # --- remotes (artfs.remote is imported inside the commands: obstore loads only when used) -----
 
 
-def _refresh(store: Store) -> None:
-    """Bring a remote-backed store's index up to date; if the remote cannot be reached, say
-    so on stderr and go on with the local index."""
+def _refresh(
+    store: Store, *, project: str | None = None, artifact: ArtifactName | None = None
+) -> None:
+    """Bring a remote-backed store's index up to date (for one project or artifact if given);
+    if the remote cannot be reached, say so on stderr and go on with the local index."""
     from artfs.remote.sync import open_remote, refresh
 
     config = store.default_remote()
     assert config is not None
     try:
-        refresh(store, open_remote(store, config))
+        refresh(store, open_remote(store, config), project=project, artifact=artifact)
     except ArtfsError as exc:
         console.note(f"warning: remote {config.name} not refreshed ({exc}); listing this store")
 

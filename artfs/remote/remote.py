@@ -73,16 +73,18 @@ class Remote:
 
     # --- versions -----------------------------------------------------------------------------
 
-    def artifacts(self) -> list[ArtifactName]:
-        """Artifacts with at least one version that is not deleted."""
+    def artifacts(self, project: str | None = None) -> list[ArtifactName]:
+        """Artifacts (of ``project``, else of every project) with at least one version that
+        is not deleted."""
+        within = f"{project}/" if project is not None else ""
         records = {
             parsed
-            for info in self.objects.list("versions/")
+            for info in self.objects.list(f"versions/{within}")
             if (parsed := layout.parse_version_key(info.key)) is not None
         }
         deleted = {
             parsed
-            for info in self.objects.list("deleted/")
+            for info in self.objects.list(f"deleted/{within}")
             if (parsed := layout.parse_tombstone_key(info.key)) is not None
         }
         return sorted({art for art, _ in records - deleted}, key=str)

@@ -215,7 +215,14 @@ class RefreshResult:
         return bool(self.adopted or self.deleted or self.aliases or self.skipped)
 
 
-def refresh(store: Store, remote: Remote, stop: threading.Event | None = None) -> RefreshResult:
+def refresh(
+    store: Store,
+    remote: Remote,
+    stop: threading.Event | None = None,
+    *,
+    project: str | None = None,
+    artifact: ArtifactName | None = None,
+) -> RefreshResult:
     """Bring the local index up to date with the remote, incrementally (the clone of a store
     that already has the rest): versions the remote lists for the first time are adopted
     (record, file tree and chunk locations; no chunk), versions it deleted are deleted here,
@@ -229,12 +236,20 @@ def refresh(store: Store, remote: Remote, stop: threading.Event | None = None) -
     version at its number here, an unreadable record) is reported in ``skipped`` and tried
     again next time. Refreshes of one store run one at a time (a lock file under
     ``HOME/remotes``), so none acts on a listing older than what another one adopted. With
-    ``stop`` set, the refresh ends after the artifact it is at.
+    ``stop`` set, the refresh ends after the artifact it is at. With ``project`` or
+    ``artifact``, only those artifacts are refreshed (what ``artfs ls`` of one is about to
+    show: no listing of the whole remote).
     """
     result = RefreshResult()
     with _refresh_lock(store):
         seen = store.remote_seen()
-        for art in sorted(set(remote.artifacts()) | set(seen), key=str):
+        if artifact is not None:
+            scope = {artifact}
+        else:
+            scope = set(remote.artifacts(project)) | {
+                art for art in seen if project is None or art.project == project
+            }
+        for art in sorted(scope, key=str):
             if stop is not None and stop.is_set():
                 break
             _refresh_artifact(store, remote, art, seen.get(art, set()), result)

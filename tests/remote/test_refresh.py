@@ -220,3 +220,35 @@ def test_the_daemon_logs_a_skipped_version_once(caplog: pytest.LogCaptureFixture
     for _ in range(3):  # every poll tries the version again and skips it again
         _log_refresh("origin", RefreshResult(skipped=["team/a:v1: cannot be read"]), reported)
     assert [r.getMessage().count("team/a:v1") for r in caplog.records] == [1]
+
+
+def test_a_refresh_of_one_artifact_or_project_lists_only_that(
+    objects: GatedObjects, remote: Remote, src: Store, home: Store, tmp_path: Path
+) -> None:
+    """What ``artfs ls PROJECT[/NAME]`` of a remote-backed store does first: with many
+    artifacts on the remote, it must not list (or read) them all."""
+    other = ArtifactName("team", "model")
+    elsewhere = ArtifactName("lab", "data")
+    for n, art in enumerate((ART, other, elsewhere)):
+        _publish(src, remote, tmp_path, f"c{n}", art=art)
+    listed: list[str] = []
+    plain_list = objects.list
+
+    def counting_list(prefix: str) -> list[ObjectInfo]:
+        listed.append(prefix)
+        return plain_list(prefix)
+
+    objects.list = counting_list  # type: ignore[method-assign]
+
+    adopted = refresh(home, remote, artifact=ART).adopted
+    assert [r.artifact for r in adopted] == [ART]
+    assert not any(p in ("versions/", "deleted/") or "model" in p or "lab" in p for p in listed)
+    assert home.artifact(other) is None and home.artifact(elsewhere) is None
+
+    listed.clear()
+    adopted = refresh(home, remote, project="team").adopted
+    assert [r.artifact for r in adopted] == [other]
+    assert "versions/team/" in listed and not any("lab" in p for p in listed)
+    assert home.artifact(elsewhere) is None
+
+    assert [r.artifact for r in refresh(home, remote).adopted] == [elsewhere]
