@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -399,18 +399,21 @@ def edit(
     console.print_line(record.ref)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _remote_option(help_: str) -> Callable[[F], F]:
+    """``--remote [NAME]``: a flag whose value, when given, names the remote ("" = default)."""
+    return click.option(
+        "--remote", "remote_name", is_flag=False, flag_value="", metavar="[NAME]", help=help_
+    )
+
+
 @cli.command()
 @click.argument("ref")
 @click.option("--force", is_flag=True, help="Also delete a version holding custom aliases.")
 @click.option("--all", "all_", is_flag=True, help="Delete the artifact with all its versions.")
-@click.option(
-    "--remote",
-    "remote_name",
-    is_flag=False,
-    flag_value="",
-    metavar="[NAME]",
-    help="Delete on a remote (default: the only one); a remote-backed store always does.",
-)
+@_remote_option("Delete on a remote (default: the only one); a remote-backed store always does.")
 @pass_ctx
 def rm(ctx: Context, ref: str, force: bool, all_: bool, remote_name: str | None) -> None:
     """Delete a version (REF) or a whole artifact (project/name --all)."""
@@ -450,14 +453,7 @@ def _rm_on_remote(
 
 
 @cli.command()
-@click.option(
-    "--remote",
-    "remote_name",
-    is_flag=False,
-    flag_value="",
-    metavar="[NAME]",
-    help="Collect on a remote (default: the only one) instead of in this store.",
-)
+@_remote_option("Collect on a remote (default: the only one) instead of in this store.")
 @click.option(
     "--grace",
     metavar="DURATION",

@@ -69,6 +69,13 @@ def run_artfs(
     )
 
 
+def artfs_ok(server: S3Server, home: Path, *args: str) -> str:
+    """:func:`run_artfs` that must succeed; its stdout."""
+    done = run_artfs(server, home, *args)
+    assert done.returncode == 0, done
+    return done.stdout
+
+
 @pytest.fixture
 def fault_proxy(s3_env: S3Server) -> Iterator[FaultProxy]:
     """A :class:`~tests.remote.faultproxy.FaultProxy` in front of the session's server, for

@@ -24,7 +24,7 @@ from artfs.remote.objectstore import MemoryObjectStore
 from artfs.store import Store
 from tests.conftest import make_tree, random_bytes
 from tests.mount.mountutil import Mounts
-from tests.remote.conftest import S3Server, remote_env, run_artfs
+from tests.remote.conftest import S3Server, artfs_ok, remote_env, run_artfs
 from tests.remote.faultproxy import Fault, FaultProxy
 
 # A script run as its own process on machine A: a run that uses the data and logs a model.
@@ -43,10 +43,7 @@ with artfs.init(project="team", job_type="train", home=sys.argv[1]) as run:
 _artfs = run_artfs
 
 
-def _ok(server: S3Server, home: Path, *args: str) -> str:
-    done = _artfs(server, home, *args)
-    assert done.returncode == 0, done
-    return done.stdout
+_ok = artfs_ok
 
 
 def _json(server: S3Server, home: Path, *args: str) -> Any:

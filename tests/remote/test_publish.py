@@ -25,7 +25,7 @@ from artfs.remote.remote import Remote
 from artfs.store import Store
 from tests.conftest import ARTFS, make_tree, random_bytes, read_tree, store_state, text_bytes
 from tests.mount.mountutil import Mounts, eventually
-from tests.remote.conftest import S3Server, remote_env, run_artfs
+from tests.remote.conftest import S3Server, artfs_ok, remote_env, run_artfs
 from tests.remote.faultproxy import Fault, FaultProxy
 
 ART = ArtifactName("team", "data")
@@ -34,10 +34,7 @@ ART = ArtifactName("team", "data")
 _artfs = run_artfs
 
 
-def _ok(server: S3Server, home: Path, *args: str) -> str:
-    done = _artfs(server, home, *args)
-    assert done.returncode == 0, done
-    return done.stdout
+_ok = artfs_ok
 
 
 def _backed(server: S3Server, prefix: str, home: Path) -> Path:

@@ -5,15 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import make_tree, random_bytes
-from tests.remote.conftest import S3Server, run_artfs
+from tests.remote.conftest import S3Server, artfs_ok, run_artfs
 
 _artfs = run_artfs
 
 
-def _ok(server: S3Server, home: Path, *args: str) -> str:
-    done = _artfs(server, home, *args)
-    assert done.returncode == 0, done
-    return done.stdout
+_ok = artfs_ok
 
 
 def test_push_clone_pull_round_trip(s3_server: S3Server, prefix: str, tmp_path: Path) -> None:
