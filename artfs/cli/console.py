@@ -6,25 +6,30 @@ stderr, so ``ref=$(artfs put ...)`` captures only the ref.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# rich is imported only when something is drawn on a terminal: piped and quiet runs (scripts,
+# CI, the common ``ref=$(artfs put ...)``) never pay its ~25 ms import.
+
+
+@functools.cache
+def _console(stderr: bool) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _on_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def print_line(text: str) -> None:
@@ -32,7 +37,10 @@ def print_line(text: str) -> None:
 
 
 def note(text: str) -> None:
-    err.print(text, markup=False)
+    if _on_terminal(sys.stderr):
+        _console(stderr=True).print(text, markup=False)
+    else:
+        sys.stderr.write(text + "\n")
 
 
 def error(text: str) -> None:
@@ -44,31 +52,42 @@ def print_json(data: Any) -> None:
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    if not out.is_terminal:
+    if not _on_terminal(sys.stdout):
         # Plain tab-separated lines when piped: stable for scripts, no wrapping.
         print_line("\t".join(headers))
         for row in rows:
             print_line("\t".join("" if c is None else str(c) for c in row))
         return
+    from rich.table import Table
+
     table = Table(*headers, box=None, pad_edge=False, header_style="bold")
     for row in rows:
         table.add_row(*("" if c is None else str(c) for c in row))
-    out.print(table)
+    _console(stderr=False).print(table)
 
 
 @contextmanager
 def progress(total: int, description: str, *, quiet: bool) -> Iterator[Callable[[int], None]]:
     """A byte progress bar on a terminal; a no-op when quiet or not on a terminal."""
-    if quiet or not err.is_terminal:
+    if quiet or not _on_terminal(sys.stderr):
         yield lambda n: None
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=err,
+        console=_console(stderr=True),
         transient=True,
     )
     with bar:

@@ -2,14 +2,18 @@
 
 import json
 import os
+import pty
 import random
 import re
+import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import ARTFS
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
 LS_KEYS = {"version", "aliases", "digest", "size", "files", "created"}
@@ -49,6 +53,45 @@ def test_put_prints_the_ref_last_and_defaults_to_dataset(run_cli: Any, src: Path
 def test_quiet_put_prints_only_the_ref(run_cli: Any, src: Path) -> None:
     result = run_cli("--quiet", "put", src, "proj/mnist", check=True)
     assert (result.stdout, result.stderr) == ("proj/mnist:v0\n", "")
+
+
+def test_progress_bar_and_table_only_on_a_terminal(run_cli: Any, src: Path, home: Path) -> None:
+    """On a terminal, put draws a progress bar on stderr and ls a table; piped, both are plain
+    text (no escape codes), which is what scripts read."""
+    main, child = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [str(ARTFS), "--home", str(home), "put", str(src), "proj/mnist"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=child,
+            timeout=60,
+            check=True,
+            env={**os.environ, "TERM": "xterm", "COLUMNS": "100"},
+        )
+        os.close(child)
+        child = -1
+        drawn = b""
+        while chunk := _read_pty(main):
+            drawn += chunk
+    finally:
+        os.close(main)
+        if child >= 0:
+            os.close(child)
+    assert proc.stdout == b"proj/mnist:v0\n"
+    assert b"put proj/mnist" in drawn and b"\x1b[" in drawn  # the bar, drawn with escapes
+    assert b"stored" in drawn
+    piped = run_cli("put", src, "proj/other", check=True)
+    assert "\x1b" not in piped.stderr and "stored" in piped.stderr
+    listing = run_cli("ls", "proj", check=True).stdout
+    assert "\x1b" not in listing and listing.splitlines()[0].split("\t")[0] == "name"
+
+
+def _read_pty(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the other side closed
+        return b""
 
 
 def test_identical_put_reports_the_existing_version(run_cli: Any, src: Path) -> None:
