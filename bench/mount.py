@@ -5,6 +5,11 @@ version and against the native directory in the same run, the median of ``RUNS``
 ``sync; echo 3 > /proc/sys/vm/drop_caches`` before each pass, for both sides (it also drops the
 kernel's cached FUSE inodes and pages, not the daemon's own chunk cache, which is emptied by
 remounting: a cold pass on the mount runs on a fresh daemon).
+
+The same workloads then run a third time through the null filesystem of ``bench/ceiling.py``
+(the native tree served from memory by the least a pyfuse3 filesystem can do, restarted for cold
+passes like the daemon): the ``pyfuse3 floor`` rows are the best any pyfuse3 mount reaches here,
+and the ``artfs / pyfuse3 floor`` rows say how much of the gap to native is artfs's own.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import drop_caches
@@ -27,6 +33,8 @@ RUNS = 3
 READ_SIZE = 1 << 20
 RANDOM_READS = 2000
 Report = Callable[..., None]
+REPO = Path(__file__).resolve().parent.parent  # where ``python -m bench.ceiling`` runs
+STOP_SECONDS = 10.0  # a FUSE server's time to exit before SIGTERM, then SIGKILL
 
 
 def list_files(root: Path) -> list[Path]:
@@ -76,6 +84,13 @@ def _open_close(paths: list[Path]) -> None:
         os.close(os.open(path, os.O_RDONLY))
 
 
+def _unmount(mountpoint: Path) -> None:
+    """``fusermount3 -u``, and lazily (``-z``) if the mount is still busy."""
+    done = subprocess.run(["fusermount3", "-u", str(mountpoint)], check=False)
+    if done.returncode != 0:
+        subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
+
+
 @contextmanager
 def _mounted(home: Path, mountpoint: Path) -> Iterator[None]:
     mountpoint.mkdir(exist_ok=True)
@@ -84,10 +99,66 @@ def _mounted(home: Path, mountpoint: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        done = subprocess.run(["fusermount3", "-u", str(mountpoint)], check=False)
-        if done.returncode != 0:
-            subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
+        _unmount(mountpoint)
         time.sleep(0.2)  # let the daemon exit before the next mount
+
+
+@contextmanager
+def _ceiling_mounted(source: Path, mountpoint: Path, log: Path) -> Iterator[None]:
+    """The null filesystem of ``bench/ceiling.py`` serving ``source`` at ``mountpoint``.
+
+    Whatever happens, it is unmounted and its process ended; its stderr goes to ``log``, whose
+    end is in the error if it does not come up."""
+    mountpoint.mkdir(exist_ok=True)
+    command = [sys.executable, "-m", "bench.ceiling", str(source), str(mountpoint)]
+    with open(log, "ab") as stderr:
+        proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(
+                f"bench.ceiling did not mount {mountpoint}:\n{log.read_text()[-2000:]}"
+            )
+        yield
+    finally:
+        _unmount(mountpoint)
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Wait for a FUSE server to exit after its unmount; SIGTERM, then SIGKILL, if it does not."""
+    try:
+        proc.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            proc.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+class Remounter:
+    """A mount made afresh on each call (a cold server); mounted on entry, and the last one is
+    unmounted on exit whatever happened."""
+
+    def __init__(self, mount: Callable[[], AbstractContextManager[None]]) -> None:
+        self._mount = mount
+        self._current = ExitStack()
+
+    def __call__(self) -> None:
+        self._current.close()
+        self._current.enter_context(self._mount())
+
+    def __enter__(self) -> Remounter:
+        self()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._current.close()
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -97,7 +168,7 @@ def _timed(fn: Callable[[], object]) -> float:
 
 
 class Side:
-    """One side of a comparison: the native tree, or the mounted version (remounted for cold)."""
+    """One side of a comparison: the native tree, or a mount (remounted for cold)."""
 
     def __init__(self, name: str, root: Path, remount: Callable[[], object] | None) -> None:
         self.name, self.root, self._remount = name, root, remount
@@ -116,95 +187,136 @@ class Side:
         return statistics.median(_timed(fn) for _ in range(RUNS))
 
 
+@dataclass(frozen=True)
+class Files:
+    """The mixed set's files, relative to its root, in the groups the workloads read."""
+
+    everything: list[Path]
+    large: list[Path]
+    small: list[Path]
+    checkpoint: Path
+    size: int  # bytes of the whole set
+    large_size: int
+
+    @classmethod
+    def of(cls, root: Path, size: int) -> Files:
+        everything = [p.relative_to(root) for p in list_files(root)]
+        large = [r for r in everything if r.parts[0] in ("checkpoints", "tables")]
+        small = [r for r in everything if r.parts[0] in ("images", "labels")]
+        large_size = sum((root / p).stat().st_size for p in large)
+        checkpoint = Path("checkpoints/model-0.f32")
+        return cls(everything, large, small, checkpoint, size, large_size)
+
+
+Times = dict[str, float]  # workload -> seconds, median of RUNS
+
+
+def _measure(side: Side, files: Files) -> Times:
+    """Every workload on one side, in the same order on each."""
+
+    def on(paths: list[Path]) -> list[Path]:
+        return [side.root / p for p in paths]
+
+    return {
+        "walk": side.cold(lambda: _walk(side.root)),
+        "cold_all": side.cold(lambda: read_all(on(files.everything))),
+        "cold_large": side.cold(lambda: read_all(on(files.large))),
+        "warm_all": side.warm(lambda: read_all(on(files.everything))),
+        "warm_large": side.warm(lambda: read_all(on(files.large))),
+        "small": side.cold(lambda: _parallel_small(on(files.small))),
+        "random": side.cold(lambda: _random_preads(side.root / files.checkpoint, 1)),
+        "open": side.warm(lambda: _open_close(on(files.small))),
+    }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One workload as a ratio to the same workload on a reference side (native, or the
+    floor): a speed ratio (reference time / time, higher is faster), or for the walk a time
+    ratio (time / reference time, lower is faster)."""
+
+    workload: str
+    label: str
+    target: str  # for the artfs mount vs native
+    by_time: bool = False
+
+    def ratio(self, times: Times, reference: Times) -> float:
+        if self.by_time:
+            return times[self.workload] / reference[self.workload]
+        return reference[self.workload] / times[self.workload]
+
+    def versus(self, reference: str) -> str:
+        return f"{self.label}, {'time ' if self.by_time else ''}vs {reference}"
+
+
+COMPARISONS = (
+    Comparison("walk", "metadata walk (find+stat)", "<= 2.0", by_time=True),
+    Comparison("cold_all", "cold read, whole set", ">= 0.45"),
+    Comparison("cold_large", "cold read, large files", ">= 1.0"),
+    Comparison("warm_large", "warm re-read, large files", ">= 0.9"),
+    Comparison("warm_all", "warm re-read, whole set", ">= 0.3"),
+    Comparison("small", "small files, 2 readers", ">= 0.35"),
+    Comparison("random", "cold 4 KiB random preads", ">= 0.3"),
+)
+FLOOR = "pyfuse3 floor"
+
+
+def _rates(files: Files) -> dict[str, tuple[float, str]]:
+    """Workloads also reported as a rate: (amount, unit per second)."""
+    mib = 1 << 20
+    return {
+        "cold_all": (files.size / mib, "MiB/s"),
+        "cold_large": (files.large_size / mib, "MiB/s"),
+        "small": (len(files.small), "files/s"),
+    }
+
+
+def _report_side(
+    prefix: str, times: Times, native: Times, files: Files, report: Report, targets: bool
+) -> None:
+    """A side's rows against native, each followed by its rate where it has one."""
+    rates = _rates(files)
+    for comparison in COMPARISONS:
+        target = comparison.target if targets else ""
+        name = f"{prefix}: {comparison.versus('native')}"
+        report(name, comparison.ratio(times, native), "x", target)
+        if comparison.workload in rates:
+            amount, unit = rates[comparison.workload]
+            report(f"{prefix}: {comparison.label}", amount / times[comparison.workload], unit)
+    report(f"{prefix}: open+close per file", times["open"] / len(files.small) * 1e6, "us")
+
+
+def _report_artfs_vs_floor(artfs: Times, floor: Times, report: Report) -> None:
+    """How far artfs is from the floor, in the same direction as its rows against native."""
+    prefix = f"artfs / {FLOOR}"
+    for comparison in COMPARISONS:
+        kind = "time" if comparison.by_time else "speed"
+        report(f"{prefix}: {comparison.label}, {kind}", comparison.ratio(artfs, floor), "x")
+    report(f"{prefix}: open+close per file, time", artfs["open"] / floor["open"], "x")
+
+
 def run(workdir: Path, report: Report) -> None:
     native = workdir / "native"
-    size = make_mixed(native)
-    home, mnt = workdir / "home", workdir / "mnt"
+    files = Files.of(native, make_mixed(native))
+    home, mnt, floor_mnt = workdir / "home", workdir / "mnt", workdir / "mnt-floor"
     artfs = str(Path(sys.executable).parent / "artfs")
     subprocess.run(
         [artfs, "--home", str(home), "-q", "put", str(native), "bench/mixed"],
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    state: dict[str, object] = {}
-
-    def remount() -> None:
-        mount = state.pop("mount", None)
-        if mount is not None:
-            mount.__exit__(None, None, None)  # type: ignore[attr-defined]
-        mount = _mounted(home, mnt)
-        mount.__enter__()
-        state["mount"] = mount
-
-    remount()
-    try:
-        _measure(native, mnt / "bench" / "mixed" / "v0", size, remount, report)
-    finally:
-        mount = state.pop("mount", None)
-        if mount is not None:
-            mount.__exit__(None, None, None)  # type: ignore[attr-defined]
+    times = {"native": _measure(Side("native", native, None), files)}
+    with Remounter(lambda: _mounted(home, mnt)) as remount:
+        version = mnt / "bench" / "mixed" / "v0"
+        times["artfs"] = _measure(Side("mount", version, remount), files)
+    _report_side("mount", times["artfs"], times["native"], files, report, targets=True)
+    report("native: open+close per file", times["native"]["open"] / len(files.small) * 1e6, "us")
+    log = workdir / "ceiling.log"
+    with Remounter(lambda: _ceiling_mounted(native, floor_mnt, log)) as remount:
+        times["floor"] = _measure(Side(FLOOR, floor_mnt, remount), files)
+    _report_side(FLOOR, times["floor"], times["native"], files, report, targets=False)
+    _report_artfs_vs_floor(times["artfs"], times["floor"], report)
     _recording_cost(native, home, workdir / "mnt-lineage", report)
-
-
-def _measure(
-    native: Path, version: Path, size: int, remount: Callable[[], None], report: Report
-) -> None:
-    sides = {"native": Side("native", native, None), "mount": Side("mount", version, remount)}
-    rel = [p.relative_to(native) for p in list_files(native)]
-    large = [r for r in rel if r.parts[0] in ("checkpoints", "tables")]
-    small = [r for r in rel if r.parts[0] in ("images", "labels")]
-    ckpt = Path("checkpoints/model-0.f32")
-
-    def on(side: Side, paths: list[Path]) -> list[Path]:
-        return [side.root / p for p in paths]
-
-    results: dict[str, dict[str, float]] = {}
-    for name, side in sides.items():
-        got = results[name] = {}
-        got["walk"] = side.cold(lambda s=side: _walk(s.root))
-        got["cold_all"] = side.cold(lambda s=side: read_all(on(s, rel)))
-        got["cold_large"] = side.cold(lambda s=side: read_all(on(s, large)))
-        got["warm_all"] = side.warm(lambda s=side: read_all(on(s, rel)))
-        got["warm_large"] = side.warm(lambda s=side: read_all(on(s, large)))
-        got["small"] = side.cold(lambda s=side: _parallel_small(on(s, small)))
-        got["random"] = side.cold(lambda s=side: _random_preads(s.root / ckpt, 1))
-        got["open"] = side.warm(lambda s=side: _open_close(on(s, small)))
-    nat, mnt = results["native"], results["mount"]
-    large_bytes = sum((native / p).stat().st_size for p in large)
-    mb = 1 << 20
-    report(
-        "mount: metadata walk (find+stat), time vs native", mnt["walk"] / nat["walk"], "x", "<= 2.0"
-    )
-    report(
-        "mount: cold read, whole set, vs native", nat["cold_all"] / mnt["cold_all"], "x", ">= 0.45"
-    )
-    report("mount: cold read, whole set", size / mb / mnt["cold_all"], "MiB/s")
-    report(
-        "mount: cold read, large files, vs native",
-        nat["cold_large"] / mnt["cold_large"],
-        "x",
-        ">= 1.0",
-    )
-    report("mount: cold read, large files", large_bytes / mb / mnt["cold_large"], "MiB/s")
-    report(
-        "mount: warm re-read, large files, vs native",
-        nat["warm_large"] / mnt["warm_large"],
-        "x",
-        ">= 0.9",
-    )
-    report(
-        "mount: warm re-read, whole set, vs native",
-        nat["warm_all"] / mnt["warm_all"],
-        "x",
-        ">= 0.3",
-    )
-    report("mount: small files, 2 readers, vs native", nat["small"] / mnt["small"], "x", ">= 0.35")
-    report("mount: small files, 2 readers", len(small) / mnt["small"], "files/s")
-    report(
-        "mount: cold 4 KiB random preads, vs native", nat["random"] / mnt["random"], "x", ">= 0.3"
-    )
-    report("mount: open+close per file", mnt["open"] / len(small) * 1e6, "us")
-    report("native: open+close per file", nat["open"] / len(small) * 1e6, "us")
 
 
 # --- lineage recording on vs off ----------------------------------------------------------------
