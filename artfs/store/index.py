@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import errno
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -135,6 +135,37 @@ class Index:
             raise CorruptData(
                 f"the index cannot be read ({exc}): restore it from a backup"
             ) from exc
+
+    @contextmanager
+    def presence(self, table: Table, renew_every: int = 256) -> Iterator[Callable[[bytes], bool]]:
+        """``has(key)`` for a long run of existence checks (an ingest asks once per chunk).
+
+        One read transaction serves ``renew_every`` checks and is then renewed: a transaction
+        per check costs more than the check, and one held for a whole ingest would pin old
+        pages while other writers (a daemon recording usage) go on. Values are not read, so
+        their seals are not checked here; whoever reads one does.
+        """
+        db = self._dbs[table]
+        txn = self._env.begin(write=False, buffers=True)
+        left = renew_every
+
+        def has(key: bytes) -> bool:
+            nonlocal txn, left
+            left -= 1
+            if left < 0:
+                txn.abort()
+                txn = self._env.begin(write=False, buffers=True)
+                left = renew_every
+            return txn.get(key, db=db) is not None
+
+        try:
+            yield has
+        except lmdb.Error as exc:
+            raise CorruptData(
+                f"the index cannot be read ({exc}): restore it from a backup"
+            ) from exc
+        finally:
+            txn.abort()
 
     @contextmanager
     def write(self) -> Iterator[Txn]:

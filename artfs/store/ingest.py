@@ -17,7 +17,7 @@ import os
 import posixpath
 import stat
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +33,9 @@ from artfs.store.manifest import ChunkRef, FileEntry, Kind
 Progress = Callable[[int], None]
 _Encoded = tuple[codec.Codec, bytes]
 
-# Chunks in flight between the hashing thread and the compressors: bounds memory to about
-# this many average chunks while keeping both cores busy.
-_IN_FLIGHT = 16
+# Bytes of chunks in flight between the hashing thread and the appends (compressing on a
+# worker, or waiting behind one that is): bounds memory while the hashing thread runs ahead.
+_IN_FLIGHT_BYTES = 32 << 20
 # Chunks at least this large are compressed on a worker thread; smaller ones inline.
 _ENCODE_ON_WORKER = 64 << 10
 _WORKERS = max(2, min(4, os.cpu_count() or 2))
@@ -183,14 +183,20 @@ class Ingest:
         # Chunks waiting to be appended in order: the encoding, or its future when a worker
         # thread encodes it.
         self._pending: deque[tuple[ChunkId, int, _Encoded | Future[_Encoded]]] = deque()
+        self._pending_bytes = 0
 
-    def run(self, files: Iterable[SourceFile]) -> list[FileEntry]:
-        entries = []
+    def run(self, files: Sequence[SourceFile]) -> list[FileEntry]:
+        """The entries of ``files``, in their order. Files large enough to be compressed on
+        worker threads are read first, so that the workers compress them while this thread
+        goes through the small files (in order, so that they lie in the packs as they lie in
+        the tree, which is the order readers take them in)."""
+        order = sorted(range(len(files)), key=lambda i: files[i].size < _ENCODE_ON_WORKER)
+        entries: dict[int, FileEntry] = {}
         with ThreadPoolExecutor(_WORKERS, thread_name_prefix="artfs-compress") as pool:
-            for source in files:
-                entries.append(self._file(source, pool))
-            self._drain(0)
-        return entries
+            for i in order:
+                entries[i] = self._file(files[i], pool)
+            self._drain(-1)  # all of them
+        return [entries[i] for i in range(len(files))]
 
     def _file(self, source: SourceFile, pool: ThreadPoolExecutor) -> FileEntry:
         refs: list[ChunkRef] = []
@@ -214,7 +220,8 @@ class Ingest:
                 if cid not in self.new_chunks and not self._known(cid):
                     self.new_chunks[cid] = ChunkLocation(0, 0, 0, 0, 0)  # placeholder
                     self._pending.append((cid, len(data), self._encode(pool, data)))
-                    self._drain(_IN_FLIGHT)
+                    self._pending_bytes += len(data)
+                    self._drain(_IN_FLIGHT_BYTES)
                 self._progress(len(data))
         except OSError as exc:
             raise InputError(f"{source.source}: cannot read it ({exc.strerror})") from None
@@ -234,9 +241,10 @@ class Ingest:
         # A thread hop costs more than encoding a small chunk (sampled or tiny) in place.
         return codec.encode(data)
 
-    def _drain(self, keep: int) -> None:
-        while len(self._pending) > keep:
+    def _drain(self, keep_bytes: int) -> None:
+        while self._pending and self._pending_bytes > keep_bytes:
             cid, raw_length, encoded = self._pending.popleft()
+            self._pending_bytes -= raw_length
             chosen, payload = encoded.result() if isinstance(encoded, Future) else encoded
             self.new_chunks[cid] = self._writer.add(cid, chosen, payload, raw_length)
             self.stored_bytes += len(payload)

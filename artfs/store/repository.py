@@ -253,10 +253,6 @@ class Store:
 
     # --- reading content --------------------------------------------------------------------
 
-    def _has_chunk(self, cid: ChunkId) -> bool:
-        with self.index.read() as txn:
-            return txn.get(Table.CHUNKS, cid) is not None
-
     def chunk_location(self, cid: ChunkId) -> ChunkLocation | None:
         with self.index.read() as txn:
             data = txn.get(Table.CHUNKS, cid)
@@ -431,10 +427,9 @@ class Store:
         with self.commit_lock():
             writer = self.chunks.writer()
             try:
-                # A short read transaction per look-up: one held for a long ingest would pin
-                # old pages and make the index grow while other commits land.
-                ingest = Ingest(writer, self._has_chunk, progress)
-                entries = ingest.run(tree.files) + tree.ready + tree.dirs
+                with self.index.presence(Table.CHUNKS) as has_chunk:
+                    ingest = Ingest(writer, has_chunk, progress)
+                    entries = ingest.run(tree.files) + tree.ready + tree.dirs
                 writer.commit()
                 if publisher is None:
                     result, indexed = self._commit_local(tree, art, entries, aliases, draft, ingest)

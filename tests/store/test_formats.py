@@ -11,6 +11,7 @@ from artfs.store import codec
 from artfs.store.chunking import MAX_CHUNK, MIN_CHUNK, chunk_buffer, chunk_file
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.hashing import ChunkId, FileDigest, chunk_id, file_digest, version_digest
+from artfs.store.index import Index, Table
 from artfs.store.manifest import (
     ChunkRef,
     FileEntry,
@@ -273,3 +274,20 @@ def test_children_prefix_selects_direct_children_only() -> None:
     assert children == ["a/x"]
     roots = sorted(p for p, k in keys.items() if k.startswith(children_prefix(vkey, "")))
     assert roots == ["a", "b"]
+
+
+def test_index_presence_sees_writes_made_after_it_renews(tmp_path: Path) -> None:
+    """``Index.presence`` answers from one read transaction per batch of checks: keys stored
+    before it began are found, a key written meanwhile shows up once the batch renews."""
+    index = Index.open(tmp_path / "index")
+    try:
+        with index.write() as txn:
+            txn.put(Table.CHUNKS, b"old", b"x")
+        with index.presence(Table.CHUNKS, renew_every=3) as has:
+            assert has(b"old") and not has(b"new")
+            with index.write() as txn:
+                txn.put(Table.CHUNKS, b"new", b"y")
+            assert not has(b"new")  # the same snapshot: third check of the batch
+            assert has(b"new") and has(b"old")  # renewed
+    finally:
+        index.close()
