@@ -343,17 +343,25 @@ class FileReader:
         last = bisect.bisect_right(self._starts, end - 1) - 1
         return range(first, last + 1)
 
-    def _assemble(self, offset: int, size: int, pieces: list[bytes], span: range) -> ReadBuffer:
+    def _assemble(
+        self, offset: int, size: int, pieces: list[bytes], span: range, scratch: bytearray | None
+    ) -> ReadBuffer:
         end = min(offset + size, self.entry.size)
         if len(pieces) == 1:
             # A view, not a copy: a 1 MiB read of a cached chunk costs no memcpy here.
             start = offset - self._starts[span.start]
             return memoryview(pieces[0])[start : start + end - offset]
-        out = bytearray()
+        # A read across chunk boundaries is copied together: into ``scratch`` when it fits,
+        # else into a new buffer (whose fresh pages cost more to fault in than the copy).
+        length = end - offset
+        out = scratch if scratch is not None and len(scratch) >= length else bytearray(length)
+        position = 0
         for index, data in zip(span, pieces, strict=True):
             base = self._starts[index]
-            out += memoryview(data)[max(offset - base, 0) : min(end - base, len(data))]
-        return out
+            piece = memoryview(data)[max(offset - base, 0) : min(end - base, len(data))]
+            out[position : position + len(piece)] = piece
+            position += len(piece)
+        return memoryview(out)[:length]
 
     def plan(self, offset: int, size: int) -> list[ChunkRef]:
         """Note a read as it arrives; the chunks worth loading ahead of it.
@@ -387,8 +395,14 @@ class FileReader:
         self._ahead_until = max(self._ahead_until, index)
         return ahead
 
-    def read_cached(self, offset: int, size: int) -> ReadBuffer | None:
-        """The bytes if every chunk they need is cached, else None; never blocks."""
+    def read_cached(
+        self, offset: int, size: int, scratch: bytearray | None = None
+    ) -> ReadBuffer | None:
+        """The bytes if every chunk they need is cached, else None; never blocks.
+
+        A read spanning chunks is copied into ``scratch`` if it fits: the result is then only
+        valid until ``scratch`` is used again (the event loop replies before its next read).
+        """
         span = self._span(offset, size)
         pieces = []
         for index in span:
@@ -396,7 +410,7 @@ class FileReader:
             if data is None:
                 return None
             pieces.append(data)
-        return self._assemble(offset, size, pieces, span) if pieces else b""
+        return self._assemble(offset, size, pieces, span, scratch) if pieces else b""
 
     def cheap(self, offset: int, size: int) -> bool:
         """Whether the chunks this read still needs are small enough to load inline.
@@ -416,14 +430,15 @@ class FileReader:
                 missing += ref.length
         return missing <= INLINE_LOAD_BYTES
 
-    def read(self, offset: int, size: int) -> ReadBuffer:
-        """The bytes at ``offset`` (short at end of file); blocks on chunk loads."""
+    def read(self, offset: int, size: int, scratch: bytearray | None = None) -> ReadBuffer:
+        """The bytes at ``offset`` (short at end of file); blocks on chunk loads. ``scratch``
+        as for :meth:`read_cached`."""
         span = self._span(offset, size)
         try:
             pieces = [self._cache.get(self.entry.chunks[i], self._loader(i)) for i in span]
         except ArtfsError as exc:
             raise type(exc)(f"{self.entry.path}: {exc}") from None
-        return self._assemble(offset, size, pieces, span) if pieces else b""
+        return self._assemble(offset, size, pieces, span, scratch) if pieces else b""
 
     def fetch(self, ref: ChunkRef) -> bytes:
         """Load one of this file's chunks into the cache (read-ahead); blocks."""

@@ -47,6 +47,7 @@ log = logging.getLogger("artfsd")
 P = ParamSpec("P")
 # Read failures are logged once per file; this many files are remembered (then forgotten).
 _FAILED_FILES_REMEMBERED = 10_000
+_MAX_READ = 1 << 20
 T = TypeVar("T")
 
 _ERRNO: tuple[tuple[type[BaseException], int], ...] = (
@@ -157,6 +158,9 @@ class ArtfsOperations(pyfuse3.Operations):
         # (operations tests) reads simply do no read-ahead.
         self.nursery: trio.Nursery | None = None
         self._failed_files: set[bytes] = set()  # digests of files whose read failure was logged
+        # For reads served on the event loop; the largest read the kernel sends (libfuse asks
+        # for 256 pages per request).
+        self._scratch = bytearray(_MAX_READ)
 
     # --- names and attributes -------------------------------------------------------------
 
@@ -229,10 +233,12 @@ class ArtfsOperations(pyfuse3.Operations):
             # Before this read awaits anything: the next chunks load while this one does.
             for ref in reader.plan(off, size):
                 self.nursery.start_soon(self._prefetch, reader, ref)
-        data = reader.read_cached(off, size)
+        # Read on the event loop, a multi-chunk read is copied into one reused buffer: pyfuse3
+        # replies from it before this loop runs another read.
+        data = reader.read_cached(off, size, self._scratch)
         try:
             if data is None and reader.cheap(off, size):
-                data = reader.read(off, size)
+                data = reader.read(off, size, self._scratch)
             elif data is None:
                 data = await trio.to_thread.run_sync(reader.read, off, size, limiter=self.limiter)
         except StoreError as exc:
