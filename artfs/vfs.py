@@ -161,10 +161,14 @@ class Node:
     entry: FileEntry | None = None  # ENTRY nodes
     lookups: int = 0
     fixed_ino: int = 0  # STAGED nodes: a number from StagedPaths, kept across renames
+    # The inode number once worked out: a lookup asks for it several times, a hash each.
+    known_ino: int = field(default=0, repr=False, compare=False)
 
     @property
     def ino(self) -> Inode:
-        return Inode(self.fixed_ino) if self.fixed_ino else self.key.inode()
+        if not self.known_ino:
+            self.known_ino = self.fixed_ino or self.key.inode()
+        return Inode(self.known_ino)
 
     @property
     def immutable(self) -> bool:
