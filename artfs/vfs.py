@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import NewType
 
 from artfs import staging_vfs
-from artfs.errors import ArtfsError, InvalidName, NotFound
+from artfs.errors import ArtfsError, CorruptData, InvalidName, NotFound
 from artfs.lineage import Lineage, check_run_id
 from artfs.names import ArtifactName, check_name, parse_version
 from artfs.staging_vfs import (
@@ -351,13 +351,15 @@ class FileReader:
         self, offset: int, size: int, pieces: list[bytes], span: range, scratch: bytearray | None
     ) -> ReadBuffer:
         end = min(offset + size, self.entry.size)
+        length = end - offset
         if len(pieces) == 1:
             # A view, not a copy: a 1 MiB read of a cached chunk costs no memcpy here.
             start = offset - self._starts[span.start]
-            return memoryview(pieces[0])[start : start + end - offset]
+            view = memoryview(pieces[0])[start : start + length]
+            self._check_filled(len(view), length)
+            return view
         # A read across chunk boundaries is copied together: into ``scratch`` when it fits,
         # else into a new buffer (whose fresh pages cost more to fault in than the copy).
-        length = end - offset
         out = scratch if scratch is not None and len(scratch) >= length else bytearray(length)
         position = 0
         for index, data in zip(span, pieces, strict=True):
@@ -365,7 +367,16 @@ class FileReader:
             piece = memoryview(data)[max(offset - base, 0) : min(end - base, len(data))]
             out[position : position + len(piece)] = piece
             position += len(piece)
+        self._check_filled(position, length)
         return memoryview(out)[:length]
+
+    def _check_filled(self, got: int, wanted: int) -> None:
+        """Chunks shorter than the entry says (a damaged or forged record): an error, never a
+        reply padded with what a reused buffer held before."""
+        if got != wanted:
+            raise CorruptData(
+                f"{self.entry.path}: its chunks hold fewer bytes than its recorded size"
+            )
 
     def plan(self, offset: int, size: int) -> list[ChunkRef]:
         """Note a read as it arrives; the chunks worth loading ahead of it.

@@ -28,8 +28,10 @@ def _console(stderr: bool) -> Console:
 
 
 def _on_terminal(stream: Any) -> bool:
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def print_line(text: str) -> None:
@@ -37,6 +39,8 @@ def print_line(text: str) -> None:
 
 
 def note(text: str) -> None:
+    if sys.stderr is None:  # started with stderr closed (2>&-): notes go nowhere
+        return
     if _on_terminal(sys.stderr):
         _console(stderr=True).print(text, markup=False)
     else:
@@ -44,7 +48,8 @@ def note(text: str) -> None:
 
 
 def error(text: str) -> None:
-    sys.stderr.write(f"artfs: error: {text}\n")
+    if sys.stderr is not None:
+        sys.stderr.write(f"artfs: error: {text}\n")
 
 
 def print_json(data: Any) -> None:

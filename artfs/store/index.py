@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -137,35 +138,42 @@ class Index:
             ) from exc
 
     @contextmanager
-    def presence(self, table: Table, renew_every: int = 256) -> Iterator[Callable[[bytes], bool]]:
+    def presence(
+        self, table: Table, renew_every: int = 256, renew_after: float = 0.1
+    ) -> Iterator[Callable[[bytes], bool]]:
         """``has(key)`` for a long run of existence checks (an ingest asks once per chunk).
 
-        One read transaction serves ``renew_every`` checks and is then renewed: a transaction
-        per check costs more than the check, and one held for a whole ingest would pin old
-        pages while other writers (a daemon recording usage) go on. Values are not read, so
-        their seals are not checked here; whoever reads one does.
+        One read transaction serves up to ``renew_every`` checks or ``renew_after`` seconds,
+        then is renewed: a transaction per check costs more than the check, and one held for a
+        whole ingest would pin old pages while other writers (a daemon recording usage) go on.
+        A damaged record is CorruptData, as for :meth:`Txn.get`.
         """
         db = self._dbs[table]
-        txn = self._env.begin(write=False, buffers=True)
-        left = renew_every
-
-        def has(key: bytes) -> bool:
-            nonlocal txn, left
-            left -= 1
-            if left < 0:
-                txn.abort()
-                txn = self._env.begin(write=False, buffers=True)
-                left = renew_every
-            return txn.get(key, db=db) is not None
-
         try:
-            yield has
+            txn = self._env.begin(write=False)
+            left, renew_at = renew_every, time.monotonic() + renew_after
+
+            def has(key: bytes) -> bool:
+                nonlocal txn, left, renew_at
+                left -= 1
+                if left < 0 or time.monotonic() > renew_at:
+                    txn.abort()
+                    txn = self._env.begin(write=False)
+                    left, renew_at = renew_every, time.monotonic() + renew_after
+                value = txn.get(key, db=db)
+                if value is None:
+                    return False
+                _open(table, key, value)  # CorruptData if the record was damaged
+                return True
+
+            try:
+                yield has
+            finally:
+                txn.abort()
         except lmdb.Error as exc:
             raise CorruptData(
                 f"the index cannot be read ({exc}): restore it from a backup"
             ) from exc
-        finally:
-            txn.abort()
 
     @contextmanager
     def write(self) -> Iterator[Txn]:

@@ -6,6 +6,7 @@ import pty
 import random
 import re
 import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -85,6 +86,27 @@ def test_progress_bar_and_table_only_on_a_terminal(run_cli: Any, src: Path, home
     assert "\x1b" not in piped.stderr and "stored" in piped.stderr
     listing = run_cli("ls", "proj", check=True).stdout
     assert "\x1b" not in listing and listing.splitlines()[0].split("\t")[0] == "name"
+
+
+def test_piped_put_never_imports_rich_and_survives_a_closed_stderr(src: Path, home: Path) -> None:
+    """Scripts pipe artfs: rich (~25 ms of start-up) is not imported then, and a put with
+    stderr closed (``2>&-``) still prints its ref and exits 0."""
+    probe = (
+        "import sys\n"
+        "from artfs.cli.app import main\n"
+        f"sys.argv = ['artfs', '--home', {str(home)!r}, 'put', {str(src)!r}, 'proj/a']\n"
+        "try:\n    main()\n"
+        "finally:\n    print('rich loaded' if 'rich' in sys.modules else 'no rich')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == ["proj/a:v0", "no rich"], done.stderr
+    closed = subprocess.run(
+        ["sh", "-c", f'"{ARTFS}" --home "{home}" put "{src}" proj/b 2>&-'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (closed.returncode, closed.stdout) == (0, "proj/b:v0\n")
 
 
 def _read_pty(fd: int) -> bytes:

@@ -13,6 +13,7 @@ import trio
 from artfsd.operations import ArtfsOperations
 from mountutil import put
 
+from artfs.errors import CorruptData
 from artfs.store import Store
 from artfs.store.hashing import ChunkId
 from artfs.store.manifest import ChunkRef, FileEntry, Kind
@@ -88,6 +89,23 @@ def test_reads_across_chunks_are_exact() -> None:
         into = reader.read_cached(offset, size, scratch)
         assert into is not None and bytes(into) == expected[offset : offset + size]
         assert bytes(reader.read(offset, size, scratch)) == expected[offset : offset + size]
+
+
+def test_chunks_shorter_than_the_entry_are_an_error_not_stale_bytes() -> None:
+    """An entry whose recorded size exceeds its chunks (a damaged or forged record): reads
+    past what the chunks hold fail, and never hand out what the reused buffer held before."""
+    scratch = bytearray(b"T" * MIB)  # the previous reply, from another file
+    chunks = (ChunkRef(ChunkId(b"\x01" * 32), 50_000), ChunkRef(ChunkId(b"\x02" * 32), 50_000))
+    entry = FileEntry("f", Kind.FILE, 0o644, 200_000, 0, chunks=chunks)
+    reader = FileReader(entry, fake_cache())
+    within = reader.read(40_000, 20_000, scratch)  # across both chunks, within what they hold
+    assert bytes(within) == b"\x01" * 10_000 + b"\x02" * 10_000
+    # Past what the chunks hold: across chunks (copied) and inside the last one (a view).
+    for offset, size in [(0, 200_000), (90_000, 20_000), (150_000, 100)]:
+        with pytest.raises(CorruptData):
+            reader.read(offset, size, scratch)
+        with pytest.raises(CorruptData):
+            reader.read_cached(offset, size, scratch)
 
 
 def read_whole(ops: ArtfsOperations, ino: int, size: int, step: int) -> bytes | int:

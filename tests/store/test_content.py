@@ -221,3 +221,27 @@ def test_file_changing_during_put_is_refused_and_its_packs_removed(
     with pytest.raises(InputError, match="changed while"):
         store.commit(tree, ART)
     assert state(store, home) == before
+
+
+def test_large_files_are_stored_first_and_small_ones_in_tree_order(
+    store: Store, tmp_path: Path, make_tree: Any
+) -> None:
+    """The ingest reads large files first (their chunks compress on worker threads while the
+    small files are read) and appends small files in tree order, the order readers take
+    them in; the version is the same whatever the order."""
+    rng = random.Random(7)
+    spec: dict[str, bytes | str | None] = {f"s{i:02d}.txt": f"small {i}\n" for i in range(20)}
+    spec["m-big.bin"] = rng.randbytes(3 << 20)
+    spec["z-big.csv"] = "a,b\n1,2\n" * 100_000
+    src = make_tree(tmp_path / "src", spec)
+    record = store.put(src, ART).record
+    files = {e.path: e for e in store.files(record)}
+    assert sorted(files) == sorted(spec) and record.files == len(spec)
+    (pack_id,) = store.chunks.pack_ids()
+    order = [cid for cid, _ in store.chunks.records(pack_id)]
+    big = [r.chunk_id for path in ("m-big.bin", "z-big.csv") for r in files[path].chunks]
+    small = [files[f"s{i:02d}.txt"].chunks[0].chunk_id for i in range(20)]
+    assert order == big + small
+    assert content_of(store, record) == {
+        k: v.encode() if isinstance(v, str) else v for k, v in spec.items()
+    }

@@ -283,11 +283,19 @@ def test_index_presence_sees_writes_made_after_it_renews(tmp_path: Path) -> None
     try:
         with index.write() as txn:
             txn.put(Table.CHUNKS, b"old", b"x")
-        with index.presence(Table.CHUNKS, renew_every=3) as has:
+        with index.presence(Table.CHUNKS, renew_every=3, renew_after=60) as has:
             assert has(b"old") and not has(b"new")
             with index.write() as txn:
                 txn.put(Table.CHUNKS, b"new", b"y")
             assert not has(b"new")  # the same snapshot: third check of the batch
             assert has(b"new") and has(b"old")  # renewed
+        with index.presence(Table.CHUNKS, renew_after=0) as has:
+            with index.write() as txn:
+                txn.put(Table.CHUNKS, b"newer", b"z")
+            assert has(b"newer")  # renewed: its time was up
+        with index._env.begin(write=True) as raw:  # a record whose seal does not match
+            raw.put(b"torn", b"0123456789", db=index._dbs[Table.CHUNKS])
+        with index.presence(Table.CHUNKS) as has, pytest.raises(CorruptData):
+            has(b"torn")
     finally:
         index.close()
