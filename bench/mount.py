@@ -8,14 +8,16 @@ remounting: a cold pass on the mount runs on a fresh daemon).
 
 The same workloads then run a third time through the null filesystem of ``bench/ceiling.py``
 (the native tree served from memory by the least a pyfuse3 filesystem can do, restarted for cold
-passes like the daemon): the ``pyfuse3 floor`` rows are the best any pyfuse3 mount reaches here,
-and the ``artfs / pyfuse3 floor`` rows say how much of the gap to native is artfs's own.
+passes like the daemon): the ``null pyfuse3 fs`` rows are the most any pyfuse3 mount reaches
+here (its time is a floor, its speed a ceiling), and the ``artfs / null pyfuse3 fs`` rows say
+how much of the gap to native is artfs's own.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import select
 import statistics
 import subprocess
 import sys
@@ -35,6 +37,7 @@ RANDOM_READS = 2000
 Report = Callable[..., None]
 REPO = Path(__file__).resolve().parent.parent  # where ``python -m bench.ceiling`` runs
 STOP_SECONDS = 10.0  # a FUSE server's time to exit before SIGTERM, then SIGKILL
+READY_SECONDS = 60.0  # the null filesystem reads the whole tree into memory before mounting
 
 
 def list_files(root: Path) -> list[Path]:
@@ -115,7 +118,8 @@ def _ceiling_mounted(source: Path, mountpoint: Path, log: Path) -> Iterator[None
         proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
         assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
+        started, _, _ = select.select([proc.stdout], [], [], READY_SECONDS)
+        if not started or proc.stdout.readline().strip() != "ready":
             raise RuntimeError(
                 f"bench.ceiling did not mount {mountpoint}:\n{log.read_text()[-2000:]}"
             )
@@ -231,9 +235,9 @@ def _measure(side: Side, files: Files) -> Times:
 
 @dataclass(frozen=True)
 class Comparison:
-    """One workload as a ratio to the same workload on a reference side (native, or the
-    floor): a speed ratio (reference time / time, higher is faster), or for the walk a time
-    ratio (time / reference time, lower is faster)."""
+    """One workload as a ratio to the same workload on a reference side (native, or the null
+    filesystem): a speed ratio (reference time / time, higher is faster), or for the walk a
+    time ratio (time / reference time, lower is faster)."""
 
     workload: str
     label: str
@@ -258,7 +262,7 @@ COMPARISONS = (
     Comparison("small", "small files, 2 readers", ">= 0.35"),
     Comparison("random", "cold 4 KiB random preads", ">= 0.3"),
 )
-FLOOR = "pyfuse3 floor"
+NULL_FS = "null pyfuse3 fs"
 
 
 def _rates(files: Files) -> dict[str, tuple[float, str]]:
@@ -286,19 +290,19 @@ def _report_side(
     report(f"{prefix}: open+close per file", times["open"] / len(files.small) * 1e6, "us")
 
 
-def _report_artfs_vs_floor(artfs: Times, floor: Times, report: Report) -> None:
-    """How far artfs is from the floor, in the same direction as its rows against native."""
-    prefix = f"artfs / {FLOOR}"
+def _report_artfs_vs_null(artfs: Times, null: Times, report: Report) -> None:
+    """How far artfs is from the null filesystem, in the direction of its rows against native."""
+    prefix = f"artfs / {NULL_FS}"
     for comparison in COMPARISONS:
         kind = "time" if comparison.by_time else "speed"
-        report(f"{prefix}: {comparison.label}, {kind}", comparison.ratio(artfs, floor), "x")
-    report(f"{prefix}: open+close per file, time", artfs["open"] / floor["open"], "x")
+        report(f"{prefix}: {comparison.label}, {kind}", comparison.ratio(artfs, null), "x")
+    report(f"{prefix}: open+close per file, time", artfs["open"] / null["open"], "x")
 
 
 def run(workdir: Path, report: Report) -> None:
     native = workdir / "native"
     files = Files.of(native, make_mixed(native))
-    home, mnt, floor_mnt = workdir / "home", workdir / "mnt", workdir / "mnt-floor"
+    home, mnt, null_mnt = workdir / "home", workdir / "mnt", workdir / "mnt-null"
     artfs = str(Path(sys.executable).parent / "artfs")
     subprocess.run(
         [artfs, "--home", str(home), "-q", "put", str(native), "bench/mixed"],
@@ -312,10 +316,10 @@ def run(workdir: Path, report: Report) -> None:
     _report_side("mount", times["artfs"], times["native"], files, report, targets=True)
     report("native: open+close per file", times["native"]["open"] / len(files.small) * 1e6, "us")
     log = workdir / "ceiling.log"
-    with Remounter(lambda: _ceiling_mounted(native, floor_mnt, log)) as remount:
-        times["floor"] = _measure(Side(FLOOR, floor_mnt, remount), files)
-    _report_side(FLOOR, times["floor"], times["native"], files, report, targets=False)
-    _report_artfs_vs_floor(times["artfs"], times["floor"], report)
+    with Remounter(lambda: _ceiling_mounted(native, null_mnt, log)) as remount:
+        times["null"] = _measure(Side(NULL_FS, null_mnt, remount), files)
+    _report_side(NULL_FS, times["null"], times["native"], files, report, targets=False)
+    _report_artfs_vs_null(times["artfs"], times["null"], report)
     _recording_cost(native, home, workdir / "mnt-lineage", report)
 
 
