@@ -32,9 +32,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from artfs.errors import CorruptData, InvalidName, StoreError
+from artfs.errors import InvalidName, StoreError
 from artfs.store import codec
-from artfs.store.hashing import ChunkId, chunk_id
+from artfs.store.hashing import ChunkId
 
 DEFAULT_MAX_BYTES = 10 << 30
 # The free-space floor: 5 % of the cache's filesystem, at most 1 GiB.
@@ -312,10 +312,4 @@ def _decode(cid: ChunkId, stored: bytes) -> bytes | None:
     magic, codec_id, raw_length = _HEADER.unpack_from(stored)
     if magic != _MAGIC:
         return None
-    try:
-        raw = codec.decode(codec_id, stored[_HEADER.size :], raw_length)
-    except (CorruptData, ValueError):
-        return None
-    if len(raw) != raw_length or chunk_id(raw) != cid:
-        return None
-    return raw
+    return codec.verified(cid, codec_id, stored[_HEADER.size :], raw_length)

@@ -27,7 +27,7 @@ from artfs.remote.objectstore import RemoteUrl, S3ObjectStore, new_writer_id
 from artfs.remote.remote import Remote
 from artfs.store import codec
 from artfs.store.catalog import VersionRecord
-from artfs.store.hashing import ChunkId, chunk_id
+from artfs.store.hashing import ChunkId
 from artfs.store.locks import file_lock
 from artfs.store.manifest import FileEntry
 from artfs.store.publishing import ChunkReader
@@ -387,11 +387,8 @@ def verified_chunk(
 ) -> bytes:
     """The raw bytes of a chunk fetched from ``remote``, decompressed and hashed against its
     id; CorruptData (naming ``what``, the chunk and its pack) when they do not match."""
-    try:
-        raw = codec.decode(loc.codec, payload, loc.raw_length)
-    except CorruptData:
-        raw = b""
-    if len(raw) != loc.raw_length or chunk_id(raw) != cid:
+    raw = codec.verified(cid, loc.codec, payload, loc.raw_length)
+    if raw is None:
         raise CorruptData(
             f"chunk {cid.hex()[:16]} of {what} pack {loc.pack[:16]} on {remote.describe()} "
             "does not match its hash: nothing was stored"

@@ -16,6 +16,7 @@ import threading
 import zstandard
 
 from artfs.errors import CorruptData
+from artfs.store.hashing import ChunkId, chunk_id
 
 Buffer = bytes | bytearray | memoryview
 
@@ -76,3 +77,16 @@ def decode(codec: int, payload: bytes, raw_length: int) -> bytes:
         except zstandard.ZstdError as exc:
             raise CorruptData(f"compressed chunk does not decode: {exc}") from exc
     raise CorruptData(f"unknown chunk codec {codec}")
+
+
+def verified(cid: ChunkId, codec: int, payload: bytes, raw_length: int) -> bytes | None:
+    """The raw bytes of stored chunk ``cid`` if its payload decodes to ``raw_length`` bytes
+    that hash to ``cid``, else None: the one check every reader of stored chunks makes (local
+    packs, remote fetches, the remote chunk cache) before a byte is used."""
+    try:
+        raw = decode(codec, payload, raw_length)
+    except (CorruptData, ValueError):
+        return None
+    if len(raw) != raw_length or chunk_id(raw) != cid:
+        return None
+    return raw

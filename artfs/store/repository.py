@@ -39,7 +39,7 @@ from artfs.names import ArtifactName, Ref, check_alias, check_name
 from artfs.store import catalog, codec, publishing, references, settings
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.chunkstore import ChunkLocation
-from artfs.store.hashing import ChunkId, chunk_id, version_digest
+from artfs.store.hashing import ChunkId, version_digest
 from artfs.store.index import Index, Table, Txn
 from artfs.store.ingest import Ingest, Progress, SourceTree, scan
 from artfs.store.locks import file_lock
@@ -279,8 +279,10 @@ class Store:
             return self._verified(ref, fresh)
 
     def _verified(self, ref: ChunkRef, loc: ChunkLocation) -> bytes:
-        data = codec.decode(loc.codec, self.chunks.read(loc), loc.raw_length)
-        if len(data) != ref.length or chunk_id(data) != ref.chunk_id:
+        data = None
+        if loc.raw_length == ref.length:
+            data = codec.verified(ref.chunk_id, loc.codec, self.chunks.read(loc), ref.length)
+        if data is None:
             raise CorruptData(f"chunk {ref.chunk_id.hex()[:16]} does not match its hash")
         return data
 
@@ -541,7 +543,7 @@ class Store:
                 "'artfs pull' the version first"
             )
         payload = self.chunks.read(loc)
-        if chunk_id(codec.decode(loc.codec, payload, loc.raw_length)) != cid:
+        if codec.verified(cid, loc.codec, payload, loc.raw_length) is None:
             raise CorruptData(
                 f"chunk {cid.hex()[:16]} is damaged in this store: run 'artfs verify'"
             )

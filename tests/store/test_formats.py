@@ -299,3 +299,17 @@ def test_index_presence_sees_writes_made_after_it_renews(tmp_path: Path) -> None
             has(b"torn")
     finally:
         index.close()
+
+
+def test_verified_accepts_only_payloads_that_decode_to_their_id() -> None:
+    data = csv_text(2000, seed=4)
+    cid = chunk_id(data)
+    chosen, payload = codec.encode(data)
+    assert chosen == codec.Codec.ZSTD
+    assert codec.verified(cid, chosen, payload, len(data)) == data
+    assert codec.verified(cid, chosen, payload, len(data) - 1) is None  # wrong length
+    assert codec.verified(chunk_id(b"other"), chosen, payload, len(data)) is None  # wrong id
+    garbled = payload[:10] + bytes([payload[10] ^ 0xFF]) + payload[11:]
+    assert codec.verified(cid, chosen, garbled, len(data)) is None
+    assert codec.verified(cid, 7, payload, len(data)) is None  # unknown codec
+    assert codec.verified(cid, codec.Codec.RAW, data, len(data)) == data
