@@ -222,7 +222,9 @@ class StatFs:
 
 @dataclass
 class _Loading:
-    done: threading.Event = field(default_factory=threading.Event)
+    # Made by the first thread that waits for this load: most loads have no waiter, and an
+    # Event (a Condition and a Lock) costs more to make than a small chunk's lookup.
+    done: threading.Event | None = None
     data: bytes | None = None
     error: BaseException | None = None
 
@@ -267,8 +269,12 @@ class ChunkCache:
             owner = loading is None
             if loading is None:
                 loading = self._loading[ref.chunk_id] = _Loading()
+            elif loading.done is None:
+                loading.done = threading.Event()
+            done = loading.done
         if not owner:
-            loading.done.wait()
+            assert done is not None
+            done.wait()
             if loading.error is not None:
                 raise loading.error
             assert loading.data is not None
@@ -283,7 +289,9 @@ class ChunkCache:
                 del self._loading[ref.chunk_id]
                 if loading.data is not None:
                     self._insert(ref.chunk_id, loading.data)
-            loading.done.set()
+                done = loading.done  # a waiter that came after this cannot find the load
+            if done is not None:
+                done.set()
         return loading.data
 
     def _insert(self, chunk_id: bytes, data: bytes) -> None:

@@ -204,3 +204,57 @@ def test_chunk_cache_stays_within_budget_and_loads_once() -> None:
     cache.get(refs[-1])
     assert len(loads) == 5
     assert cache.peek(refs[0]) is None and cache.peek(refs[-1]) is not None
+
+
+def test_chunk_cache_threads_wanting_one_chunk_share_one_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Single flight: threads asking for a chunk that is loading wait for that load (its
+    bytes, or its error) instead of loading it again."""
+    import threading
+    import time
+
+    from artfs.store.hashing import ChunkId
+    from artfs.store.manifest import ChunkRef
+
+    release = threading.Event()
+    waiting: list[int] = []
+
+    class CountedEvent(threading.Event):  # the cache's waiters block on these
+        def wait(self, timeout: float | None = None) -> bool:
+            waiting.append(1)
+            return super().wait(timeout)
+
+    monkeypatch.setattr(threading, "Event", CountedEvent)
+    loads: list[bytes] = []
+
+    def load(ref: ChunkRef) -> bytes:
+        loads.append(ref.chunk_id)
+        release.wait(10)
+        if ref.chunk_id[0] == 2:
+            raise CorruptData("bad chunk")
+        return bytes([ref.chunk_id[0]]) * ref.length
+
+    cache = ChunkCache(load, budget_bytes=1 << 20)
+    good, bad = (ChunkRef(ChunkId(bytes([i]) * 32), 1000) for i in (1, 2))
+    got: list[object] = []
+
+    def want(ref: ChunkRef) -> None:
+        try:
+            got.append(cache.get(ref))
+        except CorruptData as exc:
+            got.append(exc)
+
+    threads = [threading.Thread(target=want, args=(ref,)) for ref in (good, bad) * 4]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(waiting) < 6:  # two loads started, three threads waiting on each
+        assert time.monotonic() < deadline, (loads, waiting)
+        time.sleep(0.005)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(loads) == [good.chunk_id, bad.chunk_id]
+    assert got.count(b"\x01" * 1000) == 4
+    assert sum(isinstance(g, CorruptData) for g in got) == 4
