@@ -146,6 +146,7 @@ class Store:
         # Where chunks not held locally are read from (see remote_source); made on first use.
         self._remote_source: RemoteSource | None = None
         self._remote_checked = False
+        self._remote_config: RemoteConfig | None = None  # what _remote_source reads from
         self._remote_lock = threading.Lock()
 
     @classmethod
@@ -346,13 +347,18 @@ class Store:
 
     def remote_source(self) -> RemoteSource | None:
         """The reader of chunks held only on the default remote; None for a store without
-        one. Made on first use, so that a local store never loads the object-store client."""
+        one. Made on first use, so that a local store never loads the object-store client,
+        and made again when the default remote changes (set, switched or unset while a
+        daemon runs)."""
+        config = self.default_remote()
         with self._remote_lock:
-            if not self._remote_checked:
-                if self.default_remote() is not None:
+            if not self._remote_checked or config != self._remote_config:
+                self._remote_source = None
+                if config is not None:
                     from artfs.remote.fetch import RemoteChunks
 
                     self._remote_source = RemoteChunks.for_store(self)
+                self._remote_config = config
                 self._remote_checked = True
             return self._remote_source
 

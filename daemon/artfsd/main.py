@@ -34,6 +34,7 @@ from artfsd.operations import ArtfsOperations, invalidate_entries
 if TYPE_CHECKING:  # obstore loads only in a remote-backed store
     from artfs.remote.remote import Remote
     from artfs.remote.sync import RefreshResult
+    from artfs.store.settings import RemoteConfig
 
 log = logging.getLogger("artfsd")
 # Kernel read-ahead on the mount: 1 MiB turns a sequential reader's 128 KiB FUSE requests into
@@ -217,36 +218,54 @@ class RefreshWorker:
 
 async def poll_remote(store: Store, seconds: float, worker: RefreshWorker) -> None:
     """Refresh the local index from the default remote every ``seconds``, in a worker
-    thread; a remote that cannot be reached is logged once, and again when it is back, and
-    so is a version that cannot be adopted. The trio task does not wait for a running refresh
-    when it is cancelled: the shutdown does, through ``worker``, before it closes the store."""
-    from artfs.remote.sync import open_remote  # obstore: remote-backed stores only
-
-    config = store.default_remote()
-    assert config is not None
-    try:
-        remote = open_remote(store, config)
-    except ArtfsError as exc:  # a remote that cannot be configured: serve the index as it is
-        log.error("not polling remote %s: %s", config.name, exc)
-        return
+    thread, following the default remote as it is set, switched or unset while the daemon
+    runs (a mount of a local store starts polling once ``artfs remote add --default`` or a
+    clone gives it one). A remote that cannot be reached is logged once, and again when it is
+    back, and so is a version that cannot be adopted. The trio task does not wait for a
+    running refresh when it is cancelled: the shutdown does, through ``worker``, before it
+    closes the store."""
+    following: RemoteConfig | None = None
+    remote: Remote | None = None
     failing = False
     reported: set[str] = set()
     while True:
-        try:
-            result = await trio.to_thread.run_sync(
-                worker.refresh, store, remote, abandon_on_cancel=True
-            )
-        except Exception as exc:
-            if not failing:
-                log.warning("cannot refresh from remote %s (will retry): %s", config.name, exc)
-            failing = True
-        else:
-            if failing:
-                log.info("remote %s answers again", config.name)
-            failing = False
-            if result is not None:
-                _log_refresh(config.name, result, reported)
+        config = store.default_remote()
+        if config != following:
+            following, remote, failing = config, None, False
+            if config is not None:
+                remote = _open_remote(store, config)
+        if remote is not None and following is not None:
+            try:
+                result = await trio.to_thread.run_sync(
+                    worker.refresh, store, remote, abandon_on_cancel=True
+                )
+            except Exception as exc:
+                if not failing:
+                    log.warning(
+                        "cannot refresh from remote %s (will retry): %s", following.name, exc
+                    )
+                failing = True
+            else:
+                if failing:
+                    log.info("remote %s answers again", following.name)
+                failing = False
+                if result is not None:
+                    _log_refresh(following.name, result, reported)
         await trio.sleep(seconds)
+
+
+def _open_remote(store: Store, config: RemoteConfig) -> Remote | None:
+    """The remote to poll; None (logged) for one that cannot be configured: the index is then
+    served as it is."""
+    from artfs.remote.sync import open_remote  # obstore: remote-backed stores only
+
+    try:
+        remote = open_remote(store, config)
+    except ArtfsError as exc:
+        log.error("not polling remote %s: %s", config.name, exc)
+        return None
+    log.info("polling remote %s for new versions", config.name)
+    return remote
 
 
 def _log_refresh(name: str, result: RefreshResult, reported: set[str]) -> None:
@@ -362,7 +381,7 @@ async def serve(
         nursery.start_soon(watch_signals)
         nursery.start_soon(announce_ready, mountpoint, ready)
         nursery.start_soon(housekeeping, ops)
-        if poll > 0 and store.default_remote() is not None:
+        if poll > 0:
             nursery.start_soon(poll_remote, store, poll, worker)
         if recorder is not None:
             nursery.start_soon(flush_usage, recorder)

@@ -306,6 +306,26 @@ def test_two_mounts_as_two_machines_see_new_versions(
     assert fresh.read_bytes() == b'{"acc": 0.9}'
 
 
+def test_a_mount_follows_a_default_remote_set_after_it_started(
+    s3_env: S3Server, prefix: str, tmp_path: Path, published: dict[str, bytes], mounts: Mounts
+) -> None:
+    """A mount of a store without a remote starts polling when one becomes its default (here
+    by a clone into the mounted, empty store), without a restart, and reads lazily from it."""
+    home = tmp_path / "late"
+    with Store.open(home):
+        pass
+    mount = _mount(mounts, home)
+    artifact = mount.path / "team" / "data"
+    _clone(s3_env, prefix, home)  # sets the default remote while the daemon runs
+    eventually((artifact / "v0").is_dir, within=20)
+    assert (artifact / "v0" / "other.bin").read_bytes() == published["other.bin"]
+    src = make_tree(tmp_path / "src2", {"model.pt": random_bytes(2 * MIB, 9)})
+    assert _publish(s3_env, prefix, tmp_path / "publisher", src) == 1
+    eventually((artifact / "v1").is_dir, within=20)  # only the daemon's polling brings it
+    assert (artifact / "v1" / "model.pt").read_bytes() == (src / "model.pt").read_bytes()
+    assert "polling remote origin" in mount.log_text()
+
+
 def test_a_mount_reads_cached_chunks_while_the_remote_is_gone(
     s3_env: S3Server,
     prefix: str,
