@@ -31,6 +31,7 @@ from artfs.store.hashing import ChunkId
 from artfs.store.index import Table
 from artfs.store.manifest import ChunkRef
 from artfs.store.repository import Store
+from artfs.store.settings import RemoteConfig
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,10 @@ class RemoteChunks:
         self._walks: dict[str, tuple[int | None, int]] = {}
 
     @classmethod
-    def for_store(cls, store: Store) -> RemoteChunks | None:
-        """The reader of ``store``'s default remote; None when it has none."""
-        config = store.default_remote()
+    def for_store(cls, store: Store, config: RemoteConfig | None = None) -> RemoteChunks | None:
+        """The reader of remote ``config`` (default: ``store``'s default remote); None when
+        there is none."""
+        config = config or store.default_remote()
         if config is None:
             return None
         try:

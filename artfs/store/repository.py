@@ -50,6 +50,8 @@ from artfs.store.settings import RemoteConfig
 # A whole-file read names this many following chunks, so a remote-backed store can fetch
 # them with the chunk being read (about 16 MiB with 1 MiB chunks).
 FOLLOWING_CHUNKS = 16
+# How often a long-lived process (the daemon) reads the default remote setting again.
+REMOTE_RECHECK_SECONDS = 1.0
 # META key prefix: per artifact, the version numbers the default remote listed last time.
 _SEEN = b"remote-seen:"
 
@@ -147,6 +149,7 @@ class Store:
         self._remote_source: RemoteSource | None = None
         self._remote_checked = False
         self._remote_config: RemoteConfig | None = None  # what _remote_source reads from
+        self._remote_recheck_at = 0.0  # monotonic time to read the default remote again
         self._remote_lock = threading.Lock()
 
     @classmethod
@@ -349,24 +352,39 @@ class Store:
         """The reader of chunks held only on the default remote; None for a store without
         one. Made on first use, so that a local store never loads the object-store client,
         and made again when the default remote changes (set, switched or unset while a
-        daemon runs)."""
-        config = self.default_remote()
+        daemon runs): the setting is read again at most every ``REMOTE_RECHECK_SECONDS``, as
+        reading it costs about as much as reading a cached small chunk."""
         with self._remote_lock:
-            if not self._remote_checked or config != self._remote_config:
-                self._remote_source = None
-                if config is not None:
-                    from artfs.remote.fetch import RemoteChunks
+            now = time.monotonic()
+            if now >= self._remote_recheck_at:
+                config = self.default_remote()
+                if not self._remote_checked or config != self._remote_config:
+                    self._remote_source = None
+                    if config is not None:
+                        from artfs.remote.fetch import RemoteChunks
 
-                    self._remote_source = RemoteChunks.for_store(self)
-                self._remote_config = config
-                self._remote_checked = True
+                        self._remote_source = RemoteChunks.for_store(self, config)
+                    self._remote_config = config
+                    self._remote_checked = True
+                self._remote_recheck_at = now + REMOTE_RECHECK_SECONDS
             return self._remote_source
+
+    def remote_source_made(self) -> RemoteSource | None:
+        """The reader :meth:`remote_source` made last, if any; never makes one."""
+        return self._remote_source
 
     def _read_remote(self, ref: ChunkRef, following: Sequence[ChunkRef]) -> bytes:
         source = self.remote_source()
-        if source is None:
-            raise CorruptData(f"chunk {ref.chunk_id.hex()[:16]} is missing from the index")
-        return source.read(ref, following)
+        if source is not None:
+            return source.read(ref, following)
+        with self.index.read() as txn:
+            on_a_remote = txn.get(Table.REMOTE_CHUNKS, ref.chunk_id) is not None
+        if on_a_remote:  # not here, which is what verify and readers must hear; but say why
+            raise CorruptData(
+                f"chunk {ref.chunk_id.hex()[:16]} is held only on a remote and this store has "
+                "no default remote: set it again with 'artfs remote default NAME'"
+            )
+        raise CorruptData(f"chunk {ref.chunk_id.hex()[:16]} is missing from the index")
 
     def reference_copy(self, entry: FileEntry) -> Path:
         """A verified local copy of a reference entry's content, under ``HOME/refcache``."""
@@ -629,6 +647,7 @@ class Store:
             if name is not None and settings.get_remote(txn, name) is None:
                 raise NotFound(f"no remote named {name!r}: see 'artfs remote ls'")
             settings.put_default_remote(txn, name)
+        self._remote_recheck_at = 0.0  # this process sees its own change at once
 
     # --- versions that come from elsewhere (artfs pull, clone) ------------------------------
 

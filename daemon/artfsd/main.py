@@ -229,7 +229,12 @@ async def poll_remote(store: Store, seconds: float, worker: RefreshWorker) -> No
     failing = False
     reported: set[str] = set()
     while True:
-        config = store.default_remote()
+        try:
+            config = store.default_remote()
+        except ArtfsError as exc:  # an index read failed: keep serving, try again later
+            log.warning("cannot read the default remote (will retry): %s", exc)
+            await trio.sleep(seconds)
+            continue
         if config != following:
             following, remote, failing = config, None, False
             if config is not None:
@@ -257,9 +262,11 @@ async def poll_remote(store: Store, seconds: float, worker: RefreshWorker) -> No
 def _open_remote(store: Store, config: RemoteConfig) -> Remote | None:
     """The remote to poll; None (logged) for one that cannot be configured: the index is then
     served as it is."""
-    from artfs.remote.sync import open_remote  # obstore: remote-backed stores only
+    from artfs.remote.fetch import check_settings  # obstore: remote-backed stores only
+    from artfs.remote.sync import open_remote
 
     try:
+        check_settings()  # a remote set after the start was not checked by check_remote_settings
         remote = open_remote(store, config)
     except ArtfsError as exc:
         log.error("not polling remote %s: %s", config.name, exc)
@@ -297,10 +304,7 @@ def check_remote_settings(store: Store) -> None:
 
 def log_remote_reads(store: Store) -> None:
     """What the lazy read path fetched during this mount (read amplification, cache use)."""
-    try:
-        source = store.remote_source()
-    except ArtfsError:
-        return  # never configured: nothing was fetched
+    source = store.remote_source_made()  # None: nothing was fetched
     counters = getattr(source, "counters", None)
     cache = getattr(source, "cache", None)
     if counters is not None and cache is not None:

@@ -225,7 +225,6 @@ def test_chunk_cache_threads_wanting_one_chunk_share_one_load(
             waiting.append(1)
             return super().wait(timeout)
 
-    monkeypatch.setattr(threading, "Event", CountedEvent)
     loads: list[bytes] = []
 
     def load(ref: ChunkRef) -> bytes:
@@ -245,7 +244,10 @@ def test_chunk_cache_threads_wanting_one_chunk_share_one_load(
         except CorruptData as exc:
             got.append(exc)
 
+    # A Thread makes the Event its start() waits on when it is made: make them before the
+    # patch, so that only the cache's Events count.
     threads = [threading.Thread(target=want, args=(ref,)) for ref in (good, bad) * 4]
+    monkeypatch.setattr(threading, "Event", CountedEvent)
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 10
@@ -258,3 +260,4 @@ def test_chunk_cache_threads_wanting_one_chunk_share_one_load(
     assert sorted(loads) == [good.chunk_id, bad.chunk_id]
     assert got.count(b"\x01" * 1000) == 4
     assert sum(isinstance(g, CorruptData) for g in got) == 4
+    assert len(waiting) == 6  # every other thread waited for a load, none loaded again

@@ -25,9 +25,10 @@ from artfs.remote.fetch import RemoteChunks
 from artfs.remote.layout import PackBuilder, RemoteChunk
 from artfs.remote.remote import Remote
 from artfs.remote.sync import add_remote, clone, open_remote, push
-from artfs.store import Store, settings
+from artfs.store import Store, repository, settings
+from artfs.store.hashing import ChunkId
 from artfs.store.index import Table
-from artfs.store.manifest import FileEntry
+from artfs.store.manifest import ChunkRef, FileEntry
 from artfs.store.settings import RemoteConfig
 from artfs.store.verify import verify
 from tests.conftest import make_tree, random_bytes, text_bytes
@@ -147,6 +148,32 @@ def test_a_clone_fetches_only_the_chunks_it_reads(
         assert verify(store, store.versions(ART)) == []  # verify reads (and fetches) the rest
         assert _read(store, "big.bin") == published["big.bin"]
         assert _read(store, "notes.csv") == published["notes.csv"]
+
+
+def test_the_remote_source_follows_the_default_remote(
+    s3_env: S3Server, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long-lived Store (the daemon's) reads from whatever remote is the default now: set,
+    switched or unset by another process, seen within REMOTE_RECHECK_SECONDS; unset, a chunk
+    held only on the remote is a clear error, not corruption."""
+    monkeypatch.setattr(repository, "REMOTE_RECHECK_SECONDS", 0.0)
+    home = tmp_path / "home"
+    with Store.open(home) as daemon_view, Store.open(home) as cli_view:
+        assert daemon_view.remote_source() is None
+        for name in ("a", "b"):
+            add_remote(cli_view, name, s3_env.url(f"{prefix}/{name}"), s3_env.endpoint, None)
+        cli_view.set_default_remote("a")
+        first = _source(daemon_view)
+        assert first.name == "a" and _source(daemon_view) is first
+        cli_view.set_default_remote("b")
+        assert _source(daemon_view).name == "b"
+        cli_view.set_default_remote(None)
+        assert daemon_view.remote_source() is None
+        cid = ChunkId(b"\x07" * 32)
+        with daemon_view.index.write() as txn:
+            txn.put(Table.REMOTE_CHUNKS, cid, b"where")
+        with pytest.raises(CorruptData, match="no default remote"):
+            daemon_view.read_chunk(ChunkRef(cid, 10))
 
 
 def test_a_damaged_cache_entry_is_fetched_again(cloned: Path, published: dict[str, bytes]) -> None:
