@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import drop_caches
+from bench.common import drop_caches, timed
 from bench.dataset import make_mixed
 
 RUNS = 3
@@ -165,12 +165,6 @@ class Remounter:
         self._current.close()
 
 
-def _timed(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
-
-
 class Side:
     """One side of a comparison: the native tree, or a mount (remounted for cold)."""
 
@@ -183,12 +177,12 @@ class Side:
             if self._remount:
                 self._remount()
             drop_caches()
-            times.append(_timed(fn))
+            times.append(timed(fn))
         return statistics.median(times)
 
     def warm(self, fn: Callable[[], object]) -> float:
         fn()
-        return statistics.median(_timed(fn) for _ in range(RUNS))
+        return statistics.median(timed(fn) for _ in range(RUNS))
 
 
 @dataclass(frozen=True)
@@ -366,9 +360,9 @@ def _recording_cost(native: Path, home: Path, mountpoint: Path, report: Report) 
                 small_paths = [version / p for p in small]
                 read_all(paths)  # warm the page cache and the daemon
                 got = times[mode]
-                got.setdefault("all", []).append(_timed(lambda p=paths: read_all(p)))  # type: ignore[misc]
+                got.setdefault("all", []).append(timed(lambda p=paths: read_all(p)))  # type: ignore[misc]
                 got.setdefault("open", []).append(
-                    _timed(lambda p=small_paths: _open_close(p))  # type: ignore[misc]
+                    timed(lambda p=small_paths: _open_close(p))  # type: ignore[misc]
                 )
     on = {k: statistics.median(v) for k, v in times["on"].items()}
     off = {k: statistics.median(v) for k, v in times["off"].items()}

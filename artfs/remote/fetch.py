@@ -83,12 +83,8 @@ class RemoteChunks:
         self._walks: dict[str, tuple[int | None, int]] = {}
 
     @classmethod
-    def for_store(cls, store: Store, config: RemoteConfig | None = None) -> RemoteChunks | None:
-        """The reader of remote ``config`` (default: ``store``'s default remote); None when
-        there is none."""
-        config = config or store.default_remote()
-        if config is None:
-            return None
+    def for_store(cls, store: Store, config: RemoteConfig) -> RemoteChunks:
+        """The reader of ``store``'s chunks held on remote ``config`` (its default remote)."""
         try:
             remote = open_remote(store, config)
         except ArtfsError as exc:  # e.g. a plain-http endpoint: a store problem, not a name

@@ -147,7 +147,6 @@ class Store:
         self._users = 1
         # Where chunks not held locally are read from (see remote_source); made on first use.
         self._remote_source: RemoteSource | None = None
-        self._remote_checked = False
         self._remote_config: RemoteConfig | None = None  # what _remote_source reads from
         self._remote_recheck_at = 0.0  # monotonic time to read the default remote again
         self._remote_lock = threading.Lock()
@@ -358,14 +357,13 @@ class Store:
             now = time.monotonic()
             if now >= self._remote_recheck_at:
                 config = self.default_remote()
-                if not self._remote_checked or config != self._remote_config:
+                if config != self._remote_config:
                     self._remote_source = None
                     if config is not None:
                         from artfs.remote.fetch import RemoteChunks
 
                         self._remote_source = RemoteChunks.for_store(self, config)
                     self._remote_config = config
-                    self._remote_checked = True
                 self._remote_recheck_at = now + REMOTE_RECHECK_SECONDS
             return self._remote_source
 
