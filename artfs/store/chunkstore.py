@@ -36,6 +36,12 @@ class ChunkLocation:
     def decode(cls, data: bytes) -> ChunkLocation:
         return cls(*_LOCATION.unpack(data))
 
+    @staticmethod
+    def codec_of(data: bytes) -> int:
+        """The codec of an encoded location, without decoding the rest (for whole-index
+        scans)."""
+        return data[_LOCATION.size - 1]
+
 
 class ChunkWriter(Protocol):
     """Appends chunks for one commit; nothing is durable until :meth:`commit` returns."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import enum
 import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 import zstandard
 
@@ -19,6 +21,8 @@ from artfs.errors import CorruptData
 from artfs.store.hashing import ChunkId, chunk_id
 
 Buffer = bytes | bytearray | memoryview
+# The content of a dictionary chunk by id; raises CorruptData when it cannot be had intact.
+Dictionaries = Callable[[ChunkId], bytes]
 
 LEVEL = 1
 # Below this size a zstd frame's own overhead eats most of the gain: store raw.
@@ -27,12 +31,36 @@ _SAMPLE = 4 << 10
 _WORTH = 0.95
 
 
+# Chunks up to this size are tried with a dictionary, when their file's kind has one.
+DICT_MAX_INPUT = 32 << 10
+_DICT_REF = 32  # a dictionary-coded payload starts with the dictionary's chunk id
+# Each thread keeps (de)compressors for this many dictionaries (a commit trains a few).
+_DICTS_PER_THREAD = 16
+
+
 class Codec(enum.IntEnum):
     RAW = 0
     ZSTD = 1
+    ZSTD_DICT = 2  # the dictionary's chunk id, then a bare zstd frame made with it
+
+
+class Dictionary:
+    """A trained zstd dictionary and its chunk id (BLAKE3 of ``content``)."""
+
+    __slots__ = ("content", "id")
+
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+        self.id = chunk_id(content)
 
 
 _local = threading.local()
+_BARE = dict(
+    format=zstandard.FORMAT_ZSTD1_MAGICLESS,
+    write_content_size=False,
+    write_dict_id=False,
+    write_checksum=False,
+)
 
 
 def _compressor() -> zstandard.ZstdCompressor:
@@ -50,10 +78,70 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return dec
 
 
-def encode(data: Buffer) -> tuple[Codec, bytes]:
-    """Return the codec chosen for ``data`` and the bytes to store."""
+def _per_thread(name: str, key: ChunkId, make: Callable[[], object]) -> object:
+    cache: OrderedDict[ChunkId, object] | None = getattr(_local, name, None)
+    if cache is None:
+        cache = OrderedDict()
+        setattr(_local, name, cache)
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = make()
+        if len(cache) > _DICTS_PER_THREAD:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    return found
+
+
+def _dict_compressor(dictionary: Dictionary) -> zstandard.ZstdCompressor:
+    def make() -> zstandard.ZstdCompressor:
+        params = zstandard.ZstdCompressionParameters.from_level(LEVEL, **_BARE)
+        data = zstandard.ZstdCompressionDict(dictionary.content)
+        return zstandard.ZstdCompressor(dict_data=data, compression_params=params)
+
+    return _per_thread("dict_compressors", dictionary.id, make)  # type: ignore[return-value]
+
+
+def _dict_decompressor(dict_id: ChunkId, dictionaries: Dictionaries) -> zstandard.ZstdDecompressor:
+    def make() -> zstandard.ZstdDecompressor:
+        data = zstandard.ZstdCompressionDict(dictionaries(dict_id))
+        return zstandard.ZstdDecompressor(dict_data=data, format=zstandard.FORMAT_ZSTD1_MAGICLESS)
+
+    return _per_thread("dict_decompressors", dict_id, make)  # type: ignore[return-value]
+
+
+def train(samples: Sequence[bytes], size: int) -> Dictionary | None:
+    """A dictionary of at most ``size`` bytes for data like ``samples``; None when zstd finds
+    nothing to learn (too few or too short samples). Releases the GIL while it trains.
+
+    One fixed FastCover setting (k=64, d=8, one step) instead of zstd's parameter search:
+    on 512 JSON labels it trains in ~6 ms instead of ~25 ms and the result compresses them
+    within 5% as well.
+    """
+    try:
+        trained = zstandard.train_dictionary(size, list(samples), k=64, d=8, steps=1, level=LEVEL)
+    except zstandard.ZstdError:
+        return None
+    return Dictionary(trained.as_bytes())
+
+
+def compression_ratio(data: Buffer) -> float:
+    """How much plain zstd at the store's level shrinks ``data`` (raw size / compressed)."""
+    size = memoryview(data).nbytes
+    return size / max(1, len(_compressor().compress(data)))
+
+
+def encode(data: Buffer, dictionary: Dictionary | None = None) -> tuple[Codec, bytes]:
+    """Return the codec chosen for ``data`` and the bytes to store. With ``dictionary``, a
+    small chunk is coded with it when that beats the other choices, its reference included."""
     view = memoryview(data)
     size = view.nbytes
+    if dictionary is not None and size <= DICT_MAX_INPUT:
+        packed = _dict_compressor(dictionary).compress(view)
+        if _DICT_REF + len(packed) <= _WORTH * size:
+            plain = _compressor().compress(view) if size >= _TINY else b""
+            if not plain or _DICT_REF + len(packed) < len(plain):
+                return Codec.ZSTD_DICT, dictionary.id + packed
     if size < _TINY:
         return Codec.RAW, bytes(view)
     if size > 2 * _SAMPLE:
@@ -67,24 +155,49 @@ def encode(data: Buffer) -> tuple[Codec, bytes]:
     return Codec.ZSTD, packed
 
 
-def decode(codec: int, payload: bytes, raw_length: int) -> bytes:
-    """Inverse of :func:`encode`; raises CorruptData when the payload cannot be decoded."""
+def dictionary_of(codec: int, payload: bytes) -> ChunkId | None:
+    """The id of the dictionary a stored chunk needs to be decoded, if any."""
+    if codec == Codec.ZSTD_DICT and len(payload) >= _DICT_REF:
+        return ChunkId(bytes(payload[:_DICT_REF]))
+    return None
+
+
+def decode(
+    codec: int, payload: bytes, raw_length: int, dictionaries: Dictionaries | None = None
+) -> bytes:
+    """Inverse of :func:`encode`; raises CorruptData when the payload cannot be decoded (also
+    when it needs a dictionary that ``dictionaries`` cannot give)."""
     if codec == Codec.RAW:
         return payload
-    if codec == Codec.ZSTD:
-        try:
+    try:
+        if codec == Codec.ZSTD:
             return _decompressor().decompress(payload, max_output_size=raw_length)
-        except zstandard.ZstdError as exc:
-            raise CorruptData(f"compressed chunk does not decode: {exc}") from exc
+        if codec == Codec.ZSTD_DICT:
+            dict_id = dictionary_of(codec, payload)
+            if dict_id is None or dictionaries is None:
+                raise CorruptData("a dictionary-coded chunk, and no dictionary to decode it")
+            frame = memoryview(payload)[_DICT_REF:]
+            return _dict_decompressor(dict_id, dictionaries).decompress(
+                frame, max_output_size=raw_length
+            )
+    except zstandard.ZstdError as exc:
+        raise CorruptData(f"compressed chunk does not decode: {exc}") from exc
     raise CorruptData(f"unknown chunk codec {codec}")
 
 
-def verified(cid: ChunkId, codec: int, payload: bytes, raw_length: int) -> bytes | None:
+def verified(
+    cid: ChunkId,
+    codec: int,
+    payload: bytes,
+    raw_length: int,
+    dictionaries: Dictionaries | None = None,
+) -> bytes | None:
     """The raw bytes of stored chunk ``cid`` if its payload decodes to ``raw_length`` bytes
     that hash to ``cid``, else None: the one check every reader of stored chunks makes (local
-    packs, remote fetches, the remote chunk cache) before a byte is used."""
+    packs, remote fetches, the remote chunk cache) before a byte is used. A dictionary is
+    checked by ``dictionaries`` (as the chunk it is) before it is used."""
     try:
-        raw = decode(codec, payload, raw_length)
+        raw = decode(codec, payload, raw_length, dictionaries)
     except (CorruptData, ValueError):
         return None
     if len(raw) != raw_length or chunk_id(raw) != cid:

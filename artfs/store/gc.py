@@ -2,7 +2,8 @@
 
 1. Versions whose time to live has passed are deleted, unless they hold a custom alias.
 2. Under the exclusive store lock (no commit can be between "this chunk is already stored" and
-   its index transaction), every chunk referenced by a committed version is marked live.
+   its index transaction), every chunk referenced by a committed version is marked live, and
+   so is every compression dictionary a live chunk is coded with.
 3. Index entries of unreferenced chunks are dropped; packs with no live chunk are deleted; packs
    that are mostly garbage, and small packs left by many small commits, have their live records
    copied (still compressed) into new packs. The new packs are fsynced before the index points
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
 
-from artfs.errors import StoreError
+from artfs.errors import CorruptData, StoreError
+from artfs.store import codec
 from artfs.store.catalog import COMMITTED, VersionRecord
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.hashing import ChunkId
@@ -65,7 +68,25 @@ def _mark(store: Store) -> set[ChunkId]:
             if committed[vkey]:
                 entry = FileEntry.decode(path_from_key(vkey, key), value)
                 live.update(ref.chunk_id for ref in entry.chunks)
+        live.update(_dictionaries(store, txn, live))
     return live
+
+
+def _dictionaries(store: Store, txn: Any, live: set[ChunkId]) -> set[ChunkId]:
+    """The dictionaries the ``live`` chunks are coded with (named at the start of each
+    dictionary-coded payload, so those payloads are read: small files, one pread each)."""
+    used: set[ChunkId] = set()
+    for key, value in txn.scan(Table.CHUNKS):
+        if ChunkLocation.codec_of(value) != codec.Codec.ZSTD_DICT or key not in live:
+            continue
+        loc = ChunkLocation.decode(value)
+        try:
+            dict_id = codec.dictionary_of(loc.codec, store.chunks.read(loc))
+        except CorruptData:
+            continue  # unreadable either way: verify names the files that use it
+        if dict_id is not None:
+            used.add(dict_id)
+    return used
 
 
 def _sweep_index(

@@ -6,7 +6,9 @@ Two steps, so that every user mistake is found before a single byte is stored:
    W&B's ``add_dir`` do), and refuses special files, dangling links and loops;
 2. :class:`Ingest` cuts each file with content-defined chunking, hashes each chunk, skips chunks
    the store or this commit already has, compresses the rest on worker threads (zstd releases
-   the GIL, so the two cores both work) and appends them in order to the chunk writer.
+   the GIL, so the two cores both work) and appends them in order to the chunk writer. Small
+   files of a kind that shares structure are compressed with a dictionary trained for this
+   commit (:mod:`artfs.store.dictionaries`).
 
 Nothing here touches the catalogue: the caller commits the returned entries in one transaction.
 """
@@ -27,6 +29,7 @@ from artfs.names import check_path
 from artfs.store import codec
 from artfs.store.chunking import chunk_file
 from artfs.store.chunkstore import ChunkLocation, ChunkWriter
+from artfs.store.dictionaries import DictionaryPlan
 from artfs.store.hashing import ChunkId, FileDigest, FileHasher, chunk_id, file_digest
 from artfs.store.manifest import ChunkRef, FileEntry, Kind
 
@@ -184,6 +187,7 @@ class Ingest:
         # thread encodes it.
         self._pending: deque[tuple[ChunkId, int, _Encoded | Future[_Encoded]]] = deque()
         self._pending_bytes = 0
+        self._dictionaries: DictionaryPlan | None = None  # made by run()
 
     def run(self, files: Sequence[SourceFile]) -> list[FileEntry]:
         """The entries of ``files``, in their order. Files large enough to be compressed on
@@ -193,6 +197,9 @@ class Ingest:
         order = sorted(range(len(files)), key=lambda i: files[i].size < _ENCODE_ON_WORKER)
         entries: dict[int, FileEntry] = {}
         with ThreadPoolExecutor(_WORKERS, thread_name_prefix="artfs-compress") as pool:
+            self._dictionaries = DictionaryPlan(
+                [(f.path, f.source, f.size) for f in files], self._known, pool
+            )
             for i in order:
                 entries[i] = self._file(files[i], pool)
             self._drain(-1)  # all of them
@@ -218,10 +225,7 @@ class Ingest:
                     hasher.update(data)
                 size += len(data)
                 if cid not in self.new_chunks and not self._known(cid):
-                    self.new_chunks[cid] = ChunkLocation(0, 0, 0, 0, 0)  # placeholder
-                    self._pending.append((cid, len(data), self._encode(pool, data)))
-                    self._pending_bytes += len(data)
-                    self._drain(_IN_FLIGHT_BYTES)
+                    self._add(cid, len(data), self._encode(pool, data, source))
                 self._progress(len(data))
         except OSError as exc:
             raise InputError(f"{source.source}: cannot read it ({exc.strerror})") from None
@@ -235,11 +239,28 @@ class Ingest:
             source.path, Kind.FILE, source.mode, size, source.mtime_ns, digest, tuple(refs)
         )
 
-    def _encode(self, pool: ThreadPoolExecutor, data: memoryview) -> _Encoded | Future[_Encoded]:
+    def _add(self, cid: ChunkId, raw_length: int, encoded: _Encoded | Future[_Encoded]) -> None:
+        self.new_chunks[cid] = ChunkLocation(0, 0, 0, 0, 0)  # placeholder
+        self._pending.append((cid, raw_length, encoded))
+        self._pending_bytes += raw_length
+        self._drain(_IN_FLIGHT_BYTES)
+
+    def _encode(
+        self, pool: ThreadPoolExecutor, data: memoryview, source: SourceFile
+    ) -> _Encoded | Future[_Encoded]:
         if len(data) >= _ENCODE_ON_WORKER:
             return pool.submit(codec.encode, data)
         # A thread hop costs more than encoding a small chunk (sampled or tiny) in place.
-        return codec.encode(data)
+        dictionary = None
+        if self._dictionaries is not None and len(data) == source.size <= codec.DICT_MAX_INPUT:
+            dictionary = self._dictionaries.for_path(source.path)
+        chosen, payload = codec.encode(data, dictionary)
+        if dictionary is not None and chosen == codec.Codec.ZSTD_DICT:
+            # The dictionary is stored with the first chunk coded with it, in this commit.
+            did = dictionary.id
+            if did not in self.new_chunks and not self._known(did):
+                self._add(did, len(dictionary.content), codec.encode(dictionary.content))
+        return chosen, payload
 
     def _drain(self, keep_bytes: int) -> None:
         while self._pending and self._pending_bytes > keep_bytes:

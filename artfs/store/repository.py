@@ -284,10 +284,32 @@ class Store:
     def _verified(self, ref: ChunkRef, loc: ChunkLocation) -> bytes:
         data = None
         if loc.raw_length == ref.length:
-            data = codec.verified(ref.chunk_id, loc.codec, self.chunks.read(loc), ref.length)
+            payload = self.chunks.read(loc)
+            data = codec.verified(ref.chunk_id, loc.codec, payload, ref.length, self.dictionary)
         if data is None:
             raise CorruptData(f"chunk {ref.chunk_id.hex()[:16]} does not match its hash")
         return data
+
+    def dictionary(self, dict_id: ChunkId) -> bytes:
+        """The content of a compression dictionary (see :mod:`artfs.store.codec`), checked
+        against its id: from this store's packs, else from its default remote. Decoders keep
+        what they built from it, so this is called once per dictionary and thread."""
+        loc = self.chunk_location(dict_id)
+        if loc is None:
+            return self._read_remote(ChunkRef(dict_id, self._remote_length(dict_id)), ())
+        raw = codec.verified(dict_id, loc.codec, self.chunks.read(loc), loc.raw_length)
+        if raw is None:
+            raise CorruptData(f"compression dictionary {dict_id.hex()[:16]} is damaged")
+        return raw
+
+    def _remote_length(self, cid: ChunkId) -> int:
+        """The raw length of a chunk known only from a remote (0 when not known at all: the
+        read that follows then says the chunk is missing)."""
+        from artfs.remote.layout import RemoteChunk
+
+        with self.index.read() as txn:
+            where = txn.get(Table.REMOTE_CHUNKS, cid)
+        return 0 if where is None else RemoteChunk.decode(where).raw_length
 
     def pin_chunks(self, refs: Sequence[ChunkRef]) -> PinnedChunks:
         """Where each chunk is now, with the packs holding them kept open until
@@ -565,7 +587,7 @@ class Store:
                 "'artfs pull' the version first"
             )
         payload = self.chunks.read(loc)
-        if codec.verified(cid, loc.codec, payload, loc.raw_length) is None:
+        if codec.verified(cid, loc.codec, payload, loc.raw_length, self.dictionary) is None:
             raise CorruptData(
                 f"chunk {cid.hex()[:16]} is damaged in this store: run 'artfs verify'"
             )
