@@ -89,3 +89,33 @@ WORDS = (  # noqa: SIM905
     "the model learns a robust representation of noisy labels across many training epochs "
     "while validation loss keeps falling and the optimizer settles into a flat minimum"
 ).split()
+
+
+def make_annotations(root: Path, count: int = 3000, *, seed: int = 2) -> int:
+    """One COCO-style annotation file per image (a few hundred bytes to a few KB of JSON):
+    small files of one kind, what zstd dictionaries are for. Returns the bytes written."""
+    rng = random.Random(seed)
+    root.mkdir(parents=True)
+    total = 0
+    for i in range(count):
+        doc = {
+            "image_id": i,
+            "file_name": f"{i:012d}.jpg",
+            "height": rng.choice((480, 640)),
+            "width": 640,
+            "annotations": [
+                {
+                    "id": i * 100 + k,
+                    "category_id": rng.randrange(1, 91),
+                    "bbox": [round(rng.uniform(0, 600), 2) for _ in range(4)],
+                    "area": round(rng.uniform(50, 90000), 4),
+                    "iscrowd": 0,
+                    "segmentation": [[round(rng.uniform(0, 640), 1) for _ in range(16)]],
+                }
+                for k in range(rng.randrange(1, 8))
+            ],
+        }
+        data = json.dumps(doc).encode()
+        (root / f"{i:012d}.json").write_bytes(data)
+        total += len(data)
+    return total
