@@ -18,9 +18,9 @@ A dictionary is stored as a chunk only when a chunk is coded with it (see :class
 from __future__ import annotations
 
 import os
-import posixpath
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
 
 from artfs.store import codec
 from artfs.store.hashing import ChunkId, chunk_id
@@ -35,9 +35,19 @@ _MAX_DICT = 32 << 10
 _MIN_DICT = 1 << 10
 
 
+class SmallFile(Protocol):
+    path: str  # in the version
+    source: str | os.PathLike[str]  # on disk
+    size: int
+
+
 def kind(path: str) -> str:
-    """The kind of a file, for dictionary purposes: its suffix, lower-cased."""
-    return posixpath.splitext(path)[1].lower()
+    """The kind of a file, for dictionary purposes: its suffix, lower-cased (none for a name
+    with no dot or only a leading one, as ``posixpath.splitext`` has it, at a third of its
+    cost: this runs for every small file of a commit)."""
+    name = path[path.rfind("/") + 1 :]
+    dot = name.rfind(".")
+    return name[dot:].lower() if dot > 0 and name[:dot].strip(".") else ""
 
 
 class DictionaryPlan:
@@ -45,16 +55,16 @@ class DictionaryPlan:
 
     def __init__(
         self,
-        files: Sequence[tuple[str, str | os.PathLike[str], int]],
+        files: Sequence[SmallFile],
         known: Callable[[ChunkId], bool],
         pool: ThreadPoolExecutor,
     ) -> None:
-        """``files`` are (path in the version, path on disk, size)."""
         self._training: dict[str, Future[codec.Dictionary | None]] = {}
         groups: dict[str, list[tuple[str | os.PathLike[str], int]]] = {}
-        for path, source, size in files:
-            if 0 < size <= codec.DICT_MAX_INPUT:
-                groups.setdefault(kind(path), []).append((source, size))
+        limit = codec.DICT_MAX_INPUT
+        for f in files:
+            if 0 < f.size <= limit:
+                groups.setdefault(kind(f.path), []).append((f.source, f.size))
         for name, members in groups.items():
             if len(members) >= MIN_FILES and _worth_training(members, known):
                 self._training[name] = pool.submit(_train, members)

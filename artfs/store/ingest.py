@@ -197,9 +197,7 @@ class Ingest:
         order = sorted(range(len(files)), key=lambda i: files[i].size < _ENCODE_ON_WORKER)
         entries: dict[int, FileEntry] = {}
         with ThreadPoolExecutor(_WORKERS, thread_name_prefix="artfs-compress") as pool:
-            self._dictionaries = DictionaryPlan(
-                [(f.path, f.source, f.size) for f in files], self._known, pool
-            )
+            self._dictionaries = DictionaryPlan(files, self._known, pool)
             for i in order:
                 entries[i] = self._file(files[i], pool)
             self._drain(-1)  # all of them
