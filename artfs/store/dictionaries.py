@@ -36,9 +36,14 @@ _MIN_DICT = 1 << 10
 
 
 class SmallFile(Protocol):
-    path: str  # in the version
-    source: str | os.PathLike[str]  # on disk
-    size: int
+    @property
+    def path(self) -> str: ...  # in the version
+
+    @property
+    def source(self) -> str | os.PathLike[str]: ...  # on disk
+
+    @property
+    def size(self) -> int: ...
 
 
 def kind(path: str) -> str:
