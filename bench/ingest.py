@@ -12,6 +12,7 @@ tree, the part of ``put`` no Python ingest can skip.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -31,11 +32,22 @@ RUNS = 5
 Report = Callable[..., None]
 
 
-def fresh_timed(target: Path, command: Callable[[], object]) -> float:
-    """``command``'s time, with ``target`` removed and every dirty page written out first."""
-    shutil.rmtree(target, ignore_errors=True)
+def fresh_timed(
+    target: Path, command: Callable[[], object], cpu: list[float] | None = None
+) -> float:
+    """``command``'s time, with ``target`` removed and every dirty page written out first;
+    the CPU time (user + system) of the processes it ran is appended to ``cpu``."""
+    if target.is_dir():
+        shutil.rmtree(target)
+    else:
+        target.unlink(missing_ok=True)
     os.sync()
-    return timed(command)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    elapsed = timed(command)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cpu is not None:
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return elapsed
 
 
 def run(workdir: Path, report: Report) -> None:
@@ -49,10 +61,14 @@ def run(workdir: Path, report: Report) -> None:
     # generator's) dirty pages being written back: measured one after the other, the ratio
     # swung between 0.1x and 2.7x on this VM.
     cp_times, put_times, synced_times, floor_times = [], [], [], []
+    cp_cpu: list[float] = []
+    put_cpu: list[float] = []
     floor_out = workdir / "floor.out"
     for _ in range(RUNS):
-        cp_times.append(fresh_timed(copies, lambda: sh("cp", "-a", data, copies)))
-        put_times.append(fresh_timed(stores, lambda: artfs(stores, "put", data, "bench/mixed")))
+        cp_times.append(fresh_timed(copies, lambda: sh("cp", "-a", data, copies), cp_cpu))
+        put_times.append(
+            fresh_timed(stores, lambda: artfs(stores, "put", data, "bench/mixed"), put_cpu)
+        )
         synced_times.append(fresh_timed(copies, lambda: (sh("cp", "-a", data, copies), os.sync())))
         floor_times.append(
             fresh_timed(floor_out, lambda: sh(sys.executable, FLOOR, data, floor_out))
@@ -67,6 +83,15 @@ def run(workdir: Path, report: Report) -> None:
         statistics.median(floor_times) / cp_time,
         "x",
     )
+    # CPU time over wall time of cp -a: with N cores, put cannot beat cp -a's wall time when
+    # this exceeds N, however well its work were spread over the cores.
+    report(
+        "put cpu time (user + sys) / cp -a time",
+        statistics.median(put_cpu) / cp_time,
+        "x",
+        f"{os.cpu_count()} cores",
+    )
+    report("cp -a cpu time / cp -a time", statistics.median(cp_cpu) / cp_time, "x")
     report("put throughput", raw / put_time / 1e6, "MB/s")
 
     size = du(stores)
