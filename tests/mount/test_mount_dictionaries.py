@@ -1,0 +1,27 @@
+"""Files stored with a compression dictionary read through the mount like any other."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import StartMount
+from mountutil import put
+
+from artfs.store import Store, codec
+from tests.conftest import make_tree
+from tests.store.test_dictionaries import annotations, dict_coded
+
+
+def test_dictionary_coded_files_read_back_through_the_mount(
+    start_mount: StartMount, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    spec = annotations(300)
+    put(home, make_tree(tmp_path / "src", spec), "proj/coco")
+    with Store.open(home) as store:
+        coded = dict_coded(store)
+        assert len(coded) > 200
+        assert all(loc.codec == codec.Codec.ZSTD_DICT for loc in coded.values())
+    mount = start_mount(home)
+    version = mount.path / "proj" / "coco" / "v0"
+    assert {p: (version / p).read_bytes() for p in spec} == spec
