@@ -10,7 +10,9 @@ else ``HOME/cache``. Every process using the store (the daemon, CLI commands, th
   slower, and an entry a power cut left empty or torn fails its hash check below like any
   damaged entry (a cache is allowed to forget);
 - every entry is decompressed and hashed against its id when read; a damaged one is deleted and
-  reported as a miss, so the caller fetches the chunk again and bad bytes are never returned;
+  reported as a miss, so the caller fetches the chunk again and bad bytes are never returned. A
+  dictionary-coded entry is decoded with the dictionary the reader looks up (the store's, which
+  may come through this cache too);
 - the cache is bounded by ``max_bytes`` (``$ARTFS_CACHE_MAX``, default 10 GiB) and a free-space
   floor on its filesystem (``$ARTFS_CACHE_MIN_FREE``, default the smaller of 1 GiB and 5 % of
   the filesystem); least recently used entries go first (an entry's mtime is its last use);
@@ -133,8 +135,11 @@ class DiskChunkCache:
     def contains(self, cid: ChunkId) -> bool:
         return self._path(cid).exists()
 
-    def get(self, cid: ChunkId) -> bytes | None:
-        """The chunk's verified bytes, or None (a miss) when absent or damaged."""
+    def get(self, cid: ChunkId, dictionaries: codec.Dictionaries | None = None) -> bytes | None:
+        """The chunk's verified bytes, or None (a miss) when absent or damaged. A
+        dictionary-coded entry is decoded with its dictionary from ``dictionaries`` (one whose
+        dictionary cannot be had is dropped as damaged; an error reaching the remote for it
+        propagates and drops nothing)."""
         path = self._path(cid)
         try:
             with open(path, "rb") as file:
@@ -143,7 +148,7 @@ class DiskChunkCache:
         except OSError:  # absent, or unreadable (a cache another user made): a miss
             self._count(hit=False)
             return None
-        raw = _decode(cid, stored)
+        raw = _decode(cid, stored, dictionaries)
         if raw is None:
             self._drop(path, info.st_ino)
             self._count(hit=False)
@@ -305,11 +310,11 @@ class DiskChunkCache:
         return CacheUsage(self.root, len(entries), total, self.max_bytes, floor, free)
 
 
-def _decode(cid: ChunkId, stored: bytes) -> bytes | None:
+def _decode(cid: ChunkId, stored: bytes, dictionaries: codec.Dictionaries | None) -> bytes | None:
     """The raw bytes of an entry if it is sound (header, codec, hash), else None."""
     if len(stored) < _HEADER.size:
         return None
     magic, codec_id, raw_length = _HEADER.unpack_from(stored)
     if magic != _MAGIC:
         return None
-    return codec.verified(cid, codec_id, stored[_HEADER.size :], raw_length)
+    return codec.verified(cid, codec_id, stored[_HEADER.size :], raw_length, dictionaries)

@@ -12,6 +12,12 @@ chunk goes:
 One download per chunk however many threads want it: the first thread to miss a chunk owns its
 fetch and the others wait on an event (single flight). Chunks of a range another thread is
 already fetching are left to that thread.
+
+A dictionary-coded chunk is decoded with its dictionary, which ``Store.dictionary`` reads from
+the local packs or, through this same reader, from the remote (a dictionary is a chunk like any
+other, cached the same way). No lock is held across that lookup, and the chunks of a range are
+checked dictionaries first, so a lookup never waits on the thread making it; a dictionary is
+never dictionary-coded itself, so lookups do not nest.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from artfs.remote.layout import RemoteChunk
 from artfs.remote.objectstore import RemoteError, RemoteMissing, remote_timeout
 from artfs.remote.remote import Remote
 from artfs.remote.sync import coalesce, fetch_group, open_remote, verified_chunk
+from artfs.store.codec import Codec
 from artfs.store.hashing import ChunkId
 from artfs.store.index import Table
 from artfs.store.manifest import ChunkRef
@@ -96,7 +103,7 @@ class RemoteChunks:
         (fetched in the same GET when they are neighbours in the chunk's pack)."""
         cid = ref.chunk_id
         while True:
-            data = self.cache.get(cid)
+            data = self.cache.get(cid, self.store.dictionary)
             if data is not None:
                 return data
             slot, owner = self._claim(cid)
@@ -122,7 +129,8 @@ class RemoteChunks:
         try:
             # Another thread or process may have cached it between our miss and our claim
             # (looked at first, so that a miss is counted once).
-            data = self.cache.get(ref.chunk_id) if self.cache.contains(ref.chunk_id) else None
+            cached = self.cache.contains(ref.chunk_id)
+            data = self.cache.get(ref.chunk_id, self.store.dictionary) if cached else None
             if data is None:
                 self._fetch(ref, following, claimed)
                 data = slot.data
@@ -181,10 +189,15 @@ class RemoteChunks:
             self.counters.gets += 1
             self.counters.bytes += fetched
         kept = []
+        # Chunks needing no dictionary first (dictionaries are among them): the lookup of a
+        # dictionary-coded chunk's dictionary may come back here for one of this range, and
+        # must find it done instead of waiting on this very thread.
+        pieces.sort(key=lambda piece: piece[1].codec == Codec.ZSTD_DICT)
+        lookup = self.store.dictionary
         for chunk, at, payload in pieces:
             slot = claimed[chunk]
             try:
-                slot.data = verified_chunk(chunk, at, payload, "a version in", self.remote)
+                slot.data = verified_chunk(chunk, at, payload, "a version in", self.remote, lookup)
                 kept.append((chunk, at, payload))
             except CorruptData as exc:
                 slot.error = exc

@@ -8,7 +8,9 @@ It uses two-step deletion ("condemn, then delete a grace period later"):
    the tombstone is older than the grace period, its record and its digest marker are removed.
    The tombstone itself stays forever (about 100 bytes): writers pick the next number above every
    record *and* every tombstone, so a number is never given out twice.
-2. **Mark.** Every pack named by a record that has no tombstone is referenced.
+2. **Mark.** Every pack named by a record that has no tombstone is referenced: every location
+   the record lists, so also the packs of the compression dictionaries its chunks need, which
+   no file names (see :func:`artfs.remote.sync.publish_version`).
 3. **Sweep.** A pack condemned (``gc/condemned/<pack>.json``) at least the grace period ago is
    deleted (index, then pack, then the marker) when it is still unreferenced; a condemned pack
    that is referenced again is spared (its marker removed).

@@ -9,7 +9,12 @@ Keys, relative to the remote's ``s3://bucket/prefix``::
     aliases/<project>/<name>/<alias>.json      {"version": n}: moved by compare-and-swap
 
 A version record carries its whole file tree and, for every chunk it uses, the pack and byte
-range holding it, so a pull needs the record and ranged GETs, nothing else. Version numbers are
+range holding it, so a pull needs the record and ranged GETs, nothing else. "Every chunk it uses"
+includes the compression dictionaries its dictionary-coded chunks need (see
+:mod:`artfs.store.codec`): no file names them, the record lists them all the same, so readers and
+remote gc find them from the record alone. A pack index also says which dictionary each
+dictionary-coded chunk of its pack needs, so a writer reusing a chunk already on the remote knows
+which dictionary the record must list without reading the chunk. Version numbers are
 decimal without padding; listings are sorted numerically by the reader.
 """
 
@@ -24,6 +29,7 @@ from typing import Any
 from artfs.errors import CorruptData
 from artfs.names import ArtifactName
 from artfs.store.catalog import VersionRecord
+from artfs.store.codec import dictionary_of
 from artfs.store.hashing import ChunkId, FileDigest, chunk_id, version_digest
 from artfs.store.manifest import ChunkRef, FileEntry, Kind, encode_path
 from artfs.store.packs import MAGIC, record_header
@@ -110,34 +116,61 @@ _REMOTE_CHUNK = struct.Struct(">32sQQQB")
 # --- packs ------------------------------------------------------------------------------------
 
 
+# A dictionary-coded chunk of a pack -> the dictionary it needs (its payload's first 32 bytes).
+PackDictionaries = dict[ChunkId, ChunkId]
+
+
 class PackBuilder:
     """Gathers stored chunk payloads into one pack in memory (same format as local packs)."""
 
     def __init__(self) -> None:
         self.data = bytearray(MAGIC)
         self.chunks: list[tuple[ChunkId, int, int, int, int]] = []
+        self.dictionaries: PackDictionaries = {}
 
     def add(self, cid: ChunkId, codec: int, payload: bytes, raw_length: int) -> None:
         self.data += record_header(cid, codec, raw_length, len(payload))
         self.chunks.append((cid, len(self.data), len(payload), raw_length, codec))
         self.data += payload
+        dict_id = dictionary_of(codec, payload)
+        if dict_id is not None:
+            self.dictionaries[cid] = dict_id
 
-    def finish(self) -> tuple[str, bytes, dict[ChunkId, RemoteChunk]]:
-        """The pack's name (BLAKE3 of its bytes), its bytes and where each chunk is in it."""
+    def finish(self) -> tuple[str, bytes, dict[ChunkId, RemoteChunk], PackDictionaries]:
+        """The pack's name (BLAKE3 of its bytes), its bytes, where each chunk is in it and the
+        dictionary each dictionary-coded chunk needs."""
         data = bytes(self.data)
         name = chunk_id(data).hex()
         where = {
             cid: RemoteChunk(name, offset, stored, raw, codec)
             for cid, offset, stored, raw, codec in self.chunks
         }
-        return name, data, where
+        return name, data, where, dict(self.dictionaries)
 
 
-def encode_pack_index(pack: str, chunks: dict[ChunkId, RemoteChunk]) -> bytes:
+def encode_pack_index(
+    pack: str, chunks: dict[ChunkId, RemoteChunk], dictionaries: PackDictionaries | None = None
+) -> bytes:
+    """The index object of a pack. ``dictionaries`` go under a key of their own, which readers
+    that predate dictionaries ignore."""
     rows = [
         [cid.hex(), c.offset, c.stored_length, c.raw_length, c.codec] for cid, c in chunks.items()
     ]
-    return json.dumps({"format": PACK_INDEX_FORMAT, "pack": pack, "chunks": rows}).encode()
+    doc: dict[str, Any] = {"format": PACK_INDEX_FORMAT, "pack": pack, "chunks": rows}
+    if dictionaries:
+        doc["dictionaries"] = {cid.hex(): d.hex() for cid, d in dictionaries.items()}
+    return json.dumps(doc).encode()
+
+
+def decode_pack_dictionaries(data: bytes, where: str) -> PackDictionaries:
+    """The dictionary of each dictionary-coded chunk of a pack index (empty for an index
+    written before dictionaries: its chunks then count as of unknown dictionary)."""
+    try:
+        doc = json.loads(data)
+        found = doc.get("dictionaries") or {}
+        return {ChunkId(bytes.fromhex(c)): ChunkId(bytes.fromhex(d)) for c, d in found.items()}
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise CorruptData(f"pack index {where} cannot be read: {exc}") from None
 
 
 def decode_pack_index(data: bytes, where: str) -> dict[ChunkId, RemoteChunk]:
@@ -220,6 +253,12 @@ class RemoteVersion:
         version.check(where)
         return version
 
+    def dictionaries(self) -> list[ChunkId]:
+        """The chunks the record lists that no file names: the compression dictionaries its
+        dictionary-coded chunks need."""
+        named = {ref.chunk_id for entry in self.entries for ref in entry.chunks}
+        return [cid for cid in self.chunks if cid not in named]
+
     def check(self, where: str) -> None:
         files = [(encode_path(e.path), bytes(e.digest)) for e in self.entries if not e.is_dir]
         if len(files) != self.record.files or version_digest(files).hex() != self.record.digest:
@@ -292,11 +331,14 @@ def pack_of_key(key: str) -> str | None:
     return None
 
 
-def salt_pack(data: bytes, chunks: dict[ChunkId, RemoteChunk]) -> PackBuilder:
+def salt_pack(
+    data: bytes, chunks: dict[ChunkId, RemoteChunk], dictionaries: PackDictionaries | None = None
+) -> PackBuilder:
     """The same chunks at the same offsets followed by one record of 32 random bytes, so the
     pack gets another name: a writer must not re-create a pack that gc has condemned."""
     builder = PackBuilder()
     builder.data = bytearray(data)
+    builder.dictionaries = dict(dictionaries or {})
     for cid, loc in chunks.items():
         builder.chunks.append((cid, loc.offset, loc.stored_length, loc.raw_length, loc.codec))
     filler = secrets.token_bytes(32)

@@ -28,9 +28,10 @@ from typing import TypeVar
 from artfs.errors import AliasesHeld, Conflict, CorruptData, NotFound, TypeMismatch
 from artfs.names import ArtifactName, Ref
 from artfs.remote import layout
-from artfs.remote.layout import RemoteChunk, RemoteVersion
+from artfs.remote.layout import PackDictionaries, RemoteChunk, RemoteVersion
 from artfs.remote.objectstore import ObjectStore, RemoteError, RemoteMissing
 from artfs.store.catalog import VersionRecord
+from artfs.store.codec import Codec
 from artfs.store.hashing import ChunkId
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,9 @@ class Remote:
         self.objects = objects
         self.writer_id = writer_id
         self._cache_dir = cache_dir
-        self._lock = threading.Lock()  # guards _pack_chunks
+        self._lock = threading.Lock()  # guards _pack_chunks and _pack_dictionaries
         self._pack_chunks: dict[str, dict[ChunkId, RemoteChunk]] = {}
+        self._pack_dictionaries: dict[str, PackDictionaries] = {}
         # (type, digest) of records read for a commit's checks. A record never changes, so a
         # commit reads the newest record once, not for each check (tens of MB for a large
         # tree): the type check, the digest lookup and the publish's own type check.
@@ -354,9 +356,12 @@ class Remote:
         fetched = {pack: self._pack_index(pack) for pack in new}
         found: dict[ChunkId, RemoteChunk] = {}
         with self._lock:
-            self._pack_chunks.update(fetched)
+            for pack, (chunks, dictionaries) in fetched.items():
+                self._pack_chunks[pack] = chunks
+                self._pack_dictionaries[pack] = dictionaries
             for pack in self._pack_chunks.keys() - live:  # deleted or condemned since
                 del self._pack_chunks[pack]
+                self._pack_dictionaries.pop(pack, None)
             for pack in sorted(live):
                 found.update(self._pack_chunks[pack])
         return found
@@ -373,40 +378,65 @@ class Remote:
         with self._lock:
             chunks = self._pack_chunks.get(pack)
         if chunks is None:
-            chunks = self._pack_index(pack)
+            chunks, dictionaries = self._pack_index(pack)
             with self._lock:
+                self._pack_dictionaries.setdefault(pack, dictionaries)
                 chunks = self._pack_chunks.setdefault(pack, chunks)
         return chunks
 
-    def _pack_index(self, pack: str) -> dict[ChunkId, RemoteChunk]:
+    def chunk_dictionary(self, cid: ChunkId, loc: RemoteChunk) -> ChunkId | None:
+        """The dictionary the copy of ``cid`` at ``loc`` is coded with, as its pack index says;
+        None when it needs none, or when the index does not say (written before dictionaries).
+        """
+        if loc.codec != Codec.ZSTD_DICT:
+            return None
+        self.pack_chunks(loc.pack)  # reads the index if it was not read yet
+        with self._lock:
+            return self._pack_dictionaries.get(loc.pack, {}).get(cid)
+
+    def _pack_index(self, pack: str) -> tuple[dict[ChunkId, RemoteChunk], PackDictionaries]:
         key = layout.pack_index_key(pack)
         cached = self._cache_dir / f"{pack}.idx" if self._cache_dir else None
         if cached is not None:
-            found = _read_cached(cached, lambda data: layout.decode_pack_index(data, str(cached)))
+            found = _read_cached(cached, lambda data: _decode_pack_index(data, str(cached)))
             if found is not None:
                 return found
         data, _ = self.objects.get(key)
-        chunks = layout.decode_pack_index(data, f"{key} on {self.describe()}")
+        decoded = _decode_pack_index(data, f"{key} on {self.describe()}")
         if cached is not None:
             _write_cached(cached, data)
-        return chunks
+        return decoded
 
     def upload_pack(
-        self, pack: str, data: bytes, chunks: dict[ChunkId, RemoteChunk]
+        self,
+        pack: str,
+        data: bytes,
+        chunks: dict[ChunkId, RemoteChunk],
+        dictionaries: PackDictionaries | None = None,
     ) -> dict[ChunkId, RemoteChunk]:
         """Put a pack, then its index: an index never names a pack that is not there.
+        ``dictionaries``: the dictionary of each dictionary-coded chunk, for the index.
 
         A pack of the same name that gc has condemned is not re-used: the pack gets one record
         of random filler and so another name. Returns where the chunks are (the final name).
         """
+        dictionaries = dictionaries or {}
         if self.objects.head(layout.condemned_key(pack)) is not None:
-            pack, data, chunks = layout.salt_pack(data, chunks).finish()
+            pack, data, chunks, dictionaries = layout.salt_pack(data, chunks, dictionaries).finish()
         if self.objects.head(layout.pack_key(pack)) is None:
             self.objects.put(layout.pack_key(pack), data)
-        self.objects.put(layout.pack_index_key(pack), layout.encode_pack_index(pack, chunks))
+        index = layout.encode_pack_index(pack, chunks, dictionaries)
+        self.objects.put(layout.pack_index_key(pack), index)
         with self._lock:
             self._pack_chunks[pack] = chunks
+            self._pack_dictionaries[pack] = dictionaries
         return chunks
+
+
+def _decode_pack_index(
+    data: bytes, where: str
+) -> tuple[dict[ChunkId, RemoteChunk], PackDictionaries]:
+    return layout.decode_pack_index(data, where), layout.decode_pack_dictionaries(data, where)
 
 
 def _decode_pack_names(data: bytes) -> set[str]:

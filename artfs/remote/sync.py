@@ -1,11 +1,13 @@
 """Moving versions between a local store and a remote: push, pull, clone.
 
 - push uploads the chunks the remote lacks as new content-addressed packs (each pack before its
-  index), then creates the version record at the remote's next number, then moves the aliases
-  the version holds locally;
+  index), with the compression dictionaries they need, then creates the version record at the
+  remote's next number (listing those dictionaries too), then moves the aliases the version
+  holds locally;
 - pull fetches a record and, with ranged GETs coalesced per pack, the chunks the local store
-  lacks; every chunk is decompressed and hashed before anything is written, so a changed chunk on
-  the remote is refused and the local store is left as it was;
+  lacks (the dictionaries the record lists first); every chunk is decompressed and hashed before
+  anything is written, so a changed chunk on the remote is refused and the local store is left
+  as it was;
 - clone copies every record into the local index and no chunk (a later pull fetches them).
 
 Version numbers are the remote's: a pushed version lands at the remote's next number, which may
@@ -141,7 +143,10 @@ def publish_version(
 
     The chunks the remote lacks are read with ``read_chunk`` (which checks them) and uploaded
     as new packs, each before its index, all before the record: a record never names a chunk
-    that is not on the remote.
+    that is not on the remote. The same holds for the compression dictionaries the version's
+    chunks are coded with *as stored on the remote*: they are uploaded when missing and listed
+    in the record's chunk locations (no file names them), so that readers of the record and
+    remote gc find them.
     """
     existing = remote.find_digest(record.artifact, record.digest)
     if existing is not None:
@@ -153,11 +158,34 @@ def publish_version(
     # meanwhile).
     known = remote.chunk_map()
     upload = Upload(-1, created=True)
-    missing = [cid for cid in needed if cid not in known]
-    known.update(_upload(remote, missing, read_chunk, upload))
-    upload.locations = {cid: known[cid] for cid in needed}
+    missing, dictionaries = _missing(remote, needed, known)
+    sent, used = _upload(remote, missing, read_chunk, upload, known)
+    known.update(sent)
+    dictionaries.update(dict.fromkeys(used))
+    upload.locations = {cid: known[cid] for cid in [*needed, *dictionaries]}
     upload.number = remote.publish(RemoteVersion(record, entries, upload.locations))
     return upload
+
+
+def _missing(
+    remote: Remote, needed: list[ChunkId], known: dict[ChunkId, RemoteChunk]
+) -> tuple[list[ChunkId], dict[ChunkId, None]]:
+    """The chunks to upload, and the dictionaries the copies already on the remote need (in
+    first-use order). The dictionary of the remote's copy, not of the local one: two stores
+    code the same content with dictionaries of their own, and the record names the remote's
+    copy. Its pack index says which (no chunk is read)."""
+    missing: list[ChunkId] = []
+    dictionaries: dict[ChunkId, None] = {}
+    for cid in needed:
+        loc = known.get(cid)
+        dict_id = None if loc is None else remote.chunk_dictionary(cid, loc)
+        if loc is None or (loc.codec == codec.Codec.ZSTD_DICT and dict_id not in known):
+            # Not there, or coded with a dictionary that is not (or that a pack index written
+            # before dictionaries does not name): our own copy is sent.
+            missing.append(cid)
+        elif dict_id is not None:
+            dictionaries[dict_id] = None
+    return missing, dictionaries
 
 
 def _chunk_ids(entries: list[FileEntry]) -> list[ChunkId]:
@@ -165,22 +193,44 @@ def _chunk_ids(entries: list[FileEntry]) -> list[ChunkId]:
 
 
 def _upload(
-    remote: Remote, missing: list[ChunkId], read_chunk: ChunkReader, upload: Upload
-) -> dict[ChunkId, RemoteChunk]:
-    """Upload ``missing`` in packs of up to REMOTE_PACK_SIZE; where each chunk landed."""
+    remote: Remote,
+    missing: list[ChunkId],
+    read_chunk: ChunkReader,
+    upload: Upload,
+    known: dict[ChunkId, RemoteChunk],
+) -> tuple[dict[ChunkId, RemoteChunk], list[ChunkId]]:
+    """Upload ``missing`` in packs of up to REMOTE_PACK_SIZE, each dictionary one of them is
+    coded with (and ``known`` lacks) just before the first chunk needing it. Returns where
+    each chunk landed and the dictionaries the uploaded chunks need."""
     builder = PackBuilder()
     landed: dict[ChunkId, RemoteChunk] = {}
-    for cid in missing:
-        payload, codec_id, raw_length = read_chunk(cid)
+    used: dict[ChunkId, None] = {}
+
+    def add(cid: ChunkId, payload: bytes, codec_id: int, raw_length: int) -> None:
+        nonlocal builder
         builder.add(cid, codec_id, payload, raw_length)
         upload.chunks += 1
         upload.bytes += len(payload)
         if len(builder.data) >= REMOTE_PACK_SIZE:
             landed.update(remote.upload_pack(*builder.finish()))
             builder = PackBuilder()
+
+    queued: set[ChunkId] = set()
+    for cid in missing:
+        if cid in queued:
+            continue
+        payload, codec_id, raw_length = read_chunk(cid)
+        dict_id = codec.dictionary_of(codec_id, payload)
+        if dict_id is not None:
+            used[dict_id] = None
+            if dict_id not in known and dict_id not in queued:
+                queued.add(dict_id)
+                add(dict_id, *read_chunk(dict_id))
+        queued.add(cid)
+        add(cid, payload, codec_id, raw_length)
     if builder.chunks:
         landed.update(remote.upload_pack(*builder.finish()))
-    return landed
+    return landed, list(used)
 
 
 # --- pull and clone ---------------------------------------------------------------------------
@@ -190,8 +240,9 @@ def pull(store: Store, remote: Remote, ref: Ref) -> PullResult:
     art = ref.artifact
     number = remote.resolve(ref)
     version = remote.read_version(art, number)
-    missing = store.missing_chunks(_chunk_ids(version.entries))
-    fetched = _Fetch(remote, version, missing)
+    # Every chunk the record lists: the files' and the dictionaries they are coded with.
+    missing = store.missing_chunks([*_chunk_ids(version.entries), *version.dictionaries()])
+    fetched = _Fetch(remote, version, missing, store.dictionary)
     created = store.adopt_version(version.record, version.entries, fetched.chunks())
     _adopt_aliases(store, remote, art, {number})
     record = store.resolve(Ref(art, f"v{number}"))
@@ -341,27 +392,52 @@ def _adopt_aliases(store: Store, remote: Remote, art: ArtifactName, numbers: set
 
 class _Fetch:
     """The missing chunks of a version, fetched pack by pack with coalesced ranged GETs and
-    verified (decompressed and hashed) before they are handed on."""
+    verified (decompressed and hashed) before they are handed on.
 
-    def __init__(self, remote: Remote, version: RemoteVersion, missing: list[ChunkId]) -> None:
+    The missing dictionaries the record lists are fetched first, so that the chunks coded with
+    them are checked with them; a dictionary not among them is looked up with ``local`` (the
+    store's own :meth:`~artfs.store.repository.Store.dictionary`).
+    """
+
+    def __init__(
+        self,
+        remote: Remote,
+        version: RemoteVersion,
+        missing: list[ChunkId],
+        local: codec.Dictionaries,
+    ) -> None:
         self.remote = remote
         self.version = version
         self.missing = missing
+        self.local = local
         self.count = 0
         self.bytes = 0
+        self._fetched: dict[ChunkId, bytes] = {}  # dictionaries of this fetch, raw
 
     def chunks(self) -> Iterator[tuple[ChunkId, int, bytes, int]]:
+        listed = set(self.version.dictionaries())
+        yield from self._chunks([cid for cid in self.missing if cid in listed], keep=True)
+        yield from self._chunks([cid for cid in self.missing if cid not in listed], keep=False)
+
+    def dictionary(self, dict_id: ChunkId) -> bytes:
+        found = self._fetched.get(dict_id)
+        return found if found is not None else self.local(dict_id)
+
+    def _chunks(self, ids: list[ChunkId], keep: bool) -> Iterator[tuple[ChunkId, int, bytes, int]]:
         by_pack: dict[str, list[tuple[ChunkId, RemoteChunk]]] = defaultdict(list)
-        for cid in self.missing:
+        for cid in ids:
             loc = self.version.chunks[cid]
             by_pack[loc.pack].append((cid, loc))
+        what = f"{self.version.record.ref} in"
         for _, chunks in sorted(by_pack.items()):
             chunks.sort(key=lambda item: item[1].offset)
             for _, _, group in coalesce(chunks):
                 fetched, pieces = fetch_group(self.remote, group)
                 self.bytes += fetched
                 for cid, loc, payload in pieces:
-                    verified_chunk(cid, loc, payload, f"{self.version.record.ref} in", self.remote)
+                    raw = verified_chunk(cid, loc, payload, what, self.remote, self.dictionary)
+                    if keep:
+                        self._fetched[cid] = raw
                     self.count += 1
                     yield cid, loc.codec, payload, loc.raw_length
 
@@ -383,16 +459,38 @@ def fetch_group(
 
 
 def verified_chunk(
-    cid: ChunkId, loc: RemoteChunk, payload: bytes, what: str, remote: Remote
+    cid: ChunkId,
+    loc: RemoteChunk,
+    payload: bytes,
+    what: str,
+    remote: Remote,
+    dictionaries: codec.Dictionaries | None = None,
 ) -> bytes:
-    """The raw bytes of a chunk fetched from ``remote``, decompressed and hashed against its
-    id; CorruptData (naming ``what``, the chunk and its pack) when they do not match."""
-    raw = codec.verified(cid, loc.codec, payload, loc.raw_length)
+    """The raw bytes of a chunk fetched from ``remote``, decompressed (a dictionary-coded one
+    with its dictionary from ``dictionaries``) and hashed against its id; CorruptData (naming
+    ``what``, the chunk and its pack) when they do not match or its dictionary cannot be had.
+    """
+    failed: list[Exception] = []
+
+    def lookup(dict_id: ChunkId) -> bytes:
+        assert dictionaries is not None
+        try:
+            return dictionaries(dict_id)
+        except (CorruptData, ValueError) as exc:
+            failed.append(exc)
+            raise
+
+    checked = lookup if dictionaries is not None else None
+    raw = codec.verified(cid, loc.codec, payload, loc.raw_length, checked)
     if raw is None:
-        raise CorruptData(
-            f"chunk {cid.hex()[:16]} of {what} pack {loc.pack[:16]} on {remote.describe()} "
-            "does not match its hash: nothing was stored"
-        )
+        where = f"chunk {cid.hex()[:16]} of {what} pack {loc.pack[:16]} on {remote.describe()}"
+        dict_id = codec.dictionary_of(loc.codec, payload)
+        if failed and dict_id is not None:
+            raise CorruptData(
+                f"{where} needs compression dictionary {dict_id.hex()[:16]}, which cannot be "
+                f"read ({failed[0]}): nothing was stored"
+            )
+        raise CorruptData(f"{where} does not match its hash: nothing was stored")
     return raw
 
 

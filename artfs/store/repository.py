@@ -290,11 +290,14 @@ class Store:
             raise CorruptData(f"chunk {ref.chunk_id.hex()[:16]} does not match its hash")
         return data
 
-    def dictionary(self, dict_id: ChunkId) -> bytes:
+    def dictionary(
+        self, dict_id: ChunkId, pending: Mapping[ChunkId, ChunkLocation] | None = None
+    ) -> bytes:
         """The content of a compression dictionary (see :mod:`artfs.store.codec`), checked
-        against its id: from this store's packs, else from its default remote. Decoders keep
-        what they built from it, so this is called once per dictionary and thread."""
-        loc = self.chunk_location(dict_id)
+        against its id: from this store's packs (``pending``: locations a commit wrote but has
+        not indexed yet), else from its default remote. Decoders keep what they built from it,
+        so this is called once per dictionary and thread."""
+        loc = (pending or {}).get(dict_id) or self.chunk_location(dict_id)
         if loc is None:
             return self._read_remote(ChunkRef(dict_id, self._remote_length(dict_id)), ())
         raw = codec.verified(dict_id, loc.codec, self.chunks.read(loc), loc.raw_length)
@@ -303,13 +306,23 @@ class Store:
         return raw
 
     def _remote_length(self, cid: ChunkId) -> int:
-        """The raw length of a chunk known only from a remote (0 when not known at all: the
-        read that follows then says the chunk is missing)."""
+        """The raw length of a dictionary known only from a remote (0 when not known at all:
+        the read that follows then says the chunk is missing). CorruptData when the remote's
+        copy is dictionary-coded itself: no dictionary is, and reading one would make the
+        remote reader look up a dictionary from inside a dictionary's lookup."""
         from artfs.remote.layout import RemoteChunk
 
         with self.index.read() as txn:
             where = txn.get(Table.REMOTE_CHUNKS, cid)
-        return 0 if where is None else RemoteChunk.decode(where).raw_length
+        if where is None:
+            return 0
+        loc = RemoteChunk.decode(where)
+        if loc.codec == codec.Codec.ZSTD_DICT:
+            raise CorruptData(
+                f"compression dictionary {cid.hex()[:16]} is recorded as dictionary-coded "
+                "itself on the remote: run 'artfs verify'"
+            )
+        return loc.raw_length
 
     def pin_chunks(self, refs: Sequence[ChunkRef]) -> PinnedChunks:
         """Where each chunk is now, with the packs holding them kept open until
@@ -587,7 +600,11 @@ class Store:
                 "'artfs pull' the version first"
             )
         payload = self.chunks.read(loc)
-        if codec.verified(cid, loc.codec, payload, loc.raw_length, self.dictionary) is None:
+
+        def dictionaries(dict_id: ChunkId) -> bytes:
+            return self.dictionary(dict_id, pending)  # stored by this commit, maybe
+
+        if codec.verified(cid, loc.codec, payload, loc.raw_length, dictionaries) is None:
             raise CorruptData(
                 f"chunk {cid.hex()[:16]} is damaged in this store: run 'artfs verify'"
             )
