@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from conftest import StartMount
-from mountutil import put
+from mountutil import Mount, put
 
 from artfs.store import Store, codec
 from tests.conftest import make_tree
@@ -13,7 +13,7 @@ from tests.store.test_dictionaries import annotations, dict_coded
 
 
 def test_dictionary_coded_files_read_back_through_the_mount(
-    start_mount: StartMount, tmp_path: Path
+    start_mount: Callable[..., Mount], tmp_path: Path
 ) -> None:
     home = tmp_path / "home"
     spec = annotations(300)
