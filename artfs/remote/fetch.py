@@ -253,11 +253,18 @@ class RemoteChunks:
         The index keeps one remote location per chunk. When two packs hold a chunk (two writers
         uploaded it at once, or it was uploaded again after gc condemned its pack), the pack
         recorded may be the one remote gc deleted with the versions that used it."""
-        elsewhere = self.remote.chunk_map().get(cid)
+        found = self.remote.chunk_map()
+        elsewhere = found.get(cid)
         if elsewhere is None or elsewhere.pack == gone:
             return False
+        # That copy may be coded with a dictionary no record adopted here lists: record where
+        # it is too, so that the lookup reading the copy finds it.
+        dict_id = self.remote.chunk_dictionary(cid, elsewhere)
+        dictionary = None if dict_id is None else found.get(dict_id)
         with self.store.index.write() as txn:
             txn.put(Table.REMOTE_CHUNKS, cid, elsewhere.encode())
+            if dict_id is not None and dictionary is not None:
+                txn.put(Table.REMOTE_CHUNKS, dict_id, dictionary.encode())
         return True
 
     def _locations(self, ids: list[ChunkId]) -> dict[ChunkId, RemoteChunk]:

@@ -36,6 +36,10 @@ from artfs.store.packs import MAGIC, record_header
 
 VERSION_FORMAT = "artfs-version/1"
 PACK_INDEX_FORMAT = "artfs-pack-index/1"
+# The index of a pack holding dictionary-coded chunks: a version of artfs that predates
+# dictionaries refuses it instead of reusing such a chunk without listing its dictionary in a
+# record (which remote gc would then collect).
+PACK_INDEX_FORMAT_DICTIONARIES = "artfs-pack-index/2"
 
 
 def pack_key(pack: str) -> str:
@@ -151,13 +155,14 @@ class PackBuilder:
 def encode_pack_index(
     pack: str, chunks: dict[ChunkId, RemoteChunk], dictionaries: PackDictionaries | None = None
 ) -> bytes:
-    """The index object of a pack. ``dictionaries`` go under a key of their own, which readers
-    that predate dictionaries ignore."""
+    """The index object of a pack. ``dictionaries`` go under a key of their own, in a format
+    that readers predating dictionaries refuse."""
     rows = [
         [cid.hex(), c.offset, c.stored_length, c.raw_length, c.codec] for cid, c in chunks.items()
     ]
     doc: dict[str, Any] = {"format": PACK_INDEX_FORMAT, "pack": pack, "chunks": rows}
     if dictionaries:
+        doc["format"] = PACK_INDEX_FORMAT_DICTIONARIES
         doc["dictionaries"] = {cid.hex(): d.hex() for cid, d in dictionaries.items()}
     return json.dumps(doc).encode()
 
@@ -176,7 +181,7 @@ def decode_pack_dictionaries(data: bytes, where: str) -> PackDictionaries:
 def decode_pack_index(data: bytes, where: str) -> dict[ChunkId, RemoteChunk]:
     try:
         doc = json.loads(data)
-        if doc.get("format") != PACK_INDEX_FORMAT:
+        if doc.get("format") not in (PACK_INDEX_FORMAT, PACK_INDEX_FORMAT_DICTIONARIES):
             raise ValueError(f"unknown format {doc.get('format')!r}")
         pack = str(doc["pack"])
         return {

@@ -470,28 +470,12 @@ def verified_chunk(
     with its dictionary from ``dictionaries``) and hashed against its id; CorruptData (naming
     ``what``, the chunk and its pack) when they do not match or its dictionary cannot be had.
     """
-    failed: list[Exception] = []
-
-    def lookup(dict_id: ChunkId) -> bytes:
-        assert dictionaries is not None
-        try:
-            return dictionaries(dict_id)
-        except (CorruptData, ValueError) as exc:
-            failed.append(exc)
-            raise
-
-    checked = lookup if dictionaries is not None else None
-    raw = codec.verified(cid, loc.codec, payload, loc.raw_length, checked)
-    if raw is None:
+    try:
+        return codec.checked(cid, loc.codec, payload, loc.raw_length, dictionaries)
+    except CorruptData as exc:
         where = f"chunk {cid.hex()[:16]} of {what} pack {loc.pack[:16]} on {remote.describe()}"
-        dict_id = codec.dictionary_of(loc.codec, payload)
-        if failed and dict_id is not None:
-            raise CorruptData(
-                f"{where} needs compression dictionary {dict_id.hex()[:16]}, which cannot be "
-                f"read ({failed[0]}): nothing was stored"
-            )
-        raise CorruptData(f"{where} does not match its hash: nothing was stored")
-    return raw
+        reason = str(exc).removeprefix(f"chunk {cid.hex()[:16]} ")
+        raise CorruptData(f"{where} {reason}: nothing was stored") from None
 
 
 def coalesce(

@@ -33,7 +33,7 @@ _WORTH = 0.95
 
 # Chunks up to this size are tried with a dictionary, when their file's kind has one.
 DICT_MAX_INPUT = 32 << 10
-_DICT_REF = 32  # a dictionary-coded payload starts with the dictionary's chunk id
+DICT_REF = 32  # a dictionary-coded payload starts with the dictionary's chunk id
 # Each thread keeps (de)compressors for this many dictionaries (a commit trains a few).
 _DICTS_PER_THREAD = 16
 
@@ -138,9 +138,9 @@ def encode(data: Buffer, dictionary: Dictionary | None = None) -> tuple[Codec, b
     size = view.nbytes
     if dictionary is not None and size <= DICT_MAX_INPUT:
         packed = _dict_compressor(dictionary).compress(view)
-        if _DICT_REF + len(packed) <= _WORTH * size:
+        if DICT_REF + len(packed) <= _WORTH * size:
             plain = _compressor().compress(view) if size >= _TINY else b""
-            if not plain or _DICT_REF + len(packed) < len(plain):
+            if not plain or DICT_REF + len(packed) < len(plain):
                 return Codec.ZSTD_DICT, dictionary.id + packed
     if size < _TINY:
         return Codec.RAW, bytes(view)
@@ -157,8 +157,8 @@ def encode(data: Buffer, dictionary: Dictionary | None = None) -> tuple[Codec, b
 
 def dictionary_of(codec: int, payload: bytes) -> ChunkId | None:
     """The id of the dictionary a stored chunk needs to be decoded, if any."""
-    if codec == Codec.ZSTD_DICT and len(payload) >= _DICT_REF:
-        return ChunkId(bytes(payload[:_DICT_REF]))
+    if codec == Codec.ZSTD_DICT and len(payload) >= DICT_REF:
+        return ChunkId(bytes(payload[:DICT_REF]))
     return None
 
 
@@ -176,7 +176,7 @@ def decode(
             dict_id = dictionary_of(codec, payload)
             if dict_id is None or dictionaries is None:
                 raise CorruptData("a dictionary-coded chunk, and no dictionary to decode it")
-            frame = memoryview(payload)[_DICT_REF:]
+            frame = memoryview(payload)[DICT_REF:]
             return _dict_decompressor(dict_id, dictionaries).decompress(
                 frame, max_output_size=raw_length
             )
@@ -197,9 +197,40 @@ def verified(
     packs, remote fetches, the remote chunk cache) before a byte is used. A dictionary is
     checked by ``dictionaries`` (as the chunk it is) before it is used."""
     try:
-        raw = decode(codec, payload, raw_length, dictionaries)
+        return checked(cid, codec, payload, raw_length, dictionaries)
+    except CorruptData:
+        return None
+
+
+def checked(
+    cid: ChunkId,
+    codec: int,
+    payload: bytes,
+    raw_length: int,
+    dictionaries: Dictionaries | None = None,
+) -> bytes:
+    """As :func:`verified`, but CorruptData says why a chunk is refused: its dictionary's own
+    error (damaged, or held where it cannot be read) when the chunk needs one that could not
+    be had, else that it does not match its hash."""
+    failed: list[CorruptData] = []
+
+    def lookup(dict_id: ChunkId) -> bytes:
+        assert dictionaries is not None
+        try:
+            return dictionaries(dict_id)
+        except CorruptData as exc:
+            failed.append(exc)
+            raise
+
+    try:
+        raw = decode(codec, payload, raw_length, lookup if dictionaries is not None else None)
     except (CorruptData, ValueError):
-        return None
-    if len(raw) != raw_length or chunk_id(raw) != cid:
-        return None
+        raw = None
+    if raw is None or len(raw) != raw_length or chunk_id(raw) != cid:
+        if failed:
+            raise CorruptData(
+                f"chunk {cid.hex()[:16]} needs compression dictionary "
+                f"{bytes(payload[:DICT_REF]).hex()[:16]}, which cannot be read: {failed[0]}"
+            )
+        raise CorruptData(f"chunk {cid.hex()[:16]} does not match its hash")
     return raw

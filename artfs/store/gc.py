@@ -15,6 +15,7 @@ reader whose lookup raced a rewrite looks the chunk up again (see Store.read_chu
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -73,15 +74,16 @@ def _mark(store: Store) -> set[ChunkId]:
 
 
 def _dictionaries(store: Store, txn: Any, live: set[ChunkId]) -> set[ChunkId]:
-    """The dictionaries the ``live`` chunks are coded with (named at the start of each
-    dictionary-coded payload, so those payloads are read: small files, one pread each)."""
+    """The dictionaries the ``live`` chunks are coded with (named by the first 32 bytes of
+    each dictionary-coded payload: one 32-byte read per such chunk)."""
     used: set[ChunkId] = set()
     for key, value in txn.scan(Table.CHUNKS):
         if ChunkLocation.codec_of(value) != codec.Codec.ZSTD_DICT or key not in live:
             continue
         loc = ChunkLocation.decode(value)
         try:
-            dict_id = codec.dictionary_of(loc.codec, store.chunks.read(loc))
+            head = store.chunks.read(dataclasses.replace(loc, stored_length=codec.DICT_REF))
+            dict_id = codec.dictionary_of(loc.codec, head)
         except CorruptData:
             continue  # unreadable either way: verify names the files that use it
         if dict_id is not None:

@@ -281,29 +281,60 @@ class Store:
                 raise
             return self._verified(ref, fresh)
 
-    def _verified(self, ref: ChunkRef, loc: ChunkLocation) -> bytes:
-        data = None
-        if loc.raw_length == ref.length:
-            payload = self.chunks.read(loc)
-            data = codec.verified(ref.chunk_id, loc.codec, payload, ref.length, self.dictionary)
-        if data is None:
+    def _verified(
+        self,
+        ref: ChunkRef,
+        loc: ChunkLocation,
+        pinned: Mapping[bytes, ChunkLocation] | None = None,
+    ) -> bytes:
+        """The chunk's bytes at ``loc``, checked; a dictionary it needs is read from where
+        ``pinned`` says first (see :meth:`pin_chunks`)."""
+        if loc.raw_length != ref.length:
             raise CorruptData(f"chunk {ref.chunk_id.hex()[:16]} does not match its hash")
-        return data
+        return codec.checked(
+            ref.chunk_id,
+            loc.codec,
+            self.chunks.read(loc),
+            ref.length,
+            lambda dict_id: self.dictionary(dict_id, pinned),
+        )
 
     def dictionary(
-        self, dict_id: ChunkId, pending: Mapping[ChunkId, ChunkLocation] | None = None
+        self,
+        dict_id: ChunkId,
+        pending: Mapping[bytes, ChunkLocation] | Mapping[ChunkId, ChunkLocation] | None = None,
     ) -> bytes:
         """The content of a compression dictionary (see :mod:`artfs.store.codec`), checked
         against its id: from this store's packs (``pending``: locations a commit wrote but has
-        not indexed yet), else from its default remote. Decoders keep what they built from it,
-        so this is called once per dictionary and thread."""
-        loc = (pending or {}).get(dict_id) or self.chunk_location(dict_id)
+        not indexed yet, or that an open file pinned), else from its default remote. Decoders
+        keep what they built from it, so this is called once per dictionary and thread."""
+        loc = (pending or {}).get(dict_id)
+        raw = None if loc is None else self._stored_dictionary(dict_id, loc)
+        if raw is not None:
+            return raw
+        loc = self.chunk_location(dict_id)
         if loc is None:
             return self._read_remote(ChunkRef(dict_id, self._remote_length(dict_id)), ())
-        raw = codec.verified(dict_id, loc.codec, self.chunks.read(loc), loc.raw_length)
+        raw = self._stored_dictionary(dict_id, loc)
         if raw is None:
-            raise CorruptData(f"compression dictionary {dict_id.hex()[:16]} is damaged")
+            # gc may have moved it since we looked it up: look again once.
+            self.chunks.forget(loc.pack_id)
+            fresh = self.chunk_location(dict_id)
+            if fresh is not None and fresh != loc:
+                raw = self._stored_dictionary(dict_id, fresh)
+        if raw is None:
+            raise CorruptData(
+                f"compression dictionary {dict_id.hex()[:16]} is damaged in this store: "
+                "run 'artfs verify'"
+            )
         return raw
+
+    def _stored_dictionary(self, dict_id: ChunkId, loc: ChunkLocation) -> bytes | None:
+        try:
+            payload = self.chunks.read(loc)
+        except CorruptData:
+            return None
+        return codec.verified(dict_id, loc.codec, payload, loc.raw_length)  # never needs one
 
     def _remote_length(self, cid: ChunkId) -> int:
         """The raw length of a dictionary known only from a remote (0 when not known at all:
@@ -348,7 +379,34 @@ class Store:
             wanted = [cid for cid, loc in locations.items() if loc.pack_id in missing]
             for cid in wanted:
                 del locations[cid]
+        self._pin_dictionaries(locations, packs)
         return PinnedChunks(locations, packs)
+
+    def _pin_dictionaries(self, locations: dict[bytes, ChunkLocation], pinned: list[int]) -> None:
+        """Add the dictionaries that pinned dictionary-coded chunks need to ``locations``, their
+        packs pinned, so that those chunks still decode after gc dropped the dictionary with
+        the version. Costs a 32-byte read per such chunk and an index get per dictionary."""
+        needed: set[ChunkId] = set()
+        for loc in locations.values():
+            if loc.codec != codec.Codec.ZSTD_DICT:
+                continue
+            try:
+                head = self.chunks.read(dataclasses.replace(loc, stored_length=codec.DICT_REF))
+            except CorruptData:
+                continue  # its read says so
+            dict_id = codec.dictionary_of(loc.codec, head)
+            if dict_id is not None and dict_id not in locations:
+                needed.add(dict_id)
+        if not needed:
+            return
+        found: dict[bytes, ChunkLocation] = {}
+        with self.index.read() as txn:
+            for dict_id in needed:
+                data = txn.get(Table.CHUNKS, dict_id)
+                if data is not None:
+                    found[dict_id] = ChunkLocation.decode(data)
+        gone = self._pin_packs(found, pinned)
+        locations.update((d, loc) for d, loc in found.items() if loc.pack_id not in gone)
 
     def _pin_packs(self, locations: dict[bytes, ChunkLocation], pinned: list[int]) -> set[int]:
         """Pin the packs of ``locations`` not pinned yet; the ids of packs that are gone."""
@@ -377,7 +435,7 @@ class Store:
         loc = pinned.locations.get(ref.chunk_id)
         if loc is not None:
             try:
-                return self._verified(ref, loc)
+                return self._verified(ref, loc, pinned.locations)
             except CorruptData:
                 pass  # damaged where it was pinned: a fresh lookup decides (and says why)
         return self.read_chunk(ref, following)

@@ -1,7 +1,9 @@
 """zstd dictionaries for small files of one kind: chosen, stored, read, kept by gc, verified."""
 
 import json
+import os
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from artfs.store.gc import collect
 from artfs.store.hashing import ChunkId, chunk_id
 from artfs.store.index import Table
 from artfs.store.verify import verify
+from artfs.vfs import ROOT_INODE, Vfs
 from tests.conftest import read_tree
 
 ART = ArtifactName("proj", "coco")
@@ -63,18 +66,21 @@ def dictionaries_of(store: Store) -> set[ChunkId]:
 
 
 def test_small_json_files_share_a_dictionary_and_read_back(
-    store: Store, tmp_path: Path, make_tree: Any
+    store: Store, tmp_path: Path, make_tree: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    trained = count_training(monkeypatch)
     spec = annotations(400)
+    spec |= {f"img/{i:04d}.bin": random.Random(i).randbytes(3000) for i in range(100)}
     src = make_tree(tmp_path / "src", spec)
     record = store.put(src, ART).record
+    assert len(trained) == 1  # the .json kind; the .bin blobs were probed and left alone
     coded = dict_coded(store)
     assert len(coded) > 300  # most annotation files
     (dict_id,) = dictionaries_of(store)
     assert dict_id in chunk_codecs(store)  # the dictionary is a chunk of the store
     # It pays, dictionary and references included, against plain zstd per file.
-    plain = sum(len(codec.encode(data)[1]) for data in spec.values())
-    stored = sum(loc.stored_length for loc in chunk_codecs(store).values())
+    plain = sum(len(codec.encode(data)[1]) for path, data in spec.items() if "ann/" in path)
+    stored = sum(loc.stored_length for loc in chunk_codecs(store).values() if loc.raw_length < 3000)
     assert stored < 0.8 * plain
     materialize(store, record, tmp_path / "out")
     assert read_tree(tmp_path / "out") == read_tree(src)
@@ -82,28 +88,46 @@ def test_small_json_files_share_a_dictionary_and_read_back(
 
 
 def test_random_blobs_and_tiny_labels_get_no_dictionary(
-    store: Store, tmp_path: Path, make_tree: Any
+    store: Store, tmp_path: Path, make_tree: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    trained = count_training(monkeypatch)
     rng = random.Random(1)
     spec: dict[str, bytes] = {f"img/{i:04d}.bin": rng.randbytes(2000) for i in range(200)}
     spec |= {f"lbl/{i:04d}.txt": f'{{"id": {i}, "class": {i % 10}}}'.encode() for i in range(200)}
     store.put(make_tree(tmp_path / "src", spec), ART)
+    assert trained == []  # random blobs share nothing, 30-byte labels cannot pay 32 bytes
     assert dict_coded(store) == {}
-    assert len(chunk_codecs(store)) == 400  # no dictionary chunk either
+    assert len(chunk_codecs(store)) == 400
+
+
+def count_training(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every dictionary training from now on appends its sample count to the returned list."""
+    calls: list[int] = []
+    train = codec.train
+
+    def counted(samples: Any, size: int) -> codec.Dictionary | None:
+        calls.append(len(samples))
+        return train(samples, size)
+
+    monkeypatch.setattr(codec, "train", counted)
+    return calls
 
 
 def test_a_new_version_of_stored_files_trains_nothing(
-    store: Store, tmp_path: Path, make_tree: Any
+    store: Store, tmp_path: Path, make_tree: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = annotations(300)
     store.put(make_tree(tmp_path / "a", spec), ART)
+    trained = count_training(monkeypatch)
     before = chunk_codecs(store)
-    spec["ann/extra.json"] = b'{"image_id": -1, "annotations": []}'
-    store.put(make_tree(tmp_path / "b", spec), ART)
+    new = annotations(301, seed=5)["ann/000300.json"]  # one new file of the same kind
+    store.put(make_tree(tmp_path / "b", spec | {"ann/new.json": new}), ART)
+    assert trained == []  # every probe was stored already
     after = chunk_codecs(store)
-    assert set(after) - set(before) == {
-        c for c in after if after[c].raw_length == len(spec["ann/extra.json"])
-    }
+    (added,) = set(after) - set(before)
+    assert after[added].raw_length == len(new)
+    # The new file is still coded with a dictionary when one is at hand: not here.
+    assert after[added].codec != codec.Codec.ZSTD_DICT
 
 
 def test_gc_keeps_a_dictionary_while_a_chunk_uses_it(
@@ -143,13 +167,17 @@ def test_a_damaged_dictionary_is_reported_for_the_files_using_it(
         byte = f.read(1)
         f.seek(loc.offset + loc.stored_length // 2)
         f.write(bytes([byte[0] ^ 0x01]))
-    with Store.open(home) as store:
+    with Store.open(home) as store, ThreadPoolExecutor(1) as fresh:
+        # A fresh thread: decoders are kept per thread, and this one never built one from
+        # the sound dictionary (an earlier test in this process may have, elsewhere).
         coded = dict_coded(store)
         using = {e.path for e in store.files(record) if e.chunks and e.chunks[0].chunk_id in coded}
-        assert {p.path for p in verify(store, [record])} == using
+        problems = fresh.submit(verify, store, [record]).result()
+        assert {p.path for p in problems} == using
+        assert all("compression dictionary" in p.reason for p in problems)
         entry = next(e for e in store.files(record) if e.path in using)
-        with pytest.raises(CorruptData, match=entry.path):
-            b"".join(store.iter_file(entry))
+        with pytest.raises(CorruptData, match=f"{entry.path}: .*dictionary .* is damaged"):
+            fresh.submit(lambda: b"".join(store.iter_file(entry))).result()
 
 
 def test_codec_round_trip_and_refusals() -> None:
@@ -170,3 +198,30 @@ def test_codec_round_trip_and_refusals() -> None:
     wrong = {other.id: other.content}.__getitem__
     assert codec.verified(cid, chosen, forged, len(data), wrong) is None
     assert codec.train([b"x"] * 3, 4096) is None
+
+
+def test_an_open_file_decodes_after_its_version_and_dictionary_are_collected(
+    store: Store, tmp_path: Path, make_tree: Any
+) -> None:
+    spec = annotations(200)
+    store.put(make_tree(tmp_path / "doomed", spec), ArtifactName("p", "doomed"))
+    store.put(make_tree(tmp_path / "kept", {"k.txt": "kept\n"}), ArtifactName("p", "kept"))
+    (dict_id,) = dictionaries_of(store)
+    vfs = Vfs.create(store, cache_bytes=1 << 20, lineage=False)
+    opened = {}
+    for path in ("ann/000005.json", "ann/000150.json"):
+        ino = int(ROOT_INODE)
+        for name in f"p/doomed/v0/{path}".split("/"):
+            ino = vfs.lookup(ino, name.encode()).ino
+        opened[path] = vfs.open(ino, os.O_RDONLY)
+    store.delete_version(Ref.parse("p/doomed:v0"))
+    collect(store)
+    assert store.chunk_location(dict_id) is None  # collected with the version
+
+    def read_all() -> dict[str, bytes]:
+        return {p: bytes(vfs.reader(fh).read(0, 1 << 16)) for p, fh in opened.items()}
+
+    with ThreadPoolExecutor(1) as fresh:  # no decoder built before the collection
+        assert fresh.submit(read_all).result() == {p: spec[p] for p in opened}
+    for fh in opened.values():
+        vfs.release(fh)
