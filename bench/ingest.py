@@ -33,17 +33,20 @@ Report = Callable[..., None]
 
 
 def fresh_timed(
-    target: Path, command: Callable[[], object], cpu: list[float] | None = None
+    target: Path, command: Callable[[Path], object], cpu: list[float] | None = None
 ) -> float:
-    """``command``'s time, with ``target`` removed and every dirty page written out first;
-    the CPU time (user + system) of the processes it ran is appended to ``cpu``."""
-    if target.is_dir():
-        shutil.rmtree(target)
-    else:
-        target.unlink(missing_ok=True)
+    """``command(target)``'s time, with every dirty page written out first; the CPU time
+    (user + system) of the processes it ran is appended to ``cpu``.
+
+    ``target`` must not exist, and nothing is deleted while the figures are taken: ext4 skips
+    inodes freed in the last few seconds when it allocates new ones (``recently_deleted``),
+    which made a ``cp -a`` into a just-emptied directory spend up to 4 s scanning inode bitmaps
+    (perf) instead of 0.22 s, a slowdown of the baseline, not of artfs.
+    """
+    assert not target.exists(), target
     os.sync()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    elapsed = timed(command)
+    elapsed = timed(lambda: command(target))
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if cpu is not None:
         cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -54,25 +57,34 @@ def run(workdir: Path, report: Report) -> None:
     data = workdir / "data"
     raw = make_mixed(data)
     report("dataset size", raw / 1e6, "MB")
+    runs = workdir / "runs"  # one fresh target per timed command, removed at the end
+    runs.mkdir()
 
-    copies = workdir / "copies"
-    stores = workdir / "stores"
+    def copy(target: Path) -> None:
+        sh("cp", "-a", data, target)
+
+    def put(target: Path) -> None:
+        artfs(target, "put", data, "bench/mixed")
+
+    def copy_synced(target: Path) -> None:
+        copy(target)
+        os.sync()
+
+    def floor(target: Path) -> None:
+        sh(sys.executable, FLOOR, data, target)
+
     # cp and put alternate, each after a sync, so that neither pays for the other's (or the
     # generator's) dirty pages being written back: measured one after the other, the ratio
     # swung between 0.1x and 2.7x on this VM.
     cp_times, put_times, synced_times, floor_times = [], [], [], []
     cp_cpu: list[float] = []
     put_cpu: list[float] = []
-    floor_out = workdir / "floor.out"
-    for _ in range(RUNS):
-        cp_times.append(fresh_timed(copies, lambda: sh("cp", "-a", data, copies), cp_cpu))
-        put_times.append(
-            fresh_timed(stores, lambda: artfs(stores, "put", data, "bench/mixed"), put_cpu)
-        )
-        synced_times.append(fresh_timed(copies, lambda: (sh("cp", "-a", data, copies), os.sync())))
-        floor_times.append(
-            fresh_timed(floor_out, lambda: sh(sys.executable, FLOOR, data, floor_out))
-        )
+    for i in range(RUNS):
+        cp_times.append(fresh_timed(runs / f"copy-{i}", copy, cp_cpu))
+        put_times.append(fresh_timed(runs / f"store-{i}", put, put_cpu))
+        synced_times.append(fresh_timed(runs / f"synced-copy-{i}", copy_synced))
+        floor_times.append(fresh_timed(runs / f"floor-{i}.out", floor))
+    stores = runs / f"store-{RUNS - 1}"
     cp_time, put_time = statistics.median(cp_times), statistics.median(put_times)
     report("cp -a time", cp_time, "s")
     report("put time", put_time, "s")
@@ -113,14 +125,17 @@ def run(workdir: Path, report: Report) -> None:
     report("v1 store growth / (new bytes + 1 avg chunk per edit)", growth / allowed, "x", "<= 1.0")
     report("v1 index growth (new file tree of 6,000 entries)", index_growth / 1e6, "MB")
 
-    out = workdir / "out"
+    def get(target: Path) -> None:
+        artfs(stores, "get", "bench/mixed:v0", target)
+
     cp_times, get_times = [], []
-    for _ in range(RUNS):
-        cp_times.append(fresh_timed(copies, lambda: sh("cp", "-a", data, copies)))
-        get_times.append(fresh_timed(out, lambda: artfs(stores, "get", "bench/mixed:v0", out)))
+    for i in range(RUNS):
+        cp_times.append(fresh_timed(runs / f"get-baseline-{i}", copy))
+        get_times.append(fresh_timed(runs / f"get-{i}", get))
     report("get time", statistics.median(get_times), "s")
     report("get time / cp -a time", statistics.median(get_times) / statistics.median(cp_times), "x")
-    sh("diff", "-r", data, out)  # a fast get that writes wrong bytes would be no result
+    sh("diff", "-r", data, runs / "get-0")  # a fast get that writes wrong bytes is no result
+    shutil.rmtree(runs)
 
     dictionaries(workdir, report)
 
