@@ -42,17 +42,13 @@ def chunk_file(
     file is read through its descriptor, never mmapped: a file truncated while it is read
     gives a short read (reported by the caller as a changed file), not SIGBUS.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    if size <= MIN_CHUNK:
+        data = read_small(path, size, identity)
+        if data:
+            yield memoryview(data)
+        return
+    fd = _open(path, identity)
     try:
-        if identity is not None:
-            st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != identity:
-                raise InputError(f"{path}: changed while it was being stored; try again")
-        if size <= MIN_CHUNK:
-            data = os.read(fd, size + 1)
-            if data:
-                yield memoryview(data)
-            return
         with os.fdopen(fd, "rb", buffering=0, closefd=False) as stream:
             for chunk in _chunker.cut_stream(stream):
                 # A streamed chunk's view is reused for the next one: keep a copy.
@@ -61,14 +57,29 @@ def chunk_file(
         os.close(fd)
 
 
-def read_small(path: str | os.PathLike[str], size: int) -> bytes:
-    """The content of a file expected to be ``size <= MIN_CHUNK`` bytes (one more byte is
-    asked for, so a file that grew shows up as a size mismatch).
-
-    ``os.read`` on a raw descriptor: a third of the cost of ``open().read()`` here.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+def read_small(
+    path: str | os.PathLike[str], size: int, identity: tuple[int, int] | None = None
+) -> bytes:
+    """The content of a file expected to be ``size <= MIN_CHUNK`` bytes (one chunk), checked
+    as :func:`chunk_file` checks it, in one ``read``: one byte more is asked for, so a file
+    that grew shows up as a size mismatch. ``os.read`` on a raw descriptor: a third of the
+    cost of ``open().read()`` here."""
+    fd = _open(path, identity)
     try:
         return os.read(fd, size + 1)
     finally:
         os.close(fd)
+
+
+def _open(path: str | os.PathLike[str], identity: tuple[int, int] | None) -> int:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    if identity is not None:
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        if (st.st_dev, st.st_ino) != identity:
+            os.close(fd)
+            raise InputError(f"{path}: changed while it was being stored; try again")
+    return fd

@@ -50,12 +50,13 @@ def test_a_file_truncated_while_it_is_read_gives_a_short_read_not_a_crash(
     assert len(first) + rest < size  # the caller reports "changed while it was stored"
 
 
+@pytest.mark.parametrize("size", [100, MIN_CHUNK * 2], ids=["one-chunk", "chunked"])
 def test_a_staged_path_swapped_for_a_symlink_after_the_scan_is_refused(
-    tmp_path: Path, home: Path
+    tmp_path: Path, home: Path, size: int
 ) -> None:
-    staged = make_tree(tmp_path / "staging", {"model.bin": random_bytes(MIN_CHUNK * 2, 3)})
+    staged = make_tree(tmp_path / "staging", {"model.bin": random_bytes(size, 3)})
     secret = tmp_path / "secret.bin"
-    secret.write_bytes(random_bytes(MIN_CHUNK * 2, 4))
+    secret.write_bytes(random_bytes(size, 4))
     tree = scan(staged, confine=True)
     (staged / "model.bin").unlink()
     os.symlink(secret, staged / "model.bin")  # same size as what was scanned
