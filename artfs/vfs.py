@@ -810,8 +810,10 @@ class Vfs:
     # --- files ----------------------------------------------------------------------------
 
     def open(self, ino: int, flags: int, pid: int = 0) -> FileHandle:
-        """A handle for reading; opening reads nothing until the first read. Staged and
-        virtual files get handles from ``STAGED_FH_BASE`` up (see :meth:`open_other`)."""
+        """A handle for reading; opening reads no content (only, for a file coded with a
+        compression dictionary, the 32-byte id of the dictionary, see :meth:`Store.pin_chunks`).
+        Staged and virtual files get handles from ``STAGED_FH_BASE`` up (see
+        :meth:`open_other`)."""
         node = self.node(ino)
         if node.key.kind in (Kind.STAGED, Kind.CONTROL, Kind.REGISTER):
             return self.open_other(node, flags, pid)
@@ -824,7 +826,7 @@ class Vfs:
         fh = self._new_handle()
         # Chunk locations are resolved now and their packs held open until release, so the
         # handle keeps reading after its version is deleted and gc ran. One index get per
-        # chunk: 1 for a small file.
+        # chunk: 1 for a small file (2 and a 32-byte read when it is dictionary-coded).
         pins = self.store.pin_chunks(node.entry.chunks)
         if pins.packs:
             self._pins[fh] = pins

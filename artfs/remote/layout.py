@@ -35,6 +35,9 @@ from artfs.store.manifest import ChunkRef, FileEntry, Kind, encode_path
 from artfs.store.packs import MAGIC, record_header
 
 VERSION_FORMAT = "artfs-version/1"
+# A record that lists compression dictionaries: an artfs from before dictionaries refuses it
+# ("unknown format") instead of reporting its dictionary-coded chunks as damaged.
+VERSION_FORMAT_DICTIONARIES = "artfs-version/2"
 PACK_INDEX_FORMAT = "artfs-pack-index/1"
 # The index of a pack holding dictionary-coded chunks: a version of artfs that predates
 # dictionaries refuses it instead of reusing such a chunk without listing its dictionary in a
@@ -231,7 +234,7 @@ class RemoteVersion:
 
     def encode(self) -> bytes:
         doc = {
-            "format": VERSION_FORMAT,
+            "format": VERSION_FORMAT_DICTIONARIES if self.dictionaries() else VERSION_FORMAT,
             "version": json.loads(self.record.encode()),
             "files": [_entry_to_json(e) for e in self.entries],
             "chunks": {cid.hex(): loc.to_json() for cid, loc in self.chunks.items()},
@@ -244,7 +247,7 @@ class RemoteVersion:
         uses must have a location. CorruptData names ``where`` otherwise."""
         try:
             doc = json.loads(data)
-            if doc.get("format") != VERSION_FORMAT:
+            if doc.get("format") not in (VERSION_FORMAT, VERSION_FORMAT_DICTIONARIES):
                 raise ValueError(f"unknown format {doc.get('format')!r}")
             record = VersionRecord.decode(json.dumps(doc["version"]).encode())
             entries = [_entry_from_json(e) for e in doc["files"]]

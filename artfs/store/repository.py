@@ -358,34 +358,54 @@ class Store:
     def pin_chunks(self, refs: Sequence[ChunkRef]) -> PinnedChunks:
         """Where each chunk is now, with the packs holding them kept open until
         :meth:`unpin_chunks`: reads through :meth:`read_pinned` keep working after the version
-        is deleted and gc dropped the index entries or deleted or compacted the packs.
+        is deleted and gc dropped the index entries or deleted or compacted the packs. The
+        dictionaries that dictionary-coded chunks need are pinned with them, looked up in the
+        same index snapshot, so such a chunk still decodes after gc collected its dictionary.
 
-        One index get per distinct chunk, no reads. A pack gc deleted between the lookup and
-        the pin is looked up once more; chunks still without a pinned location are looked up
-        at read time, as :meth:`read_chunk` does.
+        One index get per distinct chunk, and a 32-byte read per dictionary-coded chunk (its
+        dictionary's id; the page the first read of the file then reads). A pack gc deleted
+        between the lookup and the pin is looked up once more; chunks still without a pinned
+        location are looked up at read time, as :meth:`read_chunk` does. Nothing stays pinned
+        when this raises.
         """
         locations: dict[bytes, ChunkLocation] = {}
-        wanted: list[bytes] = [ref.chunk_id for ref in refs]
+        wanted: list[bytes] = list(dict.fromkeys(ref.chunk_id for ref in refs))
         packs: list[int] = []
-        for _ in range(2):
-            with self.index.read() as txn:
-                for cid in wanted:
-                    data = txn.get(Table.CHUNKS, cid)
-                    if data is not None:
-                        locations[cid] = ChunkLocation.decode(data)
-            missing = self._pin_packs(locations, packs)
-            if not missing:
-                break
-            wanted = [cid for cid, loc in locations.items() if loc.pack_id in missing]
-            for cid in wanted:
-                del locations[cid]
-        self._pin_dictionaries(locations, packs)
+        try:
+            for _ in range(2):
+                with self.index.read() as txn:  # one snapshot: chunks and their dictionaries
+                    found = self._pin_lookup(txn, wanted, locations, packs)
+                    needed = [d for d in self._dictionaries_of(locations) if d not in locations]
+                    found |= self._pin_lookup(txn, needed, locations, packs)
+                wanted = [cid for cid, loc in found.items() if cid not in locations]
+                if not wanted:
+                    break
+        except BaseException:
+            for pack_id in packs:
+                self.chunks.unpin(pack_id)
+            raise
         return PinnedChunks(locations, packs)
 
-    def _pin_dictionaries(self, locations: dict[bytes, ChunkLocation], pinned: list[int]) -> None:
-        """Add the dictionaries that pinned dictionary-coded chunks need to ``locations``, their
-        packs pinned, so that those chunks still decode after gc dropped the dictionary with
-        the version. Costs a 32-byte read per such chunk and an index get per dictionary."""
+    def _pin_lookup(
+        self,
+        txn: Any,
+        wanted: Sequence[bytes],
+        locations: dict[bytes, ChunkLocation],
+        packs: list[int],
+    ) -> dict[bytes, ChunkLocation]:
+        """Look ``wanted`` up in ``txn`` and pin their packs; those whose pack is there go into
+        ``locations``. Returns every location found (gone packs included)."""
+        found: dict[bytes, ChunkLocation] = {}
+        for cid in wanted:
+            data = txn.get(Table.CHUNKS, cid)
+            if data is not None:
+                found[cid] = ChunkLocation.decode(data)
+        gone = self._pin_packs(found, packs)
+        locations.update((cid, loc) for cid, loc in found.items() if loc.pack_id not in gone)
+        return found
+
+    def _dictionaries_of(self, locations: dict[bytes, ChunkLocation]) -> set[ChunkId]:
+        """The dictionaries the dictionary-coded chunks at ``locations`` (pinned) need."""
         needed: set[ChunkId] = set()
         for loc in locations.values():
             if loc.codec != codec.Codec.ZSTD_DICT:
@@ -395,18 +415,9 @@ class Store:
             except CorruptData:
                 continue  # its read says so
             dict_id = codec.dictionary_of(loc.codec, head)
-            if dict_id is not None and dict_id not in locations:
+            if dict_id is not None:
                 needed.add(dict_id)
-        if not needed:
-            return
-        found: dict[bytes, ChunkLocation] = {}
-        with self.index.read() as txn:
-            for dict_id in needed:
-                data = txn.get(Table.CHUNKS, dict_id)
-                if data is not None:
-                    found[dict_id] = ChunkLocation.decode(data)
-        gone = self._pin_packs(found, pinned)
-        locations.update((d, loc) for d, loc in found.items() if loc.pack_id not in gone)
+        return needed
 
     def _pin_packs(self, locations: dict[bytes, ChunkLocation], pinned: list[int]) -> set[int]:
         """Pin the packs of ``locations`` not pinned yet; the ids of packs that are gone."""

@@ -4,6 +4,7 @@ mounts decode with them; remote gc keeps them while a live version uses them."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import threading
@@ -86,6 +87,12 @@ def test_push_lists_the_dictionary_and_a_clone_reads_the_files(
         assert dict_id in version.chunks
         assert dict_id not in {c.chunk_id for e in version.entries for c in e.chunks}
         assert dict_id in remote.chunk_map()
+        # Formats an artfs from before dictionaries refuses, instead of misreading them.
+        record_doc = json.loads(remote.objects.get(layout.version_key(ART, sent.number))[0])
+        assert record_doc["format"] == layout.VERSION_FORMAT_DICTIONARIES
+        pack = version.chunks[dict_id].pack
+        index_doc = json.loads(remote.objects.get(layout.pack_index_key(pack))[0])
+        assert index_doc["format"] == layout.PACK_INDEX_FORMAT_DICTIONARIES
     _clone(s3_env, prefix, tmp_path / "c")
     with Store.open(tmp_path / "c") as c:
         assert _read_all(c, f"team/coco:v{sent.number}") == files  # lazily, from the remote

@@ -225,3 +225,30 @@ def test_an_open_file_decodes_after_its_version_and_dictionary_are_collected(
         assert fresh.submit(read_all).result() == {p: spec[p] for p in opened}
     for fh in opened.values():
         vfs.release(fh)
+
+
+def test_a_dictionary_moved_by_gc_after_its_lookup_is_looked_up_again(
+    store: Store, tmp_path: Path, make_tree: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = annotations(200)
+    record = store.put(make_tree(tmp_path / "a", spec), ART).record
+    store.put(make_tree(tmp_path / "b", {"x.txt": "x"}), ArtifactName("p", "other"))
+    (dict_id,) = dictionaries_of(store)
+    stale = store.chunk_location(dict_id)
+    assert collect(store).packs_rewritten == 2  # two small packs merged: the dictionary moved
+    fresh = store.chunk_location(dict_id)
+    assert fresh is not None and stale is not None and fresh.pack_id != stale.pack_id
+    lookups = []
+    real = store.chunk_location
+
+    def racing(cid: ChunkId) -> ChunkLocation | None:
+        # The first lookup of the dictionary answers as it was before gc moved it.
+        lookups.append(cid)
+        return stale if cid == dict_id and lookups.count(dict_id) == 1 else real(cid)
+
+    monkeypatch.setattr(store, "chunk_location", racing)
+    entry = next(e for e in store.files(record) if e.chunks[0].chunk_id in dict_coded(store))
+    with ThreadPoolExecutor(1) as fresh_thread:  # no decoder built yet in this thread
+        data = fresh_thread.submit(lambda: b"".join(store.iter_file(entry))).result()
+    assert data == spec[entry.path]
+    assert lookups.count(dict_id) == 2
