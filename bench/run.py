@@ -45,7 +45,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=ROOT / ".bench")
     parser.add_argument("--runs", type=int, help="repeat each measurement this many times")
     args = parser.parse_args()
-    # The last run's files are deleted after this run, not before, and a run starts at least
+    # Nothing is deleted while figures are taken: the last run's files are deleted after this
+    # run (with this one's intermediate files, next time), and a run starts at least
     # QUIET_AFTER_DELETE seconds after the last one deleted its files: on ext4 without a
     # journal (this VM's root) inodes freed in the last 60-360 s are skipped when new ones are
     # allocated, and a cp -a baseline after deleting a run's 100,000 files spent up to 4 s
