@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 from artfs.store import codec
+from artfs.store.chunking import read_small
 from artfs.store.hashing import ChunkId, chunk_id
 
 MIN_FILES = 64
@@ -87,15 +88,9 @@ def _spread(members: list[tuple[str | os.PathLike[str], int]], count: int) -> li
 
 def _read(source: str | os.PathLike[str], size: int) -> bytes | None:
     try:
-        fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+        return read_small(source, size)
     except OSError:
         return None  # the ingest reports it, with the file's name
-    try:
-        return os.read(fd, size)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _worth_training(

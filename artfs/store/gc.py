@@ -15,7 +15,6 @@ reader whose lookup raced a rewrite looks the chunk up again (see Store.read_chu
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -80,10 +79,8 @@ def _dictionaries(store: Store, txn: Any, live: set[ChunkId]) -> set[ChunkId]:
     for key, value in txn.scan(Table.CHUNKS):
         if ChunkLocation.codec_of(value) != codec.Codec.ZSTD_DICT or key not in live:
             continue
-        loc = ChunkLocation.decode(value)
         try:
-            head = store.chunks.read(dataclasses.replace(loc, stored_length=codec.DICT_REF))
-            dict_id = codec.dictionary_of(loc.codec, head)
+            dict_id = store.dictionary_id(ChunkLocation.decode(value))
         except CorruptData:
             continue  # unreadable either way: verify names the files that use it
         if dict_id is not None:

@@ -276,7 +276,7 @@ class Ingest:
             return pool.submit(codec.encode, data)
         # A thread hop costs more than encoding a small chunk (sampled or tiny) in place.
         dictionary = None
-        if self._dictionaries is not None and len(data) == source.size <= codec.DICT_MAX_INPUT:
+        if self._dictionaries is not None and source.size <= codec.DICT_MAX_INPUT:
             dictionary = self._dictionaries.for_path(source.path)
         chosen, payload = codec.encode(data, dictionary)
         if dictionary is not None and chosen == codec.Codec.ZSTD_DICT:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import json
 import os
 import posixpath
@@ -408,16 +409,21 @@ class Store:
         """The dictionaries the dictionary-coded chunks at ``locations`` (pinned) need."""
         needed: set[ChunkId] = set()
         for loc in locations.values():
-            if loc.codec != codec.Codec.ZSTD_DICT:
-                continue
             try:
-                head = self.chunks.read(dataclasses.replace(loc, stored_length=codec.DICT_REF))
+                dict_id = self.dictionary_id(loc)
             except CorruptData:
                 continue  # its read says so
-            dict_id = codec.dictionary_of(loc.codec, head)
             if dict_id is not None:
                 needed.add(dict_id)
         return needed
+
+    def dictionary_id(self, loc: ChunkLocation) -> ChunkId | None:
+        """The dictionary the chunk at ``loc`` is coded with (None if it needs none), read from
+        the first 32 bytes of its payload; CorruptData when they cannot be read."""
+        if loc.codec != codec.Codec.ZSTD_DICT:
+            return None
+        head = self.chunks.read(dataclasses.replace(loc, stored_length=codec.DICT_REF))
+        return codec.dictionary_of(loc.codec, head)
 
     def _pin_packs(self, locations: dict[bytes, ChunkLocation], pinned: list[int]) -> set[int]:
         """Pin the packs of ``locations`` not pinned yet; the ids of packs that are gone."""
@@ -669,11 +675,9 @@ class Store:
                 "'artfs pull' the version first"
             )
         payload = self.chunks.read(loc)
-
-        def dictionaries(dict_id: ChunkId) -> bytes:
-            return self.dictionary(dict_id, pending)  # stored by this commit, maybe
-
-        if codec.verified(cid, loc.codec, payload, loc.raw_length, dictionaries) is None:
+        # A dictionary may have been stored by this very commit: ``pending`` knows where.
+        lookup = functools.partial(self.dictionary, pending=pending)
+        if codec.verified(cid, loc.codec, payload, loc.raw_length, lookup) is None:
             raise CorruptData(
                 f"chunk {cid.hex()[:16]} is damaged in this store: run 'artfs verify'"
             )
