@@ -946,6 +946,29 @@ class Vfs:
             free = 0
         return StatFs(BLOCK_SIZE, (used + BLOCK_SIZE - 1) // BLOCK_SIZE + free, files, free=free)
 
+    # --- who may change the store through the mount --------------------------------------
+
+    def check_writer(self, uid: int) -> None:
+        """Refuse (``EACCES``) a change by a user who may not write the store.
+
+        A mount shared with ``--allow-other`` is readable by everyone its modes allow, but only
+        root, the daemon's own user and the owner of ``ARTFS_HOME`` may register runs, create
+        projects and artifacts, change staging or commit: anyone else's change would land in a
+        store they could not write themselves. Group or other write bits on ``ARTFS_HOME`` do
+        not count (they say nothing of the index and packs inside). The daemon calls this
+        before every such request, so a refused one records nothing.
+        """
+        if uid in (0, self.uid):
+            return
+        try:
+            owner = os.stat(self.store.home).st_uid
+        except OSError:
+            owner = -1
+        if uid != owner:
+            raise PermissionError(
+                errno.EACCES, "only the store's owner or root may change it through the mount"
+            )
+
     # --- staging: a passthrough to the backing directories (artfs.staging_vfs) -------------
 
     def _backing(self, art: ArtifactName) -> Backing:

@@ -8,6 +8,10 @@ project's venv lives under /root, which that user cannot read).
 - With it, version files are readable per their recorded modes (a 0600 file is not), staging
   obeys modes and ownership (``default_permissions``), and the user cannot commit into an
   artifact whose staging they cannot write (the control file takes the staging's mode).
+- Only users who may write the store (root, the owner of ``ARTFS_HOME``) change it through a
+  shared mount: anyone else gets ``EACCES`` registering a run, creating a project or an
+  artifact, changing staging (even a staging directory they own) or committing, and nothing is
+  recorded; the owner of ``ARTFS_HOME`` can do all of it.
 - Run records keep nothing of a process's environment but ``ARTFS_RUN_ID``, and with
   ``artfs config record_command_lines false`` no command line either.
 """
@@ -27,9 +31,10 @@ from pathlib import Path
 
 import pytest
 
+from artfs.lineage import Lineage
 from artfs.store import Store
 from tests.conftest import ARTFS, make_tree
-from tests.mount.mountutil import put
+from tests.mount.mountutil import eventually, put
 from tests.reliability.conftest import StartMount
 
 pytestmark = [
@@ -59,6 +64,16 @@ try:
         f.write("{}")
         f.close()
         out = open(path).read()
+    elif op == "mkdir":
+        os.mkdir(path)
+        out = True
+    elif op == "remove":
+        os.unlink(path)
+        out = True
+    elif op == "register":  # register run argv[3], then read file argv[4] as that run
+        with open(path, "w") as f:
+            f.write(sys.argv[3] + "\n")
+        out = open(sys.argv[4], "rb").read().decode()
     print(json.dumps({"ok": out}))
 except OSError as exc:
     print(json.dumps({"errno": errno.errorcode.get(exc.errno, str(exc.errno))}))
@@ -139,15 +154,98 @@ def test_with_allow_other_modes_and_ownership_are_obeyed(
         assert [v.number for v in store.versions(store.resolve("proj/data").artifact)] == [0]
     assert (staging / "root.txt").read_text() == "root's\n"
 
-    # An artifact whose staging the user owns: files are created as the user, commits work.
-    (mnt.path / "proj" / "shared").mkdir()
-    shared = mnt.path / "proj" / "shared" / "staging"
-    os.chown(shared, other_user.pw_uid, other_user.pw_gid)
-    made = as_user("write", shared / "mine.txt", "by the user\n")
+
+def catalogue(home: Path) -> dict[str, object]:
+    """Everything a change through the mount could have recorded: projects, artifacts and
+    their versions, runs, and the consumers of proj/data:v0."""
+    with Store.open(home) as store:
+        lineage = Lineage(store)
+        return {
+            "projects": store.projects(),
+            "versions": {
+                f"{artifact.project}/{artifact.name}": [v.number for v in versions]
+                for project in store.projects()
+                for artifact, versions in store.artifacts(project)
+            },
+            "runs": sorted((run.id, run.job_type) for run in lineage.runs()),
+            "consumers": sorted(
+                run.id for run, _ in lineage.consumers(lineage.version("proj/data:v0"))
+            ),
+        }
+
+
+def shared_staging(mnt: Path, owner: pwd.struct_passwd) -> Path:
+    """proj/shared's staging, made by root through the mount and given to ``owner`` (so the
+    kernel's mode check lets them in), holding one file of root's."""
+    (mnt / "proj" / "shared").mkdir()
+    staging = mnt / "proj" / "shared" / "staging"
+    os.chown(staging, owner.pw_uid, owner.pw_gid)
+    (staging / "by-root.txt").write_text("root's\n")
+    return staging
+
+
+def test_with_allow_other_only_store_writers_change_the_store(
+    other_user: pwd.struct_passwd, public_dir: Path, home: Path, start_mount: StartMount
+) -> None:
+    mnt = start_mount(home, public_dir / "mnt", "--allow-other")
+    with Store.open(home) as store:
+        run_id = Lineage(store).create_run("proj", "train").id
+    staging = shared_staging(mnt.path, other_user)
+    public = mnt.path / "proj" / "data" / "v0" / "public.txt"
+    before = catalogue(home)
+
+    register = as_user("register", mnt.path / ".artfs-register", run_id, str(public))
+    assert register == {"errno": "EACCES"}
+    assert as_user("mkdir", mnt.path / "newproj") == {"errno": "EACCES"}
+    assert as_user("mkdir", mnt.path / "proj" / "newart") == {"errno": "EACCES"}
+    assert as_user("write", staging / "mine.txt", "x") == {"errno": "EACCES"}
+    assert as_user("mkdir", staging / "mydir") == {"errno": "EACCES"}
+    assert as_user("remove", staging / "by-root.txt") == {"errno": "EACCES"}
+    assert as_user("commit", staging / ".artfs-commit") == {"errno": "EACCES"}
+    # Reading stays open to them (and is recorded as their own implicit run, not run_id's).
+    assert as_user("read", public) == {"ok": "for everyone\n"}
+
+    time.sleep(1.5)  # runs and usage are written every 0.5 s: anything kept would be there
+    after = catalogue(home)
+    assert run_id not in after["consumers"]  # type: ignore[operator]
+    new_runs = set(after.pop("runs")) - set(before.pop("runs"))  # type: ignore[arg-type]
+    assert {job_type for _, job_type in new_runs} <= {"implicit"}  # the read, nothing else
+    after.pop("consumers"), before.pop("consumers")
+    assert after == before
+    assert sorted(os.listdir(staging)) == ["by-root.txt"]
+    assert not (mnt.path / "newproj").exists()
+
+    # Root, the owner here, still can: a project, an artifact, staging, a commit, a run.
+    (mnt.path / "newproj").mkdir()
+    (mnt.path / "proj" / "newart").mkdir()
+    (staging / "root2.txt").write_text("more\n")
+    control = staging / ".artfs-commit"
+    control.write_text("{}")
+    assert json.loads(control.read_text()) == {"ref": "proj/shared:v0", "created": True}
+    (mnt.path / ".artfs-register").write_text(run_id + "\n")
+    with Store.open(home) as store:
+        assert store.projects() == ["newproj", "proj"]
+        assert [a.name for a, _ in store.artifacts("proj")] == ["data", "shared"]
+
+
+def test_the_owner_of_the_store_may_change_it_through_a_shared_mount(
+    other_user: pwd.struct_passwd, public_dir: Path, home: Path, start_mount: StartMount
+) -> None:
+    os.chown(home, other_user.pw_uid, other_user.pw_gid)  # the daemon still runs as root
+    mnt = start_mount(home, public_dir / "mnt", "--allow-other")
+    with Store.open(home) as store:
+        run_id = Lineage(store).create_run("proj", "train").id
+    staging = shared_staging(mnt.path, other_user)
+    public = mnt.path / "proj" / "data" / "v0" / "public.txt"
+
+    register = as_user("register", mnt.path / ".artfs-register", run_id, str(public))
+    assert register == {"ok": "for everyone\n"}
+    made = as_user("write", staging / "mine.txt", "by the owner\n")
     assert made["ok"][0] == other_user.pw_uid  # type: ignore[index]
-    committed = as_user("commit", shared / ".artfs-commit")
+    committed = as_user("commit", staging / ".artfs-commit")
     assert json.loads(str(committed["ok"])) == {"ref": "proj/shared:v0", "created": True}
-    assert (mnt.path / "proj" / "shared" / "v0" / "mine.txt").read_text() == "by the user\n"
+    assert (mnt.path / "proj" / "shared" / "v0" / "mine.txt").read_text() == "by the owner\n"
+    eventually(lambda: catalogue(home)["consumers"] == [run_id], within=2.0)
 
 
 def _runs_and_index(home: Path) -> tuple[str, bytes]:
