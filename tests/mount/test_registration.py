@@ -147,3 +147,43 @@ def test_the_daemon_refuses_a_run_its_store_does_not_hold(
     with Store.open(first.home) as store:
         assert store.projects() == ["proj"]
     assert not (first.path / "default").exists()
+
+
+def test_the_sdk_writes_nothing_into_a_mount_of_another_store(
+    two_mounts: tuple[Mount, Mount],
+) -> None:
+    """A run id both stores hold (so the daemon would accept it): the SDK registers it only
+    where ``MNT/.artfs-store`` names the store it is told."""
+    first, second = two_mounts
+    with Store.open(first.home) as store:
+        both = Lineage(store).create_run("proj", "train").id
+    with Store.open(second.home) as store:
+        Lineage(store).create_run("p2", "train", run_id=both)
+
+    def register_then_read(home: Path) -> None:
+        code = f"""
+            from artfs.sdk.run import _register_with_mounts
+            _register_with_mounts({both!r}, {store_id(home)!r})
+            open({str(first.path / "proj/data/v0/part0.txt")!r}).read()
+        """
+        done = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            capture_output=True,
+            text=True,
+            start_new_session=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+
+    def consumers() -> list[tuple[str, str]]:
+        with Store.open(first.home) as store:
+            lineage = Lineage(store)
+            version = lineage.version("proj/data:v0")
+            return sorted((r.id, r.job_type) for r, _ in lineage.consumers(version))
+
+    register_then_read(second.home)
+    eventually(lambda: len(consumers()) == 1, within=2.0)
+    assert [job for _, job in consumers()] == ["implicit"]
+    register_then_read(first.home)
+    eventually(lambda: len(consumers()) == 2, within=2.0)
+    assert (both, "train") in consumers()

@@ -289,3 +289,61 @@ def test_run_records_hold_no_environment_and_optionally_no_command_line(
     assert len(json.loads(runs)) >= 2
     assert "cmdsecret-dropped" not in runs and b"cmdsecret-dropped" not in index
     assert b"envsecret-5b2f0c" not in index
+
+
+# Runs as the other user with this checkout's artfs and the venv's libraries (when that user
+# can read them): starts a run in the store argv[1], reads argv[2] during it, prints its id.
+SDK_RUN = r"""
+import sys
+import artfs
+run = artfs.init(project="p2", home=sys.argv[1])
+open(sys.argv[2], "rb").read()
+run.finish()
+print(run.id)
+"""
+
+
+def sdk_as_user(*args: str) -> str:
+    import artfs
+
+    checkout = Path(artfs.__file__).parent.parent
+    site = [p for p in sys.path if p.endswith("site-packages")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(checkout), *site])}
+    probe = subprocess.run(
+        ["runuser", "-u", USER, "--", SYSTEM_PYTHON, "-c", "import artfs, lmdb"],
+        capture_output=True,
+        env=env,
+        cwd="/",
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"{USER} cannot import this checkout's artfs with {SYSTEM_PYTHON}")
+    done = subprocess.run(
+        ["runuser", "-u", USER, "--", SYSTEM_PYTHON, "-c", SDK_RUN, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+        timeout=60,
+        start_new_session=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_second_users_run_stays_in_its_own_store(
+    other_user: pwd.struct_passwd, public_dir: Path, home: Path, start_mount: StartMount
+) -> None:
+    mnt = start_mount(home, public_dir / "mnt", "--allow-other")
+    theirs = public_dir / "home2"
+    theirs.mkdir()
+    os.chown(theirs, other_user.pw_uid, other_user.pw_gid)
+    before = catalogue(home)
+    run_id = sdk_as_user(str(theirs), str(mnt.path / "proj" / "data" / "v0" / "public.txt"))
+    eventually(lambda: len(catalogue(home)["consumers"]) == 1, within=2.0)  # type: ignore[arg-type]
+    after = catalogue(home)
+    assert run_id not in after["consumers"]  # type: ignore[operator]
+    assert {job_type for _, job_type in after["runs"]} == {"implicit"}  # type: ignore[union-attr]
+    assert after["projects"] == before["projects"] == ["proj"]
+    assert not (mnt.path / "default").exists()
+    with Store.open(theirs) as store:
+        assert [r.id for r in Lineage(store).runs()] == [run_id]
