@@ -33,6 +33,7 @@ STAGED_FH_BASE = 1 << 62
 STAGED_TIMEOUT = 0.2
 CONTROL_FILE = ".artfs-commit"  # staging/.artfs-commit: write options, close -> commit
 REGISTER_FILE = ".artfs-register"  # MNT/.artfs-register: write a run id -> this process's run
+STORE_FILE = ".artfs-store"  # MNT/.artfs-store: the store's id (read-only), see vfs
 CONTROL_MAX_BYTES = 64 << 10
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -443,6 +444,7 @@ __all__ = [
     "STAGED_FH_BASE",
     "STAGED_INO_BASE",
     "STAGED_TIMEOUT",
+    "STORE_FILE",
     "AttrChange",
     "Backing",
     "BackingFile",

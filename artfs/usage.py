@@ -17,7 +17,7 @@ Resolution order for a pid (pids as the daemon sees them, so a container's proce
 by their host pids):
 
 1. a registration made through ``MNT/.artfs-register`` by the process or an ancestor
-   (pid and start time -> run id; it works across pid namespaces);
+   (pid and start time -> run id; it works across pid namespaces), of a run this store holds;
 2. ``ARTFS_RUN_ID`` in the environment of the process or of its nearest ancestor having it
    (only that variable is read);
 3. an implicit run for the process group, keyed by (group leader pid, its start time): the
@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 
 from artfs import procinfo
+from artfs.errors import NotFound
 from artfs.lineage import (
     BackgroundPublisher,
     Lineage,
@@ -247,18 +248,29 @@ class UsageRecorder:
 
     # --- registrations ------------------------------------------------------------------
 
-    def register(self, pid: int, run_id: str, project: str = "default") -> None:
-        """Make ``run_id`` the run of process ``pid`` (a thread's process) and its descendants."""
+    def register(self, pid: int, run_id: str) -> None:
+        """Make ``run_id`` the run of process ``pid`` (a thread's process) and its descendants.
+
+        The run must already be in this store (``artfs.init`` records it before registering,
+        the daemon's own runs count too): a registration naming any other id is refused with
+        :class:`NotFound` and records nothing, so a run of another store never lands here."""
         check_run_id(run_id)
+        if not self._holds(run_id):
+            raise NotFound(f"run {run_id} is not in this store: register it with its own store")
         tgid = thread_group(pid)
         found = proc_stat(tgid)
         if found is None:
             return
-        self._known(run_id, project, tgid)
         self._registered[(tgid, found.start)] = run_id
         for cached in self._cache.values():
             cached.liveness.close()
         self._cache.clear()  # a process resolved before registering resolves again
+
+    def _holds(self, run_id: str) -> bool:
+        with self._lock:
+            if run_id in self._new_runs:
+                return True
+        return self.lineage.find_run(run_id) is not None
 
     def session_of(self, pid: int) -> int | None:
         found = proc_stat(pid)

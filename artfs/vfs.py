@@ -49,6 +49,7 @@ from artfs.staging_vfs import (
     REGISTER_FILE,
     STAGED_FH_BASE,
     STAGED_TIMEOUT,
+    STORE_FILE,
     AttrChange,
     Backing,
     BackingFile,
@@ -125,6 +126,7 @@ class Kind(enum.Enum):
     STAGED = "staged"  # anything inside a staging directory (path relative to it)
     CONTROL = "control"  # MNT/proj/name/staging/.artfs-commit (virtual)
     REGISTER = "register"  # MNT/.artfs-register (virtual)
+    STORE = "store"  # MNT/.artfs-store (virtual, read-only): the store's id
 
 
 # Nodes whose operations go to the artifact's backing directory.
@@ -206,6 +208,13 @@ class DirEntry:
     attr: Attr
     next_id: int
     node: Node
+
+
+@dataclass(frozen=True, slots=True)
+class ConstantFile:
+    """An open read-only virtual file whose bytes never change (``MNT/.artfs-store``)."""
+
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,6 +493,10 @@ class FileReader:
         return lambda ref: load(ref, chunks[index + 1 : end])
 
 
+# A handle at or above STAGED_FH_BASE: a staged file, or one of the virtual files.
+_OtherFile = BackingFile | ControlFile | RegisterFile | ConstantFile
+
+
 @dataclass
 class _DirHandle:
     node: Node
@@ -512,7 +525,7 @@ class Vfs:
         # last commit result per (artifact, session) and per artifact.
         self.recorder: UsageRecorder | None = None
         self._staged_paths = StagedPaths()
-        self._staged_files: dict[FileHandle, BackingFile | ControlFile | RegisterFile] = {}
+        self._staged_files: dict[FileHandle, _OtherFile] = {}
         self._staged_open: dict[Inode, set[FileHandle]] = {}
         self._next_staged_handle = STAGED_FH_BASE
         self._results: OrderedDict[tuple[str, str, int | None], bytes] = OrderedDict()
@@ -592,6 +605,9 @@ class Vfs:
             return self._control_attr(node)
         if key.kind is Kind.REGISTER:
             return self._make(node, stat.S_IFREG | 0o666, 0, self.started_ns, 1)
+        if key.kind is Kind.STORE:
+            size = len(self._store_file())
+            return self._make(node, stat.S_IFREG | 0o444, size, self.started_ns, 1)
         if key.kind is Kind.ENTRY:
             assert node.entry is not None
             return self._entry_attr(node, node.entry)
@@ -650,6 +666,8 @@ class Vfs:
         if key.kind is Kind.ROOT:
             if name == REGISTER_FILE:
                 return Node(NodeKey(Kind.REGISTER))
+            if name == STORE_FILE:
+                return Node(NodeKey(Kind.STORE))
             if txn.get(Table.PROJECTS, name.encode()) is None and not self._staged_project(name):
                 return None
             return Node(NodeKey(Kind.PROJECT, name))
@@ -720,7 +738,7 @@ class Vfs:
 
     def opendir(self, ino: int) -> FileHandle:
         node = self.node(ino)
-        if node.key.kind in (Kind.ALIAS, Kind.CONTROL, Kind.REGISTER) or (
+        if node.key.kind in (Kind.ALIAS, Kind.CONTROL, Kind.REGISTER, Kind.STORE) or (
             node.key.kind is Kind.ENTRY and not _is_dir(node)
         ):
             raise NotADirectory(f"{node.key.path or node.key.alias} is not a directory")
@@ -817,6 +835,10 @@ class Vfs:
         node = self.node(ino)
         if node.key.kind in (Kind.STAGED, Kind.CONTROL, Kind.REGISTER):
             return self.open_other(node, flags, pid)
+        if node.key.kind is Kind.STORE:
+            if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
+                raise ReadOnly(f"{STORE_FILE} is read-only")
+            return self._new_staged_handle(ConstantFile(self._store_file()))
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT):
             raise ReadOnly("versions are read-only")
         if node.key.kind is not Kind.ENTRY or node.entry is None:
@@ -905,6 +927,10 @@ class Vfs:
             raise NoAttribute(f"no attribute {name!r}")
         return value
 
+    def _store_file(self) -> bytes:
+        """What ``MNT/.artfs-store`` holds: the store's id and a newline."""
+        return (self.store.store_id + "\n").encode()
+
     def statfs(self) -> StatFs:
         packs = self.store.home / "packs"
         try:
@@ -919,6 +945,29 @@ class Vfs:
         except OSError:
             free = 0
         return StatFs(BLOCK_SIZE, (used + BLOCK_SIZE - 1) // BLOCK_SIZE + free, files, free=free)
+
+    # --- who may change the store through the mount --------------------------------------
+
+    def check_writer(self, uid: int) -> None:
+        """Refuse (``EACCES``) a change by a user who may not write the store.
+
+        A mount shared with ``--allow-other`` is readable by everyone its modes allow, but only
+        root, the daemon's own user and the owner of ``ARTFS_HOME`` may register runs, create
+        projects and artifacts, change staging or commit: anyone else's change would land in a
+        store they could not write themselves. Group or other write bits on ``ARTFS_HOME`` do
+        not count (they say nothing of the index and packs inside). The daemon calls this
+        before every such request, so a refused one records nothing.
+        """
+        if uid in (0, self.uid):
+            return
+        try:
+            owner = os.stat(self.store.home).st_uid
+        except OSError:
+            owner = -1
+        if uid != owner:
+            raise PermissionError(
+                errno.EACCES, "only the store's owner or root may change it through the mount"
+            )
 
     # --- staging: a passthrough to the backing directories (artfs.staging_vfs) -------------
 
@@ -1010,7 +1059,7 @@ class Vfs:
             raise ReadOnly("only staging directories can be written")
         return node
 
-    def _new_staged_handle(self, handle: BackingFile | ControlFile | RegisterFile) -> FileHandle:
+    def _new_staged_handle(self, handle: _OtherFile) -> FileHandle:
         fh = FileHandle(self._next_staged_handle)
         self._next_staged_handle += 1
         self._staged_files[fh] = handle
@@ -1051,7 +1100,7 @@ class Vfs:
             return True, False
         return False, not isinstance(handle, BackingFile)
 
-    def _other(self, fh: int) -> BackingFile | ControlFile | RegisterFile:
+    def _other(self, fh: int) -> _OtherFile:
         found = self._staged_files.get(FileHandle(fh))
         if found is None:
             raise NotFound(f"file handle {fh} is not open")
@@ -1066,6 +1115,8 @@ class Vfs:
             if result is None:
                 result = self._results.get((handle.project, handle.name, None), b"")
             return result[offset : offset + size]
+        if isinstance(handle, ConstantFile):
+            return handle.data[offset : offset + size]
         return b""
 
     def write(self, fh: int, offset: int, data: bytes) -> int:
@@ -1076,6 +1127,8 @@ class Vfs:
             if not handle.writable:
                 raise BadRequest(f"{CONTROL_FILE} is not open for writing")
             return handle.write(offset, data)
+        if isinstance(handle, ConstantFile):
+            raise ReadOnly(f"{STORE_FILE} is read-only")
         if len(handle.data) + len(data) > 4096:
             raise BadRequest(f"{REGISTER_FILE}: write one run id")
         handle.data += data

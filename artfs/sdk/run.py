@@ -18,6 +18,7 @@ from artfs.errors import NotFound, TypeMismatch
 from artfs.lineage import Lineage, RunRecord
 from artfs.names import ArtifactName, Ref, check_name
 from artfs.sdk.artifact import Artifact
+from artfs.staging_vfs import REGISTER_FILE, STORE_FILE
 from artfs.store import Store, default_home
 
 MOUNT_FSTYPE = "fuse.artfs"
@@ -183,28 +184,37 @@ def init(
     )
     run = Run(store, record, active=True)
     _set_current(run)
-    _register_with_mounts(record.id)
+    _register_with_mounts(record.id, store.store_id)
     return run
 
 
-def _register_with_mounts(run_id: str) -> None:
-    """Tell every artfs mount this process's run, so reads through the mount are attributed
-    to it (works from containers: the daemon records the pid it sees). No mount: nothing."""
+def _register_with_mounts(run_id: str, store_id: str) -> None:
+    """Tell every artfs mount of this run's store (``MNT/.artfs-store`` is ``store_id``) this
+    process's run, so reads through it are attributed to the run (works from containers: the
+    daemon records the pid it sees). A mount of another store, or one that does not show its
+    store's id (an older daemon), learns nothing of this run. No mount: nothing."""
+    for point in _artfs_mounts():
+        try:
+            with open(os.path.join(point, STORE_FILE)) as shown:
+                if shown.read().strip() != store_id:
+                    continue
+            with open(os.path.join(point, REGISTER_FILE), "w") as register:
+                register.write(run_id + "\n")
+        except OSError:
+            continue  # not ours to read, or the daemon refused (EACCES): reads stay implicit
+
+
+def _artfs_mounts() -> list[str]:
+    """The mountpoints of every artfs mount in this process's mount namespace."""
     try:
         with open("/proc/self/mounts") as mounts:
-            points = [
+            return [
                 f[1].replace("\\040", " ")
                 for f in (line.split() for line in mounts)
                 if len(f) > 2 and f[2] == MOUNT_FSTYPE
             ]
     except OSError:
-        return
-    for point in points:
-        try:
-            with open(os.path.join(point, ".artfs-register"), "w") as register:
-                register.write(run_id + "\n")
-        except OSError:
-            continue  # an older daemon, or a mount of another store: reads stay implicit
+        return []
 
 
 def _ref(text: str, project: str) -> Ref:
@@ -217,14 +227,7 @@ def find_mount(project: str) -> Path:
     candidates = []
     if os.environ.get("ARTFS_MOUNT"):
         candidates.append(Path(os.environ["ARTFS_MOUNT"]))
-    try:
-        with open("/proc/self/mounts") as mounts:
-            for line in mounts:
-                fields = line.split()
-                if len(fields) > 2 and fields[2] == MOUNT_FSTYPE:
-                    candidates.append(Path(fields[1].replace("\\040", " ")))
-    except OSError:
-        pass
+    candidates += [Path(point) for point in _artfs_mounts()]
     for base in candidates:
         if (base / project).is_dir():
             return base

@@ -151,6 +151,7 @@ class Store:
         self._remote_config: RemoteConfig | None = None  # what _remote_source reads from
         self._remote_recheck_at = 0.0  # monotonic time to read the default remote again
         self._remote_lock = threading.Lock()
+        self._store_id = ""  # set by open()
 
     @classmethod
     def open(cls, home: Path | None = None) -> Store:
@@ -166,8 +167,30 @@ class Store:
                 chunks = LocalPackStore.open(home / "packs")
             except OSError as exc:
                 raise StoreError(f"cannot use {home} as the artfs store: {exc.strerror}") from None
-            store = cls._open[key] = cls(home, Index.open(home / "index"), chunks)
+            store = cls(home, Index.open(home / "index"), chunks)
+            try:
+                store._identify()
+            except BaseException:
+                chunks.close()
+                store.index.close()
+                raise
+            cls._open[key] = store
             return store
+
+    def _identify(self) -> None:
+        """Read the store's id, giving it one on its first open (see settings.store_id)."""
+        with self.index.read() as txn:
+            found = settings.store_id(txn)
+        if found is None:
+            with self.index.write() as txn:
+                found = settings.ensure_store_id(txn)
+        self._store_id = found
+
+    @property
+    def store_id(self) -> str:
+        """This store's random id (32 hex digits): made once, never changed, shown by its
+        mounts as ``MNT/.artfs-store`` so runs register only with their own store."""
+        return self._store_id
 
     def close(self) -> None:
         with self._registry_lock:

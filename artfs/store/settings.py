@@ -7,6 +7,7 @@ a typo cannot silently configure nothing.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import asdict, dataclass
 
 from artfs.errors import InvalidName
@@ -46,6 +47,27 @@ def put(txn: Txn, key: str, value: bool) -> None:
 
 def all_settings(txn: Txn) -> dict[str, bool]:
     return {key: get(txn, key) for key in sorted(DEFAULTS)}
+
+
+# --- the store's identity ---------------------------------------------------------------------
+
+# A random id made once per store (at creation, or on the first open of a store made before
+# ids existed) and never changed: what a mount shows as MNT/.artfs-store, so a run registers
+# only with mounts of its own store. 128 random bits as 32 hex digits.
+_STORE_ID = b"store-id"
+
+
+def store_id(txn: Txn) -> str | None:
+    data = txn.get(Table.META, _STORE_ID)
+    return None if data is None else data.decode()
+
+
+def ensure_store_id(txn: Txn) -> str:
+    """The store's id, made now if it has none (the first writer to get here wins)."""
+    txn.put(Table.META, _STORE_ID, secrets.token_hex(16).encode(), overwrite=False)
+    found = store_id(txn)
+    assert found is not None
+    return found
 
 
 # --- remotes (artfs remote add/ls): where a store pushes and pulls; never credentials --------

@@ -209,6 +209,8 @@ class ArtfsOperations(pyfuse3.Operations):
 
     @translated
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
+            self.vfs.check_writer(ctx.uid)
         reference = self.vfs.reference_entry(inode)
         if reference is not None and not flags & (os.O_WRONLY | os.O_RDWR):
             # Fetching and verifying a referenced file is network or disk work: off the loop.
@@ -300,6 +302,7 @@ class ArtfsOperations(pyfuse3.Operations):
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        self.vfs.check_writer(ctx.uid)
         fh, attr = self.vfs.create_file(
             parent_inode, name, flags, mode, ctx.uid, ctx.gid, ctx.umask
         )
@@ -340,12 +343,14 @@ class ArtfsOperations(pyfuse3.Operations):
         fh: int | None,
         ctx: pyfuse3.RequestContext,
     ) -> pyfuse3.EntryAttributes:
+        self.vfs.check_writer(ctx.uid)
         return entry_attributes(self.vfs.setattr(inode, attr_change(attr, fields), fh))
 
     @translated
     async def mkdir(
         self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
+        self.vfs.check_writer(ctx.uid)
         attr = self.vfs.mkdir(parent_inode, name, mode, ctx.uid, ctx.gid, ctx.umask)
         return entry_attributes(attr)
 
@@ -353,6 +358,7 @@ class ArtfsOperations(pyfuse3.Operations):
     async def mknod(
         self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
+        self.vfs.check_writer(ctx.uid)
         attr = self.vfs.mknod(parent_inode, name, mode, rdev, ctx.uid, ctx.gid, ctx.umask)
         return entry_attributes(attr)
 
@@ -360,14 +366,17 @@ class ArtfsOperations(pyfuse3.Operations):
     async def symlink(
         self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
+        self.vfs.check_writer(ctx.uid)
         return entry_attributes(self.vfs.symlink(parent_inode, name, target, ctx.uid, ctx.gid))
 
     @translated
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self.vfs.check_writer(ctx.uid)
         self.vfs.unlink(parent_inode, name)
 
     @translated
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self.vfs.check_writer(ctx.uid)
         self.vfs.unlink(parent_inode, name, directory=True)
 
     @translated
@@ -380,12 +389,14 @@ class ArtfsOperations(pyfuse3.Operations):
         flags: int,
         ctx: pyfuse3.RequestContext,
     ) -> None:
+        self.vfs.check_writer(ctx.uid)
         self.vfs.rename(parent_inode_old, name_old, parent_inode_new, name_new, flags)
 
     @translated
     async def link(
         self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
+        self.vfs.check_writer(ctx.uid)
         self.vfs.refuse_change(inode, "a hard link")
         raise AssertionError("unreachable")
 

@@ -125,6 +125,40 @@ def test_every_change_is_erofs(ops: ArtfsOperations) -> None:
         assert fuse_errno(call) == errno.EROFS
 
 
+def test_changes_by_a_user_who_may_not_write_the_store_are_eacces(ops: ArtfsOperations) -> None:
+    home = ops.vfs.store.home
+    stranger: Any = FakeContext(uid=54321, gid=54321)
+    run(lambda: ops.mkdir(ROOT_INODE, b"shared", 0o777, CTX))  # the daemon's user may
+    project = lookup_path(ops, "proj").st_ino
+    staging = lookup_path(ops, "proj/mnist/staging").st_ino
+    register = lookup_path(ops, ".artfs-register").st_ino
+    control = lookup_path(ops, "proj/mnist/staging/.artfs-commit").st_ino
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: ops.open(register, os.O_WRONLY, stranger),
+        lambda: ops.open(control, os.O_WRONLY | os.O_TRUNC, stranger),
+        lambda: ops.mkdir(ROOT_INODE, b"newproj", 0o755, stranger),
+        lambda: ops.mkdir(project, b"newart", 0o755, stranger),
+        lambda: ops.create(staging, b"f", 0o644, os.O_WRONLY, stranger),
+        lambda: ops.mkdir(staging, b"d", 0o755, stranger),
+        lambda: ops.symlink(staging, b"l", b"t", stranger),
+        lambda: ops.mknod(staging, b"p", stat.S_IFIFO | 0o644, 0, stranger),
+        lambda: ops.setattr(
+            staging, pyfuse3.EntryAttributes(), pyfuse3.SetattrFields(), None, stranger
+        ),
+    ]
+    for call in calls:
+        assert fuse_errno(call) == errno.EACCES
+    assert ops.vfs.store.projects() == ["proj", "shared"]
+    assert not (home / "staging" / "proj" / "mnist").exists()
+    # Reading stays open to them.
+    info = run(lambda: ops.open(control, os.O_RDONLY, stranger))
+    run(lambda: ops.release(info.fh))
+    if os.geteuid() == 0:  # the owner of ARTFS_HOME may, whoever runs the daemon
+        os.chown(home, 54321, 54321)
+        run(lambda: ops.mkdir(ROOT_INODE, b"newproj", 0o755, stranger))
+        assert ops.vfs.store.projects() == ["newproj", "proj", "shared"]
+
+
 def test_unknown_names_enoent_files_enotdir(ops: ArtfsOperations) -> None:
     root = ROOT_INODE
     assert fuse_errno(lambda: ops.lookup(root, b"nope", CTX)) == errno.ENOENT
