@@ -97,6 +97,7 @@ def test_a_flipped_byte_never_gives_wrong_bytes_or_a_crash(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 450 CLI runs: 110 s on a quiet two-core box, 120+ s loaded
 @pytest.mark.parametrize("target", ["index/data.mdb", "packs"])
 def test_many_flipped_bytes(tmp_path: Path, pristine: tuple[Path, Path], target: str) -> None:
     src, home = pristine
