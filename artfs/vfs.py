@@ -1036,7 +1036,12 @@ class Vfs:
                 run_id=run_id,
             )
             return self._new_staged_handle(control)
-        fd = self._backing(node.artifact).open(key.path, flags)
+        try:
+            fd = self._backing(node.artifact).open(key.path, flags)
+        except FileNotFoundError:
+            # Removed behind the kernel's back (a commit by the CLI emptied staging): ESTALE
+            # makes the kernel look the name up again and retry, so `echo > f` creates anew.
+            raise OSError(errno.ESTALE, f"{key.path} is no longer in staging") from None
         if writable:
             fcntl.flock(fd, fcntl.LOCK_SH)  # a commit probing with LOCK_EX now refuses
         fh = self._new_staged_handle(BackingFile(fd, writable))

@@ -14,26 +14,12 @@ from pathlib import Path
 
 import pytest
 from conftest import StartMount
-from mountutil import ARTFS, Mount, eventually, put
+from mountutil import ARTFS, Mount, eventually
 
 from artfs.names import ArtifactName
 from artfs.store import Store
 
 pytestmark = pytest.mark.mount
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a.txt").write_bytes(b"version zero\n")
-    put(tmp_path / "home", src, "proj/data")
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def mnt(home: Path, start_mount: StartMount) -> Mount:
-    return start_mount(home)
 
 
 def errno_of(call: Callable[[], object]) -> int:
