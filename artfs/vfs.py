@@ -551,7 +551,7 @@ class Vfs:
         if node.lookups <= 0:
             del self._nodes[Inode(ino)]
             if node.fixed_ino:
-                self._staged_paths.detach(_art_key(node), node.key.path, node.fixed_ino)
+                self._staged_paths.forget(_art_key(node), node.fixed_ino, node.key.path)
 
     @property
     def node_count(self) -> int:
@@ -933,8 +933,9 @@ class Vfs:
         # the daemon user's, as on any FUSE filesystem mounted by a user.
         return (uid, gid) if self._owner_is_root else None
 
-    def _staged_node(self, parent: Node, rel: str) -> Node:
-        ino = self._staged_paths.inode(_art_key(parent), rel)
+    def _staged_node(self, parent: Node, rel: str, st: os.stat_result | None = None) -> Node:
+        identity = None if st is None else staging_vfs.identity_of(st)
+        ino = self._staged_paths.inode(_art_key(parent), rel, identity)
         held = self._nodes.get(Inode(ino))
         if held is not None:
             return held
@@ -990,18 +991,18 @@ class Vfs:
             return Node(NodeKey(Kind.CONTROL, node.key.project, node.key.name))
         rel = staging_vfs.join(node.key.path, name)
         try:
-            self._backing(node.artifact).lstat(rel)
+            st = self._backing(node.artifact).lstat(rel)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        return self._staged_node(node, rel)
+        return self._staged_node(node, rel, st)
 
     def _staged_listing(self, node: Node) -> list[tuple[str, Node]]:
         if node.key.kind not in STAGING_KINDS:
             return []
         entries = self._backing(node.artifact).listdir(node.key.path)
         return [
-            (name, self._staged_node(node, staging_vfs.join(node.key.path, name)))
-            for name, _ in entries
+            (name, self._staged_node(node, staging_vfs.join(node.key.path, name), st))
+            for name, st in entries
         ]
 
     def _staged_dir(self, ino: int) -> Node:
@@ -1234,7 +1235,15 @@ class Vfs:
         rel = staging_vfs.join(node.key.path, text)
         backing = self._backing(node.artifact)
         (backing.rmdir if directory else backing.unlink)(rel)
-        self._staged_paths.detach(_art_key(node), rel)
+        self._moved(self._staged_paths.detach(_art_key(node), rel))
+
+    def _moved(self, moved: list[tuple[int, str]]) -> None:
+        """Held nodes now reached by another path (a rename, or the name of a hard-linked
+        file they were reached by went)."""
+        for ino, rel in moved:
+            node = self._nodes.get(Inode(ino))
+            if node is not None:
+                node.key = replace(node.key, path=rel)
 
     def rename(self, old_parent: int, old: bytes, new_parent: int, new: bytes, flags: int) -> None:
         source, target = self.node(old_parent), self.node(new_parent)
@@ -1251,13 +1260,30 @@ class Vfs:
                 raise PermissionError(errno.EPERM, f"{CONTROL_FILE} cannot be renamed")
         old_rel = staging_vfs.join(source.key.path, names[0])
         new_rel = staging_vfs.join(target.key.path, names[1])
-        self._backing(source.artifact).rename(
+        renamed = self._backing(source.artifact).rename(
             old_rel, new_rel, noreplace=bool(flags & RENAME_NOREPLACE)
         )
-        for ino, rel in self._staged_paths.move(_art_key(source), old_rel, new_rel):
-            moved = self._nodes.get(Inode(ino))
-            if moved is not None:
-                moved.key = replace(moved.key, path=rel)
+        if renamed:
+            self._moved(self._staged_paths.move(_art_key(source), old_rel, new_rel))
+
+    def link(self, ino: int, new_parent: int, name: bytes) -> Attr:
+        """A hard link in staging: every name shows one inode with the right link count."""
+        node, target = self.node(ino), self.node(new_parent)
+        if target.key.kind not in STAGING_KINDS:
+            raise ReadOnly("only staging directories take new entries")
+        if node.key.kind is not Kind.STAGED or _art_key(node) != _art_key(target):
+            if node.key.kind in (Kind.STAGING, Kind.CONTROL):
+                raise PermissionError(errno.EPERM, "cannot link this")
+            raise CrossDevice("hard links only within one artifact's staging")
+        text = staging_vfs.check_component(manifest.decode_path(name))
+        if target.key.kind is Kind.STAGING and text == CONTROL_FILE:
+            raise FileExistsError(errno.EEXIST, f"{CONTROL_FILE} is reserved")
+        new_rel = staging_vfs.join(target.key.path, text)
+        st = self._backing(node.artifact).link(node.key.path, new_rel)
+        art = _art_key(node)
+        self._staged_paths.link(art, node.ino, (st.st_dev, st.st_ino), [node.key.path, new_rel])
+        self.remember(node)  # the new entry is one more kernel reference
+        return self._staged_attr(node)
 
     def setattr(self, ino: int, change: AttrChange, fh: int | None) -> Attr:
         node = self.node(ino)
@@ -1270,7 +1296,7 @@ class Vfs:
         return self._staged_attr(node)
 
     def refuse_change(self, ino: int, what: str) -> None:
-        """What hard links and extended attributes get: EOPNOTSUPP in staging, EROFS else."""
+        """What extended attributes get: EOPNOTSUPP in staging, EROFS else."""
         node = self.node(ino)
         if node.key.kind in STAGING_KINDS:
             raise NotSupported(f"{what} is not supported in staging")

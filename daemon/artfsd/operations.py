@@ -386,8 +386,7 @@ class ArtfsOperations(pyfuse3.Operations):
     async def link(
         self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        self.vfs.refuse_change(inode, "a hard link")
-        raise AssertionError("unreachable")
+        return entry_attributes(self.vfs.link(inode, new_parent_inode, new_name))
 
     @translated
     async def setxattr(

@@ -4,7 +4,9 @@ flags, alias times and distinct-file counts."""
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -106,3 +108,103 @@ def test_commit_after_a_refused_fifo_empties_staging(mnt: Mount, home: Path) -> 
     done = cli(home, "commit", "proj/s")
     assert done.returncode == 0, done.stderr
     assert tree(staging) == []
+
+
+# --- 2. hard links --------------------------------------------------------------------------
+
+
+def test_hard_links_share_one_inode_and_count_links(mnt: Mount, home: Path) -> None:
+    staging = mnt.path / "proj" / "data" / "staging"
+    (staging / "d").mkdir()
+    (staging / "a").write_text("one\n")
+    os.link(staging / "a", staging / "d" / "b")
+    os.link(staging / "d" / "b", staging / "c")
+    names = [staging / "a", staging / "d" / "b", staging / "c"]
+    stats = [os.lstat(p) for p in names]
+    assert len({st.st_ino for st in stats}) == 1
+    assert [st.st_nlink for st in stats] == [3, 3, 3]
+    assert {e.inode() for e in os.scandir(staging) if e.name in ("a", "c")} == {stats[0].st_ino}
+    with open(staging / "c", "a") as f:
+        f.write("two\n")
+    assert (staging / "a").read_text() == "one\ntwo\n"
+    # unlink: the other names stay, one inode, one link fewer
+    os.unlink(staging / "a")
+    assert not (staging / "a").exists()
+    assert os.lstat(staging / "c").st_nlink == 2
+    assert os.lstat(staging / "d" / "b").st_ino == stats[0].st_ino
+    # rename of a name onto another name of the same file: nothing happens (rename(2))
+    os.rename(staging / "c", staging / "d" / "b")
+    assert (staging / "c").exists() and os.lstat(staging / "c").st_nlink == 2
+    # rename over another file, and a link renamed into another directory
+    (staging / "other").write_text("other\n")
+    os.rename(staging / "c", staging / "other")
+    assert os.lstat(staging / "other").st_ino == stats[0].st_ino
+    assert os.lstat(staging / "other").st_nlink == 2
+    os.rename(staging / "other", staging / "d" / "moved")
+    assert os.lstat(staging / "d" / "moved").st_nlink == 2
+    assert (staging / "d" / "moved").read_text() == "one\ntwo\n"
+    # refusals as on ext4
+    with pytest.raises(FileExistsError):
+        os.link(staging / "d" / "b", staging / "d" / "moved")
+    with pytest.raises(PermissionError):
+        os.link(staging / "d", staging / "dlink")
+    with pytest.raises(OSError) as caught:
+        os.link(mnt.path / "proj" / "data" / "v0" / "a.txt", staging / "fromversion")
+    assert caught.value.errno == errno.EXDEV
+    (mnt.path / "proj" / "other").mkdir()
+    with pytest.raises(OSError) as caught:
+        os.link(staging / "d" / "b", mnt.path / "proj" / "other" / "staging" / "b")
+    assert caught.value.errno == errno.EXDEV
+    # a link to a symlink links the symlink itself
+    os.symlink("d/b", staging / "sym")
+    os.link(staging / "sym", staging / "sym2", follow_symlinks=False)
+    assert os.readlink(staging / "sym2") == "d/b"
+    assert os.lstat(staging / "sym2").st_ino == os.lstat(staging / "sym").st_ino
+    # committed: separate entries with equal content, stored once
+    (staging / ".artfs-commit").write_text("{}")
+    v1 = files_of(home, "proj/data:v1")
+    assert v1 == {n: b"one\ntwo\n" for n in ("d/b", "d/moved", "sym", "sym2")}
+    version = mnt.path / "proj" / "data" / "v1"
+    inodes = {os.lstat(version / n).st_ino for n in v1}
+    assert len(inodes) == len(v1)  # ls -li: one inode per entry, link count 1
+    assert {os.lstat(version / n).st_nlink for n in v1} == {1}
+    assert tree(staging) == []
+
+
+def make_linked_archive(tmp_path: Path) -> Path:
+    src = tmp_path / "tar-src"
+    (src / "sub").mkdir(parents=True)
+    (src / "first").write_bytes(b"x" * 10_000)
+    os.link(src / "first", src / "sub" / "second")
+    os.link(src / "first", src / "third")
+    (src / "single").write_text("alone\n")
+    archive = tmp_path / "linked.tar"
+    subprocess.run(["tar", "-cf", str(archive), "-C", str(src), "."], check=True)
+    return archive
+
+
+def test_tar_extracts_hard_links_into_staging(mnt: Mount, tmp_path: Path) -> None:
+    archive = make_linked_archive(tmp_path)
+    staging = mnt.path / "proj" / "data" / "staging"
+    done = subprocess.run(
+        ["tar", "-xf", str(archive), "-C", str(staging)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    first = os.lstat(staging / "first")
+    assert first.st_nlink == 3
+    assert os.lstat(staging / "sub" / "second").st_ino == first.st_ino
+    assert os.lstat(staging / "third").st_ino == first.st_ino
+    assert (staging / "third").read_bytes() == b"x" * 10_000
+    assert os.lstat(staging / "single").st_nlink == 1
+
+
+@pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync is not installed")
+def test_rsync_keeps_hard_links_into_staging(mnt: Mount, tmp_path: Path) -> None:
+    make_linked_archive(tmp_path)
+    staging = mnt.path / "proj" / "data" / "staging"
+    done = subprocess.run(
+        ["rsync", "-aH", f"{tmp_path / 'tar-src'}/", f"{staging}/"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    first = os.lstat(staging / "first")
+    assert first.st_nlink == 3 and os.lstat(staging / "third").st_ino == first.st_ino
