@@ -210,11 +210,18 @@ class DirEntry:
 
 @dataclass(frozen=True, slots=True)
 class StatFs:
+    """What ``statfs`` (``df``) shows for the whole mount: the figures of the filesystem that
+    holds the store, where staged files are written and versions are stored."""
+
     block_size: int
+    fragment_size: int
     blocks: int
+    blocks_free: int
+    blocks_available: int  # to unprivileged users
     files: int
-    name_max: int = 255
-    free: int = 0  # blocks free for staging on the store's filesystem
+    files_free: int
+    files_available: int
+    name_max: int
 
 
 # --- the chunk cache --------------------------------------------------------------------------
@@ -906,19 +913,20 @@ class Vfs:
         return value
 
     def statfs(self) -> StatFs:
-        packs = self.store.home / "packs"
-        try:
-            used = sum(e.stat().st_size for e in os.scandir(packs))
-        except OSError:
-            used = 0
-        with self.store.index.read() as txn:
-            files = txn.count(Table.FILES)
-        try:
-            host = os.statvfs(self.store.home)
-            free = host.f_bavail * host.f_frsize // BLOCK_SIZE
-        except OSError:
-            free = 0
-        return StatFs(BLOCK_SIZE, (used + BLOCK_SIZE - 1) // BLOCK_SIZE + free, files, free=free)
+        """The store filesystem's own figures, so tools that check free space before writing
+        (into staging) see what they can write; before, 0 free made ``df`` show 100% full."""
+        host = os.statvfs(self.store.home)
+        return StatFs(
+            host.f_bsize,
+            host.f_frsize,
+            host.f_blocks,
+            host.f_bfree,
+            host.f_bavail,
+            host.f_files,
+            host.f_ffree,
+            host.f_favail,
+            host.f_namemax,
+        )
 
     # --- staging: a passthrough to the backing directories (artfs.staging_vfs) -------------
 

@@ -208,3 +208,26 @@ def test_rsync_keeps_hard_links_into_staging(mnt: Mount, tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     first = os.lstat(staging / "first")
     assert first.st_nlink == 3 and os.lstat(staging / "third").st_ino == first.st_ino
+
+
+# --- 4. statfs ------------------------------------------------------------------------------
+
+
+def test_df_shows_the_store_filesystem(mnt: Mount, home: Path) -> None:
+    staging = mnt.path / "proj" / "data" / "staging"
+    (staging / "big.bin").write_bytes(os.urandom(4 << 20))  # changes the figures a little
+    mounted, host = os.statvfs(mnt.path), os.statvfs(home)
+    assert mounted.f_bavail > 0 and mounted.f_ffree > 0
+    assert mounted.f_frsize * mounted.f_blocks == host.f_frsize * host.f_blocks
+    assert mounted.f_files == host.f_files
+    # free space within 64 MiB of the store's (other writers on this machine move it)
+    assert abs(mounted.f_bavail * mounted.f_frsize - host.f_bavail * host.f_frsize) < 64 << 20
+    usage = shutil.disk_usage(staging)
+    assert usage.free > 0 and usage.total == host.f_frsize * host.f_blocks
+    assert usage.used == mounted.f_frsize * (mounted.f_blocks - mounted.f_bfree)
+    df = subprocess.run(
+        ["df", "--output=size,avail", str(staging), str(home)], capture_output=True, text=True
+    )
+    assert df.returncode == 0, df.stderr
+    (size, avail), (host_size, _) = (line.split() for line in df.stdout.splitlines()[1:])
+    assert size == host_size and int(avail) > 0
