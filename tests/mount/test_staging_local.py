@@ -231,3 +231,32 @@ def test_df_shows_the_store_filesystem(mnt: Mount, home: Path) -> None:
     assert df.returncode == 0, df.stderr
     (size, avail), (host_size, _) = (line.split() for line in df.stdout.splitlines()[1:])
     assert size == host_size and int(avail) > 0
+
+
+# --- 3. fallocate ---------------------------------------------------------------------------
+
+
+def test_posix_fallocate_in_staging(mnt: Mount, home: Path) -> None:
+    staging = mnt.path / "proj" / "data" / "staging"
+    with open(staging / "f.bin", "w+b") as f:
+        f.write(b"keep")
+        os.posix_fallocate(f.fileno(), 0, 1 << 20)
+        assert os.fstat(f.fileno()).st_size == 1 << 20
+        f.seek(0)
+        assert f.read(8) == b"keep\0\0\0\0"
+    assert os.stat(staging / "f.bin").st_blocks * 512 >= 1 << 20  # allocated, not a hole
+    done = subprocess.run(["fallocate", "-x", "-l", "1M", str(staging / "g.bin")])
+    assert done.returncode == 0 and os.stat(staging / "g.bin").st_size == 1 << 20
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="pyfuse3 3.5.0 has no fallocate handler: the kernel answers EOPNOTSUPP",
+)
+def test_fallocate_syscall_in_staging(mnt: Mount) -> None:
+    staging = mnt.path / "proj" / "data" / "staging"
+    done = subprocess.run(
+        ["fallocate", "-l", "1M", str(staging / "f.bin")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
