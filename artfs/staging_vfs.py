@@ -244,12 +244,16 @@ class Backing:
             self.root.mkdir(parents=True, exist_ok=True)
         st = self.lstat(rel)
         if stat.S_ISLNK(st.st_mode):
-            if change.uid is not None or change.gid is not None:
-                with self.parent_of(rel) as (pfd, name):
+            # The kernel sends a symlink's own setattr only for a call that does not follow
+            # it (lchown, utimensat with AT_SYMLINK_NOFOLLOW); a symlink has no mode or size.
+            with self.parent_of(rel) as (pfd, name):
+                if change.uid is not None or change.gid is not None:
                     os.chown(
                         name, _id(change.uid), _id(change.gid), dir_fd=pfd, follow_symlinks=False
                     )
-            return  # a symlink's mode, size and times are not changed through it
+                if change.atime_ns is not None or change.mtime_ns is not None:
+                    os.utime(name, ns=_times(change, st), dir_fd=pfd, follow_symlinks=False)
+            return
         if rel:
             with self.parent_of(rel) as (pfd, name):
                 own = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
@@ -272,10 +276,14 @@ def _apply(target: int | str, change: AttrChange) -> None:
     if change.uid is not None or change.gid is not None:
         os.chown(target, _id(change.uid), _id(change.gid))
     if change.atime_ns is not None or change.mtime_ns is not None:
-        st = os.stat(target)
-        atime = change.atime_ns if change.atime_ns is not None else st.st_atime_ns
-        mtime = change.mtime_ns if change.mtime_ns is not None else st.st_mtime_ns
-        os.utime(target, ns=(atime, mtime))
+        os.utime(target, ns=_times(change, os.stat(target)))
+
+
+def _times(change: AttrChange, st: os.stat_result) -> tuple[int, int]:
+    """(atime, mtime) after ``change``: a time it leaves alone stays as ``st`` has it."""
+    atime = change.atime_ns if change.atime_ns is not None else st.st_atime_ns
+    mtime = change.mtime_ns if change.mtime_ns is not None else st.st_mtime_ns
+    return atime, mtime
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:

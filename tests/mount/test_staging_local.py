@@ -260,3 +260,24 @@ def test_fallocate_syscall_in_staging(mnt: Mount) -> None:
         ["fallocate", "-l", "1M", str(staging / "f.bin")], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+
+
+# --- 5. times of a symlink ------------------------------------------------------------------
+
+
+def test_utime_of_a_staged_symlink_itself(mnt: Mount) -> None:
+    staging = mnt.path / "proj" / "data" / "staging"
+    (staging / "target").write_text("t")
+    os.symlink("target", staging / "link")
+    target_before = os.stat(staging / "target")
+    os.utime(staging / "link", ns=(1_000_000_000_111, 2_000_000_000_222), follow_symlinks=False)
+    link = os.lstat(staging / "link")
+    assert (link.st_atime_ns, link.st_mtime_ns) == (1_000_000_000_111, 2_000_000_000_222)
+    assert os.stat(staging / "target").st_mtime_ns == target_before.st_mtime_ns
+    # following the link changes the target, not the link
+    os.utime(staging / "link", ns=(3_000_000_000_000, 4_000_000_000_000))
+    assert os.stat(staging / "target").st_mtime_ns == 4_000_000_000_000
+    assert os.lstat(staging / "link").st_mtime_ns == 2_000_000_000_222
+    touched = subprocess.run(["touch", "-h", "-d", "2001-02-03 04:05:06Z", str(staging / "link")])
+    assert touched.returncode == 0
+    assert int(os.lstat(staging / "link").st_mtime) == 981173106
