@@ -106,6 +106,13 @@ def check_component(name: str) -> str:
     return name
 
 
+def opened_for_writing(flags: int) -> bool:
+    """Whether ``open`` flags allow writes. Access mode 3 (``O_WRONLY|O_RDWR``) allows neither
+    reads nor writes on Linux (ext4 and tmpfs open such a file, for ioctls only), and
+    ``flock`` refuses such a descriptor with EBADF: it is not a writer."""
+    return flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+
+
 def join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent else name
 
@@ -549,5 +556,6 @@ __all__ = [
     "StagedPaths",
     "commit_error",
     "identity_of",
+    "opened_for_writing",
     "parse_commit_options",
 ]

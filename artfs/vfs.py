@@ -194,6 +194,7 @@ class Attr:
     atime_ns: int = -1  # -1: the mtime (version nodes keep one time)
     ctime_ns: int = -1
     blocks_512: int = -1  # -1: from the size
+    rdev: int = 0  # device number of a device node
 
     @property
     def blocks(self) -> int:
@@ -603,8 +604,8 @@ class Vfs:
             assert node.entry is not None
             return self._entry_attr(node, node.entry)
         if key.kind is Kind.ALIAS:
-            target = self._alias_target(txn, node)
-            return self._make(node, stat.S_IFLNK | 0o777, len(target), self.started_ns, 1)
+            target, set_ns = self._alias_target(txn, node)
+            return self._make(node, stat.S_IFLNK | 0o777, len(target), set_ns, 1)
         if key.kind is Kind.VERSION:
             assert node.record is not None
             return self._make(node, stat.S_IFDIR | 0o555, 0, int(node.record.created * 1e9), 2)
@@ -708,20 +709,17 @@ class Vfs:
         if node.key.kind is not Kind.ALIAS:
             raise NotASymlink("not a symbolic link")
         with self.store.index.read() as txn:
-            return self._alias_target(txn, node).encode()
+            return self._alias_target(txn, node)[0].encode()
 
-    def _alias_target(self, txn: Txn, node: Node) -> str:
+    def _alias_target(self, txn: Txn, node: Node) -> tuple[str, int]:
+        """(``vN``, when the alias was set in ns): the symlink's target and mtime."""
         art, alias = node.artifact, node.key.alias
         if catalog.get_artifact(txn, art) is None:
             raise NotFound(f"{art} no longer exists")
-        if alias == "latest":
-            number = catalog.latest_number(txn, art)
-        else:
-            data = txn.get(Table.ALIASES, catalog.artifact_key(art) + b"\0" + alias.encode())
-            number = None if data is None else int.from_bytes(data, "big")
-        if number is None:
+        found = catalog.alias_target(txn, art, alias)
+        if found is None:
             raise NotFound(f"{art} has no alias {alias!r}")
-        return f"v{number}"
+        return f"v{found[0]}", found[1]
 
     # --- directories ----------------------------------------------------------------------
 
@@ -848,7 +846,7 @@ class Vfs:
         self._files[fh] = FileReader(node.entry, self.cache, load, local)
         if pid and self.recorder is not None:
             assert node.record is not None
-            self.recorder.opened(pid, node.key.project, node.record.key)
+            self.recorder.opened(pid, node.key.project, node.record.key, _file_id(node))
         return fh
 
     def reference_entry(self, ino: int) -> FileEntry | None:
@@ -863,7 +861,7 @@ class Vfs:
         node = self.node(ino)
         fh = self._new_staged_handle(BackingFile(os.open(copy, os.O_RDONLY | os.O_CLOEXEC), False))
         if pid and self.recorder is not None and node.record is not None:
-            self.recorder.opened(pid, node.key.project, node.record.key)
+            self.recorder.opened(pid, node.key.project, node.record.key, _file_id(node))
         return fh
 
     def reader(self, fh: int) -> FileReader:
@@ -987,6 +985,7 @@ class Vfs:
             st.st_atime_ns,
             st.st_ctime_ns,
             st.st_blocks,
+            st.st_rdev,
         )
 
     def _control_attr(self, node: Node) -> Attr:
@@ -1027,7 +1026,7 @@ class Vfs:
 
     def open_other(self, node: Node, flags: int, pid: int) -> FileHandle:
         """Open a staged file (writers hold a shared flock) or a virtual control file."""
-        writable = flags & os.O_ACCMODE != os.O_RDONLY
+        writable = staging_vfs.opened_for_writing(flags)
         key = node.key
         if key.kind is Kind.REGISTER:
             return self._new_staged_handle(RegisterFile(pid))
@@ -1187,7 +1186,7 @@ class Vfs:
             raise FileExistsError(errno.EEXIST, f"{CONTROL_FILE} is reserved")
         rel = staging_vfs.join(node.key.path, text)
         fd = self._backing(node.artifact).create(rel, flags, mode & ~umask, self._owner(uid, gid))
-        writable = flags & os.O_ACCMODE != os.O_RDONLY
+        writable = staging_vfs.opened_for_writing(flags)
         if writable:
             fcntl.flock(fd, fcntl.LOCK_SH)
         child = self.remember(self._staged_node(node, rel))
@@ -1354,6 +1353,11 @@ def _artifact_or_none(project: str, name: str) -> ArtifactName | None:
     if not _valid(project) or not _valid(name):
         return None
     return ArtifactName(project, name)
+
+
+def _file_id(node: Node) -> bytes:
+    """What names a version's file in its usage edge: its inode number, a hash of the path."""
+    return node.ino.to_bytes(8, "big")
 
 
 def _is_dir(node: Node) -> bool:

@@ -112,7 +112,7 @@ def entry_attributes(attr: Attr) -> pyfuse3.EntryAttributes:
     out.st_nlink = attr.nlink
     out.st_uid = attr.uid
     out.st_gid = attr.gid
-    out.st_rdev = 0
+    out.st_rdev = attr.rdev
     out.st_size = attr.size
     out.st_blksize = BLOCK_SIZE
     out.st_blocks = attr.blocks

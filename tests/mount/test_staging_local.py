@@ -5,13 +5,18 @@ flags, alias times and distinct-file counts."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
+import stat
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-from mountutil import ARTFS, Mount
+from conftest import StartMount
+from mountutil import ARTFS, Mount, errno_of, eventually, put
 
 from artfs.store import Store
 
@@ -281,3 +286,85 @@ def test_utime_of_a_staged_symlink_itself(mnt: Mount) -> None:
     touched = subprocess.run(["touch", "-h", "-d", "2001-02-03 04:05:06Z", str(staging / "link")])
     assert touched.returncode == 0
     assert int(os.lstat(staging / "link").st_mtime) == 981173106
+
+
+# --- 6. device numbers, access mode 3, alias times, distinct files --------------------------
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a device needs root")
+def test_device_nodes_keep_their_numbers(mnt: Mount, tmp_path: Path) -> None:
+    staging = mnt.path / "proj" / "data" / "staging"
+    os.mknod(staging / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    os.mknod(staging / "loop", stat.S_IFBLK | 0o600, os.makedev(7, 42))
+    null, loop = os.lstat(staging / "null"), os.lstat(staging / "loop")
+    assert stat.S_ISCHR(null.st_mode) and (os.major(null.st_rdev), os.minor(null.st_rdev)) == (1, 3)
+    assert stat.S_ISBLK(loop.st_mode) and (os.major(loop.st_rdev), os.minor(loop.st_rdev)) == (
+        7,
+        42,
+    )
+    listed = {e.name: e.stat(follow_symlinks=False).st_rdev for e in os.scandir(staging)}
+    assert listed == {"null": null.st_rdev, "loop": loop.st_rdev}
+
+
+def test_open_with_access_mode_3_is_as_on_ext4(mnt: Mount, tmp_path: Path) -> None:
+    """O_WRONLY|O_RDWR: Linux opens the file for neither reading nor writing (ioctls only);
+    reads and writes on it are EBADF. Staging does what a local directory does."""
+    staging = mnt.path / "proj" / "data" / "staging"
+    outcomes = []
+    for base in (tmp_path, staging):
+        (base / "f").write_text("x")
+        fd = os.open(base / "f", os.O_WRONLY | os.O_RDWR)
+        try:
+            read = errno_of(lambda fd=fd: os.read(fd, 1))
+            written = errno_of(lambda fd=fd: os.write(fd, b"y"))
+        finally:
+            os.close(fd)
+        outcomes.append((read, written, (base / "f").read_text()))
+    assert outcomes[1] == outcomes[0] == (errno.EBADF, errno.EBADF, "x")
+
+
+def test_alias_symlinks_carry_the_time_they_were_set(mnt: Mount, home: Path) -> None:
+    art = mnt.path / "proj" / "data"
+    with Store.open(home) as store:
+        created_ns = int(store.resolve("proj/data:v0").created * 1e9)
+    assert os.lstat(art / "latest").st_mtime_ns == created_ns  # set by the commit
+    before = time.time_ns()
+    done = cli(home, "alias", "proj/data:v0", "best")
+    assert done.returncode == 0, done.stderr
+    after = time.time_ns()
+    assert before <= os.lstat(art / "best").st_mtime_ns <= after
+    assert {e.name: e.stat(follow_symlinks=False).st_mtime_ns for e in os.scandir(art)}[
+        "best"
+    ] == os.lstat(art / "best").st_mtime_ns
+
+
+def test_info_counts_distinct_files_read(tmp_path: Path, start_mount: StartMount) -> None:
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(5000):
+        (src / f"f{i:04d}.txt").write_text(f"{i}\n")
+    home = tmp_path / "home"
+    put(home, src, "proj/many")
+    sentinel = tmp_path / "sentinel"
+    sentinel.mkdir()
+    (sentinel / "s.txt").write_text("s")
+    put(home, sentinel, "proj/sentinel")
+    mnt = start_mount(home)
+    code = f"""
+import os
+root = {str(mnt.path / "proj" / "many" / "v0")!r}
+for _ in range(2):
+    for name in sorted(os.listdir(root)):
+        with open(os.path.join(root, name), "rb") as f:
+            f.read()
+open({str(mnt.path / "proj" / "sentinel" / "v0" / "s.txt")!r}).read()
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, start_new_session=True, timeout=120)
+
+    def flushed() -> bool:  # the sentinel's open is recorded last: every earlier one is in
+        done = cli(home, "info", "proj/sentinel:v0", "--json")
+        return done.returncode == 0 and bool(json.loads(done.stdout)["consumers"])
+
+    eventually(flushed, within=10.0)
+    info = json.loads(cli(home, "info", "proj/many:v0", "--json").stdout)
+    assert [c["files"] for c in info["consumers"]] == [5000]

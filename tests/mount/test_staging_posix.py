@@ -9,24 +9,16 @@ import os
 import stat
 import subprocess
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import StartMount
-from mountutil import ARTFS, Mount, eventually
+from mountutil import ARTFS, Mount, errno_of, eventually
 
 from artfs.names import ArtifactName
 from artfs.store import Store
 
 pytestmark = pytest.mark.mount
-
-
-def errno_of(call: Callable[[], object]) -> int:
-    with pytest.raises(OSError) as caught:
-        call()
-    assert caught.value.errno is not None
-    return caught.value.errno
 
 
 def open_errno(path: Path, mode: str) -> int:
