@@ -180,6 +180,7 @@ class Backing:
         flags = flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         with self.parent_of(rel, create_root=True) as (pfd, name):
             fd = os.open(name, flags, 0o600, dir_fd=pfd)
+            owner = _inherited(pfd, owner)
         try:
             os.fchmod(fd, stat.S_IMODE(mode))  # exactly the mode asked for, not our umask's
             if owner is not None:
@@ -192,19 +193,24 @@ class Backing:
     def mkdir(self, rel: str, mode: int, owner: tuple[int, int] | None) -> None:
         with self.parent_of(rel, create_root=True) as (fd, name):
             os.mkdir(name, 0o700, dir_fd=fd)
+            if _setgid(fd):  # a directory made in a setgid one is setgid too (ext4 does so)
+                mode |= stat.S_ISGID
             os.chmod(name, stat.S_IMODE(mode), dir_fd=fd, follow_symlinks=True)
+            owner = _inherited(fd, owner)
             if owner is not None:
                 os.chown(name, *owner, dir_fd=fd, follow_symlinks=False)
 
     def symlink(self, rel: str, target: str, owner: tuple[int, int] | None) -> None:
         with self.parent_of(rel, create_root=True) as (fd, name):
             os.symlink(target, name, dir_fd=fd)
+            owner = _inherited(fd, owner)
             if owner is not None:
                 os.chown(name, *owner, dir_fd=fd, follow_symlinks=False)
 
     def mknod(self, rel: str, mode: int, rdev: int, owner: tuple[int, int] | None) -> None:
         with self.parent_of(rel, create_root=True) as (fd, name):
             os.mknod(name, mode, rdev, dir_fd=fd)
+            owner = _inherited(fd, owner)
             if owner is not None:
                 os.chown(name, *owner, dir_fd=fd, follow_symlinks=False)
 
@@ -291,6 +297,18 @@ def _times(change: AttrChange, st: os.stat_result) -> tuple[int, int]:
     atime = change.atime_ns if change.atime_ns is not None else st.st_atime_ns
     mtime = change.mtime_ns if change.mtime_ns is not None else st.st_mtime_ns
     return atime, mtime
+
+
+def _setgid(dir_fd: int) -> bool:
+    return bool(os.fstat(dir_fd).st_mode & stat.S_ISGID)
+
+
+def _inherited(dir_fd: int, owner: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The owner to give a new entry of directory ``dir_fd``: in a setgid directory the group
+    stays the directory's (the backing filesystem gave it), not the caller's."""
+    if owner is not None and _setgid(dir_fd):
+        return owner[0], -1
+    return owner
 
 
 def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
