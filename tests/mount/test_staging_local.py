@@ -176,6 +176,26 @@ def test_hard_links_share_one_inode_and_count_links(mnt: Mount, home: Path) -> N
     assert tree(staging) == []
 
 
+def test_hard_links_after_a_daemon_restart(
+    home: Path, start_mount: StartMount, tmp_path: Path
+) -> None:
+    first = start_mount(home)
+    staging = first.path / "proj" / "data" / "staging"
+    (staging / "d").mkdir()
+    (staging / "a").write_text("linked\n")
+    os.link(staging / "a", staging / "d" / "b")
+    subprocess.run(["fusermount3", "-u", str(first.path)], check=True)
+    first.proc.wait(timeout=10)
+    second = start_mount(home, tmp_path / "again")
+    staging = second.path / "proj" / "data" / "staging"
+    listed = {e.name: e.inode() for e in os.scandir(staging / "d")}  # numbered by readdir
+    a, b = os.lstat(staging / "a"), os.lstat(staging / "d" / "b")
+    assert a.st_ino == b.st_ino == listed["b"] and a.st_nlink == b.st_nlink == 2
+    os.unlink(staging / "d" / "b")
+    assert os.lstat(staging / "a").st_nlink == 1
+    assert (staging / "a").read_text() == "linked\n"
+
+
 def make_linked_archive(tmp_path: Path) -> Path:
     src = tmp_path / "tar-src"
     (src / "sub").mkdir(parents=True)
