@@ -91,24 +91,34 @@ def commit(
         raise InputError(f"{art} has no staging directory: write files into it first")
     lock_fd = _lock_artifact(store, art)
     try:
-        # Symlinks and directories as they are before the scan: what the clear may remove.
-        others = _links_and_dirs(staging)
-        try:
-            tree = scan(staging, confine=True)
-        except InputError as exc:
-            raise InputError(shown(str(exc), staging, art)) from None
-        if not tree.files:
-            raise InputError(f"staging of {art} is empty: write files into it before committing")
-        if not force:
-            _refuse_open_writers(tree.files, staging)
-        if type_ is None:
-            existing = store.artifact(art)
-            type_ = existing.type if existing else "dataset"
-        result = store.commit(tree, art, type_=type_, **options)
-        _clear(staging, tree.files, others)
-        return result
+        return _commit_locked(store, art, staging, force, type_, options)
+    except InputError as exc:  # scanning or reading a file: it names a backing path
+        raise InputError(shown(str(exc), staging, art)) from None
     finally:
         os.close(lock_fd)
+
+
+def _commit_locked(
+    store: Store,
+    art: ArtifactName,
+    staging: Path,
+    force: bool,
+    type_: str | None,
+    options: dict[str, Any],
+) -> PutResult:
+    # Symlinks and directories as they are before the scan: what the clear may remove.
+    others = _links_and_dirs(staging)
+    tree = scan(staging, confine=True)
+    if not tree.files:
+        raise InputError(f"staging of {art} is empty: write files into it before committing")
+    if not force:
+        _refuse_open_writers(tree.files, staging)
+    if type_ is None:
+        existing = store.artifact(art)
+        type_ = existing.type if existing else "dataset"
+    result = store.commit(tree, art, type_=type_, **options)
+    _clear(staging, tree.files, others)
+    return result
 
 
 def _lock_artifact(store: Store, art: ArtifactName) -> int:
