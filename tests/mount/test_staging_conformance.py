@@ -684,6 +684,55 @@ CASES = [
         lambda d: (d / "open").read_bytes(),
         as_other=True,
     ),
+    Case(
+        "other-hard-link-own-file",
+        lambda d: (
+            write(d / "public" / "mine"),
+            os.link(d / "public" / "mine", d / "public" / "again"),
+        ),
+        "ok",
+        others_file,
+        lambda d: (same_inode("public/mine", "public/again")(d), owner_of("public/again")(d)),
+        as_other=True,
+    ),
+    Case(
+        "other-utime-own-symlink-nofollow",
+        lambda d: (
+            os.symlink("mine", d / "public" / "s"),
+            os.utime(d / "public" / "s", ns=(5, 6), follow_symlinks=False),
+        ),
+        "ok",
+        others_file,
+        lambda d: (os.lstat(d / "public" / "s").st_mtime_ns, owner_of("public/s")(d)),
+        as_other=True,
+    ),
+    Case(
+        "other-mkfifo-in-public-dir",
+        lambda d: os.mkfifo(d / "public" / "p", 0o600),
+        "ok",
+        others_file,
+        lambda d: (stat.filemode(os.lstat(d / "public" / "p").st_mode), owner_of("public/p")(d)),
+        as_other=True,
+    ),
+    Case(
+        "other-mknod-device",
+        lambda d: os.mknod(d / "public" / "c", stat.S_IFCHR | 0o600, os.makedev(1, 3)),
+        "EPERM",
+        others_file,
+        as_other=True,
+    ),
+    Case(
+        "other-rename-own-file-over-own-link",
+        lambda d: (
+            write(d / "public" / "a"),
+            os.link(d / "public" / "a", d / "public" / "b"),
+            os.rename(d / "public" / "a", d / "public" / "b"),
+        ),
+        "ok",
+        others_file,
+        same_inode("public/a", "public/b"),
+        as_other=True,
+    ),
 ]
 
 
