@@ -4,12 +4,14 @@ A *run* is one job (a training script, a preprocessing step, a shell pipeline). 
 recorded in the store's ``runs`` table; two kinds of edges link them to versions:
 
 - ``logged``: run -> version, the version's ``logged_by`` (written by the commit itself);
-- ``used``: version -> run, a *usage* with first/last access and the number of files opened.
+- ``used``: version -> run, a *usage* with first/last access and the number of distinct files
+  opened (a file opened twice counts once).
 
 Usage keys live in the ``usage`` table in both directions so each question is one prefix scan::
 
     b"u" + version key + run id   -> JSON {first, last, files}   (consumers of a version)
     b"i" + run id + b"\\0" + version key -> b""                   (inputs of a run)
+    b"f" + version key + run id + file -> b""                    (files a run opened)
 
 Outputs of a run are indexed by the commit (see ``catalog.add_version``). Deleted versions keep
 their records (state "deleted"), so lineage never silently loses a link.
@@ -102,12 +104,15 @@ class Usage:
 
 @dataclass(frozen=True)
 class UsageEvent:
-    """One open of a file of a version by a run (what the daemon batches)."""
+    """One open of a file of a version by a run (what the daemon batches). ``file`` names
+    the file within the version (8 bytes); the edge counts each such file once. Without
+    one the event adds ``files`` (0 for a use of the whole version)."""
 
     run_id: str
     version_key: bytes
     at: float
     files: int = 1
+    file: bytes = b""
 
 
 class LineagePublisher(Protocol):
@@ -143,6 +148,10 @@ def remote_publisher(store: Store) -> LineagePublisher | None:
 
 def _consumer_key(version_key: bytes, run_id: str) -> bytes:
     return b"u" + version_key + run_id.encode()
+
+
+def _file_key(event: UsageEvent) -> bytes:
+    return b"f" + event.version_key + event.run_id.encode() + event.file
 
 
 def _input_key(run_id: str, version_key: bytes) -> bytes:
@@ -247,22 +256,25 @@ class Lineage:
 
     def record_usage(self, events: Iterable[UsageEvent], *, publish: bool = True) -> list[Usage]:
         """Merge a batch of opens into the usage edges, in one transaction; returns the edges
-        as they now are."""
-        merged: dict[tuple[str, bytes], Usage] = {}
-        for event in events:
-            key = (event.run_id, event.version_key)
-            usage = merged.get(key)
-            if usage is None:
-                merged[key] = Usage(
-                    event.run_id, event.version_key, event.at, event.at, event.files
-                )
-            else:
-                usage.first = min(usage.first, event.at)
-                usage.last = max(usage.last, event.at)
-                usage.files += event.files
-        if not merged:
+        as they now are. A file counts once per run however often it is opened: the first
+        open of it leaves a key behind (one small key per run and file read)."""
+        events = list(events)
+        if not events:
             return []
+        merged: dict[tuple[str, bytes], Usage] = {}
         with self.store.index.write() as txn:
+            for event in events:
+                files = event.files
+                if event.file:
+                    files = int(txn.put(Table.USAGE, _file_key(event), b"", overwrite=False))
+                key = (event.run_id, event.version_key)
+                usage = merged.get(key)
+                if usage is None:
+                    merged[key] = Usage(event.run_id, event.version_key, event.at, event.at, files)
+                else:
+                    usage.first = min(usage.first, event.at)
+                    usage.last = max(usage.last, event.at)
+                    usage.files += files
             for usage in merged.values():
                 _merge_usage(txn, usage)
         if publish:

@@ -107,6 +107,13 @@ def check_component(name: str) -> str:
     return name
 
 
+def opened_for_writing(flags: int) -> bool:
+    """Whether ``open`` flags allow writes. Access mode 3 (``O_WRONLY|O_RDWR``) allows neither
+    reads nor writes on Linux (ext4 and tmpfs open such a file, for ioctls only), and
+    ``flock`` refuses such a descriptor with EBADF: it is not a writer."""
+    return flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+
+
 def join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent else name
 
@@ -174,6 +181,7 @@ class Backing:
         flags = flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         with self.parent_of(rel, create_root=True) as (pfd, name):
             fd = os.open(name, flags, 0o600, dir_fd=pfd)
+            owner = _inherited(pfd, owner)
         try:
             os.fchmod(fd, stat.S_IMODE(mode))  # exactly the mode asked for, not our umask's
             if owner is not None:
@@ -186,19 +194,24 @@ class Backing:
     def mkdir(self, rel: str, mode: int, owner: tuple[int, int] | None) -> None:
         with self.parent_of(rel, create_root=True) as (fd, name):
             os.mkdir(name, 0o700, dir_fd=fd)
+            if _setgid(fd):  # a directory made in a setgid one is setgid too (ext4 does so)
+                mode |= stat.S_ISGID
             os.chmod(name, stat.S_IMODE(mode), dir_fd=fd, follow_symlinks=True)
+            owner = _inherited(fd, owner)
             if owner is not None:
                 os.chown(name, *owner, dir_fd=fd, follow_symlinks=False)
 
     def symlink(self, rel: str, target: str, owner: tuple[int, int] | None) -> None:
         with self.parent_of(rel, create_root=True) as (fd, name):
             os.symlink(target, name, dir_fd=fd)
+            owner = _inherited(fd, owner)
             if owner is not None:
                 os.chown(name, *owner, dir_fd=fd, follow_symlinks=False)
 
     def mknod(self, rel: str, mode: int, rdev: int, owner: tuple[int, int] | None) -> None:
         with self.parent_of(rel, create_root=True) as (fd, name):
             os.mknod(name, mode, rdev, dir_fd=fd)
+            owner = _inherited(fd, owner)
             if owner is not None:
                 os.chown(name, *owner, dir_fd=fd, follow_symlinks=False)
 
@@ -214,13 +227,27 @@ class Backing:
         with self.parent_of(rel) as (fd, name):
             os.rmdir(name, dir_fd=fd)
 
-    def rename(self, old: str, new: str, *, noreplace: bool) -> None:
+    def rename(self, old: str, new: str, *, noreplace: bool) -> bool:
+        """Rename; False if ``old`` and ``new`` are links to one file (rename(2) then does
+        nothing and succeeds)."""
         with self.parent_of(old) as (old_fd, old_name), self.parent_of(new) as (new_fd, new_name):
-            if noreplace:
-                with contextlib.suppress(FileNotFoundError):
-                    os.stat(new_name, dir_fd=new_fd, follow_symlinks=False)
-                    raise FileExistsError(errno.EEXIST, "target exists")
+            source = os.stat(old_name, dir_fd=old_fd, follow_symlinks=False)
+            try:
+                target = os.stat(new_name, dir_fd=new_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                target = None
+            if target is not None and noreplace:
+                raise FileExistsError(errno.EEXIST, "target exists")
+            if target is not None and _same_file(source, target):
+                return False
             os.rename(old_name, new_name, src_dir_fd=old_fd, dst_dir_fd=new_fd)
+            return True
+
+    def link(self, old: str, new: str) -> os.stat_result:
+        """A hard link ``new`` to ``old`` (a symlink is linked itself); the file's stat."""
+        with self.parent_of(old) as (old_fd, old_name), self.parent_of(new) as (new_fd, new_name):
+            os.link(old_name, new_name, src_dir_fd=old_fd, dst_dir_fd=new_fd, follow_symlinks=False)
+            return os.stat(new_name, dir_fd=new_fd, follow_symlinks=False)
 
     def setattr(self, rel: str, change: AttrChange, fd: int | None) -> None:
         """Apply ``change``; with ``fd`` (an open handle of the file) it is used directly."""
@@ -231,12 +258,16 @@ class Backing:
             self.root.mkdir(parents=True, exist_ok=True)
         st = self.lstat(rel)
         if stat.S_ISLNK(st.st_mode):
-            if change.uid is not None or change.gid is not None:
-                with self.parent_of(rel) as (pfd, name):
+            # The kernel sends a symlink's own setattr only for a call that does not follow
+            # it (lchown, utimensat with AT_SYMLINK_NOFOLLOW); a symlink has no mode or size.
+            with self.parent_of(rel) as (pfd, name):
+                if change.uid is not None or change.gid is not None:
                     os.chown(
                         name, _id(change.uid), _id(change.gid), dir_fd=pfd, follow_symlinks=False
                     )
-            return  # a symlink's mode, size and times are not changed through it
+                if change.atime_ns is not None or change.mtime_ns is not None:
+                    os.utime(name, ns=_times(change, st), dir_fd=pfd, follow_symlinks=False)
+            return
         if rel:
             with self.parent_of(rel) as (pfd, name):
                 own = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
@@ -259,10 +290,38 @@ def _apply(target: int | str, change: AttrChange) -> None:
     if change.uid is not None or change.gid is not None:
         os.chown(target, _id(change.uid), _id(change.gid))
     if change.atime_ns is not None or change.mtime_ns is not None:
-        st = os.stat(target)
-        atime = change.atime_ns if change.atime_ns is not None else st.st_atime_ns
-        mtime = change.mtime_ns if change.mtime_ns is not None else st.st_mtime_ns
-        os.utime(target, ns=(atime, mtime))
+        os.utime(target, ns=_times(change, os.stat(target)))
+
+
+def _times(change: AttrChange, st: os.stat_result) -> tuple[int, int]:
+    """(atime, mtime) after ``change``: a time it leaves alone stays as ``st`` has it."""
+    atime = change.atime_ns if change.atime_ns is not None else st.st_atime_ns
+    mtime = change.mtime_ns if change.mtime_ns is not None else st.st_mtime_ns
+    return atime, mtime
+
+
+def _setgid(dir_fd: int) -> bool:
+    return bool(os.fstat(dir_fd).st_mode & stat.S_ISGID)
+
+
+def _inherited(dir_fd: int, owner: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The owner to give a new entry of directory ``dir_fd``: in a setgid directory the group
+    stays the directory's (the backing filesystem gave it), not the caller's."""
+    if owner is not None and _setgid(dir_fd):
+        return owner[0], -1
+    return owner
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def identity_of(st: os.stat_result) -> Identity | None:
+    """The backing identity a staged node is numbered by: only for a non-directory with more
+    than one link (every name of it must show one inode)."""
+    if stat.S_ISDIR(st.st_mode) or st.st_nlink < 2:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _id(value: int | None) -> int:
@@ -286,37 +345,91 @@ class AttrChange:
 ArtifactKey = tuple[str, str]  # (project, name)
 
 
+Identity = tuple[int, int]  # (st_dev, st_ino) of a backing file
+
+
 @dataclass
 class StagedPaths:
     """Which inode a staged path has, for the paths the kernel holds.
 
     An inode is handed out once per path and kept until the kernel forgets it; a rename moves
     the number (and those of every held descendant) to the new path, an unlink detaches it.
+
+    Hard links: every name of one backing file has one inode. A file gets its backing
+    identity recorded when it is linked, or looked up with more than one link; a later name
+    with that identity gets the same number. :meth:`names` are all the known names of such an
+    inode, so when the name a node is reached by goes, the node moves to another one.
     """
 
     _by_path: dict[tuple[str, str, str], int] = field(default_factory=dict)
     _next: int = STAGED_INO_BASE + 1
+    _by_identity: dict[tuple[str, str, int, int], int] = field(default_factory=dict)
+    _linked: dict[int, tuple[tuple[str, str, int, int], set[str]]] = field(default_factory=dict)
 
-    def inode(self, art: ArtifactKey, rel: str) -> int:
+    def inode(self, art: ArtifactKey, rel: str, identity: Identity | None = None) -> int:
+        """The inode of ``rel``; ``identity`` for a file with more than one link."""
         key = (*art, rel)
         found = self._by_path.get(key)
+        if found is not None:
+            return found
+        if identity is not None:
+            found = self._by_identity.get((*art, *identity))
         if found is None:
-            found = self._by_path[key] = self._next
+            found = self._next
             self._next += 1
+        self._by_path[key] = found
+        if identity is not None:
+            self._add_name(art, identity, found, rel)
         return found
 
-    def detach(self, art: ArtifactKey, rel: str, ino: int | None = None) -> None:
+    def link(self, art: ArtifactKey, ino: int, identity: Identity, names: list[str]) -> None:
+        """``names`` are names of the file ``ino`` (a hard link was just made)."""
+        for rel in names:
+            self._by_path[(*art, rel)] = ino
+            self._add_name(art, identity, ino, rel)
+
+    def _add_name(self, art: ArtifactKey, identity: Identity, ino: int, rel: str) -> None:
+        ident = (*art, *identity)
+        self._by_identity[ident] = ino
+        self._linked.setdefault(ino, (ident, set()))[1].add(rel)
+
+    def _drop_name(self, ino: int, rel: str) -> None:
+        linked = self._linked.get(ino)
+        if linked is None:
+            return
+        linked[1].discard(rel)
+        if not linked[1]:
+            del self._linked[ino]
+            self._by_identity.pop(linked[0], None)
+
+    def names(self, ino: int) -> set[str]:
+        """The known names of a hard-linked inode (empty for any other)."""
+        linked = self._linked.get(ino)
+        return set(linked[1]) if linked else set()
+
+    def detach(self, art: ArtifactKey, rel: str, ino: int | None = None) -> list[tuple[int, str]]:
+        """``rel`` is gone; (inode, name) for a hard-linked inode that has other names left,
+        which its node moves to."""
         key = (*art, rel)
-        if ino is None or self._by_path.get(key) == ino:
-            self._by_path.pop(key, None)
+        held = self._by_path.get(key)
+        if held is None or (ino is not None and held != ino):
+            return []
+        del self._by_path[key]
+        self._drop_name(held, rel)
+        others = sorted(self.names(held))
+        return [(held, others[0])] if others else []
+
+    def forget(self, art: ArtifactKey, ino: int, rel: str) -> None:
+        """The kernel forgot ``ino``: drop every name it had."""
+        for name in self.names(ino) | {rel}:
+            self.detach(art, name, ino)
 
     def move(self, art: ArtifactKey, old: str, new: str) -> list[tuple[int, str]]:
         """Renumber nothing: move ``old`` and its descendants to ``new``; (inode, new path) of
         every moved node. A node held at ``new`` before (replaced by the rename) is detached."""
-        self.detach(art, new)
+        moved = self.detach(art, new)
         for key in [k for k in self._by_path if k[:2] == art and k[2].startswith(new + "/")]:
-            del self._by_path[key]
-        moved = []
+            moved += self.detach(art, key[2])
         for key in list(self._by_path):
             if key[:2] != art:
                 continue
@@ -325,6 +438,10 @@ class StagedPaths:
                 ino = self._by_path.pop(key)
                 target = new + rel[len(old) :]
                 self._by_path[(*art, target)] = ino
+                linked = self._linked.get(ino)
+                if linked is not None:
+                    linked[1].discard(rel)
+                    linked[1].add(target)
                 moved.append((ino, target))
         return moved
 
@@ -458,5 +575,7 @@ __all__ = [
     "RegisterFile",
     "StagedPaths",
     "commit_error",
+    "identity_of",
+    "opened_for_writing",
     "parse_commit_options",
 ]

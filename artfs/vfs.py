@@ -196,6 +196,7 @@ class Attr:
     atime_ns: int = -1  # -1: the mtime (version nodes keep one time)
     ctime_ns: int = -1
     blocks_512: int = -1  # -1: from the size
+    rdev: int = 0  # device number of a device node
 
     @property
     def blocks(self) -> int:
@@ -219,11 +220,18 @@ class ConstantFile:
 
 @dataclass(frozen=True, slots=True)
 class StatFs:
+    """What ``statfs`` (``df``) shows for the whole mount: the figures of the filesystem that
+    holds the store, where staged files are written and versions are stored."""
+
     block_size: int
+    fragment_size: int
     blocks: int
+    blocks_free: int
+    blocks_available: int  # to unprivileged users
     files: int
-    name_max: int = 255
-    free: int = 0  # blocks free for staging on the store's filesystem
+    files_free: int
+    files_available: int
+    name_max: int
 
 
 # --- the chunk cache --------------------------------------------------------------------------
@@ -564,7 +572,7 @@ class Vfs:
         if node.lookups <= 0:
             del self._nodes[Inode(ino)]
             if node.fixed_ino:
-                self._staged_paths.detach(_art_key(node), node.key.path, node.fixed_ino)
+                self._staged_paths.forget(_art_key(node), node.fixed_ino, node.key.path)
 
     @property
     def node_count(self) -> int:
@@ -612,8 +620,8 @@ class Vfs:
             assert node.entry is not None
             return self._entry_attr(node, node.entry)
         if key.kind is Kind.ALIAS:
-            target = self._alias_target(txn, node)
-            return self._make(node, stat.S_IFLNK | 0o777, len(target), self.started_ns, 1)
+            target, set_ns = self._alias_target(txn, node)
+            return self._make(node, stat.S_IFLNK | 0o777, len(target), set_ns, 1)
         if key.kind is Kind.VERSION:
             assert node.record is not None
             return self._make(node, stat.S_IFDIR | 0o555, 0, int(node.record.created * 1e9), 2)
@@ -719,20 +727,17 @@ class Vfs:
         if node.key.kind is not Kind.ALIAS:
             raise NotASymlink("not a symbolic link")
         with self.store.index.read() as txn:
-            return self._alias_target(txn, node).encode()
+            return self._alias_target(txn, node)[0].encode()
 
-    def _alias_target(self, txn: Txn, node: Node) -> str:
+    def _alias_target(self, txn: Txn, node: Node) -> tuple[str, int]:
+        """(``vN``, when the alias was set in ns): the symlink's target and mtime."""
         art, alias = node.artifact, node.key.alias
         if catalog.get_artifact(txn, art) is None:
             raise NotFound(f"{art} no longer exists")
-        if alias == "latest":
-            number = catalog.latest_number(txn, art)
-        else:
-            data = txn.get(Table.ALIASES, catalog.artifact_key(art) + b"\0" + alias.encode())
-            number = None if data is None else int.from_bytes(data, "big")
-        if number is None:
+        found = catalog.alias_target(txn, art, alias)
+        if found is None:
             raise NotFound(f"{art} has no alias {alias!r}")
-        return f"v{number}"
+        return f"v{found[0]}", found[1]
 
     # --- directories ----------------------------------------------------------------------
 
@@ -863,7 +868,7 @@ class Vfs:
         self._files[fh] = FileReader(node.entry, self.cache, load, local)
         if pid and self.recorder is not None:
             assert node.record is not None
-            self.recorder.opened(pid, node.key.project, node.record.key)
+            self.recorder.opened(pid, node.key.project, node.record.key, _file_id(node))
         return fh
 
     def reference_entry(self, ino: int) -> FileEntry | None:
@@ -878,7 +883,7 @@ class Vfs:
         node = self.node(ino)
         fh = self._new_staged_handle(BackingFile(os.open(copy, os.O_RDONLY | os.O_CLOEXEC), False))
         if pid and self.recorder is not None and node.record is not None:
-            self.recorder.opened(pid, node.key.project, node.record.key)
+            self.recorder.opened(pid, node.key.project, node.record.key, _file_id(node))
         return fh
 
     def reader(self, fh: int) -> FileReader:
@@ -932,19 +937,20 @@ class Vfs:
         return (self.store.store_id + "\n").encode()
 
     def statfs(self) -> StatFs:
-        packs = self.store.home / "packs"
-        try:
-            used = sum(e.stat().st_size for e in os.scandir(packs))
-        except OSError:
-            used = 0
-        with self.store.index.read() as txn:
-            files = txn.count(Table.FILES)
-        try:
-            host = os.statvfs(self.store.home)
-            free = host.f_bavail * host.f_frsize // BLOCK_SIZE
-        except OSError:
-            free = 0
-        return StatFs(BLOCK_SIZE, (used + BLOCK_SIZE - 1) // BLOCK_SIZE + free, files, free=free)
+        """The store filesystem's own figures, so tools that check free space before writing
+        (into staging) see what they can write; before, 0 free made ``df`` show 100% full."""
+        host = os.statvfs(self.store.home)
+        return StatFs(
+            host.f_bsize,
+            host.f_frsize,
+            host.f_blocks,
+            host.f_bfree,
+            host.f_bavail,
+            host.f_files,
+            host.f_ffree,
+            host.f_favail,
+            host.f_namemax,
+        )
 
     # --- who may change the store through the mount --------------------------------------
 
@@ -982,8 +988,9 @@ class Vfs:
         # the daemon user's, as on any FUSE filesystem mounted by a user.
         return (uid, gid) if self._owner_is_root else None
 
-    def _staged_node(self, parent: Node, rel: str) -> Node:
-        ino = self._staged_paths.inode(_art_key(parent), rel)
+    def _staged_node(self, parent: Node, rel: str, st: os.stat_result | None = None) -> Node:
+        identity = None if st is None else staging_vfs.identity_of(st)
+        ino = self._staged_paths.inode(_art_key(parent), rel, identity)
         held = self._nodes.get(Inode(ino))
         if held is not None:
             return held
@@ -1027,6 +1034,7 @@ class Vfs:
             st.st_atime_ns,
             st.st_ctime_ns,
             st.st_blocks,
+            st.st_rdev,
         )
 
     def _control_attr(self, node: Node) -> Attr:
@@ -1039,18 +1047,18 @@ class Vfs:
             return Node(NodeKey(Kind.CONTROL, node.key.project, node.key.name))
         rel = staging_vfs.join(node.key.path, name)
         try:
-            self._backing(node.artifact).lstat(rel)
+            st = self._backing(node.artifact).lstat(rel)
         except (FileNotFoundError, NotADirectoryError):
             return None
-        return self._staged_node(node, rel)
+        return self._staged_node(node, rel, st)
 
     def _staged_listing(self, node: Node) -> list[tuple[str, Node]]:
         if node.key.kind not in STAGING_KINDS:
             return []
         entries = self._backing(node.artifact).listdir(node.key.path)
         return [
-            (name, self._staged_node(node, staging_vfs.join(node.key.path, name)))
-            for name, _ in entries
+            (name, self._staged_node(node, staging_vfs.join(node.key.path, name), st))
+            for name, st in entries
         ]
 
     def _staged_dir(self, ino: int) -> Node:
@@ -1067,7 +1075,7 @@ class Vfs:
 
     def open_other(self, node: Node, flags: int, pid: int) -> FileHandle:
         """Open a staged file (writers hold a shared flock) or a virtual control file."""
-        writable = flags & os.O_ACCMODE != os.O_RDONLY
+        writable = staging_vfs.opened_for_writing(flags)
         key = node.key
         if key.kind is Kind.REGISTER:
             return self._new_staged_handle(RegisterFile(pid))
@@ -1085,7 +1093,12 @@ class Vfs:
                 run_id=run_id,
             )
             return self._new_staged_handle(control)
-        fd = self._backing(node.artifact).open(key.path, flags)
+        try:
+            fd = self._backing(node.artifact).open(key.path, flags)
+        except FileNotFoundError:
+            # Removed behind the kernel's back (a commit by the CLI emptied staging): ESTALE
+            # makes the kernel look the name up again and retry, so `echo > f` creates anew.
+            raise OSError(errno.ESTALE, f"{key.path} is no longer in staging") from None
         if writable:
             fcntl.flock(fd, fcntl.LOCK_SH)  # a commit probing with LOCK_EX now refuses
         fh = self._new_staged_handle(BackingFile(fd, writable))
@@ -1226,7 +1239,7 @@ class Vfs:
             raise FileExistsError(errno.EEXIST, f"{CONTROL_FILE} is reserved")
         rel = staging_vfs.join(node.key.path, text)
         fd = self._backing(node.artifact).create(rel, flags, mode & ~umask, self._owner(uid, gid))
-        writable = flags & os.O_ACCMODE != os.O_RDONLY
+        writable = staging_vfs.opened_for_writing(flags)
         if writable:
             fcntl.flock(fd, fcntl.LOCK_SH)
         child = self.remember(self._staged_node(node, rel))
@@ -1282,7 +1295,15 @@ class Vfs:
         rel = staging_vfs.join(node.key.path, text)
         backing = self._backing(node.artifact)
         (backing.rmdir if directory else backing.unlink)(rel)
-        self._staged_paths.detach(_art_key(node), rel)
+        self._moved(self._staged_paths.detach(_art_key(node), rel))
+
+    def _moved(self, moved: list[tuple[int, str]]) -> None:
+        """Held nodes now reached by another path (a rename, or the name of a hard-linked
+        file they were reached by went)."""
+        for ino, rel in moved:
+            node = self._nodes.get(Inode(ino))
+            if node is not None:
+                node.key = replace(node.key, path=rel)
 
     def rename(self, old_parent: int, old: bytes, new_parent: int, new: bytes, flags: int) -> None:
         source, target = self.node(old_parent), self.node(new_parent)
@@ -1299,13 +1320,30 @@ class Vfs:
                 raise PermissionError(errno.EPERM, f"{CONTROL_FILE} cannot be renamed")
         old_rel = staging_vfs.join(source.key.path, names[0])
         new_rel = staging_vfs.join(target.key.path, names[1])
-        self._backing(source.artifact).rename(
+        renamed = self._backing(source.artifact).rename(
             old_rel, new_rel, noreplace=bool(flags & RENAME_NOREPLACE)
         )
-        for ino, rel in self._staged_paths.move(_art_key(source), old_rel, new_rel):
-            moved = self._nodes.get(Inode(ino))
-            if moved is not None:
-                moved.key = replace(moved.key, path=rel)
+        if renamed:
+            self._moved(self._staged_paths.move(_art_key(source), old_rel, new_rel))
+
+    def link(self, ino: int, new_parent: int, name: bytes) -> Attr:
+        """A hard link in staging: every name shows one inode with the right link count."""
+        node, target = self.node(ino), self.node(new_parent)
+        if target.key.kind not in STAGING_KINDS:
+            raise ReadOnly("only staging directories take new entries")
+        if node.key.kind is not Kind.STAGED or _art_key(node) != _art_key(target):
+            if node.key.kind in (Kind.STAGING, Kind.CONTROL):
+                raise PermissionError(errno.EPERM, "cannot link this")
+            raise CrossDevice("hard links only within one artifact's staging")
+        text = staging_vfs.check_component(manifest.decode_path(name))
+        if target.key.kind is Kind.STAGING and text == CONTROL_FILE:
+            raise FileExistsError(errno.EEXIST, f"{CONTROL_FILE} is reserved")
+        new_rel = staging_vfs.join(target.key.path, text)
+        st = self._backing(node.artifact).link(node.key.path, new_rel)
+        art = _art_key(node)
+        self._staged_paths.link(art, node.ino, (st.st_dev, st.st_ino), [node.key.path, new_rel])
+        self.remember(node)  # the new entry is one more kernel reference
+        return self._staged_attr(node)
 
     def setattr(self, ino: int, change: AttrChange, fh: int | None) -> Attr:
         node = self.node(ino)
@@ -1318,7 +1356,7 @@ class Vfs:
         return self._staged_attr(node)
 
     def refuse_change(self, ino: int, what: str) -> None:
-        """What hard links and extended attributes get: EOPNOTSUPP in staging, EROFS else."""
+        """What extended attributes get: EOPNOTSUPP in staging, EROFS else."""
         node = self.node(ino)
         if node.key.kind in STAGING_KINDS:
             raise NotSupported(f"{what} is not supported in staging")
@@ -1368,6 +1406,11 @@ def _artifact_or_none(project: str, name: str) -> ArtifactName | None:
     if not _valid(project) or not _valid(name):
         return None
     return ArtifactName(project, name)
+
+
+def _file_id(node: Node) -> bytes:
+    """What names a version's file in its usage edge: its inode number, a hash of the path."""
+    return node.ino.to_bytes(8, "big")
 
 
 def _is_dir(node: Node) -> bool:

@@ -244,16 +244,46 @@ def add_version(txn: Txn, record: VersionRecord, entries: list[FileEntry]) -> No
 
 
 def set_alias(txn: Txn, art: ArtifactName, alias: str, number: int) -> int | None:
-    """Point ``alias`` at version ``number``; return the version it moved from, if any."""
+    """Point ``alias`` at version ``number``; return the version it moved from, if any.
+
+    When it was set goes into its own table, with the version it was set to: the alias value
+    stays the 4 bytes an older artfs reads, and an alias an older artfs moved (leaving the
+    time of another version behind) falls back to its version's creation time.
+    """
     key = _sub_key(art, alias.encode())
     old = txn.get(Table.ALIASES, key)
     txn.put(Table.ALIASES, key, number.to_bytes(4, "big"))
+    txn.put(Table.ALIAS_TIMES, key, number.to_bytes(4, "big") + time.time_ns().to_bytes(8, "big"))
     return None if old is None else int.from_bytes(old, "big")
 
 
 def remove_alias(txn: Txn, art: ArtifactName, alias: str) -> None:
-    if not txn.delete(Table.ALIASES, _sub_key(art, alias.encode())):
+    key = _sub_key(art, alias.encode())
+    if not txn.delete(Table.ALIASES, key):
         raise NotFound(f"{art} has no alias {alias!r}")
+    txn.delete(Table.ALIAS_TIMES, key)
+
+
+def alias_target(txn: Txn, art: ArtifactName, alias: str) -> tuple[int, int] | None:
+    """(version, when it was set in ns) of ``alias`` (``latest`` included), None if unset.
+
+    ``latest`` was set when its version was committed; an alias without a recorded time (set
+    before times were kept, or moved by an older artfs) is dated by its version's creation.
+    """
+    if alias == "latest":
+        number = latest_number(txn, art)
+        stamp = None
+    else:
+        key = _sub_key(art, alias.encode())
+        data = txn.get(Table.ALIASES, key)
+        number = None if data is None else int.from_bytes(data, "big")
+        stamp = txn.get(Table.ALIAS_TIMES, key)
+    if number is None:
+        return None
+    if stamp is not None and int.from_bytes(stamp[:4], "big") == number:
+        return number, int.from_bytes(stamp[4:12], "big")
+    record = get_version(txn, art, number)
+    return number, int(record.created * 1e9) if record is not None else 0
 
 
 def mark_deleted(txn: Txn, record: VersionRecord) -> None:
@@ -261,6 +291,7 @@ def mark_deleted(txn: Txn, record: VersionRecord) -> None:
     txn.delete_prefix(Table.FILES, record.key)
     for alias in aliases_by_version(txn, record.artifact).get(record.number, []):
         txn.delete(Table.ALIASES, _sub_key(record.artifact, alias.encode()))
+        txn.delete(Table.ALIAS_TIMES, _sub_key(record.artifact, alias.encode()))
     record.state = DELETED
     record.aliases = []
     put_version(txn, record)

@@ -34,6 +34,7 @@ class Table(enum.Enum):
     VERSIONS = b"versions"  # project/name \0 u32be -> JSON
     FILES = b"files"  # version key + dir + \0 + name -> encoded FileEntry
     ALIASES = b"aliases"  # project/name \0 alias -> u32be
+    ALIAS_TIMES = b"alias-times"  # project/name \0 alias -> u32be version, u64be ns it was set
     DIGESTS = b"digests"  # project/name \0 version digest -> u32be
     RUNS = b"runs"  # run id -> JSON
     USAGE = b"usage"  # version key + run id -> JSON

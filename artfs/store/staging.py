@@ -13,8 +13,12 @@ stored. Rules:
   through the mount holds a shared ``flock`` on it, and the commit probes each file with a
   non-blocking exclusive lock, so a half-written file is never captured;
 - symlinks may only point inside the staging directory; FIFOs, sockets and devices are refused;
-- after the commit, a file is removed only if it is unchanged since it was scanned (same inode,
-  size and mtime), so a file rewritten or replaced during the commit stays for the next one;
+- after the commit staging is empty but for what changed during it: a file is removed only if
+  it is unchanged since it was scanned (same inode, size and mtime), a symlink or directory
+  only if it is the one there before the scan (same inode), so a file rewritten or replaced
+  during the commit stays for the next one; a directory left with such a file stays too;
+- errors name paths as the user sees them through the mount (``proj/name/staging/d/f``), never
+  the backing directory inside ``ARTFS_HOME``;
 - each file is read through a descriptor checked to be the very file scanned, so swapping a
   path for a symlink to elsewhere after the scan cannot pull that file into a version.
 """
@@ -26,6 +30,7 @@ import errno
 import fcntl
 import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -86,19 +91,34 @@ def commit(
         raise InputError(f"{art} has no staging directory: write files into it first")
     lock_fd = _lock_artifact(store, art)
     try:
-        tree = scan(staging, confine=True)
-        if not tree.files:
-            raise InputError(f"staging of {art} is empty: write files into it before committing")
-        if not force:
-            _refuse_open_writers(tree.files, staging)
-        if type_ is None:
-            existing = store.artifact(art)
-            type_ = existing.type if existing else "dataset"
-        result = store.commit(tree, art, type_=type_, **options)
-        _clear(staging, tree.files)
-        return result
+        return _commit_locked(store, art, staging, force, type_, options)
+    except InputError as exc:  # scanning or reading a file: it names a backing path
+        raise InputError(shown(str(exc), staging, art)) from None
     finally:
         os.close(lock_fd)
+
+
+def _commit_locked(
+    store: Store,
+    art: ArtifactName,
+    staging: Path,
+    force: bool,
+    type_: str | None,
+    options: dict[str, Any],
+) -> PutResult:
+    # Symlinks and directories as they are before the scan: what the clear may remove.
+    others = _links_and_dirs(staging)
+    tree = scan(staging, confine=True)
+    if not tree.files:
+        raise InputError(f"staging of {art} is empty: write files into it before committing")
+    if not force:
+        _refuse_open_writers(tree.files, staging)
+    if type_ is None:
+        existing = store.artifact(art)
+        type_ = existing.type if existing else "dataset"
+    result = store.commit(tree, art, type_=type_, **options)
+    _clear(staging, tree.files, others)
+    return result
 
 
 def _lock_artifact(store: Store, art: ArtifactName) -> int:
@@ -132,21 +152,52 @@ def _refuse_open_writers(files: list[SourceFile], staging: Path) -> None:
             os.close(fd)
 
 
-def _clear(staging: Path, committed: list[SourceFile]) -> None:
-    for source in committed:
-        try:
-            st = os.stat(source.source)
-        except FileNotFoundError:
-            continue
-        same_file = source.identity in (None, (st.st_dev, st.st_ino))
-        if same_file and st.st_size == source.size and st.st_mtime_ns == source.mtime_ns:
-            os.unlink(source.source)  # a symlink is removed, not its target
-    # Remove directories left empty, deepest first; keep the staging directory itself.
-    for dirpath, _, _ in sorted(os.walk(staging), key=lambda w: -len(w[0])):
-        if Path(dirpath) != staging:
-            # Not empty: it holds files written during the commit, or symlinks.
-            with contextlib.suppress(OSError):
-                os.rmdir(dirpath)
+def shown(message: str, staging: Path, art: ArtifactName) -> str:
+    """``message`` with the backing directory's path replaced by the one users see through a
+    mount (``proj/name/staging``); the store's layout is nobody's business."""
+    return message.replace(str(staging), f"{art.project}/{art.name}/{STAGING_DIR}")
+
+
+Identity = tuple[int, int]  # (st_dev, st_ino)
+
+
+def _walk(staging: Path) -> list[tuple[str, os.stat_result]]:
+    """Every entry under ``staging`` with its ``lstat``, children before their directory;
+    symlinks are not followed."""
+    found: list[tuple[str, os.stat_result]] = []
+    for dirpath, dirnames, filenames in os.walk(staging, topdown=False):
+        for name in filenames + dirnames:  # os.walk lists symlinks to dirs with the dirs
+            path = os.path.join(dirpath, name)
+            with contextlib.suppress(FileNotFoundError):
+                found.append((path, os.lstat(path)))
+    return found
+
+
+def _links_and_dirs(staging: Path) -> set[Identity]:
+    return {
+        (st.st_dev, st.st_ino)
+        for _, st in _walk(staging)
+        if stat.S_ISLNK(st.st_mode) or stat.S_ISDIR(st.st_mode)
+    }
+
+
+def _clear(staging: Path, committed: list[SourceFile], others: set[Identity]) -> None:
+    """Remove what the commit stored: regular files unchanged since the scan (every name of
+    a hard-linked one), the symlinks and directories in ``others`` (from before the scan),
+    deepest first; the staging directory itself stays."""
+    stored = {source.identity: (source.size, source.mtime_ns) for source in committed}
+    for path, st in _walk(staging):
+        ident = (st.st_dev, st.st_ino)
+        if stat.S_ISDIR(st.st_mode):
+            if ident in others:
+                # Not empty: it holds what was written during the commit.
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
+        elif stat.S_ISLNK(st.st_mode):
+            if ident in others:
+                os.unlink(path)
+        elif stored.get(ident) == (st.st_size, st.st_mtime_ns):
+            os.unlink(path)
 
 
 def discard(store: Store, art: ArtifactName) -> None:

@@ -30,6 +30,7 @@ from artfs.staging_vfs import (
 )
 from artfs.store.manifest import ChunkRef
 from artfs.vfs import (
+    BLOCK_SIZE,
     Attr,
     FileReader,
     IsADirectory,
@@ -111,9 +112,9 @@ def entry_attributes(attr: Attr) -> pyfuse3.EntryAttributes:
     out.st_nlink = attr.nlink
     out.st_uid = attr.uid
     out.st_gid = attr.gid
-    out.st_rdev = 0
+    out.st_rdev = attr.rdev
     out.st_size = attr.size
-    out.st_blksize = 128 << 10
+    out.st_blksize = BLOCK_SIZE
     out.st_blocks = attr.blocks
     out.st_atime_ns = attr.atime_ns if attr.atime_ns >= 0 else attr.mtime_ns
     out.st_mtime_ns = attr.mtime_ns
@@ -288,11 +289,14 @@ class ArtfsOperations(pyfuse3.Operations):
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         found = self.vfs.statfs()
         out = pyfuse3.StatvfsData()
-        out.f_bsize = out.f_frsize = found.block_size
+        out.f_bsize = found.block_size
+        out.f_frsize = found.fragment_size
         out.f_blocks = found.blocks
-        out.f_bfree = out.f_bavail = 0
+        out.f_bfree = found.blocks_free
+        out.f_bavail = found.blocks_available
         out.f_files = found.files
-        out.f_ffree = out.f_favail = 0
+        out.f_ffree = found.files_free
+        out.f_favail = found.files_available
         out.f_namemax = found.name_max
         return out
 
@@ -397,8 +401,7 @@ class ArtfsOperations(pyfuse3.Operations):
         self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         self.vfs.check_writer(ctx.uid)
-        self.vfs.refuse_change(inode, "a hard link")
-        raise AssertionError("unreachable")
+        return entry_attributes(self.vfs.link(inode, new_parent_inode, new_name))
 
     @translated
     async def setxattr(

@@ -42,6 +42,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         item.rep_call = report  # type: ignore[attr-defined]
 
 
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A store with proj/data v0 holding a.txt (modules with other needs override it)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"version zero\n")
+    put(tmp_path / "home", src, "proj/data")
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def mnt(home: Path, start_mount: StartMount) -> Mount:
+    """``home`` mounted."""
+    return start_mount(home)
+
+
 @pytest.fixture(scope="module")
 def sample_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, bytes]]:
     """A store with proj/mnist v0 (the sample tree, alias best) and v1 (one file changed)."""

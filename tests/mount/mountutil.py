@@ -159,6 +159,14 @@ def put(home: Path, source: Path, ref: str, **options: Any) -> int:
         return store.put(source, ArtifactName.parse(ref), **options).record.number
 
 
+def errno_of(call: Callable[[], object]) -> int:
+    """The errno ``call()`` fails with (the test fails if it succeeds)."""
+    with pytest.raises(OSError) as caught:
+        call()
+    assert caught.value.errno is not None
+    return caught.value.errno
+
+
 def eventually(check: Callable[[], bool], within: float) -> float:
     """Seconds until ``check()`` held; fails the test after ``within`` seconds."""
     start = time.monotonic()

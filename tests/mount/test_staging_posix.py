@@ -9,38 +9,16 @@ import os
 import stat
 import subprocess
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import StartMount
-from mountutil import ARTFS, Mount, eventually, put
+from mountutil import ARTFS, Mount, errno_of, eventually
 
 from artfs.names import ArtifactName
 from artfs.store import Store
 
 pytestmark = pytest.mark.mount
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a.txt").write_bytes(b"version zero\n")
-    put(tmp_path / "home", src, "proj/data")
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def mnt(home: Path, start_mount: StartMount) -> Mount:
-    return start_mount(home)
-
-
-def errno_of(call: Callable[[], object]) -> int:
-    with pytest.raises(OSError) as caught:
-        call()
-    assert caught.value.errno is not None
-    return caught.value.errno
 
 
 def open_errno(path: Path, mode: str) -> int:

@@ -1,6 +1,7 @@
 """Versions, aliases, types and deletes, through the Store facade on a real index."""
 
 import itertools
+import time
 from pathlib import Path
 from typing import Any
 
@@ -8,7 +9,8 @@ import pytest
 
 from artfs.errors import Conflict, InvalidName, NotFound
 from artfs.names import ArtifactName, Ref
-from artfs.store import Store
+from artfs.store import Store, catalog
+from artfs.store.index import Table
 from artfs.store.repository import EditRequest
 
 ART = ArtifactName("proj", "data")
@@ -193,3 +195,28 @@ def test_projects_and_artifacts_are_listed(store: Store, tmp_path: Path) -> None
     # "p1/a" and "p1/ab" must not be mixed up by prefix scans
     _put(store, tmp_path, b"4", ArtifactName("p1", "ab"))
     assert [r.ref for r in store.versions(ArtifactName("p1", "a"))] == ["p1/a:v0"]
+
+
+def test_alias_set_time_with_fallback_for_older_records(store: Store, tmp_path: Path) -> None:
+    v0 = _put(store, tmp_path, b"zero").record
+    v1 = _put(store, tmp_path, b"one").record
+    before = time.time_ns()
+    store.set_alias(Ref.parse("proj/data:v0"), "best")
+    with store.index.read() as txn:
+        number, set_ns = catalog.alias_target(txn, ART, "best")  # type: ignore[misc]
+        assert number == 0 and before <= set_ns <= time.time_ns()
+        assert catalog.alias_target(txn, ART, "latest") == (1, int(v1.created * 1e9))
+        assert catalog.alias_target(txn, ART, "nope") is None
+    key = catalog.artifact_key(ART) + b"\0best"
+    with store.index.write() as txn:  # a record written before set times were kept
+        txn.delete(Table.ALIAS_TIMES, key)
+    with store.index.read() as txn:
+        assert catalog.alias_target(txn, ART, "best") == (0, int(v0.created * 1e9))
+    store.set_alias(Ref.parse("proj/data:v0"), "best")
+    with store.index.write() as txn:  # an older artfs moves it: the value only
+        txn.put(Table.ALIASES, key, (1).to_bytes(4, "big"))
+    with store.index.read() as txn:
+        assert catalog.alias_target(txn, ART, "best") == (1, int(v1.created * 1e9))
+    store.remove_alias(ART, "best")
+    with store.index.read() as txn:
+        assert txn.get(Table.ALIAS_TIMES, key) is None
