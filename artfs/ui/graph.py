@@ -1,7 +1,8 @@
 """The lineage graph drawn as SVG by Graphviz ``dot`` (Debian's ``graphviz`` package).
 
 ``dot`` lays out a DAG in ranks (Sugiyama-style): data flows left to right, versions as boxes,
-runs as ellipses, each node a link to its page. Its SVG goes into the page as it is (no
+runs as ellipses, each node a link to its page; a dashed edge is "used" (version -> run), a
+solid one "logged" (run -> version). Its SVG goes into the page as it is (no
 JavaScript), so the browser draws it and the links work. A layout is cached by its DOT text:
 the same graph asked again is not laid out again, and any change to the graph changes the text.
 """
@@ -70,10 +71,13 @@ def lineage_dot(graph: dict[str, Any], url_of: UrlOf) -> str:
     ]
     lines += [_node_line(node, graph["root"], url_of) for node in graph["nodes"]]
     for edge in graph["edges"]:
-        style = ", style=dashed" if edge["kind"] == "used" else ""
+        # No edge labels: dot lays a label out as a node of its own, which tripled the layout
+        # time of a 200-run graph (100 -> 330 ms); the style says the kind instead.
+        kind = edge["kind"]
+        style = "dashed" if kind == "used" else "solid"
         lines.append(
             f"  {_quote(edge['from'])} -> {_quote(edge['to'])} "
-            f"[label={_quote(edge['kind'])}, class={_quote(edge['kind'])}{style}];"
+            f"[style={style}, class={_quote(kind)}, tooltip={_quote(kind)}];"
         )
     lines.append("}")
     return "\n".join(lines) + "\n"

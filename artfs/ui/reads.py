@@ -19,7 +19,7 @@ from typing import Any
 from artfs.cli import render
 from artfs.errors import InvalidName, NotFound, StoreError
 from artfs.lineage import BOTH, DOWN, UP, Lineage, build_graph, check_run_id
-from artfs.names import ArtifactName, Ref, check_path
+from artfs.names import ArtifactName, Ref, check_name, check_path
 from artfs.store import Store, catalog
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.export import diff
@@ -70,13 +70,51 @@ def _matches(summary: dict[str, Any], query: str) -> bool:
     return any(query in word.lower() for word in words)
 
 
+def project_artifacts(
+    store: Store, project: str
+) -> list[tuple[ArtifactRecord, list[VersionRecord]]]:
+    """What :meth:`Store.artifacts` returns (committed versions, aliases with ``latest``
+    attached), read in three range scans of one snapshot for the whole project.
+
+    ``Store.artifacts`` scans the version and alias tables three times per artifact: 110-200 ms
+    for a project of 1,000 artifacts of 2 versions here, against 26-40 ms for these scans.
+    (A candidate for a catalogue call; the UI reads the tables itself until there is one.)
+    """
+    check_name(project, "project name")
+    prefix = project.encode() + b"/"
+    with store.index.read() as txn:
+        if txn.get(Table.PROJECTS, project.encode()) is None:
+            raise NotFound(f"project {project!r} does not exist: see 'artfs ls'")
+        found = catalog.artifacts(txn, project)
+        versions: dict[str, list[VersionRecord]] = {}
+        for _, value in txn.scan(Table.VERSIONS, prefix):
+            record = VersionRecord.decode(value)
+            if record.state == catalog.COMMITTED:
+                versions.setdefault(record.name, []).append(record)
+        held: dict[tuple[str, int], list[str]] = {}
+        for key, value in txn.scan(Table.ALIASES, prefix):
+            name, _, alias = key[len(prefix) :].partition(b"\0")
+            held.setdefault((name.decode(), int.from_bytes(value, "big")), []).append(
+                alias.decode()
+            )
+    result = []
+    for art in found:
+        records = versions.get(art.name, [])  # in key order: by number
+        for record in records:
+            record.aliases = sorted(held.get((art.name, record.number), []))
+        if records:
+            records[-1].aliases.insert(0, "latest")
+        result.append((art, records))
+    return result
+
+
 def home(store: Store, query: str = "") -> dict[str, Any]:
     """Projects with their artifacts; with ``query``, only artifacts whose name, an alias or a
     tag contains it (case-insensitive), and only projects that have one."""
     needle = query.strip().lower()
     projects = []
     for project in store.projects():
-        summaries = [_artifact_summary(a, vs) for a, vs in store.artifacts(project)]
+        summaries = [_artifact_summary(a, vs) for a, vs in project_artifacts(store, project)]
         if needle:
             summaries = [s for s in summaries if _matches(s, needle)]
             if not summaries:
