@@ -305,3 +305,19 @@ def test_a_session_leaves_the_store_byte_identical(client: FlaskClient, ui_store
     ):
         assert client.get(url).status_code == 200, url
     assert store_bytes(ui_store.home) == before
+
+
+def test_without_graphviz_the_page_says_how_to_install_it(
+    client: FlaskClient, monkeypatch: Any, tmp_path: Any
+) -> None:
+    from artfs.ui import graph
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no dot on it
+    graph.render_svg.cache_clear()
+    try:
+        html = get_html(client, "/lineage/proj/raw/v0")
+    finally:
+        graph.render_svg.cache_clear()
+    assert "<svg" not in html
+    assert "Graphviz dot is missing" in html and "apt-get install graphviz" in html
+    assert "2 versions" in get_html(client, "/lineage/proj/raw/v1")  # the rest is there
