@@ -4,6 +4,7 @@ The store (built once per session, then only read) holds::
 
     proj/raw      dataset  v0 (alias best, tag gold), v1 (TTL 30 d, metadata)
     proj/model    model    v0, logged by a train run that used raw:v1
+    proj/report   dataset  v0, logged by an eval run that used model:v0
     other/notes   dataset  v0
 
 raw's versions have a CSV, a JSON, a text, a PNG, an HTML and a binary file, a sub/ directory
@@ -112,6 +113,11 @@ def build_store(home: Path, scratch: Path) -> UiStore:
         model = write_tree(scratch / "model", {"weights.bin": b"\1\2\3" * 100})
         store.put(model, ArtifactName("proj", "model"), type_="model", logged_by=run.id)
         lineage.finish_run(run.id)
+        evaluation = lineage.create_run("proj", "eval", command=["python", "eval.py"])
+        lineage.use(evaluation.id, store.resolve("proj/model:v0"))
+        report = write_tree(scratch / "report", {"scores.json": b'{"accuracy": 0.93}'})
+        store.put(report, ArtifactName("proj", "report"), logged_by=evaluation.id)
+        lineage.finish_run(evaluation.id)
         notes = write_tree(scratch / "notes", {"n.txt": b"note\n"})
         store.put(notes, ArtifactName("other", "notes"))
     return UiStore(home, run.id)

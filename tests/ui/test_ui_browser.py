@@ -72,7 +72,7 @@ def test_click_from_home_to_lineage_and_run(ui_store: UiStore, serve_ui: Any, pa
     page.goto(served.url)
     assert page.locator("h2").all_inner_texts() == ["other", "proj"]
     rows = page.locator("table.artifacts tbody tr")
-    assert rows.count() == 3
+    assert rows.count() == 4
     shot(page, "home")
 
     page.locator("a.artifact", has_text="raw").click()
@@ -97,15 +97,18 @@ def test_click_from_home_to_lineage_and_run(ui_store: UiStore, serve_ui: Any, pa
 
     page.locator("#full-lineage").click()
     page.wait_for_url("**/lineage/proj/raw/v1")
-    assert page.locator("#counts").inner_text() == "2 versions, 1 runs, 2 edges"
-    assert page.locator("#lineage-graph g.node").count() == 3
+    assert page.locator("#counts").inner_text() == "3 versions, 2 runs, 4 edges"
+    assert page.locator("#lineage-graph g.node").count() == 5
+    assert page.locator("#lineage-graph g.edge").count() == 4
+    assert "report:v0" in page.locator("#lineage-graph").inner_text()
     shot(page, "lineage")
 
-    # Each node is a link: the run's node opens the run's page.
-    page.locator("#lineage-graph g.node.run a").first.click()
+    # Each node is a link: the train run's node opens the run's page.
+    page.locator("#lineage-graph g.node.run a", has_text="train").click()
     page.wait_for_url(f"**/run/{ui_store.run_id}")
     assert "python train.py --epochs 3" in page.locator("#facts").inner_text()
     assert page.locator("#inputs a").all_inner_texts() == ["proj/raw:v1"]
+    shot(page, "run")
     page.locator("#outputs a", has_text="proj/model:v0").click()
     page.wait_for_url("**/v/proj/model/v0")
     assert page.locator("h1").inner_text().startswith("proj/model:v0")

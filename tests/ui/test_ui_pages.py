@@ -256,7 +256,7 @@ def test_lineage_page_draws_the_graph(client: FlaskClient, ui_store: UiStore) ->
     titles = re.findall(r"<title>(.*?)</title>", svg)
     assert "version:proj/raw:v1" in titles and f"run:{ui_store.run_id}" in titles
     assert f'href="/run/{ui_store.run_id}"' in svg
-    assert "2 versions, 1 runs, 2 edges" in html
+    assert "3 versions, 2 runs, 4 edges" in html
     down = get_html(client, "/lineage/proj/raw/v1?direction=down&depth=1")
     assert "1 versions, 1 runs, 1 edges" in down
     assert (
@@ -320,4 +320,4 @@ def test_without_graphviz_the_page_says_how_to_install_it(
         graph.render_svg.cache_clear()
     assert "<svg" not in html
     assert "Graphviz dot is missing" in html and "apt-get install graphviz" in html
-    assert "2 versions" in get_html(client, "/lineage/proj/raw/v1")  # the rest is there
+    assert "3 versions" in get_html(client, "/lineage/proj/raw/v1")  # the rest is there

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -58,6 +59,22 @@ def test_other_hosts_need_the_printed_token(ui_store: UiStore, serve_ui: Any) ->
     assert fetch(base + "a/proj/raw", {"Cookie": cookie})[0] == 200  # links work after
     assert stop_ui(served) == 0
     assert token in served.stderr.read()  # printed at start too
+
+
+def test_open_hands_the_url_to_the_browser(
+    ui_store: UiStore, serve_ui: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = tmp_path / "opened"
+    browser = tmp_path / "browser"
+    browser.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
+    browser.chmod(0o755)
+    monkeypatch.setenv("BROWSER", str(browser))  # what Python's webbrowser runs, if set
+    served = serve_ui(ui_store.home, "--open")
+    for _ in range(100):
+        if opened.exists() and opened.read_text():
+            break
+        time.sleep(0.05)
+    assert opened.read_text().strip() == served.url
 
 
 def test_no_store_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
