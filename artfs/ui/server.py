@@ -10,6 +10,7 @@ port it answers on (for the Host check) even when the port was 0 (any free one).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import secrets
 import socket
 from collections.abc import Callable
@@ -71,6 +72,9 @@ def serve(store: Store, host: str, port: int, ready: Callable[[Serving], None]) 
     if loopback:
         hosts = {f"{name}:{bound}" for name in ("127.0.0.1", "localhost", "[::1]", host)}
     app = create_app(store, token=token, allowed_hosts=hosts)
+    # waitress warns of every request that waits for a free thread ("Task queue depth is 4"):
+    # a burst of a page's requests is normal here, not something to print.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     server = waitress.create_server(app, sockets=[sock], threads=THREADS, ident="artfs-ui")
     ready(Serving(_url(host, bound, token), token))
     try:

@@ -7,6 +7,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -104,3 +105,21 @@ def test_loopback_names_need_no_token(ui_store: UiStore, serve_ui: Any, host: st
     served = serve_ui(ui_store.home, "--host", host)
     assert "token=" not in served.url
     assert fetch(served.url + "api/")[0] == 200
+
+
+def test_concurrent_requests_all_answered_quietly(ui_store: UiStore, serve_ui: Any) -> None:
+    served = serve_ui(ui_store.home)
+    paths = [
+        "",
+        "api/",
+        "v/proj/raw/v1",
+        "lineage/proj/raw/v1",
+        "a/proj/raw",
+        "raw/proj/raw/v0/blob.bin",
+    ]
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda p: fetch(served.url + p)[0], paths * 8))
+    assert statuses == [200] * len(statuses)
+    assert stop_ui(served) == 0
+    # One note at start; no warnings about requests waiting for a thread.
+    assert served.stderr.read().splitlines() == [f"serving {ui_store.home} read-only; Ctrl-C stops"]
