@@ -198,6 +198,13 @@ def _register_pages(routes: _Routes, store: Store) -> None:
         record = reads.resolve(store, art, selector)
         args = request.args
         data = reads.version(store, record, args.get("dir", ""), args.get("after", ""))
+        data["lineage"] = url_for(  # what the page draws first, as JSON
+            "lineage_page_json",
+            project=project,
+            name=name,
+            selector=record.version,
+            depth=LINEAGE_DEPTH_ON_VERSION,
+        )
         drawn = {}
         if html:
             near = reads.lineage(store, art, record.version, depth=LINEAGE_DEPTH_ON_VERSION)
@@ -237,7 +244,9 @@ def _register_files(app: Flask, routes: _Routes, store: Store) -> None:
         record = reads.resolve(store, _artifact(project, name), selector)
         entry = reads.lookup(store, record, path)
         data = reads.entry_json(entry) | {"ref": record.ref}
-        if not entry.is_dir:
+        if entry.is_reference:
+            data["preview"] = {"kind": "reference"}  # no fetch from its URI to draw a page
+        elif not entry.is_dir:
             head = reads.read_head(store, entry, PREVIEW_BYTES)
             data["preview"] = preview(entry.name, head, entry.size)
         return "file.html", {"data": data, "record": record}

@@ -6,6 +6,7 @@ The store (built once per session, then only read) holds::
     proj/model    model    v0, logged by a train run that used raw:v1
     proj/report   dataset  v0, logged by an eval run that used model:v0
     other/notes   dataset  v0
+    other/refs    dataset  v0, one file:// reference (big.txt)
 
 raw's versions have a CSV, a JSON, a text, a PNG, an HTML and a binary file, a sub/ directory
 and a many/ directory of ``MANY`` files (more than one page of a listing).
@@ -29,7 +30,8 @@ from flask.testing import FlaskClient
 
 from artfs.lineage import Lineage
 from artfs.names import ArtifactName
-from artfs.store import Store
+from artfs.store import Store, references
+from artfs.store.ingest import SourceTree
 from artfs.ui import create_app, open_readonly
 from tests.conftest import ARTFS
 
@@ -120,6 +122,9 @@ def build_store(home: Path, scratch: Path) -> UiStore:
         lineage.finish_run(evaluation.id)
         notes = write_tree(scratch / "notes", {"n.txt": b"note\n"})
         store.put(notes, ArtifactName("other", "notes"))
+        target = write_tree(scratch / "outside", {"big.txt": b"held outside the store\n"})
+        uri = (target / "big.txt").as_uri()
+        store.commit(SourceTree(ready=references.describe(uri)), ArtifactName("other", "refs"))
     return UiStore(home, run.id)
 
 

@@ -72,7 +72,7 @@ def test_click_from_home_to_lineage_and_run(ui_store: UiStore, serve_ui: Any, pa
     page.goto(served.url)
     assert page.locator("h2").all_inner_texts() == ["other", "proj"]
     rows = page.locator("table.artifacts tbody tr")
-    assert rows.count() == 4
+    assert rows.count() == 5
     shot(page, "home")
 
     page.locator("a.artifact", has_text="raw").click()

@@ -33,6 +33,7 @@ def test_home_lists_projects_and_artifacts(client: FlaskClient) -> None:
     data = get_json(client, "/api/")
     by_project = {p["name"]: {a["name"]: a for a in p["artifacts"]} for p in data["projects"]}
     assert set(by_project) == {"proj", "other"}
+    assert set(by_project["other"]) == {"notes", "refs"}
     raw = by_project["proj"]["raw"]
     assert raw["type"] == "dataset"
     assert raw["versions"] == 2
@@ -56,7 +57,7 @@ def test_home_search_matches_names_aliases_and_tags(client: FlaskClient) -> None
     assert found("MOD") == {"proj/model"}  # case-insensitive name
     assert found("best") == {"proj/raw"}  # alias
     assert found("gold") == {"proj/raw"}  # tag
-    assert found("note") == {"other/notes"}
+    assert found("notes") == {"other/notes"}
     assert found("zzz") == set()
     assert "Nothing matches" in get_html(client, "/?q=zzz")
     html = get_html(client, "/?q=gold")
@@ -107,6 +108,8 @@ def test_version_record_matches_cli_info(client: FlaskClient, ui_store: UiStore)
     assert data["info"]["metadata"] == {"source": "camera", "rows": 80}
     assert data["info"]["expires"] is not None
     assert data["others"] == ["v1", "v0"]
+    near = get_json(client, data["lineage"])  # the graph the page draws first
+    assert near["depth"] == 2 and near["root"] == "version:proj/raw:v1"
 
 
 def test_version_by_alias(client: FlaskClient) -> None:
@@ -193,6 +196,16 @@ def test_file_facts_match_cli_files(client: FlaskClient, ui_store: UiStore) -> N
     assert {k: data[k] for k in cli} == cli
     assert data["size"] == 5
     assert "has no file" in get_json(client, "/api/v/proj/raw/v0/f/nope.txt", 404)["error"]
+
+
+def test_reference_is_not_fetched_to_draw_its_page(client: FlaskClient) -> None:
+    data = get_json(client, "/api/v/other/refs/v0/f/big.txt")
+    assert data["uri"].startswith("file://") and data["uri"].endswith("/big.txt")
+    assert data["preview"] == {"kind": "reference"}
+    assert "A reference: its content is at file://" in get_html(
+        client, "/v/other/refs/v0/f/big.txt"
+    )
+    assert client.get("/raw/other/refs/v0/big.txt").data == b"held outside the store\n"
 
 
 def test_download_one_file(client: FlaskClient) -> None:
