@@ -48,3 +48,28 @@ def test_readonly_store_refuses_writes(home: Path, tmp_path: Path) -> None:
         assert readonly.projects() == ["p"]
     finally:
         readonly.close()
+
+
+def test_a_deleted_version_keeps_its_lineage_page(home: Path, tmp_path: Path) -> None:
+    from artfs.lineage import Lineage
+    from artfs.ui import create_app
+
+    with Store.open(home) as store:
+        lineage = Lineage(store)
+        old = store.put(write_tree(tmp_path / "d0", {"f": b"0"}), ArtifactName("p", "d")).record
+        store.put(write_tree(tmp_path / "d1", {"f": b"1"}), ArtifactName("p", "d"))
+        run = lineage.create_run("p", "train")
+        lineage.use(run.id, old)
+        store.delete_version(Ref.parse("p/d:v0"))
+    readonly = open_readonly(home)
+    try:
+        client = create_app(readonly).test_client()
+        assert client.get("/v/p/d/v0").status_code == 404  # its files are gone
+        graph = client.get("/api/lineage/p/d/v0").json
+        root = next(n for n in graph["nodes"] if n["id"] == graph["root"])
+        assert root["deleted"] and graph["edges"][0]["to"] == f"run:{run.id}"
+        html = client.get("/lineage/p/d/v0").get_data(as_text=True)
+        assert "v0 (deleted)" in html
+        assert 'href="/lineage/p/d/v0"' in html  # its node links to this page, not a 404
+    finally:
+        readonly.close()
