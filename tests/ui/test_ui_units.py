@@ -106,3 +106,9 @@ def test_dot_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(graph.GraphvizMissing, match="apt-get install graphviz"):
         graph.render_svg("digraph { a }")
+
+
+def test_public_api() -> None:
+    import artfs.ui
+
+    assert artfs.ui.__all__ == ["create_app", "open_readonly", "serve"]
