@@ -17,6 +17,7 @@ import click
 
 from artfs.cli import console, render
 from artfs.cli.runner import current_run_id, run_command
+from artfs.cli.ui import ui
 from artfs.errors import ArtfsError, InvalidName, NotFound
 from artfs.lineage import Lineage, build_graph, check_run_id
 from artfs.names import ArtifactName, Ref, check_name
@@ -1025,6 +1026,7 @@ def _add_quiet(group: click.Group) -> None:
             _add_quiet(command)
 
 
+cli.add_command(ui)
 _add_quiet(cli)
 
 
