@@ -2,7 +2,8 @@
 
 A user's path: home -> artifact -> version (lineage drawn first) -> full lineage -> a run, by
 clicking links, checking what is drawn at each step. The screenshots of the main pages in
-docs/ are made here (docs/ui-*.png).
+docs/ are made here (docs/ui-*.png; ``ARTFS_UI_SCREENSHOTS=1`` writes them there, otherwise
+they go to a temporary directory).
 
 Playwright drives the system browser (``/usr/bin/chromium``); it never downloads one. Without
 Chromium the tests skip, unless ``ARTFS_TEST_TOOLS=1`` (``./dev test``), where they fail.
@@ -59,26 +60,39 @@ def page(browser: Any) -> Iterator[Any]:
         context.close()
 
 
-def shot(page: Any, name: str) -> None:
-    """Save a screenshot as docs/ui-NAME.png (written beside, then moved: never half a file)."""
-    target = DOCS / f"ui-{name}.png"
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots go: docs/ with ``ARTFS_UI_SCREENSHOTS=1`` (to renew the pictures the
+    docs show), else a temporary directory, so a test run leaves the checkout unchanged."""
+    if os.environ.get("ARTFS_UI_SCREENSHOTS") == "1":
+        return DOCS
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def shot(page: Any, name: str, where: Path) -> None:
+    """Save a screenshot as WHERE/ui-NAME.png (written beside, then moved: never half a file)
+    and check that it is a picture of something."""
+    target = where / f"ui-{name}.png"
     partial = target.with_name(f".{target.stem}.part.png")
     page.screenshot(path=str(partial), full_page=False)
+    assert partial.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and partial.stat().st_size > 4096
     shutil.move(partial, target)
 
 
-def test_click_from_home_to_lineage_and_run(ui_store: UiStore, serve_ui: Any, page: Any) -> None:
+def test_click_from_home_to_lineage_and_run(
+    ui_store: UiStore, serve_ui: Any, page: Any, screenshots: Path
+) -> None:
     served = serve_ui(ui_store.home)
     page.goto(served.url)
     assert page.locator("h2").all_inner_texts() == ["other", "proj"]
     rows = page.locator("table.artifacts tbody tr")
     assert rows.count() == 5
-    shot(page, "home")
+    shot(page, "home", screenshots)
 
     page.locator("a.artifact", has_text="raw").click()
     page.wait_for_url("**/a/proj/raw")
     assert page.locator("a.version").all_inner_texts() == ["v1", "v0"]
-    shot(page, "artifact")
+    shot(page, "artifact", screenshots)
 
     page.locator("a.version", has_text="v1").click()
     page.wait_for_url("**/v/proj/raw/v1")
@@ -93,7 +107,7 @@ def test_click_from_home_to_lineage_and_run(ui_store: UiStore, serve_ui: Any, pa
     box = graph.bounding_box()
     assert box is not None and box["width"] > 200 and box["height"] > 30
     assert page.locator("table.files a.file", has_text="table.csv").is_visible()
-    shot(page, "version")
+    shot(page, "version", screenshots)
 
     page.locator("#full-lineage").click()
     page.wait_for_url("**/lineage/proj/raw/v1")
@@ -101,20 +115,22 @@ def test_click_from_home_to_lineage_and_run(ui_store: UiStore, serve_ui: Any, pa
     assert page.locator("#lineage-graph g.node").count() == 5
     assert page.locator("#lineage-graph g.edge").count() == 4
     assert "report:v0" in page.locator("#lineage-graph").inner_text()
-    shot(page, "lineage")
+    shot(page, "lineage", screenshots)
 
     # Each node is a link: the train run's node opens the run's page.
     page.locator("#lineage-graph g.node.run a", has_text="train").click()
     page.wait_for_url(f"**/run/{ui_store.run_id}")
     assert "python train.py --epochs 3" in page.locator("#facts").inner_text()
     assert page.locator("#inputs a").all_inner_texts() == ["proj/raw:v1"]
-    shot(page, "run")
+    shot(page, "run", screenshots)
     page.locator("#outputs a", has_text="proj/model:v0").click()
     page.wait_for_url("**/v/proj/model/v0")
     assert page.locator("h1").inner_text().startswith("proj/model:v0")
 
 
-def test_previews_and_file_pages(ui_store: UiStore, serve_ui: Any, page: Any) -> None:
+def test_previews_and_file_pages(
+    ui_store: UiStore, serve_ui: Any, page: Any, screenshots: Path
+) -> None:
     served = serve_ui(ui_store.home)
     page.goto(served.url + "v/proj/raw/v0")
     page.locator("a.file", has_text="table.csv").click()
@@ -122,7 +138,7 @@ def test_previews_and_file_pages(ui_store: UiStore, serve_ui: Any, page: Any) ->
     table = page.locator("#preview table.csv")
     assert table.locator("thead th").all_inner_texts() == ["id", "label", "score"]
     assert table.locator("tbody tr").count() == 50
-    shot(page, "file")
+    shot(page, "file", screenshots)
 
     page.goto(served.url + "v/proj/raw/v0/f/pixel.png")
     image = page.locator("#preview img")
