@@ -2,7 +2,7 @@
 
 The W&B-shaped SDK::
 
-    import artfs
+    import artfs  # or, for a W&B script: import artfs as wandb
 
     with artfs.init(project="mnist", job_type="train") as run:
         data = run.use_artifact("mnist-data:latest")
@@ -14,6 +14,7 @@ The W&B-shaped SDK::
 
 from typing import TYPE_CHECKING, Any
 
+from artfs import errors
 from artfs.errors import (
     AliasesHeld,
     ArtfsError,
@@ -22,6 +23,7 @@ from artfs.errors import (
     Conflict,
     CorruptData,
     DuplicateEntry,
+    Error,
     InputError,
     InvalidName,
     NotASingleFile,
@@ -41,14 +43,34 @@ if TYPE_CHECKING:
         ArtifactManifestEntry,
         Run,
         current,
+        finish,
         init,
+        log,
+        log_artifact,
+        login,
+        use_artifact,
     )
 
 __version__ = "0.1.0"
 
 _SDK_NAMES = frozenset(
-    {"Api", "Artifact", "ArtifactCollection", "ArtifactManifestEntry", "Run", "current", "init"}
+    {
+        "Api",
+        "Artifact",
+        "ArtifactCollection",
+        "ArtifactManifestEntry",
+        "Run",
+        "current",
+        "finish",
+        "init",
+        "log",
+        "log_artifact",
+        "login",
+        "use_artifact",
+    }
 )
+# W&B's module attributes that follow the current run: None / a placeholder before init.
+_RUN_STATE = frozenset({"config", "run", "summary"})
 
 
 def __getattr__(name: str) -> Any:
@@ -58,6 +80,14 @@ def __getattr__(name: str) -> Any:
         from artfs import sdk
 
         return getattr(sdk, name)
+    if name in _RUN_STATE:
+        from artfs import sdk
+
+        return sdk.module_attribute(name)
+    if name == "util":
+        import artfs.util
+
+        return artfs.util
     raise AttributeError(f"module 'artfs' has no attribute {name!r}")
 
 
@@ -73,6 +103,7 @@ __all__ = [
     "Conflict",
     "CorruptData",
     "DuplicateEntry",
+    "Error",
     "InputError",
     "InvalidName",
     "NotASingleFile",
@@ -84,6 +115,15 @@ __all__ = [
     "StoreError",
     "TypeMismatch",
     "__version__",
+    "config",
     "current",
+    "errors",
+    "finish",
     "init",
+    "log",
+    "log_artifact",
+    "login",
+    "run",
+    "summary",
+    "use_artifact",
 ]

@@ -33,7 +33,7 @@ import string
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -48,7 +48,7 @@ from artfs.store.settings import RemoteConfig
 log = logging.getLogger(__name__)
 RUN_ID_ALPHABET = string.ascii_lowercase + string.digits
 RUN_ID_LENGTH = 8
-RUNNING, FINISHED, FAILED = "running", "finished", "failed"
+RUNNING, FINISHED, FAILED, CRASHED = "running", "finished", "failed", "crashed"
 
 
 def new_run_id() -> str:
@@ -82,6 +82,11 @@ class RunRecord:
     exit_code: int | None = None
     state: str = RUNNING
     implicit: bool = False
+    # W&B's run fields (wandb.init): recorded as given, shown by 'artfs runs show'.
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    notes: str | None = None
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -214,6 +219,16 @@ class Lineage:
             record.ended = time.time()
             record.exit_code = exit_code
             record.state = FINISHED if exit_code == 0 else FAILED
+            txn.put(Table.RUNS, run_id.encode(), record.encode())
+        self._publish_quietly([record], [])
+        return record
+
+    def update_run(self, run_id: str, change: Callable[[RunRecord], None]) -> RunRecord:
+        """Apply ``change`` to the run's record in one write transaction (config edits, a
+        resumed run, a run found crashed); returns the record as stored."""
+        with self.store.index.write() as txn:
+            record = _get_run(txn, run_id)
+            change(record)
             txn.put(Table.RUNS, run_id.encode(), record.encode())
         self._publish_quietly([record], [])
         return record

@@ -1,8 +1,18 @@
-"""The Python SDK: W&B's artifact API (``init``, ``Run``, ``Artifact``, ``Api``) on artfs."""
+"""The Python SDK: W&B's artifact API (``init``, ``Run``, ``Artifact``, ``Api``) on artfs,
+with the module-level calls of ``wandb`` (``log``, ``finish``, ``log_artifact``, ...)."""
 
 from artfs.sdk.api import Api, ArtifactCollection
 from artfs.sdk.artifact import Artifact, ArtifactManifestEntry
-from artfs.sdk.run import Run, current, init
+from artfs.sdk.run import Run, current
+from artfs.sdk.session import (
+    finish,
+    init,
+    log,
+    log_artifact,
+    login,
+    module_attribute,
+    use_artifact,
+)
 
 __all__ = [
     "Api",
@@ -11,5 +21,11 @@ __all__ = [
     "ArtifactManifestEntry",
     "Run",
     "current",
+    "finish",
     "init",
+    "log",
+    "log_artifact",
+    "login",
+    "module_attribute",
+    "use_artifact",
 ]
