@@ -11,6 +11,8 @@ its block raised. A run of a live process is *active*; a run read back (``Api().
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -286,11 +288,10 @@ class Run:
         self._active = False
         if self._history is not None and not self._disabled:
             self._history.flush(final=True)
-        if not self._disabled:
-            state = CRASHED if crashed else FINISHED if exit_code == 0 else FAILED
+        if crashed and not self._disabled:
+            self._record = Lineage(self._store).update_run(self.id, _ended(exit_code, CRASHED))
+        elif not self._disabled:
             self._record = Lineage(self._store).finish_run(self.id, exit_code)
-            if state == CRASHED:
-                self._record = Lineage(self._store).update_run(self.id, _mark(CRASHED))
         else:
             self._record.state = FINISHED if exit_code == 0 else FAILED
         if _current is self:
@@ -308,9 +309,9 @@ class Run:
         self.finish(0 if exc_type is None else 1)
 
 
-def _mark(state: str) -> Any:
+def _ended(exit_code: int, state: str) -> Callable[[RunRecord], None]:
     def change(record: RunRecord) -> None:
-        record.state = state
+        record.ended, record.exit_code, record.state = time.time(), exit_code, state
 
     return change
 
