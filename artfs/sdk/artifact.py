@@ -12,6 +12,7 @@ stores only what changed.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import shutil
 import stat
@@ -19,7 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from artfs.errors import (
     NotFound,
     NotLogged,
     TypeMismatch,
+    UnsupportedError,
 )
 from artfs.names import ArtifactName, Ref, check_alias, check_name, check_path
 from artfs.store import Store, references
@@ -46,6 +48,16 @@ if TYPE_CHECKING:
     from artfs.sdk.run import Run
 
 DRAFT, COMMITTED, DELETED = "PENDING", "COMMITTED", "DELETED"
+
+
+class ArtifactTTL(enum.Enum):
+    """W&B's ``ArtifactTTL.INHERIT``: take the TTL policy of the team. artfs has no team
+    policy, so inheriting means no TTL."""
+
+    INHERIT = 0
+
+
+TTL = timedelta | ArtifactTTL | None
 
 
 @dataclass
@@ -75,8 +87,13 @@ class Artifact:
         type: str,
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
+        incremental: bool = False,
+        use_as: str | None = None,
     ) -> None:
         self._name = check_name(name, "artifact name")
+        self.incremental = incremental
+        self._ttl: TTL = ArtifactTTL.INHERIT
+        self._ttl_changed = False
         self._type = check_name(type, "type")
         self.description = description
         self.metadata: dict[str, Any] = dict(metadata or {})
@@ -139,6 +156,74 @@ class Artifact:
     def manifest(self) -> dict[str, ArtifactManifestEntry]:
         """Path -> entry for every file of the artifact."""
         return {e.path: e for e in self.files()}
+
+    @property
+    def entity(self) -> str | None:
+        """The store's entity (``artfs config entity``), if the artifact is logged in one."""
+        return None if self._store is None else self._store.entity()
+
+    @property
+    def source_name(self) -> str:
+        return self.name
+
+    @property
+    def source_project(self) -> str | None:
+        return self.project
+
+    @property
+    def source_qualified_name(self) -> str:
+        return self.qualified_name
+
+    @property
+    def source_version(self) -> str:
+        return self.version
+
+    @property
+    def file_count(self) -> int:
+        if self._record is not None:
+            return self._record.files
+        return len(self._files) + len(self._ready)
+
+    @property
+    def url(self) -> None:
+        """W&B's page of the artifact; artfs has none ('artfs show REF' prints it)."""
+        return None
+
+    def is_draft(self) -> bool:
+        return self._record is None
+
+    def wait(self, timeout: int | None = None) -> Artifact:
+        """W&B waits for the upload to finish; artfs logs synchronously, so a logged artifact
+        is ready at once. A draft was never logged: NotLogged."""
+        self._logged()
+        return self
+
+    # --- ttl --------------------------------------------------------------------------------
+
+    @property
+    def ttl(self) -> timedelta | None:
+        """How long the version lives from its creation; ``None`` is for ever. Set a
+        ``timedelta``, ``None`` or ``ArtifactTTL.INHERIT`` (no TTL: artfs has no team
+        policy); a logged version keeps the change once ``save()`` is called, and
+        ``artfs gc`` deletes expired versions."""
+        if self._ttl_changed or self._record is None:
+            return self._ttl if isinstance(self._ttl, timedelta) else None
+        if self._record.expires is None:
+            return None
+        return timedelta(seconds=round(self._record.expires - self._record.created))
+
+    @ttl.setter
+    def ttl(self, ttl: TTL) -> None:
+        if ttl is not None and not isinstance(ttl, timedelta | ArtifactTTL):
+            raise InputError(
+                f"ttl takes a timedelta, None or ArtifactTTL.INHERIT, not {type(ttl).__name__}"
+            )
+        if isinstance(ttl, timedelta) and ttl.total_seconds() <= 0:
+            raise InputError(f"ttl must be positive, not {ttl}")
+        self._ttl, self._ttl_changed = ttl, True
+
+    def _ttl_seconds(self) -> float | None:
+        return self._ttl.total_seconds() if isinstance(self._ttl, timedelta) else None
 
     def __repr__(self) -> str:
         return f"<Artifact {self.qualified_name if self._project else self._name} ({self.state})>"
@@ -210,6 +295,24 @@ class Artifact:
             self._ready[entry.path] = entry
         return [self.get_entry(e.path) for e in entries]
 
+    def add(
+        self, obj: Any, name: str | None = None, overwrite: bool = False
+    ) -> ArtifactManifestEntry | list[ArtifactManifestEntry] | None:
+        """Add a file or directory (a path) or a reference (a ``scheme://`` URI). W&B's media
+        objects (``wandb.Table``, ``wandb.Image``, ...) are not modelled by artfs: write them
+        to a file and add that."""
+        if isinstance(obj, str) and "://" in obj:
+            return self.add_reference(obj, name)
+        if isinstance(obj, str | os.PathLike):
+            if Path(obj).is_dir():
+                self.add_dir(obj, name)
+                return None
+            return self.add_file(obj, name, overwrite=overwrite)
+        raise UnsupportedError(
+            f"{type(obj).__name__} is a W&B media object, which artfs does not model: write it "
+            "to a file (a table as CSV or JSON, an image as PNG) and add_file() that"
+        )
+
     def remove(self, path: str) -> None:
         self._draft()
         prefix = path.rstrip("/") + "/"
@@ -275,6 +378,8 @@ class Artifact:
         """Store the draft; ``aliases`` and ``tags`` join the draft's own only if it works."""
         self._draft()
         art = ArtifactName(check_name(project, "project name"), self._name)
+        if self.incremental:
+            self._add_base(store, art)
         try:
             result = store.commit(
                 self._source_tree(),
@@ -287,6 +392,7 @@ class Artifact:
                 metadata=self.metadata,
                 tags=[*self.tags, *(tags or [])],
                 logged_by=run_id,
+                ttl_seconds=self._ttl_seconds(),
             )
         except TypeMismatch:
             # The store's message speaks CLI (--type); say it in SDK terms. In a remote-backed
@@ -305,6 +411,19 @@ class Artifact:
             self._tmpdir = None
         return self
 
+    def _add_base(self, store: Store, art: ArtifactName) -> None:
+        """W&B's ``incremental=True``: the files of the latest version that this draft does
+        not replace join it, so the new version is the latest plus the draft's changes."""
+        if not store.versions(art):
+            return
+        base = store.resolve(Ref(art))
+        drafted = {*self._files, *self._ready}
+        for entry in store.entries(base):
+            if entry.is_dir:
+                self._dirs.setdefault(entry.path, entry)
+            elif entry.path not in drafted:
+                self._ready[entry.path] = entry
+
     def _bind(self, store: Store, record: VersionRecord) -> None:
         self._store, self._record, self._project = store, record, record.project
         self._name, self._type = record.name, record.type
@@ -312,6 +431,7 @@ class Artifact:
         self.metadata = dict(record.metadata)
         self.aliases = list(record.aliases)
         self.tags = list(record.tags)
+        self._ttl, self._ttl_changed = ArtifactTTL.INHERIT, False
         self._files.clear()
         self._ready.clear()
         self._dirs.clear()
@@ -458,8 +578,13 @@ class Artifact:
                 draft._ready[entry.path] = entry
         return draft
 
-    def save(self) -> None:
-        """Persist edits to description, metadata, aliases and tags of a logged version."""
+    def save(self, project: str | None = None, settings: Any = None) -> None:
+        """Persist edits to description, metadata, aliases, tags and ttl of a logged version.
+        (W&B's ``save`` also logs a draft; here a draft is logged with ``run.log_artifact``.)"""
+        if self._record is None:
+            raise NotLogged(
+                f"artifact {self._name!r} is a draft: log it with run.log_artifact(artifact)"
+            )
         record = self._logged()
         store = self._logged_store()
         wanted = {check_alias(a) for a in self.aliases if a != "latest"}
@@ -474,6 +599,8 @@ class Artifact:
                 metadata=self.metadata,
                 add_tags=tags,
                 remove_tags=sorted(set(record.tags) - set(tags)),
+                ttl_seconds=self._ttl_seconds() if self._ttl_changed else None,
+                clear_ttl=self._ttl_changed and self._ttl_seconds() is None,
             ),
         )
         for alias in sorted(wanted - held):
