@@ -45,10 +45,13 @@ if TYPE_CHECKING:
         current,
         finish,
         init,
+        link_model,
         log,
         log_artifact,
+        log_model,
         login,
         use_artifact,
+        use_model,
     )
 
 __version__ = "0.1.0"
@@ -63,10 +66,13 @@ _SDK_NAMES = frozenset(
         "current",
         "finish",
         "init",
+        "link_model",
         "log",
         "log_artifact",
+        "log_model",
         "login",
         "use_artifact",
+        "use_model",
     }
 )
 # W&B's module attributes that follow the current run: None / a placeholder before init.
@@ -120,10 +126,13 @@ __all__ = [
     "errors",
     "finish",
     "init",
+    "link_model",
     "log",
     "log_artifact",
+    "log_model",
     "login",
     "run",
     "summary",
     "use_artifact",
+    "use_model",
 ]

@@ -10,6 +10,7 @@ Usage keys live in the ``usage`` table in both directions so each question is on
 
     b"u" + version key + run id   -> JSON {first, last, files}   (consumers of a version)
     b"i" + run id + b"\\0" + version key -> b""                   (inputs of a run)
+    b"p" + version key + run id        -> b""                   (more producers of a version)
 
 Outputs of a run are indexed by the commit (see ``catalog.add_version``). Deleted versions keep
 their records (state "deleted"), so lineage never silently loses a link.
@@ -152,6 +153,10 @@ def _consumer_key(version_key: bytes, run_id: str) -> bytes:
 
 def _input_key(run_id: str, version_key: bytes) -> bytes:
     return b"i" + run_id.encode() + b"\0" + version_key
+
+
+def _producer_key(version_key: bytes, run_id: str) -> bytes:
+    return b"p" + version_key + run_id.encode()
 
 
 def output_prefix(run_id: str) -> bytes:
@@ -324,6 +329,22 @@ class Lineage:
                 for key, _ in txn.scan(Table.USAGE, prefix)
                 if (r := _version_at(txn, key[len(prefix) :])) is not None
             ]
+
+    def add_producers(self, record: VersionRecord, run_ids: Iterable[str]) -> None:
+        """Record more runs that logged ``record`` than its ``logged_by`` (the contributors of
+        a distributed artifact): each lists it among its outputs, and it names each of them."""
+        with self.store.index.write() as txn:
+            for run_id in run_ids:
+                txn.put(Table.USAGE, catalog.output_key(run_id, record.key), b"")
+                txn.put(Table.USAGE, _producer_key(record.key, run_id), b"")
+
+    def producers(self, record: VersionRecord) -> list[str]:
+        """Every run that logged ``record``: its ``logged_by`` first, then contributors."""
+        prefix = _producer_key(record.key, "")
+        with self.store.index.read() as txn:
+            more = [key[len(prefix) :].decode() for key, _ in txn.scan(Table.USAGE, prefix)]
+        first = [record.logged_by] if record.logged_by else []
+        return first + sorted(set(more) - set(first))
 
     def version_by_digest(self, art: ArtifactName, digest: str) -> VersionRecord | None:
         """The committed version of ``art`` with that content, if this store has one."""
@@ -648,5 +669,5 @@ def _neighbour_runs(
     lineage: Lineage, record: VersionRecord, upstream: bool
 ) -> list[tuple[str, RunRecord | None]]:
     if upstream:
-        return [(record.logged_by, lineage.find_run(record.logged_by))] if record.logged_by else []
+        return [(run_id, lineage.find_run(run_id)) for run_id in lineage.producers(record)]
     return [(run.id, run) for run, _ in lineage.consumers(record)]

@@ -7,11 +7,14 @@ from artfs.sdk.run import Run, current
 from artfs.sdk.session import (
     finish,
     init,
+    link_model,
     log,
     log_artifact,
+    log_model,
     login,
     module_attribute,
     use_artifact,
+    use_model,
 )
 
 __all__ = [
@@ -23,9 +26,12 @@ __all__ = [
     "current",
     "finish",
     "init",
+    "link_model",
     "log",
     "log_artifact",
+    "log_model",
     "login",
     "module_attribute",
     "use_artifact",
+    "use_model",
 ]

@@ -567,11 +567,15 @@ class Artifact:
     def new_draft(self) -> Artifact:
         """A mutable copy of this version; logging it makes the next version and stores only
         the files that changed."""
+        draft = self._draft_named(self._logged().name)
+        draft._project = self._logged().project
+        return draft
+
+    def _draft_named(self, name: str) -> Artifact:
+        """A draft called ``name`` holding this version's files, description and metadata."""
         record = self._logged()
-        store = self._logged_store()
-        draft = Artifact(record.name, record.type, record.description, dict(record.metadata))
-        draft._project = record.project
-        for entry in store.entries(record):
+        draft = Artifact(name, record.type, record.description, dict(record.metadata))
+        for entry in self._logged_store().entries(record):
             if entry.is_dir:
                 draft._dirs[entry.path] = entry
             else:

@@ -21,8 +21,9 @@ from artfs.errors import NotFound, TypeMismatch, UsageError
 from artfs.lineage import CRASHED, FAILED, FINISHED, Lineage, RunRecord
 from artfs.names import ArtifactName, Ref
 from artfs.run_metrics import RunMetrics
-from artfs.sdk import paths
+from artfs.sdk import links, paths
 from artfs.sdk.artifact import Artifact
+from artfs.sdk.distributed import Pending
 from artfs.sdk.metrics import Config, History, Summary
 from artfs.store import Store
 
@@ -213,15 +214,7 @@ class Run:
         tags: list[str] | None = None,
     ) -> Artifact:
         """Log a new version (or report the identical existing one); ``latest`` follows it."""
-        if isinstance(artifact_or_path, Artifact):
-            artifact = artifact_or_path
-        else:
-            path = Path(artifact_or_path)
-            artifact = Artifact(name or path.name, type or "unspecified")
-            if path.is_dir():
-                artifact.add_dir(path)
-            else:
-                artifact.add_file(path)
+        artifact = self._draft_of(artifact_or_path, name, type)
         if self._disabled:
             return artifact  # W&B's disabled mode: nothing is logged
         project = artifact.project or self.project
@@ -254,6 +247,106 @@ class Run:
             used.aliases = sorted({*used.aliases, *aliases})
             used.save()
         return used
+
+    def upsert_artifact(
+        self,
+        artifact_or_path: Artifact | str | os.PathLike[str],
+        name: str | None = None,
+        type: str | None = None,
+        aliases: list[str] | None = None,
+        distributed_id: str | None = None,
+    ) -> Artifact:
+        """Add files to the pending version of a distributed artifact (W&B's distributed
+        runs; see :mod:`artfs.sdk.distributed`). ``distributed_id`` defaults to the run's
+        group. The artifact stays a draft; ``finish_artifact`` commits the version."""
+        artifact = self._draft_of(artifact_or_path, name, type)
+        if not self._disabled:
+            self._pending(artifact, distributed_id).add(self.id, artifact)
+        return artifact
+
+    def finish_artifact(
+        self,
+        artifact_or_path: Artifact | str | os.PathLike[str],
+        name: str | None = None,
+        type: str | None = None,
+        aliases: list[str] | None = None,
+        distributed_id: str | None = None,
+    ) -> Artifact:
+        """Commit the pending version of a distributed artifact, with this artifact's own
+        files, description, metadata and aliases; once, whichever run calls it."""
+        artifact = self._draft_of(artifact_or_path, name, type)
+        if self._disabled:
+            return artifact
+        return self._pending(artifact, distributed_id).finish(self.id, artifact, aliases)
+
+    def _pending(self, artifact: Artifact, distributed_id: str | None) -> Pending:
+        distributed_id = distributed_id or self.group
+        if not distributed_id:
+            raise UsageError(
+                f"{artifact.name}: pass distributed_id= (or start the runs with group=) so "
+                "the runs add to the same version"
+            )
+        art = ArtifactName(artifact.project or self.project, artifact._name)
+        return Pending(self._store, art, distributed_id)
+
+    def _draft_of(
+        self,
+        artifact_or_path: Artifact | str | os.PathLike[str],
+        name: str | None,
+        type: str | None,
+    ) -> Artifact:
+        if isinstance(artifact_or_path, Artifact):
+            return artifact_or_path
+        path = Path(artifact_or_path)
+        artifact = Artifact(name or path.name, type or "unspecified")
+        if path.is_dir():
+            artifact.add_dir(path)
+        else:
+            artifact.add_file(path)
+        return artifact
+
+    # --- links and models -------------------------------------------------------------------
+
+    def link_artifact(
+        self, artifact: Artifact, target_path: str, aliases: list[str] | None = None
+    ) -> Artifact | None:
+        """Make the logged ``artifact`` a member of ``target_path`` (a registry collection
+        ``wandb-registry-NAME/COLLECTION`` or ``[entity/]project/collection``) with its own
+        version number and ``aliases``; see :mod:`artfs.sdk.links`."""
+        if self._disabled:
+            return None
+        return links.link(self._store, self.id, artifact, target_path, aliases)
+
+    def log_model(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        aliases: list[str] | None = None,
+    ) -> Artifact:
+        """Log ``path`` (a file or directory) as an artifact of type ``model``."""
+        model_name = name or links.default_model_name(self.id, path)
+        return self.log_artifact(path, name=model_name, type="model", aliases=aliases)
+
+    def use_model(self, name: str) -> str:
+        """Use the model artifact ``name`` and download it; returns the local path (the file
+        of a one-file model, else its directory)."""
+        model = self.use_artifact(name)
+        files = model.files()
+        root = model.download()
+        return str(Path(root) / files[0].path) if len(files) == 1 else root
+
+    def link_model(
+        self,
+        path: str | os.PathLike[str],
+        registered_model_name: str,
+        name: str | None = None,
+        aliases: list[str] | None = None,
+    ) -> Artifact | None:
+        """Log ``path`` as a model (or find the identical version) and link it to
+        ``model-registry/REGISTERED_MODEL_NAME``, W&B's model registry path."""
+        model = self.log_model(path, name)
+        target = f"{links.MODEL_REGISTRY}/{registered_model_name}"
+        return self.link_artifact(model, target, aliases)
 
     def logged_artifacts(self) -> list[Artifact]:
         return [

@@ -281,6 +281,25 @@ def use_artifact(
     return _active("use_artifact").use_artifact(artifact_or_name, type, aliases, use_as)
 
 
+def log_model(
+    path: str | os.PathLike[str], name: str | None = None, aliases: list[str] | None = None
+) -> Artifact:
+    return _active("log_model").log_model(path, name, aliases)
+
+
+def use_model(name: str) -> str:
+    return _active("use_model").use_model(name)
+
+
+def link_model(
+    path: str | os.PathLike[str],
+    registered_model_name: str,
+    name: str | None = None,
+    aliases: list[str] | None = None,
+) -> Artifact | None:
+    return _active("link_model").link_model(path, registered_model_name, name, aliases)
+
+
 def login(*args: Any, **kwargs: Any) -> bool:
     """W&B's ``login``: artfs has no accounts and no keys, so there is nothing to do."""
     return True
@@ -314,4 +333,14 @@ def module_attribute(name: str) -> Any:
     return run.config if name == "config" else run.summary
 
 
-__all__ = ["finish", "init", "log", "log_artifact", "login", "use_artifact"]
+__all__ = [
+    "finish",
+    "init",
+    "link_model",
+    "log",
+    "log_artifact",
+    "log_model",
+    "login",
+    "use_artifact",
+    "use_model",
+]

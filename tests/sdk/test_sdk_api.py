@@ -39,12 +39,15 @@ PUBLIC = [
     "errors",
     "finish",
     "init",
+    "link_model",
     "log",
     "log_artifact",
+    "log_model",
     "login",
     "run",
     "summary",
     "use_artifact",
+    "use_model",
 ]
 
 
