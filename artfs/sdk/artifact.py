@@ -37,6 +37,7 @@ from artfs.errors import (
     UnsupportedError,
 )
 from artfs.names import ArtifactName, Ref, check_alias, check_name, check_path
+from artfs.sdk import paths
 from artfs.store import Store, references
 from artfs.store.catalog import VersionRecord
 from artfs.store.export import digest_file, materialize
@@ -231,8 +232,16 @@ class Artifact:
     # --- drafting ---------------------------------------------------------------------------
 
     def add_file(
-        self, local_path: str | os.PathLike[str], name: str | None = None, overwrite: bool = False
+        self,
+        local_path: str | os.PathLike[str],
+        name: str | None = None,
+        is_tmp: bool | None = False,
+        skip_cache: bool | None = False,
+        policy: str | None = "mutable",
+        overwrite: bool = False,
     ) -> ArtifactManifestEntry:
+        """Add one file as ``name`` (default: its base name). W&B's ``is_tmp``,
+        ``skip_cache`` and ``policy`` have no effect: artfs reads the file when it is logged."""
         self._draft()
         source = Path(local_path)
         try:
@@ -252,11 +261,20 @@ class Artifact:
         )
         return self.get_entry(path)
 
-    def add_dir(self, local_path: str | os.PathLike[str], name: str | None = None) -> None:
+    def add_dir(
+        self,
+        local_path: str | os.PathLike[str],
+        name: str | None = None,
+        skip_cache: bool | None = False,
+        policy: str | None = "mutable",
+        merge: bool = False,
+    ) -> None:
+        """Add a directory tree below ``name`` (default: the root). A path already added
+        with other content is a DuplicateEntry unless ``merge`` (then the new file wins)."""
         self._draft()
         tree = scan(Path(local_path), prefix=check_path(name) if name else "")
         for source in tree.files:
-            self._claim(source.path, lambda s=source: digest_file(s.source).hex(), False)
+            self._claim(source.path, lambda s=source: digest_file(s.source).hex(), merge)
         for source in tree.files:
             # Read by path at log time, like add_file: a file replaced meanwhile is stored as is.
             self._files[source.path] = dataclasses.replace(source, identity=None)
@@ -459,7 +477,17 @@ class Artifact:
 
     # --- reading a logged version -----------------------------------------------------------
 
-    def files(self) -> list[ArtifactManifestEntry]:
+    def files(
+        self, names: list[str] | None = None, per_page: int = 50
+    ) -> list[ArtifactManifestEntry]:
+        """The entries of the artifact (only those at ``names`` when given), by path."""
+        found = self._all_files()
+        if names is not None:
+            wanted = set(names)
+            found = [e for e in found if e.path in wanted]
+        return found
+
+    def _all_files(self) -> list[ArtifactManifestEntry]:
         if self._record is None:
             drafted = [
                 ArtifactManifestEntry(f.path, "", f.size, local_path=str(f.source))
@@ -482,11 +510,14 @@ class Artifact:
     def download(
         self,
         root: str | os.PathLike[str] | None = None,
-        path_prefix: str | None = None,
         allow_missing_references: bool = False,
+        skip_cache: bool | None = None,
+        path_prefix: str | None = None,
+        multipart: bool | None = None,
     ) -> str:
         """Write the files below ``root`` (default ``./artifacts/NAME:vN``); files already
-        there with the right digest are not rewritten. Returns the root."""
+        there with the right digest are not rewritten. Returns the root. (W&B's
+        ``skip_cache`` and ``multipart`` concern its download cache: no effect here.)"""
         target = Path(root) if root is not None else self._default_root()
         materialize(
             self._logged_store(),
@@ -563,6 +594,27 @@ class Artifact:
         return [Run._from_record(store, r) for r, _ in Lineage(store).consumers(self._logged())]
 
     # --- after logging ----------------------------------------------------------------------
+
+    def link(self, target_path: str, aliases: list[str] | None = None) -> Artifact:
+        """Make this logged version a member of ``target_path`` (a registry collection
+        ``wandb-registry-NAME/COLLECTION`` or ``[entity/]project/collection``): a version of
+        its own there with the same files (their chunks are stored once) and ``aliases``.
+        Returns the member. ``Run.link_artifact`` does the same and records the lineage."""
+        return self._link(target_path, aliases, None)
+
+    def _link(self, target_path: str, aliases: list[str] | None, run_id: str | None) -> Artifact:
+        store = self._logged_store()
+        project, name = paths.collection_name(store, target_path.partition(":")[0], None)
+        return self._draft_named(name)._log(store, project, run_id, aliases)
+
+    def finalize(self) -> None:
+        """W&B freezes a draft here; artfs freezes it when it is logged, so nothing to do."""
+
+    def get(self, name: str) -> Any:
+        raise UnsupportedError(
+            f"get({name!r}) returns a W&B media object, which artfs does not model: "
+            "read the file with get_entry(name).download() instead"
+        )
 
     def new_draft(self) -> Artifact:
         """A mutable copy of this version; logging it makes the next version and stores only

@@ -17,7 +17,6 @@ import os
 from pathlib import Path
 
 from artfs.lineage import Lineage
-from artfs.sdk import paths
 from artfs.sdk.artifact import Artifact
 from artfs.store import Store
 
@@ -25,16 +24,12 @@ MODEL_REGISTRY = "model-registry"
 
 
 def link(
-    store: Store, run_id: str | None, source: Artifact, target_path: str, aliases: list[str] | None
+    store: Store, run_id: str, source: Artifact, target_path: str, aliases: list[str] | None
 ) -> Artifact:
-    """Make logged ``source`` a member of ``target_path`` (``[entity/]project/collection``);
-    returns the member."""
-    record = source._logged()
-    project, name = paths.collection_name(store, target_path.partition(":")[0], None)
-    member = source._draft_named(name)
-    member._log(store, project, run_id, aliases)
-    if run_id is not None:
-        Lineage(store).use(run_id, record)
+    """Make logged ``source`` a member of ``target_path`` (``[entity/]project/collection``)
+    as run ``run_id``; returns the member."""
+    member = source._link(target_path, aliases, run_id)
+    Lineage(store).use(run_id, source._logged())
     return member
 
 

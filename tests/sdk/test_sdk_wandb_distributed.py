@@ -147,3 +147,13 @@ def test_log_model_use_model_and_link_model(
     with wandb.init(project="proj", job_type="eval"):
         path = wandb.use_model(f"run-{run.id}-model.pt:best")
         assert Path(path).read_bytes() == b"w"
+
+
+def test_artifact_link_without_a_run_and_the_identical_member(tmp_path: Path) -> None:
+    (tmp_path / "m.bin").write_bytes(b"m")
+    with wandb.init(project="proj") as run:
+        run.log_artifact(str(tmp_path / "m.bin"), name="m", type="model")
+    source = wandb.Api().artifact("proj/m:latest")
+    member = source.link("wandb-registry-model/m-prod", aliases=["prod"])
+    assert member.qualified_name == "wandb-registry-model/m-prod:v0"
+    assert wandb.Api().artifact("wandb-registry-model/m-prod:prod").digest == source.digest
