@@ -8,7 +8,7 @@ ordinary project, so ``artfs ls``, the mount and ``Api().artifact("wandb-registr
 latest")`` show a linked version like any other. The member is a version of its own (its own
 number and aliases) holding the same files: the store keeps their chunks once, nothing is
 copied. Linking the same content again is the same member. Lineage shows the link as the
-linking run using the source version and logging the member.
+linking run logging the member, and using the source when another run logged it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def link(
     """Make logged ``source`` a member of ``target_path`` (``[entity/]project/collection``)
     as run ``run_id``; returns the member."""
     member = source._link(target_path, aliases, run_id)
-    Lineage(store).use(run_id, source._logged())
+    if source._logged().logged_by != run_id:  # a run linking what it logged uses nothing new
+        Lineage(store).use(run_id, source._logged())
     return member
 
 

@@ -114,22 +114,37 @@ def test_upserts_of_another_type_are_refused(tmp_path: Path) -> None:
 
 def test_link_artifact_into_a_registry_collection(tmp_path: Path, run_cli: Any) -> None:
     (tmp_path / "model.pt").write_bytes(b"weights" * 1000)
-    with wandb.init(project="training") as run:
-        model = run.log_artifact(str(tmp_path / "model.pt"), name="clf", type="model")
-        member = run.link_artifact(model, "wandb-registry-model/production", aliases=["prod"])
+    with wandb.init(project="training") as trainer:
+        model = trainer.log_artifact(str(tmp_path / "model.pt"), name="clf", type="model")
+    with wandb.init(project="training", job_type="promote") as run:
+        chosen = run.use_artifact("clf:latest")
+        member = run.link_artifact(chosen, "wandb-registry-model/production", aliases=["prod"])
         assert member is not None and member.qualified_name == "wandb-registry-model/production:v0"
-        again = run.link_artifact(model, "wandb-registry-model/production")
+        again = run.link_artifact(chosen, "wandb-registry-model/production")
         assert again is not None and again.version == "v0"  # the same content: the same member
 
     api = wandb.Api()
     linked = api.artifact("wandb-registry-model/production:prod")
     assert linked.digest == model.digest and linked.type == "model"
     assert api.artifact("my-team/wandb-registry-model/production:latest").version == "v0"
-    source = api.artifact("training/clf:v0")
-    assert [r.id for r in source.used_by()] == [run.id]  # lineage: source -> run -> member
+    by = linked.logged_by()
+    assert by is not None and by.id == run.id  # lineage: clf:v0 -> promote run -> member
+    assert [r.id for r in api.artifact("training/clf:v0").used_by()] == [run.id]
     api._store.close()
     listing = run_cli("ls", "wandb-registry-model", check=True).stdout
     assert "production" in listing
+
+
+def test_a_run_linking_what_it_logged_records_no_use_of_it(tmp_path: Path) -> None:
+    (tmp_path / "model.pt").write_bytes(b"w")
+    with wandb.init(project="training") as run:
+        model = run.log_artifact(str(tmp_path / "model.pt"), name="clf", type="model")
+        run.link_artifact(model, "wandb-registry-model/production")
+        assert [a.qualified_name for a in run.logged_artifacts()] == [
+            "training/clf:v0",
+            "wandb-registry-model/production:v0",
+        ]
+        assert run.used_artifacts() == []
 
 
 def test_log_model_use_model_and_link_model(
