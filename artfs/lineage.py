@@ -35,7 +35,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
 from artfs.errors import ArtfsError, NotFound
@@ -94,7 +94,9 @@ class RunRecord:
 
     @classmethod
     def decode(cls, data: bytes) -> RunRecord:
-        return cls(**json.loads(data))
+        # Fields a newer artfs added are skipped, so its records stay readable here.
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in json.loads(data).items() if k in known})
 
 
 @dataclass

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 
 from artfs import procinfo
+from artfs.errors import ArtfsError
 from artfs.lineage import CRASHED, RUNNING, Lineage, RunRecord
 
 
@@ -34,7 +35,10 @@ def settle(lineage: Lineage, records: Sequence[RunRecord]) -> list[RunRecord]:
     settled = []
     for record in records:
         if is_gone(record, host):
-            record = lineage.update_run(record.id, _crash)
+            try:
+                record = lineage.update_run(record.id, _crash)
+            except ArtfsError:  # a store this user may only read: report it, record nothing
+                _crash(record)
         settled.append(record)
     return settled
 

@@ -5,6 +5,8 @@
 - An uncaught exception (``KeyboardInterrupt`` included): ``crashed``, exit code 1.
 - SIGTERM or SIGHUP while Python's default action would kill the process silently: ``crashed``
   with exit code 128 + the signal, then the process dies of the signal as it would have.
+- A forked child (DataLoader workers, multiprocessing) inherits these hooks but never ends the
+  run of the process that started it.
 - A process killed without a chance to act (SIGKILL, the OOM killer) cannot record anything:
   :mod:`artfs.run_ends` finds such runs crashed the next time someone looks.
 """
@@ -12,6 +14,7 @@
 from __future__ import annotations
 
 import atexit
+import os
 import signal
 import sys
 import threading
@@ -22,18 +25,22 @@ from typing import TYPE_CHECKING, Any, NoReturn
 if TYPE_CHECKING:
     from artfs.sdk.run import Run
 
-_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+# Each watched run with the pid of the process that started it: a forked child (a DataLoader
+# worker, a multiprocessing pool member) inherits the hooks, and its exit or SIGTERM must not
+# end its parent's run.
+_runs: weakref.WeakKeyDictionary[Run, int] = weakref.WeakKeyDictionary()
 _installed = False
 _exit_code = 0
 _crashed = False
 _original_exit = sys.exit
 _original_excepthook = sys.excepthook
 _FATAL = (signal.SIGTERM, signal.SIGHUP)
+SIGNAL_GRACE_SECONDS = 5.0
 
 
 def watch(run: Run) -> None:
     """End ``run`` with the process if nobody finishes it first."""
-    _runs.add(run)
+    _runs[run] = os.getpid()
     global _installed
     if not _installed:
         _installed = True
@@ -44,7 +51,8 @@ def watch(run: Run) -> None:
 
 
 def _end_all(exit_code: int, crashed: bool) -> None:
-    for run in list(_runs):
+    me = os.getpid()
+    for run in [run for run, pid in list(_runs.items()) if pid == me]:
         try:
             run._end(exit_code, crashed=crashed)
         except Exception as exc:  # the process is ending: say so, do not mask the real exit
@@ -80,6 +88,12 @@ def _install_signal_handlers() -> None:
 
 
 def _on_fatal_signal(signum: int, frame: FrameType | None) -> None:
-    _end_all(128 + signum, crashed=True)
+    # The handler runs in the main thread between two bytecodes, possibly inside an open index
+    # write of this very thread (a log flush, a commit), which a write made here would wait
+    # for for ever. A worker thread's write waits for that one instead; if it has not landed
+    # within the grace period the process dies anyway and the run is found crashed later.
+    ender = threading.Thread(target=_end_all, args=(128 + signum, True), daemon=True)
+    ender.start()
+    ender.join(SIGNAL_GRACE_SECONDS)
     signal.signal(signum, signal.SIG_DFL)
     signal.raise_signal(signum)

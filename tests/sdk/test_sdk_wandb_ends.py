@@ -82,3 +82,24 @@ def test_artfs_runs_finds_a_killed_run_crashed_too(home: Path, run_cli: Any) -> 
 def test_a_running_run_of_a_live_process_stays_running(home: Path) -> None:
     with wandb.init(project="proj", home=home) as run:
         assert wandb.Api(home=home).run(run.id).state == "running"
+
+
+def test_a_forked_worker_s_exit_or_sigterm_does_not_end_the_parent_s_run(home: Path) -> None:
+    body = START + """
+import os, signal, sys
+for how in ("sigterm", "exit", "raise"):
+    child = os.fork()
+    if child == 0:
+        if how == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)
+        if how == "raise":
+            raise RuntimeError("worker failed")
+        sys.exit(4)
+    os.waitpid(child, 0)
+print(wandb.Api().run(run.id).state, flush=True)
+"""
+    proc = run_script(body, home)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "running"  # what the children did left the run alone
+    run = the_run(home)
+    assert (run.state, run.record.exit_code) == ("finished", 0)
