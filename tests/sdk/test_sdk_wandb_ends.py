@@ -85,7 +85,9 @@ def test_a_running_run_of_a_live_process_stays_running(home: Path) -> None:
 
 
 def test_a_forked_worker_s_exit_or_sigterm_does_not_end_the_parent_s_run(home: Path) -> None:
-    body = START + """
+    body = (
+        START
+        + """
 import os, signal, sys
 for how in ("sigterm", "exit", "raise"):
     child = os.fork()
@@ -98,6 +100,7 @@ for how in ("sigterm", "exit", "raise"):
     os.waitpid(child, 0)
 print(wandb.Api().run(run.id).state, flush=True)
 """
+    )
     proc = run_script(body, home)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "running"  # what the children did left the run alone
