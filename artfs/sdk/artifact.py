@@ -327,8 +327,8 @@ class Artifact:
                 return None
             return self.add_file(obj, name, overwrite=overwrite)
         raise UnsupportedError(
-            f"{type(obj).__name__} is a W&B media object, which artfs does not model: write it "
-            "to a file (a table as CSV or JSON, an image as PNG) and add_file() that"
+            f"{type(obj).__name__} is not a path or URI: artfs stores files, not W&B media "
+            "objects; write it to a file (a table as CSV or JSON, an image as PNG) and add that"
         )
 
     def remove(self, path: str) -> None:

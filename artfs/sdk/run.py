@@ -295,14 +295,13 @@ class Run:
         name: str | None,
         type: str | None,
     ) -> Artifact:
+        """The artifact given, or a draft of a path (file or directory) or a reference URI,
+        named after its last component unless ``name`` is given."""
         if isinstance(artifact_or_path, Artifact):
             return artifact_or_path
-        path = Path(artifact_or_path)
-        artifact = Artifact(name or path.name, type or "unspecified")
-        if path.is_dir():
-            artifact.add_dir(path)
-        else:
-            artifact.add_file(path)
+        base = Path(str(artifact_or_path).rstrip("/")).name
+        artifact = Artifact(name or base, type or "unspecified")
+        artifact.add(artifact_or_path)
         return artifact
 
     # --- links and models -------------------------------------------------------------------

@@ -60,7 +60,7 @@ def test_add_takes_paths_and_uris_and_refuses_media_objects(data: Path) -> None:
     class Table:  # stands in for wandb.Table
         pass
 
-    with pytest.raises(wandb.errors.UnsupportedError, match=r"Table.*add_file"):
+    with pytest.raises(wandb.errors.UnsupportedError, match=r"Table.*add that"):
         artifact.add(Table(), "table")
 
 

@@ -172,3 +172,10 @@ def test_artifact_link_without_a_run_and_the_identical_member(tmp_path: Path) ->
     member = source.link("wandb-registry-model/m-prod", aliases=["prod"])
     assert member.qualified_name == "wandb-registry-model/m-prod:v0"
     assert wandb.Api().artifact("wandb-registry-model/m-prod:prod").digest == source.digest
+
+
+def test_log_model_of_a_reference_uri(tmp_path: Path) -> None:
+    (tmp_path / "weights.bin").write_bytes(b"w" * 10)
+    with wandb.init(project="proj") as run:
+        model = run.log_model((tmp_path / "weights.bin").as_uri(), name="ext-model")
+        assert [(e.path, e.ref is not None) for e in model.files()] == [("weights.bin", True)]
