@@ -142,6 +142,7 @@ class History:
         self._buffer: list[dict[str, Any]] = []
         self._flushed_at = time.monotonic()
         self._summary_saved: dict[str, Any] | None = None
+        self._warned_full = False
 
     def log(
         self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None
@@ -194,7 +195,8 @@ class History:
         appended = self._metrics.record(self._run_id, rows, summary)
         self._summary_saved = summary
         self._flushed_at = time.monotonic()
-        if appended.dropped and appended.dropped == len(rows) - appended.stored:
+        if appended.stored < len(rows) and not self._warned_full:
+            self._warned_full = True
             log.warning(
                 "artfs: run %s holds the most history rows kept per run; later rows are not "
                 "stored (the summary still follows them)",

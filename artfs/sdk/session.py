@@ -32,10 +32,10 @@ from artfs import procinfo
 from artfs.errors import UnsupportedError, UsageError
 from artfs.lineage import RUN_ID_ALPHABET, RUN_ID_LENGTH, RUNNING, Lineage, RunRecord, new_run_id
 from artfs.names import check_name
-from artfs.run_metrics import RunMetrics
+from artfs.run_metrics import RunMetrics, plain
 from artfs.sdk import ending, paths
 from artfs.sdk.artifact import Artifact
-from artfs.sdk.metrics import Config, History, Summary, _as_mapping
+from artfs.sdk.metrics import History, Summary, _as_mapping
 from artfs.sdk.run import Run, _register_with_mounts, _set_current, current
 from artfs.store import Store, default_home
 
@@ -138,7 +138,7 @@ def _filter(
         config = {k: v for k, v in config.items() if k in include}
     if exclude:
         config = {k: v for k, v in config.items() if k not in exclude}
-    return dict(Config(config))  # validated: JSON-able values only
+    return {str(k): plain(v, f"config.{k}") for k, v in config.items()}
 
 
 def _check_id(run_id: str) -> str:

@@ -78,6 +78,20 @@ def test_config_takes_attribute_and_item_access_and_update_and_is_saved() -> Non
     }
 
 
+def test_config_values_are_kept_as_json_and_objects_are_refused() -> None:
+    class Scalar:  # what numpy.float32(0.5) looks like to artfs: .item() and ndim 0
+        ndim = 0
+
+        def item(self) -> float:
+            return 0.5
+
+    with wandb.init(project="mnist", config={"lr": Scalar(), "layers": (64, 32)}) as run:
+        assert run.config == {"lr": 0.5, "layers": [64, 32]}
+    with pytest.raises(wandb.errors.UnsupportedError, match=r"config\.model"):
+        wandb.init(project="mnist", config={"model": object()})
+    assert wandb.Api().run(run.id).config == {"lr": 0.5, "layers": [64, 32]}
+
+
 def test_module_level_calls_before_init_say_to_call_init() -> None:
     assert wandb.run is None
     with pytest.raises(wandb.errors.UsageError, match=r"init\(\)"):
