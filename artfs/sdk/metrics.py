@@ -74,7 +74,7 @@ class Config(AttrDict):
     def update(  # type: ignore[override]
         self, d: Mapping[str, Any] | Any = (), allow_val_change: bool | None = None, **kw: Any
     ) -> None:
-        values = _as_mapping(d) | kw
+        values = as_mapping(d) | kw
         allowed = self._allow_val_change if allow_val_change is None else allow_val_change
         for key, value in values.items():
             new = plain(value, f"config.{key}")
@@ -102,7 +102,7 @@ class Config(AttrDict):
             self._on_change(dict(self))
 
 
-def _as_mapping(d: Any) -> dict[str, Any]:
+def as_mapping(d: Any) -> dict[str, Any]:
     """A dict from what W&B's config takes: a mapping or an ``argparse.Namespace``."""
     if isinstance(d, Mapping):
         return dict(d)
@@ -131,8 +131,9 @@ class History:
     """The log of one active run: the row being built, the buffer, the step."""
 
     def __init__(
-        self, metrics: RunMetrics, run_id: str, summary: Summary, step: int, started: float
+        self, metrics: RunMetrics | None, run_id: str, summary: Summary, step: int, started: float
     ) -> None:
+        """``metrics`` None: rows are kept in memory only (a disabled run)."""
         self._metrics = metrics
         self._run_id = run_id
         self.summary = summary
@@ -192,6 +193,8 @@ class History:
         if not self._buffer and summary == self._summary_saved:
             return
         rows, self._buffer = self._buffer, []
+        if self._metrics is None:
+            return
         appended = self._metrics.record(self._run_id, rows, summary)
         self._summary_saved = summary
         self._flushed_at = time.monotonic()

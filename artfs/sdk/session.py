@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from artfs.names import check_name
 from artfs.run_metrics import RunMetrics, plain
 from artfs.sdk import ending, paths
 from artfs.sdk.artifact import Artifact
-from artfs.sdk.metrics import History, Summary, _as_mapping
+from artfs.sdk.metrics import History, Summary, as_mapping
 from artfs.sdk.run import Run, _register_with_mounts, _set_current, current
 from artfs.store import Store, default_home
 
@@ -83,52 +84,64 @@ def init(
     if mode not in MODES:
         raise UsageError(f"invalid mode {mode!r}: use one of {', '.join(MODES)}")
     store = Store.open(Path(home) if home is not None else default_home())
-    settings = _Settings(
+    settings = RunSettings(
         project=check_name(
             project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT, "project name"
         ),
         entity=paths.check_entity(store, entity or os.environ.get("WANDB_ENTITY")),
-        config=_filter(_as_mapping(config or {}), config_include_keys, config_exclude_keys),
+        config=_filter(as_mapping(config or {}), config_include_keys, config_exclude_keys),
         job_type=job_type or os.environ.get("WANDB_JOB_TYPE") or "job",
         name=name or os.environ.get("WANDB_NAME"),
         group=group or os.environ.get("WANDB_RUN_GROUP"),
         tags=[check_name(t, "tag") for t in tags or ()],
         notes=notes or os.environ.get("WANDB_NOTES"),
+        dir=None if dir is None else str(dir),
+        allow_val_change=bool(allow_val_change),
     )
     run_id = id or os.environ.get("WANDB_RUN_ID")
     if mode == "disabled":
-        run = _disabled_run(store, settings, run_id, dir)
+        run = _disabled_run(store, settings, run_id)
     else:
-        record = _start_record(store, settings, run_id, resume)
-        metrics = RunMetrics(store)
-        summary = Summary(metrics.summary(record.id))
-        last = metrics.rows(record.id, last=1)
-        step = last[0]["_step"] + 1 if last else 0
-        history = History(metrics, record.id, summary, step, time.time())
-        run = Run(
-            store,
-            record,
-            active=True,
-            history=history,
-            allow_val_change=bool(allow_val_change),
-            run_dir=None if dir is None else str(dir),
-        )
-        ending.watch(run)
-        _register_with_mounts(record.id)
+        run = _active_run(store, settings, _start_record(store, settings, run_id, resume))
     _set_current(run)
     return run
 
 
-class _Settings:
-    def __init__(self, **values: Any) -> None:
-        self.project: str = values["project"]
-        self.entity: str | None = values["entity"]
-        self.config: dict[str, Any] = values["config"]
-        self.job_type: str = values["job_type"]
-        self.name: str | None = values["name"]
-        self.group: str | None = values["group"]
-        self.tags: list[str] = values["tags"]
-        self.notes: str | None = values["notes"]
+@dataclass(frozen=True)
+class RunSettings:
+    """What ``init`` was asked for, defaults and environment applied."""
+
+    project: str
+    entity: str | None
+    config: dict[str, Any]
+    job_type: str
+    name: str | None
+    group: str | None
+    tags: list[str]
+    notes: str | None
+    dir: str | None
+    allow_val_change: bool
+
+
+def _active_run(store: Store, settings: RunSettings, record: RunRecord) -> Run:
+    """The Run of a recorded run, its history going on from its last step (a resumed run),
+    ended with the process unless finished first, and registered with every mount."""
+    metrics = RunMetrics(store)
+    last = metrics.rows(record.id, last=1)
+    step = last[0]["_step"] + 1 if last else 0
+    summary = Summary(metrics.summary(record.id))
+    history = History(metrics, record.id, summary, step, time.time())
+    run = Run(
+        store,
+        record,
+        active=True,
+        history=history,
+        allow_val_change=settings.allow_val_change,
+        run_dir=settings.dir,
+    )
+    ending.watch(run)
+    _register_with_mounts(record.id)
+    return run
 
 
 def _filter(
@@ -151,7 +164,7 @@ def _check_id(run_id: str) -> str:
 
 
 def _start_record(
-    store: Store, settings: _Settings, run_id: str | None, resume: bool | str | None
+    store: Store, settings: RunSettings, run_id: str | None, resume: bool | str | None
 ) -> RunRecord:
     lineage = Lineage(store)
     if resume not in (None, False, True, "allow", "must", "never", "auto"):
@@ -186,7 +199,7 @@ def _start_record(
     )
 
 
-def _resume(lineage: Lineage, existing: RunRecord, settings: _Settings) -> RunRecord:
+def _resume(lineage: Lineage, existing: RunRecord, settings: RunSettings) -> RunRecord:
     """The record of a continued run: running again in this process, config merged."""
     if existing.project != settings.project:
         raise UsageError(
@@ -205,7 +218,7 @@ def _resume(lineage: Lineage, existing: RunRecord, settings: _Settings) -> RunRe
     return lineage.update_run(existing.id, change)
 
 
-def _disabled_run(store: Store, settings: _Settings, run_id: str | None, dir: Any) -> Run:
+def _disabled_run(store: Store, settings: RunSettings, run_id: str | None) -> Run:
     """A run that records nothing (W&B's ``mode="disabled"``): config, log and summary work
     in memory, artifacts are read from the store but nothing is written to it."""
     record = RunRecord(
@@ -220,24 +233,15 @@ def _disabled_run(store: Store, settings: _Settings, run_id: str | None, dir: An
         notes=settings.notes,
         started=time.time(),
     )
-    history = History(_NoMetrics(), record.id, Summary(), 0, record.started)  # type: ignore[arg-type]
+    history = History(None, record.id, Summary(), 0, record.started)
     return Run(
         store,
         record,
         active=True,
         history=history,
         disabled=True,
-        run_dir=None if dir is None else str(dir),
+        run_dir=settings.dir,
     )
-
-
-class _NoMetrics:
-    """Where a disabled run's history goes: nowhere."""
-
-    def record(self, run_id: str, rows: Any, summary: Any) -> Any:
-        from artfs.store.history import Appended
-
-        return Appended(0, 0, 0)
 
 
 # --- the module-level calls (wandb.log, wandb.finish, ...) ----------------------------------
