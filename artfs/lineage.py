@@ -230,14 +230,18 @@ class Lineage:
         self._publish_quietly([record], [])
         return record
 
-    def update_run(self, run_id: str, change: Callable[[RunRecord], None]) -> RunRecord:
+    def update_run(
+        self, run_id: str, change: Callable[[RunRecord], None], *, publish: bool = True
+    ) -> RunRecord:
         """Apply ``change`` to the run's record in one write transaction (config edits, a
-        resumed run, a run found crashed); returns the record as stored."""
+        resumed run, a run found crashed); returns the record as stored. ``publish=False``
+        leaves the change for the run's next publish (its finish)."""
         with self.store.index.write() as txn:
             record = _get_run(txn, run_id)
             change(record)
             txn.put(Table.RUNS, run_id.encode(), record.encode())
-        self._publish_quietly([record], [])
+        if publish:
+            self._publish_quietly([record], [])
         return record
 
     def run(self, run_id: str) -> RunRecord:

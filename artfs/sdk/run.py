@@ -152,7 +152,8 @@ class Run:
         def change(record: RunRecord) -> None:
             record.config = config
 
-        self._record = Lineage(self._store).update_run(self.id, change)
+        # Not published at each change: a remote learns the config with the finished run.
+        self._record = Lineage(self._store).update_run(self.id, change, publish=False)
 
     # --- metrics ----------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from artfs.store import Store, default_home
 
 MODES = ("online", "offline", "disabled", "shared")
 DEFAULT_PROJECT = "uncategorized"
+MAX_TAG_LENGTH = 64
 
 
 def init(
@@ -93,12 +94,13 @@ def init(
         job_type=job_type or os.environ.get("WANDB_JOB_TYPE") or "job",
         name=name or os.environ.get("WANDB_NAME"),
         group=group or os.environ.get("WANDB_RUN_GROUP"),
-        tags=[check_name(t, "tag") for t in tags or ()],
+        tags=[_check_tag(t) for t in tags or ()],
         notes=notes or os.environ.get("WANDB_NOTES"),
         dir=None if dir is None else str(dir),
         allow_val_change=bool(allow_val_change),
     )
     run_id = id or os.environ.get("WANDB_RUN_ID")
+    resume = resume if resume is not None else os.environ.get("WANDB_RESUME")
     if mode == "disabled":
         run = _disabled_run(store, settings, run_id)
     else:
@@ -152,6 +154,13 @@ def _filter(
     if exclude:
         config = {k: v for k, v in config.items() if k not in exclude}
     return {str(k): plain(v, f"config.{k}") for k, v in config.items()}
+
+
+def _check_tag(tag: str) -> str:
+    """W&B's run tag rule: 1 to 64 characters."""
+    if not isinstance(tag, str) or not 0 < len(tag.strip()) <= MAX_TAG_LENGTH:
+        raise UsageError(f"invalid run tag {tag!r}: tags are 1 to {MAX_TAG_LENGTH} characters")
+    return tag.strip()
 
 
 def _check_id(run_id: str) -> str:

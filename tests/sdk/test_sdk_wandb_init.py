@@ -31,7 +31,7 @@ def test_init_with_w_and_b_keyword_arguments_records_them() -> None:
         name="baseline",
         job_type="train",
         group="sweep-1",
-        tags=["baseline", "cnn"],
+        tags=["baseline", "cnn v2"],
         notes="first try",
         config={"lr": 0.01, "epochs": 3},
     )
@@ -42,7 +42,7 @@ def test_init_with_w_and_b_keyword_arguments_records_them() -> None:
         "baseline",
         "train",
     )
-    assert (run.group, run.tags, run.notes) == ("sweep-1", ("baseline", "cnn"), "first try")
+    assert (run.group, run.tags, run.notes) == ("sweep-1", ("baseline", "cnn v2"), "first try")
     assert run.path == f"my-team/mnist/{run.id}"
     wandb.finish()
     assert wandb.run is None
@@ -50,7 +50,7 @@ def test_init_with_w_and_b_keyword_arguments_records_them() -> None:
     assert (past.entity, past.group, list(past.tags), past.notes) == (
         "my-team",
         "sweep-1",
-        ["baseline", "cnn"],
+        ["baseline", "cnn v2"],
         "first try",
     )
     assert past.config == {"lr": 0.01, "epochs": 3}
