@@ -5,6 +5,7 @@ from artfs.sdk.api import Api, ArtifactCollection
 from artfs.sdk.artifact import Artifact, ArtifactManifestEntry
 from artfs.sdk.run import Run, current
 from artfs.sdk.session import (
+    Settings,
     finish,
     init,
     link_model,
@@ -23,6 +24,7 @@ __all__ = [
     "ArtifactCollection",
     "ArtifactManifestEntry",
     "Run",
+    "Settings",
     "current",
     "finish",
     "init",

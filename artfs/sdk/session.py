@@ -313,6 +313,17 @@ def link_model(
     return _active("link_model").link_model(path, registered_model_name, name, aliases)
 
 
+class Settings:
+    """W&B's ``wandb.Settings(...)`` for ``init(settings=...)``: accepted and kept, with no
+    effect (they tune W&B's client and server connection)."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.__dict__.update(settings)
+
+    def __repr__(self) -> str:
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in self.__dict__.items())})"
+
+
 def login(*args: Any, **kwargs: Any) -> bool:
     """W&B's ``login``: artfs has no accounts and no keys, so there is nothing to do."""
     return True
@@ -347,6 +358,7 @@ def module_attribute(name: str) -> Any:
 
 
 __all__ = [
+    "Settings",
     "finish",
     "init",
     "link_model",

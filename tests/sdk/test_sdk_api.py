@@ -31,6 +31,7 @@ PUBLIC = [
     "ReferenceChanged",
     "ReferenceMissing",
     "Run",
+    "Settings",
     "StoreError",
     "TypeMismatch",
     "__version__",

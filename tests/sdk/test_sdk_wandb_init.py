@@ -209,6 +209,13 @@ def test_reinit_returns_finishes_or_keeps_the_active_run() -> None:
     third.finish()
 
 
+def test_w_and_b_client_settings_are_accepted_and_change_nothing() -> None:
+    settings = wandb.Settings(start_method="thread", console="off")
+    with wandb.init(project="proj", settings=settings, save_code=True, anonymous="allow") as run:
+        assert run.state == "running"
+    assert wandb.Api().run(run.id).state == "finished"
+
+
 def test_project_defaults_like_w_and_b(monkeypatch: pytest.MonkeyPatch) -> None:
     with wandb.init() as run:
         assert run.project == "uncategorized"
