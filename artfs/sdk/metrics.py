@@ -117,7 +117,17 @@ def as_mapping(d: Any) -> dict[str, Any]:
 
 
 class Summary(AttrDict):
-    """W&B's ``run.summary``: the last logged values, or what was set."""
+    """W&B's ``run.summary``: the last logged values, or what was set. An active run writes
+    it with its history; the summary of a finished run (``Api().run(...).summary``) is saved
+    by ``update()``, as in W&B's public API, through ``on_update``."""
+
+    def __init__(
+        self,
+        values: Mapping[str, Any] | None = None,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        super().__init__(values or {})
+        object.__setattr__(self, "_on_update", on_update)
 
     def __setitem__(self, key: str, value: Any) -> None:
         dict.__setitem__(self, key, plain(value, f"summary.{key}"))
@@ -125,6 +135,8 @@ class Summary(AttrDict):
     def update(self, d: Mapping[str, Any] | None = None, **kw: Any) -> None:  # type: ignore[override]
         for key, value in {**dict(d or {}), **kw}.items():
             self[key] = value
+        if self._on_update is not None:
+            self._on_update(dict(self))
 
 
 class History:

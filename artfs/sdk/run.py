@@ -50,7 +50,8 @@ class Run:
         self._summary: Summary | None = history.summary if history is not None else None
         self._dir = run_dir
         save = None if disabled or not active else self._save_config
-        self._config = Config(record.config, save, allow_val_change)
+        # A run read back through Api is edited freely and saved by update(), as in W&B.
+        self._config = Config(record.config, save, allow_val_change or not active)
 
     @classmethod
     def _from_record(cls, store: Store, record: RunRecord) -> Run:
@@ -113,8 +114,21 @@ class Run:
     def summary(self) -> Summary:
         """The last logged values (or what was set); read from the store for a past run."""
         if self._summary is None:
-            self._summary = Summary(RunMetrics(self._store).summary(self.id))
+            metrics = RunMetrics(self._store)
+            self._summary = Summary(metrics.summary(self.id), self._save_summary)
         return self._summary
+
+    def _save_summary(self, summary: dict[str, Any]) -> None:
+        RunMetrics(self._store).record(self.id, [], summary)
+
+    def update(self) -> None:
+        """Save edits to the config and summary of a run read back through ``Api`` (W&B's
+        public ``Run.update``); an active run saves them as they happen."""
+        if self._active:
+            return
+        config = dict(self._config)
+        self._save_config(config)
+        self._save_summary(dict(self.summary))
 
     @property
     def step(self) -> int:

@@ -127,3 +127,17 @@ def test_runs_show_prints_config_summary_and_the_last_rows(home: Path, run_cli: 
     assert data["config"] == {"lr": 0.1} and data["summary"] == {"loss": 11}
     assert [r["loss"] for r in data["history"]] == list(range(12))
     assert data["history_rows"] == 12 and data["tags"] == ["cnn"]
+
+
+def test_a_finished_run_s_summary_and_config_are_edited_through_the_public_api() -> None:
+    with wandb.init(project="mnist", config={"lr": 0.1}) as run:
+        wandb.log({"acc": 0.8})
+    past = wandb.Api().run(f"mnist/{run.id}")
+    past.summary["best_acc"] = 0.9
+    past.summary.update()  # W&B's way of saving it
+    past.config["lr"] = 0.2
+    past.update()
+    again = wandb.Api().run(run.id)
+    assert again.summary == {"acc": 0.8, "best_acc": 0.9}
+    assert again.config == {"lr": 0.2}
+    assert len(again.history(pandas=False)) == 1  # the history is untouched
