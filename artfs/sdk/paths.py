@@ -62,7 +62,9 @@ def project_path(store: Store, text: str) -> str:
 def run_path(store: Store, text: str) -> str:
     """``[[entity/]project/]run_id`` (also W&B's URL form ``entity/project/runs/run_id``) ->
     the run id."""
-    parts = [p for p in text.split("/") if p != "runs"] if "/runs/" in text else text.split("/")
+    parts = text.split("/")
+    if len(parts) == 4 and parts[2] == "runs":  # the run page's URL path
+        del parts[2]
     parts = _parts("/".join(parts), 3, "run path", "[ENTITY/]PROJECT/RUN_ID")
     if len(parts) == 3:
         check_entity(store, parts[0])
