@@ -341,7 +341,12 @@ class _PreInit:
     def _refuse(self, *args: Any, **kwargs: Any) -> Any:
         raise UsageError(f"call artfs.init() (wandb.init()) before using artfs.{self._name}")
 
-    __getattr__ = __setattr__ = __getitem__ = __setitem__ = _refuse
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):  # protocol probes (copy, pickle, inspect) get the usual answer
+            raise AttributeError(key)
+        return self._refuse()
+
+    __setattr__ = __getitem__ = __setitem__ = _refuse
 
     def __repr__(self) -> str:
         return f"<artfs.{self._name} before init()>"
