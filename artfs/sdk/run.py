@@ -215,8 +215,11 @@ class Run:
         rows = RunMetrics(self._store).rows(self.id, last)
         if keys is None:
             return rows
+        # W&B's keys=: rows holding every key asked for, with only those keys and the step.
         wanted = {"_step", *keys}
-        return [{k: v for k, v in r.items() if k in wanted} for r in rows if keys[0] in r]
+        return [
+            {k: v for k, v in r.items() if k in wanted} for r in rows if all(k in r for k in keys)
+        ]
 
     # --- artifacts --------------------------------------------------------------------------
 
