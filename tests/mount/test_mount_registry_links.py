@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import StartMount
+from mountutil import Mount
 
 import artfs as wandb
 
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.mount
 
 
 def test_a_registry_member_is_a_directory_of_the_mount(
-    tmp_path: Path, start_mount: StartMount
+    tmp_path: Path, start_mount: Callable[..., Mount]
 ) -> None:
     home = tmp_path / "home"
     weights = tmp_path / "model.pt"
