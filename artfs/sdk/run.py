@@ -473,8 +473,11 @@ def find_mount(project: str) -> Path:
     except OSError:
         pass
     for base in candidates:
-        if (base / project).is_dir():
-            return base
+        try:
+            if (base / project).is_dir():
+                return base
+        except OSError:  # a mount whose daemon died (ENOTCONN) shows nothing
+            continue
     raise NotFound(
         f"no artfs mount shows project {project!r}: run 'artfs mount MOUNTPOINT' "
         "or pass mountpoint="
