@@ -331,8 +331,11 @@ class Artifact:
             "objects; write it to a file (a table as CSV or JSON, an image as PNG) and add that"
         )
 
-    def remove(self, path: str) -> None:
+    def remove(self, item: str | os.PathLike[str] | ArtifactManifestEntry) -> None:
+        """Take a file, or a directory with everything below it, out of the draft (W&B takes
+        a path or a manifest entry)."""
         self._draft()
+        path = item.path if isinstance(item, ArtifactManifestEntry) else os.fspath(item)
         prefix = path.rstrip("/") + "/"
         doomed = [p for p in [*self._files, *self._ready] if p == path or p.startswith(prefix)]
         if not doomed:

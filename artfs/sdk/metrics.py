@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -156,6 +157,8 @@ class History:
         self._flushed_at = time.monotonic()
         self._summary_saved: dict[str, Any] | None = None
         self._warned_full = False
+        # W&B's log may be called from several threads (callbacks, loaders); rows stay whole.
+        self._lock = threading.RLock()
 
     def log(
         self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None
@@ -163,6 +166,10 @@ class History:
         if not isinstance(data, Mapping):
             raise UsageError(f"log takes a dict of values, not {type(data).__name__}")
         values = {str(k): plain(v, str(k)) for k, v in data.items()}
+        with self._lock:
+            self._add(values, step, commit)
+
+    def _add(self, values: dict[str, Any], step: int | None, commit: bool | None) -> None:
         if step is not None:
             if step < self.step:
                 log.warning(
@@ -199,6 +206,10 @@ class History:
 
     def flush(self, final: bool = False) -> None:
         """Write buffered rows and the summary; ``final`` commits the row being built."""
+        with self._lock:
+            self._flush(final)
+
+    def _flush(self, final: bool) -> None:
         if final:
             self._commit_row()
         summary = dict(self.summary)

@@ -71,7 +71,7 @@ def test_new_version_incremental_with_new_draft_and_with_incremental_true(data: 
         draft = run.use_artifact("ds:latest").new_draft()
         (data / "extra.txt").write_text("more")
         draft.add_file(str(data / "extra.txt"))
-        draft.remove("images/0.png")
+        draft.remove(draft.get_entry("images/0.png"))  # W&B takes an entry or a path
         run.log_artifact(draft)
         assert sorted(e.path for e in draft.files()) == ["extra.txt", "train.csv"]
 

@@ -141,3 +141,25 @@ def test_a_finished_run_s_summary_and_config_are_edited_through_the_public_api()
     assert again.summary == {"acc": 0.8, "best_acc": 0.9}
     assert again.config == {"lr": 0.2}
     assert len(again.history(pandas=False)) == 1  # the history is untouched
+
+
+def test_log_from_several_threads_keeps_every_row_whole() -> None:
+    import threading
+
+    run = wandb.init(project="mnist")
+
+    def worker(n: int) -> None:
+        for i in range(200):
+            wandb.log({"worker": n, "i": i})
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    run.finish()
+    rows = wandb.Api().run(run.id).history(samples=10_000, pandas=False)
+    assert len(rows) == 800 and [r["_step"] for r in rows] == list(range(800))
+    assert sorted((r["worker"], r["i"]) for r in rows) == [
+        (n, i) for n in range(4) for i in range(200)
+    ]
