@@ -6,6 +6,7 @@ from artfs.sdk.artifact import Artifact, ArtifactManifestEntry
 from artfs.sdk.run import Run, current
 from artfs.sdk.session import (
     Settings,
+    define_metric,
     finish,
     init,
     link_model,
@@ -26,6 +27,7 @@ __all__ = [
     "Run",
     "Settings",
     "current",
+    "define_metric",
     "finish",
     "init",
     "link_model",

@@ -8,8 +8,9 @@
   step below the current one is ignored with a warning. Rows carry ``_step``, ``_timestamp``
   and ``_runtime``, are buffered and written in batches (every :data:`FLUSH_ROWS` rows or
   :data:`FLUSH_SECONDS`, and at finish), bounded by :mod:`artfs.store.history`.
-- :class:`Summary` holds the last logged value of every key; a value set on it stands until
-  that key is logged again (W&B's default "last" summary).
+- :class:`Summary` holds the last logged value of every key (or the aggregates
+  ``define_metric`` asks for, :mod:`artfs.sdk.metric_defs`); a value set on it stands until
+  that key is logged again.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from artfs.errors import UsageError
 from artfs.run_metrics import RunMetrics, plain
+from artfs.sdk.metric_defs import Definitions
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +159,7 @@ class History:
         self._flushed_at = time.monotonic()
         self._summary_saved: dict[str, Any] | None = None
         self._warned_full = False
+        self.definitions = Definitions()
         # W&B's log may be called from several threads (callbacks, loaders); rows stay whole.
         self._lock = threading.RLock()
 
@@ -185,7 +188,8 @@ class History:
         elif commit is None:
             commit = True
         self._row.update(values)
-        self.summary.update(values)
+        for key, value in values.items():
+            self.definitions.summarise(self.summary, key, value)
         if commit:
             self._commit_row()
         self._flush_when_due()

@@ -21,9 +21,10 @@ from artfs.errors import NotFound, TypeMismatch, UsageError
 from artfs.lineage import CRASHED, FAILED, FINISHED, Lineage, RunRecord
 from artfs.names import ArtifactName, Ref
 from artfs.run_metrics import RunMetrics
-from artfs.sdk import links, paths
+from artfs.sdk import links, metric_defs, paths
 from artfs.sdk.artifact import Artifact
 from artfs.sdk.distributed import Pending
+from artfs.sdk.metric_defs import Metric
 from artfs.sdk.metrics import Config, History, Summary
 from artfs.store import Store
 
@@ -178,6 +179,25 @@ class Run:
         if self._history is None:
             raise UsageError(f"run {self.id} is not active: log from the run init() returned")
         self._history.log(data, step=step, commit=commit)
+
+    def define_metric(
+        self,
+        name: str,
+        step_metric: str | None = None,
+        step_sync: bool | None = None,
+        hidden: bool | None = None,
+        summary: str | None = None,
+        goal: str | None = None,
+        overwrite: bool | None = None,
+    ) -> Metric:
+        """How key ``name`` (or a prefix ending in ``*``) is summarised; the chart settings
+        are recorded and have no effect (see :mod:`artfs.sdk.metric_defs`)."""
+        if self._history is None:
+            raise UsageError(
+                f"run {self.id} is not active: define metrics in the run init() returned"
+            )
+        metric = metric_defs.parse(name, step_metric, step_sync, hidden, summary, goal)
+        return self._history.definitions.add(metric)
 
     def history(
         self, samples: int = 500, keys: list[str] | None = None, pandas: bool = True

@@ -36,6 +36,7 @@ from artfs.names import check_name
 from artfs.run_metrics import RunMetrics, plain
 from artfs.sdk import ending, paths
 from artfs.sdk.artifact import Artifact
+from artfs.sdk.metric_defs import Metric
 from artfs.sdk.metrics import History, Summary, as_mapping
 from artfs.sdk.run import Run, _register_with_mounts, _set_current, current
 from artfs.store import Store, default_home
@@ -294,6 +295,20 @@ def use_artifact(
     return _active("use_artifact").use_artifact(artifact_or_name, type, aliases, use_as)
 
 
+def define_metric(
+    name: str,
+    step_metric: str | None = None,
+    step_sync: bool | None = None,
+    hidden: bool | None = None,
+    summary: str | None = None,
+    goal: str | None = None,
+    overwrite: bool | None = None,
+) -> Metric:
+    return _active("define_metric").define_metric(
+        name, step_metric, step_sync, hidden, summary, goal, overwrite
+    )
+
+
 def log_model(
     path: str | os.PathLike[str], name: str | None = None, aliases: list[str] | None = None
 ) -> Artifact:
@@ -364,6 +379,7 @@ def module_attribute(name: str) -> Any:
 
 __all__ = [
     "Settings",
+    "define_metric",
     "finish",
     "init",
     "link_model",

@@ -37,6 +37,7 @@ PUBLIC = [
     "__version__",
     "config",
     "current",
+    "define_metric",
     "errors",
     "finish",
     "init",

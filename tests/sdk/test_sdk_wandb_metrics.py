@@ -163,3 +163,33 @@ def test_log_from_several_threads_keeps_every_row_whole() -> None:
     assert sorted((r["worker"], r["i"]) for r in rows) == [
         (n, i) for n in range(4) for i in range(200)
     ]
+
+
+def test_define_metric_summaries_like_w_and_b_s_docs() -> None:
+    run = wandb.init(project="mnist")
+    wandb.define_metric("epoch")
+    wandb.define_metric("val/*", step_metric="epoch")  # a chart axis: recorded, no effect
+    wandb.define_metric("loss", summary="min")
+    wandb.define_metric("loss", summary="min,max")  # the later definition wins
+    wandb.define_metric("acc", summary="best", goal="maximize")
+    wandb.define_metric("lr", summary="none")
+    wandb.define_metric("val/acc", summary="mean")
+    for epoch, (loss, acc) in enumerate([(0.9, 0.5), (0.4, 0.8), (0.6, 0.7)]):
+        wandb.log({"epoch": epoch, "loss": loss, "acc": acc, "lr": 0.1, "val/acc": acc})
+    run.finish()
+    summary = wandb.Api().run(run.id).summary
+    assert summary["loss"] == {"min": 0.4, "max": 0.9}
+    assert summary["acc"] == {"best": 0.8}
+    assert summary["val/acc"] == {"mean": pytest.approx(2.0 / 3)}
+    assert summary["epoch"] == 2 and "lr" not in summary
+    rows = wandb.Api().run(run.id).history(pandas=False)
+    assert [r["loss"] for r in rows] == [0.9, 0.4, 0.6]  # the history keeps every value
+
+
+def test_define_metric_refuses_what_w_and_b_refuses() -> None:
+    wandb.init(project="mnist")
+    with pytest.raises(wandb.errors.UsageError, match="goal"):
+        wandb.define_metric("acc", summary="best")
+    with pytest.raises(wandb.errors.UsageError, match="unknown summary 'median'"):
+        wandb.define_metric("acc", summary="median")
+    wandb.finish()
