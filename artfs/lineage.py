@@ -12,6 +12,7 @@ Usage keys live in the ``usage`` table in both directions so each question is on
     b"u" + version key + run id   -> JSON {first, last, files}   (consumers of a version)
     b"i" + run id + b"\\0" + version key -> b""                   (inputs of a run)
     b"f" + version key + run id + file -> b""                    (files a run opened)
+    b"p" + version key + run id        -> b""                   (more producers of a version)
 
 Outputs of a run are indexed by the commit (see ``catalog.add_version``). Deleted versions keep
 their records (state "deleted"), so lineage never silently loses a link.
@@ -35,8 +36,8 @@ import string
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
 from artfs.errors import ArtfsError, NotFound
@@ -50,7 +51,7 @@ from artfs.store.settings import RemoteConfig
 log = logging.getLogger(__name__)
 RUN_ID_ALPHABET = string.ascii_lowercase + string.digits
 RUN_ID_LENGTH = 8
-RUNNING, FINISHED, FAILED = "running", "finished", "failed"
+RUNNING, FINISHED, FAILED, CRASHED = "running", "finished", "failed", "crashed"
 
 
 def new_run_id() -> str:
@@ -84,13 +85,20 @@ class RunRecord:
     exit_code: int | None = None
     state: str = RUNNING
     implicit: bool = False
+    # W&B's run fields (wandb.init): recorded as given, shown by 'artfs runs show'.
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    notes: str | None = None
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> RunRecord:
-        return cls(**json.loads(data))
+        # Fields a newer artfs added are skipped, so its records stay readable here.
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in json.loads(data).items() if k in known})
 
 
 @dataclass
@@ -156,6 +164,10 @@ def _file_key(event: UsageEvent) -> bytes:
 
 def _input_key(run_id: str, version_key: bytes) -> bytes:
     return b"i" + run_id.encode() + b"\0" + version_key
+
+
+def _producer_key(version_key: bytes, run_id: str) -> bytes:
+    return b"p" + version_key + run_id.encode()
 
 
 def output_prefix(run_id: str) -> bytes:
@@ -225,6 +237,20 @@ class Lineage:
             record.state = FINISHED if exit_code == 0 else FAILED
             txn.put(Table.RUNS, run_id.encode(), record.encode())
         self._publish_quietly([record], [])
+        return record
+
+    def update_run(
+        self, run_id: str, change: Callable[[RunRecord], None], *, publish: bool = True
+    ) -> RunRecord:
+        """Apply ``change`` to the run's record in one write transaction (config edits, a
+        resumed run, a run found crashed); returns the record as stored. ``publish=False``
+        leaves the change for the run's next publish (its finish)."""
+        with self.store.index.write() as txn:
+            record = _get_run(txn, run_id)
+            change(record)
+            txn.put(Table.RUNS, run_id.encode(), record.encode())
+        if publish:
+            self._publish_quietly([record], [])
         return record
 
     def run(self, run_id: str) -> RunRecord:
@@ -321,6 +347,22 @@ class Lineage:
                 for key, _ in txn.scan(Table.USAGE, prefix)
                 if (r := _version_at(txn, key[len(prefix) :])) is not None
             ]
+
+    def add_producers(self, record: VersionRecord, run_ids: Iterable[str]) -> None:
+        """Record more runs that logged ``record`` than its ``logged_by`` (the contributors of
+        a distributed artifact): each lists it among its outputs, and it names each of them."""
+        with self.store.index.write() as txn:
+            for run_id in run_ids:
+                txn.put(Table.USAGE, catalog.output_key(run_id, record.key), b"")
+                txn.put(Table.USAGE, _producer_key(record.key, run_id), b"")
+
+    def producers(self, record: VersionRecord) -> list[str]:
+        """Every run that logged ``record``: its ``logged_by`` first, then contributors."""
+        prefix = _producer_key(record.key, "")
+        with self.store.index.read() as txn:
+            more = [key[len(prefix) :].decode() for key, _ in txn.scan(Table.USAGE, prefix)]
+        first = [record.logged_by] if record.logged_by else []
+        return first + sorted(set(more) - set(first))
 
     def version_by_digest(self, art: ArtifactName, digest: str) -> VersionRecord | None:
         """The committed version of ``art`` with that content, if this store has one."""
@@ -645,5 +687,5 @@ def _neighbour_runs(
     lineage: Lineage, record: VersionRecord, upstream: bool
 ) -> list[tuple[str, RunRecord | None]]:
     if upstream:
-        return [(record.logged_by, lineage.find_run(record.logged_by))] if record.logged_by else []
+        return [(run_id, lineage.find_run(run_id)) for run_id in lineage.producers(record)]
     return [(run.id, run) for run, _ in lineage.consumers(record)]

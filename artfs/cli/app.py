@@ -21,12 +21,14 @@ from artfs.cli.ui import ui
 from artfs.errors import ArtfsError, InvalidName, NotFound
 from artfs.lineage import Lineage, build_graph, check_run_id
 from artfs.names import ArtifactName, Ref, check_name
+from artfs.run_ends import settle
+from artfs.run_metrics import RunMetrics
 from artfs.store import Store, default_home, references, staging
 from artfs.store.export import diff, materialize, select
 from artfs.store.gc import collect
 from artfs.store.ingest import SourceTree, scan
 from artfs.store.repository import EditRequest, PutResult
-from artfs.store.settings import check_key, parse_bool
+from artfs.store.settings import ENTITY_KEY, check_key, parse_bool
 from artfs.store.verify import verify
 
 if TYPE_CHECKING:  # artfs.remote loads only in the commands that use it (obstore)
@@ -533,7 +535,12 @@ def verify_(ctx: Context, ref: str | None) -> None:
 @click.argument("value", required=False)
 @pass_ctx
 def config(ctx: Context, key: str | None, value: str | None) -> None:
-    """Show the store's settings, one setting, or set one: artfs config KEY true|false"""
+    """Show the store's settings, one setting, or set one: artfs config KEY true|false
+
+    'artfs config entity NAME' sets the W&B entity the store answers for ('none' clears it)."""
+    if key == ENTITY_KEY:
+        _entity_setting(ctx, value)
+        return
     if key is not None:
         check_key(key)
     with ctx.store() as store:
@@ -543,6 +550,14 @@ def config(ctx: Context, key: str | None, value: str | None) -> None:
     for name, setting in current.items():
         if key is None or name == key:
             console.print_line(f"{name} = {str(setting).lower()}")
+
+
+def _entity_setting(ctx: Context, value: str | None) -> None:
+    with ctx.store() as store:
+        if value is not None:
+            store.set_entity(None if value == "none" else check_name(value, "entity"))
+        current = store.entity()
+    console.print_line(f"{ENTITY_KEY} = {current or ''}")
 
 
 @cli.command()
@@ -623,7 +638,8 @@ def runs(click_ctx: click.Context, project: str | None, as_json: bool) -> None:
     ctx: Context = click_ctx.obj
     with ctx.store() as store:
         _shared_lineage(store, lambda shared: shared.fetch_all_runs(store))
-        found = Lineage(store).runs(project)
+        lineage = Lineage(store)
+        found = settle(lineage, lineage.runs(project))
     if as_json:
         console.print_json([render.run_json(r) for r in found])
         return
@@ -644,6 +660,9 @@ def runs(click_ctx: click.Context, project: str | None, as_json: bool) -> None:
     )
 
 
+SHOWN_ROWS = 10  # history rows 'artfs runs show' prints; --json gives every row
+
+
 @runs.command(name="show")
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -653,12 +672,13 @@ def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
     with ctx.store() as store:
         lineage = Lineage(store)
         _shared_lineage(store, lambda shared: shared.fetch_runs(store, [check_run_id(run_id)]))
-        record = lineage.run(run_id)
+        (record,) = settle(lineage, [lineage.run(run_id)])
         inputs = [r.ref for r in lineage.inputs(run_id)]
         outputs = [r.ref for r in lineage.outputs(run_id)]
+        metrics = RunMetrics(store).metrics(run_id, last=None if as_json else SHOWN_ROWS)
     data = render.run_json(record, inputs, outputs)
     if as_json:
-        console.print_json(data)
+        console.print_json({**data, **render.metrics_json(metrics)})
         return
     for key, value in data.items():
         if isinstance(value, list):
@@ -666,6 +686,10 @@ def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
         elif isinstance(value, dict):
             value = json.dumps(value, sort_keys=True)
         console.print_line(f"{key + ':':<11}{'' if value is None else value}")
+    console.print_line(f"{'summary:':<11}{json.dumps(metrics.summary, sort_keys=True)}")
+    console.print_line(f"{'history:':<11}{render.history_note(metrics, SHOWN_ROWS)}")
+    for row in metrics.rows:
+        console.print_line("  " + json.dumps(row, sort_keys=True))
 
 
 @cli.command()

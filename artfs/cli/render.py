@@ -175,12 +175,36 @@ def run_json(
         "exit_code": run.exit_code,
         "state": run.state,
         "implicit": run.implicit,
+        "entity": run.entity,
+        "group": run.group,
+        "tags": run.tags,
+        "notes": run.notes,
     }
     if inputs is not None:
         data["inputs"] = inputs
     if outputs is not None:
         data["outputs"] = outputs
     return data
+
+
+def metrics_json(metrics: Any) -> dict[str, Any]:
+    """A run's summary and whole history for ``runs show --json``."""
+    return {
+        "summary": metrics.summary,
+        "history": metrics.rows,
+        "history_rows": metrics.stored,
+        "history_rows_dropped": metrics.dropped,
+    }
+
+
+def history_note(metrics: Any, shown: int) -> str:
+    """``12 rows, the last 10:`` and the like, above the rows ``runs show`` prints."""
+    if not metrics.stored:
+        return "no rows"
+    dropped = f" ({metrics.dropped} more over the limit, not kept)" if metrics.dropped else ""
+    if metrics.stored <= shown:
+        return f"{metrics.stored} rows{dropped}:"
+    return f"{metrics.stored} rows{dropped}, the last {len(metrics.rows)}:"
 
 
 def consumer_json(run: Any, usage: Any) -> dict[str, Any]:

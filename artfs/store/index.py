@@ -40,6 +40,7 @@ class Table(enum.Enum):
     USAGE = b"usage"  # version key + run id -> JSON
     META = b"meta"  # store-wide settings
     REMOTE_CHUNKS = b"remote-chunks"  # chunk id -> where it is on the default remote
+    HISTORY = b"history"  # run id \0 u32be(row) -> JSON metrics row (see store/history.py)
 
 
 def _seal(key: bytes, value: bytes) -> bytes:

@@ -751,6 +751,15 @@ class Store:
         with self.index.write() as txn:
             settings.put(txn, key, value)
 
+    def entity(self) -> str | None:
+        """The W&B entity this store answers for (``artfs config entity NAME``), else None."""
+        with self.index.read() as txn:
+            return settings.entity(txn)
+
+    def set_entity(self, name: str | None) -> None:
+        with self.index.write() as txn:
+            settings.put_entity(txn, name)
+
     def remotes(self) -> list[RemoteConfig]:
         with self.index.read() as txn:
             return settings.remotes(txn)
