@@ -15,10 +15,11 @@ Outputs of a run are indexed by the commit (see ``catalog.add_version``). Delete
 their records (state "deleted"), so lineage never silently loses a link.
 
 In a remote-backed store (one with a default remote) runs and usage edges are also *published*
-as they are recorded, through a :class:`LineagePublisher` (``artfs.remote.lineage_sync``, loaded
-only then). The local record is the source of truth: a publish that fails is logged and the
-record stays local until the next attempt or ``artfs push --all``. Records from other machines
-come back through :meth:`Lineage.adopt`.
+as they are recorded, through a :class:`LineagePublisher`: the store's lineage sink port,
+which the remote implements (``artfs.remote.lineage_sync``, loaded only then; see
+:mod:`artfs.store.ports`). The local record is the source of truth: a publish that fails is
+logged and the record stays local until the next attempt or ``artfs push --all``. Records from
+other machines come back through :meth:`Lineage.adopt`.
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ class UsageEvent:
 
 
 class LineagePublisher(Protocol):
-    """Where runs and usage edges go besides the local index (a remote)."""
+    """Where runs and usage edges go besides the local index (a remote): the store's
+    :class:`~artfs.store.ports.LineageSink`, with the record types stated."""
 
     def publish(
         self, runs: Sequence[RunRecord], usages: Sequence[tuple[VersionRecord, Usage]]
@@ -134,9 +136,7 @@ def remote_publisher(store: Store) -> LineagePublisher | None:
     cached = _publishers.get(store)
     if cached is not None and cached[0] == config:
         return cached[1]
-    from artfs.remote.lineage_sync import RemoteLineage  # obstore loads only for a remote
-
-    publisher = RemoteLineage.for_store(store, config)
+    publisher: LineagePublisher = store.remote_ports(config).lineage_sink(store, config)
     _publishers[store] = (config, publisher)
     return publisher
 

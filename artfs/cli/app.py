@@ -27,6 +27,7 @@ from artfs.store.ingest import SourceTree, scan
 from artfs.store.repository import EditRequest, PutResult
 from artfs.store.settings import check_key, parse_bool
 from artfs.store.verify import verify
+from artfs.stores import open_store
 
 if TYPE_CHECKING:  # artfs.remote loads only in the commands that use it (obstore)
     from artfs.remote.lineage_sync import RemoteLineage
@@ -40,7 +41,7 @@ class Context:
         self.quiet = quiet
 
     def store(self) -> Store:
-        return Store.open(self.home)
+        return open_store(self.home)
 
 
 pass_ctx = click.make_pass_decorator(Context)

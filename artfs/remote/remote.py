@@ -28,9 +28,10 @@ from typing import TypeVar
 from artfs.errors import AliasesHeld, Conflict, CorruptData, NotFound, TypeMismatch
 from artfs.names import ArtifactName, Ref
 from artfs.remote import layout
-from artfs.remote.layout import PackDictionaries, RemoteChunk, RemoteVersion
+from artfs.remote.layout import PackDictionaries, RemoteVersion
 from artfs.remote.objectstore import ObjectStore, RemoteError, RemoteMissing
 from artfs.store.catalog import VersionRecord
+from artfs.store.chunkstore import RemoteChunk
 from artfs.store.codec import Codec
 from artfs.store.hashing import ChunkId
 

@@ -24,15 +24,16 @@ from dataclasses import dataclass, field
 
 from artfs.errors import Conflict, CorruptData, InvalidName, NotFound
 from artfs.names import ArtifactName, Ref
-from artfs.remote.layout import PackBuilder, RemoteChunk, RemoteVersion, pack_key
+from artfs.remote.layout import PackBuilder, RemoteVersion, pack_key
 from artfs.remote.objectstore import RemoteUrl, S3ObjectStore, new_writer_id
 from artfs.remote.remote import Remote
 from artfs.store import codec
 from artfs.store.catalog import VersionRecord
+from artfs.store.chunkstore import RemoteChunk
 from artfs.store.hashing import ChunkId
 from artfs.store.locks import file_lock
 from artfs.store.manifest import FileEntry
-from artfs.store.publishing import ChunkReader
+from artfs.store.ports import ChunkReader
 from artfs.store.repository import Store
 from artfs.store.settings import RemoteConfig
 

@@ -12,6 +12,7 @@ from artfs.names import ArtifactName, Ref, check_name
 from artfs.sdk.artifact import Artifact
 from artfs.sdk.run import Run
 from artfs.store import Store, default_home
+from artfs.stores import open_store
 
 
 @dataclass
@@ -32,7 +33,7 @@ class ArtifactCollection:
 
 class Api:
     def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
-        self._store = Store.open(Path(home) if home is not None else default_home())
+        self._store = open_store(Path(home) if home is not None else default_home())
 
     def artifact(self, name: str, type: str | None = None) -> Artifact:
         """The version ``project/name[:vN|:alias]``."""

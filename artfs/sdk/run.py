@@ -19,6 +19,7 @@ from artfs.lineage import Lineage, RunRecord
 from artfs.names import ArtifactName, Ref, check_name
 from artfs.sdk.artifact import Artifact
 from artfs.store import Store, default_home
+from artfs.stores import open_store
 
 MOUNT_FSTYPE = "fuse.artfs"
 
@@ -169,7 +170,7 @@ def init(
 ) -> Run:
     """Start a run: recorded in the store at ``home`` (default ``$ARTFS_HOME``)."""
     check_name(project, "project name")
-    store = Store.open(Path(home) if home is not None else default_home())
+    store = open_store(Path(home) if home is not None else default_home())
     me = procinfo.facts(os.getpid())
     record = Lineage(store).create_run(
         project,

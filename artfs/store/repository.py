@@ -37,15 +37,16 @@ from artfs.errors import (
     StoreError,
 )
 from artfs.names import ArtifactName, Ref, check_alias, check_name
-from artfs.store import catalog, codec, publishing, references, settings
+from artfs.store import catalog, codec, references, settings
 from artfs.store.catalog import ArtifactRecord, VersionRecord
-from artfs.store.chunkstore import ChunkLocation
+from artfs.store.chunkstore import ChunkLocation, RemoteChunk
 from artfs.store.hashing import ChunkId, version_digest
 from artfs.store.index import Index, Table, Txn
 from artfs.store.ingest import Ingest, Progress, SourceTree, scan
 from artfs.store.locks import file_lock
 from artfs.store.manifest import ChunkRef, FileEntry, encode_path
 from artfs.store.packs import LocalPackStore
+from artfs.store.ports import ChunkSource, LineageSink, Publisher
 from artfs.store.settings import RemoteConfig
 
 # A whole-file read names this many following chunks, so a remote-backed store can fetch
@@ -57,10 +58,15 @@ REMOTE_RECHECK_SECONDS = 1.0
 _SEEN = b"remote-seen:"
 
 
-class RemoteSource(Protocol):
-    """Reads chunks the local packs do not hold (artfs.remote.fetch.RemoteChunks)."""
+class RemotePorts(Protocol):
+    """Makes a store's ports for one of its remotes (its default remote at the time: it may
+    be set, switched or unset while a process runs)."""
 
-    def read(self, ref: ChunkRef, following: Sequence[ChunkRef] = ()) -> bytes: ...
+    def chunk_source(self, store: Store, config: RemoteConfig) -> ChunkSource: ...
+
+    def publisher(self, store: Store, config: RemoteConfig) -> Publisher: ...
+
+    def lineage_sink(self, store: Store, config: RemoteConfig) -> LineageSink: ...
 
 
 def default_home() -> Path:
@@ -139,34 +145,44 @@ class Store:
     _open: ClassVar[dict[Path, Store]] = {}
     _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, home: Path, index: Index, chunks: LocalPackStore) -> None:
+    def __init__(
+        self, home: Path, index: Index, chunks: LocalPackStore, ports: RemotePorts | None = None
+    ) -> None:
         self.home = home
         self.index = index
         self.chunks = chunks
+        # What a remote-backed store reads, publishes and shares lineage through (see
+        # artfs.store.ports); None: a store that refuses what would need its remote.
+        self.ports = ports
         self._lock_path = home / "store.lock"
         self._gate_path = home / "gc.gate"
         self._users = 1
         # Where chunks not held locally are read from (see remote_source); made on first use.
-        self._remote_source: RemoteSource | None = None
+        self._remote_source: ChunkSource | None = None
         self._remote_config: RemoteConfig | None = None  # what _remote_source reads from
         self._remote_recheck_at = 0.0  # monotonic time to read the default remote again
         self._remote_lock = threading.Lock()
 
     @classmethod
-    def open(cls, home: Path | None = None) -> Store:
+    def open(cls, home: Path | None = None, *, ports: RemotePorts | None = None) -> Store:
+        """The store at ``home``; ``ports``: its remote's implementation of the store's ports
+        (:func:`artfs.stores.open_store` hands them in). A store this process has open already
+        is shared, and gets ``ports`` if it had none."""
         home = Path(home) if home is not None else default_home()
         with cls._registry_lock:
             key = home.resolve()
             store = cls._open.get(key)
             if store is not None:
                 store._users += 1
+                if store.ports is None:
+                    store.ports = ports
                 return store
             try:
                 home.mkdir(parents=True, exist_ok=True)
                 chunks = LocalPackStore.open(home / "packs")
             except OSError as exc:
                 raise StoreError(f"cannot use {home} as the artfs store: {exc.strerror}") from None
-            store = cls._open[key] = cls(home, Index.open(home / "index"), chunks)
+            store = cls._open[key] = cls(home, Index.open(home / "index"), chunks, ports)
             return store
 
     def close(self) -> None:
@@ -342,13 +358,9 @@ class Store:
         the read that follows then says the chunk is missing). CorruptData when the remote's
         copy is dictionary-coded itself: no dictionary is, and reading one would make the
         remote reader look up a dictionary from inside a dictionary's lookup."""
-        from artfs.remote.layout import RemoteChunk
-
-        with self.index.read() as txn:
-            where = txn.get(Table.REMOTE_CHUNKS, cid)
-        if where is None:
+        loc = self.remote_locations([cid]).get(cid)
+        if loc is None:
             return 0
-        loc = RemoteChunk.decode(where)
         if loc.codec == codec.Codec.ZSTD_DICT:
             raise CorruptData(
                 f"compression dictionary {cid.hex()[:16]} is recorded as dictionary-coded "
@@ -457,12 +469,13 @@ class Store:
                 pass  # damaged where it was pinned: a fresh lookup decides (and says why)
         return self.read_chunk(ref, following)
 
-    def remote_source(self) -> RemoteSource | None:
+    def remote_source(self) -> ChunkSource | None:
         """The reader of chunks held only on the default remote; None for a store without
-        one. Made on first use, so that a local store never loads the object-store client,
-        and made again when the default remote changes (set, switched or unset while a
-        daemon runs): the setting is read again at most every ``REMOTE_RECHECK_SECONDS``, as
-        reading it costs about as much as reading a cached small chunk."""
+        one. Made on first use (by this store's ports), so that a local store never loads
+        the object-store client, and made again when the default remote changes (set,
+        switched or unset while a daemon runs): the setting is read again at most every
+        ``REMOTE_RECHECK_SECONDS``, as reading it costs about as much as reading a cached
+        small chunk."""
         with self._remote_lock:
             now = time.monotonic()
             if now >= self._remote_recheck_at:
@@ -470,16 +483,51 @@ class Store:
                 if config != self._remote_config:
                     self._remote_source = None
                     if config is not None:
-                        from artfs.remote.fetch import RemoteChunks
-
-                        self._remote_source = RemoteChunks.for_store(self, config)
+                        self._remote_source = self.remote_ports(config).chunk_source(self, config)
                     self._remote_config = config
                 self._remote_recheck_at = now + REMOTE_RECHECK_SECONDS
             return self._remote_source
 
-    def remote_source_made(self) -> RemoteSource | None:
+    def remote_source_made(self) -> ChunkSource | None:
         """The reader :meth:`remote_source` made last, if any; never makes one."""
         return self._remote_source
+
+    def remote_ports(self, config: RemoteConfig) -> RemotePorts:
+        """The ports through which this store uses its remote ``config``; StoreError when it
+        was opened without them (a process that opens stores with Store.open, not
+        artfs.stores.open_store), before anything is read or changed."""
+        if self.ports is None:
+            raise StoreError(
+                f"this store is backed by remote {config.name!r} but was opened without "
+                "access to remotes (open it with artfs.stores.open_store)"
+            )
+        return self.ports
+
+    def publisher(self) -> Publisher | None:
+        """The publisher of this store's default remote; None for a store that is not
+        remote-backed. A fresh one per operation: it holds no state worth keeping (pack
+        indexes are cached on disk under ``HOME/remotes/NAME/``) and the default remote may
+        have changed meanwhile."""
+        config = self.default_remote()
+        if config is None:
+            return None
+        return self.remote_ports(config).publisher(self, config)
+
+    def remote_locations(self, ids: Iterable[ChunkId]) -> dict[ChunkId, RemoteChunk]:
+        """Where those of ``ids`` that the default remote holds are on it (one snapshot)."""
+        found = {}
+        with self.index.read() as txn:
+            for cid in ids:
+                data = txn.get(Table.REMOTE_CHUNKS, cid)
+                if data is not None:
+                    found[cid] = RemoteChunk.decode(data)
+        return found
+
+    def record_remote_locations(self, where: Mapping[ChunkId, RemoteChunk]) -> None:
+        """Record where chunks are on the default remote (one transaction)."""
+        with self.index.write() as txn:
+            for cid, loc in where.items():
+                txn.put(Table.REMOTE_CHUNKS, cid, loc.encode())
 
     def _read_remote(self, ref: ChunkRef, following: Sequence[ChunkRef]) -> bytes:
         source = self.remote_source()
@@ -547,7 +595,7 @@ class Store:
         tree.complete_dirs(time.time_ns())
         with self.index.read() as txn:
             catalog.check_type(catalog.get_artifact(txn, art), art, type_)
-        publisher = publishing.open_publisher(self)
+        publisher = self.publisher()
         if publisher is not None:
             publisher.check(art, type_)  # an unreachable remote fails before any chunk is read
         draft = dict(
@@ -606,7 +654,7 @@ class Store:
 
     def _commit_published(
         self,
-        publisher: publishing.Publisher,
+        publisher: Publisher,
         tree: SourceTree,
         art: ArtifactName,
         entries: list[FileEntry],
@@ -644,9 +692,7 @@ class Store:
         result.uploaded_bytes = published.uploaded_bytes
         return result, True
 
-    def _publish_aliases(
-        self, publisher: publishing.Publisher, result: PutResult, aliases: list[str]
-    ) -> None:
+    def _publish_aliases(self, publisher: Publisher, result: PutResult, aliases: list[str]) -> None:
         """Move the aliases given at commit time, on the remote and then here. The version is
         committed by now: a failure says so and how to finish the job."""
         record = result.record
@@ -879,7 +925,7 @@ class Store:
     def set_alias(self, ref: Ref, alias: str) -> VersionRecord:
         """Point ``alias`` at ``ref``; in a remote-backed store on the remote first."""
         check_alias(alias)
-        publisher = publishing.open_publisher(self)
+        publisher = self.publisher()
         if publisher is not None:
             publisher.move_alias(ref.artifact, alias, self.resolve(ref).number)
         with self.index.write() as txn:
@@ -895,7 +941,7 @@ class Store:
     def remove_alias(self, art: ArtifactName, alias: str) -> None:
         """Remove ``alias``; in a remote-backed store on the remote first."""
         check_alias(alias)
-        publisher = publishing.open_publisher(self)
+        publisher = self.publisher()
         if publisher is not None:
             self.versions(art)  # NotFound for an unknown artifact before the remote is asked
             publisher.remove_alias(art, alias)
@@ -937,7 +983,7 @@ class Store:
         then :meth:`delete_mirrored` deletes the same versions here. So every machine loses
         them, and the same content committed again is a new version.
         """
-        publisher = publishing.open_publisher(self)
+        publisher = self.publisher()
         if publisher is None:
             if isinstance(target, Ref):
                 records = [self._delete_local_version(target, force)]
@@ -1002,7 +1048,7 @@ class Store:
         this index. Returns the refs deleted and the refs kept for their aliases.
         """
         now = time.time() if now is None else now
-        publisher = publishing.open_publisher(self)
+        publisher = self.publisher()
         if publisher is not None:
             return self._expire_published(publisher, now)
         deleted, kept = [], []
@@ -1019,9 +1065,7 @@ class Store:
                             deleted.append(record.ref)
         return deleted, kept
 
-    def _expire_published(
-        self, publisher: publishing.Publisher, now: float
-    ) -> tuple[list[str], list[str]]:
+    def _expire_published(self, publisher: Publisher, now: float) -> tuple[list[str], list[str]]:
         with self.index.read() as txn:
             due = [
                 record

@@ -26,6 +26,7 @@ import trio
 
 from artfs.errors import ArtfsError
 from artfs.store.repository import Store, default_home
+from artfs.stores import open_store
 from artfs.usage import UsageRecorder
 from artfs.vfs import DEFAULT_CACHE_BYTES, Vfs
 from artfsd.mountpoint import FSNAME, prepare
@@ -400,7 +401,7 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
     mountpoint = prepare(args.mountpoint)
     raise_fd_limit()  # before the store sizes its descriptor cache from the limit
     tune_allocator()
-    store = Store.open(args.home or default_home())  # clears stale LMDB reader slots
+    store = open_store(args.home or default_home())  # clears stale LMDB reader slots
     worker = RefreshWorker()
     try:
         check_remote_settings(store)

@@ -27,6 +27,7 @@ from artfs.remote.objectstore import MemoryObjectStore, ObjectInfo
 from artfs.remote.remote import Remote
 from artfs.remote.sync import RefreshResult, push, refresh
 from artfs.store import Store
+from artfs.stores import open_store
 
 ART = ArtifactName("team", "data")
 
@@ -61,14 +62,14 @@ def remote(objects: GatedObjects) -> Remote:
 @pytest.fixture
 def src(tmp_path: Path) -> Iterator[Store]:
     """Another machine's store, publishing on the remote with ``push``."""
-    with Store.open(tmp_path / "src") as store:
+    with open_store(tmp_path / "src") as store:
         yield store
 
 
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[Store]:
     """This machine's store, refreshed from the remote."""
-    with Store.open(tmp_path / "home") as store:
+    with open_store(tmp_path / "home") as store:
         yield store
 
 
