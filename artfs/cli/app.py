@@ -30,8 +30,8 @@ from artfs.store.verify import verify
 from artfs.stores import open_store
 
 if TYPE_CHECKING:  # artfs.remote loads only in the commands that use it (obstore)
+    from artfs.objectstore import ObjectStore
     from artfs.remote.lineage_sync import RemoteLineage
-    from artfs.remote.objectstore import ObjectStore
     from artfs.store.catalog import VersionRecord
 
 
@@ -980,7 +980,7 @@ def clone(ctx: Context, url: str, endpoint: str | None, region: str | None, name
     """Start this store from remote URL: every version into the index, no chunks. The remote
     becomes the default: put and commit publish there. Of the store's default remote: a
     refresh."""
-    from artfs.remote.objectstore import RemoteUrl
+    from artfs.objectstore import RemoteUrl
     from artfs.remote.publish import check_backing, has_versions
     from artfs.remote.sync import add_remote, open_remote, refresh
     from artfs.store.settings import RemoteConfig

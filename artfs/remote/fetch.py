@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from artfs.errors import ArtfsError, CorruptData, NotFound, StoreError
+from artfs.objectstore import RemoteError, RemoteMissing, remote_timeout
 from artfs.remote.cache import DiskChunkCache, limits_from_env
-from artfs.remote.objectstore import RemoteError, RemoteMissing, remote_timeout
 from artfs.remote.remote import Remote
 from artfs.remote.sync import coalesce, fetch_group, open_remote, verified_chunk
 from artfs.store.chunkstore import RemoteChunk

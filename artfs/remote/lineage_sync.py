@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from artfs.errors import CorruptData, NotFound
 from artfs.lineage import RUNNING, Lineage, RunRecord, Usage, build_graph, check_run_id
 from artfs.names import ArtifactName
-from artfs.remote.objectstore import ObjectStore, RemoteError, RemoteMissing
+from artfs.objectstore import ObjectStore, RemoteError, RemoteMissing
 from artfs.remote.remote import backoff
 from artfs.store.catalog import VersionRecord
 from artfs.store.repository import Store

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 from artfs.errors import Conflict
 from artfs.names import ArtifactName, Ref, check_name
-from artfs.remote.objectstore import RemoteError, RemoteUrl
+from artfs.objectstore import RemoteError, RemoteUrl
 from artfs.remote.remote import Remote
 from artfs.remote.sync import open_remote, publish_version
 from artfs.store.catalog import VersionRecord

@@ -27,9 +27,9 @@ from typing import TypeVar
 
 from artfs.errors import AliasesHeld, Conflict, CorruptData, NotFound, TypeMismatch
 from artfs.names import ArtifactName, Ref
+from artfs.objectstore import ObjectStore, RemoteError, RemoteMissing
 from artfs.remote import layout
 from artfs.remote.layout import PackDictionaries, RemoteVersion
-from artfs.remote.objectstore import ObjectStore, RemoteError, RemoteMissing
 from artfs.store.catalog import VersionRecord
 from artfs.store.chunkstore import RemoteChunk
 from artfs.store.codec import Codec

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 from artfs.errors import Conflict, CorruptData, InvalidName, NotFound
 from artfs.names import ArtifactName, Ref
+from artfs.objectstore import RemoteUrl, S3ObjectStore, new_writer_id
 from artfs.remote.layout import PackBuilder, RemoteVersion, pack_key
-from artfs.remote.objectstore import RemoteUrl, S3ObjectStore, new_writer_id
 from artfs.remote.remote import Remote
 from artfs.store import codec
 from artfs.store.catalog import VersionRecord

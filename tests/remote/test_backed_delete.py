@@ -13,9 +13,9 @@ import pytest
 import artfs
 from artfs.errors import AliasesHeld
 from artfs.names import ArtifactName, Ref
+from artfs.objectstore import S3ObjectStore
 from artfs.remote import layout
 from artfs.remote.layout import RemoteVersion
-from artfs.remote.objectstore import S3ObjectStore
 from artfs.remote.publish import set_default
 from artfs.remote.remote import Remote
 from artfs.remote.sync import add_remote, clone, push

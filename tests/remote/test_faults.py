@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from artfs.names import ArtifactName, Ref
-from artfs.remote.objectstore import RemoteError, RemoteUrl, S3ObjectStore
+from artfs.objectstore import RemoteError, RemoteUrl, S3ObjectStore
 from artfs.remote.remote import Remote
 from artfs.remote.sync import pull, push
 from artfs.store import Store

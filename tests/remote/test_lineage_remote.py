@@ -19,8 +19,8 @@ import pytest
 from artfs.errors import CorruptData
 from artfs.lineage import Lineage, UsageEvent
 from artfs.names import ArtifactName
+from artfs.objectstore import MemoryObjectStore
 from artfs.remote.lineage_sync import LineageCounts, RemoteLineage
-from artfs.remote.objectstore import MemoryObjectStore
 from artfs.store import Store
 from artfs.stores import open_store
 from tests.conftest import make_tree, random_bytes

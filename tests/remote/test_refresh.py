@@ -22,8 +22,8 @@ import pytest
 from artfsd.main import RefreshWorker, _log_refresh
 
 from artfs.names import ArtifactName, Ref
+from artfs.objectstore import MemoryObjectStore, ObjectInfo
 from artfs.remote import layout
-from artfs.remote.objectstore import MemoryObjectStore, ObjectInfo
 from artfs.remote.remote import Remote
 from artfs.remote.sync import RefreshResult, push, refresh
 from artfs.store import Store

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from artfs.names import ArtifactName, Ref
+from artfs.objectstore import MemoryObjectStore
 from artfs.remote import layout
-from artfs.remote.objectstore import MemoryObjectStore
 from artfs.remote.remote import Remote
 from artfs.remote.sync import push
 from artfs.stores import open_store

@@ -13,10 +13,10 @@ import pytest
 
 from artfs.errors import AliasesHeld, InvalidName, NotFound
 from artfs.names import ArtifactName, Ref
+from artfs.objectstore import MemoryObjectStore
 from artfs.remote import layout
 from artfs.remote.gc import MIN_GRACE_ENV, RemoteGcReport, collect, delete_on_remote
 from artfs.remote.layout import RemoteVersion
-from artfs.remote.objectstore import MemoryObjectStore
 from artfs.remote.remote import Remote
 from artfs.remote.sync import clone, pull, push
 from artfs.store import Store
@@ -229,7 +229,7 @@ _WRITER = """
 import sys, random, time
 from pathlib import Path
 from artfs.names import ArtifactName, Ref
-from artfs.remote.objectstore import RemoteUrl, S3ObjectStore
+from artfs.objectstore import RemoteUrl, S3ObjectStore
 from artfs.remote.remote import Remote
 from artfs.remote.sync import push
 from artfs.stores import open_store

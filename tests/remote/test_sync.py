@@ -123,7 +123,7 @@ _WRITER = """
 import sys
 from pathlib import Path
 from artfs.names import ArtifactName, Ref
-from artfs.remote.objectstore import RemoteUrl, S3ObjectStore
+from artfs.objectstore import RemoteUrl, S3ObjectStore
 from artfs.remote.remote import Remote
 from artfs.remote.sync import push
 from artfs.stores import open_store
