@@ -6,8 +6,8 @@ where. A read of such a chunk goes:
 
 1. to the local chunk cache (:mod:`artfs.remote.cache`), hash-checked;
 2. else to the remote, with one ranged GET that also covers the *following* chunks the reader
-   names (read-ahead) when they sit in the same pack close by (``sync.coalesce``), each chunk
-   decompressed and hashed (``sync.verified_chunk``) and then kept in the cache.
+   names (read-ahead) when they sit in the same pack close by (``ranged.coalesce``), each chunk
+   decompressed and hashed (``ranged.verified_chunk``) and then kept in the cache.
 
 One download per chunk however many threads want it: the first thread to miss a chunk owns its
 fetch and the others wait on an event (single flight). Chunks of a range another thread is
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from artfs.errors import ArtfsError, CorruptData, NotFound, StoreError
 from artfs.objectstore import RemoteError, RemoteMissing, remote_timeout
 from artfs.remote.cache import DiskChunkCache, limits_from_env
-from artfs.remote.remote import Remote
-from artfs.remote.sync import coalesce, fetch_group, open_remote, verified_chunk
+from artfs.remote.ranged import coalesce, fetch_group, verified_chunk
+from artfs.remote.remote import Remote, open_remote
 from artfs.store.chunkstore import RemoteChunk
 from artfs.store.codec import Codec
 from artfs.store.hashing import ChunkId

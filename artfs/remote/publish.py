@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from artfs.errors import Conflict
 from artfs.names import ArtifactName, Ref, check_name
 from artfs.objectstore import RemoteError, RemoteUrl
-from artfs.remote.remote import Remote
-from artfs.remote.sync import open_remote, publish_version
+from artfs.remote.remote import Remote, open_remote
+from artfs.remote.sync import publish_version
 from artfs.store.catalog import VersionRecord
 from artfs.store.chunkstore import RemoteChunk
 from artfs.store.hashing import ChunkId

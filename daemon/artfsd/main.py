@@ -264,7 +264,7 @@ def _open_remote(store: Store, config: RemoteConfig) -> Remote | None:
     """The remote to poll; None (logged) for one that cannot be configured: the index is then
     served as it is."""
     from artfs.remote.fetch import check_settings  # obstore: remote-backed stores only
-    from artfs.remote.sync import open_remote
+    from artfs.remote.remote import open_remote
 
     try:
         check_settings()  # a remote set after the start was not checked by check_remote_settings

@@ -19,8 +19,8 @@ from artfs.remote import layout, sync
 from artfs.remote.fetch import RemoteChunks
 from artfs.remote.gc import MIN_GRACE_ENV, RemoteGcReport, collect
 from artfs.remote.publish import set_default
-from artfs.remote.remote import Remote
-from artfs.remote.sync import add_remote, clone, open_remote, pull, push
+from artfs.remote.remote import Remote, open_remote
+from artfs.remote.sync import add_remote, clone, pull, push
 from artfs.store import Store, codec
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.gc import collect as collect_local

@@ -23,8 +23,8 @@ from artfs.names import ArtifactName, Ref
 from artfs.remote import layout
 from artfs.remote.fetch import RemoteChunks
 from artfs.remote.layout import PackBuilder
-from artfs.remote.remote import Remote
-from artfs.remote.sync import add_remote, clone, open_remote, push
+from artfs.remote.remote import Remote, open_remote
+from artfs.remote.sync import add_remote, clone, push
 from artfs.store import Store, repository, settings
 from artfs.store.chunkstore import RemoteChunk
 from artfs.store.hashing import ChunkId
