@@ -99,10 +99,29 @@ class ChunkWriter(Protocol):
 
 
 class ChunkStore(Protocol):
+    """What the store (``Store.chunks``), gc and verify need of where chunk bytes live."""
+
     def writer(self) -> ChunkWriter: ...
 
     def read(self, location: ChunkLocation) -> bytes:
-        """The stored (possibly compressed) bytes at ``location``."""
+        """The stored (possibly compressed) bytes at ``location``; CorruptData when they
+        cannot be read (a pack gone or cut short)."""
+        ...
+
+    def pin(self, pack_id: int) -> None:
+        """Keep pack ``pack_id`` readable until a matching :meth:`unpin`, even once gc deleted
+        it (an open file reads on); CorruptData if it does not exist (any more)."""
+        ...
+
+    def unpin(self, pack_id: int) -> None: ...
+
+    def forget(self, pack_id: int) -> None:
+        """Drop what is cached of a pack, so the next read finds it afresh (after gc moved
+        its chunks)."""
+        ...
+
+    def drop_unlinked(self) -> int:
+        """Let go of packs gc deleted that nothing pins (so their space is freed); how many."""
         ...
 
     def pack_ids(self) -> list[int]: ...

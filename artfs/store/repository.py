@@ -39,7 +39,7 @@ from artfs.errors import (
 from artfs.names import ArtifactName, Ref, check_alias, check_name
 from artfs.store import catalog, codec, references, settings
 from artfs.store.catalog import ArtifactRecord, VersionRecord
-from artfs.store.chunkstore import ChunkLocation, RemoteChunk
+from artfs.store.chunkstore import ChunkLocation, ChunkStore, RemoteChunk
 from artfs.store.hashing import ChunkId, version_digest
 from artfs.store.index import Index, Table, Txn
 from artfs.store.ingest import Ingest, Progress, SourceTree, scan
@@ -146,7 +146,7 @@ class Store:
     _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(
-        self, home: Path, index: Index, chunks: LocalPackStore, ports: RemotePorts | None = None
+        self, home: Path, index: Index, chunks: ChunkStore, ports: RemotePorts | None = None
     ) -> None:
         self.home = home
         self.index = index
