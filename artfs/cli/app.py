@@ -30,10 +30,11 @@ from artfs.store.ingest import SourceTree, scan
 from artfs.store.repository import EditRequest, PutResult
 from artfs.store.settings import ENTITY_KEY, check_key, parse_bool
 from artfs.store.verify import verify
+from artfs.stores import open_store
 
 if TYPE_CHECKING:  # artfs.remote loads only in the commands that use it (obstore)
+    from artfs.objectstore import ObjectStore
     from artfs.remote.lineage_sync import RemoteLineage
-    from artfs.remote.objectstore import ObjectStore
     from artfs.store.catalog import VersionRecord
 
 
@@ -43,7 +44,7 @@ class Context:
         self.quiet = quiet
 
     def store(self) -> Store:
-        return Store.open(self.home)
+        return open_store(self.home)
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -448,7 +449,8 @@ def _rm_on_remote(
 ) -> list[str]:
     """Delete on a remote that is not the store's default (this store is left alone)."""
     from artfs.remote.gc import delete_on_remote
-    from artfs.remote.sync import open_remote, remote_config
+    from artfs.remote.remote import open_remote
+    from artfs.remote.sync import remote_config
 
     config = remote_config(store, remote_name)
     deleted, _ = delete_on_remote(open_remote(store, config), target, force=force)
@@ -490,7 +492,8 @@ def gc(ctx: Context, remote_name: str | None, grace: str | None) -> None:
 def _gc_remote(ctx: Context, remote_name: str | None, grace: str) -> None:
     from artfs.remote.gc import check_grace
     from artfs.remote.gc import collect as collect_remote
-    from artfs.remote.sync import open_remote, remote_config
+    from artfs.remote.remote import open_remote
+    from artfs.remote.sync import remote_config
 
     seconds = render.parse_duration(grace)
     check_grace(seconds)
@@ -810,7 +813,8 @@ def _refresh(
 ) -> None:
     """Bring a remote-backed store's index up to date (for one project or artifact if given);
     if the remote cannot be reached, say so on stderr and go on with the local index."""
-    from artfs.remote.sync import open_remote, refresh
+    from artfs.remote.remote import open_remote
+    from artfs.remote.sync import refresh
 
     config = store.default_remote()
     assert config is not None
@@ -956,8 +960,9 @@ def remote_ls(ctx: Context, as_json: bool) -> None:
 def push(ctx: Context, ref: str | None, all_: bool, remote_name: str | None) -> None:
     """Publish version REF (or --all) on a remote; it gets the remote's next number."""
     from artfs.remote.lineage_sync import RemoteLineage
-    from artfs.remote.sync import open_remote, push_all, remote_config
+    from artfs.remote.remote import open_remote
     from artfs.remote.sync import push as push_one
+    from artfs.remote.sync import push_all, remote_config
 
     if (ref is None) == (not all_):
         raise InvalidName("give a REF or --all, not both")
@@ -981,8 +986,9 @@ def push(ctx: Context, ref: str | None, all_: bool, remote_name: str | None) -> 
 @pass_ctx
 def pull(ctx: Context, ref: str, remote_name: str | None) -> None:
     """Fetch version REF and its missing chunks from a remote (each chunk hash-checked)."""
-    from artfs.remote.sync import open_remote, remote_config
+    from artfs.remote.remote import open_remote
     from artfs.remote.sync import pull as pull_one
+    from artfs.remote.sync import remote_config
 
     with ctx.store() as store:
         source = open_remote(store, remote_config(store, remote_name))
@@ -1004,9 +1010,10 @@ def clone(ctx: Context, url: str, endpoint: str | None, region: str | None, name
     """Start this store from remote URL: every version into the index, no chunks. The remote
     becomes the default: put and commit publish there. Of the store's default remote: a
     refresh."""
-    from artfs.remote.objectstore import RemoteUrl
+    from artfs.objectstore import RemoteUrl
     from artfs.remote.publish import check_backing, has_versions
-    from artfs.remote.sync import add_remote, open_remote, refresh
+    from artfs.remote.remote import open_remote
+    from artfs.remote.sync import add_remote, refresh
     from artfs.store.settings import RemoteConfig
 
     with ctx.store() as store:

@@ -21,6 +21,7 @@ from artfs.sdk.artifact import Artifact
 from artfs.sdk.filters import matches, order_key
 from artfs.sdk.run import Run
 from artfs.store import Store, default_home
+from artfs.stores import open_store
 
 
 @dataclass
@@ -68,7 +69,7 @@ class Api:
         *,
         home: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._store = Store.open(Path(home) if home is not None else default_home())
+        self._store = open_store(Path(home) if home is not None else default_home())
         self._overrides = dict(overrides or {})
         paths.check_entity(self._store, self._overrides.get("entity"))
 

@@ -40,6 +40,7 @@ from artfs.sdk.metric_defs import Metric
 from artfs.sdk.metrics import History, Summary, as_mapping
 from artfs.sdk.run import Run, _register_with_mounts, _set_current, current
 from artfs.store import Store, default_home
+from artfs.stores import open_store
 
 MODES = ("online", "offline", "disabled", "shared")
 DEFAULT_PROJECT = "uncategorized"
@@ -85,7 +86,7 @@ def init(
     mode = mode or os.environ.get("WANDB_MODE") or "online"
     if mode not in MODES:
         raise UsageError(f"invalid mode {mode!r}: use one of {', '.join(MODES)}")
-    store = Store.open(Path(home) if home is not None else default_home())
+    store = open_store(Path(home) if home is not None else default_home())
     settings = RunSettings(
         project=check_name(
             project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT, "project name"

@@ -21,7 +21,7 @@ from typing import Any
 
 from artfs.errors import NotFound, TypeMismatch
 from artfs.names import ArtifactName, Ref
-from artfs.store import manifest
+from artfs.store import manifest, runs
 from artfs.store.index import Table, Txn
 from artfs.store.manifest import FileEntry
 
@@ -35,11 +35,6 @@ def artifact_key(art: ArtifactName) -> bytes:
 
 def version_key(art: ArtifactName, number: int) -> bytes:
     return artifact_key(art) + b"\0" + number.to_bytes(4, "big")
-
-
-def output_key(run_id: str, vkey: bytes) -> bytes:
-    """Usage-table key recording that run ``run_id`` logged the version at ``vkey``."""
-    return b"o" + run_id.encode() + b"\0" + vkey
 
 
 def _sub_key(art: ArtifactName, suffix: bytes) -> bytes:
@@ -196,6 +191,16 @@ def get_version(txn: Txn, art: ArtifactName, number: int) -> VersionRecord | Non
     return record
 
 
+def version_at(txn: Txn, vkey: bytes) -> VersionRecord | None:
+    """The version whose key is ``vkey`` (deleted ones too), with its aliases; None if there
+    is no such version."""
+    data = txn.get(Table.VERSIONS, vkey)
+    if data is None:
+        return None
+    record = VersionRecord.decode(data)
+    return get_version(txn, record.artifact, record.number)
+
+
 def resolve(txn: Txn, ref: Ref) -> VersionRecord:
     """The committed version ``ref`` names; NotFound says what exists instead."""
     art = ref.artifact
@@ -240,7 +245,7 @@ def add_version(txn: Txn, record: VersionRecord, entries: list[FileEntry]) -> No
     for entry in entries:
         txn.put(Table.FILES, manifest.entry_key(vkey, entry.path), entry.encode())
     if record.logged_by:
-        txn.put(Table.USAGE, output_key(record.logged_by, vkey), b"")
+        txn.put(Table.USAGE, runs.output_key(record.logged_by, vkey), b"")
 
 
 def set_alias(txn: Txn, art: ArtifactName, alias: str, number: int) -> int | None:

@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from artfs.cli import render
-from artfs.errors import InvalidName, NotFound, StoreError
+from artfs.errors import InvalidName, NotFound
 from artfs.lineage import BOTH, DOWN, UP, Lineage, build_graph, check_run_id
 from artfs.names import ArtifactName, Ref, check_name, check_path
 from artfs.store import Store, catalog
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.export import diff
-from artfs.store.index import Index, Table
+from artfs.store.index import Table
 from artfs.store.manifest import FileEntry, children_prefix, encode_path, path_from_key
-from artfs.store.packs import LocalPackStore
+from artfs.stores import open_readonly_store
 
 VERSIONS_PER_PAGE = 50
 # A page of a directory listing: one LMDB range scan of this many keys, whatever the size of
@@ -35,16 +35,8 @@ DIFF_SHOWN = 1000  # paths per kind of change listed (the counts are always whol
 
 
 def open_readonly(home: Path) -> Store:
-    """The store at ``home`` with its index opened read-only (a write transaction fails).
-
-    :meth:`Store.open` has no read-only mode, so the store is assembled here from its parts;
-    it is not entered in Store's per-process registry, so do not open the same home with
-    :meth:`Store.open` in the same process while this one is open.
-    """
-    index_dir = home / "index"
-    if not (index_dir / "data.mdb").is_file():
-        raise StoreError(f"no artfs store at {home}: give --home, or store something first")
-    return Store(home, Index.open(index_dir, readonly=True), LocalPackStore.open(home / "packs"))
+    """The store at ``home`` with its index opened read-only (a write transaction fails)."""
+    return open_readonly_store(home)
 
 
 # --- home ---------------------------------------------------------------------------------
