@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from artfs.cli import console, render
+from artfs.cli.context import Context
 from artfs.cli.runner import current_run_id, run_command
 from artfs.cli.ui import ui
 from artfs.errors import ArtfsError, InvalidName, NotFound
@@ -30,21 +31,11 @@ from artfs.store.ingest import SourceTree, scan
 from artfs.store.repository import EditRequest, PutResult
 from artfs.store.settings import ENTITY_KEY, check_key, parse_bool
 from artfs.store.verify import verify
-from artfs.stores import open_store
 
 if TYPE_CHECKING:  # artfs.remote loads only in the commands that use it (obstore)
     from artfs.objectstore import ObjectStore
     from artfs.remote.lineage_sync import RemoteLineage
     from artfs.store.catalog import VersionRecord
-
-
-class Context:
-    def __init__(self, home: Path, quiet: bool) -> None:
-        self.home = home
-        self.quiet = quiet
-
-    def store(self) -> Store:
-        return open_store(self.home)
 
 
 pass_ctx = click.make_pass_decorator(Context)

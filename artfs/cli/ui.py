@@ -10,7 +10,7 @@ import click
 from artfs.cli import console
 
 if TYPE_CHECKING:
-    from artfs.cli.app import Context
+    from artfs.cli.context import Context
     from artfs.ui.server import Serving
 
 

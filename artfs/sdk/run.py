@@ -507,12 +507,4 @@ def find_mount(project: str) -> Path:
     )
 
 
-def init(*args: Any, **kwargs: Any) -> Run:
-    """``artfs.init`` (:mod:`artfs.sdk.session`), still reachable here for callers of
-    ``artfs.sdk.run.init`` from before it moved."""
-    from artfs.sdk.session import init as start  # session builds on this module
-
-    return start(*args, **kwargs)
-
-
-__all__ = ["ArtifactName", "Ref", "Run", "current", "find_mount", "init"]
+__all__ = ["ArtifactName", "Ref", "Run", "current", "find_mount"]

