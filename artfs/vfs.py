@@ -547,7 +547,7 @@ class Vfs:
             store, ChunkCache(store.read_chunk, cache_bytes), uid=os.getuid(), gid=os.getgid()
         )
         if lineage:
-            vfs.recorder = UsageRecorder(Lineage(store))
+            vfs.recorder = UsageRecorder(Lineage(store), may_write=vfs.may_write)
         return vfs
 
     # --- nodes and lookup counts ----------------------------------------------------------
@@ -964,16 +964,19 @@ class Vfs:
         not count (they say nothing of the index and packs inside). The daemon calls this
         before every such request, so a refused one records nothing.
         """
-        if uid in (0, self.uid):
-            return
-        try:
-            owner = os.stat(self.store.home).st_uid
-        except OSError:
-            owner = -1
-        if uid != owner:
+        if not self.may_write(uid):
             raise PermissionError(
                 errno.EACCES, "only the store's owner or root may change it through the mount"
             )
+
+    def may_write(self, uid: int) -> bool:
+        """Whether ``uid`` may change the store: root, the daemon's user, the home's owner."""
+        if uid in (0, self.uid):
+            return True
+        try:
+            return uid == os.stat(self.store.home).st_uid
+        except OSError:
+            return False
 
     # --- staging: a passthrough to the backing directories (artfs.staging_vfs) -------------
 
