@@ -42,6 +42,12 @@ def output_key(run_id: str, vkey: bytes) -> bytes:
     return b"o" + run_id.encode() + b"\0" + vkey
 
 
+def opened_files_prefix(vkey: bytes) -> bytes:
+    """Usage-table prefix of the keys that count the distinct files runs opened of the version
+    at ``vkey`` (``b"f" + vkey + run id + file``, written by :mod:`artfs.lineage`)."""
+    return b"f" + vkey
+
+
 def _sub_key(art: ArtifactName, suffix: bytes) -> bytes:
     return artifact_key(art) + b"\0" + suffix
 
@@ -287,8 +293,11 @@ def alias_target(txn: Txn, art: ArtifactName, alias: str) -> tuple[int, int] | N
 
 
 def mark_deleted(txn: Txn, record: VersionRecord) -> None:
-    """Drop a version's files, aliases and digest; keep its record as a tombstone."""
+    """Drop a version's files, aliases and digest, and the keys that counted which of its
+    files each run opened (the edges keep their counts, and nothing opens the files again);
+    keep its record as a tombstone."""
     txn.delete_prefix(Table.FILES, record.key)
+    txn.delete_prefix(Table.USAGE, opened_files_prefix(record.key))
     for alias in aliases_by_version(txn, record.artifact).get(record.number, []):
         txn.delete(Table.ALIASES, _sub_key(record.artifact, alias.encode()))
         txn.delete(Table.ALIAS_TIMES, _sub_key(record.artifact, alias.encode()))
