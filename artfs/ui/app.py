@@ -36,7 +36,7 @@ from flask import (
     url_for,
 )
 
-from artfs.cli import render
+from artfs import views
 from artfs.errors import ArtfsError, InvalidName, NotFound
 from artfs.names import ArtifactName, check_name
 from artfs.store import Store
@@ -133,7 +133,7 @@ def create_app(
     """
     app = Flask(__name__)
     app.json.sort_keys = True  # type: ignore[attr-defined]
-    app.jinja_env.filters["human_size"] = render.human_size
+    app.jinja_env.filters["human_size"] = views.human_size
     app.jinja_env.filters["pretty_json"] = lambda v: json.dumps(v, indent=2, sort_keys=True)
     app.jinja_env.globals["ref_link"] = _ref_link
     _guard(app, token, allowed_hosts)
