@@ -155,6 +155,7 @@ def _guard(app: Flask, token: str | None, allowed_hosts: set[str] | None) -> Non
         given = request.args.get("token") or request.cookies.get(TOKEN_COOKIE) or ""
         if not hmac.compare_digest(given.encode(), token.encode()):
             return "artfs ui: open the URL with ?token=... that 'artfs ui' printed\n", 401
+        g.token_in_url = "token" in request.args  # it matched: the cookie is set for it
         return None
 
     @app.after_request
@@ -163,7 +164,8 @@ def _guard(app: Flask, token: str | None, allowed_hosts: set[str] | None) -> Non
         if "started" in g:
             elapsed_ms = (time.perf_counter() - g.started) * 1000
             response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.1f}"
-        if token is not None and request.args.get("token") == token:
+        # Not compared again here: this also runs for the 401 of a wrong token.
+        if token is not None and g.get("token_in_url"):
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
         return response
 
