@@ -246,9 +246,12 @@ def _register_files(app: Flask, routes: _Routes, store: Store) -> None:
         record = reads.resolve(store, _artifact(project, name), selector)
         entry = reads.lookup(store, record, path)
         data = reads.entry_json(entry) | {"ref": record.ref}
-        if entry.is_reference:
+        if entry.is_dir:  # its page is the version's listing of it
+            listing = url_for("version_page", project=project, name=name, selector=selector)
+            data["preview"] = {"kind": "directory", "listing": f"{listing}?dir={quote(path)}"}
+        elif entry.is_reference:
             data["preview"] = {"kind": "reference"}  # no fetch from its URI to draw a page
-        elif not entry.is_dir:
+        else:
             head = reads.read_head(store, entry, PREVIEW_BYTES)
             data["preview"] = preview(entry.name, head, entry.size)
         return "file.html", {"data": data, "record": record}
