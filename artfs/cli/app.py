@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from artfs import views
 from artfs.cli import console, render
 from artfs.cli.context import Context
 from artfs.cli.runner import current_run_id, run_command
@@ -143,13 +144,13 @@ def _report_commit(ctx: Context, result: PutResult) -> None:
     if not ctx.quiet:
         if result.created:
             uploaded = (
-                f", {render.human_size(result.uploaded_bytes)} uploaded to remote {result.remote}"
+                f", {views.human_size(result.uploaded_bytes)} uploaded to remote {result.remote}"
                 if result.remote
                 else ""
             )
             console.note(
-                f"stored {record.files} files, {render.human_size(record.size)} "
-                f"({render.human_size(result.new_bytes)} new in the store{uploaded})"
+                f"stored {record.files} files, {views.human_size(record.size)} "
+                f"({views.human_size(result.new_bytes)} new in the store{uploaded})"
             )
         else:
             console.note(f"unchanged: identical to {record.ref}, no new version")
@@ -216,7 +217,7 @@ def ls_(ctx: Context, target: str | None, as_json: bool, offline: bool) -> None:
             only_staged = store.artifact(art) is None and staging.path(store, art).is_dir()
             records = [] if only_staged else store.versions(art)
             if as_json:
-                console.print_json([render.version_json(r) for r in records])
+                console.print_json([views.version_json(r) for r in records])
             else:
                 console.print_table(
                     ["version", "aliases", "files", "size", "created", "digest"],
@@ -254,7 +255,7 @@ def ls_(ctx: Context, target: str | None, as_json: bool, offline: bool) -> None:
                             a.type,
                             len(vs),
                             vs[-1].version if vs else "-",
-                            render.human_size(vs[-1].size) if vs else "-",
+                            views.human_size(vs[-1].size) if vs else "-",
                         ]
                         for a, vs in found
                     ]
@@ -272,8 +273,8 @@ def info(ctx: Context, ref: str, as_json: bool) -> None:
         record = store.resolve(_ref(ref))
         _shared_lineage(store, lambda shared: shared.fetch_versions(store, [record]))
         consumers = Lineage(store).consumers(record)
-    data = render.version_info_json(record)
-    data["consumers"] = [render.consumer_json(run, usage) for run, usage in consumers]
+    data = views.version_info_json(record)
+    data["consumers"] = [views.consumer_json(run, usage) for run, usage in consumers]
     if as_json:
         console.print_json(data)
         return
@@ -297,7 +298,7 @@ def info(ctx: Context, ref: str, as_json: bool) -> None:
         elif isinstance(value, dict):
             value = json.dumps(value, sort_keys=True)
         elif key == "size":
-            value = f"{render.human_size(value)} ({value} bytes)"
+            value = f"{views.human_size(value)} ({value} bytes)"
         console.print_line(f"{key + ':':<13}{'' if value is None else value}")
     console.print_line(f"{'consumers:':<13}{len(consumers)}")
     for consumer in data["consumers"]:
@@ -473,10 +474,10 @@ def gc(ctx: Context, remote_name: str | None, grace: str | None) -> None:
     for ref in report.kept_expired:
         console.print_line(f"kept {ref}: its TTL has passed but it holds an alias")
     console.print_line(
-        f"reclaimed {render.human_size(report.bytes_before - report.bytes_after)}: "
+        f"reclaimed {views.human_size(report.bytes_before - report.bytes_after)}: "
         f"{report.chunks_removed} chunks, {report.packs_removed} packs removed, "
         f"{report.packs_rewritten} packs compacted; "
-        f"store is {render.human_size(report.bytes_after)}"
+        f"store is {views.human_size(report.bytes_after)}"
     )
 
 
@@ -494,7 +495,7 @@ def _gc_remote(ctx: Context, remote_name: str | None, grace: str) -> None:
     for ref in report.records_removed:
         console.print_line(f"removed the record of deleted version {ref}")
     console.print_line(
-        f"reclaimed {render.human_size(report.bytes_reclaimed)} on {config.name}: "
+        f"reclaimed {views.human_size(report.bytes_reclaimed)} on {config.name}: "
         f"{report.packs_deleted} packs deleted, {len(report.records_removed)} records removed; "
         f"{report.packs_condemned} packs condemned (a gc at least {grace} from now deletes them "
         f"if still unused), {report.packs_spared} spared, {report.packs_live} in use"
@@ -635,7 +636,7 @@ def runs(click_ctx: click.Context, project: str | None, as_json: bool) -> None:
         lineage = Lineage(store)
         found = settle(lineage, lineage.runs(project))
     if as_json:
-        console.print_json([render.run_json(r) for r in found])
+        console.print_json([views.run_json(r) for r in found])
         return
     console.print_table(
         ["id", "project", "job_type", "name", "state", "started", "command"],
@@ -646,7 +647,7 @@ def runs(click_ctx: click.Context, project: str | None, as_json: bool) -> None:
                 r.job_type,
                 r.name,
                 r.state,
-                render.iso(r.started),
+                views.iso(r.started),
                 " ".join(r.command)[:60],
             ]
             for r in found
@@ -670,9 +671,9 @@ def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
         inputs = [r.ref for r in lineage.inputs(run_id)]
         outputs = [r.ref for r in lineage.outputs(run_id)]
         metrics = RunMetrics(store).metrics(run_id, last=None if as_json else SHOWN_ROWS)
-    data = render.run_json(record, inputs, outputs)
+    data = views.run_json(record, inputs, outputs)
     if as_json:
-        console.print_json({**data, **render.metrics_json(metrics)})
+        console.print_json({**data, **views.metrics_json(metrics)})
         return
     for key, value in data.items():
         if isinstance(value, list):
@@ -858,11 +859,11 @@ def cache_ls(ctx: Context, as_json: bool) -> None:
     console.print_line(f"directory  {usage.directory}")
     console.print_line(f"entries    {usage.entries}")
     console.print_line(
-        f"size       {render.human_size(usage.bytes)} of {render.human_size(usage.max_bytes)}"
+        f"size       {views.human_size(usage.bytes)} of {views.human_size(usage.max_bytes)}"
     )
     console.print_line(
-        f"free       {render.human_size(usage.free_bytes)} on its filesystem "
-        f"(kept above {render.human_size(usage.min_free_bytes)})"
+        f"free       {views.human_size(usage.free_bytes)} on its filesystem "
+        f"(kept above {views.human_size(usage.min_free_bytes)})"
     )
 
 
@@ -876,8 +877,8 @@ def cache_prune(ctx: Context, max_size: str | None) -> None:
     limit = None if max_size is None else parse_size(max_size)
     result = DiskChunkCache.open(ctx.home).prune(limit)
     console.print_line(
-        f"removed {result.removed} chunks ({render.human_size(result.freed_bytes)}); "
-        f"{result.usage.entries} chunks, {render.human_size(result.usage.bytes)} remain"
+        f"removed {result.removed} chunks ({views.human_size(result.freed_bytes)}); "
+        f"{result.usage.entries} chunks, {views.human_size(result.usage.bytes)} remain"
     )
 
 
@@ -987,7 +988,7 @@ def pull(ctx: Context, ref: str, remote_name: str | None) -> None:
         _fetch_lineage(source.objects, store, [result.record])
     console.print_line(
         f"{result.record.ref}: {result.chunks_fetched} chunks, "
-        f"{render.human_size(result.bytes_fetched)} fetched"
+        f"{views.human_size(result.bytes_fetched)} fetched"
     )
 
 
