@@ -116,12 +116,15 @@ print(run.id)
 """
 
 
-def log_metrics(home: Path) -> str:
+def log_metrics(home: Path, scratch: Path) -> str:
     """A run that logged metrics through the SDK with W&B's calls, in a script of its own as
     a user runs one (the SDK keeps its store open for the process); returns the run's id."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    (scratch / "train.py").write_text(TRAIN_SCRIPT)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARTFS_")}
     done = subprocess.run(
-        [sys.executable, "-c", TRAIN_SCRIPT],
+        [sys.executable, "train.py"],
+        cwd=scratch,
         env=env | {"ARTFS_HOME": str(home)},
         capture_output=True,
         text=True,
@@ -164,7 +167,7 @@ def build_store(home: Path, scratch: Path) -> UiStore:
         target = write_tree(scratch / "outside", {"big.txt": b"held outside the store\n"})
         uri = (target / "big.txt").as_uri()
         store.commit(SourceTree(ready=references.describe(uri)), ArtifactName("other", "refs"))
-    return UiStore(home, run.id, log_metrics(home))
+    return UiStore(home, run.id, log_metrics(home, scratch / "fit"))
 
 
 @pytest.fixture(scope="session")
