@@ -11,11 +11,12 @@ counts them. Every text that comes from the run (a metric's name) is escaped.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Any
+
+from artfs.run_metrics import number, outline_points
 
 MAX_POINTS = 400  # per chart: two points (lowest, highest) per bucket, 200 buckets
 WIDTH, HEIGHT = 320, 160
@@ -35,17 +36,7 @@ class Series:
     skipped: int
 
 
-_NUMERIC = (int, float)  # as JSON decodes numbers; bool (a subclass of int) is left out
 _MISSING = object()
-
-
-def number(value: Any) -> float | None:
-    """``value`` as a finite float, or None when it cannot be drawn (booleans are not
-    numbers here: a chart of True/False says nothing a table does not)."""
-    if type(value) not in _NUMERIC:
-        return None
-    result = float(value)
-    return result if math.isfinite(result) else None
 
 
 def steps(rows: Sequence[Mapping[str, Any]]) -> list[float]:
@@ -76,7 +67,7 @@ def series(rows: Sequence[Mapping[str, Any]], key: str, xs: Sequence[float]) -> 
         for x, row in zip(xs, rows, strict=True)
         if (v := row.get(key, _MISSING)) is not _MISSING
     ]
-    points = [(x, float(v)) for x, v in logged if type(v) in _NUMERIC and -math.inf < v < math.inf]
+    points = [(x, y) for x, v in logged if (y := number(v)) is not None]
     return Series(key, points, len(logged) - len(points))
 
 
@@ -168,6 +159,22 @@ def _text(x: int, y: int, text: str, anchor: str) -> str:
     )
 
 
+def outline_charts(outline: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The charts of a run from its outline (:mod:`artfs.run_metrics`: each metric's lowest
+    and highest point per bucket of rows, kept as it logged), as :func:`charts` makes them
+    from the rows; an outline is already within :data:`MAX_POINTS` points."""
+    drawn = []
+    for key, metric in sorted(outline["metrics"].items()):
+        if metric["points"]:
+            found = Series(key, outline_points(metric), metric["skipped"])
+            drawn.append(_drawn(found, metric["points"]))
+    return drawn
+
+
+def _drawn(found: Series, points: int) -> dict[str, Any]:
+    return {"key": found.key, "svg": line_chart(found), "points": points, "skipped": found.skipped}
+
+
 def charts(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One chart per metric of ``rows`` with a drawable value, in key order: ``{"key",
     "svg", "points", "skipped"}`` (``points`` counts the values drawn before downsampling,
@@ -177,8 +184,5 @@ def charts(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for key in metric_keys(rows):
         found = series(rows, key, xs)
         if found.points:
-            svg = line_chart(found)
-            drawn.append(
-                {"key": key, "svg": svg, "points": len(found.points), "skipped": found.skipped}
-            )
+            drawn.append(_drawn(found, len(found.points)))
     return drawn

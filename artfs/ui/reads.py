@@ -303,3 +303,8 @@ def run(store: Store, run_id: str, last: int | None = None) -> dict[str, Any]:
 def run_history(store: Store, run_id: str) -> list[dict[str, Any]]:
     """Every row of the run's history, in logged order (for its charts)."""
     return RunMetrics(store).rows(check_run_id(run_id))
+
+
+def run_outline(store: Store, run_id: str) -> dict[str, Any] | None:
+    """The run's metrics outlined for charts as it logged them (see artfs.run_metrics)."""
+    return RunMetrics(store).outline(check_run_id(run_id))

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from flask.testing import FlaskClient
 
-from artfs.ui import app, reads
+from artfs.lineage import Lineage
+from artfs.run_metrics import RunMetrics
+from artfs.store import Store, history
+from artfs.ui import app, create_app, open_readonly, reads
 from tests.conftest import run_cli
 from tests.ui.conftest import CSV, LOGGED_STEPS, MANY, UiStore, png_bytes, raw_tree, store_bytes
 
@@ -324,6 +328,28 @@ def test_run_page_of_a_run_without_metrics(client: FlaskClient, ui_store: UiStor
     assert (data["summary"], data["history"], data["history_rows"]) == ({}, [], 0)
     html = get_html(client, f"/run/{ui_store.run_id}")
     assert "no numeric metrics logged" in html and "no rows" in html and "<svg" not in html
+
+
+def test_a_run_without_an_outline_is_charted_from_its_rows(tmp_path: Path) -> None:
+    """A run whose rows were stored before outlines were kept is charted from every row, and
+    its charts are the ones a run that logged the same values with an outline gets."""
+    rows = [{"_step": n, "loss": 1.0 / (n + 1), "acc": "nan" if n == 3 else n} for n in range(50)]
+    with Store.open(tmp_path / "home") as store:
+        lineage = Lineage(store)
+        outlined, rows_only = (lineage.create_run("proj", "train") for _ in range(2))
+        RunMetrics(store).record(outlined.id, rows, {})
+        with store.index.write() as txn:
+            history.append(txn, rows_only.id, [history.encode_row(r) for r in rows])
+    store = open_readonly(tmp_path / "home")
+    try:
+        client = create_app(store).test_client()
+        assert reads.run_outline(store, rows_only.id) is None
+        pages = [get_html(client, f"/run/{run.id}") for run in (outlined, rows_only)]
+    finally:
+        store.close()
+    drawn = [re.findall(r'<figure class="chart".*?</figure>', page, re.S) for page in pages]
+    assert len(drawn[0]) == 2 and drawn[0] == drawn[1]
+    assert "49 values, 1 not drawn" in drawn[0][0]  # acc
 
 
 def test_unknown_page(client: FlaskClient) -> None:
