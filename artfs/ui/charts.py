@@ -7,6 +7,10 @@ spike survives, and a chart never has more than :data:`MAX_POINTS` points whatev
 logged. Values that are not finite numbers (NaN and infinities, which the SDK keeps as the
 strings ``"nan"``/``"inf"``, ``None``, strings, lists, booleans) are not drawn; the chart
 counts them. Every text that comes from the run (a metric's name) is escaped.
+
+The points come from the run's outline (:func:`outline_charts`; :mod:`artfs.run_metrics`
+keeps it bucketed that way as the run logs), or, for a run stored without one, from its rows
+(:func:`charts`).
 """
 
 from __future__ import annotations
