@@ -164,6 +164,8 @@ class Node:
     known_ino: int = field(default=0, repr=False, compare=False)
     # A directory inside a version: the key of its listing, once worked out.
     listing_key: ListingKey | None = field(default=None, repr=False, compare=False)
+    # A node inside a version: its attributes, once made (they never change).
+    known_attr: Attr | None = field(default=None, repr=False, compare=False)
 
     @property
     def ino(self) -> Inode:
@@ -295,6 +297,7 @@ class Vfs:
             return
         node.lookups -= count
         if node.lookups <= 0:
+            node.lookups = 0  # a version's listing keeps the node: it may be taken up again
             del self._nodes[Inode(ino)]
             if node.fixed_ino:
                 self._staged_paths.detach(_art_key(node), node.key.path, node.fixed_ino)
@@ -359,6 +362,11 @@ class Vfs:
         return self._make(node, stat.S_IFDIR | perm, 0, self._dir_mtime(txn, node), 2)
 
     def _entry_attr(self, node: Node, entry: FileEntry) -> Attr:
+        if node.known_attr is None:
+            node.known_attr = self._new_entry_attr(node, entry)
+        return node.known_attr
+
+    def _new_entry_attr(self, node: Node, entry: FileEntry) -> Attr:
         perm = stat.S_IMODE(entry.mode) & ~0o222
         if entry.is_dir:
             return self._make(node, stat.S_IFDIR | perm, 0, entry.mtime_ns, 2)
@@ -559,19 +567,14 @@ class Vfs:
             yield DirEntry(listing.names[index], attr, index + 1, child)
 
     def _listed_node(self, parent: Node, listing: Listing, index: int) -> Node:
-        """The node of child ``index`` of ``listing``: the one the kernel holds, if any."""
-        ino = listing.inos[index]
-        if ino:
-            held = self._nodes.get(Inode(ino))
-            if held is not None:
-                return held
-        assert parent.record is not None
-        child = self._entry_node(parent.record, listing.entry(index))
-        if ino:
-            child.known_ino = ino
-        else:
-            listing.inos[index] = child.ino
-        return child
+        """The node of child ``index`` of ``listing``, made once: the one the kernel holds,
+        else the listing's (a node the kernel forgot is taken up again as it was)."""
+        kept: Node | None = listing.children[index]
+        if kept is None:
+            assert parent.record is not None
+            kept = listing.children[index] = self._entry_node(parent.record, listing.entry(index))
+        held = self._nodes.get(kept.ino)
+        return kept if held is None else held
 
     def _listing(self, node: Node, txn: Txn | None = None) -> Listing:
         """The cached listing of a directory inside a version, read on first use.

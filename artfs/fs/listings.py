@@ -16,14 +16,15 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from artfs.store import manifest
 from artfs.store.index import Table, Txn
 from artfs.store.manifest import FileEntry
 
 # Entries (names) the listings of all versions may hold together. A cached small-file entry
-# takes ~0.3 KB (its name, its raw value and, once decoded, its FileEntry): ~40 MB at most.
-DEFAULT_LISTING_ENTRIES = 131_072
+# takes ~0.6 KB once used (its name, raw value, FileEntry, node and attributes): ~40 MB.
+DEFAULT_LISTING_ENTRIES = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ class Listing:
     """The children of one directory of one version, by position (1-based in readdir's
     numbering: the entry at index ``i`` is followed by position ``i + 1``) and by name."""
 
-    __slots__ = ("_decoded", "_values", "inos", "key", "names", "positions")
+    __slots__ = ("_decoded", "_values", "children", "key", "names", "positions")
 
     def __init__(self, key: ListingKey, names: list[bytes], values: list[bytes]) -> None:
         self.key = key
@@ -45,9 +46,9 @@ class Listing:
         self._values = values
         self._decoded: list[FileEntry | None] = [None] * len(names)
         self.positions = {name: index for index, name in enumerate(names)}
-        # The children's inode numbers, filled in by the tree as it works them out (0: not
-        # yet): a hash each, asked for on every lookup and every readdir of the directory.
-        self.inos = [0] * len(names)
+        # The tree's node for each child, kept once made (None: not yet): its inode number is
+        # a hash and its attributes an object, asked for on every lookup and readdir.
+        self.children: list[Any] = [None] * len(names)
 
     @classmethod
     def read(cls, txn: Txn, key: ListingKey) -> Listing:
