@@ -86,6 +86,7 @@ MUTABLE_TIMEOUT = 1.0
 BLOCK_SIZE = 128 << 10
 STAGING = "staging"
 XATTR_PREFIX = "user.artfs."
+_XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
 
 
 class ReadOnly(ArtfsError):
@@ -693,6 +694,11 @@ class Vfs:
         return {}
 
     def getxattr(self, ino: int, name: bytes) -> bytes:
+        if not name.startswith(_XATTR_PREFIX_BYTES):
+            # `ls -l` asks every file for security.selinux and system.posix_acl_access (the
+            # kernel caches neither for FUSE): answered without building the node's set.
+            self.node(ino)
+            raise NoAttribute(f"no attribute {name!r}")
         value = self.xattrs(ino).get(name.decode("utf-8", "replace"))
         if value is None:
             raise NoAttribute(f"no attribute {name!r}")

@@ -14,7 +14,7 @@ from artfs.fs.listings import Listing, ListingCache, ListingKey
 from artfs.names import ArtifactName, Ref
 from artfs.store import Store
 from artfs.store.gc import collect
-from artfs.vfs import ROOT_INODE, Vfs
+from artfs.vfs import ROOT_INODE, NoAttribute, Vfs
 
 
 def tree(root: Path, files: dict[str, bytes]) -> Path:
@@ -113,3 +113,18 @@ def test_listing_cache_stays_within_its_budget_and_keys_recreated_versions_apart
     cache.put(listing(b"v2", 1.0, 6))  # larger than the whole budget: not kept
     assert cache.get(ListingKey(b"v2", 1.0, "")) is None and cache.entries == 3
     assert cache.drop_version(b"v1") == 1 and cache.entries == 0
+
+
+def test_xattrs_ls_asks_for_are_absent_and_artfs_ones_present(tmp_path: Path) -> None:
+    put(tmp_path / "home", tree(tmp_path / "src", {"f.txt": b"f\n"}), "proj/set")
+    with Store.open(tmp_path / "home") as store:
+        vfs = Vfs.create(store, lineage=False)
+        f = walk_to(vfs, "proj/set/v0/f.txt")
+        for name in (b"security.selinux", b"system.posix_acl_access", b"user.other"):
+            with pytest.raises(NoAttribute):
+                vfs.getxattr(f, name)
+        assert len(vfs.getxattr(f, b"user.artfs.digest")) == 64
+        vfs.forget(f, 1)
+        with pytest.raises(NotFound) as caught:  # the inode is gone: ENOENT, not ENODATA
+            vfs.getxattr(f, b"security.selinux")
+        assert not isinstance(caught.value, NoAttribute)
