@@ -632,7 +632,10 @@ class Vfs:
         def local(ref: ChunkRef) -> bool:
             return ref.chunk_id in pins.locations
 
-        self._files[fh] = FileReader(node.entry, self.cache, load, local)
+        def load_cached(ref: ChunkRef) -> bytes | None:
+            return store.read_pinned_cached(ref, pins)
+
+        self._files[fh] = FileReader(node.entry, self.cache, load, local, load_cached)
         if pid and self.recorder is not None:
             assert node.record is not None
             self.recorder.opened(pid, node.key.project, node.record.key)

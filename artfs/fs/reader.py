@@ -104,6 +104,11 @@ class ChunkCache:
                 done.set()
         return loading.data
 
+    def put(self, ref: ChunkRef, data: bytes) -> None:
+        """Keep ``data``, verified bytes of ``ref`` loaded by the caller."""
+        with self._lock:
+            self._insert(ref.chunk_id, data)
+
     def _insert(self, chunk_id: bytes, data: bytes) -> None:
         if len(data) > self.budget_bytes:
             return
@@ -140,10 +145,14 @@ class FileReader:
         cache: ChunkCache,
         load: ChunkLoader | None = None,
         local: Callable[[ChunkRef], bool] | None = None,
+        load_cached: Callable[[ChunkRef], bytes | None] | None = None,
     ) -> None:
         self.entry = entry
         self._cache = cache
         self._load = load  # None: the cache's loader (a fresh index lookup per chunk)
+        # A chunk's verified bytes if its pack bytes are in the page cache, else None (never
+        # waits for the disk); None: no such loads (see read_inline).
+        self._load_cached = load_cached
         # Whether a chunk is in this store's packs (None: all are); see cheap().
         self._local = local
         self._positions: dict[bytes, int] | None = None  # chunk id -> first index, for fetch
@@ -262,6 +271,26 @@ class FileReader:
                     return False
                 missing += ref.length
         return missing <= INLINE_LOAD_BYTES
+
+    def read_inline(
+        self, offset: int, size: int, scratch: bytearray | None = None
+    ) -> ReadBuffer | None:
+        """The bytes if every chunk they need is cached or its pack bytes are in the page
+        cache (then verified and cached here), else None: never waits for the disk, so a read
+        of a small file that would wait goes to a worker thread instead of stalling every
+        request behind it. ``scratch`` as for :meth:`read_cached`."""
+        span = self._span(offset, size)
+        pieces = []
+        for index in span:
+            ref = self.entry.chunks[index]
+            data = self._cache.peek(ref)
+            if data is None:
+                data = None if self._load_cached is None else self._load_cached(ref)
+                if data is None:
+                    return None
+                self._cache.put(ref, data)
+            pieces.append(data)
+        return self._assemble(offset, size, pieces, span, scratch) if pieces else b""
 
     def read(self, offset: int, size: int, scratch: bytearray | None = None) -> ReadBuffer:
         """The bytes at ``offset`` (short at end of file); blocks on chunk loads. ``scratch``
