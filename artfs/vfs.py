@@ -398,11 +398,10 @@ class Vfs:
         node = self.node(parent)
         if _in_version(node):
             # From the directory's cached listing: no transaction, a dict get.
-            listing = self._listing(node)
-            index = listing.find(name)
-            if index is None:
+            found = self._version_child(node, name)
+            if found is None:
                 raise NotFound(f"{manifest.decode_path(name)!r} does not exist here")
-            listed = self.remember(self._listed_node(node, listing, index))
+            listed = self.remember(found)
             assert listed.entry is not None
             return self._entry_attr(listed, listed.entry)
         text = manifest.decode_path(name)
@@ -439,9 +438,7 @@ class Vfs:
             return self._artifact_child(txn, node, name)
         if _in_version(node):
             assert node.record is not None
-            listing = self._listing(node, txn)
-            index = listing.find(manifest.encode_path(name))
-            return None if index is None else self._listed_node(node, listing, index)
+            return self._version_child(node, manifest.encode_path(name), txn)
         raise NotADirectory(f"{key.path or key.alias} is not a directory")
 
     def _artifact_child(self, txn: Txn, node: Node, name: str) -> Node | None:
@@ -577,16 +574,40 @@ class Vfs:
         held = self._nodes.get(kept.ino)
         return kept if held is None else held
 
+    def _version_child(self, node: Node, name: bytes, txn: Txn | None = None) -> Node | None:
+        """The child ``name`` of a directory inside a version, from its listing; in a
+        directory too large for the listing cache, from one index get."""
+        assert node.record is not None
+        if self.listings.too_large(self._listing_key(node)):
+            path = manifest.decode_path(name)
+            path = f"{node.key.path}/{path}" if node.key.path else path
+            if txn is None:
+                with self.store.index.read() as own:
+                    entry = catalog.lookup(own, node.record, path)
+            else:
+                entry = catalog.lookup(txn, node.record, path)
+            return None if entry is None else self._entry_node(node.record, entry)
+        listing = self._listing(node, txn)
+        index = listing.find(name)
+        return None if index is None else self._listed_node(node, listing, index)
+
+    def _listing_key(self, node: Node) -> ListingKey:
+        key = node.listing_key
+        if key is None:
+            assert node.record is not None
+            key = ListingKey(node.record.key, node.record.created, node.key.path)
+            node.listing_key = key
+        return key
+
     def _listing(self, node: Node, txn: Txn | None = None) -> Listing:
         """The cached listing of a directory inside a version, read on first use.
 
         Reading one is a cursor walk over its names (no decoding): ~1 us an entry, so the
         first lookup or readdir in a directory of 100,000 files takes ~0.1 s, and every later
-        one none (a version never changes). ``txn``: an open read transaction to use."""
-        key = node.listing_key
-        if key is None:
-            assert node.record is not None
-            key = node.listing_key = ListingKey(node.record.key, node.record.created, node.key.path)
+        one none (a version never changes). One larger than the cache's whole budget is not
+        kept: a directory handle keeps it while open, and lookups in it are index gets.
+        ``txn``: an open read transaction to use."""
+        key = self._listing_key(node)
         found = self.listings.get(key)
         if found is None:
             if txn is None:

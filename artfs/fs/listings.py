@@ -25,6 +25,7 @@ from artfs.store.manifest import FileEntry
 # Entries (names) the listings of all versions may hold together. A cached small-file entry
 # takes ~0.6 KB once used (its name, raw value, FileEntry, node and attributes): ~40 MB.
 DEFAULT_LISTING_ENTRIES = 65_536
+TOO_LARGE_REMEMBERED = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,9 @@ class ListingCache:
         self._listings: OrderedDict[ListingKey, Listing] = OrderedDict()
         self._entries = 0
         self._lock = threading.Lock()
+        # Keys of listings larger than the whole budget (most recent last, bounded): looking
+        # a name up in such a directory is one index get, not a walk over all its names.
+        self._too_large: OrderedDict[ListingKey, None] = OrderedDict()
 
     @property
     def entries(self) -> int:
@@ -99,8 +103,13 @@ class ListingCache:
             return found
 
     def put(self, listing: Listing) -> None:
-        """Keep ``listing`` (one larger than the whole budget is not kept)."""
+        """Keep ``listing``; one larger than the whole budget is not kept but remembered as
+        too large (see :meth:`too_large`)."""
         if len(listing) > self.budget_entries:
+            with self._lock:
+                self._too_large[listing.key] = None
+                while len(self._too_large) > TOO_LARGE_REMEMBERED:
+                    self._too_large.popitem(last=False)
             return
         with self._lock:
             old = self._listings.pop(listing.key, None)
@@ -111,6 +120,10 @@ class ListingCache:
             while self._entries > self.budget_entries:
                 _, evicted = self._listings.popitem(last=False)
                 self._entries -= len(evicted)
+
+    def too_large(self, key: ListingKey) -> bool:
+        """Whether the listing of ``key`` was found larger than the budget."""
+        return key in self._too_large
 
     def drop_version(self, version_key: bytes) -> int:
         """Forget every listing of a version (deleted); how many there were."""

@@ -128,3 +128,29 @@ def test_xattrs_ls_asks_for_are_absent_and_artfs_ones_present(tmp_path: Path) ->
         with pytest.raises(NotFound) as caught:  # the inode is gone: ENOENT, not ENODATA
             vfs.getxattr(f, b"security.selinux")
         assert not isinstance(caught.value, NoAttribute)
+
+
+def test_directory_larger_than_the_listing_budget_lists_and_looks_up_right(
+    tmp_path: Path,
+) -> None:
+    put(tmp_path / "home", tree(tmp_path / "src", FILES), "proj/set")
+    with Store.open(tmp_path / "home") as store:
+        vfs = Vfs.create(store, lineage=False)
+        vfs.listings = ListingCache(budget_entries=10)  # d/ has 40 entries
+        d = walk_to(vfs, "proj/set/v0/d")
+        fh = vfs.opendir(d)
+        try:
+            batch = []
+            for entry in vfs.readdir(fh, 0):  # resumed in batches of 7, as the kernel does
+                batch.append(entry)
+                if len(batch) == 7:
+                    break
+            listed = [e.name for e in batch] + [e.name for e in vfs.readdir(fh, 7)]
+        finally:
+            vfs.releasedir(fh)
+        assert listed == sorted(n.split("/")[1].encode() for n in FILES if n.startswith("d/"))
+        for name in listed[::5]:
+            assert read(vfs, vfs.lookup(d, name).ino) == FILES[f"d/{name.decode()}"]
+        with pytest.raises(NotFound):
+            vfs.lookup(d, b"missing.bin")
+        assert vfs.listings.entries <= 10  # d's listing was not kept
