@@ -17,6 +17,10 @@ Invariants:
 - Everything inside a version is immutable: long timeouts, kernel page cache kept across opens.
   Artifact directories, aliases and the set of versions change under a running mount: short
   timeouts (``MUTABLE_TIMEOUT``), so ``artfs put`` shows up within about a second.
+- So a version's directories are read from the index once: ``lookup``, ``readdir`` and
+  ``getattr`` inside a version are served from cached listings (:mod:`artfs.fs.listings`),
+  which also keep each child's node and attributes; the node table is still only what the
+  kernel holds.
 - A file handle carries the file's chunk list and the chunk locations resolved at open, with
   their packs held open (pinned) until release, so an open file keeps reading correctly after
   its version is deleted, also through gc, until it is closed. Every chunk is still verified.
