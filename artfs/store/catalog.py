@@ -384,6 +384,17 @@ def list_dir(
         yield FileEntry.decode(manifest.path_from_key(vkey, key), value)
 
 
+def encoded_children(
+    txn: Txn, version_key: bytes, directory: str = ""
+) -> Iterator[tuple[bytes, bytes]]:
+    """The direct children of ``directory`` in the version at ``version_key`` as (encoded
+    name, encoded entry), in name order, nothing decoded: for a caller that keeps a listing
+    and decodes an entry only when it is asked for (the mount's listing cache)."""
+    prefix = manifest.children_prefix(version_key, directory)
+    for key, value in txn.scan(Table.FILES, prefix):
+        yield key[len(prefix) :], value
+
+
 def walk(txn: Txn, record: VersionRecord) -> Iterator[FileEntry]:
     """Every entry of a version (directories and files), in index key order."""
     vkey = record.key

@@ -316,6 +316,9 @@ class Store:
     ) -> bytes:
         return self.reads.read_pinned(ref, pinned, following)
 
+    def read_pinned_cached(self, ref: ChunkRef, pinned: PinnedChunks) -> bytes | None:
+        return self.reads.read_pinned_cached(ref, pinned)
+
     def iter_file(self, entry: FileEntry) -> Iterator[bytes]:
         return self.reads.iter_file(entry)
 
