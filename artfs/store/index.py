@@ -41,6 +41,7 @@ class Table(enum.Enum):
     META = b"meta"  # store-wide settings
     REMOTE_CHUNKS = b"remote-chunks"  # chunk id -> where it is on the default remote
     HISTORY = b"history"  # run id \0 u32be(row) -> JSON metrics row (see store/history.py)
+    STAT_CACHE = b"stat-cache"  # artifact \0 source root, directory -> what a put saw there
 
 
 def _seal(key: bytes, value: bytes) -> bytes:

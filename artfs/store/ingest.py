@@ -54,6 +54,7 @@ class SourceFile:
     mode: int
     mtime_ns: int
     identity: tuple[int, int] | None = None  # (st_dev, st_ino) when scanned
+    ctime_ns: int = 0  # when scanned: with the rest, what a put with a parent compares
 
 
 @dataclass
@@ -116,7 +117,13 @@ def _inner_path(path: str, source: str | Path) -> str:
 
 def _source_file(source: str | Path, path: str, st: os.stat_result) -> SourceFile:
     return SourceFile(
-        path, source, st.st_size, stored_mode(st.st_mode), st.st_mtime_ns, (st.st_dev, st.st_ino)
+        path,
+        source,
+        st.st_size,
+        stored_mode(st.st_mode),
+        st.st_mtime_ns,
+        (st.st_dev, st.st_ino),
+        st.st_ctime_ns,
     )
 
 
