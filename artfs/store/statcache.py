@@ -93,6 +93,7 @@ def decode(value: bytes) -> Directory:
     count, names_length = _HEAD.unpack_from(value)
     start = _HEAD.size
     names = value[start : start + names_length].decode("utf-8", "surrogateescape").split("\0")
+    names = names if count else []  # "".split gives one name
     start += names_length
     end = start + count * _FILE.size
     chunks_at = end
