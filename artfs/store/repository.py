@@ -434,8 +434,8 @@ class Store:
         with self.commit_lock():
             writer = self.chunks.writer()
             try:
+                reused = parent.reuse(self.index, tree, progress) if parent else []
                 with self.index.presence(Table.CHUNKS) as has_chunk:
-                    reused = parent.reuse(self.index, tree, has_chunk, progress) if parent else []
                     ingest = Ingest(writer, has_chunk, progress)
                     entries = ingest.run(tree.files) + reused + tree.ready + tree.dirs
                 writer.commit()

@@ -34,10 +34,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import posixpath
 import struct
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,6 +112,13 @@ def _stat_of(source: SourceFile) -> Stat | None:
     return (source.size, source.mtime_ns, source.ctime_ns, ino, dev)
 
 
+def _split_path(path: str) -> tuple[str, str]:
+    """(directory, name) of a version path; ``posixpath.split`` for these normalized paths,
+    at half its cost (it is asked once per file)."""
+    directory, _, name = path.rpartition("/")
+    return directory, name
+
+
 def _known(entry: FileEntry, stat: Stat) -> Known:
     chunks = entry.chunks
     one = len(chunks) == 1 and chunks[0].length == entry.size
@@ -134,6 +139,11 @@ def _entry(source: SourceFile, known: Known) -> FileEntry:
     )
 
 
+def _chunk_ids(known: Known) -> list[bytes]:
+    _, digest, chunks = known
+    return [digest] if chunks is None else [cid for cid, _ in chunks]
+
+
 @dataclass
 class ParentPut:
     """The record of one (artifact, source root) across one put.
@@ -147,37 +157,34 @@ class ParentPut:
     root: str
     rehash: bool = False
     start_ns: int = 0
-    _old: dict[str, Directory] = field(default_factory=dict)
-    _scanned: list[SourceFile] = field(default_factory=list)
     reused: int = 0  # files taken from the record, not read
+    _old: dict[str, Directory] = field(default_factory=dict)
+    _read: list[SourceFile] = field(default_factory=list)  # files the ingest reads
+    _dirty: set[str] = field(default_factory=set)  # directories whose record changes
 
     @classmethod
     def begin(cls, art: ArtifactName, source: Path, *, rehash: bool = False) -> ParentPut:
         return cls(art, os.path.realpath(source), rehash, time.time_ns())
 
     def reuse(
-        self,
-        index: Index,
-        tree: SourceTree,
-        has_chunk: Callable[[bytes], bool],
-        progress: Progress | None = None,
+        self, index: Index, tree: SourceTree, progress: Progress | None = None
     ) -> list[FileEntry]:
-        """Take the files of ``tree`` that the record knows unchanged out of ``tree.files``
-        and return their entries (the rest are read by the ingest as usual)."""
-        self._scanned = list(tree.files)
+        """Take the files of ``tree`` that the record knows unchanged, with all their chunks
+        in the store, out of ``tree.files`` and return their entries; the ingest reads the
+        rest. Call under the commit lock, so that gc cannot collect a chunk found here."""
         if not self.rehash:
             with index.read() as txn:
                 self._old = self._load(txn)
-        if not self._old:
-            return []
-        unread, reused = [], []
-        for source in tree.files:
-            known = self._lookup(source)
-            if known is not None and _stored(known, has_chunk):
-                reused.append(_entry(source, known))
+        matched, self._read = self._match(tree.files)
+        absent = index.missing(Table.CHUNKS, {c for _, k in matched for c in _chunk_ids(k)})
+        reused = []
+        for source, known in matched:
+            if absent and not absent.isdisjoint(_chunk_ids(known)):
+                self._read.append(source)  # collected by gc since: read it again
+                self._dirty.add(_split_path(source.path)[0])
             else:
-                unread.append(source)
-        tree.files = unread
+                reused.append(_entry(source, known))
+        tree.files = self._read
         self.reused = len(reused)
         if progress is not None:
             progress(sum(e.size for e in reused))
@@ -190,48 +197,67 @@ class ParentPut:
             for directory, files in [_split(value)]
         }
 
-    def _lookup(self, source: SourceFile) -> Known | None:
-        directory, name = posixpath.split(source.path)
-        known = self._old.get(directory, {}).get(name)
-        if known is None or known[0] != _stat_of(source):
-            return None
-        return known
+    def _match(
+        self, files: list[SourceFile]
+    ) -> tuple[list[tuple[SourceFile, Known]], list[SourceFile]]:
+        """The files whose five stat fields are as recorded (with what is known of them),
+        and the others. Notes every directory whose record will change: one with a file to
+        read, or with other names than recorded."""
+        matched, unread = [], []
+        counts: dict[str, int] = {}
+        for source in files:
+            directory, name = _split_path(source.path)
+            counts[directory] = counts.get(directory, 0) + 1
+            known = self._old.get(directory, {}).get(name)
+            if known is not None and known[0] == _stat_of(source):
+                matched.append((source, known))
+            else:
+                unread.append(source)
+                self._dirty.add(directory)
+        # All the matched names of a directory are recorded ones: equal counts, equal names.
+        self._dirty.update(d for d, n in counts.items() if len(self._old.get(d, ())) != n)
+        self._dirty.update(d for d in self._old if d not in counts)
+        return matched, unread
 
     def record(self, index: Index, entries: list[FileEntry]) -> None:
-        """Write what this put saw: every scanned file that is not racy, with its entry among
-        ``entries`` (those of the version just committed). Directories whose record is
-        unchanged are not written."""
+        """Write the record of every directory that changed: each file of it seen by this
+        put that is not racy, with its entry among ``entries`` (the version's)."""
+        if not self._dirty:
+            return
         new = self._directories(entries)
         prefix = _root_prefix(self.art, self.root)
-        changed = {d: files for d, files in new.items() if self._old.get(d) != files}
-        gone = [d for d in self._old if d not in new]
-        if not changed and not gone:
-            return
         try:
             with index.write() as txn:
                 if self.rehash:  # the old record was not loaded: replace it whole
                     txn.delete_prefix(Table.STAT_CACHE, prefix)
-                for directory, files in changed.items():
+                for directory in self._dirty:
                     key = prefix + _hash16(directory)
-                    txn.put(Table.STAT_CACHE, key, _join(directory, files))
-                for directory in gone:
-                    txn.delete(Table.STAT_CACHE, prefix + _hash16(directory))
+                    if new.get(directory):
+                        txn.put(Table.STAT_CACHE, key, _join(directory, new[directory]))
+                    else:
+                        txn.delete(Table.STAT_CACHE, key)
         except StoreError:
             # The version is committed; the record is only a cache (a disk that filled up
             # meanwhile leaves the old one, and the next put reads what it does not cover).
             return
 
     def _directories(self, entries: list[FileEntry]) -> dict[str, Directory]:
-        by_path = {e.path: e for e in entries if not e.is_dir}
+        """The new records of the dirty directories: recorded files taken unread as they
+        were, the files read with their new entries unless racy."""
+        new: dict[str, Directory] = {d: {} for d in self._dirty}
+        read = {source.path: source for source in self._read}
         limit = self.start_ns - RACY_NS
-        new: dict[str, Directory] = {}
-        for source in self._scanned:
+        for entry in entries:
+            directory, name = _split_path(entry.path)
+            if entry.is_dir or directory not in new:
+                continue
+            source = read.get(entry.path)
+            if source is None:  # taken unread: still as recorded
+                new[directory][name] = self._old[directory][name]
+                continue
             stat = _stat_of(source)
-            entry = by_path.get(source.path)
-            if stat is None or entry is None or max(stat[1], stat[2]) >= limit:
-                continue  # racy: the next put reads it again
-            directory, name = posixpath.split(source.path)
-            new.setdefault(directory, {})[name] = _known(entry, stat)
+            if stat is not None and max(stat[1], stat[2]) < limit:  # else racy: read again
+                new[directory][name] = _known(entry, stat)
         return new
 
 
@@ -245,10 +271,3 @@ def _split(value: bytes) -> tuple[str, Directory]:
     length = int.from_bytes(value[:4], "little")
     directory = value[4 : 4 + length].decode("utf-8", "surrogateescape")
     return directory, decode(value[4 + length :])
-
-
-def _stored(known: Known, has_chunk: Callable[[bytes], bool]) -> bool:
-    _, digest, chunks = known
-    if chunks is None:
-        return has_chunk(digest)
-    return all(has_chunk(cid) for cid, _ in chunks)
