@@ -54,11 +54,26 @@ _HEAD = struct.Struct("<II")
 _FILE = struct.Struct("<QqqQQ32sI")
 _CHUNK = struct.Struct("<32sI")
 
-# (size, mtime_ns, ctime_ns, ino, dev): a file whose five fields match is taken unread.
-Stat = tuple[int, int, int, int, int]
-# What a file's record holds: its stat, digest, and chunks (None: one chunk named by the digest).
-Known = tuple[Stat, bytes, tuple[tuple[bytes, int], ...] | None]
-Directory = dict[str, Known]  # file name -> what is known
+# One file as recorded: size, mtime_ns, ctime_ns, ino, dev, digest, chunk count. Kept as the
+# tuple struct unpacks (a put compares 100,000 of them: no object per file).
+Record = tuple[int, int, int, int, int, bytes, int]
+Chunks = tuple[tuple[bytes, int], ...]
+
+
+@dataclass
+class Directory:
+    """The recorded files of one directory, by name; ``chunks`` holds the chunk lists of
+    those whose count is neither ``ONE_CHUNK`` nor 0."""
+
+    files: dict[str, Record] = field(default_factory=dict)
+    chunks: dict[str, Chunks] = field(default_factory=dict)
+
+    def chunk_list(self, name: str) -> Chunks | None:
+        """The chunks of ``name``; None for the one chunk named by its digest."""
+        count = self.files[name][6]
+        if count == ONE_CHUNK:
+            return None
+        return self.chunks[name] if count else ()
 
 
 def _hash16(text: str) -> bytes:
@@ -74,61 +89,63 @@ def drop(txn: Txn, art: ArtifactName) -> None:
     txn.delete_prefix(Table.STAT_CACHE, artifact_key(art) + b"\0")
 
 
-def encode(files: Directory) -> bytes:
-    names = sorted(files)
+def encode(directory: Directory) -> bytes:
+    names = sorted(directory.files)
     head = "\0".join(names).encode("utf-8", "surrogateescape")
-    fixed, extra = [], []
-    for name in names:
-        stat, digest, chunks = files[name]
-        count = ONE_CHUNK if chunks is None else len(chunks)
-        fixed.append(_FILE.pack(*stat, digest, count))
-        for chunk in chunks or ():
-            extra.append(_CHUNK.pack(*chunk))
-    return _HEAD.pack(len(names), len(head)) + head + b"".join(fixed) + b"".join(extra)
+    fixed = b"".join(_FILE.pack(*directory.files[name]) for name in names)
+    lists = b"".join(
+        _CHUNK.pack(*chunk) for name in names for chunk in directory.chunks.get(name, ())
+    )
+    return _HEAD.pack(len(names), len(head)) + head + fixed + lists
 
 
 def decode(value: bytes) -> Directory:
     count, names_length = _HEAD.unpack_from(value)
     start = _HEAD.size
     names = value[start : start + names_length].decode("utf-8", "surrogateescape").split("\0")
-    names = names if count else []  # "".split gives one name
     start += names_length
     end = start + count * _FILE.size
-    chunks_at = end
-    files: Directory = {}
-    for name, (*stat, digest, n) in zip(names, _FILE.iter_unpack(value[start:end]), strict=True):
-        chunks = None
-        if n != ONE_CHUNK:
-            chunks = tuple(_CHUNK.unpack_from(value, chunks_at + i * _CHUNK.size) for i in range(n))
-            chunks_at += n * _CHUNK.size
-        files[name] = ((stat[0], stat[1], stat[2], stat[3], stat[4]), digest, chunks)
-    return files
+    records = _FILE.iter_unpack(value[start:end])
+    directory = Directory(dict(zip(names if count else [], records, strict=True)))
+    if end < len(value):  # some file has a chunk list
+        for name, record in directory.files.items():
+            n = record[6]
+            if n != ONE_CHUNK and n:
+                listed = value[end : end + n * _CHUNK.size]
+                directory.chunks[name] = tuple(_CHUNK.iter_unpack(listed))
+                end += n * _CHUNK.size
+    return directory
 
 
-def _stat_of(source: SourceFile) -> Stat | None:
-    if source.identity is None:
-        return None  # not scanned (an SDK add_file): nothing to compare with
+def _record(source: SourceFile, entry: FileEntry) -> tuple[Record, Chunks | None]:
+    """What is recorded of a file read by this put (scanned: ``identity`` is set)."""
+    assert source.identity is not None
     dev, ino = source.identity
-    return (source.size, source.mtime_ns, source.ctime_ns, ino, dev)
-
-
-def _split_path(path: str) -> tuple[str, str]:
-    """(directory, name) of a version path; ``posixpath.split`` for these normalized paths,
-    at half its cost (it is asked once per file)."""
-    directory, _, name = path.rpartition("/")
-    return directory, name
-
-
-def _known(entry: FileEntry, stat: Stat) -> Known:
     chunks = entry.chunks
     one = len(chunks) == 1 and chunks[0].length == entry.size
-    if one and bytes(chunks[0].chunk_id) == bytes(entry.digest):
-        return (stat, bytes(entry.digest), None)
-    return (stat, bytes(entry.digest), tuple((bytes(c.chunk_id), c.length) for c in chunks))
+    digest = bytes(entry.digest)
+    if one and bytes(chunks[0].chunk_id) == digest:
+        count, listed = ONE_CHUNK, None
+    else:
+        count, listed = len(chunks), tuple((bytes(c.chunk_id), c.length) for c in chunks)
+    record = (source.size, source.mtime_ns, source.ctime_ns, ino, dev, digest, count)
+    return record, listed
 
 
-def _entry(source: SourceFile, known: Known) -> FileEntry:
-    _, digest, chunks = known
+def _unchanged(record: Record | None, source: SourceFile) -> bool:
+    """Whether the five stat fields of ``source`` are as recorded."""
+    if record is None or source.identity is None:
+        return False  # unknown, or not scanned (an SDK add_file)
+    return (
+        record[0] == source.size
+        and record[1] == source.mtime_ns
+        and record[2] == source.ctime_ns
+        and record[3] == source.identity[1]
+        and record[4] == source.identity[0]
+    )
+
+
+def _entry(source: SourceFile, digest: bytes, chunks: Chunks | None) -> FileEntry:
     refs = (
         (ChunkRef(ChunkId(digest), source.size),)
         if chunks is None
@@ -137,11 +154,6 @@ def _entry(source: SourceFile, known: Known) -> FileEntry:
     return FileEntry(
         source.path, Kind.FILE, source.mode, source.size, source.mtime_ns, FileDigest(digest), refs
     )
-
-
-def _chunk_ids(known: Known) -> list[bytes]:
-    _, digest, chunks = known
-    return [digest] if chunks is None else [cid for cid, _ in chunks]
 
 
 @dataclass
@@ -175,15 +187,16 @@ class ParentPut:
         if not self.rehash:
             with index.read() as txn:
                 self._old = self._load(txn)
-        matched, self._read = self._match(tree.files)
-        absent = index.missing(Table.CHUNKS, {c for _, k in matched for c in _chunk_ids(k)})
+        taken = self._match(tree.files)
+        wanted = {ref.chunk_id for _, entry in taken for ref in entry.chunks}
+        absent = index.missing(Table.CHUNKS, wanted)
         reused = []
-        for source, known in matched:
-            if absent and not absent.isdisjoint(_chunk_ids(known)):
+        for source, entry in taken:
+            if absent and any(ref.chunk_id in absent for ref in entry.chunks):
                 self._read.append(source)  # collected by gc since: read it again
-                self._dirty.add(_split_path(source.path)[0])
+                self._dirty.add(source.path.rpartition("/")[0])
             else:
-                reused.append(_entry(source, known))
+                reused.append(entry)
         tree.files = self._read
         self.reused = len(reused)
         if progress is not None:
@@ -197,27 +210,31 @@ class ParentPut:
             for directory, files in [_split(value)]
         }
 
-    def _match(
-        self, files: list[SourceFile]
-    ) -> tuple[list[tuple[SourceFile, Known]], list[SourceFile]]:
-        """The files whose five stat fields are as recorded (with what is known of them),
-        and the others. Notes every directory whose record will change: one with a file to
+    def _match(self, files: list[SourceFile]) -> list[tuple[SourceFile, FileEntry]]:
+        """The files whose five stat fields are as recorded, with their entries; the others
+        go to ``_read``. Notes every directory whose record will change: one with a file to
         read, or with other names than recorded."""
-        matched, unread = [], []
+        taken = []
         counts: dict[str, int] = {}
+        name_of: str | None = None
+        current = _EMPTY
         for source in files:
-            directory, name = _split_path(source.path)
+            # Files come directory by directory: one look-up per directory.
+            directory, _, name = source.path.rpartition("/")
+            if directory != name_of:
+                name_of, current = directory, self._old.get(directory, _EMPTY)
             counts[directory] = counts.get(directory, 0) + 1
-            known = self._old.get(directory, {}).get(name)
-            if known is not None and known[0] == _stat_of(source):
-                matched.append((source, known))
+            record = current.files.get(name)
+            if record is not None and _unchanged(record, source):
+                entry = _entry(source, record[5], current.chunk_list(name))
+                taken.append((source, entry))
             else:
-                unread.append(source)
+                self._read.append(source)
                 self._dirty.add(directory)
         # All the matched names of a directory are recorded ones: equal counts, equal names.
-        self._dirty.update(d for d, n in counts.items() if len(self._old.get(d, ())) != n)
+        self._dirty.update(d for d, n in counts.items() if len(self._old.get(d, _EMPTY).files) != n)
         self._dirty.update(d for d in self._old if d not in counts)
-        return matched, unread
+        return taken
 
     def record(self, index: Index, entries: list[FileEntry]) -> None:
         """Write the record of every directory that changed: each file of it seen by this
@@ -232,7 +249,7 @@ class ParentPut:
                     txn.delete_prefix(Table.STAT_CACHE, prefix)
                 for directory in self._dirty:
                     key = prefix + _hash16(directory)
-                    if new.get(directory):
+                    if new[directory].files:
                         txn.put(Table.STAT_CACHE, key, _join(directory, new[directory]))
                     else:
                         txn.delete(Table.STAT_CACHE, key)
@@ -244,21 +261,28 @@ class ParentPut:
     def _directories(self, entries: list[FileEntry]) -> dict[str, Directory]:
         """The new records of the dirty directories: recorded files taken unread as they
         were, the files read with their new entries unless racy."""
-        new: dict[str, Directory] = {d: {} for d in self._dirty}
+        new = {d: Directory() for d in self._dirty}
         read = {source.path: source for source in self._read}
         limit = self.start_ns - RACY_NS
         for entry in entries:
-            directory, name = _split_path(entry.path)
+            directory, _, name = entry.path.rpartition("/")
             if entry.is_dir or directory not in new:
                 continue
-            source = read.get(entry.path)
+            into, source = new[directory], read.get(entry.path)
             if source is None:  # taken unread: still as recorded
-                new[directory][name] = self._old[directory][name]
-                continue
-            stat = _stat_of(source)
-            if stat is not None and max(stat[1], stat[2]) < limit:  # else racy: read again
-                new[directory][name] = _known(entry, stat)
+                old = self._old[directory]
+                into.files[name] = old.files[name]
+                if name in old.chunks:
+                    into.chunks[name] = old.chunks[name]
+            elif source.identity is not None and max(source.mtime_ns, source.ctime_ns) < limit:
+                into.files[name], listed = _record(source, entry)
+                if listed:
+                    into.chunks[name] = listed
+            # else racy (or not scanned): the next put reads it again
         return new
+
+
+_EMPTY = Directory()
 
 
 def _join(directory: str, files: Directory) -> bytes:
