@@ -76,8 +76,9 @@ class SourceTree:
     def complete_dirs(self, mtime_ns: int) -> None:
         """Add an entry for every parent directory that has none (mode 0755)."""
         known = {d.path for d in self.dirs}
-        for path in self.paths() + list(known):
-            parent = posixpath.dirname(path)
+        # Each distinct parent once (a directory of 250 files is one walk, not 250).
+        parents = {path.rpartition("/")[0] for path in self.paths()} | known
+        for parent in parents:
             while parent and parent not in known:
                 known.add(parent)
                 self.dirs.append(FileEntry(parent, Kind.DIR, 0o755, 0, mtime_ns))
