@@ -18,7 +18,8 @@ The record lives in the index table ``stat-cache``, one value per directory of t
 ``chunk_count`` ``ONE_CHUNK`` means the one chunk named by the digest (a file of one chunk,
 most files of a dataset: its digest is its chunk id). So a put whose change touches one
 directory rewrites that directory's value, not the whole source's; a put that changes nothing
-writes nothing. There is one record per (artifact, source root), dropped with the artifact.
+writes nothing. There is one record per (artifact, source root), at most ``MAX_SOURCES`` per
+artifact, all dropped with the artifact.
 
 Racy files (git's "racy clean" problem): a file written in the same clock tick as the one the
 put saw would keep its size and mtime while its content changed. So a file whose mtime or
@@ -49,6 +50,12 @@ from artfs.store.manifest import ChunkRef, FileEntry, Kind
 
 RACY_NS = 2_000_000_000
 ONE_CHUNK = 0xFFFFFFFF
+# Sources recorded per artifact; the one written longest ago goes first. A put from a fresh
+# temporary directory each time (a CI checkout) would otherwise leave a record per run.
+MAX_SOURCES = 4
+# After the artifact key and \0: the recorded sources' root hashes, the last written first.
+# Shorter than a record key's two hashes, so no record's key and no root's prefix.
+_SOURCES = b"sources"
 
 _HEAD = struct.Struct("<II")
 _FILE = struct.Struct("<QqqQQ32sI")
@@ -87,6 +94,18 @@ def _root_prefix(art: ArtifactName, root: str) -> bytes:
 def drop(txn: Txn, art: ArtifactName) -> None:
     """Forget every source recorded for ``art`` (the artifact is deleted)."""
     txn.delete_prefix(Table.STAT_CACHE, artifact_key(art) + b"\0")
+
+
+def _keep_recent(txn: Txn, art: ArtifactName, root: bytes) -> None:
+    """Note ``root`` as the source recorded last; forget sources beyond MAX_SOURCES."""
+    key = artifact_key(art) + b"\0" + _SOURCES
+    known = txn.get(Table.STAT_CACHE, key) or b""
+    roots = [root] + [
+        known[i : i + 16] for i in range(0, len(known), 16) if known[i : i + 16] != root
+    ]
+    for old in roots[MAX_SOURCES:]:
+        txn.delete_prefix(Table.STAT_CACHE, artifact_key(art) + b"\0" + old)
+    txn.put(Table.STAT_CACHE, key, b"".join(roots[:MAX_SOURCES]))
 
 
 def encode(directory: Directory) -> bytes:
@@ -253,6 +272,7 @@ class ParentPut:
                         txn.put(Table.STAT_CACHE, key, _join(directory, new[directory]))
                     else:
                         txn.delete(Table.STAT_CACHE, key)
+                _keep_recent(txn, self.art, _hash16(self.root))
         except StoreError:
             # The version is committed; the record is only a cache (a disk that filled up
             # meanwhile leaves the old one, and the next put reads what it does not cover).

@@ -21,7 +21,7 @@ import pytest
 
 from artfs.store import Store
 from artfs.store.manifest import FileEntry
-from artfs.store.statcache import RACY_NS
+from artfs.store.statcache import MAX_SOURCES, RACY_NS
 
 BIG = 3_000_000  # several content-defined chunks
 
@@ -55,6 +55,9 @@ def _outwait_racy_window() -> None:
 
 
 def atimes(root: Path) -> dict[str, int]:
+    """Path -> atime of every file of ``root``, a directory or one file."""
+    if root.is_file():
+        return {root.name: root.stat().st_atime_ns}
     return {str(p.relative_to(root)): p.stat().st_atime_ns for p in root.rglob("*") if p.is_file()}
 
 
@@ -164,3 +167,17 @@ def test_a_removed_file_leaves_the_version_and_the_record(run_cli: Any, src: Pat
     assert (ref, read) == ("p/a:v1", set())
     listed = {f["path"] for f in run_cli("files", "p/a:v1", "--json", check=True).json()}
     assert listed == ALL - {"d0/f9.bin"}
+
+
+def test_an_artifact_keeps_the_records_of_its_last_sources(run_cli: Any, src: Path) -> None:
+    """A put from a new directory each time (a CI checkout) does not grow the index for
+    ever: the source recorded longest ago goes beyond MAX_SOURCES."""
+    sources = [src / "d0", src / "d1", src / "d2", src, src / "big.bin"]
+    assert len(sources) == MAX_SOURCES + 1
+    for source in sources:
+        _, read = put_reading(run_cli, source, "p/a")
+        assert read  # a new source is read whole
+    _, read = put_reading(run_cli, src / "big.bin", "p/a")
+    assert read == set()
+    _, read = put_reading(run_cli, src / "d0", "p/a")
+    assert read == {f"f{f}.bin" for f in range(20)}  # forgotten: read again
