@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from artfs.errors import StoreError
+from artfs.errors import CorruptData, StoreError
 from artfs.names import ArtifactName
 from artfs.store.catalog import artifact_key
 from artfs.store.hashing import ChunkId, FileDigest
@@ -204,8 +204,7 @@ class ParentPut:
         in the store, out of ``tree.files`` and return their entries; the ingest reads the
         rest. Call under the commit lock, so that gc cannot collect a chunk found here."""
         if not self.rehash:
-            with index.read() as txn:
-                self._old = self._load(txn)
+            self._old = self._load(index)
         taken = self._match(tree.files)
         wanted = {ref.chunk_id for _, entry in taken for ref in entry.chunks}
         absent = index.missing(Table.CHUNKS, wanted)
@@ -222,12 +221,16 @@ class ParentPut:
             progress(sum(e.size for e in reused))
         return reused
 
-    def _load(self, txn: Txn) -> dict[str, Directory]:
-        return {
-            directory: files
-            for _, value in txn.scan(Table.STAT_CACHE, _root_prefix(self.art, self.root))
-            for directory, files in [_split(value)]
-        }
+    def _load(self, index: Index) -> dict[str, Directory]:
+        """The record of this source; empty if there is none or it cannot be decoded (then
+        it is replaced whole, as with ``rehash``): a cache never stops a put."""
+        prefix = _root_prefix(self.art, self.root)
+        try:
+            with index.read() as txn:
+                return dict(_split(value) for _, value in txn.scan(Table.STAT_CACHE, prefix))
+        except (CorruptData, ValueError, struct.error):  # damaged, or another format
+            self.rehash = True
+            return {}
 
     def _match(self, files: list[SourceFile]) -> list[tuple[SourceFile, FileEntry]]:
         """The files whose five stat fields are as recorded, with their entries; the others

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from artfs.store import Store
+from artfs.store.index import Table
 from artfs.store.manifest import FileEntry
 from artfs.store.statcache import MAX_SOURCES, RACY_NS
 
@@ -181,3 +182,16 @@ def test_an_artifact_keeps_the_records_of_its_last_sources(run_cli: Any, src: Pa
     assert read == set()
     _, read = put_reading(run_cli, src / "d0", "p/a")
     assert read == {f"f{f}.bin" for f in range(20)}  # forgotten: read again
+
+
+def test_a_record_that_cannot_be_decoded_is_replaced(run_cli: Any, src: Path, home: Path) -> None:
+    """The record is a cache: one written by another format (or damaged past its CRC) makes
+    the put read everything and write it anew, never fail."""
+    put_reading(run_cli, src, "p/a")
+    with Store.open(home) as store, store.index.write() as txn:
+        keys = [key for key, value in txn.scan(Table.STAT_CACHE) if len(value) > 16 * 4]
+        assert keys
+        for key in keys:
+            txn.put(Table.STAT_CACHE, key, b"\x07not a record")
+    assert put_reading(run_cli, src, "p/a") == ("p/a:v0", ALL)
+    assert put_reading(run_cli, src, "p/a") == ("p/a:v0", set())
