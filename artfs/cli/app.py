@@ -31,6 +31,7 @@ from artfs.store.gc import collect
 from artfs.store.ingest import SourceTree, scan
 from artfs.store.repository import EditRequest, PutResult
 from artfs.store.settings import ENTITY_KEY, check_key, parse_bool
+from artfs.store.statcache import ParentPut
 from artfs.store.verify import verify
 
 if TYPE_CHECKING:  # artfs.remote loads only in the commands that use it (obstore)
@@ -97,6 +98,11 @@ def cli(ctx: click.Context, home: Path | None, quiet: bool) -> None:
     is_flag=True,
     help="s3:// PATH: record size and ETag only, do not read the objects to hash them.",
 )
+@click.option(
+    "--rehash",
+    is_flag=True,
+    help="Read every file, also those unchanged (size, times, inode) since the last put of PATH.",
+)
 @pass_ctx
 def put(
     ctx: Context,
@@ -109,17 +115,23 @@ def put(
     tags: tuple[str, ...],
     ttl: str | None,
     no_checksum: bool,
+    rehash: bool,
 ) -> None:
     """Store a file or directory PATH as the next version of REF (project/name).
+
+    Files whose size, mtime, ctime, inode and device are what the last put of PATH into REF
+    saw are not read again (--rehash reads them all); the version is the same either way.
 
     PATH may be s3://bucket/key-or-prefix: the version then holds references to the objects
     (size and ETag recorded; content fetched and verified when read)."""
     art = _artifact(ref)
     meta, ttl_seconds = _metadata(metadata), _ttl(ttl)
+    parent = None
     with ctx.store() as store:
         if path.startswith("s3://"):
             tree = SourceTree(ready=references.describe(path, checksum=not no_checksum))
         else:
+            parent = ParentPut.begin(art, Path(path), rehash=rehash)
             tree = scan(Path(path))
         logged_by = current_run_id(Lineage(store), art.project)
         with console.progress(tree.total_bytes, f"put {art}", quiet=ctx.quiet) as advance:
@@ -134,6 +146,7 @@ def put(
                 tags=list(tags),
                 ttl_seconds=ttl_seconds,
                 progress=advance,
+                parent=parent,
             )
     _report_commit(ctx, result)
 
