@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from artfs import porcelain
 from artfs.cli import console, render
 from artfs.cli.context import Context
 from artfs.cli.params import (
@@ -18,14 +19,10 @@ from artfs.cli.params import (
     pass_ctx,
     remote_option,
 )
-from artfs.cli.remotes import refresh_index, shared_lineage
-from artfs.cli.runner import current_run_id
-from artfs.errors import InvalidName, NotFound
-from artfs.lineage import Lineage
-from artfs.names import ArtifactName, Ref, check_name
-from artfs.store import Store, references, staging
-from artfs.store.export import diff, materialize, select
-from artfs.store.ingest import SourceTree, scan
+from artfs.errors import InvalidName
+from artfs.names import ArtifactName, Ref
+from artfs.store import Store
+from artfs.store.export import diff
 from artfs.store.repository import EditRequest, PutResult
 
 
@@ -63,13 +60,11 @@ def put(
     art = parse_artifact(ref)
     meta, ttl_seconds = parse_metadata(metadata), parse_ttl(ttl)
     with ctx.store() as store:
-        if path.startswith("s3://"):
-            tree = SourceTree(ready=references.describe(path, checksum=not no_checksum))
-        else:
-            tree = scan(Path(path))
-        logged_by = current_run_id(Lineage(store), art.project)
+        tree = porcelain.source_tree(path, checksum=not no_checksum)
+        logged_by = porcelain.current_run(store, art.project)
         with console.progress(tree.total_bytes, f"put {art}", quiet=ctx.quiet) as advance:
-            result = store.commit(
+            result = porcelain.put(
+                store,
                 tree,
                 art,
                 logged_by=logged_by,
@@ -117,19 +112,17 @@ def get(
     """Write the files of version REF into directory DEST (verified as written)."""
     with ctx.store() as store:
         record = store.resolve(parse_ref(ref))
-        lineage = Lineage(store)
-        run_id = current_run_id(lineage, record.project)
-        if run_id is not None:
-            lineage.use(run_id, record)
-        total = sum(e.size for e in select(store.files(record), path_prefix))
+        run_id = porcelain.current_run(store, record.project)
+        total = porcelain.get_size(store, record, path_prefix)
         with console.progress(total, f"get {record.ref}", quiet=ctx.quiet) as advance:
-            written = materialize(
+            written = porcelain.get(
                 store,
                 record,
                 dest,
                 path_prefix=path_prefix,
-                progress=advance,
                 allow_missing_references=allow_missing_references,
+                used_by=run_id,
+                progress=advance,
             )
     if not ctx.quiet:
         console.note(f"wrote {len(written)} files of {record.ref} to {dest}")
@@ -142,16 +135,10 @@ def get(
 @pass_ctx
 def ls_(ctx: Context, target: str | None, as_json: bool, offline: bool) -> None:
     """List projects, the artifacts of PROJECT, or the versions of PROJECT/NAME."""
+    refresh = not offline
     with ctx.store() as store:
-        if not offline and store.default_remote() is not None:
-            if target is None:
-                refresh_index(store)
-            elif "/" in target:
-                refresh_index(store, artifact=parse_artifact(target))
-            else:
-                refresh_index(store, project=check_name(target, "project"))
         if target is None:
-            projects = store.projects()
+            projects = porcelain.projects(store, refresh=refresh, warn=console.note)
             if as_json:
                 console.print_json(projects)
             else:
@@ -159,9 +146,7 @@ def ls_(ctx: Context, target: str | None, as_json: bool, offline: bool) -> None:
                     console.print_line(project)
         elif "/" in target:
             art = parse_artifact(target)
-            # An artifact made by mkdir through the mount has staging but no version yet.
-            only_staged = store.artifact(art) is None and staging.path(store, art).is_dir()
-            records = [] if only_staged else store.versions(art)
+            records = porcelain.versions(store, art, refresh=refresh, warn=console.note)
             if as_json:
                 console.print_json([render.version_json(r) for r in records])
             else:
@@ -170,27 +155,18 @@ def ls_(ctx: Context, target: str | None, as_json: bool, offline: bool) -> None:
                     [render.version_row(r) for r in records],
                 )
         else:
-            staged = staging.artifacts_with_staging(store, target)
-            try:
-                found = store.artifacts(target)
-            except NotFound:
-                if not staged:
-                    raise
-                found = []  # a project whose only artifacts are being staged
-            known = {a.name for a, _ in found}
-            staged = [n for n in staged if n not in known]
+            found = porcelain.artifacts(store, target, refresh=refresh, warn=console.note)
             if as_json:
                 console.print_json(
                     [
                         {
                             "name": a.name,
                             "type": a.type,
-                            "versions": len(vs),
-                            "latest": vs[-1].version if vs else None,
+                            "versions": len(a.versions),
+                            "latest": a.versions[-1].version if a.versions else None,
                         }
-                        for a, vs in found
+                        for a in found
                     ]
-                    + [{"name": n, "type": None, "versions": 0, "latest": None} for n in staged]
                 )
             else:
                 console.print_table(
@@ -198,14 +174,13 @@ def ls_(ctx: Context, target: str | None, as_json: bool, offline: bool) -> None:
                     [
                         [
                             a.name,
-                            a.type,
-                            len(vs),
-                            vs[-1].version if vs else "-",
-                            render.human_size(vs[-1].size) if vs else "-",
+                            a.type or "-",
+                            len(a.versions),
+                            a.versions[-1].version if a.versions else "-",
+                            render.human_size(a.versions[-1].size) if a.versions else "-",
                         ]
-                        for a, vs in found
-                    ]
-                    + [[n, "-", 0, "-", "-"] for n in staged],
+                        for a in found
+                    ],
                 )
 
 
@@ -217,8 +192,7 @@ def info(ctx: Context, ref: str, as_json: bool) -> None:
     """Show the record of one version, with the runs that consumed it."""
     with ctx.store() as store:
         record = store.resolve(parse_ref(ref))
-        shared_lineage(store, lambda shared: shared.fetch_versions(store, [record]))
-        consumers = Lineage(store).consumers(record)
+        consumers = porcelain.consumers(store, record, refresh=True, warn=console.note)
     data = render.version_info_json(record)
     data["consumers"] = [render.consumer_json(run, usage) for run, usage in consumers]
     if as_json:
@@ -408,7 +382,7 @@ def commit(
     art = parse_artifact(artifact)
     meta = parse_metadata(metadata)
     with ctx.store() as store:
-        result = staging.commit(
+        result = porcelain.commit(
             store,
             art,
             force=force,
@@ -417,6 +391,5 @@ def commit(
             description=description,
             metadata=meta,
             tags=list(tags),
-            logged_by=current_run_id(Lineage(store), art.project),
         )
     _report_commit(ctx, result)
