@@ -7,14 +7,12 @@ import sys
 
 import click
 
+from artfs import porcelain
 from artfs.cli import console, render
 from artfs.cli.context import Context
 from artfs.cli.params import parse_metadata, pass_ctx
-from artfs.cli.remotes import shared_lineage
 from artfs.cli.runner import run_command
-from artfs.lineage import Lineage, build_graph, check_run_id
-from artfs.run_ends import settle
-from artfs.run_metrics import RunMetrics
+from artfs.lineage import Lineage
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -57,9 +55,7 @@ def runs(click_ctx: click.Context, project: str | None, as_json: bool) -> None:
         return
     ctx: Context = click_ctx.obj
     with ctx.store() as store:
-        shared_lineage(store, lambda shared: shared.fetch_all_runs(store))
-        lineage = Lineage(store)
-        found = settle(lineage, lineage.runs(project))
+        found = porcelain.runs(store, project, refresh=True, warn=console.note)
     if as_json:
         console.print_json([render.run_json(r) for r in found])
         return
@@ -90,13 +86,17 @@ SHOWN_ROWS = 10  # history rows 'artfs runs show' prints; --json gives every row
 def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
     """One run with the versions it used and logged."""
     with ctx.store() as store:
-        lineage = Lineage(store)
-        shared_lineage(store, lambda shared: shared.fetch_runs(store, [check_run_id(run_id)]))
-        (record,) = settle(lineage, [lineage.run(run_id)])
-        inputs = [r.ref for r in lineage.inputs(run_id)]
-        outputs = [r.ref for r in lineage.outputs(run_id)]
-        metrics = RunMetrics(store).metrics(run_id, last=None if as_json else SHOWN_ROWS)
-    data = render.run_json(record, inputs, outputs)
+        details = porcelain.run_details(
+            store,
+            run_id,
+            last=None if as_json else SHOWN_ROWS,
+            refresh=True,
+            warn=console.note,
+        )
+    metrics = details.metrics
+    data = render.run_json(
+        details.record, [r.ref for r in details.inputs], [r.ref for r in details.outputs]
+    )
     if as_json:
         console.print_json({**data, **render.metrics_json(metrics)})
         return
@@ -129,10 +129,9 @@ def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
 def lineage(ctx: Context, ref: str, direction: str, depth: int | None, format_: str) -> None:
     """Where REF came from (up) and where it went (down): versions and runs."""
     with ctx.store() as store:
-        tracker = Lineage(store)
-        start = tracker.version(ref)
-        shared_lineage(store, lambda shared: shared.fetch_graph(store, start, direction, depth))
-        graph = build_graph(tracker, start, direction, depth).to_json()
+        graph = porcelain.lineage_graph(
+            store, ref, direction, depth, refresh=True, warn=console.note
+        )
     if format_ == "json":
         console.print_json(graph)
         return
