@@ -5,62 +5,13 @@ artfs.remote is imported inside the commands: obstore loads only when used.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
-
 import click
 
+from artfs import porcelain
 from artfs.cli import console, render
 from artfs.cli.context import Context
 from artfs.cli.params import parse_ref, pass_ctx
-from artfs.errors import ArtfsError, InvalidName
-from artfs.names import ArtifactName
-from artfs.store import Store
-
-if TYPE_CHECKING:  # artfs.remote loads only in the commands that use it (obstore)
-    from artfs.objectstore import ObjectStore
-    from artfs.remote.lineage_sync import RemoteLineage
-    from artfs.store.catalog import VersionRecord
-
-
-def refresh_index(
-    store: Store, *, project: str | None = None, artifact: ArtifactName | None = None
-) -> None:
-    """Bring a remote-backed store's index up to date (for one project or artifact if given);
-    if the remote cannot be reached, say so on stderr and go on with the local index."""
-    from artfs.remote.remote import open_remote
-    from artfs.remote.sync import refresh
-
-    config = store.default_remote()
-    assert config is not None
-    try:
-        refresh(store, open_remote(store, config), project=project, artifact=artifact)
-    except ArtfsError as exc:
-        console.note(f"warning: remote {config.name} not refreshed ({exc}); listing this store")
-
-
-def shared_lineage(store: Store, fetch: Callable[[RemoteLineage], object]) -> None:
-    """In a remote-backed store, merge the remote's runs and usage edges that ``fetch`` asks
-    for into the index first; if the remote fails, say so on stderr and show the local ones."""
-    from artfs.remote.lineage_sync import RemoteLineage
-
-    config = store.default_remote()
-    if config is None:
-        return
-    try:
-        fetch(RemoteLineage.for_store(store, config))
-    except ArtfsError as exc:
-        console.note(f"warning: lineage of remote {config.name} not read ({exc}); showing local")
-
-
-def fetch_lineage(objects: ObjectStore, store: Store, records: list[VersionRecord]) -> None:
-    """Adopt the lineage of pulled or cloned versions; a failure leaves the versions in."""
-    from artfs.remote.lineage_sync import RemoteLineage
-
-    try:
-        RemoteLineage(objects).fetch_versions(store, records)
-    except ArtfsError as exc:
-        console.note(f"warning: the lineage of these versions was not read: {exc}")
+from artfs.errors import InvalidName
 
 
 @click.group()
@@ -174,27 +125,20 @@ def remote_ls(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def push(ctx: Context, ref: str | None, all_: bool, remote_name: str | None) -> None:
     """Publish version REF (or --all) on a remote; it gets the remote's next number."""
-    from artfs.remote.lineage_sync import RemoteLineage
-    from artfs.remote.remote import open_remote
-    from artfs.remote.sync import push as push_one
-    from artfs.remote.sync import push_all, remote_config
-
     if (ref is None) == (not all_):
         raise InvalidName("give a REF or --all, not both")
     with ctx.store() as store:
-        target = open_remote(store, remote_config(store, remote_name))
-        results = (
-            push_all(store, target) if all_ else [push_one(store, target, parse_ref(ref or ""))]
+        pushed = porcelain.push(
+            store, None if all_ else parse_ref(ref or ""), remote_name=remote_name
         )
-        shared = RemoteLineage(target.objects)
-        pushed = [r.local for r in results]
-        counts = shared.push_all(store) if all_ else shared.push_versions(store, pushed)
-    for result in results:
+    for result in pushed.results:
         art = result.local.artifact
         state = "pushed" if result.created else "already there"
         console.print_line(f"{result.local.ref} -> {art}:v{result.number} ({state})")
     if not ctx.quiet:
-        console.note(f"lineage: {counts.runs} runs, {counts.edges} usage edges published")
+        console.note(
+            f"lineage: {pushed.lineage.runs} runs, {pushed.lineage.edges} usage edges published"
+        )
 
 
 @click.command()
@@ -203,14 +147,8 @@ def push(ctx: Context, ref: str | None, all_: bool, remote_name: str | None) -> 
 @pass_ctx
 def pull(ctx: Context, ref: str, remote_name: str | None) -> None:
     """Fetch version REF and its missing chunks from a remote (each chunk hash-checked)."""
-    from artfs.remote.remote import open_remote
-    from artfs.remote.sync import pull as pull_one
-    from artfs.remote.sync import remote_config
-
     with ctx.store() as store:
-        source = open_remote(store, remote_config(store, remote_name))
-        result = pull_one(store, source, parse_ref(ref))
-        fetch_lineage(source.objects, store, [result.record])
+        result = porcelain.pull(store, parse_ref(ref), remote_name=remote_name, warn=console.note)
     console.print_line(
         f"{result.record.ref}: {result.chunks_fetched} chunks, "
         f"{render.human_size(result.bytes_fetched)} fetched"
@@ -227,27 +165,11 @@ def clone(ctx: Context, url: str, endpoint: str | None, region: str | None, name
     """Start this store from remote URL: every version into the index, no chunks. The remote
     becomes the default: put and commit publish there. Of the store's default remote: a
     refresh."""
-    from artfs.objectstore import RemoteUrl
-    from artfs.remote.publish import check_backing, has_versions
-    from artfs.remote.remote import open_remote
-    from artfs.remote.sync import add_remote, refresh
-    from artfs.store.settings import RemoteConfig
-
     with ctx.store() as store:
-        config = RemoteConfig(name, str(RemoteUrl.parse(url)), endpoint, region)
-        backing = store.default_remote() == config
-        if not backing:
-            if has_versions(store):  # refused before anything is recorded
-                check_backing(store, config)
-            add_remote(store, name, url, endpoint, region, resume=True)
-        source = open_remote(store, config)
-        result = refresh(store, source)
-        records = result.adopted
-        fetch_lineage(source.objects, store, records)
-        for line in result.skipped:  # the rest is cloned; these are tried again by a refresh
-            console.note(f"warning: not adopted: {line}")
-        if not backing:
-            store.set_default_remote(config.name)
+        cloned = porcelain.clone(
+            store, url, endpoint=endpoint, region=region, name=name, warn=console.note
+        )
     console.print_line(
-        f"cloned {len(records)} versions from {config.url} (index only; default remote)"
+        f"cloned {len(cloned.versions)} versions from {cloned.remote.url} "
+        "(index only; default remote)"
     )
