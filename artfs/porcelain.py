@@ -30,11 +30,12 @@ from artfs.store.catalog import VersionRecord
 from artfs.store.export import materialize, select
 from artfs.store.ingest import Progress, SourceTree, scan
 from artfs.store.manifest import FileEntry
-from artfs.store.repository import PutResult
+from artfs.store.repository import Deletion, PutResult
 from artfs.store.settings import RemoteConfig
 
 if TYPE_CHECKING:
     from artfs.objectstore import ObjectStore
+    from artfs.remote.gc import RemoteGcReport
     from artfs.remote.lineage_sync import LineageCounts, RemoteLineage
     from artfs.remote.sync import PullResult, PushResult
 
@@ -294,6 +295,39 @@ def lineage_graph(
 
 
 # --- remotes --------------------------------------------------------------------------------
+
+
+def delete(
+    store: Store, target: Ref | ArtifactName, *, force: bool = False, remote_name: str | None = None
+) -> Deletion:
+    """Delete a version (``Ref``) or a whole artifact. By default in this store (in a
+    remote-backed one, on its default remote first, then here: see :meth:`Store.delete`);
+    with ``remote_name`` ("" for the only one) naming a remote that is not the default, on
+    that remote only, this store left alone. ``force`` deletes versions holding aliases."""
+    backing = store.default_remote()
+    if remote_name is None or (backing is not None and remote_name in ("", backing.name)):
+        return store.delete(target, force=force)
+    from artfs.remote.gc import delete_on_remote
+    from artfs.remote.remote import open_remote
+    from artfs.remote.sync import remote_config
+
+    config = remote_config(store, remote_name or None)
+    deleted, _ = delete_on_remote(open_remote(store, config), target, force=force)
+    return Deletion(deleted, set(), config.name)
+
+
+def gc_remote(
+    store: Store, grace_seconds: float, *, remote_name: str | None = None
+) -> tuple[RemoteConfig, RemoteGcReport]:
+    """Collect on remote ``remote_name`` (the only one without a name): remove the records
+    of deleted versions, condemn unused packs and delete those condemned ``grace_seconds``
+    ago. InvalidName for a grace period too short, before anything is read."""
+    from artfs.remote.gc import collect
+    from artfs.remote.remote import open_remote
+    from artfs.remote.sync import remote_config
+
+    config = remote_config(store, remote_name)
+    return config, collect(open_remote(store, config), grace_seconds)
 
 
 @dataclass(frozen=True)

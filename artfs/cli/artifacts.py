@@ -20,8 +20,6 @@ from artfs.cli.params import (
     remote_option,
 )
 from artfs.errors import InvalidName
-from artfs.names import ArtifactName, Ref
-from artfs.store import Store
 from artfs.store.export import diff
 from artfs.store.repository import EditRequest, PutResult
 
@@ -330,33 +328,17 @@ def rm(ctx: Context, ref: str, force: bool, all_: bool, remote_name: str | None)
     target = parse_artifact(ref) if all_ else parse_ref(ref)
     with ctx.store() as store:
         backing = store.default_remote()
-        if remote_name is not None and (backing is None or remote_name not in ("", backing.name)):
-            names = _rm_on_remote(store, target, force, remote_name or None)
-        else:  # a local store, or a remote-backed one: its default remote first, then here
-            deletion = store.delete(target, force=force)
-            where = f" on {deletion.remote}" if deletion.remote else ""
-            names = [
-                r.ref + where + (" and here" if where and r.ref in deletion.here else "")
-                for r in deletion.records
-            ]
+        deletion = porcelain.delete(store, target, force=force, remote_name=remote_name)
+    where = f" on {deletion.remote}" if deletion.remote else ""
+    names = [
+        r.ref + where + (" and here" if where and r.ref in deletion.here else "")
+        for r in deletion.records
+    ]
     for name in names:
         console.print_line(f"deleted {name}")
     if not ctx.quiet:
         remote = " --remote" if remote_name is not None or backing is not None else ""
         console.note(f"run 'artfs gc{remote}' to reclaim the space")
-
-
-def _rm_on_remote(
-    store: Store, target: Ref | ArtifactName, force: bool, remote_name: str | None
-) -> list[str]:
-    """Delete on a remote that is not the store's default (this store is left alone)."""
-    from artfs.remote.gc import delete_on_remote
-    from artfs.remote.remote import open_remote
-    from artfs.remote.sync import remote_config
-
-    config = remote_config(store, remote_name)
-    deleted, _ = delete_on_remote(open_remote(store, config), target, force=force)
-    return [f"{r.ref} on {config.name}" for r in deleted]
 
 
 @click.command()

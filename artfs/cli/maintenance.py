@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from artfs import porcelain
 from artfs.cli import console, render
 from artfs.cli.context import Context
 from artfs.cli.params import parse_ref, pass_ctx, remote_option
@@ -50,15 +51,11 @@ def gc(ctx: Context, remote_name: str | None, grace: str | None) -> None:
 
 def _gc_remote(ctx: Context, remote_name: str | None, grace: str) -> None:
     from artfs.remote.gc import check_grace
-    from artfs.remote.gc import collect as collect_remote
-    from artfs.remote.remote import open_remote
-    from artfs.remote.sync import remote_config
 
     seconds = render.parse_duration(grace)
-    check_grace(seconds)
+    check_grace(seconds)  # before the store is opened: a bad option changes nothing
     with ctx.store() as store:
-        config = remote_config(store, remote_name)
-        report = collect_remote(open_remote(store, config), seconds)
+        config, report = porcelain.gc_remote(store, seconds, remote_name=remote_name)
     for ref in report.records_removed:
         console.print_line(f"removed the record of deleted version {ref}")
     console.print_line(

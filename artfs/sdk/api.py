@@ -56,7 +56,7 @@ class ArtifactCollection:
 
     def delete(self) -> None:
         """Delete the collection with every version (W&B's ``ArtifactCollection.delete``)."""
-        self._store.delete(ArtifactName(self.project, self.name), force=True)
+        porcelain.delete(self._store, ArtifactName(self.project, self.name), force=True)
 
 
 class Api:
