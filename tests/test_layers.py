@@ -20,7 +20,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     # Names, errors and clients of outside services that know nothing of the store.
     ("base", ["artfs.errors", "artfs.names", "artfs.procinfo", "artfs.objectstore"]),
     ("store", ["artfs.store"]),
-    ("lineage", ["artfs.lineage", "artfs.run_metrics", "artfs.run_ends"]),
+    # views: records -> the JSON shapes the CLI prints and the UI serves
+    ("lineage", ["artfs.lineage", "artfs.run_metrics", "artfs.run_ends", "artfs.views"]),
     ("remote", ["artfs.remote"]),
     ("composition", ["artfs.stores"]),
     ("fs", ["artfs.vfs", "artfs.staging_vfs", "artfs.usage"]),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from artfs import porcelain
+from artfs import porcelain, views
 from artfs.cli import console, render
 from artfs.cli.context import Context
 from artfs.cli.params import (
@@ -83,13 +83,13 @@ def _report_commit(ctx: Context, result: PutResult) -> None:
     if not ctx.quiet:
         if result.created:
             uploaded = (
-                f", {render.human_size(result.uploaded_bytes)} uploaded to remote {result.remote}"
+                f", {views.human_size(result.uploaded_bytes)} uploaded to remote {result.remote}"
                 if result.remote
                 else ""
             )
             console.note(
-                f"stored {record.files} files, {render.human_size(record.size)} "
-                f"({render.human_size(result.new_bytes)} new in the store{uploaded})"
+                f"stored {record.files} files, {views.human_size(record.size)} "
+                f"({views.human_size(result.new_bytes)} new in the store{uploaded})"
             )
         else:
             console.note(f"unchanged: identical to {record.ref}, no new version")
@@ -146,7 +146,7 @@ def ls_(ctx: Context, target: str | None, as_json: bool, offline: bool) -> None:
             art = parse_artifact(target)
             records = porcelain.versions(store, art, refresh=refresh, warn=console.note)
             if as_json:
-                console.print_json([render.version_json(r) for r in records])
+                console.print_json([views.version_json(r) for r in records])
             else:
                 console.print_table(
                     ["version", "aliases", "files", "size", "created", "digest"],
@@ -175,7 +175,7 @@ def ls_(ctx: Context, target: str | None, as_json: bool, offline: bool) -> None:
                             a.type or "-",
                             len(a.versions),
                             a.versions[-1].version if a.versions else "-",
-                            render.human_size(a.versions[-1].size) if a.versions else "-",
+                            views.human_size(a.versions[-1].size) if a.versions else "-",
                         ]
                         for a in found
                     ],
@@ -191,8 +191,8 @@ def info(ctx: Context, ref: str, as_json: bool) -> None:
     with ctx.store() as store:
         record = store.resolve(parse_ref(ref))
         consumers = porcelain.consumers(store, record, refresh=True, warn=console.note)
-    data = render.version_info_json(record)
-    data["consumers"] = [render.consumer_json(run, usage) for run, usage in consumers]
+    data = views.version_info_json(record)
+    data["consumers"] = [views.consumer_json(run, usage) for run, usage in consumers]
     if as_json:
         console.print_json(data)
         return
@@ -216,7 +216,7 @@ def info(ctx: Context, ref: str, as_json: bool) -> None:
         elif isinstance(value, dict):
             value = json.dumps(value, sort_keys=True)
         elif key == "size":
-            value = f"{render.human_size(value)} ({value} bytes)"
+            value = f"{views.human_size(value)} ({value} bytes)"
         console.print_line(f"{key + ':':<13}{'' if value is None else value}")
     console.print_line(f"{'consumers:':<13}{len(consumers)}")
     for consumer in data["consumers"]:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from artfs import porcelain
+from artfs import porcelain, views
 from artfs.cli import console, render
 from artfs.cli.context import Context
 from artfs.cli.params import parse_ref, pass_ctx, remote_option
@@ -42,10 +42,10 @@ def gc(ctx: Context, remote_name: str | None, grace: str | None) -> None:
     for ref in report.kept_expired:
         console.print_line(f"kept {ref}: its TTL has passed but it holds an alias")
     console.print_line(
-        f"reclaimed {render.human_size(report.bytes_before - report.bytes_after)}: "
+        f"reclaimed {views.human_size(report.bytes_before - report.bytes_after)}: "
         f"{report.chunks_removed} chunks, {report.packs_removed} packs removed, "
         f"{report.packs_rewritten} packs compacted; "
-        f"store is {render.human_size(report.bytes_after)}"
+        f"store is {views.human_size(report.bytes_after)}"
     )
 
 
@@ -59,7 +59,7 @@ def _gc_remote(ctx: Context, remote_name: str | None, grace: str) -> None:
     for ref in report.records_removed:
         console.print_line(f"removed the record of deleted version {ref}")
     console.print_line(
-        f"reclaimed {render.human_size(report.bytes_reclaimed)} on {config.name}: "
+        f"reclaimed {views.human_size(report.bytes_reclaimed)} on {config.name}: "
         f"{report.packs_deleted} packs deleted, {len(report.records_removed)} records removed; "
         f"{report.packs_condemned} packs condemned (a gc at least {grace} from now deletes them "
         f"if still unused), {report.packs_spared} spared, {report.packs_live} in use"

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import click
 
-from artfs import porcelain
-from artfs.cli import console, render
+from artfs import porcelain, views
+from artfs.cli import console
 from artfs.cli.context import Context
 from artfs.cli.params import parse_ref, pass_ctx
 from artfs.errors import InvalidName
@@ -33,11 +33,11 @@ def cache_ls(ctx: Context, as_json: bool) -> None:
     console.print_line(f"directory  {usage.directory}")
     console.print_line(f"entries    {usage.entries}")
     console.print_line(
-        f"size       {render.human_size(usage.bytes)} of {render.human_size(usage.max_bytes)}"
+        f"size       {views.human_size(usage.bytes)} of {views.human_size(usage.max_bytes)}"
     )
     console.print_line(
-        f"free       {render.human_size(usage.free_bytes)} on its filesystem "
-        f"(kept above {render.human_size(usage.min_free_bytes)})"
+        f"free       {views.human_size(usage.free_bytes)} on its filesystem "
+        f"(kept above {views.human_size(usage.min_free_bytes)})"
     )
 
 
@@ -51,8 +51,8 @@ def cache_prune(ctx: Context, max_size: str | None) -> None:
     limit = None if max_size is None else parse_size(max_size)
     result = DiskChunkCache.open(ctx.home).prune(limit)
     console.print_line(
-        f"removed {result.removed} chunks ({render.human_size(result.freed_bytes)}); "
-        f"{result.usage.entries} chunks, {render.human_size(result.usage.bytes)} remain"
+        f"removed {result.removed} chunks ({views.human_size(result.freed_bytes)}); "
+        f"{result.usage.entries} chunks, {views.human_size(result.usage.bytes)} remain"
     )
 
 
@@ -151,7 +151,7 @@ def pull(ctx: Context, ref: str, remote_name: str | None) -> None:
         result = porcelain.pull(store, parse_ref(ref), remote_name=remote_name, warn=console.note)
     console.print_line(
         f"{result.record.ref}: {result.chunks_fetched} chunks, "
-        f"{render.human_size(result.bytes_fetched)} fetched"
+        f"{views.human_size(result.bytes_fetched)} fetched"
     )
 
 

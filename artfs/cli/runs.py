@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from artfs import porcelain
+from artfs import porcelain, views
 from artfs.cli import console, render
 from artfs.cli.context import Context
 from artfs.cli.params import parse_metadata, pass_ctx
@@ -57,7 +57,7 @@ def runs(click_ctx: click.Context, project: str | None, as_json: bool) -> None:
     with ctx.store() as store:
         found = porcelain.runs(store, project, refresh=True, warn=console.note)
     if as_json:
-        console.print_json([render.run_json(r) for r in found])
+        console.print_json([views.run_json(r) for r in found])
         return
     console.print_table(
         ["id", "project", "job_type", "name", "state", "started", "command"],
@@ -68,7 +68,7 @@ def runs(click_ctx: click.Context, project: str | None, as_json: bool) -> None:
                 r.job_type,
                 r.name,
                 r.state,
-                render.iso(r.started),
+                views.iso(r.started),
                 " ".join(r.command)[:60],
             ]
             for r in found
@@ -94,11 +94,11 @@ def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
             warn=console.note,
         )
     metrics = details.metrics
-    data = render.run_json(
+    data = views.run_json(
         details.record, [r.ref for r in details.inputs], [r.ref for r in details.outputs]
     )
     if as_json:
-        console.print_json({**data, **render.metrics_json(metrics)})
+        console.print_json({**data, **views.metrics_json(metrics)})
         return
     for key, value in data.items():
         if isinstance(value, list):

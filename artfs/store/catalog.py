@@ -322,8 +322,11 @@ def alias_target(txn: Txn, art: ArtifactName, alias: str) -> tuple[int, int] | N
 
 
 def mark_deleted(txn: Txn, record: VersionRecord) -> None:
-    """Drop a version's files, aliases and digest; keep its record as a tombstone."""
+    """Drop a version's files, aliases and digest, and the keys that counted which of its
+    files each run opened (the edges keep their counts, and nothing opens the files again);
+    keep its record as a tombstone."""
     txn.delete_prefix(Table.FILES, record.key)
+    runs.drop_opened_files(txn, record.key)
     for alias in aliases_by_version(txn, record.artifact).get(record.number, []):
         txn.delete(Table.ALIASES, _sub_key(record.artifact, alias.encode()))
         txn.delete(Table.ALIAS_TIMES, _sub_key(record.artifact, alias.encode()))

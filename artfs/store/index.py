@@ -71,7 +71,10 @@ class Txn:
         self._dbs = dbs
 
     def get(self, table: Table, key: bytes) -> bytes | None:
-        value = self._txn.get(key, db=self._dbs[table])
+        db = self._dbs.get(table)
+        if db is None:  # a table a read-only index does not have: empty
+            return None
+        value = self._txn.get(key, db=db)
         return None if value is None else _open(table, key, bytes(value))
 
     def put(self, table: Table, key: bytes, value: bytes, *, overwrite: bool = True) -> bool:
@@ -85,6 +88,8 @@ class Txn:
         self, table: Table, prefix: bytes = b"", start: bytes = b""
     ) -> Iterator[tuple[bytes, bytes]]:
         """Pairs whose key starts with ``prefix``, in key order, from ``prefix + start`` on."""
+        if table not in self._dbs:
+            return
         with self._txn.cursor(db=self._dbs[table]) as cursor:
             if not cursor.set_range(prefix + start):
                 return
@@ -101,7 +106,22 @@ class Txn:
         return len(keys)
 
     def count(self, table: Table) -> int:
+        if table not in self._dbs:
+            return 0
         return int(self._txn.stat(self._dbs[table])["entries"])
+
+
+def _open_tables(env: lmdb.Environment, readonly: bool) -> dict[Table, lmdb._Database]:
+    """Every table; read-only, a table the store does not have yet (made by an older artfs,
+    which no newer one has opened for writing since) is left out and reads as empty."""
+    dbs = {}
+    for table in Table:
+        try:
+            dbs[table] = env.open_db(table.value, create=not readonly)
+        except lmdb.NotFoundError:
+            if not readonly:
+                raise
+    return dbs
 
 
 class Index:
@@ -124,7 +144,7 @@ class Index:
             )
             # Reader slots of processes that died (a killed daemon) would pin old pages.
             env.reader_check()
-            dbs = {t: env.open_db(t.value, create=not readonly) for t in Table}
+            dbs = _open_tables(env, readonly)
         except lmdb.Error as exc:
             raise StoreError(f"cannot open the index at {path}: {exc}") from exc
         return cls(env, dbs)

@@ -97,6 +97,12 @@ def add_opened_file(txn: Txn, version_key: bytes, run_id: str, file: bytes) -> b
     return txn.put(Table.USAGE, key, b"", overwrite=False)
 
 
+def drop_opened_files(txn: Txn, version_key: bytes) -> None:
+    """Forget which files of the version at ``version_key`` each run opened (the version is
+    deleted: its edges keep their counts, and nothing opens its files again)."""
+    txn.delete_prefix(Table.USAGE, b"f" + version_key)
+
+
 def add_producer(txn: Txn, version_key: bytes, run_id: str) -> None:
     """Record run ``run_id`` as one more producer of the version at ``version_key`` (a
     contributor to a distributed artifact): the version is among its outputs, and names it."""

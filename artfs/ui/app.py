@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
@@ -36,15 +38,17 @@ from flask import (
     url_for,
 )
 
-from artfs.cli import render
+from artfs import views
 from artfs.errors import ArtfsError, InvalidName, NotFound
 from artfs.names import ArtifactName, check_name
 from artfs.store import Store
-from artfs.ui import graph, reads
+from artfs.ui import charts, graph, reads
 from artfs.ui.preview import PREVIEW_BYTES, image_type, preview
 
 TOKEN_COOKIE = "artfs_ui_token"
 LINEAGE_DEPTH_ON_VERSION = 2  # the version page draws its neighbourhood; /lineage draws all
+RUN_ROWS_SHOWN = 20  # the last history rows a run's page lists (its JSON has every row)
+RUNS_CHARTED = 16  # runs whose charts are kept drawn (a few KB of SVG per metric)
 SECURITY_HEADERS = {
     # No JavaScript at all; images only from this app; nothing may frame the pages.
     "Content-Security-Policy": (
@@ -133,7 +137,7 @@ def create_app(
     """
     app = Flask(__name__)
     app.json.sort_keys = True  # type: ignore[attr-defined]
-    app.jinja_env.filters["human_size"] = render.human_size
+    app.jinja_env.filters["human_size"] = views.human_size
     app.jinja_env.filters["pretty_json"] = lambda v: json.dumps(v, indent=2, sort_keys=True)
     app.jinja_env.globals["ref_link"] = _ref_link
     _guard(app, token, allowed_hosts)
@@ -155,6 +159,7 @@ def _guard(app: Flask, token: str | None, allowed_hosts: set[str] | None) -> Non
         given = request.args.get("token") or request.cookies.get(TOKEN_COOKIE) or ""
         if not hmac.compare_digest(given.encode(), token.encode()):
             return "artfs ui: open the URL with ?token=... that 'artfs ui' printed\n", 401
+        g.token_in_url = "token" in request.args  # it matched: the cookie is set for it
         return None
 
     @app.after_request
@@ -163,7 +168,8 @@ def _guard(app: Flask, token: str | None, allowed_hosts: set[str] | None) -> Non
         if "started" in g:
             elapsed_ms = (time.perf_counter() - g.started) * 1000
             response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.1f}"
-        if token is not None and request.args.get("token") == token:
+        # Not compared again here: this also runs for the 401 of a wrong token.
+        if token is not None and g.get("token_in_url"):
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
         return response
 
@@ -231,9 +237,51 @@ def _register_pages(routes: _Routes, store: Store) -> None:
         drawn = _svg(data) if html else {}
         return "lineage.html", {"data": data, "graph": drawn}
 
+    drawn_runs = _RunCharts(store)
+
     @routes.page("/run/<run_id>", "run_page")
     def run(run_id: str, html: bool) -> tuple[str, dict[str, Any]]:
-        return "run.html", {"data": reads.run(store, run_id)}
+        if not html:  # the JSON is `artfs runs show --json`'s: every row
+            return "run.html", {"data": reads.run(store, run_id)}
+        data = reads.run(store, run_id, last=RUN_ROWS_SHOWN)
+        drawn = drawn_runs.charts(run_id, data["history_rows"])
+        columns = charts.columns(data["history"])
+        return "run.html", {"data": data, "charts": drawn, "columns": columns}
+
+
+class _RunCharts:
+    """The charts of recently shown runs, by (run id, rows stored). A history only grows
+    (rows are appended, never rewritten), so the same count is the same rows, and a row
+    logged since is a new key."""
+
+    def __init__(self, store: Store, size: int = RUNS_CHARTED) -> None:
+        self.store = store
+        self.size = size
+        self.lock = threading.Lock()  # waitress serves from several threads
+        self.drawn: OrderedDict[tuple[str, int], list[dict[str, Any]]] = OrderedDict()
+
+    def charts(self, run_id: str, stored: int) -> list[dict[str, Any]]:
+        key = (run_id, stored)
+        with self.lock:
+            if key in self.drawn:
+                self.drawn.move_to_end(key)
+                return self.drawn[key]
+        drawn = self._draw(run_id, stored)
+        with self.lock:
+            self.drawn[key] = drawn
+            while len(self.drawn) > self.size:
+                self.drawn.popitem(last=False)
+        return drawn
+
+    def _draw(self, run_id: str, stored: int) -> list[dict[str, Any]]:
+        """From the outline kept as the run logged; from every row for a run that logged
+        before outlines were kept."""
+        if not stored:
+            return []
+        outline = reads.run_outline(self.store, run_id)
+        if outline is not None and outline["rows"] == stored:
+            return charts.outline_charts(outline)
+        return charts.charts(reads.run_history(self.store, run_id))
 
 
 def _register_files(app: Flask, routes: _Routes, store: Store) -> None:
@@ -244,9 +292,12 @@ def _register_files(app: Flask, routes: _Routes, store: Store) -> None:
         record = reads.resolve(store, _artifact(project, name), selector)
         entry = reads.lookup(store, record, path)
         data = reads.entry_json(entry) | {"ref": record.ref}
-        if entry.is_reference:
+        if entry.is_dir:  # its page is the version's listing of it
+            listing = url_for("version_page", project=project, name=name, selector=selector)
+            data["preview"] = {"kind": "directory", "listing": f"{listing}?dir={quote(path)}"}
+        elif entry.is_reference:
             data["preview"] = {"kind": "reference"}  # no fetch from its URI to draw a page
-        elif not entry.is_dir:
+        else:
             head = reads.read_head(store, entry, PREVIEW_BYTES)
             data["preview"] = preview(entry.name, head, entry.size)
         return "file.html", {"data": data, "record": record}

@@ -3,7 +3,7 @@
 Every function takes an open :class:`~artfs.store.Store` and returns dicts and lists that the
 JSON endpoints send as they are and the HTML templates draw. Where the CLI has a ``--json`` for
 the same question the shapes are the CLI's (``artfs info``, ``artfs lineage --format json``,
-``artfs runs show``), built by the same :mod:`artfs.cli.render` functions.
+``artfs runs show``), built by the same :mod:`artfs.views` functions.
 
 Nothing here writes: :func:`open_readonly` opens the index read-only, so a write would fail in
 LMDB rather than change the store. The UI does not refresh a remote-backed store from its
@@ -16,10 +16,11 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from artfs.cli import render
+from artfs import views
 from artfs.errors import InvalidName, NotFound
 from artfs.lineage import BOTH, DOWN, UP, Lineage, build_graph, check_run_id
 from artfs.names import ArtifactName, Ref, check_name, check_path
+from artfs.run_metrics import RunMetrics
 from artfs.store import Store, catalog
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.export import diff
@@ -50,7 +51,7 @@ def _artifact_summary(art: ArtifactRecord, versions: list[VersionRecord]) -> dic
         "versions": len(versions),
         "latest": latest.version if latest else None,
         "size": latest.size if latest else 0,
-        "updated": render.iso(latest.created if latest else art.created),
+        "updated": views.iso(latest.created if latest else art.created),
         "aliases": sorted({a for v in versions for a in v.aliases if a != "latest"}),
         "tags": sorted({t for v in versions for t in v.tags}),
     }
@@ -113,7 +114,7 @@ def artifact(store: Store, art: ArtifactName, page: int = 1) -> dict[str, Any]:
         "page": page,
         "pages": pages,
         "versions": [
-            render.version_json(v) | {"tags": v.tags, "logged_by": v.logged_by} for v in shown
+            views.version_json(v) | {"tags": v.tags, "logged_by": v.logged_by} for v in shown
         ],
     }
 
@@ -128,9 +129,9 @@ def resolve(store: Store, art: ArtifactName, selector: str) -> VersionRecord:
 
 def version_info(store: Store, record: VersionRecord) -> dict[str, Any]:
     """What ``artfs info --json`` prints: the record and the runs that consumed it."""
-    data = render.version_info_json(record)
+    data = views.version_info_json(record)
     consumers = Lineage(store).consumers(record)
-    data["consumers"] = [render.consumer_json(run, usage) for run, usage in consumers]
+    data["consumers"] = [views.consumer_json(run, usage) for run, usage in consumers]
     data["project"], data["name"] = record.project, record.name
     return data
 
@@ -242,11 +243,23 @@ def lineage(
     return graph | {"direction": direction, "depth": depth}
 
 
-def run(store: Store, run_id: str) -> dict[str, Any]:
-    """What ``artfs runs show RUN --json`` prints. (No run history API exists yet, so no
-    metrics.)"""
+def run(store: Store, run_id: str, last: int | None = None) -> dict[str, Any]:
+    """What ``artfs runs show RUN --json`` prints: the record, the versions it used and
+    logged, its summary and its history (the last ``last`` rows only when given; the count
+    of rows stays whole)."""
     tracker = Lineage(store)
     record = tracker.run(check_run_id(run_id))
     inputs = [r.ref for r in tracker.inputs(run_id)]
     outputs = [r.ref for r in tracker.outputs(run_id)]
-    return render.run_json(record, inputs, outputs)
+    metrics = RunMetrics(store).metrics(run_id, last=last)
+    return views.run_json(record, inputs, outputs) | views.metrics_json(metrics)
+
+
+def run_history(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """Every row of the run's history, in logged order (for its charts)."""
+    return RunMetrics(store).rows(check_run_id(run_id))
+
+
+def run_outline(store: Store, run_id: str) -> dict[str, Any] | None:
+    """The run's metrics outlined for charts as it logged them (see artfs.run_metrics)."""
+    return RunMetrics(store).outline(check_run_id(run_id))
