@@ -25,6 +25,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("remote", ["artfs.remote"]),
     ("composition", ["artfs.stores"]),
     ("fs", ["artfs.fs", "artfs.vfs", "artfs.staging_vfs", "artfs.usage"]),
+    # The operations users name (put, get, ls, lineage, push, pull, clone), under CLI and SDK.
+    ("porcelain", ["artfs.porcelain"]),
     ("sdk", ["artfs.sdk", "artfs.util", "artfs"]),  # artfs/__init__.py is the SDK's public face
     ("cli", ["artfs.cli", "artfs.demo", "artfs.ui"]),  # the web app shares the CLI's render
     ("daemon", ["artfsd"]),
