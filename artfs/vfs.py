@@ -807,24 +807,21 @@ class Vfs:
     def _stream_entries(self, handle: _DirHandle, start_id: int) -> Iterator[DirEntry]:
         node = handle.node
         assert node.record is not None
-        vkey = node.record.key
-        prefix = manifest.children_prefix(vkey, node.key.path)
         if start_id == 0:
-            after, skip = b"", 0
+            after, skip = None, 0
         elif start_id in handle.resume:
-            after, skip = handle.resume[start_id] + b"\0", 0
+            after, skip = manifest.decode_path(handle.resume[start_id]), 0
         else:  # a seekdir to an old position: count from the start
-            after, skip = b"", start_id
+            after, skip = None, start_id
         batch: dict[int, bytes] = {}
         handle.resume = batch
         position = start_id
         with self.store.index.read() as txn:
-            for raw_key, value in txn.scan(Table.FILES, prefix, after):
+            for entry in catalog.list_dir(txn, node.record, node.key.path, start_after=after):
                 if skip:
                     skip -= 1
                     continue
-                name = raw_key[len(prefix) :]
-                entry = FileEntry.decode(manifest.path_from_key(vkey, raw_key), value)
+                name = manifest.encode_path(entry.name)
                 child = self._entry_node(node.record, entry)
                 position += 1
                 batch[position] = name

@@ -37,7 +37,7 @@ from artfs.errors import (
     StoreError,
 )
 from artfs.names import ArtifactName, Ref, check_alias, check_name
-from artfs.store import catalog, codec, publishing, references, settings
+from artfs.store import catalog, codec, publishing, references, settings, upgrade
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.hashing import ChunkId, version_digest
@@ -169,6 +169,7 @@ class Store:
                 raise StoreError(f"cannot use {home} as the artfs store: {exc.strerror}") from None
             store = cls(home, Index.open(home / "index"), chunks)
             try:
+                upgrade.ensure_current(store.index, home)
                 store._identify()
             except BaseException:
                 chunks.close()

@@ -33,6 +33,7 @@ make; the pages of unchanged content already exist, so a version stores what cha
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
@@ -235,25 +236,42 @@ EMPTY_PAGE = Page(0, [], []).encode()
 EMPTY_TREE = tree_id(EMPTY_PAGE)
 
 
-class Pages:
-    """Decoded pages by id through ``get``, with a bounded cache: a page never changes, so a
-    decoded one serves every later lookup of any version that shares it."""
+class PageCache:
+    """Decoded pages by id, least recently used dropped first; shared by threads. A page
+    never changes, so a decoded one serves every later read of any version that has it."""
 
-    def __init__(self, get: Get, capacity: int = 4096) -> None:
-        self._get = get
-        self._cache: OrderedDict[TreeId, Page] = OrderedDict()
+    def __init__(self, capacity: int = 4096) -> None:
+        self._pages: OrderedDict[TreeId, Page] = OrderedDict()
         self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def get(self, page: TreeId) -> Page | None:
+        with self._lock:
+            found = self._pages.get(page)
+            if found is not None:
+                self._pages.move_to_end(page)
+            return found
+
+    def add(self, page: TreeId, decoded: Page) -> None:
+        with self._lock:
+            self._pages[page] = decoded
+            if len(self._pages) > self._capacity:
+                self._pages.popitem(last=False)
+
+
+class Pages:
+    """Decoded pages by id: from ``cache``, else read through ``get`` and decoded."""
+
+    def __init__(self, get: Get, cache: PageCache | None = None) -> None:
+        self._get = get
+        self._cache = PageCache() if cache is None else cache
 
     def __call__(self, page: TreeId) -> Page:
         found = self._cache.get(page)
-        if found is not None:
-            self._cache.move_to_end(page)
-            return found
-        decoded = EMPTY if page == EMPTY_TREE else Page.decode(self._get(page))
-        self._cache[page] = decoded
-        if len(self._cache) > self._capacity:
-            self._cache.popitem(last=False)
-        return decoded
+        if found is None:
+            found = EMPTY if page == EMPTY_TREE else Page.decode(self._get(page))
+            self._cache.add(page, found)
+        return found
 
 
 EMPTY = Page(0, [], [])

@@ -20,11 +20,11 @@ from artfs.cli import render
 from artfs.errors import InvalidName, NotFound, StoreError
 from artfs.lineage import BOTH, DOWN, UP, Lineage, build_graph, check_run_id
 from artfs.names import ArtifactName, Ref, check_name, check_path
-from artfs.store import Store, catalog
+from artfs.store import Store, catalog, upgrade
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.export import diff
 from artfs.store.index import Index, Table
-from artfs.store.manifest import FileEntry, children_prefix, encode_path, path_from_key
+from artfs.store.manifest import FileEntry
 from artfs.store.packs import LocalPackStore
 
 VERSIONS_PER_PAGE = 50
@@ -44,7 +44,13 @@ def open_readonly(home: Path) -> Store:
     index_dir = home / "index"
     if not (index_dir / "data.mdb").is_file():
         raise StoreError(f"no artfs store at {home}: give --home, or store something first")
-    return Store(home, Index.open(index_dir, readonly=True), LocalPackStore.open(home / "packs"))
+    index = Index.open(index_dir, readonly=True)
+    try:
+        upgrade.require_current(index, home)
+    except StoreError:
+        index.close()
+        raise
+    return Store(home, index, LocalPackStore.open(home / "packs"))
 
 
 # --- home ---------------------------------------------------------------------------------
@@ -193,19 +199,11 @@ def list_page(
     store: Store, record: VersionRecord, directory: str = "", after: str = ""
 ) -> tuple[list[FileEntry], str | None]:
     """Up to ``ENTRIES_PER_PAGE`` direct children of ``directory`` whose names sort after
-    ``after``, and the name to continue after (None on the last page).
-
-    The catalogue's ``list_dir`` always starts at the first child, so a later page of a large
-    directory would decode every entry before it; this reads the same index keys as
-    ``catalog.list_dir`` from ``after`` on (one range scan), which no catalogue call offers yet.
-    """
-    vkey = record.key
-    prefix = children_prefix(vkey, directory)
-    start = encode_path(after) + b"\0" if after else b""  # the first name sorting after it
+    ``after``, and the name to continue after (None on the last page). Reaching ``after``
+    reads one tree page per level, not the entries before it."""
     with store.index.read() as txn:
-        scan = txn.scan(Table.FILES, prefix, start)
-        rows = list(itertools.islice(scan, ENTRIES_PER_PAGE + 1))
-    entries = [FileEntry.decode(path_from_key(vkey, key), value) for key, value in rows]
+        listing = catalog.list_dir(txn, record, directory, start_after=after or None)
+        entries = list(itertools.islice(listing, ENTRIES_PER_PAGE + 1))
     more = len(entries) > ENTRIES_PER_PAGE
     entries = entries[:ENTRIES_PER_PAGE]
     return entries, (entries[-1].name if more else None)
