@@ -2,7 +2,7 @@
 
 The W&B-shaped SDK::
 
-    import artfs
+    import artfs  # or, for a W&B script: import artfs as wandb
 
     with artfs.init(project="mnist", job_type="train") as run:
         data = run.use_artifact("mnist-data:latest")
@@ -14,6 +14,7 @@ The W&B-shaped SDK::
 
 from typing import TYPE_CHECKING, Any
 
+from artfs import errors
 from artfs.errors import (
     AliasesHeld,
     ArtfsError,
@@ -22,6 +23,7 @@ from artfs.errors import (
     Conflict,
     CorruptData,
     DuplicateEntry,
+    Error,
     InputError,
     InvalidName,
     NotASingleFile,
@@ -40,15 +42,45 @@ if TYPE_CHECKING:
         ArtifactCollection,
         ArtifactManifestEntry,
         Run,
+        Settings,
         current,
+        define_metric,
+        finish,
         init,
+        link_model,
+        log,
+        log_artifact,
+        log_model,
+        login,
+        use_artifact,
+        use_model,
     )
 
 __version__ = "0.1.0"
 
 _SDK_NAMES = frozenset(
-    {"Api", "Artifact", "ArtifactCollection", "ArtifactManifestEntry", "Run", "current", "init"}
+    {
+        "Api",
+        "Artifact",
+        "ArtifactCollection",
+        "ArtifactManifestEntry",
+        "Run",
+        "Settings",
+        "current",
+        "define_metric",
+        "finish",
+        "init",
+        "link_model",
+        "log",
+        "log_artifact",
+        "log_model",
+        "login",
+        "use_artifact",
+        "use_model",
+    }
 )
+# W&B's module attributes that follow the current run: None / a placeholder before init.
+_RUN_STATE = frozenset({"config", "run", "summary"})
 
 
 def __getattr__(name: str) -> Any:
@@ -58,6 +90,14 @@ def __getattr__(name: str) -> Any:
         from artfs import sdk
 
         return getattr(sdk, name)
+    if name in _RUN_STATE:
+        from artfs import sdk
+
+        return sdk.module_attribute(name)
+    if name == "util":
+        import artfs.util
+
+        return artfs.util
     raise AttributeError(f"module 'artfs' has no attribute {name!r}")
 
 
@@ -73,6 +113,7 @@ __all__ = [
     "Conflict",
     "CorruptData",
     "DuplicateEntry",
+    "Error",
     "InputError",
     "InvalidName",
     "NotASingleFile",
@@ -81,9 +122,23 @@ __all__ = [
     "ReferenceChanged",
     "ReferenceMissing",
     "Run",
+    "Settings",
     "StoreError",
     "TypeMismatch",
     "__version__",
+    "config",
     "current",
+    "define_metric",
+    "errors",
+    "finish",
     "init",
+    "link_model",
+    "log",
+    "log_artifact",
+    "log_model",
+    "login",
+    "run",
+    "summary",
+    "use_artifact",
+    "use_model",
 ]

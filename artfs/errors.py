@@ -3,6 +3,14 @@
 Every error a user can cause is an :class:`ArtfsError` whose message names the thing that is
 wrong and says what to do; the CLI prints it as one line and exits non-zero. Anything else
 escaping to the top is a bug.
+
+W&B's exception names (``wandb.errors``) are defined here too and sit in the hierarchy, so a
+script ported with ``import artfs as wandb`` catches artfs's errors with the clauses it has:
+``Error`` is :class:`ArtfsError`; ``CommError`` (W&B: the backend refused or failed) is the base
+of what the store reports (:class:`NotFound`, :class:`Conflict`, :class:`CorruptData`,
+:class:`StoreError`); ``UsageError`` (W&B: the SDK was called wrongly) is the base of
+:class:`InvalidName`, :class:`NotLogged`, :class:`InputError` and :class:`NotASingleFile`;
+``UnsupportedError`` is a W&B feature artfs does not model (media objects, for instance).
 """
 
 from __future__ import annotations
@@ -14,29 +22,48 @@ class ArtfsError(Exception):
     exit_code = 1
 
 
-class InvalidName(ArtfsError):
+Error = ArtfsError  # W&B: wandb.errors.Error, the base of its SDK errors
+
+
+class CommError(ArtfsError):
+    """W&B's name for an error reported by the backend: here, by the store."""
+
+
+class AuthenticationError(CommError):
+    """W&B's error for a missing or wrong API key; artfs has none, so it is never raised."""
+
+
+class UsageError(ArtfsError):
+    """W&B's name for an SDK call that cannot work as made (bad argument, wrong order)."""
+
+
+class UnsupportedError(UsageError):
+    """A W&B feature that artfs does not model; the message says what to use instead."""
+
+
+class InvalidName(UsageError):
     """A project, artifact, alias, ref or path inside a version is malformed."""
 
     exit_code = 2
 
 
-class NotFound(ArtfsError):
+class NotFound(CommError):
     """A project, artifact, version, alias or file does not exist."""
 
 
-class Conflict(ArtfsError):
+class Conflict(CommError):
     """The request clashes with the store's state (type mismatch, aliases held, ...)."""
 
 
-class InputError(ArtfsError):
+class InputError(UsageError):
     """The files given to put cannot be stored (missing, unreadable, special files)."""
 
 
-class CorruptData(ArtfsError):
+class CorruptData(CommError):
     """Stored bytes do not match their recorded hash; nothing wrong is ever returned."""
 
 
-class StoreError(ArtfsError):
+class StoreError(CommError):
     """The store itself cannot be used (unwritable home, disk full, wrong format)."""
 
 
@@ -56,11 +83,11 @@ class ArtifactFinalized(Conflict):
     """The files of a logged version were asked to change; versions are immutable."""
 
 
-class NotLogged(ArtfsError):
+class NotLogged(UsageError):
     """A method that needs a logged version was called on a draft artifact."""
 
 
-class NotASingleFile(ArtfsError):
+class NotASingleFile(UsageError):
     """``Artifact.file()`` was called on an artifact that does not hold exactly one file."""
 
 

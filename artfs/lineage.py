@@ -7,20 +7,19 @@ recorded in the store's ``runs`` table; two kinds of edges link them to versions
 - ``used``: version -> run, a *usage* with first/last access and the number of distinct files
   opened (a file opened twice counts once).
 
-Usage keys live in the ``usage`` table in both directions so each question is one prefix scan::
-
-    b"u" + version key + run id   -> JSON {first, last, files}   (consumers of a version)
-    b"i" + run id + b"\\0" + version key -> b""                   (inputs of a run)
-    b"f" + version key + run id + file -> b""                    (files a run opened)
-
-Outputs of a run are indexed by the commit (see ``catalog.add_version``). Deleted versions keep
-their records (state "deleted"), so lineage never silently loses a link.
+Usage edges are kept in both directions so each question is one prefix scan; the keys are
+the store's (:mod:`artfs.store.runs`: also the files a run opened, counted once each, and the
+producers of a version besides its ``logged_by``), the records (a run as JSON, an edge as
+JSON ``{first, last, files}``) are this module's. Outputs of a run are indexed by the commit (see
+``catalog.add_version``). Deleted versions keep their records (state "deleted"), so lineage
+never silently loses a link.
 
 In a remote-backed store (one with a default remote) runs and usage edges are also *published*
-as they are recorded, through a :class:`LineagePublisher` (``artfs.remote.lineage_sync``, loaded
-only then). The local record is the source of truth: a publish that fails is logged and the
-record stays local until the next attempt or ``artfs push --all``. Records from other machines
-come back through :meth:`Lineage.adopt`.
+as they are recorded, through a :class:`LineagePublisher`: the store's lineage sink port,
+which the remote implements (``artfs.remote.lineage_sync``, loaded only then; see
+:mod:`artfs.store.ports`). The local record is the source of truth: a publish that fails is
+logged and the record stays local until the next attempt or ``artfs push --all``. Records from
+other machines come back through :meth:`Lineage.adopt`.
 """
 
 from __future__ import annotations
@@ -35,22 +34,23 @@ import string
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
 from artfs.errors import ArtfsError, NotFound
 from artfs.names import ArtifactName, Ref, check_name
 from artfs.store import catalog, settings
+from artfs.store import runs as run_tables
 from artfs.store.catalog import VersionRecord
-from artfs.store.index import Table, Txn
+from artfs.store.index import Txn
 from artfs.store.repository import Store
 from artfs.store.settings import RemoteConfig
 
 log = logging.getLogger(__name__)
 RUN_ID_ALPHABET = string.ascii_lowercase + string.digits
 RUN_ID_LENGTH = 8
-RUNNING, FINISHED, FAILED = "running", "finished", "failed"
+RUNNING, FINISHED, FAILED, CRASHED = "running", "finished", "failed", "crashed"
 
 
 def new_run_id() -> str:
@@ -84,13 +84,20 @@ class RunRecord:
     exit_code: int | None = None
     state: str = RUNNING
     implicit: bool = False
+    # W&B's run fields (wandb.init): recorded as given, shown by 'artfs runs show'.
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    notes: str | None = None
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> RunRecord:
-        return cls(**json.loads(data))
+        # Fields a newer artfs added are skipped, so its records stay readable here.
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in json.loads(data).items() if k in known})
 
 
 @dataclass
@@ -116,7 +123,8 @@ class UsageEvent:
 
 
 class LineagePublisher(Protocol):
-    """Where runs and usage edges go besides the local index (a remote)."""
+    """Where runs and usage edges go besides the local index (a remote): the store's
+    :class:`~artfs.store.ports.LineageSink`, with the record types stated."""
 
     def publish(
         self, runs: Sequence[RunRecord], usages: Sequence[tuple[VersionRecord, Usage]]
@@ -139,27 +147,9 @@ def remote_publisher(store: Store) -> LineagePublisher | None:
     cached = _publishers.get(store)
     if cached is not None and cached[0] == config:
         return cached[1]
-    from artfs.remote.lineage_sync import RemoteLineage  # obstore loads only for a remote
-
-    publisher = RemoteLineage.for_store(store, config)
+    publisher: LineagePublisher = store.remote_ports(config).lineage_sink(store, config)
     _publishers[store] = (config, publisher)
     return publisher
-
-
-def _consumer_key(version_key: bytes, run_id: str) -> bytes:
-    return b"u" + version_key + run_id.encode()
-
-
-def _file_key(event: UsageEvent) -> bytes:
-    return b"f" + event.version_key + event.run_id.encode() + event.file
-
-
-def _input_key(run_id: str, version_key: bytes) -> bytes:
-    return b"i" + run_id.encode() + b"\0" + version_key
-
-
-def output_prefix(run_id: str) -> bytes:
-    return catalog.output_key(run_id, b"")
 
 
 class Lineage:
@@ -202,7 +192,7 @@ class Lineage:
         with self.store.index.write() as txn:
             catalog.ensure_project(txn, project)
             _apply_privacy(txn, record)
-            txn.put(Table.RUNS, record.id.encode(), record.encode())
+            run_tables.put_run(txn, record.id, record.encode())
         self._publish_quietly([record], [])
         return record
 
@@ -213,7 +203,7 @@ class Lineage:
             for record in records:
                 catalog.ensure_project(txn, record.project)
                 _apply_privacy(txn, record)
-                txn.put(Table.RUNS, record.id.encode(), record.encode(), overwrite=False)
+                run_tables.put_run(txn, record.id, record.encode(), overwrite=False)
         if publish:
             self._publish_quietly(records, [])
 
@@ -223,8 +213,22 @@ class Lineage:
             record.ended = time.time()
             record.exit_code = exit_code
             record.state = FINISHED if exit_code == 0 else FAILED
-            txn.put(Table.RUNS, run_id.encode(), record.encode())
+            run_tables.put_run(txn, run_id, record.encode())
         self._publish_quietly([record], [])
+        return record
+
+    def update_run(
+        self, run_id: str, change: Callable[[RunRecord], None], *, publish: bool = True
+    ) -> RunRecord:
+        """Apply ``change`` to the run's record in one write transaction (config edits, a
+        resumed run, a run found crashed); returns the record as stored. ``publish=False``
+        leaves the change for the run's next publish (its finish)."""
+        with self.store.index.write() as txn:
+            record = _get_run(txn, run_id)
+            change(record)
+            run_tables.put_run(txn, run_id, record.encode())
+        if publish:
+            self._publish_quietly([record], [])
         return record
 
     def run(self, run_id: str) -> RunRecord:
@@ -233,12 +237,11 @@ class Lineage:
 
     def find_run(self, run_id: str) -> RunRecord | None:
         with self.store.index.read() as txn:
-            data = txn.get(Table.RUNS, run_id.encode())
-        return None if data is None else RunRecord.decode(data)
+            return _find(txn, run_id)
 
     def runs(self, project: str | None = None) -> list[RunRecord]:
         with self.store.index.read() as txn:
-            found = [RunRecord.decode(v) for _, v in txn.scan(Table.RUNS)]
+            found = [RunRecord.decode(v) for v in run_tables.all_runs(txn)]
         if project is not None:
             found = [r for r in found if r.project == project]
         return sorted(found, key=lambda r: r.started)
@@ -266,7 +269,9 @@ class Lineage:
             for event in events:
                 files = event.files
                 if event.file:
-                    files = int(txn.put(Table.USAGE, _file_key(event), b"", overwrite=False))
+                    files = int(
+                        run_tables.add_opened_file(txn, event.version_key, event.run_id, event.file)
+                    )
                 key = (event.run_id, event.version_key)
                 usage = merged.get(key)
                 if usage is None:
@@ -289,38 +294,42 @@ class Lineage:
         """Every usage edge of the store."""
         with self.store.index.read() as txn:
             return [
-                _usage(key[-RUN_ID_LENGTH:].decode(), key[1:-RUN_ID_LENGTH], value)
-                for key, value in txn.scan(Table.USAGE, b"u")
+                _usage(run_id, version_key, value)
+                for version_key, run_id, value in run_tables.all_usages(txn)
             ]
 
     def consumers(self, record: VersionRecord) -> list[tuple[RunRecord, Usage]]:
-        prefix = b"u" + record.key
         with self.store.index.read() as txn:
             found = []
-            for key, value in txn.scan(Table.USAGE, prefix):
-                run_id = key[len(prefix) :].decode()
+            for run_id, value in run_tables.consumers(txn, record.key):
                 run = _find(txn, run_id)
                 if run is not None:
                     found.append((run, _usage(run_id, record.key, value)))
         return found
 
     def inputs(self, run_id: str) -> list[VersionRecord]:
-        prefix = _input_key(run_id, b"")
         with self.store.index.read() as txn:
-            return [
-                r
-                for key, _ in txn.scan(Table.USAGE, prefix)
-                if (r := _version_at(txn, key[len(prefix) :])) is not None
-            ]
+            found = (catalog.version_at(txn, vkey) for vkey in run_tables.inputs(txn, run_id))
+            return [record for record in found if record is not None]
 
     def outputs(self, run_id: str) -> list[VersionRecord]:
-        prefix = output_prefix(run_id)
         with self.store.index.read() as txn:
-            return [
-                r
-                for key, _ in txn.scan(Table.USAGE, prefix)
-                if (r := _version_at(txn, key[len(prefix) :])) is not None
-            ]
+            found = (catalog.version_at(txn, vkey) for vkey in run_tables.outputs(txn, run_id))
+            return [record for record in found if record is not None]
+
+    def add_producers(self, record: VersionRecord, run_ids: Iterable[str]) -> None:
+        """Record more runs that logged ``record`` than its ``logged_by`` (the contributors of
+        a distributed artifact): each lists it among its outputs, and it names each of them."""
+        with self.store.index.write() as txn:
+            for run_id in run_ids:
+                run_tables.add_producer(txn, record.key, run_id)
+
+    def producers(self, record: VersionRecord) -> list[str]:
+        """Every run that logged ``record``: its ``logged_by`` first, then contributors."""
+        with self.store.index.read() as txn:
+            more = list(run_tables.producers(txn, record.key))
+        first = [record.logged_by] if record.logged_by else []
+        return first + sorted(set(more) - set(first))
 
     def version_by_digest(self, art: ArtifactName, digest: str) -> VersionRecord | None:
         """The committed version of ``art`` with that content, if this store has one."""
@@ -348,7 +357,7 @@ class Lineage:
         with_versions = []
         with self.store.index.read() as txn:
             for usage in usages:
-                version = _version_at(txn, usage.version_key)
+                version = catalog.version_at(txn, usage.version_key)
                 run = by_id.get(usage.run_id) or _find(txn, usage.run_id)
                 if version is None or run is None:
                     continue  # an edge whose version or run is gone here has nothing to say
@@ -378,10 +387,9 @@ class Lineage:
                 known = _find(txn, run.id)
                 if known is None or (known.state == RUNNING and run.state != RUNNING):
                     catalog.ensure_project(txn, run.project)
-                    txn.put(Table.RUNS, run.id.encode(), run.encode())
+                    run_tables.put_run(txn, run.id, run.encode())
             for usage in usages:
-                key = _consumer_key(usage.version_key, usage.run_id)
-                old = txn.get(Table.USAGE, key)
+                old = run_tables.get_usage(txn, usage.version_key, usage.run_id)
                 if old is not None:
                     prior = _usage(usage.run_id, usage.version_key, old)
                     usage = Usage(
@@ -425,7 +433,7 @@ def _get_run(txn: Txn, run_id: str) -> RunRecord:
 
 
 def _find(txn: Txn, run_id: str) -> RunRecord | None:
-    data = txn.get(Table.RUNS, run_id.encode())
+    data = run_tables.get_run(txn, run_id)
     return None if data is None else RunRecord.decode(data)
 
 
@@ -435,8 +443,7 @@ def _usage(run_id: str, version_key: bytes, value: bytes) -> Usage:
 
 
 def _merge_usage(txn: Txn, usage: Usage) -> None:
-    key = _consumer_key(usage.version_key, usage.run_id)
-    old = txn.get(Table.USAGE, key)
+    old = run_tables.get_usage(txn, usage.version_key, usage.run_id)
     if old is not None:
         prior = _usage(usage.run_id, usage.version_key, old)
         usage.first = min(usage.first, prior.first)
@@ -447,8 +454,7 @@ def _merge_usage(txn: Txn, usage: Usage) -> None:
 
 def _put_usage(txn: Txn, usage: Usage) -> None:
     value = {"first": usage.first, "last": usage.last, "files": usage.files}
-    txn.put(Table.USAGE, _consumer_key(usage.version_key, usage.run_id), json.dumps(value).encode())
-    txn.put(Table.USAGE, _input_key(usage.run_id, usage.version_key), b"")
+    run_tables.put_usage(txn, usage.version_key, usage.run_id, json.dumps(value).encode())
 
 
 class BackgroundPublisher:
@@ -515,14 +521,6 @@ class BackgroundPublisher:
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
-
-
-def _version_at(txn: Txn, version_key: bytes) -> VersionRecord | None:
-    data = txn.get(Table.VERSIONS, version_key)
-    if data is None:
-        return None
-    record = VersionRecord.decode(data)
-    return catalog.get_version(txn, record.artifact, record.number)
 
 
 # --- the graph ------------------------------------------------------------------------------
@@ -645,5 +643,5 @@ def _neighbour_runs(
     lineage: Lineage, record: VersionRecord, upstream: bool
 ) -> list[tuple[str, RunRecord | None]]:
     if upstream:
-        return [(record.logged_by, lineage.find_run(record.logged_by))] if record.logged_by else []
+        return [(run_id, lineage.find_run(run_id)) for run_id in lineage.producers(record)]
     return [(run.id, run) for run, _ in lineage.consumers(record)]

@@ -400,7 +400,10 @@ class StagedPaths:
         linked[1].discard(rel)
         if not linked[1]:
             del self._linked[ino]
-            self._by_identity.pop(linked[0], None)
+            # Only if it still names this inode: a file committed away can leave its backing
+            # inode number to a new file, whose names have it now.
+            if self._by_identity.get(linked[0]) == ino:
+                del self._by_identity[linked[0]]
 
     def names(self, ino: int) -> set[str]:
         """The known names of a hard-linked inode (empty for any other)."""

@@ -19,7 +19,9 @@ by their host pids):
 1. a registration made through ``MNT/.artfs-register`` by the process or an ancestor
    (pid and start time -> run id; it works across pid namespaces), of a run this store holds;
 2. ``ARTFS_RUN_ID`` in the environment of the process or of its nearest ancestor having it
-   (only that variable is read);
+   (only that variable is read); for a process of a user who may not write the store, only
+   an unknown id (made an external run) or an external run's, never a run the store's writers
+   made, whose lineage another user's reads would otherwise forge;
 3. an implicit run for the process group, keyed by (group leader pid, its start time): the
    forked workers of a data loader or the members of a shell pipeline share one run.
 """
@@ -33,6 +35,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from artfs import procinfo
@@ -161,8 +164,10 @@ class _Cached:
 class UsageRecorder:
     """Resolves runs for pids and batches usage events; one per daemon."""
 
-    def __init__(self, lineage: Lineage) -> None:
+    def __init__(self, lineage: Lineage, may_write: Callable[[int], bool] | None = None) -> None:
+        """``may_write(uid)``: whether that user may write the store (None: everyone may)."""
         self.lineage = lineage
+        self._may_write = may_write
         self._cache: dict[int, _Cached] = {}
         self._registered: dict[tuple[int, int], str] = {}  # (pid, start) -> run id
         self._groups: dict[tuple[int, int], str] = {}  # (leader pid, start) -> implicit run
@@ -209,8 +214,24 @@ class UsageRecorder:
             from_env = env_run_id(proc.pid)
             if from_env:
                 with contextlib.suppress(Exception):
-                    return self._known(check_run_id(from_env), project, proc.pid), start
+                    run_id = check_run_id(from_env)
+                    if not self._may_name(pid, run_id):
+                        break  # another user's run: this process gets its implicit run
+                    return self._known(run_id, project, proc.pid), start
         return self._implicit(own or (chain[0] if chain else None), project), start
+
+    def _may_name(self, pid: int, run_id: str) -> bool:
+        """Whether process ``pid`` may attribute its reads to ``run_id`` by its environment:
+        a store writer may name any run; anyone else an unknown id or an external run only
+        (as a registration, which only writers may make, could)."""
+        uid = procinfo.uid_of(pid)
+        if self._may_write is None or (uid is not None and self._may_write(uid)):
+            return True
+        with self._lock:
+            record = self._new_runs.get(run_id)
+        if record is None:
+            record = self.lineage.find_run(run_id)
+        return record is None or record.job_type == EXTERNAL
 
     def _known(self, run_id: str, project: str, pid: int) -> str:
         """``run_id`` named by a registration or an environment; recorded as an external run

@@ -547,7 +547,7 @@ class Vfs:
             store, ChunkCache(store.read_chunk, cache_bytes), uid=os.getuid(), gid=os.getgid()
         )
         if lineage:
-            vfs.recorder = UsageRecorder(Lineage(store))
+            vfs.recorder = UsageRecorder(Lineage(store), may_write=vfs.may_write)
         return vfs
 
     # --- nodes and lookup counts ----------------------------------------------------------
@@ -808,16 +808,16 @@ class Vfs:
         node = handle.node
         assert node.record is not None
         if start_id == 0:
-            after, skip = None, 0
+            after, skip = "", 0
         elif start_id in handle.resume:
             after, skip = manifest.decode_path(handle.resume[start_id]), 0
         else:  # a seekdir to an old position: count from the start
-            after, skip = None, start_id
+            after, skip = "", start_id
         batch: dict[int, bytes] = {}
         handle.resume = batch
         position = start_id
         with self.store.index.read() as txn:
-            for entry in catalog.list_dir(txn, node.record, node.key.path, start_after=after):
+            for entry in catalog.list_dir(txn, node.record, node.key.path, after=after):
                 if skip:
                     skip -= 1
                     continue
@@ -961,16 +961,19 @@ class Vfs:
         not count (they say nothing of the index and packs inside). The daemon calls this
         before every such request, so a refused one records nothing.
         """
-        if uid in (0, self.uid):
-            return
-        try:
-            owner = os.stat(self.store.home).st_uid
-        except OSError:
-            owner = -1
-        if uid != owner:
+        if not self.may_write(uid):
             raise PermissionError(
                 errno.EACCES, "only the store's owner or root may change it through the mount"
             )
+
+    def may_write(self, uid: int) -> bool:
+        """Whether ``uid`` may change the store: root, the daemon's user, the home's owner."""
+        if uid in (0, self.uid):
+            return True
+        try:
+            return uid == os.stat(self.store.home).st_uid
+        except OSError:
+            return False
 
     # --- staging: a passthrough to the backing directories (artfs.staging_vfs) -------------
 
@@ -1239,6 +1242,7 @@ class Vfs:
         writable = staging_vfs.opened_for_writing(flags)
         if writable:
             fcntl.flock(fd, fcntl.LOCK_SH)
+        self._made(node, rel)
         child = self.remember(self._staged_node(node, rel))
         fh = self._new_staged_handle(BackingFile(fd, writable))
         self._staged_open.setdefault(child.ino, set()).add(fh)
@@ -1266,6 +1270,7 @@ class Vfs:
         elif kind in STAGING_KINDS:
             rel = staging_vfs.join(node.key.path, staging_vfs.check_component(text))
             self._backing(node.artifact).mkdir(rel, mode & ~umask, self._owner(uid, gid))
+            self._made(node, rel)
         else:
             raise ReadOnly("only staging directories, projects and the root take new entries")
         return self.lookup(parent, name)
@@ -1276,12 +1281,14 @@ class Vfs:
         node = self._staged_dir(parent)
         rel = staging_vfs.join(node.key.path, staging_vfs.check_component(name.decode()))
         self._backing(node.artifact).mknod(rel, mode & ~umask, rdev, self._owner(uid, gid))
+        self._made(node, rel)
         return self.lookup(parent, name)
 
     def symlink(self, parent: int, name: bytes, target: bytes, uid: int, gid: int) -> Attr:
         node = self._staged_dir(parent)
         rel = staging_vfs.join(node.key.path, staging_vfs.check_component(name.decode()))
         self._backing(node.artifact).symlink(rel, os.fsdecode(target), self._owner(uid, gid))
+        self._made(node, rel)
         return self.lookup(parent, name)
 
     def unlink(self, parent: int, name: bytes, *, directory: bool = False) -> None:
@@ -1293,6 +1300,13 @@ class Vfs:
         backing = self._backing(node.artifact)
         (backing.rmdir if directory else backing.unlink)(rel)
         self._moved(self._staged_paths.detach(_art_key(node), rel))
+
+    def _made(self, parent: Node, rel: str) -> None:
+        """``rel`` was just made: a new file, so not the inode its path had. (A commit by the
+        CLI, or one while the kernel held the names, removed the file that had it behind the
+        kernel's back; reusing the number gave a new file the inode of a committed one still
+        open, whose other names it then took for its own.)"""
+        self._moved(self._staged_paths.detach(_art_key(parent), rel))
 
     def _moved(self, moved: list[tuple[int, str]]) -> None:
         """Held nodes now reached by another path (a rename, or the name of a hard-linked

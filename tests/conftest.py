@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from artfs.store import Store
+from artfs.stores import open_store
 
 ARTFS = Path(sys.executable).parent / "artfs"
 
@@ -87,7 +88,7 @@ def home(tmp_path: Path) -> Path:
 def store(home: Path) -> Iterator[Store]:
     """A fresh store, opened in this process. Do not mix with CLI calls on the same home
     while it is open only when the test means to (LMDB allows one environment per process)."""
-    with Store.open(home) as opened:
+    with open_store(home) as opened:
         yield opened
 
 

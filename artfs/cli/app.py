@@ -15,33 +15,28 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from artfs import views
 from artfs.cli import console, render
+from artfs.cli.context import Context
 from artfs.cli.runner import current_run_id, run_command
 from artfs.cli.ui import ui
 from artfs.errors import ArtfsError, InvalidName, NotFound
 from artfs.lineage import Lineage, build_graph, check_run_id
 from artfs.names import ArtifactName, Ref, check_name
+from artfs.run_ends import settle
+from artfs.run_metrics import RunMetrics
 from artfs.store import Store, default_home, references, staging
 from artfs.store.export import diff, materialize, select
 from artfs.store.gc import collect
 from artfs.store.ingest import SourceTree, scan
 from artfs.store.repository import EditRequest, PutResult
-from artfs.store.settings import check_key, parse_bool
+from artfs.store.settings import ENTITY_KEY, check_key, parse_bool
 from artfs.store.verify import verify
 
 if TYPE_CHECKING:  # artfs.remote loads only in the commands that use it (obstore)
+    from artfs.objectstore import ObjectStore
     from artfs.remote.lineage_sync import RemoteLineage
-    from artfs.remote.objectstore import ObjectStore
     from artfs.store.catalog import VersionRecord
-
-
-class Context:
-    def __init__(self, home: Path, quiet: bool) -> None:
-        self.home = home
-        self.quiet = quiet
-
-    def store(self) -> Store:
-        return Store.open(self.home)
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -149,13 +144,13 @@ def _report_commit(ctx: Context, result: PutResult) -> None:
     if not ctx.quiet:
         if result.created:
             uploaded = (
-                f", {render.human_size(result.uploaded_bytes)} uploaded to remote {result.remote}"
+                f", {views.human_size(result.uploaded_bytes)} uploaded to remote {result.remote}"
                 if result.remote
                 else ""
             )
             console.note(
-                f"stored {record.files} files, {render.human_size(record.size)} "
-                f"({render.human_size(result.new_bytes)} new in the store{uploaded})"
+                f"stored {record.files} files, {views.human_size(record.size)} "
+                f"({views.human_size(result.new_bytes)} new in the store{uploaded})"
             )
         else:
             console.note(f"unchanged: identical to {record.ref}, no new version")
@@ -222,7 +217,7 @@ def ls_(ctx: Context, target: str | None, as_json: bool, offline: bool) -> None:
             only_staged = store.artifact(art) is None and staging.path(store, art).is_dir()
             records = [] if only_staged else store.versions(art)
             if as_json:
-                console.print_json([render.version_json(r) for r in records])
+                console.print_json([views.version_json(r) for r in records])
             else:
                 console.print_table(
                     ["version", "aliases", "files", "size", "created", "digest"],
@@ -260,7 +255,7 @@ def ls_(ctx: Context, target: str | None, as_json: bool, offline: bool) -> None:
                             a.type,
                             len(vs),
                             vs[-1].version if vs else "-",
-                            render.human_size(vs[-1].size) if vs else "-",
+                            views.human_size(vs[-1].size) if vs else "-",
                         ]
                         for a, vs in found
                     ]
@@ -278,8 +273,8 @@ def info(ctx: Context, ref: str, as_json: bool) -> None:
         record = store.resolve(_ref(ref))
         _shared_lineage(store, lambda shared: shared.fetch_versions(store, [record]))
         consumers = Lineage(store).consumers(record)
-    data = render.version_info_json(record)
-    data["consumers"] = [render.consumer_json(run, usage) for run, usage in consumers]
+    data = views.version_info_json(record)
+    data["consumers"] = [views.consumer_json(run, usage) for run, usage in consumers]
     if as_json:
         console.print_json(data)
         return
@@ -303,7 +298,7 @@ def info(ctx: Context, ref: str, as_json: bool) -> None:
         elif isinstance(value, dict):
             value = json.dumps(value, sort_keys=True)
         elif key == "size":
-            value = f"{render.human_size(value)} ({value} bytes)"
+            value = f"{views.human_size(value)} ({value} bytes)"
         console.print_line(f"{key + ':':<13}{'' if value is None else value}")
     console.print_line(f"{'consumers:':<13}{len(consumers)}")
     for consumer in data["consumers"]:
@@ -446,7 +441,8 @@ def _rm_on_remote(
 ) -> list[str]:
     """Delete on a remote that is not the store's default (this store is left alone)."""
     from artfs.remote.gc import delete_on_remote
-    from artfs.remote.sync import open_remote, remote_config
+    from artfs.remote.remote import open_remote
+    from artfs.remote.sync import remote_config
 
     config = remote_config(store, remote_name)
     deleted, _ = delete_on_remote(open_remote(store, config), target, force=force)
@@ -478,17 +474,18 @@ def gc(ctx: Context, remote_name: str | None, grace: str | None) -> None:
     for ref in report.kept_expired:
         console.print_line(f"kept {ref}: its TTL has passed but it holds an alias")
     console.print_line(
-        f"reclaimed {render.human_size(report.bytes_before - report.bytes_after)}: "
+        f"reclaimed {views.human_size(report.bytes_before - report.bytes_after)}: "
         f"{report.chunks_removed} chunks, {report.packs_removed} packs removed, "
         f"{report.packs_rewritten} packs compacted; "
-        f"store is {render.human_size(report.bytes_after)}"
+        f"store is {views.human_size(report.bytes_after)}"
     )
 
 
 def _gc_remote(ctx: Context, remote_name: str | None, grace: str) -> None:
     from artfs.remote.gc import check_grace
     from artfs.remote.gc import collect as collect_remote
-    from artfs.remote.sync import open_remote, remote_config
+    from artfs.remote.remote import open_remote
+    from artfs.remote.sync import remote_config
 
     seconds = render.parse_duration(grace)
     check_grace(seconds)
@@ -498,7 +495,7 @@ def _gc_remote(ctx: Context, remote_name: str | None, grace: str) -> None:
     for ref in report.records_removed:
         console.print_line(f"removed the record of deleted version {ref}")
     console.print_line(
-        f"reclaimed {render.human_size(report.bytes_reclaimed)} on {config.name}: "
+        f"reclaimed {views.human_size(report.bytes_reclaimed)} on {config.name}: "
         f"{report.packs_deleted} packs deleted, {len(report.records_removed)} records removed; "
         f"{report.packs_condemned} packs condemned (a gc at least {grace} from now deletes them "
         f"if still unused), {report.packs_spared} spared, {report.packs_live} in use"
@@ -533,7 +530,12 @@ def verify_(ctx: Context, ref: str | None) -> None:
 @click.argument("value", required=False)
 @pass_ctx
 def config(ctx: Context, key: str | None, value: str | None) -> None:
-    """Show the store's settings, one setting, or set one: artfs config KEY true|false"""
+    """Show the store's settings, one setting, or set one: artfs config KEY true|false
+
+    'artfs config entity NAME' sets the W&B entity the store answers for ('none' clears it)."""
+    if key == ENTITY_KEY:
+        _entity_setting(ctx, value)
+        return
     if key is not None:
         check_key(key)
     with ctx.store() as store:
@@ -543,6 +545,14 @@ def config(ctx: Context, key: str | None, value: str | None) -> None:
     for name, setting in current.items():
         if key is None or name == key:
             console.print_line(f"{name} = {str(setting).lower()}")
+
+
+def _entity_setting(ctx: Context, value: str | None) -> None:
+    with ctx.store() as store:
+        if value is not None:
+            store.set_entity(None if value == "none" else check_name(value, "entity"))
+        current = store.entity()
+    console.print_line(f"{ENTITY_KEY} = {current or ''}")
 
 
 @cli.command()
@@ -623,9 +633,10 @@ def runs(click_ctx: click.Context, project: str | None, as_json: bool) -> None:
     ctx: Context = click_ctx.obj
     with ctx.store() as store:
         _shared_lineage(store, lambda shared: shared.fetch_all_runs(store))
-        found = Lineage(store).runs(project)
+        lineage = Lineage(store)
+        found = settle(lineage, lineage.runs(project))
     if as_json:
-        console.print_json([render.run_json(r) for r in found])
+        console.print_json([views.run_json(r) for r in found])
         return
     console.print_table(
         ["id", "project", "job_type", "name", "state", "started", "command"],
@@ -636,12 +647,15 @@ def runs(click_ctx: click.Context, project: str | None, as_json: bool) -> None:
                 r.job_type,
                 r.name,
                 r.state,
-                render.iso(r.started),
+                views.iso(r.started),
                 " ".join(r.command)[:60],
             ]
             for r in found
         ],
     )
+
+
+SHOWN_ROWS = 10  # history rows 'artfs runs show' prints; --json gives every row
 
 
 @runs.command(name="show")
@@ -653,12 +667,13 @@ def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
     with ctx.store() as store:
         lineage = Lineage(store)
         _shared_lineage(store, lambda shared: shared.fetch_runs(store, [check_run_id(run_id)]))
-        record = lineage.run(run_id)
+        (record,) = settle(lineage, [lineage.run(run_id)])
         inputs = [r.ref for r in lineage.inputs(run_id)]
         outputs = [r.ref for r in lineage.outputs(run_id)]
-    data = render.run_json(record, inputs, outputs)
+        metrics = RunMetrics(store).metrics(run_id, last=None if as_json else SHOWN_ROWS)
+    data = views.run_json(record, inputs, outputs)
     if as_json:
-        console.print_json(data)
+        console.print_json({**data, **views.metrics_json(metrics)})
         return
     for key, value in data.items():
         if isinstance(value, list):
@@ -666,6 +681,10 @@ def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
         elif isinstance(value, dict):
             value = json.dumps(value, sort_keys=True)
         console.print_line(f"{key + ':':<11}{'' if value is None else value}")
+    console.print_line(f"{'summary:':<11}{json.dumps(metrics.summary, sort_keys=True)}")
+    console.print_line(f"{'history:':<11}{render.history_note(metrics, SHOWN_ROWS)}")
+    for row in metrics.rows:
+        console.print_line("  " + json.dumps(row, sort_keys=True))
 
 
 @cli.command()
@@ -786,7 +805,8 @@ def _refresh(
 ) -> None:
     """Bring a remote-backed store's index up to date (for one project or artifact if given);
     if the remote cannot be reached, say so on stderr and go on with the local index."""
-    from artfs.remote.sync import open_remote, refresh
+    from artfs.remote.remote import open_remote
+    from artfs.remote.sync import refresh
 
     config = store.default_remote()
     assert config is not None
@@ -839,11 +859,11 @@ def cache_ls(ctx: Context, as_json: bool) -> None:
     console.print_line(f"directory  {usage.directory}")
     console.print_line(f"entries    {usage.entries}")
     console.print_line(
-        f"size       {render.human_size(usage.bytes)} of {render.human_size(usage.max_bytes)}"
+        f"size       {views.human_size(usage.bytes)} of {views.human_size(usage.max_bytes)}"
     )
     console.print_line(
-        f"free       {render.human_size(usage.free_bytes)} on its filesystem "
-        f"(kept above {render.human_size(usage.min_free_bytes)})"
+        f"free       {views.human_size(usage.free_bytes)} on its filesystem "
+        f"(kept above {views.human_size(usage.min_free_bytes)})"
     )
 
 
@@ -857,8 +877,8 @@ def cache_prune(ctx: Context, max_size: str | None) -> None:
     limit = None if max_size is None else parse_size(max_size)
     result = DiskChunkCache.open(ctx.home).prune(limit)
     console.print_line(
-        f"removed {result.removed} chunks ({render.human_size(result.freed_bytes)}); "
-        f"{result.usage.entries} chunks, {render.human_size(result.usage.bytes)} remain"
+        f"removed {result.removed} chunks ({views.human_size(result.freed_bytes)}); "
+        f"{result.usage.entries} chunks, {views.human_size(result.usage.bytes)} remain"
     )
 
 
@@ -932,8 +952,9 @@ def remote_ls(ctx: Context, as_json: bool) -> None:
 def push(ctx: Context, ref: str | None, all_: bool, remote_name: str | None) -> None:
     """Publish version REF (or --all) on a remote; it gets the remote's next number."""
     from artfs.remote.lineage_sync import RemoteLineage
-    from artfs.remote.sync import open_remote, push_all, remote_config
+    from artfs.remote.remote import open_remote
     from artfs.remote.sync import push as push_one
+    from artfs.remote.sync import push_all, remote_config
 
     if (ref is None) == (not all_):
         raise InvalidName("give a REF or --all, not both")
@@ -957,8 +978,9 @@ def push(ctx: Context, ref: str | None, all_: bool, remote_name: str | None) -> 
 @pass_ctx
 def pull(ctx: Context, ref: str, remote_name: str | None) -> None:
     """Fetch version REF and its missing chunks from a remote (each chunk hash-checked)."""
-    from artfs.remote.sync import open_remote, remote_config
+    from artfs.remote.remote import open_remote
     from artfs.remote.sync import pull as pull_one
+    from artfs.remote.sync import remote_config
 
     with ctx.store() as store:
         source = open_remote(store, remote_config(store, remote_name))
@@ -966,7 +988,7 @@ def pull(ctx: Context, ref: str, remote_name: str | None) -> None:
         _fetch_lineage(source.objects, store, [result.record])
     console.print_line(
         f"{result.record.ref}: {result.chunks_fetched} chunks, "
-        f"{render.human_size(result.bytes_fetched)} fetched"
+        f"{views.human_size(result.bytes_fetched)} fetched"
     )
 
 
@@ -980,9 +1002,10 @@ def clone(ctx: Context, url: str, endpoint: str | None, region: str | None, name
     """Start this store from remote URL: every version into the index, no chunks. The remote
     becomes the default: put and commit publish there. Of the store's default remote: a
     refresh."""
-    from artfs.remote.objectstore import RemoteUrl
+    from artfs.objectstore import RemoteUrl
     from artfs.remote.publish import check_backing, has_versions
-    from artfs.remote.sync import add_remote, open_remote, refresh
+    from artfs.remote.remote import open_remote
+    from artfs.remote.sync import add_remote, refresh
     from artfs.store.settings import RemoteConfig
 
     with ctx.store() as store:

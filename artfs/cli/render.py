@@ -1,33 +1,17 @@
-"""How records look on the command line: JSON objects and table cells (pure)."""
+"""How records look on the command line: table cells, lineage trees and DOT (pure); their
+JSON shapes are :mod:`artfs.views`'s, shared with ``artfs ui``."""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from artfs.errors import InvalidName
 from artfs.store.catalog import VersionRecord
+from artfs.views import human_size, iso
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"([0-9]+)([smhdw])")
-
-
-def iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return (
-        datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    )
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def parse_duration(text: str) -> float:
@@ -36,32 +20,6 @@ def parse_duration(text: str) -> float:
     if not parts or "".join(n + u for n, u in parts) != text:
         raise InvalidName(f"invalid duration {text!r}: use a number and a unit, e.g. 30d, 12h, 90m")
     return float(sum(int(n) * _UNITS[u] for n, u in parts))
-
-
-def version_json(record: VersionRecord) -> dict[str, Any]:
-    return {
-        "ref": record.ref,
-        "version": record.version,
-        "aliases": record.aliases,
-        "digest": record.digest,
-        "size": record.size,
-        "files": record.files,
-        "created": iso(record.created),
-    }
-
-
-def version_info_json(record: VersionRecord) -> dict[str, Any]:
-    data = version_json(record)
-    data.update(
-        type=record.type,
-        description=record.description,
-        metadata=record.metadata,
-        tags=record.tags,
-        logged_by=record.logged_by,
-        expires=iso(record.expires),
-        state=record.state,
-    )
-    return data
 
 
 def version_row(record: VersionRecord) -> list[Any]:
@@ -155,42 +113,11 @@ def lineage_dot(graph: dict[str, Any]) -> list[str]:
     return lines
 
 
-def run_json(
-    run: Any, inputs: list[str] | None = None, outputs: list[str] | None = None
-) -> dict[str, Any]:
-    data = {
-        "id": run.id,
-        "project": run.project,
-        "job_type": run.job_type,
-        "name": run.name,
-        "config": run.config,
-        "host": run.host,
-        "user": run.user,
-        "command": run.command,
-        "cwd": run.cwd,
-        "container": run.container,
-        "pid": run.pid,
-        "started": iso(run.started),
-        "ended": iso(run.ended),
-        "exit_code": run.exit_code,
-        "state": run.state,
-        "implicit": run.implicit,
-    }
-    if inputs is not None:
-        data["inputs"] = inputs
-    if outputs is not None:
-        data["outputs"] = outputs
-    return data
-
-
-def consumer_json(run: Any, usage: Any) -> dict[str, Any]:
-    return {
-        "run_id": run.id,
-        "project": run.project,
-        "job_type": run.job_type,
-        "name": run.name,
-        "command": " ".join(run.command),
-        "first": iso(usage.first),
-        "last": iso(usage.last),
-        "files": usage.files,
-    }
+def history_note(metrics: Any, shown: int) -> str:
+    """``12 rows, the last 10:`` and the like, above the rows ``runs show`` prints."""
+    if not metrics.stored:
+        return "no rows"
+    dropped = f" ({metrics.dropped} more over the limit, not kept)" if metrics.dropped else ""
+    if metrics.stored <= shown:
+        return f"{metrics.stored} rows{dropped}:"
+    return f"{metrics.stored} rows{dropped}, the last {len(metrics.rows)}:"

@@ -10,7 +10,7 @@ import click
 from artfs.cli import console
 
 if TYPE_CHECKING:
-    from artfs.cli.app import Context
+    from artfs.cli.context import Context
     from artfs.ui.server import Serving
 
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     "--host",
     default="127.0.0.1",
     show_default=True,
-    help="Address to listen on; other than loopback, a token is required.",
+    help="Address to listen on (a token printed at start is required on any).",
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the URL in a web browser.")
 @click.pass_obj
@@ -38,8 +38,7 @@ def ui(ctx: Context, port: int, host: str, open_browser: bool) -> None:
     def ready(serving: Serving) -> None:
         if not ctx.quiet:
             console.note(f"serving {ctx.home} read-only; Ctrl-C stops")
-            if serving.token:
-                console.note(f"token: {serving.token} (every request needs it: use the URL)")
+            console.note(f"token: {serving.token} (every request needs it: use the URL)")
         console.print_line(serving.url)
         sys.stdout.flush()  # the URL is read by whoever started us, before any request
         if open_browser:

@@ -1,13 +1,13 @@
 """Reading chunks a remote-backed store holds only on its remote (the lazy read path).
 
 A cloned or refreshed store has every version in its index but not their chunks: for each chunk
-``Table.REMOTE_CHUNKS`` says which pack of the default remote holds it and where. A read of such a
-chunk goes:
+the store records (``Store.remote_locations``) which pack of the default remote holds it and
+where. A read of such a chunk goes:
 
 1. to the local chunk cache (:mod:`artfs.remote.cache`), hash-checked;
 2. else to the remote, with one ranged GET that also covers the *following* chunks the reader
-   names (read-ahead) when they sit in the same pack close by (``sync.coalesce``), each chunk
-   decompressed and hashed (``sync.verified_chunk``) and then kept in the cache.
+   names (read-ahead) when they sit in the same pack close by (``ranged.coalesce``), each chunk
+   decompressed and hashed (``ranged.verified_chunk``) and then kept in the cache.
 
 One download per chunk however many threads want it: the first thread to miss a chunk owns its
 fetch and the others wait on an event (single flight). Chunks of a range another thread is
@@ -28,14 +28,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from artfs.errors import ArtfsError, CorruptData, NotFound, StoreError
+from artfs.objectstore import RemoteError, RemoteMissing, remote_timeout
 from artfs.remote.cache import DiskChunkCache, limits_from_env
-from artfs.remote.layout import RemoteChunk
-from artfs.remote.objectstore import RemoteError, RemoteMissing, remote_timeout
-from artfs.remote.remote import Remote
-from artfs.remote.sync import coalesce, fetch_group, open_remote, verified_chunk
+from artfs.remote.ranged import coalesce, fetch_group, verified_chunk
+from artfs.remote.remote import Remote, open_remote
+from artfs.store.chunkstore import RemoteChunk
 from artfs.store.codec import Codec
 from artfs.store.hashing import ChunkId
-from artfs.store.index import Table
 from artfs.store.manifest import ChunkRef
 from artfs.store.repository import Store
 from artfs.store.settings import RemoteConfig
@@ -76,7 +75,8 @@ class _InFlight:
 
 
 class RemoteChunks:
-    """The chunks of one store that live on its default remote, read through the cache."""
+    """The chunks of one store that live on its default remote, read through the cache (the
+    store's :class:`~artfs.store.ports.ChunkSource`)."""
 
     def __init__(self, store: Store, remote: Remote, name: str, cache: DiskChunkCache) -> None:
         self.store = store
@@ -159,7 +159,7 @@ class RemoteChunks:
         cached and handed to its waiters."""
         cid = ref.chunk_id
         wanted = [cid] + [f.chunk_id for f in following if f.chunk_id != cid]
-        where = self._locations(wanted)
+        where = self.store.remote_locations(wanted)
         loc = where.get(cid)
         if loc is None:
             raise CorruptData(
@@ -261,20 +261,11 @@ class RemoteChunks:
         # it is too, so that the lookup reading the copy finds it.
         dict_id = self.remote.chunk_dictionary(cid, elsewhere)
         dictionary = None if dict_id is None else found.get(dict_id)
-        with self.store.index.write() as txn:
-            txn.put(Table.REMOTE_CHUNKS, cid, elsewhere.encode())
-            if dict_id is not None and dictionary is not None:
-                txn.put(Table.REMOTE_CHUNKS, dict_id, dictionary.encode())
+        where = {cid: elsewhere}
+        if dict_id is not None and dictionary is not None:
+            where[dict_id] = dictionary
+        self.store.record_remote_locations(where)
         return True
-
-    def _locations(self, ids: list[ChunkId]) -> dict[ChunkId, RemoteChunk]:
-        found = {}
-        with self.store.index.read() as txn:
-            for cid in ids:
-                data = txn.get(Table.REMOTE_CHUNKS, cid)
-                if data is not None:
-                    found[cid] = RemoteChunk.decode(data)
-        return found
 
     def _take_along(
         self,

@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 
 from artfs.errors import CorruptData, InvalidName, NotFound
 from artfs.names import ArtifactName, Ref
+from artfs.objectstore import ObjectInfo, ObjectStore, RemoteMissing
 from artfs.remote import layout
 from artfs.remote.layout import RemoteVersion
-from artfs.remote.objectstore import ObjectInfo, ObjectStore, RemoteMissing
 from artfs.remote.remote import Remote
 from artfs.store.catalog import VersionRecord
 from artfs.store.repository import Store

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import struct
 from dataclasses import dataclass
 from typing import Any
 
 from artfs.errors import CorruptData
 from artfs.names import ArtifactName
 from artfs.store.catalog import VersionRecord
+from artfs.store.chunkstore import RemoteChunk
 from artfs.store.codec import dictionary_of
 from artfs.store.hashing import ChunkId, FileDigest, chunk_id, version_digest
 from artfs.store.manifest import ChunkRef, FileEntry, Kind, encode_path
@@ -82,42 +82,6 @@ def parse_version_key(key: str) -> tuple[ArtifactName, int] | None:
     if not stem.isdigit():
         return None
     return ArtifactName(parts[1], parts[2]), int(stem)
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteChunk:
-    """Where a chunk is on the remote: ``stored_length`` bytes at ``offset`` of a pack."""
-
-    pack: str
-    offset: int
-    stored_length: int
-    raw_length: int
-    codec: int
-
-    def to_json(self) -> list[Any]:
-        return [self.pack, self.offset, self.stored_length, self.raw_length, self.codec]
-
-    @classmethod
-    def from_json(cls, value: list[Any]) -> RemoteChunk:
-        pack, offset, stored, raw, codec = value
-        return cls(str(pack), int(offset), int(stored), int(raw), int(codec))
-
-    def encode(self) -> bytes:
-        """57 bytes for the local index (``Table.REMOTE_CHUNKS``): pack hash, offset, stored
-        and raw length, codec."""
-        return _REMOTE_CHUNK.pack(
-            bytes.fromhex(self.pack), self.offset, self.stored_length, self.raw_length, self.codec
-        )
-
-    @classmethod
-    def decode(cls, data: bytes) -> RemoteChunk:
-        if len(data) != _REMOTE_CHUNK.size:
-            raise CorruptData(f"a remote chunk location of {len(data)} bytes cannot be read")
-        pack, offset, stored, raw, codec = _REMOTE_CHUNK.unpack(data)
-        return cls(pack.hex(), offset, stored, raw, codec)
-
-
-_REMOTE_CHUNK = struct.Struct(">32sQQQB")
 
 
 # --- packs ------------------------------------------------------------------------------------

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from artfs.errors import CorruptData, NotFound
 from artfs.lineage import RUNNING, Lineage, RunRecord, Usage, build_graph, check_run_id
 from artfs.names import ArtifactName
-from artfs.remote.objectstore import ObjectStore, RemoteError, RemoteMissing
-from artfs.remote.remote import backoff
+from artfs.objectstore import ObjectStore, RemoteError, RemoteMissing
+from artfs.remote.remote import backoff, open_remote
 from artfs.store.catalog import VersionRecord
 from artfs.store.repository import Store
 from artfs.store.settings import RemoteConfig
@@ -148,8 +148,6 @@ class RemoteLineage:
 
     @classmethod
     def for_store(cls, store: Store, config: RemoteConfig) -> RemoteLineage:
-        from artfs.remote.sync import open_remote
-
         return cls(open_remote(store, config).objects)
 
     def describe(self) -> str:

@@ -1,6 +1,6 @@
 """Remote-backed stores: a store whose default remote is set publishes every commit there.
 
-- :class:`RemotePublisher` is the store's :class:`~artfs.store.publishing.Publisher`:
+- :class:`RemotePublisher` is the store's :class:`~artfs.store.ports.Publisher`:
   ``Store.commit`` writes and fsyncs the chunks into local packs, then the publisher uploads
   the chunks the remote lacks and creates the version record at the remote's next number, and
   only then does the local index add the version, at that number. Alias moves and removals,
@@ -20,14 +20,14 @@ from contextlib import contextmanager
 
 from artfs.errors import Conflict
 from artfs.names import ArtifactName, Ref, check_name
-from artfs.remote.layout import RemoteChunk
-from artfs.remote.objectstore import RemoteError, RemoteUrl
-from artfs.remote.remote import Remote
-from artfs.remote.sync import open_remote, publish_version
+from artfs.objectstore import RemoteError, RemoteUrl
+from artfs.remote.remote import Remote, open_remote
+from artfs.remote.sync import publish_version
 from artfs.store.catalog import VersionRecord
+from artfs.store.chunkstore import RemoteChunk
 from artfs.store.hashing import ChunkId
 from artfs.store.manifest import FileEntry
-from artfs.store.publishing import ChunkReader, Published
+from artfs.store.ports import ChunkReader, Published
 from artfs.store.repository import Store
 from artfs.store.settings import RemoteConfig
 

@@ -27,12 +27,22 @@ from typing import TypeVar
 
 from artfs.errors import AliasesHeld, Conflict, CorruptData, NotFound, TypeMismatch
 from artfs.names import ArtifactName, Ref
+from artfs.objectstore import (
+    ObjectStore,
+    RemoteError,
+    RemoteMissing,
+    RemoteUrl,
+    S3ObjectStore,
+    new_writer_id,
+)
 from artfs.remote import layout
-from artfs.remote.layout import PackDictionaries, RemoteChunk, RemoteVersion
-from artfs.remote.objectstore import ObjectStore, RemoteError, RemoteMissing
+from artfs.remote.layout import PackDictionaries, RemoteVersion
 from artfs.store.catalog import VersionRecord
+from artfs.store.chunkstore import RemoteChunk
 from artfs.store.codec import Codec
 from artfs.store.hashing import ChunkId
+from artfs.store.repository import Store
+from artfs.store.settings import RemoteConfig
 
 log = logging.getLogger(__name__)
 
@@ -480,3 +490,16 @@ def _write_cached(path: Path, data: bytes) -> None:
         log.warning("cannot keep a copy of %s (%s): it is fetched again next time", path, exc)
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def open_remote(store: Store, config: RemoteConfig) -> Remote:
+    """A client of remote ``config`` for ``store`` (its pack indexes cached under
+    ``HOME/remotes/NAME/pack-index``), with a writer id of its own."""
+    writer_id = new_writer_id()
+    objects = S3ObjectStore.open(
+        RemoteUrl.parse(config.url),
+        endpoint=config.endpoint,
+        region=config.region,
+        writer_id=writer_id,
+    )
+    return Remote(objects, writer_id, store.home / "remotes" / config.name / "pack-index")

@@ -24,26 +24,23 @@ from dataclasses import dataclass, field
 
 from artfs.errors import Conflict, CorruptData, InvalidName, NotFound
 from artfs.names import ArtifactName, Ref
-from artfs.remote.layout import PackBuilder, RemoteChunk, RemoteVersion, pack_key
-from artfs.remote.objectstore import RemoteUrl, S3ObjectStore, new_writer_id
+from artfs.objectstore import RemoteUrl
+from artfs.remote.layout import PackBuilder, RemoteVersion
+from artfs.remote.ranged import coalesce, fetch_group, verified_chunk
 from artfs.remote.remote import Remote
 from artfs.store import codec
 from artfs.store.catalog import VersionRecord
+from artfs.store.chunkstore import RemoteChunk
 from artfs.store.hashing import ChunkId
 from artfs.store.locks import file_lock
 from artfs.store.manifest import FileEntry
-from artfs.store.publishing import ChunkReader
+from artfs.store.ports import ChunkReader
 from artfs.store.repository import Store
 from artfs.store.settings import RemoteConfig
 
 # Remote packs are built in memory and uploaded in one PUT: 64 MiB keeps memory bounded and is
 # far above the size where per-request overhead matters.
 REMOTE_PACK_SIZE = 64 << 20
-# Neighbouring chunks of one pack are fetched in one ranged GET when the gap between them is
-# at most this (reading a little waste is cheaper than a round trip) ...
-COALESCE_GAP = 1 << 20
-# ... and a single GET covers at most this many bytes.
-MAX_RANGE = 32 << 20
 
 
 @dataclass
@@ -77,17 +74,6 @@ def remote_config(store: Store, name: str | None) -> RemoteConfig:
     if not names:
         raise NotFound("this store has no remote: add one with 'artfs remote add NAME s3://...'")
     raise InvalidName(f"several remotes ({', '.join(names)}): choose one with --remote NAME")
-
-
-def open_remote(store: Store, config: RemoteConfig) -> Remote:
-    writer_id = new_writer_id()
-    objects = S3ObjectStore.open(
-        RemoteUrl.parse(config.url),
-        endpoint=config.endpoint,
-        region=config.region,
-        writer_id=writer_id,
-    )
-    return Remote(objects, writer_id, store.home / "remotes" / config.name / "pack-index")
 
 
 # --- push -------------------------------------------------------------------------------------
@@ -440,61 +426,6 @@ class _Fetch:
                         self._fetched[cid] = raw
                     self.count += 1
                     yield cid, loc.codec, payload, loc.raw_length
-
-
-def fetch_group(
-    remote: Remote, group: list[tuple[ChunkId, RemoteChunk]]
-) -> tuple[int, list[tuple[ChunkId, RemoteChunk, bytes]]]:
-    """One ranged GET of neighbouring chunks of one pack (sorted by offset, as
-    :func:`coalesce` groups them): the bytes it returned, and each chunk's stored payload, not
-    verified yet (see :func:`verified_chunk`)."""
-    first = group[0][1]
-    start = first.offset
-    end = max(loc.offset + loc.stored_length for _, loc in group)
-    data = remote.objects.get_range(pack_key(first.pack), start, end)
-    return len(data), [
-        (cid, loc, data[loc.offset - start : loc.offset - start + loc.stored_length])
-        for cid, loc in group
-    ]
-
-
-def verified_chunk(
-    cid: ChunkId,
-    loc: RemoteChunk,
-    payload: bytes,
-    what: str,
-    remote: Remote,
-    dictionaries: codec.Dictionaries | None = None,
-) -> bytes:
-    """The raw bytes of a chunk fetched from ``remote``, decompressed (a dictionary-coded one
-    with its dictionary from ``dictionaries``) and hashed against its id; CorruptData (naming
-    ``what``, the chunk and its pack) when they do not match or its dictionary cannot be had.
-    """
-    try:
-        return codec.checked(cid, loc.codec, payload, loc.raw_length, dictionaries)
-    except CorruptData as exc:
-        where = f"chunk {cid.hex()[:16]} of {what} pack {loc.pack[:16]} on {remote.describe()}"
-        reason = str(exc).removeprefix(f"chunk {cid.hex()[:16]} ")
-        raise CorruptData(f"{where} {reason}: nothing was stored") from None
-
-
-def coalesce(
-    chunks: list[tuple[ChunkId, RemoteChunk]],
-) -> Iterator[tuple[int, int, list[tuple[ChunkId, RemoteChunk]]]]:
-    """Group chunks sorted by offset into byte ranges ``(start, end, chunks)``."""
-    group: list[tuple[ChunkId, RemoteChunk]] = []
-    start = end = 0
-    for cid, loc in chunks:
-        chunk_end = loc.offset + loc.stored_length
-        if group and (loc.offset - end > COALESCE_GAP or chunk_end - start > MAX_RANGE):
-            yield start, end, group
-            group = []
-        if not group:
-            start = loc.offset
-        group.append((cid, loc))
-        end = max(end, chunk_end) if len(group) > 1 else chunk_end
-    if group:
-        yield start, end, group
 
 
 def add_remote(

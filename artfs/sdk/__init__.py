@@ -1,8 +1,23 @@
-"""The Python SDK: W&B's artifact API (``init``, ``Run``, ``Artifact``, ``Api``) on artfs."""
+"""The Python SDK: W&B's artifact API (``init``, ``Run``, ``Artifact``, ``Api``) on artfs,
+with the module-level calls of ``wandb`` (``log``, ``finish``, ``log_artifact``, ...)."""
 
 from artfs.sdk.api import Api, ArtifactCollection
 from artfs.sdk.artifact import Artifact, ArtifactManifestEntry
-from artfs.sdk.run import Run, current, init
+from artfs.sdk.run import Run, current
+from artfs.sdk.session import (
+    Settings,
+    define_metric,
+    finish,
+    init,
+    link_model,
+    log,
+    log_artifact,
+    log_model,
+    login,
+    module_attribute,
+    use_artifact,
+    use_model,
+)
 
 __all__ = [
     "Api",
@@ -10,6 +25,17 @@ __all__ = [
     "ArtifactCollection",
     "ArtifactManifestEntry",
     "Run",
+    "Settings",
     "current",
+    "define_metric",
+    "finish",
     "init",
+    "link_model",
+    "log",
+    "log_artifact",
+    "log_model",
+    "login",
+    "module_attribute",
+    "use_artifact",
+    "use_model",
 ]

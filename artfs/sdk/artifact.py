@@ -12,6 +12,7 @@ stores only what changed.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import shutil
 import stat
@@ -19,7 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -33,8 +34,10 @@ from artfs.errors import (
     NotFound,
     NotLogged,
     TypeMismatch,
+    UnsupportedError,
 )
 from artfs.names import ArtifactName, Ref, check_alias, check_name, check_path
+from artfs.sdk import paths
 from artfs.store import Store, references
 from artfs.store.catalog import VersionRecord
 from artfs.store.export import digest_file, materialize
@@ -46,6 +49,16 @@ if TYPE_CHECKING:
     from artfs.sdk.run import Run
 
 DRAFT, COMMITTED, DELETED = "PENDING", "COMMITTED", "DELETED"
+
+
+class ArtifactTTL(enum.Enum):
+    """W&B's ``ArtifactTTL.INHERIT``: take the TTL policy of the team. artfs has no team
+    policy, so inheriting means no TTL."""
+
+    INHERIT = 0
+
+
+TTL = timedelta | ArtifactTTL | None
 
 
 @dataclass
@@ -75,8 +88,13 @@ class Artifact:
         type: str,
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
+        incremental: bool = False,
+        use_as: str | None = None,
     ) -> None:
         self._name = check_name(name, "artifact name")
+        self.incremental = incremental
+        self._ttl: TTL = ArtifactTTL.INHERIT
+        self._ttl_changed = False
         self._type = check_name(type, "type")
         self.description = description
         self.metadata: dict[str, Any] = dict(metadata or {})
@@ -140,14 +158,90 @@ class Artifact:
         """Path -> entry for every file of the artifact."""
         return {e.path: e for e in self.files()}
 
+    @property
+    def entity(self) -> str | None:
+        """The store's entity (``artfs config entity``), if the artifact is logged in one."""
+        return None if self._store is None else self._store.entity()
+
+    @property
+    def source_name(self) -> str:
+        return self.name
+
+    @property
+    def source_project(self) -> str | None:
+        return self.project
+
+    @property
+    def source_qualified_name(self) -> str:
+        return self.qualified_name
+
+    @property
+    def source_version(self) -> str:
+        return self.version
+
+    @property
+    def file_count(self) -> int:
+        if self._record is not None:
+            return self._record.files
+        return len(self._files) + len(self._ready)
+
+    @property
+    def url(self) -> None:
+        """W&B's page of the artifact; artfs has none ('artfs show REF' prints it)."""
+        return None
+
+    def is_draft(self) -> bool:
+        return self._record is None
+
+    def wait(self, timeout: int | None = None) -> Artifact:
+        """W&B waits for the upload to finish; artfs logs synchronously, so a logged artifact
+        is ready at once. A draft was never logged: NotLogged."""
+        self._logged()
+        return self
+
+    # --- ttl --------------------------------------------------------------------------------
+
+    @property
+    def ttl(self) -> timedelta | None:
+        """How long the version lives from its creation; ``None`` is for ever. Set a
+        ``timedelta``, ``None`` or ``ArtifactTTL.INHERIT`` (no TTL: artfs has no team
+        policy); a logged version keeps the change once ``save()`` is called, and
+        ``artfs gc`` deletes expired versions."""
+        if self._ttl_changed or self._record is None:
+            return self._ttl if isinstance(self._ttl, timedelta) else None
+        if self._record.expires is None:
+            return None
+        return timedelta(seconds=round(self._record.expires - self._record.created))
+
+    @ttl.setter
+    def ttl(self, ttl: TTL) -> None:
+        if ttl is not None and not isinstance(ttl, timedelta | ArtifactTTL):
+            raise InputError(
+                f"ttl takes a timedelta, None or ArtifactTTL.INHERIT, not {type(ttl).__name__}"
+            )
+        if isinstance(ttl, timedelta) and ttl.total_seconds() <= 0:
+            raise InputError(f"ttl must be positive, not {ttl}")
+        self._ttl, self._ttl_changed = ttl, True
+
+    def _ttl_seconds(self) -> float | None:
+        return self._ttl.total_seconds() if isinstance(self._ttl, timedelta) else None
+
     def __repr__(self) -> str:
         return f"<Artifact {self.qualified_name if self._project else self._name} ({self.state})>"
 
     # --- drafting ---------------------------------------------------------------------------
 
     def add_file(
-        self, local_path: str | os.PathLike[str], name: str | None = None, overwrite: bool = False
+        self,
+        local_path: str | os.PathLike[str],
+        name: str | None = None,
+        is_tmp: bool | None = False,
+        skip_cache: bool | None = False,
+        policy: str | None = "mutable",
+        overwrite: bool = False,
     ) -> ArtifactManifestEntry:
+        """Add one file as ``name`` (default: its base name). W&B's ``is_tmp``,
+        ``skip_cache`` and ``policy`` have no effect: artfs reads the file when it is logged."""
         self._draft()
         source = Path(local_path)
         try:
@@ -167,11 +261,20 @@ class Artifact:
         )
         return self.get_entry(path)
 
-    def add_dir(self, local_path: str | os.PathLike[str], name: str | None = None) -> None:
+    def add_dir(
+        self,
+        local_path: str | os.PathLike[str],
+        name: str | None = None,
+        skip_cache: bool | None = False,
+        policy: str | None = "mutable",
+        merge: bool = False,
+    ) -> None:
+        """Add a directory tree below ``name`` (default: the root). A path already added
+        with other content is a DuplicateEntry unless ``merge`` (then the new file wins)."""
         self._draft()
         tree = scan(Path(local_path), prefix=check_path(name) if name else "")
         for source in tree.files:
-            self._claim(source.path, lambda s=source: digest_file(s.source).hex(), False)
+            self._claim(source.path, lambda s=source: digest_file(s.source).hex(), merge)
         for source in tree.files:
             # Read by path at log time, like add_file: a file replaced meanwhile is stored as is.
             self._files[source.path] = dataclasses.replace(source, identity=None)
@@ -210,8 +313,29 @@ class Artifact:
             self._ready[entry.path] = entry
         return [self.get_entry(e.path) for e in entries]
 
-    def remove(self, path: str) -> None:
+    def add(
+        self, obj: Any, name: str | None = None, overwrite: bool = False
+    ) -> ArtifactManifestEntry | list[ArtifactManifestEntry] | None:
+        """Add a file or directory (a path) or a reference (a ``scheme://`` URI). W&B's media
+        objects (``wandb.Table``, ``wandb.Image``, ...) are not modelled by artfs: write them
+        to a file and add that."""
+        if isinstance(obj, str) and "://" in obj:
+            return self.add_reference(obj, name)
+        if isinstance(obj, str | os.PathLike):
+            if Path(obj).is_dir():
+                self.add_dir(obj, name)
+                return None
+            return self.add_file(obj, name, overwrite=overwrite)
+        raise UnsupportedError(
+            f"{type(obj).__name__} is not a path or URI: artfs stores files, not W&B media "
+            "objects; write it to a file (a table as CSV or JSON, an image as PNG) and add that"
+        )
+
+    def remove(self, item: str | os.PathLike[str] | ArtifactManifestEntry) -> None:
+        """Take a file, or a directory with everything below it, out of the draft (W&B takes
+        a path or a manifest entry)."""
         self._draft()
+        path = item.path if isinstance(item, ArtifactManifestEntry) else os.fspath(item)
         prefix = path.rstrip("/") + "/"
         doomed = [p for p in [*self._files, *self._ready] if p == path or p.startswith(prefix)]
         if not doomed:
@@ -275,6 +399,8 @@ class Artifact:
         """Store the draft; ``aliases`` and ``tags`` join the draft's own only if it works."""
         self._draft()
         art = ArtifactName(check_name(project, "project name"), self._name)
+        if self.incremental:
+            self._add_base(store, art)
         try:
             result = store.commit(
                 self._source_tree(),
@@ -287,6 +413,7 @@ class Artifact:
                 metadata=self.metadata,
                 tags=[*self.tags, *(tags or [])],
                 logged_by=run_id,
+                ttl_seconds=self._ttl_seconds(),
             )
         except TypeMismatch:
             # The store's message speaks CLI (--type); say it in SDK terms. In a remote-backed
@@ -305,6 +432,19 @@ class Artifact:
             self._tmpdir = None
         return self
 
+    def _add_base(self, store: Store, art: ArtifactName) -> None:
+        """W&B's ``incremental=True``: the files of the latest version that this draft does
+        not replace join it, so the new version is the latest plus the draft's changes."""
+        if not store.versions(art):
+            return
+        base = store.resolve(Ref(art))
+        drafted = {*self._files, *self._ready}
+        for entry in store.entries(base):
+            if entry.is_dir:
+                self._dirs.setdefault(entry.path, entry)
+            elif entry.path not in drafted:
+                self._ready[entry.path] = entry
+
     def _bind(self, store: Store, record: VersionRecord) -> None:
         self._store, self._record, self._project = store, record, record.project
         self._name, self._type = record.name, record.type
@@ -312,6 +452,7 @@ class Artifact:
         self.metadata = dict(record.metadata)
         self.aliases = list(record.aliases)
         self.tags = list(record.tags)
+        self._ttl, self._ttl_changed = ArtifactTTL.INHERIT, False
         self._files.clear()
         self._ready.clear()
         self._dirs.clear()
@@ -339,7 +480,17 @@ class Artifact:
 
     # --- reading a logged version -----------------------------------------------------------
 
-    def files(self) -> list[ArtifactManifestEntry]:
+    def files(
+        self, names: list[str] | None = None, per_page: int = 50
+    ) -> list[ArtifactManifestEntry]:
+        """The entries of the artifact (only those at ``names`` when given), by path."""
+        found = self._all_files()
+        if names is not None:
+            wanted = set(names)
+            found = [e for e in found if e.path in wanted]
+        return found
+
+    def _all_files(self) -> list[ArtifactManifestEntry]:
         if self._record is None:
             drafted = [
                 ArtifactManifestEntry(f.path, "", f.size, local_path=str(f.source))
@@ -362,11 +513,14 @@ class Artifact:
     def download(
         self,
         root: str | os.PathLike[str] | None = None,
-        path_prefix: str | None = None,
         allow_missing_references: bool = False,
+        skip_cache: bool | None = None,
+        path_prefix: str | None = None,
+        multipart: bool | None = None,
     ) -> str:
         """Write the files below ``root`` (default ``./artifacts/NAME:vN``); files already
-        there with the right digest are not rewritten. Returns the root."""
+        there with the right digest are not rewritten. Returns the root. (W&B's
+        ``skip_cache`` and ``multipart`` concern its download cache: no effect here.)"""
         target = Path(root) if root is not None else self._default_root()
         materialize(
             self._logged_store(),
@@ -444,22 +598,52 @@ class Artifact:
 
     # --- after logging ----------------------------------------------------------------------
 
+    def link(self, target_path: str, aliases: list[str] | None = None) -> Artifact:
+        """Make this logged version a member of ``target_path`` (a registry collection
+        ``wandb-registry-NAME/COLLECTION`` or ``[entity/]project/collection``): a version of
+        its own there with the same files (their chunks are stored once) and ``aliases``.
+        Returns the member. ``Run.link_artifact`` does the same and records the lineage."""
+        return self._link(target_path, aliases, None)
+
+    def _link(self, target_path: str, aliases: list[str] | None, run_id: str | None) -> Artifact:
+        store = self._logged_store()
+        project, name = paths.collection_name(store, target_path.partition(":")[0], None)
+        return self._draft_named(name)._log(store, project, run_id, aliases)
+
+    def finalize(self) -> None:
+        """W&B freezes a draft here; artfs freezes it when it is logged, so nothing to do."""
+
+    def get(self, name: str) -> Any:
+        raise UnsupportedError(
+            f"get({name!r}) returns a W&B media object, which artfs does not model: "
+            "read the file with get_entry(name).download() instead"
+        )
+
     def new_draft(self) -> Artifact:
         """A mutable copy of this version; logging it makes the next version and stores only
         the files that changed."""
+        draft = self._draft_named(self._logged().name)
+        draft._project = self._logged().project
+        return draft
+
+    def _draft_named(self, name: str) -> Artifact:
+        """A draft called ``name`` holding this version's files, description and metadata."""
         record = self._logged()
-        store = self._logged_store()
-        draft = Artifact(record.name, record.type, record.description, dict(record.metadata))
-        draft._project = record.project
-        for entry in store.entries(record):
+        draft = Artifact(name, record.type, record.description, dict(record.metadata))
+        for entry in self._logged_store().entries(record):
             if entry.is_dir:
                 draft._dirs[entry.path] = entry
             else:
                 draft._ready[entry.path] = entry
         return draft
 
-    def save(self) -> None:
-        """Persist edits to description, metadata, aliases and tags of a logged version."""
+    def save(self, project: str | None = None, settings: Any = None) -> None:
+        """Persist edits to description, metadata, aliases, tags and ttl of a logged version.
+        (W&B's ``save`` also logs a draft; here a draft is logged with ``run.log_artifact``.)"""
+        if self._record is None:
+            raise NotLogged(
+                f"artifact {self._name!r} is a draft: log it with run.log_artifact(artifact)"
+            )
         record = self._logged()
         store = self._logged_store()
         wanted = {check_alias(a) for a in self.aliases if a != "latest"}
@@ -474,6 +658,8 @@ class Artifact:
                 metadata=self.metadata,
                 add_tags=tags,
                 remove_tags=sorted(set(record.tags) - set(tags)),
+                ttl_seconds=self._ttl_seconds() if self._ttl_changed else None,
+                clear_ttl=self._ttl_changed and self._ttl_seconds() is None,
             ),
         )
         for alias in sorted(wanted - held):

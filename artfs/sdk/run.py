@@ -1,34 +1,59 @@
-"""``artfs.init`` and ``Run``: one job, what it logged and what it used.
+"""``Run``: one job, what it logged and what it used (``artfs.init`` starts one).
 
-``init`` records a run in the store (project, job type, name, config, host, user, command line,
-pid and process start time, container) and returns it; ``log_artifact`` stores a version with
-``logged_by`` set to the run, ``use_artifact`` records the usage edge run -> version. A run used
-as a context manager finishes with exit code 1 when its block raised.
+A run is recorded in the store (project, job type, name, config, host, user, command line,
+pid and process start time, container, and W&B's entity, group, tags and notes);
+``log_artifact`` stores a version with ``logged_by`` set to the run, ``use_artifact`` records
+the usage edge run -> version, ``log`` keeps the run's history and ``summary`` its last values
+(see :mod:`artfs.sdk.metrics`). A run used as a context manager finishes with exit code 1 when
+its block raised. A run of a live process is *active*; a run read back (``Api().run``) is not.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from artfs import procinfo
-from artfs.errors import NotFound, TypeMismatch
-from artfs.lineage import Lineage, RunRecord
-from artfs.names import ArtifactName, Ref, check_name
+from artfs.errors import NotFound, TypeMismatch, UsageError
+from artfs.lineage import CRASHED, FAILED, FINISHED, Lineage, RunRecord
+from artfs.names import ArtifactName, Ref
+from artfs.run_metrics import RunMetrics
+from artfs.sdk import links, metric_defs, paths
 from artfs.sdk.artifact import Artifact
+from artfs.sdk.distributed import Pending
+from artfs.sdk.metric_defs import Metric
+from artfs.sdk.metrics import Config, History, Summary
 from artfs.staging_vfs import REGISTER_FILE, STORE_FILE
-from artfs.store import Store, default_home
+from artfs.store import Store
 
 MOUNT_FSTYPE = "fuse.artfs"
 
 
 class Run:
-    def __init__(self, store: Store, record: RunRecord, *, active: bool) -> None:
+    def __init__(
+        self,
+        store: Store,
+        record: RunRecord,
+        *,
+        active: bool,
+        history: History | None = None,
+        disabled: bool = False,
+        allow_val_change: bool = False,
+        run_dir: str | None = None,
+    ) -> None:
         self._store = store
         self._record = record
         self._active = active
+        self._disabled = disabled
+        self._history = history
+        self._summary: Summary | None = history.summary if history is not None else None
+        self._dir = run_dir
+        save = None if disabled or not active else self._save_config
+        # A run read back through Api is edited freely and saved by update(), as in W&B.
+        self._config = Config(record.config, save, allow_val_change or not active)
 
     @classmethod
     def _from_record(cls, store: Store, record: RunRecord) -> Run:
@@ -45,8 +70,18 @@ class Run:
         return self._record.id
 
     @property
+    def entity(self) -> str | None:
+        return self._record.entity
+
+    @property
     def project(self) -> str:
         return self._record.project
+
+    @property
+    def path(self) -> str:
+        """W&B's run path ``entity/project/id`` (``project/id`` without an entity)."""
+        parts = [self._record.entity, self._record.project, self._record.id]
+        return "/".join(p for p in parts if p)
 
     @property
     def job_type(self) -> str:
@@ -57,8 +92,66 @@ class Run:
         return self._record.name
 
     @property
-    def config(self) -> dict[str, Any]:
-        return self._record.config
+    def group(self) -> str | None:
+        return self._record.group
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(self._record.tags)
+
+    @property
+    def notes(self) -> str | None:
+        return self._record.notes
+
+    @property
+    def dir(self) -> str:
+        """Where the run keeps local files (W&B's ``dir``; the working directory by default)."""
+        return self._dir or self._record.cwd or os.getcwd()
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def summary(self) -> Summary:
+        """The last logged values (or what was set); read from the store for a past run."""
+        if self._summary is None:
+            metrics = RunMetrics(self._store)
+            self._summary = Summary(metrics.summary(self.id), self._save_summary)
+        return self._summary
+
+    def _save_summary(self, summary: dict[str, Any]) -> None:
+        RunMetrics(self._store).record(self.id, [], summary)
+
+    def update(self) -> None:
+        """Save edits to the config and summary of a run read back through ``Api`` (W&B's
+        public ``Run.update``); an active run saves them as they happen."""
+        if self._active:
+            return
+        config = dict(self._config)
+        self._save_config(config)
+        self._save_summary(dict(self.summary))
+
+    @property
+    def step(self) -> int:
+        return self._history.step if self._history is not None else 0
+
+    @property
+    def disabled(self) -> bool:
+        return self._disabled
+
+    @property
+    def offline(self) -> bool:
+        return False
+
+    @property
+    def url(self) -> None:
+        """W&B's run page; artfs has none ('artfs runs show ID' prints the run)."""
+        return None
+
+    @property
+    def start_time(self) -> float:
+        return self._record.started
 
     @property
     def state(self) -> str:
@@ -71,6 +164,84 @@ class Run:
     def __repr__(self) -> str:
         return f"<Run {self.project}/{self.id} {self.name} ({self.state})>"
 
+    def _save_config(self, config: dict[str, Any]) -> None:
+        def change(record: RunRecord) -> None:
+            record.config = config
+
+        # Not published at each change: a remote learns the config with the finished run.
+        self._record = Lineage(self._store).update_run(self.id, change, publish=False)
+
+    # --- metrics ----------------------------------------------------------------------------
+
+    def log(
+        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None
+    ) -> None:
+        """Add ``data`` to the run's history (W&B's ``log``; see :mod:`artfs.sdk.metrics`)."""
+        if self._history is None:
+            raise UsageError(f"run {self.id} is not active: log from the run init() returned")
+        self._history.log(data, step=step, commit=commit)
+
+    def define_metric(
+        self,
+        name: str,
+        step_metric: str | None = None,
+        step_sync: bool | None = None,
+        hidden: bool | None = None,
+        summary: str | None = None,
+        goal: str | None = None,
+        overwrite: bool | None = None,
+    ) -> Metric:
+        """How key ``name`` (or a prefix ending in ``*``) is summarised; the chart settings
+        are recorded and have no effect (see :mod:`artfs.sdk.metric_defs`)."""
+        if self._history is None:
+            raise UsageError(
+                f"run {self.id} is not active: define metrics in the run init() returned"
+            )
+        metric = metric_defs.parse(name, step_metric, step_sync, hidden, summary, goal)
+        return self._history.definitions.add(metric)
+
+    def history(
+        self, samples: int = 500, keys: list[str] | None = None, pandas: bool = True
+    ) -> Any:
+        """The last ``samples`` rows (W&B's public ``Run.history``): a pandas DataFrame when
+        pandas is installed and ``pandas`` is true, else a list of dicts."""
+        rows = self._rows(last=samples, keys=keys)
+        if pandas:
+            try:
+                import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+            except ImportError:
+                return rows
+            return pd.DataFrame(rows)
+        return rows
+
+    def scan_history(
+        self,
+        keys: list[str] | None = None,
+        page_size: int = 1000,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every stored row (W&B's ``scan_history``), optionally only ``keys`` and a step range."""
+        rows = self._rows(last=None, keys=keys)
+        return [
+            r
+            for r in rows
+            if (min_step is None or r["_step"] >= min_step)
+            and (max_step is None or r["_step"] < max_step)
+        ]
+
+    def _rows(self, last: int | None, keys: list[str] | None) -> list[dict[str, Any]]:
+        if self._history is not None:
+            self._history.flush()
+        rows = RunMetrics(self._store).rows(self.id, last)
+        if keys is None:
+            return rows
+        # W&B's keys=: rows holding every key asked for, with only those keys and the step.
+        wanted = {"_step", *keys}
+        return [
+            {k: v for k, v in r.items() if k in wanted} for r in rows if all(k in r for k in keys)
+        ]
+
     # --- artifacts --------------------------------------------------------------------------
 
     def log_artifact(
@@ -82,31 +253,138 @@ class Run:
         tags: list[str] | None = None,
     ) -> Artifact:
         """Log a new version (or report the identical existing one); ``latest`` follows it."""
-        if isinstance(artifact_or_path, Artifact):
-            artifact = artifact_or_path
-        else:
-            path = Path(artifact_or_path)
-            artifact = Artifact(name or path.name, type or "unspecified")
-            if path.is_dir():
-                artifact.add_dir(path)
-            else:
-                artifact.add_file(path)
+        artifact = self._draft_of(artifact_or_path, name, type)
+        if self._disabled:
+            return artifact  # W&B's disabled mode: nothing is logged
         project = artifact.project or self.project
         return artifact._log(self._store, project, self.id, aliases, tags)
 
-    def use_artifact(self, artifact_or_name: Artifact | str, type: str | None = None) -> Artifact:
-        """The logged version named ``name:alias``, ``name:v3`` or ``project/name:v3`` (a
-        bare ``name`` means latest, in this run's project); records run -> version."""
+    def use_artifact(
+        self,
+        artifact_or_name: Artifact | str,
+        type: str | None = None,
+        aliases: list[str] | None = None,
+        use_as: str | None = None,
+    ) -> Artifact:
+        """The logged version named ``name:alias``, ``name:v3``, ``project/name:v3`` or
+        ``entity/project/name:v3`` (a bare ``name`` means latest, in this run's project);
+        records run -> version (not in disabled mode). ``aliases`` are added to it."""
         if isinstance(artifact_or_name, Artifact):
             record = artifact_or_name._logged()
         else:
-            record = self._store.resolve(_ref(artifact_or_name, self.project))
+            record = self._store.resolve(
+                paths.artifact_ref(self._store, artifact_or_name, self.project)
+            )
         if type is not None and record.type != type:
             raise TypeMismatch(
                 f"{record.ref} is of type {record.type!r}, not {type!r}: pass type={record.type!r}"
             )
-        Lineage(self._store).use(self.id, record)
-        return Artifact._from_record(self._store, record)
+        if not self._disabled:
+            Lineage(self._store).use(self.id, record)
+        used = Artifact._from_record(self._store, record)
+        if aliases:
+            used.aliases = sorted({*used.aliases, *aliases})
+            used.save()
+        return used
+
+    def upsert_artifact(
+        self,
+        artifact_or_path: Artifact | str | os.PathLike[str],
+        name: str | None = None,
+        type: str | None = None,
+        aliases: list[str] | None = None,
+        distributed_id: str | None = None,
+    ) -> Artifact:
+        """Add files to the pending version of a distributed artifact (W&B's distributed
+        runs; see :mod:`artfs.sdk.distributed`). ``distributed_id`` defaults to the run's
+        group. The artifact stays a draft; ``finish_artifact`` commits the version."""
+        artifact = self._draft_of(artifact_or_path, name, type)
+        if not self._disabled:
+            self._pending(artifact, distributed_id).add(self.id, artifact)
+        return artifact
+
+    def finish_artifact(
+        self,
+        artifact_or_path: Artifact | str | os.PathLike[str],
+        name: str | None = None,
+        type: str | None = None,
+        aliases: list[str] | None = None,
+        distributed_id: str | None = None,
+    ) -> Artifact:
+        """Commit the pending version of a distributed artifact, with this artifact's own
+        files, description, metadata and aliases; once, whichever run calls it."""
+        artifact = self._draft_of(artifact_or_path, name, type)
+        if self._disabled:
+            return artifact
+        return self._pending(artifact, distributed_id).finish(self.id, artifact, aliases)
+
+    def _pending(self, artifact: Artifact, distributed_id: str | None) -> Pending:
+        distributed_id = distributed_id or self.group
+        if not distributed_id:
+            raise UsageError(
+                f"{artifact.name}: pass distributed_id= (or start the runs with group=) so "
+                "the runs add to the same version"
+            )
+        art = ArtifactName(artifact.project or self.project, artifact._name)
+        return Pending(self._store, art, distributed_id)
+
+    def _draft_of(
+        self,
+        artifact_or_path: Artifact | str | os.PathLike[str],
+        name: str | None,
+        type: str | None,
+    ) -> Artifact:
+        """The artifact given, or a draft of a path (file or directory) or a reference URI,
+        named after its last component unless ``name`` is given."""
+        if isinstance(artifact_or_path, Artifact):
+            return artifact_or_path
+        base = Path(str(artifact_or_path).rstrip("/")).name
+        artifact = Artifact(name or base, type or "unspecified")
+        artifact.add(artifact_or_path)
+        return artifact
+
+    # --- links and models -------------------------------------------------------------------
+
+    def link_artifact(
+        self, artifact: Artifact, target_path: str, aliases: list[str] | None = None
+    ) -> Artifact | None:
+        """Make the logged ``artifact`` a member of ``target_path`` (a registry collection
+        ``wandb-registry-NAME/COLLECTION`` or ``[entity/]project/collection``) with its own
+        version number and ``aliases``; see :mod:`artfs.sdk.links`."""
+        if self._disabled:
+            return None
+        return links.link(self._store, self.id, artifact, target_path, aliases)
+
+    def log_model(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        aliases: list[str] | None = None,
+    ) -> Artifact:
+        """Log ``path`` (a file or directory) as an artifact of type ``model``."""
+        model_name = name or links.default_model_name(self.id, path)
+        return self.log_artifact(path, name=model_name, type="model", aliases=aliases)
+
+    def use_model(self, name: str) -> str:
+        """Use the model artifact ``name`` and download it; returns the local path (the file
+        of a one-file model, else its directory)."""
+        model = self.use_artifact(name)
+        files = model.files()
+        root = model.download()
+        return str(Path(root) / files[0].path) if len(files) == 1 else root
+
+    def link_model(
+        self,
+        path: str | os.PathLike[str],
+        registered_model_name: str,
+        name: str | None = None,
+        aliases: list[str] | None = None,
+    ) -> Artifact | None:
+        """Log ``path`` as a model (or find the identical version) and link it to
+        ``model-registry/REGISTERED_MODEL_NAME``, W&B's model registry path."""
+        model = self.log_model(path, name)
+        target = f"{links.MODEL_REGISTRY}/{registered_model_name}"
+        return self.link_artifact(model, target, aliases)
 
     def logged_artifacts(self) -> list[Artifact]:
         return [
@@ -130,10 +408,24 @@ class Run:
 
     # --- lifetime ---------------------------------------------------------------------------
 
-    def finish(self, exit_code: int = 0) -> None:
-        if self._active:
+    def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
+        """End the run: ``finished`` with exit code 0 (the default), else ``failed``. Its
+        history and summary are written first. A second call changes nothing."""
+        self._end(0 if exit_code is None else exit_code, crashed=False)
+
+    def _end(self, exit_code: int, *, crashed: bool) -> None:
+        if not self._active:
+            return
+        self._active = False
+        if self._history is not None and not self._disabled:
+            self._history.flush(final=True)
+        if crashed and not self._disabled:
+            self._record = Lineage(self._store).update_run(self.id, _ended(exit_code, CRASHED))
+        elif not self._disabled:
             self._record = Lineage(self._store).finish_run(self.id, exit_code)
-            self._active = False
+        else:
+            self._record.state = FINISHED if exit_code == 0 else FAILED
+        if _current is self:
             _set_current(None)
 
     def __enter__(self) -> Run:
@@ -148,6 +440,13 @@ class Run:
         self.finish(0 if exc_type is None else 1)
 
 
+def _ended(exit_code: int, state: str) -> Callable[[RunRecord], None]:
+    def change(record: RunRecord) -> None:
+        record.ended, record.exit_code, record.state = time.time(), exit_code, state
+
+    return change
+
+
 _current: Run | None = None
 
 
@@ -159,33 +458,6 @@ def _set_current(run: Run | None) -> None:
 def current() -> Run | None:
     """The run started by ``init`` in this process and not finished yet."""
     return _current
-
-
-def init(
-    project: str,
-    job_type: str = "job",
-    name: str | None = None,
-    config: dict[str, Any] | None = None,
-    home: str | os.PathLike[str] | None = None,
-) -> Run:
-    """Start a run: recorded in the store at ``home`` (default ``$ARTFS_HOME``)."""
-    check_name(project, "project name")
-    store = Store.open(Path(home) if home is not None else default_home())
-    me = procinfo.facts(os.getpid())
-    record = Lineage(store).create_run(
-        project,
-        job_type,
-        name=name,
-        config=config,
-        command=me.command,
-        pid=me.pid,
-        proc_start=me.proc_start,
-        container=me.container,
-    )
-    run = Run(store, record, active=True)
-    _set_current(run)
-    _register_with_mounts(record.id, store.store_id)
-    return run
 
 
 def _register_with_mounts(run_id: str, store_id: str) -> None:
@@ -217,11 +489,6 @@ def _artfs_mounts() -> list[str]:
         return []
 
 
-def _ref(text: str, project: str) -> Ref:
-    base, _, _ = text.partition(":")
-    return Ref.parse(text if "/" in base else f"{project}/{text}")
-
-
 def find_mount(project: str) -> Path:
     """The first artfs mount (``$ARTFS_MOUNT`` first) that shows ``project``."""
     candidates = []
@@ -229,12 +496,15 @@ def find_mount(project: str) -> Path:
         candidates.append(Path(os.environ["ARTFS_MOUNT"]))
     candidates += [Path(point) for point in _artfs_mounts()]
     for base in candidates:
-        if (base / project).is_dir():
-            return base
+        try:
+            if (base / project).is_dir():
+                return base
+        except OSError:  # a mount whose daemon died (ENOTCONN) shows nothing
+            continue
     raise NotFound(
         f"no artfs mount shows project {project!r}: run 'artfs mount MOUNTPOINT' "
         "or pass mountpoint="
     )
 
 
-__all__ = ["ArtifactName", "Run", "current", "find_mount", "init"]
+__all__ = ["ArtifactName", "Ref", "Run", "current", "find_mount"]

@@ -23,7 +23,7 @@ from typing import Any
 
 from artfs.errors import CorruptData, NotFound, TypeMismatch
 from artfs.names import ArtifactName, Ref
-from artfs.store import trees
+from artfs.store import runs, trees
 from artfs.store.hashing import TreeId
 from artfs.store.index import Table, Txn
 from artfs.store.manifest import FileEntry
@@ -38,11 +38,6 @@ def artifact_key(art: ArtifactName) -> bytes:
 
 def version_key(art: ArtifactName, number: int) -> bytes:
     return artifact_key(art) + b"\0" + number.to_bytes(4, "big")
-
-
-def output_key(run_id: str, vkey: bytes) -> bytes:
-    """Usage-table key recording that run ``run_id`` logged the version at ``vkey``."""
-    return b"o" + run_id.encode() + b"\0" + vkey
 
 
 def _sub_key(art: ArtifactName, suffix: bytes) -> bytes:
@@ -124,6 +119,36 @@ def projects(txn: Txn) -> list[str]:
     return [key.decode() for key, _ in txn.scan(Table.PROJECTS)]
 
 
+def has_project(txn: Txn, project: str) -> bool:
+    return txn.get(Table.PROJECTS, project.encode()) is not None
+
+
+def project_versions(txn: Txn, project: str) -> list[tuple[ArtifactRecord, list[VersionRecord]]]:
+    """Every artifact of ``project`` with its committed versions (aliases attached, ``latest``
+    first on the newest), in three range scans for the whole project: a per-artifact read
+    scans the version and alias tables three times an artifact (110-200 ms for a project of
+    1,000 artifacts of 2 versions, against 26-40 ms for these scans)."""
+    prefix = project.encode() + b"/"
+    versions: dict[str, list[VersionRecord]] = {}
+    for _, value in txn.scan(Table.VERSIONS, prefix):
+        record = VersionRecord.decode(value)
+        if record.state == COMMITTED:
+            versions.setdefault(record.name, []).append(record)  # key order: by number
+    held: dict[tuple[str, int], list[str]] = {}
+    for key, value in txn.scan(Table.ALIASES, prefix):
+        name, _, alias = key[len(prefix) :].partition(b"\0")
+        held.setdefault((name.decode(), int.from_bytes(value, "big")), []).append(alias.decode())
+    result = []
+    for art in artifacts(txn, project):
+        records = versions.get(art.name, [])
+        for record in records:
+            record.aliases = sorted(held.get((art.name, record.number), []))
+        if records:
+            records[-1].aliases.insert(0, "latest")
+        result.append((art, records))
+    return result
+
+
 def get_artifact(txn: Txn, art: ArtifactName) -> ArtifactRecord | None:
     data = txn.get(Table.ARTIFACTS, artifact_key(art))
     return None if data is None else ArtifactRecord(**json.loads(data))
@@ -201,6 +226,16 @@ def get_version(txn: Txn, art: ArtifactName, number: int) -> VersionRecord | Non
     return record
 
 
+def version_at(txn: Txn, vkey: bytes) -> VersionRecord | None:
+    """The version whose key is ``vkey`` (deleted ones too), with its aliases; None if there
+    is no such version."""
+    data = txn.get(Table.VERSIONS, vkey)
+    if data is None:
+        return None
+    record = VersionRecord.decode(data)
+    return get_version(txn, record.artifact, record.number)
+
+
 def resolve(txn: Txn, ref: Ref) -> VersionRecord:
     """The committed version ``ref`` names; NotFound says what exists instead."""
     art = ref.artifact
@@ -249,7 +284,7 @@ def add_version(txn: Txn, record: VersionRecord, entries: list[FileEntry]) -> No
     )
     vkey = record.key
     if record.logged_by:
-        txn.put(Table.USAGE, output_key(record.logged_by, vkey), b"")
+        txn.put(Table.USAGE, runs.output_key(record.logged_by, vkey), b"")
 
 
 def set_alias(txn: Txn, art: ArtifactName, alias: str, number: int) -> int | None:
@@ -296,9 +331,11 @@ def alias_target(txn: Txn, art: ArtifactName, alias: str) -> tuple[int, int] | N
 
 
 def mark_deleted(txn: Txn, record: VersionRecord) -> None:
-    """Drop a version's tree, aliases and digest; keep its record as a tombstone (gc
-    deletes the tree pages no other version shares)."""
+    """Drop a version's tree, aliases and digest, and the keys that counted which of its
+    files each run opened (the edges keep their counts, and nothing opens the files again);
+    keep its record as a tombstone (gc deletes the tree pages no other version shares)."""
     record.tree = None
+    runs.drop_opened_files(txn, record.key)
     for alias in aliases_by_version(txn, record.artifact).get(record.number, []):
         txn.delete(Table.ALIASES, _sub_key(record.artifact, alias.encode()))
         txn.delete(Table.ALIAS_TIMES, _sub_key(record.artifact, alias.encode()))
@@ -382,13 +419,14 @@ def lookup(txn: Txn, record: VersionRecord, path: str) -> FileEntry | None:
 
 
 def list_dir(
-    txn: Txn, record: VersionRecord, directory: str = "", start_after: str | None = None
+    txn: Txn, record: VersionRecord, directory: str = "", *, after: str = ""
 ) -> Iterator[FileEntry]:
-    """Direct children of ``directory`` in name (byte) order, after ``start_after`` if given
-    (reaching it reads one page per level, not the names before it)."""
+    """Direct children of ``directory`` in name (byte) order; with ``after``, only those
+    whose names sort after it (reaching it reads one tree page per level, not the names
+    before it)."""
     root = root_tree(record)
     if root is not None:
-        yield from trees.list_dir(pages(txn), root, directory, start_after)
+        yield from trees.list_dir(pages(txn), root, directory, after or None)
 
 
 def walk(txn: Txn, record: VersionRecord) -> Iterator[FileEntry]:

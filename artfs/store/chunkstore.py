@@ -10,8 +10,9 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from artfs.errors import CorruptData
 from artfs.store.hashing import ChunkId
 
 _LOCATION = struct.Struct("<QQIIB")
@@ -43,6 +44,44 @@ class ChunkLocation:
         return data[_LOCATION.size - 1]
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteChunk:
+    """Where a chunk is on the default remote: ``stored_length`` bytes at ``offset`` of the
+    remote's pack ``pack`` (its hash, hex). The store records it (``Table.REMOTE_CHUNKS``)
+    for the chunks it does not hold; the remote's pack indexes hold it as JSON."""
+
+    pack: str
+    offset: int
+    stored_length: int
+    raw_length: int
+    codec: int
+
+    def to_json(self) -> list[Any]:
+        return [self.pack, self.offset, self.stored_length, self.raw_length, self.codec]
+
+    @classmethod
+    def from_json(cls, value: list[Any]) -> RemoteChunk:
+        pack, offset, stored, raw, codec = value
+        return cls(str(pack), int(offset), int(stored), int(raw), int(codec))
+
+    def encode(self) -> bytes:
+        """57 bytes for the local index (``Table.REMOTE_CHUNKS``): pack hash, offset, stored
+        and raw length, codec."""
+        return _REMOTE_CHUNK.pack(
+            bytes.fromhex(self.pack), self.offset, self.stored_length, self.raw_length, self.codec
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> RemoteChunk:
+        if len(data) != _REMOTE_CHUNK.size:
+            raise CorruptData(f"a remote chunk location of {len(data)} bytes cannot be read")
+        pack, offset, stored, raw, codec = _REMOTE_CHUNK.unpack(data)
+        return cls(pack.hex(), offset, stored, raw, codec)
+
+
+_REMOTE_CHUNK = struct.Struct(">32sQQQB")
+
+
 class ChunkWriter(Protocol):
     """Appends chunks for one commit; nothing is durable until :meth:`commit` returns."""
 
@@ -60,10 +99,29 @@ class ChunkWriter(Protocol):
 
 
 class ChunkStore(Protocol):
+    """What the store (``Store.chunks``), gc and verify need of where chunk bytes live."""
+
     def writer(self) -> ChunkWriter: ...
 
     def read(self, location: ChunkLocation) -> bytes:
-        """The stored (possibly compressed) bytes at ``location``."""
+        """The stored (possibly compressed) bytes at ``location``; CorruptData when they
+        cannot be read (a pack gone or cut short)."""
+        ...
+
+    def pin(self, pack_id: int) -> None:
+        """Keep pack ``pack_id`` readable until a matching :meth:`unpin`, even once gc deleted
+        it (an open file reads on); CorruptData if it does not exist (any more)."""
+        ...
+
+    def unpin(self, pack_id: int) -> None: ...
+
+    def forget(self, pack_id: int) -> None:
+        """Drop what is cached of a pack, so the next read finds it afresh (after gc moved
+        its chunks)."""
+        ...
+
+    def drop_unlinked(self) -> int:
+        """Let go of packs gc deleted that nothing pins (so their space is freed); how many."""
         ...
 
     def pack_ids(self) -> list[int]: ...

@@ -40,6 +40,7 @@ class Table(enum.Enum):
     USAGE = b"usage"  # version key + run id -> JSON
     META = b"meta"  # store-wide settings
     REMOTE_CHUNKS = b"remote-chunks"  # chunk id -> where it is on the default remote
+    HISTORY = b"history"  # run id \0 u32be(row) -> JSON metrics row (see store/history.py)
 
 
 def _seal(key: bytes, value: bytes) -> bytes:
@@ -78,7 +79,10 @@ class Txn:
         self._env = env
 
     def get(self, table: Table, key: bytes) -> bytes | None:
-        value = self._txn.get(key, db=self._dbs[table])
+        db = self._dbs.get(table)
+        if db is None:  # a table a read-only index does not have: empty
+            return None
+        value = self._txn.get(key, db=db)
         return None if value is None else _open(table, key, bytes(value))
 
     def put(self, table: Table, key: bytes, value: bytes, *, overwrite: bool = True) -> bool:
@@ -92,6 +96,8 @@ class Txn:
         self, table: Table, prefix: bytes = b"", start: bytes = b""
     ) -> Iterator[tuple[bytes, bytes]]:
         """Pairs whose key starts with ``prefix``, in key order, from ``prefix + start`` on."""
+        if table not in self._dbs:
+            return iter(())
         return self._scan(self._dbs[table], table, prefix, prefix + start)
 
     def _scan(
@@ -113,6 +119,8 @@ class Txn:
         return len(keys)
 
     def count(self, table: Table) -> int:
+        if table not in self._dbs:
+            return 0
         return int(self._txn.stat(self._dbs[table])["entries"])
 
     # --- tables of older formats (the upgrade's) ----------------------------------------------
@@ -139,13 +147,17 @@ class Txn:
         self._txn.put(name, tombstone)
 
 
-def _present(env: lmdb.Environment, readonly: bool) -> list[Table]:
-    """The tables to open: all of them, or read-only those that exist (a store of an older
-    format lacks the newer tables; the format check names what to do)."""
-    if not readonly:
-        return list(Table)
-    with env.begin() as txn:
-        return [t for t in Table if txn.get(t.value) is not None]
+def _open_tables(env: lmdb.Environment, readonly: bool) -> dict[Table, lmdb._Database]:
+    """Every table; read-only, a table the store does not have yet (made by an older artfs,
+    which no newer one has opened for writing since) is left out and reads as empty."""
+    dbs = {}
+    for table in Table:
+        try:
+            dbs[table] = env.open_db(table.value, create=not readonly)
+        except lmdb.NotFoundError:
+            if not readonly:
+                raise
+    return dbs
 
 
 class Index:
@@ -168,7 +180,7 @@ class Index:
             )
             # Reader slots of processes that died (a killed daemon) would pin old pages.
             env.reader_check()
-            dbs = {t: env.open_db(t.value, create=not readonly) for t in _present(env, readonly)}
+            dbs = _open_tables(env, readonly)
         except lmdb.Error as exc:
             raise StoreError(f"cannot open the index at {path}: {exc}") from exc
         return cls(env, dbs)

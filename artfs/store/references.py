@@ -35,7 +35,7 @@ from artfs.store.manifest import NO_DIGEST, FileEntry, Kind
 if TYPE_CHECKING:  # obstore loads only when an s3:// URI is used, the HTTP client for http(s)
     import http.client
 
-    from artfs.remote.objectstore import ObjectInfo, S3ObjectStore
+    from artfs.objectstore import ObjectInfo, S3ObjectStore
 
 _BLOCK = 1 << 20
 _TIMEOUT = 30.0
@@ -170,7 +170,7 @@ def _bucket(bucket: str) -> S3ObjectStore:
 @functools.lru_cache(maxsize=16)
 def _client(bucket: str, settings: tuple[str | None, ...]) -> S3ObjectStore:
     del settings  # part of the cache key only; open_bucket reads the environment itself
-    from artfs.remote.objectstore import open_bucket
+    from artfs.objectstore import open_bucket
 
     return open_bucket(bucket)
 
@@ -213,7 +213,7 @@ def display_uri(uri: str) -> str:
 
 def _read_s3(uri: str, client: S3ObjectStore | None = None) -> Iterator[bytes]:
     """The object at ``uri``, only as long as it has the ETag recorded in ``uri``."""
-    from artfs.remote.objectstore import ObjectChanged, RemoteMissing
+    from artfs.objectstore import ObjectChanged, RemoteMissing
 
     bucket, key = _s3_location(uri)
     etag = uri.partition(_ETAG_MARK)[2]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import functools
 import json
 import os
 import posixpath
@@ -37,30 +36,35 @@ from artfs.errors import (
     StoreError,
 )
 from artfs.names import ArtifactName, Ref, check_alias, check_name
-from artfs.store import catalog, codec, publishing, references, settings, upgrade
+from artfs.store import catalog, references, settings, upgrade
 from artfs.store.catalog import ArtifactRecord, VersionRecord
-from artfs.store.chunkstore import ChunkLocation
+from artfs.store.chunkstore import ChunkLocation, ChunkStore, RemoteChunk
 from artfs.store.hashing import ChunkId, version_digest
 from artfs.store.index import Index, Table, Txn
 from artfs.store.ingest import Ingest, Progress, SourceTree, scan
 from artfs.store.locks import file_lock
 from artfs.store.manifest import ChunkRef, FileEntry, encode_path
 from artfs.store.packs import LocalPackStore
+from artfs.store.ports import ChunkSource, LineageSink, Publisher
+from artfs.store.reads import PinnedChunks as PinnedChunks  # re-exported: Store's API uses it
+from artfs.store.reads import VerifiedReads
 from artfs.store.settings import RemoteConfig
 
-# A whole-file read names this many following chunks, so a remote-backed store can fetch
-# them with the chunk being read (about 16 MiB with 1 MiB chunks).
-FOLLOWING_CHUNKS = 16
 # How often a long-lived process (the daemon) reads the default remote setting again.
 REMOTE_RECHECK_SECONDS = 1.0
 # META key prefix: per artifact, the version numbers the default remote listed last time.
 _SEEN = b"remote-seen:"
 
 
-class RemoteSource(Protocol):
-    """Reads chunks the local packs do not hold (artfs.remote.fetch.RemoteChunks)."""
+class RemotePorts(Protocol):
+    """Makes a store's ports for one of its remotes (its default remote at the time: it may
+    be set, switched or unset while a process runs)."""
 
-    def read(self, ref: ChunkRef, following: Sequence[ChunkRef] = ()) -> bytes: ...
+    def chunk_source(self, store: Store, config: RemoteConfig) -> ChunkSource: ...
+
+    def publisher(self, store: Store, config: RemoteConfig) -> Publisher: ...
+
+    def lineage_sink(self, store: Store, config: RemoteConfig) -> LineageSink: ...
 
 
 def default_home() -> Path:
@@ -106,14 +110,6 @@ class GcReport:
     bytes_after: int = 0
 
 
-@dataclass
-class PinnedChunks:
-    """Chunk locations resolved at one moment, their packs held open (see Store.pin_chunks)."""
-
-    locations: dict[bytes, ChunkLocation]
-    packs: list[int]
-
-
 @dataclass(frozen=True)
 class VerifyProblem:
     ref: str
@@ -139,35 +135,46 @@ class Store:
     _open: ClassVar[dict[Path, Store]] = {}
     _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, home: Path, index: Index, chunks: LocalPackStore) -> None:
+    def __init__(
+        self, home: Path, index: Index, chunks: ChunkStore, ports: RemotePorts | None = None
+    ) -> None:
         self.home = home
         self.index = index
         self.chunks = chunks
+        # What a remote-backed store reads, publishes and shares lineage through (see
+        # artfs.store.ports); None: a store that refuses what would need its remote.
+        self.ports = ports
         self._lock_path = home / "store.lock"
         self._gate_path = home / "gc.gate"
         self._users = 1
         # Where chunks not held locally are read from (see remote_source); made on first use.
-        self._remote_source: RemoteSource | None = None
+        self._remote_source: ChunkSource | None = None
         self._remote_config: RemoteConfig | None = None  # what _remote_source reads from
         self._remote_recheck_at = 0.0  # monotonic time to read the default remote again
         self._remote_lock = threading.Lock()
         self._store_id = ""  # set by open()
+        self.reads = VerifiedReads(index, chunks, self.remote_source)
 
     @classmethod
-    def open(cls, home: Path | None = None) -> Store:
+    def open(cls, home: Path | None = None, *, ports: RemotePorts | None = None) -> Store:
+        """The store at ``home``; ``ports``: its remote's implementation of the store's ports
+        (:func:`artfs.stores.open_store` hands them in). A store this process has open already
+        is shared, and gets ``ports`` if it had none."""
         home = Path(home) if home is not None else default_home()
         with cls._registry_lock:
             key = home.resolve()
             store = cls._open.get(key)
             if store is not None:
                 store._users += 1
+                if store.ports is None:
+                    store.ports = ports
                 return store
             try:
                 home.mkdir(parents=True, exist_ok=True)
                 chunks = LocalPackStore.open(home / "packs")
             except OSError as exc:
                 raise StoreError(f"cannot use {home} as the artfs store: {exc.strerror}") from None
-            store = cls(home, Index.open(home / "index"), chunks)
+            store = cls(home, Index.open(home / "index"), chunks, ports)
             try:
                 upgrade.ensure_current(store.index, home)
                 store._identify()
@@ -279,214 +286,55 @@ class Store:
             )
         return found
 
-    # --- reading content --------------------------------------------------------------------
+    # --- reading content (artfs.store.reads) --------------------------------------------------
 
     def chunk_location(self, cid: ChunkId) -> ChunkLocation | None:
-        with self.index.read() as txn:
-            data = txn.get(Table.CHUNKS, cid)
-        return None if data is None else ChunkLocation.decode(data)
+        return self.reads.chunk_location(cid)
 
     def read_chunk(self, ref: ChunkRef, following: Sequence[ChunkRef] = ()) -> bytes:
-        """The verified bytes of a chunk; CorruptData if they do not hash to its id.
-
-        A chunk this store does not hold is read from its default remote (through the local
-        chunk cache), if it has one; ``following`` are the chunks the reader wants next, which
-        such a read may fetch in the same request.
-        """
-        loc = self.chunk_location(ref.chunk_id)
-        if loc is None:
-            return self._read_remote(ref, following)
-        try:
-            return self._verified(ref, loc)
-        except CorruptData:
-            # gc may have moved the chunk since we looked it up: look again once.
-            self.chunks.forget(loc.pack_id)
-            fresh = self.chunk_location(ref.chunk_id)
-            if fresh is None or fresh == loc:
-                raise
-            return self._verified(ref, fresh)
-
-    def _verified(
-        self,
-        ref: ChunkRef,
-        loc: ChunkLocation,
-        pinned: Mapping[bytes, ChunkLocation] | None = None,
-    ) -> bytes:
-        """The chunk's bytes at ``loc``, checked; a dictionary it needs is read from where
-        ``pinned`` says first (see :meth:`pin_chunks`)."""
-        if loc.raw_length != ref.length:
-            raise CorruptData(f"chunk {ref.chunk_id.hex()[:16]} does not match its hash")
-        return codec.checked(
-            ref.chunk_id,
-            loc.codec,
-            self.chunks.read(loc),
-            ref.length,
-            lambda dict_id: self.dictionary(dict_id, pinned),
-        )
+        """The verified bytes of a chunk, from the local packs or the default remote; see
+        :meth:`VerifiedReads.read_chunk`."""
+        return self.reads.read_chunk(ref, following)
 
     def dictionary(
         self,
         dict_id: ChunkId,
         pending: Mapping[bytes, ChunkLocation] | Mapping[ChunkId, ChunkLocation] | None = None,
     ) -> bytes:
-        """The content of a compression dictionary (see :mod:`artfs.store.codec`), checked
-        against its id: from this store's packs (``pending``: locations a commit wrote but has
-        not indexed yet, or that an open file pinned), else from its default remote. Decoders
-        keep what they built from it, so this is called once per dictionary and thread."""
-        loc = (pending or {}).get(dict_id)
-        raw = None if loc is None else self._stored_dictionary(dict_id, loc)
-        if raw is not None:
-            return raw
-        loc = self.chunk_location(dict_id)
-        if loc is None:
-            return self._read_remote(ChunkRef(dict_id, self._remote_length(dict_id)), ())
-        raw = self._stored_dictionary(dict_id, loc)
-        if raw is None:
-            # gc may have moved it since we looked it up: look again once.
-            self.chunks.forget(loc.pack_id)
-            fresh = self.chunk_location(dict_id)
-            if fresh is not None and fresh != loc:
-                raw = self._stored_dictionary(dict_id, fresh)
-        if raw is None:
-            raise CorruptData(
-                f"compression dictionary {dict_id.hex()[:16]} is damaged in this store: "
-                "run 'artfs verify'"
-            )
-        return raw
-
-    def _stored_dictionary(self, dict_id: ChunkId, loc: ChunkLocation) -> bytes | None:
-        try:
-            payload = self.chunks.read(loc)
-        except CorruptData:
-            return None
-        return codec.verified(dict_id, loc.codec, payload, loc.raw_length)  # never needs one
-
-    def _remote_length(self, cid: ChunkId) -> int:
-        """The raw length of a dictionary known only from a remote (0 when not known at all:
-        the read that follows then says the chunk is missing). CorruptData when the remote's
-        copy is dictionary-coded itself: no dictionary is, and reading one would make the
-        remote reader look up a dictionary from inside a dictionary's lookup."""
-        from artfs.remote.layout import RemoteChunk
-
-        with self.index.read() as txn:
-            where = txn.get(Table.REMOTE_CHUNKS, cid)
-        if where is None:
-            return 0
-        loc = RemoteChunk.decode(where)
-        if loc.codec == codec.Codec.ZSTD_DICT:
-            raise CorruptData(
-                f"compression dictionary {cid.hex()[:16]} is recorded as dictionary-coded "
-                "itself on the remote: run 'artfs verify'"
-            )
-        return loc.raw_length
-
-    def pin_chunks(self, refs: Sequence[ChunkRef]) -> PinnedChunks:
-        """Where each chunk is now, with the packs holding them kept open until
-        :meth:`unpin_chunks`: reads through :meth:`read_pinned` keep working after the version
-        is deleted and gc dropped the index entries or deleted or compacted the packs. The
-        dictionaries that dictionary-coded chunks need are pinned with them, looked up in the
-        same index snapshot, so such a chunk still decodes after gc collected its dictionary.
-
-        One index get per distinct chunk, and a 32-byte read per dictionary-coded chunk (its
-        dictionary's id; the page the first read of the file then reads). A pack gc deleted
-        between the lookup and the pin is looked up once more; chunks still without a pinned
-        location are looked up at read time, as :meth:`read_chunk` does. Nothing stays pinned
-        when this raises.
-        """
-        locations: dict[bytes, ChunkLocation] = {}
-        wanted: list[bytes] = list(dict.fromkeys(ref.chunk_id for ref in refs))
-        packs: list[int] = []
-        try:
-            for _ in range(2):
-                with self.index.read() as txn:  # one snapshot: chunks and their dictionaries
-                    found = self._pin_lookup(txn, wanted, locations, packs)
-                    needed = [d for d in self._dictionaries_of(locations) if d not in locations]
-                    found |= self._pin_lookup(txn, needed, locations, packs)
-                wanted = [cid for cid, loc in found.items() if cid not in locations]
-                if not wanted:
-                    break
-        except BaseException:
-            for pack_id in packs:
-                self.chunks.unpin(pack_id)
-            raise
-        return PinnedChunks(locations, packs)
-
-    def _pin_lookup(
-        self,
-        txn: Any,
-        wanted: Sequence[bytes],
-        locations: dict[bytes, ChunkLocation],
-        packs: list[int],
-    ) -> dict[bytes, ChunkLocation]:
-        """Look ``wanted`` up in ``txn`` and pin their packs; those whose pack is there go into
-        ``locations``. Returns every location found (gone packs included)."""
-        found: dict[bytes, ChunkLocation] = {}
-        for cid in wanted:
-            data = txn.get(Table.CHUNKS, cid)
-            if data is not None:
-                found[cid] = ChunkLocation.decode(data)
-        gone = self._pin_packs(found, packs)
-        locations.update((cid, loc) for cid, loc in found.items() if loc.pack_id not in gone)
-        return found
-
-    def _dictionaries_of(self, locations: dict[bytes, ChunkLocation]) -> set[ChunkId]:
-        """The dictionaries the dictionary-coded chunks at ``locations`` (pinned) need."""
-        needed: set[ChunkId] = set()
-        for loc in locations.values():
-            try:
-                dict_id = self.dictionary_id(loc)
-            except CorruptData:
-                continue  # its read says so
-            if dict_id is not None:
-                needed.add(dict_id)
-        return needed
+        return self.reads.dictionary(dict_id, pending)
 
     def dictionary_id(self, loc: ChunkLocation) -> ChunkId | None:
-        """The dictionary the chunk at ``loc`` is coded with (None if it needs none), read from
-        the first 32 bytes of its payload; CorruptData when they cannot be read."""
-        if loc.codec != codec.Codec.ZSTD_DICT:
-            return None
-        head = self.chunks.read(dataclasses.replace(loc, stored_length=codec.DICT_REF))
-        return codec.dictionary_of(loc.codec, head)
+        return self.reads.dictionary_id(loc)
 
-    def _pin_packs(self, locations: dict[bytes, ChunkLocation], pinned: list[int]) -> set[int]:
-        """Pin the packs of ``locations`` not pinned yet; the ids of packs that are gone."""
-        missing: set[int] = set()
-        for loc in locations.values():
-            pack_id = loc.pack_id
-            if pack_id in pinned or pack_id in missing:
-                continue
-            try:
-                self.chunks.pin(pack_id)
-            except CorruptData:
-                missing.add(pack_id)
-            else:
-                pinned.append(pack_id)
-        return missing
+    def pin_chunks(self, refs: Sequence[ChunkRef]) -> PinnedChunks:
+        return self.reads.pin_chunks(refs)
 
     def unpin_chunks(self, pinned: PinnedChunks) -> None:
-        for pack_id in pinned.packs:
-            self.chunks.unpin(pack_id)
-        pinned.packs.clear()
+        self.reads.unpin_chunks(pinned)
 
     def read_pinned(
         self, ref: ChunkRef, pinned: PinnedChunks, following: Sequence[ChunkRef] = ()
     ) -> bytes:
-        """The verified bytes of a chunk from its pinned location, else as :meth:`read_chunk`."""
-        loc = pinned.locations.get(ref.chunk_id)
-        if loc is not None:
-            try:
-                return self._verified(ref, loc, pinned.locations)
-            except CorruptData:
-                pass  # damaged where it was pinned: a fresh lookup decides (and says why)
-        return self.read_chunk(ref, following)
+        return self.reads.read_pinned(ref, pinned, following)
 
-    def remote_source(self) -> RemoteSource | None:
+    def iter_file(self, entry: FileEntry) -> Iterator[bytes]:
+        return self.reads.iter_file(entry)
+
+    def stored_chunk(
+        self, cid: ChunkId, pending: dict[ChunkId, ChunkLocation] | None = None
+    ) -> tuple[bytes, int, int]:
+        return self.reads.stored_chunk(cid, pending)
+
+    def remote_locations(self, ids: Iterable[ChunkId]) -> dict[ChunkId, RemoteChunk]:
+        return self.reads.remote_locations(ids)
+
+    def remote_source(self) -> ChunkSource | None:
         """The reader of chunks held only on the default remote; None for a store without
-        one. Made on first use, so that a local store never loads the object-store client,
-        and made again when the default remote changes (set, switched or unset while a
-        daemon runs): the setting is read again at most every ``REMOTE_RECHECK_SECONDS``, as
-        reading it costs about as much as reading a cached small chunk."""
+        one. Made on first use (by this store's ports), so that a local store never loads
+        the object-store client, and made again when the default remote changes (set,
+        switched or unset while a daemon runs): the setting is read again at most every
+        ``REMOTE_RECHECK_SECONDS``, as reading it costs about as much as reading a cached
+        small chunk."""
         with self._remote_lock:
             now = time.monotonic()
             if now >= self._remote_recheck_at:
@@ -494,49 +342,45 @@ class Store:
                 if config != self._remote_config:
                     self._remote_source = None
                     if config is not None:
-                        from artfs.remote.fetch import RemoteChunks
-
-                        self._remote_source = RemoteChunks.for_store(self, config)
+                        self._remote_source = self.remote_ports(config).chunk_source(self, config)
                     self._remote_config = config
                 self._remote_recheck_at = now + REMOTE_RECHECK_SECONDS
             return self._remote_source
 
-    def remote_source_made(self) -> RemoteSource | None:
+    def remote_source_made(self) -> ChunkSource | None:
         """The reader :meth:`remote_source` made last, if any; never makes one."""
         return self._remote_source
 
-    def _read_remote(self, ref: ChunkRef, following: Sequence[ChunkRef]) -> bytes:
-        source = self.remote_source()
-        if source is not None:
-            return source.read(ref, following)
-        with self.index.read() as txn:
-            on_a_remote = txn.get(Table.REMOTE_CHUNKS, ref.chunk_id) is not None
-        if on_a_remote:  # not here, which is what verify and readers must hear; but say why
-            raise CorruptData(
-                f"chunk {ref.chunk_id.hex()[:16]} is held only on a remote and this store has "
-                "no default remote: set it again with 'artfs remote default NAME'"
+    def remote_ports(self, config: RemoteConfig) -> RemotePorts:
+        """The ports through which this store uses its remote ``config``; StoreError when it
+        was opened without them (a process that opens stores with Store.open, not
+        artfs.stores.open_store), before anything is read or changed."""
+        if self.ports is None:
+            raise StoreError(
+                f"this store is backed by remote {config.name!r} but was opened without "
+                "access to remotes (open it with artfs.stores.open_store)"
             )
-        raise CorruptData(f"chunk {ref.chunk_id.hex()[:16]} is missing from the index")
+        return self.ports
+
+    def publisher(self) -> Publisher | None:
+        """The publisher of this store's default remote; None for a store that is not
+        remote-backed. A fresh one per operation: it holds no state worth keeping (pack
+        indexes are cached on disk under ``HOME/remotes/NAME/``) and the default remote may
+        have changed meanwhile."""
+        config = self.default_remote()
+        if config is None:
+            return None
+        return self.remote_ports(config).publisher(self, config)
+
+    def record_remote_locations(self, where: Mapping[ChunkId, RemoteChunk]) -> None:
+        """Record where chunks are on the default remote (one transaction)."""
+        with self.index.write() as txn:
+            for cid, loc in where.items():
+                txn.put(Table.REMOTE_CHUNKS, cid, loc.encode())
 
     def reference_copy(self, entry: FileEntry) -> Path:
         """A verified local copy of a reference entry's content, under ``HOME/refcache``."""
         return references.cached_copy(entry, self.home / "refcache")
-
-    def iter_file(self, entry: FileEntry) -> Iterator[bytes]:
-        """A file's content chunk by chunk; CorruptData names the file.
-
-        A reference entry's content is fetched from its URI; a changed target raises at the
-        end (see artfs.store.references.fetch).
-        """
-        if entry.is_reference:
-            yield from references.fetch(entry)
-            return
-        chunks = entry.chunks
-        for index, ref in enumerate(chunks):
-            try:
-                yield self.read_chunk(ref, chunks[index + 1 : index + 1 + FOLLOWING_CHUNKS])
-            except CorruptData as exc:
-                raise CorruptData(f"{entry.path}: {exc}") from None
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -571,7 +415,7 @@ class Store:
         tree.complete_dirs(time.time_ns())
         with self.index.read() as txn:
             catalog.check_type(catalog.get_artifact(txn, art), art, type_)
-        publisher = publishing.open_publisher(self)
+        publisher = self.publisher()
         if publisher is not None:
             publisher.check(art, type_)  # an unreachable remote fails before any chunk is read
         draft = dict(
@@ -630,7 +474,7 @@ class Store:
 
     def _commit_published(
         self,
-        publisher: publishing.Publisher,
+        publisher: Publisher,
         tree: SourceTree,
         art: ArtifactName,
         entries: list[FileEntry],
@@ -668,9 +512,7 @@ class Store:
         result.uploaded_bytes = published.uploaded_bytes
         return result, True
 
-    def _publish_aliases(
-        self, publisher: publishing.Publisher, result: PutResult, aliases: list[str]
-    ) -> None:
+    def _publish_aliases(self, publisher: Publisher, result: PutResult, aliases: list[str]) -> None:
         """Move the aliases given at commit time, on the remote and then here. The version is
         committed by now: a failure says so and how to finish the job."""
         record = result.record
@@ -685,27 +527,6 @@ class Store:
                 f"run 'artfs alias {record.ref} ALIAS' again"
             ) from None
         result.record = self.resolve(Ref(record.artifact, record.version))
-
-    def stored_chunk(
-        self, cid: ChunkId, pending: dict[ChunkId, ChunkLocation] | None = None
-    ) -> tuple[bytes, int, int]:
-        """A chunk's stored bytes ``(payload, codec, raw length)`` from this store's packs,
-        checked against its id so that damage is never handed on (to a remote). ``pending``
-        holds locations written by a commit but not indexed yet. NotFound if not held here."""
-        loc = (pending or {}).get(cid) or self.chunk_location(cid)
-        if loc is None:
-            raise NotFound(
-                f"chunk {cid.hex()[:16]} is not in this store (a clone holds only the index): "
-                "'artfs pull' the version first"
-            )
-        payload = self.chunks.read(loc)
-        # A dictionary may have been stored by this very commit: ``pending`` knows where.
-        lookup = functools.partial(self.dictionary, pending=pending)
-        if codec.verified(cid, loc.codec, payload, loc.raw_length, lookup) is None:
-            raise CorruptData(
-                f"chunk {cid.hex()[:16]} is damaged in this store: run 'artfs verify'"
-            )
-        return payload, loc.codec, loc.raw_length
 
     def _add_version(
         self,
@@ -751,6 +572,15 @@ class Store:
     def set_setting(self, key: str, value: bool) -> None:
         with self.index.write() as txn:
             settings.put(txn, key, value)
+
+    def entity(self) -> str | None:
+        """The W&B entity this store answers for (``artfs config entity NAME``), else None."""
+        with self.index.read() as txn:
+            return settings.entity(txn)
+
+    def set_entity(self, name: str | None) -> None:
+        with self.index.write() as txn:
+            settings.put_entity(txn, name)
 
     def remotes(self) -> list[RemoteConfig]:
         with self.index.read() as txn:
@@ -903,7 +733,7 @@ class Store:
     def set_alias(self, ref: Ref, alias: str) -> VersionRecord:
         """Point ``alias`` at ``ref``; in a remote-backed store on the remote first."""
         check_alias(alias)
-        publisher = publishing.open_publisher(self)
+        publisher = self.publisher()
         if publisher is not None:
             publisher.move_alias(ref.artifact, alias, self.resolve(ref).number)
         with self.index.write() as txn:
@@ -919,7 +749,7 @@ class Store:
     def remove_alias(self, art: ArtifactName, alias: str) -> None:
         """Remove ``alias``; in a remote-backed store on the remote first."""
         check_alias(alias)
-        publisher = publishing.open_publisher(self)
+        publisher = self.publisher()
         if publisher is not None:
             self.versions(art)  # NotFound for an unknown artifact before the remote is asked
             publisher.remove_alias(art, alias)
@@ -961,7 +791,7 @@ class Store:
         then :meth:`delete_mirrored` deletes the same versions here. So every machine loses
         them, and the same content committed again is a new version.
         """
-        publisher = publishing.open_publisher(self)
+        publisher = self.publisher()
         if publisher is None:
             if isinstance(target, Ref):
                 records = [self._delete_local_version(target, force)]
@@ -1026,7 +856,7 @@ class Store:
         this index. Returns the refs deleted and the refs kept for their aliases.
         """
         now = time.time() if now is None else now
-        publisher = publishing.open_publisher(self)
+        publisher = self.publisher()
         if publisher is not None:
             return self._expire_published(publisher, now)
         deleted, kept = [], []
@@ -1043,9 +873,7 @@ class Store:
                             deleted.append(record.ref)
         return deleted, kept
 
-    def _expire_published(
-        self, publisher: publishing.Publisher, now: float
-    ) -> tuple[list[str], list[str]]:
+    def _expire_published(self, publisher: Publisher, now: float) -> tuple[list[str], list[str]]:
         with self.index.read() as txn:
             due = [
                 record

@@ -111,3 +111,22 @@ def put_default_remote(txn: Txn, name: str | None) -> None:
         txn.delete(Table.META, _DEFAULT_REMOTE)
     else:
         txn.put(Table.META, _DEFAULT_REMOTE, name.encode())
+
+
+# --- the store's entity (W&B's team or user name; see docs/sdk.md) ---------------------------
+
+ENTITY_KEY = "entity"
+_ENTITY = b"entity"
+
+
+def entity(txn: Txn) -> str | None:
+    """The entity this store answers for, or None: then any entity is accepted."""
+    data = txn.get(Table.META, _ENTITY)
+    return None if data is None else data.decode()
+
+
+def put_entity(txn: Txn, name: str | None) -> None:
+    if name is None:
+        txn.delete(Table.META, _ENTITY)
+    else:
+        txn.put(Table.META, _ENTITY, name.encode())

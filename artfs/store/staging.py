@@ -14,9 +14,10 @@ stored. Rules:
   non-blocking exclusive lock, so a half-written file is never captured;
 - symlinks may only point inside the staging directory; FIFOs, sockets and devices are refused;
 - after the commit staging is empty but for what changed during it: a file is removed only if
-  it is unchanged since it was scanned (same inode, size and mtime), a symlink or directory
-  only if it is the one there before the scan (same inode), so a file rewritten or replaced
-  during the commit stays for the next one; a directory left with such a file stays too;
+  it is unchanged since it was scanned (same path, inode, size and mtime), a symlink or
+  directory only if it is the one there before the scan (same inode), so a file rewritten,
+  replaced, renamed or newly linked during the commit stays for the next one; a directory
+  left with such a file stays too;
 - errors name paths as the user sees them through the mount (``proj/name/staging/d/f``), never
   the backing directory inside ``ARTFS_HOME``;
 - each file is read through a descriptor checked to be the very file scanned, so swapping a
@@ -182,10 +183,15 @@ def _links_and_dirs(staging: Path) -> set[Identity]:
 
 
 def _clear(staging: Path, committed: list[SourceFile], others: set[Identity]) -> None:
-    """Remove what the commit stored: regular files unchanged since the scan (every name of
-    a hard-linked one), the symlinks and directories in ``others`` (from before the scan),
-    deepest first; the staging directory itself stays."""
-    stored = {source.identity: (source.size, source.mtime_ns) for source in committed}
+    """Remove what the commit stored: regular files at a path it stored, unchanged since the
+    scan (each name of a hard-linked file is a path it stored), the symlinks and directories
+    in ``others`` (from before the scan), deepest first; the staging directory itself stays.
+    A name made during the commit (a rename, a new hard link) is not in the version: it stays.
+    """
+    stored = {
+        (os.path.normpath(source.source), source.identity): (source.size, source.mtime_ns)
+        for source in committed
+    }
     for path, st in _walk(staging):
         ident = (st.st_dev, st.st_ino)
         if stat.S_ISDIR(st.st_mode):
@@ -196,7 +202,7 @@ def _clear(staging: Path, committed: list[SourceFile], others: set[Identity]) ->
         elif stat.S_ISLNK(st.st_mode):
             if ident in others:
                 os.unlink(path)
-        elif stored.get(ident) == (st.st_size, st.st_mtime_ns):
+        elif stored.get((os.path.normpath(path), ident)) == (st.st_size, st.st_mtime_ns):
             os.unlink(path)
 
 

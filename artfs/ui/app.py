@@ -36,7 +36,7 @@ from flask import (
     url_for,
 )
 
-from artfs.cli import render
+from artfs import views
 from artfs.errors import ArtfsError, InvalidName, NotFound
 from artfs.names import ArtifactName, check_name
 from artfs.store import Store
@@ -133,7 +133,7 @@ def create_app(
     """
     app = Flask(__name__)
     app.json.sort_keys = True  # type: ignore[attr-defined]
-    app.jinja_env.filters["human_size"] = render.human_size
+    app.jinja_env.filters["human_size"] = views.human_size
     app.jinja_env.filters["pretty_json"] = lambda v: json.dumps(v, indent=2, sort_keys=True)
     app.jinja_env.globals["ref_link"] = _ref_link
     _guard(app, token, allowed_hosts)
@@ -155,6 +155,7 @@ def _guard(app: Flask, token: str | None, allowed_hosts: set[str] | None) -> Non
         given = request.args.get("token") or request.cookies.get(TOKEN_COOKIE) or ""
         if not hmac.compare_digest(given.encode(), token.encode()):
             return "artfs ui: open the URL with ?token=... that 'artfs ui' printed\n", 401
+        g.token_in_url = "token" in request.args  # it matched: the cookie is set for it
         return None
 
     @app.after_request
@@ -163,7 +164,8 @@ def _guard(app: Flask, token: str | None, allowed_hosts: set[str] | None) -> Non
         if "started" in g:
             elapsed_ms = (time.perf_counter() - g.started) * 1000
             response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.1f}"
-        if token is not None and request.args.get("token") == token:
+        # Not compared again here: this also runs for the 401 of a wrong token.
+        if token is not None and g.get("token_in_url"):
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
         return response
 
@@ -244,9 +246,12 @@ def _register_files(app: Flask, routes: _Routes, store: Store) -> None:
         record = reads.resolve(store, _artifact(project, name), selector)
         entry = reads.lookup(store, record, path)
         data = reads.entry_json(entry) | {"ref": record.ref}
-        if entry.is_reference:
+        if entry.is_dir:  # its page is the version's listing of it
+            listing = url_for("version_page", project=project, name=name, selector=selector)
+            data["preview"] = {"kind": "directory", "listing": f"{listing}?dir={quote(path)}"}
+        elif entry.is_reference:
             data["preview"] = {"kind": "reference"}  # no fetch from its URI to draw a page
-        elif not entry.is_dir:
+        else:
             head = reads.read_head(store, entry, PREVIEW_BYTES)
             data["preview"] = preview(entry.name, head, entry.size)
         return "file.html", {"data": data, "record": record}

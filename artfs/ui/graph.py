@@ -53,7 +53,8 @@ def _node_line(node: dict[str, Any], root: str, url_of: UrlOf) -> str:
         "fillcolor": "#ffd866" if node["id"] == root else ("#e8f0fe" if version else "#eaf7ea"),
         "URL": url_of(node),
         "target": "_top",
-        "tooltip": node.get("command") or node.get("ref") or node["id"],
+        # dot expands escapes in a tooltip twice (2.43): its backslashes are doubled once more.
+        "tooltip": (node.get("command") or node.get("ref") or node["id"]).replace("\\", "\\\\"),
         "class": " ".join(classes),
         "id": node["id"],
     }

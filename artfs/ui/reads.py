@@ -3,7 +3,7 @@
 Every function takes an open :class:`~artfs.store.Store` and returns dicts and lists that the
 JSON endpoints send as they are and the HTML templates draw. Where the CLI has a ``--json`` for
 the same question the shapes are the CLI's (``artfs info``, ``artfs lineage --format json``,
-``artfs runs show``), built by the same :mod:`artfs.cli.render` functions.
+``artfs runs show``), built by the same :mod:`artfs.views` functions.
 
 Nothing here writes: :func:`open_readonly` opens the index read-only, so a write would fail in
 LMDB rather than change the store. The UI does not refresh a remote-backed store from its
@@ -16,16 +16,15 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from artfs.cli import render
-from artfs.errors import InvalidName, NotFound, StoreError
+from artfs import views
+from artfs.errors import InvalidName, NotFound
 from artfs.lineage import BOTH, DOWN, UP, Lineage, build_graph, check_run_id
 from artfs.names import ArtifactName, Ref, check_name, check_path
-from artfs.store import Store, catalog, upgrade
+from artfs.store import Store, catalog
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.export import diff
-from artfs.store.index import Index, Table
 from artfs.store.manifest import FileEntry
-from artfs.store.packs import LocalPackStore
+from artfs.stores import open_readonly_store
 
 VERSIONS_PER_PAGE = 50
 # A page of a directory listing: one LMDB range scan of this many keys, whatever the size of
@@ -35,22 +34,8 @@ DIFF_SHOWN = 1000  # paths per kind of change listed (the counts are always whol
 
 
 def open_readonly(home: Path) -> Store:
-    """The store at ``home`` with its index opened read-only (a write transaction fails).
-
-    :meth:`Store.open` has no read-only mode, so the store is assembled here from its parts;
-    it is not entered in Store's per-process registry, so do not open the same home with
-    :meth:`Store.open` in the same process while this one is open.
-    """
-    index_dir = home / "index"
-    if not (index_dir / "data.mdb").is_file():
-        raise StoreError(f"no artfs store at {home}: give --home, or store something first")
-    index = Index.open(index_dir, readonly=True)
-    try:
-        upgrade.require_current(index, home)
-    except StoreError:
-        index.close()
-        raise
-    return Store(home, index, LocalPackStore.open(home / "packs"))
+    """The store at ``home`` with its index opened read-only (a write transaction fails)."""
+    return open_readonly_store(home)
 
 
 # --- home ---------------------------------------------------------------------------------
@@ -65,7 +50,7 @@ def _artifact_summary(art: ArtifactRecord, versions: list[VersionRecord]) -> dic
         "versions": len(versions),
         "latest": latest.version if latest else None,
         "size": latest.size if latest else 0,
-        "updated": render.iso(latest.created if latest else art.created),
+        "updated": views.iso(latest.created if latest else art.created),
         "aliases": sorted({a for v in versions for a in v.aliases if a != "latest"}),
         "tags": sorted({t for v in versions for t in v.tags}),
     }
@@ -79,39 +64,12 @@ def _matches(summary: dict[str, Any], query: str) -> bool:
 def project_artifacts(
     store: Store, project: str
 ) -> list[tuple[ArtifactRecord, list[VersionRecord]]]:
-    """What :meth:`Store.artifacts` returns (committed versions, aliases with ``latest``
-    attached), read in three range scans of one snapshot for the whole project.
-
-    ``Store.artifacts`` scans the version and alias tables three times per artifact: 110-200 ms
-    for a project of 1,000 artifacts of 2 versions here, against 26-40 ms for these scans.
-    (A candidate for a catalogue call; the UI reads the tables itself until there is one.)
-    """
+    """What :meth:`Store.artifacts` returns, read in one snapshot for the whole project."""
     check_name(project, "project name")
-    prefix = project.encode() + b"/"
     with store.index.read() as txn:
-        if txn.get(Table.PROJECTS, project.encode()) is None:
+        if not catalog.has_project(txn, project):
             raise NotFound(f"project {project!r} does not exist: see 'artfs ls'")
-        found = catalog.artifacts(txn, project)
-        versions: dict[str, list[VersionRecord]] = {}
-        for _, value in txn.scan(Table.VERSIONS, prefix):
-            record = VersionRecord.decode(value)
-            if record.state == catalog.COMMITTED:
-                versions.setdefault(record.name, []).append(record)
-        held: dict[tuple[str, int], list[str]] = {}
-        for key, value in txn.scan(Table.ALIASES, prefix):
-            name, _, alias = key[len(prefix) :].partition(b"\0")
-            held.setdefault((name.decode(), int.from_bytes(value, "big")), []).append(
-                alias.decode()
-            )
-    result = []
-    for art in found:
-        records = versions.get(art.name, [])  # in key order: by number
-        for record in records:
-            record.aliases = sorted(held.get((art.name, record.number), []))
-        if records:
-            records[-1].aliases.insert(0, "latest")
-        result.append((art, records))
-    return result
+        return catalog.project_versions(txn, project)
 
 
 def home(store: Store, query: str = "") -> dict[str, Any]:
@@ -155,7 +113,7 @@ def artifact(store: Store, art: ArtifactName, page: int = 1) -> dict[str, Any]:
         "page": page,
         "pages": pages,
         "versions": [
-            render.version_json(v) | {"tags": v.tags, "logged_by": v.logged_by} for v in shown
+            views.version_json(v) | {"tags": v.tags, "logged_by": v.logged_by} for v in shown
         ],
     }
 
@@ -170,9 +128,9 @@ def resolve(store: Store, art: ArtifactName, selector: str) -> VersionRecord:
 
 def version_info(store: Store, record: VersionRecord) -> dict[str, Any]:
     """What ``artfs info --json`` prints: the record and the runs that consumed it."""
-    data = render.version_info_json(record)
+    data = views.version_info_json(record)
     consumers = Lineage(store).consumers(record)
-    data["consumers"] = [render.consumer_json(run, usage) for run, usage in consumers]
+    data["consumers"] = [views.consumer_json(run, usage) for run, usage in consumers]
     data["project"], data["name"] = record.project, record.name
     return data
 
@@ -199,11 +157,10 @@ def list_page(
     store: Store, record: VersionRecord, directory: str = "", after: str = ""
 ) -> tuple[list[FileEntry], str | None]:
     """Up to ``ENTRIES_PER_PAGE`` direct children of ``directory`` whose names sort after
-    ``after``, and the name to continue after (None on the last page). Reaching ``after``
-    reads one tree page per level, not the entries before it."""
+    ``after``, and the name to continue after (None on the last page)."""
     with store.index.read() as txn:
-        listing = catalog.list_dir(txn, record, directory, start_after=after or None)
-        entries = list(itertools.islice(listing, ENTRIES_PER_PAGE + 1))
+        listed = catalog.list_dir(txn, record, directory, after=after)
+        entries = list(itertools.islice(listed, ENTRIES_PER_PAGE + 1))
     more = len(entries) > ENTRIES_PER_PAGE
     entries = entries[:ENTRIES_PER_PAGE]
     return entries, (entries[-1].name if more else None)
@@ -292,4 +249,4 @@ def run(store: Store, run_id: str) -> dict[str, Any]:
     record = tracker.run(check_run_id(run_id))
     inputs = [r.ref for r in tracker.inputs(run_id)]
     outputs = [r.ref for r in tracker.outputs(run_id)]
-    return render.run_json(record, inputs, outputs)
+    return views.run_json(record, inputs, outputs)

@@ -47,27 +47,27 @@ def _listen(host: str, port: int) -> socket.socket:
 @dataclass(frozen=True)
 class Serving:
     url: str
-    token: str | None
+    token: str
 
 
-def _url(host: str, port: int, token: str | None) -> str:
+def _url(host: str, port: int, token: str) -> str:
     """The URL to open; on a wildcard address, by this machine's name (what others can use)."""
     shown = socket.gethostname() if host in ("0.0.0.0", "::", "[::]") else host
     shown = f"[{shown}]" if ":" in shown and not shown.startswith("[") else shown
-    return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    return f"http://{shown}:{port}/?token={token}"
 
 
 def serve(store: Store, host: str, port: int, ready: Callable[[Serving], None]) -> None:
     """Serve ``store`` on ``host:port`` until interrupted (Ctrl-C returns normally).
 
-    On loopback any local user may read the store as with the CLI, and the Host header must
-    name the loopback (DNS rebinding); on any other address every request needs a fresh random
-    token, which is part of the URL handed to ``ready``.
+    Every request needs a fresh random token, which is part of the URL handed to ``ready``:
+    on loopback too, where every local user can connect, though ``ARTFS_HOME`` may be readable
+    by its owner only. On loopback the Host header must also name the loopback (DNS rebinding).
     """
     sock = _listen(host, port)
     bound = sock.getsockname()[1]
     loopback = is_loopback(host)
-    token = None if loopback else secrets.token_urlsafe(24)
+    token = secrets.token_urlsafe(24)
     hosts = None
     if loopback:
         hosts = {f"{name}:{bound}" for name in ("127.0.0.1", "localhost", "[::1]", host)}

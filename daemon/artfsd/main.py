@@ -17,24 +17,19 @@ import resource
 import signal
 import socket
 import sys
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyfuse3
 import trio
 
 from artfs.errors import ArtfsError
+from artfs.remote.poll import RemotePoller
 from artfs.store.repository import Store, default_home
+from artfs.stores import open_store
 from artfs.usage import UsageRecorder
 from artfs.vfs import DEFAULT_CACHE_BYTES, Vfs
 from artfsd.mountpoint import FSNAME, prepare
 from artfsd.operations import ArtfsOperations, invalidate_entries
-
-if TYPE_CHECKING:  # obstore loads only in a remote-backed store
-    from artfs.remote.remote import Remote
-    from artfs.remote.sync import RefreshResult
-    from artfs.store.settings import RemoteConfig
 
 log = logging.getLogger("artfsd")
 # Kernel read-ahead on the mount: 1 MiB turns a sequential reader's 128 KiB FUSE requests into
@@ -185,110 +180,13 @@ DEFAULT_POLL_SECONDS = 10.0
 REFRESH_STOP_SECONDS = 60.0
 
 
-class RefreshWorker:
-    """The poller's refreshes as the shutdown sees them: :meth:`finish` asks a running refresh
-    to stop and waits for it, so the store is never closed under its write transaction."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self._done = threading.Condition()
-        self._running = False
-
-    def refresh(self, store: Store, remote: Remote) -> RefreshResult | None:
-        """Run one refresh (in a worker thread); None once stopping."""
-        from artfs.remote.sync import refresh
-
-        with self._done:
-            if self.stop.is_set():
-                return None
-            self._running = True
-        try:
-            return refresh(store, remote, self.stop)
-        finally:
-            with self._done:
-                self._running = False
-                self._done.notify_all()
-
-    def finish(self, timeout: float) -> bool:
-        """Stop refreshing; False if a refresh is still running after ``timeout`` seconds."""
-        self.stop.set()
-        with self._done:
-            return self._done.wait_for(lambda: not self._running, timeout)
-
-
-async def poll_remote(store: Store, seconds: float, worker: RefreshWorker) -> None:
-    """Refresh the local index from the default remote every ``seconds``, in a worker
-    thread, following the default remote as it is set, switched or unset while the daemon
-    runs (a mount of a local store starts polling once ``artfs remote add --default`` or a
-    clone gives it one). A remote that cannot be reached is logged once, and again when it is
-    back, and so is a version that cannot be adopted. The trio task does not wait for a
-    running refresh when it is cancelled: the shutdown does, through ``worker``, before it
-    closes the store."""
-    following: RemoteConfig | None = None
-    remote: Remote | None = None
-    failing = False
-    reported: set[str] = set()
+async def poll_remote(poller: RemotePoller, seconds: float) -> None:
+    """A round of ``poller`` (follow the default remote, refresh from it) every ``seconds``,
+    in a worker thread. The trio task does not wait for a running round when it is cancelled:
+    the shutdown does, through ``poller.finish``, before it closes the store."""
     while True:
-        try:
-            config = store.default_remote()
-        except ArtfsError as exc:  # an index read failed: keep serving, try again later
-            log.warning("cannot read the default remote (will retry): %s", exc)
-            await trio.sleep(seconds)
-            continue
-        if config != following:
-            following, remote, failing = config, None, False
-            if config is not None:
-                remote = _open_remote(store, config)
-        if remote is not None and following is not None:
-            try:
-                result = await trio.to_thread.run_sync(
-                    worker.refresh, store, remote, abandon_on_cancel=True
-                )
-            except Exception as exc:
-                if not failing:
-                    log.warning(
-                        "cannot refresh from remote %s (will retry): %s", following.name, exc
-                    )
-                failing = True
-            else:
-                if failing:
-                    log.info("remote %s answers again", following.name)
-                failing = False
-                if result is not None:
-                    _log_refresh(following.name, result, reported)
+        await trio.to_thread.run_sync(poller.poll, abandon_on_cancel=True)
         await trio.sleep(seconds)
-
-
-def _open_remote(store: Store, config: RemoteConfig) -> Remote | None:
-    """The remote to poll; None (logged) for one that cannot be configured: the index is then
-    served as it is."""
-    from artfs.remote.fetch import check_settings  # obstore: remote-backed stores only
-    from artfs.remote.sync import open_remote
-
-    try:
-        check_settings()  # a remote set after the start was not checked by check_remote_settings
-        remote = open_remote(store, config)
-    except ArtfsError as exc:
-        log.error("not polling remote %s: %s", config.name, exc)
-        return None
-    log.info("polling remote %s for new versions", config.name)
-    return remote
-
-
-def _log_refresh(name: str, result: RefreshResult, reported: set[str]) -> None:
-    """One line per refresh that changed something; a skipped version only the first time."""
-    skipped = [line for line in result.skipped if line not in reported]
-    reported.update(skipped)
-    if result.adopted or result.deleted or result.aliases or skipped:
-        log.info(
-            "remote %s: %d new versions, %d deleted, %d alias changes, %d skipped %s",
-            name,
-            len(result.adopted),
-            len(result.deleted),
-            len(result.aliases),
-            len(skipped),
-            "; ".join(skipped),
-        )
 
 
 def check_remote_settings(store: Store) -> None:
@@ -376,17 +274,16 @@ def raise_read_ahead(dev: int, kib: int) -> None:
 
 
 async def serve(
-    ops: ArtfsOperations, mountpoint: Path, ready: Readiness, poll: float, worker: RefreshWorker
+    ops: ArtfsOperations, mountpoint: Path, ready: Readiness, poll: float, poller: RemotePoller
 ) -> None:
     recorder = ops.vfs.recorder
-    store = ops.vfs.store
     async with trio.open_nursery() as nursery:
         ops.nursery = nursery
         nursery.start_soon(watch_signals)
         nursery.start_soon(announce_ready, mountpoint, ready)
         nursery.start_soon(housekeeping, ops)
         if poll > 0:
-            nursery.start_soon(poll_remote, store, poll, worker)
+            nursery.start_soon(poll_remote, poller, poll)
         if recorder is not None:
             nursery.start_soon(flush_usage, recorder)
         await pyfuse3.main(min_tasks=4, max_tasks=64)
@@ -400,8 +297,8 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
     mountpoint = prepare(args.mountpoint)
     raise_fd_limit()  # before the store sizes its descriptor cache from the limit
     tune_allocator()
-    store = Store.open(args.home or default_home())  # clears stale LMDB reader slots
-    worker = RefreshWorker()
+    store = open_store(args.home or default_home())  # clears stale LMDB reader slots
+    poller = RemotePoller(store)
     try:
         check_remote_settings(store)
         vfs = Vfs.create(store, cache_bytes=args.cache_mb << 20, lineage=not args.no_lineage)
@@ -418,13 +315,13 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
                 )
             ) from None
         try:
-            trio.run(serve, ops, mountpoint, ready, args.poll, worker)
+            trio.run(serve, ops, mountpoint, ready, args.poll, poller)
         finally:
             pyfuse3.close(unmount=True)
             log.info("unmounted %s", mountpoint)
             log_remote_reads(store)
     finally:
-        if worker.finish(REFRESH_STOP_SECONDS):
+        if poller.finish(REFRESH_STOP_SECONDS):
             store.close()
         else:  # closing LMDB under its write transaction could crash; exiting is safe
             log.warning("a refresh from the remote still runs: the index is left to the exit")

@@ -69,3 +69,23 @@ def test_a_file_open_for_writing_blocks_the_commit_unless_forced(home: Path, run
         code, _, err = run_cli("commit", "proj/model")
         assert code == 1 and "half.bin" in err and "open for writing" in err
         assert run_cli("commit", "proj/model", "--force", check=True).last_line == "proj/model:v0"
+
+
+def test_a_name_made_during_a_commit_stays_in_staging(tmp_path: Path) -> None:
+    """The clear after a commit removes a file only at a path the version holds: a rename or a
+    new hard link made while the commit ran (same file, size and mtime) is not in the version,
+    so it stays for the next commit instead of vanishing. (The race, made deterministic by
+    changing staging between the scan and the clear.)"""
+    from artfs.store import staging as staging_mod
+    from artfs.store.ingest import scan
+
+    staged = tmp_path / "staging"
+    staged.mkdir()
+    for name in ("a", "b", "c"):
+        (staged / name).write_text(name)
+    others = staging_mod._links_and_dirs(staged)
+    tree = scan(staged, confine=True)
+    os.rename(staged / "a", staged / "renamed")
+    os.link(staged / "b", staged / "linked")
+    staging_mod._clear(staged, tree.files, others)
+    assert sorted(p.name for p in staged.iterdir()) == ["linked", "renamed"]

@@ -368,3 +368,27 @@ open({str(mnt.path / "proj" / "sentinel" / "v0" / "s.txt")!r}).read()
     eventually(flushed, within=10.0)
     info = json.loads(cli(home, "info", "proj/many:v0", "--json").stdout)
     assert [c["files"] for c in info["consumers"]] == [5000]
+
+
+@pytest.mark.parametrize("how", ["cli", "control"])
+def test_hard_links_after_a_commit_while_a_name_is_open(mnt: Mount, home: Path, how: str) -> None:
+    """A commit empties staging behind the kernel's back while a hard-linked file is still
+    open: the names it had are gone, so a new file at one of them and its links are a new
+    file with names of its own (no name of the committed one is taken for theirs)."""
+    staging = mnt.path / "proj" / "data" / "staging"
+    (staging / "a").write_text("old\n")
+    os.link(staging / "a", staging / "b")
+    with open(staging / "a", "rb") as held:  # the kernel keeps the inode while it is open
+        if how == "cli":
+            done = cli(home, "commit", "proj/data")
+            assert done.returncode == 0, done.stderr
+        else:
+            (staging / ".artfs-commit").write_text("{}")
+        assert tree(staging) == []
+        (staging / "a").write_text("new\n")
+        os.link(staging / "a", staging / "z")
+        os.unlink(staging / "a")
+        st = os.lstat(staging / "z")
+        assert (st.st_nlink, (staging / "z").read_text()) == (1, "new\n")
+        assert st.st_ino != os.fstat(held.fileno()).st_ino
+        assert tree(staging) == ["z"]

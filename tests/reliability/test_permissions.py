@@ -80,13 +80,16 @@ except OSError as exc:
 """
 
 
-def as_user(op: str, path: Path, *args: str) -> dict[str, object]:
+def as_user(
+    op: str, path: Path, *args: str, env: dict[str, str] | None = None
+) -> dict[str, object]:
     done = subprocess.run(
         ["runuser", "-u", USER, "--", SYSTEM_PYTHON, "-c", PROBE, op, str(path), *args],
         capture_output=True,
         text=True,
         timeout=30,
         cwd="/",
+        env={**os.environ, **(env or {})},
     )
     assert done.returncode == 0, done.stderr
     result: dict[str, object] = json.loads(done.stdout)
@@ -202,14 +205,21 @@ def test_with_allow_other_only_store_writers_change_the_store(
     assert as_user("mkdir", staging / "mydir") == {"errno": "EACCES"}
     assert as_user("remove", staging / "by-root.txt") == {"errno": "EACCES"}
     assert as_user("commit", staging / ".artfs-commit") == {"errno": "EACCES"}
-    # Reading stays open to them (and is recorded as their own implicit run, not run_id's).
+    # Reading stays open to them (and is recorded as their own implicit run, not run_id's),
+    # also when their environment names run_id: only a writer may name a writer's run.
     assert as_user("read", public) == {"ok": "for everyone\n"}
+    assert as_user("read", public, env={"ARTFS_RUN_ID": run_id}) == {"ok": "for everyone\n"}
+    # An id the store does not know is still their external run (a container's -e).
+    assert as_user("read", public, env={"ARTFS_RUN_ID": "ext12345"}) == {"ok": "for everyone\n"}
 
     time.sleep(1.5)  # runs and usage are written every 0.5 s: anything kept would be there
     after = catalogue(home)
     assert run_id not in after["consumers"]  # type: ignore[operator]
+    assert "ext12345" in after["consumers"]  # type: ignore[operator]
     new_runs = set(after.pop("runs")) - set(before.pop("runs"))  # type: ignore[arg-type]
-    assert {job_type for _, job_type in new_runs} <= {"implicit"}  # the read, nothing else
+    assert ("ext12345", "external") in new_runs
+    new_runs.discard(("ext12345", "external"))
+    assert {job_type for _, job_type in new_runs} <= {"implicit"}  # the reads, nothing else
     after.pop("consumers"), before.pop("consumers")
     assert after == before
     assert sorted(os.listdir(staging)) == ["by-root.txt"]

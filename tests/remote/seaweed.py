@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from artfs.remote.objectstore import RemoteError, RemoteUrl, S3ObjectStore
+from artfs.objectstore import RemoteError, RemoteUrl, S3ObjectStore
 
 WEED = Path(sys.executable).parent / "weed"
 BUCKET = "artfs"

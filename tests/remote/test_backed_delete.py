@@ -13,13 +13,13 @@ import pytest
 import artfs
 from artfs.errors import AliasesHeld
 from artfs.names import ArtifactName, Ref
+from artfs.objectstore import S3ObjectStore
 from artfs.remote import layout
 from artfs.remote.layout import RemoteVersion
-from artfs.remote.objectstore import S3ObjectStore
 from artfs.remote.publish import set_default
 from artfs.remote.remote import Remote
 from artfs.remote.sync import add_remote, clone, push
-from artfs.store import Store
+from artfs.stores import open_store
 from tests.conftest import make_tree, random_bytes
 from tests.remote.conftest import S3Server, run_artfs
 from tests.remote.test_lazy_mount import _dead_endpoint, _repoint
@@ -62,7 +62,7 @@ def test_an_sdk_delete_in_a_remote_backed_store_deletes_on_the_remote(
     with pytest.raises(AliasesHeld, match=r"prod on .*pass delete_aliases=True"):
         artfs.Api(home=a).artifact(f"{ART}:v1").delete()
     assert remote.version_numbers(ART) == [1]
-    with Store.open(a) as store:
+    with open_store(a) as store:
         deleted = store.delete_artifact(ART)
         assert [r.ref for r in deleted] == [f"{ART}:v1"]
         assert store.artifact(ART) is None
@@ -74,7 +74,7 @@ def test_ttl_expiry_in_a_remote_backed_store_writes_tombstones(
 ) -> None:
     a = _backed(s3_env, prefix, tmp_path / "a")
     remote = _remote(s3_env, prefix, tmp_path)
-    with Store.open(a) as store:
+    with open_store(a) as store:
         for n in range(3):
             src = make_tree(tmp_path / f"s{n}", {"f.bin": random_bytes(1000, n)})
             store.put(src, ART, ttl_seconds=None if n == 2 else 60)
@@ -97,7 +97,7 @@ def test_a_remote_holding_one_content_twice_can_back_its_clone(
     """Two writers committing identical content at once both create a record; the digest
     marker names one of them. A clone of that remote must still be able to use it."""
     src = make_tree(tmp_path / "src", {"f.bin": random_bytes(100_000, 2)})
-    with Store.open(tmp_path / "a") as a:
+    with open_store(tmp_path / "a") as a:
         remote = Remote(s3_env.store(prefix, writer_id="a"), "a", tmp_path / "a-cache")
         record = a.put(src, ART).record
         assert push(a, remote, Ref(ART, "v0")).number == 0
@@ -107,12 +107,12 @@ def test_a_remote_holding_one_content_twice_can_back_its_clone(
     b = _clone(s3_env, prefix, tmp_path / "b")
     _ok(s3_env, b, "remote", "default", "--unset")
     _ok(s3_env, b, "remote", "default", "origin")  # both versions are there, at their numbers
-    with Store.open(b) as store:
+    with open_store(b) as store:
         assert [r.number for r in store.versions(ART)] == [0, 1]
         set_default(store, "origin")
 
     # A local store holding both: deleting one keeps the other findable by its content.
-    with Store.open(tmp_path / "c") as c:
+    with open_store(tmp_path / "c") as c:
         config = add_remote(c, "origin", s3_env.url(prefix), s3_env.endpoint, None)
         clone(c, Remote(s3_env.store(prefix), "c", None))
         assert c.default_remote() is None and config.name == "origin"
@@ -134,7 +134,7 @@ def test_a_commit_reads_the_newest_record_once(
         gets.append(key)
         return get(self, key)
 
-    with Store.open(a) as store:
+    with open_store(a) as store:
         store.put(make_tree(tmp_path / "s0", {"f.bin": random_bytes(1000, 1)}), ART)
         monkeypatch.setattr(S3ObjectStore, "get", counting_get)
         done = store.put(make_tree(tmp_path / "s1", {"f.bin": random_bytes(1000, 2)}), ART)
@@ -148,7 +148,7 @@ def test_gc_with_the_remote_gone_reclaims_space_and_expires_nothing(
     """Expiry deletes on the remote first; with the remote unreachable it waits for the next
     gc, and gc still reclaims what no version references."""
     a = _backed(s3_env, prefix, tmp_path / "a")
-    with Store.open(a) as store:
+    with open_store(a) as store:
         for n in range(2):
             src = make_tree(tmp_path / f"s{n}", {"f.bin": random_bytes(300_000, n)})
             store.put(src, ART, ttl_seconds=1 if n == 0 else None)
@@ -164,5 +164,5 @@ def test_gc_with_the_remote_gone_reclaims_space_and_expires_nothing(
     assert warning.startswith("warning: expired versions not deleted:")
     assert "unreachable" in warning
     assert "1 packs removed" in done.stdout
-    with Store.open(a) as store:
+    with open_store(a) as store:
         assert [r.number for r in store.versions(ART)] == [0, 1]

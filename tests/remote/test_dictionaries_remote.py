@@ -19,14 +19,15 @@ from artfs.remote import layout, sync
 from artfs.remote.fetch import RemoteChunks
 from artfs.remote.gc import MIN_GRACE_ENV, RemoteGcReport, collect
 from artfs.remote.publish import set_default
-from artfs.remote.remote import Remote
-from artfs.remote.sync import add_remote, clone, open_remote, pull, push
+from artfs.remote.remote import Remote, open_remote
+from artfs.remote.sync import add_remote, clone, pull, push
 from artfs.store import Store, codec
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.gc import collect as collect_local
 from artfs.store.hashing import ChunkId
 from artfs.store.index import Table
 from artfs.store.verify import verify
+from artfs.stores import open_store
 from tests.conftest import make_tree, random_bytes
 from tests.mount.mountutil import Mounts, unmount_and_stop
 from tests.remote.conftest import S3Server
@@ -67,7 +68,7 @@ def _put_annotations(store: Store, root: Path, files: dict[str, bytes]) -> Ref:
 
 def _clone(server: S3Server, prefix: str, home: Path) -> None:
     """A new remote-backed store at ``home``: the remote's index, no chunk."""
-    with Store.open(home) as store:
+    with open_store(home) as store:
         config = add_remote(store, "origin", server.url(prefix), server.endpoint, None)
         clone(store, open_remote(store, config))
         store.set_default_remote("origin")
@@ -77,7 +78,7 @@ def test_push_lists_the_dictionary_and_a_clone_reads_the_files(
     s3_env: S3Server, prefix: str, tmp_path: Path
 ) -> None:
     files = annotations(300)
-    with Store.open(tmp_path / "a") as a:
+    with open_store(tmp_path / "a") as a:
         ref = _put_annotations(a, tmp_path / "src", files)
         [dict_id] = _dictionaries(a)
         remote = _remote(s3_env, prefix, tmp_path / "a")
@@ -94,7 +95,7 @@ def test_push_lists_the_dictionary_and_a_clone_reads_the_files(
         index_doc = json.loads(remote.objects.get(layout.pack_index_key(pack))[0])
         assert index_doc["format"] == layout.PACK_INDEX_FORMAT_DICTIONARIES
     _clone(s3_env, prefix, tmp_path / "c")
-    with Store.open(tmp_path / "c") as c:
+    with open_store(tmp_path / "c") as c:
         assert _read_all(c, f"team/coco:v{sent.number}") == files  # lazily, from the remote
         assert verify(c, c.versions(ART)) == []
 
@@ -103,9 +104,9 @@ def test_pull_into_a_store_holding_none_of_the_chunks(
     s3_env: S3Server, prefix: str, tmp_path: Path
 ) -> None:
     files = annotations(300, seed=1) | {"img/big.bin": random_bytes(300_000, 1)}
-    with Store.open(tmp_path / "a") as a:
+    with open_store(tmp_path / "a") as a:
         push(a, _remote(s3_env, prefix, tmp_path / "a"), _put_annotations(a, tmp_path / "s", files))
-    with Store.open(tmp_path / "b") as b:  # no default remote: every byte must be pulled
+    with open_store(tmp_path / "b") as b:  # no default remote: every byte must be pulled
         got = pull(b, _remote(s3_env, prefix, tmp_path / "b"), Ref(ART, "v0"))
         assert got.created and got.chunks_fetched > len(files)  # the dictionary came too
         assert _read_all(b, "team/coco:v0") == files
@@ -123,7 +124,7 @@ def test_a_chunk_already_on_the_remote_names_the_dictionary_of_its_remote_copy(
     files = annotations(300, seed=2)
     extra = annotations(120, seed=3).values()
     more = files | {f"extra/{i:04d}.json": data for i, data in enumerate(extra)}
-    with Store.open(tmp_path / "a") as a, Store.open(tmp_path / "b") as b:
+    with open_store(tmp_path / "a") as a, open_store(tmp_path / "b") as b:
         push(
             a, _remote(s3_env, prefix, tmp_path / "a"), _put_annotations(a, tmp_path / "sa", files)
         )
@@ -131,7 +132,7 @@ def test_a_chunk_already_on_the_remote_names_the_dictionary_of_its_remote_copy(
         assert _dictionaries(a) != _dictionaries(b)
         sent = push(b, _remote(s3_env, prefix, tmp_path / "b"), ref)
         assert sent.chunks_uploaded < len(more)  # the first store's chunks were reused
-    with Store.open(tmp_path / "c") as c:
+    with open_store(tmp_path / "c") as c:
         got = pull(c, _remote(s3_env, prefix, tmp_path / "c"), Ref(ART, f"v{sent.number}"))
         assert _read_all(c, got.record.ref) == more
         assert verify(c, [got.record]) == []
@@ -141,14 +142,14 @@ def test_a_remote_backed_put_publishes_the_dictionary(
     s3_env: S3Server, prefix: str, tmp_path: Path
 ) -> None:
     files = annotations(250, seed=4)
-    with Store.open(tmp_path / "a") as a:
+    with open_store(tmp_path / "a") as a:
         add_remote(a, "origin", s3_env.url(prefix), s3_env.endpoint, None)
         set_default(a, "origin")
         record = a.put(make_tree(tmp_path / "s", files), ART).record  # published on the way
         assert _dictionaries(a)
         assert _read_all(a, record.ref) == files
     _clone(s3_env, prefix, tmp_path / "c")
-    with Store.open(tmp_path / "c") as c:
+    with open_store(tmp_path / "c") as c:
         assert _read_all(c, record.ref) == files
 
 
@@ -159,10 +160,10 @@ def test_many_threads_reading_a_clone_lazily_fetch_the_dictionary_without_deadlo
     the remote source (cache, single flight, fetch) from inside a fetch: no thread may wait
     on itself or on another thread waiting on it."""
     files = annotations(400, seed=5)
-    with Store.open(tmp_path / "a") as a:
+    with open_store(tmp_path / "a") as a:
         push(a, _remote(s3_env, prefix, tmp_path / "a"), _put_annotations(a, tmp_path / "s", files))
     _clone(s3_env, prefix, tmp_path / "c")
-    with Store.open(tmp_path / "c") as c:
+    with open_store(tmp_path / "c") as c:
         entries = [e for e in c.files(c.resolve("team/coco:v0")) if not e.is_dir]
         errors: list[BaseException] = []
         got: dict[str, bytes] = {}
@@ -192,7 +193,7 @@ def test_a_mount_of_a_clone_reads_dictionary_coded_files(
     s3_env: S3Server, prefix: str, tmp_path: Path
 ) -> None:
     files = annotations(300, seed=6)
-    with Store.open(tmp_path / "a") as a:
+    with open_store(tmp_path / "a") as a:
         push(a, _remote(s3_env, prefix, tmp_path / "a"), _put_annotations(a, tmp_path / "s", files))
     home = tmp_path / "clone"
     _clone(s3_env, prefix, home)
@@ -233,7 +234,7 @@ def test_remote_gc_keeps_the_dictionary_of_a_live_version(
     monkeypatch.setenv(MIN_GRACE_ENV, "0")
     monkeypatch.setattr(sync, "REMOTE_PACK_SIZE", 4 << 10)
     files = annotations(300, seed=7)
-    with Store.open(tmp_path / "a") as a:
+    with open_store(tmp_path / "a") as a:
         remote = _remote(s3_env, prefix, tmp_path / "a")
         gone = a.put(make_tree(tmp_path / "s0", {"x.bin": random_bytes(50_000)}), ART).record
         push(a, remote, Ref(ART, gone.version))
@@ -247,6 +248,6 @@ def test_remote_gc_keeps_the_dictionary_of_a_live_version(
         _gc_until(remote, lambda r: r.packs_deleted >= 1)
         stored = {layout.pack_of_key(o.key) for o in remote.objects.list("packs/")}
         assert dict_pack in stored and dict_pack not in remote.condemned_packs()
-    with Store.open(tmp_path / "b") as b:
+    with open_store(tmp_path / "b") as b:
         got = pull(b, _remote(s3_env, prefix, tmp_path / "b"), Ref(ART, f"v{live}"))
         assert _read_all(b, got.record.ref) == files

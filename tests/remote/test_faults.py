@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from artfs.names import ArtifactName, Ref
-from artfs.remote.objectstore import RemoteError, RemoteUrl, S3ObjectStore
+from artfs.objectstore import RemoteError, RemoteUrl, S3ObjectStore
 from artfs.remote.remote import Remote
 from artfs.remote.sync import pull, push
 from artfs.store import Store
+from artfs.stores import open_store
 from tests.conftest import make_tree, random_bytes, read_tree, store_state, text_bytes
 from tests.remote.conftest import S3Server, run_artfs
 from tests.remote.faultproxy import Fault, FaultProxy
@@ -65,7 +66,7 @@ def _assert_versions(
 def test_a_lost_response_to_the_record_create_publishes_once(
     fault_proxy: FaultProxy, proxied: S3Server, s3_env: S3Server, prefix: str, tmp_path: Path
 ) -> None:
-    with Store.open(tmp_path / "a") as a:
+    with open_store(tmp_path / "a") as a:
         _put(a, tmp_path / "s0", 0)
         _put(a, tmp_path / "s1", 1)
         remote = _remote(proxied, prefix, tmp_path, "writer")
@@ -87,7 +88,7 @@ def test_a_lost_response_to_the_record_create_publishes_once(
 def test_a_lost_response_to_an_alias_swap_moves_it_once(
     fault_proxy: FaultProxy, proxied: S3Server, prefix: str, tmp_path: Path
 ) -> None:
-    with Store.open(tmp_path / "a") as a:
+    with open_store(tmp_path / "a") as a:
         _put(a, tmp_path / "s0", 0, aliases=["best"])
         remote = _remote(proxied, prefix, tmp_path, "writer")
         fault_proxy.add(Fault.drop_response("PUT", ALIASES), count=1)  # the alias's create
@@ -124,7 +125,7 @@ def test_conflicts_and_unavailability_are_retried(
     method: str,
     path: str,
 ) -> None:
-    with Store.open(tmp_path / "a") as a, Store.open(tmp_path / "b") as b:
+    with open_store(tmp_path / "a") as a, open_store(tmp_path / "b") as b:
         _put(a, tmp_path / "s0", 0, aliases=["best"])
         fault_proxy.add(Fault.status(code, method, path), count=3)
         pushed = push(a, _remote(proxied, prefix, tmp_path / "a", "a"), Ref(ART, "v0"))
@@ -138,7 +139,7 @@ def test_latency_changes_nothing(
     fault_proxy: FaultProxy, proxied: S3Server, prefix: str, tmp_path: Path
 ) -> None:
     fault_proxy.add(Fault.latency(0.2), count=None, probability=0.5, seed=3)
-    with Store.open(tmp_path / "a") as a, Store.open(tmp_path / "b") as b:
+    with open_store(tmp_path / "a") as a, open_store(tmp_path / "b") as b:
         for seed in range(2):
             _put(a, tmp_path / f"s{seed}", seed, aliases=["best"])
             assert (
@@ -260,7 +261,7 @@ def test_a_push_cut_off_after_its_record_committed_is_not_published_twice(
 ) -> None:
     """The record's create reached the server, then the network went for good: every retry's
     answer is lost too, so the push fails. Pushing again must find the version, not add one."""
-    with Store.open(tmp_path / "a") as a:
+    with open_store(tmp_path / "a") as a:
         _put(a, tmp_path / "s0", 0)
         remote = _remote(proxied, prefix, tmp_path, "writer")
         fault_proxy.add(Fault.drop_response("PUT", RECORDS), count=None)
@@ -275,7 +276,7 @@ def test_a_push_cut_off_after_its_record_committed_is_not_published_twice(
 def test_responses_cut_mid_body_are_fetched_again(
     fault_proxy: FaultProxy, proxied: S3Server, prefix: str, tmp_path: Path
 ) -> None:
-    with Store.open(tmp_path / "a") as a, Store.open(tmp_path / "b") as b:
+    with open_store(tmp_path / "a") as a, open_store(tmp_path / "b") as b:
         _put(a, tmp_path / "s0", 0)
         push(a, _remote(proxied, prefix, tmp_path / "a", "a"), Ref(ART, "v0"))
         fault_proxy.add(Fault.truncate("GET", r"/packs/.*\.pack$"), count=2)

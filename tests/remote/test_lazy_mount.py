@@ -22,15 +22,17 @@ from artfs.errors import CorruptData, StoreError
 from artfs.names import ArtifactName, Ref
 from artfs.remote import layout
 from artfs.remote.fetch import RemoteChunks
-from artfs.remote.layout import PackBuilder, RemoteChunk
-from artfs.remote.remote import Remote
-from artfs.remote.sync import add_remote, clone, open_remote, push
+from artfs.remote.layout import PackBuilder
+from artfs.remote.remote import Remote, open_remote
+from artfs.remote.sync import add_remote, clone, push
 from artfs.store import Store, repository, settings
+from artfs.store.chunkstore import RemoteChunk
 from artfs.store.hashing import ChunkId
 from artfs.store.index import Table
 from artfs.store.manifest import ChunkRef, FileEntry
 from artfs.store.settings import RemoteConfig
 from artfs.store.verify import verify
+from artfs.stores import open_store
 from tests.conftest import make_tree, random_bytes, text_bytes
 from tests.mount.mountutil import Mount, Mounts, eventually, unmount_and_stop
 from tests.remote.conftest import S3Server
@@ -51,7 +53,7 @@ def _files(seed: int) -> dict[str, bytes]:
 
 def _publish(server: S3Server, prefix: str, home: Path, src: Path, **options: object) -> int:
     """Commit ``src`` in the store at ``home`` and push it; its number on the remote."""
-    with Store.open(home) as store:
+    with open_store(home) as store:
         record = store.put(src, ART, **options).record  # type: ignore[arg-type]
         remote = Remote(server.store(prefix), "publisher", home / "remote-cache")
         return push(store, remote, Ref(ART, record.version)).number
@@ -59,7 +61,7 @@ def _publish(server: S3Server, prefix: str, home: Path, src: Path, **options: ob
 
 def _clone(server: S3Server, prefix: str, home: Path, endpoint: str | None = None) -> None:
     """A new remote-backed store at ``home``: the remote's index, no chunk."""
-    with Store.open(home) as store:
+    with open_store(home) as store:
         config = add_remote(store, "origin", server.url(prefix), endpoint or server.endpoint, None)
         clone(store, open_remote(store, config))
         store.set_default_remote("origin")
@@ -90,7 +92,7 @@ def _dead_endpoint() -> str:
 
 def _repoint(home: Path, endpoint: str) -> None:
     """Change where the store's remote is (as a network outage would make it unreachable)."""
-    with Store.open(home) as store, store.index.write() as txn:
+    with open_store(home) as store, store.index.write() as txn:
         config = settings.get_remote(txn, "origin")
         assert config is not None
         settings.put_remote(txn, RemoteConfig(config.name, config.url, endpoint, config.region))
@@ -130,7 +132,7 @@ def test_a_clone_fetches_only_the_chunks_it_reads(
     cloned: Path, published: dict[str, bytes]
 ) -> None:
     home = cloned
-    with Store.open(home) as store:
+    with open_store(home) as store:
         assert store.missing_chunks(c.chunk_id for c in _entry(store, "other.bin").chunks)
         assert _read(store, "other.bin") == published["other.bin"]
         source = _source(store)
@@ -158,7 +160,7 @@ def test_the_remote_source_follows_the_default_remote(
     held only on the remote is a clear error, not corruption."""
     monkeypatch.setattr(repository, "REMOTE_RECHECK_SECONDS", 0.0)
     home = tmp_path / "home"
-    with Store.open(home) as daemon_view, Store.open(home) as cli_view:
+    with open_store(home) as daemon_view, open_store(home) as cli_view:
         assert daemon_view.remote_source() is None
         for name in ("a", "b"):
             add_remote(cli_view, name, s3_env.url(f"{prefix}/{name}"), s3_env.endpoint, None)
@@ -178,7 +180,7 @@ def test_the_remote_source_follows_the_default_remote(
 
 def test_a_damaged_cache_entry_is_fetched_again(cloned: Path, published: dict[str, bytes]) -> None:
     home = cloned
-    with Store.open(home) as store:
+    with open_store(home) as store:
         assert _read(store, "notes.csv") == published["notes.csv"]
         source = _source(store)
         entries = sorted((home / "cache" / "chunks").glob("*/*"))
@@ -196,7 +198,7 @@ def test_a_damaged_cache_entry_is_fetched_again(cloned: Path, published: dict[st
 def test_a_chunk_neither_here_nor_on_the_remote_is_a_clear_error(
     cloned: Path, published: dict[str, bytes]
 ) -> None:
-    with Store.open(cloned) as store:
+    with open_store(cloned) as store:
         entry = _entry(store, "notes.csv")
         with store.index.write() as txn:
             txn.delete(Table.REMOTE_CHUNKS, entry.chunks[0].chunk_id)
@@ -209,7 +211,7 @@ def test_many_threads_wanting_one_chunk_download_it_once(
     cloned: Path, published: dict[str, bytes]
 ) -> None:
     home = cloned
-    with Store.open(home) as store:
+    with open_store(home) as store:
         ref = _entry(store, "big.bin").chunks[2]
         threads = 8
         start = threading.Barrier(threads)
@@ -233,10 +235,10 @@ def test_offline_cached_chunks_read_and_uncached_ones_fail_clearly(
     s3_env: S3Server, cloned: Path, published: dict[str, bytes]
 ) -> None:
     home = cloned
-    with Store.open(home) as store:
+    with open_store(home) as store:
         assert _read(store, "notes.csv") == published["notes.csv"]
     _repoint(home, _dead_endpoint())
-    with Store.open(home) as store:
+    with open_store(home) as store:
         assert _read(store, "notes.csv") == published["notes.csv"]
         with pytest.raises(StoreError, match="cannot be fetched from remote 'origin'") as err:
             _read(store, "other.bin")
@@ -256,7 +258,7 @@ def test_ls_of_a_clone_shows_versions_pushed_since(
     done = _artfs(s3_env, home, "ls", "team/data", "--json")
     assert done.returncode == 0, done.stderr
     assert '"prod"' in done.stdout and '"v1"' in done.stdout
-    with Store.open(home) as store:
+    with open_store(home) as store:
         assert _read(store, "new.txt", "prod") == b"second version"
 
 
@@ -278,7 +280,7 @@ def test_a_mount_of_a_clone_reads_lazily(
     assert list((home / "cache" / "chunks").glob("*/*")) == []  # listing fetched nothing
 
     assert (version / "other.bin").read_bytes() == published["other.bin"]
-    with Store.open(home) as store:
+    with open_store(home) as store:
         other = len(_entry(store, "other.bin").chunks)
         big = len(_entry(store, "big.bin").chunks)
     assert len(list((home / "cache" / "chunks").glob("*/*"))) == other
@@ -325,7 +327,7 @@ def test_two_mounts_as_two_machines_see_new_versions(
     # A commit on the first machine (its store is remote-backed: put publishes) reaches the
     # second machine's mount.
     src3 = make_tree(tmp_path / "src3", {"eval.json": '{"acc": 0.9}'})
-    with Store.open(first) as store:
+    with open_store(first) as store:
         number = store.put(src3, ART).record.number
     assert number == 2  # the remote's next number: v1 is deleted, never reused
     fresh = nodes[1].path / "team" / "data" / "v2" / "eval.json"
@@ -339,7 +341,7 @@ def test_a_mount_follows_a_default_remote_set_after_it_started(
     """A mount of a store without a remote starts polling when one becomes its default (here
     by a clone into the mounted, empty store), without a restart, and reads lazily from it."""
     home = tmp_path / "late"
-    with Store.open(home):
+    with open_store(home):
         pass
     mount = _mount(mounts, home)
     artifact = mount.path / "team" / "data"
@@ -364,7 +366,7 @@ def test_a_mount_reads_cached_chunks_while_the_remote_is_gone(
     home = tmp_path / "clone"
     _clone(s3_env, prefix, home, endpoint=fault_proxy.endpoint)
     mount = _mount(mounts, home)
-    with Store.open(home) as store:  # another process fills the cache the daemon reads too
+    with open_store(home) as store:  # another process fills the cache the daemon reads too
         assert _read(store, "notes.csv") == published["notes.csv"]
     fault_proxy.go_offline()
     version = mount.path / "team" / "data" / "v0"
@@ -387,7 +389,7 @@ def test_a_chunk_whose_recorded_pack_was_deleted_is_read_from_another_pack(
 ) -> None:
     """The index keeps one remote location per chunk; when remote gc deleted that pack but
     another live pack holds the chunk (it was uploaded twice), the read goes there."""
-    with Store.open(cloned) as store:
+    with open_store(cloned) as store:
         [ref] = _entry(store, "notes.csv").chunks
         with store.index.read() as txn:
             data = txn.get(Table.REMOTE_CHUNKS, ref.chunk_id)
@@ -412,7 +414,7 @@ def test_a_chunk_whose_recorded_pack_was_deleted_is_read_from_another_pack(
 def test_a_chunk_whose_only_pack_is_gone_is_a_clear_error(
     s3_env: S3Server, prefix: str, cloned: Path
 ) -> None:
-    with Store.open(cloned) as store:
+    with open_store(cloned) as store:
         [ref] = _entry(store, "notes.csv").chunks
         with store.index.read() as txn:
             old = RemoteChunk.decode(txn.get(Table.REMOTE_CHUNKS, ref.chunk_id) or b"")
@@ -435,7 +437,7 @@ def test_reading_small_files_in_order_takes_following_chunks_of_the_pack_along(
     _clone(s3_env, prefix, shuffled)
     total = sum(len(data) for data in files.values())
 
-    with Store.open(in_order) as store:
+    with open_store(in_order) as store:
         for path in sorted(files):
             assert _read(store, path) == files[path]
         counters = _source(store).counters
@@ -443,7 +445,7 @@ def test_reading_small_files_in_order_takes_following_chunks_of_the_pack_along(
         assert counters.bytes < 1.05 * total
 
     # Random access never grows the window: what is fetched is about what is read.
-    with Store.open(shuffled) as store:
+    with open_store(shuffled) as store:
         order = sorted(files)
         random.Random(7).shuffle(order)
         for path in order[:100]:
@@ -469,7 +471,7 @@ def test_a_stalled_remote_read_of_a_small_file_does_not_stall_the_mount(
     _clone(s3_env, prefix, home, endpoint=fault_proxy.endpoint)
     mount = _mount(mounts, home)
     version = mount.path / "team" / "data" / "v0"
-    with Store.open(home) as store:  # another process fills the cache the daemon reads too
+    with open_store(home) as store:  # another process fills the cache the daemon reads too
         assert _read(store, "cached.txt") == files["cached.txt"]
     fault_proxy.add(Fault.latency(60, "GET", r"/packs/[0-9a-f]+\.pack"))
     results: list[bytes | BaseException] = []
@@ -506,7 +508,7 @@ def test_a_failing_pack_walk_never_fails_a_read(
     _publish(s3_env, prefix, tmp_path / "publisher", make_tree(tmp_path / "src", files))
     home = tmp_path / "clone"
     _clone(s3_env, prefix, home)
-    with Store.open(home) as store:
+    with open_store(home) as store:
         remote = _source(store).remote
         calls = 0
 

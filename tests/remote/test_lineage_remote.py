@@ -19,9 +19,10 @@ import pytest
 from artfs.errors import CorruptData
 from artfs.lineage import Lineage, UsageEvent
 from artfs.names import ArtifactName
+from artfs.objectstore import MemoryObjectStore
 from artfs.remote.lineage_sync import LineageCounts, RemoteLineage
-from artfs.remote.objectstore import MemoryObjectStore
 from artfs.store import Store
+from artfs.stores import open_store
 from tests.conftest import make_tree, random_bytes
 from tests.mount.mountutil import Mounts
 from tests.remote.conftest import S3Server, artfs_ok, remote_env, run_artfs
@@ -60,7 +61,7 @@ def _remote_backed(server: S3Server, home: Path, url: str) -> None:
     """A store on ``url`` as its default remote (what 'artfs clone' makes)."""
     if not (home / "index").exists() or "origin" not in _ok(server, home, "remote", "ls"):
         _ok(server, home, "remote", "add", "origin", url, "--endpoint", server.endpoint)
-    with Store.open(home) as store:
+    with open_store(home) as store:
         if store.default_remote() is None:
             store.set_default_remote("origin")
 
@@ -129,7 +130,7 @@ def test_push_all_carries_the_lineage_of_a_local_store(
     assert done.returncode == 0, done
     assert "lineage: 1 runs, 1 usage edges published" in done.stderr
     _ok(s3_env, b, "clone", url, "--endpoint", s3_env.endpoint)  # brings the lineage along
-    with Store.open(b) as store:
+    with open_store(b) as store:
         store.set_default_remote(None)  # B reads only its index from here on
     consumers = _json(s3_env, b, "info", "team/data:v0")["consumers"]
     assert [(c["run_id"], c["job_type"]) for c in consumers] == [(run_id, "train")]
@@ -224,7 +225,7 @@ def test_an_unreachable_remote_warns_and_shows_local_lineage(
     _ok(s3_env, a, "put", str(src), "team/data")
     gone = f"http://127.0.0.1:{_closed_port()}"
     _ok(s3_env, a, "remote", "add", "gone", s3_env.url(prefix), "--endpoint", gone)
-    with Store.open(a) as store:
+    with open_store(a) as store:
         store.set_default_remote("gone")
     # A run and a usage recorded against a remote that is gone stay local, with one warning.
     slow = {"ARTFS_REMOTE_TIMEOUT": "3"}
@@ -254,7 +255,7 @@ def test_an_unreachable_remote_warns_and_shows_local_lineage(
 def _two_stores(tmp_path: Path) -> tuple[Store, Store, Any]:
     """Store A with team/data:v0, store B holding the same version (as a pull leaves it)."""
     src = make_tree(tmp_path / "src", {"f.bin": random_bytes(5_000, 4)})
-    a, b = Store.open(tmp_path / "a"), Store.open(tmp_path / "b")
+    a, b = open_store(tmp_path / "a"), open_store(tmp_path / "b")
     record = a.put(src, ArtifactName("team", "data")).record
     b.adopt_version(record, a.entries(record))
     return a, b, record

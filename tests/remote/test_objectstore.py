@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from artfs.remote.objectstore import MemoryObjectStore, ObjectStore, RemoteMissing, RemoteUrl
+from artfs.objectstore import MemoryObjectStore, ObjectStore, RemoteMissing, RemoteUrl
 from tests.remote.conftest import S3Server
 
 
@@ -77,7 +77,7 @@ def test_s3_recognises_its_own_write_by_token(
     s3_env: S3Server, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A client retry repeats the same request, token included: replay it on the real server."""
-    from artfs.remote import objectstore
+    from artfs import objectstore
 
     monkeypatch.setattr(objectstore, "write_token", lambda writer_id: f"{writer_id}.fixed")
     mine = s3_env.store(prefix, writer_id="me")

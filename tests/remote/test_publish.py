@@ -22,7 +22,7 @@ from artfs.errors import Conflict, TypeMismatch
 from artfs.names import ArtifactName
 from artfs.remote import layout
 from artfs.remote.remote import Remote
-from artfs.store import Store
+from artfs.stores import open_store
 from tests.conftest import ARTFS, make_tree, random_bytes, read_tree, store_state, text_bytes
 from tests.mount.mountutil import Mounts, eventually
 from tests.remote.conftest import S3Server, artfs_ok, remote_env, run_artfs
@@ -139,10 +139,10 @@ _WRITER = """
 import sys
 from pathlib import Path
 from artfs.names import ArtifactName
-from artfs.store import Store
+from artfs.stores import open_store
 
 home, writer, each = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-with Store.open(home) as store:
+with open_store(home) as store:
     for k in range(each):
         src = Path(sys.argv[4]) / f"{writer}-{k}"
         src.mkdir(parents=True)
@@ -282,7 +282,7 @@ def test_an_unreachable_remote_is_one_line_and_commits_nothing(
     dead = _dead_endpoint()
     _ok(s3_env, home, "remote", "add", "dead", s3_env.url(prefix), "--endpoint", dead)
     # The remote goes away: set the default directly (the CLI would check the versions there).
-    with Store.open(home) as store:
+    with open_store(home) as store:
         store.set_default_remote("dead")
     listing = json.loads(_ok(s3_env, home, "remote", "ls", "--json"))
     assert [r["name"] for r in listing if r["default"]] == ["dead"]
@@ -488,12 +488,12 @@ def test_a_local_store_never_loads_the_object_store_client(tmp_path: Path) -> No
 import sys
 from pathlib import Path
 from artfs.names import ArtifactName, Ref
-from artfs.store import Store
+from artfs.stores import open_store
 
 src = Path(sys.argv[1]) / "src"
 src.mkdir()
 (src / "a.txt").write_text("local")
-with Store.open(Path(sys.argv[1]) / "home") as store:
+with open_store(Path(sys.argv[1]) / "home") as store:
     store.put(src, ArtifactName("team", "data"), aliases=["prod"])
     store.set_alias(Ref.parse("team/data:v0"), "best")
     store.remove_alias(ArtifactName("team", "data"), "prod")

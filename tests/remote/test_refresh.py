@@ -19,14 +19,15 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import pytest
-from artfsd.main import RefreshWorker, _log_refresh
 
 from artfs.names import ArtifactName, Ref
+from artfs.objectstore import MemoryObjectStore, ObjectInfo
 from artfs.remote import layout
-from artfs.remote.objectstore import MemoryObjectStore, ObjectInfo
+from artfs.remote.poll import RemotePoller, log_refresh
 from artfs.remote.remote import Remote
 from artfs.remote.sync import RefreshResult, push, refresh
 from artfs.store import Store
+from artfs.stores import open_store
 
 ART = ArtifactName("team", "data")
 
@@ -61,14 +62,14 @@ def remote(objects: GatedObjects) -> Remote:
 @pytest.fixture
 def src(tmp_path: Path) -> Iterator[Store]:
     """Another machine's store, publishing on the remote with ``push``."""
-    with Store.open(tmp_path / "src") as store:
+    with open_store(tmp_path / "src") as store:
         yield store
 
 
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[Store]:
     """This machine's store, refreshed from the remote."""
-    with Store.open(tmp_path / "home") as store:
+    with open_store(tmp_path / "home") as store:
         yield store
 
 
@@ -201,24 +202,24 @@ def test_the_daemon_stops_a_refresh_before_it_closes_the_store(
     _publish(src, remote, tmp_path, "a0", art=first)
     _publish(src, remote, tmp_path, "b0", art=last)
     objects.gate = layout.versions_prefix(first)
-    worker = RefreshWorker()
+    worker = RemotePoller(home)
     with ThreadPoolExecutor(1) as pool:
-        running = pool.submit(worker.refresh, home, remote)
+        running = pool.submit(worker.refresh, remote)
         assert objects.paused.wait(30)
         assert not worker.finish(timeout=0.1)  # held at the gate: the store must stay open
         objects.go.set()
         assert worker.finish(timeout=30)
         result = running.result(30)
     assert result is not None and [str(r.ref) for r in result.adopted] == ["team/a:v0"]
-    assert worker.refresh(home, remote) is None  # stopping: no refresh starts any more
+    assert worker.refresh(remote) is None  # stopping: no refresh starts any more
     assert os.path.exists(home.home / "remotes" / "refresh.lock")
 
 
 def test_the_daemon_logs_a_skipped_version_once(caplog: pytest.LogCaptureFixture) -> None:
     reported: set[str] = set()
-    caplog.set_level(logging.INFO, logger="artfsd")
+    caplog.set_level(logging.INFO, logger="artfs.remote.poll")
     for _ in range(3):  # every poll tries the version again and skips it again
-        _log_refresh("origin", RefreshResult(skipped=["team/a:v1: cannot be read"]), reported)
+        log_refresh("origin", RefreshResult(skipped=["team/a:v1: cannot be read"]), reported)
     assert [r.getMessage().count("team/a:v1") for r in caplog.records] == [1]
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from artfs.names import ArtifactName, Ref
+from artfs.objectstore import MemoryObjectStore
 from artfs.remote import layout
-from artfs.remote.objectstore import MemoryObjectStore
 from artfs.remote.remote import Remote
 from artfs.remote.sync import push
-from artfs.store import Store
+from artfs.stores import open_store
 from tests.conftest import make_tree, random_bytes
 
 ART = ArtifactName("team", "data")
@@ -24,7 +24,7 @@ def objects(tmp_path: Path) -> MemoryObjectStore:
     """A remote holding v0 of team/data (two files, so one pack of two chunks)."""
     files = {"a.bin": random_bytes(5000, 1), "b.bin": random_bytes(7000, 2)}
     objects = MemoryObjectStore()
-    with Store.open(tmp_path / "publisher") as store:
+    with open_store(tmp_path / "publisher") as store:
         store.put(make_tree(tmp_path / "src", files), ART)
         push(store, Remote(objects, "publisher", None), Ref(ART, "v0"))
     return objects

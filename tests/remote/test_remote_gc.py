@@ -13,13 +13,14 @@ import pytest
 
 from artfs.errors import AliasesHeld, InvalidName, NotFound
 from artfs.names import ArtifactName, Ref
+from artfs.objectstore import MemoryObjectStore
 from artfs.remote import layout
 from artfs.remote.gc import MIN_GRACE_ENV, RemoteGcReport, collect, delete_on_remote
 from artfs.remote.layout import RemoteVersion
-from artfs.remote.objectstore import MemoryObjectStore
 from artfs.remote.remote import Remote
 from artfs.remote.sync import clone, pull, push
 from artfs.store import Store
+from artfs.stores import open_store
 from tests.conftest import make_tree, random_bytes, read_tree
 from tests.remote.conftest import S3Server, remote_env
 from tests.remote.test_remote_cli import _artfs, _ok
@@ -71,7 +72,7 @@ def _gc_until(
 def test_rm_on_the_remote_hides_the_version_and_keeps_numbering(
     s3_env: S3Server, prefix: str, tmp_path: Path
 ) -> None:
-    with Store.open(tmp_path / "a") as a:
+    with open_store(tmp_path / "a") as a:
         remote = _remote(s3_env, prefix, tmp_path / "a")
         _put(a, tmp_path / "s0", {"x.bin": random_bytes(200_000, 1)})
         v1 = _put(a, tmp_path / "s1", {"x.bin": random_bytes(200_000, 2)}, aliases=["best"])
@@ -84,7 +85,7 @@ def test_rm_on_the_remote_hides_the_version_and_keeps_numbering(
         assert remote.version_numbers(ART) == [0]
         assert remote.resolve(Ref.parse("team/data")) == 0
         assert "best" not in remote.aliases(ART)
-        with Store.open(tmp_path / "b") as b:
+        with open_store(tmp_path / "b") as b:
             for ref in ("team/data:v1", "team/data:best"):
                 with pytest.raises(NotFound):
                     pull(b, _remote(s3_env, prefix, tmp_path / "b"), Ref.parse(ref))
@@ -113,7 +114,7 @@ def test_gc_deletes_unreferenced_packs_only_after_the_grace_period(
 ) -> None:
     keep = {"keep.bin": random_bytes(300_000, 3)}
     drop = {"drop.bin": random_bytes(300_000, 4)}
-    with Store.open(tmp_path / "a") as a:
+    with open_store(tmp_path / "a") as a:
         remote = _remote(s3_env, prefix, tmp_path / "a")
         push(a, remote, _put(a, tmp_path / "s0", keep))
         dropped = _put(a, tmp_path / "s1", drop)
@@ -137,7 +138,7 @@ def test_gc_deletes_unreferenced_packs_only_after_the_grace_period(
         assert _packs(remote) == {kept_pack} | _packs_of(remote, again.number)
         assert remote.condemned_packs() == set()
 
-    with Store.open(tmp_path / "b") as b:
+    with open_store(tmp_path / "b") as b:
         other = _remote(s3_env, prefix, tmp_path / "b")
         pull(b, other, Ref(ART, "v0"))
         pull(b, other, Ref(ART, f"v{again.number}"))
@@ -150,7 +151,7 @@ def test_a_condemned_pack_referenced_again_is_spared(
 ) -> None:
     """A writer that read the chunk map before gc condemned a pack may still publish a record
     using it: the next gc finds the reference and takes the pack off the condemned list."""
-    with Store.open(tmp_path / "a") as a:
+    with open_store(tmp_path / "a") as a:
         remote = _remote(s3_env, prefix, tmp_path / "a")
         ref = _put(a, tmp_path / "s0", {"m.bin": random_bytes(100_000, 5)})
         push(a, remote, ref)
@@ -167,7 +168,7 @@ def test_a_condemned_pack_referenced_again_is_spared(
         report = collect(remote, 0)
         assert (report.packs_spared, report.packs_deleted) == (1, 0)
         assert remote.condemned_packs() == set() and pack in _packs(remote)
-    with Store.open(tmp_path / "b") as b:
+    with open_store(tmp_path / "b") as b:
         assert pull(b, _remote(s3_env, prefix, tmp_path / "b"), Ref(ART, "v1")).created
 
 
@@ -176,7 +177,7 @@ def test_a_pack_condemned_while_a_push_uploads_does_not_break_the_push(tmp_path:
     push keeps the map it listed first (the time gc's safety rests on) and names that pack."""
     remote = Remote(MemoryObjectStore(), "w", None)
     shared = random_bytes(100_000, 7)
-    with Store.open(tmp_path / "a") as a:
+    with open_store(tmp_path / "a") as a:
         push(a, remote, _put(a, tmp_path / "s0", {"shared.bin": shared}))
         [pack] = _packs_of(remote, 0)
         ref = _put(a, tmp_path / "s1", {"shared.bin": shared, "own.bin": random_bytes(50, 8)})
@@ -228,10 +229,10 @@ _WRITER = """
 import sys, random, time
 from pathlib import Path
 from artfs.names import ArtifactName, Ref
-from artfs.remote.objectstore import RemoteUrl, S3ObjectStore
+from artfs.objectstore import RemoteUrl, S3ObjectStore
 from artfs.remote.remote import Remote
 from artfs.remote.sync import push
-from artfs.store import Store
+from artfs.stores import open_store
 from tests.conftest import random_bytes
 
 home, endpoint, prefix, index = sys.argv[1:]
@@ -248,7 +249,7 @@ def slow_publish(self, version):
     took["push"] = time.monotonic() - took["start"]
     return number
 Remote.publish, Remote.chunk_map = slow_publish, timed_chunk_map
-with Store.open(Path(home)) as store:
+with open_store(Path(home)) as store:
     objects = S3ObjectStore.open(RemoteUrl("artfs", prefix), endpoint=endpoint)
     remote = Remote(objects, objects.writer_id, None)
     n = 0
@@ -320,7 +321,7 @@ def test_writers_pushing_while_gc_runs_lose_no_pack(
     checked = [n for n in live if durations[n] <= GRACE * 3]
     assert checked, f"every live version took longer than the grace to push: {durations}"
     stored = _packs(remote)
-    with Store.open(tmp_path / "reader") as reader:
+    with open_store(tmp_path / "reader") as reader:
         other = _remote(s3_env, prefix, tmp_path / "reader", "reader")
         for number in checked:
             assert {
@@ -379,19 +380,19 @@ def test_cli_rm_and_gc_on_the_remote(
     assert "has no versions" in _fails(s3_server, home, "rm", "team/n", "--all", "--remote")
 
     # A remote-backed store deletes on its remote and locally.
-    with Store.open(home) as store:
+    with open_store(home) as store:
         store.set_default_remote("origin")
     out = _ok(s3_server, home, "rm", "team/m:v0")
     assert out.strip() == "deleted team/m:v0 on origin and here"
     assert "has no versions" in _fails(s3_server, home, "pull", "team/m")
-    with Store.open(home) as store:
+    with open_store(home) as store:
         assert 0 not in [r.number for r in store.versions(ArtifactName("team", "m"))]
 
 
 def test_delete_on_remote_leaves_a_different_local_version_alone(
     s3_env: S3Server, prefix: str, tmp_path: Path
 ) -> None:
-    with Store.open(tmp_path / "a") as a, Store.open(tmp_path / "b") as b:
+    with open_store(tmp_path / "a") as a, open_store(tmp_path / "b") as b:
         push(a, _remote(s3_env, prefix, tmp_path / "a"), _put(a, tmp_path / "s", {"f": b"a"}))
         b.put(make_tree(tmp_path / "t", {"f": b"other"}), ART)  # b's v0 is other content
         other = _remote(s3_env, prefix, tmp_path / "b")

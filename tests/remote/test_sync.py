@@ -15,6 +15,7 @@ from artfs.remote.remote import Remote
 from artfs.remote.sync import clone, pull, push
 from artfs.store import Store
 from artfs.store.verify import verify
+from artfs.stores import open_store
 from tests.conftest import make_tree, random_bytes, read_tree, text_bytes
 from tests.remote.conftest import S3Server, remote_env
 
@@ -49,7 +50,7 @@ def _export(store: Store, ref: str, out: Path) -> dict[str, bytes | None]:
 
 def test_push_then_pull_into_another_store(s3_env: S3Server, prefix: str, tmp_path: Path) -> None:
     src = _tree(tmp_path / "src", 1)
-    with Store.open(tmp_path / "a") as a, Store.open(tmp_path / "b") as b:
+    with open_store(tmp_path / "a") as a, open_store(tmp_path / "b") as b:
         first = a.put(src, ART, aliases=["best"]).record
         (src / "extra.txt").write_text("more")
         a.put(src, ART)
@@ -75,7 +76,7 @@ def test_push_then_pull_into_another_store(s3_env: S3Server, prefix: str, tmp_pa
 def test_a_changed_chunk_on_the_remote_is_refused(
     s3_env: S3Server, prefix: str, tmp_path: Path
 ) -> None:
-    with Store.open(tmp_path / "a") as a, Store.open(tmp_path / "b") as b:
+    with open_store(tmp_path / "a") as a, open_store(tmp_path / "b") as b:
         a.put(_tree(tmp_path / "src", 2), ART)
         remote = _remote(s3_env, prefix, tmp_path / "a")
         push(a, remote, Ref(ART, "v0"))
@@ -89,11 +90,11 @@ def test_a_changed_chunk_on_the_remote_is_refused(
 
 
 def test_clone_then_pull(s3_env: S3Server, prefix: str, tmp_path: Path) -> None:
-    with Store.open(tmp_path / "a") as a:
+    with open_store(tmp_path / "a") as a:
         a.put(_tree(tmp_path / "src", 3), ART, aliases=["prod"])
         remote = _remote(s3_env, prefix, tmp_path / "a")
         push(a, remote, Ref(ART, "v0"))
-    with Store.open(tmp_path / "c") as c:
+    with open_store(tmp_path / "c") as c:
         remote = _remote(s3_env, prefix, tmp_path / "c")
         assert [r.ref for r in clone(c, remote)] == ["team/data:v0"]
         record = c.resolve("team/data:prod")
@@ -122,14 +123,14 @@ _WRITER = """
 import sys
 from pathlib import Path
 from artfs.names import ArtifactName, Ref
-from artfs.remote.objectstore import RemoteUrl, S3ObjectStore
+from artfs.objectstore import RemoteUrl, S3ObjectStore
 from artfs.remote.remote import Remote
 from artfs.remote.sync import push
-from artfs.store import Store
+from artfs.stores import open_store
 
 home, endpoint, prefix, index, versions = sys.argv[1:]
 art = ArtifactName("team", "shared")
-with Store.open(Path(home)) as store:
+with open_store(Path(home)) as store:
     objects = S3ObjectStore.open(RemoteUrl("artfs", prefix), endpoint=endpoint)
     remote = Remote(objects, objects.writer_id, None)
     for n in range(int(versions)):

@@ -42,7 +42,7 @@ def test_ui_reads_a_clone_lazily(
     before = _index_and_packs(b)
 
     served = serve_ui(b)
-    preview = json.loads(_read(served.url + "api/v/team/model/prod/f/labels.csv"))["preview"]
+    preview = json.loads(_read(served.at("api/v/team/model/prod/f/labels.csv")))["preview"]
     assert preview["rows"] == [["1", "cat"], ["2", "dog"]]
-    assert _read(served.url + "raw/team/model/v0/model.bin") == model
+    assert _read(served.at("raw/team/model/v0/model.bin")) == model
     assert _index_and_packs(b) == before

@@ -15,6 +15,7 @@ import pytest
 
 import artfs
 from artfs.store import Store
+from artfs.stores import open_store
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +56,7 @@ def catalog_state(home: Path) -> dict[str, Any]:
     cheap stand-in for ``store_state`` (which runs ``artfs ls --json`` at every level)."""
     from tests.conftest import pack_listing
 
-    store = Store.open(home)
+    store = open_store(home)
     try:
         versions = {
             f"{art.project}/{art.name}": [

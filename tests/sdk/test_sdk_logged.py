@@ -258,5 +258,5 @@ def test_delete_of_a_version_with_only_latest(run: artfs.Run, data_dir: Path, ho
     (data_dir / "x").write_text("x")
     second = run.log_artifact(data_dir, name="mnist", type="dataset")
     second.delete()
-    assert [a.version for a in Api(home=home).artifacts("proj", "mnist")] == ["v0"]
+    assert [a.version for a in Api(home=home).artifacts("dataset", "proj/mnist")] == ["v0"]
     assert Api(home=home).artifact("proj/mnist:latest").digest == first.digest

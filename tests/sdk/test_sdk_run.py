@@ -89,7 +89,7 @@ def test_logging_identical_content_reports_the_existing_version(
     assert again.version == "v0"
     assert again.digest == first.digest
     assert "same" in again.aliases
-    assert [a.version for a in api.artifacts("proj", "mnist")] == ["v0"]
+    assert [a.version for a in api.artifacts("dataset", "proj/mnist")] == ["v0"]
 
 
 def test_changed_content_becomes_the_next_version_and_latest_moves(

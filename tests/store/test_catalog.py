@@ -220,3 +220,30 @@ def test_alias_set_time_with_fallback_for_older_records(store: Store, tmp_path: 
     store.remove_alias(ART, "best")
     with store.index.read() as txn:
         assert txn.get(Table.ALIAS_TIMES, key) is None
+
+
+def test_deleting_a_version_drops_its_opened_file_keys(store: Store, tmp_path: Path) -> None:
+    """The keys counting distinct files opened go with the version's files (one per run and
+    file read, they would otherwise outlive it for ever); the edge keeps its count."""
+    from artfs.lineage import Lineage, UsageEvent
+
+    old = _put(store, tmp_path, b"zero").record
+    kept = _put(store, tmp_path, b"one").record
+    lineage = Lineage(store)
+    run = lineage.create_run("proj", "train")
+    events = [
+        UsageEvent(run.id, record.key, time.time(), file=n.to_bytes(8, "big"))
+        for record in (old, kept)
+        for n in range(3)
+    ]
+    lineage.record_usage(events, publish=False)
+
+    def file_keys(record: Any) -> int:
+        with store.index.read() as txn:
+            return len(list(txn.scan(Table.USAGE, b"f" + record.key)))
+
+    assert (file_keys(old), file_keys(kept)) == (3, 3)
+    store.delete_version(Ref.parse(old.ref))
+    assert (file_keys(old), file_keys(kept)) == (0, 3)
+    [(_, usage)] = lineage.consumers(old)
+    assert usage.files == 3

@@ -239,14 +239,14 @@ def test_a_dictionary_moved_by_gc_after_its_lookup_is_looked_up_again(
     fresh = store.chunk_location(dict_id)
     assert fresh is not None and stale is not None and fresh.pack_id != stale.pack_id
     lookups = []
-    real = store.chunk_location
+    real = store.reads.chunk_location  # where the store's reads look chunks up
 
     def racing(cid: ChunkId) -> ChunkLocation | None:
         # The first lookup of the dictionary answers as it was before gc moved it.
         lookups.append(cid)
         return stale if cid == dict_id and lookups.count(dict_id) == 1 else real(cid)
 
-    monkeypatch.setattr(store, "chunk_location", racing)
+    monkeypatch.setattr(store.reads, "chunk_location", racing)
     entry = next(e for e in store.files(record) if e.chunks[0].chunk_id in dict_coded(store))
     with ThreadPoolExecutor(1) as fresh_thread:  # no decoder built yet in this thread
         data = fresh_thread.submit(lambda: b"".join(store.iter_file(entry))).result()

@@ -155,9 +155,21 @@ def store_bytes(home: Path) -> dict[str, str]:
 
 @dataclass
 class Served:
-    url: str
+    url: str  # as printed: http://HOST:PORT/?token=TOKEN
     process: subprocess.Popen[str]
     stderr: Any
+
+    @property
+    def base(self) -> str:
+        return self.url.partition("?")[0]
+
+    @property
+    def token(self) -> str:
+        return self.url.partition("?token=")[2]
+
+    def at(self, path: str) -> str:
+        """The URL of ``path`` (with its own query, if any) carrying the token."""
+        return f"{self.base}{path}{'&' if '?' in path else '?'}token={self.token}"
 
 
 def start_ui(home: Path, *args: str) -> Served:

@@ -132,7 +132,7 @@ def test_previews_and_file_pages(
     ui_store: UiStore, serve_ui: Any, page: Any, screenshots: Path
 ) -> None:
     served = serve_ui(ui_store.home)
-    page.goto(served.url + "v/proj/raw/v0")
+    page.goto(served.at("v/proj/raw/v0"))
     page.locator("a.file", has_text="table.csv").click()
     page.wait_for_url("**/f/table.csv")
     table = page.locator("#preview table.csv")
@@ -140,13 +140,13 @@ def test_previews_and_file_pages(
     assert table.locator("tbody tr").count() == 50
     shot(page, "file", screenshots)
 
-    page.goto(served.url + "v/proj/raw/v0/f/pixel.png")
+    page.goto(served.at("v/proj/raw/v0/f/pixel.png"))
     image = page.locator("#preview img")
     image.wait_for()
     size = image.evaluate("img => [img.complete, img.naturalWidth, img.naturalHeight]")
     assert size == [True, 4, 3]  # the browser decoded the PNG served by the app
 
-    page.goto(served.url + "v/proj/raw/v0?dir=many")
+    page.goto(served.at("v/proj/raw/v0?dir=many"))
     assert page.locator("table.files a.file").count() == 200
     page.locator("#next-files").click()
     assert page.locator("table.files a.file").first.inner_text() == "f0200.txt"
@@ -160,7 +160,7 @@ def test_search_and_diff(ui_store: UiStore, serve_ui: Any, page: Any) -> None:
     page.wait_for_url("**/?q=gold")
     assert page.locator("a.artifact").all_inner_texts() == ["raw"]
 
-    page.goto(served.url + "v/proj/raw/v1")
+    page.goto(served.at("v/proj/raw/v1"))
     page.select_option("select[name=against]", "v0")
     page.locator("button", has_text="diff").click()
     page.wait_for_url("**/diff?against=v0")

@@ -189,6 +189,16 @@ def test_json_text_image_and_binary_previews(client: FlaskClient) -> None:
     assert "<script>" not in page and "&lt;script&gt;" in page  # shown as text, escaped
 
 
+def test_a_directory_by_file_url_links_its_listing(client: FlaskClient) -> None:
+    data = get_json(client, "/api/v/proj/raw/v0/f/sub")
+    assert data["dir"] and data["preview"] == {
+        "kind": "directory",
+        "listing": "/v/proj/raw/v0?dir=sub",
+    }
+    html = get_html(client, "/v/proj/raw/v0/f/sub")
+    assert 'id="listing" href="/v/proj/raw/v0?dir=sub"' in html and 'id="download"' not in html
+
+
 def test_file_facts_match_cli_files(client: FlaskClient, ui_store: UiStore) -> None:
     data = get_json(client, "/api/v/proj/raw/v0/f/sub/deep.txt")
     listed = run_cli("files", "proj/raw:v0", "--json", home=ui_store.home, check=True).json()

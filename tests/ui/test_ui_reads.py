@@ -73,3 +73,24 @@ def test_a_deleted_version_keeps_its_lineage_page(home: Path, tmp_path: Path) ->
         assert 'href="/lineage/p/d/v0"' in html  # its node links to this page, not a 404
     finally:
         readonly.close()
+
+
+def test_a_store_an_older_artfs_made_opens_read_only(home: Path, tmp_path: Path) -> None:
+    """A table newer than the store (alias-times, made by the first writer to open it) is
+    empty to the read-only UI, not a failure to open: `artfs ui` may be the first to look."""
+    import lmdb  # only to take the table away again, as an older artfs left the store
+
+    with Store.open(home) as store:
+        store.put(write_tree(tmp_path / "s", {"f": b"x"}), ArtifactName("p", "a"), aliases=["best"])
+    env = lmdb.open(str(home / "index"), max_dbs=32)
+    try:
+        with env.begin(write=True) as txn:
+            txn.drop(env.open_db(b"alias-times", txn=txn), delete=True)
+    finally:
+        env.close()
+    readonly = open_readonly(home)
+    try:
+        record = reads.resolve(readonly, ArtifactName("p", "a"), "best")
+        assert record.version == "v0" and "best" in record.aliases
+    finally:
+        readonly.close()

@@ -31,12 +31,12 @@ def test_serves_on_loopback_until_ctrl_c(ui_store: UiStore, serve_ui: Any) -> No
     before = store_bytes(ui_store.home)
     served = serve_ui(ui_store.home)
     parts = urlsplit(served.url)
-    assert parts.hostname == "127.0.0.1" and parts.path == "/" and not parts.query
-    status, body, _ = fetch(served.url + "api/")
+    assert parts.hostname == "127.0.0.1" and parts.path == "/"
+    status, body, _ = fetch(served.at("api/"))
     assert status == 200
     assert {p["name"] for p in json.loads(body)["projects"]} == {"proj", "other"}
     for path in ("", "a/proj/raw", "v/proj/raw/v1", "lineage/proj/raw/v1", "raw/proj/raw/v0/x"):
-        status, _, _ = fetch(served.url + path)
+        status, _, _ = fetch(served.at(path))
         assert status == (404 if path.endswith("/x") else 200), path
     # Another site's page reaching the loopback server by DNS rebinding is refused.
     assert fetch(served.url, {"Host": f"evil.example:{parts.port}"})[0] == 403
@@ -45,14 +45,17 @@ def test_serves_on_loopback_until_ctrl_c(ui_store: UiStore, serve_ui: Any) -> No
     assert store_bytes(ui_store.home) == before
 
 
-def test_other_hosts_need_the_printed_token(ui_store: UiStore, serve_ui: Any) -> None:
-    served = serve_ui(ui_store.home, "--host", "0.0.0.0")
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_every_request_needs_the_printed_token(ui_store: UiStore, serve_ui: Any, host: str) -> None:
+    # On loopback too: every local user can connect, but ARTFS_HOME may be its owner's only.
+    served = serve_ui(ui_store.home, "--host", host)
     parts = urlsplit(served.url)
     token = parts.query.removeprefix("token=")
     assert parts.query.startswith("token=") and len(token) >= 32
     base = f"http://127.0.0.1:{parts.port}/"
-    status, body, _ = fetch(base + "api/")
-    assert status == 401 and b"token" in body
+    for path in ("", "api/", "raw/proj/raw/v0/blob.bin", "v/proj/raw/v0/f/blob.bin"):
+        status, body, _ = fetch(base + path)
+        assert status == 401 and b"token" in body, path
     assert fetch(base + "api/?token=wrong")[0] == 401
     status, _, headers = fetch(f"{base}?token={token}")
     assert status == 200
@@ -101,10 +104,10 @@ def test_port_in_use_is_one_line(ui_store: UiStore) -> None:
 
 
 @pytest.mark.parametrize("host", ["localhost", "::1", "127.0.0.2"])
-def test_loopback_names_need_no_token(ui_store: UiStore, serve_ui: Any, host: str) -> None:
+def test_loopback_names_are_served(ui_store: UiStore, serve_ui: Any, host: str) -> None:
     served = serve_ui(ui_store.home, "--host", host)
-    assert "token=" not in served.url
-    assert fetch(served.url + "api/")[0] == 200
+    assert fetch(served.at("api/"))[0] == 200
+    assert fetch(served.base + "api/")[0] == 401
 
 
 def test_concurrent_requests_all_answered_quietly(ui_store: UiStore, serve_ui: Any) -> None:
@@ -118,8 +121,11 @@ def test_concurrent_requests_all_answered_quietly(ui_store: UiStore, serve_ui: A
         "raw/proj/raw/v0/blob.bin",
     ]
     with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(lambda p: fetch(served.url + p)[0], paths * 8))
+        statuses = list(pool.map(lambda p: fetch(served.at(p))[0], paths * 8))
     assert statuses == [200] * len(statuses)
     assert stop_ui(served) == 0
     # One note at start; no warnings about requests waiting for a thread.
-    assert served.stderr.read().splitlines() == [f"serving {ui_store.home} read-only; Ctrl-C stops"]
+    assert served.stderr.read().splitlines() == [
+        f"serving {ui_store.home} read-only; Ctrl-C stops",
+        f"token: {served.token} (every request needs it: use the URL)",
+    ]

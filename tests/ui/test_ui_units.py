@@ -79,7 +79,7 @@ HOSTILE = {
             "project": "p",
             "job_type": "<script>alert(1)</script>",
             "name": 'x" \\N & <b>',
-            "command": "rm -rf / <img src=x onerror=alert(1)>",
+            "command": "rm -rf / <img src=x onerror=alert(1)> C:\\N",
         },
         {"id": "run:zzzzzzzz", "kind": "run", "run_id": "zzzzzzzz", "project": None},
     ],
@@ -95,6 +95,7 @@ def test_names_from_runs_cannot_become_markup_or_dot_escapes() -> None:
     assert "<script" not in svg and "<img" not in svg and "<b>" not in svg
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in svg
     assert "\\N" in svg  # kept as typed, not replaced by the node's name
+    assert 'onerror=alert(1)&gt; C:\\N"' in svg  # in the tooltip too
     assert 'xlink:href="/n/run:abcdefgh"' in svg
     assert "(record missing)" in svg  # a run id whose record is gone
 

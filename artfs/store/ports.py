@@ -1,25 +1,26 @@
-"""The hook through which a remote-backed store publishes what it commits.
+"""The ports of the store: what it needs from a remote, declared here and implemented above.
 
-A store whose default remote is set (``artfs remote default NAME``) is remote-backed: every
-commit, alias move and deletion happens on the remote first, and the local index follows at
-the remote's version number. The store layer does not know object stores; it talks to a
-:class:`Publisher`, which :mod:`artfs.remote.publish` implements. :func:`open_publisher` is the
-one place that reaches up to it, lazily, so obstore is imported only by remote-backed stores.
+The store layer never imports :mod:`artfs.remote`. A store whose default remote is set
+(``artfs remote default NAME``) is remote-backed: it reads the chunks it lacks from a
+:class:`ChunkSource`, publishes every commit, alias move and deletion through a
+:class:`Publisher` first (the local index follows at the remote's version number), and shares
+its lineage through a :class:`LineageSink`. It gets them from the ``RemotePorts`` it was
+opened with (``Store.open(home, ports=...)``, see :mod:`artfs.store.repository`);
+:func:`artfs.stores.open_store` is the one place that hands in the remote's implementation
+(:mod:`artfs.remote.wiring`). A store opened without ports works as a local store and refuses
+what would need its remote.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 from artfs.names import ArtifactName, Ref
 from artfs.store.catalog import VersionRecord
 from artfs.store.hashing import ChunkId
-from artfs.store.manifest import FileEntry
-
-if TYPE_CHECKING:
-    from artfs.store.repository import Store
+from artfs.store.manifest import ChunkRef, FileEntry
 
 # A chunk's stored form as held locally: (payload, codec id, raw length). The reader checks
 # the payload against the chunk id, so damage is never published.
@@ -78,17 +79,22 @@ class Publisher(Protocol):
         ...
 
 
-def open_publisher(store: Store) -> Publisher | None:
-    """The publisher of ``store``'s default remote; None for a store that is not remote-backed.
+class ChunkSource(Protocol):
+    """Reads the chunks the local packs do not hold (from the default remote, through the
+    local chunk cache)."""
 
-    A fresh one per operation: it holds no state worth keeping (pack indexes are cached on disk
-    under ``HOME/remotes/NAME/``) and the default remote may have changed meanwhile.
-    """
-    config = store.default_remote()
-    if config is None:
-        return None
-    # Imported here, not at the top: the store layer sits below artfs.remote, and a store that
-    # is not remote-backed never loads the object-store client.
-    from artfs.remote.publish import RemotePublisher
+    def read(self, ref: ChunkRef, following: Sequence[ChunkRef] = ()) -> bytes:
+        """The verified bytes of a chunk; ``following`` are the chunks the reader wants next,
+        which the read may fetch in the same request. CorruptData when they do not hash to
+        the chunk's id."""
+        ...
 
-    return RemotePublisher.open(store, config)
+
+class LineageSink(Protocol):
+    """Where runs and usage edges go besides the local index (``artfs.lineage`` publishes
+    through it). The records are typed ``Any`` here because their types live in
+    :mod:`artfs.lineage`, above the store; ``artfs.lineage.LineagePublisher`` states them."""
+
+    def publish(self, runs: Sequence[Any], usages: Sequence[tuple[VersionRecord, Any]]) -> None:
+        """Send them all; raise an ArtfsError when that failed (what went stays sent)."""
+        ...
