@@ -434,3 +434,13 @@ def walk(txn: Txn, record: VersionRecord) -> Iterator[FileEntry]:
     root = root_tree(record)
     if root is not None:
         yield from trees.walk(pages(txn), root)
+
+
+def diff(
+    txn: Txn, old: VersionRecord, new: VersionRecord
+) -> Iterator[tuple[str, FileEntry | None, FileEntry | None]]:
+    """(path, entry in ``old``, entry in ``new``) of every path whose entry differs; subtrees
+    with the same id in both versions are skipped unread."""
+    yield from trees.diff(
+        pages(txn), root_tree(old) or trees.EMPTY_TREE, root_tree(new) or trees.EMPTY_TREE
+    )
