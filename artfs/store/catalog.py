@@ -268,14 +268,26 @@ def put_version(txn: Txn, record: VersionRecord) -> None:
     txn.put(Table.VERSIONS, record.key, record.encode())
 
 
-def add_version(txn: Txn, record: VersionRecord, entries: list[FileEntry]) -> None:
+def add_version(
+    txn: Txn,
+    record: VersionRecord,
+    entries: list[FileEntry],
+    tree: PreparedTree | None = None,
+) -> None:
     """Insert a new committed version with its file tree and digest entry.
 
-    The tree is built from ``entries`` (whatever tree id the record came with, say from a
-    remote, is replaced): only pages this store lacks are written, so a version costs the
-    pages of the directories it changed.
+    The tree is ``tree`` (prepared from ``entries`` before the transaction, so the writer
+    lock is not held while it is built) or built here from ``entries``; whatever tree id the
+    record came with (say from a remote) is replaced. Only pages this store lacks are
+    written, so a version costs the pages of the directories it changed.
     """
-    add_tree(txn, record, entries)
+    if tree is None:
+        add_tree(txn, record, entries)
+    else:
+        put = _put_page(txn)
+        for page, data in tree.pages.items():
+            put(page, data)
+        record.tree = tree.root.hex()
     put_version(txn, record)
     txn.put(
         Table.DIGESTS,
@@ -376,8 +388,9 @@ def check_type(record: ArtifactRecord | None, art: ArtifactName, type_: str) -> 
 # --- file trees -------------------------------------------------------------------------------
 
 # Decoded tree pages of every store this process opens: a page is named by its content, so
-# one cache serves all (4096 pages of ~6 KiB: ~60 MB at most, ~300k entries).
-PAGE_CACHE = trees.PageCache(4096)
+# one cache serves all. A decoded page of ~72 small files takes ~10.6 KiB (measured), so 2048
+# pages are ~22 MB for ~150,000 entries.
+PAGE_CACHE = trees.PageCache(2048)
 
 
 def pages(txn: Txn) -> trees.Pages:
@@ -400,6 +413,22 @@ def _put_page(txn: Txn) -> trees.Put:
         txn.put(Table.TREES, page, data, overwrite=False)
 
     return put
+
+
+@dataclass(frozen=True)
+class PreparedTree:
+    """A version's tree built in memory: its root and every page of it."""
+
+    root: TreeId
+    pages: dict[TreeId, bytes]
+
+
+def prepare_tree(entries: list[FileEntry]) -> PreparedTree:
+    """Build the tree of ``entries`` without the index (CPU work: ~0.75 s for 100,000
+    files, which a commit does before taking the writer lock)."""
+    pages: dict[TreeId, bytes] = {}
+    root = trees.build(pages.setdefault, entries)
+    return PreparedTree(root, pages)
 
 
 def add_tree(txn: Txn, record: VersionRecord, entries: list[FileEntry]) -> None:

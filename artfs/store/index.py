@@ -123,6 +123,14 @@ class Txn:
             return 0
         return int(self._txn.stat(self._dbs[table])["entries"])
 
+    def used_bytes(self, table: Table) -> int:
+        """Bytes of the LMDB pages ``table`` occupies (branch, leaf and overflow pages)."""
+        if table not in self._dbs:
+            return 0
+        stat = self._txn.stat(self._dbs[table])
+        pages = stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
+        return int(pages * stat["psize"])
+
     # --- tables of older formats (the upgrade's) ----------------------------------------------
 
     def _legacy(self, name: bytes) -> lmdb._Database | None:

@@ -45,7 +45,7 @@ from artfs.store.hashing import ChunkId, FileDigest, TreeId, tree_id
 from artfs.store.manifest import ChunkRef, FileEntry, Kind, decode_path, encode_path
 
 Get = Callable[[TreeId], bytes]
-Put = Callable[[TreeId, bytes], None]
+Put = Callable[[TreeId, bytes], object]  # keeps an existing object; the result is unused
 
 PAGE_FORMAT = 1
 _SINGLE = 0x04
