@@ -327,6 +327,19 @@ def walk_order(entries: dict[str, FileEntry]) -> list[str]:
     )
 
 
+def check_listings(objects: Objects, root: TreeId, content: dict[str, FileEntry]) -> None:
+    """list_dir of every directory, from the start and after each name (and between names)."""
+    pages = objects.pages()
+    for directory in ["", *(p for p, e in content.items() if e.is_dir)]:
+        names = sorted(
+            p.rpartition("/")[2].encode() for p in content if posixpath.dirname(p) == directory
+        )
+        for after in [None, b"", *names, *(n + b"\0" for n in names), b"\xff"]:
+            start = None if after is None else after.decode("utf-8", "surrogateescape")
+            listed = [e.name.encode() for e in trees.list_dir(pages, root, directory, start)]
+            assert listed == [n for n in names if after is None or n > after]
+
+
 def check_edit(base: dict[str, FileEntry], changes: dict[str, FileEntry | None]) -> None:
     expected = apply(base, changes)
     objects = Objects()
@@ -343,6 +356,7 @@ def check_edit(base: dict[str, FileEntry], changes: dict[str, FileEntry | None])
     assert new == trees.build(scratch.put, expected.values())
     walked = {e.path: e for e in trees.walk(objects.pages(), new)}
     assert walked == expected
+    check_listings(objects, new, expected)
     # shares every unchanged page: what is new was not there before, and is part of the result
     live = reachable_pages(objects, new)
     assert objects.new <= live
