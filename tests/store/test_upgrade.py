@@ -65,6 +65,7 @@ def check_upgraded(home: Path, expected: dict[str, Any]) -> None:
             assert record.digest == want["digest"]
             assert record.aliases == want["aliases"]
             assert entries_json(store, ref) == want["entries"]
+        assert verify(store, [store.resolve(ref) for ref in expected]) == []
         with store.index.read() as txn:  # the tombstone of demo/data:v2 stays, without a tree
             tomb = catalog.get_version(txn, Ref.parse("demo/data:v2").artifact, 2)
             assert tomb is not None
@@ -178,7 +179,6 @@ def _state(home: Path, files: int) -> str:
     return "new"
 
 
-@pytest.mark.slow
 def test_a_kill_during_the_upgrade_leaves_the_old_or_the_new_format(tmp_path: Path) -> None:
     home, expected = unpack(tmp_path / "calibrate")
     took = _open_in_child(home, None)
