@@ -402,3 +402,18 @@ def test_walk_of_deep_tree_is_not_recursive() -> None:
     root = trees.build(objects.put, [file(path + "/leaf")])
     walked: Iterator[FileEntry] = trees.walk(objects.pages(), root)
     assert sum(1 for _ in walked) == 1501
+
+
+@pytest.mark.slow
+def test_a_directory_of_a_million_entries() -> None:
+    objects = Objects()
+    names = [f"{i:07d}.jpg" for i in range(1_000_000)]
+    root = trees.build(objects.put, (file(n, n.encode()) for n in names))
+    top = Page.decode(objects.data[root])
+    assert top.level == 2 and top.entries() == 1_000_000
+    objects.reads = 0
+    assert trees.lookup(objects.pages(), root, "0765432.jpg") == file("0765432.jpg", b"0765432.jpg")
+    assert objects.reads == 3
+    objects.new.clear()
+    trees.update(objects.get, objects.put, root, {"0765432.jpg": None})
+    assert len(objects.new) <= 4  # a leaf, an index page, the root (and a leaf more at most)
