@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from artfs.errors import CorruptData
 from artfs.names import ArtifactName, Ref
-from artfs.store import Store, catalog
+from artfs.store import Store, catalog, trees
 from artfs.store.export import diff
 from artfs.store.gc import collect
 from artfs.store.index import Table
@@ -88,3 +91,20 @@ def test_diff_compares_trees(store: Store, tmp_path: Path, make_tree: Any) -> No
     assert (found.added, found.removed, found.changed) == (["d/z", "e/f"], ["d/x", "e"], ["a.txt"])
     same = diff(store, new, new)
     assert (same.added, same.removed, same.changed) == ([], [], [])
+
+
+def test_a_missing_tree_page_is_an_error_never_a_shorter_version(
+    store: Store, tmp_path: Path, make_tree: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = store.put(make_tree(tmp_path / "src", dataset(dirs=3, per_dir=20)), ART).record
+    monkeypatch.setattr(catalog, "PAGE_CACHE", trees.PageCache())  # nothing decoded yet
+    with store.index.write() as txn:
+        root = catalog.root_tree(record)
+        assert root is not None
+        sub = trees.find(catalog.pages(txn), root, b"d01")
+        assert sub is not None
+        txn.delete(Table.TREES, trees.decode_entry("d01", sub)[1] or b"")
+    monkeypatch.setattr(catalog, "PAGE_CACHE", trees.PageCache())
+    with pytest.raises(CorruptData, match=r"tree page \w+ is missing from the index"):
+        store.files(record)
+    assert verify(store, [record]) != []
