@@ -6,13 +6,18 @@ Three stores, each built through the store's own API:
 - one version of 100,000 files in one directory: its version page (record, lineage, first
   page of the listing);
 - a version with 200 runs around it (one producer that used an input, 199 consumers that each
-  logged a version): its lineage page, the whole graph laid out by ``dot``.
+  logged a version): its lineage page, the whole graph laid out by ``dot``;
+- a run that logged 100,000 history rows (the most a run keeps) of four metrics: its run page
+  (summary, one chart per metric from the outline kept as it logged, the last rows), and the
+  same rows stored as artfs did before outlines (charted from every row).
 
 Server time is the app's time for one request through its WSGI interface (routing, index
 reads, template, ``dot``): what ``Server-Timing`` reports, without the network. The lineage
 page is timed with its layout cache emptied before each request (every request runs ``dot``)
-and again warm (the same graph asked again). Each figure comes as wall time and as CPU time
-(the app's and ``dot``'s), which a busy machine moves less.
+and again warm (the same graph asked again); the run page likewise with a new app before
+each request (every request draws its charts) and again warm (its charts kept). Each figure
+comes as wall time and as CPU time (the app's and ``dot``'s), which a busy machine moves
+less.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from pathlib import Path
 
 from artfs.lineage import Lineage
 from artfs.names import ArtifactName
-from artfs.store import Store
+from artfs.run_metrics import RunMetrics
+from artfs.store import Store, history
 from artfs.ui import create_app, graph, open_readonly
 
 RUNS = 7
@@ -76,6 +82,42 @@ def build_lineage(home: Path, scratch: Path, runs: int = 200) -> str:
         return record.version
 
 
+def _logged_rows(first: int, end: int, rows: int, started: float) -> list[dict[str, object]]:
+    return [
+        {
+            "_step": step,
+            "_timestamp": started + step * 0.01,
+            "_runtime": step * 0.01,
+            "loss": 1.0 / (1 + step / 1000) + (step % 7) * 1e-3,
+            "acc": step / rows,
+            "lr": 0.1 * 0.5 ** (step // 20_000),
+            "epoch": step // 1000,
+        }
+        for step in range(first, end)
+    ]
+
+
+def build_logged_runs(home: Path, rows: int = 100_000, batch: int = 5_000) -> tuple[str, str]:
+    """Two finished runs whose histories hold ``rows`` rows of loss, acc, lr and epoch (with
+    the SDK's _step, _timestamp and _runtime): one written in batches as ``log`` flushes
+    them, one with the rows only, as artfs stored them before it kept outlines."""
+    with Store.open(home) as store:
+        lineage = Lineage(store)
+        outlined, rows_only = (
+            lineage.create_run("bench", "train", command=["train.py"]) for _ in range(2)
+        )
+        metrics = RunMetrics(store)
+        started = time.time()
+        for first in range(0, rows, batch):
+            logged = _logged_rows(first, min(rows, first + batch), rows, started)
+            metrics.record(outlined.id, logged, dict(logged[-1]))
+            with store.index.write() as txn:
+                history.append(txn, rows_only.id, [history.encode_row(r) for r in logged])
+        for run in (outlined, rows_only):
+            lineage.finish_run(run.id)
+        return outlined.id, rows_only.id
+
+
 def _cpu() -> float:
     """CPU seconds of this process and of its waited-for children (``dot``)."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -83,11 +125,12 @@ def _cpu() -> float:
 
 
 def server_time(
-    home: Path, url: str, before: Callable[[], None] | None = None
+    home: Path, url: str, before: Callable[[], None] | None = None, new_app: bool = False
 ) -> tuple[float, float]:
-    """Median wall and CPU seconds the app takes for ``url`` (after one warm-up request).
-    CPU time is the figure a busy machine moves least: wall time here includes waiting for
-    a core while other jobs run."""
+    """Median wall and CPU seconds the app takes for ``url`` (after one warm-up request;
+    with ``new_app``, each request goes to an app made for it, outside the timing, so
+    nothing an app keeps between requests helps). CPU time is the figure a busy machine
+    moves least: wall time here includes waiting for a core while other jobs run."""
     store = open_readonly(home)
     try:
         client = create_app(store).test_client()
@@ -96,6 +139,8 @@ def server_time(
         for _ in range(RUNS):
             if before is not None:
                 before()
+            if new_app:
+                client = create_app(store).test_client()
             started, cpu = time.perf_counter(), _cpu()
             response = client.get(url)
             walls.append(time.perf_counter() - started)
@@ -131,3 +176,15 @@ def run(workdir: Path, report: Report) -> None:
     cold = server_time(around, url, before=graph.render_svg.cache_clear)
     _report(report, "ui lineage page, 200 runs (dot each time)", cold, TARGET)
     _report(report, "ui lineage page, same graph again (cached)", server_time(around, url))
+
+    logged = workdir / "logged"
+    outlined, rows_only = build_logged_runs(logged)
+    url = f"/run/{outlined}"
+    cold = server_time(logged, url, new_app=True)
+    _report(report, "ui run page, 100,000 history rows (new app each time)", cold, TARGET)
+    _report(report, "ui run page, same run again (charts kept)", server_time(logged, url))
+    old = server_time(logged, f"/run/{rows_only}", new_app=True)
+    _report(report, "ui run page, 100,000 rows logged before outlines", old)
+    _report(
+        report, "ui run JSON, 100,000 history rows (every row)", server_time(logged, "/api" + url)
+    )

@@ -5,7 +5,8 @@ A row is a JSON object of the values logged at one step, with ``_step``, ``_time
 from 0, so a run's rows come out of one prefix scan in the order they were logged and the last
 rows are a scan from ``n - k``. History is append-only and bounded: at most
 :data:`MAX_ROWS` rows per run are kept (later rows are counted, not stored; the summary still
-follows them) and a row is at most :data:`MAX_ROW_BYTES` once encoded.
+follows them) and a row is at most :data:`MAX_ROW_BYTES` once encoded. Beside the rows, a
+run has its summary and an outline of its metrics (bounded: what a chart draws of them).
 """
 
 from __future__ import annotations
@@ -75,10 +76,10 @@ def rows(txn: Txn, run_id: str, last: int | None = None) -> list[dict[str, Any]]
     stored, _ = _counts(txn, run_id)
     first = 0 if last is None else max(0, stored - last)
     prefix = run_id.encode() + b"\0"
-    return [
-        json.loads(value)
-        for _, value in txn.scan(Table.HISTORY, prefix, start=struct.pack(">I", first))
-    ]
+    stored_rows = [value for _, value in txn.scan(Table.HISTORY, prefix, struct.pack(">I", first))]
+    # Each row is a JSON object, so the rows joined are one JSON array: one parse of it takes
+    # about 60% of the time of one parse per row (100,000 rows: 0.32 s against 0.55 s here).
+    return list(json.loads(b"[" + b",".join(stored_rows) + b"]"))
 
 
 def counts(txn: Txn, run_id: str) -> tuple[int, int]:
@@ -100,3 +101,15 @@ def summary(txn: Txn, run_id: str) -> dict[str, Any]:
 
 def encode_summary(summary: dict[str, Any]) -> bytes:
     return json.dumps(summary, sort_keys=True, allow_nan=True).encode()
+
+
+_OUTLINE = b"\xfd"  # the run's metrics outlined for charts (JSON; see artfs.run_metrics)
+
+
+def put_outline(txn: Txn, run_id: str, outline: dict[str, Any]) -> None:
+    txn.put(Table.HISTORY, run_id.encode() + _OUTLINE, json.dumps(outline).encode())
+
+
+def outline(txn: Txn, run_id: str) -> dict[str, Any] | None:
+    data = txn.get(Table.HISTORY, run_id.encode() + _OUTLINE)
+    return None if data is None else dict(json.loads(data))

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
@@ -40,11 +42,13 @@ from artfs import views
 from artfs.errors import ArtfsError, InvalidName, NotFound
 from artfs.names import ArtifactName, check_name
 from artfs.store import Store
-from artfs.ui import graph, reads
+from artfs.ui import charts, graph, reads
 from artfs.ui.preview import PREVIEW_BYTES, image_type, preview
 
 TOKEN_COOKIE = "artfs_ui_token"
 LINEAGE_DEPTH_ON_VERSION = 2  # the version page draws its neighbourhood; /lineage draws all
+RUN_ROWS_SHOWN = 20  # the last history rows a run's page lists (its JSON has every row)
+RUNS_CHARTED = 16  # runs whose charts are kept drawn (a few KB of SVG per metric)
 SECURITY_HEADERS = {
     # No JavaScript at all; images only from this app; nothing may frame the pages.
     "Content-Security-Policy": (
@@ -233,9 +237,51 @@ def _register_pages(routes: _Routes, store: Store) -> None:
         drawn = _svg(data) if html else {}
         return "lineage.html", {"data": data, "graph": drawn}
 
+    drawn_runs = _RunCharts(store)
+
     @routes.page("/run/<run_id>", "run_page")
     def run(run_id: str, html: bool) -> tuple[str, dict[str, Any]]:
-        return "run.html", {"data": reads.run(store, run_id)}
+        if not html:  # the JSON is `artfs runs show --json`'s: every row
+            return "run.html", {"data": reads.run(store, run_id)}
+        data = reads.run(store, run_id, last=RUN_ROWS_SHOWN)
+        drawn = drawn_runs.charts(run_id, data["history_rows"])
+        columns = charts.columns(data["history"])
+        return "run.html", {"data": data, "charts": drawn, "columns": columns}
+
+
+class _RunCharts:
+    """The charts of recently shown runs, by (run id, rows stored). A history only grows
+    (rows are appended, never rewritten), so the same count is the same rows, and a row
+    logged since is a new key."""
+
+    def __init__(self, store: Store, size: int = RUNS_CHARTED) -> None:
+        self.store = store
+        self.size = size
+        self.lock = threading.Lock()  # waitress serves from several threads
+        self.drawn: OrderedDict[tuple[str, int], list[dict[str, Any]]] = OrderedDict()
+
+    def charts(self, run_id: str, stored: int) -> list[dict[str, Any]]:
+        key = (run_id, stored)
+        with self.lock:
+            if key in self.drawn:
+                self.drawn.move_to_end(key)
+                return self.drawn[key]
+        drawn = self._draw(run_id, stored)
+        with self.lock:
+            self.drawn[key] = drawn
+            while len(self.drawn) > self.size:
+                self.drawn.popitem(last=False)
+        return drawn
+
+    def _draw(self, run_id: str, stored: int) -> list[dict[str, Any]]:
+        """From the outline kept as the run logged; from every row for a run that logged
+        before outlines were kept."""
+        if not stored:
+            return []
+        outline = reads.run_outline(self.store, run_id)
+        if outline is not None and outline["rows"] == stored:
+            return charts.outline_charts(outline)
+        return charts.charts(reads.run_history(self.store, run_id))
 
 
 def _register_files(app: Flask, routes: _Routes, store: Store) -> None:

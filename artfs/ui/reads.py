@@ -20,6 +20,7 @@ from artfs import views
 from artfs.errors import InvalidName, NotFound
 from artfs.lineage import BOTH, DOWN, UP, Lineage, build_graph, check_run_id
 from artfs.names import ArtifactName, Ref, check_name, check_path
+from artfs.run_metrics import RunMetrics
 from artfs.store import Store, catalog
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.export import diff
@@ -242,11 +243,23 @@ def lineage(
     return graph | {"direction": direction, "depth": depth}
 
 
-def run(store: Store, run_id: str) -> dict[str, Any]:
-    """What ``artfs runs show RUN --json`` prints. (No run history API exists yet, so no
-    metrics.)"""
+def run(store: Store, run_id: str, last: int | None = None) -> dict[str, Any]:
+    """What ``artfs runs show RUN --json`` prints: the record, the versions it used and
+    logged, its summary and its history (the last ``last`` rows only when given; the count
+    of rows stays whole)."""
     tracker = Lineage(store)
     record = tracker.run(check_run_id(run_id))
     inputs = [r.ref for r in tracker.inputs(run_id)]
     outputs = [r.ref for r in tracker.outputs(run_id)]
-    return views.run_json(record, inputs, outputs)
+    metrics = RunMetrics(store).metrics(run_id, last=last)
+    return views.run_json(record, inputs, outputs) | views.metrics_json(metrics)
+
+
+def run_history(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """Every row of the run's history, in logged order (for its charts)."""
+    return RunMetrics(store).rows(check_run_id(run_id))
+
+
+def run_outline(store: Store, run_id: str) -> dict[str, Any] | None:
+    """The run's metrics outlined for charts as it logged them (see artfs.run_metrics)."""
+    return RunMetrics(store).outline(check_run_id(run_id))

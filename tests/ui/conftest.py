@@ -8,6 +8,10 @@ The store (built once per session, then only read) holds::
     other/notes   dataset  v0
     other/refs    dataset  v0, one file:// reference (big.txt)
 
+and a run of proj made through the SDK as a W&B user writes it (``import artfs as wandb``)
+that logged ``LOGGED_STEPS`` rows of loss and acc (a NaN loss among them, a string note, a
+step without acc) and set a summary value.
+
 raw's versions have a CSV, a JSON, a text, a PNG, an HTML and a binary file, a sub/ directory
 and a many/ directory of ``MANY`` files (more than one page of a listing).
 """
@@ -19,6 +23,7 @@ import os
 import signal
 import struct
 import subprocess
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +41,7 @@ from artfs.ui import create_app, open_readonly
 from tests.conftest import ARTFS
 
 MANY = 450  # > 2 pages of 200 entries
+LOGGED_STEPS = 30
 
 
 def png_bytes(width: int = 4, height: int = 3) -> bytes:
@@ -89,6 +95,42 @@ def write_tree(root: Path, files: dict[str, bytes]) -> Path:
 class UiStore:
     home: Path
     run_id: str
+    metrics_run_id: str
+
+
+TRAIN_SCRIPT = f"""
+import artfs as wandb
+
+run = wandb.init(project="proj", job_type="fit", config={{"epochs": 3}})
+for step in range({LOGGED_STEPS}):
+    row = {{"loss": 1.0 / (step + 1), "acc": step / {LOGGED_STEPS}}}
+    if step == 7:
+        row["loss"] = float("nan")  # kept as "nan": a value a chart cannot draw
+        row["note"] = "<b>warm-up</b>"
+    if step == 8:
+        del row["acc"]
+    wandb.log(row)
+run.summary["best_acc"] = 0.9
+run.finish()
+print(run.id)
+"""
+
+
+def log_metrics(home: Path, scratch: Path) -> str:
+    """A run that logged metrics through the SDK with W&B's calls, in a script of its own as
+    a user runs one (the SDK keeps its store open for the process); returns the run's id."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    (scratch / "train.py").write_text(TRAIN_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARTFS_")}
+    done = subprocess.run(
+        [sys.executable, "train.py"],
+        cwd=scratch,
+        env=env | {"ARTFS_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
 
 
 def build_store(home: Path, scratch: Path) -> UiStore:
@@ -125,7 +167,7 @@ def build_store(home: Path, scratch: Path) -> UiStore:
         target = write_tree(scratch / "outside", {"big.txt": b"held outside the store\n"})
         uri = (target / "big.txt").as_uri()
         store.commit(SourceTree(ready=references.describe(uri)), ArtifactName("other", "refs"))
-    return UiStore(home, run.id)
+    return UiStore(home, run.id, log_metrics(home, scratch / "fit"))
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.ui.conftest import UiStore
+from tests.ui.conftest import LOGGED_STEPS, UiStore
 
 CHROMIUM = "/usr/bin/chromium"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -166,3 +166,28 @@ def test_search_and_diff(ui_store: UiStore, serve_ui: Any, page: Any) -> None:
     page.wait_for_url("**/diff?against=v0")
     assert page.locator("#counts").inner_text() == "1 added, 1 removed, 1 changed"
     assert page.locator("table.diff tr.added").inner_text().endswith("added.txt")
+
+
+def test_run_page_charts_the_logged_metrics(
+    ui_store: UiStore, serve_ui: Any, page: Any, screenshots: Path
+) -> None:
+    served = serve_ui(ui_store.home)
+    page.goto(served.at(f"run/{ui_store.metrics_run_id}"))
+    figures = page.locator("#charts figure.chart")
+    assert figures.evaluate_all("fs => fs.map(f => f.dataset.key)") == ["acc", "loss"]
+    for key in ("acc", "loss"):
+        chart = page.locator(f'#charts figure[data-key="{key}"] svg')
+        assert chart.is_visible()
+        box = chart.bounding_box()
+        assert box is not None and box["width"] >= 300 and box["height"] >= 150
+        # The line is drawn: a path of one point per value, spanning the plot.
+        line = chart.locator("path.line")
+        assert line.count() == 1
+        drawn = line.evaluate("p => [p.getTotalLength(), p.getBBox().width, p.getBBox().height]")
+        assert drawn[0] > 200 and drawn[1] > 200 and drawn[2] > 100
+        assert line.get_attribute("d").count("L") == LOGGED_STEPS - 2  # 29 values each
+    summary = page.locator("#summary").inner_text()
+    assert "best_acc" in summary and "<b>warm-up</b>" in summary  # shown as text, not markup
+    assert page.locator("#history tbody tr").count() == 20
+    page.locator("#metrics").evaluate("h => h.scrollIntoView()")  # the charts, in the picture
+    shot(page, "run-metrics", screenshots)

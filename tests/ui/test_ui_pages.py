@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from flask.testing import FlaskClient
 
-from artfs.ui import reads
+from artfs.lineage import Lineage
+from artfs.run_metrics import RunMetrics
+from artfs.store import Store, history
+from artfs.ui import app, create_app, open_readonly, reads
 from tests.conftest import run_cli
-from tests.ui.conftest import CSV, MANY, UiStore, png_bytes, raw_tree, store_bytes
+from tests.ui.conftest import CSV, LOGGED_STEPS, MANY, UiStore, png_bytes, raw_tree, store_bytes
 
 
 def get_json(client: FlaskClient, url: str, status: int = 200) -> Any:
@@ -301,6 +305,63 @@ def test_run_matches_cli(client: FlaskClient, ui_store: UiStore) -> None:
     assert "invalid run id" in get_json(client, "/api/run/x", 404)["error"]
 
 
+def test_run_page_shows_the_metrics_the_sdk_logged(client: FlaskClient, ui_store: UiStore) -> None:
+    run_id = ui_store.metrics_run_id
+    data = get_json(client, f"/api/run/{run_id}")
+    cli = run_cli("runs", "show", run_id, "--json", home=ui_store.home, check=True)
+    assert data == cli.json()  # summary and every row, as `artfs runs show --json`
+    assert data["history_rows"] == LOGGED_STEPS == len(data["history"])
+    assert [row["_step"] for row in data["history"]] == list(range(LOGGED_STEPS))
+    assert data["history"][7]["loss"] == "nan"
+    assert data["summary"]["best_acc"] == 0.9 and data["summary"]["acc"] == 29 / 30
+
+    html = get_html(client, f"/run/{run_id}")
+    summary = html[html.index('id="summary"') : html.index("</table>", html.index('id="summary"'))]
+    assert '<th scope="row">best_acc</th><td>0.9</td>' in summary
+    assert "&lt;b&gt;warm-up&lt;/b&gt;" in summary and "<b>" not in summary  # escaped
+    # One chart per numeric metric (the string note has none), each a line of every value.
+    figures = re.findall(r'<figure class="chart" data-key="([^"]+)">(.*?)</figure>', html, re.S)
+    assert [key for key, _ in figures] == ["acc", "loss"]
+    acc, loss = (body for _, body in figures)
+    assert "29 values" in acc and "not drawn" not in acc  # step 8 did not log acc
+    assert "29 values, 1 not drawn" in loss  # the NaN
+    line = re.search(r'<path class="line" d="M([^"]+)"', loss)
+    assert line is not None and len(line.group(1).split("L")) == 29
+    assert f"{LOGGED_STEPS} rows, the last {app.RUN_ROWS_SHOWN}" in html
+    table = html[html.index('id="history"') :]
+    assert table.count("<tr>") == 1 + app.RUN_ROWS_SHOWN  # the header and the last rows
+    assert f'<td class="num">{LOGGED_STEPS - 1}</td>' in table  # the last step
+
+
+def test_run_page_of_a_run_without_metrics(client: FlaskClient, ui_store: UiStore) -> None:
+    data = get_json(client, f"/api/run/{ui_store.run_id}")
+    assert (data["summary"], data["history"], data["history_rows"]) == ({}, [], 0)
+    html = get_html(client, f"/run/{ui_store.run_id}")
+    assert "no numeric metrics logged" in html and "no rows" in html and "<svg" not in html
+
+
+def test_a_run_without_an_outline_is_charted_from_its_rows(tmp_path: Path) -> None:
+    """A run whose rows were stored before outlines were kept is charted from every row, and
+    its charts are the ones a run that logged the same values with an outline gets."""
+    rows = [{"_step": n, "loss": 1.0 / (n + 1), "acc": "nan" if n == 3 else n} for n in range(50)]
+    with Store.open(tmp_path / "home") as store:
+        lineage = Lineage(store)
+        outlined, rows_only = (lineage.create_run("proj", "train") for _ in range(2))
+        RunMetrics(store).record(outlined.id, rows, {})
+        with store.index.write() as txn:
+            history.append(txn, rows_only.id, [history.encode_row(r) for r in rows])
+    store = open_readonly(tmp_path / "home")
+    try:
+        client = create_app(store).test_client()
+        assert reads.run_outline(store, rows_only.id) is None
+        pages = [get_html(client, f"/run/{run.id}") for run in (outlined, rows_only)]
+    finally:
+        store.close()
+    drawn = [re.findall(r'<figure class="chart".*?</figure>', page, re.S) for page in pages]
+    assert len(drawn[0]) == 2 and drawn[0] == drawn[1]
+    assert "49 values, 1 not drawn" in drawn[0][0]  # acc
+
+
 def test_unknown_page(client: FlaskClient) -> None:
     assert "no page at /nowhere" in get_html(client, "/nowhere", 404)
     assert get_json(client, "/api/nowhere", 404)["error"].startswith("no page")
@@ -325,6 +386,7 @@ def test_a_session_leaves_the_store_byte_identical(client: FlaskClient, ui_store
         "/v/proj/raw/v1/diff?against=v0",
         "/lineage/proj/raw/v1",
         f"/run/{ui_store.run_id}",
+        f"/run/{ui_store.metrics_run_id}",
     ):
         assert client.get(url).status_code == 200, url
     assert store_bytes(ui_store.home) == before
