@@ -323,20 +323,18 @@ def _leaves(pages: Pages, root: TreeId) -> list[Ref]:
     page = pages(root)
     if page.level == 0:
         return [page.ref(root)] if page.keys else []
-    refs = [
-        Ref(k, page.child(i), _read_varint(b, 32)[0])
-        for i, (k, b) in enumerate(zip(page.keys, page.bodies, strict=True))
-    ]
-    while page.level > 1:
-        below: list[Ref] = []
-        for ref in refs:
-            page = pages(ref.page)
-            below.extend(
-                Ref(k, page.child(i), _read_varint(b, 32)[0])
-                for i, (k, b) in enumerate(zip(page.keys, page.bodies, strict=True))
-            )
-        refs = below
+    refs = _children(page)
+    for _ in range(page.level - 1):
+        refs = [ref for parent in refs for ref in _children(pages(parent.page))]
     return refs
+
+
+def _children(page: Page) -> list[Ref]:
+    """The refs an index page holds."""
+    return [
+        Ref(key, page.child(i), _read_varint(body, 32)[0])
+        for i, (key, body) in enumerate(zip(page.keys, page.bodies, strict=True))
+    ]
 
 
 class _Cursor:
