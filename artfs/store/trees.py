@@ -36,7 +36,6 @@ import struct
 import threading
 import zlib
 from bisect import bisect_left, bisect_right
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -237,26 +236,24 @@ EMPTY_TREE = tree_id(EMPTY_PAGE)
 
 
 class PageCache:
-    """Decoded pages by id, least recently used dropped first; shared by threads. A page
-    never changes, so a decoded one serves every later read of any version that has it."""
+    """Decoded pages by id, shared by threads. A page never changes, so a decoded one serves
+    every later read of any version that has it. A hit is one dict lookup (no lock, no
+    reordering: a lookup reads a page per directory level, and keeping an LRU order cost
+    more than the rest of it); when full, the oldest-inserted page goes first."""
 
     def __init__(self, capacity: int = 4096) -> None:
-        self._pages: OrderedDict[TreeId, Page] = OrderedDict()
+        self._pages: dict[TreeId, Page] = {}
         self._capacity = capacity
         self._lock = threading.Lock()
 
     def get(self, page: TreeId) -> Page | None:
-        with self._lock:
-            found = self._pages.get(page)
-            if found is not None:
-                self._pages.move_to_end(page)
-            return found
+        return self._pages.get(page)
 
     def add(self, page: TreeId, decoded: Page) -> None:
         with self._lock:
             self._pages[page] = decoded
-            if len(self._pages) > self._capacity:
-                self._pages.popitem(last=False)
+            while len(self._pages) > self._capacity:
+                del self._pages[next(iter(self._pages))]
 
 
 class Pages:
@@ -467,7 +464,7 @@ def resolve_dir(pages: Pages, root: TreeId, directory: str) -> TreeId | None:
         body = find(pages, tree, encode_path(part))
         if body is None or body[0] & _KIND != Kind.DIR:
             return None
-        tree = decode_entry(part, body)[1] or EMPTY_TREE
+        tree = TreeId(body[_HEAD.size : _HEAD.size + 32])  # a directory's body ends with it
     return tree
 
 
