@@ -11,6 +11,7 @@ from pathlib import Path
 
 from artfs.errors import StoreError
 from artfs.remote.wiring import REMOTE_PORTS
+from artfs.store import upgrade
 from artfs.store.index import Index
 from artfs.store.packs import LocalPackStore
 from artfs.store.repository import Store
@@ -31,5 +32,10 @@ def open_readonly_store(home: Path) -> Store:
     index_dir = home / "index"
     if not (index_dir / "data.mdb").is_file():
         raise StoreError(f"no artfs store at {home}: give --home, or store something first")
-    packs = LocalPackStore.open(home / "packs")
-    return Store(home, Index.open(index_dir, readonly=True), packs, REMOTE_PORTS)
+    index = Index.open(index_dir, readonly=True)
+    try:
+        upgrade.require_current(index, home)  # a read-only opener cannot upgrade
+    except StoreError:
+        index.close()
+        raise
+    return Store(home, index, LocalPackStore.open(home / "packs"), REMOTE_PORTS)

@@ -190,6 +190,14 @@ def _entry_from_json(value: list[Any]) -> FileEntry:
     )
 
 
+def _record_json(record: VersionRecord) -> dict[str, Any]:
+    """The record as remotes hold it: without the local root tree id (the remote format is
+    unchanged by local trees, so an older artfs still reads it; a reader builds the tree)."""
+    doc: dict[str, Any] = json.loads(record.encode())
+    doc.pop("tree", None)
+    return doc
+
+
 @dataclass
 class RemoteVersion:
     record: VersionRecord
@@ -199,7 +207,7 @@ class RemoteVersion:
     def encode(self) -> bytes:
         doc = {
             "format": VERSION_FORMAT_DICTIONARIES if self.dictionaries() else VERSION_FORMAT,
-            "version": json.loads(self.record.encode()),
+            "version": _record_json(self.record),
             "files": [_entry_to_json(e) for e in self.entries],
             "chunks": {cid.hex(): loc.to_json() for cid, loc in self.chunks.items()},
         }

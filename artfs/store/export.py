@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from artfs.errors import CorruptData, InputError, NotFound, ReferenceMissing
+from artfs.store import catalog
 from artfs.store.catalog import VersionRecord
 from artfs.store.hashing import FileDigest, FileHasher
 from artfs.store.manifest import NO_DIGEST, FileEntry
@@ -153,10 +154,20 @@ class Diff:
 
 
 def diff(store: Store, old: VersionRecord, new: VersionRecord) -> Diff:
-    before = {e.path: e.digest for e in store.files(old)}
-    after = {e.path: e.digest for e in store.files(new)}
-    return Diff(
-        added=sorted(after.keys() - before.keys()),
-        removed=sorted(before.keys() - after.keys()),
-        changed=sorted(p for p in before.keys() & after.keys() if before[p] != after[p]),
-    )
+    """Files added, removed and changed (by content digest) from ``old`` to ``new``, read
+    from their trees: directories with the same tree id in both are skipped unread, so a
+    one-file change between two large versions reads the pages on its path."""
+    result = Diff()
+    with store.index.read() as txn:
+        for path, before, after in catalog.diff(txn, old, new):
+            was = before is not None and not before.is_dir
+            now = after is not None and not after.is_dir
+            if now and not was:
+                result.added.append(path)
+            elif was and not now:
+                result.removed.append(path)
+            elif now and before is not None and after is not None and before.digest != after.digest:
+                result.changed.append(path)  # (a change of mode or time only is none)
+    for found in (result.added, result.removed, result.changed):
+        found.sort()
+    return result

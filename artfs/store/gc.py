@@ -2,8 +2,10 @@
 
 1. Versions whose time to live has passed are deleted, unless they hold a custom alias.
 2. Under the exclusive store lock (no commit can be between "this chunk is already stored" and
-   its index transaction), every chunk referenced by a committed version is marked live, and
-   so is every compression dictionary a live chunk is coded with.
+   its index transaction), every chunk referenced by a committed version is marked live
+   (walking the version's tree; pages shared with a version marked before are skipped), and
+   so is every compression dictionary a live chunk is coded with. Tree pages no committed
+   version reaches are dropped.
 3. Index entries of unreferenced chunks are dropped; packs with no live chunk are deleted; packs
    that are mostly garbage, and small packs left by many small commits, have their live records
    copied (still compressed) into new packs. The new packs are fsynced before the index points
@@ -20,12 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 from artfs.errors import CorruptData, StoreError
-from artfs.store import codec
-from artfs.store.catalog import COMMITTED, VersionRecord
+from artfs.store import catalog, codec, trees
+from artfs.store.catalog import VersionRecord
 from artfs.store.chunkstore import ChunkLocation
-from artfs.store.hashing import ChunkId
-from artfs.store.index import Table
-from artfs.store.manifest import FileEntry, path_from_key
+from artfs.store.hashing import ChunkId, TreeId
+from artfs.store.index import Table, Txn
 from artfs.store.packs import RECORD, TARGET_PACK_SIZE
 from artfs.store.repository import GcReport, Store
 
@@ -47,6 +48,7 @@ def collect(store: Store, progress: Callable[[int], None] | None = None) -> GcRe
         report.bytes_before = _total(store)
         live = _mark(store)
         by_pack = _sweep_index(store, live, report)
+        _sweep_trees(store)
         _compact(store, by_pack, report, progress)
         report.bytes_after = _total(store)
     return report
@@ -57,19 +59,41 @@ def _total(store: Store) -> int:
 
 
 def _mark(store: Store) -> set[ChunkId]:
+    """Chunks of committed versions, through their trees: a subtree shared by several
+    versions is read once."""
     live: set[ChunkId] = set()
     with store.index.read() as txn:
-        committed: dict[bytes, bool] = {}
-        for key, value in txn.scan(Table.FILES):
-            vkey = key[: key.index(b"\0") + 5]
-            if vkey not in committed:
-                data = txn.get(Table.VERSIONS, vkey)
-                committed[vkey] = data is not None and VersionRecord.decode(data).state == COMMITTED
-            if committed[vkey]:
-                entry = FileEntry.decode(path_from_key(vkey, key), value)
+        seen: set[TreeId] = set()
+        pages = catalog.pages(txn)
+        for root in _roots(txn):
+            for entry in trees.reachable(pages, root, seen):
                 live.update(ref.chunk_id for ref in entry.chunks)
         live.update(_dictionaries(store, txn, live))
     return live
+
+
+def _roots(txn: Txn) -> list[TreeId]:
+    found = []
+    for _, value in txn.scan(Table.VERSIONS):
+        root = catalog.root_tree(VersionRecord.decode(value))
+        if root is not None:
+            found.append(root)
+    return found
+
+
+def _sweep_trees(store: Store) -> int:
+    """Drop the tree pages no committed version reaches. Marked and swept in one write
+    transaction: a version a daemon's refresh adds meanwhile cannot lose its new pages."""
+    with store.index.write() as txn:
+        seen: set[TreeId] = set()
+        pages = catalog.pages(txn)
+        for root in _roots(txn):
+            for _ in trees.reachable(pages, root, seen):
+                pass
+        dead = [key for key, _ in txn.scan(Table.TREES) if key not in seen]
+        for key in dead:
+            txn.delete(Table.TREES, key)
+    return len(dead)
 
 
 def _dictionaries(store: Store, txn: Any, live: set[ChunkId]) -> set[ChunkId]:

@@ -1,8 +1,9 @@
 """BLAKE3, the store's only hash (the one module importing ``blake3``).
 
 A chunk id is the BLAKE3-256 of the chunk's uncompressed bytes; a file digest is the BLAKE3-256
-of the file's whole content; a version digest is the BLAKE3-256 over its sorted file list. The
-three are distinct types so they cannot be mixed up.
+of the file's whole content; a version digest is the BLAKE3-256 over its sorted file list; a
+tree id is the BLAKE3-256 of a tree page. The four are distinct types so they cannot be mixed
+up.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ Buffer = bytes | bytearray | memoryview
 ChunkId = NewType("ChunkId", bytes)
 FileDigest = NewType("FileDigest", bytes)
 VersionDigest = NewType("VersionDigest", bytes)
+TreeId = NewType("TreeId", bytes)
 
 DIGEST_SIZE = 32
 # Inputs above this size are hashed with BLAKE3's own threads: on this 2-core machine a 64 MiB
@@ -34,6 +36,11 @@ def chunk_id(data: Buffer) -> ChunkId:
 
 def file_digest(data: Buffer) -> FileDigest:
     return FileDigest(_hash(data))
+
+
+def tree_id(data: Buffer) -> TreeId:
+    """A tree page is named by the BLAKE3 of its encoding (see artfs.store.trees)."""
+    return TreeId(_hash(data))
 
 
 class FileHasher:

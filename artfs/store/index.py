@@ -32,7 +32,7 @@ class Table(enum.Enum):
     PROJECTS = b"projects"  # project -> JSON
     ARTIFACTS = b"artifacts"  # project/name -> JSON
     VERSIONS = b"versions"  # project/name \0 u32be -> JSON
-    FILES = b"files"  # version key + dir + \0 + name -> encoded FileEntry
+    TREES = b"trees"  # tree page id -> page (see artfs.store.trees)
     ALIASES = b"aliases"  # project/name \0 alias -> u32be
     ALIAS_TIMES = b"alias-times"  # project/name \0 alias -> u32be version, u64be ns it was set
     DIGESTS = b"digests"  # project/name \0 version digest -> u32be
@@ -48,12 +48,17 @@ def _seal(key: bytes, value: bytes) -> bytes:
     return value + zlib.crc32(value, zlib.crc32(key)).to_bytes(4, "little")
 
 
-def _open(table: Table, key: bytes, stored: bytes) -> bytes:
+# A table of an older format, read only by the upgrade that replaces it.
+LEGACY_FILES = b"files"  # format 1: version key + dir + \0 + name -> encoded FileEntry
+
+
+def _open(table: Table | bytes, key: bytes, stored: bytes) -> bytes:
     """The value of a stored record; CorruptData when key or value bytes were damaged."""
     value, check = stored[:-4], stored[-4:]
     if len(stored) < 4 or zlib.crc32(value, zlib.crc32(key)).to_bytes(4, "little") != check:
+        name = table.value if isinstance(table, Table) else table
         raise CorruptData(
-            f"the index entry {key[:60]!r} of table {table.value.decode()} is damaged: "
+            f"the index entry {key[:60]!r} of table {name.decode()} is damaged: "
             "run 'artfs verify' and restore the store from a backup"
         )
     return value
@@ -67,9 +72,12 @@ class Txn:
     error, never a wrong answer.
     """
 
-    def __init__(self, txn: lmdb.Transaction, dbs: dict[Table, lmdb._Database]) -> None:
+    def __init__(
+        self, txn: lmdb.Transaction, dbs: dict[Table, lmdb._Database], env: lmdb.Environment
+    ) -> None:
         self._txn = txn
         self._dbs = dbs
+        self._env = env
 
     def get(self, table: Table, key: bytes) -> bytes | None:
         db = self._dbs.get(table)
@@ -90,9 +98,14 @@ class Txn:
     ) -> Iterator[tuple[bytes, bytes]]:
         """Pairs whose key starts with ``prefix``, in key order, from ``prefix + start`` on."""
         if table not in self._dbs:
-            return
-        with self._txn.cursor(db=self._dbs[table]) as cursor:
-            if not cursor.set_range(prefix + start):
+            return iter(())
+        return self._scan(self._dbs[table], table, prefix, prefix + start)
+
+    def _scan(
+        self, db: lmdb._Database, table: Table | bytes, prefix: bytes, start: bytes
+    ) -> Iterator[tuple[bytes, bytes]]:
+        with self._txn.cursor(db=db) as cursor:
+            if not cursor.set_range(start):
                 return
             for raw_key, value in cursor:
                 key = bytes(raw_key)
@@ -110,6 +123,37 @@ class Txn:
         if table not in self._dbs:
             return 0
         return int(self._txn.stat(self._dbs[table])["entries"])
+
+    def used_bytes(self, table: Table) -> int:
+        """Bytes of the LMDB pages ``table`` occupies (branch, leaf and overflow pages)."""
+        if table not in self._dbs:
+            return 0
+        stat = self._txn.stat(self._dbs[table])
+        pages = stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
+        return int(pages * stat["psize"])
+
+    # --- tables of older formats (the upgrade's) ----------------------------------------------
+
+    def _legacy(self, name: bytes) -> lmdb._Database | None:
+        try:
+            return self._env.open_db(name, txn=self._txn, create=False)
+        except (lmdb.NotFoundError, lmdb.IncompatibleError):
+            return None  # never made, or already replaced by a tombstone
+
+    def legacy_scan(self, name: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Pairs of the older table ``name`` whose key starts with ``prefix`` (none if the
+        table does not exist), checked as in :meth:`scan`."""
+        db = self._legacy(name)
+        return iter(()) if db is None else self._scan(db, name, prefix, prefix)
+
+    def bury_legacy(self, name: bytes, tombstone: bytes) -> None:
+        """Drop the older table ``name`` and leave a plain record of that name in its place:
+        an artfs that still opens the table then fails at open (MDB_INCOMPATIBLE) rather
+        than reading an empty table as an empty store."""
+        db = self._legacy(name)
+        if db is not None:
+            self._txn.drop(db, delete=True)
+        self._txn.put(name, tombstone)
 
 
 def _open_tables(env: lmdb.Environment, readonly: bool) -> dict[Table, lmdb._Database]:
@@ -154,7 +198,7 @@ class Index:
     def read(self) -> Iterator[Txn]:
         try:
             with self._env.begin(write=False, buffers=False) as txn:
-                yield Txn(txn, self._dbs)
+                yield Txn(txn, self._dbs, self._env)
         except lmdb.Error as exc:
             raise CorruptData(
                 f"the index cannot be read ({exc}): restore it from a backup"
@@ -223,7 +267,7 @@ class Index:
     def write(self) -> Iterator[Txn]:
         try:
             with self._env.begin(write=True) as txn:
-                yield Txn(txn, self._dbs)
+                yield Txn(txn, self._dbs, self._env)
         except lmdb.MapFullError as exc:
             raise StoreError("the index is full: raise MAP_SIZE") from exc
         except lmdb.Error as exc:

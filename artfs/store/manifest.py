@@ -1,9 +1,10 @@
-"""A version's file tree: entries and their byte encoding (pure; no I/O).
+"""A version's file entries and their format-1 byte encoding (pure; no I/O).
 
 Each entry is one file or directory of a version, with what ``stat``/``readdir`` need and, for
-files, the ordered chunk list that reassembles the content. Entries are stored in the index one
-per key, keyed by (version, parent directory, name), so a directory listing is one prefix scan
-and a lookup is one get, whatever the size of the version::
+files, the ordered chunk list that reassembles the content. Since store format 2 entries live
+in tree pages (:mod:`artfs.store.trees`); the encoding and keys below are those of format 1's
+``files`` table, one record per (version, parent directory, name), which the upgrade
+(:mod:`artfs.store.upgrade`) reads::
 
     entry := kind:u8 mode:u32 size:u64 mtime_ns:i64 digest:32 n:u32 (chunk_id:32 length:u32)*n
              [uri_length:u16 uri]

@@ -36,7 +36,7 @@ from artfs.errors import (
     StoreError,
 )
 from artfs.names import ArtifactName, Ref, check_alias, check_name
-from artfs.store import catalog, references, settings, statcache
+from artfs.store import catalog, references, settings, statcache, upgrade
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.chunkstore import ChunkLocation, ChunkStore, RemoteChunk
 from artfs.store.hashing import ChunkId, version_digest
@@ -176,6 +176,7 @@ class Store:
                 raise StoreError(f"cannot use {home} as the artfs store: {exc.strerror}") from None
             store = cls(home, Index.open(home / "index"), chunks, ports)
             try:
+                upgrade.ensure_current(store.index, home)
                 store._identify()
             except BaseException:
                 chunks.close()
@@ -475,9 +476,10 @@ class Store:
         ingest: Ingest,
     ) -> tuple[PutResult, bool]:
         """Add the version in one index transaction; whether the new chunks were indexed."""
+        prepared = catalog.prepare_tree(entries)
         with self.index.write() as txn:
             _check_ready_chunks(txn, tree, ingest.new_chunks)
-            result = self._add_version(txn, art, entries, aliases, draft)
+            result = self._add_version(txn, art, entries, aliases, draft, prepared)
             if result.created:
                 for cid, loc in ingest.new_chunks.items():
                     txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
@@ -546,6 +548,7 @@ class Store:
         entries: list[FileEntry],
         aliases: list[str],
         draft: dict[str, Any],
+        prepared: catalog.PreparedTree | None = None,
     ) -> PutResult:
         artifact = catalog.get_artifact(txn, art)
         catalog.check_type(artifact, art, draft["type"])
@@ -565,7 +568,7 @@ class Store:
                 art.project, art.name, draft["type"], time.time(), next_version
             )
         record = _draft_record(art, entries, draft, artifact.next_version)
-        catalog.add_version(txn, record, entries)
+        catalog.add_version(txn, record, entries, prepared)
         for alias in aliases:
             catalog.set_alias(txn, art, alias, record.number)
         artifact.next_version += 1

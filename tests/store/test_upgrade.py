@@ -1,0 +1,201 @@
+"""Store formats: a store written by artfs before trees (format 1, the fixture) is upgraded in
+place on first open, all at once or not at all; a store of a newer format is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import pytest
+
+from artfs.errors import StoreError
+from artfs.names import Ref
+from artfs.store import Store, catalog, upgrade
+from artfs.store.gc import collect
+from artfs.store.index import LEGACY_FILES, Index, Table
+from artfs.store.verify import verify
+from artfs.ui.reads import open_readonly
+from tests.conftest import ARTFS
+from tests.store.fixtures.make_format1_store import entry_row
+
+FIXTURE = Path(__file__).parent / "fixtures" / "store-format1.tar.gz"
+# The tables artfs opened before format 2, in its order (artfs/store/index.py at 8bb88ae).
+FORMAT1_TABLES = [
+    b"chunks",
+    b"projects",
+    b"artifacts",
+    b"versions",
+    b"files",
+    b"aliases",
+    b"alias-times",
+    b"digests",
+    b"runs",
+    b"usage",
+    b"meta",
+    b"remote-chunks",
+]
+
+
+def unpack(where: Path) -> tuple[Path, dict[str, Any]]:
+    with tarfile.open(FIXTURE) as tar:
+        tar.extractall(where, filter="data")
+    home = where / "home"
+    return home, json.loads((home / "expected.json").read_text())
+
+
+def entries_json(store: Store, ref: str) -> list[list[Any]]:
+    return [entry_row(e) for e in store.entries(store.resolve(ref))]
+
+
+def check_upgraded(home: Path, expected: dict[str, Any]) -> None:
+    """The store at ``home`` opens and holds exactly what the old artfs wrote."""
+    with Store.open(home) as store:
+        for ref, want in expected.items():
+            record = store.resolve(ref)
+            assert record.tree is not None
+            assert record.digest == want["digest"]
+            assert record.aliases == want["aliases"]
+            assert entries_json(store, ref) == want["entries"]
+        assert verify(store, [store.resolve(ref) for ref in expected]) == []
+        with store.index.read() as txn:  # the tombstone of demo/data:v2 stays, without a tree
+            tomb = catalog.get_version(txn, Ref.parse("demo/data:v2").artifact, 2)
+            assert tomb is not None
+            assert (tomb.state, tomb.tree) == (catalog.DELETED, None)
+            assert upgrade.stored_format(txn) == upgrade.FORMAT
+
+
+def test_a_format1_store_is_upgraded_on_first_open(tmp_path: Path) -> None:
+    home, expected = unpack(tmp_path)
+    check_upgraded(home, expected)
+    with Store.open(home) as store:
+        data = b"".join(store.iter_file(store.files(store.resolve("demo/data:v0"))[-1]))
+        assert data.startswith(b"0,")  # train/part-0.csv, three chunks from the old packs
+        records = [store.resolve(ref) for ref in expected]
+        assert verify(store, records) == []
+        collect(store)  # gc marks through the new trees and keeps everything
+        assert verify(store, records) == []
+        assert entries_json(store, "demo/wide:v0") == expected["demo/wide:v0"]["entries"]
+        with store.index.write() as txn:
+            assert list(txn.legacy_scan(LEGACY_FILES)) == []
+
+
+def test_an_artfs_older_than_format_2_refuses_the_upgraded_store(tmp_path: Path) -> None:
+    home, expected = unpack(tmp_path)
+    check_upgraded(home, expected)
+    # What an older artfs does first: open each of its tables (create=True), as its
+    # Index.open did; the files table is now a plain record, so that fails.
+    env = lmdb.open(str(home / "index"), max_dbs=len(FORMAT1_TABLES) + 2, map_size=1 << 30)
+    try:
+        with pytest.raises(lmdb.IncompatibleError):
+            for name in FORMAT1_TABLES:
+                env.open_db(name, create=True)
+    finally:
+        env.close()
+    check_upgraded(home, expected)  # and nothing changed
+
+
+def test_a_store_of_a_newer_format_is_refused_with_one_line(tmp_path: Path, home: Path) -> None:
+    with Store.open(home) as store, store.index.write() as txn:
+        txn.put(Table.META, b"format", b"3")
+    with pytest.raises(StoreError, match="has format 3, newer than this artfs reads"):
+        Store.open(home)
+    done = subprocess.run([str(ARTFS), "--home", str(home), "ls"], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0
+    assert "format 3" in done.stderr and "upgrade artfs" in done.stderr
+    index = Index.open(home / "index")
+    try:
+        with index.read() as txn:
+            assert txn.get(Table.META, b"format") == b"3"  # untouched
+    finally:
+        index.close()
+
+
+def test_a_read_only_opener_does_not_upgrade(tmp_path: Path) -> None:
+    home, expected = unpack(tmp_path)
+    with pytest.raises(StoreError, match="has format 1, older than this artfs's 2: run 'artfs ls'"):
+        open_readonly(home)
+    check_upgraded(home, expected)
+    open_readonly(home).close()
+
+
+def test_a_new_store_starts_at_the_current_format(store: Store) -> None:
+    with store.index.read() as txn:
+        assert upgrade.stored_format(txn) == upgrade.FORMAT
+
+
+_OPEN = """
+import sys, time
+from artfs.store import Store
+print("go", flush=True)
+start = time.perf_counter()
+Store.open(sys.argv[1]).close()
+print(time.perf_counter() - start, flush=True)
+"""
+
+
+def _open_in_child(home: Path, kill_after: float | None) -> float | None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARTFS_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _OPEN, str(home)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None
+    with proc.stdout:
+        assert proc.stdout.readline() == "go\n"
+        if kill_after is None:
+            took = float(proc.stdout.readline())
+            assert proc.wait() == 0
+            return took
+        time.sleep(kill_after)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return None
+
+
+def _state(home: Path, files: int) -> str:
+    """'old' (format 1, all ``files`` records there) or 'new' (format 2, trees only)."""
+    index = Index.open(home / "index")
+    try:
+        with index.read() as txn:
+            found = upgrade.stored_format(txn)
+            legacy = sum(1 for _ in txn.legacy_scan(LEGACY_FILES))
+            records = [catalog.VersionRecord.decode(v) for _, v in txn.scan(Table.VERSIONS)]
+            pages = txn.count(Table.TREES)
+    finally:
+        index.close()
+    named = sum(r.tree is not None for r in records)
+    if (found, legacy, named, pages) == (1, files, 0, 0):
+        return "old"
+    assert (found, legacy, named) == (2, 0, 4) and pages > 0, (found, legacy, named, pages)
+    return "new"
+
+
+def test_a_kill_during_the_upgrade_leaves_the_old_or_the_new_format(tmp_path: Path) -> None:
+    home, expected = unpack(tmp_path / "calibrate")
+    took = _open_in_child(home, None)
+    assert took is not None
+    files = sum(len(v["entries"]) for v in expected.values())
+    rng = random.Random(16)
+    seen = {"old": 0, "new": 0}
+    # Kill instants are drawn up to ``window``, which grows after a kill that came too early
+    # (old format left) and shrinks after one that came too late (new): on a loaded machine
+    # the draws gather around the instant the upgrade commits, whatever it takes there.
+    window = took * 1.2
+    for round_ in range(24):
+        home, _ = unpack(tmp_path / f"round-{round_}")
+        _open_in_child(home, rng.uniform(0, window))
+        state = _state(home, files)
+        seen[state] += 1
+        window *= 1.3 if state == "old" else 0.8
+        check_upgraded(home, expected)  # either way, the next open gives the whole store
+    print(f"upgrade took {took * 1000:.1f} ms in the child; kills left {seen}")
+    assert seen["old"] and seen["new"]
