@@ -4,7 +4,8 @@ artfs answers every LOOKUP, OPEN, READ and RELEASE with a Python coroutine on a 
 its file pages go through the kernel's FUSE page cache. This null filesystem keeps exactly that
 path and drops everything artfs does on it: at start it reads a source tree entirely into memory
 (attributes built once, each file's bytes held whole), then answers every request with a dict
-look-up or a memoryview slice, never awaiting anything. It mounts with artfsd's options, the
+look-up or a memoryview slice, never awaiting anything (and ENODATA for every extended
+attribute, as artfs answers the names ``ls -l`` asks for). It mounts with artfsd's options, the
 entry and attribute timeouts and ``keep_cache`` of artfs's immutable version nodes, and the same
 read-ahead, so what a workload reaches through it is what any pyfuse3 filesystem can reach on
 this machine. An artfs figure close to this one is bound by pyfuse3 and the kernel, not by artfs.
@@ -131,6 +132,16 @@ class NullOperations(pyfuse3.Operations):
 
     async def release(self, fh: int) -> None:
         pass
+
+    # Extended attributes as artfs answers a name it does not have: ENODATA, a round trip each.
+    # Answering ENOSYS instead would make the kernel stop asking (no xattrs on the whole
+    # mount), but artfs serves user.artfs.*, so every `ls -l` of it costs two GETXATTR round
+    # trips per file (security.selinux, system.posix_acl_access); the floor pays them too.
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        raise pyfuse3.FUSEError(errno.ENODATA)
+
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        return []
 
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         out = pyfuse3.StatvfsData()

@@ -16,8 +16,7 @@ from typing import Any
 from artfs import procinfo
 from artfs.errors import InputError
 from artfs.lineage import Lineage, RunRecord
-
-RUN_ID_ENV = "ARTFS_RUN_ID"
+from artfs.porcelain import RUN_ID_ENV
 
 
 def run_command(
@@ -60,12 +59,3 @@ def run_command(
             signal.signal(sig, handler)
     code = 128 - status if status < 0 else status
     return lineage.finish_run(record.id, code), code
-
-
-def current_run_id(lineage: Lineage, project: str) -> str | None:
-    """The run named by ``ARTFS_RUN_ID`` (recorded on first sight if it came from elsewhere,
-    e.g. a container's ``-e``), or None."""
-    run_id = os.environ.get(RUN_ID_ENV)
-    if not run_id:
-        return None
-    return lineage.ensure_run(run_id, project).id

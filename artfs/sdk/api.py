@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from artfs import porcelain
 from artfs.errors import NotFound, TypeMismatch
-from artfs.lineage import Lineage
 from artfs.names import ArtifactName
-from artfs.run_ends import settle
 from artfs.sdk import paths
 from artfs.sdk.artifact import Artifact
 from artfs.sdk.filters import matches, order_key
@@ -42,7 +41,7 @@ class ArtifactCollection:
         """Every version, oldest first."""
         return [
             Artifact._from_record(self._store, r)
-            for r in self._store.versions(ArtifactName(self.project, self.name))
+            for r in porcelain.versions(self._store, ArtifactName(self.project, self.name))
         ]
 
     versions = artifacts
@@ -57,7 +56,7 @@ class ArtifactCollection:
 
     def delete(self) -> None:
         """Delete the collection with every version (W&B's ``ArtifactCollection.delete``)."""
-        self._store.delete(ArtifactName(self.project, self.name), force=True)
+        porcelain.delete(self._store, ArtifactName(self.project, self.name), force=True)
 
 
 class Api:
@@ -147,16 +146,14 @@ class Api:
 
     def projects(self, entity: str | None = None, per_page: int = 200) -> list[str]:
         paths.check_entity(self._store, entity)
-        return self._store.projects()
+        return porcelain.projects(self._store)
 
     # --- runs -------------------------------------------------------------------------------
 
     def run(self, path: str = "") -> Run:
         """A run by ``[entity/]project/run_id`` or just its id."""
         run_id = paths.run_path(self._store, path)
-        lineage = Lineage(self._store)
-        (record,) = settle(lineage, [lineage.run(run_id)])
-        return Run._from_record(self._store, record)
+        return Run._from_record(self._store, porcelain.run(self._store, run_id))
 
     def runs(
         self,
@@ -169,9 +166,7 @@ class Api:
         """The runs of ``[entity/]project`` (every project without a path) that match W&B's
         MongoDB-style ``filters`` (see :mod:`artfs.sdk.filters`), in ``order``."""
         project = paths.project_path(self._store, path) if path else self.default_project
-        lineage = Lineage(self._store)
-        records = settle(lineage, lineage.runs(project))
-        runs = [Run._from_record(self._store, r) for r in records]
+        runs = [Run._from_record(self._store, r) for r in porcelain.runs(self._store, project)]
         if filters:
             runs = [r for r in runs if matches(r, filters)]
         key, reverse = order_key(order)

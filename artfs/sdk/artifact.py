@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from artfs import porcelain
 from artfs.errors import (
     AliasesHeld,
     ArtifactFinalized,
@@ -40,7 +41,7 @@ from artfs.names import ArtifactName, Ref, check_alias, check_name, check_path
 from artfs.sdk import paths
 from artfs.store import Store, references
 from artfs.store.catalog import VersionRecord
-from artfs.store.export import digest_file, materialize
+from artfs.store.export import digest_file
 from artfs.store.ingest import SourceFile, SourceTree, scan, stored_mode
 from artfs.store.manifest import NO_DIGEST, FileEntry
 from artfs.store.repository import EditRequest
@@ -402,7 +403,8 @@ class Artifact:
         if self.incremental:
             self._add_base(store, art)
         try:
-            result = store.commit(
+            result = porcelain.put(
+                store,
                 self._source_tree(),
                 art,
                 type_=self._type,
@@ -522,7 +524,7 @@ class Artifact:
         there with the right digest are not rewritten. Returns the root. (W&B's
         ``skip_cache`` and ``multipart`` concern its download cache: no effect here.)"""
         target = Path(root) if root is not None else self._default_root()
-        materialize(
+        porcelain.get(
             self._logged_store(),
             self._logged(),
             target,
@@ -590,11 +592,10 @@ class Artifact:
         return Run._load(self._logged_store(), record.logged_by)
 
     def used_by(self) -> list[Run]:
-        from artfs.lineage import Lineage
         from artfs.sdk.run import Run
 
         store = self._logged_store()
-        return [Run._from_record(store, r) for r, _ in Lineage(store).consumers(self._logged())]
+        return [Run._from_record(store, r) for r, _ in porcelain.consumers(store, self._logged())]
 
     # --- after logging ----------------------------------------------------------------------
 

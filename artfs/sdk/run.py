@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from artfs import porcelain
 from artfs.errors import NotFound, TypeMismatch, UsageError
 from artfs.lineage import CRASHED, FAILED, FINISHED, Lineage, RunRecord
 from artfs.names import ArtifactName, Ref
@@ -280,7 +281,7 @@ class Run:
                 f"{record.ref} is of type {record.type!r}, not {type!r}: pass type={record.type!r}"
             )
         if not self._disabled:
-            Lineage(self._store).use(self.id, record)
+            porcelain.use(self._store, self.id, record)
         used = Artifact._from_record(self._store, record)
         if aliases:
             used.aliases = sorted({*used.aliases, *aliases})

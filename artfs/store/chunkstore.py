@@ -108,6 +108,11 @@ class ChunkStore(Protocol):
         cannot be read (a pack gone or cut short)."""
         ...
 
+    def read_cached(self, location: ChunkLocation) -> bytes | None:
+        """The stored bytes at ``location`` if they can be had without waiting for the disk
+        (the page cache holds them), else None."""
+        ...
+
     def pin(self, pack_id: int) -> None:
         """Keep pack ``pack_id`` readable until a matching :meth:`unpin`, even once gc deleted
         it (an open file reads on); CorruptData if it does not exist (any more)."""

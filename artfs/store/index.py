@@ -13,7 +13,7 @@ import enum
 import errno
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,6 +41,7 @@ class Table(enum.Enum):
     META = b"meta"  # store-wide settings
     REMOTE_CHUNKS = b"remote-chunks"  # chunk id -> where it is on the default remote
     HISTORY = b"history"  # run id \0 u32be(row) -> JSON metrics row (see store/history.py)
+    STAT_CACHE = b"stat-cache"  # artifact \0 source root, directory -> what a put saw there
 
 
 def _seal(key: bytes, value: bytes) -> bytes:
@@ -240,6 +241,27 @@ class Index:
             raise CorruptData(
                 f"the index cannot be read ({exc}): restore it from a backup"
             ) from exc
+
+    def missing(self, table: Table, keys: Iterable[bytes]) -> set[bytes]:
+        """The ``keys`` that ``table`` lacks, from one read transaction (a put with a parent
+        asks for every chunk of a version at once: ~0.5 us a key, against ~3 us through
+        :meth:`presence`). A damaged record is CorruptData, as for :meth:`Txn.get`."""
+        db = self._dbs[table]
+        absent = set()
+        try:
+            with self._env.begin(write=False) as txn:
+                get = txn.get
+                for key in keys:
+                    value = get(key, db=db)
+                    if value is None:
+                        absent.add(key)
+                    else:
+                        _open(table, key, value)
+        except lmdb.Error as exc:
+            raise CorruptData(
+                f"the index cannot be read ({exc}): restore it from a backup"
+            ) from exc
+        return absent
 
     @contextmanager
     def write(self) -> Iterator[Txn]:

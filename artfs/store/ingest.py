@@ -54,6 +54,7 @@ class SourceFile:
     mode: int
     mtime_ns: int
     identity: tuple[int, int] | None = None  # (st_dev, st_ino) when scanned
+    ctime_ns: int = 0  # when scanned: with the rest, what a put with a parent compares
 
 
 @dataclass
@@ -75,8 +76,9 @@ class SourceTree:
     def complete_dirs(self, mtime_ns: int) -> None:
         """Add an entry for every parent directory that has none (mode 0755)."""
         known = {d.path for d in self.dirs}
-        for path in self.paths() + list(known):
-            parent = posixpath.dirname(path)
+        # Each distinct parent once (a directory of 250 files is one walk, not 250).
+        parents = {path.rpartition("/")[0] for path in self.paths()} | known
+        for parent in parents:
             while parent and parent not in known:
                 known.add(parent)
                 self.dirs.append(FileEntry(parent, Kind.DIR, 0o755, 0, mtime_ns))
@@ -116,14 +118,20 @@ def _inner_path(path: str, source: str | Path) -> str:
 
 def _source_file(source: str | Path, path: str, st: os.stat_result) -> SourceFile:
     return SourceFile(
-        path, source, st.st_size, stored_mode(st.st_mode), st.st_mtime_ns, (st.st_dev, st.st_ino)
+        path,
+        source,
+        st.st_size,
+        stored_mode(st.st_mode),
+        st.st_mtime_ns,
+        (st.st_dev, st.st_ino),
+        st.st_ctime_ns,
     )
 
 
 def stored_mode(st_mode: int) -> int:
     """Permission bits as a version keeps them: setuid, setgid and sticky are dropped, so no
     version (or file restored from one) ever carries them."""
-    return stat.S_IMODE(st_mode) & 0o777
+    return st_mode & 0o777  # stat.S_IMODE, without the call: once per scanned file
 
 
 def _scan_dir(
@@ -135,11 +143,29 @@ def _scan_dir(
 ) -> None:
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        # stat by name relative to the directory: a third less than by whole path, per file.
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise InputError(f"{directory}: cannot list it ({exc.strerror})") from None
+    try:
+        _scan_entries(entries, dir_fd, prefix, tree, ancestors, root)
+    finally:
+        os.close(dir_fd)
+
+
+def _scan_entries(
+    entries: list[os.DirEntry[str]],
+    dir_fd: int,
+    prefix: str,
+    tree: SourceTree,
+    ancestors: set[tuple[int, int]],
+    root: str | None,
+) -> None:
     for entry in entries:
         # Plain strings, not Path objects: building one costs more than the stat, per file.
-        path = _inner_path(f"{prefix}/{entry.name}" if prefix else entry.name, entry.path)
+        # The prefix is checked already: only the name is (half the cost of the whole path).
+        path = f"{prefix}/{entry.name}" if prefix else entry.name
+        _inner_path(entry.name, entry.path)
         if root is not None and entry.is_symlink():
             target = os.path.realpath(entry.path)
             if not target.startswith(root + os.sep):
@@ -147,7 +173,7 @@ def _scan_dir(
                     f"{entry.path}: a symlink to {target}, outside the tree being stored"
                 )
         try:
-            st = os.stat(entry.path)  # follows symlinks
+            st = os.stat(entry.name, dir_fd=dir_fd)  # follows symlinks
         except FileNotFoundError:
             raise InputError(f"{entry.path}: a symlink that points nowhere") from None
         except OSError as exc:

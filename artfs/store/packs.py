@@ -215,6 +215,22 @@ class LocalPackStore:
             raise CorruptData(f"pack {pack_name(location.pack_id)} is truncated")
         return data
 
+    def read_cached(self, location: ChunkLocation) -> bytes | None:
+        """The stored bytes at ``location`` if the page cache holds all of them, else None;
+        never waits for the disk (``preadv2`` with ``RWF_NOWAIT``), so the daemon's event loop
+        may call it."""
+        with self._lock:
+            self._sweep_due()
+            pack = self._acquire(location.pack_id)
+        buffer = bytearray(location.stored_length)
+        try:
+            got = os.preadv(pack.fd, [buffer], location.offset, os.RWF_NOWAIT)
+        except OSError:  # EAGAIN: some of it is on disk; EOPNOTSUPP: no RWF_NOWAIT here
+            return None
+        finally:
+            self._done(pack)
+        return bytes(buffer) if got == location.stored_length else None
+
     def pin(self, pack_id: int) -> None:
         """Hold pack ``pack_id`` open until a matching :meth:`unpin`, even if it is deleted.
 

@@ -247,6 +247,28 @@ class VerifiedReads:
                 pass  # damaged where it was pinned: a fresh lookup decides (and says why)
         return self.read_chunk(ref, following)
 
+    def read_pinned_cached(self, ref: ChunkRef, pinned: PinnedChunks) -> bytes | None:
+        """The verified bytes of a pinned chunk if its stored bytes are in the page cache, else
+        None (then :meth:`read_pinned` in a worker thread reads it, and says why a damaged one
+        fails); never waits for the disk, except once per thread for a compression dictionary
+        not decoded yet."""
+        loc = pinned.locations.get(ref.chunk_id)
+        if loc is None or loc.raw_length != ref.length:
+            return None
+        payload = self.chunks.read_cached(loc)
+        if payload is None:
+            return None
+        try:
+            return codec.checked(
+                ref.chunk_id,
+                loc.codec,
+                payload,
+                ref.length,
+                lambda dict_id: self.dictionary(dict_id, pinned.locations),
+            )
+        except CorruptData:
+            return None
+
     def remote_locations(self, ids: Iterable[ChunkId]) -> dict[ChunkId, RemoteChunk]:
         """Where those of ``ids`` that the default remote holds are on it (one snapshot)."""
         found = {}

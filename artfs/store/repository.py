@@ -36,7 +36,7 @@ from artfs.errors import (
     StoreError,
 )
 from artfs.names import ArtifactName, Ref, check_alias, check_name
-from artfs.store import catalog, references, settings, upgrade
+from artfs.store import catalog, references, settings, statcache, upgrade
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.chunkstore import ChunkLocation, ChunkStore, RemoteChunk
 from artfs.store.hashing import ChunkId, version_digest
@@ -317,6 +317,9 @@ class Store:
     ) -> bytes:
         return self.reads.read_pinned(ref, pinned, following)
 
+    def read_pinned_cached(self, ref: ChunkRef, pinned: PinnedChunks) -> bytes | None:
+        return self.reads.read_pinned_cached(ref, pinned)
+
     def iter_file(self, entry: FileEntry) -> Iterator[bytes]:
         return self.reads.iter_file(entry)
 
@@ -384,9 +387,13 @@ class Store:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def put(self, source: Path, art: ArtifactName, **options: Any) -> PutResult:
-        """Store ``source`` (a file or directory) as the next version of ``art``."""
-        return self.commit(scan(Path(source)), art, **options)
+    def put(
+        self, source: Path, art: ArtifactName, *, rehash: bool = False, **options: Any
+    ) -> PutResult:
+        """Store ``source`` (a file or directory) as the next version of ``art``, reading
+        only the files that changed since the last put of ``source`` (all with ``rehash``)."""
+        parent = statcache.ParentPut.begin(art, Path(source), rehash=rehash)
+        return self.commit(scan(Path(source)), art, parent=parent, **options)
 
     def commit(
         self,
@@ -401,8 +408,10 @@ class Store:
         ttl_seconds: float | None = None,
         logged_by: str | None = None,
         progress: Progress | None = None,
+        parent: statcache.ParentPut | None = None,
     ) -> PutResult:
         """Store a scanned tree as the next version of ``art``, or report the identical one.
+        With ``parent``, files the last put of the same source saw unchanged are not read.
 
         Everything a user can get wrong is checked before the first chunk is written. In a
         remote-backed store the version is published on the default remote first and lands in
@@ -429,9 +438,10 @@ class Store:
         with self.commit_lock():
             writer = self.chunks.writer()
             try:
+                reused = parent.reuse(self.index, tree, progress) if parent else []
                 with self.index.presence(Table.CHUNKS) as has_chunk:
                     ingest = Ingest(writer, has_chunk, progress)
-                    entries = ingest.run(tree.files) + tree.ready + tree.dirs
+                    entries = ingest.run(tree.files) + reused + tree.ready + tree.dirs
                 writer.commit()
                 if publisher is None:
                     result, indexed = self._commit_local(tree, art, entries, aliases, draft, ingest)
@@ -450,6 +460,8 @@ class Store:
             if not indexed:
                 writer.abort()  # identical content: nothing new is referenced
             result.new_bytes = ingest.stored_bytes if indexed else 0
+        if parent is not None:
+            parent.record(self.index, entries)
         if publisher is not None:
             self._publish_aliases(publisher, result, aliases)
         return result
@@ -826,6 +838,7 @@ class Store:
             artifact = catalog.get_artifact(txn, art)
             if whole and artifact is not None and not catalog.versions(txn, art):
                 txn.delete(Table.ARTIFACTS, catalog.artifact_key(art))
+                statcache.drop(txn, art)
         return done
 
     def _delete_local_version(self, ref: Ref, force: bool) -> VersionRecord:
@@ -847,6 +860,7 @@ class Store:
             for record in deleted:
                 catalog.mark_deleted(txn, record)
             txn.delete(Table.ARTIFACTS, catalog.artifact_key(art))
+            statcache.drop(txn, art)
             return deleted
 
     def expire(self, now: float | None = None) -> tuple[list[str], list[str]]:
@@ -949,8 +963,8 @@ def _check_unique(tree: SourceTree) -> None:
         if path in seen:
             raise InputError(f"{path!r} is given twice: every path in a version must be unique")
         seen.add(path)
-    for path in seen:
-        parent = posixpath.dirname(path)
+    # Each directory once, with one of its files (a directory of 250 files is one walk).
+    for parent, path in {path.rpartition("/")[0]: path for path in seen}.items():
         while parent:
             if parent in seen:
                 raise InputError(

@@ -241,8 +241,9 @@ class ArtfsOperations(pyfuse3.Operations):
         data = reader.read_cached(off, size, self._scratch)
         try:
             if data is None and reader.cheap(off, size):
-                data = reader.read(off, size, self._scratch)
-            elif data is None:
+                # Small chunks whose pack bytes are in the page cache: here, no thread hop.
+                data = reader.read_inline(off, size, self._scratch)
+            if data is None:
                 data = await trio.to_thread.run_sync(reader.read, off, size, limiter=self.limiter)
         except StoreError as exc:
             # A remote that cannot be reached: EIO for each read, one log line per file.

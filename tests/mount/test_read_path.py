@@ -178,3 +178,44 @@ def test_flipped_pack_byte_is_eio_even_with_read_ahead(big: tuple[Path, bytes]) 
         ops = ArtfsOperations(Vfs.create(store, cache_bytes=64 * MIB, lineage=False))
         ino = lookup(ops, "proj/big/v0/big.bin")
         assert read_whole(ops, ino, len(content), MIB) == errno.EIO
+
+
+def test_inline_reads_from_the_page_cache_are_verified_and_cached(tmp_path: Path) -> None:
+    """A small file whose pack bytes are in the page cache is read without a worker thread:
+    the bytes are still checked against the chunk id (a flipped byte gives nothing inline and
+    EIO from the blocking read), and what passed is kept in the chunk cache."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.bin").write_bytes(random.Random(1).randbytes(20_000))
+    (src / "b.bin").write_bytes(random.Random(2).randbytes(20_000))
+    put(tmp_path / "home", src, "proj/small")
+    with Store.open(tmp_path / "home") as store:
+        vfs = Vfs.create(store, cache_bytes=8 * MIB, lineage=False)
+        v0 = lookup(ArtfsOperations(vfs), "proj/small/v0")
+        a, b = (vfs.lookup(v0, name).ino for name in (b"a.bin", b"b.bin"))
+        (pack,) = (tmp_path / "home" / "packs").iterdir()
+        data = pack.read_bytes()  # the pack's pages are now in the page cache
+        fd = os.open(pack, os.O_RDONLY)
+        try:
+            os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+        except OSError as exc:
+            pytest.skip(f"this filesystem has no RWF_NOWAIT reads: {exc}")
+        finally:
+            os.close(fd)
+        fh = vfs.open(a, os.O_RDONLY)
+        reader = vfs.reader(fh)
+        got = reader.read_inline(0, 1 << 17)
+        assert got is not None and bytes(got) == (src / "a.bin").read_bytes()
+        assert reader.read_cached(0, 1 << 17) is not None  # kept in the chunk cache
+        vfs.release(fh)
+        # Damage b's stored bytes (raw: random data does not compress) in the cached pages.
+        at = data.index((src / "b.bin").read_bytes()[:64])
+        with open(pack, "r+b") as f:
+            f.seek(at + 100)
+            f.write(bytes([data[at + 100] ^ 0xFF]))
+        fh = vfs.open(b, os.O_RDONLY)
+        reader = vfs.reader(fh)
+        assert reader.read_inline(0, 1 << 17) is None
+        with pytest.raises(CorruptData):
+            reader.read(0, 1 << 17)
+        vfs.release(fh)

@@ -101,8 +101,8 @@ def test_run_id_from_the_environment(mnt: Mount, home: Path) -> None:
 
 def test_registration_through_the_mount(mnt: Mount, home: Path) -> None:
     code = f"""
-        import artfs.sdk.run as sdk
-        run = sdk.init("proj", job_type="train", home={str(home)!r})
+        import artfs
+        run = artfs.init(project="proj", job_type="train", home={str(home)!r})
         {read_code(mnt).strip()}
         print(run.id)
     """

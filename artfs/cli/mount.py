@@ -1,0 +1,94 @@
+"""Commands that mount and unmount the store (the daemon runs as its own process)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from artfs.cli import console
+from artfs.cli.context import Context
+from artfs.cli.params import pass_ctx
+from artfs.errors import ArtfsError
+
+
+@click.command()
+@click.argument("mountpoint", type=click.Path(path_type=Path))
+@click.option("--foreground", is_flag=True, help="Serve in this process until unmounted.")
+@click.option("--allow-other", is_flag=True, help="Let other users and containers read it.")
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds between looks at the default remote for new versions (0: never).",
+)
+@pass_ctx
+def mount(ctx: Context, mountpoint: Path, foreground: bool, allow_other: bool, poll: float) -> None:
+    """Mount every version of the store, read-only, at MOUNTPOINT."""
+    import os
+
+    command = [sys.executable, "-m", "artfsd", str(mountpoint.absolute()), "--home"]
+    command += [str(ctx.home.absolute()), *(["--allow-other"] if allow_other else [])]
+    command += ["--poll", str(poll)]
+    if foreground:
+        os.execv(sys.executable, command)
+    log = _start_daemon(command, ctx.home / "logs" / f"artfsd{_escape(mountpoint)}.log")
+    if not ctx.quiet:
+        console.note(f"mounted the store at {mountpoint} (daemon log: {log})")
+
+
+def _escape(path: Path) -> str:
+    return str(path.absolute()).replace("/", "-")
+
+
+def _start_daemon(command: list[str], log: Path) -> Path:
+    """Start the daemon detached; return once it reports the mount ready, or raise why not."""
+    import os
+    import select
+    import subprocess
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    read_end, write_end = os.pipe()
+    with open(log, "ab") as log_file:
+        daemon = subprocess.Popen(
+            [*command, "--ready-fd", str(write_end)],
+            pass_fds=(write_end,),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,
+        )
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as ready:
+        if not select.select([ready], [], [], 60)[0]:
+            daemon.kill()
+            raise ArtfsError(f"the mount did not come up within 60 s: see {log}")
+        line = ready.readline().decode(errors="replace").strip()
+    if line == "READY":
+        return log
+    if line.startswith("ERROR "):
+        daemon.wait(timeout=10)
+        raise ArtfsError(line[len("ERROR ") :])
+    code = daemon.wait(timeout=10)
+    raise ArtfsError(f"the daemon exited with status {code} before mounting: see {log}")
+
+
+@click.command()
+@click.argument("mountpoint", type=click.Path(path_type=Path))
+def umount(mountpoint: Path) -> None:
+    """Unmount an artfs mount; its daemon exits."""
+    import shutil
+    import subprocess
+
+    tool = shutil.which("fusermount3")
+    if tool is None:
+        raise ArtfsError(
+            "fusermount3 is missing: install the fuse3 package (apt-get install fuse3)"
+        )
+    done = subprocess.run([tool, "-u", str(mountpoint)], capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = done.stderr.strip().rpartition(": ")[2] or "failed"
+        hint = ": close the files open under it" if "busy" in reason else ""
+        raise ArtfsError(f"cannot unmount {mountpoint}: {reason}{hint}")

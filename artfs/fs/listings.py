@@ -1,0 +1,136 @@
+"""Directory listings of versions, read from the index once and kept: a version never changes.
+
+A :class:`Listing` is the direct children of one directory of one version, in index key (name)
+order, as the index holds them: names and raw entry values. An entry is decoded the first time
+something asks for it and kept decoded, so listing a directory of 100,000 files costs a cursor
+walk, and looking one name up in it a dict get.
+
+A :class:`ListingCache` keeps listings in LRU order within a budget of entries. Listings are
+keyed by :class:`ListingKey` (the version's index key, its creation time and the directory), so
+a version deleted and a new one given the same number never share a listing; the tree also
+drops the listings of a version it finds deleted (:meth:`ListingCache.drop_version`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from artfs.store import catalog, manifest
+from artfs.store.index import Txn
+from artfs.store.manifest import FileEntry
+
+# Entries (names) the listings of all versions may hold together. A cached small-file entry
+# takes ~0.6 KB once used (its name, raw value, FileEntry, node and attributes): ~40 MB.
+DEFAULT_LISTING_ENTRIES = 65_536
+TOO_LARGE_REMEMBERED = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ListingKey:
+    version_key: bytes  # the version's index key (catalog.version_key)
+    created: float  # the version record's creation time: a recreated number is another key
+    directory: str  # '' for the version's root
+
+
+class Listing:
+    """The children of one directory of one version, by position (1-based in readdir's
+    numbering: the entry at index ``i`` is followed by position ``i + 1``) and by name."""
+
+    __slots__ = ("_decoded", "_values", "children", "key", "names", "positions")
+
+    def __init__(self, key: ListingKey, names: list[bytes], values: list[bytes]) -> None:
+        self.key = key
+        self.names = names
+        self._values = values
+        self._decoded: list[FileEntry | None] = [None] * len(names)
+        self.positions = {name: index for index, name in enumerate(names)}
+        # The tree's node for each child, kept once made (None: not yet): its inode number is
+        # a hash and its attributes an object, asked for on every lookup and readdir.
+        self.children: list[Any] = [None] * len(names)
+
+    @classmethod
+    def read(cls, txn: Txn, key: ListingKey) -> Listing:
+        """Every child of ``key.directory`` in ``txn``: one cursor walk, nothing decoded."""
+        names, values = [], []
+        for name, value in catalog.encoded_children(txn, key.version_key, key.directory):
+            names.append(name)
+            values.append(value)
+        return cls(key, names, values)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def entry(self, index: int) -> FileEntry:
+        """The child at ``index``, decoded once."""
+        found = self._decoded[index]
+        if found is None:
+            name = manifest.decode_path(self.names[index])
+            directory = self.key.directory
+            path = f"{directory}/{name}" if directory else name
+            found = self._decoded[index] = catalog.decode_child(path, self._values[index])
+        return found
+
+    def find(self, name: bytes) -> int | None:
+        """The index of the child ``name``, if there is one."""
+        return self.positions.get(name)
+
+
+class ListingCache:
+    """A bounded LRU of listings; safe to use from several threads."""
+
+    def __init__(self, budget_entries: int = DEFAULT_LISTING_ENTRIES) -> None:
+        self.budget_entries = budget_entries
+        self._listings: OrderedDict[ListingKey, Listing] = OrderedDict()
+        self._entries = 0
+        self._lock = threading.Lock()
+        # Keys of listings larger than the whole budget (most recent last, bounded): looking
+        # a name up in such a directory is one index get, not a walk over all its names.
+        self._too_large: OrderedDict[ListingKey, None] = OrderedDict()
+
+    @property
+    def entries(self) -> int:
+        return self._entries
+
+    def get(self, key: ListingKey) -> Listing | None:
+        with self._lock:
+            found = self._listings.get(key)
+            if found is not None:
+                self._listings.move_to_end(key)
+            return found
+
+    def put(self, listing: Listing) -> None:
+        """Keep ``listing``; one larger than the whole budget is not kept but remembered as
+        too large (see :meth:`too_large`)."""
+        if len(listing) > self.budget_entries:
+            with self._lock:
+                self._too_large[listing.key] = None
+                while len(self._too_large) > TOO_LARGE_REMEMBERED:
+                    self._too_large.popitem(last=False)
+            return
+        with self._lock:
+            old = self._listings.pop(listing.key, None)
+            if old is not None:
+                self._entries -= len(old)
+            self._listings[listing.key] = listing
+            self._entries += len(listing)
+            while self._entries > self.budget_entries:
+                _, evicted = self._listings.popitem(last=False)
+                self._entries -= len(evicted)
+
+    def too_large(self, key: ListingKey) -> bool:
+        """Whether the listing of ``key`` was found larger than the budget."""
+        return key in self._too_large
+
+    def drop_version(self, version_key: bytes) -> int:
+        """Forget every listing of a version (deleted); how many there were."""
+        with self._lock:
+            gone = [key for key in self._listings if key.version_key == version_key]
+            for key in gone:
+                self._entries -= len(self._listings.pop(key))
+        return len(gone)
+
+
+__all__ = ["DEFAULT_LISTING_ENTRIES", "Listing", "ListingCache", "ListingKey"]

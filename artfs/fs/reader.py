@@ -1,0 +1,336 @@
+"""Reading a version's files: a shared cache of verified chunks and one reader per open file.
+
+Pure: no pyfuse3 here. A :class:`FileReader` serves byte ranges of one file from its chunks,
+which a :class:`ChunkCache` holds decompressed and verified (a chunk enters the cache only after
+its bytes hashed to its id), and plans read-ahead for sequential readers.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from artfs.errors import ArtfsError, CorruptData
+from artfs.store.manifest import ChunkRef, FileEntry
+
+DEFAULT_CACHE_BYTES = 256 << 20
+# Read-ahead, in bytes of chunks ahead of a sequential reader: it starts at the first read
+# and doubles per read up to the maximum (and at most a quarter of the chunk cache).
+READAHEAD_START_BYTES = 4 << 20
+MAX_READAHEAD_BYTES = 32 << 20
+# A read this close to where the previous one ended still counts as sequential.
+SEQUENTIAL_SLACK = 256 << 10
+# Chunks up to this size are loaded without a thread hop (see FileReader.cheap).
+INLINE_LOAD_BYTES = 64 << 10
+
+
+# --- the chunk cache --------------------------------------------------------------------------
+
+
+@dataclass
+class _Loading:
+    # Made by the first thread that waits for this load: most loads have no waiter, and an
+    # Event (a Condition and a Lock) costs more to make than a small chunk's lookup.
+    done: threading.Event | None = None
+    data: bytes | None = None
+    error: BaseException | None = None
+
+
+class ChunkCache:
+    """A bounded LRU of verified, decompressed chunks shared by every open file.
+
+    ``get`` blocks (run it in a worker thread); two threads wanting the same chunk load it once.
+    ``peek`` never blocks and is safe on the event loop.
+    """
+
+    def __init__(self, load: Callable[[ChunkRef], bytes], budget_bytes: int) -> None:
+        self._load = load
+        self.budget_bytes = budget_bytes
+        self._chunks: OrderedDict[bytes, bytes] = OrderedDict()
+        self._loading: dict[bytes, _Loading] = {}
+        self._size = 0
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def __contains__(self, ref: ChunkRef) -> bool:
+        return ref.chunk_id in self._chunks or ref.chunk_id in self._loading
+
+    def peek(self, ref: ChunkRef) -> bytes | None:
+        with self._lock:
+            data = self._chunks.get(ref.chunk_id)
+            if data is not None:
+                self._chunks.move_to_end(ref.chunk_id)
+            return data
+
+    def get(self, ref: ChunkRef, load: Callable[[ChunkRef], bytes] | None = None) -> bytes:
+        """The chunk, loaded with ``load`` (default: the cache's own) on a miss."""
+        with self._lock:
+            data = self._chunks.get(ref.chunk_id)
+            if data is not None:
+                self._chunks.move_to_end(ref.chunk_id)
+                return data
+            loading = self._loading.get(ref.chunk_id)
+            owner = loading is None
+            if loading is None:
+                loading = self._loading[ref.chunk_id] = _Loading()
+            elif loading.done is None:
+                loading.done = threading.Event()
+            done = loading.done
+        if not owner:
+            assert done is not None
+            done.wait()
+            if loading.error is not None:
+                raise loading.error
+            assert loading.data is not None
+            return loading.data
+        try:
+            loading.data = (load or self._load)(ref)
+        except BaseException as exc:
+            loading.error = exc
+            raise
+        finally:
+            with self._lock:
+                del self._loading[ref.chunk_id]
+                if loading.data is not None:
+                    self._insert(ref.chunk_id, loading.data)
+                done = loading.done  # a waiter that came after this cannot find the load
+            if done is not None:
+                done.set()
+        return loading.data
+
+    def put(self, ref: ChunkRef, data: bytes) -> None:
+        """Keep ``data``, verified bytes of ``ref`` loaded by the caller."""
+        with self._lock:
+            self._insert(ref.chunk_id, data)
+
+    def _insert(self, chunk_id: bytes, data: bytes) -> None:
+        if len(data) > self.budget_bytes:
+            return
+        if chunk_id not in self._chunks:
+            self._size += len(data)
+        self._chunks[chunk_id] = data
+        while self._size > self.budget_bytes:
+            _, evicted = self._chunks.popitem(last=False)
+            self._size -= len(evicted)
+
+
+# --- open files -------------------------------------------------------------------------------
+
+# What a read returns: a view into a cached chunk when the range lies in one chunk (no copy),
+# else the pieces joined. Any of them is a buffer the daemon can reply from.
+ReadBuffer = bytes | bytearray | memoryview
+# Loads a chunk, given the chunks the reader wants after it (a remote-backed store fetches
+# neighbours of one pack in the same request; a local read ignores them).
+ChunkLoader = Callable[[ChunkRef, Sequence[ChunkRef]], bytes]
+
+
+class FileReader:
+    """One open file: byte ranges served from its chunks, and sequential read-ahead.
+
+    :meth:`plan` is called as each read arrives, before anything is awaited, so the chunks a
+    sequential reader will want next start loading (in worker threads) while this read's own
+    chunk loads: a cold 1 MiB chunk takes ~1 ms to read, decompress and verify, and two load
+    in parallel on two cores.
+    """
+
+    def __init__(
+        self,
+        entry: FileEntry,
+        cache: ChunkCache,
+        load: ChunkLoader | None = None,
+        local: Callable[[ChunkRef], bool] | None = None,
+        load_cached: Callable[[ChunkRef], bytes | None] | None = None,
+    ) -> None:
+        self.entry = entry
+        self._cache = cache
+        self._load = load  # None: the cache's loader (a fresh index lookup per chunk)
+        # A chunk's verified bytes if its pack bytes are in the page cache, else None (never
+        # waits for the disk); None: no such loads (see read_inline).
+        self._load_cached = load_cached
+        # Whether a chunk is in this store's packs (None: all are); see cheap().
+        self._local = local
+        self._positions: dict[bytes, int] | None = None  # chunk id -> first index, for fetch
+        self._starts: list[int] = []
+        offset = 0
+        for ref in entry.chunks:
+            self._starts.append(offset)
+            offset += ref.length
+        self._next_offset = -1  # where a sequential reader's next read starts (-1: no read yet)
+        self._window = 0  # bytes of read-ahead; doubles while access stays sequential
+        self._ahead_until = 0  # chunks below this index were already scheduled
+        self._max_window = min(MAX_READAHEAD_BYTES, cache.budget_bytes // 4)
+
+    def _span(self, offset: int, size: int) -> range:
+        end = min(offset + size, self.entry.size)
+        if offset >= end:
+            return range(0)
+        first = bisect.bisect_right(self._starts, offset) - 1
+        last = bisect.bisect_right(self._starts, end - 1) - 1
+        return range(first, last + 1)
+
+    def _assemble(
+        self, offset: int, size: int, pieces: list[bytes], span: range, scratch: bytearray | None
+    ) -> ReadBuffer:
+        end = min(offset + size, self.entry.size)
+        length = end - offset
+        if len(pieces) == 1:
+            # A view, not a copy: a 1 MiB read of a cached chunk costs no memcpy here.
+            start = offset - self._starts[span.start]
+            view = memoryview(pieces[0])[start : start + length]
+            self._check_filled(len(view), length)
+            return view
+        # A read across chunk boundaries is copied together: into ``scratch`` when it fits,
+        # else into a new buffer (whose fresh pages cost more to fault in than the copy).
+        out = scratch if scratch is not None and len(scratch) >= length else bytearray(length)
+        position = 0
+        for index, data in zip(span, pieces, strict=True):
+            base = self._starts[index]
+            piece = memoryview(data)[max(offset - base, 0) : min(end - base, len(data))]
+            out[position : position + len(piece)] = piece
+            position += len(piece)
+        self._check_filled(position, length)
+        return memoryview(out)[:length]
+
+    def _check_filled(self, got: int, wanted: int) -> None:
+        """Chunks shorter than the entry says (a damaged or forged record): an error, never a
+        reply padded with what a reused buffer held before."""
+        if got != wanted:
+            raise CorruptData(
+                f"{self.entry.path}: its chunks hold fewer bytes than its recorded size"
+            )
+
+    def plan(self, offset: int, size: int) -> list[ChunkRef]:
+        """Note a read as it arrives; the chunks worth loading ahead of it.
+
+        A read from the start of the file, or one that continues within
+        ``SEQUENTIAL_SLACK`` of where the previous one ended, is sequential: the window
+        starts at ``READAHEAD_START_BYTES`` and doubles per read up to ``MAX_READAHEAD_BYTES``
+        (at most a quarter of the cache). Any other read resets it. Never blocks.
+        """
+        if self._next_offset < 0:
+            sequential = offset == 0
+        else:
+            sequential = abs(offset - self._next_offset) <= SEQUENTIAL_SLACK
+        self._next_offset = offset + size
+        if not sequential:
+            self._window = 0
+            self._ahead_until = 0
+            return []
+        self._window = min(max(READAHEAD_START_BYTES, self._window * 2), self._max_window)
+        span = self._span(offset, size)
+        if not span:
+            return []
+        chunks = self.entry.chunks
+        horizon = min(offset + size, self.entry.size) + self._window
+        index = max(span.stop, self._ahead_until)
+        ahead = []
+        while index < len(chunks) and self._starts[index] < horizon:
+            if chunks[index] not in self._cache:
+                ahead.append(chunks[index])
+            index += 1
+        self._ahead_until = max(self._ahead_until, index)
+        return ahead
+
+    def read_cached(
+        self, offset: int, size: int, scratch: bytearray | None = None
+    ) -> ReadBuffer | None:
+        """The bytes if every chunk they need is cached, else None; never blocks.
+
+        A read spanning chunks is copied into ``scratch`` if it fits: the result is then only
+        valid until ``scratch`` is used again (the event loop replies before its next read).
+        """
+        span = self._span(offset, size)
+        pieces = []
+        for index in span:
+            data = self._cache.peek(self.entry.chunks[index])
+            if data is None:
+                return None
+            pieces.append(data)
+        return self._assemble(offset, size, pieces, span, scratch) if pieces else b""
+
+    def cheap(self, offset: int, size: int) -> bool:
+        """Whether the chunks this read still needs are small enough to load inline.
+
+        A worker-thread hop costs 0.1-0.2 ms here, more than reading, decompressing and hashing
+        a 64 KiB chunk, so a small file's chunk is loaded on the event loop; big chunks never.
+        Only from this store's own packs: a chunk held only on a remote (or in the disk cache
+        of one) may wait up to the remote's timeout, and one that another thread is loading
+        means waiting for that thread; either on the event loop would stall every request.
+        """
+        missing = 0
+        for index in self._span(offset, size):
+            ref = self.entry.chunks[index]
+            if self._cache.peek(ref) is None:
+                if ref in self._cache or (self._local is not None and not self._local(ref)):
+                    return False
+                missing += ref.length
+        return missing <= INLINE_LOAD_BYTES
+
+    def read_inline(
+        self, offset: int, size: int, scratch: bytearray | None = None
+    ) -> ReadBuffer | None:
+        """The bytes if every chunk they need is cached or its pack bytes are in the page
+        cache (then verified and cached here), else None: never waits for the disk, so a read
+        of a small file that would wait goes to a worker thread instead of stalling every
+        request behind it. ``scratch`` as for :meth:`read_cached`."""
+        span = self._span(offset, size)
+        pieces = []
+        for index in span:
+            ref = self.entry.chunks[index]
+            data = self._cache.peek(ref)
+            if data is None:
+                data = None if self._load_cached is None else self._load_cached(ref)
+                if data is None:
+                    return None
+                self._cache.put(ref, data)
+            pieces.append(data)
+        return self._assemble(offset, size, pieces, span, scratch) if pieces else b""
+
+    def read(self, offset: int, size: int, scratch: bytearray | None = None) -> ReadBuffer:
+        """The bytes at ``offset`` (short at end of file); blocks on chunk loads. ``scratch``
+        as for :meth:`read_cached`."""
+        span = self._span(offset, size)
+        try:
+            pieces = [self._cache.get(self.entry.chunks[i], self._loader(i)) for i in span]
+        except ArtfsError as exc:
+            raise type(exc)(f"{self.entry.path}: {exc}") from None
+        return self._assemble(offset, size, pieces, span, scratch) if pieces else b""
+
+    def fetch(self, ref: ChunkRef) -> bytes:
+        """Load one of this file's chunks into the cache (read-ahead); blocks."""
+        if self._positions is None:
+            self._positions = {}
+            for index, chunk in enumerate(self.entry.chunks):
+                self._positions.setdefault(chunk.chunk_id, index)
+        return self._cache.get(ref, self._loader(self._positions.get(ref.chunk_id, -1)))
+
+    def _loader(self, index: int) -> Callable[[ChunkRef], bytes] | None:
+        """The load of chunk ``index``, naming the chunks of the read-ahead window after it."""
+        load = self._load
+        if load is None:
+            return None
+        chunks = self.entry.chunks
+        if index < 0:
+            return lambda ref: load(ref, ())
+        horizon = self._starts[index] + chunks[index].length + self._window
+        end = bisect.bisect_left(self._starts, horizon, lo=index + 1)
+        return lambda ref: load(ref, chunks[index + 1 : end])
+
+
+__all__ = [
+    "DEFAULT_CACHE_BYTES",
+    "INLINE_LOAD_BYTES",
+    "MAX_READAHEAD_BYTES",
+    "READAHEAD_START_BYTES",
+    "SEQUENTIAL_SLACK",
+    "ChunkCache",
+    "ChunkLoader",
+    "FileReader",
+    "ReadBuffer",
+]

@@ -1,0 +1,156 @@
+"""Cached listings of versions, without a kernel: what lookup and readdir answer from them,
+and that they stay right when versions are deleted, collected and new ones committed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from mountutil import put
+
+from artfs.errors import NotFound
+from artfs.fs.listings import Listing, ListingCache, ListingKey
+from artfs.names import ArtifactName, Ref
+from artfs.store import Store
+from artfs.store.gc import collect
+from artfs.vfs import ROOT_INODE, NoAttribute, Vfs
+
+
+def tree(root: Path, files: dict[str, bytes]) -> Path:
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def walk_to(vfs: Vfs, path: str) -> int:
+    ino = ROOT_INODE
+    for part in path.split("/"):
+        ino = vfs.lookup(ino, part.encode()).ino
+    return ino
+
+
+def names_in(vfs: Vfs, ino: int, start: int = 0) -> list[bytes]:
+    fh = vfs.opendir(ino)
+    try:
+        return [entry.name for entry in vfs.readdir(fh, start)]
+    finally:
+        vfs.releasedir(fh)
+
+
+def read(vfs: Vfs, ino: int) -> bytes:
+    fh = vfs.open(ino, os.O_RDONLY)
+    try:
+        return bytes(vfs.reader(fh).read(0, 1 << 20))
+    finally:
+        vfs.release(fh)
+
+
+FILES = {f"d/{i:03d}.bin": bytes([i]) * (100 + i) for i in range(40)} | {"top.txt": b"top\n"}
+
+
+def test_lookup_and_readdir_agree_with_the_version_from_one_listing(tmp_path: Path) -> None:
+    put(tmp_path / "home", tree(tmp_path / "src", FILES), "proj/set")
+    with Store.open(tmp_path / "home") as store:
+        vfs = Vfs.create(store, lineage=False)
+        d = walk_to(vfs, "proj/set/v0/d")
+        listed = names_in(vfs, d)
+        assert listed == sorted(n.split("/")[1].encode() for n in FILES if n.startswith("d/"))
+        assert names_in(vfs, d, 35) == listed[35:]  # a seekdir to any position
+        for name in listed:
+            attr = vfs.lookup(d, name)
+            assert attr.size == len(FILES[f"d/{name.decode()}"])
+            assert read(vfs, attr.ino) == FILES[f"d/{name.decode()}"]
+        with pytest.raises(NotFound):
+            vfs.lookup(d, b"missing.bin")
+        # Both directories of the version were read once each, whatever was asked.
+        assert vfs.listings.entries == 2 + 40  # v0: d and top.txt; d: its 40 files
+
+
+def test_deleted_version_drops_its_listings_and_a_new_version_lists_its_own_files(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    put(home, tree(tmp_path / "a", {"x/old.txt": b"old\n", "x/both.txt": b"same\n"}), "p/art")
+    with Store.open(home) as store:
+        vfs = Vfs.create(store, lineage=False)
+        x = walk_to(vfs, "p/art/v0/x")
+        assert names_in(vfs, x) == [b"both.txt", b"old.txt"]
+        store.delete(Ref.parse("p/art:v0"), force=True)
+        collect(store)  # v0's own chunks are gone
+        stale = vfs.deleted_versions()
+        art = walk_to(vfs, "p/art")
+        assert (art, b"v0") in stale
+        assert vfs.listings.entries == 0  # v0's listings went with it
+        with pytest.raises(NotFound):
+            vfs.lookup(art, b"v0")
+        store.put(
+            tree(tmp_path / "b", {"x/new.txt": b"new\n", "x/both.txt": b"same\n"}),
+            ArtifactName("p", "art"),
+        )
+        x1 = walk_to(vfs, "p/art/v1/x")
+        assert names_in(vfs, x1) == [b"both.txt", b"new.txt"]
+        assert read(vfs, vfs.lookup(x1, b"new.txt").ino) == b"new\n"
+        assert read(vfs, vfs.lookup(x1, b"both.txt").ino) == b"same\n"
+        with pytest.raises(NotFound):
+            vfs.lookup(x1, b"old.txt")
+
+
+def test_listing_cache_stays_within_its_budget_and_keys_recreated_versions_apart() -> None:
+    cache = ListingCache(budget_entries=5)
+
+    def listing(version: bytes, created: float, count: int) -> Listing:
+        names = [f"{i}".encode() for i in range(count)]
+        return Listing(ListingKey(version, created, ""), names, [b""] * count)
+
+    cache.put(listing(b"v0", 1.0, 3))
+    cache.put(listing(b"v1", 1.0, 3))  # over budget: v0's goes
+    assert cache.get(ListingKey(b"v0", 1.0, "")) is None
+    assert cache.get(ListingKey(b"v1", 1.0, "")) is not None
+    assert cache.get(ListingKey(b"v1", 2.0, "")) is None  # the same number, made again
+    cache.put(listing(b"v2", 1.0, 6))  # larger than the whole budget: not kept
+    assert cache.get(ListingKey(b"v2", 1.0, "")) is None and cache.entries == 3
+    assert cache.drop_version(b"v1") == 1 and cache.entries == 0
+
+
+def test_xattrs_ls_asks_for_are_absent_and_artfs_ones_present(tmp_path: Path) -> None:
+    put(tmp_path / "home", tree(tmp_path / "src", {"f.txt": b"f\n"}), "proj/set")
+    with Store.open(tmp_path / "home") as store:
+        vfs = Vfs.create(store, lineage=False)
+        f = walk_to(vfs, "proj/set/v0/f.txt")
+        for name in (b"security.selinux", b"system.posix_acl_access", b"user.other"):
+            with pytest.raises(NoAttribute):
+                vfs.getxattr(f, name)
+        assert len(vfs.getxattr(f, b"user.artfs.digest")) == 64
+        vfs.forget(f, 1)
+        with pytest.raises(NotFound) as caught:  # the inode is gone: ENOENT, not ENODATA
+            vfs.getxattr(f, b"security.selinux")
+        assert not isinstance(caught.value, NoAttribute)
+
+
+def test_directory_larger_than_the_listing_budget_lists_and_looks_up_right(
+    tmp_path: Path,
+) -> None:
+    put(tmp_path / "home", tree(tmp_path / "src", FILES), "proj/set")
+    with Store.open(tmp_path / "home") as store:
+        vfs = Vfs.create(store, lineage=False)
+        vfs.listings = ListingCache(budget_entries=10)  # d/ has 40 entries
+        d = walk_to(vfs, "proj/set/v0/d")
+        fh = vfs.opendir(d)
+        try:
+            batch = []
+            for entry in vfs.readdir(fh, 0):  # resumed in batches of 7, as the kernel does
+                batch.append(entry)
+                if len(batch) == 7:
+                    break
+            listed = [e.name for e in batch] + [e.name for e in vfs.readdir(fh, 7)]
+        finally:
+            vfs.releasedir(fh)
+        assert listed == sorted(n.split("/")[1].encode() for n in FILES if n.startswith("d/"))
+        for name in listed[::5]:
+            assert read(vfs, vfs.lookup(d, name).ino) == FILES[f"d/{name.decode()}"]
+        with pytest.raises(NotFound):
+            vfs.lookup(d, b"missing.bin")
+        assert vfs.listings.entries <= 10  # d's listing was not kept
