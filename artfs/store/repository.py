@@ -479,7 +479,7 @@ class Store:
 
         The tree is built before the writer lock is taken, unless the content is a version
         already (an unchanged re-put): its pages exist, and building them again would cost
-        ~0.75 s per 100,000 files for nothing.
+        0.4-0.75 s per 100,000 files for nothing.
         """
         digest = _digest(entries)
         with self.index.read() as txn:
