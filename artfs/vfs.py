@@ -611,19 +611,20 @@ class Vfs:
     def _listing(self, node: Node, txn: Txn | None = None) -> Listing:
         """The cached listing of a directory inside a version, read on first use.
 
-        Reading one is a cursor walk over its names (no decoding): ~1 us an entry, so the
-        first lookup or readdir in a directory of 100,000 files takes ~0.1 s, and every later
-        one none (a version never changes). One larger than the cache's whole budget is not
-        kept: a directory handle keeps it while open, and lookups in it are index gets.
+        Reading one walks the directory's tree pages, so the first lookup or readdir in a
+        directory costs one pass over its entries and every later one none (a version never
+        changes). One larger than the cache's whole budget is not kept: a directory handle
+        keeps it while open, and lookups in it go through the tree (a page per level).
         ``txn``: an open read transaction to use."""
+        assert node.record is not None
         key = self._listing_key(node)
         found = self.listings.get(key)
         if found is None:
             if txn is None:
                 with self.store.index.read() as own:
-                    found = Listing.read(own, key)
+                    found = Listing.read(own, node.record, key)
             else:
-                found = Listing.read(txn, key)
+                found = Listing.read(txn, node.record, key)
             self.listings.put(found)
         return found
 

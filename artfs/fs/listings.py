@@ -1,9 +1,7 @@
 """Directory listings of versions, read from the index once and kept: a version never changes.
 
-A :class:`Listing` is the direct children of one directory of one version, in index key (name)
-order, as the index holds them: names and raw entry values. An entry is decoded the first time
-something asks for it and kept decoded, so listing a directory of 100,000 files costs a cursor
-walk, and looking one name up in it a dict get.
+A :class:`Listing` is the direct children of one directory of one version, in name order, read
+once from the version's tree pages, so looking one name up in it is a dict get.
 
 A :class:`ListingCache` keeps listings in LRU order within a budget of entries. Listings are
 keyed by :class:`ListingKey` (the version's index key, its creation time and the directory), so
@@ -15,10 +13,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from artfs.store import catalog, manifest
+from artfs.store.catalog import VersionRecord
 from artfs.store.index import Txn
 from artfs.store.manifest import FileEntry
 
@@ -39,39 +39,30 @@ class Listing:
     """The children of one directory of one version, by position (1-based in readdir's
     numbering: the entry at index ``i`` is followed by position ``i + 1``) and by name."""
 
-    __slots__ = ("_decoded", "_values", "children", "key", "names", "positions")
+    __slots__ = ("_entries", "children", "key", "names", "positions")
 
-    def __init__(self, key: ListingKey, names: list[bytes], values: list[bytes]) -> None:
+    def __init__(self, key: ListingKey, names: list[bytes], entries: Sequence[FileEntry]) -> None:
         self.key = key
         self.names = names
-        self._values = values
-        self._decoded: list[FileEntry | None] = [None] * len(names)
+        self._entries = entries
         self.positions = {name: index for index, name in enumerate(names)}
         # The tree's node for each child, kept once made (None: not yet): its inode number is
         # a hash and its attributes an object, asked for on every lookup and readdir.
         self.children: list[Any] = [None] * len(names)
 
     @classmethod
-    def read(cls, txn: Txn, key: ListingKey) -> Listing:
-        """Every child of ``key.directory`` in ``txn``: one cursor walk, nothing decoded."""
-        names, values = [], []
-        for name, value in catalog.encoded_children(txn, key.version_key, key.directory):
-            names.append(name)
-            values.append(value)
-        return cls(key, names, values)
+    def read(cls, txn: Txn, record: VersionRecord, key: ListingKey) -> Listing:
+        """Every child of ``key.directory`` of ``record`` in ``txn``: one walk over the
+        directory's tree pages (decoded pages are shared process-wide, see catalog.pages)."""
+        entries = list(catalog.list_dir(txn, record, key.directory))
+        return cls(key, [manifest.encode_path(entry.name) for entry in entries], entries)
 
     def __len__(self) -> int:
         return len(self.names)
 
     def entry(self, index: int) -> FileEntry:
-        """The child at ``index``, decoded once."""
-        found = self._decoded[index]
-        if found is None:
-            name = manifest.decode_path(self.names[index])
-            directory = self.key.directory
-            path = f"{directory}/{name}" if directory else name
-            found = self._decoded[index] = catalog.decode_child(path, self._values[index])
-        return found
+        """The child at ``index``."""
+        return self._entries[index]
 
     def find(self, name: bytes) -> int | None:
         """The index of the child ``name``, if there is one."""

@@ -458,28 +458,6 @@ def list_dir(
         yield from trees.list_dir(pages(txn), root, directory, after or None)
 
 
-def encoded_children(
-    txn: Txn, version_key: bytes, directory: str = ""
-) -> Iterator[tuple[bytes, bytes]]:
-    """The direct children of ``directory`` in the version at ``version_key`` as (encoded
-    name, encoded entry), in name order, nothing decoded (:func:`decode_child` decodes one):
-    for a caller that keeps a listing and decodes an entry only when it is asked for (the
-    mount's listing cache). Nothing for a version that is gone or a path that is no
-    directory."""
-    data = txn.get(Table.VERSIONS, version_key)
-    root = None if data is None else root_tree(VersionRecord.decode(data))
-    if root is None:
-        return
-    tree = trees.resolve_dir(pages(txn), root, directory)
-    if tree is not None:
-        yield from trees.items(pages(txn), tree)
-
-
-def decode_child(path: str, encoded: bytes) -> FileEntry:
-    """The entry at ``path`` from its encoding as :func:`encoded_children` gave it."""
-    return trees.decode_entry(path, encoded)[0]
-
-
 def walk(txn: Txn, record: VersionRecord) -> Iterator[FileEntry]:
     """Every entry of a version (directories and files), depth first, names in byte order."""
     root = root_tree(record)
