@@ -475,11 +475,19 @@ class Store:
         draft: dict[str, Any],
         ingest: Ingest,
     ) -> tuple[PutResult, bool]:
-        """Add the version in one index transaction; whether the new chunks were indexed."""
-        prepared = catalog.prepare_tree(entries)
+        """Add the version in one index transaction; whether the new chunks were indexed.
+
+        The tree is built before the writer lock is taken, unless the content is a version
+        already (an unchanged re-put): its pages exist, and building them again would cost
+        0.4-0.75 s per 100,000 files for nothing.
+        """
+        digest = _digest(entries)
+        with self.index.read() as txn:
+            known = catalog.version_by_digest(txn, art, digest) is not None
+        prepared = None if known else catalog.prepare_tree(entries)
         with self.index.write() as txn:
             _check_ready_chunks(txn, tree, ingest.new_chunks)
-            result = self._add_version(txn, art, entries, aliases, draft, prepared)
+            result = self._add_version(txn, art, entries, aliases, draft, prepared, digest)
             if result.created:
                 for cid, loc in ingest.new_chunks.items():
                     txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
@@ -549,10 +557,13 @@ class Store:
         aliases: list[str],
         draft: dict[str, Any],
         prepared: catalog.PreparedTree | None = None,
+        digest: str | None = None,
     ) -> PutResult:
+        """``prepared``: the tree of ``entries`` if built already; ``digest``: their version
+        digest if known (both are computed here otherwise)."""
         artifact = catalog.get_artifact(txn, art)
         catalog.check_type(artifact, art, draft["type"])
-        digest = _digest(entries)
+        digest = digest or _digest(entries)
         existing = catalog.version_by_digest(txn, art, digest)
         if existing is not None:
             for alias in aliases:
