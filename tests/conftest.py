@@ -1,6 +1,8 @@
 """Shared fixtures: a fresh store, small generated trees, and the real ``artfs`` console script.
 
-Kept generic on purpose: tests/mount/ has its own conftest for mount fixtures.
+Also ``start_mount`` and the report hook it reads, shared by tests/mount/ and tests/reliability/.
+Fixtures and hooks only belong in conftest.py files; helpers that test modules import live in
+plain modules imported by their full name (``tests.mount.mountutil``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 
 from artfs.store import Store
 from artfs.stores import open_store
+from tests.mount.mountutil import Mounts, StartMount
 
 ARTFS = Path(sys.executable).parent / "artfs"
 
@@ -197,12 +200,24 @@ def run_cli(
     return result
 
 
+@pytest.fixture
+def start_mount(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StartMount]:
+    """``start_mount(home, mountpoint=None, *daemon_args)`` -> a served mount; every
+    mount is unmounted and its daemon stopped at the end, its log printed if the test failed."""
+    mounts = Mounts(tmp_path)
+    yield mounts.start
+    report = getattr(request.node, "rep_call", None)
+    mounts.close(show_logs=report is not None and report.failed)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """With ``ARTFS_REQUIRE_MOUNT=1`` (``./dev test`` sets it when run as root), a test skipped
     for want of FUSE or root fails instead: CI must not pass with the mount layer untested."""
     outcome = yield
     report = outcome.get_result()
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]  (read by start_mount)
     if os.environ.get("ARTFS_REQUIRE_MOUNT") != "1" or not report.skipped:
         return
     reason = str(report.longrepr)

@@ -19,8 +19,7 @@ from artfs.names import ArtifactName
 from artfs.store import Store
 from artfs.store.verify import verify
 from tests.conftest import make_tree, random_bytes
-from tests.mount.mountutil import put
-from tests.reliability.conftest import StartMount
+from tests.mount.mountutil import StartMount, put
 
 pytestmark = pytest.mark.mount
 
