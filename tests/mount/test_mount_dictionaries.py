@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from artfs.store import Store
-from tests.conftest import make_tree
+from tests.helpers import make_tree
 from tests.mount.mountutil import Mount, put
 from tests.store.test_dictionaries import annotations, dict_coded
 

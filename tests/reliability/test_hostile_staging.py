@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import make_tree
+from tests.helpers import make_tree
 from tests.mount.mountutil import Mount, StartMount, put
 
 pytestmark = pytest.mark.mount

@@ -33,7 +33,7 @@ import pytest
 
 from artfs.lineage import Lineage
 from artfs.store import Store
-from tests.conftest import ARTFS, make_tree
+from tests.helpers import ARTFS, make_tree
 from tests.mount.mountutil import StartMount, eventually, put
 
 pytestmark = [

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ARTFS
+from tests.helpers import ARTFS
 from tests.remote.faultproxy import FaultProxy
 from tests.remote.seaweed import BUCKET, S3Server, free_ports, running_server
 

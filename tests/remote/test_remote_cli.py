@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import make_tree, random_bytes
+from tests.helpers import make_tree, random_bytes
 from tests.remote.conftest import S3Server, artfs_ok, run_artfs
 
 _artfs = run_artfs

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import make_tree, random_bytes
+from tests.helpers import make_tree, random_bytes
 from tests.remote.conftest import S3Server, artfs_ok
 from tests.ui.conftest import serve_ui  # noqa: F401  (the fixture, for this directory)
 

@@ -38,7 +38,7 @@ from artfs.names import ArtifactName
 from artfs.store import Store, references
 from artfs.store.ingest import SourceTree
 from artfs.ui import create_app, open_readonly
-from tests.conftest import ARTFS
+from tests.helpers import ARTFS
 
 MANY = 450  # > 2 pages of 200 entries
 LOGGED_STEPS = 30

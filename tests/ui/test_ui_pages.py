@@ -12,7 +12,7 @@ from artfs.lineage import Lineage
 from artfs.run_metrics import RunMetrics
 from artfs.store import Store, history
 from artfs.ui import app, create_app, open_readonly, reads
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from tests.ui.conftest import CSV, LOGGED_STEPS, MANY, UiStore, png_bytes, raw_tree, store_bytes
 
 

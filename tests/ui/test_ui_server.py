@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 from tests.ui.conftest import UiStore, stop_ui, store_bytes
 
 
