@@ -1,6 +1,7 @@
 """Shared fixtures: a fresh store, small generated trees, and the real ``artfs`` console script.
 
-Also ``start_mount`` and the report hook it reads, shared by tests/mount/ and tests/reliability/.
+Also ``start_mount`` and the report hook it reads, shared by tests/mount/ and tests/reliability/,
+and ``serve_ui``, shared by tests/ui/ and tests/remote/.
 Fixtures and hooks only belong in conftest.py files; helpers that test modules import live in
 plain modules imported by their full name (``tests.helpers``, ``tests.mount.mountutil``).
 """
@@ -18,6 +19,7 @@ from artfs.store import Store
 from artfs.stores import open_store
 from tests.helpers import CliResult, make_tree, run_cli, store_state
 from tests.mount.mountutil import Mounts, StartMount
+from tests.ui.uiutil import Served, start_ui, stop_ui
 
 
 @pytest.fixture
@@ -80,6 +82,25 @@ def start_mount(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Star
     yield mounts.start
     report = getattr(request.node, "rep_call", None)
     mounts.close(show_logs=report is not None and report.failed)
+
+
+@pytest.fixture
+def serve_ui() -> Iterator[Any]:
+    """``serve_ui(home, *args) -> Served``; every instance is stopped after the test."""
+    started: list[Served] = []
+
+    def start(home: Path, *args: str) -> Served:
+        served = start_ui(home, *args)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        if served.process.poll() is None:
+            stop_ui(served)
+        for stream in (served.process.stdout, served.process.stderr):
+            if stream is not None:
+                stream.close()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -30,7 +30,7 @@ from artfs.store.verify import verify
 from artfs.stores import open_store
 from tests.helpers import make_tree, random_bytes
 from tests.mount.mountutil import Mounts, unmount_and_stop
-from tests.remote.conftest import S3Server
+from tests.remote.seaweed import S3Server
 from tests.store.test_dictionaries import annotations
 
 ART = ArtifactName("team", "coco")

@@ -35,8 +35,8 @@ from artfs.store.verify import verify
 from artfs.stores import open_store
 from tests.helpers import make_tree, random_bytes, text_bytes
 from tests.mount.mountutil import Mount, Mounts, eventually, unmount_and_stop
-from tests.remote.conftest import S3Server
 from tests.remote.faultproxy import Fault, FaultProxy
+from tests.remote.seaweed import S3Server
 from tests.remote.test_remote_cli import _artfs
 
 ART = ArtifactName("team", "data")

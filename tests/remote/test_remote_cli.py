@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.helpers import make_tree, random_bytes
-from tests.remote.conftest import S3Server, artfs_ok, run_artfs
+from tests.remote.remoteutil import artfs_ok, run_artfs
+from tests.remote.seaweed import S3Server
 
 _artfs = run_artfs
 

@@ -22,7 +22,8 @@ from artfs.remote.sync import clone, pull, push
 from artfs.store import Store
 from artfs.stores import open_store
 from tests.helpers import make_tree, random_bytes, read_tree
-from tests.remote.conftest import S3Server, remote_env
+from tests.remote.remoteutil import remote_env
+from tests.remote.seaweed import S3Server
 from tests.remote.test_remote_cli import _artfs, _ok
 
 ART = ArtifactName("team", "data")

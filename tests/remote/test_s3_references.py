@@ -14,7 +14,8 @@ from artfs import Artifact, InputError, ReferenceChanged, ReferenceMissing
 from artfs.objectstore import S3ObjectStore
 from tests.helpers import random_bytes, read_tree
 from tests.mount.mountutil import Mounts
-from tests.remote.conftest import S3Server, run_artfs
+from tests.remote.remoteutil import run_artfs
+from tests.remote.seaweed import S3Server
 
 
 @pytest.fixture
