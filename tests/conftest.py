@@ -1,17 +1,15 @@
 """Shared fixtures: a fresh store, small generated trees, and the real ``artfs`` console script.
 
-Kept generic on purpose: tests/mount/ has its own conftest for mount fixtures.
+Also ``start_mount`` and the report hook it reads, shared by tests/mount/ and tests/reliability/,
+and ``serve_ui``, shared by tests/ui/ and tests/remote/.
+Fixtures and hooks only belong in conftest.py files; helpers that test modules import live in
+plain modules imported by their full name (``tests.helpers``, ``tests.mount.mountutil``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import random
-import subprocess
-import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,63 +17,9 @@ import pytest
 
 from artfs.store import Store
 from artfs.stores import open_store
-
-ARTFS = Path(sys.executable).parent / "artfs"
-
-# A tree spec maps a relative path to file content (bytes or str), or to None for an empty
-# directory. Parent directories are created as needed.
-TreeSpec = Mapping[str, bytes | str | None]
-
-
-def random_bytes(size: int, seed: int = 0) -> bytes:
-    """Incompressible, reproducible bytes (fast: one call into the RNG)."""
-    return random.Random(seed).randbytes(size)
-
-
-def text_bytes(size: int, seed: int = 0) -> bytes:
-    """Compressible CSV-like text of exactly ``size`` bytes."""
-    rng = random.Random(seed)
-    lines = []
-    total = 0
-    while total < size:
-        line = f"{rng.randrange(10**6)},{rng.random():.6f},label_{rng.randrange(10)}\n"
-        lines.append(line)
-        total += len(line)
-    return "".join(lines).encode()[:size]
-
-
-def make_tree(root: Path, spec: TreeSpec) -> Path:
-    """Create ``spec`` under ``root`` (created too) and return ``root``."""
-    root.mkdir(parents=True, exist_ok=True)
-    for rel, content in spec.items():
-        path = root / rel
-        if content is None:
-            path.mkdir(parents=True, exist_ok=True)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content.encode() if isinstance(content, str) else content)
-    return root
-
-
-def read_tree(root: Path) -> dict[str, bytes | None]:
-    """The inverse of make_tree: every file's bytes and every directory (as None)."""
-    found: dict[str, bytes | None] = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        found[rel] = None if path.is_dir() else path.read_bytes()
-    return found
-
-
-def pack_listing(home: Path) -> dict[str, int]:
-    """Pack file names and sizes: what a failed command must leave exactly as it was."""
-    packs = home / "packs"
-    if not packs.exists():
-        return {}
-    return {p.name: p.stat().st_size for p in sorted(packs.iterdir())}
-
-
-def packs_bytes(home: Path) -> int:
-    return sum(pack_listing(home).values())
+from tests.helpers import CliResult, make_tree, run_cli, store_state
+from tests.mount.mountutil import Mounts, StartMount
+from tests.ui.uiutil import Served, start_ui, stop_ui
 
 
 @pytest.fixture
@@ -114,35 +58,15 @@ def run_cli_fixture(home: Path) -> Any:
     return bound
 
 
-def store_state(home: Path) -> dict[str, Any]:
-    """Pack files with sizes, the index file's hash and ``artfs ls --json`` at every level: what
-    a command that fails must leave exactly as it was."""
-    listing: dict[str, Any] = {}
-    projects = run_cli("ls", "--json", home=home, check=True).json()
-    listing[""] = projects
-    for project in projects:
-        artifacts = run_cli("ls", project, "--json", home=home, check=True).json()
-        listing[project] = artifacts
-        for artifact in artifacts:
-            name = f"{project}/{artifact['name']}"
-            listing[name] = run_cli("ls", name, "--json", home=home, check=True).json()
-    index = home / "index" / "data.mdb"
-    return {
-        "packs": pack_listing(home),
-        "ls": listing,
-        "index": hashlib.sha256(index.read_bytes()).hexdigest() if index.exists() else None,
-    }
-
-
 @pytest.fixture(name="store_state_of", scope="session")
 def store_state_of_fixture() -> Any:
-    """The unbound :func:`store_state` (takes the home), for wider scopes."""
+    """The unbound :func:`tests.helpers.store_state` (takes the home), for wider scopes."""
     return store_state
 
 
 @pytest.fixture(name="store_state")
 def store_state_fixture(home: Path) -> Any:
-    """``store_state(home_dir=HOME)``: see :func:`store_state`."""
+    """``store_state(home_dir=HOME)``: see :func:`tests.helpers.store_state`."""
 
     def snapshot(home_dir: Path = home) -> dict[str, Any]:
         return store_state(home_dir)
@@ -150,51 +74,33 @@ def store_state_fixture(home: Path) -> Any:
     return snapshot
 
 
-class CliResult:
-    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
-        self.returncode = proc.returncode
-        self.stdout = proc.stdout
-        self.stderr = proc.stderr
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter((self.returncode, self.stdout, self.stderr))
-
-    @property
-    def last_line(self) -> str:
-        return self.stdout.strip().splitlines()[-1]
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-    def __repr__(self) -> str:
-        return f"CliResult(rc={self.returncode}, stdout={self.stdout!r}, stderr={self.stderr!r})"
+@pytest.fixture
+def start_mount(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StartMount]:
+    """``start_mount(home, mountpoint=None, *daemon_args)`` -> a served mount; every
+    mount is unmounted and its daemon stopped at the end, its log printed if the test failed."""
+    mounts = Mounts(tmp_path)
+    yield mounts.start
+    report = getattr(request.node, "rep_call", None)
+    mounts.close(show_logs=report is not None and report.failed)
 
 
-def run_cli(
-    *args: str | os.PathLike[str],
-    home: Path,
-    input: str | None = None,
-    check: bool = False,
-    timeout: float = 60,
-) -> CliResult:
-    """Run the installed ``artfs`` console script against store ``home``.
+@pytest.fixture
+def serve_ui() -> Iterator[Any]:
+    """``serve_ui(home, *args) -> Served``; every instance is stopped after the test."""
+    started: list[Served] = []
 
-    Returns a CliResult that unpacks as (returncode, stdout, stderr); ``check=True`` fails the
-    test with both streams when the command exits non-zero.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARTFS_")}
-    proc = subprocess.run(
-        [str(ARTFS), "--home", str(home), *map(str, args)],
-        input=input,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-    result = CliResult(proc)
-    if check and result.returncode != 0:
-        pytest.fail(f"artfs {' '.join(map(str, args))} failed: {result!r}")
-    return result
+    def start(home: Path, *args: str) -> Served:
+        served = start_ui(home, *args)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        if served.process.poll() is None:
+            stop_ui(served)
+        for stream in (served.process.stdout, served.process.stderr):
+            if stream is not None:
+                stream.close()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -203,6 +109,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     for want of FUSE or root fails instead: CI must not pass with the mount layer untested."""
     outcome = yield
     report = outcome.get_result()
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]  (read by start_mount)
     if os.environ.get("ARTFS_REQUIRE_MOUNT") != "1" or not report.skipped:
         return
     reason = str(report.longrepr)

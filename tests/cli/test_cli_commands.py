@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ARTFS
+from tests.helpers import ARTFS
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
 LS_KEYS = {"version", "aliases", "digest", "size", "files", "created"}

@@ -1,29 +1,19 @@
-"""Mount fixtures: a daemon in the foreground as a subprocess, always unmounted and killed.
+"""Mount fixtures of tests/mount/: shared daemons per module, a small store and its mount.
 
-``start_mount`` polls until the mountpoint is a mount (failing fast, with the daemon's log, if
-the process died), and every mount it made is unmounted (``fusermount3 -u``, lazily as a last
-resort) and its daemon terminated, then killed, whatever the test did. On failure the daemon's
-log is printed into the test report.
+``start_mount`` (tests/conftest.py) polls until the mountpoint is a mount (failing fast, with the
+daemon's log, if the process died), and every mount it made is unmounted (``fusermount3 -u``,
+lazily as a last resort) and its daemon terminated, then killed, whatever the test did. On
+failure the daemon's log is printed into the test report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mountutil import Mount, Mounts, put, sample_tree
 
-StartMount = Callable[..., Mount]
-
-
-@pytest.fixture
-def start_mount(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StartMount]:
-    """``start_mount(home, mountpoint=None, *daemon_args)`` -> a served :class:`Mount`."""
-    mounts = Mounts(tmp_path)
-    yield mounts.start
-    report = getattr(request.node, "rep_call", None)
-    mounts.close(show_logs=report is not None and report.failed)
+from tests.mount.mountutil import Mount, Mounts, StartMount, put, sample_tree
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +22,6 @@ def module_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mounts]:
     mounts = Mounts(tmp_path_factory.mktemp("mounts"))
     yield mounts
     mounts.close(show_logs=False)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    if report.when == "call":
-        item.rep_call = report  # type: ignore[attr-defined]
 
 
 @pytest.fixture

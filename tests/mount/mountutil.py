@@ -129,6 +129,10 @@ class Mounts:
 MTIME_NS = 1_600_000_000_123_456_789
 
 
+StartMount = Callable[..., Mount]
+"""What the ``start_mount`` fixture yields: ``start_mount(home, mountpoint=None, *daemon_args)``."""
+
+
 def sample_tree(root: Path) -> dict[str, bytes]:
     """A small tree with every kind of entry the mount shows; returns path -> content."""
     rng = random.Random(7)

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-from mountutil import put
 
 from artfs.errors import NotFound
 from artfs.fs.listings import Listing, ListingCache, ListingKey
@@ -15,6 +14,7 @@ from artfs.names import ArtifactName, Ref
 from artfs.store import Store
 from artfs.store.gc import collect
 from artfs.vfs import ROOT_INODE, NoAttribute, Vfs
+from tests.mount.mountutil import put
 
 
 def tree(root: Path, files: dict[str, bytes]) -> Path:

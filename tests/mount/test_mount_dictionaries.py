@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from mountutil import Mount, put
-
 from artfs.store import Store
-from tests.conftest import make_tree
+from tests.helpers import make_tree
+from tests.mount.mountutil import Mount, put
 from tests.store.test_dictionaries import annotations, dict_coded
 
 

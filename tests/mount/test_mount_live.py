@@ -10,13 +10,21 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import StartMount
-from mountutil import ARTFS, MTIME_NS, eventually, is_mount, put, sample_tree, stop_process
 
 from artfs.names import ArtifactName, Ref
 from artfs.store import Store
 from artfs.store.ingest import SourceFile, SourceTree
 from artfs.store.manifest import FileEntry, Kind
+from tests.mount.mountutil import (
+    ARTFS,
+    MTIME_NS,
+    StartMount,
+    eventually,
+    is_mount,
+    put,
+    sample_tree,
+    stop_process,
+)
 
 pytestmark = pytest.mark.mount
 

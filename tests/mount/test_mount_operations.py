@@ -14,11 +14,11 @@ import pyfuse3
 import pytest
 import trio
 from artfsd.operations import ArtfsOperations, errno_for
-from mountutil import MTIME_NS, put, sample_tree
 
 from artfs.errors import CorruptData, NotFound
 from artfs.store import Store
 from artfs.vfs import ROOT_INODE, ChunkCache, ReadOnly, Vfs
+from tests.mount.mountutil import MTIME_NS, put, sample_tree
 
 T = TypeVar("T")
 

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import StartMount
+
+from tests.mount.mountutil import StartMount
 
 pytestmark = pytest.mark.mount
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mountutil import Mount
 
 import artfs as wandb
+from tests.mount.mountutil import Mount
 
 pytestmark = pytest.mark.mount
 

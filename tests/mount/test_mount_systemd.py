@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from mountutil import FUSE_MISSING, is_mount, put, stop_process
+
+from tests.mount.mountutil import FUSE_MISSING, is_mount, put, stop_process
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
 ARTFSD = str(Path(sys.executable).parent / "artfsd")

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mountutil import MTIME_NS, Mount, Mounts
 
 from artfs.store import Store
+from tests.mount.mountutil import MTIME_NS, Mount, Mounts
 
 pytestmark = pytest.mark.mount
 

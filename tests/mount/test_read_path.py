@@ -11,13 +11,13 @@ import pyfuse3
 import pytest
 import trio
 from artfsd.operations import ArtfsOperations
-from mountutil import put
 
 from artfs.errors import CorruptData
 from artfs.store import Store
 from artfs.store.hashing import ChunkId
 from artfs.store.manifest import ChunkRef, FileEntry, Kind
 from artfs.vfs import READAHEAD_START_BYTES, ROOT_INODE, ChunkCache, FileReader, Vfs
+from tests.mount.mountutil import put
 
 MIB = 1 << 20
 

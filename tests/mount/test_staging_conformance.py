@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from mountutil import Mount, Mounts, put
+
+from tests.mount.mountutil import Mount, Mounts, put
 
 pytestmark = [
     pytest.mark.mount,

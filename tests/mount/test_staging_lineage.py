@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import StartMount
-from mountutil import ARTFS, Mount, eventually, put
 
 from artfs.lineage import Lineage, RunRecord, Usage
 from artfs.store import Store
+from tests.mount.mountutil import ARTFS, Mount, StartMount, eventually, put
 
 pytestmark = pytest.mark.mount
 

@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import StartMount
-from mountutil import ARTFS, Mount, errno_of, eventually, put
 
 from artfs.store import Store
+from tests.mount.mountutil import ARTFS, Mount, StartMount, errno_of, eventually, put
 
 pytestmark = pytest.mark.mount
 

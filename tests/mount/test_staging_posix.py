@@ -12,11 +12,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import StartMount
-from mountutil import ARTFS, Mount, errno_of, eventually
 
 from artfs.names import ArtifactName
 from artfs.store import Store
+from tests.mount.mountutil import ARTFS, Mount, StartMount, errno_of, eventually
 
 pytestmark = pytest.mark.mount
 

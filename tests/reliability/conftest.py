@@ -1,7 +1,6 @@
-"""Fixtures for the reliability tests that need a real mount.
+"""Fixtures for the reliability tests: a small tmpfs for disk-full cases.
 
-They reuse the mount helpers of tests/mount/ (daemon in the foreground, polled until it
-answers, always unmounted and killed) and add a small tmpfs for disk-full cases.
+Mounts come from ``start_mount`` in tests/conftest.py (shared with tests/mount/).
 """
 
 from __future__ import annotations
@@ -12,20 +11,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.mount.mountutil import Mount, Mounts
-
-StartMount = Callable[..., Mount]
-
-
-@pytest.fixture
-def start_mount(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StartMount]:
-    """``start_mount(home, mountpoint=None, *daemon_args)`` -> a served :class:`Mount`; every
-    mount is unmounted and its daemon stopped at the end, the logs printed on failure."""
-    mounts = Mounts(tmp_path)
-    yield mounts.start
-    report = getattr(request.node, "rep_call", None)
-    mounts.close(show_logs=report is not None and report.failed)
 
 
 @pytest.fixture
@@ -47,11 +32,3 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     yield mount
     for path in reversed(made):
         subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    if report.when == "call":
-        item.rep_call = report  # type: ignore[attr-defined]

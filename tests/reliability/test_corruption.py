@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ARTFS, make_tree, random_bytes, read_tree, text_bytes
+from tests.helpers import ARTFS, make_tree, random_bytes, read_tree, text_bytes
 
 SPEC = {
     "train.csv": text_bytes(600_000, 1),

@@ -20,7 +20,7 @@ from artfs.names import ArtifactName
 from artfs.store import Store
 from artfs.store.gc import collect
 from artfs.store.verify import verify
-from tests.conftest import ARTFS, packs_bytes, random_bytes, text_bytes
+from tests.helpers import ARTFS, packs_bytes, random_bytes, text_bytes
 
 ART = ArtifactName("proj", "ckpt")
 

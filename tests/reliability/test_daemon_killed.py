@@ -26,9 +26,8 @@ import pytest
 from artfs.names import ArtifactName
 from artfs.store import Store
 from artfs.store.verify import verify
-from tests.conftest import make_tree, random_bytes
-from tests.mount.mountutil import Mount, put
-from tests.reliability.conftest import StartMount
+from tests.helpers import make_tree, random_bytes
+from tests.mount.mountutil import Mount, StartMount, put
 
 pytestmark = pytest.mark.mount
 

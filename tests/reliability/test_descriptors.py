@@ -17,8 +17,8 @@ import pytest
 
 from artfs.names import ArtifactName
 from artfs.store import Store
-from tests.conftest import ARTFS
-from tests.reliability.conftest import StartMount
+from tests.helpers import ARTFS
+from tests.mount.mountutil import StartMount
 
 pytestmark = pytest.mark.mount
 

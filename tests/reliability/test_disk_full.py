@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ARTFS, make_tree, random_bytes, read_tree
+from tests.helpers import ARTFS, make_tree, random_bytes, read_tree
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 

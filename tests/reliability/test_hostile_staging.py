@@ -22,9 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import make_tree
-from tests.mount.mountutil import Mount, put
-from tests.reliability.conftest import StartMount
+from tests.helpers import make_tree
+from tests.mount.mountutil import Mount, StartMount, put
 
 pytestmark = pytest.mark.mount
 

@@ -33,9 +33,8 @@ import pytest
 
 from artfs.lineage import Lineage
 from artfs.store import Store
-from tests.conftest import ARTFS, make_tree
-from tests.mount.mountutil import eventually, put
-from tests.reliability.conftest import StartMount
+from tests.helpers import ARTFS, make_tree
+from tests.mount.mountutil import StartMount, eventually, put
 
 pytestmark = [
     pytest.mark.mount,

@@ -22,9 +22,8 @@ import pytest
 from artfs.names import ArtifactName
 from artfs.store import Store
 from artfs.store.verify import verify
-from tests.conftest import ARTFS, make_tree, random_bytes
-from tests.mount.mountutil import put
-from tests.reliability.conftest import StartMount
+from tests.helpers import ARTFS, make_tree, random_bytes
+from tests.mount.mountutil import StartMount, put
 
 pytestmark = pytest.mark.mount
 

@@ -25,9 +25,8 @@ from artfs.names import ArtifactName
 from artfs.store import Store
 from artfs.store.gc import collect
 from artfs.store.verify import verify
-from tests.conftest import ARTFS, packs_bytes, random_bytes
-from tests.mount.mountutil import Mount, unmount_and_stop
-from tests.reliability.conftest import StartMount
+from tests.helpers import ARTFS, packs_bytes, random_bytes
+from tests.mount.mountutil import Mount, StartMount, unmount_and_stop
 
 pytestmark = pytest.mark.mount
 

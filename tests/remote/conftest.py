@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import ARTFS
 from tests.remote.faultproxy import FaultProxy
 from tests.remote.seaweed import BUCKET, S3Server, free_ports, running_server
 
@@ -48,32 +44,6 @@ def _use_credentials(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Ser
 def prefix(request: pytest.FixtureRequest) -> str:
     """A key prefix of the bucket that belongs to this test alone."""
     return f"{request.node.name[:40]}-{uuid.uuid4().hex[:8]}".replace("[", "-").replace("]", "")
-
-
-def remote_env(server: S3Server, home: Path) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARTFS_", "AWS_"))}
-    return env | server.env | {"ARTFS_HOME": str(home)}
-
-
-def run_artfs(
-    server: S3Server, home: Path, *args: str, **env: str
-) -> subprocess.CompletedProcess[str]:
-    """The ``artfs`` console script on store ``home``, with the server's credentials and
-    ``env`` on top; output captured, never raising on a non-zero exit."""
-    return subprocess.run(
-        [str(ARTFS), "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        env=remote_env(server, home) | env,
-        timeout=90,
-    )
-
-
-def artfs_ok(server: S3Server, home: Path, *args: str) -> str:
-    """:func:`run_artfs` that must succeed; its stdout."""
-    done = run_artfs(server, home, *args)
-    assert done.returncode == 0, done
-    return done.stdout
 
 
 @pytest.fixture

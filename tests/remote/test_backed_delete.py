@@ -20,8 +20,9 @@ from artfs.remote.publish import set_default
 from artfs.remote.remote import Remote
 from artfs.remote.sync import add_remote, clone, push
 from artfs.stores import open_store
-from tests.conftest import make_tree, random_bytes
-from tests.remote.conftest import S3Server, run_artfs
+from tests.helpers import make_tree, random_bytes
+from tests.remote.remoteutil import run_artfs
+from tests.remote.seaweed import S3Server
 from tests.remote.test_lazy_mount import _dead_endpoint, _repoint
 from tests.remote.test_publish import _backed, _clone, _ok
 

@@ -17,7 +17,7 @@ from artfs.errors import InvalidName
 from artfs.remote.cache import DiskChunkCache, parse_size
 from artfs.store import codec
 from artfs.store.hashing import ChunkId, chunk_id
-from tests.conftest import ARTFS, random_bytes, text_bytes
+from tests.helpers import ARTFS, random_bytes, text_bytes
 
 KIB = 1 << 10
 
@@ -125,7 +125,7 @@ from pathlib import Path
 from artfs.remote.cache import DiskChunkCache
 from artfs.store import codec
 from artfs.store.hashing import chunk_id
-from tests.conftest import random_bytes
+from tests.helpers import random_bytes
 
 cache = DiskChunkCache.open(Path(sys.argv[1]))
 for seed in range(100_000):

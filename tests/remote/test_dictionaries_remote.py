@@ -28,9 +28,9 @@ from artfs.store.hashing import ChunkId
 from artfs.store.index import Table
 from artfs.store.verify import verify
 from artfs.stores import open_store
-from tests.conftest import make_tree, random_bytes
+from tests.helpers import make_tree, random_bytes
 from tests.mount.mountutil import Mounts, unmount_and_stop
-from tests.remote.conftest import S3Server
+from tests.remote.seaweed import S3Server
 from tests.store.test_dictionaries import annotations
 
 ART = ArtifactName("team", "coco")

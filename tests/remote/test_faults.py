@@ -20,9 +20,10 @@ from artfs.remote.remote import Remote
 from artfs.remote.sync import pull, push
 from artfs.store import Store
 from artfs.stores import open_store
-from tests.conftest import make_tree, random_bytes, read_tree, store_state, text_bytes
-from tests.remote.conftest import S3Server, run_artfs
+from tests.helpers import make_tree, random_bytes, read_tree, store_state, text_bytes
 from tests.remote.faultproxy import Fault, FaultProxy
+from tests.remote.remoteutil import run_artfs
+from tests.remote.seaweed import S3Server
 from tests.remote.test_sync import run_writers
 
 ART = ArtifactName("team", "data")

@@ -33,10 +33,10 @@ from artfs.store.manifest import ChunkRef, FileEntry
 from artfs.store.settings import RemoteConfig
 from artfs.store.verify import verify
 from artfs.stores import open_store
-from tests.conftest import make_tree, random_bytes, text_bytes
+from tests.helpers import make_tree, random_bytes, text_bytes
 from tests.mount.mountutil import Mount, Mounts, eventually, unmount_and_stop
-from tests.remote.conftest import S3Server
 from tests.remote.faultproxy import Fault, FaultProxy
+from tests.remote.seaweed import S3Server
 from tests.remote.test_remote_cli import _artfs
 
 ART = ArtifactName("team", "data")

@@ -23,10 +23,11 @@ from artfs.objectstore import MemoryObjectStore
 from artfs.remote.lineage_sync import LineageCounts, RemoteLineage
 from artfs.store import Store
 from artfs.stores import open_store
-from tests.conftest import make_tree, random_bytes
+from tests.helpers import make_tree, random_bytes
 from tests.mount.mountutil import Mounts
-from tests.remote.conftest import S3Server, artfs_ok, remote_env, run_artfs
 from tests.remote.faultproxy import Fault, FaultProxy
+from tests.remote.remoteutil import artfs_ok, remote_env, run_artfs
+from tests.remote.seaweed import S3Server
 
 # A script run as its own process on machine A: a run that uses the data and logs a model.
 TRAIN = """

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from artfs.objectstore import MemoryObjectStore, ObjectStore, RemoteMissing, RemoteUrl
-from tests.remote.conftest import S3Server
+from tests.remote.seaweed import S3Server
 
 
 @pytest.fixture(params=["memory", "s3", "moto"])

@@ -23,10 +23,11 @@ from artfs.names import ArtifactName
 from artfs.remote import layout
 from artfs.remote.remote import Remote
 from artfs.stores import open_store
-from tests.conftest import ARTFS, make_tree, random_bytes, read_tree, store_state, text_bytes
+from tests.helpers import ARTFS, make_tree, random_bytes, read_tree, store_state, text_bytes
 from tests.mount.mountutil import Mounts, eventually
-from tests.remote.conftest import S3Server, artfs_ok, remote_env, run_artfs
 from tests.remote.faultproxy import Fault, FaultProxy
+from tests.remote.remoteutil import artfs_ok, remote_env, run_artfs
+from tests.remote.seaweed import S3Server
 
 ART = ArtifactName("team", "data")
 

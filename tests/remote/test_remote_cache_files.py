@@ -14,7 +14,7 @@ from artfs.remote import layout
 from artfs.remote.remote import Remote
 from artfs.remote.sync import push
 from artfs.stores import open_store
-from tests.conftest import make_tree, random_bytes
+from tests.helpers import make_tree, random_bytes
 
 ART = ArtifactName("team", "data")
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import make_tree, random_bytes
-from tests.remote.conftest import S3Server, artfs_ok, run_artfs
+from tests.helpers import make_tree, random_bytes
+from tests.remote.remoteutil import artfs_ok, run_artfs
+from tests.remote.seaweed import S3Server
 
 _artfs = run_artfs
 

@@ -21,8 +21,9 @@ from artfs.remote.remote import Remote
 from artfs.remote.sync import clone, pull, push
 from artfs.store import Store
 from artfs.stores import open_store
-from tests.conftest import make_tree, random_bytes, read_tree
-from tests.remote.conftest import S3Server, remote_env
+from tests.helpers import make_tree, random_bytes, read_tree
+from tests.remote.remoteutil import remote_env
+from tests.remote.seaweed import S3Server
 from tests.remote.test_remote_cli import _artfs, _ok
 
 ART = ArtifactName("team", "data")
@@ -233,7 +234,7 @@ from artfs.objectstore import RemoteUrl, S3ObjectStore
 from artfs.remote.remote import Remote
 from artfs.remote.sync import push
 from artfs.stores import open_store
-from tests.conftest import random_bytes
+from tests.helpers import random_bytes
 
 home, endpoint, prefix, index = sys.argv[1:]
 art = ArtifactName("team", "shared")

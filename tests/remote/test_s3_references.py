@@ -12,9 +12,10 @@ import pytest
 import artfs
 from artfs import Artifact, InputError, ReferenceChanged, ReferenceMissing
 from artfs.objectstore import S3ObjectStore
-from tests.conftest import random_bytes, read_tree
+from tests.helpers import random_bytes, read_tree
 from tests.mount.mountutil import Mounts
-from tests.remote.conftest import S3Server, run_artfs
+from tests.remote.remoteutil import run_artfs
+from tests.remote.seaweed import S3Server
 
 
 @pytest.fixture

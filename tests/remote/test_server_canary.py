@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.remote.conftest import S3Server
+from tests.remote.seaweed import S3Server
 
 
 def test_second_create_only_put_is_refused(s3_env: S3Server, prefix: str) -> None:

@@ -16,8 +16,9 @@ from artfs.remote.sync import clone, pull, push
 from artfs.store import Store
 from artfs.store.verify import verify
 from artfs.stores import open_store
-from tests.conftest import make_tree, random_bytes, read_tree, text_bytes
-from tests.remote.conftest import S3Server, remote_env
+from tests.helpers import make_tree, random_bytes, read_tree, text_bytes
+from tests.remote.remoteutil import remote_env
+from tests.remote.seaweed import S3Server
 
 ART = ArtifactName("team", "data")
 

@@ -10,9 +10,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import make_tree, random_bytes
-from tests.remote.conftest import S3Server, artfs_ok
-from tests.ui.conftest import serve_ui  # noqa: F401  (the fixture, for this directory)
+from tests.helpers import make_tree, random_bytes
+from tests.remote.remoteutil import artfs_ok
+from tests.remote.seaweed import S3Server
 
 
 def _read(url: str) -> bytes:
@@ -29,7 +29,7 @@ def test_ui_reads_a_clone_lazily(
     s3_env: S3Server,
     prefix: str,
     tmp_path: Path,
-    serve_ui: Any,  # noqa: F811
+    serve_ui: Any,
 ) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     model = random_bytes(300_000, 7)

@@ -54,7 +54,7 @@ def data_dir(tmp_path: Path, make_tree: Any) -> Path:
 def catalog_state(home: Path) -> dict[str, Any]:
     """Pack sizes and every version with its aliases, tags and digest, read in-process: a
     cheap stand-in for ``store_state`` (which runs ``artfs ls --json`` at every level)."""
-    from tests.conftest import pack_listing
+    from tests.helpers import pack_listing
 
     store = open_store(home)
     try:

@@ -18,7 +18,7 @@ from artfs import (
     NotASingleFile,
     NotFound,
 )
-from tests.conftest import packs_bytes, random_bytes, read_tree
+from tests.helpers import packs_bytes, random_bytes, read_tree
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 import artfs
 from artfs import Artifact, InputError, ReferenceChanged, ReferenceMissing
-from tests.conftest import packs_bytes, random_bytes, read_tree
+from tests.helpers import packs_bytes, random_bytes, read_tree
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

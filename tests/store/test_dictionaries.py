@@ -19,7 +19,7 @@ from artfs.store.hashing import ChunkId, chunk_id
 from artfs.store.index import Table
 from artfs.store.verify import verify
 from artfs.vfs import ROOT_INODE, Vfs
-from tests.conftest import read_tree
+from tests.helpers import read_tree
 
 ART = ArtifactName("proj", "coco")
 

@@ -17,7 +17,7 @@ from artfs.store.chunking import MIN_CHUNK, chunk_file
 from artfs.store.export import materialize
 from artfs.store.gc import collect
 from artfs.store.ingest import scan
-from tests.conftest import make_tree, random_bytes, read_tree
+from tests.helpers import make_tree, random_bytes, read_tree
 
 ART = ArtifactName("proj", "data")
 

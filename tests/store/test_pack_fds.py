@@ -22,7 +22,7 @@ from artfs.store import packs as packs_module
 from artfs.store.gc import collect
 from artfs.store.packs import LocalPackStore
 from artfs.vfs import ROOT_INODE, FileHandle, Vfs
-from tests.conftest import random_bytes
+from tests.helpers import random_bytes
 
 
 def deleted_fds(store: Store) -> int:

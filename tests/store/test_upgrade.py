@@ -24,7 +24,7 @@ from artfs.store.gc import collect
 from artfs.store.index import LEGACY_FILES, Index, Table
 from artfs.store.verify import verify
 from artfs.ui.reads import open_readonly
-from tests.conftest import ARTFS
+from tests.helpers import ARTFS
 from tests.store.fixtures.make_format1_store import entry_row
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store-format1.tar.gz"

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.ui.conftest import LOGGED_STEPS, UiStore
+from tests.ui.uiutil import LOGGED_STEPS, UiStore
 
 CHROMIUM = "/usr/bin/chromium"
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -12,8 +12,8 @@ from artfs.lineage import Lineage
 from artfs.run_metrics import RunMetrics
 from artfs.store import Store, history
 from artfs.ui import app, create_app, open_readonly, reads
-from tests.conftest import run_cli
-from tests.ui.conftest import CSV, LOGGED_STEPS, MANY, UiStore, png_bytes, raw_tree, store_bytes
+from tests.helpers import run_cli
+from tests.ui.uiutil import CSV, LOGGED_STEPS, MANY, UiStore, png_bytes, raw_tree, store_bytes
 
 
 def get_json(client: FlaskClient, url: str, status: int = 200) -> Any:

@@ -10,7 +10,7 @@ from artfs.errors import NotFound, StoreError
 from artfs.names import ArtifactName, Ref
 from artfs.store import Store
 from artfs.ui import open_readonly, reads
-from tests.ui.conftest import write_tree
+from tests.ui.uiutil import write_tree
 
 
 def test_project_artifacts_equals_store_artifacts(home: Path, tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import run_cli
-from tests.ui.conftest import UiStore, stop_ui, store_bytes
+from tests.helpers import run_cli
+from tests.ui.uiutil import UiStore, stop_ui, store_bytes
 
 
 def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, Any]:
