@@ -72,6 +72,7 @@ for command in (
     maintenance.gc,
     maintenance.verify_,
     maintenance.config,
+    maintenance.upgrade,
     runs.run,
     runs.runs,
     runs.lineage,

@@ -1,4 +1,4 @@
-"""Commands that look after a store: gc, verify, config."""
+"""Commands that look after a store: gc, verify, config, upgrade."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from artfs import porcelain, views
 from artfs.cli import console, render
 from artfs.cli.context import Context
 from artfs.cli.params import parse_ref, pass_ctx, remote_option
-from artfs.errors import InvalidName
+from artfs.errors import InputError, InvalidName
 from artfs.names import check_name
+from artfs.store import upgrade as formats
 from artfs.store.gc import collect
 from artfs.store.settings import ENTITY_KEY, check_key, parse_bool
 from artfs.store.verify import verify
@@ -117,3 +118,19 @@ def _entity_setting(ctx: Context, value: str | None) -> None:
             store.set_entity(None if value == "none" else check_name(value, "entity"))
         current = store.entity()
     console.print_line(f"{ENTITY_KEY} = {current or ''}")
+
+
+@click.command()
+@pass_ctx
+def upgrade(ctx: Context) -> None:
+    """Bring the store to this artfs's format, in place (opening it does the same)."""
+    if not (ctx.home / "index" / "data.mdb").is_file():
+        raise InputError(f"no artfs store at {ctx.home}: give --home (or ARTFS_HOME) of one")
+    with ctx.store() as store:
+        before = store.opened_format
+    if before == formats.FORMAT:
+        console.print_line(f"the store at {ctx.home} has format {before}, this artfs's own")
+    else:
+        console.print_line(
+            f"upgraded the store at {ctx.home} from format {before} to {formats.FORMAT}"
+        )

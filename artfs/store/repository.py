@@ -153,6 +153,8 @@ class Store:
         self._remote_recheck_at = 0.0  # monotonic time to read the default remote again
         self._remote_lock = threading.Lock()
         self._store_id = ""  # set by open()
+        # The format the store had when this process opened it (older ones are upgraded).
+        self.opened_format = upgrade.FORMAT
         self.reads = VerifiedReads(index, chunks, self.remote_source)
 
     @classmethod
@@ -176,7 +178,7 @@ class Store:
                 raise StoreError(f"cannot use {home} as the artfs store: {exc.strerror}") from None
             store = cls(home, Index.open(home / "index"), chunks, ports)
             try:
-                upgrade.ensure_current(store.index, home)
+                store.opened_format = upgrade.ensure_current(store.index, home)
                 store._identify()
             except BaseException:
                 chunks.close()

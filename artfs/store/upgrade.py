@@ -34,13 +34,14 @@ def stored_format(txn: Txn) -> int:
     return 1 if data is None else int(data)
 
 
-def ensure_current(index: Index, where: Path) -> None:
+def ensure_current(index: Index, where: Path) -> int:
     """Refuse a store newer than this artfs; upgrade an older one in place (one write
-    transaction, so concurrent openers wait for it and find it done)."""
+    transaction, so concurrent openers wait for it and find it done). Returns the format the
+    store had (``artfs upgrade`` reports it)."""
     with index.read() as txn:
         found = stored_format(txn)
     if found == FORMAT:
-        return
+        return found
     _refuse_newer(found, where)
     with index.write() as txn:
         found = stored_format(txn)
@@ -48,6 +49,7 @@ def ensure_current(index: Index, where: Path) -> None:
         if found < 2:
             _upgrade_to_trees(txn)
         txn.put(Table.META, _KEY, str(FORMAT).encode())
+    return found
 
 
 def require_current(index: Index, where: Path) -> None:
@@ -59,7 +61,7 @@ def require_current(index: Index, where: Path) -> None:
     if found < FORMAT:
         raise StoreError(
             f"the store at {where} has format {found}, older than this artfs's {FORMAT}: "
-            "run 'artfs ls' once to upgrade it in place, then try again"
+            "run 'artfs upgrade' to upgrade it in place, then try again"
         )
 
 

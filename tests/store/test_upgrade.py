@@ -122,10 +122,39 @@ def test_a_store_of_a_newer_format_is_refused_with_one_line(tmp_path: Path, home
 
 def test_a_read_only_opener_does_not_upgrade(tmp_path: Path) -> None:
     home, expected = unpack(tmp_path)
-    with pytest.raises(StoreError, match="has format 1, older than this artfs's 2: run 'artfs ls'"):
+    with pytest.raises(
+        StoreError, match="has format 1, older than this artfs's 2: run 'artfs upgrade'"
+    ):
         open_readonly(home)
     check_upgraded(home, expected)
     open_readonly(home).close()
+
+
+def test_artfs_upgrade_upgrades_once_and_then_says_so(tmp_path: Path) -> None:
+    home, expected = unpack(tmp_path)
+    first = subprocess.run(
+        [str(ARTFS), "--home", str(home), "upgrade"], capture_output=True, text=True, check=True
+    )
+    assert first.stdout.strip() == f"upgraded the store at {home} from format 1 to {upgrade.FORMAT}"
+    again = subprocess.run(
+        [str(ARTFS), "--home", str(home), "upgrade"], capture_output=True, text=True, check=True
+    )
+    assert (
+        again.stdout.strip() == f"the store at {home} has format {upgrade.FORMAT}, this artfs's own"
+    )
+    check_upgraded(home, expected)
+
+
+def test_artfs_upgrade_of_no_store_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "nothing-here"
+    done = subprocess.run(
+        [str(ARTFS), "--home", str(home), "upgrade"], capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        f"artfs: error: no artfs store at {home}: give --home (or ARTFS_HOME) of one"
+    ]
+    assert not home.exists()
 
 
 def test_a_new_store_starts_at_the_current_format(store: Store) -> None:
