@@ -37,7 +37,23 @@ from typing import Any
 
 from artfs.errors import Conflict, InputError
 from artfs.names import NAME_RE, ArtifactName
+from artfs.store import catalog, trees
+from artfs.store.catalog import VersionRecord
+from artfs.store.hashing import TreeId
 from artfs.store.ingest import SourceFile, scan
+from artfs.store.manifest import FileEntry, decode_path, encode_path
+from artfs.store.overlay import BASES_DIR as BASES_DIR
+from artfs.store.overlay import MARKER_PREFIX as MARKER_PREFIX
+from artfs.store.overlay import OPAQUE as OPAQUE
+from artfs.store.overlay import REDIRECT as REDIRECT
+from artfs.store.overlay import Base as Base
+from artfs.store.overlay import Source, read_base, resolve, whited_out, write_base
+from artfs.store.overlay import add_whiteout as add_whiteout
+from artfs.store.overlay import is_reserved as is_reserved
+from artfs.store.overlay import make_opaque as make_opaque
+from artfs.store.overlay import remove_whiteout as remove_whiteout
+from artfs.store.overlay import set_redirect as set_redirect
+from artfs.store.overlay import whiteout_name as whiteout_name
 from artfs.store.repository import PutResult, Store
 
 STAGING_DIR = "staging"
@@ -49,6 +65,9 @@ def root(store: Store) -> Path:
 
 def path(store: Store, art: ArtifactName) -> Path:
     return root(store) / art.project / art.name
+
+
+_upper_root = path  # for functions whose argument named ``path`` hides it
 
 
 def ensure(store: Store, art: ArtifactName) -> Path:
@@ -209,3 +228,109 @@ def _clear(staging: Path, committed: list[SourceFile], others: set[Identity]) ->
 def discard(store: Store, art: ArtifactName) -> None:
     """Remove an artifact's staging directory with everything in it."""
     shutil.rmtree(path(store, art), ignore_errors=True)
+
+
+# --- incremental staging: the base and what the upper directory shows of it -------------------
+
+
+def base_of(store: Store, art: ArtifactName) -> Base | None:
+    """The version the staging of ``art`` is based on; None: no base (staging as always)."""
+    return read_base(root(store), art)
+
+
+def set_base(store: Store, art: ArtifactName, record: VersionRecord | None) -> Base | None:
+    """Base the staging of ``art`` on ``record`` (None: no base), replacing the base record
+    atomically; the upper directory is left as it is (callers decide whether it may hold
+    anything). Returns the new base."""
+    if record is None:
+        write_base(root(store), art, None)
+        return None
+    tree = catalog.root_tree(record)
+    if tree is None:
+        raise InputError(f"{record.ref} is deleted: base the staging on a committed version")
+    base = Base(record.artifact, record.number, tree, record.digest)
+    write_base(root(store), art, base)
+    return base
+
+
+def _base_tree(base: Base, source: Source) -> TreeId:
+    return base.redirect_tree if source.redirected else base.tree
+
+
+def _base_dir(pages: trees.Pages, base: Base, source: Source) -> TreeId | None:
+    """The tree id of the base directory ``source`` names; None when there is none."""
+    if source.path is None:
+        return None
+    return trees.resolve_dir(pages, _base_tree(base, source), source.path)
+
+
+def base_entry(
+    store: Store, art: ArtifactName, path: str, base: Base | None = None
+) -> FileEntry | None:
+    """The base entry the staging of ``art`` shows at ``path`` (relative to the staging
+    directory) when its upper directory holds nothing of that name: resolved through the
+    whiteouts, opaque and redirect markers of the upper directories on the way (one tree page
+    per level). None when there is no base, or the base has nothing there, or it is hidden.
+    The entry's ``path`` is ``path``; ``base`` saves re-reading the base record."""
+    base = base or base_of(store, art)
+    parent, _, name = path.rpartition("/")
+    if base is None or not name:
+        return None
+    found = resolve(_upper_root(store, art), parent)
+    if found is None or found[0].path is None or _whited(found[1], name):
+        return None
+    source, _ = found
+    with store.index.read() as txn:
+        pages = catalog.pages(txn)
+        directory = _base_dir(pages, base, source)
+        body = None if directory is None else trees.find(pages, directory, encode_path(name))
+        return None if body is None else trees.decode_entry(path, body)[0]
+
+
+def _whited(upper_dir: Path, name: str) -> bool:
+    return os.path.lexists(upper_dir / whiteout_name(name))
+
+
+def base_listing(
+    store: Store,
+    art: ArtifactName,
+    directory: str,
+    *,
+    after: str | None = None,
+    limit: int | None = None,
+    base: Base | None = None,
+) -> list[FileEntry]:
+    """The base entries the staging directory ``directory`` shows ('' is the root), in name
+    (byte) order after ``after``, at most ``limit`` of them: those of its base directory that
+    are neither whited out nor shadowed by an upper entry of the same name. Paths are staging
+    paths (``directory/name``). The merged listing is these plus the upper entries (minus
+    markers: see :func:`is_reserved`)."""
+    base = base or base_of(store, art)
+    found = None if base is None else resolve(_upper_root(store, art), directory)
+    if base is None or found is None or found[0].path is None:
+        return []
+    source, upper = found
+    hidden = _upper_names(upper)
+    shown: list[FileEntry] = []
+    with store.index.read() as txn:
+        pages = catalog.pages(txn)
+        tree = _base_dir(pages, base, source)
+        start = None if after is None else encode_path(after)
+        for item in [] if tree is None else trees.items(pages, tree, start):
+            name = decode_path(item.key)
+            entry = trees.decode_entry(f"{directory}/{name}" if directory else name, item.body)[0]
+            if entry.name in hidden:
+                continue
+            shown.append(entry)
+            if limit is not None and len(shown) >= limit:
+                break
+    return shown
+
+
+def _upper_names(upper_dir: Path) -> set[str]:
+    """Names of ``upper_dir`` that hide a base entry: its entries and its whiteouts."""
+    try:
+        names = os.listdir(upper_dir)
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+    return {whited_out(n) or n for n in names}
