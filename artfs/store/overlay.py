@@ -35,6 +35,7 @@ MARKER_PREFIX = ".artfs-wh."
 OPAQUE = MARKER_PREFIX + ".opaque"
 REDIRECT = MARKER_PREFIX + ".redirect"
 BASES_DIR = ".bases"
+STAGING_DIR = "staging"  # below the store's home: one directory per project, then artifact
 
 
 def is_reserved(name: str) -> bool:
@@ -126,6 +127,21 @@ def read_base(staging_root: Path, art: ArtifactName) -> Base | None:
             f"{path}: {exc}: remove it to drop the base of {art}'s staging, "
             f"or set one with 'artfs stage {art} --reset --from REF'"
         ) from None
+
+
+def all_bases(staging_root: Path) -> list[Base]:
+    """Every base record under the staging root (a damaged one is skipped: gc must not stop
+    on it, and reading that staging reports it)."""
+    found = []
+    try:
+        names = sorted(os.listdir(staging_root / BASES_DIR))
+    except FileNotFoundError:
+        return []
+    for name in names:
+        if name.endswith(".json") and not name.startswith("."):
+            with contextlib.suppress(OSError, CorruptData):
+                found.append(Base.decode((staging_root / BASES_DIR / name).read_bytes()))
+    return found
 
 
 def write_base(staging_root: Path, art: ArtifactName, base: Base | None) -> None:

@@ -27,6 +27,7 @@ stored. Rules:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import os
@@ -37,7 +38,7 @@ from typing import Any
 
 from artfs.errors import Conflict, InputError
 from artfs.names import NAME_RE, ArtifactName
-from artfs.store import catalog, trees
+from artfs.store import catalog, delta, trees
 from artfs.store.catalog import VersionRecord
 from artfs.store.hashing import TreeId
 from artfs.store.ingest import SourceFile, scan
@@ -46,6 +47,7 @@ from artfs.store.overlay import BASES_DIR as BASES_DIR
 from artfs.store.overlay import MARKER_PREFIX as MARKER_PREFIX
 from artfs.store.overlay import OPAQUE as OPAQUE
 from artfs.store.overlay import REDIRECT as REDIRECT
+from artfs.store.overlay import STAGING_DIR as STAGING_DIR
 from artfs.store.overlay import Base as Base
 from artfs.store.overlay import Source, read_base, resolve, whited_out, write_base
 from artfs.store.overlay import add_whiteout as add_whiteout
@@ -55,8 +57,6 @@ from artfs.store.overlay import remove_whiteout as remove_whiteout
 from artfs.store.overlay import set_redirect as set_redirect
 from artfs.store.overlay import whiteout_name as whiteout_name
 from artfs.store.repository import PutResult, Store
-
-STAGING_DIR = "staging"
 
 
 def root(store: Store) -> Path:
@@ -107,10 +107,14 @@ def commit(
     logged_by, ...). The artifact's type defaults to its existing type, else ``dataset``.
     """
     staging = path(store, art)
-    if not staging.is_dir():
+    if not staging.is_dir() and base_of(store, art) is None:
         raise InputError(f"{art} has no staging directory: write files into it first")
     lock_fd = _lock_artifact(store, art)
     try:
+        base = base_of(store, art)  # read under the lock: a commit moves it
+        if base is not None:
+            staging.mkdir(parents=True, exist_ok=True)
+            return _commit_based(store, art, staging, base, force, type_, options)
         return _commit_locked(store, art, staging, force, type_, options)
     except InputError as exc:  # scanning or reading a file: it names a backing path
         raise InputError(shown(str(exc), staging, art)) from None
@@ -139,6 +143,47 @@ def _commit_locked(
     result = store.commit(tree, art, type_=type_, **options)
     _clear(staging, tree.files, others)
     return result
+
+
+def _commit_based(
+    store: Store,
+    art: ArtifactName,
+    staging: Path,
+    base: Base,
+    force: bool,
+    type_: str | None,
+    options: dict[str, Any],
+) -> PutResult:
+    """Commit a staging based on ``base`` from its upper directory only (artfs.store.delta);
+    then base it on the version made and clear what was committed: first the markers (while
+    the record names the tree they were written against), then the files."""
+    others = _links_and_dirs(staging)
+    found = delta.changes(store, base, staging, scan(staging, confine=True))
+    if not force:
+        _refuse_open_writers(found.files, staging)
+    if type_ is None:
+        existing = store.artifact(art)
+        type_ = existing.type if existing else "dataset"
+    result = delta.commit(store, art, base, found, type_=type_, **options)
+    record = result.record
+    moved = catalog.root_tree(record)
+    assert moved is not None  # a version just committed or found identical
+    after = Base(record.artifact, record.number, moved, record.digest)
+    if found.markers:
+        write_base(root(store), art, dataclasses.replace(after, markers_tree=base.redirect_tree))
+        _remove_unchanged(found.markers)
+    write_base(root(store), art, after)
+    _clear(staging, found.files, others)
+    return result
+
+
+def _remove_unchanged(files: list[SourceFile]) -> None:
+    """Unlink each file still the one scanned (same inode)."""
+    for source in files:
+        with contextlib.suppress(FileNotFoundError):
+            st = os.lstat(source.source)
+            if (st.st_dev, st.st_ino) == source.identity:
+                os.unlink(source.source)
 
 
 def _lock_artifact(store: Store, art: ArtifactName) -> int:
