@@ -23,10 +23,11 @@ from typing import Any
 from artfs.errors import InputError, StoreError
 from artfs.names import ArtifactName, check_alias, check_name
 from artfs.store import catalog, overlay, trees
-from artfs.store.hashing import TreeId, version_digest
+from artfs.store.export import Diff, classify
+from artfs.store.hashing import FileHasher, TreeId, version_digest
 from artfs.store.index import Table, Txn
 from artfs.store.ingest import Ingest, Progress, SourceFile, SourceTree
-from artfs.store.manifest import FileEntry
+from artfs.store.manifest import FileEntry, Kind
 from artfs.store.overlay import Base, Source
 from artfs.store.repository import BuiltVersion, PutResult, Store
 
@@ -172,6 +173,31 @@ def _commit_locked(
     return result
 
 
+def preview(store: Store, base: Base, found: Changes) -> Diff:
+    """The files ``found`` adds, removes and changes against ``base``, as ``artfs diff``
+    lists them: upper files are hashed (not stored) and the new tree is built in memory, so
+    this reads the changes and the base pages on their paths only."""
+    hashed = [_hashed(source) for source in found.files]
+    pages: dict[TreeId, bytes] = {}
+    with store.index.read() as txn:
+        stored, root = _apply(txn, pages, base, found.entries(hashed), found.grafts)
+        return classify(trees.diff(trees.Pages(stored), base.tree, root))
+
+
+def _hashed(source: SourceFile) -> FileEntry:
+    """The entry of an upper file with its digest and no chunks (a preview stores nothing)."""
+    hasher = FileHasher()
+    try:
+        with open(source.source, "rb") as stream:
+            while block := stream.read(1 << 20):
+                hasher.update(block)
+    except OSError as exc:
+        raise InputError(f"{source.source}: cannot read it ({exc.strerror})") from None
+    return FileEntry(
+        source.path, Kind.FILE, source.mode, source.size, source.mtime_ns, hasher.digest()
+    )
+
+
 def build(
     store: Store,
     base: Base,
@@ -182,8 +208,7 @@ def build(
     sizes."""
     pages: dict[TreeId, bytes] = {}
     with store.index.read() as txn:
-        stored = _reader(txn, pages)
-        root = trees.update(stored, pages.setdefault, base.tree, entries, grafts)
+        stored, root = _apply(txn, pages, base, entries, grafts)
         digest, size, files = _totals(trees.Pages(stored, trees.PageCache(256)), root)
 
     def listed() -> list[FileEntry]:
@@ -191,6 +216,19 @@ def build(
             return list(trees.walk(trees.Pages(_reader(txn, pages)), root))
 
     return BuiltVersion(catalog.PreparedTree(root, pages), digest, size, files, listed)
+
+
+def _apply(
+    txn: Txn,
+    pages: dict[TreeId, bytes],
+    base: Base,
+    entries: dict[str, FileEntry | None],
+    grafts: dict[str, TreeId],
+) -> tuple[trees.Get, TreeId]:
+    """The root of ``base`` with the changes (new pages into ``pages``), and a reader of the
+    pages of both."""
+    stored = _reader(txn, pages)
+    return stored, trees.update(stored, pages.setdefault, base.tree, entries, grafts)
 
 
 def _reader(txn: Txn, fresh: dict[TreeId, bytes]) -> Callable[[TreeId], bytes]:

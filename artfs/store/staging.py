@@ -40,6 +40,7 @@ from artfs.errors import Conflict, InputError
 from artfs.names import NAME_RE, ArtifactName
 from artfs.store import catalog, delta, trees
 from artfs.store.catalog import VersionRecord
+from artfs.store.export import Diff
 from artfs.store.hashing import TreeId
 from artfs.store.ingest import SourceFile, scan
 from artfs.store.manifest import FileEntry, decode_path, encode_path
@@ -268,6 +269,80 @@ def _clear(staging: Path, committed: list[SourceFile], others: set[Identity]) ->
                 os.unlink(path)
         elif stored.get((os.path.normpath(path), ident)) == (st.st_size, st.st_mtime_ns):
             os.unlink(path)
+
+
+def holds_changes(store: Store, art: ArtifactName) -> bool:
+    """Whether the upper directory of ``art``'s staging holds anything (files, directories
+    or markers)."""
+    try:
+        with os.scandir(path(store, art)) as found:
+            return next(found, None) is not None
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def changes(store: Store, art: ArtifactName) -> tuple[Base | None, Diff]:
+    """What a commit of ``art``'s staging would change against its base: files added,
+    removed and changed (by content). Without a base every staged file is added."""
+    staging = path(store, art)
+    base = base_of(store, art)
+    try:
+        tree = scan(staging, confine=True) if staging.is_dir() else None
+        if base is None:
+            added = sorted(f.path for f in tree.files) if tree else []
+            return None, Diff(added=added)
+        if tree is None:
+            return base, Diff()
+        return base, delta.preview(store, base, delta.changes(store, base, staging, tree))
+    except InputError as exc:
+        raise InputError(shown(str(exc), staging, art)) from None
+
+
+def rebase(
+    store: Store, art: ArtifactName, record: VersionRecord | None, *, reset: bool
+) -> Base | None:
+    """Base the staging of ``art`` on ``record`` (None: no base). Without ``reset`` a staging
+    that holds changes is refused (they were made against the other base); with it they are
+    discarded first. Holds the artifact's commit lock, and the store's (gc keeps the base)."""
+    lock_fd = _lock_artifact(store, art)
+    try:
+        if not reset and holds_changes(store, art):
+            raise Conflict(
+                f"the staging of {art} holds changes: commit them first, or discard them "
+                f"with 'artfs stage {art} --reset --from REF'"
+            )
+        if reset:
+            empty(store, art)
+        ensure(store, art)
+        with store.commit_lock():
+            return set_base(store, art, record)
+    finally:
+        os.close(lock_fd)
+
+
+def reset(store: Store, art: ArtifactName) -> None:
+    """Discard the changes of ``art``'s staging, keeping its base (under the commit lock)."""
+    lock_fd = _lock_artifact(store, art)
+    try:
+        empty(store, art)
+    finally:
+        os.close(lock_fd)
+
+
+def empty(store: Store, art: ArtifactName) -> None:
+    """Remove everything inside the upper directory of ``art``, keeping the directory (a
+    mount may be showing it)."""
+    staging = path(store, art)
+    try:
+        children = list(os.scandir(staging))
+    except FileNotFoundError:
+        return
+    for child in children:
+        if child.is_dir(follow_symlinks=False):
+            shutil.rmtree(child.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(child.path)
 
 
 def discard(store: Store, art: ArtifactName) -> None:
