@@ -166,10 +166,7 @@ def _commit_based(
         existing = store.artifact(art)
         type_ = existing.type if existing else "dataset"
     result = delta.commit(store, art, base, found, type_=type_, **options)
-    record = result.record
-    moved = catalog.root_tree(record)
-    assert moved is not None  # a version just committed or found identical
-    after = Base(record.artifact, record.number, moved, record.digest)
+    after = base_for(result.record)  # a version just committed, or found identical
     if found.markers:
         write_base(root(store), art, dataclasses.replace(after, markers_tree=base.redirect_tree))
         _remove_unchanged(found.markers)
@@ -365,12 +362,17 @@ def set_base(store: Store, art: ArtifactName, record: VersionRecord | None) -> B
     if record is None:
         write_base(root(store), art, None)
         return None
+    base = base_for(record)
+    write_base(root(store), art, base)
+    return base
+
+
+def base_for(record: VersionRecord) -> Base:
+    """The base naming version ``record``; InputError for a deleted version."""
     tree = catalog.root_tree(record)
     if tree is None:
         raise InputError(f"{record.ref} is deleted: base the staging on a committed version")
-    base = Base(record.artifact, record.number, tree, record.digest)
-    write_base(root(store), art, base)
-    return base
+    return Base(record.artifact, record.number, tree, record.digest)
 
 
 def _base_tree(base: Base, source: Source) -> TreeId:
