@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from artfs.errors import Conflict, InputError
-from artfs.names import NAME_RE, ArtifactName
+from artfs.names import NAME_RE, ArtifactName, Ref
 from artfs.store import catalog, delta, trees
 from artfs.store.catalog import VersionRecord
 from artfs.store.export import Diff
@@ -312,6 +312,8 @@ def rebase(
             empty(store, art)
         ensure(store, art)
         with store.commit_lock():
+            if record is not None:  # still committed: gc cannot collect it from here on
+                record = store.resolve(Ref(record.artifact, record.version))
             return set_base(store, art, record)
     finally:
         os.close(lock_fd)
