@@ -44,10 +44,6 @@ class Changes:
     grafts: dict[str, TreeId] = field(default_factory=dict)  # opaque (empty) or redirected
     markers: list[SourceFile] = field(default_factory=list)  # marker files read
 
-    @property
-    def redirects(self) -> bool:
-        return any(posixpath.basename(m.path) == overlay.REDIRECT for m in self.markers)
-
     def entries(self, stored: list[FileEntry]) -> dict[str, FileEntry | None]:
         """The changes for :func:`trees.update`, with the ``stored`` entries of ``files``."""
         found: dict[str, FileEntry | None] = dict.fromkeys(self.removed)
