@@ -174,8 +174,8 @@ def _require_base(store: Store, base: Base) -> None:
     with store.index.read() as txn:
         if base.tree != trees.EMPTY_TREE and txn.get(Table.TREES, base.tree) is None:
             raise Conflict(
-                f"{base.ref}, which this draft starts from, was deleted and collected by gc: "
-                "start the draft again from a version that exists"
+                f"{base.ref}, which this draft starts from, was deleted and its data removed "
+                "by gc: start the draft again from a version that exists"
             )
 
 

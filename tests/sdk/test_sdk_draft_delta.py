@@ -83,5 +83,5 @@ def test_a_draft_whose_version_was_collected_is_one_clear_error(
     with open_store(home) as store:
         store.delete_version(Ref(ART, "v0"))
         gc.collect(store)
-    with pytest.raises(Conflict, match=r"proj/ds:v0.*deleted and collected by gc"):
+    with pytest.raises(Conflict, match=r"proj/ds:v0.*deleted and its data removed by gc"):
         run.log_artifact(draft)
