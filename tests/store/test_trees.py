@@ -405,6 +405,7 @@ def test_walk_of_deep_tree_is_not_recursive() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # ~40 s on a quiet 2-core machine; minutes when it is shared
 def test_a_directory_of_a_million_entries() -> None:
     objects = Objects()
     names = [f"{i:07d}.jpg" for i in range(1_000_000)]
