@@ -22,6 +22,12 @@ stored. Rules:
   the backing directory inside ``ARTFS_HOME``;
 - each file is read through a descriptor checked to be the very file scanned, so swapping a
   path for a symlink to elsewhere after the scan cannot pull that file into a version.
+
+A staging may be *based* on a version (:func:`set_base`, :func:`rebase`; the format is
+:mod:`artfs.store.overlay`): the directory then holds only what changed against it, the mount
+shows the base through it (:func:`base_entry`, :func:`base_listing`), and a commit stores the
+changes alone (:mod:`artfs.store.delta`), then bases the staging on the version it made.
+Without a base everything above holds unchanged.
 """
 
 from __future__ import annotations
