@@ -8,6 +8,7 @@ up.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import NewType
 
 import blake3
@@ -56,11 +57,27 @@ class FileHasher:
         return FileDigest(self._hasher.digest())
 
 
-def version_digest(entries: list[tuple[bytes, bytes]]) -> VersionDigest:
-    """Digest of a version from its (path, file digest) pairs; order-independent."""
+# Length prefixes of the paths a version digest hashes, made once (a path is at most 4096
+# bytes on Linux; longer ones are encoded as they come).
+_LENGTHS = [n.to_bytes(4, "little") for n in range(4097)]
+# Pairs hashed per update: one update per pair cost three calls each (0.5 s per 1 M files).
+_BATCH = 1 << 16
+
+
+def _length(n: int) -> bytes:
+    return _LENGTHS[n] if n < len(_LENGTHS) else n.to_bytes(4, "little")
+
+
+def version_digest(entries: Iterable[tuple[bytes, bytes]]) -> VersionDigest:
+    """Digest of a version from its (path, file digest) pairs; order-independent. The BLAKE3
+    of, in path order, each path's length (u32 little-endian), the path and the digest."""
     hasher = blake3.blake3()
-    for path, digest in sorted(entries):
-        hasher.update(len(path).to_bytes(4, "little"))
-        hasher.update(path)
-        hasher.update(digest)
+    ordered = sorted(entries)
+    for start in range(0, len(ordered), _BATCH):
+        batch = ordered[start : start + _BATCH]
+        parts: list[bytes] = [b""] * (3 * len(batch))
+        parts[0::3] = [_length(len(path)) for path, _ in batch]
+        parts[1::3] = [path for path, _ in batch]
+        parts[2::3] = [digest for _, digest in batch]
+        hasher.update(b"".join(parts))
     return VersionDigest(hasher.digest())
