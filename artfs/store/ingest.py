@@ -47,7 +47,7 @@ _WORKERS = max(2, min(4, os.cpu_count() or 2))
 _PLACEHOLDER = ChunkLocation(0, 0, 0, 0, 0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceFile:
     """A file to store: where it goes in the version, where it is on disk, and what its
     ``stat`` said when it was listed."""

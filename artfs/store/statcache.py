@@ -87,6 +87,7 @@ _DIR = struct.Struct("<BBIIIII")
 _COUNT = struct.Struct("<I")
 _CHUNK = struct.Struct("<32sI")
 _NO_BASE = -1
+_UNKNOWN = bytes(32)  # the head's digest when some file seen was left out (racy)
 
 
 def _hash16(text: str) -> bytes:
@@ -248,7 +249,8 @@ def decode_dir(value: bytes) -> Recorded:
 
 def _recorded_dir(listing: Listing, by_name: dict[str, FileEntry], limit_ns: int) -> Recorded:
     """The record of ``listing`` after this put: every file not racy (times before
-    ``limit_ns``), with its entry in ``by_name``."""
+    ``limit_ns``), with its entry in ``by_name``. A directory with a racy file left out is
+    stale: its record is not what the version's tree holds there."""
     names, rows, digests, counts, lists = [], [], [], [], []
     for i, name in enumerate(listing.files):
         row = listing.file_rows[i * ROW.size : (i + 1) * ROW.size]
@@ -268,7 +270,7 @@ def _recorded_dir(listing: Listing, by_name: dict[str, FileEntry], limit_ns: int
             lists += [_CHUNK.pack(c.chunk_id, c.length) for c in chunks]
     return Recorded(
         listing.path,
-        False,
+        len(names) < len(listing.files),
         _names(names),
         b"".join(rows),
         _names(listing.dirs),
@@ -328,6 +330,7 @@ class ParentPut:
     reused: int = 0  # files taken from the record, not read
     _old: dict[str, Recorded] = field(default_factory=dict)
     _head: Head | None = None
+    _raw: bytes | None = None  # the head as loaded
     _plan: Plan | None = None
     _listings: list[Listing] = field(default_factory=list)
 
@@ -347,8 +350,9 @@ class ParentPut:
         plan = self._plan = Plan()
         changed = [lst for lst in tree.listings if not self._as_recorded(lst)]
         with index.read() as txn:
-            if self._head is not None and not changed and not whole:
-                plan.unchanged = catalog.version_by_digest(txn, self.art, self._head.digest.hex())
+            head = self._head
+            if head is not None and head.digest != _UNKNOWN and not changed and not whole:
+                plan.unchanged = catalog.version_by_digest(txn, self.art, head.digest.hex())
                 if plan.unchanged is not None:
                     self.reused = sum(len(lst.files) for lst in tree.listings)
                     if progress is not None:
@@ -454,6 +458,7 @@ class ParentPut:
             with index.read() as txn:
                 for key, value in txn.scan(Table.STAT_CACHE, prefix):
                     if key[len(prefix) :] == _HEAD_KEY:
+                        self._raw = value
                         form, digest, base, root = _HEAD.unpack(value)
                         if form != FORMAT:
                             raise ValueError("a stat record of another format")
@@ -462,7 +467,7 @@ class ParentPut:
                         recorded = decode_dir(value)
                         old[recorded.path] = recorded
         except (CorruptData, ValueError, struct.error):  # damaged, or another format
-            self.rehash = True
+            self.rehash, self._raw = True, None
             return {}, None
         return old, head
 
@@ -502,12 +507,18 @@ class ParentPut:
             with index.write() as txn:
                 if self.rehash:  # the old record was not loaded: replace it whole
                     txn.delete_prefix(Table.STAT_CACHE, prefix)
+                if not self.rehash and txn.get(Table.STAT_CACHE, prefix + _HEAD_KEY) != self._raw:
+                    return  # another put of this source wrote since: its record stands
+                whole = True  # every file as seen is recorded: the digest is the record's
                 for listing in plan.taken_apart:
                     recorded = _recorded_dir(listing, by_dir.get(listing.path, {}), limit)
-                    recorded.stale = stale
+                    whole = whole and not recorded.stale
+                    recorded.stale = recorded.stale or stale
                     txn.put(Table.STAT_CACHE, prefix + _hash16(listing.path), encode_dir(recorded))
                 for path in self._old.keys() - scanned:
                     txn.delete(Table.STAT_CACHE, prefix + _hash16(path))
+                if not whole:  # no unchanged re-put until the racy files are recorded
+                    head = head[:1] + _UNKNOWN + head[33:]
                 txn.put(Table.STAT_CACHE, prefix + _HEAD_KEY, head)
                 _keep_recent(txn, self.art, _hash16(self.root))
         except StoreError:

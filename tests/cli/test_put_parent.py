@@ -367,3 +367,23 @@ def test_a_put_with_a_parent_never_takes_a_stale_digest(
     out = home.parent / "out"
     run_cli("get", ref, out, check=True)
     assert (out / "d1" / "f9.bin").read_bytes() == new
+
+
+def test_a_racy_file_deleted_before_the_next_put_is_gone_from_its_version(
+    run_cli: Any, src: Path, home: Path, tmp_path: Path
+) -> None:
+    """A file left out of the record (written just before the put) and then deleted leaves
+    its directory's listing as recorded, and the source root has no entry of its own whose
+    times would tell: the put must still not take the version that had the file."""
+    put_reading(run_cli, src, "p/a")
+    (src / "racy.bin").write_bytes(b"written just before the put")
+    assert put_reading(run_cli, src, "p/a") == ("p/a:v1", {"racy.bin"})
+    (src / "racy.bin").unlink()
+    _outwait_racy_window()
+    ref, read = put_reading(run_cli, src, "p/a")
+    assert (ref, read) == ("p/a:v0", set())
+    assert_as_full_read(run_cli, src, home, ref, tmp_path, created=False)
+    (src / "d0" / "f3.bin").write_bytes(b"then a change")
+    ref, _ = put_reading(run_cli, src, "p/a")
+    assert ref == "p/a:v2"
+    assert_as_full_read(run_cli, src, home, ref, tmp_path)
