@@ -411,7 +411,10 @@ class Store:
         parent: statcache.ParentPut | None = None,
     ) -> PutResult:
         """Store a scanned tree as the next version of ``art``, or report the identical one.
-        With ``parent``, files the last put of the same source saw unchanged are not read.
+        With ``parent``, files the last put of the same source saw unchanged are not read, a
+        source that is all as recorded is the recorded version at once, and the tree of the
+        version the last put made is updated rather than a tree built (see
+        :mod:`artfs.store.statcache`).
 
         Everything a user can get wrong is checked before the first chunk is written. In a
         remote-backed store the version is published on the default remote first and lands in
@@ -454,7 +457,7 @@ class Store:
                 root = None
                 if publisher is None:
                     result, indexed, root = self._commit_local(
-                        tree, art, content, aliases, draft, ingest, parent is not None
+                        tree, art, content, aliases, draft, ingest, plan is not None
                     )
                 else:
                     result, indexed = self._commit_published(

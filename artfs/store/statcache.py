@@ -348,39 +348,43 @@ class ParentPut:
             self._old, self._head = self._load(index)
         self._listings = tree.listings
         plan = self._plan = Plan()
-        changed = [lst for lst in tree.listings if not self._as_recorded(lst)]
         with index.read() as txn:
-            head = self._head
-            if head is not None and head.digest != _UNKNOWN and not changed and not whole:
-                plan.unchanged = catalog.version_by_digest(txn, self.art, head.digest.hex())
-                if plan.unchanged is not None:
-                    self.reused = sum(len(lst.files) for lst in tree.listings)
-                    if progress is not None:
-                        progress(tree.total_bytes)
-                    return plan
+            plan.unchanged = None if whole else self._unchanged(txn, tree.listings)
+            if plan.unchanged is not None:
+                self.reused = sum(len(lst.files) for lst in tree.listings)
+                if progress is not None:
+                    progress(tree.total_bytes)
+                return plan
             plan.base = None if whole else self._base(txn)
-            if plan.base is None:
-                changed = tree.listings
-            else:
-                changed += [
-                    lst
-                    for lst in tree.listings
-                    if self._as_recorded(lst) and self._old[lst.path].stale
-                ]
+            plan.taken_apart = [
+                lst
+                for lst in tree.listings
+                if plan.base is None or not self._as_recorded(lst) or self._old[lst.path].stale
+            ]
+            if plan.base is not None:
                 base_root = catalog.root_tree(plan.base)
                 assert base_root is not None
-                plan.removed = _lost(catalog.pages(txn), base_root, changed)
-        apart = {lst.path for lst in changed}
-        plan.taken_apart = changed
+                plan.removed = _lost(catalog.pages(txn), base_root, plan.taken_apart)
+        apart = {lst.path for lst in plan.taken_apart}
         plan.as_recorded = [self._old[lst.path] for lst in tree.listings if lst.path not in apart]
-        for listing in changed:
+        for listing in plan.taken_apart:
             self._take_apart(listing, plan)
             if plan.base is not None:
                 plan.dirs += listing.dir_entries()
         self._check_chunks(index, plan)
-        if progress is not None:
-            progress(sum(e.size for e in plan.reused))
+        if progress is not None:  # all but what the ingest reads (and reports) is done
+            progress(tree.total_bytes - sum(f.size for f in plan.read))
         return plan
+
+    def _unchanged(self, txn: Txn, listings: list[Listing]) -> int | None:
+        """The version the source is when every directory is as recorded (and the record
+        covers every file it saw), if the artifact has it."""
+        head = self._head
+        if head is None or head.digest == _UNKNOWN:
+            return None
+        if not all(self._as_recorded(listing) for listing in listings):
+            return None
+        return catalog.version_by_digest(txn, self.art, head.digest.hex())
 
     def _as_recorded(self, listing: Listing) -> bool:
         recorded = self._old.get(listing.path)
