@@ -19,11 +19,13 @@ import os
 import posixpath
 import stat
 import struct
+from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
 from artfs.errors import InputError, InvalidName
 from artfs.names import check_path
@@ -109,6 +111,49 @@ class Listing:
             FileEntry(self.child(name), Kind.DIR, stored_mode(row[5]), 0, row[1])
             for name, row in zip(self.dirs, ROW.iter_unpack(self.dir_rows), strict=True)
         ]
+
+
+class ListedFiles(Sequence[SourceFile]):
+    """Chosen files of some listings as a sequence whose :class:`SourceFile` s are made when
+    asked for and not kept: a put of 1,000,000 files would otherwise hold a million of them
+    (~440 bytes each with their strings) through the whole ingest."""
+
+    def __init__(self) -> None:
+        self._picks: list[tuple[Listing, Sequence[int]]] = []
+        self._starts: list[int] = []
+        self._count = 0
+        self.size = 0  # bytes, as scanned
+
+    def add(self, listing: Listing, indexes: Sequence[int]) -> None:
+        """Add the files at ``indexes`` of ``listing``."""
+        if indexes:
+            self._picks.append((listing, indexes))
+            self._starts.append(self._count)
+            self._count += len(indexes)
+            rows = listing.file_rows
+            self.size += sum(ROW.unpack_from(rows, i * ROW.size)[0] for i in indexes)
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> SourceFile: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[SourceFile]: ...
+
+    def __getitem__(self, index: int | slice) -> SourceFile | list[SourceFile]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        pick = bisect_right(self._starts, index) - 1
+        listing, indexes = self._picks[pick]
+        return listing.source_file(indexes[index - self._starts[pick]])
+
+    def __iter__(self) -> Iterator[SourceFile]:
+        for listing, indexes in self._picks:
+            yield from (listing.source_file(i) for i in indexes)
 
 
 class SourceTree:

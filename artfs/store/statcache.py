@@ -68,7 +68,7 @@ from artfs.store import catalog, trees
 from artfs.store.catalog import VersionRecord, artifact_key
 from artfs.store.hashing import ChunkId, FileDigest, TreeId
 from artfs.store.index import Index, Table, Txn
-from artfs.store.ingest import ROW, Listing, Progress, SourceFile, SourceTree, stored_mode
+from artfs.store.ingest import ROW, ListedFiles, Listing, Progress, SourceTree, stored_mode
 from artfs.store.manifest import ChunkRef, FileEntry, Kind, encode_path
 
 FORMAT = 2
@@ -306,7 +306,7 @@ class Plan:
 
     unchanged: int | None = None
     base: VersionRecord | None = None
-    read: list[SourceFile] = field(default_factory=list)
+    read: ListedFiles = field(default_factory=ListedFiles)
     reused: list[FileEntry] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     dirs: list[FileEntry] = field(default_factory=list)
@@ -373,7 +373,7 @@ class ParentPut:
                 plan.dirs += listing.dir_entries()
         self._check_chunks(index, plan)
         if progress is not None:  # all but what the ingest reads (and reports) is done
-            progress(tree.total_bytes - sum(f.size for f in plan.read))
+            progress(tree.total_bytes - plan.read.size)
         return plan
 
     def _unchanged(self, txn: Txn, listings: list[Listing]) -> int | None:
@@ -404,13 +404,15 @@ class ParentPut:
         """Each file of ``listing``: its entry from the record when its row is as recorded,
         else to be read."""
         recorded = self._old.get(listing.path)
+        if recorded is None:
+            plan.read.add(listing, range(len(listing.files)))
+            return
         rows = listing.file_rows
+        unread = []
         for i, name in enumerate(listing.files):
-            found = None
-            if recorded is not None:
-                found = recorded.find(name, rows[i * ROW.size : (i + 1) * ROW.size])
-            if found is None or recorded is None:
-                plan.read.append(listing.source_file(i))
+            found = recorded.find(name, rows[i * ROW.size : (i + 1) * ROW.size])
+            if found is None:
+                unread.append(i)
                 continue
             size, mtime_ns, _, _, _, mode = ROW.unpack_from(rows, i * ROW.size)
             digest = recorded.digest(found)
@@ -425,6 +427,7 @@ class ParentPut:
                     recorded.chunks(found, size),
                 )
             )
+        plan.read.add(listing, unread)
 
     def _check_chunks(self, index: Index, plan: Plan) -> None:
         """Files whose chunks gc collected since (their versions deleted) are read again."""
@@ -434,11 +437,9 @@ class ParentPut:
             gone = {e.path for e in plan.reused if any(r.chunk_id in absent for r in e.chunks)}
             plan.reused = [e for e in plan.reused if e.path not in gone]
             for listing in plan.taken_apart:
-                plan.read += [
-                    listing.source_file(i)
-                    for i, name in enumerate(listing.files)
-                    if listing.child(name) in gone
-                ]
+                plan.read.add(
+                    listing, [i for i, n in enumerate(listing.files) if listing.child(n) in gone]
+                )
         self.reused = sum(len(lst.files) for lst in self._listings) - len(plan.read)
 
     def version_pairs(self, entries: list[FileEntry]) -> Iterator[tuple[bytes, bytes]]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from artfs.names import ArtifactName
 from artfs.store import Store
 from artfs.store.index import Table
 from artfs.store.manifest import FileEntry
@@ -70,6 +71,17 @@ def put_reading(run_cli: Any, src: Path, ref: str, *args: str) -> tuple[str, set
     result = run_cli("put", src, ref, *args, check=True)
     after = atimes(src)
     return result.last_line, {path for path, ns in after.items() if ns != before[path]}
+
+
+def put_at_once(home: Path, src: Path, ref: str) -> tuple[str, set[str]]:
+    """:func:`put_reading` in this process: the put starts within milliseconds of the
+    caller's last write (a command's interpreter start took over 2 s on a loaded machine,
+    past the racy window)."""
+    before = atimes(src)
+    time.sleep(0.02)
+    with Store.open(home) as store:
+        record = store.put(src, ArtifactName.parse(ref)).record
+    return record.ref, {path for path, ns in atimes(src).items() if ns != before[path]}
 
 
 def files_of(home: Path, ref: str) -> list[FileEntry]:
@@ -125,13 +137,15 @@ def test_rehash_reads_everything(run_cli: Any, src: Path) -> None:
     assert (ref, read) == ("p/a:v0", set())
 
 
-def test_files_written_just_before_a_put_are_read_by_the_next(run_cli: Any, src: Path) -> None:
+def test_files_written_just_before_a_put_are_read_by_the_next(
+    run_cli: Any, src: Path, home: Path
+) -> None:
     """Racy git: within the clock granularity of a put's start, a file could change again
     without its size or times changing, so the put does not vouch for it."""
     put_reading(run_cli, src, "p/a")
     fresh = src / "d0" / "f5.bin"
     fresh.write_bytes(b"new content")
-    ref, read = put_reading(run_cli, src, "p/a")
+    ref, read = put_at_once(home, src, "p/a")
     assert (ref, read) == ("p/a:v1", {"d0/f5.bin"})
     _outwait_racy_window()
     ref, read = put_reading(run_cli, src, "p/a")
@@ -305,11 +319,13 @@ def test_every_kind_of_change_gives_the_version_of_a_full_read(
     assert ref == ("p/a:v0" if same else "p/a:v1")
     assert_as_full_read(run_cli, src, home, ref, tmp_path, created=not same)
     # The record that put wrote is as true: a change elsewhere, on top. The files the
-    # edit wrote were racy for that put (written just before it), so they are read again.
+    # edit wrote may have been racy for that put (if it started within 2 s of the edit),
+    # and then they are read again.
     _outwait_racy_window()
     _write_at(src / "big.bin", b"!", append=True)
     ref, read = put_reading(run_cli, src, "p/a")
-    assert (ref, read) == ("p/a:v1" if same else "p/a:v2", {"big.bin"} | expected_read)
+    assert ref == ("p/a:v1" if same else "p/a:v2")
+    assert {"big.bin"} <= read <= {"big.bin"} | expected_read
     assert_as_full_read(run_cli, src, home, ref, tmp_path)
 
 
@@ -377,7 +393,7 @@ def test_a_racy_file_deleted_before_the_next_put_is_gone_from_its_version(
     times would tell: the put must still not take the version that had the file."""
     put_reading(run_cli, src, "p/a")
     (src / "racy.bin").write_bytes(b"written just before the put")
-    assert put_reading(run_cli, src, "p/a") == ("p/a:v1", {"racy.bin"})
+    assert put_at_once(home, src, "p/a") == ("p/a:v1", {"racy.bin"})
     (src / "racy.bin").unlink()
     _outwait_racy_window()
     ref, read = put_reading(run_cli, src, "p/a")
