@@ -17,6 +17,7 @@ from pathlib import Path
 from artfs.names import Ref
 from artfs.store import Store, catalog, trees
 from artfs.store.index import Table
+from artfs.store.statcache import RACY_NS
 from bench.common import artfs, du
 
 FILES = 100_000
@@ -50,6 +51,7 @@ def run(workdir: Path, report: Report) -> None:
     data, home = workdir / "data", workdir / "home"
     raw = make_files(data, rng)
     report("dataset: files of 1-4 KiB in dirs of 250", FILES, "files", f"{raw / 1e6:.0f} MB")
+    time.sleep(RACY_NS / 1e9 + 0.1)  # else the first put records none of them (bench/reput.py)
     started = time.perf_counter()
     artfs(home, "put", data, "bench/trees")
     report("put of 100,000 files", time.perf_counter() - started, "s")
@@ -80,7 +82,7 @@ def run(workdir: Path, report: Report) -> None:
     report(
         "one-file put: index file growth per version (du)", statistics.median(disk) / 1024, "KiB"
     )
-    report("one-file put time (every file read again)", statistics.median(times), "s")
+    report("one-file put time (a put with a parent)", statistics.median(times), "s")
     _reads(home, report)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -395,6 +395,11 @@ PAGE_CACHE = trees.PageCache(2048)
 
 def pages(txn: Txn) -> trees.Pages:
     """Tree pages read in ``txn``; a missing page is CorruptData."""
+    return trees.Pages(_page_reader(txn), PAGE_CACHE)
+
+
+def _page_reader(txn: Txn) -> trees.Get:
+    """A page's bytes read in ``txn``; a missing page is CorruptData."""
 
     def get(page: TreeId) -> bytes:
         data = txn.get(Table.TREES, page)
@@ -405,7 +410,7 @@ def pages(txn: Txn) -> trees.Pages:
             )
         return data
 
-    return trees.Pages(get, PAGE_CACHE)
+    return get
 
 
 def _put_page(txn: Txn) -> trees.Put:
@@ -428,6 +433,15 @@ def prepare_tree(entries: list[FileEntry]) -> PreparedTree:
     files, which a commit does before taking the writer lock)."""
     pages: dict[TreeId, bytes] = {}
     root = trees.build(pages.setdefault, entries)
+    return PreparedTree(root, pages)
+
+
+def prepare_update(txn: Txn, base: TreeId, changes: Mapping[str, FileEntry | None]) -> PreparedTree:
+    """The tree of ``base`` with ``changes`` applied (see :func:`trees.update`), built
+    without writing: reads only the pages on the paths of the changes, and holds only the
+    pages it makes (a one-file change in 100,000 files: a few pages)."""
+    pages: dict[TreeId, bytes] = {}
+    root = trees.update(_page_reader(txn), pages.setdefault, base, changes)
     return PreparedTree(root, pages)
 
 

@@ -8,7 +8,7 @@ up.
 
 from __future__ import annotations
 
-import struct
+from collections.abc import Iterable
 from typing import NewType
 
 import blake3
@@ -21,7 +21,6 @@ VersionDigest = NewType("VersionDigest", bytes)
 TreeId = NewType("TreeId", bytes)
 
 DIGEST_SIZE = 32
-_LENGTH = struct.Struct("<I")  # a path's length in a version digest
 # Inputs above this size are hashed with BLAKE3's own threads: on this 2-core machine a 64 MiB
 # buffer hashes in 4.7 ms with threads against 8.5 ms without; small inputs only pay the set-up.
 _THREADED_FROM = 8 << 20
@@ -58,9 +57,27 @@ class FileHasher:
         return FileDigest(self._hasher.digest())
 
 
-def version_digest(entries: list[tuple[bytes, bytes]]) -> VersionDigest:
-    """Digest of a version from its (path, file digest) pairs; order-independent."""
-    # One buffer, hashed once: a quarter faster than three updates per file at 100,000 files.
-    length = _LENGTH.pack
-    joined = b"".join([length(len(path)) + path + digest for path, digest in sorted(entries)])
-    return VersionDigest(blake3.blake3(joined, max_threads=1).digest())
+# Length prefixes of the paths a version digest hashes, made once (a path is at most 4096
+# bytes on Linux; longer ones are encoded as they come).
+_LENGTHS = [n.to_bytes(4, "little") for n in range(4097)]
+# Pairs hashed per update: one update per pair cost three calls each (0.5 s per 1 M files).
+_BATCH = 1 << 16
+
+
+def _length(n: int) -> bytes:
+    return _LENGTHS[n] if n < len(_LENGTHS) else n.to_bytes(4, "little")
+
+
+def version_digest(entries: Iterable[tuple[bytes, bytes]]) -> VersionDigest:
+    """Digest of a version from its (path, file digest) pairs; order-independent. The BLAKE3
+    of, in path order, each path's length (u32 little-endian), the path and the digest."""
+    hasher = blake3.blake3()
+    ordered = sorted(entries)
+    for start in range(0, len(ordered), _BATCH):
+        batch = ordered[start : start + _BATCH]
+        parts: list[bytes] = [b""] * (3 * len(batch))
+        parts[0::3] = [_length(len(path)) for path, _ in batch]
+        parts[1::3] = [path for path, _ in batch]
+        parts[2::3] = [digest for _, digest in batch]
+        hasher.update(b"".join(parts))
+    return VersionDigest(hasher.digest())

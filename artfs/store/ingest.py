@@ -18,11 +18,14 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
+import struct
+from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
 from artfs.errors import InputError, InvalidName
 from artfs.names import check_path
@@ -46,8 +49,11 @@ _WORKERS = max(2, min(4, os.cpu_count() or 2))
 _PLACEHOLDER = ChunkLocation(0, 0, 0, 0, 0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceFile:
+    """A file to store: where it goes in the version, where it is on disk, and what its
+    ``stat`` said when it was listed."""
+
     path: str  # inside the version
     source: str | Path  # on disk
     size: int
@@ -57,28 +63,153 @@ class SourceFile:
     ctime_ns: int = 0  # when scanned: with the rest, what a put with a parent compares
 
 
-@dataclass
+# The stat fields of one scanned entry, as a put with a parent compares and records them:
+# size, mtime_ns, ctime_ns, inode, device, st_mode. Packed (44 bytes an entry) so that a
+# directory's entries compare with what the last put recorded as one bytes comparison, and a
+# scan of 1 M files keeps 44 MB of rows rather than a million objects.
+ROW = struct.Struct("<QqqQQI")
+_S_IFMT, _S_IFREG, _S_IFDIR = 0o170000, stat.S_IFREG, stat.S_IFDIR  # stat.S_IFMT(mode) inline
+
+
+@dataclass(slots=True)
+class Listing:
+    """One scanned directory: its files and its subdirectories, each sorted by name, with
+    their :data:`ROW` fields in the same order (``file_rows``, ``dir_rows``). A single file
+    given as the source is a listing of one file at the version's root."""
+
+    path: str  # inside the version ('' the root)
+    source: str  # the directory on disk
+    files: list[str] = field(default_factory=list)
+    file_rows: bytes = b""
+    dirs: list[str] = field(default_factory=list)
+    dir_rows: bytes = b""
+
+    def child(self, name: str) -> str:
+        """The path inside the version of the entry ``name``."""
+        return f"{self.path}/{name}" if self.path else name
+
+    def source_file(self, index: int) -> SourceFile:
+        """The ``index``-th file, ready for the ingest."""
+        name = self.files[index]
+        size, mtime_ns, ctime_ns, ino, dev, mode = ROW.unpack_from(self.file_rows, index * ROW.size)
+        return SourceFile(
+            self.child(name),
+            f"{self.source}/{name}",
+            size,
+            stored_mode(mode),
+            mtime_ns,
+            (dev, ino),
+            ctime_ns,
+        )
+
+    def source_files(self) -> list[SourceFile]:
+        return [self.source_file(i) for i in range(len(self.files))]
+
+    def dir_entries(self) -> list[FileEntry]:
+        """The entries of the subdirectories (mode and mtime as scanned)."""
+        return [
+            FileEntry(self.child(name), Kind.DIR, stored_mode(row[5]), 0, row[1])
+            for name, row in zip(self.dirs, ROW.iter_unpack(self.dir_rows), strict=True)
+        ]
+
+
+class ListedFiles(Sequence[SourceFile]):
+    """Chosen files of some listings as a sequence whose :class:`SourceFile` s are made when
+    asked for and not kept: a put of 1,000,000 files would otherwise hold a million of them
+    (~440 bytes each with their strings) through the whole ingest."""
+
+    def __init__(self) -> None:
+        self._picks: list[tuple[Listing, Sequence[int]]] = []
+        self._starts: list[int] = []
+        self._count = 0
+        self.size = 0  # bytes, as scanned
+
+    def add(self, listing: Listing, indexes: Sequence[int]) -> None:
+        """Add the files at ``indexes`` of ``listing``."""
+        if indexes:
+            self._picks.append((listing, indexes))
+            self._starts.append(self._count)
+            self._count += len(indexes)
+            rows = listing.file_rows
+            self.size += sum(ROW.unpack_from(rows, i * ROW.size)[0] for i in indexes)
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> SourceFile: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[SourceFile]: ...
+
+    def __getitem__(self, index: int | slice) -> SourceFile | list[SourceFile]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        pick = bisect_right(self._starts, index) - 1
+        listing, indexes = self._picks[pick]
+        return listing.source_file(indexes[index - self._starts[pick]])
+
+    def __iter__(self) -> Iterator[SourceFile]:
+        for listing, indexes in self._picks:
+            yield from (listing.source_file(i) for i in indexes)
+
+
 class SourceTree:
     """What a commit stores: files to ingest, directories, and ``ready`` entries that need no
-    ingest (files of an earlier version whose chunks are stored, and references)."""
+    ingest (files of an earlier version whose chunks are stored, and references).
 
-    files: list[SourceFile] = field(default_factory=list)
-    dirs: list[FileEntry] = field(default_factory=list)
-    ready: list[FileEntry] = field(default_factory=list)
+    A scan also keeps its :class:`Listing` of each directory: ``files`` is made from them on
+    first use, so a put with a parent that finds a directory unchanged never makes an object
+    per file of it. Once ``files`` is made (or set) it is what the tree holds.
+    """
+
+    def __init__(
+        self,
+        files: list[SourceFile] | None = None,
+        dirs: list[FileEntry] | None = None,
+        ready: list[FileEntry] | None = None,
+        listings: list[Listing] | None = None,
+    ) -> None:
+        self._files = files
+        self.dirs = dirs if dirs is not None else []
+        self.ready = ready if ready is not None else []
+        self.listings = listings if listings is not None else []
+        self._listed_bytes = 0
+
+    @property
+    def files(self) -> list[SourceFile]:
+        if self._files is None:
+            self._files = [f for listing in self.listings for f in listing.source_files()]
+        return self._files
+
+    @files.setter
+    def files(self, files: list[SourceFile]) -> None:
+        self._files = files
+
+    @property
+    def listed(self) -> bool:
+        """Whether the files are still only the scan's listings (none made, none changed)."""
+        return self._files is None and bool(self.listings)
 
     @property
     def total_bytes(self) -> int:
-        return sum(f.size for f in self.files)
+        if self._files is None:
+            return self._listed_bytes
+        return sum(f.size for f in self._files)
 
     def paths(self) -> list[str]:
         return [f.path for f in self.files] + [e.path for e in self.ready]
 
     def complete_dirs(self, mtime_ns: int) -> None:
-        """Add an entry for every parent directory that has none (mode 0755)."""
+        """Add an entry for every parent directory that has none (mode 0755). A scan's
+        listings have theirs already: their files are not looked at."""
         known = {d.path for d in self.dirs}
+        files = [] if self._files is None else [f.path for f in self._files]
         # Each distinct parent once (a directory of 250 files is one walk, not 250).
-        parents = {path.rpartition("/")[0] for path in self.paths()} | known
-        for parent in parents:
+        parents = {path.rpartition("/")[0] for path in files + [e.path for e in self.ready]}
+        for parent in parents | known | {listing.path for listing in self.listings}:
             while parent and parent not in known:
                 known.add(parent)
                 self.dirs.append(FileEntry(parent, Kind.DIR, 0o755, 0, mtime_ns))
@@ -100,10 +231,16 @@ def scan(source: Path, prefix: str = "", *, confine: bool = False) -> SourceTree
     tree = SourceTree()
     if stat.S_ISDIR(st.st_mode):
         root = os.path.realpath(source) if confine else None
-        _scan_dir(source, prefix, tree, {(st.st_dev, st.st_ino)}, root)
+        _scan_dir(str(source), prefix, tree, {(st.st_dev, st.st_ino)}, root)
     elif stat.S_ISREG(st.st_mode):
         name = prefix or source.name
-        tree.files.append(_source_file(source, _inner_path(name, source), st))
+        path = _inner_path(name, source)
+        if "/" in path:
+            tree.files = [_source_file(source, path, st)]
+        else:  # a listing of one file, so that a put with a parent covers it
+            row = _row(st)
+            tree.listings.append(Listing("", str(source.parent), [path], row))
+            tree._listed_bytes = st.st_size
     else:
         raise InputError(f"{source}: not a regular file or directory; artfs stores only those")
     return tree
@@ -128,6 +265,10 @@ def _source_file(source: str | Path, path: str, st: os.stat_result) -> SourceFil
     )
 
 
+def _row(st: os.stat_result) -> bytes:
+    return ROW.pack(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, st.st_mode)
+
+
 def stored_mode(st_mode: int) -> int:
     """Permission bits as a version keeps them: setuid, setgid and sticky are dropped, so no
     version (or file restored from one) ever carries them."""
@@ -135,62 +276,104 @@ def stored_mode(st_mode: int) -> int:
 
 
 def _scan_dir(
-    directory: Path,
+    directory: str,
     prefix: str,
     tree: SourceTree,
     ancestors: set[tuple[int, int]],
     root: str | None,
 ) -> None:
     try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
-        # stat by name relative to the directory: a third less than by whole path, per file.
+        # Names relative to the directory: a third less per stat than by whole path.
         dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise InputError(f"{directory}: cannot list it ({exc.strerror})") from None
     try:
-        _scan_entries(entries, dir_fd, prefix, tree, ancestors, root)
+        names = sorted(_names(directory, dir_fd, root))
+        listing = Listing(prefix, directory)
+        tree.listings.append(listing)
+        subdirs = _scan_entries(names, dir_fd, listing, tree)
     finally:
         os.close(dir_fd)
+    for name, ident in subdirs:
+        if ident in ancestors:
+            raise InputError(f"{directory}/{name}: a symlink loop back to a parent directory")
+        _scan_dir(f"{directory}/{name}", listing.child(name), tree, ancestors | {ident}, root)
+
+
+def _names(directory: str, dir_fd: int, root: str | None) -> list[str]:
+    """The names in a directory, each checked; with ``root``, symlinks must resolve inside
+    it (their type read from the listing, with no syscall of its own)."""
+    try:
+        if root is None:
+            names = os.listdir(dir_fd)  # no DirEntry objects: ~20% of a scan's CPU time
+        else:
+            with os.scandir(dir_fd) as listed:
+                entries = list(listed)
+            for entry in entries:
+                if entry.is_symlink():
+                    _check_confined(f"{directory}/{entry.name}", root)
+            names = [entry.name for entry in entries]
+    except OSError as exc:
+        raise InputError(f"{directory}: cannot list it ({exc.strerror})") from None
+    # A name from the OS has no '/' or NUL and is never '.' or '..': only its length can be
+    # refused, and 63 characters are at most 252 bytes of UTF-8.
+    if names and max(map(len, names)) > 63:
+        for name in names:
+            _inner_path(name, f"{directory}/{name}")
+    return names
 
 
 def _scan_entries(
-    entries: list[os.DirEntry[str]],
-    dir_fd: int,
-    prefix: str,
-    tree: SourceTree,
-    ancestors: set[tuple[int, int]],
-    root: str | None,
-) -> None:
-    for entry in entries:
-        # Plain strings, not Path objects: building one costs more than the stat, per file.
-        # The prefix is checked already: only the name is (half the cost of the whole path).
-        path = f"{prefix}/{entry.name}" if prefix else entry.name
-        _inner_path(entry.name, entry.path)
-        if root is not None and entry.is_symlink():
-            target = os.path.realpath(entry.path)
-            if not target.startswith(root + os.sep):
-                raise InputError(
-                    f"{entry.path}: a symlink to {target}, outside the tree being stored"
-                )
+    names: list[str], dir_fd: int, listing: Listing, tree: SourceTree
+) -> list[tuple[str, tuple[int, int]]]:
+    """Stat the entries of one directory into ``listing`` (and its subdirectories' entries
+    into ``tree.dirs``); returns the subdirectories to scan, with their (device, inode).
+    The loop runs once per file of the source: ~0.5 us of Python beside the stat."""
+    file_rows: list[bytes] = []
+    dir_rows: list[bytes] = []
+    subdirs: list[tuple[str, tuple[int, int]]] = []
+    add_file, add_row = listing.files.append, file_rows.append
+    pack, stat_at = ROW.pack, os.stat
+    size = 0
+    for name in names:
         try:
-            st = os.stat(entry.name, dir_fd=dir_fd)  # follows symlinks
-        except FileNotFoundError:
-            raise InputError(f"{entry.path}: a symlink that points nowhere") from None
+            st = stat_at(name, dir_fd=dir_fd)  # follows symlinks
         except OSError as exc:
-            raise InputError(f"{entry.path}: cannot read it ({exc.strerror})") from None
-        if stat.S_ISDIR(st.st_mode):
-            ident = (st.st_dev, st.st_ino)
-            if ident in ancestors:
-                raise InputError(f"{entry.path}: a symlink loop back to a parent directory")
-            tree.dirs.append(FileEntry(path, Kind.DIR, stored_mode(st.st_mode), 0, st.st_mtime_ns))
-            _scan_dir(Path(entry.path), path, tree, ancestors | {ident}, root)
-        elif stat.S_ISREG(st.st_mode):
-            tree.files.append(_source_file(entry.path, path, st))
+            raise _stat_error(f"{listing.source}/{name}", exc) from None
+        mode = st.st_mode
+        if mode & _S_IFMT == _S_IFREG:
+            add_file(name)
+            add_row(pack(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, mode))
+            size += st.st_size
+        elif mode & _S_IFMT == _S_IFDIR:
+            listing.dirs.append(name)
+            dir_rows.append(
+                pack(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, mode)
+            )
+            subdirs.append((name, (st.st_dev, st.st_ino)))
+            tree.dirs.append(
+                FileEntry(listing.child(name), Kind.DIR, stored_mode(mode), 0, st.st_mtime_ns)
+            )
         else:
             raise InputError(
-                f"{entry.path}: a special file (FIFO, socket or device); "
+                f"{listing.source}/{name}: a special file (FIFO, socket or device); "
                 "remove it or put only regular files and directories"
             )
+    listing.file_rows, listing.dir_rows = b"".join(file_rows), b"".join(dir_rows)
+    tree._listed_bytes += size
+    return subdirs
+
+
+def _stat_error(path: str, exc: OSError) -> InputError:
+    if isinstance(exc, FileNotFoundError):
+        return InputError(f"{path}: a symlink that points nowhere")
+    return InputError(f"{path}: cannot read it ({exc.strerror})")
+
+
+def _check_confined(path: str, root: str) -> None:
+    target = os.path.realpath(path)
+    if not target.startswith(root + os.sep):
+        raise InputError(f"{path}: a symlink to {target}, outside the tree being stored")
 
 
 class Ingest:

@@ -39,7 +39,7 @@ from artfs.names import ArtifactName, Ref, check_alias, check_name
 from artfs.store import catalog, references, settings, statcache, upgrade
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.chunkstore import ChunkLocation, ChunkStore, RemoteChunk
-from artfs.store.hashing import ChunkId, version_digest
+from artfs.store.hashing import ChunkId, TreeId, version_digest
 from artfs.store.index import Index, Table, Txn
 from artfs.store.ingest import Ingest, Progress, SourceTree, scan
 from artfs.store.locks import file_lock
@@ -426,7 +426,10 @@ class Store:
         parent: statcache.ParentPut | None = None,
     ) -> PutResult:
         """Store a scanned tree as the next version of ``art``, or report the identical one.
-        With ``parent``, files the last put of the same source saw unchanged are not read.
+        With ``parent``, files the last put of the same source saw unchanged are not read, a
+        source that is all as recorded is the recorded version at once, and the tree of the
+        version the last put made is updated rather than a tree built (see
+        :mod:`artfs.store.statcache`).
 
         Everything a user can get wrong is checked before the first chunk is written. In a
         remote-backed store the version is published on the default remote first and lands in
@@ -435,7 +438,8 @@ class Store:
         aliases = [check_alias(a) for a in aliases or []]
         tags = [check_name(t, "tag") for t in tags or []]
         check_name(type_, "type")
-        _check_unique(tree)
+        if not tree.listed:  # a scan's listings hold each path once, their parents too
+            _check_unique(tree)
         tree.complete_dirs(time.time_ns())
         with self.index.read() as txn:
             catalog.check_type(catalog.get_artifact(txn, art), art, type_)
@@ -453,16 +457,26 @@ class Store:
         with self.commit_lock():
             writer = self.chunks.writer()
             try:
-                reused = parent.reuse(self.index, tree, progress) if parent else []
+                plan = None
+                if parent is not None and tree.listed:
+                    plan = parent.plan(self.index, tree, progress, whole=publisher is not None)
+                if plan is not None and plan.unchanged is not None:
+                    writer.abort()
+                    result = self._existing(art, plan.unchanged, aliases)
+                    return result
                 with self.index.presence(Table.CHUNKS) as has_chunk:
                     ingest = Ingest(writer, has_chunk, progress)
-                    entries = ingest.run(tree.files) + reused + tree.ready + tree.dirs
+                    read = ingest.run(tree.files if plan is None else plan.read)
+                content = _content(tree, read, plan, parent)
                 writer.commit()
+                root = None
                 if publisher is None:
-                    result, indexed = self._commit_local(tree, art, entries, aliases, draft, ingest)
+                    result, indexed, root = self._commit_local(
+                        tree, art, content, aliases, draft, ingest, plan is not None
+                    )
                 else:
                     result, indexed = self._commit_published(
-                        publisher, tree, art, entries, draft, ingest
+                        publisher, tree, art, content.entries, draft, ingest
                     )
             except BaseException as exc:
                 writer.abort()
@@ -476,37 +490,50 @@ class Store:
                 writer.abort()  # identical content: nothing new is referenced
             result.new_bytes = ingest.stored_bytes if indexed else 0
         if parent is not None:
-            parent.record(self.index, entries)
+            taken = read + (plan.reused if plan is not None else [])
+            parent.record(self.index, result.record, result.created, root, taken)
         if publisher is not None:
             self._publish_aliases(publisher, result, aliases)
         return result
+
+    def _existing(self, art: ArtifactName, number: int, aliases: list[str]) -> PutResult:
+        """The version ``number`` as the result of a commit of its content: the aliases
+        move to it, nothing else changes."""
+        with self.index.write() as txn:
+            for alias in aliases:
+                catalog.set_alias(txn, art, alias, number)
+            record = catalog.get_version(txn, art, number)
+        assert record is not None
+        return PutResult(record, created=False)
 
     def _commit_local(
         self,
         tree: SourceTree,
         art: ArtifactName,
-        entries: list[FileEntry],
+        content: _Content,
         aliases: list[str],
         draft: dict[str, Any],
         ingest: Ingest,
-    ) -> tuple[PutResult, bool]:
-        """Add the version in one index transaction; whether the new chunks were indexed.
+        need_tree: bool,
+    ) -> tuple[PutResult, bool, TreeId | None]:
+        """Add the version in one index transaction; whether the new chunks were indexed,
+        and the root of the tree of ``content`` if it was built.
 
         The tree is built before the writer lock is taken, unless the content is a version
         already (an unchanged re-put): its pages exist, and building them again would cost
-        0.4-0.75 s per 100,000 files for nothing.
+        0.4-0.75 s per 100,000 files for nothing, unless ``need_tree`` (a put with a parent
+        records whether that version's tree is this content's).
         """
-        digest = _digest(entries)
         with self.index.read() as txn:
-            known = catalog.version_by_digest(txn, art, digest) is not None
-        prepared = None if known else catalog.prepare_tree(entries)
+            known = catalog.version_by_digest(txn, art, content.digest) is not None
+        prepared = None if known and not need_tree else content.prepare(self.index)
         with self.index.write() as txn:
             _check_ready_chunks(txn, tree, ingest.new_chunks)
-            result = self._add_version(txn, art, entries, aliases, draft, prepared, digest)
+            result = self._add_version(txn, art, content, aliases, draft, prepared)
             if result.created:
                 for cid, loc in ingest.new_chunks.items():
                     txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
-        return result, result.created
+        return result, result.created, None if prepared is None else prepared.root
 
     def commit_built(
         self,
@@ -529,11 +556,10 @@ class Store:
             )
             self._publish_aliases(publisher, result, aliases)
             return result
+        content = _Content(built.digest, built.size, built.files, [])
         with self.index.write() as txn:
             _check_ready_chunks(txn, taken, ingest.new_chunks)
-            result = self._add_version(
-                txn, art, [], aliases, draft, built.tree, built.digest, built
-            )
+            result = self._add_version(txn, art, content, aliases, draft, built.tree)
             if result.created:
                 for cid, loc in ingest.new_chunks.items():
                     txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
@@ -599,20 +625,15 @@ class Store:
         self,
         txn: Any,
         art: ArtifactName,
-        entries: list[FileEntry],
+        content: _Content,
         aliases: list[str],
         draft: dict[str, Any],
         prepared: catalog.PreparedTree | None = None,
-        digest: str | None = None,
-        built: BuiltVersion | None = None,
     ) -> PutResult:
-        """``prepared``: the tree of ``entries`` if built already; ``digest``: their version
-        digest if known (both are computed here otherwise); ``built``: the sizes of a version
-        built incrementally (``entries`` is then empty)."""
+        """``prepared``: the tree of ``content`` if built already (built here otherwise)."""
         artifact = catalog.get_artifact(txn, art)
         catalog.check_type(artifact, art, draft["type"])
-        digest = digest or _digest(entries)
-        existing = catalog.version_by_digest(txn, art, digest)
+        existing = catalog.version_by_digest(txn, art, content.digest)
         if existing is not None:
             for alias in aliases:
                 catalog.set_alias(txn, art, alias, existing)
@@ -626,8 +647,10 @@ class Store:
             artifact = ArtifactRecord(
                 art.project, art.name, draft["type"], time.time(), next_version
             )
-        record = _draft_record(art, entries, draft, artifact.next_version, built)
-        catalog.add_version(txn, record, entries, prepared)
+        record = _content_record(art, content, draft, artifact.next_version)
+        if prepared is None:
+            prepared = content.prepare(self.index)
+        catalog.add_version(txn, record, [], prepared)
         for alias in aliases:
             catalog.set_alias(txn, art, alias, record.number)
         artifact.next_version += 1
@@ -980,14 +1003,18 @@ def _digest(entries: list[FileEntry]) -> str:
 
 
 def _draft_record(
-    art: ArtifactName,
-    entries: list[FileEntry],
-    draft: dict[str, Any],
-    number: int,
-    built: BuiltVersion | None = None,
+    art: ArtifactName, entries: list[FileEntry], draft: dict[str, Any], number: int
 ) -> VersionRecord:
     """The record of a new version from a commit's fields (type, description, metadata, tags,
-    logged_by, ttl_seconds), of ``entries`` or of a version ``built`` incrementally."""
+    logged_by, ttl_seconds)."""
+    return _content_record(art, _Content.of(entries), draft, number)
+
+
+def _content_record(
+    art: ArtifactName, content: _Content, draft: dict[str, Any], number: int
+) -> VersionRecord:
+    """The record of a new version of ``content`` from a commit's fields (type,
+    description, metadata, tags, logged_by, ttl_seconds)."""
     fields = dict(draft)
     ttl = fields.pop("ttl_seconds")
     now = time.time()
@@ -995,13 +1022,59 @@ def _draft_record(
         project=art.project,
         name=art.name,
         number=number,
-        digest=built.digest if built else _digest(entries),
+        digest=content.digest,
         created=now,
-        size=built.size if built else sum(e.size for e in entries),
-        files=built.files if built else sum(not e.is_dir for e in entries),
+        size=content.size,
+        files=content.files,
         expires=None if ttl is None else now + ttl,
         **fields,
     )
+
+
+@dataclass
+class _Content:
+    """A version's content as a commit has it: digest, bytes and files, and ``entries``:
+    all of them, or (with a ``base`` tree) the changes to it, with the ``removed`` paths."""
+
+    digest: str
+    size: int
+    files: int
+    entries: list[FileEntry]
+    base: TreeId | None = None
+    removed: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, entries: list[FileEntry]) -> _Content:
+        files = sum(not e.is_dir for e in entries)
+        return cls(_digest(entries), sum(e.size for e in entries), files, entries)
+
+    def prepare(self, index: Index) -> catalog.PreparedTree:
+        """The tree of this content, built in memory (no write transaction held)."""
+        if self.base is None:
+            return catalog.prepare_tree(self.entries)
+        changes: dict[str, FileEntry | None] = dict.fromkeys(self.removed)
+        changes.update((e.path, e) for e in self.entries)
+        with index.read() as txn:
+            return catalog.prepare_update(txn, self.base, changes)
+
+
+def _content(
+    tree: SourceTree,
+    read: list[FileEntry],
+    plan: statcache.Plan | None,
+    parent: statcache.ParentPut | None,
+) -> _Content:
+    """The content of a commit: ``read`` (the ingest's entries) and the rest of ``tree``,
+    or with a ``plan`` of a put with a parent, what it takes from the record and its base."""
+    if plan is None or parent is None:
+        return _Content.of(read + tree.ready + tree.dirs)
+    if plan.base is None:
+        return _Content.of(read + plan.reused + tree.ready + tree.dirs)
+    files = read + plan.reused
+    digest = version_digest(list(parent.version_pairs(files))).hex()
+    count = sum(len(listing.files) for listing in tree.listings)
+    base = catalog.root_tree(plan.base)
+    return _Content(digest, tree.total_bytes, count, files + plan.dirs, base, plan.removed)
 
 
 def _edited(record: VersionRecord, request: EditRequest) -> VersionRecord:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from artfs.names import ArtifactName
 from artfs.store import Store
 from artfs.store.index import Table
 from artfs.store.manifest import FileEntry
@@ -69,6 +71,17 @@ def put_reading(run_cli: Any, src: Path, ref: str, *args: str) -> tuple[str, set
     result = run_cli("put", src, ref, *args, check=True)
     after = atimes(src)
     return result.last_line, {path for path, ns in after.items() if ns != before[path]}
+
+
+def put_at_once(home: Path, src: Path, ref: str) -> tuple[str, set[str]]:
+    """:func:`put_reading` in this process: the put starts within milliseconds of the
+    caller's last write (a command's interpreter start took over 2 s on a loaded machine,
+    past the racy window)."""
+    before = atimes(src)
+    time.sleep(0.02)
+    with Store.open(home) as store:
+        record = store.put(src, ArtifactName.parse(ref)).record
+    return record.ref, {path for path, ns in atimes(src).items() if ns != before[path]}
 
 
 def files_of(home: Path, ref: str) -> list[FileEntry]:
@@ -124,13 +137,15 @@ def test_rehash_reads_everything(run_cli: Any, src: Path) -> None:
     assert (ref, read) == ("p/a:v0", set())
 
 
-def test_files_written_just_before_a_put_are_read_by_the_next(run_cli: Any, src: Path) -> None:
+def test_files_written_just_before_a_put_are_read_by_the_next(
+    run_cli: Any, src: Path, home: Path
+) -> None:
     """Racy git: within the clock granularity of a put's start, a file could change again
     without its size or times changing, so the put does not vouch for it."""
     put_reading(run_cli, src, "p/a")
     fresh = src / "d0" / "f5.bin"
     fresh.write_bytes(b"new content")
-    ref, read = put_reading(run_cli, src, "p/a")
+    ref, read = put_at_once(home, src, "p/a")
     assert (ref, read) == ("p/a:v1", {"d0/f5.bin"})
     _outwait_racy_window()
     ref, read = put_reading(run_cli, src, "p/a")
@@ -195,3 +210,196 @@ def test_a_record_that_cannot_be_decoded_is_replaced(run_cli: Any, src: Path, ho
             txn.put(Table.STAT_CACHE, key, b"\x07not a record")
     assert put_reading(run_cli, src, "p/a") == ("p/a:v0", ALL)
     assert put_reading(run_cli, src, "p/a") == ("p/a:v0", set())
+
+
+# --- every kind of change gives the version (and the tree) of a full read -------------------
+
+
+def version_of(home: Path, ref: str) -> tuple[str, str | None, int, int, list[FileEntry]]:
+    """What makes a version: digest, root tree, size, file count and every entry."""
+    with Store.open(home) as store:
+        record = store.resolve(ref)
+        return record.digest, record.tree, record.size, record.files, store.entries(record)
+
+
+def assert_as_full_read(
+    run_cli: Any, src: Path, home: Path, ref: str, tmp_path: Path, *, created: bool = True
+) -> None:
+    """``ref`` is what a full read of ``src`` gives: a --rehash put into a copy of the store
+    finds the same version, and when the put just made ``ref`` (``created``), a --rehash
+    put into a fresh store makes the same digest, tree (page for page: the same root id) and
+    entries."""
+    copy = tmp_path / f"copy-{time.monotonic_ns()}"
+    shutil.copytree(home, copy)
+    assert run_cli("put", src, "p/a", "--rehash", home=copy, check=True).last_line == ref
+    if created:
+        fresh = tmp_path / f"fresh-{time.monotonic_ns()}"
+        full = run_cli("put", src, "p/a", home=fresh, check=True).last_line
+        assert version_of(home, ref) == version_of(fresh, full)
+
+
+def _write_at(path: Path, data: bytes, *, append: bool = False) -> None:
+    """``data`` at the end of ``path`` (``append``) or over its first bytes."""
+    with path.open("ab" if append else "r+b") as f:
+        f.write(data)
+
+
+def _rewrite_keeping_mtime(path: Path, data: bytes) -> None:
+    """New content of the same size with the old mtime put back: only the ctime tells."""
+    st = path.stat()
+    path.write_bytes(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _replace_by_rename(path: Path, data: bytes) -> None:
+    """Another inode under the same name, with the same size and mtime."""
+    st = path.stat()
+    new = path.with_name(".new")
+    new.write_bytes(data)
+    os.utime(new, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(new, path)
+
+
+def _file_to_dir(src: Path) -> None:
+    (src / "d0" / "f7.bin").unlink()
+    (src / "d0" / "f7.bin").mkdir()
+    (src / "d0" / "f7.bin" / "inner").write_bytes(b"now a directory")
+
+
+def _dir_to_file(src: Path) -> None:
+    subprocess.run(["rm", "-r", src / "d2"], check=True)
+    (src / "d2").write_bytes(b"now a file")
+
+
+def _add_dir(src: Path) -> None:
+    (src / "d3" / "sub").mkdir(parents=True)
+    (src / "d3" / "sub" / "a").write_bytes(b"a")
+    (src / "d3" / "b").write_bytes(b"bb")
+
+
+EDITS: dict[str, tuple[Any, set[str]]] = {
+    "grown": (lambda s: _write_at(s / "d0" / "f8.bin", b"+", append=True), {"d0/f8.bin"}),
+    "same size, new mtime": (
+        lambda s: (s / "d1" / "f3.bin").write_bytes(bytes(1300)),
+        {"d1/f3.bin"},
+    ),
+    "ctime only": (
+        lambda s: _rewrite_keeping_mtime(s / "d2" / "f4.bin", bytes(1400)),
+        {"d2/f4.bin"},
+    ),
+    "chmod only": (lambda s: os.chmod(s / "d0" / "f2.bin", 0o600), {"d0/f2.bin"}),
+    "inode only": (
+        lambda s: _replace_by_rename(s / "d1" / "f5.bin", bytes(1500)),
+        {"d1/f5.bin"},
+    ),
+    "deleted file": (lambda s: (s / "d2" / "f6.bin").unlink(), set()),
+    "new file": (lambda s: (s / "d2" / "new.bin").write_bytes(b"new"), {"d2/new.bin"}),
+    "deleted directory": (
+        lambda s: subprocess.run(["rm", "-r", s / "d1"], check=True),
+        set(),
+    ),
+    "added directory": (_add_dir, {"d3/sub/a", "d3/b"}),
+    "empty directory": (lambda s: (s / "d0" / "empty").mkdir(), set()),
+    "file turned into a directory": (_file_to_dir, {"d0/f7.bin/inner"}),
+    "directory turned into a file": (_dir_to_file, {"d2"}),
+    "big file, one byte in place": (lambda s: _write_at(s / "big.bin", b"x"), {"big.bin"}),
+}
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_every_kind_of_change_gives_the_version_of_a_full_read(
+    run_cli: Any, src: Path, home: Path, tmp_path: Path, edit: str
+) -> None:
+    change, expected_read = EDITS[edit]
+    put_reading(run_cli, src, "p/a")
+    change(src)
+    ref, read = put_reading(run_cli, src, "p/a")
+    assert read == expected_read
+    same = edit in ("chmod only", "empty directory")  # the digest leaves modes and dirs out
+    assert ref == ("p/a:v0" if same else "p/a:v1")
+    assert_as_full_read(run_cli, src, home, ref, tmp_path, created=not same)
+    # The record that put wrote is as true: a change elsewhere, on top. The files the
+    # edit wrote may have been racy for that put (if it started within 2 s of the edit),
+    # and then they are read again.
+    _outwait_racy_window()
+    _write_at(src / "big.bin", b"!", append=True)
+    ref, read = put_reading(run_cli, src, "p/a")
+    assert ref == ("p/a:v1" if same else "p/a:v2")
+    assert {"big.bin"} <= read <= {"big.bin"} | expected_read
+    assert_as_full_read(run_cli, src, home, ref, tmp_path)
+
+
+def test_content_back_to_an_older_version_then_changed_again(
+    run_cli: Any, src: Path, home: Path, tmp_path: Path
+) -> None:
+    """A put that comes back to an existing version whose tree is not what the source now
+    makes (the file rewritten: same bytes, new times) keeps its base and distrusts the
+    directories it rewrote; what follows is still the version of a full read."""
+    put_reading(run_cli, src, "p/a")
+    target = src / "d0" / "f4.bin"
+    original = target.read_bytes()
+    target.write_bytes(b"changed")
+    assert put_reading(run_cli, src, "p/a") == ("p/a:v1", {"d0/f4.bin"})
+    target.write_bytes(original)
+    _outwait_racy_window()
+    assert put_reading(run_cli, src, "p/a") == ("p/a:v0", {"d0/f4.bin"})  # same digest
+    assert put_reading(run_cli, src, "p/a") == ("p/a:v0", set())
+    (src / "d1" / "f0.bin").write_bytes(b"elsewhere")
+    ref, read = put_reading(run_cli, src, "p/a")
+    assert (ref, read) == ("p/a:v2", {"d1/f0.bin"})
+    assert_as_full_read(run_cli, src, home, ref, tmp_path)
+
+
+def test_a_deleted_base_version_makes_the_put_read_what_gc_removed(
+    run_cli: Any, src: Path, home: Path, tmp_path: Path
+) -> None:
+    """The version a record is based on is deleted and collected: the put falls back to
+    the record file by file, reads the files whose chunks are gone, and builds the tree."""
+    put_reading(run_cli, src, "p/a")
+    (src / "d0" / "f8.bin").write_bytes(b"only in v1")
+    _outwait_racy_window()
+    assert put_reading(run_cli, src, "p/a")[0] == "p/a:v1"
+    run_cli("rm", "p/a:v1", check=True)
+    run_cli("gc", check=True)
+    (src / "d2" / "f2.bin").write_bytes(b"and a change")
+    ref, read = put_reading(run_cli, src, "p/a")
+    assert ref == "p/a:v2"
+    assert read == {"d0/f8.bin", "d2/f2.bin"}  # f8's chunk went with v1
+    assert_as_full_read(run_cli, src, home, ref, tmp_path)
+    run_cli("verify", ref, check=True)
+
+
+def test_a_put_with_a_parent_never_takes_a_stale_digest(
+    run_cli: Any, src: Path, home: Path
+) -> None:
+    """Content changed behind size and mtime (both put back) is read: the bytes a get
+    returns are the new ones."""
+    put_reading(run_cli, src, "p/a")
+    target = src / "d1" / "f9.bin"
+    new = bytes(reversed(target.read_bytes()))
+    _rewrite_keeping_mtime(target, new)
+    ref, read = put_reading(run_cli, src, "p/a")
+    assert (ref, read) == ("p/a:v1", {"d1/f9.bin"})
+    out = home.parent / "out"
+    run_cli("get", ref, out, check=True)
+    assert (out / "d1" / "f9.bin").read_bytes() == new
+
+
+def test_a_racy_file_deleted_before_the_next_put_is_gone_from_its_version(
+    run_cli: Any, src: Path, home: Path, tmp_path: Path
+) -> None:
+    """A file left out of the record (written just before the put) and then deleted leaves
+    its directory's listing as recorded, and the source root has no entry of its own whose
+    times would tell: the put must still not take the version that had the file."""
+    put_reading(run_cli, src, "p/a")
+    (src / "racy.bin").write_bytes(b"written just before the put")
+    assert put_at_once(home, src, "p/a") == ("p/a:v1", {"racy.bin"})
+    (src / "racy.bin").unlink()
+    _outwait_racy_window()
+    ref, read = put_reading(run_cli, src, "p/a")
+    assert (ref, read) == ("p/a:v0", set())
+    assert_as_full_read(run_cli, src, home, ref, tmp_path, created=False)
+    (src / "d0" / "f3.bin").write_bytes(b"then a change")
+    ref, _ = put_reading(run_cli, src, "p/a")
+    assert ref == "p/a:v2"
+    assert_as_full_read(run_cli, src, home, ref, tmp_path)
