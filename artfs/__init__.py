@@ -36,49 +36,12 @@ from artfs.errors import (
 )
 
 if TYPE_CHECKING:
-    from artfs.sdk import (
-        Api,
-        Artifact,
-        ArtifactCollection,
-        ArtifactManifestEntry,
-        Run,
-        Settings,
-        current,
-        define_metric,
-        finish,
-        init,
-        link_model,
-        log,
-        log_artifact,
-        log_model,
-        login,
-        use_artifact,
-        use_model,
-    )
+    # The SDK's names are those artfs.sdk exports (its __all__, the one list of them); at run
+    # time __getattr__ below loads them on first use.
+    from artfs.sdk import *  # noqa: F403
 
 __version__ = "0.1.0"
 
-_SDK_NAMES = frozenset(
-    {
-        "Api",
-        "Artifact",
-        "ArtifactCollection",
-        "ArtifactManifestEntry",
-        "Run",
-        "Settings",
-        "current",
-        "define_metric",
-        "finish",
-        "init",
-        "link_model",
-        "log",
-        "log_artifact",
-        "log_model",
-        "login",
-        "use_artifact",
-        "use_model",
-    }
-)
 # W&B's module attributes that follow the current run: None / a placeholder before init.
 _RUN_STATE = frozenset({"config", "run", "summary"})
 
@@ -86,14 +49,14 @@ _RUN_STATE = frozenset({"config", "run", "summary"})
 def __getattr__(name: str) -> Any:
     # The SDK loads on first use: the CLI and the daemon import artfs.* modules without
     # paying for the SDK (and the lineage module it brings) at every start.
-    if name in _SDK_NAMES:
-        from artfs import sdk
-
-        return getattr(sdk, name)
     if name in _RUN_STATE:
         from artfs import sdk
 
         return sdk.module_attribute(name)
+    if name in __all__:  # a public name not defined here: one of the SDK's
+        from artfs import sdk
+
+        return getattr(sdk, name)
     if name == "util":
         import artfs.util
 
@@ -101,7 +64,9 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'artfs' has no attribute {name!r}")
 
 
-__all__ = [
+# The public API, pinned by tests/sdk/test_sdk_api.py; the SDK's names in it come from the
+# star import above for type checkers and from __getattr__ at run time (ruff cannot tell).
+__all__ = [  # noqa: F405
     "AliasesHeld",
     "Api",
     "ArtfsError",

@@ -95,6 +95,10 @@ class ArtifactMismatch(ArtfsError):
     """Files on disk differ from the version they should match (``Artifact.verify``)."""
 
 
+class GraphvizMissing(ArtfsError):
+    """Graphviz's ``dot``, which draws the lineage graph of ``artfs ui``, is not installed."""
+
+
 class ReferenceChanged(CorruptData):
     """A referenced target no longer has the content recorded when it was added."""
 

@@ -20,15 +20,35 @@ class ProcessFacts:
     container: str | None
 
 
-def start_time(pid: int) -> int | None:
+@dataclass(frozen=True)
+class ProcStat:
+    """The fields of ``/proc/PID/stat`` that artfs uses: the parent, the process group and the
+    session (for resolving a process's run), and the start time (its identity with the pid)."""
+
+    pid: int
+    ppid: int
+    pgrp: int
+    session: int
+    start: int
+
+
+def proc_stat(pid: int, proc: str = "/proc") -> ProcStat | None:
+    """``PID``'s stat line parsed, from the proc filesystem at ``proc``; None when the process
+    is gone (or the file cannot be read)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
     fields = data[data.rindex(b")") + 2 :].split()
-    return int(fields[19])
+    return ProcStat(pid, int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]))
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot; None when it is gone."""
+    stat = proc_stat(pid)
+    return None if stat is None else stat.start
 
 
 def command_line(pid: int) -> list[str]:

@@ -85,8 +85,10 @@ class ChunkSource(Protocol):
 
     def read(self, ref: ChunkRef, following: Sequence[ChunkRef] = ()) -> bytes:
         """The verified bytes of a chunk; ``following`` are the chunks the reader wants next,
-        which the read may fetch in the same request. CorruptData when they do not hash to
-        the chunk's id."""
+        which the read may fetch in the same request (they never change what it returns).
+        CorruptData naming the chunk when its bytes do not hash to its id, and when it is held
+        nowhere this source reads from; never wrong bytes. Safe to call from many threads.
+        tests/store/test_chunk_sources.py holds every chunk source to this."""
         ...
 
 

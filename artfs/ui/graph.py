@@ -15,14 +15,10 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
-from artfs.errors import ArtfsError
+from artfs.errors import ArtfsError, GraphvizMissing
 
 DOT_TIMEOUT = 30.0  # seconds; a few thousand nodes take about one
 UrlOf = Callable[[dict[str, Any]], str]
-
-
-class GraphvizMissing(ArtfsError):
-    """``dot`` is not installed."""
 
 
 def _quote(text: str) -> str:

@@ -1,5 +1,9 @@
 """Every error a user can cause: one ``artfs: error:`` line, no traceback, non-zero exit, and
-the store exactly as it was (packs, index file, ``artfs ls --json``)."""
+the store exactly as it was (packs, index file, ``artfs ls --json``).
+
+The cases run ``artfs.cli.main`` in this process (``run_cli_here``: the same parsing, error
+handling and output, without a Python start per case); usage errors go through the console
+script, as does every command in tests/cli/test_cli_commands.py."""
 
 import hashlib
 import os
@@ -9,19 +13,21 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import run_cli_here
+
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, artfs_cli: Any) -> dict[str, Path]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("errors")
     home = root / "home"
     good = root / "good"
     (good / "sub").mkdir(parents=True)
     (good / "a_big.bin").write_bytes(random.Random(1).randbytes(1 << 20))
     (good / "sub" / "x.txt").write_text("x")
-    artfs_cli("put", good, "proj/mnist", "--alias", "best", home=home, check=True)
+    run_cli_here("put", good, "proj/mnist", "--alias", "best", home=home, check=True)
     (good / "sub" / "x.txt").write_text("y")
-    artfs_cli("put", good, "proj/mnist", home=home, check=True)
-    artfs_cli("put", good, "proj/model", "--type", "model", home=home, check=True)
+    run_cli_here("put", good, "proj/mnist", home=home, check=True)
+    run_cli_here("put", good, "proj/model", "--type", "model", home=home, check=True)
     paths = {"root": root, "home": home, "good": good}
     for name in ("fifo", "dangling", "loop", "selfloop"):
         bad = root / name
@@ -103,10 +109,10 @@ def baseline(world: dict[str, Path], store_state_of: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_user_error_is_one_line_and_changes_nothing(
-    case: str, world: dict[str, Path], artfs_cli: Any, baseline: dict[str, Any]
+    case: str, world: dict[str, Path], baseline: dict[str, Any]
 ) -> None:
     args = [a.format(**{k: str(v) for k, v in world.items()}) for a in CASES[case]]
-    result = artfs_cli(*args, home=world["home"])
+    result = run_cli_here(*args, home=world["home"])
     assert result.returncode != 0, result
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result

@@ -9,6 +9,7 @@ So "this put read no file" is "no atime moved", with no hook in the code under t
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
@@ -25,8 +26,16 @@ from artfs.store import Store
 from artfs.store.index import Table
 from artfs.store.manifest import FileEntry
 from artfs.store.statcache import MAX_SOURCES, RACY_NS
+from tests.helpers import run_cli_here
 
 BIG = 3_000_000  # several content-defined chunks
+
+
+@pytest.fixture
+def run_cli(home: Path) -> Any:
+    """``artfs`` run in this process (``run_cli_here``): what put reads is the same there, and
+    each call saves a Python start; the first test goes through the console script."""
+    return functools.partial(run_cli_here, home=home)
 
 
 @pytest.fixture
@@ -92,10 +101,11 @@ def files_of(home: Path, ref: str) -> list[FileEntry]:
 ALL = {f"d{d}/f{f}.bin" for d in range(3) for f in range(20)} | {"big.bin", "link.bin", "empty"}
 
 
-def test_unchanged_reput_reads_no_file(run_cli: Any, src: Path) -> None:
-    ref, read = put_reading(run_cli, src, "p/a")
+def test_unchanged_reput_reads_no_file(artfs_cli: Any, src: Path, home: Path) -> None:
+    console_script = functools.partial(artfs_cli, home=home)  # this one through the real CLI
+    ref, read = put_reading(console_script, src, "p/a")
     assert (ref, read) == ("p/a:v0", ALL)
-    ref, read = put_reading(run_cli, src, "p/a")
+    ref, read = put_reading(console_script, src, "p/a")
     assert (ref, read) == ("p/a:v0", set())
 
 

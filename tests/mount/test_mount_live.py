@@ -82,6 +82,7 @@ def test_deleted_version_disappears_but_open_files_keep_reading(
         os.stat(art / "v0")
 
 
+@pytest.mark.slow  # 50 s on a loaded two-core box (100,000 files stored first)
 def test_directory_of_100k_entries_lists_in_about_a_second(
     tmp_path: Path, start_mount: StartMount
 ) -> None:

@@ -27,7 +27,7 @@ from artfs.names import (
 from artfs.store import Store
 from artfs.store.export import materialize
 
-QUICK = settings(max_examples=150, deadline=None)
+QUICK = settings(max_examples=50, deadline=None)
 STRESS = settings(max_examples=3000, deadline=None)
 
 texts = st.one_of(

@@ -28,7 +28,7 @@ from tests.mount.mountutil import Mount, StartMount, put
 pytestmark = pytest.mark.mount
 
 QUICK = settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 STRESS = settings(
     max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

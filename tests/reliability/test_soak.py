@@ -121,6 +121,7 @@ def _soak(tmp_path: Path, start_mount: StartMount, seconds: float) -> dict[str, 
     return figures
 
 
+@pytest.mark.slow  # a soak is a stress loop: run by ./dev test and CI, not the quick tier
 def test_soak_20_seconds(tmp_path: Path, start_mount: StartMount) -> None:
     _soak(tmp_path, start_mount, 20)
 

@@ -61,6 +61,18 @@ def test_the_public_api_is_pinned_and_sorted() -> None:
         assert (getattr(artfs, name) is None) == (name == "run"), name
 
 
+def test_artfs_exports_what_the_sdk_exports() -> None:
+    """artfs.sdk's __all__ is the list of SDK names; artfs re-exports each (lazily)."""
+    import artfs.sdk
+
+    sdk_names = set(artfs.sdk.__all__) - {"module_attribute"}  # artfs's own helper
+    assert sdk_names <= set(artfs.__all__)
+    for name in sdk_names:
+        assert getattr(artfs, name) is getattr(artfs.sdk, name), name
+    with pytest.raises(AttributeError, match="no attribute 'module_attribute'"):
+        _ = artfs.module_attribute  # type: ignore[attr-defined]
+
+
 def test_every_sdk_error_is_an_artfs_error() -> None:
     for name in PUBLIC:
         value = getattr(artfs, name)

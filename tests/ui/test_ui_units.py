@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from artfs.errors import ArtfsError
+from artfs.errors import ArtfsError, GraphvizMissing
 from artfs.ui import graph
 from artfs.ui.preview import CSV_ROWS, preview
 
@@ -105,7 +105,7 @@ def test_dot_failure_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ArtfsError, match="Graphviz dot failed"):
         graph.render_svg("digraph { this is not dot")
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(graph.GraphvizMissing, match="apt-get install graphviz"):
+    with pytest.raises(GraphvizMissing, match="apt-get install graphviz"):
         graph.render_svg("digraph { a }")
 
 

@@ -1,0 +1,37 @@
+"""``artfs.procinfo``: the one parser of ``/proc/PID/stat`` (run records, run ends, the daemon)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from artfs import procinfo
+
+
+def test_this_process_is_read_as_the_kernel_reports_it() -> None:
+    stat = procinfo.proc_stat(os.getpid())
+    assert stat is not None
+    assert (stat.pid, stat.ppid, stat.pgrp, stat.session) == (
+        os.getpid(),
+        os.getppid(),
+        os.getpgrp(),
+        os.getsid(0),
+    )
+    assert stat.start == procinfo.start_time(os.getpid()) and stat.start > 0
+
+
+def test_a_command_name_with_spaces_and_parentheses_does_not_shift_the_fields(
+    tmp_path: Path,
+) -> None:
+    # Field 2 is the command name in parentheses, and a name may hold ") S 9 (" itself.
+    rest = " ".join(str(n) for n in range(4, 53))  # fields 4..52 (ppid is field 4)
+    (tmp_path / "77").mkdir()
+    (tmp_path / "77" / "stat").write_bytes(f"77 (evil) S 9 (x) R {rest}\n".encode())
+    stat = procinfo.proc_stat(77, str(tmp_path))
+    assert stat == procinfo.ProcStat(77, ppid=4, pgrp=5, session=6, start=22)
+
+
+def test_a_process_that_is_gone_has_no_stat() -> None:
+    beyond = 2**22 + 1  # pid_max is at most 2**22: no process ever has this pid
+    assert procinfo.proc_stat(beyond) is None
+    assert procinfo.start_time(beyond) is None
