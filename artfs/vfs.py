@@ -681,8 +681,9 @@ class Vfs:
         (then decompressed, verified and cached here, once for every read of this open).
         None when it is not, or not a small file (the pinned path reads it, and says why a
         damaged chunk fails). Never waits for the disk or a remote, so it runs on the event
-        loop: one index get for a file not cached (measured: open + first read of a small
-        file went from N to M us in-process)."""
+        loop: one index get for a file not cached. Measured with ``bench/opcost.py``, daemon
+        CPU per cold small file (lookup, open, read, release) against the null filesystem
+        went from 1.9x to 1.3x, and a warm open + release to the null filesystem's figure."""
         chunks = entry.chunks
         if not chunks:
             return b""

@@ -1,26 +1,27 @@
 """Daemon CPU per FUSE operation: artfsd beside the null filesystem of ``bench/ceiling.py``.
 
-    python -m bench.opcost WORKDIR [--runs N] [--profile FILE] [--cpus LIST]
+    python -m bench.opcost WORKDIR [--runs N] [--base SRC] [--profile FILE] [--scaling]
 
 Makes the mixed set of ``bench/dataset.py`` in ``WORKDIR`` (kept for later runs), stores it,
-and runs each step below on a fresh server (artfsd, then the null filesystem) after dropping
-the page cache, reading the server's CPU time (user + system, ``/proc/PID/stat``) before and
-after each step; each figure is that CPU divided by the requests the step makes, the median of
-``--runs`` fresh servers. The steps over the 6,000 small files, in order, each on what the
-one before left cached in the kernel:
+and runs the steps below on fresh servers after dropping the page cache, reading each server's
+CPU time (user + system, ``/proc/PID/stat``) before and after each step; a figure is that CPU
+divided by the files of the step, the median of ``--runs`` rounds, each round running every
+server once in turn (so that a change in the machine's load hits all of them alike). The
+steps over the 6,000 small files, in order, each on what the one before left cached:
 
-- ``lookup``: ``stat`` of every file by path (one LOOKUP each, its directory's first included);
-- ``open+release``: ``open`` + ``close`` of every file (entries cached: OPEN and RELEASE);
-- ``first read``: open, read to the end, close, of every file; minus ``open+release``;
-- ``open+release, warm``: the same again (pages cached, ``keep_cache``: no READ reaches it);
+- ``lookup``: ``stat`` of every file by path (a LOOKUP each, its directory's first included);
+- ``cold file``: open, read to the end, close (OPEN, READ, RELEASE; the chunk loaded);
+- ``open+release, warm``: the same again (pages cached, ``keep_cache``: no READ is sent);
+- ``read + load``: ``cold file`` minus ``open+release, warm``;
 - ``readdir entry``: a fresh server, ``os.scandir`` + ``stat`` of each directory's entries
   (READDIRPLUS: the entries come with their attributes, no LOOKUP), per entry.
 
-``--profile FILE`` runs one more artfsd under cProfile over the cold small-file read (lookup,
-open, read, release of every file) and writes its stats there (``python -m pstats FILE``).
-``--cpus`` pins the servers (``taskset -c``), e.g. ``0`` for one core. ``--scaling`` only
-times a cold read of the large files and of the small files (two reader threads) with artfsd
-on one core and on two.
+``--base SRC`` adds artfsd run from another checkout's sources (``SRC/artfs`` and
+``SRC/daemon``, e.g. ``git archive REV artfs daemon | tar -x -C SRC``): before and after a
+change in the same rounds. ``--profile FILE`` then runs one more artfsd under cProfile over
+lookup and cold file and writes its stats there (``python -m pstats FILE``). ``--scaling``
+only times a cold read of the large files and of the small files (two reader threads) with
+artfsd on one core and on two (``taskset``).
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import drop_caches, timed
 from bench.dataset import make_mixed
 from bench.mount import REPO, Files, _open_close, _parallel_small, read_all
 
-STEPS = ("lookup", "open+release", "first read", "open+release, warm", "readdir entry")
+STEPS = ("lookup", "cold file", "open+release, warm", "read + load", "readdir entry")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -48,13 +50,16 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def _server(command: list[str], mountpoint: Path, ready: str) -> Iterator[subprocess.Popen[bytes]]:
-    """A FUSE server in the foreground, serving once it printed ``ready``; unmounted after."""
+def _server(
+    command: list[str], mountpoint: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A FUSE server in the foreground, serving once it printed its ready line; unmounted
+    after, whatever happened."""
     mountpoint.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, env=env)
     try:
         assert proc.stdout is not None
-        if proc.stdout.readline().decode().strip() != ready:
+        if proc.stdout.readline().decode().strip().lower() != "ready":
             raise RuntimeError(f"{command[:4]} did not mount {mountpoint}")
         yield proc
     finally:
@@ -64,8 +69,20 @@ def _server(command: list[str], mountpoint: Path, ready: str) -> Iterator[subpro
             proc.stdout.close()
 
 
-def _artfsd(home: Path, mountpoint: Path, prefix: list[str], profile: Path | None) -> list[str]:
-    command = [*prefix, sys.executable]
+@dataclass(frozen=True)
+class Server:
+    """One server to measure: its command, where it mounts, the small files' directory
+    root under the mount, and its environment (None: ours)."""
+
+    name: str
+    command: list[str]
+    mountpoint: Path
+    root: Path
+    env: dict[str, str] | None = None
+
+
+def _artfsd(home: Path, mountpoint: Path, profile: Path | None) -> list[str]:
+    command = [sys.executable]
     if profile is not None:
         command += ["-m", "cProfile", "-o", str(profile)]
     return [*command, "-m", "artfsd", str(mountpoint), "--home", str(home), "--ready-fd", "1"]
@@ -83,10 +100,9 @@ def _steps(pid: int, root: Path, small: list[Path]) -> dict[str, float]:
 
     os.stat(root)
     step("lookup", lambda: [os.stat(p) for p in paths])
-    step("open+release", lambda: _open_close(paths))
-    step("first read", lambda: read_all(paths))
+    step("cold file", lambda: read_all(paths))
     step("open+release, warm", lambda: _open_close(paths))
-    found["first read"] -= found["open+release"]
+    found["read + load"] = found["cold file"] - found["open+release, warm"]
     return found
 
 
@@ -99,26 +115,32 @@ def _readdir(pid: int, root: Path, small: list[Path]) -> float:
     return cpu_seconds(pid) - before
 
 
-def measure(
-    command: list[str], mountpoint: Path, root: Path, small: list[Path], runs: int
-) -> dict[str, float]:
-    """Microseconds of server CPU per request of each step, medians of ``runs``."""
-    samples: dict[str, list[float]] = {name: [] for name in STEPS}
+def measure(servers: list[Server], small: list[Path], runs: int) -> dict[str, dict[str, float]]:
+    """Microseconds of each server's CPU per file of each step, medians of ``runs`` rounds."""
+    samples: dict[str, dict[str, list[float]]] = {
+        server.name: {name: [] for name in STEPS} for server in servers
+    }
     for _ in range(runs):
-        drop_caches()
-        with _server(command, mountpoint, "ready" if "bench.ceiling" in command else "READY") as p:
-            for name, seconds in _steps(p.pid, root, small).items():
-                samples[name].append(seconds)
-        drop_caches()
-        with _server(command, mountpoint, "ready" if "bench.ceiling" in command else "READY") as p:
-            samples["readdir entry"].append(_readdir(p.pid, root, small))
-    return {name: statistics.median(v) / len(small) * 1e6 for name, v in samples.items()}
+        for server in servers:
+            got = samples[server.name]
+            drop_caches()
+            with _server(server.command, server.mountpoint, server.env) as proc:
+                for name, seconds in _steps(proc.pid, server.root, small).items():
+                    got[name].append(seconds)
+            drop_caches()
+            with _server(server.command, server.mountpoint, server.env) as proc:
+                got["readdir entry"].append(_readdir(proc.pid, server.root, small))
+    return {
+        server: {name: statistics.median(v) / len(small) * 1e6 for name, v in steps.items()}
+        for server, steps in samples.items()
+    }
 
 
-def scaling(command: list[str], mountpoint: Path, root: Path, native: Path, runs: int) -> None:
+def scaling(server: Server, native: Path, runs: int) -> None:
     """Wall time of a cold read of the large files and of the small files by two readers,
     the server on one core and on two (``taskset``), medians of ``runs`` fresh servers."""
     files = Files.of(native, 0)
+    root = server.root
     workloads = {
         "cold read, large files": lambda: read_all([root / p for p in files.large]),
         "cold small files, 2 readers": lambda: _parallel_small([root / p for p in files.small]),
@@ -128,7 +150,7 @@ def scaling(command: list[str], mountpoint: Path, root: Path, native: Path, runs
             times = []
             for _ in range(runs):
                 drop_caches()
-                with _server(["taskset", "-c", cpus, *command], mountpoint, "READY"):
+                with _server(["taskset", "-c", cpus, *server.command], server.mountpoint):
                     times.append(timed(fn))
             print(f"server on cpus {cpus:<4} {name:<30} {statistics.median(times) * 1e3:8.1f} ms")
 
@@ -152,33 +174,38 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.opcost", description=__doc__)
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--base", type=Path, help="sources of artfsd to compare with")
     parser.add_argument("--profile", type=Path)
-    parser.add_argument("--cpus", help="taskset -c list for the servers")
     parser.add_argument("--scaling", action="store_true", help="artfsd on 1 vs 2 cores only")
     args = parser.parse_args(argv)
     workdir = args.workdir.resolve()
     native, home, small = prepare(workdir)
+    mnt = workdir / "mnt"
+    version = mnt / "bench" / "mixed" / "v0"
+    artfsd = Server("artfsd", _artfsd(home, mnt, None), mnt, version)
     if args.scaling:
-        version = workdir / "mnt" / "bench" / "mixed" / "v0"
-        command = _artfsd(home, workdir / "mnt", [], None)
-        scaling(command, workdir / "mnt", version, native, args.runs)
+        scaling(artfsd, native, args.runs)
         return
-    prefix = ["taskset", "-c", args.cpus] if args.cpus else []
-    version = workdir / "mnt" / "bench" / "mixed" / "v0"
-    artfs = measure(
-        _artfsd(home, workdir / "mnt", prefix, None), workdir / "mnt", version, small, args.runs
-    )
-    null_cmd = [*prefix, sys.executable, "-m", "bench.ceiling", str(native), str(workdir / "nul")]
-    null = measure(null_cmd, workdir / "nul", workdir / "nul", small, args.runs)
-    print(f"{'step (us of server CPU per file)':<40} {'artfsd':>8} {'null fs':>8} {'artfs own':>9}")
+    servers = [artfsd]
+    if args.base is not None:
+        src = args.base.resolve()
+        env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{src / 'daemon'}"}
+        servers.insert(0, Server("before", artfsd.command, mnt, version, env))
+    null_mnt = workdir / "nul"
+    null = [sys.executable, "-m", "bench.ceiling", str(native), str(null_mnt)]
+    servers.append(Server("null fs", null, null_mnt, null_mnt))
+    found = measure(servers, small, args.runs)
+    print(f"{'us of server CPU per file':<24}" + "".join(f"{s.name:>10}" for s in servers))
     for name in STEPS:
-        print(f"{name:<40} {artfs[name]:8.1f} {null[name]:8.1f} {artfs[name] - null[name]:9.1f}")
+        print(f"{name:<24}" + "".join(f"{found[s.name][name]:10.1f}" for s in servers))
     if args.profile is not None:
         drop_caches()
-        command = _artfsd(home, workdir / "mnt", prefix, args.profile.resolve())
-        with _server(command, workdir / "mnt", "READY"):
-            read_all([version / p for p in small])
-        print(f"profile of a cold small-file read: {args.profile}")
+        with _server(_artfsd(home, mnt, args.profile.resolve()), mnt):
+            paths = [version / p for p in small]
+            for path in paths:
+                os.stat(path)
+            read_all(paths)
+        print(f"profile of lookup and cold file: {args.profile}")
 
 
 if __name__ == "__main__":
