@@ -1,6 +1,7 @@
 """Daemon CPU per FUSE operation: artfsd beside the null filesystem of ``bench/ceiling.py``.
 
-    python -m bench.opcost WORKDIR [--runs N] [--base SRC] [--profile FILE] [--scaling]
+    python -m bench.opcost WORKDIR [--runs N] [--base SRC] [--profile FILE]
+    python -m bench.opcost WORKDIR [--scaling | --in-process]
 
 Makes the mixed set of ``bench/dataset.py`` in ``WORKDIR`` (kept for later runs), stores it,
 and runs the steps below on fresh servers after dropping the page cache, reading each server's
@@ -16,26 +17,32 @@ steps over the 6,000 small files, in order, each on what the one before left cac
 - ``readdir entry``: a fresh server, ``os.scandir`` + ``stat`` of each directory's entries
   (READDIRPLUS: the entries come with their attributes, no LOOKUP), per entry.
 
-``--base SRC`` adds artfsd run from another checkout's sources (``SRC/artfs`` and
-``SRC/daemon``, e.g. ``git archive REV artfs daemon | tar -x -C SRC``): before and after a
-change in the same rounds. ``--profile FILE`` then runs one more artfsd under cProfile over
+``--base SRC`` adds artfsd run from another checkout's sources (started in ``SRC``, with
+``SRC/daemon`` on ``PYTHONPATH``, so both packages come from there; e.g. made with
+``git archive REV artfs daemon | tar -x -C SRC``): before and after a change in the same
+rounds. ``--profile FILE`` then runs one more artfsd under cProfile over
 lookup and cold file and writes its stats there (``python -m pstats FILE``). ``--scaling``
 only times a cold read of the large files and of the small files (two reader threads) with
-artfsd on one core and on two (``taskset``).
+artfsd on one core and on two (``taskset``). ``--in-process`` only times the handlers alone
+(a ``Vfs`` called directly: no kernel, no pyfuse3), with lineage recording on and off.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from artfs.store import Store
+from artfs.vfs import ROOT_INODE, Vfs
 from bench.common import drop_caches, timed
 from bench.dataset import make_mixed
 from bench.mount import REPO, Files, _open_close, _parallel_small, read_all
@@ -51,12 +58,12 @@ def cpu_seconds(pid: int) -> float:
 
 @contextmanager
 def _server(
-    command: list[str], mountpoint: Path, env: dict[str, str] | None = None
+    command: list[str], mountpoint: Path, env: dict[str, str] | None = None, cwd: Path = REPO
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A FUSE server in the foreground, serving once it printed its ready line; unmounted
-    after, whatever happened."""
+    after, whatever happened. ``python -m`` imports from ``cwd`` first."""
     mountpoint.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, env=env)
     try:
         assert proc.stdout is not None
         if proc.stdout.readline().decode().strip().lower() != "ready":
@@ -79,6 +86,7 @@ class Server:
     mountpoint: Path
     root: Path
     env: dict[str, str] | None = None
+    cwd: Path = REPO  # where its sources are imported from first
 
 
 def _artfsd(home: Path, mountpoint: Path, profile: Path | None) -> list[str]:
@@ -124,11 +132,11 @@ def measure(servers: list[Server], small: list[Path], runs: int) -> dict[str, di
         for server in servers:
             got = samples[server.name]
             drop_caches()
-            with _server(server.command, server.mountpoint, server.env) as proc:
+            with _server(server.command, server.mountpoint, server.env, server.cwd) as proc:
                 for name, seconds in _steps(proc.pid, server.root, small).items():
                     got[name].append(seconds)
             drop_caches()
-            with _server(server.command, server.mountpoint, server.env) as proc:
+            with _server(server.command, server.mountpoint, server.env, server.cwd) as proc:
                 got["readdir entry"].append(_readdir(proc.pid, server.root, small))
     return {
         server: {name: statistics.median(v) / len(small) * 1e6 for name, v in steps.items()}
@@ -155,6 +163,58 @@ def scaling(server: Server, native: Path, runs: int) -> None:
             print(f"server on cpus {cpus:<4} {name:<30} {statistics.median(times) * 1e3:8.1f} ms")
 
 
+def in_process(home: Path, small: list[Path]) -> None:
+    """The handlers alone, called on a :class:`Vfs` with no kernel and no pyfuse3: CPU time
+    (``time.process_time``) per call over the small files of ``images/``, packs in the page
+    cache; "again" figures are the best of 5 passes."""
+    names = [p.name.encode() for p in small if p.parts[0] == "images"]
+    per_file = 1e6 / len(names)
+    with Store.open(home) as store:
+        for pack in (home / "packs").iterdir():
+            pack.read_bytes()
+        for lineage in (True, False):
+            vfs = Vfs.create(store, lineage=lineage)
+            directory = _images(vfs)
+            inos = [vfs.lookup(directory, name).ino for name in names]
+            pass_ = functools.partial(_open_read_release, vfs, inos)
+            first = _cpu(pass_)
+            again = min(_cpu(pass_) for _ in range(5))
+            label = f"open + read + release, lineage {'on' if lineage else 'off'}"
+            print(f"{label + ', chunk loaded':<60} {first * per_file:8.1f} us")
+            print(f"{label + ', chunk cached':<60} {again * per_file:8.1f} us")
+        vfs = Vfs.create(store, lineage=False)
+        directory = _images(vfs)
+        first = _cpu(lambda: [vfs.lookup(directory, name) for name in names])
+        again = min(_cpu(lambda: [vfs.lookup(directory, name) for name in names]) for _ in range(5))
+        print(
+            f"{'lookup, first in its listing (reading it included)':<60} {first * per_file:8.1f} us"
+        )
+        print(f"{'lookup, again':<60} {again * per_file:8.1f} us")
+
+
+def _images(vfs: Vfs) -> int:
+    directory = ROOT_INODE
+    for part in ("bench", "mixed", "v0", "images"):
+        directory = vfs.lookup(directory, part.encode()).ino
+    return directory
+
+
+def _open_read_release(vfs: Vfs, inos: Sequence[int]) -> None:
+    """What the daemon's handlers do for one small file read whole, by this process."""
+    for ino in inos:
+        fh = vfs.open(ino, os.O_RDONLY, os.getpid())
+        reader = vfs.reader(fh)
+        if getattr(reader, "held", None) is None:  # --base sources have no held files
+            reader.read(0, 1 << 17)
+        vfs.release(fh)
+
+
+def _cpu(fn: Callable[[], object]) -> float:
+    started = time.process_time()
+    fn()
+    return time.process_time() - started
+
+
 def prepare(workdir: Path) -> tuple[Path, Path, list[Path]]:
     """(native tree, store, small files relative to the tree), made once per ``workdir``."""
     native, home = workdir / "native", workdir / "home"
@@ -176,6 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--base", type=Path, help="sources of artfsd to compare with")
     parser.add_argument("--profile", type=Path)
+    parser.add_argument("--in-process", action="store_true", help="handlers alone, no kernel")
     parser.add_argument("--scaling", action="store_true", help="artfsd on 1 vs 2 cores only")
     args = parser.parse_args(argv)
     workdir = args.workdir.resolve()
@@ -183,14 +244,17 @@ def main(argv: list[str] | None = None) -> None:
     mnt = workdir / "mnt"
     version = mnt / "bench" / "mixed" / "v0"
     artfsd = Server("artfsd", _artfsd(home, mnt, None), mnt, version)
+    if args.in_process:
+        in_process(home, small)
+        return
     if args.scaling:
         scaling(artfsd, native, args.runs)
         return
     servers = [artfsd]
     if args.base is not None:
         src = args.base.resolve()
-        env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{src / 'daemon'}"}
-        servers.insert(0, Server("before", artfsd.command, mnt, version, env))
+        env = {**os.environ, "PYTHONPATH": str(src / "daemon")}
+        servers.insert(0, Server("before", artfsd.command, mnt, version, env, src))
     null_mnt = workdir / "nul"
     null = [sys.executable, "-m", "bench.ceiling", str(native), str(null_mnt)]
     servers.append(Server("null fs", null, null_mnt, null_mnt))
