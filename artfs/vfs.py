@@ -683,7 +683,7 @@ class Vfs:
         damaged chunk fails). Never waits for the disk or a remote, so it runs on the event
         loop: one index get for a file not cached. Measured with ``bench/opcost.py``, daemon
         CPU per cold small file (lookup, open, read, release) against the null filesystem
-        went from 1.9x to 1.3x, and a warm open + release to the null filesystem's figure."""
+        went from 2.1x to 1.7x, and a warm open + release to the null filesystem's figure."""
         chunks = entry.chunks
         if not chunks:
             return b""
