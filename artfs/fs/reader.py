@@ -161,10 +161,23 @@ class FileReader:
         for ref in entry.chunks:
             self._starts.append(offset)
             offset += ref.length
+        # A small file's whole content, verified, when it was read at open (see holding()):
+        # every read of it is a slice of this, with no chunk lookup, cache peek or plan.
+        self.held: memoryview | None = None
         self._next_offset = -1  # where a sequential reader's next read starts (-1: no read yet)
         self._window = 0  # bytes of read-ahead; doubles while access stays sequential
         self._ahead_until = 0  # chunks below this index were already scheduled
         self._max_window = min(MAX_READAHEAD_BYTES, cache.budget_bytes // 4)
+
+    @classmethod
+    def holding(cls, entry: FileEntry, cache: ChunkCache, content: bytes) -> FileReader:
+        """A reader of a file whose whole ``content`` (verified, ``entry.size`` bytes) the
+        caller already holds: it needs no pack, pin or index lookup for any read."""
+        if len(content) != entry.size:
+            raise CorruptData(f"{entry.path}: its chunks hold other than its recorded size")
+        reader = cls(entry, cache)
+        reader.held = memoryview(content)
+        return reader
 
     def _span(self, offset: int, size: int) -> range:
         end = min(offset + size, self.entry.size)

@@ -232,6 +232,9 @@ class ArtfsOperations(pyfuse3.Operations):
         if fh >= STAGED_FH_BASE:
             return self.vfs.read_other(fh, off, size)
         reader = self.vfs.reader(fh)
+        held = reader.held
+        if held is not None:  # a small file read at open: a slice, nothing to load or plan
+            return held[off : off + size]
         if self.nursery is not None:
             # Before this read awaits anything: the next chunks load while this one does.
             for ref in reader.plan(off, size):
