@@ -19,15 +19,8 @@ import pyfuse3
 import trio
 
 from artfs.errors import ArtfsError, CorruptData, InvalidName, NotFound, StoreError
-from artfs.staging_vfs import (
-    STAGED_FH_BASE,
-    AttrChange,
-    BadRequest,
-    CommitBusy,
-    CommitFailed,
-    CommitInvalid,
-    CrossDevice,
-)
+from artfs.fs.backing import AttrChange, BadRequest, CrossDevice
+from artfs.fs.staging_files import STAGED_FH_BASE, CommitBusy, CommitFailed, CommitInvalid
 from artfs.store.manifest import ChunkRef
 from artfs.vfs import (
     BLOCK_SIZE,
