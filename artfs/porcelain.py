@@ -27,7 +27,7 @@ from artfs.run_ends import settle
 from artfs.run_metrics import Metrics, RunMetrics
 from artfs.store import Store, references, staging
 from artfs.store.catalog import VersionRecord
-from artfs.store.export import materialize, select
+from artfs.store.export import Diff, materialize, select
 from artfs.store.ingest import Progress, SourceTree, scan
 from artfs.store.manifest import FileEntry
 from artfs.store.repository import Deletion, PutResult
@@ -95,6 +95,33 @@ def commit(store: Store, art: ArtifactName, **options: Any) -> PutResult:
     run (:func:`current_run`). ``options`` are those of :func:`artfs.store.staging.commit`
     (force, type_, aliases, description, metadata, tags)."""
     return staging.commit(store, art, logged_by=current_run(store, art.project), **options)
+
+
+def stage_from(store: Store, art: ArtifactName, ref: Ref, *, reset: bool = False) -> staging.Base:
+    """Base the staging of ``art`` on version ``ref``: it then shows that version, and a
+    commit stores only what changed. A staging holding changes is refused unless ``reset``
+    (which discards them)."""
+    record = store.resolve(ref)
+    base = staging.rebase(store, art, record, reset=reset)
+    assert base is not None
+    return base
+
+
+def stage_empty(store: Store, art: ArtifactName) -> None:
+    """Discard the staging of ``art`` and its base: it starts empty, as a new version from
+    scratch."""
+    staging.rebase(store, art, None, reset=True)
+
+
+def stage_reset(store: Store, art: ArtifactName) -> staging.Base | None:
+    """Discard the changes in the staging of ``art``; its base stays. Returns the base."""
+    staging.reset(store, art)
+    return staging.base_of(store, art)
+
+
+def stage_changes(store: Store, art: ArtifactName) -> tuple[staging.Base | None, Diff]:
+    """The base of ``art``'s staging and what a commit would change against it."""
+    return staging.changes(store, art)
 
 
 # --- reading versions -----------------------------------------------------------------------

@@ -1,11 +1,11 @@
 """The ``artfs`` command line: the group, its options, and the registration of every command.
 
 Commands live one module per command group (:mod:`artfs.cli.artifacts`, :mod:`artfs.cli.runs`,
-:mod:`artfs.cli.remotes`, :mod:`artfs.cli.maintenance`, :mod:`artfs.cli.mount`,
-:mod:`artfs.cli.ui`); they parse their arguments, call the porcelain or the store, and print
-through :mod:`artfs.cli.console`. Every :class:`~artfs.errors.ArtfsError` becomes one
-``artfs: error: ...`` line and a non-zero exit status in :func:`main`; nothing in the commands
-catches errors of its own.
+:mod:`artfs.cli.remotes`, :mod:`artfs.cli.staging`, :mod:`artfs.cli.maintenance`,
+:mod:`artfs.cli.mount`, :mod:`artfs.cli.ui`); they parse their arguments, call the porcelain
+or the store, and print through :mod:`artfs.cli.console`. Every
+:class:`~artfs.errors.ArtfsError` becomes one ``artfs: error: ...`` line and a non-zero exit
+status in :func:`main`; nothing in the commands catches errors of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from artfs.cli import artifacts, console, maintenance, mount, remotes, runs
+from artfs.cli import artifacts, console, maintenance, mount, remotes, runs, staging
 from artfs.cli.context import Context
 from artfs.cli.ui import ui
 from artfs.errors import ArtfsError
@@ -61,6 +61,7 @@ def _add_quiet(group: click.Group) -> None:
 for command in (
     artifacts.put,
     artifacts.commit,
+    staging.stage,
     artifacts.get,
     artifacts.ls_,
     artifacts.info,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,17 +157,23 @@ def diff(store: Store, old: VersionRecord, new: VersionRecord) -> Diff:
     """Files added, removed and changed (by content digest) from ``old`` to ``new``, read
     from their trees: directories with the same tree id in both are skipped unread, so a
     one-file change between two large versions reads the pages on its path."""
-    result = Diff()
     with store.index.read() as txn:
-        for path, before, after in catalog.diff(txn, old, new):
-            was = before is not None and not before.is_dir
-            now = after is not None and not after.is_dir
-            if now and not was:
-                result.added.append(path)
-            elif was and not now:
-                result.removed.append(path)
-            elif now and before is not None and after is not None and before.digest != after.digest:
-                result.changed.append(path)  # (a change of mode or time only is none)
+        return classify(catalog.diff(txn, old, new))
+
+
+def classify(changes: Iterable[tuple[str, FileEntry | None, FileEntry | None]]) -> Diff:
+    """The files added, removed and changed (by content digest) among tree differences
+    ``(path, old entry, new entry)``, each list sorted."""
+    result = Diff()
+    for path, before, after in changes:
+        was = before is not None and not before.is_dir
+        now = after is not None and not after.is_dir
+        if now and not was:
+            result.added.append(path)
+        elif was and not now:
+            result.removed.append(path)
+        elif now and before is not None and after is not None and before.digest != after.digest:
+            result.changed.append(path)  # (a change of mode or time only is none)
     for found in (result.added, result.removed, result.changed):
         found.sort()
     return result

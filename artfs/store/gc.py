@@ -4,8 +4,9 @@
 2. Under the exclusive store lock (no commit can be between "this chunk is already stored" and
    its index transaction), every chunk referenced by a committed version is marked live
    (walking the version's tree; pages shared with a version marked before are skipped), and
-   so is every compression dictionary a live chunk is coded with. Tree pages no committed
-   version reaches are dropped.
+   so is every chunk of a staging base's tree (artfs.store.overlay: a base outlives the
+   deletion of its version) and every compression dictionary a live chunk is coded with. Tree
+   pages that neither a committed version nor a staging base reaches are dropped.
 3. Index entries of unreferenced chunks are dropped; packs with no live chunk are deleted; packs
    that are mostly garbage, and small packs left by many small commits, have their live records
    copied (still compressed) into new packs. The new packs are fsynced before the index points
@@ -22,11 +23,12 @@ from collections.abc import Callable
 from typing import Any
 
 from artfs.errors import CorruptData, StoreError
-from artfs.store import catalog, codec, trees
+from artfs.store import catalog, codec, overlay, trees
 from artfs.store.catalog import VersionRecord
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.hashing import ChunkId, TreeId
 from artfs.store.index import Table, Txn
+from artfs.store.overlay import STAGING_DIR
 from artfs.store.packs import RECORD, TARGET_PACK_SIZE
 from artfs.store.repository import GcReport, Store
 
@@ -65,19 +67,25 @@ def _mark(store: Store) -> set[ChunkId]:
     with store.index.read() as txn:
         seen: set[TreeId] = set()
         pages = catalog.pages(txn)
-        for root in _roots(txn):
+        for root in _roots(store, txn):
             for entry in trees.reachable(pages, root, seen):
                 live.update(ref.chunk_id for ref in entry.chunks)
         live.update(_dictionaries(store, txn, live))
     return live
 
 
-def _roots(txn: Txn) -> list[TreeId]:
+def _roots(store: Store, txn: Txn) -> list[TreeId]:
+    """The root trees to keep: every committed version's, and every staging base's (a
+    base stays readable after its version is deleted, until staging moves on)."""
     found = []
     for _, value in txn.scan(Table.VERSIONS):
         root = catalog.root_tree(VersionRecord.decode(value))
         if root is not None:
             found.append(root)
+    for base in overlay.all_bases(store.home / STAGING_DIR):
+        found.append(base.tree)
+        if base.markers_tree is not None:
+            found.append(base.markers_tree)
     return found
 
 
@@ -87,7 +95,7 @@ def _sweep_trees(store: Store) -> int:
     with store.index.write() as txn:
         seen: set[TreeId] = set()
         pages = catalog.pages(txn)
-        for root in _roots(txn):
+        for root in _roots(store, txn):
             for _ in trees.reachable(pages, root, seen):
                 pass
         dead = [key for key, _ in txn.scan(Table.TREES) if key not in seen]

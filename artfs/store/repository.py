@@ -20,7 +20,7 @@ import os
 import posixpath
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +108,19 @@ class GcReport:
     packs_rewritten: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
+
+
+@dataclass(frozen=True)
+class BuiltVersion:
+    """A version whose tree is built already (an incremental commit, see artfs.store.delta):
+    its pages, its digest, byte and file counts, and its entries on demand (a remote-backed
+    store publishes the file list)."""
+
+    tree: catalog.PreparedTree
+    digest: str
+    size: int
+    files: int
+    entries: Callable[[], list[FileEntry]]
 
 
 @dataclass(frozen=True)
@@ -493,6 +506,33 @@ class Store:
                     txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
         return result, result.created
 
+    def commit_built(
+        self,
+        art: ArtifactName,
+        built: BuiltVersion,
+        ingest: Ingest,
+        aliases: list[str],
+        draft: dict[str, Any],
+    ) -> PutResult:
+        """Add a version whose tree is built (its files ingested through ``ingest``, whose
+        packs are committed), as :meth:`commit` adds one: identical content is no new version,
+        a remote-backed store publishes first. The caller holds :meth:`commit_lock`."""
+        publisher = self.publisher()
+        if publisher is not None:
+            result, _ = self._commit_published(
+                publisher, SourceTree(), art, built.entries(), draft, ingest
+            )
+            self._publish_aliases(publisher, result, aliases)
+            return result
+        with self.index.write() as txn:
+            result = self._add_version(
+                txn, art, [], aliases, draft, built.tree, built.digest, built
+            )
+            if result.created:
+                for cid, loc in ingest.new_chunks.items():
+                    txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
+        return result
+
     def _commit_published(
         self,
         publisher: Publisher,
@@ -558,9 +598,11 @@ class Store:
         draft: dict[str, Any],
         prepared: catalog.PreparedTree | None = None,
         digest: str | None = None,
+        built: BuiltVersion | None = None,
     ) -> PutResult:
         """``prepared``: the tree of ``entries`` if built already; ``digest``: their version
-        digest if known (both are computed here otherwise)."""
+        digest if known (both are computed here otherwise); ``built``: the sizes of a version
+        built incrementally (``entries`` is then empty)."""
         artifact = catalog.get_artifact(txn, art)
         catalog.check_type(artifact, art, draft["type"])
         digest = digest or _digest(entries)
@@ -578,7 +620,7 @@ class Store:
             artifact = ArtifactRecord(
                 art.project, art.name, draft["type"], time.time(), next_version
             )
-        record = _draft_record(art, entries, draft, artifact.next_version)
+        record = _draft_record(art, entries, draft, artifact.next_version, built)
         catalog.add_version(txn, record, entries, prepared)
         for alias in aliases:
             catalog.set_alias(txn, art, alias, record.number)
@@ -932,10 +974,14 @@ def _digest(entries: list[FileEntry]) -> str:
 
 
 def _draft_record(
-    art: ArtifactName, entries: list[FileEntry], draft: dict[str, Any], number: int
+    art: ArtifactName,
+    entries: list[FileEntry],
+    draft: dict[str, Any],
+    number: int,
+    built: BuiltVersion | None = None,
 ) -> VersionRecord:
     """The record of a new version from a commit's fields (type, description, metadata, tags,
-    logged_by, ttl_seconds)."""
+    logged_by, ttl_seconds), of ``entries`` or of a version ``built`` incrementally."""
     fields = dict(draft)
     ttl = fields.pop("ttl_seconds")
     now = time.time()
@@ -943,10 +989,10 @@ def _draft_record(
         project=art.project,
         name=art.name,
         number=number,
-        digest=_digest(entries),
+        digest=built.digest if built else _digest(entries),
         created=now,
-        size=sum(e.size for e in entries),
-        files=sum(not e.is_dir for e in entries),
+        size=built.size if built else sum(e.size for e in entries),
+        files=built.files if built else sum(not e.is_dir for e in entries),
         expires=None if ttl is None else now + ttl,
         **fields,
     )

@@ -27,6 +27,7 @@ stored. Rules:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import os
@@ -37,10 +38,26 @@ from typing import Any
 
 from artfs.errors import Conflict, InputError
 from artfs.names import NAME_RE, ArtifactName
+from artfs.store import catalog, delta, trees
+from artfs.store.catalog import VersionRecord
+from artfs.store.export import Diff
+from artfs.store.hashing import TreeId
 from artfs.store.ingest import SourceFile, scan
+from artfs.store.manifest import FileEntry, decode_path, encode_path
+from artfs.store.overlay import BASES_DIR as BASES_DIR
+from artfs.store.overlay import MARKER_PREFIX as MARKER_PREFIX
+from artfs.store.overlay import OPAQUE as OPAQUE
+from artfs.store.overlay import REDIRECT as REDIRECT
+from artfs.store.overlay import STAGING_DIR as STAGING_DIR
+from artfs.store.overlay import Base as Base
+from artfs.store.overlay import Source, read_base, resolve, whited_out, write_base
+from artfs.store.overlay import add_whiteout as add_whiteout
+from artfs.store.overlay import is_reserved as is_reserved
+from artfs.store.overlay import make_opaque as make_opaque
+from artfs.store.overlay import remove_whiteout as remove_whiteout
+from artfs.store.overlay import set_redirect as set_redirect
+from artfs.store.overlay import whiteout_name as whiteout_name
 from artfs.store.repository import PutResult, Store
-
-STAGING_DIR = "staging"
 
 
 def root(store: Store) -> Path:
@@ -49,6 +66,9 @@ def root(store: Store) -> Path:
 
 def path(store: Store, art: ArtifactName) -> Path:
     return root(store) / art.project / art.name
+
+
+_upper_root = path  # for functions whose argument named ``path`` hides it
 
 
 def ensure(store: Store, art: ArtifactName) -> Path:
@@ -88,10 +108,14 @@ def commit(
     logged_by, ...). The artifact's type defaults to its existing type, else ``dataset``.
     """
     staging = path(store, art)
-    if not staging.is_dir():
+    if not staging.is_dir() and base_of(store, art) is None:
         raise InputError(f"{art} has no staging directory: write files into it first")
     lock_fd = _lock_artifact(store, art)
     try:
+        base = base_of(store, art)  # read under the lock: a commit moves it
+        if base is not None:
+            staging.mkdir(parents=True, exist_ok=True)
+            return _commit_based(store, art, staging, base, force, type_, options)
         return _commit_locked(store, art, staging, force, type_, options)
     except InputError as exc:  # scanning or reading a file: it names a backing path
         raise InputError(shown(str(exc), staging, art)) from None
@@ -120,6 +144,47 @@ def _commit_locked(
     result = store.commit(tree, art, type_=type_, **options)
     _clear(staging, tree.files, others)
     return result
+
+
+def _commit_based(
+    store: Store,
+    art: ArtifactName,
+    staging: Path,
+    base: Base,
+    force: bool,
+    type_: str | None,
+    options: dict[str, Any],
+) -> PutResult:
+    """Commit a staging based on ``base`` from its upper directory only (artfs.store.delta);
+    then base it on the version made and clear what was committed: first the markers (while
+    the record names the tree they were written against), then the files."""
+    others = _links_and_dirs(staging)
+    found = delta.changes(store, base, staging, scan(staging, confine=True))
+    if not force:
+        _refuse_open_writers(found.files, staging)
+    if type_ is None:
+        existing = store.artifact(art)
+        type_ = existing.type if existing else "dataset"
+    result = delta.commit(store, art, base, found, type_=type_, **options)
+    record = result.record
+    moved = catalog.root_tree(record)
+    assert moved is not None  # a version just committed or found identical
+    after = Base(record.artifact, record.number, moved, record.digest)
+    if found.markers:
+        write_base(root(store), art, dataclasses.replace(after, markers_tree=base.redirect_tree))
+        _remove_unchanged(found.markers)
+    write_base(root(store), art, after)
+    _clear(staging, found.files, others)
+    return result
+
+
+def _remove_unchanged(files: list[SourceFile]) -> None:
+    """Unlink each file still the one scanned (same inode)."""
+    for source in files:
+        with contextlib.suppress(FileNotFoundError):
+            st = os.lstat(source.source)
+            if (st.st_dev, st.st_ino) == source.identity:
+                os.unlink(source.source)
 
 
 def _lock_artifact(store: Store, art: ArtifactName) -> int:
@@ -206,6 +271,186 @@ def _clear(staging: Path, committed: list[SourceFile], others: set[Identity]) ->
             os.unlink(path)
 
 
+def holds_changes(store: Store, art: ArtifactName) -> bool:
+    """Whether the upper directory of ``art``'s staging holds anything (files, directories
+    or markers)."""
+    try:
+        with os.scandir(path(store, art)) as found:
+            return next(found, None) is not None
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def changes(store: Store, art: ArtifactName) -> tuple[Base | None, Diff]:
+    """What a commit of ``art``'s staging would change against its base: files added,
+    removed and changed (by content). Without a base every staged file is added."""
+    staging = path(store, art)
+    base = base_of(store, art)
+    try:
+        tree = scan(staging, confine=True) if staging.is_dir() else None
+        if base is None:
+            added = sorted(f.path for f in tree.files) if tree else []
+            return None, Diff(added=added)
+        if tree is None:
+            return base, Diff()
+        return base, delta.preview(store, base, delta.changes(store, base, staging, tree))
+    except InputError as exc:
+        raise InputError(shown(str(exc), staging, art)) from None
+
+
+def rebase(
+    store: Store, art: ArtifactName, record: VersionRecord | None, *, reset: bool
+) -> Base | None:
+    """Base the staging of ``art`` on ``record`` (None: no base). Without ``reset`` a staging
+    that holds changes is refused (they were made against the other base); with it they are
+    discarded first. Holds the artifact's commit lock, and the store's (gc keeps the base)."""
+    lock_fd = _lock_artifact(store, art)
+    try:
+        if not reset and holds_changes(store, art):
+            raise Conflict(
+                f"the staging of {art} holds changes: commit them first, or discard them "
+                f"with 'artfs stage {art} --reset --from REF'"
+            )
+        if reset:
+            empty(store, art)
+        ensure(store, art)
+        with store.commit_lock():
+            return set_base(store, art, record)
+    finally:
+        os.close(lock_fd)
+
+
+def reset(store: Store, art: ArtifactName) -> None:
+    """Discard the changes of ``art``'s staging, keeping its base (under the commit lock)."""
+    lock_fd = _lock_artifact(store, art)
+    try:
+        empty(store, art)
+    finally:
+        os.close(lock_fd)
+
+
+def empty(store: Store, art: ArtifactName) -> None:
+    """Remove everything inside the upper directory of ``art``, keeping the directory (a
+    mount may be showing it)."""
+    staging = path(store, art)
+    try:
+        children = list(os.scandir(staging))
+    except FileNotFoundError:
+        return
+    for child in children:
+        if child.is_dir(follow_symlinks=False):
+            shutil.rmtree(child.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(child.path)
+
+
 def discard(store: Store, art: ArtifactName) -> None:
     """Remove an artifact's staging directory with everything in it."""
     shutil.rmtree(path(store, art), ignore_errors=True)
+
+
+# --- incremental staging: the base and what the upper directory shows of it -------------------
+
+
+def base_of(store: Store, art: ArtifactName) -> Base | None:
+    """The version the staging of ``art`` is based on; None: no base (staging as always)."""
+    return read_base(root(store), art)
+
+
+def set_base(store: Store, art: ArtifactName, record: VersionRecord | None) -> Base | None:
+    """Base the staging of ``art`` on ``record`` (None: no base), replacing the base record
+    atomically; the upper directory is left as it is (callers decide whether it may hold
+    anything). Returns the new base."""
+    if record is None:
+        write_base(root(store), art, None)
+        return None
+    tree = catalog.root_tree(record)
+    if tree is None:
+        raise InputError(f"{record.ref} is deleted: base the staging on a committed version")
+    base = Base(record.artifact, record.number, tree, record.digest)
+    write_base(root(store), art, base)
+    return base
+
+
+def _base_tree(base: Base, source: Source) -> TreeId:
+    return base.redirect_tree if source.redirected else base.tree
+
+
+def _base_dir(pages: trees.Pages, base: Base, source: Source) -> TreeId | None:
+    """The tree id of the base directory ``source`` names; None when there is none."""
+    if source.path is None:
+        return None
+    return trees.resolve_dir(pages, _base_tree(base, source), source.path)
+
+
+def base_entry(
+    store: Store, art: ArtifactName, path: str, base: Base | None = None
+) -> FileEntry | None:
+    """The base entry the staging of ``art`` shows at ``path`` (relative to the staging
+    directory) when its upper directory holds nothing of that name: resolved through the
+    whiteouts, opaque and redirect markers of the upper directories on the way (one tree page
+    per level). None when there is no base, or the base has nothing there, or it is hidden.
+    The entry's ``path`` is ``path``; ``base`` saves re-reading the base record."""
+    base = base or base_of(store, art)
+    parent, _, name = path.rpartition("/")
+    if base is None or not name:
+        return None
+    found = resolve(_upper_root(store, art), parent)
+    if found is None or found[0].path is None or _whited(found[1], name):
+        return None
+    source, _ = found
+    with store.index.read() as txn:
+        pages = catalog.pages(txn)
+        directory = _base_dir(pages, base, source)
+        body = None if directory is None else trees.find(pages, directory, encode_path(name))
+        return None if body is None else trees.decode_entry(path, body)[0]
+
+
+def _whited(upper_dir: Path, name: str) -> bool:
+    return os.path.lexists(upper_dir / whiteout_name(name))
+
+
+def base_listing(
+    store: Store,
+    art: ArtifactName,
+    directory: str,
+    *,
+    after: str | None = None,
+    limit: int | None = None,
+    base: Base | None = None,
+) -> list[FileEntry]:
+    """The base entries the staging directory ``directory`` shows ('' is the root), in name
+    (byte) order after ``after``, at most ``limit`` of them: those of its base directory that
+    are neither whited out nor shadowed by an upper entry of the same name. Paths are staging
+    paths (``directory/name``). The merged listing is these plus the upper entries (minus
+    markers: see :func:`is_reserved`)."""
+    base = base or base_of(store, art)
+    found = None if base is None else resolve(_upper_root(store, art), directory)
+    if base is None or found is None or found[0].path is None:
+        return []
+    source, upper = found
+    hidden = _upper_names(upper)
+    shown: list[FileEntry] = []
+    with store.index.read() as txn:
+        pages = catalog.pages(txn)
+        tree = _base_dir(pages, base, source)
+        start = None if after is None else encode_path(after)
+        for item in [] if tree is None else trees.items(pages, tree, start):
+            name = decode_path(item.key)
+            entry = trees.decode_entry(f"{directory}/{name}" if directory else name, item.body)[0]
+            if entry.name in hidden:
+                continue
+            shown.append(entry)
+            if limit is not None and len(shown) >= limit:
+                break
+    return shown
+
+
+def _upper_names(upper_dir: Path) -> set[str]:
+    """Names of ``upper_dir`` that hide a base entry: its entries and its whiteouts."""
+    try:
+        names = os.listdir(upper_dir)
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
+    return {whited_out(n) or n for n in names}

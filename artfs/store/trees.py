@@ -505,6 +505,20 @@ def walk(pages: Pages, root: TreeId, directory: str = "") -> Iterator[FileEntry]
             stack.append((entry.path, items(pages, subtree)))
 
 
+def file_digests(pages: Pages, root: TreeId) -> Iterator[tuple[bytes, bytes, int]]:
+    """(encoded path, file digest, size) of every file below ``root``, in no set order: what a
+    version digest needs, read from the page bodies without decoding whole entries."""
+    size_of = struct.Struct("<Q").unpack_from
+    stack = [(b"", root)]
+    while stack:
+        prefix, tree = stack.pop()
+        for key, body in items(pages, tree):
+            if body[0] & _KIND == Kind.DIR:
+                stack.append((prefix + key + b"/", TreeId(body[_HEAD.size : _HEAD.size + 32])))
+            else:
+                yield prefix + key, body[_HEAD.size : _HEAD.size + 32], size_of(body, 5)[0]
+
+
 def reachable(pages: Pages, root: TreeId, seen: set[TreeId]) -> Iterator[FileEntry]:
     """Add every page of ``root`` not in ``seen`` to it and yield the file entries met on the
     way; subtrees already seen (shared with a version marked before) are skipped whole."""
@@ -582,18 +596,34 @@ def _absent(page: TreeId) -> bytes:
 
 
 def update(
-    get: Get, put: Put, root: TreeId | None, changes: Mapping[str, FileEntry | None]
+    get: Get,
+    put: Put,
+    root: TreeId | None,
+    changes: Mapping[str, FileEntry | None],
+    grafts: Mapping[str, TreeId] | None = None,
 ) -> TreeId:
     """The root id of ``root`` (None: empty) with ``changes`` applied: a path mapped to an
     entry is added or replaced (a directory entry sets the directory's attributes and keeps
     its contents), a path mapped to None is removed with everything below it. Only the pages
     on the paths of the changes are written. The result is what :func:`build` gives for the
-    same content, page for page."""
+    same content, page for page.
+
+    ``grafts`` maps directory paths to tree ids whose contents replace theirs before the
+    changes apply (a directory is made, with the attributes of its entry in ``changes`` or
+    of the entry it replaces, else 0755): ``EMPTY_TREE`` empties a directory, a subtree id
+    of any stored version copies that directory in O(1). A path may not be removed and
+    grafted (or grafted below) at once."""
     pages = Pages(get)
+    grafts = grafts or {}
+    if "" in grafts:
+        root = grafts[""]
     by_dir: dict[str, dict[bytes, FileEntry | None]] = {"": {}}
+    for path in grafts:
+        if path:
+            _touch(by_dir, path)
     for path, entry in changes.items():
         parent, _, name = path.rpartition("/")
-        if entry is None and (root is None or resolve_dir(pages, root, parent) is None):
+        if entry is None and _grafted_dir(pages, root, grafts, parent) is None:
             continue  # nothing to remove: its directory does not exist
         _touch(by_dir, parent)[encode_path(name)] = entry
     subdirs: dict[str, set[bytes]] = {}
@@ -607,6 +637,9 @@ def update(
     order = sorted(by_dir, key=lambda d: d.count("/") + (d != ""))
     old: dict[str, TreeId | None] = {"": root}
     for path in order[1:]:
+        if path in grafts:
+            old[path] = grafts[path]
+            continue
         parent, _, name = path.rpartition("/")
         tree = old[parent]
         body = None if tree is None else find(pages, tree, encode_path(name))
@@ -614,6 +647,19 @@ def update(
     for path in reversed(order):
         build.built[path] = _rebuild_dir(build, old[path], path)
     return build.built[""]
+
+
+def _grafted_dir(
+    pages: Pages, root: TreeId | None, grafts: Mapping[str, TreeId], directory: str
+) -> TreeId | None:
+    """The tree of ``directory`` once ``grafts`` are applied (None: no such directory): looked
+    up below the deepest graft at or above it, else below ``root``."""
+    probe = directory
+    while probe not in grafts and probe:
+        probe = probe.rpartition("/")[0]
+    tree = grafts.get(probe, root)
+    rest = directory[len(probe) :].lstrip("/")
+    return None if tree is None else resolve_dir(pages, tree, rest)
 
 
 def _touch(
@@ -676,5 +722,7 @@ def _rebuild_dir(build: _Build, tree: TreeId | None, path: str) -> TreeId:
         elif old_sub is None:
             old_sub = _root([], build.put)
         edits.append((name, encode_entry(entry, old_sub)))
+    if not edits and tree is not None and tree != EMPTY_TREE:
+        return tree  # a graft with nothing changed below it: its pages exist
     leaves = [] if tree is None else _leaves(build.pages, tree)
     return _root(_edit_leaves(leaves, edits, build.pages, build.put), build.put)

@@ -1,0 +1,103 @@
+"""``artfs stage`` and ``artfs commit`` of a based staging, through the real console script;
+the upper directory (HOME/staging/proj/data) is written by hand, as the mount would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import make_tree, read_tree
+
+
+def _v0(home: Path, tmp_path: Path, run_cli: Any) -> Path:
+    src = make_tree(tmp_path / "src", {"a.txt": "A", "c.txt": "C", "d/x.txt": "X"})
+    assert run_cli("put", src, "proj/data", check=True).last_line == "proj/data:v0"
+    out = run_cli("stage", "proj/data", "--from", "proj/data:v0", check=True)
+    assert out.last_line == "proj/data: staging based on proj/data:v0"
+    return home / "staging" / "proj" / "data"
+
+
+def test_stage_lists_changes_and_commit_stores_them(
+    home: Path, tmp_path: Path, run_cli: Any
+) -> None:
+    upper = _v0(home, tmp_path, run_cli)
+    make_tree(upper, {"a.txt": "A2", "b/new.txt": "B", "d/x.txt": "X"})
+    (upper / ".artfs-wh.c.txt").touch()
+    listed = run_cli("stage", "proj/data", check=True)
+    assert listed.stdout.splitlines() == ["+ b/new.txt", "- c.txt", "M a.txt"]
+    assert "against proj/data:v0" in listed.stderr
+    data = run_cli("stage", "proj/data", "--json", check=True).json()
+    assert data == {
+        "artifact": "proj/data",
+        "base": "proj/data:v0",
+        "added": ["b/new.txt"],
+        "removed": ["c.txt"],
+        "changed": ["a.txt"],
+    }
+    assert run_cli("commit", "proj/data", check=True).last_line == "proj/data:v1"
+    run_cli("get", "proj/data:v1", tmp_path / "out", check=True)
+    assert read_tree(tmp_path / "out") == {
+        "a.txt": b"A2",
+        "b": None,
+        "b/new.txt": b"B",
+        "d": None,
+        "d/x.txt": b"X",
+    }
+    assert list(upper.iterdir()) == []
+    after = run_cli("stage", "proj/data", "--json", check=True).json()
+    assert after["base"] == "proj/data:v1" and after["added"] == after["changed"] == []
+    diff = run_cli("diff", "proj/data:v0", "proj/data:v1", check=True)
+    assert diff.stdout.splitlines() == listed.stdout.splitlines()
+
+
+def test_from_is_refused_while_staging_holds_changes(
+    home: Path, tmp_path: Path, run_cli: Any, store_state: Any
+) -> None:
+    upper = _v0(home, tmp_path, run_cli)
+    (upper / "a.txt").write_text("mine")
+    before = store_state()
+    code, out, err = run_cli("stage", "proj/data", "--from", "proj/data:v0")
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert "holds changes" in err and "--reset --from" in err
+    assert store_state() == before and (upper / "a.txt").read_text() == "mine"
+    code, _, err = run_cli("stage", "proj/data", "--empty")
+    assert code == 2 and "--empty goes with --reset" in err and err.count("\n") == 1
+    code, _, err = run_cli("stage", "proj/data", "--reset", "--from", "proj/data:v9")
+    assert code == 1 and "no version v9" in err and err.count("\n") == 1
+    assert (upper / "a.txt").read_text() == "mine"  # a bad ref discards nothing
+    code, _, err = run_cli("stage", "proj/nope", "--from", "proj/data:v0:x")
+    assert code == 2 and err.count("\n") == 1
+    assert store_state() == before
+
+
+def test_reset_keeps_the_base_and_empty_drops_it(home: Path, tmp_path: Path, run_cli: Any) -> None:
+    upper = _v0(home, tmp_path, run_cli)
+    make_tree(upper, {"a.txt": "changed", "sub/f": "F"})
+    out = run_cli("stage", "proj/data", "--reset", check=True)
+    assert out.last_line == "proj/data: staging based on proj/data:v0"
+    assert upper.is_dir() and list(upper.iterdir()) == []
+    (upper / "z").write_text("Z")
+    out = run_cli("stage", "proj/data", "--reset", "--empty", "--json", check=True)
+    assert out.json() == {"artifact": "proj/data", "base": None} and list(upper.iterdir()) == []
+    (upper / "only.txt").write_text("1")
+    assert run_cli("stage", "proj/data", check=True).stdout.splitlines() == ["+ only.txt"]
+    assert run_cli("commit", "proj/data", check=True).last_line == "proj/data:v1"
+    files = run_cli("files", "proj/data:v1", "--json", check=True).json()
+    assert [f["path"] for f in files] == ["only.txt"]
+
+
+def test_a_base_deleted_with_rm_survives_gc(home: Path, tmp_path: Path, run_cli: Any) -> None:
+    upper = _v0(home, tmp_path, run_cli)
+    run_cli("rm", "proj/data:v0", check=True)
+    run_cli("gc", check=True)
+    (upper / "a.txt").write_text("A3")
+    assert run_cli("stage", "proj/data", check=True).stdout.splitlines() == ["M a.txt"]
+    assert run_cli("commit", "proj/data", check=True).last_line == "proj/data:v1"
+    run_cli("get", "proj/data:v1", tmp_path / "out", check=True)
+    assert read_tree(tmp_path / "out") == {
+        "a.txt": b"A3",
+        "c.txt": b"C",
+        "d": None,
+        "d/x.txt": b"X",
+    }
+    assert run_cli("verify", check=True).returncode == 0
