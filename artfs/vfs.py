@@ -50,12 +50,14 @@ from artfs.fs.reader import (
     FileReader,
     ReadBuffer,
 )
-from artfs.fs.staging import StagingView, checked_name
+from artfs.fs.staging import StagedStat, StagingView, checked_name
 from artfs.fs.staging_files import (
+    BASE_FILE,
     CONTROL_FILE,
     REGISTER_FILE,
     STAGED_TIMEOUT,
     STORE_FILE,
+    BaseRequest,
     CommitRequest,
 )
 from artfs.lineage import Lineage
@@ -222,6 +224,7 @@ class StatFs:
 class _DirHandle:
     node: Node
     listing: Listing | None = None  # a version directory's, once read
+    staged: list[tuple[str, Node, Attr]] | None = None  # a staged directory's, from offset 0
 
 
 # --- the tree ---------------------------------------------------------------------------------
@@ -244,7 +247,7 @@ class Vfs:
         self._dirs: dict[FileHandle, _DirHandle] = {}
         self._next_handle = 1
         # Staging (artfs.fs.staging): staged inodes, open staged and virtual files, commits.
-        self.staging = StagingView(store, relocate=self._relocate)
+        self.staging = StagingView(store, cache, relocate=self._relocate)
 
     @classmethod
     def create(
@@ -492,6 +495,9 @@ class Vfs:
         node = handle.node
         if node.key.kind is Kind.VERSION or node.key.kind is Kind.ENTRY:
             yield from self._version_entries(handle, start_id)
+            return
+        if node.key.kind in STAGING_KINDS:
+            yield from self._staged_entries(handle, start_id)
             return
         with self.store.index.read() as txn:
             children = self._small_listing(txn, node)
@@ -783,6 +789,9 @@ class Vfs:
         if found is None:
             mode, nlink, mtime = stat.S_IFDIR | 0o755, 2, self.started_ns
             return Attr(node.ino, mode, nlink, 0, mtime, self.uid, self.gid, STAGED_TIMEOUT)
+        return self._attr_of(node, found)
+
+    def _attr_of(self, node: Node, found: StagedStat) -> Attr:
         return Attr(
             node.ino,
             found.mode,
@@ -806,16 +815,34 @@ class Vfs:
     def _staged_child(self, node: Node, name: str) -> Node | None:
         if node.key.kind is Kind.STAGING and name == CONTROL_FILE:
             return Node(NodeKey(Kind.CONTROL, node.key.project, node.key.name))
+        if node.key.kind is Kind.STAGING and name == BASE_FILE:
+            return Node(NodeKey(Kind.CONTROL, node.key.project, node.key.name, alias=BASE_FILE))
         rel = join(node.key.path, name)
         ino = self.staging.child(node.artifact, rel)
         return None if ino is None else self._staged_node(node, rel, ino)
 
     def _staged_listing(self, node: Node) -> list[tuple[str, Node]]:
+        return [(name, child) for name, child, _ in self._staged_attrs(node)]
+
+    def _staged_attrs(self, node: Node) -> list[tuple[str, Node, Attr]]:
+        """(name, node, attributes) of every entry of a staged directory, in name order."""
         if node.key.kind not in STAGING_KINDS:
             return []
-        entries = self.staging.listing(node.artifact, node.key.path)
-        path = node.key.path
-        return [(name, self._staged_node(node, join(path, name), ino)) for name, ino in entries]
+        found = []
+        for name, ino, st in self.staging.listing(node.artifact, node.key.path):
+            child = self._staged_node(node, join(node.key.path, name), ino)
+            found.append((name, child, self._attr_of(child, st)))
+        return found
+
+    def _staged_entries(self, handle: _DirHandle, start_id: int) -> Iterator[DirEntry]:
+        """A staged directory's entries after ``start_id``: listed once per pass (a base
+        directory of a based staging may be large), from a listing made at offset 0."""
+        if handle.staged is None or start_id == 0:
+            handle.staged = self._staged_attrs(handle.node)
+        listed = handle.staged
+        for position in range(start_id, len(listed)):
+            name, child, attr = listed[position]
+            yield DirEntry(manifest.encode_path(name), attr, position + 1, child)
 
     def _staged_dir(self, ino: int) -> Node:
         node = self.node(ino)
@@ -826,8 +853,8 @@ class Vfs:
     def _new_rel(self, parent: Node, name: bytes) -> str:
         """The staged path of a new entry ``name`` of ``parent`` (a name one may create)."""
         text = checked_name(name)
-        if parent.key.kind is Kind.STAGING and text == CONTROL_FILE:
-            raise FileExistsError(errno.EEXIST, f"{CONTROL_FILE} is reserved")
+        if _is_control(parent, text):
+            raise FileExistsError(errno.EEXIST, f"{text} is reserved")
         return join(parent.key.path, text)
 
     def open_other(self, node: Node, flags: int, pid: int) -> FileHandle:
@@ -835,9 +862,24 @@ class Vfs:
         key = node.key
         if key.kind is Kind.REGISTER:
             return FileHandle(self.staging.open_register(pid))
+        if key.kind is Kind.CONTROL and key.alias == BASE_FILE:
+            return FileHandle(self.staging.open_base_control(node.artifact, flags))
         if key.kind is Kind.CONTROL:
             return FileHandle(self.staging.open_control(node.artifact, flags, pid))
-        return FileHandle(self.staging.open(node.artifact, key.path, node.ino, flags))
+        fh = self.staging.open(node.artifact, key.path, node.ino, flags)
+        read = self.staging.base_read(fh)
+        if read is not None and pid and self.recorder is not None:
+            # A base file is a version's file: its read is recorded like one.
+            art, number = read.base.artifact, read.base.version
+            entry = NodeKey(Kind.ENTRY, art.project, art.name, number, path=read.path)
+            version = catalog.version_key(art, number)
+            self.recorder.opened(pid, art.project, version, entry.inode().to_bytes(8, "big"))
+        return FileHandle(fh)
+
+    def base_reader(self, fh: int) -> FileReader | None:
+        """The reader of a base file open through staging (read like a version's file)."""
+        read = self.staging.base_read(fh)
+        return None if read is None else read.reader
 
     def caching(self, fh: int) -> tuple[bool, bool]:
         """(keep_cache, direct_io) for a handle: version files keep the page cache, staged
@@ -851,16 +893,20 @@ class Vfs:
     def write(self, fh: int, offset: int, data: bytes) -> int:
         return self.staging.write(fh, offset, data)
 
-    def commit_due(self, fh: int) -> CommitRequest | None:
+    def commit_due(self, fh: int) -> CommitRequest | BaseRequest | None:
         """After a write: the commit the control file now asks for, which the caller must run
         (:meth:`commit_control`) before answering the write. Committing on the write that
         completes the options, not on close, lets the daemon leave FLUSH unimplemented, so the
         kernel stops sending one on every close() of every file (about 20 us each here)."""
         return self.staging.commit_due(fh)
 
-    def commit_control(self, control: CommitRequest) -> PutResult:
-        """Commit staging as the control file asked (blocking: run it in a worker thread);
-        the outcome is kept for reading back, an error is raised as a Commit* error."""
+    def commit_control(self, control: CommitRequest | BaseRequest) -> PutResult | None:
+        """Commit staging as the control file asked, or set its base as ``.artfs-base`` asked
+        (blocking: run it in a worker thread); the outcome of a commit is kept for reading
+        back, an error is raised as a Commit* error."""
+        if isinstance(control, BaseRequest):
+            self.staging.set_base(control)
+            return None
         return self.staging.commit(control)
 
     def stale_entries(self, project: str, name: str) -> list[tuple[Inode, bytes]]:
@@ -930,8 +976,8 @@ class Vfs:
     def unlink(self, parent: int, name: bytes, *, directory: bool = False) -> None:
         node = self._staged_dir(parent)
         text = checked_name(name)
-        if node.key.kind is Kind.STAGING and text == CONTROL_FILE:
-            raise PermissionError(errno.EPERM, f"{CONTROL_FILE} cannot be removed")
+        if _is_control(node, text):
+            raise PermissionError(errno.EPERM, f"{text} cannot be removed")
         self.staging.unlink(node.artifact, join(node.key.path, text), directory=directory)
 
     def rename(self, old_parent: int, old: bytes, new_parent: int, new: bytes, flags: int) -> None:
@@ -945,8 +991,8 @@ class Vfs:
             raise BadRequest("RENAME_EXCHANGE is not supported in staging")
         names = [checked_name(n) for n in (old, new)]
         for parent_node, text in ((source, names[0]), (target, names[1])):
-            if parent_node.key.kind is Kind.STAGING and text == CONTROL_FILE:
-                raise PermissionError(errno.EPERM, f"{CONTROL_FILE} cannot be renamed")
+            if _is_control(parent_node, text):
+                raise PermissionError(errno.EPERM, f"{text} cannot be renamed")
         old_rel = join(source.key.path, names[0])
         new_rel = join(target.key.path, names[1])
         noreplace = bool(flags & RENAME_NOREPLACE)
@@ -1001,6 +1047,11 @@ def _version_xattrs(record: VersionRecord) -> dict[str, str]:
 
 
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2  # renameat2 flags, as FUSE passes them
+
+
+def _is_control(parent: Node, name: str) -> bool:
+    """Whether ``name`` in ``parent`` is one of staging's control files."""
+    return parent.key.kind is Kind.STAGING and name in (CONTROL_FILE, BASE_FILE)
 
 
 def _art_key(node: Node) -> tuple[str, str]:

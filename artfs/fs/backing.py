@@ -15,7 +15,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,6 +186,60 @@ class Backing:
         with self.parent_of(old) as (old_fd, old_name), self.parent_of(new) as (new_fd, new_name):
             os.link(old_name, new_name, src_dir_fd=old_fd, dst_dir_fd=new_fd, follow_symlinks=False)
             return os.stat(new_name, dir_fd=new_fd, follow_symlinks=False)
+
+    def put_file(
+        self, rel: str, pieces: Iterable[bytes], mode: int, mtime_ns: int, temp: str
+    ) -> None:
+        """Write file ``rel`` from ``pieces`` with ``mode`` and ``mtime_ns``: under the name
+        ``temp`` in the same directory first, renamed into place once whole."""
+        with self.parent_of(rel, create_root=True) as (pfd, name):
+            fd = os.open(
+                temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=pfd
+            )
+            try:
+                for piece in pieces:
+                    view = memoryview(piece)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                os.fchmod(fd, stat.S_IMODE(mode))
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+            except BaseException:
+                os.close(fd)
+                os.unlink(temp, dir_fd=pfd)
+                raise
+            os.close(fd)
+            os.rename(temp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+
+    def put_marker(self, rel: str, data: bytes = b"") -> None:
+        """Write the marker file ``rel`` (empty, or holding ``data``), replacing one there."""
+        with self.parent_of(rel, create_root=True) as (pfd, name):
+            temp = f"{name}.{os.getpid()}.tmp"
+            fd = os.open(
+                temp,
+                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                0o644,
+                dir_fd=pfd,
+            )
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+            os.rename(temp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+
+    def remove_file(self, rel: str) -> bool:
+        """Unlink ``rel`` if it is there (a marker); whether it was."""
+        try:
+            self.unlink(rel)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return True
+
+    def names(self, rel: str) -> list[str]:
+        """The names in directory ``rel``; none when it does not exist."""
+        try:
+            return [name for name, _ in self.listdir(rel)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
 
     def setattr(self, rel: str, change: AttrChange, fd: int | None) -> None:
         """Apply ``change``; with ``fd`` (an open handle of the file) it is used directly."""

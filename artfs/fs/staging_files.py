@@ -14,6 +14,7 @@ from typing import Any
 
 from artfs.errors import ArtfsError, Conflict, InputError, InvalidName
 from artfs.fs.backing import BadRequest
+from artfs.names import NAME_RE, ArtifactName, Ref
 
 STAGED_FH_BASE = 1 << 62
 # Staged files change under the kernel (a commit empties staging): a short cache only.
@@ -22,6 +23,8 @@ CONTROL_FILE = ".artfs-commit"  # staging/.artfs-commit: write options, close ->
 REGISTER_FILE = ".artfs-register"  # MNT/.artfs-register: write a run id -> this process's run
 STORE_FILE = ".artfs-store"  # MNT/.artfs-store: the store's id (read-only), see vfs
 CONTROL_MAX_BYTES = 64 << 10
+BASE_FILE = ".artfs-base"  # staging/.artfs-base: write a ref -> staging based on it
+_BASE_MAX_BYTES = 4096
 
 
 class CommitBusy(ArtfsError):
@@ -127,11 +130,8 @@ class ControlFile:
     def write(self, offset: int, data: bytes) -> int:
         if offset + len(data) > CONTROL_MAX_BYTES:
             raise BadRequest(f"{CONTROL_FILE}: options larger than {CONTROL_MAX_BYTES} bytes")
-        if len(self.data) < offset:
-            self.data += b"\0" * (offset - len(self.data))
-        self.data[offset : offset + len(data)] = data
         self.pending = True
-        return len(data)
+        return _put(self.data, offset, data)
 
 
 @dataclass(frozen=True)
@@ -177,3 +177,67 @@ class ConstantFile:
     """An open read-only virtual file whose bytes never change (``MNT/.artfs-store``)."""
 
     data: bytes
+
+
+@dataclass
+class BaseControl:
+    """An open ``staging/.artfs-base``: a ref written (a line, or one write of a whole ref)
+    bases the staging on that version; an empty line removes the base."""
+
+    project: str
+    name: str
+    writable: bool
+    data: bytearray = field(default_factory=bytearray)
+    pending: bool = False
+
+    def write(self, offset: int, data: bytes) -> int:
+        if offset + len(data) > _BASE_MAX_BYTES:
+            raise BadRequest(f"{BASE_FILE}: write one ref, e.g. v3 or proj/name:v3")
+        self.pending = True
+        return _put(self.data, offset, data)
+
+    def take(self) -> BaseRequest | None:
+        """The base asked for, once a write completed a line or a ref."""
+        text = bytes(self.data)
+        if not self.pending or not (text.endswith(b"\n") or _whole_ref(text)):
+            return None
+        self.pending = False
+        self.data.clear()
+        return BaseRequest(self.project, self.name, text.decode("utf-8", "replace").strip())
+
+
+@dataclass(frozen=True)
+class BaseRequest:
+    """A base asked for through ``.artfs-base``: ``ref`` as written ('' for none)."""
+
+    project: str
+    name: str
+    ref: str
+
+    def parsed(self) -> Ref | None:
+        """The version asked for: ``proj/name:vN`` (or an alias), or ``vN``/an alias of this
+        artifact; None for no base. InvalidName for anything else."""
+        if not self.ref:
+            return None
+        if "/" in self.ref:
+            return Ref.parse(self.ref)
+        if not NAME_RE.fullmatch(self.ref):
+            raise InvalidName(
+                f"{BASE_FILE}: invalid ref {self.ref!r}: write e.g. v3, latest or proj/name:v3"
+            )
+        return Ref(ArtifactName(self.project, self.name), self.ref)
+
+
+def _whole_ref(text: bytes) -> bool:
+    try:
+        return BaseRequest("p", "n", text.decode()).parsed() is not None
+    except (InvalidName, UnicodeDecodeError):
+        return False
+
+
+def _put(buffer: bytearray, offset: int, data: bytes) -> int:
+    """Write ``data`` into ``buffer`` at ``offset`` (a gap reads as zeros); its length."""
+    if len(buffer) < offset:
+        buffer += b"\0" * (offset - len(buffer))
+    buffer[offset : offset + len(data)] = data
+    return len(data)

@@ -223,8 +223,12 @@ class ArtfsOperations(pyfuse3.Operations):
     async def read(self, fh: int, off: int, size: int) -> ReadBuffer:  # type: ignore[override]
         # pyfuse3 replies from any buffer (PyObject_GetBuffer), not only bytes as its stub says.
         if fh >= STAGED_FH_BASE:
-            return self.vfs.read_other(fh, off, size)
-        reader = self.vfs.reader(fh)
+            based = self.vfs.base_reader(fh)  # a base file of a based staging
+            if based is None:
+                return self.vfs.read_other(fh, off, size)
+            reader = based
+        else:
+            reader = self.vfs.reader(fh)
         if self.nursery is not None:
             # Before this read awaits anything: the next chunks load while this one does.
             for ref in reader.plan(off, size):
