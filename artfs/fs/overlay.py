@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from artfs.fs.backing import Backing, join
 from artfs.fs.reader import ChunkCache, FileReader
 from artfs.names import ArtifactName
-from artfs.store import overlay, staging
+from artfs.store import manifest, overlay, staging
 from artfs.store.manifest import ChunkRef, FileEntry
 from artfs.store.repository import PinnedChunks, Store
 
@@ -171,17 +171,22 @@ class CopyOnWrite:
         self.backing.put_file(rel, pieces, entry.mode, entry.mtime_ns, temp)
 
     def whiteout(self, rel: str) -> None:
-        parent, _, name = rel.rpartition("/")
-        self.upper_dirs(parent)
-        self.backing.put_marker(join(parent, staging.whiteout_name(name)))
+        """Delete the base entry ``rel``. ENAMETOOLONG for a name longer than 245 bytes: its
+        whiteout's name would be longer than a name may be."""
+        marker = _whiteout_of(rel)
+        if marker is None:
+            raise OSError(errno.ENAMETOOLONG, f"{rel}: too long a name to delete from the base")
+        self.upper_dirs(rel.rpartition("/")[0])
+        self.backing.put_marker(marker)
 
     def has_whiteout(self, rel: str) -> bool:
-        parent, _, name = rel.rpartition("/")
-        return self.upper(join(parent, staging.whiteout_name(name))) is not None
+        marker = _whiteout_of(rel)
+        return marker is not None and self.upper(marker) is not None
 
     def unwhite(self, rel: str) -> None:
-        parent, _, name = rel.rpartition("/")
-        self.backing.remove_file(join(parent, staging.whiteout_name(name)))
+        marker = _whiteout_of(rel)
+        if marker is not None:
+            self.backing.remove_file(marker)
 
     def marker(self, rel: str, marker: str, data: bytes = b"") -> None:
         self.backing.put_marker(join(rel, marker), data)
@@ -208,6 +213,16 @@ class CopyOnWrite:
 
 
 _COPIES = itertools.count()
+_NAME_MAX = 255
+
+
+def _whiteout_of(rel: str) -> str | None:
+    """The whiteout marker of ``rel``; None when its name would be too long to exist."""
+    parent, _, name = rel.rpartition("/")
+    marker = staging.whiteout_name(name)
+    if len(manifest.encode_path(marker)) > _NAME_MAX:
+        return None
+    return join(parent, marker)
 
 
 __all__ = ["BaseCache", "BaseRead", "CopyOnWrite", "base_path", "entry_mode", "open_reader"]
