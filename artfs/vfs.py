@@ -876,6 +876,19 @@ class Vfs:
             self.recorder.opened(pid, art.project, version, entry.inode().to_bytes(8, "big"))
         return FileHandle(fh)
 
+    def copy_up_due(self, ino: int, flags: int) -> bool:
+        """Whether opening ``ino`` with ``flags`` copies a base file up (see
+        :meth:`copy_up`, which the daemon runs in a worker thread first)."""
+        node = self.node(ino)
+        if node.key.kind is not Kind.STAGED:
+            return False
+        return self.staging.copy_up_due(node.artifact, node.key.path, flags)
+
+    def copy_up(self, ino: int) -> None:
+        """Copy the base file ``ino`` up into the upper directory (blocking)."""
+        node = self.node(ino)
+        self.staging.copy_up(node.artifact, node.key.path)
+
     def base_reader(self, fh: int) -> FileReader | None:
         """The reader of a base file open through staging (read like a version's file)."""
         read = self.staging.base_read(fh)

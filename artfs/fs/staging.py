@@ -245,6 +245,24 @@ class StagingView:
             fd = self.backing(art).open(rel, flags & ~os.O_TRUNC)
         return self._opened(fd, ino, writable)
 
+    def copy_up_due(self, art: ArtifactName, rel: str, flags: int) -> bool:
+        """Whether opening ``rel`` with ``flags`` copies a base file's content up (a write
+        without O_TRUNC of a file only the base has): the caller may do it first, off its
+        event loop, with :meth:`copy_up`."""
+        if not opened_for_writing(flags) or flags & os.O_TRUNC:
+            return False
+        cow = self.cow(art)
+        if cow is None or cow.upper(rel) is not None:
+            return False
+        entry = cow.entry(rel)
+        return entry is not None and not entry.is_dir
+
+    def copy_up(self, art: ArtifactName, rel: str) -> None:
+        """Copy base file ``rel`` up if only the base still has it (blocking: chunk reads)."""
+        cow = self.cow(art)
+        if cow is not None:
+            _copy_up_if_base(cow, rel, empty=False)
+
     def _open_base(self, cow: CopyOnWrite, rel: str, entry: FileEntry) -> int:
         if entry.is_reference:
             return self.open_copy(self.store.reference_copy(entry))

@@ -155,6 +155,7 @@ class ArtfsOperations(pyfuse3.Operations):
         # For reads served on the event loop; the largest read the kernel sends (libfuse asks
         # for 256 pages per request).
         self._scratch = bytearray(_MAX_READ)
+        self._copy_ups = trio.Lock()  # base files copied up for writing (based staging)
 
     # --- names and attributes -------------------------------------------------------------
 
@@ -205,6 +206,7 @@ class ArtfsOperations(pyfuse3.Operations):
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             self.vfs.check_writer(ctx.uid)
+            await self._copy_up(inode, flags)
         reference = self.vfs.reference_entry(inode)
         if reference is not None and not flags & (os.O_WRONLY | os.O_RDWR):
             # Fetching and verifying a referenced file is network or disk work: off the loop.
@@ -218,6 +220,16 @@ class ArtfsOperations(pyfuse3.Operations):
             return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache, direct_io=direct_io)
         # Version files never change: the kernel may keep their pages across opens.
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+
+    async def _copy_up(self, inode: int, flags: int) -> None:
+        """A base file opened for writing in a based staging: its content is copied into the
+        upper directory in a worker thread (chunk reads), one copy-up at a time, so a second
+        opener finds it done."""
+        if not self.vfs.copy_up_due(inode, flags):
+            return
+        async with self._copy_ups:
+            if self.vfs.copy_up_due(inode, flags):
+                await trio.to_thread.run_sync(self.vfs.copy_up, inode, limiter=self.limiter)
 
     @translated
     async def read(self, fh: int, off: int, size: int) -> ReadBuffer:  # type: ignore[override]
