@@ -9,12 +9,14 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from artfs.lineage import Lineage
 from artfs.store import Store
-from tests.mount.mountutil import ARTFS, Mount, StartMount, errno_of, put
+from tests.mount.mountutil import ARTFS, Mount, StartMount, errno_of, eventually, put
 
 pytestmark = pytest.mark.mount
 
@@ -210,3 +212,23 @@ def test_commit_makes_the_view_and_goes_on_from_it(based: Mount) -> None:
         [str(ARTFS), "stage", "proj/data"], capture_output=True, text=True, env=env
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_a_base_file_read_is_recorded_against_the_base_version(based: Mount) -> None:
+    root = staged(based)
+    os.rename(root / "d", root / "moved")  # read below a redirect: the version's path counts
+    # The same files read through v0 afterwards are the same two files of the version.
+    version = based.path / "proj/data/v0"
+    paths = [root / "a.txt", root / "moved/y.txt", version / "a.txt", version / "d/y.txt"]
+    code = "; ".join(f"open({str(p)!r}, 'rb').read()" for p in paths)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "ARTFS_RUN_ID": "base1234"}, timeout=30
+    )
+    assert done.returncode == 0
+
+    def usage() -> list[tuple[str, int]]:
+        with Store.open(based.home) as store:
+            lineage = Lineage(store)
+            return [(r.id, u.files) for r, u in lineage.consumers(lineage.version("proj/data:v0"))]
+
+    eventually(lambda: usage() == [("base1234", 2)], within=3.0)
