@@ -170,14 +170,19 @@ class CopyOnWrite:
         temp = f"{staging.MARKER_PREFIX}.copy-up.{os.getpid()}.{next(_COPIES)}"
         self.backing.put_file(rel, pieces, entry.mode, entry.mtime_ns, temp)
 
+    def check_deletable(self, rel: str) -> None:
+        """ENAMETOOLONG, before anything changes, for a base entry whose whiteout's name
+        would be longer than a name may be (a name of more than 245 bytes)."""
+        if _whiteout_of(rel) is None:
+            raise OSError(errno.ENAMETOOLONG, f"{rel}: too long a name to delete from the base")
+
     def whiteout(self, rel: str) -> None:
         """Delete the base entry ``rel``. ENAMETOOLONG for a name longer than 245 bytes: its
         whiteout's name would be longer than a name may be."""
-        marker = _whiteout_of(rel)
-        if marker is None:
-            raise OSError(errno.ENAMETOOLONG, f"{rel}: too long a name to delete from the base")
-        self.upper_dirs(rel.rpartition("/")[0])
-        self.backing.put_marker(marker)
+        self.check_deletable(rel)
+        parent, _, name = rel.rpartition("/")
+        self.upper_dirs(parent)
+        self.backing.put_marker(join(parent, staging.whiteout_name(name)))
 
     def has_whiteout(self, rel: str) -> bool:
         marker = _whiteout_of(rel)

@@ -584,6 +584,8 @@ def _remove_merged(cow: CopyOnWrite, rel: str, *, directory: bool) -> None:
         raise IsADirectoryError(errno.EISDIR, f"{rel} is a directory")
     if directory and cow.names(rel, limit=1):
         raise OSError(errno.ENOTEMPTY, f"{rel} is not empty")
+    if entry is not None:
+        cow.check_deletable(rel)
     if st is not None:
         if directory:
             cow.clear_markers(rel)
@@ -609,6 +611,8 @@ def _rename_merged(cow: CopyOnWrite, old: str, new: str, *, noreplace: bool) -> 
         if old == new or (src_st is not None and tgt_st is not None and _same(src_st, tgt_st)):
             return False
         _check_replace(cow, new, src_dir, _is_dir(tgt_st, tgt_entry))
+    if src_entry is not None:
+        cow.check_deletable(old)
     cow.upper_dirs(new.rpartition("/")[0])
     whited = cow.has_whiteout(new)
     if src_st is not None:

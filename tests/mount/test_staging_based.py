@@ -232,3 +232,19 @@ def test_a_base_file_read_is_recorded_against_the_base_version(based: Mount) -> 
             return [(r.id, u.files) for r, u in lineage.consumers(lineage.version("proj/data:v0"))]
 
     eventually(lambda: usage() == [("base1234", 2)], within=3.0)
+
+
+def test_a_base_name_too_long_for_its_whiteout_is_refused_unchanged(
+    tmp_path: Path, start_mount: StartMount
+) -> None:
+    long = "n" * 250  # a whiteout would be named .artfs-wh. + 250 bytes: too long to exist
+    home = tmp_path / "home"
+    put(home, make_source(tmp_path / "src", {long: b"long", "ok": b"ok"}), "proj/data")
+    mnt = start_mount(home)
+    root = staged(mnt)
+    (root / ".artfs-base").write_text("v0\n")
+    assert errno_of(lambda: os.unlink(root / long)) == errno.ENAMETOOLONG
+    assert errno_of(lambda: os.rename(root / long, root / "short")) == errno.ENAMETOOLONG
+    assert view(root) == {long: b"long", "ok": b"ok"}
+    (root / long).write_bytes(b"rewritten")  # a copy-up needs no whiteout
+    assert (root / long).read_bytes() == b"rewritten"
