@@ -15,7 +15,7 @@ imported inside the functions that use it, so a local store never loads obstore.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,7 @@ from artfs.lineage import Lineage, RunRecord, Usage, build_graph, check_run_id
 from artfs.names import ArtifactName, Ref, check_name
 from artfs.run_ends import settle
 from artfs.run_metrics import Metrics, RunMetrics
-from artfs.store import Store, references, staging
+from artfs.store import Store, delta, references, staging
 from artfs.store.catalog import VersionRecord
 from artfs.store.export import Diff, materialize, select
 from artfs.store.ingest import Progress, SourceTree, scan
@@ -88,6 +88,22 @@ def put(store: Store, tree: SourceTree, art: ArtifactName, **options: Any) -> Pu
     (type_, aliases, description, metadata, tags, ttl_seconds, logged_by: the producing run,
     progress, parent: from :func:`parent_of`)."""
     return store.commit(tree, art, **options)
+
+
+def put_onto(
+    store: Store,
+    base: VersionRecord,
+    entries: Mapping[str, FileEntry],
+    tree: SourceTree,
+    art: ArtifactName,
+    **options: Any,
+) -> PutResult:
+    """Store ``tree`` (an SDK draft started from version ``base``, whose files and
+    directories by path are ``entries``) as the next version of ``art``, at the cost of what
+    it changes: only new files are read, and the new tree is ``base``'s with the changes
+    applied (:mod:`artfs.store.delta`). ``options`` are those of :func:`put` but ``parent``."""
+    changes = delta.draft_changes(entries, tree)
+    return delta.commit(store, art, staging.base_for(base), changes, **options)
 
 
 def commit(store: Store, art: ArtifactName, **options: Any) -> PutResult:

@@ -44,7 +44,7 @@ from artfs.store.catalog import VersionRecord
 from artfs.store.export import digest_file
 from artfs.store.ingest import SourceFile, SourceTree, scan, stored_mode
 from artfs.store.manifest import NO_DIGEST, FileEntry
-from artfs.store.repository import EditRequest
+from artfs.store.repository import EditRequest, PutResult
 
 if TYPE_CHECKING:
     from artfs.sdk.run import Run
@@ -108,6 +108,9 @@ class Artifact:
         self._store: Store | None = None
         self._record: VersionRecord | None = None
         self._project: str | None = None
+        # new_draft(): the version this draft starts from, with its entries by path; logging
+        # then stores only what the draft changes (artfs.store.delta).
+        self._base: tuple[VersionRecord, dict[str, FileEntry]] | None = None
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -348,6 +351,11 @@ class Artifact:
             del self._dirs[d]
 
     def get_entry(self, name: str) -> ArtifactManifestEntry:
+        if self._record is None:  # a draft: one lookup, not a listing of every file
+            found = self._drafted(name)
+            if found is None:
+                raise NotFound(f"{self.name} has no file {name!r}")
+            return found
         for entry in self.files():
             if entry.path == name:
                 return entry
@@ -403,9 +411,8 @@ class Artifact:
         if self.incremental:
             self._add_base(store, art)
         try:
-            result = porcelain.put(
+            result = self._put(
                 store,
-                self._source_tree(),
                 art,
                 type_=self._type,
                 aliases=[
@@ -434,6 +441,13 @@ class Artifact:
             self._tmpdir = None
         return self
 
+    def _put(self, store: Store, art: ArtifactName, **options: Any) -> PutResult:
+        """Store the draft: from scratch, or as the changes to the version it started from."""
+        if self._base is None:
+            return porcelain.put(store, self._source_tree(), art, **options)
+        base, entries = self._base
+        return porcelain.put_onto(store, base, entries, self._source_tree(), art, **options)
+
     def _add_base(self, store: Store, art: ArtifactName) -> None:
         """W&B's ``incremental=True``: the files of the latest version that this draft does
         not replace join it, so the new version is the latest plus the draft's changes."""
@@ -458,6 +472,7 @@ class Artifact:
         self._files.clear()
         self._ready.clear()
         self._dirs.clear()
+        self._base = None
 
     @classmethod
     def _from_record(cls, store: Store, record: VersionRecord) -> Artifact:
@@ -492,17 +507,22 @@ class Artifact:
             found = [e for e in found if e.path in wanted]
         return found
 
+    def _drafted(self, path: str) -> ArtifactManifestEntry | None:
+        """The manifest entry of a draft's file at ``path``, if any."""
+        source = self._files.get(path)
+        if source is not None:
+            return ArtifactManifestEntry(path, "", source.size, local_path=str(source.source))
+        entry = self._ready.get(path)
+        return (
+            None
+            if entry is None
+            else ArtifactManifestEntry(path, _hex(entry), entry.size, ref=entry.uri)
+        )
+
     def _all_files(self) -> list[ArtifactManifestEntry]:
         if self._record is None:
-            drafted = [
-                ArtifactManifestEntry(f.path, "", f.size, local_path=str(f.source))
-                for f in self._files.values()
-            ]
-            drafted += [
-                ArtifactManifestEntry(e.path, _hex(e), e.size, ref=e.uri)
-                for e in self._ready.values()
-            ]
-            return sorted(drafted, key=lambda e: e.path)
+            drafted = [self._drafted(path) for path in sorted({*self._files, *self._ready})]
+            return [e for e in drafted if e is not None]
         store = self._logged_store()
         return [
             ArtifactManifestEntry(e.path, _hex(e), e.size, ref=e.uri, _artifact=self)
@@ -623,8 +643,10 @@ class Artifact:
     def new_draft(self) -> Artifact:
         """A mutable copy of this version; logging it makes the next version and stores only
         the files that changed."""
-        draft = self._draft_named(self._logged().name)
-        draft._project = self._logged().project
+        record = self._logged()
+        draft = self._draft_named(record.name)
+        draft._project = record.project
+        draft._base = (record, {**draft._ready, **draft._dirs})
         return draft
 
     def _draft_named(self, name: str) -> Artifact:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from artfs.errors import InputError, StoreError
+from artfs.errors import Conflict, InputError, StoreError
 from artfs.names import ArtifactName, check_alias, check_name
 from artfs.store import catalog, overlay, trees
 from artfs.store.export import Diff, classify
@@ -37,21 +38,46 @@ class Changes:
     """What an upper directory changes in its base, as paths of the new version."""
 
     files: list[SourceFile] = field(default_factory=list)  # stored from the upper directory
+    ready: list[FileEntry] = field(default_factory=list)  # entries whose chunks are stored
     dirs: dict[str, FileEntry] = field(default_factory=dict)  # directories made
     removed: list[str] = field(default_factory=list)  # whited out
     grafts: dict[str, TreeId] = field(default_factory=dict)  # opaque (empty) or redirected
     markers: list[SourceFile] = field(default_factory=list)  # marker files read
 
-    @property
-    def redirects(self) -> bool:
-        return any(posixpath.basename(m.path) == overlay.REDIRECT for m in self.markers)
-
     def entries(self, stored: list[FileEntry]) -> dict[str, FileEntry | None]:
         """The changes for :func:`trees.update`, with the ``stored`` entries of ``files``."""
         found: dict[str, FileEntry | None] = dict.fromkeys(self.removed)
         found.update(self.dirs)
+        found.update((e.path, e) for e in self.ready)
         found.update((e.path, e) for e in stored)
         return found
+
+
+def draft_changes(base: Mapping[str, FileEntry], tree: SourceTree) -> Changes:
+    """What a draft holding ``tree`` changes in the version whose entries (files and
+    directories, by path) are ``base``: its files to store, the entries it took from
+    elsewhere or changed, its new directories, and what of ``base`` it no longer holds (a
+    directory removed whole is one removal). Every parent of ``tree``'s paths gets an entry
+    first, as in a commit from scratch."""
+    tree.complete_dirs(time.time_ns())
+    wanted = {e.path for e in [*tree.ready, *tree.dirs]} | {f.path for f in tree.files}
+    gone = {path for path in base if path not in wanted}
+    return Changes(
+        files=list(tree.files),
+        ready=[e for e in tree.ready if base.get(e.path) != e],
+        dirs={d.path: d for d in tree.dirs if base.get(d.path) != d},
+        removed=sorted(p for p in gone if not _below(p, gone)),
+    )
+
+
+def _below(path: str, dirs: set[str]) -> bool:
+    """Whether an ancestor of ``path`` is in ``dirs``."""
+    parent = path.rpartition("/")[0]
+    while parent:
+        if parent in dirs:
+            return True
+        parent = parent.rpartition("/")[0]
+    return False
 
 
 def changes(store: Store, base: Base, upper: Path, tree: SourceTree) -> Changes:
@@ -138,7 +164,19 @@ def commit(
         ttl_seconds=ttl_seconds,
     )
     with store.commit_lock():
+        _require_base(store, base)
         return _commit_locked(store, art, base, found, aliases, draft, progress)
+
+
+def _require_base(store: Store, base: Base) -> None:
+    """Conflict when the base's tree is gone (its version deleted, then collected by gc;
+    a staging base is kept, an SDK draft's is not)."""
+    with store.index.read() as txn:
+        if base.tree != trees.EMPTY_TREE and txn.get(Table.TREES, base.tree) is None:
+            raise Conflict(
+                f"{base.ref}, which this draft starts from, was deleted and its data removed "
+                "by gc: start the draft again from a version that exists"
+            )
 
 
 def _commit_locked(
@@ -157,7 +195,7 @@ def _commit_locked(
             stored = ingest.run(found.files)
         writer.commit()
         built = build(store, base, found.entries(stored), found.grafts)
-        result = store.commit_built(art, built, ingest, aliases, draft)
+        result = store.commit_built(art, built, ingest, found.ready, aliases, draft)
     except BaseException as exc:
         writer.abort()
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
@@ -209,7 +247,7 @@ def build(
     pages: dict[TreeId, bytes] = {}
     with store.index.read() as txn:
         stored, root = _apply(txn, pages, base, entries, grafts)
-        digest, size, files = _totals(trees.Pages(stored, trees.PageCache(256)), root)
+        digest, size, files = _totals(stored, root)
 
     def listed() -> list[FileEntry]:
         with store.index.read() as txn:
@@ -245,8 +283,8 @@ def _reader(txn: Txn, fresh: dict[TreeId, bytes]) -> Callable[[TreeId], bytes]:
     return get
 
 
-def _totals(pages: trees.Pages, root: TreeId) -> tuple[str, int, int]:
+def _totals(get: trees.Get, root: TreeId) -> tuple[str, int, int]:
     """(version digest hex, bytes, files) of the tree ``root``."""
-    listed = list(trees.file_digests(pages, root))
+    listed = list(trees.file_digests(get, root))
     digest = version_digest([(path, digest) for path, digest, _ in listed])
     return digest.hex(), sum(size for _, _, size in listed), len(listed)

@@ -511,20 +511,24 @@ class Store:
         art: ArtifactName,
         built: BuiltVersion,
         ingest: Ingest,
+        ready: list[FileEntry],
         aliases: list[str],
         draft: dict[str, Any],
     ) -> PutResult:
         """Add a version whose tree is built (its files ingested through ``ingest``, whose
-        packs are committed), as :meth:`commit` adds one: identical content is no new version,
+        packs are committed; ``ready``: the entries it took from elsewhere, whose chunks must
+        still be stored), as :meth:`commit` adds one: identical content is no new version,
         a remote-backed store publishes first. The caller holds :meth:`commit_lock`."""
         publisher = self.publisher()
+        taken = SourceTree(ready=ready)
         if publisher is not None:
             result, _ = self._commit_published(
-                publisher, SourceTree(), art, built.entries(), draft, ingest
+                publisher, taken, art, built.entries(), draft, ingest
             )
             self._publish_aliases(publisher, result, aliases)
             return result
         with self.index.write() as txn:
+            _check_ready_chunks(txn, taken, ingest.new_chunks)
             result = self._add_version(
                 txn, art, [], aliases, draft, built.tree, built.digest, built
             )

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from artfs.errors import Conflict, InputError
-from artfs.names import NAME_RE, ArtifactName
+from artfs.names import NAME_RE, ArtifactName, Ref
 from artfs.store import catalog, delta, trees
 from artfs.store.catalog import VersionRecord
 from artfs.store.export import Diff
@@ -166,10 +166,7 @@ def _commit_based(
         existing = store.artifact(art)
         type_ = existing.type if existing else "dataset"
     result = delta.commit(store, art, base, found, type_=type_, **options)
-    record = result.record
-    moved = catalog.root_tree(record)
-    assert moved is not None  # a version just committed or found identical
-    after = Base(record.artifact, record.number, moved, record.digest)
+    after = base_for(result.record)  # a version just committed, or found identical
     if found.markers:
         write_base(root(store), art, dataclasses.replace(after, markers_tree=base.redirect_tree))
         _remove_unchanged(found.markers)
@@ -315,6 +312,8 @@ def rebase(
             empty(store, art)
         ensure(store, art)
         with store.commit_lock():
+            if record is not None:  # still committed: gc cannot collect it from here on
+                record = store.resolve(Ref(record.artifact, record.version))
             return set_base(store, art, record)
     finally:
         os.close(lock_fd)
@@ -365,12 +364,17 @@ def set_base(store: Store, art: ArtifactName, record: VersionRecord | None) -> B
     if record is None:
         write_base(root(store), art, None)
         return None
+    base = base_for(record)
+    write_base(root(store), art, base)
+    return base
+
+
+def base_for(record: VersionRecord) -> Base:
+    """The base naming version ``record``; InputError for a deleted version."""
     tree = catalog.root_tree(record)
     if tree is None:
         raise InputError(f"{record.ref} is deleted: base the staging on a committed version")
-    base = Base(record.artifact, record.number, tree, record.digest)
-    write_base(root(store), art, base)
-    return base
+    return Base(record.artifact, record.number, tree, record.digest)
 
 
 def _base_tree(base: Base, source: Source) -> TreeId:

@@ -139,6 +139,7 @@ _HEAD = struct.Struct("<BIQq")  # flags, mode, size, mtime_ns
 _CHUNK = struct.Struct("<32sI")
 _COUNT = struct.Struct("<I")
 _ITEM = struct.Struct("<HI")  # name length, body length
+_SIZE = struct.Struct("<Q")
 
 
 def encode_entry(entry: FileEntry, subtree: TreeId | None = None) -> bytes:
@@ -505,18 +506,30 @@ def walk(pages: Pages, root: TreeId, directory: str = "") -> Iterator[FileEntry]
             stack.append((entry.path, items(pages, subtree)))
 
 
-def file_digests(pages: Pages, root: TreeId) -> Iterator[tuple[bytes, bytes, int]]:
+def file_digests(get: Get, root: TreeId) -> Iterator[tuple[bytes, bytes, int]]:
     """(encoded path, file digest, size) of every file below ``root``, in no set order: what a
-    version digest needs, read from the page bodies without decoding whole entries."""
-    size_of = struct.Struct("<Q").unpack_from
-    stack = [(b"", root)]
-    while stack:
-        prefix, tree = stack.pop()
-        for key, body in items(pages, tree):
-            if body[0] & _KIND == Kind.DIR:
-                stack.append((prefix + key + b"/", TreeId(body[_HEAD.size : _HEAD.size + 32])))
+    version digest needs. Reads each page once through ``get`` and slices the fields out of
+    the raw bytes (decoding pages and entries cost 4x as much at 100,000 files)."""
+    head, size_at = _ITEM.unpack_from, _SIZE.unpack_from
+    at, directory = _HEAD.size, int(Kind.DIR)  # a body's digest or subtree id follows its head
+    todo = [(b"", root)]
+    while todo:
+        prefix, page_id = todo.pop()
+        data = EMPTY_PAGE if page_id == EMPTY_TREE else get(page_id)
+        count, pos = _read_varint(data, 2)
+        below = []  # pushed in reverse: pages and subdirectories come off in name order
+        for _ in range(count):
+            key_length, body_length = head(data, pos)
+            key = data[pos + 6 : pos + 6 + key_length]
+            body = pos + 6 + key_length
+            pos = body + body_length
+            if data[1]:  # an index page
+                below.append((prefix, TreeId(data[body : body + 32])))
+            elif data[body] & _KIND == directory:
+                below.append((prefix + key + b"/", TreeId(data[body + at : body + at + 32])))
             else:
-                yield prefix + key, body[_HEAD.size : _HEAD.size + 32], size_of(body, 5)[0]
+                yield prefix + key, data[body + at : body + at + 32], size_at(data, body + 5)[0]
+        todo.extend(reversed(below))
 
 
 def reachable(pages: Pages, root: TreeId, seen: set[TreeId]) -> Iterator[FileEntry]:
