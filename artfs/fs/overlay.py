@@ -12,6 +12,7 @@ import errno
 import itertools
 import os
 import stat
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -168,7 +169,9 @@ class CopyOnWrite:
             else:
                 pieces = self.store.iter_file(entry)
         temp = f"{staging.MARKER_PREFIX}.copy-up.{os.getpid()}.{next(_COPIES)}"
-        self.backing.put_file(rel, pieces, entry.mode, entry.mtime_ns, temp)
+        # Emptied for a truncation: a non-empty file truncated takes the time of the change.
+        mtime = time.time_ns() if empty and entry.size else entry.mtime_ns
+        self.backing.put_file(rel, pieces, entry.mode, mtime, temp)
 
     def check_deletable(self, rel: str) -> None:
         """ENAMETOOLONG, before anything changes, for a base entry whose whiteout's name

@@ -625,6 +625,8 @@ def _rename_merged(cow: CopyOnWrite, old: str, new: str, *, noreplace: bool) -> 
     elif src_dir:
         assert src_entry is not None
         shown = base_path(cow.store, cow.art, old)
+        if tgt_st is not None:
+            cow.backing.rmdir(new)  # an empty directory (markers cleared) it replaces
         cow.backing.mkdir(new, src_entry.mode, None)
         cow.marker(new, staging.REDIRECT, manifest.encode_path(shown or old))
     else:

@@ -248,3 +248,23 @@ def test_a_base_name_too_long_for_its_whiteout_is_refused_unchanged(
     assert view(root) == {long: b"long", "ok": b"ok"}
     (root / long).write_bytes(b"rewritten")  # a copy-up needs no whiteout
     assert (root / long).read_bytes() == b"rewritten"
+
+
+def test_a_base_directory_renamed_over_an_empty_directory(based: Mount) -> None:
+    root = staged(based)
+    os.mkdir(root / "empty")
+    (root / "empty/tmp").write_bytes(b"t")
+    os.unlink(root / "empty/tmp")
+    os.unlink(root / "e/w.txt")  # e: a base directory emptied by a whiteout
+    os.rename(root / "d", root / "empty")
+    os.rename(root / "empty", root / "e")
+    assert sorted(os.listdir(root / "e")) == ["sub", "x.txt", "y.txt"]
+    assert (root / "e/sub/z.txt").read_bytes() == BASE_FILES["d/sub/z.txt"]
+    assert sorted(os.listdir(root)) == ["a.txt", "e"]
+    assert commit(based)["ref"] == "proj/data:v1"
+    assert version_files(based.home, "proj/data:v1") == {
+        "a.txt": BASE_FILES["a.txt"],
+        "e/x.txt": BASE_FILES["d/x.txt"],
+        "e/y.txt": BASE_FILES["d/y.txt"],
+        "e/sub/z.txt": BASE_FILES["d/sub/z.txt"],
+    }
