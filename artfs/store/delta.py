@@ -86,6 +86,8 @@ def changes(store: Store, base: Base, upper: Path, tree: SourceTree) -> Changes:
     found = Changes()
     for source in tree.files:
         name = posixpath.basename(source.path)
+        if name.startswith(overlay.COPY_UP):
+            continue  # the mount's copy-up in progress (or left by a crash): not a change
         (found.markers if overlay.is_reserved(name) else found.files).append(source)
     with store.index.read() as txn:
         _directories(txn, base, upper, tree.dirs, found)

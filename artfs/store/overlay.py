@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,10 @@ from artfs.store.hashing import TreeId
 MARKER_PREFIX = ".artfs-wh."
 OPAQUE = MARKER_PREFIX + ".opaque"
 REDIRECT = MARKER_PREFIX + ".redirect"
+# The mount writes a copy-up to ``COPY_UP<pid>.<n>`` and renames it into place; a crash may
+# leave one behind. Never read as a whiteout, never committed, never removed by a commit (one
+# may be in the middle of a rename).
+COPY_UP = MARKER_PREFIX + ".copy-up."
 BASES_DIR = ".bases"
 STAGING_DIR = "staging"  # below the store's home: one directory per project, then artifact
 
@@ -50,9 +55,9 @@ def whiteout_name(name: str) -> str:
 
 
 def whited_out(marker: str) -> str | None:
-    """The base name a marker deletes; None for the opaque and redirect markers and for a
-    name that is no marker."""
-    if not is_reserved(marker) or marker in (OPAQUE, REDIRECT):
+    """The base name a marker deletes; None for the opaque and redirect markers, the mount's
+    copy-up temporaries and a name that is no marker."""
+    if not is_reserved(marker) or marker in (OPAQUE, REDIRECT) or marker.startswith(COPY_UP):
         return None
     return marker[len(MARKER_PREFIX) :]
 
@@ -212,11 +217,29 @@ def is_opaque(upper_dir: Path) -> bool:
 
 
 def redirect_of(upper_dir: Path) -> str | None:
-    """The base path a redirected directory shows; None when it has no redirect marker."""
+    """The base path a redirected directory shows; None when it has no redirect marker (or
+    ``upper_dir`` is no real directory: symlinks are never followed)."""
+    if not _real_dir(upper_dir):
+        return None
     try:
-        return (upper_dir / REDIRECT).read_bytes().decode("utf-8", "surrogateescape").strip("/")
+        fd = os.open(upper_dir / REDIRECT, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    try:
+        data = b""
+        while block := os.read(fd, 1 << 16):
+            data += block
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", "surrogateescape").strip("/")
+
+
+def _real_dir(path: Path) -> bool:
+    """Whether ``path`` is a directory itself, not a symlink to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 # --- resolution -------------------------------------------------------------------------------
@@ -242,7 +265,8 @@ def dir_source(upper: Path, parent: Source, name: str) -> Source:
     target = redirect_of(child)
     if target is not None:
         return Source(target, redirected=True)
-    if is_opaque(child) or has_whiteout(upper, name) or parent.path is None:
+    opaque = _real_dir(child) and is_opaque(child)
+    if opaque or has_whiteout(upper, name) or parent.path is None:
         return NO_BASE
     return Source(f"{parent.path}/{name}" if parent.path else name, parent.redirected)
 
@@ -252,11 +276,12 @@ def root_source(upper_root: Path) -> Source:
 
 
 def resolve(upper_root: Path, path: str) -> tuple[Source, Path] | None:
-    """The source and upper directory of staging directory ``path`` ('' is the root); None
-    when an ancestor is a file of the upper directory (the path is no directory there)."""
+    """The source and upper directory of staging path ``path`` ('' is the root); None when
+    the upper directory holds something other than a directory at ``path`` or above it (a
+    file or a symlink: nothing of the base shows there; symlinks are never followed)."""
     source, upper = root_source(upper_root), upper_root
     for name in path.split("/") if path else []:
-        if os.path.isfile(upper / name):
+        if os.path.lexists(upper / name) and not _real_dir(upper / name):
             return None
         source, upper = dir_source(upper, source, name), upper / name
     return source, upper

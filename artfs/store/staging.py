@@ -22,6 +22,12 @@ stored. Rules:
   the backing directory inside ``ARTFS_HOME``;
 - each file is read through a descriptor checked to be the very file scanned, so swapping a
   path for a symlink to elsewhere after the scan cannot pull that file into a version.
+
+A staging may be *based* on a version (:func:`set_base`, :func:`rebase`; the format is
+:mod:`artfs.store.overlay`): the directory then holds only what changed against it, the mount
+shows the base through it (:func:`base_entry`, :func:`base_listing`), and a commit stores the
+changes alone (:mod:`artfs.store.delta`), then bases the staging on the version it made.
+Without a base everything above holds unchanged.
 """
 
 from __future__ import annotations
@@ -38,13 +44,14 @@ from typing import Any
 
 from artfs.errors import Conflict, InputError
 from artfs.names import NAME_RE, ArtifactName, Ref
-from artfs.store import catalog, delta, trees
+from artfs.store import catalog, delta, overlay, trees
 from artfs.store.catalog import VersionRecord
 from artfs.store.export import Diff
 from artfs.store.hashing import TreeId
 from artfs.store.ingest import SourceFile, scan
 from artfs.store.manifest import FileEntry, decode_path, encode_path
 from artfs.store.overlay import BASES_DIR as BASES_DIR
+from artfs.store.overlay import COPY_UP as COPY_UP
 from artfs.store.overlay import MARKER_PREFIX as MARKER_PREFIX
 from artfs.store.overlay import OPAQUE as OPAQUE
 from artfs.store.overlay import REDIRECT as REDIRECT
@@ -375,6 +382,22 @@ def base_for(record: VersionRecord) -> Base:
     if tree is None:
         raise InputError(f"{record.ref} is deleted: base the staging on a committed version")
     return Base(record.artifact, record.number, tree, record.digest)
+
+
+def record_path(store: Store, art: ArtifactName) -> Path:
+    """The file holding the base record of ``art``'s staging (replaced atomically: a reader
+    may cache the record by this file's stat)."""
+    return overlay.record_path(root(store), art)
+
+
+def base_path(store: Store, art: ArtifactName, path: str) -> str | None:
+    """The path in the base whose entry the staging path ``path`` shows (it differs from
+    ``path`` below a redirected directory); None when the upper directory holds something
+    else there, or the base is hidden there (whited out, opaque). Whether the base has an
+    entry at that path is not checked. Redirected paths name an entry of
+    ``Base.redirect_tree`` (the base's tree but between a commit's two steps)."""
+    found = resolve(_upper_root(store, art), path)
+    return None if found is None else found[0].path
 
 
 def _base_tree(base: Base, source: Source) -> TreeId:

@@ -30,6 +30,7 @@ from artfs.store.hashing import file_digest
 from artfs.store.ingest import scan
 from artfs.store.verify import verify
 from tests.helpers import ARTFS, make_tree, packs_bytes, random_bytes
+from tests.store.stagingutil import shown
 
 ART = ArtifactName("proj", "data")
 CLI_ENV = {k: v for k, v in os.environ.items() if not k.startswith("ARTFS_")}
@@ -72,27 +73,6 @@ def _write_changes(upper: Path, round_: int) -> None:
     staging.make_opaque(upper / "scratch")
 
 
-def _shown(store: Store, upper: Path, directory: str = "") -> Content:
-    """What staging shows below ``directory``: upper files hashed, base files by digest."""
-    found: Content = {}
-    here = upper / directory
-    names = [] if not here.is_dir() else sorted(os.listdir(here))
-    for name in names:
-        if staging.is_reserved(name):
-            continue
-        path = f"{directory}/{name}" if directory else name
-        if (here / name).is_dir():
-            found |= _shown(store, upper, path)
-        else:
-            found[path] = bytes(file_digest((here / name).read_bytes()))
-    for entry in staging.base_listing(store, ART, directory):
-        if entry.is_dir:
-            found |= _shown(store, upper, entry.path)
-        else:
-            found[entry.path] = bytes(entry.digest)
-    return found
-
-
 def _check(home: Path, rounds: dict[int, Content], round_: int) -> int:
     """Whole versions only, staging coherent; returns the number of versions."""
     with Store.open(home) as store:
@@ -103,7 +83,7 @@ def _check(home: Path, rounds: dict[int, Content], round_: int) -> int:
             content = tuple(sorted((e.path, bytes(e.digest)) for e in store.files(record)))
             assert content in known, f"{record.ref} is no round's content"
         upper = staging.path(store, ART)
-        assert _shown(store, upper) == rounds[round_], "staging does not show this round"
+        assert shown(store, ART, upper) == rounds[round_], "staging does not show this round"
         return len(listed)
 
 

@@ -124,6 +124,17 @@ def test_redirect_renames_a_directory_in_one_graft(store: Store, tmp_path: Path)
     _expect(store, tmp_path, nxt.record, {k: v for k, v in expected.items() if k != "r/sub/z.txt"})
 
 
+def test_copy_up_temporaries_are_neither_changes_nor_removed(store: Store, tmp_path: Path) -> None:
+    upper = _based(store, tmp_path)
+    (upper / "d").mkdir()
+    temp = upper / "d" / f"{staging.COPY_UP}123.1"
+    temp.write_text("half a copy")
+    (upper / "d" / "x.txt").write_text("X2")
+    result = staging.commit(store, ART)
+    _expect(store, tmp_path, result.record, BASE | {"d/x.txt": b"X2"})
+    assert _upper_left(upper) == ["d", f"d/{temp.name}"]
+
+
 def test_identical_content_is_no_new_version(store: Store, tmp_path: Path) -> None:
     upper = _based(store, tmp_path)
     result = staging.commit(store, ART)  # nothing written: the base itself

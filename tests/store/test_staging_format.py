@@ -127,3 +127,23 @@ def test_a_deleted_version_cannot_become_a_base(store: Store, tmp_path: Path) ->
     record = store.delete_version(Ref(ART, "v0"))
     with pytest.raises(Exception, match="deleted"):
         staging.set_base(store, ART, record)
+
+
+def test_base_path_follows_redirects_and_never_symlinks(store: Store, tmp_path: Path) -> None:
+    upper = _base(store, tmp_path)
+    assert staging.base_path(store, ART, "d/sub/z.txt") == "d/sub/z.txt"
+    (upper / "r").mkdir()
+    staging.set_redirect(upper / "r", "/d/")
+    staging.add_whiteout(upper, "d")
+    assert staging.base_path(store, ART, "r/sub/z.txt") == "d/sub/z.txt"
+    assert staging.base_path(store, ART, "r") == "d"
+    assert staging.base_path(store, ART, "d/x.txt") is None
+    # A symlink in the upper directory to a directory that holds markers: not followed.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    staging.make_opaque(elsewhere)
+    staging.set_redirect(elsewhere, "e")
+    os.symlink(elsewhere, upper / "link")
+    assert staging.base_path(store, ART, "link") is None  # a symlink shows no base
+    assert staging.base_listing(store, ART, "link") == []
+    assert staging.record_path(store, ART).name == "proj--data.json"
