@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from artfs.fs.backing import Backing, join
 from artfs.fs.reader import ChunkCache, FileReader
 from artfs.names import ArtifactName
-from artfs.store import manifest, overlay, staging
+from artfs.store import manifest, staging
 from artfs.store.manifest import ChunkRef, FileEntry
 from artfs.store.repository import PinnedChunks, Store
 
@@ -50,22 +50,16 @@ class BaseCache:
 
     def _signature(self, art: ArtifactName) -> _Signature:
         try:
-            st = os.stat(overlay.record_path(staging.root(self.store), art))
+            st = os.stat(staging.record_path(self.store, art))
         except FileNotFoundError:
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def base_path(store: Store, art: ArtifactName, rel: str) -> str | None:
-    """The path in the base that staging path ``rel`` shows (differs from ``rel`` below a
-    renamed directory); None when no base directory is shown there. Local stand-in until
-    artfs.store.staging offers it (requested in the spec)."""
-    parent, _, name = rel.rpartition("/")
-    found = overlay.resolve(staging.path(store, art), parent)
-    if found is None or found[0].path is None:
-        return None
-    source = found[0].path
-    return f"{source}/{name}" if source else name
+    """The path in the base that staging path ``rel`` shows (it differs from ``rel`` below a
+    renamed directory); None when no base entry is shown there."""
+    return staging.base_path(store, art, rel)
 
 
 @dataclass(frozen=True, slots=True)
