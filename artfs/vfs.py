@@ -30,20 +30,18 @@ from __future__ import annotations
 
 import enum
 import errno
-import fcntl
 import hashlib
 import json
 import os
 import stat
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NewType
 
-from artfs import staging_vfs
 from artfs.errors import ArtfsError, CorruptData, InvalidName, NotFound
+from artfs.fs.backing import AttrChange, BadRequest, CrossDevice, ReadOnly, join
 from artfs.fs.listings import Listing, ListingCache, ListingKey
 from artfs.fs.reader import (
     DEFAULT_CACHE_BYTES,
@@ -53,31 +51,24 @@ from artfs.fs.reader import (
     FileReader,
     ReadBuffer,
 )
-from artfs.lineage import Lineage, check_run_id
-from artfs.names import ArtifactName, check_name, parse_version
-from artfs.staging_vfs import (
+from artfs.fs.staging import StagedStat, StagingView, checked_name
+from artfs.fs.staging_files import (
+    BASE_FILE,
     CONTROL_FILE,
     REGISTER_FILE,
-    STAGED_FH_BASE,
     STAGED_TIMEOUT,
     STORE_FILE,
-    AttrChange,
-    Backing,
-    BackingFile,
-    BadRequest,
-    CommitFailed,
+    BaseRequest,
     CommitRequest,
-    ControlFile,
-    CrossDevice,
-    RegisterFile,
-    StagedPaths,
 )
+from artfs.lineage import Lineage
+from artfs.names import ArtifactName, check_name, parse_version
 from artfs.store import catalog, manifest, staging
 from artfs.store.catalog import COMMITTED, VersionRecord
 from artfs.store.index import Table, Txn
 from artfs.store.manifest import ChunkRef, FileEntry
 from artfs.store.repository import PinnedChunks, PutResult, Store
-from artfs.usage import UsageRecorder, proc_stat
+from artfs.usage import UsageRecorder
 
 Inode = NewType("Inode", int)
 FileHandle = NewType("FileHandle", int)
@@ -92,10 +83,6 @@ BLOCK_SIZE = 128 << 10
 STAGING = "staging"
 XATTR_PREFIX = "user.artfs."
 _XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
-
-
-class ReadOnly(ArtfsError):
-    """A write, create, rename, unlink or chmod on a read-only node (EROFS)."""
 
 
 class NoAttribute(NotFound):
@@ -221,13 +208,6 @@ class DirEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class ConstantFile:
-    """An open read-only virtual file whose bytes never change (``MNT/.artfs-store``)."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class StatFs:
     """What ``statfs`` (``df``) shows for the whole mount: the figures of the filesystem that
     holds the store, where staged files are written and versions are stored."""
@@ -243,14 +223,11 @@ class StatFs:
     name_max: int
 
 
-# A handle at or above STAGED_FH_BASE: a staged file, or one of the virtual files.
-_OtherFile = BackingFile | ControlFile | RegisterFile | ConstantFile
-
-
 @dataclass
 class _DirHandle:
     node: Node
     listing: Listing | None = None  # a version directory's, once read
+    staged: list[tuple[str, Node, Attr]] | None = None  # a staged directory's, from offset 0
 
 
 # --- the tree ---------------------------------------------------------------------------------
@@ -272,15 +249,8 @@ class Vfs:
         self._pins: dict[FileHandle, PinnedChunks] = {}
         self._dirs: dict[FileHandle, _DirHandle] = {}
         self._next_handle = 1
-        # Staging (see artfs.staging_vfs): staged inodes, open staged/virtual files, and the
-        # last commit result per (artifact, session) and per artifact.
-        self.recorder: UsageRecorder | None = None
-        self._staged_paths = StagedPaths()
-        self._staged_files: dict[FileHandle, _OtherFile] = {}
-        self._staged_open: dict[Inode, set[FileHandle]] = {}
-        self._next_staged_handle = STAGED_FH_BASE
-        self._results: OrderedDict[tuple[str, str, int | None], bytes] = OrderedDict()
-        self._owner_is_root = os.geteuid() == 0
+        # Staging (artfs.fs.staging): staged inodes, open staged and virtual files, commits.
+        self.staging = StagingView(store, cache, relocate=self._relocate)
 
     @classmethod
     def create(
@@ -316,7 +286,7 @@ class Vfs:
             node.lookups = 0  # a version's listing keeps the node: it may be taken up again
             del self._nodes[Inode(ino)]
             if node.fixed_ino:
-                self._staged_paths.forget(_art_key(node), node.fixed_ino, node.key.path)
+                self.staging.forget(node.artifact, node.fixed_ino, node.key.path)
 
     @property
     def node_count(self) -> int:
@@ -437,14 +407,15 @@ class Vfs:
                 return Node(NodeKey(Kind.REGISTER))
             if name == STORE_FILE:
                 return Node(NodeKey(Kind.STORE))
-            if txn.get(Table.PROJECTS, name.encode()) is None and not self._staged_project(name):
+            known = txn.get(Table.PROJECTS, name.encode()) is not None
+            if not known and not self.staging.has_project(name):
                 return None
             return Node(NodeKey(Kind.PROJECT, name))
         if key.kind is Kind.PROJECT:
             art = _artifact_or_none(key.project, name)
             if art is None:
                 return None
-            if catalog.get_artifact(txn, art) is None and not self._backing(art).exists():
+            if catalog.get_artifact(txn, art) is None and not self.staging.backing(art).exists():
                 return None
             return Node(NodeKey(Kind.ARTIFACT, key.project, name))
         if key.kind in STAGING_KINDS:
@@ -482,7 +453,7 @@ class Vfs:
     def readlink(self, ino: int) -> bytes:
         node = self.node(ino)
         if node.key.kind is Kind.STAGED:
-            return self._backing(node.artifact).readlink(node.key.path)
+            return self.staging.readlink(node.artifact, node.key.path)
         if node.key.kind is not Kind.ALIAS:
             raise NotASymlink("not a symbolic link")
         with self.store.index.read() as txn:
@@ -527,6 +498,9 @@ class Vfs:
         node = handle.node
         if node.key.kind is Kind.VERSION or node.key.kind is Kind.ENTRY:
             yield from self._version_entries(handle, start_id)
+            return
+        if node.key.kind in STAGING_KINDS:
+            yield from self._staged_entries(handle, start_id)
             return
         with self.store.index.read() as txn:
             children = self._small_listing(txn, node)
@@ -645,9 +619,7 @@ class Vfs:
         if node.key.kind in (Kind.STAGED, Kind.CONTROL, Kind.REGISTER):
             return self.open_other(node, flags, pid)
         if node.key.kind is Kind.STORE:
-            if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
-                raise ReadOnly(f"{STORE_FILE} is read-only")
-            return self._new_staged_handle(ConstantFile(self._store_file()))
+            return FileHandle(self.staging.open_constant(self._store_file(), flags))
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT):
             raise ReadOnly("versions are read-only")
         if node.key.kind is not Kind.ENTRY or node.entry is None:
@@ -735,7 +707,7 @@ class Vfs:
         """A read-only handle on the verified local copy of a reference file (the caller
         fetched it off the event loop with ``Store.reference_copy``)."""
         node = self.node(ino)
-        fh = self._new_staged_handle(BackingFile(os.open(copy, os.O_RDONLY | os.O_CLOEXEC), False))
+        fh = FileHandle(self.staging.open_copy(copy))
         if node.record is not None:
             self._record_open(node, pid)
         return fh
@@ -837,66 +809,55 @@ class Vfs:
         except OSError:
             return False
 
-    # --- staging: a passthrough to the backing directories (artfs.staging_vfs) -------------
+    # --- staging: handed over to artfs.fs.staging by artifact and path --------------------
 
-    def _backing(self, art: ArtifactName) -> Backing:
-        return Backing(staging.path(self.store, art))
+    @property
+    def recorder(self) -> UsageRecorder | None:
+        """Where usage and run registrations go (None: no lineage); staging shares it."""
+        return self.staging.recorder
 
-    def _staged_project(self, project: str) -> bool:
-        return _valid(project) and (staging.root(self.store) / project).is_dir()
+    @recorder.setter
+    def recorder(self, recorder: UsageRecorder | None) -> None:
+        self.staging.recorder = recorder
 
-    def _owner(self, uid: int, gid: int) -> tuple[int, int] | None:
-        # Only a daemon running as root can give new files to the caller; otherwise they are
-        # the daemon user's, as on any FUSE filesystem mounted by a user.
-        return (uid, gid) if self._owner_is_root else None
+    def _relocate(self, ino: int, rel: str) -> None:
+        """A held staged node is now reached by path ``rel`` (a rename, or the name of a
+        hard-linked file it was reached by went)."""
+        node = self._nodes.get(Inode(ino))
+        if node is not None:
+            node.key = replace(node.key, path=rel)
 
-    def _staged_node(self, parent: Node, rel: str, st: os.stat_result | None = None) -> Node:
-        identity = None if st is None else staging_vfs.identity_of(st)
-        ino = self._staged_paths.inode(_art_key(parent), rel, identity)
+    def _staged_node(self, parent: Node, rel: str, ino: int | None = None) -> Node:
+        """The node of staged path ``rel`` (``ino``: its number, if known)."""
+        if ino is None:
+            ino = self.staging.inode(parent.artifact, rel)
         held = self._nodes.get(Inode(ino))
         if held is not None:
             return held
         key = NodeKey(Kind.STAGED, parent.key.project, parent.key.name, path=rel)
         return Node(key, fixed_ino=ino)
 
-    def _staged_stat(self, node: Node) -> os.stat_result | None:
-        for fh in self._staged_open.get(node.ino, ()):
-            handle = self._staged_files.get(fh)
-            if isinstance(handle, BackingFile):
-                return os.fstat(handle.fd)  # still right after an unlink or a rename
-        try:
-            return self._backing(node.artifact).lstat(node.key.path)
-        except (FileNotFoundError, NotADirectoryError):
-            if node.key.kind is Kind.STAGING:
-                return None  # no backing directory yet: an empty staging
-            raise NotFound(f"{node.key.path} does not exist in staging") from None
-
     def _staged_attr(self, node: Node) -> Attr:
-        st = self._staged_stat(node)
-        if st is None:
-            return Attr(
-                node.ino,
-                stat.S_IFDIR | 0o755,
-                2,
-                0,
-                self.started_ns,
-                self.uid,
-                self.gid,
-                STAGED_TIMEOUT,
-            )
+        found = self.staging.stat(node.artifact, node.key.path, node.ino)
+        if found is None:
+            mode, nlink, mtime = stat.S_IFDIR | 0o755, 2, self.started_ns
+            return Attr(node.ino, mode, nlink, 0, mtime, self.uid, self.gid, STAGED_TIMEOUT)
+        return self._attr_of(node, found)
+
+    def _attr_of(self, node: Node, found: StagedStat) -> Attr:
         return Attr(
             node.ino,
-            st.st_mode,
-            st.st_nlink,
-            st.st_size,
-            st.st_mtime_ns,
-            st.st_uid,
-            st.st_gid,
+            found.mode,
+            found.nlink,
+            found.size,
+            found.mtime_ns,
+            found.uid,
+            found.gid,
             STAGED_TIMEOUT,
-            st.st_atime_ns,
-            st.st_ctime_ns,
-            st.st_blocks,
-            st.st_rdev,
+            found.atime_ns,
+            found.ctime_ns,
+            found.blocks_512,
+            found.rdev,
         )
 
     def _control_attr(self, node: Node) -> Attr:
@@ -907,21 +868,34 @@ class Vfs:
     def _staged_child(self, node: Node, name: str) -> Node | None:
         if node.key.kind is Kind.STAGING and name == CONTROL_FILE:
             return Node(NodeKey(Kind.CONTROL, node.key.project, node.key.name))
-        rel = staging_vfs.join(node.key.path, name)
-        try:
-            st = self._backing(node.artifact).lstat(rel)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        return self._staged_node(node, rel, st)
+        if node.key.kind is Kind.STAGING and name == BASE_FILE:
+            return Node(NodeKey(Kind.CONTROL, node.key.project, node.key.name, alias=BASE_FILE))
+        rel = join(node.key.path, name)
+        ino = self.staging.child(node.artifact, rel)
+        return None if ino is None else self._staged_node(node, rel, ino)
 
     def _staged_listing(self, node: Node) -> list[tuple[str, Node]]:
+        return [(name, child) for name, child, _ in self._staged_attrs(node)]
+
+    def _staged_attrs(self, node: Node) -> list[tuple[str, Node, Attr]]:
+        """(name, node, attributes) of every entry of a staged directory, in name order."""
         if node.key.kind not in STAGING_KINDS:
             return []
-        entries = self._backing(node.artifact).listdir(node.key.path)
-        return [
-            (name, self._staged_node(node, staging_vfs.join(node.key.path, name), st))
-            for name, st in entries
-        ]
+        found = []
+        for name, ino, st in self.staging.listing(node.artifact, node.key.path):
+            child = self._staged_node(node, join(node.key.path, name), ino)
+            found.append((name, child, self._attr_of(child, st)))
+        return found
+
+    def _staged_entries(self, handle: _DirHandle, start_id: int) -> Iterator[DirEntry]:
+        """A staged directory's entries after ``start_id``: listed once per pass (a base
+        directory of a based staging may be large), from a listing made at offset 0."""
+        if handle.staged is None or start_id == 0:
+            handle.staged = self._staged_attrs(handle.node)
+        listed = handle.staged
+        for position in range(start_id, len(listed)):
+            name, child, attr = listed[position]
+            yield DirEntry(manifest.encode_path(name), attr, position + 1, child)
 
     def _staged_dir(self, ino: int) -> Node:
         node = self.node(ino)
@@ -929,186 +903,101 @@ class Vfs:
             raise ReadOnly("only staging directories can be written")
         return node
 
-    def _new_staged_handle(self, handle: _OtherFile) -> FileHandle:
-        fh = FileHandle(self._next_staged_handle)
-        self._next_staged_handle += 1
-        self._staged_files[fh] = handle
-        return fh
+    def _new_rel(self, parent: Node, name: bytes) -> str:
+        """The staged path of a new entry ``name`` of ``parent`` (a name one may create)."""
+        text = checked_name(name)
+        if _is_control(parent, text):
+            raise FileExistsError(errno.EEXIST, f"{text} is reserved")
+        return join(parent.key.path, text)
 
     def open_other(self, node: Node, flags: int, pid: int) -> FileHandle:
         """Open a staged file (writers hold a shared flock) or a virtual control file."""
-        writable = staging_vfs.opened_for_writing(flags)
         key = node.key
         if key.kind is Kind.REGISTER:
-            return self._new_staged_handle(RegisterFile(pid))
+            return FileHandle(self.staging.open_register(pid))
+        if key.kind is Kind.CONTROL and key.alias == BASE_FILE:
+            return FileHandle(self.staging.open_base_control(node.artifact, flags))
         if key.kind is Kind.CONTROL:
-            found = proc_stat(pid) if pid else None
-            run_id = None
-            if writable and pid and self.recorder is not None:
-                run_id = self.recorder.run_for(pid, key.project)
-            control = ControlFile(
-                key.project,
-                key.name,
-                pid,
-                found.session if found else None,
-                writable,
-                run_id=run_id,
-            )
-            return self._new_staged_handle(control)
-        try:
-            fd = self._backing(node.artifact).open(key.path, flags)
-        except FileNotFoundError:
-            # Removed behind the kernel's back (a commit by the CLI emptied staging): ESTALE
-            # makes the kernel look the name up again and retry, so `echo > f` creates anew.
-            raise OSError(errno.ESTALE, f"{key.path} is no longer in staging") from None
-        if writable:
-            fcntl.flock(fd, fcntl.LOCK_SH)  # a commit probing with LOCK_EX now refuses
-        fh = self._new_staged_handle(BackingFile(fd, writable))
-        self._staged_open.setdefault(node.ino, set()).add(fh)
-        return fh
+            return FileHandle(self.staging.open_control(node.artifact, flags, pid))
+        fh = self.staging.open(node.artifact, key.path, node.ino, flags)
+        read = self.staging.base_read(fh)
+        if read is not None and pid and self.recorder is not None:
+            # A base file is a version's file: its read is recorded like one.
+            art, number = read.base.artifact, read.base.version
+            entry = NodeKey(Kind.ENTRY, art.project, art.name, number, path=read.path)
+            version = catalog.version_key(art, number)
+            self.recorder.opened(pid, art.project, version, entry.inode().to_bytes(8, "big"))
+        return FileHandle(fh)
+
+    def copy_up_due(self, ino: int, flags: int) -> bool:
+        """Whether opening ``ino`` with ``flags`` copies a base file up (see
+        :meth:`copy_up`, which the daemon runs in a worker thread first)."""
+        node = self.node(ino)
+        if node.key.kind is not Kind.STAGED:
+            return False
+        return self.staging.copy_up_due(node.artifact, node.key.path, flags)
+
+    def copy_up(self, ino: int) -> None:
+        """Copy the base file ``ino`` up into the upper directory (blocking)."""
+        node = self.node(ino)
+        self.staging.copy_up(node.artifact, node.key.path)
+
+    def base_reader(self, fh: int) -> FileReader | None:
+        """The reader of a base file open through staging (read like a version's file)."""
+        read = self.staging.base_read(fh)
+        return None if read is None else read.reader
 
     def caching(self, fh: int) -> tuple[bool, bool]:
         """(keep_cache, direct_io) for a handle: version files keep the page cache, staged
         files do not, virtual files bypass it."""
-        handle = self._staged_files.get(FileHandle(fh))
-        if handle is None:
-            return True, False
-        return False, not isinstance(handle, BackingFile)
-
-    def _other(self, fh: int) -> _OtherFile:
-        found = self._staged_files.get(FileHandle(fh))
-        if found is None:
-            raise NotFound(f"file handle {fh} is not open")
-        return found
+        found = self.staging.caching(fh)
+        return (True, False) if found is None else found
 
     def read_other(self, fh: int, offset: int, size: int) -> bytes:
-        handle = self._other(fh)
-        if isinstance(handle, BackingFile):
-            return os.pread(handle.fd, size, offset)
-        if isinstance(handle, ControlFile):
-            result = self._results.get((handle.project, handle.name, handle.session))
-            if result is None:
-                result = self._results.get((handle.project, handle.name, None), b"")
-            return result[offset : offset + size]
-        if isinstance(handle, ConstantFile):
-            return handle.data[offset : offset + size]
-        return b""
+        return self.staging.read(fh, offset, size)
 
     def write(self, fh: int, offset: int, data: bytes) -> int:
-        handle = self._other(fh)
-        if isinstance(handle, BackingFile):
-            return os.pwrite(handle.fd, data, offset)
-        if isinstance(handle, ControlFile):
-            if not handle.writable:
-                raise BadRequest(f"{CONTROL_FILE} is not open for writing")
-            return handle.write(offset, data)
-        if isinstance(handle, ConstantFile):
-            raise ReadOnly(f"{STORE_FILE} is read-only")
-        if len(handle.data) + len(data) > 4096:
-            raise BadRequest(f"{REGISTER_FILE}: write one run id")
-        handle.data += data
-        if handle.complete():
-            self._register(handle)
-        return len(data)
+        return self.staging.write(fh, offset, data)
 
-    def _register(self, handle: RegisterFile) -> None:
-        run_id = handle.run_id()
-        handle.data.clear()
-        try:
-            check_run_id(run_id)
-        except NotFound as exc:
-            raise BadRequest(str(exc)) from None
-        if self.recorder is not None:
-            self.recorder.register(handle.pid, run_id)
-
-    def commit_due(self, fh: int) -> CommitRequest | None:
+    def commit_due(self, fh: int) -> CommitRequest | BaseRequest | None:
         """After a write: the commit the control file now asks for, which the caller must run
         (:meth:`commit_control`) before answering the write. Committing on the write that
         completes the options, not on close, lets the daemon leave FLUSH unimplemented, so the
         kernel stops sending one on every close() of every file (about 20 us each here)."""
-        handle = self._staged_files.get(FileHandle(fh))
-        return handle.take() if isinstance(handle, ControlFile) else None
+        return self.staging.commit_due(fh)
 
-    def commit_control(self, control: CommitRequest) -> PutResult:
-        """Commit staging as the control file asked (blocking: run it in a worker thread);
-        the outcome is kept for reading back, an error is raised as a Commit* error."""
-        art = ArtifactName(control.project, control.name)
-        try:
-            options = staging_vfs.parse_commit_options(control.options)
-            if self.recorder is not None:
-                self.recorder.persist_runs()  # logged_by must name a recorded run
-            result = staging.commit(
-                self.store,
-                art,
-                force=bool(options.get("force", False)),
-                type_=options.get("type"),
-                aliases=options.get("aliases", []),
-                description=options.get("description"),
-                metadata=options.get("metadata", {}),
-                tags=options.get("tags", []),
-                logged_by=control.run_id,
-            )
-        except (ArtfsError, OSError) as exc:
-            message = str(exc) if isinstance(exc, ArtfsError) else f"commit failed: {exc}"
-            self._keep_result(control, staging_vfs.result_json(error=message))
-            if isinstance(exc, ArtfsError):
-                raise staging_vfs.commit_error(exc) from None
-            raise CommitFailed(message) from None
-        created = result.created
-        self._keep_result(control, staging_vfs.result_json(result.record.ref, created))
-        return result
-
-    def _keep_result(self, control: CommitRequest, result: bytes) -> None:
-        for session in (control.session, None):
-            key = (control.project, control.name, session)
-            self._results[key] = result
-            self._results.move_to_end(key)
-        while len(self._results) > 4096:
-            self._results.popitem(last=False)
+    def commit_control(self, control: CommitRequest | BaseRequest) -> PutResult | None:
+        """Commit staging as the control file asked, or set its base as ``.artfs-base`` asked
+        (blocking: run it in a worker thread); the outcome of a commit is kept for reading
+        back, an error is raised as a Commit* error."""
+        if isinstance(control, BaseRequest):
+            self.staging.set_base(control)
+            return None
+        return self.staging.commit(control)
 
     def stale_entries(self, project: str, name: str) -> list[tuple[Inode, bytes]]:
         """(parent inode, name) of every entry the kernel may cache that a commit of
         ``project/name`` changed: staged paths (the commit removed them) and ``latest``."""
-        art = (project, name)
         root = NodeKey(Kind.STAGING, project, name).inode()
-        found = []
-        for rel in self._staged_paths.held(art):
-            parent, _, leaf = rel.rpartition("/")
-            parent_ino = Inode(self._staged_paths.inode(art, parent)) if parent else root
-            found.append((parent_ino, manifest.encode_path(leaf)))
+        found = self.staging.stale_entries(ArtifactName(project, name), root)
         found.append((NodeKey(Kind.ARTIFACT, project, name).inode(), b"latest"))
-        return found
+        return [(Inode(parent), leaf) for parent, leaf in found]
 
     def staged_fd(self, fh: int) -> int | None:
-        handle = self._staged_files.get(FileHandle(fh))
-        return handle.fd if isinstance(handle, BackingFile) else None
+        return self.staging.staged_fd(fh)
 
     def release_other(self, fh: int) -> None:
-        handle = self._staged_files.pop(FileHandle(fh), None)
-        if isinstance(handle, BackingFile):
-            os.close(handle.fd)  # drops the shared flock
-            for ino, handles in list(self._staged_open.items()):
-                handles.discard(FileHandle(fh))
-                if not handles:
-                    del self._staged_open[ino]
+        self.staging.release(fh)
 
     def create_file(
         self, parent: int, name: bytes, flags: int, mode: int, uid: int, gid: int, umask: int
     ) -> tuple[FileHandle, Attr]:
         node = self._staged_dir(parent)
-        text = staging_vfs.check_component(manifest.decode_path(name))
-        if node.key.kind is Kind.STAGING and text == CONTROL_FILE:
-            raise FileExistsError(errno.EEXIST, f"{CONTROL_FILE} is reserved")
-        rel = staging_vfs.join(node.key.path, text)
-        fd = self._backing(node.artifact).create(rel, flags, mode & ~umask, self._owner(uid, gid))
-        writable = staging_vfs.opened_for_writing(flags)
-        if writable:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-        self._made(node, rel)
-        child = self.remember(self._staged_node(node, rel))
-        fh = self._new_staged_handle(BackingFile(fd, writable))
-        self._staged_open.setdefault(child.ino, set()).add(fh)
-        return fh, self._staged_attr(child)
+        rel = self._new_rel(node, name)
+        owner = self.staging.owner(uid, gid)
+        fh, ino = self.staging.create(node.artifact, rel, flags, mode & ~umask, owner)
+        child = self.remember(self._staged_node(node, rel, ino))
+        return FileHandle(fh), self._staged_attr(child)
 
     def mkdir(self, parent: int, name: bytes, mode: int, uid: int, gid: int, umask: int) -> Attr:
         node = self.node(parent)
@@ -1130,9 +1019,8 @@ class Vfs:
                 self.store.create_project(art.project)
             staging.ensure(self.store, art)
         elif kind in STAGING_KINDS:
-            rel = staging_vfs.join(node.key.path, staging_vfs.check_component(text))
-            self._backing(node.artifact).mkdir(rel, mode & ~umask, self._owner(uid, gid))
-            self._made(node, rel)
+            rel = join(node.key.path, checked_name(name))
+            self.staging.mkdir(node.artifact, rel, mode & ~umask, self.staging.owner(uid, gid))
         else:
             raise ReadOnly("only staging directories, projects and the root take new entries")
         return self.lookup(parent, name)
@@ -1141,42 +1029,22 @@ class Vfs:
         self, parent: int, name: bytes, mode: int, rdev: int, uid: int, gid: int, umask: int
     ) -> Attr:
         node = self._staged_dir(parent)
-        rel = staging_vfs.join(node.key.path, staging_vfs.check_component(name.decode()))
-        self._backing(node.artifact).mknod(rel, mode & ~umask, rdev, self._owner(uid, gid))
-        self._made(node, rel)
+        rel = join(node.key.path, checked_name(name))
+        self.staging.mknod(node.artifact, rel, mode & ~umask, rdev, self.staging.owner(uid, gid))
         return self.lookup(parent, name)
 
     def symlink(self, parent: int, name: bytes, target: bytes, uid: int, gid: int) -> Attr:
         node = self._staged_dir(parent)
-        rel = staging_vfs.join(node.key.path, staging_vfs.check_component(name.decode()))
-        self._backing(node.artifact).symlink(rel, os.fsdecode(target), self._owner(uid, gid))
-        self._made(node, rel)
+        rel = join(node.key.path, checked_name(name))
+        self.staging.symlink(node.artifact, rel, target, self.staging.owner(uid, gid))
         return self.lookup(parent, name)
 
     def unlink(self, parent: int, name: bytes, *, directory: bool = False) -> None:
         node = self._staged_dir(parent)
-        text = staging_vfs.check_component(manifest.decode_path(name))
-        if node.key.kind is Kind.STAGING and text == CONTROL_FILE:
-            raise PermissionError(errno.EPERM, f"{CONTROL_FILE} cannot be removed")
-        rel = staging_vfs.join(node.key.path, text)
-        backing = self._backing(node.artifact)
-        (backing.rmdir if directory else backing.unlink)(rel)
-        self._moved(self._staged_paths.detach(_art_key(node), rel))
-
-    def _made(self, parent: Node, rel: str) -> None:
-        """``rel`` was just made: a new file, so not the inode its path had. (A commit by the
-        CLI, or one while the kernel held the names, removed the file that had it behind the
-        kernel's back; reusing the number gave a new file the inode of a committed one still
-        open, whose other names it then took for its own.)"""
-        self._moved(self._staged_paths.detach(_art_key(parent), rel))
-
-    def _moved(self, moved: list[tuple[int, str]]) -> None:
-        """Held nodes now reached by another path (a rename, or the name of a hard-linked
-        file they were reached by went)."""
-        for ino, rel in moved:
-            node = self._nodes.get(Inode(ino))
-            if node is not None:
-                node.key = replace(node.key, path=rel)
+        text = checked_name(name)
+        if _is_control(node, text):
+            raise PermissionError(errno.EPERM, f"{text} cannot be removed")
+        self.staging.unlink(node.artifact, join(node.key.path, text), directory=directory)
 
     def rename(self, old_parent: int, old: bytes, new_parent: int, new: bytes, flags: int) -> None:
         source, target = self.node(old_parent), self.node(new_parent)
@@ -1187,17 +1055,14 @@ class Vfs:
             raise CrossDevice("rename only within one artifact's staging")
         if flags & RENAME_EXCHANGE:
             raise BadRequest("RENAME_EXCHANGE is not supported in staging")
-        names = [staging_vfs.check_component(manifest.decode_path(n)) for n in (old, new)]
+        names = [checked_name(n) for n in (old, new)]
         for parent_node, text in ((source, names[0]), (target, names[1])):
-            if parent_node.key.kind is Kind.STAGING and text == CONTROL_FILE:
-                raise PermissionError(errno.EPERM, f"{CONTROL_FILE} cannot be renamed")
-        old_rel = staging_vfs.join(source.key.path, names[0])
-        new_rel = staging_vfs.join(target.key.path, names[1])
-        renamed = self._backing(source.artifact).rename(
-            old_rel, new_rel, noreplace=bool(flags & RENAME_NOREPLACE)
-        )
-        if renamed:
-            self._moved(self._staged_paths.move(_art_key(source), old_rel, new_rel))
+            if _is_control(parent_node, text):
+                raise PermissionError(errno.EPERM, f"{text} cannot be renamed")
+        old_rel = join(source.key.path, names[0])
+        new_rel = join(target.key.path, names[1])
+        noreplace = bool(flags & RENAME_NOREPLACE)
+        self.staging.rename(source.artifact, old_rel, new_rel, noreplace=noreplace)
 
     def link(self, ino: int, new_parent: int, name: bytes) -> Attr:
         """A hard link in staging: every name shows one inode with the right link count."""
@@ -1208,13 +1073,8 @@ class Vfs:
             if node.key.kind in (Kind.STAGING, Kind.CONTROL):
                 raise PermissionError(errno.EPERM, "cannot link this")
             raise CrossDevice("hard links only within one artifact's staging")
-        text = staging_vfs.check_component(manifest.decode_path(name))
-        if target.key.kind is Kind.STAGING and text == CONTROL_FILE:
-            raise FileExistsError(errno.EEXIST, f"{CONTROL_FILE} is reserved")
-        new_rel = staging_vfs.join(target.key.path, text)
-        st = self._backing(node.artifact).link(node.key.path, new_rel)
-        art = _art_key(node)
-        self._staged_paths.link(art, node.ino, (st.st_dev, st.st_ino), [node.key.path, new_rel])
+        new_rel = self._new_rel(target, name)
+        self.staging.link(node.artifact, node.ino, node.key.path, new_rel)
         self.remember(node)  # the new entry is one more kernel reference
         return self._staged_attr(node)
 
@@ -1224,8 +1084,7 @@ class Vfs:
             return self.getattr(ino)  # the truncation of `echo > .artfs-commit`: nothing to do
         if node.key.kind not in STAGING_KINDS:
             raise ReadOnly("versions are read-only")
-        fd = self.staged_fd(fh) if fh else None
-        self._backing(node.artifact).setattr(node.key.path, change, fd)
+        self.staging.setattr(node.artifact, node.key.path, change, fh)
         return self._staged_attr(node)
 
     def refuse_change(self, ino: int, what: str) -> None:
@@ -1254,6 +1113,11 @@ def _version_xattrs(record: VersionRecord) -> dict[str, str]:
 
 
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2  # renameat2 flags, as FUSE passes them
+
+
+def _is_control(parent: Node, name: str) -> bool:
+    """Whether ``name`` in ``parent`` is one of staging's control files."""
+    return parent.key.kind is Kind.STAGING and name in (CONTROL_FILE, BASE_FILE)
 
 
 def _art_key(node: Node) -> tuple[str, str]:

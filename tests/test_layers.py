@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("lineage", ["artfs.lineage", "artfs.run_metrics", "artfs.run_ends", "artfs.views"]),
     ("remote", ["artfs.remote"]),
     ("composition", ["artfs.stores"]),
-    ("fs", ["artfs.fs", "artfs.vfs", "artfs.staging_vfs", "artfs.usage"]),
+    ("fs", ["artfs.fs", "artfs.vfs", "artfs.usage"]),
     # The operations users name (put, get, ls, lineage, push, pull, clone), under CLI and SDK.
     ("porcelain", ["artfs.porcelain"]),
     ("sdk", ["artfs.sdk", "artfs.util", "artfs"]),  # artfs/__init__.py is the SDK's public face

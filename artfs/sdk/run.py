@@ -19,6 +19,7 @@ from typing import Any
 
 from artfs import porcelain
 from artfs.errors import NotFound, TypeMismatch, UsageError
+from artfs.fs.staging_files import REGISTER_FILE, STORE_FILE
 from artfs.lineage import CRASHED, FAILED, FINISHED, Lineage, RunRecord
 from artfs.names import ArtifactName, Ref
 from artfs.run_metrics import RunMetrics
@@ -27,7 +28,6 @@ from artfs.sdk.artifact import Artifact
 from artfs.sdk.distributed import Pending
 from artfs.sdk.metric_defs import Metric
 from artfs.sdk.metrics import Config, History, Summary
-from artfs.staging_vfs import REGISTER_FILE, STORE_FILE
 from artfs.store import Store
 
 MOUNT_FSTYPE = "fuse.artfs"

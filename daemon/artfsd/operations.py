@@ -19,15 +19,8 @@ import pyfuse3
 import trio
 
 from artfs.errors import ArtfsError, CorruptData, InvalidName, NotFound, StoreError
-from artfs.staging_vfs import (
-    STAGED_FH_BASE,
-    AttrChange,
-    BadRequest,
-    CommitBusy,
-    CommitFailed,
-    CommitInvalid,
-    CrossDevice,
-)
+from artfs.fs.backing import AttrChange, BadRequest, CrossDevice
+from artfs.fs.staging_files import STAGED_FH_BASE, CommitBusy, CommitFailed, CommitInvalid
 from artfs.store.manifest import ChunkRef
 from artfs.vfs import (
     BLOCK_SIZE,
@@ -162,6 +155,7 @@ class ArtfsOperations(pyfuse3.Operations):
         # For reads served on the event loop; the largest read the kernel sends (libfuse asks
         # for 256 pages per request).
         self._scratch = bytearray(_MAX_READ)
+        self._copy_ups = trio.Lock()  # base files copied up for writing (based staging)
 
     # --- names and attributes -------------------------------------------------------------
 
@@ -212,6 +206,7 @@ class ArtfsOperations(pyfuse3.Operations):
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             self.vfs.check_writer(ctx.uid)
+            await self._copy_up(inode, flags)
         reference = self.vfs.reference_entry(inode)
         if reference is not None and not flags & (os.O_WRONLY | os.O_RDWR):
             # Fetching and verifying a referenced file is network or disk work: off the loop.
@@ -226,12 +221,26 @@ class ArtfsOperations(pyfuse3.Operations):
         # Version files never change: the kernel may keep their pages across opens.
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
+    async def _copy_up(self, inode: int, flags: int) -> None:
+        """A base file opened for writing in a based staging: its content is copied into the
+        upper directory in a worker thread (chunk reads), one copy-up at a time, so a second
+        opener finds it done."""
+        if not self.vfs.copy_up_due(inode, flags):
+            return
+        async with self._copy_ups:
+            if self.vfs.copy_up_due(inode, flags):
+                await trio.to_thread.run_sync(self.vfs.copy_up, inode, limiter=self.limiter)
+
     @translated
     async def read(self, fh: int, off: int, size: int) -> ReadBuffer:  # type: ignore[override]
         # pyfuse3 replies from any buffer (PyObject_GetBuffer), not only bytes as its stub says.
         if fh >= STAGED_FH_BASE:
-            return self.vfs.read_other(fh, off, size)
-        reader = self.vfs.reader(fh)
+            based = self.vfs.base_reader(fh)  # a base file of a based staging
+            if based is None:
+                return self.vfs.read_other(fh, off, size)
+            reader = based
+        else:
+            reader = self.vfs.reader(fh)
         held = reader.held
         if held is not None:  # a small file read at open: a slice, nothing to load or plan
             return held[off : off + size]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from artfs.staging_vfs import StagedPaths
+from artfs.fs.staged_paths import StagedPaths
 
 ART = ("proj", "data")
 

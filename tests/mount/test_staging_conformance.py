@@ -20,7 +20,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -785,7 +785,55 @@ def as_other(op: Callable[[Path], Observation], d: Path) -> Observation:
 @dataclass
 class Places:
     local: Path
-    staging: Path
+    staging: Path  # a staging with no base
+    based: Path  # a staging based on a version of unrelated files
+    from_base: Path  # a staging based on a version holding each case's set-up files
+    from_base_cases: set[str]  # the cases whose set-up a version holds as it is
+
+
+# A version holds regular files and directories of their own modes and mtimes; a case whose
+# set-up makes anything else (links, symlinks, other owners, special bits) runs its files
+# from the base only in the "based" and "plain" variants.
+VARIANTS = ["plain", "based", "from-base"]
+
+
+def holds_as_version(d: Path) -> bool:
+    """Whether the tree ``d`` (a case's set-up) is what a version can hold as it is."""
+    for dirpath, dirnames, filenames in os.walk(d):
+        for name in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            plain = stat.S_ISDIR(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_nlink == 1)
+            if not plain or st.st_uid or st.st_gid or stat.S_IMODE(st.st_mode) & 0o7000:
+                return False
+    return True
+
+
+def base_tree(src: Path) -> set[str]:
+    """Each case's set-up in ``src/<case>``; the names of the cases a version holds as is."""
+    held = set()
+    old_umask = os.umask(0o022)
+    try:
+        for case in CASES:
+            d = src / case.name
+            d.mkdir(parents=True)
+            d.chmod(0o755)
+            case.setup(d)
+            if holds_as_version(d):
+                held.add(case.name)
+            else:
+                shutil.rmtree(d)
+    finally:
+        os.umask(old_umask)
+    (src / "unrelated" / "deeper").mkdir(parents=True)
+    (src / "unrelated" / "deeper" / "f").write_bytes(b"unrelated")
+    return held
+
+
+def based_staging(mount: Mount, name: str) -> Path:
+    """``proj/<name>``'s staging, based on its latest version through ``.artfs-base``."""
+    staging = mount.path / "proj" / name / "staging"
+    (staging / ".artfs-base").write_text("latest\n")
+    return staging
 
 
 @pytest.fixture(scope="module")
@@ -799,6 +847,13 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Places]:
     src.mkdir()
     (src / "a.txt").write_text("a")
     put(work / "home", src, "proj/data")
+    unrelated = work / "unrelated"
+    (unrelated / "u").mkdir(parents=True)
+    (unrelated / "u" / "f").write_text("unrelated")
+    (unrelated / "top.txt").write_text("top")
+    put(work / "home", unrelated, "proj/based")
+    held = base_tree(work / "cases")
+    put(work / "home", work / "cases", "proj/frombase")
     # The second user owns ARTFS_HOME, so the mount lets it change the store (only root, the
     # daemon's user and the store's owner may: tests/reliability/test_permissions.py) and what
     # is checked here is what ext4 checks, the files' own permission bits.
@@ -809,24 +864,45 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Places]:
         (mount.path / "proj" / "conformance").mkdir()
         local = public / "local"
         local.mkdir()
-        yield Places(local, mount.path / "proj" / "conformance" / "staging")
+        yield Places(
+            local,
+            mount.path / "proj" / "conformance" / "staging",
+            based_staging(mount, "based"),
+            based_staging(mount, "frombase"),
+            held,
+        )
     finally:
         mounts.close(show_logs=False)
         shutil.rmtree(public, ignore_errors=True)
 
 
+def staged_dir(case: Case, places: Places, variant: str) -> Path:
+    """Where ``case`` runs in staging: a new directory, or (from-base) the base's copy of its
+    set-up, which it then does not set up again."""
+    if variant == "from-base":
+        if case.name not in places.from_base_cases:
+            pytest.skip("its set-up makes what a version cannot hold (links, owners, modes)")
+        return places.from_base / case.name
+    return (places.based if variant == "based" else places.staging) / case.name
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_staging_conforms(case: Case, places: Places) -> None:
+def test_staging_conforms(case: Case, variant: str, places: Places) -> None:
     old_umask = os.umask(0o022)
     try:
-        results = []
-        for base in (places.local, places.staging):
-            d = base / case.name
+        local_dir = places.local / f"{case.name}-{variant}"
+        local_dir.mkdir()
+        local_dir.chmod(0o755)
+        local = outcome(case, local_dir)
+        d = staged_dir(case, places, variant)
+        if variant == "from-base":
+            staged = outcome(replace(case, setup=lambda d: None), d)
+        else:
             d.mkdir()
             d.chmod(0o755)
-            results.append(outcome(case, d))
+            staged = outcome(case, d)
     finally:
         os.umask(old_umask)
-    local, staged = results
     assert local[0] == case.expected, f"the local filesystem gave {local}: fix the case"
     assert staged == local
