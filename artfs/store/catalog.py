@@ -395,17 +395,21 @@ PAGE_CACHE = trees.PageCache(2048)
 
 def pages(txn: Txn) -> trees.Pages:
     """Tree pages read in ``txn``; a missing page is CorruptData."""
+    return trees.Pages(lambda page: page_bytes(txn, page), PAGE_CACHE)
 
-    def get(page: TreeId) -> bytes:
-        data = txn.get(Table.TREES, page)
-        if data is None:
-            raise CorruptData(
-                f"the tree page {page.hex()} is missing from the index: "
-                "run 'artfs verify' and restore the store from a backup"
-            )
-        return data
 
-    return trees.Pages(get, PAGE_CACHE)
+def page_bytes(txn: Txn, page: TreeId) -> bytes:
+    """A tree page's bytes: from the index, else (a version adopted from a remote without
+    its pages) through the transaction's ``missing_page``; CorruptData when neither has it."""
+    data = txn.get(Table.TREES, page)
+    if data is None and txn.missing_page is not None:
+        data = txn.missing_page(txn, page)  # verified against its id by the reader
+    if data is None:
+        raise CorruptData(
+            f"the tree page {page.hex()} is missing from the index: "
+            "run 'artfs verify' and restore the store from a backup"
+        )
+    return data
 
 
 def _put_page(txn: Txn) -> trees.Put:
