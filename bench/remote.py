@@ -16,9 +16,8 @@ Then versions as trees on the remote (issue 16): 100,000 files of 1-4 KiB in dir
 the second push uploaded (every new object's size, from the listing of the remote), against
 what an artfs from before trees uploaded for it (the same new chunk plus a record listing every
 file and chunk location, encoded here by the old record format, which this artfs still reads);
-and the time of a clone of that version into a fresh store plus its first listing (the top
-directory and one of its directories, pages fetched on demand), against a clone of records in
-the old format, which copied the whole file list into the index.
+and the time of a clone of the remote into a fresh store plus the first listing of that
+version (its top directory and one of its directories, pages fetched on demand).
 """
 
 from __future__ import annotations
