@@ -83,7 +83,7 @@ class Txn:
         self._dbs = dbs
         self._env = env
         # Where a tree page the index lacks is read from (a remote-backed store's lazy
-        # pages; see Store.lazy_page), or None: the catalogue calls it, this module does not.
+        # pages; see Store._lazy_page), or None: the catalogue calls it, this module does not.
         self.missing_page = missing_page
 
     def get(self, table: Table, key: bytes) -> bytes | None:
