@@ -8,9 +8,15 @@ It uses two-step deletion ("condemn, then delete a grace period later"):
    the tombstone is older than the grace period, its record and its digest marker are removed.
    The tombstone itself stays forever (about 100 bytes): writers pick the next number above every
    record *and* every tombstone, so a number is never given out twice.
-2. **Mark.** Every pack named by a record that has no tombstone is referenced: every location
-   the record lists, so also the packs of the compression dictionaries its chunks need, which
-   no file names (see :func:`artfs.remote.sync.publish_version`).
+2. **Mark.** Every pack holding something a version that has no tombstone uses is referenced.
+   A record in the tree format names its root: gc walks its tree (each page read once per run,
+   so a subtree shared by many versions once, and kept on disk between runs), marking the
+   pages and the chunks of its files, then the compression dictionaries those chunks are
+   coded with (which no file names; each pack index says which), and every pack holding any
+   of them. Every page of a referenced tree pack counts as used too, so the subtrees below it
+   stay whole: a writer that finds a page on the remote takes its subtree as present (see
+   :mod:`artfs.remote.pages`). A record from before trees lists its chunks' locations:
+   the packs it names are referenced.
 3. **Sweep.** A pack condemned (``gc/condemned/<pack>.json``) at least the grace period ago is
    deleted (index, then pack, then the marker) when it is still unreferenced; a condemned pack
    that is referenced again is spared (its marker removed).
@@ -35,16 +41,20 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from artfs.errors import CorruptData, InvalidName, NotFound
 from artfs.names import ArtifactName, Ref
 from artfs.objectstore import ObjectInfo, ObjectStore, RemoteMissing
-from artfs.remote import layout
-from artfs.remote.layout import RemoteVersion
+from artfs.remote import layout, pages
+from artfs.remote.layout import AnyVersion
 from artfs.remote.remote import Remote
+from artfs.store import trees
 from artfs.store.catalog import VersionRecord
+from artfs.store.hashing import ChunkId, TreeId
 from artfs.store.repository import Store
 
 # S3 last-modified times are whole seconds: a marker written at 4.99 s reads as 4 s.
@@ -172,15 +182,116 @@ def _tombstones(remote: Remote) -> dict[tuple[ArtifactName, int], ObjectInfo]:
 def _referenced_packs(remote: Remote) -> set[str]:
     """Every pack a version that is not deleted refers to (the mark)."""
     packs: set[str] = set()
+    roots: list[TreeId] = []
     for art, number, etag in _live_records(remote):
         try:
-            packs |= remote.version_packs(art, number, etag)
+            found = remote.version_packs(art, number, etag)
         except NotFound:
             continue  # deleted and removed by another gc since the listing
         except CorruptData as exc:
             # Its packs are unknown: deleting any pack could break it. Stop here.
             raise CorruptData(f"{exc}; gc stopped before deleting any pack") from None
+        if isinstance(found, set):
+            packs |= found
+        else:
+            roots.append(found)
+    if roots:
+        try:
+            packs |= _TreeMark(remote).packs(roots)
+        except CorruptData as exc:
+            raise CorruptData(f"{exc}; gc stopped before deleting any pack") from None
     return packs
+
+
+class _TreeMark:
+    """The packs holding what the trees of some roots use (see the module docstring)."""
+
+    def __init__(self, remote: Remote) -> None:
+        self.remote = remote
+        self.every = remote.every_pack()
+        condemned = remote.condemned_packs()
+        self.holders: dict[ChunkId, list[str]] = defaultdict(list)
+        # The copies a reader uses (see Remote.locations): those in packs gc has not condemned
+        # where there are any, so that a condemned duplicate is deleted; else the condemned
+        # ones, which are then spared.
+        for pack, chunks in sorted(self.every.items(), key=lambda item: item[0] in condemned):
+            for cid in chunks:
+                held = self.holders[cid]
+                if not held or (pack in condemned) == (held[0] in condemned):
+                    held.append(pack)
+        folder = remote.cache_dir.parent / "tree-pages" if remote.cache_dir else None
+        self.files = pages.PageFiles(folder)
+        self.live: set[ChunkId] = set()
+
+    def packs(self, roots: list[TreeId]) -> set[str]:
+        marked: set[str] = set()
+        todo = roots
+        while todo:
+            fresh = self._walk(todo)
+            fresh |= self._dictionaries(fresh)
+            new = {pack for cid in fresh for pack in self.holders.get(cid, [])} - marked
+            marked |= new
+            todo = [
+                TreeId(cid)
+                for pack in sorted(new)
+                if self.remote.is_tree_pack(pack)
+                for cid in self.every[pack]
+                if cid not in self.live
+            ]
+        return marked
+
+    def _walk(self, roots: list[TreeId]) -> set[ChunkId]:
+        """Mark the pages below ``roots`` not marked yet and the chunks of their files; the
+        ids marked now."""
+        fresh: set[ChunkId] = set()
+        level = roots
+        while level:
+            wanted = [p for p in dict.fromkeys(level) if ChunkId(p) not in self.live]
+            self.live.update(ChunkId(p) for p in wanted)
+            fresh.update(ChunkId(p) for p in wanted)
+            level = []
+            for data in self._pages(wanted).values():
+                if not _is_page(data):
+                    continue  # the filler record of a salted tree pack: it names nothing
+                level += pages.children(data)
+                for entry in pages.files(data):
+                    chunks = {ref.chunk_id for ref in entry.chunks} - self.live
+                    self.live |= chunks
+                    fresh |= chunks
+        return fresh
+
+    def _pages(self, wanted: list[TreeId]) -> dict[TreeId, bytes]:
+        found = {p: data for p in wanted if (data := self.files.get(p)) is not None}
+        where = {
+            ChunkId(p): self.every[self.holders[ChunkId(p)][0]][ChunkId(p)]
+            for p in wanted
+            if p not in found and self.holders.get(ChunkId(p))
+        }
+        fetched, _ = pages.fetch_pages(
+            self.remote, [p for p in wanted if p not in found], where, "a live version"
+        )
+        for page, data in fetched.items():
+            self.files.put(page, data)
+        return {**found, **fetched}
+
+    def _dictionaries(self, ids: set[ChunkId]) -> set[ChunkId]:
+        """The dictionaries the copies of ``ids`` are coded with, not marked yet (marked now)."""
+        found = set()
+        for cid in ids:
+            for pack in self.holders.get(cid, []):
+                dict_id = self.remote.chunk_dictionary(cid, self.every[pack][cid])
+                if dict_id is not None and dict_id not in self.live:
+                    found.add(dict_id)
+        self.live |= found
+        return found
+
+
+def _is_page(data: bytes) -> bool:
+    try:
+        trees.Page.decode(data)
+    except (ValueError, IndexError, struct.error):
+        return False
+    return True
 
 
 def _remove_deleted_records(remote: Remote, cutoff: float, report: RemoteGcReport) -> None:
@@ -193,7 +304,7 @@ def _remove_deleted_records(remote: Remote, cutoff: float, report: RemoteGcRepor
         if info is None:
             continue  # removed by an earlier run
         try:
-            version: RemoteVersion | None = remote.read_version(art, number)
+            version: AnyVersion | None = remote.read_version(art, number)
         except NotFound:
             continue  # removed by another gc since the listing
         except CorruptData:

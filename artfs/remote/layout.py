@@ -8,8 +8,20 @@ Keys, relative to the remote's ``s3://bucket/prefix``::
     digests/<project>/<name>/<digest>.json     {"version": n}: dedup of pushes of one content
     aliases/<project>/<name>/<alias>.json      {"version": n}: moved by compare-and-swap
 
-A version record carries its whole file tree and, for every chunk it uses, the pack and byte
-range holding it, so a pull needs the record and ranged GETs, nothing else. "Every chunk it uses"
+    format.json                                {"format": "artfs-remote/2"}: written by the first
+                                               push of a version in the tree format
+
+A version record (``artfs-version/3``, :class:`TreeVersion`) names the root of its file tree
+(see :mod:`artfs.store.trees`) with its digest and counts, nothing more. Tree pages live in
+*tree packs*: packs of the same format as chunk packs (a page is stored like a chunk, named by
+its tree id, which is the BLAKE3 of its bytes as a chunk id is), whose index says
+``"trees": true``. A push uploads the pages the remote lacks in one or a few tree packs, so a
+version costs the pages of the directories it changed, and a reader finds a page's location
+in the pack indexes as it finds a chunk's.
+
+Records written before trees (``artfs-version/1`` and ``/2``, :class:`RemoteVersion`) carry
+their whole file tree and, for every chunk they use, the pack and byte range holding it; they
+are still read (and written by nothing any more). In those "every chunk it uses"
 includes the compression dictionaries its dictionary-coded chunks need (see
 :mod:`artfs.store.codec`): no file names them, the record lists them all the same, so readers and
 remote gc find them from the record alone. A pack index also says which dictionary each
@@ -30,10 +42,17 @@ from artfs.names import ArtifactName
 from artfs.store.catalog import VersionRecord
 from artfs.store.chunkstore import RemoteChunk
 from artfs.store.codec import dictionary_of
-from artfs.store.hashing import ChunkId, FileDigest, chunk_id, version_digest
+from artfs.store.hashing import ChunkId, FileDigest, TreeId, chunk_id, version_digest
 from artfs.store.manifest import ChunkRef, FileEntry, Kind, encode_path
 from artfs.store.packs import MAGIC, record_header
 
+# The remote as a whole: written create-only by the first push of a tree-format record. A
+# remote without it was written before trees (or is empty); a higher one is refused.
+REMOTE_FORMAT_KEY = "format.json"
+REMOTE_FORMAT = "artfs-remote/2"
+KNOWN_REMOTE_FORMATS = ("artfs-remote/2",)
+# A record naming its root tree; an artfs from before trees refuses it ("unknown format").
+VERSION_FORMAT_TREES = "artfs-version/3"
 VERSION_FORMAT = "artfs-version/1"
 # A record that lists compression dictionaries: an artfs from before dictionaries refuses it
 # ("unknown format") instead of reporting its dictionary-coded chunks as damaged.
@@ -120,14 +139,20 @@ class PackBuilder:
 
 
 def encode_pack_index(
-    pack: str, chunks: dict[ChunkId, RemoteChunk], dictionaries: PackDictionaries | None = None
+    pack: str,
+    chunks: dict[ChunkId, RemoteChunk],
+    dictionaries: PackDictionaries | None = None,
+    *,
+    trees: bool = False,
 ) -> bytes:
     """The index object of a pack. ``dictionaries`` go under a key of their own, in a format
-    that readers predating dictionaries refuse."""
+    that readers predating dictionaries refuse; ``trees``: the pack holds tree pages only."""
     rows = [
         [cid.hex(), c.offset, c.stored_length, c.raw_length, c.codec] for cid, c in chunks.items()
     ]
     doc: dict[str, Any] = {"format": PACK_INDEX_FORMAT, "pack": pack, "chunks": rows}
+    if trees:
+        doc["trees"] = True
     if dictionaries:
         doc["format"] = PACK_INDEX_FORMAT_DICTIONARIES
         doc["dictionaries"] = {cid.hex(): d.hex() for cid, d in dictionaries.items()}
@@ -143,6 +168,11 @@ def decode_pack_dictionaries(data: bytes, where: str) -> PackDictionaries:
         return {ChunkId(bytes.fromhex(c)): ChunkId(bytes.fromhex(d)) for c, d in found.items()}
     except (ValueError, TypeError, AttributeError) as exc:
         raise CorruptData(f"pack index {where} cannot be read: {exc}") from None
+
+
+def is_tree_pack_index(data: bytes) -> bool:
+    """Whether a (decodable) pack index says its pack holds tree pages."""
+    return bool(json.loads(data).get("trees"))
 
 
 def decode_pack_index(data: bytes, where: str) -> dict[ChunkId, RemoteChunk]:
@@ -249,6 +279,65 @@ class RemoteVersion:
                     raise CorruptData(
                         f"version record {where}: no location for a chunk of {entry.path}"
                     )
+
+
+@dataclass
+class TreeVersion:
+    """A record in the tree format: the version (its digest, file count and size) and the id of
+    its root tree page, whose pages are in tree packs. ``record.tree`` is the root (hex)."""
+
+    record: VersionRecord
+
+    @property
+    def root(self) -> TreeId:
+        assert self.record.tree is not None  # checked by decode, set by the writer
+        return TreeId(bytes.fromhex(self.record.tree))
+
+    def encode(self) -> bytes:
+        doc = {"format": VERSION_FORMAT_TREES, "version": json.loads(self.record.encode())}
+        return json.dumps(doc, sort_keys=True).encode()
+
+    @classmethod
+    def decode_doc(cls, doc: dict[str, Any], where: str) -> TreeVersion:
+        try:
+            record = VersionRecord.decode(json.dumps(doc["version"]).encode())
+            if record.tree is None or len(bytes.fromhex(record.tree)) != 32:
+                raise ValueError("no root tree")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptData(f"version record {where} cannot be read: {exc}") from None
+        return cls(record)
+
+
+AnyVersion = RemoteVersion | TreeVersion
+
+
+def decode_version(data: bytes, where: str) -> AnyVersion:
+    """A record of any format this artfs reads; CorruptData naming ``where`` otherwise."""
+    try:
+        doc = json.loads(data)
+        found = doc.get("format")
+    except (ValueError, AttributeError) as exc:
+        raise CorruptData(f"version record {where} cannot be read: {exc}") from None
+    if found == VERSION_FORMAT_TREES:
+        return TreeVersion.decode_doc(doc, where)
+    return RemoteVersion.decode(data, where)
+
+
+def encode_remote_format(writer: str) -> bytes:
+    return json.dumps({"format": REMOTE_FORMAT, "writer": writer}).encode()
+
+
+def check_remote_format(data: bytes, where: str) -> None:
+    """CorruptData for a format marker this artfs cannot read (one line: what to do)."""
+    try:
+        found = json.loads(data).get("format")
+    except (ValueError, AttributeError) as exc:
+        raise CorruptData(f"{where} cannot be read: {exc}") from None
+    if found not in KNOWN_REMOTE_FORMATS:
+        raise CorruptData(
+            f"{where} says format {found!r}, which this artfs does not know (it reads "
+            f"{', '.join(KNOWN_REMOTE_FORMATS)}): upgrade artfs to use this remote"
+        )
 
 
 def encode_pointer(number: int, writer: str) -> bytes:

@@ -21,13 +21,14 @@ from contextlib import contextmanager
 from artfs.errors import Conflict
 from artfs.names import ArtifactName, Ref, check_name
 from artfs.objectstore import RemoteError, RemoteUrl
+from artfs.remote.layout import TreeVersion
 from artfs.remote.remote import Remote, open_remote
 from artfs.remote.sync import publish_version
 from artfs.store.catalog import VersionRecord
 from artfs.store.chunkstore import RemoteChunk
 from artfs.store.hashing import ChunkId
 from artfs.store.manifest import FileEntry
-from artfs.store.ports import ChunkReader, Published
+from artfs.store.ports import ChunkReader, PageReader, Published
 from artfs.store.repository import Store
 from artfs.store.settings import RemoteConfig
 
@@ -48,16 +49,25 @@ class RemotePublisher:
             self.remote.check_type(art, type_)
 
     def publish(
-        self, draft: VersionRecord, entries: list[FileEntry], read_chunk: ChunkReader
+        self,
+        draft: VersionRecord,
+        entries: list[FileEntry],
+        read_chunk: ChunkReader,
+        read_page: PageReader,
     ) -> Published:
         art = draft.artifact
         with self._failing(f"publishing {art} failed", "run the commit again"):
-            sent = publish_version(self.remote, draft, entries, read_chunk)
+            sent = publish_version(self.remote, draft, entries, read_chunk, read_page)
             if sent.created:
                 record = dataclasses.replace(draft, number=sent.number, aliases=[])
                 where = _encoded(sent.locations)
                 return Published(record, entries, True, where, self.name, sent.bytes)
             version = self.remote.read_version(art, sent.number)
+            if isinstance(version, TreeVersion):
+                # Adopted without its pages (read when wanted), which the store finds where
+                # its remote's pack indexes say.
+                where = _encoded(self.remote.chunk_map())
+                return Published(version.record, [], False, where, self.name)
             where = _encoded(version.chunks)
             return Published(version.record, version.entries, False, where, self.name)
 

@@ -36,11 +36,11 @@ from artfs.objectstore import (
     new_writer_id,
 )
 from artfs.remote import layout
-from artfs.remote.layout import PackDictionaries, RemoteVersion
+from artfs.remote.layout import AnyVersion, PackDictionaries, TreeVersion
 from artfs.store.catalog import VersionRecord
 from artfs.store.chunkstore import RemoteChunk
 from artfs.store.codec import Codec
-from artfs.store.hashing import ChunkId
+from artfs.store.hashing import ChunkId, TreeId
 from artfs.store.repository import Store
 from artfs.store.settings import RemoteConfig
 
@@ -75,6 +75,8 @@ class Remote:
         self._lock = threading.Lock()  # guards _pack_chunks and _pack_dictionaries
         self._pack_chunks: dict[str, dict[ChunkId, RemoteChunk]] = {}
         self._pack_dictionaries: dict[str, PackDictionaries] = {}
+        self._tree_packs: set[str] = set()  # packs whose index says they hold tree pages
+        self._format_checked = False
         # (type, digest) of records read for a commit's checks. A record never changes, so a
         # commit reads the newest record once, not for each check (tens of MB for a large
         # tree): the type check, the digest lookup and the publish's own type check.
@@ -82,6 +84,12 @@ class Remote:
 
     def describe(self) -> str:
         return self.objects.describe()
+
+    @property
+    def cache_dir(self) -> Path | None:
+        """Where copies of pack indexes are kept (its parent holds this remote's other
+        copies), or None."""
+        return self._cache_dir
 
     # --- versions -----------------------------------------------------------------------------
 
@@ -139,21 +147,47 @@ class Remote:
         taken = max([*records, *deleted], default=-1)
         return taken + 1, (live[-1] if live else None)
 
-    def read_version(self, art: ArtifactName, number: int) -> RemoteVersion:
+    def check_format(self) -> None:
+        """CorruptData (one line) when the remote's format marker names a format this artfs
+        does not know; a remote without one was written before trees (or is empty). Read once
+        per client."""
+        if self._format_checked:
+            return
+        try:
+            data, _ = self.objects.get(layout.REMOTE_FORMAT_KEY)
+        except RemoteMissing:
+            data = None
+        if data is not None:
+            where = f"remote {self.describe()}: {layout.REMOTE_FORMAT_KEY}"
+            layout.check_remote_format(data, where)
+        self._format_checked = True
+
+    def _mark_format(self) -> None:
+        """Write the format marker before the first tree-format record (create-only: a
+        marker there already was checked by :meth:`check_format`)."""
+        self.check_format()
+        if self.objects.head(layout.REMOTE_FORMAT_KEY) is None:
+            marker = layout.encode_remote_format(self.writer_id)
+            self.objects.put_new(layout.REMOTE_FORMAT_KEY, marker)
+
+    def read_version(self, art: ArtifactName, number: int) -> AnyVersion:
+        """The record of ``art:v<number>`` in either format (see :mod:`artfs.remote.layout`)."""
+        self.check_format()
         key = layout.version_key(art, number)
         try:
             data, _ = self.objects.get(key)
         except RemoteMissing:
             raise NotFound(f"{art}:v{number} is not on {self.describe()}") from None
-        version = RemoteVersion.decode(data, f"{key} on {self.describe()}")
+        version = layout.decode_version(data, f"{key} on {self.describe()}")
         record = version.record
         if (record.project, record.name, record.number) != (art.project, art.name, number):
             raise CorruptData(f"{key} on {self.describe()} holds {record.ref}")
         return version
 
-    def version_packs(self, art: ArtifactName, number: int, etag: str) -> set[str]:
-        """The packs version ``number`` (its record object having ``etag``) refers to. Records
-        never change, so this is cached next to the pack indexes: gc reads each record once."""
+    def version_packs(self, art: ArtifactName, number: int, etag: str) -> set[str] | TreeId:
+        """The packs version ``number`` (its record object having ``etag``) refers to, or for
+        a tree-format record its root tree id (gc marks through its pages). Records never
+        change, so this is cached next to the pack indexes: gc reads each record once."""
         tag = "".join(c for c in etag if c.isalnum())[:64]
         cached = None
         if self._cache_dir is not None:
@@ -162,10 +196,16 @@ class Remote:
             found = _read_cached(cached, _decode_pack_names)
             if found is not None:
                 return found
-        packs = {loc.pack for loc in self.read_version(art, number).chunks.values()}
+        version = self.read_version(art, number)
+        found = (
+            version.root
+            if isinstance(version, TreeVersion)
+            else {loc.pack for loc in version.chunks.values()}
+        )
         if cached is not None:
-            _write_cached(cached, json.dumps(sorted(packs)).encode())
-        return packs
+            stored = found.hex() if isinstance(found, bytes) else sorted(found)
+            _write_cached(cached, json.dumps(stored).encode())
+        return found
 
     def resolve(self, ref: Ref) -> int:
         """The version number ``ref`` names on the remote."""
@@ -213,13 +253,15 @@ class Remote:
             return None
         return layout.decode_pointer(data, f"{key} on {self.describe()}"), etag
 
-    def publish(self, version: RemoteVersion) -> int:
+    def publish(self, version: AnyVersion) -> int:
         """Create the record at the next free number of its artifact; return that number.
 
         The record's own number is rewritten to the one it lands at. A version of another type
         than the artifact's newest is refused (TypeMismatch).
         """
         art = version.record.artifact
+        if isinstance(version, TreeVersion):
+            self._mark_format()
         for attempt in range(_PUBLISH_ATTEMPTS):
             number, newest = self._next_number(art)
             if newest is not None and attempt == 0:
@@ -366,9 +408,8 @@ class Remote:
         fetched = {pack: self._pack_index(pack) for pack in new}
         found: dict[ChunkId, RemoteChunk] = {}
         with self._lock:
-            for pack, (chunks, dictionaries) in fetched.items():
-                self._pack_chunks[pack] = chunks
-                self._pack_dictionaries[pack] = dictionaries
+            for pack, (chunks, dictionaries, trees) in fetched.items():
+                self._remember(pack, chunks, dictionaries, trees)
             for pack in self._pack_chunks.keys() - live:  # deleted or condemned since
                 del self._pack_chunks[pack]
                 self._pack_dictionaries.pop(pack, None)
@@ -388,11 +429,48 @@ class Remote:
         with self._lock:
             chunks = self._pack_chunks.get(pack)
         if chunks is None:
-            chunks, dictionaries = self._pack_index(pack)
+            chunks, dictionaries, trees = self._pack_index(pack)
             with self._lock:
-                self._pack_dictionaries.setdefault(pack, dictionaries)
-                chunks = self._pack_chunks.setdefault(pack, chunks)
+                self._remember(pack, chunks, dictionaries, trees)
         return chunks
+
+    def _remember(
+        self,
+        pack: str,
+        chunks: dict[ChunkId, RemoteChunk],
+        dictionaries: PackDictionaries,
+        trees: bool,
+    ) -> None:
+        """Keep a pack's index in memory (under ``_lock``)."""
+        self._pack_chunks[pack] = chunks
+        self._pack_dictionaries[pack] = dictionaries
+        if trees:
+            self._tree_packs.add(pack)
+
+    def is_tree_pack(self, pack: str) -> bool:
+        """Whether ``pack`` holds tree pages (its index is read if it was not yet)."""
+        self.pack_chunks(pack)
+        with self._lock:
+            return pack in self._tree_packs
+
+    def locations(self) -> dict[ChunkId, RemoteChunk]:
+        """Where every chunk and tree page on the remote is, for readers: a copy in a pack gc
+        has not condemned where there is one, else one in a condemned pack (a version that
+        still uses it keeps it: gc spares a condemned pack it finds in use)."""
+        found: dict[ChunkId, RemoteChunk] = {}
+        for chunks in self.every_pack().values():
+            found.update(chunks)
+        found.update(self.chunk_map())
+        return found
+
+    def every_pack(self) -> dict[str, dict[ChunkId, RemoteChunk]]:
+        """Every pack with an index, condemned ones included, and its chunks (gc's view)."""
+        stored = {
+            pack
+            for info in self.objects.list("packs/")
+            if info.key.endswith(".idx") and (pack := layout.pack_of_key(info.key)) is not None
+        }
+        return {pack: self.pack_chunks(pack) for pack in sorted(stored)}
 
     def chunk_dictionary(self, cid: ChunkId, loc: RemoteChunk) -> ChunkId | None:
         """The dictionary the copy of ``cid`` at ``loc`` is coded with, as its pack index says;
@@ -404,7 +482,7 @@ class Remote:
         with self._lock:
             return self._pack_dictionaries.get(loc.pack, {}).get(cid)
 
-    def _pack_index(self, pack: str) -> tuple[dict[ChunkId, RemoteChunk], PackDictionaries]:
+    def _pack_index(self, pack: str) -> tuple[dict[ChunkId, RemoteChunk], PackDictionaries, bool]:
         key = layout.pack_index_key(pack)
         cached = self._cache_dir / f"{pack}.idx" if self._cache_dir else None
         if cached is not None:
@@ -423,9 +501,12 @@ class Remote:
         data: bytes,
         chunks: dict[ChunkId, RemoteChunk],
         dictionaries: PackDictionaries | None = None,
+        *,
+        trees: bool = False,
     ) -> dict[ChunkId, RemoteChunk]:
         """Put a pack, then its index: an index never names a pack that is not there.
-        ``dictionaries``: the dictionary of each dictionary-coded chunk, for the index.
+        ``dictionaries``: the dictionary of each dictionary-coded chunk, for the index;
+        ``trees``: the pack holds tree pages (its index says so).
 
         A pack of the same name that gc has condemned is not re-used: the pack gets one record
         of random filler and so another name. Returns where the chunks are (the final name).
@@ -435,25 +516,28 @@ class Remote:
             pack, data, chunks, dictionaries = layout.salt_pack(data, chunks, dictionaries).finish()
         if self.objects.head(layout.pack_key(pack)) is None:
             self.objects.put(layout.pack_key(pack), data)
-        index = layout.encode_pack_index(pack, chunks, dictionaries)
+        index = layout.encode_pack_index(pack, chunks, dictionaries, trees=trees)
         self.objects.put(layout.pack_index_key(pack), index)
         with self._lock:
-            self._pack_chunks[pack] = chunks
-            self._pack_dictionaries[pack] = dictionaries
+            self._remember(pack, chunks, dictionaries, trees)
         return chunks
 
 
 def _decode_pack_index(
     data: bytes, where: str
-) -> tuple[dict[ChunkId, RemoteChunk], PackDictionaries]:
-    return layout.decode_pack_index(data, where), layout.decode_pack_dictionaries(data, where)
+) -> tuple[dict[ChunkId, RemoteChunk], PackDictionaries, bool]:
+    chunks = layout.decode_pack_index(data, where)
+    return chunks, layout.decode_pack_dictionaries(data, where), layout.is_tree_pack_index(data)
 
 
-def _decode_pack_names(data: bytes) -> set[str]:
-    names = json.loads(data)
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+def _decode_pack_names(data: bytes) -> set[str] | TreeId:
+    """A cached mark of one record: its pack names, or its root tree id (hex)."""
+    found = json.loads(data)
+    if isinstance(found, str) and len(found) == 64:
+        return TreeId(bytes.fromhex(found))
+    if not isinstance(found, list) or not all(isinstance(n, str) for n in found):
         raise ValueError("not a list of pack names")
-    return set(names)
+    return set(found)
 
 
 def _read_cached(path: Path, decode: Callable[[bytes], T]) -> T | None:

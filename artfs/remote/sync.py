@@ -1,14 +1,20 @@
 """Moving versions between a local store and a remote: push, pull, clone.
 
 - push uploads the chunks the remote lacks as new content-addressed packs (each pack before its
-  index), with the compression dictionaries they need, then creates the version record at the
-  remote's next number (listing those dictionaries too), then moves the aliases the version
-  holds locally;
-- pull fetches a record and, with ranged GETs coalesced per pack, the chunks the local store
-  lacks (the dictionaries the record lists first); every chunk is decompressed and hashed before
-  anything is written, so a changed chunk on the remote is refused and the local store is left
-  as it was;
-- clone copies every record into the local index and no chunk (a later pull fetches them).
+  index), with the compression dictionaries they need, then the tree pages the remote lacks
+  (walking down from the version's root and stopping at every page the remote has, see
+  :mod:`artfs.remote.pages`) in tree packs, then creates the version record, which names the
+  root, at the remote's next number, then moves the aliases the version holds locally;
+- pull fetches a record, the tree pages the local store lacks (down from the root, stopping at
+  pages held here) and, with ranged GETs coalesced per pack, the chunks it lacks (the
+  dictionaries they need first); every page and chunk is decompressed and hashed before
+  anything is written, and the files must hash to the record's digest, so a changed object on
+  the remote is refused and the local store is left as it was;
+- clone copies every record into the local index, with no page beyond what the record names
+  and no chunk: the pages come on first lookup or listing, the chunks on first read (in a
+  remote-backed store), or with a later pull.
+
+Records written before trees (a file list and every chunk's location) are read too.
 
 Version numbers are the remote's: a pushed version lands at the remote's next number, which may
 differ from its local number; a pulled version lands at its remote number.
@@ -25,16 +31,18 @@ from dataclasses import dataclass, field
 from artfs.errors import Conflict, CorruptData, InvalidName, NotFound
 from artfs.names import ArtifactName, Ref
 from artfs.objectstore import RemoteUrl
-from artfs.remote.layout import PackBuilder, RemoteVersion
+from artfs.remote import pages
+from artfs.remote.cache import DiskChunkCache
+from artfs.remote.layout import PackBuilder, TreeVersion
 from artfs.remote.ranged import coalesce, fetch_group, verified_chunk
 from artfs.remote.remote import Remote
 from artfs.store import codec
 from artfs.store.catalog import VersionRecord
 from artfs.store.chunkstore import RemoteChunk
-from artfs.store.hashing import ChunkId
+from artfs.store.hashing import ChunkId, TreeId, version_digest
 from artfs.store.locks import file_lock
-from artfs.store.manifest import FileEntry
-from artfs.store.ports import ChunkReader
+from artfs.store.manifest import FileEntry, encode_path
+from artfs.store.ports import ChunkReader, PageReader
 from artfs.store.repository import Store
 from artfs.store.settings import RemoteConfig
 
@@ -93,7 +101,7 @@ def push(store: Store, remote: Remote, ref: Ref) -> PushResult:
                 f"'artfs pull {record.ref}' first"
             ) from None
 
-    sent = publish_version(remote, record, entries, read_chunk)
+    sent = publish_version(remote, record, entries, read_chunk, store.tree_page)
     result = PushResult(record, sent.number, sent.created, sent.chunks, sent.bytes)
     for alias in record.aliases:
         if alias != "latest":
@@ -118,21 +126,27 @@ class Upload:
     number: int
     created: bool
     chunks: int = 0
-    bytes: int = 0
+    bytes: int = 0  # chunk and tree pack bytes sent
+    pages: int = 0  # tree pages sent
     locations: dict[ChunkId, RemoteChunk] = field(default_factory=dict)  # of a created record
 
 
 def publish_version(
-    remote: Remote, record: VersionRecord, entries: list[FileEntry], read_chunk: ChunkReader
+    remote: Remote,
+    record: VersionRecord,
+    entries: list[FileEntry],
+    read_chunk: ChunkReader,
+    read_page: PageReader,
 ) -> Upload:
-    """Create ``record`` at the remote's next number unless its content is there already.
+    """Create ``record`` (whose ``tree`` names the root of ``entries``) at the remote's next
+    number unless its content is there already.
 
     The chunks the remote lacks are read with ``read_chunk`` (which checks them) and uploaded
-    as new packs, each before its index, all before the record: a record never names a chunk
-    that is not on the remote. The same holds for the compression dictionaries the version's
-    chunks are coded with *as stored on the remote*: they are uploaded when missing and listed
-    in the record's chunk locations (no file names them), so that readers of the record and
-    remote gc find them.
+    as new packs, each before its index, then the tree pages it lacks (read with
+    ``read_page``), all before the record: a record never names a page or chunk that is not on
+    the remote. The same holds for the compression dictionaries the version's chunks are coded
+    with *as stored on the remote*: they are uploaded when missing (no file names them; a
+    reader finds each from the index of its chunk's pack, and remote gc keeps them so).
     """
     existing = remote.find_digest(record.artifact, record.digest)
     if existing is not None:
@@ -149,7 +163,13 @@ def publish_version(
     known.update(sent)
     dictionaries.update(dict.fromkeys(used))
     upload.locations = {cid: known[cid] for cid in [*needed, *dictionaries]}
-    upload.number = remote.publish(RemoteVersion(record, entries, upload.locations))
+    assert record.tree is not None, "a version to publish names its root tree"
+    root = TreeId(bytes.fromhex(record.tree))
+    new = pages.missing_pages(root, lambda page: ChunkId(page) in known, read_page)
+    landed, sent_bytes = pages.upload_pages(remote, new)
+    upload.pages, upload.bytes = len(new), upload.bytes + sent_bytes
+    upload.locations.update(landed)
+    upload.number = remote.publish(TreeVersion(record))
     return upload
 
 
@@ -226,13 +246,58 @@ def pull(store: Store, remote: Remote, ref: Ref) -> PullResult:
     art = ref.artifact
     number = remote.resolve(ref)
     version = remote.read_version(art, number)
+    if isinstance(version, TreeVersion):
+        return _pull_tree(store, remote, version)
     # Every chunk the record lists: the files' and the dictionaries they are coded with.
     missing = store.missing_chunks([*_chunk_ids(version.entries), *version.dictionaries()])
-    fetched = _Fetch(remote, version, missing, store.dictionary)
+    fetched = _Fetch(remote, version.record, version.chunks, missing, store.dictionary)
+    fetched.listed = set(version.dictionaries())
     created = store.adopt_version(version.record, version.entries, fetched.chunks())
     _adopt_aliases(store, remote, art, {number})
     record = store.resolve(Ref(art, f"v{number}"))
     return PullResult(record, created, fetched.count, fetched.bytes)
+
+
+def _pull_tree(store: Store, remote: Remote, version: TreeVersion) -> PullResult:
+    """Pull a tree-format version: the pages this store lacks (down from the root, stopping at
+    pages it holds), then the chunks it lacks, all verified before anything is written; the
+    files must hash to the record's digest."""
+    record = version.record
+    where = remote.locations()
+    got, page_bytes = pages.fetch_tree(remote, version.root, store.has_tree_page, where, record.ref)
+    entries = store.tree_entries(version.root, got)
+    _check_digest(record, entries, remote)
+    missing = store.missing_chunks(_chunk_ids(entries))
+    dictionaries = _dictionaries_of(remote, missing, where)
+    wanted = store.missing_chunks([*dictionaries, *missing])
+    fetched = _Fetch(remote, record, where, wanted, store.dictionary)
+    fetched.listed, fetched.bytes = dictionaries, page_bytes
+    created = store.adopt_version(record, [], fetched.chunks(), pages=got)
+    _adopt_aliases(store, remote, record.artifact, {record.number})
+    fresh = store.resolve(Ref(record.artifact, f"v{record.number}"))
+    return PullResult(fresh, created, fetched.count, fetched.bytes)
+
+
+def _check_digest(record: VersionRecord, entries: list[FileEntry], remote: Remote) -> None:
+    files = [(encode_path(e.path), bytes(e.digest)) for e in entries if not e.is_dir]
+    if len(files) != record.files or version_digest(files).hex() != record.digest:
+        raise CorruptData(
+            f"{record.ref} on {remote.describe()}: its file tree does not match its digest; "
+            "nothing was stored"
+        )
+
+
+def _dictionaries_of(
+    remote: Remote, ids: list[ChunkId], where: dict[ChunkId, RemoteChunk]
+) -> set[ChunkId]:
+    """The dictionaries the remote's copies of ``ids`` are coded with (from pack indexes)."""
+    found = set()
+    for cid in ids:
+        loc = where.get(cid)
+        dict_id = None if loc is None else remote.chunk_dictionary(cid, loc)
+        if dict_id is not None:
+            found.add(dict_id)
+    return found
 
 
 def clone(store: Store, remote: Remote) -> list[VersionRecord]:
@@ -247,6 +312,7 @@ class RefreshResult:
     deleted: list[str] = field(default_factory=list)  # refs deleted on the remote, so here
     aliases: list[str] = field(default_factory=list)  # "art:alias -> vN", "art:alias removed"
     skipped: list[str] = field(default_factory=list)  # remote versions not adopted, and why
+    located: bool = False  # the locations of the remote's packs were recorded
 
     def __bool__(self) -> bool:
         return bool(self.adopted or self.deleted or self.aliases or self.skipped)
@@ -293,6 +359,16 @@ def refresh(
     return result
 
 
+def record_locations(store: Store, remote: Remote) -> None:
+    """Record where the chunks and tree pages of the remote's packs are, for those packs this
+    store has not recorded yet (a LIST of ``packs/``, and the pack indexes not cached)."""
+    recorded = store.recorded_remote_packs(remote.describe())
+    live = {loc.pack for loc in remote.chunk_map().values()}
+    new = {pack: remote.pack_chunks(pack) for pack in sorted(live - recorded)}
+    if new:
+        store.record_remote_packs(remote.describe(), new)
+
+
 @contextmanager
 def _refresh_lock(store: Store) -> Iterator[None]:
     folder = store.home / "remotes"
@@ -324,8 +400,19 @@ def _adopt_remote(
     """Adopt remote version ``number``; True when this store now holds it at that number."""
     try:
         version = remote.read_version(art, number)
-        where = {cid: loc.encode() for cid, loc in version.chunks.items()}
-        if store.adopt_version(version.record, version.entries, remote_chunks=where):
+        if isinstance(version, TreeVersion):
+            # The record only: pages and chunks are fetched when first wanted, from where
+            # the pack indexes say, recorded before the version shows (once per refresh: the
+            # packs a record uses are on the remote before it, so listed now).
+            if not result.located:
+                record_locations(store, remote)
+                result.located = True
+            _cache_root(store, remote, version)
+            adopted = store.adopt_version(version.record, [])
+        else:
+            where = {cid: loc.encode() for cid, loc in version.chunks.items()}
+            adopted = store.adopt_version(version.record, version.entries, remote_chunks=where)
+        if adopted:
             result.adopted.append(version.record)
     except (Conflict, CorruptData) as exc:
         # Another version at that number here (made before the store was backed by this
@@ -335,6 +422,20 @@ def _adopt_remote(
     except NotFound:  # deleted (and collected) since the listing
         return False
     return True
+
+
+def _cache_root(store: Store, remote: Remote, version: TreeVersion) -> None:
+    """Fetch the root page of a version being adopted into the chunk cache, checked against
+    its id: a clone copies the record and its root, so the version's top directory lists at
+    once (also offline later), and a record whose root is missing or damaged is refused."""
+    cache = DiskChunkCache.open(store.home)
+    root = ChunkId(version.root)
+    if cache.contains(root) or store.has_tree_page(version.root):
+        return
+    where = store.remote_locations([root])
+    got, _ = pages.fetch_pages(remote, [version.root], where, version.record.ref)
+    data = got[version.root]
+    cache.put(root, codec.Codec.RAW, data, len(data))
 
 
 def _committed(store: Store, art: ArtifactName) -> dict[int, VersionRecord]:
@@ -380,7 +481,7 @@ class _Fetch:
     """The missing chunks of a version, fetched pack by pack with coalesced ranged GETs and
     verified (decompressed and hashed) before they are handed on.
 
-    The missing dictionaries the record lists are fetched first, so that the chunks coded with
+    The missing dictionaries (``listed``) are fetched first, so that the chunks coded with
     them are checked with them; a dictionary not among them is looked up with ``local`` (the
     store's own :meth:`~artfs.store.repository.Store.dictionary`).
     """
@@ -388,20 +489,23 @@ class _Fetch:
     def __init__(
         self,
         remote: Remote,
-        version: RemoteVersion,
+        record: VersionRecord,
+        where: dict[ChunkId, RemoteChunk],
         missing: list[ChunkId],
         local: codec.Dictionaries,
     ) -> None:
         self.remote = remote
-        self.version = version
+        self.record = record
+        self.where = where
         self.missing = missing
         self.local = local
+        self.listed: set[ChunkId] = set()
         self.count = 0
         self.bytes = 0
         self._fetched: dict[ChunkId, bytes] = {}  # dictionaries of this fetch, raw
 
     def chunks(self) -> Iterator[tuple[ChunkId, int, bytes, int]]:
-        listed = set(self.version.dictionaries())
+        listed = self.listed
         yield from self._chunks([cid for cid in self.missing if cid in listed], keep=True)
         yield from self._chunks([cid for cid in self.missing if cid not in listed], keep=False)
 
@@ -412,9 +516,14 @@ class _Fetch:
     def _chunks(self, ids: list[ChunkId], keep: bool) -> Iterator[tuple[ChunkId, int, bytes, int]]:
         by_pack: dict[str, list[tuple[ChunkId, RemoteChunk]]] = defaultdict(list)
         for cid in ids:
-            loc = self.version.chunks[cid]
+            loc = self.where.get(cid)
+            if loc is None:
+                raise CorruptData(
+                    f"a chunk of {self.record.ref} ({cid.hex()[:16]}) is in no pack on "
+                    f"{self.remote.describe()}: nothing was stored"
+                )
             by_pack[loc.pack].append((cid, loc))
-        what = f"{self.version.record.ref} in"
+        what = f"{self.record.ref} in"
         for _, chunks in sorted(by_pack.items()):
             chunks.sort(key=lambda item: item[1].offset)
             for _, _, group in coalesce(chunks):

@@ -399,18 +399,22 @@ def pages(txn: Txn) -> trees.Pages:
 
 
 def _page_reader(txn: Txn) -> trees.Get:
-    """A page's bytes read in ``txn``; a missing page is CorruptData."""
+    """A page's bytes read in ``txn`` (see :func:`page_bytes`)."""
+    return lambda page: page_bytes(txn, page)
 
-    def get(page: TreeId) -> bytes:
-        data = txn.get(Table.TREES, page)
-        if data is None:
-            raise CorruptData(
-                f"the tree page {page.hex()} is missing from the index: "
-                "run 'artfs verify' and restore the store from a backup"
-            )
-        return data
 
-    return get
+def page_bytes(txn: Txn, page: TreeId) -> bytes:
+    """A tree page's bytes: from the index, else (a version adopted from a remote without
+    its pages) through the transaction's ``missing_page``; CorruptData when neither has it."""
+    data = txn.get(Table.TREES, page)
+    if data is None and txn.missing_page is not None:
+        data = txn.missing_page(txn, page)  # verified against its id by the reader
+    if data is None:
+        raise CorruptData(
+            f"the tree page {page.hex()} is missing from the index: "
+            "run 'artfs verify' and restore the store from a backup"
+        )
+    return data
 
 
 def _put_page(txn: Txn) -> trees.Put:

@@ -73,11 +73,18 @@ class Txn:
     """
 
     def __init__(
-        self, txn: lmdb.Transaction, dbs: dict[Table, lmdb._Database], env: lmdb.Environment
+        self,
+        txn: lmdb.Transaction,
+        dbs: dict[Table, lmdb._Database],
+        env: lmdb.Environment,
+        missing_page: MissingPage | None = None,
     ) -> None:
         self._txn = txn
         self._dbs = dbs
         self._env = env
+        # Where a tree page the index lacks is read from (a remote-backed store's lazy
+        # pages; see Store._lazy_page), or None: the catalogue calls it, this module does not.
+        self.missing_page = missing_page
 
     def get(self, table: Table, key: bytes) -> bytes | None:
         db = self._dbs.get(table)
@@ -169,10 +176,15 @@ def _open_tables(env: lmdb.Environment, readonly: bool) -> dict[Table, lmdb._Dat
     return dbs
 
 
+# (transaction, tree page id) -> the page's bytes, or None when there is nowhere to get it.
+MissingPage = Callable[["Txn", bytes], "bytes | None"]
+
+
 class Index:
     def __init__(self, env: lmdb.Environment, dbs: dict[Table, lmdb._Database]) -> None:
         self._env = env
         self._dbs = dbs
+        self.missing_page: MissingPage | None = None  # handed to every transaction
 
     @classmethod
     def open(cls, path: Path, *, readonly: bool = False) -> Index:
@@ -198,7 +210,7 @@ class Index:
     def read(self) -> Iterator[Txn]:
         try:
             with self._env.begin(write=False, buffers=False) as txn:
-                yield Txn(txn, self._dbs, self._env)
+                yield Txn(txn, self._dbs, self._env, self.missing_page)
         except lmdb.Error as exc:
             raise CorruptData(
                 f"the index cannot be read ({exc}): restore it from a backup"
@@ -267,7 +279,7 @@ class Index:
     def write(self) -> Iterator[Txn]:
         try:
             with self._env.begin(write=True) as txn:
-                yield Txn(txn, self._dbs, self._env)
+                yield Txn(txn, self._dbs, self._env, self.missing_page)
         except lmdb.MapFullError as exc:
             raise StoreError("the index is full: raise MAP_SIZE") from exc
         except lmdb.Error as exc:

@@ -19,12 +19,15 @@ from typing import Any, Protocol
 
 from artfs.names import ArtifactName, Ref
 from artfs.store.catalog import VersionRecord
-from artfs.store.hashing import ChunkId
+from artfs.store.hashing import ChunkId, TreeId
 from artfs.store.manifest import ChunkRef, FileEntry
 
 # A chunk's stored form as held locally: (payload, codec id, raw length). The reader checks
 # the payload against the chunk id, so damage is never published.
 ChunkReader = Callable[[ChunkId], tuple[bytes, int, int]]
+# A tree page of the version being published, by id (its bytes; the pages of a version a
+# remote lacks are uploaded with it).
+PageReader = Callable[[TreeId], bytes]
 
 
 @dataclass
@@ -55,11 +58,16 @@ class Publisher(Protocol):
         ...
 
     def publish(
-        self, draft: VersionRecord, entries: list[FileEntry], read_chunk: ChunkReader
+        self,
+        draft: VersionRecord,
+        entries: list[FileEntry],
+        read_chunk: ChunkReader,
+        read_page: PageReader,
     ) -> Published:
-        """Upload the chunks the remote lacks and create the version at the remote's next
-        number (``draft.number`` is ignored); identical content already there is returned
-        with ``created=False``."""
+        """Upload the chunks and tree pages the remote lacks and create the version at the
+        remote's next number (``draft.number`` is ignored; ``draft.tree`` names the root of
+        ``entries``); identical content already there is returned with ``created=False``
+        (its ``entries`` empty when the remote's record names a tree: see ``tree``)."""
         ...
 
     def move_alias(self, art: ArtifactName, alias: str, number: int) -> None: ...
@@ -81,7 +89,15 @@ class Publisher(Protocol):
 
 class ChunkSource(Protocol):
     """Reads the chunks the local packs do not hold (from the default remote, through the
-    local chunk cache)."""
+    local chunk cache).
+
+    It reads tree pages as well: a version adopted from a remote (``artfs clone``, a refresh)
+    comes with its record and root tree id only, and a page the index lacks is read through
+    this port, named as a chunk by its tree id (both ids are the BLAKE3 of the bytes, so the
+    check that a chunk matches its id checks the page). Such pages are not written to the
+    index (whose pages always come with their whole subtree); the source keeps them in its
+    cache.
+    """
 
     def read(self, ref: ChunkRef, following: Sequence[ChunkRef] = ()) -> bytes:
         """The verified bytes of a chunk; ``following`` are the chunks the reader wants next,

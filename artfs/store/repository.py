@@ -36,7 +36,7 @@ from artfs.errors import (
     StoreError,
 )
 from artfs.names import ArtifactName, Ref, check_alias, check_name
-from artfs.store import catalog, references, settings, statcache, upgrade
+from artfs.store import catalog, references, settings, statcache, trees, upgrade
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.chunkstore import ChunkLocation, ChunkStore, RemoteChunk
 from artfs.store.hashing import ChunkId, TreeId, version_digest
@@ -54,6 +54,8 @@ from artfs.store.settings import RemoteConfig
 REMOTE_RECHECK_SECONDS = 1.0
 # META key prefix: per artifact, the version numbers the default remote listed last time.
 _SEEN = b"remote-seen:"
+# META key prefix: per remote, the packs whose chunk locations are recorded.
+_PACKS = b"remote-packs:"
 
 
 class RemotePorts(Protocol):
@@ -169,6 +171,7 @@ class Store:
         # The format the store had when this process opened it (older ones are upgraded).
         self.opened_format = upgrade.FORMAT
         self.reads = VerifiedReads(index, chunks, self.remote_source)
+        index.missing_page = self._lazy_page  # tree pages of versions adopted from a remote
 
     @classmethod
     def open(cls, home: Path | None = None, *, ports: RemotePorts | None = None) -> Store:
@@ -396,6 +399,29 @@ class Store:
             for cid, loc in where.items():
                 txn.put(Table.REMOTE_CHUNKS, cid, loc.encode())
 
+    def recorded_remote_packs(self, remote: str) -> set[str]:
+        """The packs of ``remote`` (its description) whose every chunk and tree page has its
+        location recorded here (:meth:`record_remote_packs`)."""
+        with self.index.read() as txn:
+            data = txn.get(Table.META, _PACKS + remote.encode())
+        return set(json.loads(data)) if data is not None else set()
+
+    def record_remote_packs(
+        self, remote: str, packs: Mapping[str, Mapping[ChunkId, RemoteChunk]]
+    ) -> None:
+        """Record where the chunks and tree pages of ``packs`` are, and that they are (one
+        transaction). A version adopted from a remote in the tree format names no locations:
+        the refresh that adopts it records those of the packs it has not recorded yet, so a
+        lazy read finds a page or chunk as it found one of a record that listed them."""
+        key = _PACKS + remote.encode()
+        with self.index.write() as txn:
+            stored = txn.get(Table.META, key)
+            done = set(json.loads(stored)) if stored is not None else set()
+            for chunks in packs.values():
+                for cid, loc in chunks.items():
+                    txn.put(Table.REMOTE_CHUNKS, cid, loc.encode())
+            txn.put(Table.META, key, json.dumps(sorted(done | packs.keys())).encode())
+
     def reference_copy(self, entry: FileEntry) -> Path:
         """A verified local copy of a reference entry's content, under ``HOME/refcache``."""
         return references.cached_copy(entry, self.home / "refcache")
@@ -587,14 +613,24 @@ class Store:
         with self.index.read() as txn:
             _check_ready_chunks(txn, tree, ingest.new_chunks)
         record = _draft_record(art, entries, draft, number=0)
+        prepared = catalog.prepare_tree(entries)
+        record.tree = prepared.root.hex()
         published = publisher.publish(
-            record, entries, lambda cid: self.stored_chunk(cid, ingest.new_chunks)
+            record,
+            entries,
+            lambda cid: self.stored_chunk(cid, ingest.new_chunks),
+            lambda page: prepared.pages.get(page) or self.tree_page(page),
         )
+        # Our tree, unless the remote held this content already with other attributes (its
+        # record names its own tree: adopted without pages) or in the format from before trees
+        # (its entries are built into a tree here).
+        ours = published.record.tree == record.tree
+        adopted = dataclasses.replace(published.record, tree=None) if ours else published.record
         with self.index.write() as txn:
             # Added here, or already here (a refresh adopted it meanwhile, or it was identical
             # content): either way the version holds this content, so the chunks just stored
             # are kept as its local copies.
-            self._adopt(txn, published.record, published.entries)
+            self._adopt(txn, adopted, published.entries, prepared if ours else None)
             for cid, loc in ingest.new_chunks.items():
                 txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
             for cid, where in published.remote_chunks.items():
@@ -726,15 +762,26 @@ class Store:
         entries: list[FileEntry],
         chunks: Iterable[tuple[ChunkId, int, bytes, int]] = (),
         remote_chunks: Mapping[ChunkId, bytes] | None = None,
+        pages: Mapping[TreeId, bytes] | None = None,
     ) -> bool:
         """Add a version made elsewhere at its own number, with stored chunks
         ``(id, codec, payload, raw_length)`` the caller has verified, and where its chunks are
         on the default remote (``remote_chunks``: id -> encoded location, recorded whether or
         not the version was new).
 
+        Without ``entries``, ``record.tree`` names the version's root: ``pages`` (verified by
+        the caller) are written with it, and must be every page of that tree the index lacks
+        or none at all (a lazy version: its pages are read when wanted, see
+        :meth:`_lazy_page`), so a page in the index always has its whole subtree there.
+        With ``entries`` (a record in the format from before trees), the tree is built here.
+
         Returns False when this store already has that version (same number, same digest);
-        its missing chunks are still added. Conflict when the number holds other content here.
+        its missing chunks and pages are still added. Conflict when the number holds other
+        content here.
         """
+        tree = None
+        if not entries and record.tree is not None:
+            tree = catalog.PreparedTree(TreeId(bytes.fromhex(record.tree)), dict(pages or {}))
         with self.commit_lock():
             writer = self.chunks.writer()
             try:
@@ -744,7 +791,7 @@ class Store:
                         added[cid] = writer.add(cid, codec_id, payload, raw_length)
                 writer.commit()
                 with self.index.write() as txn:
-                    created = self._adopt(txn, record, entries)
+                    created = self._adopt(txn, record, entries, tree)
                     for cid, loc in added.items():
                         txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
                     for cid, where in (remote_chunks or {}).items():
@@ -800,15 +847,27 @@ class Store:
                 txn.delete(Table.META, key)
         return removed, changed
 
-    def _adopt(self, txn: Any, record: VersionRecord, entries: list[FileEntry]) -> bool:
+    def _adopt(
+        self,
+        txn: Any,
+        record: VersionRecord,
+        entries: list[FileEntry],
+        tree: catalog.PreparedTree | None = None,
+    ) -> bool:
         """Add ``record`` at its number; True if it was not here. A version deleted here whose
-        content the remote has at that number comes back; other content there is a Conflict."""
+        content the remote has at that number comes back; other content there is a Conflict.
+        ``tree``: the version's tree (its root, and the pages to write), else built from
+        ``entries``; a record that names its own tree (one of the remote's) keeps it."""
         art = record.artifact
         artifact = catalog.get_artifact(txn, art)
         catalog.check_type(artifact, art, record.type)
+        if record.tree is not None and (tree is None or tree.root.hex() != record.tree):
+            tree = catalog.PreparedTree(TreeId(bytes.fromhex(record.tree)), {})
         existing = catalog.get_version(txn, art, record.number)
         if existing is not None:
             if existing.digest == record.digest and existing.state == catalog.COMMITTED:
+                if tree is not None and existing.tree == tree.root.hex():
+                    _put_pages(txn, tree.pages)  # a pull of a version cloned lazily
                 return False
             if existing.digest != record.digest:
                 raise Conflict(
@@ -819,10 +878,46 @@ class Store:
             catalog.ensure_project(txn, art.project)
             artifact = ArtifactRecord(art.project, art.name, record.type, record.created, 0)
         fresh = VersionRecord(**{**record.__dict__, "aliases": [], "state": catalog.COMMITTED})
-        catalog.add_version(txn, fresh, entries)
+        catalog.add_version(txn, fresh, entries, tree)
         artifact.next_version = max(artifact.next_version, record.number + 1)
         catalog.put_artifact(txn, artifact)
         return True
+
+    def tree_page(self, page: TreeId) -> bytes:
+        """The bytes of a tree page of this store (read from the remote if the version is
+        lazy); CorruptData when it cannot be had."""
+        with self.index.read() as txn:
+            return catalog.page_bytes(txn, page)
+
+    def has_tree_page(self, page: TreeId) -> bool:
+        """Whether the index holds ``page`` (and so its whole subtree)."""
+        with self.index.read() as txn:
+            return txn.get(Table.TREES, page) is not None
+
+    def tree_entries(self, root: TreeId, pages: Mapping[TreeId, bytes]) -> list[FileEntry]:
+        """Every entry of the tree at ``root``, its pages from ``pages`` or the index (a
+        version about to be adopted), sorted by path."""
+        with self.index.read() as txn:
+
+            def get(page: TreeId) -> bytes:
+                found = pages.get(page)
+                return catalog.page_bytes(txn, page) if found is None else found
+
+            entries = trees.walk(trees.Pages(get), root)
+            return sorted(entries, key=lambda e: encode_path(e.path))
+
+    def _lazy_page(self, txn: Txn, page: bytes) -> bytes | None:
+        """A tree page the index lacks, through the default remote's chunk source (see
+        :class:`~artfs.store.ports.ChunkSource`, which finds where it is); None when this
+        store has no default remote. ``txn`` is the reader's: nothing is written here."""
+        del txn  # the source looks the page up itself
+        source = self.remote_source()
+        if source is None:
+            return None
+        try:
+            return source.read(ChunkRef(ChunkId(page), 0))
+        except CorruptData as exc:
+            raise CorruptData(f"tree page {page.hex()[:16]} from the remote: {exc}") from None
 
     # --- changing the catalogue -------------------------------------------------------------
 
@@ -1119,6 +1214,11 @@ def _check_ready_chunks(txn: Txn, tree: SourceTree, new: dict[ChunkId, ChunkLoca
                     f"{entry.path}: its data was removed by gc after the version it came from "
                     "was deleted; add the file again"
                 )
+
+
+def _put_pages(txn: Txn, pages: Mapping[TreeId, bytes]) -> None:
+    for page, data in pages.items():
+        txn.put(Table.TREES, page, data, overwrite=False)
 
 
 def _mirror_aliases(

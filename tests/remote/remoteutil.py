@@ -4,11 +4,18 @@ credentials. The servers themselves are fixtures in tests/remote/conftest.py.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from artfs.names import ArtifactName
+from artfs.remote import pages
+from artfs.remote.layout import TreeVersion
+from artfs.remote.remote import Remote
+from artfs.store.hashing import ChunkId
+from artfs.store.manifest import FileEntry
 from tests.helpers import ARTFS
 from tests.remote.seaweed import S3Server
 
@@ -37,3 +44,41 @@ def artfs_ok(server: S3Server, home: Path, *args: str) -> str:
     done = run_artfs(server, home, *args)
     assert done.returncode == 0, done
     return done.stdout
+
+
+def pack_keys(objects: Any, *, trees: bool) -> list[str]:
+    """Keys of the ``.pack`` objects under ``packs/`` holding tree pages (``trees``) or
+    chunks, told apart by their indexes."""
+    found = []
+    for info in objects.list("packs/"):
+        if info.key.endswith(".idx"):
+            index = json.loads(objects.get(info.key)[0])
+            if bool(index.get("trees")) == trees:
+                found.append(info.key.removesuffix(".idx") + ".pack")
+    return sorted(found)
+
+
+def remote_files(remote: Remote, art: ArtifactName, number: int) -> list[FileEntry]:
+    """The files of a version on ``remote``, whatever the format of its record (pages
+    fetched and checked through :mod:`artfs.remote.pages`)."""
+    version = remote.read_version(art, number)
+    if not isinstance(version, TreeVersion):
+        return [e for e in version.entries if not e.is_dir]
+    got, _ = pages.fetch_tree(remote, version.root, lambda _: False, remote.chunk_map(), "test")
+    return [e for data in got.values() for e in pages.files(data)]
+
+
+def used_packs(remote: Remote, art: ArtifactName, number: int) -> set[str]:
+    """The packs holding a version's pages, chunks and the dictionaries they need (every
+    copy, condemned packs included)."""
+    version = remote.read_version(art, number)
+    if not isinstance(version, TreeVersion):
+        return {loc.pack for loc in version.chunks.values()}
+    every = remote.every_pack()
+    where = {cid: loc for chunks in every.values() for cid, loc in chunks.items()}
+    got, _ = pages.fetch_tree(remote, version.root, lambda _: False, where, "test")
+    ids = {ChunkId(p) for p in got} | {
+        c.chunk_id for data in got.values() for e in pages.files(data) for c in e.chunks
+    }
+    ids |= {d for c in ids if (d := remote.chunk_dictionary(c, where[c])) is not None}
+    return {pack for pack, chunks in every.items() if ids & chunks.keys()}

@@ -4,6 +4,7 @@ is read from the remote itself."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from artfs.errors import AliasesHeld
 from artfs.names import ArtifactName, Ref
 from artfs.objectstore import S3ObjectStore
 from artfs.remote import layout
-from artfs.remote.layout import RemoteVersion
+from artfs.remote.layout import TreeVersion
 from artfs.remote.publish import set_default
 from artfs.remote.remote import Remote
 from artfs.remote.sync import add_remote, clone, push
@@ -102,8 +103,8 @@ def test_a_remote_holding_one_content_twice_can_back_its_clone(
         remote = Remote(s3_env.store(prefix, writer_id="a"), "a", tmp_path / "a-cache")
         record = a.put(src, ART).record
         assert push(a, remote, Ref(ART, "v0")).number == 0
-        version = remote.read_version(ART, 0)
-        assert remote.publish(RemoteVersion(record, a.entries(record), version.chunks)) == 1
+        record = dataclasses.replace(record, aliases=[])
+        assert remote.publish(TreeVersion(record)) == 1
     assert remote.objects.head(layout.digest_key(ART, record.digest)) is not None
     b = _clone(s3_env, prefix, tmp_path / "b")
     _ok(s3_env, b, "remote", "default", "--unset")

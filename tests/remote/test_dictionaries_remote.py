@@ -30,6 +30,7 @@ from artfs.store.verify import verify
 from artfs.stores import open_store
 from tests.helpers import make_tree, random_bytes
 from tests.mount.mountutil import Mounts, unmount_and_stop
+from tests.remote.remoteutil import remote_files
 from tests.remote.seaweed import S3Server
 from tests.store.test_dictionaries import annotations
 
@@ -83,15 +84,17 @@ def test_push_lists_the_dictionary_and_a_clone_reads_the_files(
         [dict_id] = _dictionaries(a)
         remote = _remote(s3_env, prefix, tmp_path / "a")
         sent = push(a, remote, ref)
-        version = remote.read_version(ART, sent.number)
-        # Named by no file, listed all the same: a reader of the record alone finds it.
-        assert dict_id in version.chunks
-        assert dict_id not in {c.chunk_id for e in version.entries for c in e.chunks}
-        assert dict_id in remote.chunk_map()
-        # Formats an artfs from before dictionaries refuses, instead of misreading them.
+        # Named by no file, on the remote all the same, and named by its chunks' pack index.
+        entries = remote_files(remote, ART, sent.number)
+        assert dict_id not in {c.chunk_id for e in entries for c in e.chunks}
+        where = remote.chunk_map()
+        assert dict_id in where
+        coded = [c.chunk_id for e in entries for c in e.chunks]
+        assert {remote.chunk_dictionary(c, where[c]) for c in coded} >= {dict_id}
+        # Formats an artfs from before dictionaries (and trees) refuses, instead of misreading.
         record_doc = json.loads(remote.objects.get(layout.version_key(ART, sent.number))[0])
-        assert record_doc["format"] == layout.VERSION_FORMAT_DICTIONARIES
-        pack = version.chunks[dict_id].pack
+        assert record_doc["format"] == layout.VERSION_FORMAT_TREES
+        pack = where[dict_id].pack
         index_doc = json.loads(remote.objects.get(layout.pack_index_key(pack))[0])
         assert index_doc["format"] == layout.PACK_INDEX_FORMAT_DICTIONARIES
     _clone(s3_env, prefix, tmp_path / "c")
@@ -230,7 +233,8 @@ def test_remote_gc_keeps_the_dictionary_of_a_live_version(
     s3_env: S3Server, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Packs of a few KiB, so that the dictionary sits in a pack holding no chunk a file names:
-    only the record's listing of it keeps it when the other versions go."""
+    only gc's marking through the pack index of the chunks coded with it keeps it when the other
+    versions go."""
     monkeypatch.setenv(MIN_GRACE_ENV, "0")
     monkeypatch.setattr(sync, "REMOTE_PACK_SIZE", 4 << 10)
     files = annotations(300, seed=7)
@@ -240,9 +244,10 @@ def test_remote_gc_keeps_the_dictionary_of_a_live_version(
         push(a, remote, Ref(ART, gone.version))
         live = push(a, remote, _put_annotations(a, tmp_path / "s1", files)).number
         [dict_id] = _dictionaries(a)
-        version = remote.read_version(ART, live)
-        dict_pack = version.chunks[dict_id].pack
-        file_packs = {version.chunks[c.chunk_id].pack for e in version.entries for c in e.chunks}
+        where = remote.chunk_map()
+        dict_pack = where[dict_id].pack
+        entries = remote_files(remote, ART, live)
+        file_packs = {where[c.chunk_id].pack for e in entries for c in e.chunks}
         assert dict_pack not in file_packs
         remote.delete_version(Ref(ART, "v0"))
         _gc_until(remote, lambda r: r.packs_deleted >= 1)

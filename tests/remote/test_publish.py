@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -111,9 +112,15 @@ def test_put_lands_on_the_remote_and_other_stores_see_it(
     b = _clone(s3_env, prefix, tmp_path / "b")
     (src / "extra.txt").write_text("from b")
     # b holds no chunk (a clone): it stores them all, but uploads only the one the remote lacks
+    # (6 bytes, stored raw) and the tree pages it lacks (one tree pack: its pages and record
+    # headers, in the local pack format)
+    before = {o.key for o in s3_env.store(prefix).list("packs/")}
     put_b = _artfs(s3_env, b, "put", str(src), str(ART))
     assert put_b.returncode == 0 and put_b.stdout.strip() == "team/data:v1", put_b
-    assert "6 B uploaded to remote origin" in put_b.stderr
+    new = [o for o in s3_env.store(prefix).list("packs/") if o.key not in before]
+    sent = sum(o.size for o in new if o.key.endswith(".pack"))
+    found = re.search(r"(\d+) B uploaded to remote origin", put_b.stderr)
+    assert len(new) == 4 and found is not None and 6 < int(found[1]) < sent, put_b.stderr
     # a has not seen v1: its next commit still gets the remote's next number
     (src / "extra.txt").write_text("from a")
     assert _ok(s3_env, a, "put", str(src), str(ART)).strip() == "team/data:v2"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -16,13 +17,13 @@ from artfs.names import ArtifactName, Ref
 from artfs.objectstore import MemoryObjectStore
 from artfs.remote import layout
 from artfs.remote.gc import MIN_GRACE_ENV, RemoteGcReport, collect, delete_on_remote
-from artfs.remote.layout import RemoteVersion
+from artfs.remote.layout import TreeVersion
 from artfs.remote.remote import Remote
 from artfs.remote.sync import clone, pull, push
 from artfs.store import Store
 from artfs.stores import open_store
 from tests.helpers import make_tree, random_bytes, read_tree
-from tests.remote.remoteutil import remote_env
+from tests.remote.remoteutil import remote_env, used_packs
 from tests.remote.seaweed import S3Server
 from tests.remote.test_remote_cli import _artfs, _ok
 
@@ -54,7 +55,7 @@ def _packs(remote: Remote) -> set[str]:
 
 
 def _packs_of(remote: Remote, number: int) -> set[str]:
-    return {loc.pack for loc in remote.read_version(ART, number).chunks.values()}
+    return used_packs(remote, ART, number)
 
 
 def _gc_until(
@@ -120,23 +121,27 @@ def test_gc_deletes_unreferenced_packs_only_after_the_grace_period(
         push(a, remote, _put(a, tmp_path / "s0", keep))
         dropped = _put(a, tmp_path / "s1", drop)
         push(a, remote, dropped)
-        [kept_pack], [dropped_pack] = _packs_of(remote, 0), _packs_of(remote, 1)
+        # Each version: a pack of its chunks and a tree pack of its pages.
+        kept, dropped_packs = _packs_of(remote, 0), _packs_of(remote, 1)
+        assert len(kept) == len(dropped_packs) == 2 and not kept & dropped_packs
         remote.delete_version(Ref(ART, "v1"))
 
         first = collect(remote, 3600)  # nothing is old enough under a one-hour grace
-        assert (first.packs_condemned, first.packs_deleted, first.packs_live) == (0, 0, 1)
-        _gc_until(remote, lambda r: r.packs_condemned == 1)
-        assert remote.condemned_packs() == {dropped_pack}
-        assert dropped_pack not in {loc.pack for loc in remote.chunk_map().values()}
+        assert (first.packs_condemned, first.packs_deleted, first.packs_live) == (0, 0, 2)
+        _gc_until(remote, lambda r: r.packs_condemned == 2)
+        assert remote.condemned_packs() == dropped_packs
+        assert not dropped_packs & {loc.pack for loc in remote.chunk_map().values()}
         report = collect(remote, 3600)  # condemned, but not a grace period ago
-        assert report.packs_deleted == 0 and dropped_pack in _packs(remote)
+        assert report.packs_deleted == 0 and dropped_packs <= _packs(remote)
 
-        # The dropped content pushed again: its chunks go into a new pack, never the condemned.
+        # The dropped content pushed again: its chunks and pages go into new packs, never the
+        # condemned ones.
         again = push(a, remote, dropped)
-        assert again.chunks_uploaded == 1 and _packs_of(remote, again.number) != {dropped_pack}
-        report = _gc_until(remote, lambda r: r.packs_deleted == 1)
+        assert again.chunks_uploaded == 1
+        assert len(_packs_of(remote, again.number) - dropped_packs) == 2
+        report = _gc_until(remote, lambda r: r.packs_deleted == 2)
         assert report.bytes_reclaimed > 300_000
-        assert _packs(remote) == {kept_pack} | _packs_of(remote, again.number)
+        assert _packs(remote) == kept | _packs_of(remote, again.number)
         assert remote.condemned_packs() == set()
 
     with open_store(tmp_path / "b") as b:
@@ -156,19 +161,19 @@ def test_a_condemned_pack_referenced_again_is_spared(
         remote = _remote(s3_env, prefix, tmp_path / "a")
         ref = _put(a, tmp_path / "s0", {"m.bin": random_bytes(100_000, 5)})
         push(a, remote, ref)
-        [pack] = _packs_of(remote, 0)
+        packs = _packs_of(remote, 0)  # its chunks' and its tree's
+        assert len(packs) == 2
         slow = _remote(s3_env, prefix, tmp_path / "a", "slow")
-        known = slow.chunk_map()  # the slow writer's view: before the condemnation
         remote.delete_version(Ref(ART, "v0"))
-        _gc_until(remote, lambda r: r.packs_condemned == 1)
+        _gc_until(remote, lambda r: r.packs_condemned == 2)
 
-        record = a.resolve(ref)
-        entries = a.entries(record)
-        locations = {c.chunk_id: known[c.chunk_id] for e in entries for c in e.chunks}
-        assert slow.publish(RemoteVersion(record, entries, locations)) == 1
+        # A record naming the same root (the tree format) needs the tree pack and, through
+        # its pages, the chunk pack again.
+        record = dataclasses.replace(a.resolve(ref), aliases=[])
+        assert slow.publish(TreeVersion(record)) == 1
         report = collect(remote, 0)
-        assert (report.packs_spared, report.packs_deleted) == (1, 0)
-        assert remote.condemned_packs() == set() and pack in _packs(remote)
+        assert (report.packs_spared, report.packs_deleted) == (2, 0)
+        assert remote.condemned_packs() == set() and packs <= _packs(remote)
     with open_store(tmp_path / "b") as b:
         assert pull(b, _remote(s3_env, prefix, tmp_path / "b"), Ref(ART, "v1")).created
 
@@ -180,14 +185,14 @@ def test_a_pack_condemned_while_a_push_uploads_does_not_break_the_push(tmp_path:
     shared = random_bytes(100_000, 7)
     with open_store(tmp_path / "a") as a:
         push(a, remote, _put(a, tmp_path / "s0", {"shared.bin": shared}))
-        [pack] = _packs_of(remote, 0)
+        [pack] = {p for p in _packs_of(remote, 0) if not remote.is_tree_pack(p)}
         ref = _put(a, tmp_path / "s1", {"shared.bin": shared, "own.bin": random_bytes(50, 8)})
         upload_pack = remote.upload_pack
 
-        def condemning_upload(*args: Any) -> Any:
+        def condemning_upload(*args: Any, **options: Any) -> Any:
             # gc condemns the pack of shared.bin while this push is uploading own.bin
             remote.objects.put_new(layout.condemned_key(pack), b"{}")
-            return upload_pack(*args)
+            return upload_pack(*args, **options)
 
         remote.upload_pack = condemning_upload  # type: ignore[method-assign]
         sent = push(a, remote, ref)
@@ -325,9 +330,7 @@ def test_writers_pushing_while_gc_runs_lose_no_pack(
     with open_store(tmp_path / "reader") as reader:
         other = _remote(s3_env, prefix, tmp_path / "reader", "reader")
         for number in checked:
-            assert {
-                loc.pack for loc in other.read_version(shared, number).chunks.values()
-            } <= stored
+            assert used_packs(other, shared, number) <= stored
             record = pull(reader, other, Ref(shared, f"v{number}")).record
             out = _export(reader, record.ref, tmp_path / "out" / str(number))
             own = out["own.txt"]

@@ -17,7 +17,7 @@ from artfs.store import Store
 from artfs.store.verify import verify
 from artfs.stores import open_store
 from tests.helpers import make_tree, random_bytes, read_tree, text_bytes
-from tests.remote.remoteutil import remote_env
+from tests.remote.remoteutil import pack_keys, remote_env
 from tests.remote.seaweed import S3Server
 
 ART = ArtifactName("team", "data")
@@ -81,7 +81,7 @@ def test_a_changed_chunk_on_the_remote_is_refused(
         a.put(_tree(tmp_path / "src", 2), ART)
         remote = _remote(s3_env, prefix, tmp_path / "a")
         push(a, remote, Ref(ART, "v0"))
-        [pack] = [o.key for o in remote.objects.list("packs/") if o.key.endswith(".pack")]
+        [pack] = pack_keys(remote.objects, trees=False)
         data = bytearray(remote.objects.get(pack)[0])
         data[-100] ^= 0x01  # one bit of the last chunk's payload
         remote.objects.put(pack, bytes(data))
