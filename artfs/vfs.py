@@ -40,8 +40,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NewType
 
-from artfs.errors import ArtfsError, CorruptData, InvalidName, NotFound
-from artfs.fs.backing import AttrChange, BadRequest, CrossDevice, ReadOnly, join
+from artfs.errors import CorruptData, InvalidName, NotFound
+from artfs.fs.backing import AttrChange, join
+from artfs.fs.errors import (
+    BadRequest,
+    CrossDevice,
+    IsADirectory,
+    NoAttribute,
+    NotADirectory,
+    NotASymlink,
+    NotSupported,
+    ReadOnly,
+)
 from artfs.fs.listings import Listing, ListingCache, ListingKey
 from artfs.fs.reader import (
     DEFAULT_CACHE_BYTES,
@@ -83,26 +93,6 @@ BLOCK_SIZE = 128 << 10
 STAGING = "staging"
 XATTR_PREFIX = "user.artfs."
 _XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
-
-
-class NoAttribute(NotFound):
-    """The extended attribute does not exist on this node (ENODATA)."""
-
-
-class NotADirectory(ArtfsError):
-    """A directory operation on a file (ENOTDIR)."""
-
-
-class IsADirectory(ArtfsError):
-    """A file operation on a directory (EISDIR)."""
-
-
-class NotASymlink(ArtfsError):
-    """readlink on something that is not a symlink (EINVAL)."""
-
-
-class NotSupported(ArtfsError):
-    """An operation staging does not offer (hard links, extended attributes): EOPNOTSUPP."""
 
 
 class Kind(enum.Enum):
@@ -1168,9 +1158,6 @@ __all__ = [
     "DirEntry",
     "FileReader",
     "Kind",
-    "NoAttribute",
-    "NotADirectory",
     "ReadBuffer",
-    "ReadOnly",
     "Vfs",
 ]

@@ -19,23 +19,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from artfs.errors import ArtfsError
+from artfs.fs.errors import BadRequest
 
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 Identity = tuple[int, int]  # (st_dev, st_ino) of a backing file
-
-
-class CrossDevice(ArtfsError):
-    """A rename between two staging directories, or into or out of staging (EXDEV)."""
-
-
-class ReadOnly(ArtfsError):
-    """A write, create, rename, unlink or chmod on a read-only node (EROFS)."""
-
-
-class BadRequest(ArtfsError):
-    """A malformed name or control-file write through the mount (EINVAL)."""
 
 
 def check_component(name: str) -> str:
@@ -335,10 +323,7 @@ class AttrChange:
 __all__ = [
     "AttrChange",
     "Backing",
-    "BadRequest",
-    "CrossDevice",
     "Identity",
-    "ReadOnly",
     "check_component",
     "identity_of",
     "join",

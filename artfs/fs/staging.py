@@ -26,13 +26,12 @@ from artfs.fs import staging_files
 from artfs.fs.backing import (
     AttrChange,
     Backing,
-    BadRequest,
-    ReadOnly,
     check_component,
     identity_of,
     join,
     opened_for_writing,
 )
+from artfs.fs.errors import BadRequest, CommitFailed, ReadOnly
 from artfs.fs.overlay import BaseCache, BaseRead, CopyOnWrite, base_path, entry_mode, open_reader
 from artfs.fs.reader import ChunkCache
 from artfs.fs.staged_paths import ArtifactKey, StagedPaths
@@ -45,7 +44,6 @@ from artfs.fs.staging_files import (
     BackingFile,
     BaseControl,
     BaseRequest,
-    CommitFailed,
     CommitRequest,
     ConstantFile,
     ControlFile,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from artfs.errors import ArtfsError, Conflict, InputError, InvalidName
-from artfs.fs.backing import BadRequest
+from artfs.fs.errors import BadRequest, CommitBusy, CommitFailed, CommitInvalid
 from artfs.names import NAME_RE, ArtifactName, Ref
 
 STAGED_FH_BASE = 1 << 62
@@ -25,19 +25,6 @@ STORE_FILE = ".artfs-store"  # MNT/.artfs-store: the store's id (read-only), see
 CONTROL_MAX_BYTES = 64 << 10
 BASE_FILE = ".artfs-base"  # staging/.artfs-base: write a ref -> staging based on it
 _BASE_MAX_BYTES = 4096
-
-
-class CommitBusy(ArtfsError):
-    """A commit through the control file refused: a file open for writing, or another commit
-    of the same artifact running (EBUSY)."""
-
-
-class CommitInvalid(ArtfsError):
-    """A commit through the control file refused for bad input (EINVAL)."""
-
-
-class CommitFailed(ArtfsError):
-    """A commit through the control file failed otherwise (EIO)."""
 
 
 def commit_error(exc: ArtfsError) -> ArtfsError:

@@ -19,20 +19,27 @@ import pyfuse3
 import trio
 
 from artfs.errors import ArtfsError, CorruptData, InvalidName, NotFound, StoreError
-from artfs.fs.backing import AttrChange, BadRequest, CrossDevice
-from artfs.fs.staging_files import STAGED_FH_BASE, CommitBusy, CommitFailed, CommitInvalid
-from artfs.store.manifest import ChunkRef
-from artfs.vfs import (
-    BLOCK_SIZE,
-    Attr,
-    FileReader,
+from artfs.fs.backing import AttrChange
+from artfs.fs.errors import (
+    BadRequest,
+    CommitBusy,
+    CommitFailed,
+    CommitInvalid,
+    CrossDevice,
     IsADirectory,
     NoAttribute,
     NotADirectory,
     NotASymlink,
     NotSupported,
-    ReadBuffer,
     ReadOnly,
+)
+from artfs.fs.staging_files import STAGED_FH_BASE
+from artfs.store.manifest import ChunkRef
+from artfs.vfs import (
+    BLOCK_SIZE,
+    Attr,
+    FileReader,
+    ReadBuffer,
     Vfs,
 )
 

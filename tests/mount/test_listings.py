@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from artfs.errors import NotFound
+from artfs.fs.errors import NoAttribute
 from artfs.fs.listings import Listing, ListingCache, ListingKey
 from artfs.names import ArtifactName, Ref
 from artfs.store import Store
 from artfs.store.gc import collect
-from artfs.vfs import ROOT_INODE, NoAttribute, Vfs
+from artfs.vfs import ROOT_INODE, Vfs
 from tests.mount.mountutil import put
 
 

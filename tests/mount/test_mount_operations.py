@@ -16,8 +16,9 @@ import trio
 from artfsd.operations import ArtfsOperations, errno_for
 
 from artfs.errors import CorruptData, NotFound
+from artfs.fs.errors import ReadOnly
 from artfs.store import Store
-from artfs.vfs import ROOT_INODE, ChunkCache, ReadOnly, Vfs
+from artfs.vfs import ROOT_INODE, ChunkCache, Vfs
 from tests.mount.mountutil import MTIME_NS, put, sample_tree
 
 T = TypeVar("T")
