@@ -410,11 +410,16 @@ def page_bytes(txn: Txn, page: TreeId) -> bytes:
     if data is None and txn.missing_page is not None:
         data = txn.missing_page(txn, page)  # verified against its id by the reader
     if data is None:
-        raise CorruptData(
-            f"the tree page {page.hex()} is missing from the index: "
-            "run 'artfs verify' and restore the store from a backup"
-        )
+        raise missing_page(page)
     return data
+
+
+def missing_page(page: TreeId) -> CorruptData:
+    """The error for a tree page the index should hold and does not."""
+    return CorruptData(
+        f"the tree page {page.hex()} is missing from the index: "
+        "run 'artfs verify' and restore the store from a backup"
+    )
 
 
 def _put_page(txn: Txn) -> trees.Put:

@@ -68,10 +68,26 @@ def _mark(store: Store) -> set[ChunkId]:
         seen: set[TreeId] = set()
         pages = catalog.pages(txn)
         for root in _roots(store, txn):
-            for entry in trees.reachable(pages, root, seen):
+            for entry in trees.reachable(pages, root, seen, _held(txn)):
                 live.update(ref.chunk_id for ref in entry.chunks)
         live.update(_dictionaries(store, txn, live))
     return live
+
+
+def _held(txn: Txn) -> Callable[[TreeId], bool]:
+    """Whether the index holds a tree page. A page it lacks that the default remote holds
+    is a lazily cloned version's (its subtree is there too, and no chunk of it is in a local
+    pack that another version's pages do not reach): gc walks past it and never fetches it.
+    A page held nowhere is damage: CorruptData, before anything is deleted."""
+
+    def held(page: TreeId) -> bool:
+        if txn.get(Table.TREES, page) is not None:
+            return True
+        if txn.get(Table.REMOTE_CHUNKS, page) is not None:
+            return False
+        raise catalog.missing_page(page)
+
+    return held
 
 
 def _roots(store: Store, txn: Txn) -> list[TreeId]:
@@ -96,7 +112,7 @@ def _sweep_trees(store: Store) -> int:
         seen: set[TreeId] = set()
         pages = catalog.pages(txn)
         for root in _roots(store, txn):
-            for _ in trees.reachable(pages, root, seen):
+            for _ in trees.reachable(pages, root, seen, _held(txn)):
                 pass
         dead = [key for key, _ in txn.scan(Table.TREES) if key not in seen]
         for key in dead:

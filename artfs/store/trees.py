@@ -532,13 +532,19 @@ def file_digests(get: Get, root: TreeId) -> Iterator[tuple[bytes, bytes, int]]:
         todo.extend(reversed(below))
 
 
-def reachable(pages: Pages, root: TreeId, seen: set[TreeId]) -> Iterator[FileEntry]:
+def reachable(
+    pages: Pages,
+    root: TreeId,
+    seen: set[TreeId],
+    held: Callable[[TreeId], bool] | None = None,
+) -> Iterator[FileEntry]:
     """Add every page of ``root`` not in ``seen`` to it and yield the file entries met on the
-    way; subtrees already seen (shared with a version marked before) are skipped whole."""
+    way; subtrees already seen (shared with a version marked before) are skipped whole, and
+    so are pages for which ``held`` says False (kept elsewhere, with their subtrees)."""
     todo = [root]
     while todo:
         page_id = todo.pop()
-        if page_id in seen:
+        if page_id in seen or (held is not None and not held(page_id)):
             continue
         seen.add(page_id)
         page = pages(page_id)

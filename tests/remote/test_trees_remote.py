@@ -25,6 +25,7 @@ from artfs.remote.layout import PackBuilder, RemoteVersion, TreeVersion
 from artfs.remote.remote import Remote, open_remote
 from artfs.remote.sync import add_remote, clone, pull, push
 from artfs.store import Store, catalog, trees
+from artfs.store.gc import collect as collect_local
 from artfs.store.hashing import TreeId
 from artfs.store.index import Table
 from artfs.stores import open_store
@@ -172,6 +173,25 @@ def test_a_clone_lists_a_version_fetching_only_the_pages_it_looks_at(
         # A pull makes the version whole here: every page goes into the index.
         pull(c, open_remote(c, config), Ref(ART, "v0"))
         assert _pages(c) == total
+
+
+def test_local_gc_of_a_clone_walks_past_pages_it_never_fetched(
+    s3_env: S3Server, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_store(tmp_path / "a") as a:
+        first, _ = _two_versions(a, tmp_path / "src")
+        push(a, _remote(s3_env, prefix, tmp_path / "a"), Ref(ART, "v0"))
+    _forget_pages(monkeypatch)
+    with open_store(tmp_path / "c") as c:
+        config = add_remote(c, "origin", s3_env.url(prefix), s3_env.endpoint, None)
+        clone(c, open_remote(c, config))
+        c.set_default_remote("origin")
+        source = c.remote_source()
+        assert source is not None
+        before = source.counters.chunks  # type: ignore[attr-defined]
+        collect_local(c)  # once walked every tree, fetching each page from the remote
+        assert source.counters.chunks == before
+        assert _export(c, "team/data:v0") == first
 
 
 def test_remote_gc_keeps_pages_a_live_version_shares(
