@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import json
 import os
 import posixpath
 import threading
@@ -36,7 +35,7 @@ from artfs.errors import (
     StoreError,
 )
 from artfs.names import ArtifactName, Ref, check_alias, check_name
-from artfs.store import catalog, references, settings, statcache, trees, upgrade
+from artfs.store import adoption, catalog, references, settings, statcache, upgrade
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.chunkstore import ChunkLocation, ChunkStore, RemoteChunk
 from artfs.store.hashing import ChunkId, TreeId, version_digest
@@ -52,10 +51,6 @@ from artfs.store.settings import RemoteConfig
 
 # How often a long-lived process (the daemon) reads the default remote setting again.
 REMOTE_RECHECK_SECONDS = 1.0
-# META key prefix: per artifact, the version numbers the default remote listed last time.
-_SEEN = b"remote-seen:"
-# META key prefix: per remote, the packs whose chunk locations are recorded.
-_PACKS = b"remote-packs:"
 
 
 class RemotePorts(Protocol):
@@ -394,33 +389,19 @@ class Store:
         return self.remote_ports(config).publisher(self, config)
 
     def record_remote_locations(self, where: Mapping[ChunkId, RemoteChunk]) -> None:
-        """Record where chunks are on the default remote (one transaction)."""
-        with self.index.write() as txn:
-            for cid, loc in where.items():
-                txn.put(Table.REMOTE_CHUNKS, cid, loc.encode())
+        """Record where chunks are on the default remote (see artfs.store.adoption)."""
+        adoption.record_remote_locations(self.index, where)
 
     def recorded_remote_packs(self, remote: str) -> set[str]:
-        """The packs of ``remote`` (its description) whose every chunk and tree page has its
-        location recorded here (:meth:`record_remote_packs`)."""
-        with self.index.read() as txn:
-            data = txn.get(Table.META, _PACKS + remote.encode())
-        return set(json.loads(data)) if data is not None else set()
+        """The packs of ``remote`` whose locations are all recorded (see artfs.store.adoption)."""
+        return adoption.recorded_remote_packs(self.index, remote)
 
     def record_remote_packs(
         self, remote: str, packs: Mapping[str, Mapping[ChunkId, RemoteChunk]]
     ) -> None:
-        """Record where the chunks and tree pages of ``packs`` are, and that they are (one
-        transaction). A version adopted from a remote in the tree format names no locations:
-        the refresh that adopts it records those of the packs it has not recorded yet, so a
-        lazy read finds a page or chunk as it found one of a record that listed them."""
-        key = _PACKS + remote.encode()
-        with self.index.write() as txn:
-            stored = txn.get(Table.META, key)
-            done = set(json.loads(stored)) if stored is not None else set()
-            for chunks in packs.values():
-                for cid, loc in chunks.items():
-                    txn.put(Table.REMOTE_CHUNKS, cid, loc.encode())
-            txn.put(Table.META, key, json.dumps(sorted(done | packs.keys())).encode())
+        """Record where the chunks and tree pages of ``packs`` are, and that they are (see
+        artfs.store.adoption)."""
+        adoption.record_remote_packs(self.index, remote, packs)
 
     def reference_copy(self, entry: FileEntry) -> Path:
         """A verified local copy of a reference entry's content, under ``HOME/refcache``."""
@@ -630,7 +611,7 @@ class Store:
             # Added here, or already here (a refresh adopted it meanwhile, or it was identical
             # content): either way the version holds this content, so the chunks just stored
             # are kept as its local copies.
-            self._adopt(txn, adopted, published.entries, prepared if ours else None)
+            adoption.adopt(txn, adopted, published.entries, prepared if ours else None)
             for cid, loc in ingest.new_chunks.items():
                 txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
             for cid, where in published.remote_chunks.items():
@@ -749,12 +730,7 @@ class Store:
 
     def missing_chunks(self, ids: Iterable[ChunkId]) -> list[ChunkId]:
         """The ids (in first-seen order, once each) that this store holds no chunk for."""
-        missing: dict[ChunkId, None] = {}
-        with self.index.read() as txn:
-            for cid in ids:
-                if cid not in missing and txn.get(Table.CHUNKS, cid) is None:
-                    missing[cid] = None
-        return list(missing)
+        return adoption.missing_chunks(self.index, ids)
 
     def adopt_version(
         self,
@@ -764,50 +740,13 @@ class Store:
         remote_chunks: Mapping[ChunkId, bytes] | None = None,
         pages: Mapping[TreeId, bytes] | None = None,
     ) -> bool:
-        """Add a version made elsewhere at its own number, with stored chunks
-        ``(id, codec, payload, raw_length)`` the caller has verified, and where its chunks are
-        on the default remote (``remote_chunks``: id -> encoded location, recorded whether or
-        not the version was new).
-
-        Without ``entries``, ``record.tree`` names the version's root: ``pages`` (verified by
-        the caller) are written with it, and must be every page of that tree the index lacks
-        or none at all (a lazy version: its pages are read when wanted, see
-        :meth:`_lazy_page`), so a page in the index always has its whole subtree there.
-        With ``entries`` (a record in the format from before trees), the tree is built here.
-
-        Returns False when this store already has that version (same number, same digest);
-        its missing chunks and pages are still added. Conflict when the number holds other
-        content here.
-        """
-        tree = None
-        if not entries and record.tree is not None:
-            tree = catalog.PreparedTree(TreeId(bytes.fromhex(record.tree)), dict(pages or {}))
-        with self.commit_lock():
-            writer = self.chunks.writer()
-            try:
-                added: dict[ChunkId, ChunkLocation] = {}
-                for cid, codec_id, payload, raw_length in chunks:
-                    if cid not in added:
-                        added[cid] = writer.add(cid, codec_id, payload, raw_length)
-                writer.commit()
-                with self.index.write() as txn:
-                    created = self._adopt(txn, record, entries, tree)
-                    for cid, loc in added.items():
-                        txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
-                    for cid, where in (remote_chunks or {}).items():
-                        txn.put(Table.REMOTE_CHUNKS, cid, where)
-            except BaseException:
-                writer.abort()
-                raise
-        return created
+        """Add a version made elsewhere at its own number; False when this store has it
+        already (see :func:`artfs.store.adoption.adopt_version`)."""
+        return adoption.adopt_version(self, record, entries, chunks, remote_chunks, pages)
 
     def remote_seen(self) -> dict[ArtifactName, set[int]]:
         """Per artifact, the version numbers the default remote listed at the last refresh."""
-        with self.index.read() as txn:
-            return {
-                ArtifactName.parse(key[len(_SEEN) :].decode()): set(json.loads(value))
-                for key, value in txn.scan(Table.META, _SEEN)
-            }
+        return adoption.remote_seen(self.index)
 
     def mirror_remote(
         self,
@@ -816,108 +755,30 @@ class Store:
         deleted: Mapping[int, str],
         aliases: dict[str, int],
     ) -> tuple[list[str], list[str]]:
-        """Make the local index of ``art`` follow its remote, here only (nothing is published).
-
-        ``seen``: the numbers at which this store holds the remote's version (adopted, or
-        found with the same digest), remembered for the next refresh. ``deleted``: number ->
-        digest of versions the remote has a tombstone for; each is deleted here if its local
-        record has that digest. Aliases are moved to where the remote has them; a local alias
-        on one of the ``seen`` versions that the remote no longer has (or has on a version not
-        here) is removed; an alias on a version that is not the remote's stays.
-        Returns (refs deleted, alias changes as ``art:alias -> vN`` or ``art:alias removed``).
-        """
-        key = _SEEN + str(art).encode()
-        removed, changed = [], []
-        with self.index.write() as txn:
-            for number, digest in sorted(deleted.items()):
-                record = catalog.get_version(txn, art, number)
-                if record is not None and (record.state, record.digest) == (
-                    catalog.COMMITTED,
-                    digest,
-                ):
-                    catalog.mark_deleted(txn, record)
-                    removed.append(record.ref)
-            changed = _mirror_aliases(txn, art, seen, aliases)
-            stored = txn.get(Table.META, key)
-            before = set(json.loads(stored)) if stored is not None else set()
-            # Unchanged (most polls): no write, so the transaction commits without an fsync.
-            if seen and seen != before:
-                txn.put(Table.META, key, json.dumps(sorted(seen)).encode())
-            elif not seen and stored is not None:
-                txn.delete(Table.META, key)
-        return removed, changed
-
-    def _adopt(
-        self,
-        txn: Any,
-        record: VersionRecord,
-        entries: list[FileEntry],
-        tree: catalog.PreparedTree | None = None,
-    ) -> bool:
-        """Add ``record`` at its number; True if it was not here. A version deleted here whose
-        content the remote has at that number comes back; other content there is a Conflict.
-        ``tree``: the version's tree (its root, and the pages to write), else built from
-        ``entries``; a record that names its own tree (one of the remote's) keeps it."""
-        art = record.artifact
-        artifact = catalog.get_artifact(txn, art)
-        catalog.check_type(artifact, art, record.type)
-        if record.tree is not None and (tree is None or tree.root.hex() != record.tree):
-            tree = catalog.PreparedTree(TreeId(bytes.fromhex(record.tree)), {})
-        existing = catalog.get_version(txn, art, record.number)
-        if existing is not None:
-            if existing.digest == record.digest and existing.state == catalog.COMMITTED:
-                if tree is not None and existing.tree == tree.root.hex():
-                    _put_pages(txn, tree.pages)  # a pull of a version cloned lazily
-                return False
-            if existing.digest != record.digest:
-                raise Conflict(
-                    f"{record.ref} exists in this store with other content: "
-                    "pull into a store cloned from the remote ('artfs clone')"
-                )
-        if artifact is None:
-            catalog.ensure_project(txn, art.project)
-            artifact = ArtifactRecord(art.project, art.name, record.type, record.created, 0)
-        fresh = VersionRecord(**{**record.__dict__, "aliases": [], "state": catalog.COMMITTED})
-        catalog.add_version(txn, fresh, entries, tree)
-        artifact.next_version = max(artifact.next_version, record.number + 1)
-        catalog.put_artifact(txn, artifact)
-        return True
+        """Make the local index of ``art`` follow its remote, here only; returns (refs
+        deleted, alias changes) (see :func:`artfs.store.adoption.mirror_remote`)."""
+        return adoption.mirror_remote(self.index, art, seen, deleted, aliases)
 
     def tree_page(self, page: TreeId) -> bytes:
         """The bytes of a tree page of this store (read from the remote if the version is
         lazy); CorruptData when it cannot be had."""
-        with self.index.read() as txn:
-            return catalog.page_bytes(txn, page)
+        return adoption.tree_page(self.index, page)
 
     def has_tree_page(self, page: TreeId) -> bool:
         """Whether the index holds ``page`` (and so its whole subtree)."""
-        with self.index.read() as txn:
-            return txn.get(Table.TREES, page) is not None
+        return adoption.has_tree_page(self.index, page)
 
     def tree_entries(self, root: TreeId, pages: Mapping[TreeId, bytes]) -> list[FileEntry]:
         """Every entry of the tree at ``root``, its pages from ``pages`` or the index (a
         version about to be adopted), sorted by path."""
-        with self.index.read() as txn:
-
-            def get(page: TreeId) -> bytes:
-                found = pages.get(page)
-                return catalog.page_bytes(txn, page) if found is None else found
-
-            entries = trees.walk(trees.Pages(get), root)
-            return sorted(entries, key=lambda e: encode_path(e.path))
+        return adoption.tree_entries(self.index, root, pages)
 
     def _lazy_page(self, txn: Txn, page: bytes) -> bytes | None:
-        """A tree page the index lacks, through the default remote's chunk source (see
-        :class:`~artfs.store.ports.ChunkSource`, which finds where it is); None when this
-        store has no default remote. ``txn`` is the reader's: nothing is written here."""
+        """A tree page the index lacks, through the default remote (the index's
+        ``missing_page``; see :func:`artfs.store.adoption.lazy_page`). ``txn`` is the
+        reader's: nothing is written here."""
         del txn  # the source looks the page up itself
-        source = self.remote_source()
-        if source is None:
-            return None
-        try:
-            return source.read(ChunkRef(ChunkId(page), 0))
-        except CorruptData as exc:
-            raise CorruptData(f"tree page {page.hex()[:16]} from the remote: {exc}") from None
+        return adoption.lazy_page(self.remote_source(), page)
 
     # --- changing the catalogue -------------------------------------------------------------
 
@@ -1214,34 +1075,3 @@ def _check_ready_chunks(txn: Txn, tree: SourceTree, new: dict[ChunkId, ChunkLoca
                     f"{entry.path}: its data was removed by gc after the version it came from "
                     "was deleted; add the file again"
                 )
-
-
-def _put_pages(txn: Txn, pages: Mapping[TreeId, bytes]) -> None:
-    for page, data in pages.items():
-        txn.put(Table.TREES, page, data, overwrite=False)
-
-
-def _mirror_aliases(
-    txn: Txn, art: ArtifactName, seen: set[int], remote: dict[str, int]
-) -> list[str]:
-    """Aliases of ``art`` to where the ``remote`` has them (alias -> number); see mirror_remote."""
-    changed = []
-    here = {
-        alias: number
-        for number, names in catalog.aliases_by_version(txn, art).items()
-        for alias in names
-    }
-    for alias, number in sorted(remote.items()):
-        record = catalog.get_version(txn, art, number)
-        if record is not None and record.state == catalog.COMMITTED:
-            if here.get(alias) != number:
-                catalog.set_alias(txn, art, alias, number)
-                changed.append(f"{art}:{alias} -> v{number}")
-        elif here.get(alias) in seen:
-            catalog.remove_alias(txn, art, alias)  # the remote's alias is on a version not here
-            changed.append(f"{art}:{alias} removed")
-    for alias, number in sorted(here.items()):
-        if alias not in remote and number in seen:
-            catalog.remove_alias(txn, art, alias)
-            changed.append(f"{art}:{alias} removed")
-    return changed
