@@ -14,13 +14,10 @@ bytes that gc reclaims).
 from __future__ import annotations
 
 import dataclasses
-import errno
-import json
 import os
-import posixpath
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,17 +25,17 @@ from typing import Any, ClassVar, Protocol
 
 from artfs.errors import (
     AliasesHeld,
-    ArtfsError,
     Conflict,
     CorruptData,
-    InputError,
     NotFound,
     StoreError,
 )
 from artfs.names import ArtifactName, Ref, check_alias, check_name
-from artfs.store import catalog, references, settings, statcache, trees, upgrade
+from artfs.store import adoption, catalog, commits, references, settings, statcache, upgrade
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.chunkstore import ChunkLocation, ChunkStore, RemoteChunk
+from artfs.store.commits import BuiltVersion as BuiltVersion  # re-exported
+from artfs.store.commits import PutResult as PutResult  # re-exported
 from artfs.store.hashing import ChunkId, TreeId, version_digest
 from artfs.store.index import Index, Table, Txn
 from artfs.store.ingest import Ingest, Progress, SourceTree, scan
@@ -52,10 +49,6 @@ from artfs.store.settings import RemoteConfig
 
 # How often a long-lived process (the daemon) reads the default remote setting again.
 REMOTE_RECHECK_SECONDS = 1.0
-# META key prefix: per artifact, the version numbers the default remote listed last time.
-_SEEN = b"remote-seen:"
-# META key prefix: per remote, the packs whose chunk locations are recorded.
-_PACKS = b"remote-packs:"
 
 
 class RemotePorts(Protocol):
@@ -76,16 +69,6 @@ def default_home() -> Path:
         return Path(env)
     data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
     return Path(data) / "artfs"
-
-
-@dataclass
-class PutResult:
-    record: VersionRecord
-    created: bool  # False when identical content already existed as this version
-    new_bytes: int = 0  # bytes appended to packs by this commit
-    # A remote-backed store: the default remote's name and the chunk bytes sent to it.
-    remote: str | None = None
-    uploaded_bytes: int = 0
 
 
 @dataclass
@@ -110,19 +93,6 @@ class GcReport:
     packs_rewritten: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
-
-
-@dataclass(frozen=True)
-class BuiltVersion:
-    """A version whose tree is built already (an incremental commit, see artfs.store.delta):
-    its pages, its digest, byte and file counts, and its entries on demand (a remote-backed
-    store publishes the file list)."""
-
-    tree: catalog.PreparedTree
-    digest: str
-    size: int
-    files: int
-    entries: Callable[[], list[FileEntry]]
 
 
 @dataclass(frozen=True)
@@ -394,33 +364,19 @@ class Store:
         return self.remote_ports(config).publisher(self, config)
 
     def record_remote_locations(self, where: Mapping[ChunkId, RemoteChunk]) -> None:
-        """Record where chunks are on the default remote (one transaction)."""
-        with self.index.write() as txn:
-            for cid, loc in where.items():
-                txn.put(Table.REMOTE_CHUNKS, cid, loc.encode())
+        """Record where chunks are on the default remote (see artfs.store.adoption)."""
+        adoption.record_remote_locations(self.index, where)
 
     def recorded_remote_packs(self, remote: str) -> set[str]:
-        """The packs of ``remote`` (its description) whose every chunk and tree page has its
-        location recorded here (:meth:`record_remote_packs`)."""
-        with self.index.read() as txn:
-            data = txn.get(Table.META, _PACKS + remote.encode())
-        return set(json.loads(data)) if data is not None else set()
+        """The packs of ``remote`` whose locations are all recorded (see artfs.store.adoption)."""
+        return adoption.recorded_remote_packs(self.index, remote)
 
     def record_remote_packs(
         self, remote: str, packs: Mapping[str, Mapping[ChunkId, RemoteChunk]]
     ) -> None:
-        """Record where the chunks and tree pages of ``packs`` are, and that they are (one
-        transaction). A version adopted from a remote in the tree format names no locations:
-        the refresh that adopts it records those of the packs it has not recorded yet, so a
-        lazy read finds a page or chunk as it found one of a record that listed them."""
-        key = _PACKS + remote.encode()
-        with self.index.write() as txn:
-            stored = txn.get(Table.META, key)
-            done = set(json.loads(stored)) if stored is not None else set()
-            for chunks in packs.values():
-                for cid, loc in chunks.items():
-                    txn.put(Table.REMOTE_CHUNKS, cid, loc.encode())
-            txn.put(Table.META, key, json.dumps(sorted(done | packs.keys())).encode())
+        """Record where the chunks and tree pages of ``packs`` are, and that they are (see
+        artfs.store.adoption)."""
+        adoption.record_remote_packs(self.index, remote, packs)
 
     def reference_copy(self, entry: FileEntry) -> Path:
         """A verified local copy of a reference entry's content, under ``HOME/refcache``."""
@@ -451,115 +407,22 @@ class Store:
         progress: Progress | None = None,
         parent: statcache.ParentPut | None = None,
     ) -> PutResult:
-        """Store a scanned tree as the next version of ``art``, or report the identical one.
-        With ``parent``, files the last put of the same source saw unchanged are not read, a
-        source that is all as recorded is the recorded version at once, and the tree of the
-        version the last put made is updated rather than a tree built (see
-        :mod:`artfs.store.statcache`).
-
-        Everything a user can get wrong is checked before the first chunk is written. In a
-        remote-backed store the version is published on the default remote first and lands in
-        the local index at the remote's number (see :meth:`_commit_published`).
-        """
-        aliases = [check_alias(a) for a in aliases or []]
-        tags = [check_name(t, "tag") for t in tags or []]
-        check_name(type_, "type")
-        if not tree.listed:  # a scan's listings hold each path once, their parents too
-            _check_unique(tree)
-        tree.complete_dirs(time.time_ns())
-        with self.index.read() as txn:
-            catalog.check_type(catalog.get_artifact(txn, art), art, type_)
-        publisher = self.publisher()
-        if publisher is not None:
-            publisher.check(art, type_)  # an unreachable remote fails before any chunk is read
-        draft = dict(
-            type=type_,
+        """Store a scanned tree as the next version of ``art``, or report the identical one
+        (see :func:`artfs.store.commits.commit`)."""
+        return commits.commit(
+            self,
+            tree,
+            art,
+            type_=type_,
+            aliases=aliases,
             description=description,
-            metadata=metadata or {},
-            tags=sorted(set(tags)),
-            logged_by=logged_by,
+            metadata=metadata,
+            tags=tags,
             ttl_seconds=ttl_seconds,
+            logged_by=logged_by,
+            progress=progress,
+            parent=parent,
         )
-        with self.commit_lock():
-            writer = self.chunks.writer()
-            try:
-                plan = None
-                if parent is not None and tree.listed:
-                    plan = parent.plan(self.index, tree, progress, whole=publisher is not None)
-                if plan is not None and plan.unchanged is not None:
-                    writer.abort()
-                    result = self._existing(art, plan.unchanged, aliases)
-                    return result
-                with self.index.presence(Table.CHUNKS) as has_chunk:
-                    ingest = Ingest(writer, has_chunk, progress)
-                    read = ingest.run(tree.files if plan is None else plan.read)
-                content = _content(tree, read, plan, parent)
-                writer.commit()
-                root = None
-                if publisher is None:
-                    result, indexed, root = self._commit_local(
-                        tree, art, content, aliases, draft, ingest, plan is not None
-                    )
-                else:
-                    result, indexed = self._commit_published(
-                        publisher, tree, art, content.entries, draft, ingest
-                    )
-            except BaseException as exc:
-                writer.abort()
-                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-                    raise StoreError(
-                        f"no space left on the device holding {self.home}: "
-                        "free some space (or run 'artfs gc') and try again"
-                    ) from None
-                raise
-            if not indexed:
-                writer.abort()  # identical content: nothing new is referenced
-            result.new_bytes = ingest.stored_bytes if indexed else 0
-        if parent is not None:
-            taken = read + (plan.reused if plan is not None else [])
-            parent.record(self.index, result.record, result.created, root, taken)
-        if publisher is not None:
-            self._publish_aliases(publisher, result, aliases)
-        return result
-
-    def _existing(self, art: ArtifactName, number: int, aliases: list[str]) -> PutResult:
-        """The version ``number`` as the result of a commit of its content: the aliases
-        move to it, nothing else changes."""
-        with self.index.write() as txn:
-            for alias in aliases:
-                catalog.set_alias(txn, art, alias, number)
-            record = catalog.get_version(txn, art, number)
-        assert record is not None
-        return PutResult(record, created=False)
-
-    def _commit_local(
-        self,
-        tree: SourceTree,
-        art: ArtifactName,
-        content: _Content,
-        aliases: list[str],
-        draft: dict[str, Any],
-        ingest: Ingest,
-        need_tree: bool,
-    ) -> tuple[PutResult, bool, TreeId | None]:
-        """Add the version in one index transaction; whether the new chunks were indexed,
-        and the root of the tree of ``content`` if it was built.
-
-        The tree is built before the writer lock is taken, unless the content is a version
-        already (an unchanged re-put): its pages exist, and building them again would cost
-        0.4-0.75 s per 100,000 files for nothing, unless ``need_tree`` (a put with a parent
-        records whether that version's tree is this content's).
-        """
-        with self.index.read() as txn:
-            known = catalog.version_by_digest(txn, art, content.digest) is not None
-        prepared = None if known and not need_tree else content.prepare(self.index)
-        with self.index.write() as txn:
-            _check_ready_chunks(txn, tree, ingest.new_chunks)
-            result = self._add_version(txn, art, content, aliases, draft, prepared)
-            if result.created:
-                for cid, loc in ingest.new_chunks.items():
-                    txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
-        return result, result.created, None if prepared is None else prepared.root
 
     def commit_built(
         self,
@@ -570,130 +433,9 @@ class Store:
         aliases: list[str],
         draft: dict[str, Any],
     ) -> PutResult:
-        """Add a version whose tree is built (its files ingested through ``ingest``, whose
-        packs are committed; ``ready``: the entries it took from elsewhere, whose chunks must
-        still be stored), as :meth:`commit` adds one: identical content is no new version,
-        a remote-backed store publishes first. The caller holds :meth:`commit_lock`."""
-        publisher = self.publisher()
-        taken = SourceTree(ready=ready)
-        if publisher is not None:
-            result, _ = self._commit_published(
-                publisher, taken, art, built.entries(), draft, ingest
-            )
-            self._publish_aliases(publisher, result, aliases)
-            return result
-        content = _Content(built.digest, built.size, built.files, [])
-        with self.index.write() as txn:
-            _check_ready_chunks(txn, taken, ingest.new_chunks)
-            result = self._add_version(txn, art, content, aliases, draft, built.tree)
-            if result.created:
-                for cid, loc in ingest.new_chunks.items():
-                    txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
-        return result
-
-    def _commit_published(
-        self,
-        publisher: Publisher,
-        tree: SourceTree,
-        art: ArtifactName,
-        entries: list[FileEntry],
-        draft: dict[str, Any],
-        ingest: Ingest,
-    ) -> tuple[PutResult, bool]:
-        """Publish the version, its chunks already in fsynced local packs, then index it here.
-
-        The remote decides the number: the record is created there (create-only, retried on
-        lost races) before the local transaction adds it at that number with its chunk
-        locations, here and on the remote. A crash in between leaves the version on the remote
-        only (the next refresh brings it here) and the local packs unreferenced (gc reclaims
-        them). Identical content on the remote is no new version; it is added here if missing,
-        with the chunks just stored. Returns the result and whether the new chunks were indexed
-        (always: they hold the content of the version, wherever its record came from).
-        """
-        with self.index.read() as txn:
-            _check_ready_chunks(txn, tree, ingest.new_chunks)
-        record = _draft_record(art, entries, draft, number=0)
-        prepared = catalog.prepare_tree(entries)
-        record.tree = prepared.root.hex()
-        published = publisher.publish(
-            record,
-            entries,
-            lambda cid: self.stored_chunk(cid, ingest.new_chunks),
-            lambda page: prepared.pages.get(page) or self.tree_page(page),
-        )
-        # Our tree, unless the remote held this content already with other attributes (its
-        # record names its own tree: adopted without pages) or in the format from before trees
-        # (its entries are built into a tree here).
-        ours = published.record.tree == record.tree
-        adopted = dataclasses.replace(published.record, tree=None) if ours else published.record
-        with self.index.write() as txn:
-            # Added here, or already here (a refresh adopted it meanwhile, or it was identical
-            # content): either way the version holds this content, so the chunks just stored
-            # are kept as its local copies.
-            self._adopt(txn, adopted, published.entries, prepared if ours else None)
-            for cid, loc in ingest.new_chunks.items():
-                txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
-            for cid, where in published.remote_chunks.items():
-                txn.put(Table.REMOTE_CHUNKS, cid, where)
-            fresh = catalog.get_version(txn, art, published.record.number)
-        assert fresh is not None
-        result = PutResult(fresh, published.created, remote=published.remote)
-        result.uploaded_bytes = published.uploaded_bytes
-        return result, True
-
-    def _publish_aliases(self, publisher: Publisher, result: PutResult, aliases: list[str]) -> None:
-        """Move the aliases given at commit time, on the remote and then here. The version is
-        committed by now: a failure says so and how to finish the job."""
-        record = result.record
-        try:
-            for alias in aliases:
-                publisher.move_alias(record.artifact, alias, record.number)
-                with self.index.write() as txn:
-                    catalog.set_alias(txn, record.artifact, alias, record.number)
-        except ArtfsError as exc:
-            raise type(exc)(
-                f"{record.ref} was committed, but an alias was not moved ({exc}): "
-                f"run 'artfs alias {record.ref} ALIAS' again"
-            ) from None
-        result.record = self.resolve(Ref(record.artifact, record.version))
-
-    def _add_version(
-        self,
-        txn: Any,
-        art: ArtifactName,
-        content: _Content,
-        aliases: list[str],
-        draft: dict[str, Any],
-        prepared: catalog.PreparedTree | None = None,
-    ) -> PutResult:
-        """``prepared``: the tree of ``content`` if built already (built here otherwise)."""
-        artifact = catalog.get_artifact(txn, art)
-        catalog.check_type(artifact, art, draft["type"])
-        existing = catalog.version_by_digest(txn, art, content.digest)
-        if existing is not None:
-            for alias in aliases:
-                catalog.set_alias(txn, art, alias, existing)
-            record = catalog.get_version(txn, art, existing)
-            assert record is not None
-            return PutResult(record, created=False)
-        if artifact is None:
-            catalog.ensure_project(txn, art.project)
-            tombstones = catalog.versions(txn, art, include_deleted=True)
-            next_version = max((r.number for r in tombstones), default=-1) + 1
-            artifact = ArtifactRecord(
-                art.project, art.name, draft["type"], time.time(), next_version
-            )
-        record = _content_record(art, content, draft, artifact.next_version)
-        if prepared is None:
-            prepared = content.prepare(self.index)
-        catalog.add_version(txn, record, [], prepared)
-        for alias in aliases:
-            catalog.set_alias(txn, art, alias, record.number)
-        artifact.next_version += 1
-        catalog.put_artifact(txn, artifact)
-        fresh = catalog.get_version(txn, art, record.number)
-        assert fresh is not None
-        return PutResult(fresh, created=True)
+        """Add a version whose tree is built, as :meth:`commit` adds one (see
+        :func:`artfs.store.commits.commit_built`). The caller holds :meth:`commit_lock`."""
+        return commits.commit_built(self, art, built, ingest, ready, aliases, draft)
 
     # --- settings ---------------------------------------------------------------------------
 
@@ -749,12 +491,7 @@ class Store:
 
     def missing_chunks(self, ids: Iterable[ChunkId]) -> list[ChunkId]:
         """The ids (in first-seen order, once each) that this store holds no chunk for."""
-        missing: dict[ChunkId, None] = {}
-        with self.index.read() as txn:
-            for cid in ids:
-                if cid not in missing and txn.get(Table.CHUNKS, cid) is None:
-                    missing[cid] = None
-        return list(missing)
+        return adoption.missing_chunks(self.index, ids)
 
     def adopt_version(
         self,
@@ -764,50 +501,13 @@ class Store:
         remote_chunks: Mapping[ChunkId, bytes] | None = None,
         pages: Mapping[TreeId, bytes] | None = None,
     ) -> bool:
-        """Add a version made elsewhere at its own number, with stored chunks
-        ``(id, codec, payload, raw_length)`` the caller has verified, and where its chunks are
-        on the default remote (``remote_chunks``: id -> encoded location, recorded whether or
-        not the version was new).
-
-        Without ``entries``, ``record.tree`` names the version's root: ``pages`` (verified by
-        the caller) are written with it, and must be every page of that tree the index lacks
-        or none at all (a lazy version: its pages are read when wanted, see
-        :meth:`_lazy_page`), so a page in the index always has its whole subtree there.
-        With ``entries`` (a record in the format from before trees), the tree is built here.
-
-        Returns False when this store already has that version (same number, same digest);
-        its missing chunks and pages are still added. Conflict when the number holds other
-        content here.
-        """
-        tree = None
-        if not entries and record.tree is not None:
-            tree = catalog.PreparedTree(TreeId(bytes.fromhex(record.tree)), dict(pages or {}))
-        with self.commit_lock():
-            writer = self.chunks.writer()
-            try:
-                added: dict[ChunkId, ChunkLocation] = {}
-                for cid, codec_id, payload, raw_length in chunks:
-                    if cid not in added:
-                        added[cid] = writer.add(cid, codec_id, payload, raw_length)
-                writer.commit()
-                with self.index.write() as txn:
-                    created = self._adopt(txn, record, entries, tree)
-                    for cid, loc in added.items():
-                        txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
-                    for cid, where in (remote_chunks or {}).items():
-                        txn.put(Table.REMOTE_CHUNKS, cid, where)
-            except BaseException:
-                writer.abort()
-                raise
-        return created
+        """Add a version made elsewhere at its own number; False when this store has it
+        already (see :func:`artfs.store.adoption.adopt_version`)."""
+        return adoption.adopt_version(self, record, entries, chunks, remote_chunks, pages)
 
     def remote_seen(self) -> dict[ArtifactName, set[int]]:
         """Per artifact, the version numbers the default remote listed at the last refresh."""
-        with self.index.read() as txn:
-            return {
-                ArtifactName.parse(key[len(_SEEN) :].decode()): set(json.loads(value))
-                for key, value in txn.scan(Table.META, _SEEN)
-            }
+        return adoption.remote_seen(self.index)
 
     def mirror_remote(
         self,
@@ -816,108 +516,30 @@ class Store:
         deleted: Mapping[int, str],
         aliases: dict[str, int],
     ) -> tuple[list[str], list[str]]:
-        """Make the local index of ``art`` follow its remote, here only (nothing is published).
-
-        ``seen``: the numbers at which this store holds the remote's version (adopted, or
-        found with the same digest), remembered for the next refresh. ``deleted``: number ->
-        digest of versions the remote has a tombstone for; each is deleted here if its local
-        record has that digest. Aliases are moved to where the remote has them; a local alias
-        on one of the ``seen`` versions that the remote no longer has (or has on a version not
-        here) is removed; an alias on a version that is not the remote's stays.
-        Returns (refs deleted, alias changes as ``art:alias -> vN`` or ``art:alias removed``).
-        """
-        key = _SEEN + str(art).encode()
-        removed, changed = [], []
-        with self.index.write() as txn:
-            for number, digest in sorted(deleted.items()):
-                record = catalog.get_version(txn, art, number)
-                if record is not None and (record.state, record.digest) == (
-                    catalog.COMMITTED,
-                    digest,
-                ):
-                    catalog.mark_deleted(txn, record)
-                    removed.append(record.ref)
-            changed = _mirror_aliases(txn, art, seen, aliases)
-            stored = txn.get(Table.META, key)
-            before = set(json.loads(stored)) if stored is not None else set()
-            # Unchanged (most polls): no write, so the transaction commits without an fsync.
-            if seen and seen != before:
-                txn.put(Table.META, key, json.dumps(sorted(seen)).encode())
-            elif not seen and stored is not None:
-                txn.delete(Table.META, key)
-        return removed, changed
-
-    def _adopt(
-        self,
-        txn: Any,
-        record: VersionRecord,
-        entries: list[FileEntry],
-        tree: catalog.PreparedTree | None = None,
-    ) -> bool:
-        """Add ``record`` at its number; True if it was not here. A version deleted here whose
-        content the remote has at that number comes back; other content there is a Conflict.
-        ``tree``: the version's tree (its root, and the pages to write), else built from
-        ``entries``; a record that names its own tree (one of the remote's) keeps it."""
-        art = record.artifact
-        artifact = catalog.get_artifact(txn, art)
-        catalog.check_type(artifact, art, record.type)
-        if record.tree is not None and (tree is None or tree.root.hex() != record.tree):
-            tree = catalog.PreparedTree(TreeId(bytes.fromhex(record.tree)), {})
-        existing = catalog.get_version(txn, art, record.number)
-        if existing is not None:
-            if existing.digest == record.digest and existing.state == catalog.COMMITTED:
-                if tree is not None and existing.tree == tree.root.hex():
-                    _put_pages(txn, tree.pages)  # a pull of a version cloned lazily
-                return False
-            if existing.digest != record.digest:
-                raise Conflict(
-                    f"{record.ref} exists in this store with other content: "
-                    "pull into a store cloned from the remote ('artfs clone')"
-                )
-        if artifact is None:
-            catalog.ensure_project(txn, art.project)
-            artifact = ArtifactRecord(art.project, art.name, record.type, record.created, 0)
-        fresh = VersionRecord(**{**record.__dict__, "aliases": [], "state": catalog.COMMITTED})
-        catalog.add_version(txn, fresh, entries, tree)
-        artifact.next_version = max(artifact.next_version, record.number + 1)
-        catalog.put_artifact(txn, artifact)
-        return True
+        """Make the local index of ``art`` follow its remote, here only; returns (refs
+        deleted, alias changes) (see :func:`artfs.store.adoption.mirror_remote`)."""
+        return adoption.mirror_remote(self.index, art, seen, deleted, aliases)
 
     def tree_page(self, page: TreeId) -> bytes:
         """The bytes of a tree page of this store (read from the remote if the version is
         lazy); CorruptData when it cannot be had."""
-        with self.index.read() as txn:
-            return catalog.page_bytes(txn, page)
+        return adoption.tree_page(self.index, page)
 
     def has_tree_page(self, page: TreeId) -> bool:
         """Whether the index holds ``page`` (and so its whole subtree)."""
-        with self.index.read() as txn:
-            return txn.get(Table.TREES, page) is not None
+        return adoption.has_tree_page(self.index, page)
 
     def tree_entries(self, root: TreeId, pages: Mapping[TreeId, bytes]) -> list[FileEntry]:
         """Every entry of the tree at ``root``, its pages from ``pages`` or the index (a
         version about to be adopted), sorted by path."""
-        with self.index.read() as txn:
-
-            def get(page: TreeId) -> bytes:
-                found = pages.get(page)
-                return catalog.page_bytes(txn, page) if found is None else found
-
-            entries = trees.walk(trees.Pages(get), root)
-            return sorted(entries, key=lambda e: encode_path(e.path))
+        return adoption.tree_entries(self.index, root, pages)
 
     def _lazy_page(self, txn: Txn, page: bytes) -> bytes | None:
-        """A tree page the index lacks, through the default remote's chunk source (see
-        :class:`~artfs.store.ports.ChunkSource`, which finds where it is); None when this
-        store has no default remote. ``txn`` is the reader's: nothing is written here."""
+        """A tree page the index lacks, through the default remote (the index's
+        ``missing_page``; see :func:`artfs.store.adoption.lazy_page`). ``txn`` is the
+        reader's: nothing is written here."""
         del txn  # the source looks the page up itself
-        source = self.remote_source()
-        if source is None:
-            return None
-        try:
-            return source.read(ChunkRef(ChunkId(page), 0))
-        except CorruptData as exc:
-            raise CorruptData(f"tree page {page.hex()[:16]} from the remote: {exc}") from None
+        return adoption.lazy_page(self.remote_source(), page)
 
     # --- changing the catalogue -------------------------------------------------------------
 
@@ -1092,86 +714,6 @@ class Store:
         return deleted, kept
 
 
-def _digest(entries: list[FileEntry]) -> str:
-    files = [(encode_path(e.path), bytes(e.digest)) for e in entries if not e.is_dir]
-    return version_digest(files).hex()
-
-
-def _draft_record(
-    art: ArtifactName, entries: list[FileEntry], draft: dict[str, Any], number: int
-) -> VersionRecord:
-    """The record of a new version from a commit's fields (type, description, metadata, tags,
-    logged_by, ttl_seconds)."""
-    return _content_record(art, _Content.of(entries), draft, number)
-
-
-def _content_record(
-    art: ArtifactName, content: _Content, draft: dict[str, Any], number: int
-) -> VersionRecord:
-    """The record of a new version of ``content`` from a commit's fields (type,
-    description, metadata, tags, logged_by, ttl_seconds)."""
-    fields = dict(draft)
-    ttl = fields.pop("ttl_seconds")
-    now = time.time()
-    return VersionRecord(
-        project=art.project,
-        name=art.name,
-        number=number,
-        digest=content.digest,
-        created=now,
-        size=content.size,
-        files=content.files,
-        expires=None if ttl is None else now + ttl,
-        **fields,
-    )
-
-
-@dataclass
-class _Content:
-    """A version's content as a commit has it: digest, bytes and files, and ``entries``:
-    all of them, or (with a ``base`` tree) the changes to it, with the ``removed`` paths."""
-
-    digest: str
-    size: int
-    files: int
-    entries: list[FileEntry]
-    base: TreeId | None = None
-    removed: list[str] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, entries: list[FileEntry]) -> _Content:
-        files = sum(not e.is_dir for e in entries)
-        return cls(_digest(entries), sum(e.size for e in entries), files, entries)
-
-    def prepare(self, index: Index) -> catalog.PreparedTree:
-        """The tree of this content, built in memory (no write transaction held)."""
-        if self.base is None:
-            return catalog.prepare_tree(self.entries)
-        changes: dict[str, FileEntry | None] = dict.fromkeys(self.removed)
-        changes.update((e.path, e) for e in self.entries)
-        with index.read() as txn:
-            return catalog.prepare_update(txn, self.base, changes)
-
-
-def _content(
-    tree: SourceTree,
-    read: list[FileEntry],
-    plan: statcache.Plan | None,
-    parent: statcache.ParentPut | None,
-) -> _Content:
-    """The content of a commit: ``read`` (the ingest's entries) and the rest of ``tree``,
-    or with a ``plan`` of a put with a parent, what it takes from the record and its base."""
-    if plan is None or parent is None:
-        return _Content.of(read + tree.ready + tree.dirs)
-    if plan.base is None:
-        return _Content.of(read + plan.reused + tree.ready + tree.dirs)
-    files = read + plan.reused
-    digest = version_digest(list(parent.version_pairs(files))).hex()
-    count = sum(len(listing.files) for listing in tree.listings)
-    base = catalog.root_tree(plan.base)
-    return _Content(digest, tree.total_bytes, count, files + plan.dirs, base, plan.removed)
-
-
 def _edited(record: VersionRecord, request: EditRequest) -> VersionRecord:
     """A copy of ``record`` with the edit applied."""
     edited = dataclasses.replace(record)
@@ -1185,63 +727,3 @@ def _edited(record: VersionRecord, request: EditRequest) -> VersionRecord:
     elif request.ttl_seconds is not None:
         edited.expires = record.created + request.ttl_seconds
     return edited
-
-
-def _check_unique(tree: SourceTree) -> None:
-    """Every file path once, and no file path that is also a directory of another file."""
-    seen: set[str] = set()
-    for path in tree.paths():
-        if path in seen:
-            raise InputError(f"{path!r} is given twice: every path in a version must be unique")
-        seen.add(path)
-    # Each directory once, with one of its files (a directory of 250 files is one walk).
-    for parent, path in {path.rpartition("/")[0]: path for path in seen}.items():
-        while parent:
-            if parent in seen:
-                raise InputError(
-                    f"{parent!r} is a file and also the directory of {path!r}: rename one"
-                )
-            parent = posixpath.dirname(parent)
-
-
-def _check_ready_chunks(txn: Txn, tree: SourceTree, new: dict[ChunkId, ChunkLocation]) -> None:
-    """Entries taken from an earlier version (``new_draft``) point at chunks that gc may have
-    collected since that version was deleted: a version must never point at missing data."""
-    for entry in tree.ready:
-        for ref in entry.chunks:
-            if ref.chunk_id not in new and txn.get(Table.CHUNKS, ref.chunk_id) is None:
-                raise Conflict(
-                    f"{entry.path}: its data was removed by gc after the version it came from "
-                    "was deleted; add the file again"
-                )
-
-
-def _put_pages(txn: Txn, pages: Mapping[TreeId, bytes]) -> None:
-    for page, data in pages.items():
-        txn.put(Table.TREES, page, data, overwrite=False)
-
-
-def _mirror_aliases(
-    txn: Txn, art: ArtifactName, seen: set[int], remote: dict[str, int]
-) -> list[str]:
-    """Aliases of ``art`` to where the ``remote`` has them (alias -> number); see mirror_remote."""
-    changed = []
-    here = {
-        alias: number
-        for number, names in catalog.aliases_by_version(txn, art).items()
-        for alias in names
-    }
-    for alias, number in sorted(remote.items()):
-        record = catalog.get_version(txn, art, number)
-        if record is not None and record.state == catalog.COMMITTED:
-            if here.get(alias) != number:
-                catalog.set_alias(txn, art, alias, number)
-                changed.append(f"{art}:{alias} -> v{number}")
-        elif here.get(alias) in seen:
-            catalog.remove_alias(txn, art, alias)  # the remote's alias is on a version not here
-            changed.append(f"{art}:{alias} removed")
-    for alias, number in sorted(here.items()):
-        if alias not in remote and number in seen:
-            catalog.remove_alias(txn, art, alias)
-            changed.append(f"{art}:{alias} removed")
-    return changed
