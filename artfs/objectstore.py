@@ -250,6 +250,16 @@ class S3ObjectStore:
         except BaseError as exc:
             raise self._failed(what, key, exc) from None
 
+    def _get_or_none(self, key: str, read: Callable[[], T]) -> T | None:
+        """What ``read`` (a get or head of ``key``) returns; None when ``key`` is missing; a
+        :class:`RemoteError` naming ``key`` for any other failure."""
+        try:
+            return read()
+        except (NotFoundError, FileNotFoundError):
+            return None
+        except BaseError as exc:
+            raise self._failed("reading", key, exc) from None
+
     def put(self, key: str, data: bytes) -> str:
         result = self._call("writing", key, lambda: obstore.put(self._store, key, data))
         return str(result["e_tag"])
@@ -291,22 +301,14 @@ class S3ObjectStore:
 
     def _token_of(self, key: str) -> str | None:
         """The write token of ``key``, '' for an object without one, None if it is missing."""
-        try:
-            result = obstore.get(self._store, key)
-        except (NotFoundError, FileNotFoundError):
+        result = self._get_or_none(key, lambda: obstore.get(self._store, key))
+        if result is None:
             return None
-        except BaseError as exc:
-            raise self._failed("reading", key, exc) from None
         return str(result.attributes.get(TOKEN_KEY, ""))
 
     def _etag_if_ours(self, key: str, token: str) -> str | None:
-        try:
-            result = obstore.get(self._store, key)
-        except (NotFoundError, FileNotFoundError):
-            return None
-        except BaseError as exc:
-            raise self._failed("reading", key, exc) from None
-        if result.attributes.get(TOKEN_KEY) == token:
+        result = self._get_or_none(key, lambda: obstore.get(self._store, key))
+        if result is not None and result.attributes.get(TOKEN_KEY) == token:
             return str(result.meta["e_tag"])
         return None
 
@@ -328,13 +330,8 @@ class S3ObjectStore:
         return data
 
     def head(self, key: str) -> ObjectInfo | None:
-        try:
-            meta = obstore.head(self._store, key)
-        except (NotFoundError, FileNotFoundError):
-            return None
-        except BaseError as exc:
-            raise self._failed("reading", key, exc) from None
-        return _info(meta)
+        meta = self._get_or_none(key, lambda: obstore.head(self._store, key))
+        return None if meta is None else _info(meta)
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         def action() -> list[ObjectInfo]:
