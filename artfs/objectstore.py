@@ -47,6 +47,9 @@ TOKEN_KEY = "artfs-write"
 # 409 retries: S3 returns 409 while another conditional write to the same key is in flight.
 _CONFLICT_RETRIES = 8
 _CONFLICT_BACKOFF = 0.05
+# Retry waits (see backoff): the first step and the longest wait.
+BACKOFF_BASE = 0.02
+BACKOFF_MAX = 1.0
 # The client's own retries (5xx, dropped connections): few and short, so that a remote that is
 # gone is a clear error within a second (connection refused: 4 retries, ~0.5 s measured) instead
 # of the client's default three minutes.
@@ -278,7 +281,7 @@ class S3ObjectStore:
             except BaseError as exc:
                 if _status(exc) != 409:
                     raise self._failed("creating", key, exc) from None
-            _backoff(attempt)
+            backoff(attempt, _CONFLICT_BACKOFF)
         raise RemoteError(f"creating {key} on {self.describe()}: still conflicting, try again")
 
     def put_if(self, key: str, data: bytes, etag: str) -> str | None:
@@ -296,7 +299,7 @@ class S3ObjectStore:
             except BaseError as exc:
                 if _status(exc) != 409:
                     raise self._failed("replacing", key, exc) from None
-            _backoff(attempt)
+            backoff(attempt, _CONFLICT_BACKOFF)
         raise RemoteError(f"replacing {key} on {self.describe()}: still conflicting, try again")
 
     def _token_of(self, key: str) -> str | None:
@@ -430,8 +433,12 @@ def explain(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-def _backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0.5, 1.0) * _CONFLICT_BACKOFF * (2 ** min(attempt, 6)))
+def backoff(attempt: int, base: float = BACKOFF_BASE) -> None:
+    """Sleep before retry number ``attempt`` (from 0) of a lost race: full jitter, a time
+    uniform in [0, min(BACKOFF_MAX, base * 2**attempt)], so that writers that collided spread
+    out instead of colliding again in step. The one retry wait of artfs, used for 409s here
+    and for lost publish races in the remote."""
+    time.sleep(random.uniform(0, min(BACKOFF_MAX, base * 2 ** min(attempt, 30))))
 
 
 # --- memory -----------------------------------------------------------------------------------
