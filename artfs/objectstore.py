@@ -47,6 +47,9 @@ TOKEN_KEY = "artfs-write"
 # 409 retries: S3 returns 409 while another conditional write to the same key is in flight.
 _CONFLICT_RETRIES = 8
 _CONFLICT_BACKOFF = 0.05
+# Retry waits (see backoff): the first step and the longest wait.
+BACKOFF_BASE = 0.02
+BACKOFF_MAX = 1.0
 # The client's own retries (5xx, dropped connections): few and short, so that a remote that is
 # gone is a clear error within a second (connection refused: 4 retries, ~0.5 s measured) instead
 # of the client's default three minutes.
@@ -250,6 +253,16 @@ class S3ObjectStore:
         except BaseError as exc:
             raise self._failed(what, key, exc) from None
 
+    def _get_or_none(self, key: str, read: Callable[[], T]) -> T | None:
+        """What ``read`` (a get or head of ``key``) returns; None when ``key`` is missing; a
+        :class:`RemoteError` naming ``key`` for any other failure."""
+        try:
+            return read()
+        except (NotFoundError, FileNotFoundError):
+            return None
+        except BaseError as exc:
+            raise self._failed("reading", key, exc) from None
+
     def put(self, key: str, data: bytes) -> str:
         result = self._call("writing", key, lambda: obstore.put(self._store, key, data))
         return str(result["e_tag"])
@@ -268,7 +281,7 @@ class S3ObjectStore:
             except BaseError as exc:
                 if _status(exc) != 409:
                     raise self._failed("creating", key, exc) from None
-            _backoff(attempt)
+            backoff(attempt, _CONFLICT_BACKOFF)
         raise RemoteError(f"creating {key} on {self.describe()}: still conflicting, try again")
 
     def put_if(self, key: str, data: bytes, etag: str) -> str | None:
@@ -286,27 +299,19 @@ class S3ObjectStore:
             except BaseError as exc:
                 if _status(exc) != 409:
                     raise self._failed("replacing", key, exc) from None
-            _backoff(attempt)
+            backoff(attempt, _CONFLICT_BACKOFF)
         raise RemoteError(f"replacing {key} on {self.describe()}: still conflicting, try again")
 
     def _token_of(self, key: str) -> str | None:
         """The write token of ``key``, '' for an object without one, None if it is missing."""
-        try:
-            result = obstore.get(self._store, key)
-        except (NotFoundError, FileNotFoundError):
+        result = self._get_or_none(key, lambda: obstore.get(self._store, key))
+        if result is None:
             return None
-        except BaseError as exc:
-            raise self._failed("reading", key, exc) from None
         return str(result.attributes.get(TOKEN_KEY, ""))
 
     def _etag_if_ours(self, key: str, token: str) -> str | None:
-        try:
-            result = obstore.get(self._store, key)
-        except (NotFoundError, FileNotFoundError):
-            return None
-        except BaseError as exc:
-            raise self._failed("reading", key, exc) from None
-        if result.attributes.get(TOKEN_KEY) == token:
+        result = self._get_or_none(key, lambda: obstore.get(self._store, key))
+        if result is not None and result.attributes.get(TOKEN_KEY) == token:
             return str(result.meta["e_tag"])
         return None
 
@@ -328,13 +333,8 @@ class S3ObjectStore:
         return data
 
     def head(self, key: str) -> ObjectInfo | None:
-        try:
-            meta = obstore.head(self._store, key)
-        except (NotFoundError, FileNotFoundError):
-            return None
-        except BaseError as exc:
-            raise self._failed("reading", key, exc) from None
-        return _info(meta)
+        meta = self._get_or_none(key, lambda: obstore.head(self._store, key))
+        return None if meta is None else _info(meta)
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         def action() -> list[ObjectInfo]:
@@ -433,8 +433,12 @@ def explain(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-def _backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0.5, 1.0) * _CONFLICT_BACKOFF * (2 ** min(attempt, 6)))
+def backoff(attempt: int, base: float = BACKOFF_BASE) -> None:
+    """Sleep before retry number ``attempt`` (from 0) of a lost race: full jitter, a time
+    uniform in [0, min(BACKOFF_MAX, base * 2**attempt)], so that writers that collided spread
+    out instead of colliding again in step. The one retry wait of artfs, used for 409s here
+    and for lost publish races in the remote."""
+    time.sleep(random.uniform(0, min(BACKOFF_MAX, base * 2 ** min(attempt, 30))))
 
 
 # --- memory -----------------------------------------------------------------------------------

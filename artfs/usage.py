@@ -48,6 +48,7 @@ from artfs.lineage import (
     check_run_id,
     new_run_id,
 )
+from artfs.procinfo import ProcStat, proc_stat
 
 RUN_ID_ENV = b"ARTFS_RUN_ID="
 IMPLICIT = "implicit"
@@ -61,28 +62,6 @@ PUBLISH_WAIT_SECONDS = 5.0
 # 1.0-1.7 s with a file key each. An int each (~60 bytes with the set's slot); forgotten all
 # at once when full (the index still counts each file once; it just does the work again).
 _SEEN_FILES = 200_000
-
-
-@dataclass(frozen=True)
-class ProcStat:
-    """The fields of ``/proc/PID/stat`` resolution needs."""
-
-    pid: int
-    ppid: int
-    pgrp: int
-    session: int
-    start: int
-
-
-def proc_stat(pid: int) -> ProcStat | None:
-    try:
-        with open(f"{PROC}/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = data[data.rindex(b")") + 2 :].split()
-    return ProcStat(pid, int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]))
 
 
 def thread_group(pid: int) -> int:
@@ -387,4 +366,4 @@ def _user_name(uid: int | None) -> str:
         return str(uid)
 
 
-__all__ = ["UsageRecorder", "ancestry", "env_run_id", "proc_stat"]
+__all__ = ["UsageRecorder", "ancestry", "env_run_id"]

@@ -51,10 +51,11 @@ from artfs.fs.staging_files import (
 )
 from artfs.lineage import check_run_id
 from artfs.names import NAME_RE, ArtifactName
+from artfs.procinfo import proc_stat
 from artfs.store import manifest, staging
 from artfs.store.manifest import FileEntry
 from artfs.store.repository import PutResult, Store
-from artfs.usage import UsageRecorder, proc_stat
+from artfs.usage import UsageRecorder
 
 # An open staged or virtual file (handles from STAGED_FH_BASE up).
 OpenFile = BackingFile | BaseRead | ControlFile | BaseControl | RegisterFile | ConstantFile

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from artfs.errors import CorruptData, NotFound
 from artfs.lineage import RUNNING, Lineage, RunRecord, Usage, build_graph, check_run_id
 from artfs.names import ArtifactName
-from artfs.objectstore import ObjectStore, RemoteError, RemoteMissing
-from artfs.remote.remote import backoff, open_remote
+from artfs.objectstore import ObjectStore, RemoteError, RemoteMissing, backoff
+from artfs.remote.remote import open_remote
 from artfs.store.catalog import VersionRecord
 from artfs.store.repository import Store
 from artfs.store.settings import RemoteConfig

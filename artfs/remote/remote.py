@@ -17,7 +17,6 @@ import dataclasses
 import json
 import logging
 import os
-import random
 import secrets
 import threading
 import time
@@ -33,6 +32,7 @@ from artfs.objectstore import (
     RemoteMissing,
     RemoteUrl,
     S3ObjectStore,
+    backoff,
     new_writer_id,
 )
 from artfs.remote import layout
@@ -51,13 +51,6 @@ T = TypeVar("T")
 # A writer gives up after this many lost races in a row (each a list + a PUT): with N writers
 # racing, a writer loses at most N-1 rounds before it wins one.
 _PUBLISH_ATTEMPTS = 64
-_BACKOFF_BASE = 0.02
-_BACKOFF_MAX = 1.0
-
-
-def backoff(attempt: int) -> None:
-    """Sleep a jittered, exponentially growing time (full jitter: uniform in [0, cap])."""
-    time.sleep(random.uniform(0, min(_BACKOFF_MAX, _BACKOFF_BASE * 2**attempt)))
 
 
 class Remote:
