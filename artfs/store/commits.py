@@ -78,6 +78,42 @@ class BuiltVersion:
     entries: Callable[[], list[FileEntry]]
 
 
+def checked_draft(
+    type_: str,
+    aliases: list[str] | None,
+    description: str | None,
+    metadata: dict[str, Any] | None,
+    tags: list[str] | None,
+    ttl_seconds: float | None,
+    logged_by: str | None,
+) -> tuple[list[str], dict[str, Any]]:
+    """A commit's aliases and fields (type, description, metadata, tags, logged_by,
+    ttl_seconds) once their names are checked: InvalidName before anything is read."""
+    aliases = [check_alias(a) for a in aliases or []]
+    tags = [check_name(t, "tag") for t in tags or []]
+    check_name(type_, "type")
+    draft = dict(
+        type=type_,
+        description=description,
+        metadata=metadata or {},
+        tags=sorted(set(tags)),
+        logged_by=logged_by,
+        ttl_seconds=ttl_seconds,
+    )
+    return aliases, draft
+
+
+def checked_target(store: CommitParts, art: ArtifactName, type_: str) -> Publisher | None:
+    """The publisher of a commit of ``art`` as ``type_`` (None: a local store), once the
+    artifact's type agrees and the remote, if any, answers: before any chunk is read."""
+    with store.index.read() as txn:
+        catalog.check_type(catalog.get_artifact(txn, art), art, type_)
+    publisher = store.publisher()
+    if publisher is not None:
+        publisher.check(art, type_)
+    return publisher
+
+
 def commit(
     store: CommitParts,
     tree: SourceTree,
@@ -103,25 +139,13 @@ def commit(
     remote-backed store the version is published on the default remote first and lands in
     the local index at the remote's number (see :func:`_commit_published`).
     """
-    aliases = [check_alias(a) for a in aliases or []]
-    tags = [check_name(t, "tag") for t in tags or []]
-    check_name(type_, "type")
+    aliases, draft = checked_draft(
+        type_, aliases, description, metadata, tags, ttl_seconds, logged_by
+    )
     if not tree.listed:  # a scan's listings hold each path once, their parents too
         _check_unique(tree)
     tree.complete_dirs(time.time_ns())
-    with store.index.read() as txn:
-        catalog.check_type(catalog.get_artifact(txn, art), art, type_)
-    publisher = store.publisher()
-    if publisher is not None:
-        publisher.check(art, type_)  # an unreachable remote fails before any chunk is read
-    draft = dict(
-        type=type_,
-        description=description,
-        metadata=metadata or {},
-        tags=sorted(set(tags)),
-        logged_by=logged_by,
-        ttl_seconds=ttl_seconds,
-    )
+    publisher = checked_target(store, art, type_)
     with store.commit_lock():
         writer = store.chunks.writer()
         try:

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from artfs.errors import Conflict, InputError, StoreError
-from artfs.names import ArtifactName, check_alias, check_name
+from artfs.names import ArtifactName
 from artfs.store import catalog, overlay, trees
+from artfs.store.commits import checked_draft, checked_target
 from artfs.store.export import Diff, classify
 from artfs.store.hashing import FileHasher, TreeId, version_digest
 from artfs.store.index import Table, Txn
@@ -149,22 +150,10 @@ def commit(
     """Store ``found`` as the next version of ``art``: ``base`` with the changes applied, or
     the identical version if there is one. Packs are written and fsynced before the version
     is indexed (one transaction), as in :meth:`Store.commit`."""
-    aliases = [check_alias(a) for a in aliases or []]
-    tags = [check_name(t, "tag") for t in tags or []]
-    check_name(type_, "type")
-    with store.index.read() as txn:
-        catalog.check_type(catalog.get_artifact(txn, art), art, type_)
-    publisher = store.publisher()
-    if publisher is not None:
-        publisher.check(art, type_)
-    draft = dict(
-        type=type_,
-        description=description,
-        metadata=metadata or {},
-        tags=sorted(set(tags)),
-        logged_by=logged_by,
-        ttl_seconds=ttl_seconds,
+    aliases, draft = checked_draft(
+        type_, aliases, description, metadata, tags, ttl_seconds, logged_by
     )
+    checked_target(store, art, type_)
     with store.commit_lock():
         _require_base(store, base)
         return _commit_locked(store, art, base, found, aliases, draft, progress)
