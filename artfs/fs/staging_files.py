@@ -9,6 +9,7 @@ store's id. Their handles share one number space with staged files, from
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,12 @@ STORE_FILE = ".artfs-store"  # MNT/.artfs-store: the store's id (read-only), see
 CONTROL_MAX_BYTES = 64 << 10
 BASE_FILE = ".artfs-base"  # staging/.artfs-base: write a ref -> staging based on it
 _BASE_MAX_BYTES = 4096
+# What a ref can start as: name characters, '/' and ':' between parts, no part starting with
+# '.' or '-'; a line ends it. Bytes that can never become a ref are refused at the write,
+# since close() cannot report an error (the mount answers no FLUSH).
+_BASE_PREFIX_RE = re.compile(
+    rb"(?:[A-Za-z0-9][A-Za-z0-9._-]*)?(?:[/:](?:[A-Za-z0-9][A-Za-z0-9._-]*)?)*\n?"
+)
 
 
 def commit_error(exc: ArtfsError) -> ArtfsError:
@@ -180,6 +187,13 @@ class BaseControl:
     def write(self, offset: int, data: bytes) -> int:
         if offset + len(data) > _BASE_MAX_BYTES:
             raise BadRequest(f"{BASE_FILE}: write one ref, e.g. v3 or proj/name:v3")
+        ahead = bytearray(self.data)
+        _put(ahead, offset, data)
+        if not _BASE_PREFIX_RE.fullmatch(ahead):
+            raise BadRequest(
+                f"{BASE_FILE}: {bytes(ahead)[:80]!r} is not a ref: write e.g. v3, latest or "
+                "proj/name:v3"
+            )
         self.pending = True
         return _put(self.data, offset, data)
 
