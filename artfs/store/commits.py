@@ -15,7 +15,7 @@ import dataclasses
 import errno
 import posixpath
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +26,7 @@ from artfs.names import ArtifactName, Ref, check_alias, check_name
 from artfs.store import catalog, statcache
 from artfs.store.adoption import adopt
 from artfs.store.catalog import ArtifactRecord, VersionRecord
-from artfs.store.chunkstore import ChunkLocation, ChunkStore
+from artfs.store.chunkstore import ChunkLocation, ChunkStore, NewChunks
 from artfs.store.hashing import ChunkId, TreeId, version_digest
 from artfs.store.index import Index, Table, Txn
 from artfs.store.ingest import Ingest, Progress, SourceTree
@@ -47,7 +47,7 @@ class CommitParts(Protocol):
     def publisher(self) -> Publisher | None: ...
 
     def stored_chunk(
-        self, cid: ChunkId, pending: dict[ChunkId, ChunkLocation] | None = None
+        self, cid: ChunkId, pending: Mapping[ChunkId, ChunkLocation] | None = None
     ) -> tuple[bytes, int, int]: ...
 
     def tree_page(self, page: TreeId) -> bytes: ...
@@ -225,8 +225,8 @@ def _commit_local(
         _check_ready_chunks(txn, tree, ingest.new_chunks)
         result = _add_version(store, txn, art, content, aliases, draft, prepared)
         if result.created:
-            for cid, loc in ingest.new_chunks.items():
-                txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
+            for cid, loc in ingest.new_chunks.encoded():
+                txn.put(Table.CHUNKS, cid, loc, overwrite=False)
     return result, result.created, None if prepared is None else prepared.root
 
 
@@ -254,8 +254,8 @@ def commit_built(
         _check_ready_chunks(txn, taken, ingest.new_chunks)
         result = _add_version(store, txn, art, content, aliases, draft, built.tree)
         if result.created:
-            for cid, loc in ingest.new_chunks.items():
-                txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
+            for cid, loc in ingest.new_chunks.encoded():
+                txn.put(Table.CHUNKS, cid, loc, overwrite=False)
     return result
 
 
@@ -299,8 +299,8 @@ def _commit_published(
         # content): either way the version holds this content, so the chunks just stored
         # are kept as its local copies.
         adopt(txn, adopted, published.entries, prepared if ours else None)
-        for cid, loc in ingest.new_chunks.items():
-            txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
+        for cid, loc in ingest.new_chunks.encoded():
+            txn.put(Table.CHUNKS, cid, loc, overwrite=False)
         for cid, where in published.remote_chunks.items():
             txn.put(Table.REMOTE_CHUNKS, cid, where)
         fresh = catalog.get_version(txn, art, published.record.number)
@@ -463,7 +463,7 @@ def _check_unique(tree: SourceTree) -> None:
             parent = posixpath.dirname(parent)
 
 
-def _check_ready_chunks(txn: Txn, tree: SourceTree, new: dict[ChunkId, ChunkLocation]) -> None:
+def _check_ready_chunks(txn: Txn, tree: SourceTree, new: NewChunks) -> None:
     """Entries taken from an earlier version (``new_draft``) point at chunks that gc may have
     collected since that version was deleted: a version must never point at missing data."""
     for entry in tree.ready:

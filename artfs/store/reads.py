@@ -309,7 +309,7 @@ class VerifiedReads:
                 raise CorruptData(f"{entry.path}: {exc}") from None
 
     def stored_chunk(
-        self, cid: ChunkId, pending: dict[ChunkId, ChunkLocation] | None = None
+        self, cid: ChunkId, pending: Mapping[ChunkId, ChunkLocation] | None = None
     ) -> tuple[bytes, int, int]:
         """A chunk's stored bytes ``(payload, codec, raw length)`` from this store's packs,
         checked against its id so that damage is never handed on (to a remote). ``pending``

@@ -312,7 +312,7 @@ class Store:
         return self.reads.iter_file(entry)
 
     def stored_chunk(
-        self, cid: ChunkId, pending: dict[ChunkId, ChunkLocation] | None = None
+        self, cid: ChunkId, pending: Mapping[ChunkId, ChunkLocation] | None = None
     ) -> tuple[bytes, int, int]:
         return self.reads.stored_chunk(cid, pending)
 
