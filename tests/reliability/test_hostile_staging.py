@@ -47,7 +47,9 @@ component = st.one_of(
         min_size=1,
         max_size=30,
     ),
-    st.sampled_from([".", "..", ".artfs-commit", ".artfs-base", "staging", "latest", "v0", "x" * 255, "y" * 256]),
+    st.sampled_from(
+        [".", "..", ".artfs-commit", ".artfs-base", "staging", "latest", "v0", "x" * 255, "y" * 256]
+    ),
     st.just("\u00e9" * 130),  # 260 bytes in UTF-8
 )
 # Relative paths of 1-3 components; at most three '..' so a path never climbs above the mount.
