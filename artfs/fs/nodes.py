@@ -149,6 +149,8 @@ class StatFs:
 
 @dataclass
 class _DirHandle:
+    """What an open directory keeps between its readdir calls."""
+
     node: Node
     listing: Listing | None = None  # a version directory's, once read
     staged: list[tuple[str, Node, Attr]] | None = None  # a staged directory's, from offset 0
