@@ -28,31 +28,34 @@ Invariants:
 
 from __future__ import annotations
 
-import enum
 import errno
-import hashlib
 import json
 import os
 import stat
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import NewType
 
-from artfs.errors import CorruptData, InvalidName, NotFound
-from artfs.fs.backing import AttrChange, join
-from artfs.fs.errors import (
-    BadRequest,
-    CrossDevice,
-    IsADirectory,
-    NoAttribute,
-    NotADirectory,
-    NotASymlink,
-    NotSupported,
-    ReadOnly,
-)
+from artfs.errors import CorruptData, NotFound
+from artfs.fs.errors import IsADirectory, NoAttribute, NotADirectory, NotASymlink, ReadOnly
 from artfs.fs.listings import Listing, ListingCache, ListingKey
+from artfs.fs.nodes import (
+    ROOT_INODE,
+    STAGING_KINDS,
+    Attr,
+    DirEntry,
+    FileHandle,
+    Inode,
+    Kind,
+    Node,
+    NodeKey,
+    StatFs,
+    _artifact_or_none,
+    _DirHandle,
+    _file_id,
+    _in_version,
+    _is_dir,
+)
 from artfs.fs.reader import (
     DEFAULT_CACHE_BYTES,
     INLINE_LOAD_BYTES,
@@ -61,29 +64,18 @@ from artfs.fs.reader import (
     FileReader,
     ReadBuffer,
 )
-from artfs.fs.staging import StagedStat, StagingView, checked_name
-from artfs.fs.staging_files import (
-    BASE_FILE,
-    CONTROL_FILE,
-    REGISTER_FILE,
-    STAGED_TIMEOUT,
-    STORE_FILE,
-    BaseRequest,
-    CommitRequest,
-)
+from artfs.fs.staged_tree import StagedTree
+from artfs.fs.staging import StagingView
+from artfs.fs.staging_files import REGISTER_FILE, STORE_FILE
 from artfs.lineage import Lineage
-from artfs.names import ArtifactName, check_name, parse_version
+from artfs.names import parse_version
 from artfs.store import catalog, manifest, staging
 from artfs.store.catalog import COMMITTED, VersionRecord
 from artfs.store.index import Table, Txn
 from artfs.store.manifest import ChunkRef, FileEntry
-from artfs.store.repository import PinnedChunks, PutResult, Store
+from artfs.store.repository import PinnedChunks, Store
 from artfs.usage import UsageRecorder
 
-Inode = NewType("Inode", int)
-FileHandle = NewType("FileHandle", int)
-
-ROOT_INODE = Inode(1)
 # Nodes inside a version never change; an hour is what the kernel is told, "forever" in effect.
 IMMUTABLE_TIMEOUT = 3600.0
 # Artifact dirs, version presence and aliases: a new version shows within this plus a listing.
@@ -95,136 +87,12 @@ XATTR_PREFIX = "user.artfs."
 _XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
 
 
-class Kind(enum.Enum):
-    ROOT = "root"
-    PROJECT = "project"
-    ARTIFACT = "artifact"
-    VERSION = "version"
-    ALIAS = "alias"
-    STAGING = "staging"  # MNT/proj/name/staging itself
-    ENTRY = "entry"  # a file or directory inside a version
-    STAGED = "staged"  # anything inside a staging directory (path relative to it)
-    CONTROL = "control"  # MNT/proj/name/staging/.artfs-commit (virtual)
-    REGISTER = "register"  # MNT/.artfs-register (virtual)
-    STORE = "store"  # MNT/.artfs-store (virtual, read-only): the store's id
-
-
-# Nodes whose operations go to the artifact's backing directory.
-STAGING_KINDS = (Kind.STAGING, Kind.STAGED)
-
-
-@dataclass(frozen=True, slots=True)
-class NodeKey:
-    """What a node is; its inode number is derived from this alone."""
-
-    kind: Kind
-    project: str = ""
-    name: str = ""
-    number: int = -1
-    alias: str = ""
-    path: str = ""
-
-    def inode(self) -> Inode:
-        if self.kind is Kind.ROOT:
-            return ROOT_INODE
-        text = "\0".join(
-            (self.kind.value, self.project, self.name, str(self.number), self.alias, self.path)
-        )
-        digest = hashlib.blake2b(manifest.encode_path(text), digest_size=8).digest()
-        # 62 bits, never 0 or the root's 1: staged nodes number from 2**62 up, st_ino is
-        # signed in places (63 bits at most).
-        return Inode((int.from_bytes(digest, "little") >> 2) | 2)
-
-
-@dataclass(slots=True)
-class Node:
-    key: NodeKey
-    record: VersionRecord | None = None  # VERSION and ENTRY nodes
-    entry: FileEntry | None = None  # ENTRY nodes
-    lookups: int = 0
-    fixed_ino: int = 0  # STAGED nodes: a number from StagedPaths, kept across renames
-    # The inode number once worked out: a lookup asks for it several times, a hash each.
-    known_ino: int = field(default=0, repr=False, compare=False)
-    # A directory inside a version: the key of its listing, once worked out.
-    listing_key: ListingKey | None = field(default=None, repr=False, compare=False)
-    # A node inside a version: its attributes, once made (they never change).
-    known_attr: Attr | None = field(default=None, repr=False, compare=False)
-    # A file inside a version: (version key, file id) of its usage edge, once worked out.
-    known_usage: tuple[bytes, bytes] | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def ino(self) -> Inode:
-        if not self.known_ino:
-            self.known_ino = self.fixed_ino or self.key.inode()
-        return Inode(self.known_ino)
-
-    @property
-    def immutable(self) -> bool:
-        return self.key.kind is Kind.ENTRY
-
-    @property
-    def artifact(self) -> ArtifactName:
-        return ArtifactName(self.key.project, self.key.name)
-
-
-@dataclass(frozen=True, slots=True)
-class Attr:
-    """What ``stat`` shows, plus how long the kernel may cache it."""
-
-    ino: Inode
-    mode: int
-    nlink: int
-    size: int
-    mtime_ns: int
-    uid: int
-    gid: int
-    timeout: float
-    atime_ns: int = -1  # -1: the mtime (version nodes keep one time)
-    ctime_ns: int = -1
-    blocks_512: int = -1  # -1: from the size
-    rdev: int = 0  # device number of a device node
-
-    @property
-    def blocks(self) -> int:
-        return self.blocks_512 if self.blocks_512 >= 0 else (self.size + 511) // 512
-
-
-@dataclass(frozen=True, slots=True)
-class DirEntry:
-    name: bytes
-    attr: Attr
-    next_id: int
-    node: Node
-
-
-@dataclass(frozen=True, slots=True)
-class StatFs:
-    """What ``statfs`` (``df``) shows for the whole mount: the figures of the filesystem that
-    holds the store, where staged files are written and versions are stored."""
-
-    block_size: int
-    fragment_size: int
-    blocks: int
-    blocks_free: int
-    blocks_available: int  # to unprivileged users
-    files: int
-    files_free: int
-    files_available: int
-    name_max: int
-
-
-@dataclass
-class _DirHandle:
-    node: Node
-    listing: Listing | None = None  # a version directory's, once read
-    staged: list[tuple[str, Node, Attr]] | None = None  # a staged directory's, from offset 0
-
-
 # --- the tree ---------------------------------------------------------------------------------
 
 
-class Vfs:
-    """The store as a read-only tree; every method is quick except chunk loads (see reads)."""
+class Vfs(StagedTree):
+    """The store as a tree; every method is quick except chunk loads (see reads). Its staging
+    half (staged nodes and every change) is :class:`artfs.fs.staged_tree.StagedTree`."""
 
     def __init__(self, store: Store, cache: ChunkCache, *, uid: int, gid: int) -> None:
         self.store = store
@@ -799,291 +667,6 @@ class Vfs:
         except OSError:
             return False
 
-    # --- staging: handed over to artfs.fs.staging by artifact and path --------------------
-
-    @property
-    def recorder(self) -> UsageRecorder | None:
-        """Where usage and run registrations go (None: no lineage); staging shares it."""
-        return self.staging.recorder
-
-    @recorder.setter
-    def recorder(self, recorder: UsageRecorder | None) -> None:
-        self.staging.recorder = recorder
-
-    def _relocate(self, ino: int, rel: str) -> None:
-        """A held staged node is now reached by path ``rel`` (a rename, or the name of a
-        hard-linked file it was reached by went)."""
-        node = self._nodes.get(Inode(ino))
-        if node is not None:
-            node.key = replace(node.key, path=rel)
-
-    def _staged_node(self, parent: Node, rel: str, ino: int | None = None) -> Node:
-        """The node of staged path ``rel`` (``ino``: its number, if known)."""
-        if ino is None:
-            ino = self.staging.inode(parent.artifact, rel)
-        held = self._nodes.get(Inode(ino))
-        if held is not None:
-            return held
-        key = NodeKey(Kind.STAGED, parent.key.project, parent.key.name, path=rel)
-        return Node(key, fixed_ino=ino)
-
-    def _staged_attr(self, node: Node) -> Attr:
-        found = self.staging.stat(node.artifact, node.key.path, node.ino)
-        if found is None:
-            mode, nlink, mtime = stat.S_IFDIR | 0o755, 2, self.started_ns
-            return Attr(node.ino, mode, nlink, 0, mtime, self.uid, self.gid, STAGED_TIMEOUT)
-        return self._attr_of(node, found)
-
-    def _attr_of(self, node: Node, found: StagedStat) -> Attr:
-        return Attr(
-            node.ino,
-            found.mode,
-            found.nlink,
-            found.size,
-            found.mtime_ns,
-            found.uid,
-            found.gid,
-            STAGED_TIMEOUT,
-            found.atime_ns,
-            found.ctime_ns,
-            found.blocks_512,
-            found.rdev,
-        )
-
-    def _control_attr(self, node: Node) -> Attr:
-        root = self._staged_attr(Node(NodeKey(Kind.STAGING, node.key.project, node.key.name)))
-        mode = stat.S_IFREG | (stat.S_IMODE(root.mode) & 0o666)
-        return Attr(node.ino, mode, 1, 0, self.started_ns, root.uid, root.gid, STAGED_TIMEOUT)
-
-    def _staged_child(self, node: Node, name: str) -> Node | None:
-        if node.key.kind is Kind.STAGING and name == CONTROL_FILE:
-            return Node(NodeKey(Kind.CONTROL, node.key.project, node.key.name))
-        if node.key.kind is Kind.STAGING and name == BASE_FILE:
-            return Node(NodeKey(Kind.CONTROL, node.key.project, node.key.name, alias=BASE_FILE))
-        rel = join(node.key.path, name)
-        ino = self.staging.child(node.artifact, rel)
-        return None if ino is None else self._staged_node(node, rel, ino)
-
-    def _staged_listing(self, node: Node) -> list[tuple[str, Node]]:
-        return [(name, child) for name, child, _ in self._staged_attrs(node)]
-
-    def _staged_attrs(self, node: Node) -> list[tuple[str, Node, Attr]]:
-        """(name, node, attributes) of every entry of a staged directory, in name order."""
-        if node.key.kind not in STAGING_KINDS:
-            return []
-        found = []
-        for name, ino, st in self.staging.listing(node.artifact, node.key.path):
-            child = self._staged_node(node, join(node.key.path, name), ino)
-            found.append((name, child, self._attr_of(child, st)))
-        return found
-
-    def _staged_entries(self, handle: _DirHandle, start_id: int) -> Iterator[DirEntry]:
-        """A staged directory's entries after ``start_id``: listed once per pass (a base
-        directory of a based staging may be large), from a listing made at offset 0."""
-        if handle.staged is None or start_id == 0:
-            handle.staged = self._staged_attrs(handle.node)
-        listed = handle.staged
-        for position in range(start_id, len(listed)):
-            name, child, attr = listed[position]
-            yield DirEntry(manifest.encode_path(name), attr, position + 1, child)
-
-    def _staged_dir(self, ino: int) -> Node:
-        node = self.node(ino)
-        if node.key.kind not in STAGING_KINDS:
-            raise ReadOnly("only staging directories can be written")
-        return node
-
-    def _new_rel(self, parent: Node, name: bytes) -> str:
-        """The staged path of a new entry ``name`` of ``parent`` (a name one may create)."""
-        text = checked_name(name)
-        if _is_control(parent, text):
-            raise FileExistsError(errno.EEXIST, f"{text} is reserved")
-        return join(parent.key.path, text)
-
-    def open_other(self, node: Node, flags: int, pid: int) -> FileHandle:
-        """Open a staged file (writers hold a shared flock) or a virtual control file."""
-        key = node.key
-        if key.kind is Kind.REGISTER:
-            return FileHandle(self.staging.open_register(pid))
-        if key.kind is Kind.CONTROL and key.alias == BASE_FILE:
-            return FileHandle(self.staging.open_base_control(node.artifact, flags))
-        if key.kind is Kind.CONTROL:
-            return FileHandle(self.staging.open_control(node.artifact, flags, pid))
-        fh = self.staging.open(node.artifact, key.path, node.ino, flags)
-        read = self.staging.base_read(fh)
-        if read is not None and pid and self.recorder is not None:
-            # A base file is a version's file: its read is recorded like one.
-            art, number = read.base.artifact, read.base.version
-            entry = NodeKey(Kind.ENTRY, art.project, art.name, number, path=read.path)
-            version = catalog.version_key(art, number)
-            self.recorder.opened(pid, art.project, version, entry.inode().to_bytes(8, "big"))
-        return FileHandle(fh)
-
-    def copy_up_due(self, ino: int, flags: int) -> bool:
-        """Whether opening ``ino`` with ``flags`` copies a base file up (see
-        :meth:`copy_up`, which the daemon runs in a worker thread first)."""
-        node = self.node(ino)
-        if node.key.kind is not Kind.STAGED:
-            return False
-        return self.staging.copy_up_due(node.artifact, node.key.path, flags)
-
-    def copy_up(self, ino: int) -> None:
-        """Copy the base file ``ino`` up into the upper directory (blocking)."""
-        node = self.node(ino)
-        self.staging.copy_up(node.artifact, node.key.path)
-
-    def base_reader(self, fh: int) -> FileReader | None:
-        """The reader of a base file open through staging (read like a version's file)."""
-        read = self.staging.base_read(fh)
-        return None if read is None else read.reader
-
-    def caching(self, fh: int) -> tuple[bool, bool]:
-        """(keep_cache, direct_io) for a handle: version files keep the page cache, staged
-        files do not, virtual files bypass it."""
-        found = self.staging.caching(fh)
-        return (True, False) if found is None else found
-
-    def read_other(self, fh: int, offset: int, size: int) -> bytes:
-        return self.staging.read(fh, offset, size)
-
-    def write(self, fh: int, offset: int, data: bytes) -> int:
-        return self.staging.write(fh, offset, data)
-
-    def commit_due(self, fh: int) -> CommitRequest | BaseRequest | None:
-        """After a write: the commit the control file now asks for, which the caller must run
-        (:meth:`commit_control`) before answering the write. Committing on the write that
-        completes the options, not on close, lets the daemon leave FLUSH unimplemented, so the
-        kernel stops sending one on every close() of every file (about 20 us each here)."""
-        return self.staging.commit_due(fh)
-
-    def commit_control(self, control: CommitRequest | BaseRequest) -> PutResult | None:
-        """Commit staging as the control file asked, or set its base as ``.artfs-base`` asked
-        (blocking: run it in a worker thread); the outcome of a commit is kept for reading
-        back, an error is raised as a Commit* error."""
-        if isinstance(control, BaseRequest):
-            self.staging.set_base(control)
-            return None
-        return self.staging.commit(control)
-
-    def stale_entries(self, project: str, name: str) -> list[tuple[Inode, bytes]]:
-        """(parent inode, name) of every entry the kernel may cache that a commit of
-        ``project/name`` changed: staged paths (the commit removed them) and ``latest``."""
-        root = NodeKey(Kind.STAGING, project, name).inode()
-        found = self.staging.stale_entries(ArtifactName(project, name), root)
-        found.append((NodeKey(Kind.ARTIFACT, project, name).inode(), b"latest"))
-        return [(Inode(parent), leaf) for parent, leaf in found]
-
-    def staged_fd(self, fh: int) -> int | None:
-        return self.staging.staged_fd(fh)
-
-    def release_other(self, fh: int) -> None:
-        self.staging.release(fh)
-
-    def create_file(
-        self, parent: int, name: bytes, flags: int, mode: int, uid: int, gid: int, umask: int
-    ) -> tuple[FileHandle, Attr]:
-        node = self._staged_dir(parent)
-        rel = self._new_rel(node, name)
-        owner = self.staging.owner(uid, gid)
-        fh, ino = self.staging.create(node.artifact, rel, flags, mode & ~umask, owner)
-        child = self.remember(self._staged_node(node, rel, ino))
-        return FileHandle(fh), self._staged_attr(child)
-
-    def mkdir(self, parent: int, name: bytes, mode: int, uid: int, gid: int, umask: int) -> Attr:
-        node = self.node(parent)
-        text = manifest.decode_path(name)
-        kind = node.key.kind
-        if kind is Kind.ROOT:
-            project = _checked(text, "project name")
-            with self.store.index.read() as txn:
-                if self._child(txn, node, project) is not None:
-                    raise FileExistsError(errno.EEXIST, f"project {project} exists")
-            self.store.create_project(project)
-        elif kind is Kind.PROJECT:
-            art = ArtifactName(node.key.project, _checked(text, "artifact name"))
-            with self.store.index.read() as txn:
-                if self._child(txn, node, art.name) is not None:
-                    raise FileExistsError(errno.EEXIST, f"artifact {art} exists")
-                known = txn.get(Table.PROJECTS, art.project.encode()) is not None
-            if not known:
-                self.store.create_project(art.project)
-            staging.ensure(self.store, art)
-        elif kind in STAGING_KINDS:
-            rel = join(node.key.path, checked_name(name))
-            self.staging.mkdir(node.artifact, rel, mode & ~umask, self.staging.owner(uid, gid))
-        else:
-            raise ReadOnly("only staging directories, projects and the root take new entries")
-        return self.lookup(parent, name)
-
-    def mknod(
-        self, parent: int, name: bytes, mode: int, rdev: int, uid: int, gid: int, umask: int
-    ) -> Attr:
-        node = self._staged_dir(parent)
-        rel = join(node.key.path, checked_name(name))
-        self.staging.mknod(node.artifact, rel, mode & ~umask, rdev, self.staging.owner(uid, gid))
-        return self.lookup(parent, name)
-
-    def symlink(self, parent: int, name: bytes, target: bytes, uid: int, gid: int) -> Attr:
-        node = self._staged_dir(parent)
-        rel = join(node.key.path, checked_name(name))
-        self.staging.symlink(node.artifact, rel, target, self.staging.owner(uid, gid))
-        return self.lookup(parent, name)
-
-    def unlink(self, parent: int, name: bytes, *, directory: bool = False) -> None:
-        node = self._staged_dir(parent)
-        text = checked_name(name)
-        if _is_control(node, text):
-            raise PermissionError(errno.EPERM, f"{text} cannot be removed")
-        self.staging.unlink(node.artifact, join(node.key.path, text), directory=directory)
-
-    def rename(self, old_parent: int, old: bytes, new_parent: int, new: bytes, flags: int) -> None:
-        source, target = self.node(old_parent), self.node(new_parent)
-        in_source, in_target = source.key.kind in STAGING_KINDS, target.key.kind in STAGING_KINDS
-        if not in_source and not in_target:
-            raise ReadOnly("versions are read-only")
-        if not (in_source and in_target) or _art_key(source) != _art_key(target):
-            raise CrossDevice("rename only within one artifact's staging")
-        if flags & RENAME_EXCHANGE:
-            raise BadRequest("RENAME_EXCHANGE is not supported in staging")
-        names = [checked_name(n) for n in (old, new)]
-        for parent_node, text in ((source, names[0]), (target, names[1])):
-            if _is_control(parent_node, text):
-                raise PermissionError(errno.EPERM, f"{text} cannot be renamed")
-        old_rel = join(source.key.path, names[0])
-        new_rel = join(target.key.path, names[1])
-        noreplace = bool(flags & RENAME_NOREPLACE)
-        self.staging.rename(source.artifact, old_rel, new_rel, noreplace=noreplace)
-
-    def link(self, ino: int, new_parent: int, name: bytes) -> Attr:
-        """A hard link in staging: every name shows one inode with the right link count."""
-        node, target = self.node(ino), self.node(new_parent)
-        if target.key.kind not in STAGING_KINDS:
-            raise ReadOnly("only staging directories take new entries")
-        if node.key.kind is not Kind.STAGED or _art_key(node) != _art_key(target):
-            if node.key.kind in (Kind.STAGING, Kind.CONTROL):
-                raise PermissionError(errno.EPERM, "cannot link this")
-            raise CrossDevice("hard links only within one artifact's staging")
-        new_rel = self._new_rel(target, name)
-        self.staging.link(node.artifact, node.ino, node.key.path, new_rel)
-        self.remember(node)  # the new entry is one more kernel reference
-        return self._staged_attr(node)
-
-    def setattr(self, ino: int, change: AttrChange, fh: int | None) -> Attr:
-        node = self.node(ino)
-        if node.key.kind in (Kind.CONTROL, Kind.REGISTER):
-            return self.getattr(ino)  # the truncation of `echo > .artfs-commit`: nothing to do
-        if node.key.kind not in STAGING_KINDS:
-            raise ReadOnly("versions are read-only")
-        self.staging.setattr(node.artifact, node.key.path, change, fh)
-        return self._staged_attr(node)
-
-    def refuse_change(self, ino: int, what: str) -> None:
-        """What extended attributes get: EOPNOTSUPP in staging, EROFS else."""
-        node = self.node(ino)
-        if node.key.kind in STAGING_KINDS:
-            raise NotSupported(f"{what} is not supported in staging")
-        raise ReadOnly("versions are read-only")
-
 
 def _version_xattrs(record: VersionRecord) -> dict[str, str]:
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
@@ -1102,53 +685,6 @@ def _version_xattrs(record: VersionRecord) -> dict[str, str]:
     }
 
 
-RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2  # renameat2 flags, as FUSE passes them
-
-
-def _is_control(parent: Node, name: str) -> bool:
-    """Whether ``name`` in ``parent`` is one of staging's control files."""
-    return parent.key.kind is Kind.STAGING and name in (CONTROL_FILE, BASE_FILE)
-
-
-def _art_key(node: Node) -> tuple[str, str]:
-    return (node.key.project, node.key.name)
-
-
-def _valid(name: str) -> bool:
-    try:
-        check_name(name)
-    except InvalidName:
-        return False
-    return True
-
-
-def _checked(name: str, what: str) -> str:
-    try:
-        return check_name(name, what)
-    except InvalidName as exc:
-        raise BadRequest(str(exc)) from None
-
-
-def _artifact_or_none(project: str, name: str) -> ArtifactName | None:
-    if not _valid(project) or not _valid(name):
-        return None
-    return ArtifactName(project, name)
-
-
-def _file_id(node: Node) -> bytes:
-    """What names a version's file in its usage edge: its inode number, a hash of the path."""
-    return node.ino.to_bytes(8, "big")
-
-
-def _is_dir(node: Node) -> bool:
-    return node.entry is not None and node.entry.is_dir
-
-
-def _in_version(node: Node) -> bool:
-    """A version's root or a directory inside one (its children come from a listing)."""
-    return node.key.kind is Kind.VERSION or (node.key.kind is Kind.ENTRY and _is_dir(node))
-
-
 __all__ = [
     "DEFAULT_CACHE_BYTES",
     "READAHEAD_START_BYTES",
@@ -1156,8 +692,13 @@ __all__ = [
     "Attr",
     "ChunkCache",
     "DirEntry",
+    "FileHandle",
     "FileReader",
+    "Inode",
     "Kind",
+    "Node",
+    "NodeKey",
     "ReadBuffer",
+    "StatFs",
     "Vfs",
 ]

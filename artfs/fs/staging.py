@@ -3,9 +3,10 @@
 Pure (no pyfuse3). :class:`StagingView` owns everything of staging that lives in the daemon:
 the inode numbers of staged paths (:class:`~artfs.fs.staged_paths.StagedPaths`), the open
 staged and virtual files (one handle space, from ``STAGED_FH_BASE`` up), and the last commit
-result per artifact. :class:`artfs.vfs.Vfs` keeps the node table and hands every staging
-request over here by artifact and path (``rel``, relative to the staging directory, "" being
-the directory itself); it hears of nodes now reached by another path through ``relocate``.
+result per artifact. :class:`artfs.vfs.Vfs` keeps the node table, and its staging half
+(:class:`artfs.fs.staged_tree.StagedTree`) hands every staging request over here by artifact
+and path (``rel``, relative to the staging directory, "" being the directory itself); it
+hears of nodes now reached by another path through ``relocate``.
 
 Every path goes to the artifact's backing directory through :class:`~artfs.fs.backing.Backing`
 (one component at a time, ``O_NOFOLLOW``).
