@@ -27,7 +27,7 @@ from artfs.store import catalog, statcache
 from artfs.store.adoption import adopt
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.chunkstore import ChunkLocation, ChunkStore, NewChunks
-from artfs.store.hashing import ChunkId, TreeId, version_digest
+from artfs.store.hashing import ChunkId, TreeId, ordered_digest, version_digest
 from artfs.store.index import Index, Table, Txn
 from artfs.store.ingest import Ingest, Progress, SourceTree
 from artfs.store.manifest import FileEntry, encode_path
@@ -367,8 +367,14 @@ def _add_version(
 
 
 def _digest(entries: list[FileEntry]) -> str:
-    files = [(encode_path(e.path), bytes(e.digest)) for e in entries if not e.is_dir]
-    return version_digest(files).hex()
+    # Entries sorted by path, not (path, digest) pairs: at a million files the pairs were
+    # ~110 MB at a put's peak, the sort keys ~55 MB.
+    files = sorted((e for e in entries if not e.is_dir), key=_encoded_path)
+    return ordered_digest((encode_path(e.path), e.digest) for e in files).hex()
+
+
+def _encoded_path(entry: FileEntry) -> bytes:
+    return encode_path(entry.path)
 
 
 def _draft_record(

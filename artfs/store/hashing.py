@@ -8,6 +8,7 @@ up.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from typing import NewType
 
@@ -71,10 +72,15 @@ def _length(n: int) -> bytes:
 def version_digest(entries: Iterable[tuple[bytes, bytes]]) -> VersionDigest:
     """Digest of a version from its (path, file digest) pairs; order-independent. The BLAKE3
     of, in path order, each path's length (u32 little-endian), the path and the digest."""
+    return ordered_digest(sorted(entries))
+
+
+def ordered_digest(entries: Iterable[tuple[bytes, bytes]]) -> VersionDigest:
+    """:func:`version_digest` of pairs already in path order, taken as they come (a caller
+    that sorts its own records need not hold every pair at once)."""
     hasher = blake3.blake3()
-    ordered = sorted(entries)
-    for start in range(0, len(ordered), _BATCH):
-        batch = ordered[start : start + _BATCH]
+    pairs = iter(entries)
+    while batch := list(itertools.islice(pairs, _BATCH)):
         parts: list[bytes] = [b""] * (3 * len(batch))
         parts[0::3] = [_length(len(path)) for path, _ in batch]
         parts[1::3] = [path for path, _ in batch]
