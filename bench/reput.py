@@ -1,6 +1,7 @@
 """Put with a parent (issue 16): ``artfs put`` of a source the artifact already holds.
 
-100,000 files of 1-4 KiB in 400 directories of 250 (``ARTFS_BENCH_REPUT_FILES`` sets another
+100,000 files of 1-4 KiB in 400 directories of 250 (``./dev bench --scale N`` or
+``ARTFS_BENCH_REPUT_FILES`` sets another
 count: issue 16 asks for a put of 1,000,000 in at most 1 GiB of memory). Figures, each a whole
 command (interpreter start included) in a child process, median of RUNS: the first put, an
 unchanged re-put (target <= 1.5 s), the same with ``--rehash`` (every file read, what every

@@ -54,7 +54,7 @@ def run(workdir: Path, report: Report) -> None:
     time.sleep(RACY_NS / 1e9 + 0.1)  # else the first put records none of them (bench/reput.py)
     started = time.perf_counter()
     artfs(home, "put", data, "bench/trees")
-    report("put of 100,000 files", time.perf_counter() - started, "s")
+    report(f"put of {FILES:,} files", time.perf_counter() - started, "s")
     pages, page_bytes, used = index_state(home)
     index_du = du(home / "index")
     report("v0: tree pages", page_bytes / 1e6, "MB", f"{len(pages)} pages")
