@@ -501,10 +501,11 @@ class ParentPut:
             _NO_BASE if base is None else base.number,
             head_root or bytes(32),
         )
-        by_dir: dict[str, dict[str, FileEntry]] = {}
+        # Each directory's entries by name only while its record is made: a dict of every
+        # name at once held ~100 MB at a million files, at the put's peak.
+        by_dir: dict[str, list[FileEntry]] = {}
         for entry in entries:
-            parent, _, name = entry.path.rpartition("/")
-            by_dir.setdefault(parent, {})[name] = entry
+            by_dir.setdefault(entry.path.rpartition("/")[0], []).append(entry)
         limit = self.start_ns - RACY_NS
         prefix = _root_prefix(self.art, self.root)
         scanned = {lst.path for lst in self._listings}
@@ -516,7 +517,9 @@ class ParentPut:
                     return  # another put of this source wrote since: its record stands
                 whole = True  # every file as seen is recorded: the digest is the record's
                 for listing in plan.taken_apart:
-                    recorded = _recorded_dir(listing, by_dir.get(listing.path, {}), limit)
+                    found = by_dir.pop(listing.path, [])
+                    by_name = {e.path.rpartition("/")[2]: e for e in found}
+                    recorded = _recorded_dir(listing, by_name, limit)
                     whole = whole and not recorded.stale
                     recorded.stale = recorded.stale or stale
                     txn.put(Table.STAT_CACHE, prefix + _hash16(listing.path), encode_dir(recorded))
