@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SECTIONS = ("ingest", "reput", "trees", "stage", "mount", "remote", "ui")
+SECTIONS = ("ingest", "reput", "trees", "stage", "mount", "listing", "remote", "ui")
 DELETED_AT = "deleted-at"  # in the work directory: when the bench last deleted many files
 QUIET_AFTER_DELETE = 360.0
 

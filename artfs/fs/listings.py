@@ -22,9 +22,12 @@ from artfs.store.catalog import VersionRecord
 from artfs.store.index import Txn
 from artfs.store.manifest import FileEntry
 
-# Entries (names) the listings of all versions may hold together. A cached small-file entry
-# takes ~0.6 KB once used (its name, raw value, FileEntry, node and attributes): ~40 MB.
-DEFAULT_LISTING_ENTRIES = 65_536
+# Entries (names) the listings of all versions may hold together: every directory of a
+# 100,000-file version, so a second walk of it reads nothing (a walk over more names than the
+# budget finds none of them kept: each listing is evicted before its turn comes again). A
+# cached small-file entry takes ~1.1 KB once used (its name, FileEntry with its chunk refs,
+# node and attributes; the node is the one the kernel holds anyway): ~140 MB at most.
+DEFAULT_LISTING_ENTRIES = 131_072
 TOO_LARGE_REMEMBERED = 1024
 
 
@@ -39,7 +42,7 @@ class Listing:
     """The children of one directory of one version, by position (1-based in readdir's
     numbering: the entry at index ``i`` is followed by position ``i + 1``) and by name."""
 
-    __slots__ = ("_entries", "children", "key", "names", "positions")
+    __slots__ = ("_entries", "children", "hasher", "key", "names", "positions")
 
     def __init__(self, key: ListingKey, names: list[bytes], entries: Sequence[FileEntry]) -> None:
         self.key = key
@@ -49,6 +52,8 @@ class Listing:
         # The tree's node for each child, kept once made (None: not yet): its inode number is
         # a hash and its attributes an object, asked for on every lookup and readdir.
         self.children: list[Any] = [None] * len(names)
+        # The tree's hash of what every child's inode key shares (None: not yet made).
+        self.hasher: Any = None
 
     @classmethod
     def read(cls, txn: Txn, record: VersionRecord, key: ListingKey) -> Listing:

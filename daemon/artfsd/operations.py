@@ -33,10 +33,12 @@ from artfs.fs.errors import (
     NotSupported,
     ReadOnly,
 )
+from artfs.fs.listings import DEFAULT_LISTING_ENTRIES
 from artfs.fs.staging_files import STAGED_FH_BASE
 from artfs.store.manifest import ChunkRef
 from artfs.vfs import (
     BLOCK_SIZE,
+    IMMUTABLE_TIMEOUT,
     Attr,
     FileReader,
     ReadBuffer,
@@ -122,6 +124,36 @@ def entry_attributes(attr: Attr) -> pyfuse3.EntryAttributes:
     return out
 
 
+class Replies:
+    """The replies made for attributes that never change (nodes inside versions), by the
+    :class:`Attr` they were made from; bounded: emptied when it holds ``limit``.
+
+    A version's nodes keep their attributes (one object each, see ``artfs.fs.listings``), and
+    a walk sends them again on every ``readdir`` (the kernel never caches a listing): building
+    a ``pyfuse3.EntryAttributes`` was ~1.3 us of the ~3 us a warm entry cost the daemon.
+    pyfuse3 copies a reply into the kernel's buffer, so one object serves every request.
+    """
+
+    def __init__(self, limit: int = DEFAULT_LISTING_ENTRIES) -> None:
+        self.limit = limit
+        # id(attr) -> (attr, reply): the attr is held, so its id names no other object.
+        self._made: dict[int, tuple[Attr, pyfuse3.EntryAttributes]] = {}
+
+    def __len__(self) -> int:
+        return len(self._made)
+
+    def of(self, attr: Attr) -> pyfuse3.EntryAttributes:
+        if attr.timeout != IMMUTABLE_TIMEOUT:
+            return entry_attributes(attr)  # may change: made afresh, not kept
+        kept = self._made.get(id(attr))
+        if kept is not None:
+            return kept[1]
+        if len(self._made) >= self.limit:
+            self._made.clear()
+        reply = self._made[id(attr)] = (attr, entry_attributes(attr))
+        return reply[1]
+
+
 def attr_change(attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields) -> AttrChange:
     return AttrChange(
         size=attr.st_size if fields.update_size else None,
@@ -163,6 +195,7 @@ class ArtfsOperations(pyfuse3.Operations):
         # for 256 pages per request).
         self._scratch = bytearray(_MAX_READ)
         self._copy_ups = trio.Lock()  # base files copied up for writing (based staging)
+        self.replies = Replies()
 
     # --- names and attributes -------------------------------------------------------------
 
@@ -170,11 +203,11 @@ class ArtfsOperations(pyfuse3.Operations):
     async def lookup(
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        return entry_attributes(self.vfs.lookup(parent_inode, name))
+        return self.replies.of(self.vfs.lookup(parent_inode, name))
 
     @translated
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return entry_attributes(self.vfs.getattr(inode))
+        return self.replies.of(self.vfs.getattr(inode))
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for inode, count in inode_list:
@@ -196,7 +229,7 @@ class ArtfsOperations(pyfuse3.Operations):
         try:
             for entry in entries:
                 if not pyfuse3.readdir_reply(
-                    token, entry.name, entry_attributes(entry.attr), entry.next_id
+                    token, entry.name, self.replies.of(entry.attr), entry.next_id
                 ):
                     break
                 self.vfs.remember(entry.node)

@@ -155,3 +155,17 @@ def test_directory_larger_than_the_listing_budget_lists_and_looks_up_right(
         with pytest.raises(NotFound):
             vfs.lookup(d, b"missing.bin")
         assert vfs.listings.entries <= 10  # d's listing was not kept
+
+
+def test_listed_nodes_have_the_inode_their_key_hashes_to(tmp_path: Path) -> None:
+    files = FILES | {"d/na\u00efve \u2603.txt": b"snow\n"}
+    put(tmp_path / "home", tree(tmp_path / "src", files), "proj/set")
+    with Store.open(tmp_path / "home") as store:
+        vfs = Vfs.create(store, lineage=False)
+        for path in ("proj/set/v0", "proj/set/v0/d"):
+            fh = vfs.opendir(walk_to(vfs, path))
+            try:
+                nodes = [entry.node for entry in vfs.readdir(fh, 0)]
+            finally:
+                vfs.releasedir(fh)
+            assert nodes and all(node.ino == node.key.inode() for node in nodes)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import pyfuse3
 import pytest
 import trio
-from artfsd.operations import ArtfsOperations, errno_for
+from artfsd.operations import ArtfsOperations, Replies, errno_for
 
 from artfs.errors import CorruptData, NotFound
 from artfs.fs.errors import ReadOnly
@@ -75,6 +75,23 @@ def test_lookup_getattr_and_stable_inodes(ops: ArtfsOperations) -> None:
     assert lookup_path(ops, "proj/mnist/v0/run.sh").st_ino == attr.st_ino
     assert attr.attr_timeout > 60  # immutable
     assert lookup_path(ops, "proj/mnist").entry_timeout <= 1  # mutable
+
+
+def test_version_nodes_reuse_their_reply_and_mutable_ones_are_made_fresh(
+    ops: ArtfsOperations,
+) -> None:
+    file = lookup_path(ops, "proj/mnist/v0/run.sh")
+    assert run(lambda: ops.getattr(file.st_ino, CTX)) is file  # immutable: made once
+    artifact = lookup_path(ops, "proj/mnist")
+    again = run(lambda: ops.getattr(artifact.st_ino, CTX))
+    assert again is not artifact and again.st_ino == artifact.st_ino  # may change: fresh
+    replies = Replies(limit=2)
+    attrs = [ops.vfs.getattr(lookup_path(ops, f"proj/mnist/v0/{n}").st_ino) for n in NAMES]
+    made = [replies.of(attr) for attr in attrs]
+    assert len(replies) <= 2 and [r.st_ino for r in made] == [a.ino for a in attrs]
+
+
+NAMES = ("README.md", "run.sh", "empty.bin")
 
 
 def test_forgotten_nodes_leave_the_table_and_come_back_with_the_same_inode(
