@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from artfs.names import ArtifactName
 from artfs.remote import pages
+from artfs.remote.gc import RemoteGcReport, collect
 from artfs.remote.layout import TreeVersion
 from artfs.remote.remote import Remote
 from artfs.store.hashing import ChunkId
@@ -82,3 +85,28 @@ def used_packs(remote: Remote, art: ArtifactName, number: int) -> set[str]:
     }
     ids |= {d for c in ids if (d := remote.chunk_dictionary(c, where[c])) is not None}
     return {pack for pack, chunks in every.items() if ids & chunks.keys()}
+
+
+def gc_until(
+    remote: Remote, done: Callable[[RemoteGcReport], bool], grace: float = 1.0, timeout: float = 30
+) -> RemoteGcReport:
+    """Run remote gc until ``done(total)``, where ``total`` adds up every run so far
+    (``packs_live`` is the last run's). The grace period is measured by the server's clock,
+    and the two packs of one push can be written in different seconds of it (on a loaded
+    machine), so one run may condemn or delete one of them and the next run the other."""
+    deadline = time.monotonic() + timeout
+    total = RemoteGcReport()
+    while True:
+        report = collect(remote, grace)
+        total = RemoteGcReport(
+            records_removed=total.records_removed + report.records_removed,
+            packs_deleted=total.packs_deleted + report.packs_deleted,
+            bytes_reclaimed=total.bytes_reclaimed + report.bytes_reclaimed,
+            packs_condemned=total.packs_condemned + report.packs_condemned,
+            packs_spared=total.packs_spared + report.packs_spared,
+            packs_live=report.packs_live,
+        )
+        if done(total):
+            return total
+        assert time.monotonic() < deadline, f"gc never got there: {total}"
+        time.sleep(0.3)

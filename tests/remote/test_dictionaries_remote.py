@@ -8,8 +8,6 @@ import json
 import os
 import random
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ import pytest
 from artfs.names import ArtifactName, Ref
 from artfs.remote import layout, sync
 from artfs.remote.fetch import RemoteChunks
-from artfs.remote.gc import MIN_GRACE_ENV, RemoteGcReport, collect
+from artfs.remote.gc import MIN_GRACE_ENV
 from artfs.remote.publish import set_default
 from artfs.remote.remote import Remote, open_remote
 from artfs.remote.sync import add_remote, clone, pull, push
@@ -30,7 +28,7 @@ from artfs.store.verify import verify
 from artfs.stores import open_store
 from tests.helpers import make_tree, random_bytes
 from tests.mount.mountutil import Mounts, unmount_and_stop
-from tests.remote.remoteutil import remote_files
+from tests.remote.remoteutil import gc_until, remote_files
 from tests.remote.seaweed import S3Server
 from tests.store.test_dictionaries import annotations
 
@@ -217,18 +215,6 @@ def test_a_mount_of_a_clone_reads_dictionary_coded_files(
     assert not os.path.ismount(tmp_path / "mounts" / "mnt0")
 
 
-def _gc_until(
-    remote: Remote, done: Callable[[RemoteGcReport], bool], timeout: float = 30
-) -> RemoteGcReport:
-    deadline = time.monotonic() + timeout
-    while True:
-        report = collect(remote, 1.0)
-        if done(report):
-            return report
-        assert time.monotonic() < deadline, f"gc never got there: {report}"
-        time.sleep(0.3)
-
-
 def test_remote_gc_keeps_the_dictionary_of_a_live_version(
     s3_env: S3Server, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -250,7 +236,7 @@ def test_remote_gc_keeps_the_dictionary_of_a_live_version(
         file_packs = {where[c.chunk_id].pack for e in entries for c in e.chunks}
         assert dict_pack not in file_packs
         remote.delete_version(Ref(ART, "v0"))
-        _gc_until(remote, lambda r: r.packs_deleted >= 1)
+        gc_until(remote, lambda r: r.packs_deleted >= 1)
         stored = {layout.pack_of_key(o.key) for o in remote.objects.list("packs/")}
         assert dict_pack in stored and dict_pack not in remote.condemned_packs()
     with open_store(tmp_path / "b") as b:

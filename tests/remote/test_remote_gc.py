@@ -6,7 +6,6 @@ import dataclasses
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +15,14 @@ from artfs.errors import AliasesHeld, InvalidName, NotFound
 from artfs.names import ArtifactName, Ref
 from artfs.objectstore import MemoryObjectStore
 from artfs.remote import layout
-from artfs.remote.gc import MIN_GRACE_ENV, RemoteGcReport, collect, delete_on_remote
+from artfs.remote.gc import MIN_GRACE_ENV, collect, delete_on_remote
 from artfs.remote.layout import TreeVersion
 from artfs.remote.remote import Remote
 from artfs.remote.sync import clone, pull, push
 from artfs.store import Store
 from artfs.stores import open_store
 from tests.helpers import make_tree, random_bytes, read_tree
-from tests.remote.remoteutil import remote_env, used_packs
+from tests.remote.remoteutil import gc_until, remote_env, used_packs
 from tests.remote.seaweed import S3Server
 from tests.remote.test_remote_cli import _artfs, _ok
 
@@ -58,19 +57,6 @@ def _packs_of(remote: Remote, number: int) -> set[str]:
     return used_packs(remote, ART, number)
 
 
-def _gc_until(
-    remote: Remote, done: Callable[[RemoteGcReport], bool], timeout: float = 30
-) -> RemoteGcReport:
-    """Run gc until ``done(report)``: the grace period is measured by the server's clock."""
-    deadline = time.monotonic() + timeout
-    while True:
-        report = collect(remote, GRACE)
-        if done(report):
-            return report
-        assert time.monotonic() < deadline, f"gc never got there: {report}"
-        time.sleep(0.3)
-
-
 def test_rm_on_the_remote_hides_the_version_and_keeps_numbering(
     s3_env: S3Server, prefix: str, tmp_path: Path
 ) -> None:
@@ -100,7 +86,7 @@ def test_rm_on_the_remote_hides_the_version_and_keeps_numbering(
         assert push(a, remote, v1).number == 2  # and its digest marker now finds v2
 
         remote.delete_version(Ref(ART, "v2"), force=True)  # it holds "best" now
-        _gc_until(remote, lambda r: "team/data:v2" in r.records_removed)
+        gc_until(remote, lambda r: "team/data:v2" in r.records_removed)
         assert remote.objects.head(layout.version_key(ART, 2)) is None
         assert remote.objects.head(layout.tombstone_key(ART, 2)) is not None  # kept forever
         v3 = _put(a, tmp_path / "s3", {"y.txt": b"new"})
@@ -128,7 +114,7 @@ def test_gc_deletes_unreferenced_packs_only_after_the_grace_period(
 
         first = collect(remote, 3600)  # nothing is old enough under a one-hour grace
         assert (first.packs_condemned, first.packs_deleted, first.packs_live) == (0, 0, 2)
-        _gc_until(remote, lambda r: r.packs_condemned == 2)
+        gc_until(remote, lambda r: r.packs_condemned == 2)
         assert remote.condemned_packs() == dropped_packs
         assert not dropped_packs & {loc.pack for loc in remote.chunk_map().values()}
         report = collect(remote, 3600)  # condemned, but not a grace period ago
@@ -139,7 +125,7 @@ def test_gc_deletes_unreferenced_packs_only_after_the_grace_period(
         again = push(a, remote, dropped)
         assert again.chunks_uploaded == 1
         assert len(_packs_of(remote, again.number) - dropped_packs) == 2
-        report = _gc_until(remote, lambda r: r.packs_deleted == 2)
+        report = gc_until(remote, lambda r: r.packs_deleted == 2)
         assert report.bytes_reclaimed > 300_000
         assert _packs(remote) == kept | _packs_of(remote, again.number)
         assert remote.condemned_packs() == set()
@@ -165,7 +151,7 @@ def test_a_condemned_pack_referenced_again_is_spared(
         assert len(packs) == 2
         slow = _remote(s3_env, prefix, tmp_path / "a", "slow")
         remote.delete_version(Ref(ART, "v0"))
-        _gc_until(remote, lambda r: r.packs_condemned == 2)
+        gc_until(remote, lambda r: r.packs_condemned == 2)
 
         # A record naming the same root (the tree format) needs the tree pack and, through
         # its pages, the chunk pack again.
