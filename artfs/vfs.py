@@ -72,7 +72,7 @@ from artfs.lineage import Lineage
 from artfs.names import parse_version
 from artfs.store import catalog, manifest, staging
 from artfs.store.catalog import COMMITTED, VersionRecord
-from artfs.store.index import Table, Txn
+from artfs.store.index import Txn
 from artfs.store.manifest import ChunkRef, FileEntry
 from artfs.store.repository import PinnedChunks, Store
 from artfs.usage import UsageRecorder
@@ -231,8 +231,8 @@ class Vfs(StagedTree):
             artifact = catalog.get_artifact(txn, node.artifact)
             return int(artifact.created * 1e9) if artifact else self.started_ns
         if key.kind is Kind.PROJECT:
-            data = txn.get(Table.PROJECTS, key.project.encode())
-            return int(json.loads(data)["created"] * 1e9) if data else self.started_ns
+            created = catalog.project_created(txn, key.project)
+            return self.started_ns if created is None else int(created * 1e9)
         return self.started_ns
 
     # --- lookup ---------------------------------------------------------------------------
@@ -266,7 +266,7 @@ class Vfs(StagedTree):
                 return Node(NodeKey(Kind.REGISTER))
             if name == STORE_FILE:
                 return Node(NodeKey(Kind.STORE))
-            known = txn.get(Table.PROJECTS, name.encode()) is not None
+            known = catalog.has_project(txn, name)
             if not known and not self.staging.has_project(name):
                 return None
             return Node(NodeKey(Kind.PROJECT, name))

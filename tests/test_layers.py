@@ -45,9 +45,8 @@ ALLOWED_CYCLES: list[list[str]] = [
 ]
 
 # Modules above the store that still read or write index tables themselves instead of through
-# the store's API (catalog, runs, Store), to be removed as they are fixed. artfs.vfs is being
-# changed elsewhere (issue 15 asks for its tree, reader and staging to be split anyway).
-ALLOWED_TABLE_USERS: set[str] = {"artfs.vfs"}
+# the store's API (catalog, runs, Store), to be removed as they are fixed: none left.
+ALLOWED_TABLE_USERS: set[str] = set()
 
 
 def modules() -> dict[str, Path]:

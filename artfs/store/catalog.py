@@ -123,6 +123,12 @@ def has_project(txn: Txn, project: str) -> bool:
     return txn.get(Table.PROJECTS, project.encode()) is not None
 
 
+def project_created(txn: Txn, project: str) -> float | None:
+    """When ``project`` was made (seconds since the epoch); None if there is no such project."""
+    data = txn.get(Table.PROJECTS, project.encode())
+    return float(json.loads(data)["created"]) if data else None
+
+
 def project_versions(txn: Txn, project: str) -> list[tuple[ArtifactRecord, list[VersionRecord]]]:
     """Every artifact of ``project`` with its committed versions (aliases attached, ``latest``
     first on the newest), in three range scans for the whole project: a per-artifact read
