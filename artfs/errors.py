@@ -105,3 +105,19 @@ class ReferenceChanged(CorruptData):
 
 class ReferenceMissing(NotFound):
     """A referenced target cannot be found any more."""
+
+
+class RemoteError(StoreError):
+    """The object store could not be used (unreachable, refused, misconfigured)."""
+
+
+class RemoteMissing(NotFound):
+    """An object the caller expected on the remote does not exist."""
+
+
+class ObjectChanged(RemoteError):
+    """An object no longer has the ETag a conditional read asked for (``If-Match`` refused)."""
+
+
+class MountError(ArtfsError):
+    """The mount cannot be made (bad mountpoint, FUSE missing)."""

@@ -41,7 +41,13 @@ from obstore.exceptions import (
 )
 from obstore.store import S3Store
 
-from artfs.errors import InvalidName, NotFound, StoreError
+from artfs.errors import (
+    InvalidName,
+    ObjectChanged,
+    RemoteError,
+    RemoteMissing,
+    StoreError,
+)
 
 TOKEN_KEY = "artfs-write"
 # 409 retries: S3 returns 409 while another conditional write to the same key is in flight.
@@ -63,18 +69,6 @@ _S3_CODE = re.compile(r"<Code>(\w+)</Code>")
 _RETRIES = re.compile(r"after (\d+) retries")
 
 T = TypeVar("T")
-
-
-class RemoteError(StoreError):
-    """The object store could not be used (unreachable, refused, misconfigured)."""
-
-
-class RemoteMissing(NotFound):
-    """An object the caller expected on the remote does not exist."""
-
-
-class ObjectChanged(RemoteError):
-    """An object no longer has the ETag a conditional read asked for (``If-Match`` refused)."""
 
 
 @dataclass(frozen=True, slots=True)

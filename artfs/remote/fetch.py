@@ -27,8 +27,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from artfs.errors import ArtfsError, CorruptData, NotFound, StoreError
-from artfs.objectstore import RemoteError, RemoteMissing, remote_timeout
+from artfs.errors import ArtfsError, CorruptData, NotFound, RemoteError, RemoteMissing, StoreError
+from artfs.objectstore import remote_timeout
 from artfs.remote.cache import DiskChunkCache, limits_from_env
 from artfs.remote.ranged import coalesce, fetch_group, verified_chunk
 from artfs.remote.remote import Remote, open_remote

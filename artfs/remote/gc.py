@@ -46,9 +46,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from artfs.errors import CorruptData, InvalidName, NotFound
+from artfs.errors import CorruptData, InvalidName, NotFound, RemoteMissing
 from artfs.names import ArtifactName, Ref
-from artfs.objectstore import ObjectInfo, ObjectStore, RemoteMissing
+from artfs.objectstore import ObjectInfo, ObjectStore
 from artfs.remote import layout, pages
 from artfs.remote.layout import AnyVersion
 from artfs.remote.remote import Remote

@@ -28,10 +28,10 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from artfs.errors import CorruptData, NotFound
+from artfs.errors import CorruptData, NotFound, RemoteError, RemoteMissing
 from artfs.lineage import RUNNING, Lineage, RunRecord, Usage, build_graph, check_run_id
 from artfs.names import ArtifactName
-from artfs.objectstore import ObjectStore, RemoteError, RemoteMissing, backoff
+from artfs.objectstore import ObjectStore, backoff
 from artfs.remote.remote import open_remote
 from artfs.store.catalog import VersionRecord
 from artfs.store.repository import Store

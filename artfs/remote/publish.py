@@ -18,9 +18,9 @@ import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from artfs.errors import Conflict
+from artfs.errors import Conflict, RemoteError
 from artfs.names import ArtifactName, Ref, check_name
-from artfs.objectstore import RemoteError, RemoteUrl
+from artfs.objectstore import RemoteUrl
 from artfs.remote.layout import TreeVersion
 from artfs.remote.remote import Remote, open_remote
 from artfs.remote.sync import publish_version

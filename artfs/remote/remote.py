@@ -24,17 +24,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from artfs.errors import AliasesHeld, Conflict, CorruptData, NotFound, TypeMismatch
-from artfs.names import ArtifactName, Ref
-from artfs.objectstore import (
-    ObjectStore,
+from artfs.errors import (
+    AliasesHeld,
+    Conflict,
+    CorruptData,
+    NotFound,
     RemoteError,
     RemoteMissing,
-    RemoteUrl,
-    S3ObjectStore,
-    backoff,
-    new_writer_id,
+    TypeMismatch,
 )
+from artfs.names import ArtifactName, Ref
+from artfs.objectstore import ObjectStore, RemoteUrl, S3ObjectStore, backoff, new_writer_id
 from artfs.remote import layout
 from artfs.remote.layout import AnyVersion, PackDictionaries, TreeVersion
 from artfs.store.catalog import VersionRecord

@@ -213,7 +213,7 @@ def display_uri(uri: str) -> str:
 
 def _read_s3(uri: str, client: S3ObjectStore | None = None) -> Iterator[bytes]:
     """The object at ``uri``, only as long as it has the ETag recorded in ``uri``."""
-    from artfs.objectstore import ObjectChanged, RemoteMissing
+    from artfs.errors import ObjectChanged, RemoteMissing
 
     bucket, key = _s3_location(uri)
     etag = uri.partition(_ETAG_MARK)[2]

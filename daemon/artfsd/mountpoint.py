@@ -11,13 +11,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from artfs.errors import ArtfsError, InputError
+from artfs.errors import InputError, MountError
 
 FSNAME = "artfs"
-
-
-class MountError(ArtfsError):
-    """The mount cannot be made (bad mountpoint, FUSE missing)."""
 
 
 def check_fuse() -> None:

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from artfs.objectstore import RemoteError, RemoteUrl, S3ObjectStore
+from artfs.errors import RemoteError
+from artfs.objectstore import RemoteUrl, S3ObjectStore
 
 WEED = Path(sys.executable).parent / "weed"
 BUCKET = "artfs"

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from artfs.errors import RemoteError
 from artfs.names import ArtifactName, Ref
-from artfs.objectstore import RemoteError, RemoteUrl, S3ObjectStore
+from artfs.objectstore import RemoteUrl, S3ObjectStore
 from artfs.remote.remote import Remote
 from artfs.remote.sync import pull, push
 from artfs.store import Store

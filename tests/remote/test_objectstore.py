@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from artfs.objectstore import MemoryObjectStore, ObjectStore, RemoteMissing, RemoteUrl
+from artfs.errors import RemoteMissing
+from artfs.objectstore import MemoryObjectStore, ObjectStore, RemoteUrl
 from tests.remote.seaweed import S3Server
 
 
