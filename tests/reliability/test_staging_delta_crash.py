@@ -102,7 +102,9 @@ def _commit_killed(home: Path, rng: random.Random, round_: int) -> tuple[int, in
         old = record.read_bytes()
         _wait(proc, lambda: record.read_bytes() != old, "moved no base")
     elif round_ % 3 == 1:
-        time.sleep(rng.uniform(0.0, 2.0))
+        # Within what a whole commit takes here (~0.5 s with the interpreter's start on a quiet
+        # machine): these rounds kill it at any step, or miss it when it was quicker.
+        time.sleep(rng.uniform(0.0, 1.0))
     else:
         wanted = before + rng.choice([0, 1 << 20, 4 << 20])
         _wait(proc, lambda: packs_bytes(home) > wanted, "wrote nothing")
@@ -156,4 +158,7 @@ def test_incremental_commit_killed_12_times(tmp_path: Path) -> None:
 @pytest.mark.timeout(1800)
 def test_incremental_commit_killed_100_times(tmp_path: Path) -> None:
     figures = _kill_loop(tmp_path / "home", tmp_path, 100)
-    assert figures["kills"] >= 70 and figures["killed_mid_write"] >= 25, figures
+    # The rounds that wait for a step are killed whatever the machine's speed (~66); the
+    # random-instant third adds what it catches: fewer on a quiet machine, where a commit is
+    # quick (CI once saw 67 kills of 100 with a 2 s range).
+    assert figures["kills"] >= 60 and figures["killed_mid_write"] >= 25, figures
