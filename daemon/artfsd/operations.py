@@ -262,9 +262,9 @@ class ArtfsOperations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     async def _copy_up(self, inode: int, flags: int) -> None:
-        """A base file opened for writing in a based staging: its content is copied into the
-        upper directory in a worker thread (chunk reads), one copy-up at a time, so a second
-        opener finds it done."""
+        """A base file opened for writing (or changed: chmod, touch, truncate, a hard link)
+        in a based staging: its content is copied into the upper directory in a worker
+        thread (chunk reads), one copy-up at a time, so a second opener finds it done."""
         if not self.vfs.copy_up_due(inode, flags):
             return
         async with self._copy_ups:
@@ -401,7 +401,12 @@ class ArtfsOperations(pyfuse3.Operations):
         ctx: pyfuse3.RequestContext,
     ) -> pyfuse3.EntryAttributes:
         self.vfs.check_writer(ctx.uid)
-        return entry_attributes(self.vfs.setattr(inode, attr_change(attr, fields), fh))
+        change = attr_change(attr, fields)
+        if change.size != 0:
+            # chmod, touch or a truncation of a base file copies it up: off the loop, as an
+            # open for writing does (a truncation to 0 copies nothing).
+            await self._copy_up(inode, os.O_WRONLY)
+        return entry_attributes(self.vfs.setattr(inode, change, fh))
 
     @translated
     async def mkdir(
@@ -454,6 +459,7 @@ class ArtfsOperations(pyfuse3.Operations):
         self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         self.vfs.check_writer(ctx.uid)
+        await self._copy_up(inode, os.O_WRONLY)  # a hard link to a base file copies it up
         return entry_attributes(self.vfs.link(inode, new_parent_inode, new_name))
 
     @translated
