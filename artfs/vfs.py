@@ -29,7 +29,6 @@ Invariants:
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import stat
@@ -56,6 +55,7 @@ from artfs.fs.nodes import (
     _file_id,
     _in_version,
     _is_dir,
+    inode_of,
 )
 from artfs.fs.reader import (
     DEFAULT_CACHE_BYTES,
@@ -689,16 +689,11 @@ def _version_xattrs(record: VersionRecord) -> dict[str, str]:
 
 
 def _listed_inode(listing: Listing, key: NodeKey) -> int:
-    """``key.inode()`` of a child of ``listing``: the hash of the part of the key every entry
-    of a version shares is made once per listing, and only the path is hashed per entry (a
-    third of the time; a cold walk makes one per entry)."""
+    """``key.inode()`` of a child of ``listing``: the hash of what every entry of a version
+    shares is made once per listing, and only the path is hashed per entry."""
     if listing.hasher is None:
-        shared = (key.kind.value, key.project, key.name, str(key.number), key.alias, "")
-        text = manifest.encode_path("\0".join(shared))
-        listing.hasher = hashlib.blake2b(text, digest_size=8)
-    hasher = listing.hasher.copy()
-    hasher.update(manifest.encode_path(key.path))
-    return (int.from_bytes(hasher.digest(), "little") >> 2) | 2
+        listing.hasher = key.shared_hash()
+    return inode_of(listing.hasher, key.path)
 
 
 __all__ = [

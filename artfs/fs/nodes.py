@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass, field
-from typing import NewType
+from typing import Any, NewType
 
 from artfs.errors import InvalidName
 from artfs.fs.errors import BadRequest
@@ -61,13 +61,23 @@ class NodeKey:
     def inode(self) -> Inode:
         if self.kind is Kind.ROOT:
             return ROOT_INODE
-        text = "\0".join(
-            (self.kind.value, self.project, self.name, str(self.number), self.alias, self.path)
-        )
-        digest = hashlib.blake2b(manifest.encode_path(text), digest_size=8).digest()
-        # 62 bits, never 0 or the root's 1: staged nodes number from 2**62 up, st_ino is
-        # signed in places (63 bits at most).
-        return Inode((int.from_bytes(digest, "little") >> 2) | 2)
+        return inode_of(self.shared_hash(), self.path)
+
+    def shared_hash(self) -> Any:
+        """The inode hash fed with all of this key but its path: the same for every entry of
+        a version's listing, which makes it once (see ``Vfs``)."""
+        shared = (self.kind.value, self.project, self.name, str(self.number), self.alias, "")
+        return hashlib.blake2b(manifest.encode_path("\0".join(shared)), digest_size=8)
+
+
+def inode_of(shared: Any, path: str) -> Inode:
+    """The inode number of the key whose :meth:`NodeKey.shared_hash` is ``shared`` (left as
+    it is) and whose path is ``path``."""
+    hasher = shared.copy()
+    hasher.update(manifest.encode_path(path))
+    # 62 bits, never 0 or the root's 1: staged nodes number from 2**62 up, st_ino is signed
+    # in places (63 bits at most).
+    return Inode((int.from_bytes(hasher.digest(), "little") >> 2) | 2)
 
 
 @dataclass(slots=True)
