@@ -16,9 +16,8 @@ from artfs import porcelain
 from artfs.errors import NotFound, TypeMismatch
 from artfs.names import ArtifactName
 from artfs.sdk import paths
-from artfs.sdk.artifact import Artifact
+from artfs.sdk.artifact import Artifact, PublicRun
 from artfs.sdk.filters import matches, order_key
-from artfs.sdk.run import Run
 from artfs.store import Store, default_home
 from artfs.stores import open_store
 
@@ -150,10 +149,11 @@ class Api:
 
     # --- runs -------------------------------------------------------------------------------
 
-    def run(self, path: str = "") -> Run:
-        """A run by ``[entity/]project/run_id`` or just its id."""
+    def run(self, path: str = "") -> PublicRun:
+        """A run by ``[entity/]project/run_id`` or just its id, read back (W&B's public
+        ``Run``; the live run of ``init`` extends it)."""
         run_id = paths.run_path(self._store, path)
-        return Run._from_record(self._store, porcelain.run(self._store, run_id))
+        return PublicRun(self._store, porcelain.run(self._store, run_id))
 
     def runs(
         self,
@@ -162,11 +162,11 @@ class Api:
         order: str = "+created_at",
         per_page: int = 50,
         include_sweeps: bool = True,
-    ) -> list[Run]:
+    ) -> list[PublicRun]:
         """The runs of ``[entity/]project`` (every project without a path) that match W&B's
         MongoDB-style ``filters`` (see :mod:`artfs.sdk.filters`), in ``order``."""
         project = paths.project_path(self._store, path) if path else self.default_project
-        runs = [Run._from_record(self._store, r) for r in porcelain.runs(self._store, project)]
+        runs = [PublicRun(self._store, r) for r in porcelain.runs(self._store, project)]
         if filters:
             runs = [r for r in runs if matches(r, filters)]
         key, reverse = order_key(order)

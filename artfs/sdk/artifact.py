@@ -7,6 +7,11 @@ stores it as the next version (or finds the identical one). A logged artifact re
 after logging (``description``, ``metadata``, ``aliases``, ``tags`` through ``save()``); its
 files never change: ``new_draft()`` starts the next version from it, and logging that draft
 stores only what changed.
+
+``PublicRun`` is a run read back (W&B's public ``Run``: ``Api().run``, ``logged_by``,
+``used_by``) with the artifacts it logged and used. It lives beside ``Artifact`` because each
+builds the other; the live run of ``artfs.init`` (:mod:`artfs.sdk.run`) extends it, so
+nothing here imports the live run.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from artfs import porcelain
 from artfs.errors import (
@@ -37,17 +42,16 @@ from artfs.errors import (
     TypeMismatch,
     UnsupportedError,
 )
+from artfs.lineage import Lineage
 from artfs.names import ArtifactName, Ref, check_alias, check_name, check_path
 from artfs.sdk import paths
+from artfs.sdk.run_data import RunData
 from artfs.store import Store, references
 from artfs.store.catalog import VersionRecord
 from artfs.store.export import digest_file
 from artfs.store.ingest import SourceFile, SourceTree, scan, stored_mode
 from artfs.store.manifest import NO_DIGEST, FileEntry
 from artfs.store.repository import EditRequest, PutResult
-
-if TYPE_CHECKING:
-    from artfs.sdk.run import Run
 
 DRAFT, COMMITTED, DELETED = "PENDING", "COMMITTED", "DELETED"
 
@@ -603,19 +607,18 @@ class Artifact:
 
     # --- lineage ----------------------------------------------------------------------------
 
-    def logged_by(self) -> Run | None:
-        from artfs.sdk.run import Run
-
+    def logged_by(self) -> PublicRun | None:
+        """The run that logged this version (a run read back, as ``Api().run`` gives)."""
         record = self._logged()
         if not record.logged_by:
             return None
-        return Run._load(self._logged_store(), record.logged_by)
-
-    def used_by(self) -> list[Run]:
-        from artfs.sdk.run import Run
-
         store = self._logged_store()
-        return [Run._from_record(store, r) for r, _ in porcelain.consumers(store, self._logged())]
+        return PublicRun(store, Lineage(store).run(record.logged_by))
+
+    def used_by(self) -> list[PublicRun]:
+        """The runs that used this version, read back."""
+        store = self._logged_store()
+        return [PublicRun(store, r) for r, _ in porcelain.consumers(store, self._logged())]
 
     # --- after logging ----------------------------------------------------------------------
 
@@ -708,6 +711,78 @@ class Artifact:
                 "or pass delete_aliases=True"
             ) from None
         self.aliases = []
+
+
+class PublicRun(RunData):
+    """A run read back (``Api().run``, ``logged_by``, ``used_by``): W&B's public ``Run``,
+    its record, config, summary and history (:class:`RunData`) with its artifacts. The live
+    run of ``artfs.init`` extends it (:class:`artfs.sdk.run.Run`)."""
+
+    def logged_artifacts(self) -> list[Artifact]:
+        return [
+            Artifact._from_record(self._store, r) for r in Lineage(self._store).outputs(self.id)
+        ]
+
+    def used_artifacts(self) -> list[Artifact]:
+        return [Artifact._from_record(self._store, r) for r in Lineage(self._store).inputs(self.id)]
+
+    def log_artifact(
+        self,
+        artifact_or_path: Artifact | str | os.PathLike[str],
+        name: str | None = None,
+        type: str | None = None,
+        aliases: list[str] | None = None,
+        tags: list[str] | None = None,
+    ) -> Artifact:
+        """Log a new version (or report the identical existing one); ``latest`` follows it."""
+        artifact = self._draft_of(artifact_or_path, name, type)
+        if self.disabled:
+            return artifact  # W&B's disabled mode: nothing is logged
+        project = artifact.project or self.project
+        return artifact._log(self._store, project, self.id, aliases, tags)
+
+    def use_artifact(
+        self,
+        artifact_or_name: Artifact | str,
+        type: str | None = None,
+        aliases: list[str] | None = None,
+        use_as: str | None = None,
+    ) -> Artifact:
+        """The logged version named ``name:alias``, ``name:v3``, ``project/name:v3`` or
+        ``entity/project/name:v3`` (a bare ``name`` means latest, in this run's project);
+        records run -> version (not in disabled mode). ``aliases`` are added to it."""
+        if isinstance(artifact_or_name, Artifact):
+            record = artifact_or_name._logged()
+        else:
+            record = self._store.resolve(
+                paths.artifact_ref(self._store, artifact_or_name, self.project)
+            )
+        if type is not None and record.type != type:
+            raise TypeMismatch(
+                f"{record.ref} is of type {record.type!r}, not {type!r}: pass type={record.type!r}"
+            )
+        if not self.disabled:
+            porcelain.use(self._store, self.id, record)
+        used = Artifact._from_record(self._store, record)
+        if aliases:
+            used.aliases = sorted({*used.aliases, *aliases})
+            used.save()
+        return used
+
+    def _draft_of(
+        self,
+        artifact_or_path: Artifact | str | os.PathLike[str],
+        name: str | None,
+        type: str | None,
+    ) -> Artifact:
+        """The artifact given, or a draft of a path (file or directory) or a reference URI,
+        named after its last component unless ``name`` is given."""
+        if isinstance(artifact_or_path, Artifact):
+            return artifact_or_path
+        base = Path(str(artifact_or_path).rstrip("/")).name
+        artifact = Artifact(name or base, type or "unspecified")
+        artifact.add(artifact_or_path)
+        return artifact
 
 
 def _hex(entry: FileEntry) -> str:

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 from artfs.errors import UsageError
 
 if TYPE_CHECKING:
-    from artfs.sdk.run import Run
+    from artfs.sdk.run_data import RunData
 
 _MISSING = object()
 
 
-def _field(run: Run, name: str) -> Any:
+def _field(run: RunData, name: str) -> Any:
     record = run.record
     simple: dict[str, Callable[[], Any]] = {
         "state": lambda: record.state,
@@ -89,7 +89,7 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def matches(run: Run, filters: dict[str, Any]) -> bool:
+def matches(run: RunData, filters: dict[str, Any]) -> bool:
     """Whether ``run`` passes every condition of ``filters``."""
     for key, cond in filters.items():
         if key == "$and":
@@ -109,12 +109,12 @@ def matches(run: Run, filters: dict[str, Any]) -> bool:
     return True
 
 
-def order_key(order: str) -> tuple[Callable[[Run], Any], bool]:
+def order_key(order: str) -> tuple[Callable[[RunData], Any], bool]:
     """W&B's ``order`` (``+created_at``, ``-summary_metrics.acc``, ...) as a sort key."""
     reverse = order.startswith("-")
     name = order.lstrip("+-")
 
-    def key(run: Run) -> Any:
+    def key(run: RunData) -> Any:
         value = _field(run, name)
         # Runs without the field sort last whatever the direction.
         return (value is _MISSING or value is None) != reverse, _sortable(value)

@@ -5,7 +5,8 @@ pid and process start time, container, and W&B's entity, group, tags and notes);
 ``log_artifact`` stores a version with ``logged_by`` set to the run, ``use_artifact`` records
 the usage edge run -> version, ``log`` keeps the run's history and ``summary`` its last values
 (see :mod:`artfs.sdk.metrics`). A run used as a context manager finishes with exit code 1 when
-its block raised. A run of a live process is *active*; a run read back (``Api().run``) is not.
+its block raised. A run read back (``Api().run``, ``Artifact.logged_by``) is a
+:class:`~artfs.sdk.artifact.PublicRun`, which this live run extends.
 """
 
 from __future__ import annotations
@@ -17,160 +18,61 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from artfs import porcelain
-from artfs.errors import NotFound, TypeMismatch, UsageError
+from artfs.errors import NotFound, UsageError
 from artfs.fs.staging_files import REGISTER_FILE, STORE_FILE
 from artfs.lineage import CRASHED, FAILED, FINISHED, Lineage, RunRecord
 from artfs.names import ArtifactName, Ref
-from artfs.run_metrics import RunMetrics
-from artfs.sdk import links, metric_defs, paths
-from artfs.sdk.artifact import Artifact
+from artfs.sdk import links, metric_defs
+from artfs.sdk.artifact import Artifact, PublicRun
 from artfs.sdk.distributed import Pending
 from artfs.sdk.metric_defs import Metric
-from artfs.sdk.metrics import Config, History, Summary
+from artfs.sdk.metrics import Config, History
 from artfs.store import Store
 
 MOUNT_FSTYPE = "fuse.artfs"
 
 
-class Run:
+class Run(PublicRun):
+    """The live run of this process: what a run read back offers (:class:`PublicRun`) and
+    what only the process running it does: log, define metrics, log distributed artifacts,
+    link, finish."""
+
     def __init__(
         self,
         store: Store,
         record: RunRecord,
         *,
-        active: bool,
-        history: History | None = None,
+        history: History,
         disabled: bool = False,
         allow_val_change: bool = False,
         run_dir: str | None = None,
     ) -> None:
-        self._store = store
-        self._record = record
-        self._active = active
+        save = None if disabled else self._save_config
+        config = Config(record.config, save, allow_val_change)
+        super().__init__(store, record, config=config, summary=history.summary)
+        self._active = True
         self._disabled = disabled
         self._history = history
-        self._summary: Summary | None = history.summary if history is not None else None
         self._dir = run_dir
-        save = None if disabled or not active else self._save_config
-        # A run read back through Api is edited freely and saved by update(), as in W&B.
-        self._config = Config(record.config, save, allow_val_change or not active)
-
-    @classmethod
-    def _from_record(cls, store: Store, record: RunRecord) -> Run:
-        return cls(store, record, active=False)
-
-    @classmethod
-    def _load(cls, store: Store, run_id: str) -> Run:
-        return cls._from_record(store, Lineage(store).run(run_id))
-
-    # --- what W&B's Run exposes -------------------------------------------------------------
-
-    @property
-    def id(self) -> str:
-        return self._record.id
-
-    @property
-    def entity(self) -> str | None:
-        return self._record.entity
-
-    @property
-    def project(self) -> str:
-        return self._record.project
-
-    @property
-    def path(self) -> str:
-        """W&B's run path ``entity/project/id`` (``project/id`` without an entity)."""
-        parts = [self._record.entity, self._record.project, self._record.id]
-        return "/".join(p for p in parts if p)
-
-    @property
-    def job_type(self) -> str:
-        return self._record.job_type
-
-    @property
-    def name(self) -> str:
-        return self._record.name
-
-    @property
-    def group(self) -> str | None:
-        return self._record.group
-
-    @property
-    def tags(self) -> tuple[str, ...]:
-        return tuple(self._record.tags)
-
-    @property
-    def notes(self) -> str | None:
-        return self._record.notes
 
     @property
     def dir(self) -> str:
         """Where the run keeps local files (W&B's ``dir``; the working directory by default)."""
-        return self._dir or self._record.cwd or os.getcwd()
-
-    @property
-    def config(self) -> Config:
-        return self._config
-
-    @property
-    def summary(self) -> Summary:
-        """The last logged values (or what was set); read from the store for a past run."""
-        if self._summary is None:
-            metrics = RunMetrics(self._store)
-            self._summary = Summary(metrics.summary(self.id), self._save_summary)
-        return self._summary
-
-    def _save_summary(self, summary: dict[str, Any]) -> None:
-        RunMetrics(self._store).record(self.id, [], summary)
+        return self._dir or super().dir
 
     def update(self) -> None:
-        """Save edits to the config and summary of a run read back through ``Api`` (W&B's
-        public ``Run.update``); an active run saves them as they happen."""
-        if self._active:
-            return
-        config = dict(self._config)
-        self._save_config(config)
-        self._save_summary(dict(self.summary))
+        """An active run saves its config and summary as they change; once finished,
+        ``update()`` saves edits as on a run read back."""
+        if not self._active:
+            super().update()
 
     @property
     def step(self) -> int:
-        return self._history.step if self._history is not None else 0
+        return self._history.step
 
     @property
     def disabled(self) -> bool:
         return self._disabled
-
-    @property
-    def offline(self) -> bool:
-        return False
-
-    @property
-    def url(self) -> None:
-        """W&B's run page; artfs has none ('artfs runs show ID' prints the run)."""
-        return None
-
-    @property
-    def start_time(self) -> float:
-        return self._record.started
-
-    @property
-    def state(self) -> str:
-        return self._record.state
-
-    @property
-    def record(self) -> RunRecord:
-        return self._record
-
-    def __repr__(self) -> str:
-        return f"<Run {self.project}/{self.id} {self.name} ({self.state})>"
-
-    def _save_config(self, config: dict[str, Any]) -> None:
-        def change(record: RunRecord) -> None:
-            record.config = config
-
-        # Not published at each change: a remote learns the config with the finished run.
-        self._record = Lineage(self._store).update_run(self.id, change, publish=False)
 
     # --- metrics ----------------------------------------------------------------------------
 
@@ -178,8 +80,6 @@ class Run:
         self, data: dict[str, Any], step: int | None = None, commit: bool | None = None
     ) -> None:
         """Add ``data`` to the run's history (W&B's ``log``; see :mod:`artfs.sdk.metrics`)."""
-        if self._history is None:
-            raise UsageError(f"run {self.id} is not active: log from the run init() returned")
         self._history.log(data, step=step, commit=commit)
 
     def define_metric(
@@ -194,99 +94,14 @@ class Run:
     ) -> Metric:
         """How key ``name`` (or a prefix ending in ``*``) is summarised; the chart settings
         are recorded and have no effect (see :mod:`artfs.sdk.metric_defs`)."""
-        if self._history is None:
-            raise UsageError(
-                f"run {self.id} is not active: define metrics in the run init() returned"
-            )
         metric = metric_defs.parse(name, step_metric, step_sync, hidden, summary, goal)
         return self._history.definitions.add(metric)
 
-    def history(
-        self, samples: int = 500, keys: list[str] | None = None, pandas: bool = True
-    ) -> Any:
-        """The last ``samples`` rows (W&B's public ``Run.history``): a pandas DataFrame when
-        pandas is installed and ``pandas`` is true, else a list of dicts."""
-        rows = self._rows(last=samples, keys=keys)
-        if pandas:
-            try:
-                import pandas as pd  # type: ignore[import-untyped,unused-ignore]
-            except ImportError:
-                return rows
-            return pd.DataFrame(rows)
-        return rows
-
-    def scan_history(
-        self,
-        keys: list[str] | None = None,
-        page_size: int = 1000,
-        min_step: int | None = None,
-        max_step: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """Every stored row (W&B's ``scan_history``), optionally only ``keys`` and a step range."""
-        rows = self._rows(last=None, keys=keys)
-        return [
-            r
-            for r in rows
-            if (min_step is None or r["_step"] >= min_step)
-            and (max_step is None or r["_step"] < max_step)
-        ]
-
     def _rows(self, last: int | None, keys: list[str] | None) -> list[dict[str, Any]]:
-        if self._history is not None:
-            self._history.flush()
-        rows = RunMetrics(self._store).rows(self.id, last)
-        if keys is None:
-            return rows
-        # W&B's keys=: rows holding every key asked for, with only those keys and the step.
-        wanted = {"_step", *keys}
-        return [
-            {k: v for k, v in r.items() if k in wanted} for r in rows if all(k in r for k in keys)
-        ]
+        self._history.flush()
+        return super()._rows(last, keys)
 
     # --- artifacts --------------------------------------------------------------------------
-
-    def log_artifact(
-        self,
-        artifact_or_path: Artifact | str | os.PathLike[str],
-        name: str | None = None,
-        type: str | None = None,
-        aliases: list[str] | None = None,
-        tags: list[str] | None = None,
-    ) -> Artifact:
-        """Log a new version (or report the identical existing one); ``latest`` follows it."""
-        artifact = self._draft_of(artifact_or_path, name, type)
-        if self._disabled:
-            return artifact  # W&B's disabled mode: nothing is logged
-        project = artifact.project or self.project
-        return artifact._log(self._store, project, self.id, aliases, tags)
-
-    def use_artifact(
-        self,
-        artifact_or_name: Artifact | str,
-        type: str | None = None,
-        aliases: list[str] | None = None,
-        use_as: str | None = None,
-    ) -> Artifact:
-        """The logged version named ``name:alias``, ``name:v3``, ``project/name:v3`` or
-        ``entity/project/name:v3`` (a bare ``name`` means latest, in this run's project);
-        records run -> version (not in disabled mode). ``aliases`` are added to it."""
-        if isinstance(artifact_or_name, Artifact):
-            record = artifact_or_name._logged()
-        else:
-            record = self._store.resolve(
-                paths.artifact_ref(self._store, artifact_or_name, self.project)
-            )
-        if type is not None and record.type != type:
-            raise TypeMismatch(
-                f"{record.ref} is of type {record.type!r}, not {type!r}: pass type={record.type!r}"
-            )
-        if not self._disabled:
-            porcelain.use(self._store, self.id, record)
-        used = Artifact._from_record(self._store, record)
-        if aliases:
-            used.aliases = sorted({*used.aliases, *aliases})
-            used.save()
-        return used
 
     def upsert_artifact(
         self,
@@ -328,21 +143,6 @@ class Run:
             )
         art = ArtifactName(artifact.project or self.project, artifact._name)
         return Pending(self._store, art, distributed_id)
-
-    def _draft_of(
-        self,
-        artifact_or_path: Artifact | str | os.PathLike[str],
-        name: str | None,
-        type: str | None,
-    ) -> Artifact:
-        """The artifact given, or a draft of a path (file or directory) or a reference URI,
-        named after its last component unless ``name`` is given."""
-        if isinstance(artifact_or_path, Artifact):
-            return artifact_or_path
-        base = Path(str(artifact_or_path).rstrip("/")).name
-        artifact = Artifact(name or base, type or "unspecified")
-        artifact.add(artifact_or_path)
-        return artifact
 
     # --- links and models -------------------------------------------------------------------
 
@@ -387,14 +187,6 @@ class Run:
         target = f"{links.MODEL_REGISTRY}/{registered_model_name}"
         return self.link_artifact(model, target, aliases)
 
-    def logged_artifacts(self) -> list[Artifact]:
-        return [
-            Artifact._from_record(self._store, r) for r in Lineage(self._store).outputs(self.id)
-        ]
-
-    def used_artifacts(self) -> list[Artifact]:
-        return [Artifact._from_record(self._store, r) for r in Lineage(self._store).inputs(self.id)]
-
     def mount_path(self, ref: str, mountpoint: str | os.PathLike[str] | None = None) -> Path:
         """Where version ``ref`` is visible under a running ``artfs mount``, so a data loader
         reads it lazily instead of downloading it. Records the usage like ``use_artifact``."""
@@ -418,7 +210,7 @@ class Run:
         if not self._active:
             return
         self._active = False
-        if self._history is not None and not self._disabled:
+        if not self._disabled:
             self._history.flush(final=True)
         if crashed and not self._disabled:
             self._record = Lineage(self._store).update_run(self.id, _ended(exit_code, CRASHED))

@@ -138,7 +138,6 @@ def _active_run(store: Store, settings: RunSettings, record: RunRecord) -> Run:
     run = Run(
         store,
         record,
-        active=True,
         history=history,
         allow_val_change=settings.allow_val_change,
         run_dir=settings.dir,
@@ -248,7 +247,6 @@ def _disabled_run(store: Store, settings: RunSettings, run_id: str | None) -> Ru
     return Run(
         store,
         record,
-        active=True,
         history=history,
         disabled=True,
         run_dir=settings.dir,

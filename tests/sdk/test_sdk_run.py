@@ -187,6 +187,21 @@ def test_use_artifact_of_something_unknown_is_not_found(home: Path, ref: str) ->
         assert run.used_artifacts() == []
 
 
+def test_a_run_read_back_logs_and_uses_artifacts_as_w_and_b_public_run_does(
+    home: Path, data_dir: Path
+) -> None:
+    with artfs.init(project="proj", job_type="prep", home=home) as run:
+        pass
+    past = Api(home=home).run(run.id)
+    logged = past.log_artifact(data_dir, name="mnist", type="dataset")
+    by = logged.logged_by()
+    assert by is not None and (by.id, by.job_type) == (run.id, "prep")
+    assert past.use_artifact("mnist:latest", type="dataset").version == "v0"
+    assert [r.id for r in logged.used_by()] == [run.id]
+    assert [a.qualified_name for a in by.used_artifacts()] == ["proj/mnist:v0"]
+    assert type(by) is type(past)  # the public API's run, whichever way it was read
+
+
 # --- mount_path (the tree a running ``artfs mount`` shows; a plain directory stands in) -------
 
 
