@@ -35,6 +35,7 @@ import stat
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from artfs.errors import CorruptData, NotFound
 from artfs.fs.errors import IsADirectory, NoAttribute, NotADirectory, NotASymlink, ReadOnly
@@ -56,6 +57,7 @@ from artfs.fs.nodes import (
     _in_version,
     _is_dir,
     inode_of,
+    inode_of_encoded,
 )
 from artfs.fs.reader import (
     DEFAULT_CACHE_BYTES,
@@ -104,6 +106,9 @@ class Vfs(StagedTree):
         self.started_ns = time.time_ns()
         root = Node(NodeKey(Kind.ROOT), lookups=1)
         self._nodes: dict[Inode, Node] = {ROOT_INODE: root}
+        # Children of version directories the kernel got from readdir and holds, with no
+        # node made for them yet: (listing, index); the counts are in the listing.
+        self._listed: dict[Inode, tuple[Listing, int]] = {}
         self._files: dict[FileHandle, FileReader] = {}
         self._pins: dict[FileHandle, PinnedChunks] = {}
         self._dirs: dict[FileHandle, _DirHandle] = {}
@@ -127,18 +132,56 @@ class Vfs(StagedTree):
     def node(self, ino: int) -> Node:
         found = self._nodes.get(Inode(ino))
         if found is None:
-            raise NotFound(f"inode {ino} is not known (forgotten or never looked up)")
+            found = self._take_listed(Inode(ino))
+            if found is None:
+                raise NotFound(f"inode {ino} is not known (forgotten or never looked up)")
         return found
 
     def remember(self, node: Node) -> Node:
         """Count one more kernel reference to ``node`` (a lookup or a readdirplus entry)."""
-        held = self._nodes.setdefault(node.ino, node)
+        ino = node.ino
+        held = self._nodes.get(ino)
+        if held is None:
+            held = self._nodes[ino] = node
+            spot = self._listed.pop(ino, None)
+            if spot is not None:  # the kernel got it from readdir before: those count too
+                held.lookups += spot[0].counts[spot[1]]
+                spot[0].counts[spot[1]] = 0
         held.lookups += 1
         return held
 
+    def remember_listed(self, listing: Listing, index: int, ino: int) -> None:
+        """Count one more kernel reference to child ``index`` of ``listing`` (inode ``ino``),
+        passed on by readdir from :meth:`listed`, without making its node: a walk makes none,
+        and the first request for the inode makes it (:meth:`node`)."""
+        held = self._nodes.get(Inode(ino))
+        if held is not None:
+            held.lookups += 1
+            return
+        spot = self._listed.get(Inode(ino))
+        if spot is None:
+            spot = self._listed[Inode(ino)] = (listing, index)
+        spot[0].counts[spot[1]] += 1
+
+    def _take_listed(self, ino: Inode) -> Node | None:
+        """The node of a child the kernel holds from readdir only, made now and moved into
+        the node table with the references counted so far; None if the kernel holds none."""
+        spot = self._listed.pop(ino, None)
+        if spot is None:
+            return None
+        listing, index = spot
+        node = self._made_child(listing, index)
+        node.lookups += listing.counts[index]
+        listing.counts[index] = 0
+        self._nodes[ino] = node
+        return node
+
     def forget(self, ino: int, count: int) -> None:
         node = self._nodes.get(Inode(ino))
-        if node is None or node.key.kind is Kind.ROOT:
+        if node is None:
+            self._forget_listed(Inode(ino), count)
+            return
+        if node.key.kind is Kind.ROOT:
             return
         node.lookups -= count
         if node.lookups <= 0:
@@ -147,9 +190,19 @@ class Vfs(StagedTree):
             if node.fixed_ino:
                 self.staging.forget(node.artifact, node.fixed_ino, node.key.path)
 
+    def _forget_listed(self, ino: Inode, count: int) -> None:
+        spot = self._listed.get(ino)
+        if spot is None:
+            return
+        listing, index = spot
+        listing.counts[index] = max(listing.counts[index] - count, 0)
+        if not listing.counts[index]:
+            del self._listed[ino]
+
     @property
     def node_count(self) -> int:
-        return len(self._nodes)
+        """Inodes the kernel holds: nodes made, and listed children it got from readdir only."""
+        return len(self._nodes) + len(self._listed)
 
     def deleted_versions(self) -> list[tuple[Inode, bytes]]:
         """(artifact inode, ``vN``) of every version the kernel holds that has been deleted.
@@ -212,10 +265,8 @@ class Vfs(StagedTree):
         return node.known_attr
 
     def _new_entry_attr(self, node: Node, entry: FileEntry) -> Attr:
-        perm = stat.S_IMODE(entry.mode) & ~0o222
-        if entry.is_dir:
-            return self._make(node, stat.S_IFDIR | perm, 0, entry.mtime_ns, 2)
-        return self._make(node, stat.S_IFREG | perm, entry.size, entry.mtime_ns, 1)
+        mode, nlink, size = _shown(entry.is_dir, entry.mode, entry.size)
+        return self._make(node, mode, size, entry.mtime_ns, nlink)
 
     def _make(self, node: Node, mode: int, size: int, mtime_ns: int, nlink: int) -> Attr:
         timeout = IMMUTABLE_TIMEOUT if node.immutable else MUTABLE_TIMEOUT
@@ -412,14 +463,38 @@ class Vfs(StagedTree):
     def _listed_node(self, parent: Node, listing: Listing, index: int) -> Node:
         """The node of child ``index`` of ``listing``, made once: the one the kernel holds,
         else the listing's (a node the kernel forgot is taken up again as it was)."""
-        kept: Node | None = listing.children[index]
-        if kept is None:
-            assert parent.record is not None
-            kept = self._entry_node(parent.record, listing.entry(index))
-            kept.known_ino = _listed_inode(listing, kept.key)
-            listing.children[index] = kept
+        kept = self._made_child(listing, index)
         held = self._nodes.get(kept.ino)
         return kept if held is None else held
+
+    def _made_child(self, listing: Listing, index: int) -> Node:
+        """The listing's node for child ``index``, made on first use."""
+        kept: Node | None = listing.children[index]
+        if kept is None:
+            assert listing.record is not None
+            kept = self._entry_node(listing.record, listing.entry(index))
+            kept.known_ino = _listed_inode(listing, kept.key)
+            listing.children[index] = kept
+        return kept
+
+    def listed(self, fh: int) -> tuple[Listing, list[ListedRow]] | None:
+        """For an open directory of a version: its listing and what readdir shows of each
+        child, ``(ino, st_mode, nlink, size, mtime_ns)``, by index; made once per listing from
+        the entries' heads, with no node, entry or attributes object per child (pass each
+        child sent on to :meth:`remember_listed`). None for any other directory: list those
+        with :meth:`readdir`."""
+        handle = self._dirs.get(FileHandle(fh))
+        if handle is None:
+            raise NotFound(f"directory handle {fh} is not open")
+        node = handle.node
+        if node.key.kind is not Kind.VERSION and node.key.kind is not Kind.ENTRY:
+            return None
+        if handle.listing is None:
+            handle.listing = self._listing(node)
+        listing = handle.listing
+        if listing.rows is None:
+            listing.rows = _listing_rows(listing)
+        return listing, listing.rows
 
     def _version_child(self, node: Node, name: bytes, txn: Txn | None = None) -> Node | None:
         """The child ``name`` of a directory inside a version, from its listing; in a
@@ -616,8 +691,10 @@ class Vfs(StagedTree):
     def getxattr(self, ino: int, name: bytes) -> bytes:
         if not name.startswith(_XATTR_PREFIX_BYTES):
             # `ls -l` asks every file for security.selinux and system.posix_acl_access (the
-            # kernel caches neither for FUSE): answered without building the node's set.
-            self.node(ino)
+            # kernel caches neither for FUSE): answered without building the node's set, or
+            # the node itself for a child the kernel got from readdir.
+            if Inode(ino) not in self._listed:
+                self.node(ino)
             raise NoAttribute(f"no attribute {name!r}")
         value = self.xattrs(ino).get(name.decode("utf-8", "replace"))
         if value is None:
@@ -691,9 +768,42 @@ def _version_xattrs(record: VersionRecord) -> dict[str, str]:
 def _listed_inode(listing: Listing, key: NodeKey) -> int:
     """``key.inode()`` of a child of ``listing``: the hash of what every entry of a version
     shares is made once per listing, and only the path is hashed per entry."""
+    return inode_of(_listing_hasher(listing), key.path)
+
+
+def _listing_hasher(listing: Listing) -> Any:
+    """The inode hash of what every child of ``listing`` shares (its version), made once."""
     if listing.hasher is None:
+        record = listing.record
+        assert record is not None
+        key = NodeKey(Kind.ENTRY, record.project, record.name, record.number)
         listing.hasher = key.shared_hash()
-    return inode_of(listing.hasher, key.path)
+    return listing.hasher
+
+
+# What readdir shows of a child of a version: (ino, st_mode, nlink, size, mtime_ns).
+ListedRow = tuple[int, int, int, int, int]
+
+
+def _listing_rows(listing: Listing) -> list[ListedRow]:
+    """What readdir shows of every child of ``listing``, as :meth:`Vfs.getattr` would of its
+    node: the inode hashed from the encoded path, the rest from the entry's head."""
+    hasher = _listing_hasher(listing)
+    prefix = manifest.encode_path(listing.directory) + b"/" if listing.directory else b""
+    rows: list[ListedRow] = []
+    for index, name in enumerate(listing.names):
+        is_dir, mode, size, mtime_ns = listing.head(index)
+        st_mode, nlink, shown = _shown(is_dir, mode, size)
+        rows.append((inode_of_encoded(hasher, prefix + name), st_mode, nlink, shown, mtime_ns))
+    return rows
+
+
+def _shown(is_dir: bool, mode: int, size: int) -> tuple[int, int, int]:
+    """(st_mode, nlink, size) shown for a version's entry: read-only, a directory sized 0."""
+    perm = stat.S_IMODE(mode) & ~0o222
+    if is_dir:
+        return stat.S_IFDIR | perm, 2, 0
+    return stat.S_IFREG | perm, 1, size
 
 
 __all__ = [
@@ -707,6 +817,7 @@ __all__ = [
     "FileReader",
     "Inode",
     "Kind",
+    "ListedRow",
     "Node",
     "NodeKey",
     "ReadBuffer",

@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from artfs.store import catalog, manifest
+from artfs.store import catalog, trees
 from artfs.store.catalog import VersionRecord
 from artfs.store.index import Txn
 from artfs.store.manifest import FileEntry
+from artfs.store.trees import Item
 
 # Entries (names) the listings of all versions may hold together: every directory of a
 # 100,000-file version, so a second walk of it reads nothing (a walk over more names than the
@@ -40,34 +41,74 @@ class ListingKey:
 
 class Listing:
     """The children of one directory of one version, by position (1-based in readdir's
-    numbering: the entry at index ``i`` is followed by position ``i + 1``) and by name."""
+    numbering: the entry at index ``i`` is followed by position ``i + 1``) and by name.
 
-    __slots__ = ("_entries", "children", "hasher", "key", "names", "positions")
+    Read undecoded: an entry is decoded (:meth:`entry`) only when something asks for it, and a
+    walk asks for none, only for what ``readdir`` shows (:meth:`head`).
+    """
 
-    def __init__(self, key: ListingKey, names: list[bytes], entries: Sequence[FileEntry]) -> None:
+    __slots__ = (
+        "_bodies",
+        "_entries",
+        "children",
+        "counts",
+        "directory",
+        "hasher",
+        "key",
+        "names",
+        "positions",
+        "record",
+        "rows",
+    )
+
+    def __init__(
+        self,
+        key: ListingKey,
+        names: list[bytes],
+        bodies: Sequence[bytes],
+        record: VersionRecord | None = None,
+    ) -> None:
         self.key = key
+        self.record = record  # the version's (its children's nodes carry it)
+        self.directory = key.directory
         self.names = names
-        self._entries = entries
+        self._bodies = bodies
+        self._entries: list[FileEntry | None] = [None] * len(names)
         self.positions = {name: index for index, name in enumerate(names)}
         # The tree's node for each child, kept once made (None: not yet): its inode number is
         # a hash and its attributes an object, asked for on every lookup and readdir.
         self.children: list[Any] = [None] * len(names)
         # The tree's hash of what every child's inode key shares (None: not yet made).
         self.hasher: Any = None
+        # What readdir shows of each child, made once by the tree (None: not yet).
+        self.rows: list[Any] | None = None
+        # Kernel references to children it got from readdir and the tree has made no node
+        # for (see Vfs.remember_listed): the node, once made, takes its count over.
+        self.counts: list[int] = [0] * len(names)
 
     @classmethod
     def read(cls, txn: Txn, record: VersionRecord, key: ListingKey) -> Listing:
         """Every child of ``key.directory`` of ``record`` in ``txn``: one walk over the
-        directory's tree pages (decoded pages are shared process-wide, see catalog.pages)."""
-        entries = list(catalog.list_dir(txn, record, key.directory))
-        return cls(key, [manifest.encode_path(entry.name) for entry in entries], entries)
+        directory's tree pages (decoded pages are shared process-wide, see catalog.pages),
+        nothing decoded per entry."""
+        items = catalog.list_items(txn, record, key.directory)
+        return cls(key, [item.key for item in items], [item.body for item in items], record)
 
     def __len__(self) -> int:
         return len(self.names)
 
     def entry(self, index: int) -> FileEntry:
-        """The child at ``index``."""
-        return self._entries[index]
+        """The child at ``index``, decoded on first use."""
+        found = self._entries[index]
+        if found is None:
+            item = Item(self.names[index], self._bodies[index])
+            found = self._entries[index] = trees.listed_entry(self.directory, item)
+        return found
+
+    def head(self, index: int) -> tuple[bool, int, int, int]:
+        """(is a directory, mode, size, mtime_ns) of the child at ``index``: what a listing
+        shows of it, without decoding the rest."""
+        return trees.entry_head(self._bodies[index])
 
     def find(self, name: bytes) -> int | None:
         """The index of the child ``name``, if there is one."""

@@ -73,8 +73,13 @@ class NodeKey:
 def inode_of(shared: Any, path: str) -> Inode:
     """The inode number of the key whose :meth:`NodeKey.shared_hash` is ``shared`` (left as
     it is) and whose path is ``path``."""
+    return inode_of_encoded(shared, manifest.encode_path(path))
+
+
+def inode_of_encoded(shared: Any, path: bytes) -> Inode:
+    """:func:`inode_of` of a path already encoded (``manifest.encode_path``)."""
     hasher = shared.copy()
-    hasher.update(manifest.encode_path(path))
+    hasher.update(path)
     # 62 bits, never 0 or the root's 1: staged nodes number from 2**62 up, st_ino is signed
     # in places (63 bits at most).
     return Inode((int.from_bytes(hasher.digest(), "little") >> 2) | 2)

@@ -186,6 +186,13 @@ def decode_entry(path: str, body: bytes) -> tuple[FileEntry, TreeId | None]:
     return FileEntry(path, Kind.FILE, mode, size, mtime_ns, digest, chunks, uri), None
 
 
+def entry_head(body: bytes) -> tuple[bool, int, int, int]:
+    """(is a directory, mode, size, mtime_ns) of an entry's body, without decoding the rest
+    (its digest, chunks, subtree): what a listing shows of it."""
+    flags, mode, size, mtime_ns = _HEAD.unpack_from(body)
+    return flags & _KIND == Kind.DIR, mode, size, mtime_ns
+
+
 # --- pages ------------------------------------------------------------------------------------
 
 
@@ -488,6 +495,18 @@ def list_dir(
     after = None if start_after is None else encode_path(start_after)
     for item in items(pages, tree, after):
         yield decode_entry(_join(directory, item.key), item.body)[0]
+
+
+def list_items(pages: Pages, root: TreeId, directory: str = "") -> list[Item]:
+    """The (name, body) items of ``directory``'s direct children in name order, not decoded:
+    decode one with :func:`listed_entry`, show one with :func:`entry_head`."""
+    tree = resolve_dir(pages, root, directory)
+    return [] if tree is None else list(items(pages, tree))
+
+
+def listed_entry(directory: str, item: Item) -> FileEntry:
+    """The entry of ``item``, a child of ``directory`` (see :func:`list_items`)."""
+    return decode_entry(_join(directory, item.key), item.body)[0]
 
 
 def walk(pages: Pages, root: TreeId, directory: str = "") -> Iterator[FileEntry]:

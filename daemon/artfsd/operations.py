@@ -33,7 +33,7 @@ from artfs.fs.errors import (
     NotSupported,
     ReadOnly,
 )
-from artfs.fs.listings import DEFAULT_LISTING_ENTRIES
+from artfs.fs.listings import DEFAULT_LISTING_ENTRIES, Listing
 from artfs.fs.staging_files import STAGED_FH_BASE
 from artfs.store.manifest import ChunkRef
 from artfs.vfs import (
@@ -41,6 +41,8 @@ from artfs.vfs import (
     IMMUTABLE_TIMEOUT,
     Attr,
     FileReader,
+    Inode,
+    ListedRow,
     ReadBuffer,
     Vfs,
 )
@@ -196,6 +198,11 @@ class ArtfsOperations(pyfuse3.Operations):
         self._scratch = bytearray(_MAX_READ)
         self._copy_ups = trio.Lock()  # base files copied up for writing (based staging)
         self.replies = Replies()
+        # What a version's child is sent as by readdir, refilled per child (_readdir_listed):
+        # its fixed fields are those of any version node's attributes.
+        self._listed_reply = entry_attributes(
+            Attr(Inode(0), 0, 1, 0, 0, vfs.uid, vfs.gid, IMMUTABLE_TIMEOUT)
+        )
 
     # --- names and attributes -------------------------------------------------------------
 
@@ -225,6 +232,10 @@ class ArtfsOperations(pyfuse3.Operations):
 
     @translated
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        listed = self.vfs.listed(fh)
+        if listed is not None:
+            self._readdir_listed(*listed, start_id, token)
+            return
         entries = self.vfs.readdir(fh, start_id)
         try:
             for entry in entries:
@@ -235,6 +246,26 @@ class ArtfsOperations(pyfuse3.Operations):
                 self.vfs.remember(entry.node)
         finally:
             entries.close()  # type: ignore[attr-defined]
+
+    def _readdir_listed(
+        self, listing: Listing, rows: list[ListedRow], start_id: int, token: pyfuse3.ReaddirToken
+    ) -> None:
+        """A version directory's children from what its listing keeps of each: one reply
+        object filled per child (pyfuse3 copies it into the kernel's buffer), and no node made
+        until the kernel asks for the inode; a cold walk costs ~2 us a child here, not ~12."""
+        reply, names = self._listed_reply, listing.names
+        remember = self.vfs.remember_listed
+        for index in range(start_id, len(rows)):
+            ino, mode, nlink, size, mtime_ns = rows[index]
+            reply.st_ino = ino
+            reply.st_mode = mode
+            reply.st_nlink = nlink
+            reply.st_size = size
+            reply.st_blocks = (size + 511) // 512
+            reply.st_atime_ns = reply.st_mtime_ns = reply.st_ctime_ns = mtime_ns
+            if not pyfuse3.readdir_reply(token, names[index], reply, index + 1):
+                break
+            remember(listing, index, ino)
 
     @translated
     async def releasedir(self, fh: int) -> None:

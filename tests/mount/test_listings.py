@@ -70,6 +70,78 @@ def test_lookup_and_readdir_agree_with_the_version_from_one_listing(tmp_path: Pa
         assert vfs.listings.entries == 2 + 40  # v0: d and top.txt; d: its 40 files
 
 
+def test_listed_rows_are_what_a_node_of_each_child_shows(tmp_path: Path) -> None:
+    """readdir's rows (made from entry heads, no node per child) match the attributes and
+    inode numbers that looking each child up gives, for files and directories."""
+    files = FILES | {"d/sub/deep.txt": b"deep\n", "e/x.txt": b"x"}
+    src = tree(tmp_path / "src", files)
+    os.chmod(src / "top.txt", 0o751)
+    put(tmp_path / "home", src, "proj/set")
+    with Store.open(tmp_path / "home") as store:
+        vfs = Vfs.create(store, lineage=False)
+        for directory in ("proj/set/v0", "proj/set/v0/d"):
+            ino = walk_to(vfs, directory)
+            fh = vfs.opendir(ino)
+            listed = vfs.listed(fh)
+            vfs.releasedir(fh)
+            assert listed is not None
+            listing, rows = listed
+            assert len(rows) == len(listing.names) > 2
+            for name, (row_ino, mode, nlink, size, mtime_ns) in zip(
+                listing.names, rows, strict=True
+            ):
+                attr = vfs.lookup(ino, name)
+                assert (row_ino, mode, nlink, size, mtime_ns) == (
+                    attr.ino,
+                    attr.mode,
+                    attr.nlink,
+                    attr.size,
+                    attr.mtime_ns,
+                )
+        top = vfs.lookup(walk_to(vfs, "proj/set/v0"), b"top.txt")
+        assert top.mode & 0o777 == 0o551  # read-only: the write bits dropped
+        fh = vfs.opendir(walk_to(vfs, "proj/set"))
+        assert vfs.listed(fh) is None  # not a version's directory: readdir lists it
+        vfs.releasedir(fh)
+
+
+def test_children_sent_by_readdir_are_counted_without_nodes_until_used(
+    tmp_path: Path,
+) -> None:
+    """A child readdir passed on is held by the kernel with no node made; the first request
+    for its inode makes the node with every reference counted, and forgetting them all
+    leaves neither the node nor the listed child behind."""
+    put(tmp_path / "home", tree(tmp_path / "src", FILES), "proj/set")
+    with Store.open(tmp_path / "home") as store:
+        vfs = Vfs.create(store, lineage=False)
+        d = walk_to(vfs, "proj/set/v0/d")
+        before = vfs.node_count
+        fh = vfs.opendir(d)
+        listed = vfs.listed(fh)
+        assert listed is not None
+        listing, rows = listed
+        for _ in range(2):  # two walks, as the kernel counts them
+            for index, row in enumerate(rows):
+                vfs.remember_listed(listing, index, row[0])
+        vfs.releasedir(fh)
+        assert vfs.node_count == before + len(rows)
+        first, second = rows[0][0], rows[1][0]
+        assert read(vfs, first) == FILES["d/000.bin"]  # its node made on first use
+        assert vfs.lookup(d, listing.names[1]).ino == second  # a lookup counts a third
+        vfs.forget(first, 1)
+        assert read(vfs, first) == FILES["d/000.bin"]  # one reference left
+        vfs.forget(first, 1)
+        vfs.forget(second, 3)
+        for index, row in enumerate(rows[2:], 2):
+            vfs.forget(row[0], 1)
+            assert vfs.getattr(row[0]).size == len(FILES[f"d/{index:03d}.bin"])
+            vfs.forget(row[0], 1)
+        assert vfs.node_count == before
+        for ino in (first, second, rows[-1][0]):
+            with pytest.raises(NotFound):
+                vfs.getattr(ino)
+
+
 def test_deleted_version_drops_its_listings_and_a_new_version_lists_its_own_files(
     tmp_path: Path,
 ) -> None:
