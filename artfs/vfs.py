@@ -496,6 +496,22 @@ class Vfs(StagedTree):
             listing.rows = _listing_rows(listing)
         return listing, listing.rows
 
+    def lookup_listed(self, parent: int, name: bytes) -> ListedRow | None:
+        """:meth:`lookup` of a child of a version directory whose listing is cached, answered
+        with its row (as :meth:`listed` gives) and counted as :meth:`remember_listed` does:
+        no node is made until its inode is used. None for any other parent: use
+        :meth:`lookup`."""
+        node = self.node(parent)
+        if not _in_version(node) or self.listings.too_large(self._listing_key(node)):
+            return None
+        listing = self._listing(node)
+        index = listing.find(name)
+        if index is None:
+            raise NotFound(f"{manifest.decode_path(name)!r} does not exist here")
+        row = _listing_row(listing, index)
+        self.remember_listed(listing, index, row[0])
+        return row
+
     def _version_child(self, node: Node, name: bytes, txn: Txn | None = None) -> Node | None:
         """The child ``name`` of a directory inside a version, from its listing; in a
         directory too large for the listing cache, from one index get."""
@@ -788,14 +804,26 @@ ListedRow = tuple[int, int, int, int, int]
 def _listing_rows(listing: Listing) -> list[ListedRow]:
     """What readdir shows of every child of ``listing``, as :meth:`Vfs.getattr` would of its
     node: the inode hashed from the encoded path, the rest from the entry's head."""
-    hasher = _listing_hasher(listing)
-    prefix = manifest.encode_path(listing.directory) + b"/" if listing.directory else b""
-    rows: list[ListedRow] = []
-    for index, name in enumerate(listing.names):
-        is_dir, mode, size, mtime_ns = listing.head(index)
-        st_mode, nlink, shown = _shown(is_dir, mode, size)
-        rows.append((inode_of_encoded(hasher, prefix + name), st_mode, nlink, shown, mtime_ns))
-    return rows
+    hasher, prefix = _listing_hasher(listing), _listing_prefix(listing)
+    return [_row(listing, hasher, prefix, index) for index in range(len(listing))]
+
+
+def _listing_row(listing: Listing, index: int) -> ListedRow:
+    """The row of child ``index`` alone (a lookup), or from the rows readdir made."""
+    if listing.rows is not None:
+        row: ListedRow = listing.rows[index]
+        return row
+    return _row(listing, _listing_hasher(listing), _listing_prefix(listing), index)
+
+
+def _listing_prefix(listing: Listing) -> bytes:
+    return manifest.encode_path(listing.directory) + b"/" if listing.directory else b""
+
+
+def _row(listing: Listing, hasher: Any, prefix: bytes, index: int) -> ListedRow:
+    is_dir, mode, size, mtime_ns = listing.head(index)
+    st_mode, nlink, shown = _shown(is_dir, mode, size)
+    return inode_of_encoded(hasher, prefix + listing.names[index]), st_mode, nlink, shown, mtime_ns
 
 
 def _shown(is_dir: bool, mode: int, size: int) -> tuple[int, int, int]:

@@ -210,6 +210,9 @@ class ArtfsOperations(pyfuse3.Operations):
     async def lookup(
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
+        row = self.vfs.lookup_listed(parent_inode, name)
+        if row is not None:  # a version's child: sent from its row, no node made yet
+            return self._listed_entry(row)
         return self.replies.of(self.vfs.lookup(parent_inode, name))
 
     @translated
@@ -253,19 +256,25 @@ class ArtfsOperations(pyfuse3.Operations):
         """A version directory's children from what its listing keeps of each: one reply
         object filled per child (pyfuse3 copies it into the kernel's buffer), and no node made
         until the kernel asks for the inode; a cold walk costs ~2 us a child here, not ~12."""
-        reply, names = self._listed_reply, listing.names
-        remember = self.vfs.remember_listed
+        names, remember, entry = listing.names, self.vfs.remember_listed, self._listed_entry
         for index in range(start_id, len(rows)):
-            ino, mode, nlink, size, mtime_ns = rows[index]
-            reply.st_ino = ino
-            reply.st_mode = mode
-            reply.st_nlink = nlink
-            reply.st_size = size
-            reply.st_blocks = (size + 511) // 512
-            reply.st_atime_ns = reply.st_mtime_ns = reply.st_ctime_ns = mtime_ns
-            if not pyfuse3.readdir_reply(token, names[index], reply, index + 1):
+            row = rows[index]
+            if not pyfuse3.readdir_reply(token, names[index], entry(row), index + 1):
                 break
-            remember(listing, index, ino)
+            remember(listing, index, row[0])
+
+    def _listed_entry(self, row: ListedRow) -> pyfuse3.EntryAttributes:
+        """The one reply object for version children, filled from ``row``: pyfuse3 copies it
+        into the kernel's buffer before this loop runs another request."""
+        reply = self._listed_reply
+        ino, mode, nlink, size, mtime_ns = row
+        reply.st_ino = ino
+        reply.st_mode = mode
+        reply.st_nlink = nlink
+        reply.st_size = size
+        reply.st_blocks = (size + 511) // 512
+        reply.st_atime_ns = reply.st_mtime_ns = reply.st_ctime_ns = mtime_ns
+        return reply
 
     @translated
     async def releasedir(self, fh: int) -> None:

@@ -90,6 +90,7 @@ def test_listed_rows_are_what_a_node_of_each_child_shows(tmp_path: Path) -> None
             for name, (row_ino, mode, nlink, size, mtime_ns) in zip(
                 listing.names, rows, strict=True
             ):
+                assert vfs.lookup_listed(ino, name) == (row_ino, mode, nlink, size, mtime_ns)
                 attr = vfs.lookup(ino, name)
                 assert (row_ino, mode, nlink, size, mtime_ns) == (
                     attr.ino,
@@ -100,6 +101,9 @@ def test_listed_rows_are_what_a_node_of_each_child_shows(tmp_path: Path) -> None
                 )
         top = vfs.lookup(walk_to(vfs, "proj/set/v0"), b"top.txt")
         assert top.mode & 0o777 == 0o551  # read-only: the write bits dropped
+        with pytest.raises(NotFound):
+            vfs.lookup_listed(walk_to(vfs, "proj/set/v0"), b"missing.txt")
+        assert vfs.lookup_listed(walk_to(vfs, "proj"), b"set") is None  # not in a version
         fh = vfs.opendir(walk_to(vfs, "proj/set"))
         assert vfs.listed(fh) is None  # not a version's directory: readdir lists it
         vfs.releasedir(fh)
@@ -128,6 +132,8 @@ def test_children_sent_by_readdir_are_counted_without_nodes_until_used(
         first, second = rows[0][0], rows[1][0]
         assert read(vfs, first) == FILES["d/000.bin"]  # its node made on first use
         assert vfs.lookup(d, listing.names[1]).ino == second  # a lookup counts a third
+        assert vfs.lookup_listed(d, listing.names[2]) == rows[2]  # and one from its row
+        vfs.forget(rows[2][0], 1)
         vfs.forget(first, 1)
         assert read(vfs, first) == FILES["d/000.bin"]  # one reference left
         vfs.forget(first, 1)

@@ -81,7 +81,11 @@ def test_version_nodes_reuse_their_reply_and_mutable_ones_are_made_fresh(
     ops: ArtfsOperations,
 ) -> None:
     file = lookup_path(ops, "proj/mnist/v0/run.sh")
-    assert run(lambda: ops.getattr(file.st_ino, CTX)) is file  # immutable: made once
+    fields = ("st_ino", "st_mode", "st_nlink", "st_size", "st_mtime_ns", "st_uid", "st_gid")
+    shown = [getattr(file, f) for f in fields] + [file.entry_timeout, file.attr_timeout]
+    stat = run(lambda: ops.getattr(file.st_ino, CTX))
+    assert [getattr(stat, f) for f in fields] + [stat.entry_timeout, stat.attr_timeout] == shown
+    assert run(lambda: ops.getattr(file.st_ino, CTX)) is stat  # immutable: made once
     artifact = lookup_path(ops, "proj/mnist")
     again = run(lambda: ops.getattr(artifact.st_ino, CTX))
     assert again is not artifact and again.st_ino == artifact.st_ino  # may change: fresh
