@@ -2,14 +2,15 @@
 
 Pure: no pyfuse3 here. A :class:`FileReader` serves byte ranges of one file from its chunks,
 which a :class:`ChunkCache` holds decompressed and verified (a chunk enters the cache only after
-its bytes hashed to its id), and plans read-ahead for sequential readers.
+its bytes hashed to its id), and plans read-ahead: a window ahead of a sequential reader, the
+whole file for one read at random (see :meth:`FileReader.plan`).
 """
 
 from __future__ import annotations
 
 import bisect
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,13 @@ READAHEAD_START_BYTES = 4 << 20
 MAX_READAHEAD_BYTES = 32 << 20
 # A read this close to where the previous one ended still counts as sequential.
 SEQUENTIAL_SLACK = 256 << 10
+# A file read at random (a second read that is not sequential) whose size is at most this (and
+# a quarter of the chunk cache) has all its chunks loaded ahead: random 4 KiB page faults on a
+# 16 MB mapping then find their chunks loaded, two at a time, instead of each waiting for its
+# own whole chunk in turn (see docs/mount.md, issue 17). Larger files load per read.
+RANDOM_READAHEAD_BYTES = 64 << 20
+# Seeks before a file counts as read at random: one is often a header or footer read.
+RANDOM_AFTER_SEEKS = 2
 # Chunks up to this size are loaded without a thread hop (see FileReader.cheap).
 INLINE_LOAD_BYTES = 64 << 10
 
@@ -131,12 +139,14 @@ ChunkLoader = Callable[[ChunkRef, Sequence[ChunkRef]], bytes]
 
 
 class FileReader:
-    """One open file: byte ranges served from its chunks, and sequential read-ahead.
+    """One open file: byte ranges served from its chunks, and read-ahead.
 
-    :meth:`plan` is called as each read arrives, before anything is awaited, so the chunks a
-    sequential reader will want next start loading (in worker threads) while this read's own
-    chunk loads: a cold 1 MiB chunk takes ~1 ms to read, decompress and verify, and two load
-    in parallel on two cores.
+    :meth:`plan` is called as each read arrives, before anything is awaited, so the chunks the
+    reader will want next start loading (in worker threads) while this read's own chunk loads:
+    a cold 1 MiB chunk takes ~1 ms to read, decompress and verify, and two load in parallel on
+    two cores. Planned chunks wait in a queue in the order they are wanted; the daemon's
+    loaders take them from its front (:meth:`fetch_next`), so they load in that order whatever
+    order the loaders are scheduled in.
     """
 
     def __init__(
@@ -168,6 +178,11 @@ class FileReader:
         self._window = 0  # bytes of read-ahead; doubles while access stays sequential
         self._ahead_until = 0  # chunks below this index were already scheduled
         self._max_window = min(MAX_READAHEAD_BYTES, cache.budget_bytes // 4)
+        self._seeks = 0  # reads that were not sequential
+        self._whole_planned = False  # every chunk was planned (a file read at random)
+        self._ahead: deque[ChunkRef] = deque()  # planned, not taken by a loader yet
+        # Tasks loading this reader's queue; counted by the daemon on its event loop.
+        self.loaders = 0
 
     @classmethod
     def holding(cls, entry: FileEntry, cache: ChunkCache, content: bytes) -> FileReader:
@@ -219,28 +234,58 @@ class FileReader:
             )
 
     def plan(self, offset: int, size: int) -> list[ChunkRef]:
-        """Note a read as it arrives; the chunks worth loading ahead of it.
+        """Note a read as it arrives; queue the chunks worth loading ahead of it, and return
+        them (in the order they are wanted).
 
         A read from the start of the file, or one that continues within
         ``SEQUENTIAL_SLACK`` of where the previous one ended, is sequential: the window
         starts at ``READAHEAD_START_BYTES`` and doubles per read up to ``MAX_READAHEAD_BYTES``
-        (at most a quarter of the cache). Any other read resets it. Never blocks.
+        (at most a quarter of the cache). Any other read resets it; the second such read of a
+        file of up to ``RANDOM_READAHEAD_BYTES`` (and a quarter of the cache) plans every chunk
+        of it not cached, once, from the one after this read's on (a single seek, as to a
+        footer, plans nothing). Never blocks.
         """
+        span = self._span(offset, size)
+        own = self._own_chunks(span)
+        self._ahead.extendleft(reversed(own))
         if self._next_offset < 0:
             sequential = offset == 0
         else:
             sequential = abs(offset - self._next_offset) <= SEQUENTIAL_SLACK
         self._next_offset = offset + size
-        if not sequential:
+        if self._whole_planned:
+            ahead = []
+        elif sequential:
+            ahead = self._plan_window(span, offset + size)
+        else:
             self._window = 0
             self._ahead_until = 0
+            self._seeks += 1
+            ahead = self._plan_whole(span)
+        self._ahead.extend(ahead)
+        return own + ahead
+
+    def _own_chunks(self, span: range) -> list[ChunkRef]:
+        """A read's chunks after its first that are not cached: they go to the front of the
+        queue, so loaders take them while the read loads its first (a cold read across two
+        1 MiB chunks waited for both in turn). None when the read is small enough to be
+        loaded inline (see :meth:`cheap`): a loader would only make it wait for a thread."""
+        if len(span) < 2:
             return []
+        chunks = self.entry.chunks
+        missing = [i for i in span if chunks[i] not in self._cache]
+        if sum(chunks[i].length for i in missing) <= INLINE_LOAD_BYTES:
+            return []
+        return [chunks[i] for i in missing if i != span.start]
+
+    def _plan_window(self, span: range, end: int) -> list[ChunkRef]:
+        """The chunks of a sequential reader's window after a read of ``span`` (ending at
+        ``end``) not scheduled yet; widens the window."""
         self._window = min(max(READAHEAD_START_BYTES, self._window * 2), self._max_window)
-        span = self._span(offset, size)
         if not span:
             return []
         chunks = self.entry.chunks
-        horizon = min(offset + size, self.entry.size) + self._window
+        horizon = min(end, self.entry.size) + self._window
         index = max(span.stop, self._ahead_until)
         ahead = []
         while index < len(chunks) and self._starts[index] < horizon:
@@ -249,6 +294,38 @@ class FileReader:
             index += 1
         self._ahead_until = max(self._ahead_until, index)
         return ahead
+
+    def _plan_whole(self, span: range) -> list[ChunkRef]:
+        """Every chunk not cached after a read of ``span``, for a file read at random that is
+        small enough; else none."""
+        limit = min(RANDOM_READAHEAD_BYTES, self._cache.budget_bytes // 4)
+        if self._seeks < RANDOM_AFTER_SEEKS or self.entry.size > limit or not span:
+            return []
+        self._whole_planned = True
+        chunks = self.entry.chunks
+        order = [*range(span.stop, len(chunks)), *range(span.start)]
+        return [chunks[i] for i in order if chunks[i] not in self._cache]
+
+    def fetch_next(self) -> bool:
+        """Load the first queued read-ahead chunk that is not cached yet (blocks); False when
+        the queue is empty. Any number of threads may call this at once."""
+        while True:
+            try:
+                ref = self._ahead.popleft()
+            except IndexError:
+                return False
+            if ref not in self._cache:  # neither cached nor loading
+                self.fetch(ref)
+                return True
+
+    @property
+    def ahead(self) -> int:
+        """Chunks queued for read-ahead and not taken by a loader yet."""
+        return len(self._ahead)
+
+    def drop_ahead(self) -> None:
+        """Forget the queued read-ahead (the file was closed); loads under way finish."""
+        self._ahead.clear()
 
     def read_cached(
         self, offset: int, size: int, scratch: bytearray | None = None
@@ -340,6 +417,7 @@ __all__ = [
     "DEFAULT_CACHE_BYTES",
     "INLINE_LOAD_BYTES",
     "MAX_READAHEAD_BYTES",
+    "RANDOM_READAHEAD_BYTES",
     "READAHEAD_START_BYTES",
     "SEQUENTIAL_SLACK",
     "ChunkCache",

@@ -35,7 +35,6 @@ from artfs.fs.errors import (
 )
 from artfs.fs.listings import DEFAULT_LISTING_ENTRIES, Listing
 from artfs.fs.staging_files import STAGED_FH_BASE
-from artfs.store.manifest import ChunkRef
 from artfs.vfs import (
     BLOCK_SIZE,
     IMMUTABLE_TIMEOUT,
@@ -53,6 +52,10 @@ P = ParamSpec("P")
 # Read failures are logged once per file; this many files are remembered (then forgotten).
 _FAILED_FILES_REMEMBERED = 10_000
 _MAX_READ = 1 << 20
+# Tasks loading one file's read-ahead at once, each a chunk at a time in a worker thread. Two
+# keep both cores of the bench machine busy beside the read's own load; more only make the
+# chunk wanted next wait longer (and hold limiter tokens a read may be waiting for).
+_READAHEAD_LOADERS = 2
 T = TypeVar("T")
 
 _ERRNO: tuple[tuple[type[BaseException], int], ...] = (
@@ -197,6 +200,8 @@ class ArtfsOperations(pyfuse3.Operations):
         # for 256 pages per request).
         self._scratch = bytearray(_MAX_READ)
         self._copy_ups = trio.Lock()  # base files copied up for writing (based staging)
+        # Open files whose read-ahead is loading, by handle: a release drops what is queued.
+        self._reading_ahead: dict[int, FileReader] = {}
         self.replies = Replies()
         # What a version's child is sent as by readdir, refilled per child (_readdir_listed):
         # its fixed fields are those of any version node's attributes.
@@ -324,10 +329,9 @@ class ArtfsOperations(pyfuse3.Operations):
         held = reader.held
         if held is not None:  # a small file read at open: a slice, nothing to load or plan
             return held[off : off + size]
-        if self.nursery is not None:
+        if self.nursery is not None and reader.plan(off, size):
             # Before this read awaits anything: the next chunks load while this one does.
-            for ref in reader.plan(off, size):
-                self.nursery.start_soon(self._prefetch, reader, ref)
+            self._start_loaders(fh, reader)
         # Read on the event loop, a multi-chunk read is copied into one reused buffer: pyfuse3
         # replies from it before this loop runs another read.
         data = reader.read_cached(off, size, self._scratch)
@@ -343,13 +347,28 @@ class ArtfsOperations(pyfuse3.Operations):
             raise
         return data
 
-    async def _prefetch(self, reader: FileReader, ref: ChunkRef) -> None:
+    def _start_loaders(self, fh: int, reader: FileReader) -> None:
+        """Up to ``_READAHEAD_LOADERS`` tasks loading ``reader``'s queued read-ahead."""
+        assert self.nursery is not None
+        self._reading_ahead[fh] = reader
+        while reader.loaders < _READAHEAD_LOADERS:
+            reader.loaders += 1
+            self.nursery.start_soon(self._prefetch, fh, reader)
+
+    async def _prefetch(self, fh: int, reader: FileReader) -> None:
+        """Load ``reader``'s read-ahead queue, front first, a chunk per worker-thread hop; a
+        failed chunk is logged (its read says why) and the next one loads."""
         try:
-            await trio.to_thread.run_sync(reader.fetch, ref, limiter=self.limiter)
-        except ArtfsError as exc:
-            self._log_once(
-                reader, logging.WARNING, "read-ahead of %s failed: %s", reader.entry.path, exc
-            )
+            while reader.ahead:
+                try:
+                    await trio.to_thread.run_sync(reader.fetch_next, limiter=self.limiter)
+                except ArtfsError as exc:
+                    failed = "read-ahead of %s failed: %s"
+                    self._log_once(reader, logging.WARNING, failed, reader.entry.path, exc)
+        finally:
+            reader.loaders -= 1
+            if not reader.loaders and self._reading_ahead.get(fh) is reader:
+                del self._reading_ahead[fh]
 
     def _log_once(self, reader: FileReader, level: int, message: str, *args: object) -> None:
         """Log a read failure the first time it happens to a file's content (a remote that is
@@ -363,6 +382,9 @@ class ArtfsOperations(pyfuse3.Operations):
 
     @translated
     async def release(self, fh: int) -> None:
+        loading = self._reading_ahead.pop(fh, None)
+        if loading is not None:  # a closed file's queued read-ahead would load for nothing
+            loading.drop_ahead()
         if fh >= STAGED_FH_BASE:
             self.vfs.release_other(fh)
             return

@@ -13,6 +13,7 @@ import trio
 from artfsd.operations import ArtfsOperations
 
 from artfs.errors import CorruptData
+from artfs.fs.reader import RANDOM_READAHEAD_BYTES
 from artfs.store import Store
 from artfs.store.hashing import ChunkId
 from artfs.store.manifest import ChunkRef, FileEntry, Kind
@@ -27,8 +28,15 @@ def entry_of(sizes: list[int]) -> FileEntry:
     return FileEntry("f", Kind.FILE, 0o644, sum(sizes), 0, chunks=chunks)
 
 
-def fake_cache(budget: int = 256 * MIB) -> ChunkCache:
-    return ChunkCache(lambda ref: bytes([ref.chunk_id[0]]) * ref.length, budget)
+def fake_cache(budget: int = 256 * MIB, loaded: list[int] | None = None) -> ChunkCache:
+    """A cache whose chunk i holds ``length`` bytes of value i; loads are noted in ``loaded``."""
+
+    def load(ref: ChunkRef) -> bytes:
+        if loaded is not None:
+            loaded.append(ref.chunk_id[0])
+        return bytes([ref.chunk_id[0]]) * ref.length
+
+    return ChunkCache(load, budget)
 
 
 def test_sequential_reader_plans_ahead_once_and_a_seek_resets() -> None:
@@ -49,7 +57,6 @@ def test_sequential_reader_plans_ahead_once_and_a_seek_resets() -> None:
     indexes = [entry.chunks.index(r) for r in scheduled]
     assert indexes == list(range(1, len(indexes) + 1)) and len(indexes) >= 16  # window grew
     assert reader.plan(30 * MIB, 4096) == []  # a seek: no read-ahead
-    assert reader.plan(5 * MIB, 4096) == []  # and still none for another random read
 
 
 def test_random_first_read_plans_nothing_and_cached_chunks_are_skipped() -> None:
@@ -60,6 +67,47 @@ def test_random_first_read_plans_nothing_and_cached_chunks_are_skipped() -> None
     cache.get(entry.chunks[1])
     again = FileReader(entry, cache)
     assert entry.chunks[1] not in again.plan(0, MIB)
+
+
+def test_second_random_read_plans_the_rest_of_the_file_once() -> None:
+    """A file read at random (two seeks) gets every chunk not cached planned, from the one
+    after the read's on, so random page faults find them loaded; once, not per read."""
+    entry = entry_of([MIB] * 12)
+    cache = fake_cache()
+    cache.get(entry.chunks[2])
+    reader = FileReader(entry, cache)
+    assert reader.plan(7 * MIB, 4096) == []  # one seek (a footer, a header): nothing
+    planned = [entry.chunks.index(r) for r in reader.plan(5 * MIB + 100, 4096)]
+    assert planned == [6, 7, 8, 9, 10, 11, 0, 1, 3, 4]  # not 5 (the read's own), not 2 (cached)
+    assert reader.plan(MIB, 4096) == [] and reader.plan(9 * MIB, 4096) == []
+
+
+def test_random_reads_of_a_file_larger_than_the_bound_plan_nothing() -> None:
+    entry = entry_of([MIB] * (RANDOM_READAHEAD_BYTES // MIB + 1))
+    reader = FileReader(entry, fake_cache())
+    for offset in (40 * MIB, 3 * MIB, 20 * MIB):
+        assert reader.plan(offset, 4096) == []
+    small = entry_of([MIB] * 8)  # within the bound, but more than a quarter of the cache
+    reader = FileReader(small, fake_cache(budget=16 * MIB))
+    assert reader.plan(5 * MIB, 4096) == [] and reader.plan(2 * MIB, 4096) == []
+
+
+def test_read_ahead_loads_in_the_order_planned_the_read_s_own_chunks_first() -> None:
+    """Loaders take the queue from its front: a read's own chunks after its first come before
+    the window (the read loads its first itself), and the window in file order."""
+    entry = entry_of([MIB // 2] * 16)
+    loaded: list[int] = []
+    reader = FileReader(entry, fake_cache(loaded=loaded))
+    assert [entry.chunks.index(r) for r in reader.plan(0, MIB + 5)] == [1, 2, *range(3, 11)]
+    assert reader.ahead == 10
+    while reader.fetch_next():
+        pass
+    assert loaded == list(range(1, 11)) and reader.ahead == 0
+    reader.plan(4 * MIB, 4096)  # a first seek: nothing queued
+    assert not reader.fetch_next()
+    reader.plan(MIB, MIB)
+    reader.drop_ahead()  # the file was closed: nothing queued is loaded
+    assert reader.ahead == 0 and not reader.fetch_next()
 
 
 def test_read_ahead_window_stays_within_a_quarter_of_the_cache() -> None:
@@ -164,6 +212,37 @@ def test_sequential_reads_with_read_ahead_are_exact(big: tuple[Path, bytes], ste
         ops = ArtfsOperations(Vfs.create(store, cache_bytes=64 * MIB, lineage=False))
         ino = lookup(ops, "proj/big/v0/big.bin")
         assert read_whole(ops, ino, len(content), step) == content
+
+
+def test_random_reader_s_chunks_are_loaded_and_cached_in_the_background(
+    big: tuple[Path, bytes],
+) -> None:
+    """Two reads at random offsets: the file's other chunks load in worker threads while the
+    reads are answered, so later reads anywhere in it find their chunks cached."""
+    home, content = big
+    with Store.open(home) as store:
+        vfs = Vfs.create(store, cache_bytes=64 * MIB, lineage=False)
+        ops = ArtfsOperations(vfs)
+        ino = lookup(ops, "proj/big/v0/big.bin")
+
+        async def main() -> FileReader:
+            async with trio.open_nursery() as nursery:
+                ops.nursery = nursery
+                info = await ops.open(ino, os.O_RDONLY, CTX)
+                reader = vfs.reader(info.fh)
+                for offset in (5 * MIB + 4096, MIB):
+                    got = await ops.read(info.fh, offset, 4096)
+                    assert bytes(got) == content[offset : offset + 4096]
+                with trio.fail_after(30):
+                    while reader.loaders:
+                        await trio.sleep(0.01)
+                await ops.release(info.fh)
+                ops.nursery = None
+            return reader
+
+        reader = trio.run(main)
+        assert len(reader.entry.chunks) >= 4
+        assert all(vfs.cache.peek(ref) is not None for ref in reader.entry.chunks)
 
 
 def test_flipped_pack_byte_is_eio_even_with_read_ahead(big: tuple[Path, bytes]) -> None:
