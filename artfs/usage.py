@@ -233,6 +233,7 @@ class UsageRecorder:
         self._new_runs: dict[str, RunRecord] = {}  # made here, not written yet
         self._runs: dict[str, _RunOpens] = {}  # every run seen opening since files forgotten
         self._seen_count = 0  # files in the runs' seen sets
+        self._pending: list[_RunOpens] = []  # the runs with opens since take()
         self._lock = threading.Lock()  # _new_runs is also written by commit threads
         self._host = socket.gethostname()
         self._outbox = BackgroundPublisher(lineage)
@@ -248,7 +249,10 @@ class UsageRecorder:
         if cached is None or not cached.alive():
             cached = self._cache_process(pid, project)
         run = cached.run
-        now = run.last[usage[0]] = time.time()
+        last = run.last
+        if not last:
+            self._pending.append(run)
+        now = last[usage[0]] = time.time()
         if usage not in run.seen:
             self._first_open(run, usage, now)
 
@@ -401,8 +405,9 @@ class UsageRecorder:
 
     def take(self) -> UsageBatch:
         """The opens recorded since the last call (on the event loop: no lock needed; only
-        swaps each run's batch out, one per run)."""
-        return UsageBatch([t for run in self._runs.values() if (t := run.swap()) is not None])
+        swaps out the batch of each run that opened since)."""
+        pending, self._pending = self._pending, []
+        return UsageBatch([t for run in pending if (t := run.swap()) is not None])
 
     def flush(self, batch: UsageBatch) -> None:
         """Write new run records, then ``batch`` (blocking: run it in a worker thread)."""
