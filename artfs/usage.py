@@ -61,9 +61,9 @@ PROC = "/proc"
 PUBLISH_WAIT_SECONDS = 5.0
 # Files a run was seen opening, remembered so that a repeat open (a second epoch) costs the
 # index nothing: writing a batch of 200,000 opens took 0.2-0.35 s as edge updates only,
-# 1.0-1.7 s with a file key each. The node's own (version key, file) tuple each (the set's
-# slot; ~100 bytes more once its node is forgotten); forgotten all at once when full (the
-# index still counts each file once; it just does the work again).
+# 1.0-1.7 s with a file key each. The node's own file id each, in a set per version (its
+# slot while the node lives, ~85 bytes once the node is forgotten, measured); forgotten all
+# at once when full (the index still counts each file once; it just does the work again).
 _SEEN_FILES = 200_000
 # One open: (version key, 8 bytes naming the file), the same object for every open of a node.
 FileUsage = tuple[bytes, bytes]
@@ -161,7 +161,7 @@ class _RunOpens:
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        self.seen: set[FileUsage] = set()
+        self.seen: dict[bytes, set[bytes]] = {}  # version key -> files opened
         self.new: list[FileUsage] = []  # first opens, in order
         self.first: dict[bytes, float] = {}  # version key -> its first first-open
         self.last: dict[bytes, float] = {}  # version key -> its latest open of any file
@@ -244,7 +244,7 @@ class UsageRecorder:
         """Record that ``pid`` opened a file of a version: ``usage`` is (version key, 8 bytes
         naming the file). Reopening a file the run was seen opening (a second epoch) only
         moves the last access of its edge: a dict get, the pid's liveness check (a poll of its
-        pidfd), a time and a set check; nothing is appended (6,000 reopens make no event)."""
+        pidfd), a time, a dict get and a set check; nothing is appended (no event)."""
         cached = self._cache.get(pid)
         if cached is None or not cached.alive():
             cached = self._cache_process(pid, project)
@@ -252,14 +252,16 @@ class UsageRecorder:
         last = run.last
         if not last:
             self._pending.append(run)
-        now = last[usage[0]] = time.time()
-        if usage not in run.seen:
+        version_key, file = usage
+        now = last[version_key] = time.time()
+        files = run.seen.get(version_key)
+        if files is None or file not in files:
             self._first_open(run, usage, now)
 
     def _first_open(self, run: _RunOpens, usage: FileUsage, now: float) -> None:
         if self._seen_count >= _SEEN_FILES:
             self._forget_seen()
-        run.seen.add(usage)
+        run.seen.setdefault(usage[0], set()).add(usage[1])
         self._seen_count += 1
         run.new.append(usage)
         run.first.setdefault(usage[0], now)
