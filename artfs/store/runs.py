@@ -21,7 +21,7 @@ transaction with the catalogue's.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from artfs.store.index import Table, Txn
 
@@ -58,10 +58,12 @@ def get_usage(txn: Txn, version_key: bytes, run_id: str) -> bytes | None:
     return txn.get(Table.USAGE, _consumer_key(version_key, run_id))
 
 
-def put_usage(txn: Txn, version_key: bytes, run_id: str, edge: bytes) -> None:
-    """Store the edge from run ``run_id`` to the version at ``version_key``, both ways."""
+def put_usage(txn: Txn, version_key: bytes, run_id: str, edge: bytes, *, new: bool = True) -> None:
+    """Store the edge from run ``run_id`` to the version at ``version_key``, both ways;
+    ``new=False`` for an edge read in this transaction (its other way is there already)."""
     txn.put(Table.USAGE, _consumer_key(version_key, run_id), edge)
-    txn.put(Table.USAGE, _input_key(run_id, version_key), b"")
+    if new:
+        txn.put(Table.USAGE, _input_key(run_id, version_key), b"")
 
 
 def all_usages(txn: Txn) -> Iterator[tuple[bytes, str, bytes]]:
@@ -90,11 +92,12 @@ def outputs(txn: Txn, run_id: str) -> Iterator[bytes]:
     return (key[len(prefix) :] for key, _ in txn.scan(Table.USAGE, prefix))
 
 
-def add_opened_file(txn: Txn, version_key: bytes, run_id: str, file: bytes) -> bool:
-    """Note that run ``run_id`` opened ``file`` (8 bytes naming it) of the version at
-    ``version_key``; True if it had not before (a file counts once however often opened)."""
-    key = b"f" + version_key + run_id.encode() + file
-    return txn.put(Table.USAGE, key, b"", overwrite=False)
+def add_opened_files(txn: Txn, version_key: bytes, run_id: str, files: Iterable[bytes]) -> int:
+    """Note that run ``run_id`` opened ``files`` (8 bytes naming each) of the version at
+    ``version_key``; returns how many it had not opened before (a file counts once however
+    often opened)."""
+    prefix = b"f" + version_key + run_id.encode()
+    return txn.put_new(Table.USAGE, [prefix + file for file in files])
 
 
 def drop_opened_files(txn: Txn, version_key: bytes) -> None:

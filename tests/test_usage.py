@@ -1,0 +1,126 @@
+"""The usage recorder without a kernel: what a batch of opens leaves in the index, across
+flushes, versions, runs and reader threads."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from artfs import usage as usage_module
+from artfs.lineage import Lineage, Usage
+from artfs.names import ArtifactName
+from artfs.procinfo import ProcStat
+from artfs.store import Store
+from artfs.store.catalog import version_key
+from artfs.usage import UsageRecorder
+
+V0 = version_key(ArtifactName("proj", "data"), 0)
+V1 = version_key(ArtifactName("proj", "data"), 1)
+
+
+def _file(version_key: bytes, n: int) -> tuple[bytes, bytes]:
+    return (version_key, n.to_bytes(8, "big"))
+
+
+@pytest.fixture
+def recorder(store: Store) -> Iterator[UsageRecorder]:
+    found = UsageRecorder(Lineage(store))
+    yield found
+    found.close()
+
+
+def _edges(recorder: UsageRecorder) -> dict[bytes, Usage]:
+    recorder.flush(recorder.take())
+    return {u.version_key: u for u in recorder.lineage.usages()}
+
+
+def test_each_file_counts_once_per_run_across_flushes_and_versions(
+    recorder: UsageRecorder,
+) -> None:
+    pid = os.getpid()
+    for n in (1, 2, 3, 1, 2):
+        recorder.opened(pid, "proj", _file(V0, n))
+    recorder.opened(pid, "proj", _file(V1, 1))
+    first = _edges(recorder)
+    assert {k: u.files for k, u in first.items()} == {V0: 3, V1: 1}
+    assert len(recorder.take()) == 0  # nothing recorded since
+    time.sleep(0.01)
+    recorder.opened(pid, "proj", _file(V0, 3))  # a reopen: moves the last access only
+    recorder.opened(pid, "proj", _file(V0, 4))  # a new file of the same version
+    again = _edges(recorder)
+    assert again[V0].files == 4 and again[V0].first == first[V0].first
+    assert again[V0].last > first[V0].last
+    assert again[V1] == first[V1]
+
+
+def test_reopens_after_the_seen_files_are_forgotten_still_count_once(
+    recorder: UsageRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorder remembers a bounded number of files; past it, the index is what keeps a
+    reopened file from being counted twice."""
+    monkeypatch.setattr(usage_module, "_SEEN_FILES", 2)
+    pid = os.getpid()
+    for _ in range(3):
+        for n in range(5):
+            recorder.opened(pid, "proj", _file(V0, n))
+        assert _edges(recorder)[V0].files == 5
+
+
+def test_a_reader_thread_is_recorded_as_its_process_without_reading_proc_again(
+    recorder: UsageRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FUSE names the thread that opened; a reopen by a cached thread is checked with a poll
+    of its thread pidfd, not by reading /proc, and its exit is noticed."""
+    tid = 0
+    started, done = threading.Event(), threading.Event()
+
+    def park() -> None:
+        nonlocal tid
+        tid = threading.get_native_id()
+        started.set()
+        done.wait(30)
+
+    thread = threading.Thread(target=park)
+    thread.start()
+    started.wait(30)
+    try:
+        assert tid != os.getpid()
+        recorder.opened(tid, "proj", _file(V0, 1))
+        reads: list[int] = []
+        real_stat = usage_module.proc_stat
+
+        def counted(pid: int) -> ProcStat | None:
+            reads.append(pid)
+            return real_stat(pid)
+
+        monkeypatch.setattr(usage_module, "proc_stat", counted)
+        for n in range(1, 50):
+            recorder.opened(tid, "proj", _file(V0, n))
+        assert reads == []
+        assert recorder.run_for(tid, "proj") == recorder.run_for(os.getpid(), "proj")
+    finally:
+        done.set()
+        thread.join()
+    deadline = time.monotonic() + 10  # join() returns before the kernel's thread is gone
+    while recorder.cached_processes > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+        recorder.sweep()  # the thread exited: its cached entry goes
+    assert recorder.cached_processes == 1  # this process's own
+    assert _edges(recorder)[V0].files == 49
+
+
+def test_batches_swap_out_whole_and_count_their_opens(recorder: UsageRecorder) -> None:
+    pid = os.getpid()
+    for n in range(4):
+        recorder.opened(pid, "proj", _file(V0, n))
+    batch = recorder.take()
+    assert len(batch) == 4
+    recorder.opened(pid, "proj", _file(V0, 1))  # after the take: the next batch's
+    recorder.flush(batch)
+    assert len(recorder.take()) == 1  # one edge reopened
+    [edge] = recorder.lineage.usages()
+    assert edge.files == 4
