@@ -31,12 +31,6 @@ SEQUENTIAL_SLACK = 256 << 10
 RANDOM_READAHEAD_BYTES = 64 << 20
 # Seeks before a file counts as read at random: one is often a header or footer read.
 RANDOM_AFTER_SEEKS = 2
-# A sequential reader's chunks that it loaded itself and has read this far past are dropped
-# from the chunk cache (see FileReader.plan): the kernel's page cache holds their pages, so
-# keeping them would hold the same bytes twice, and every chunk loaded after would take fresh
-# memory (a page fault per 4 KiB). The distance leaves the kernel's read-ahead requests still
-# in flight behind the reader (1 MiB each) their chunks.
-DROP_BEHIND_BYTES = 4 << 20
 # Chunks up to this size are loaded without a thread hop (see FileReader.cheap).
 INLINE_LOAD_BYTES = 64 << 10
 
@@ -118,13 +112,6 @@ class ChunkCache:
                 done.set()
         return loading.data
 
-    def discard(self, ref: ChunkRef) -> None:
-        """Forget ``ref``'s bytes if they are cached (a load under way is left alone)."""
-        with self._lock:
-            data = self._chunks.pop(ref.chunk_id, None)
-            if data is not None:
-                self._size -= len(data)
-
     def put(self, ref: ChunkRef, data: bytes) -> None:
         """Keep ``data``, verified bytes of ``ref`` loaded by the caller."""
         with self._lock:
@@ -196,8 +183,6 @@ class FileReader:
         self._ahead: deque[ChunkRef] = deque()  # planned, not taken by a loader yet
         # Tasks loading this reader's queue; counted by the daemon on its event loop.
         self.loaders = 0
-        self._loaded: set[bytes] = set()  # ids of the chunks this reader's loads brought in
-        self._dropped_until = 0  # chunks below this index were dropped behind the reader
 
     @classmethod
     def holding(cls, entry: FileEntry, cache: ChunkCache, content: bytes) -> FileReader:
@@ -272,7 +257,6 @@ class FileReader:
             ahead = []
         elif sequential:
             ahead = self._plan_window(span, offset + size)
-            self._drop_behind(offset)
         else:
             self._window = 0
             self._ahead_until = 0
@@ -310,22 +294,6 @@ class FileReader:
             index += 1
         self._ahead_until = max(self._ahead_until, index)
         return ahead
-
-    def _drop_behind(self, offset: int) -> None:
-        """Drop from the cache the chunks this reader loaded that end ``DROP_BEHIND_BYTES``
-        or more before ``offset`` (a sequential reader's; a chunk another file had cached is
-        left). Never blocks."""
-        limit = offset - DROP_BEHIND_BYTES
-        if limit <= 0 or not self._loaded:
-            return
-        chunks, index = self.entry.chunks, self._dropped_until
-        while index < len(chunks) and self._starts[index] + chunks[index].length <= limit:
-            chunk_id = chunks[index].chunk_id
-            if chunk_id in self._loaded:
-                self._loaded.discard(chunk_id)
-                self._cache.discard(chunks[index])
-            index += 1
-        self._dropped_until = index
 
     def _plan_whole(self, span: range) -> list[ChunkRef]:
         """Every chunk not cached after a read of ``span``, for a file read at random that is
@@ -437,24 +405,16 @@ class FileReader:
         load = self._load
         if load is None:
             return None
-        chunks, loaded = self.entry.chunks, self._loaded
+        chunks = self.entry.chunks
         if index < 0:
-            following: Sequence[ChunkRef] = ()
-        else:
-            horizon = self._starts[index] + chunks[index].length + self._window
-            following = chunks[index + 1 : bisect.bisect_left(self._starts, horizon, lo=index + 1)]
-
-        def load_own(ref: ChunkRef) -> bytes:
-            data = load(ref, following)
-            loaded.add(ref.chunk_id)  # only a load that happens: not a cache hit
-            return data
-
-        return load_own
+            return lambda ref: load(ref, ())
+        horizon = self._starts[index] + chunks[index].length + self._window
+        end = bisect.bisect_left(self._starts, horizon, lo=index + 1)
+        return lambda ref: load(ref, chunks[index + 1 : end])
 
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
-    "DROP_BEHIND_BYTES",
     "INLINE_LOAD_BYTES",
     "MAX_READAHEAD_BYTES",
     "RANDOM_READAHEAD_BYTES",

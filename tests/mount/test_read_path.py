@@ -13,7 +13,7 @@ import trio
 from artfsd.operations import ArtfsOperations
 
 from artfs.errors import CorruptData
-from artfs.fs.reader import DROP_BEHIND_BYTES, RANDOM_READAHEAD_BYTES
+from artfs.fs.reader import RANDOM_READAHEAD_BYTES
 from artfs.store import Store
 from artfs.store.hashing import ChunkId
 from artfs.store.manifest import ChunkRef, FileEntry, Kind
@@ -108,37 +108,6 @@ def test_read_ahead_loads_in_the_order_planned_the_read_s_own_chunks_first() -> 
     reader.plan(MIB, MIB)
     reader.drop_ahead()  # the file was closed: nothing queued is loaded
     assert reader.ahead == 0 and not reader.fetch_next()
-
-
-def own_load(ref: ChunkRef, following: object) -> bytes:
-    return bytes([ref.chunk_id[0]]) * ref.length
-
-
-def test_a_sequential_reader_drops_what_it_loaded_once_well_past_it() -> None:
-    """Chunks a sequential reader loaded itself leave the cache once it is
-    DROP_BEHIND_BYTES past them (the kernel's page cache holds their pages); a chunk cached
-    before (another file's) stays; a second pass reloads what was dropped, exactly."""
-    entry = entry_of([MIB] * 12)
-    cache = fake_cache()
-    cache.get(entry.chunks[1])  # another file's, cached before this reader
-    for _ in range(2):
-        reader = FileReader(entry, cache, load=own_load)
-        for offset in range(0, entry.size, MIB):
-            reader.plan(offset, MIB)
-            assert bytes(reader.read(offset, MIB)) == bytes([offset // MIB]) * MIB
-        kept = [i for i, ref in enumerate(entry.chunks) if cache.peek(ref) is not None]
-        assert kept == [1, *range(12 - DROP_BEHIND_BYTES // MIB - 1, 12)]
-        assert cache.size == len(kept) * MIB
-
-
-def test_a_random_reader_keeps_the_chunks_it_loaded() -> None:
-    entry = entry_of([MIB] * 12)
-    cache = fake_cache()
-    reader = FileReader(entry, cache, load=own_load)
-    for offset in (9 * MIB, 2 * MIB, 11 * MIB, 0, MIB, 10 * MIB):
-        reader.plan(offset, 4096)
-        assert bytes(reader.read(offset, 4096)) == bytes([offset // MIB]) * 4096
-    assert all(cache.peek(entry.chunks[i]) is not None for i in (0, 1, 2, 9, 10, 11))
 
 
 def test_read_ahead_window_stays_within_a_quarter_of_the_cache() -> None:
