@@ -84,6 +84,7 @@ __all__ = [  # noqa: F405
     "NotASingleFile",
     "NotFound",
     "NotLogged",
+    "PublicRun",
     "ReferenceChanged",
     "ReferenceMissing",
     "Run",

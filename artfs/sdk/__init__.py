@@ -2,7 +2,7 @@
 with the module-level calls of ``wandb`` (``log``, ``finish``, ``log_artifact``, ...)."""
 
 from artfs.sdk.api import Api, ArtifactCollection
-from artfs.sdk.artifact import Artifact, ArtifactManifestEntry
+from artfs.sdk.artifact import Artifact, ArtifactManifestEntry, PublicRun
 from artfs.sdk.run import Run, current
 from artfs.sdk.session import (
     Settings,
@@ -24,6 +24,7 @@ __all__ = [
     "Artifact",
     "ArtifactCollection",
     "ArtifactManifestEntry",
+    "PublicRun",
     "Run",
     "Settings",
     "current",

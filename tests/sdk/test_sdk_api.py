@@ -28,6 +28,7 @@ PUBLIC = [
     "NotASingleFile",
     "NotFound",
     "NotLogged",
+    "PublicRun",
     "ReferenceChanged",
     "ReferenceMissing",
     "Run",

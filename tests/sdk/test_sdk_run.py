@@ -199,7 +199,8 @@ def test_a_run_read_back_logs_and_uses_artifacts_as_w_and_b_public_run_does(
     assert past.use_artifact("mnist:latest", type="dataset").version == "v0"
     assert [r.id for r in logged.used_by()] == [run.id]
     assert [a.qualified_name for a in by.used_artifacts()] == ["proj/mnist:v0"]
-    assert type(by) is type(past)  # the public API's run, whichever way it was read
+    assert type(by) is type(past) is artfs.PublicRun  # the public API's run, either way
+    assert isinstance(run, artfs.PublicRun) and not isinstance(past, artfs.Run)
 
 
 # --- mount_path (the tree a running ``artfs mount`` shows; a plain directory stands in) -------
