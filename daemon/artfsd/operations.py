@@ -217,6 +217,8 @@ class ArtfsOperations(pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         row = self.vfs.lookup_listed(parent_inode, name)
         if row is not None:  # a version's child: sent from its row, no node made yet
+            # The one shared reply object: pyfuse3 copies it as this returns, so nothing may
+            # be awaited between filling it and returning it.
             return self._listed_entry(row)
         return self.replies.of(self.vfs.lookup(parent_inode, name))
 
