@@ -14,7 +14,7 @@ from artfs.fs.listings import Listing, ListingCache, ListingKey
 from artfs.names import ArtifactName, Ref
 from artfs.store import Store
 from artfs.store.gc import collect
-from artfs.vfs import ROOT_INODE, Vfs
+from artfs.vfs import ROOT_INODE, ListedRow, Vfs
 from tests.mount.mountutil import put
 
 
@@ -146,6 +146,55 @@ def test_children_sent_by_readdir_are_counted_without_nodes_until_used(
         for ino in (first, second, rows[-1][0]):
             with pytest.raises(NotFound):
                 vfs.getattr(ino)
+
+
+def walk_listed(vfs: Vfs, ino: int) -> tuple[Listing, list[ListedRow]]:
+    """One readdir pass over a version directory as the daemon makes it: every child sent
+    from its row and counted as the kernel's reference."""
+    fh = vfs.opendir(ino)
+    listed = vfs.listed(fh)
+    vfs.releasedir(fh)
+    assert listed is not None
+    listing, rows = listed
+    for index, row in enumerate(rows):
+        vfs.remember_listed(listing, index, row[0])
+    return listing, rows
+
+
+def test_listed_counts_survive_eviction_and_too_large_directories(tmp_path: Path) -> None:
+    """A listing evicted and read again is a new object; the kernel's references counted on
+    the old one still count, wherever the next one comes from (a lookup through the new
+    listing, a node made on first use, a directory over the whole budget answered through the
+    index); forgetting them all leaves nothing behind."""
+    files = FILES | {f"e/{i:03d}.txt": b"e" for i in range(30)}
+    put(tmp_path / "home", tree(tmp_path / "src", files), "proj/set")
+    with Store.open(tmp_path / "home") as store:
+        vfs = Vfs.create(store, lineage=False)
+        vfs.listings = ListingCache(budget_entries=45)  # d (40) or e (30), not both
+        d, e = walk_to(vfs, "proj/set/v0/d"), walk_to(vfs, "proj/set/v0/e")
+        before = vfs.node_count
+        first, rows = walk_listed(vfs, d)
+        walk_listed(vfs, e)  # evicts d's listing
+        again, rows_again = walk_listed(vfs, d)
+        assert again is not first and rows_again == rows
+        assert vfs.lookup_listed(d, again.names[0]) == rows[0]
+        assert vfs.getattr(rows[0][0]).ino == rows[0][0]  # its node made: 3 references
+        for row in rows:
+            vfs.forget(row[0], 2)
+        vfs.forget(rows[0][0], 1)
+        for row in walk_listed(vfs, e)[1]:
+            vfs.forget(row[0], 2)
+        assert vfs.node_count == before
+        vfs.listings = ListingCache(budget_entries=10)  # d is now over the whole budget
+        listing, rows = walk_listed(vfs, d)
+        assert vfs.lookup_listed(d, listing.names[1]) is None  # answered through the index
+        assert vfs.lookup(d, listing.names[1]).ino == rows[1][0]
+        for row in rows:
+            vfs.forget(row[0], 1)
+        vfs.forget(rows[1][0], 1)
+        assert vfs.node_count == before
+        with pytest.raises(NotFound):
+            vfs.getattr(rows[1][0])
 
 
 def test_deleted_version_drops_its_listings_and_a_new_version_lists_its_own_files(

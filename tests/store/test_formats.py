@@ -5,6 +5,7 @@ import random
 import struct
 from pathlib import Path
 
+import lmdb
 import pytest
 
 from artfs.errors import CorruptData
@@ -285,6 +286,22 @@ def test_children_prefix_selects_direct_children_only() -> None:
     assert children == ["a/x"]
     roots = sorted(p for p, k in keys.items() if k.startswith(children_prefix(vkey, "")))
     assert roots == ["a", "b"]
+
+
+def test_index_read_makes_lmdb_errors_corrupt_data_and_passes_others_on(tmp_path: Path) -> None:
+    """An LMDB error inside ``Index.read()`` is CorruptData (one line, what to do); any other
+    error of the caller's passes through as it is; either way the transaction ends."""
+    index = Index.open(tmp_path / "index")
+    try:
+        with pytest.raises(CorruptData, match="restore it from a backup"), index.read():
+            raise lmdb.Error("MDB_CORRUPTED: located page was wrong type")
+        with pytest.raises(KeyError, match="the caller's own"), index.read():
+            raise KeyError("the caller's own")
+        for _ in range(2000):  # more than the reader slots: every transaction was ended
+            with index.read() as txn:
+                assert txn.get(Table.CHUNKS, b"none") is None
+    finally:
+        index.close()
 
 
 def test_index_presence_sees_writes_made_after_it_renews(tmp_path: Path) -> None:
