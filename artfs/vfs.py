@@ -56,7 +56,6 @@ from artfs.fs.nodes import (
     _file_id,
     _in_version,
     _is_dir,
-    inode_of,
     inode_of_encoded,
 )
 from artfs.fs.reader import (
@@ -143,10 +142,7 @@ class Vfs(StagedTree):
         held = self._nodes.get(ino)
         if held is None:
             held = self._nodes[ino] = node
-            spot = self._listed.pop(ino, None)
-            if spot is not None:  # the kernel got it from readdir before: those count too
-                held.lookups += spot[0].counts[spot[1]]
-                spot[0].counts[spot[1]] = 0
+            held.lookups += self._listed_count(ino)  # from readdir before: those count too
         held.lookups += 1
         return held
 
@@ -166,15 +162,23 @@ class Vfs(StagedTree):
     def _take_listed(self, ino: Inode) -> Node | None:
         """The node of a child the kernel holds from readdir only, made now and moved into
         the node table with the references counted so far; None if the kernel holds none."""
-        spot = self._listed.pop(ino, None)
+        spot = self._listed.get(ino)
         if spot is None:
             return None
-        listing, index = spot
-        node = self._made_child(listing, index)
-        node.lookups += listing.counts[index]
-        listing.counts[index] = 0
+        node = self._made_child(*spot)
+        node.lookups += self._listed_count(ino)
         self._nodes[ino] = node
         return node
+
+    def _listed_count(self, ino: Inode) -> int:
+        """The kernel's references to listed child ``ino`` (0: none), taken out of the listed
+        table for the node that is made for it now."""
+        spot = self._listed.pop(ino, None)
+        if spot is None:
+            return 0
+        listing, index = spot
+        count, listing.counts[index] = listing.counts[index], 0
+        return count
 
     def forget(self, ino: int, count: int) -> None:
         node = self._nodes.get(Inode(ino))
@@ -473,7 +477,7 @@ class Vfs(StagedTree):
         if kept is None:
             assert listing.record is not None
             kept = self._entry_node(listing.record, listing.entry(index))
-            kept.known_ino = _listed_inode(listing, kept.key)
+            kept.known_ino = _child_inode(listing, _listing_prefix(listing), index)
             listing.children[index] = kept
         return kept
 
@@ -781,12 +785,6 @@ def _version_xattrs(record: VersionRecord) -> dict[str, str]:
     }
 
 
-def _listed_inode(listing: Listing, key: NodeKey) -> int:
-    """``key.inode()`` of a child of ``listing``: the hash of what every entry of a version
-    shares is made once per listing, and only the path is hashed per entry."""
-    return inode_of(_listing_hasher(listing), key.path)
-
-
 def _listing_hasher(listing: Listing) -> Any:
     """The inode hash of what every child of ``listing`` shares (its version), made once."""
     if listing.hasher is None:
@@ -804,8 +802,8 @@ ListedRow = tuple[int, int, int, int, int]
 def _listing_rows(listing: Listing) -> list[ListedRow]:
     """What readdir shows of every child of ``listing``, as :meth:`Vfs.getattr` would of its
     node: the inode hashed from the encoded path, the rest from the entry's head."""
-    hasher, prefix = _listing_hasher(listing), _listing_prefix(listing)
-    return [_row(listing, hasher, prefix, index) for index in range(len(listing))]
+    prefix = _listing_prefix(listing)
+    return [_row(listing, prefix, index) for index in range(len(listing))]
 
 
 def _listing_row(listing: Listing, index: int) -> ListedRow:
@@ -813,17 +811,26 @@ def _listing_row(listing: Listing, index: int) -> ListedRow:
     if listing.rows is not None:
         row: ListedRow = listing.rows[index]
         return row
-    return _row(listing, _listing_hasher(listing), _listing_prefix(listing), index)
+    return _row(listing, _listing_prefix(listing), index)
 
 
 def _listing_prefix(listing: Listing) -> bytes:
-    return manifest.encode_path(listing.directory) + b"/" if listing.directory else b""
+    """The encoded path of ``listing``'s directory and a slash ('' at a version's root)."""
+    directory = listing.key.directory
+    return manifest.encode_path(directory) + b"/" if directory else b""
 
 
-def _row(listing: Listing, hasher: Any, prefix: bytes, index: int) -> ListedRow:
+def _child_inode(listing: Listing, prefix: bytes, index: int) -> int:
+    """``NodeKey.inode()`` of child ``index`` of ``listing`` (``prefix``: its
+    :func:`_listing_prefix`): what every child of a version shares is hashed once per
+    listing, and only the encoded path per child."""
+    return inode_of_encoded(_listing_hasher(listing), prefix + listing.names[index])
+
+
+def _row(listing: Listing, prefix: bytes, index: int) -> ListedRow:
     is_dir, mode, size, mtime_ns = listing.head(index)
     st_mode, nlink, shown = _shown(is_dir, mode, size)
-    return inode_of_encoded(hasher, prefix + listing.names[index]), st_mode, nlink, shown, mtime_ns
+    return _child_inode(listing, prefix, index), st_mode, nlink, shown, mtime_ns
 
 
 def _shown(is_dir: bool, mode: int, size: int) -> tuple[int, int, int]:

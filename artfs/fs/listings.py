@@ -52,7 +52,6 @@ class Listing:
         "_entries",
         "children",
         "counts",
-        "directory",
         "hasher",
         "key",
         "names",
@@ -70,7 +69,6 @@ class Listing:
     ) -> None:
         self.key = key
         self.record = record  # the version's (its children's nodes carry it)
-        self.directory = key.directory
         self.names = names
         self._bodies = bodies
         self._entries: list[FileEntry | None] = [None] * len(names)
@@ -102,7 +100,7 @@ class Listing:
         found = self._entries[index]
         if found is None:
             item = Item(self.names[index], self._bodies[index])
-            found = self._entries[index] = trees.listed_entry(self.directory, item)
+            found = self._entries[index] = trees.listed_entry(self.key.directory, item)
         return found
 
     def head(self, index: int) -> tuple[bool, int, int, int]:

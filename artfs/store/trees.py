@@ -494,7 +494,7 @@ def list_dir(
         return
     after = None if start_after is None else encode_path(start_after)
     for item in items(pages, tree, after):
-        yield decode_entry(_join(directory, item.key), item.body)[0]
+        yield listed_entry(directory, item)
 
 
 def list_items(pages: Pages, root: TreeId, directory: str = "") -> list[Item]:

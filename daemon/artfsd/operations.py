@@ -262,7 +262,7 @@ class ArtfsOperations(pyfuse3.Operations):
     ) -> None:
         """A version directory's children from what its listing keeps of each: one reply
         object filled per child (pyfuse3 copies it into the kernel's buffer), and no node made
-        until the kernel asks for the inode; a cold walk costs ~2 us a child here, not ~12."""
+        until the kernel asks for the inode; a cold walk costs ~3 us a child here, not ~12."""
         names, remember, entry = listing.names, self.vfs.remember_listed, self._listed_entry
         for index in range(start_id, len(rows)):
             row = rows[index]
