@@ -165,7 +165,7 @@ class Vfs(StagedTree):
         spot = self._listed.get(ino)
         if spot is None:
             return None
-        node = self._made_child(*spot)
+        node = self._made_child(*spot, ino)
         node.lookups += self._listed_count(ino)
         self._nodes[ino] = node
         return node
@@ -471,13 +471,14 @@ class Vfs(StagedTree):
         held = self._nodes.get(kept.ino)
         return kept if held is None else held
 
-    def _made_child(self, listing: Listing, index: int) -> Node:
-        """The listing's node for child ``index``, made on first use."""
+    def _made_child(self, listing: Listing, index: int, ino: int = 0) -> Node:
+        """The listing's node for child ``index`` (``ino``: its inode if the caller has it,
+        else it is hashed), made on first use."""
         kept: Node | None = listing.children[index]
         if kept is None:
             assert listing.record is not None
             kept = self._entry_node(listing.record, listing.entry(index))
-            kept.known_ino = _child_inode(listing, _listing_prefix(listing), index)
+            kept.known_ino = ino or _child_inode(listing, _listing_prefix(listing), index)
             listing.children[index] = kept
         return kept
 

@@ -81,6 +81,13 @@ MAX_OPEN_PACKS = 256
 # Cached descriptors of packs that gc unlinked are closed at most this often (one fstat per
 # cached descriptor), so a mounted store gives the space of deleted packs back.
 UNLINKED_SWEEP_SECONDS = 5.0
+# A read that finds its pack bytes on disk (read_cached) asks the kernel to start reading the
+# aligned window of the pack around them: a dataset's small files sit together in its packs,
+# so its neighbours are what a reader of many small files wants next, in whatever order. The
+# kernel's own read-ahead (128 KiB here) only grows for sequential reads, and a random epoch
+# over the bench's 6,000 small files then waited on ~1,000 separate disk reads; with 1 MiB
+# windows its cold time went from 1.07-1.09 s to 0.90-0.91 s.
+MISS_WINDOW_BYTES = 1 << 20
 
 
 class _OpenPack:
@@ -218,14 +225,20 @@ class LocalPackStore:
     def read_cached(self, location: ChunkLocation) -> bytes | None:
         """The stored bytes at ``location`` if the page cache holds all of them, else None;
         never waits for the disk (``preadv2`` with ``RWF_NOWAIT``), so the daemon's event loop
-        may call it."""
+        may call it. A miss starts the kernel reading the ``MISS_WINDOW_BYTES`` around it
+        (``POSIX_FADV_WILLNEED``, which does not wait for the reads either)."""
         with self._lock:
             self._sweep_due()
             pack = self._acquire(location.pack_id)
         buffer = bytearray(location.stored_length)
         try:
             got = os.preadv(pack.fd, [buffer], location.offset, os.RWF_NOWAIT)
-        except OSError:  # EAGAIN: some of it is on disk; EOPNOTSUPP: no RWF_NOWAIT here
+        except BlockingIOError:  # some of it is on disk
+            start = location.offset & -MISS_WINDOW_BYTES
+            with contextlib.suppress(OSError):  # advice only
+                os.posix_fadvise(pack.fd, start, MISS_WINDOW_BYTES, os.POSIX_FADV_WILLNEED)
+            return None
+        except OSError:  # EOPNOTSUPP: no RWF_NOWAIT here
             return None
         finally:
             self._done(pack)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import mmap
 import os
 import random
+import time
 from pathlib import Path
 
 import pyfuse3
@@ -14,7 +17,7 @@ from artfsd.operations import ArtfsOperations
 
 from artfs.errors import CorruptData
 from artfs.fs.reader import RANDOM_READAHEAD_BYTES
-from artfs.store import Store
+from artfs.store import Store, packs
 from artfs.store.hashing import ChunkId
 from artfs.store.manifest import ChunkRef, FileEntry, Kind
 from artfs.vfs import READAHEAD_START_BYTES, ROOT_INODE, ChunkCache, FileReader, Vfs
@@ -298,3 +301,80 @@ def test_inline_reads_from_the_page_cache_are_verified_and_cached(tmp_path: Path
         with pytest.raises(CorruptData):
             reader.read(0, 1 << 17)
         vfs.release(fh)
+
+
+def resident(path: Path, offset: int, length: int) -> bool:
+    """Whether every page of ``path``'s bytes at ``offset`` is in the page cache: mincore of
+    a mapping, a look that (unlike a read) starts no read-ahead of its own."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    start = offset - offset % page
+    span = offset + length - start
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, span, mmap.PROT_READ, mmap.MAP_SHARED, fd, start)
+        assert address not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        try:
+            pages = ctypes.create_string_buffer((span + page - 1) // page)
+            assert libc.mincore(address, span, pages) == 0, os.strerror(ctypes.get_errno())
+            return all(flag & 1 for flag in pages.raw)
+        finally:
+            libc.munmap(address, span)
+    finally:
+        os.close(fd)
+
+
+def test_a_small_file_read_off_disk_brings_its_neighbours_in_with_it(tmp_path: Path) -> None:
+    """A small file whose pack bytes are on disk is not read on the event loop; the miss asks
+    the kernel for the pack window around it, so the files stored next to it (a dataset's
+    other samples, read next in any order) are in the page cache by the time they are opened,
+    not each a disk read of its own."""
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = random.Random(3)
+    for i in range(120):  # 2.4 MB of pack: more than one window
+        (src / f"{i:03d}.bin").write_bytes(rng.randbytes(20_000))
+    put(tmp_path / "home", src, "proj/small")
+    with Store.open(tmp_path / "home") as store:
+        (pack,) = (tmp_path / "home" / "packs").iterdir()
+        with open(pack, "rb") as f:
+            os.fsync(f.fileno())  # clean pages, so that the kernel can drop them
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        files = sorted(store.files(store.resolve("proj/small:v0")), key=lambda e: e.path)
+        locations = {i: store.chunk_location(e.chunks[0].chunk_id) for i, e in enumerate(files)}
+        window = packs.MISS_WINDOW_BYTES
+        first = locations[0]
+        assert first is not None and not resident(pack, first.offset, first.stored_length)
+        # The neighbours: in the miss's window, past what the kernel's own read-ahead of a
+        # read there would bring in (128 KiB by default).
+        start = first.offset - first.offset % window
+        neighbours = [
+            loc
+            for loc in locations.values()
+            if loc is not None
+            and first.offset + (512 << 10) < loc.offset
+            and loc.offset + loc.stored_length <= start + window
+        ]
+        assert neighbours and not any(
+            resident(pack, loc.offset, loc.stored_length) for loc in neighbours
+        )
+        try:
+            missed = store.chunks.read_cached(first)
+        except OSError as exc:  # pragma: no cover - a filesystem without RWF_NOWAIT
+            pytest.skip(f"this filesystem has no RWF_NOWAIT reads: {exc}")
+        assert missed is None  # never waits for the disk
+        deadline = time.monotonic() + 10
+        while not all(resident(pack, loc.offset, loc.stored_length) for loc in neighbours):
+            assert time.monotonic() < deadline, "the miss's window was not read in"
+            time.sleep(0.01)
