@@ -33,7 +33,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ from artfs.fs.nodes import (
     _in_version,
     _is_dir,
     inode_of_encoded,
+    inodes_of_encoded,
 )
 from artfs.fs.reader import (
     DEFAULT_CACHE_BYTES,
@@ -148,16 +149,29 @@ class Vfs(StagedTree):
 
     def remember_listed(self, listing: Listing, index: int, ino: int) -> None:
         """Count one more kernel reference to child ``index`` of ``listing`` (inode ``ino``),
-        passed on by readdir from :meth:`listed`, without making its node: a walk makes none,
-        and the first request for the inode makes it (:meth:`node`)."""
-        held = self._nodes.get(Inode(ino))
-        if held is not None:
-            held.lookups += 1
-            return
-        spot = self._listed.get(Inode(ino))
-        if spot is None:
-            spot = self._listed[Inode(ino)] = (listing, index)
-        spot[0].counts[spot[1]] += 1
+        passed on by a lookup, without making its node: the first request for the inode makes
+        it (:meth:`node`)."""
+        self._remember_listed(listing, ((index, ino),))
+
+    def remember_listed_range(self, listing: Listing, start: int, stop: int) -> None:
+        """:meth:`remember_listed` of children ``start`` to ``stop`` of ``listing`` (what one
+        readdir passed on, from :meth:`listed`'s rows): a walk makes no node."""
+        rows = listing.rows
+        assert rows is not None
+        inos = [row[0] for row in rows[start:stop]]
+        self._remember_listed(listing, zip(range(start, stop), inos, strict=True))
+
+    def _remember_listed(self, listing: Listing, children: Iterable[tuple[int, int]]) -> None:
+        nodes, listed = self._nodes, self._listed
+        for index, ino in children:
+            held = nodes.get(Inode(ino))
+            if held is not None:
+                held.lookups += 1
+                continue
+            spot = listed.get(Inode(ino))
+            if spot is None:
+                spot = listed[Inode(ino)] = (listing, index)
+            spot[0].counts[spot[1]] += 1
 
     def _take_listed(self, ino: Inode) -> Node | None:
         """The node of a child the kernel holds from readdir only, made now and moved into
@@ -269,8 +283,8 @@ class Vfs(StagedTree):
         return node.known_attr
 
     def _new_entry_attr(self, node: Node, entry: FileEntry) -> Attr:
-        mode, nlink, size = _shown(entry.is_dir, entry.mode, entry.size)
-        return self._make(node, mode, size, entry.mtime_ns, nlink)
+        mode, nlink, size, mtime_ns = _shown(entry.is_dir, entry.mode, entry.size, entry.mtime_ns)
+        return self._make(node, mode, size, mtime_ns, nlink)
 
     def _make(self, node: Node, mode: int, size: int, mtime_ns: int, nlink: int) -> Attr:
         timeout = IMMUTABLE_TIMEOUT if node.immutable else MUTABLE_TIMEOUT
@@ -804,7 +818,9 @@ def _listing_rows(listing: Listing) -> list[ListedRow]:
     """What readdir shows of every child of ``listing``, as :meth:`Vfs.getattr` would of its
     node: the inode hashed from the encoded path, the rest from the entry's head."""
     prefix = _listing_prefix(listing)
-    return [_row(listing, prefix, index) for index in range(len(listing))]
+    paths = [prefix + name for name in listing.names]
+    inos = inodes_of_encoded(_listing_hasher(listing), paths)
+    return [(ino, *_shown(*head)) for ino, head in zip(inos, listing.heads(), strict=True)]
 
 
 def _listing_row(listing: Listing, index: int) -> ListedRow:
@@ -829,17 +845,19 @@ def _child_inode(listing: Listing, prefix: bytes, index: int) -> int:
 
 
 def _row(listing: Listing, prefix: bytes, index: int) -> ListedRow:
-    is_dir, mode, size, mtime_ns = listing.head(index)
-    st_mode, nlink, shown = _shown(is_dir, mode, size)
-    return _child_inode(listing, prefix, index), st_mode, nlink, shown, mtime_ns
+    return (_child_inode(listing, prefix, index), *_shown(*listing.head(index)))
 
 
-def _shown(is_dir: bool, mode: int, size: int) -> tuple[int, int, int]:
-    """(st_mode, nlink, size) shown for a version's entry: read-only, a directory sized 0."""
-    perm = stat.S_IMODE(mode) & ~0o222
+def _shown(is_dir: bool, mode: int, size: int, mtime_ns: int) -> tuple[int, int, int, int]:
+    """(st_mode, nlink, size, mtime_ns) shown for a version's entry (its head): read-only, a
+    directory sized 0."""
+    perm = mode & _READ_ONLY_BITS
     if is_dir:
-        return stat.S_IFDIR | perm, 2, 0
-    return stat.S_IFREG | perm, 1, size
+        return stat.S_IFDIR | perm, 2, 0, mtime_ns
+    return stat.S_IFREG | perm, 1, size, mtime_ns
+
+
+_READ_ONLY_BITS = 0o7777 & ~0o222  # stat.S_IMODE without the write bits
 
 
 __all__ = [

@@ -108,6 +108,10 @@ class Listing:
         shows of it, without decoding the rest."""
         return trees.entry_head(self._bodies[index])
 
+    def heads(self) -> list[tuple[bool, int, int, int]]:
+        """:meth:`head` of every child, in order."""
+        return [trees.entry_head(body) for body in self._bodies]
+
     def find(self, name: bytes) -> int | None:
         """The index of the child ``name``, if there is one."""
         return self.positions.get(name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NewType
 
@@ -78,11 +79,19 @@ def inode_of(shared: Any, path: str) -> Inode:
 
 def inode_of_encoded(shared: Any, path: bytes) -> Inode:
     """:func:`inode_of` of a path already encoded (``manifest.encode_path``)."""
-    hasher = shared.copy()
-    hasher.update(path)
-    # 62 bits, never 0 or the root's 1: staged nodes number from 2**62 up, st_ino is signed
-    # in places (63 bits at most).
-    return Inode((int.from_bytes(hasher.digest(), "little") >> 2) | 2)
+    return inodes_of_encoded(shared, (path,))[0]
+
+
+def inodes_of_encoded(shared: Any, paths: Iterable[bytes]) -> list[Inode]:
+    """:func:`inode_of_encoded` of each of ``paths`` (a listing's children at once)."""
+    copy, found = shared.copy, []
+    for path in paths:
+        hasher = copy()
+        hasher.update(path)
+        # 62 bits, never 0 or the root's 1: staged nodes number from 2**62 up, st_ino is
+        # signed in places (63 bits at most).
+        found.append(Inode((int.from_bytes(hasher.digest(), "little") >> 2) | 2))
+    return found
 
 
 @dataclass(slots=True)

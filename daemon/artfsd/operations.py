@@ -263,12 +263,15 @@ class ArtfsOperations(pyfuse3.Operations):
         """A version directory's children from what its listing keeps of each: one reply
         object filled per child (pyfuse3 copies it into the kernel's buffer), and no node made
         until the kernel asks for the inode; a cold walk costs ~3 us a child here, not ~12."""
-        names, remember, entry = listing.names, self.vfs.remember_listed, self._listed_entry
-        for index in range(start_id, len(rows)):
-            row = rows[index]
-            if not pyfuse3.readdir_reply(token, names[index], entry(row), index + 1):
-                break
-            remember(listing, index, row[0])
+        names, entry, reply = listing.names, self._listed_entry, pyfuse3.readdir_reply
+        sent = start_id
+        try:
+            for index in range(start_id, len(rows)):
+                if not reply(token, names[index], entry(rows[index]), index + 1):
+                    break
+                sent = index + 1
+        finally:  # what the kernel was given, counted at once
+            self.vfs.remember_listed_range(listing, start_id, sent)
 
     def _listed_entry(self, row: ListedRow) -> pyfuse3.EntryAttributes:
         """The one reply object for version children, filled from ``row``: pyfuse3 copies it
