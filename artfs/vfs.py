@@ -153,11 +153,11 @@ class Vfs(StagedTree):
         it (:meth:`node`)."""
         self._remember_listed(listing, ((index, ino),))
 
-    def remember_listed_range(self, listing: Listing, start: int, stop: int) -> None:
+    def remember_listed_range(
+        self, listing: Listing, rows: list[ListedRow], start: int, stop: int
+    ) -> None:
         """:meth:`remember_listed` of children ``start`` to ``stop`` of ``listing`` (what one
-        readdir passed on, from :meth:`listed`'s rows): a walk makes no node."""
-        rows = listing.rows
-        assert rows is not None
+        readdir passed on, from the ``rows`` :meth:`listed` gave): a walk makes no node."""
         inos = [row[0] for row in rows[start:stop]]
         self._remember_listed(listing, zip(range(start, stop), inos, strict=True))
 
@@ -499,9 +499,9 @@ class Vfs(StagedTree):
     def listed(self, fh: int) -> tuple[Listing, list[ListedRow]] | None:
         """For an open directory of a version: its listing and what readdir shows of each
         child, ``(ino, st_mode, nlink, size, mtime_ns)``, by index; made once per listing from
-        the entries' heads, with no node, entry or attributes object per child (pass each
-        child sent on to :meth:`remember_listed`). None for any other directory: list those
-        with :meth:`readdir`."""
+        the entries' heads, with no node, entry or attributes object per child (pass the
+        children sent on to :meth:`remember_listed_range`). None for any other directory:
+        list those with :meth:`readdir`."""
         handle = self._dirs.get(FileHandle(fh))
         if handle is None:
             raise NotFound(f"directory handle {fh} is not open")

@@ -79,7 +79,9 @@ def inode_of(shared: Any, path: str) -> Inode:
 
 def inode_of_encoded(shared: Any, path: bytes) -> Inode:
     """:func:`inode_of` of a path already encoded (``manifest.encode_path``)."""
-    return inodes_of_encoded(shared, (path,))[0]
+    hasher = shared.copy()
+    hasher.update(path)
+    return _inode_of_digest(hasher.digest())
 
 
 def inodes_of_encoded(shared: Any, paths: Iterable[bytes]) -> list[Inode]:
@@ -88,10 +90,14 @@ def inodes_of_encoded(shared: Any, paths: Iterable[bytes]) -> list[Inode]:
     for path in paths:
         hasher = copy()
         hasher.update(path)
-        # 62 bits, never 0 or the root's 1: staged nodes number from 2**62 up, st_ino is
-        # signed in places (63 bits at most).
-        found.append(Inode((int.from_bytes(hasher.digest(), "little") >> 2) | 2))
+        found.append(_inode_of_digest(hasher.digest()))
     return found
+
+
+def _inode_of_digest(digest: bytes) -> Inode:
+    # 62 bits, never 0 or the root's 1: staged nodes number from 2**62 up, st_ino is signed
+    # in places (63 bits at most).
+    return Inode((int.from_bytes(digest, "little") >> 2) | 2)
 
 
 @dataclass(slots=True)

@@ -265,13 +265,13 @@ class ArtfsOperations(pyfuse3.Operations):
         until the kernel asks for the inode; a cold walk costs ~3 us a child here, not ~12."""
         names, entry, reply = listing.names, self._listed_entry, pyfuse3.readdir_reply
         sent = start_id
-        try:
-            for index in range(start_id, len(rows)):
-                if not reply(token, names[index], entry(rows[index]), index + 1):
-                    break
-                sent = index + 1
-        finally:  # what the kernel was given, counted at once
-            self.vfs.remember_listed_range(listing, start_id, sent)
+        for index in range(start_id, len(rows)):
+            if not reply(token, names[index], entry(rows[index]), index + 1):
+                break
+            sent = index + 1
+        # Counted once the loop is done: pyfuse3 hands the kernel the entries only when this
+        # returns (an exception sends an error and none of them).
+        self.vfs.remember_listed_range(listing, rows, start_id, sent)
 
     def _listed_entry(self, row: ListedRow) -> pyfuse3.EntryAttributes:
         """The one reply object for version children, filled from ``row``: pyfuse3 copies it
