@@ -262,6 +262,20 @@ def test_flipped_pack_byte_is_eio_even_with_read_ahead(big: tuple[Path, bytes]) 
         assert read_whole(ops, ino, len(content), MIB) == errno.EIO
 
 
+def skip_without_nowait_reads(path: Path) -> None:
+    """Skip the test where ``path``'s filesystem cannot read without waiting (``RWF_NOWAIT``);
+    a page on disk (``EAGAIN``) shows that it can."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+    except BlockingIOError:
+        pass
+    except OSError as exc:
+        pytest.skip(f"this filesystem has no RWF_NOWAIT reads: {exc}")
+    finally:
+        os.close(fd)
+
+
 def test_inline_reads_from_the_page_cache_are_verified_and_cached(tmp_path: Path) -> None:
     """A small file whose pack bytes are in the page cache is read without a worker thread:
     the bytes are still checked against the chunk id (a flipped byte gives nothing inline and
@@ -277,13 +291,7 @@ def test_inline_reads_from_the_page_cache_are_verified_and_cached(tmp_path: Path
         a, b = (vfs.lookup(v0, name).ino for name in (b"a.bin", b"b.bin"))
         (pack,) = (tmp_path / "home" / "packs").iterdir()
         data = pack.read_bytes()  # the pack's pages are now in the page cache
-        fd = os.open(pack, os.O_RDONLY)
-        try:
-            os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
-        except OSError as exc:
-            pytest.skip(f"this filesystem has no RWF_NOWAIT reads: {exc}")
-        finally:
-            os.close(fd)
+        skip_without_nowait_reads(pack)
         fh = vfs.open(a, os.O_RDONLY)
         reader = vfs.reader(fh)
         got = reader.read_inline(0, 1 << 17)
@@ -373,15 +381,7 @@ def test_a_small_file_read_off_disk_brings_its_neighbours_in_with_it(tmp_path: P
                 resident(pack, loc.offset, loc.stored_length) for loc in [first, *neighbours]
             )
 
-        fd = os.open(pack, os.O_RDONLY)
-        try:
-            os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
-        except BlockingIOError:
-            pass  # RWF_NOWAIT works: the page is on disk
-        except OSError as exc:
-            pytest.skip(f"this filesystem has no RWF_NOWAIT reads: {exc}")
-        finally:
-            os.close(fd)
+        skip_without_nowait_reads(pack)
         if not evicted():
             pytest.skip("this filesystem keeps a file's pages whatever it is told (tmpfs)")
         assert store.chunks.read_cached(first) is None  # on disk: the event loop does not wait
