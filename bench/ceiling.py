@@ -10,10 +10,12 @@ entry and attribute timeouts and ``keep_cache`` of artfs's immutable version nod
 read-ahead, so what a workload reaches through it is what any pyfuse3 filesystem can reach on
 this machine. An artfs figure close to this one is bound by pyfuse3 and the kernel, not by artfs.
 
-    python -m bench.ceiling SOURCE MOUNTPOINT
+    python -m bench.ceiling SOURCE MOUNTPOINT [--take-queued]
 
 writes ``ready`` to stdout once the mount answers, and serves until it is unmounted or gets
-SIGTERM or SIGINT (then it unmounts itself).
+SIGTERM or SIGINT (then it unmounts itself). It serves requests as stock pyfuse3 does: each
+waits for a pass of trio's scheduler. ``--take-queued`` gives it artfsd's request loop instead
+(``artfsd.session``), to see what that loop alone is worth.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import pyfuse3
 import trio
+from artfsd import session
 from artfsd.main import READ_AHEAD_KIB, mount_options, raise_read_ahead
 
 from artfs.vfs import IMMUTABLE_TIMEOUT
@@ -185,9 +188,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ceiling", description=__doc__)
     parser.add_argument("source", type=Path, help="directory tree to serve from memory")
     parser.add_argument("mountpoint", type=Path)
+    parser.add_argument(
+        "--take-queued", action="store_true", help="take queued requests as artfsd does"
+    )
     args = parser.parse_args(argv)
     operations = NullOperations(load_tree(args.source))
     pyfuse3.init(operations, str(args.mountpoint), ceiling_options())
+    if args.take_queued:
+        session.take_queued_requests()
     try:
         trio.run(serve, args.mountpoint)
     finally:

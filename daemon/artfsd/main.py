@@ -20,7 +20,6 @@ import socket
 import sys
 from pathlib import Path
 
-import pyfuse3
 import trio
 
 from artfs.errors import ArtfsError
@@ -29,6 +28,7 @@ from artfs.store.repository import Store, default_home
 from artfs.stores import open_store
 from artfs.usage import UsageRecorder
 from artfs.vfs import DEFAULT_CACHE_BYTES, Vfs
+from artfsd import session
 from artfsd.mountpoint import FSNAME, prepare
 from artfsd.operations import ArtfsOperations, invalidate_entries
 
@@ -132,7 +132,7 @@ async def watch_signals() -> None:
         async for signum in signals:
             log.info("%s: unmounting", signal.Signals(signum).name)
             sd_notify("STOPPING=1")
-            pyfuse3.terminate()
+            session.stop()
             return
 
 
@@ -306,7 +306,7 @@ async def serve(
             nursery.start_soon(poll_remote, poller, poll)
         if recorder is not None:
             nursery.start_soon(flush_usage, recorder)
-        await pyfuse3.main(min_tasks=4, max_tasks=64)
+        await session.serve()
         nursery.cancel_scope.cancel()
     if recorder is not None:
         await write_usage(recorder)  # what was read up to the unmount
@@ -324,7 +324,7 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
         vfs = Vfs.create(store, cache_bytes=args.cache_mb << 20, lineage=not args.no_lineage)
         ops = ArtfsOperations(vfs, threads=args.threads)
         try:
-            pyfuse3.init(ops, str(mountpoint), mount_options(args.allow_other))
+            session.mount(ops, mountpoint, mount_options(args.allow_other))
         except RuntimeError:
             raise ArtfsError(
                 f"mounting {mountpoint} failed: see the log above"
@@ -337,7 +337,7 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
         try:
             trio.run(serve, ops, mountpoint, ready, args.poll, poller)
         finally:
-            pyfuse3.close(unmount=True)
+            session.unmount()
             log.info("unmounted %s", mountpoint)
             log_remote_reads(store)
     finally:

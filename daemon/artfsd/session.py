@@ -1,0 +1,120 @@
+"""The FUSE session: mounting, serving requests on the trio loop, stopping, unmounting.
+
+pyfuse3 serves the kernel's requests from a few trio tasks, each taking one request, running its
+handler and coming back for the next. Before it reads a request, a task awaits the FUSE device
+becoming readable (pyfuse3's ``_wait_fuse_readable``): a trio lock, then ``wait_readable``,
+which parks the task until trio's next pass over epoll even when the kernel has requests
+queued. So every request paid a pass of the scheduler: a lock hand-over, an ``epoll_wait``, two
+task switches. With readers that keep requests queued (a DataLoader's workers, ``find``), that
+was a quarter of a warm small-file epoch's time on the null filesystem of ``bench/ceiling.py``
+(docs/mount.md, "Sixth pass").
+
+:func:`mount` puts :class:`QueuedTaker` in its place: it first asks the device without waiting
+(``poll`` with no timeout) and takes a request that is there at once; only an empty device goes
+to pyfuse3's own wait, which keeps pyfuse3's count of idle tasks and its checks for the end of
+the session. After ``QUEUED_RUN`` requests taken in a row without waiting, the next one goes
+through pyfuse3's wait too, so worker threads' results, timers and signals still get the loop.
+
+``_wait_fuse_readable`` is not public. pyfuse3 looks it up in its module each time a task
+waits, which is what lets it be replaced. Where a pyfuse3 release lacks it, or the device's
+descriptor is not found, requests take pyfuse3's own path and the daemon's log says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import stat
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pyfuse3
+
+log = logging.getLogger("artfsd")
+
+# Requests taken in a row without a pass of trio's scheduler. At ~20-60 us a request, the
+# loop's other work (threads' results, timers, signals) waits at most a millisecond or two.
+QUEUED_RUN = 32
+FUSE_DEVICE = os.makedev(10, 229)  # /dev/fuse: misc character device 229
+_PYFUSE3_WAIT = "_wait_fuse_readable"
+
+Wait = Callable[[], Awaitable[bool]]
+
+
+class QueuedTaker:
+    """What pyfuse3's request loop awaits before reading the FUSE device: True when a request
+    may be read now without blocking, False when the session is over.
+
+    ``fd``: the FUSE device; ``wait``: pyfuse3's own wait (parks until the device is readable,
+    False once the session ended)."""
+
+    def __init__(self, fd: int, wait: Wait, run: int = QUEUED_RUN) -> None:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        self._poll = poller.poll
+        self.wait = wait
+        self._run = run
+        self._taken = 0  # requests taken in a row without waiting
+
+    async def __call__(self) -> bool:
+        if self._taken < self._run and self._poll(0):
+            self._taken += 1
+            return True
+        self._taken = 0
+        while await self.wait():
+            # The request this task woke for may have gone to another task's look above in
+            # the meantime; pyfuse3 reads the device blocking, so read only one that is there.
+            if self._poll(0):
+                return True
+        return False
+
+
+def mount(ops: pyfuse3.Operations, mountpoint: Path, options: set[str]) -> bool:
+    """Mount ``ops`` at ``mountpoint`` (``RuntimeError`` if libfuse cannot; it logged why) and
+    take queued requests without waiting (:class:`QueuedTaker`). False if that could not be
+    set up and requests take pyfuse3's own path (logged)."""
+    pyfuse3.init(ops, str(mountpoint), options)
+    return take_queued_requests()
+
+
+def take_queued_requests() -> bool:
+    """Put a :class:`QueuedTaker` in pyfuse3's request loop, once its session is open."""
+    wait = getattr(pyfuse3, _PYFUSE3_WAIT, None)
+    if isinstance(wait, QueuedTaker):  # an earlier session's, in this process: on its device
+        wait = wait.wait
+    fd = device_fd()
+    if wait is None or fd is None:
+        why = f"pyfuse3 has no {_PYFUSE3_WAIT}" if wait is None else "no FUSE device is open"
+        log.info("FUSE requests wait for trio's scheduler (%s)", why)
+        return False
+    setattr(pyfuse3, _PYFUSE3_WAIT, QueuedTaker(fd, wait))
+    log.info("FUSE requests are taken as they queue")
+    return True
+
+
+def device_fd() -> int | None:
+    """This process's one open FUSE device (pyfuse3 does not say which descriptor it is)."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            info = os.fstat(int(name))
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+        if stat.S_ISCHR(info.st_mode) and info.st_rdev == FUSE_DEVICE:
+            found.append(int(name))
+    return found[0] if len(found) == 1 else None
+
+
+async def serve() -> None:
+    """Serve requests until the session ends (:func:`stop`, or an unmount)."""
+    await pyfuse3.main(min_tasks=4, max_tasks=64)
+
+
+def stop() -> None:
+    """End the session: :func:`serve` returns once the requests being handled are answered."""
+    pyfuse3.terminate()
+
+
+def unmount() -> None:
+    pyfuse3.close(unmount=True)

@@ -1,0 +1,119 @@
+"""artfsd's FUSE request loop: a queued request is taken without a pass of trio's scheduler,
+every run of them ends with one, and the session still ends when it should."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import trio
+from artfsd.session import QueuedTaker, device_fd
+
+from tests.mount.mountutil import FUSE_MISSING, StartMount, put, sample_tree
+
+
+class Device:
+    """A pipe standing in for the FUSE device: readable while it holds a request (a byte)."""
+
+    def __init__(self) -> None:
+        self.fd, self._writer = os.pipe()
+
+    def queue(self) -> None:
+        os.write(self._writer, b"r")
+
+    def close(self) -> None:
+        os.close(self.fd)
+        os.close(self._writer)
+
+
+@pytest.fixture
+def device() -> Iterator[Device]:
+    made = Device()
+    yield made
+    made.close()
+
+
+def test_queued_requests_are_taken_at_once_and_each_run_ends_with_a_wait(device: Device) -> None:
+    device.queue()  # never read: the device stays readable, as with readers keeping it busy
+    waits = 0
+
+    async def wait() -> bool:
+        nonlocal waits
+        waits += 1
+        return True
+
+    taker = QueuedTaker(device.fd, wait, run=3)
+
+    async def take(count: int) -> list[tuple[bool, int]]:
+        return [(await taker(), waits) for _ in range(count)]
+
+    # Three taken without waiting, the fourth through the wait (trio's loop gets its turn).
+    assert trio.run(take, 8) == [
+        (True, 0), (True, 0), (True, 0), (True, 1),
+        (True, 1), (True, 1), (True, 1), (True, 2),
+    ]  # fmt: skip
+
+
+def test_an_empty_device_waits_and_a_request_taken_meanwhile_is_waited_for_again(
+    device: Device,
+) -> None:
+    waits = 0
+
+    async def wait() -> bool:
+        nonlocal waits
+        waits += 1
+        if waits == 2:  # woken for nothing the first time: another task read that request
+            device.queue()
+        return True
+
+    assert trio.run(QueuedTaker(device.fd, wait)) is True
+    assert waits == 2
+
+
+def test_the_end_of_the_session_ends_the_wait(device: Device) -> None:
+    async def ended() -> bool:
+        return False
+
+    assert trio.run(QueuedTaker(device.fd, ended)) is False
+
+
+def test_no_fuse_device_open_here_is_none() -> None:
+    assert device_fd() is None  # the test process has not opened /dev/fuse
+
+
+@pytest.mark.mount
+@pytest.mark.skipif(FUSE_MISSING, reason="needs /dev/fuse and fusermount3")
+def test_the_daemon_takes_queued_requests_and_serves_busy_readers(
+    tmp_path: Path, start_mount: StartMount
+) -> None:
+    """Eight threads keep requests queued (stat, open, read of small files) while others read
+    the 5 MiB file, whose chunks load in worker threads: every read returns the stored bytes,
+    which it would not if queued requests kept the loop from the threads' results."""
+    files = sample_tree(tmp_path / "src")
+    put(tmp_path / "home", tmp_path / "src", "proj/busy")
+    mnt = start_mount(tmp_path / "home")
+    root = mnt.path / "proj" / "busy" / "v0"
+    small = [name for name, content in files.items() if len(content) < 100_000]
+
+    def small_reads(_: int) -> bool:
+        for _ in range(30):
+            for name in small:
+                os.stat(root / name)
+                if (root / name).read_bytes() != files[name]:
+                    return False
+        return True
+
+    def large_read(_: int) -> str:
+        return hashlib.sha256((root / "data" / "random.bin").read_bytes()).hexdigest()
+
+    with ThreadPoolExecutor(10) as pool:
+        busy = [pool.submit(small_reads, i) for i in range(8)]
+        large = [pool.submit(large_read, i) for i in range(2)]
+        assert all(done.result() for done in busy)
+        expected = hashlib.sha256(files["data/random.bin"]).hexdigest()
+        assert [done.result() for done in large] == [expected] * 2
+    assert "FUSE requests are taken as they queue" in mnt.log_text()
