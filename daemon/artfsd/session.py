@@ -56,17 +56,23 @@ class QueuedTaker:
         self.wait = wait
         self._run = run
         self._taken = 0  # requests taken in a row without waiting
+        self._taken_ever = 0  # requests taken without waiting, by any task
 
     async def __call__(self) -> bool:
         if self._taken < self._run and self._poll(0):
             self._taken += 1
+            self._taken_ever += 1
             return True
         self._taken = 0
+        before = self._taken_ever
         while await self.wait():
             # The request this task woke for may have gone to another task's look above in
-            # the meantime; pyfuse3 reads the device blocking, so read only one that is there.
-            if self._poll(0):
+            # the meantime (pyfuse3 reads the device blocking: read only a request that is
+            # there). Only such a look takes one while this task waits: pyfuse3's wait lets
+            # one task at a time wait, and it reads as soon as it wakes.
+            if self._taken_ever == before or self._poll(0):
                 return True
+            before = self._taken_ever
         return False
 
 

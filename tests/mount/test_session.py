@@ -25,6 +25,9 @@ class Device:
     def queue(self) -> None:
         os.write(self._writer, b"r")
 
+    def take(self) -> None:
+        assert os.read(self.fd, 1) == b"r"
+
     def close(self) -> None:
         os.close(self.fd)
         os.close(self._writer)
@@ -58,20 +61,38 @@ def test_queued_requests_are_taken_at_once_and_each_run_ends_with_a_wait(device:
     ]  # fmt: skip
 
 
-def test_an_empty_device_waits_and_a_request_taken_meanwhile_is_waited_for_again(
-    device: Device,
-) -> None:
+def test_a_wake_for_a_request_another_task_took_meanwhile_waits_again(device: Device) -> None:
     waits = 0
 
     async def wait() -> bool:
         nonlocal waits
         waits += 1
-        if waits == 2:  # woken for nothing the first time: another task read that request
+        if waits == 1:  # while this task waits, another one takes the request it woke for
+            device.queue()
+            assert await taker() is True  # taken without waiting...
+            device.take()  # ...and read by that task
+        elif waits == 2:
             device.queue()
         return True
 
-    assert trio.run(QueuedTaker(device.fd, wait)) is True
+    taker = QueuedTaker(device.fd, wait)
+    assert trio.run(taker) is True
     assert waits == 2
+
+
+def test_a_wake_is_trusted_when_no_request_was_taken_meanwhile(device: Device) -> None:
+    """pyfuse3 lets one task wait at a time and it reads as soon as it wakes, so only a
+    request taken without waiting can go between a wake and its read: with none taken, the
+    device is not asked again (it would only say the same)."""
+    waits = 0
+
+    async def wait() -> bool:
+        nonlocal waits
+        waits += 1
+        return waits < 3  # (bounds the test if the device were asked and said "empty")
+
+    assert trio.run(QueuedTaker(device.fd, wait)) is True  # the pipe is empty: not asked
+    assert waits == 1
 
 
 def test_the_end_of_the_session_ends_the_wait(device: Device) -> None:
