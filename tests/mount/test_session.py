@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 import trio
 from artfsd.session import QueuedTaker, device_fd
 
-from tests.mount.mountutil import FUSE_MISSING, StartMount, put, sample_tree
+from tests.mount.mountutil import FUSE_MISSING, StartMount, put, sample_tree, unmount_and_stop
 
 
 class Device:
@@ -102,8 +103,59 @@ def test_the_end_of_the_session_ends_the_wait(device: Device) -> None:
     assert trio.run(QueuedTaker(device.fd, ended)) is False
 
 
-def test_no_fuse_device_open_here_is_none() -> None:
-    assert device_fd() is None  # the test process has not opened /dev/fuse
+def test_a_run_is_the_loops_not_one_tasks(device: Device) -> None:
+    """Eight tasks take requests from a device that always has one, as pyfuse3's do (its wait:
+    one task at a time, behind a lock); a ninth task notes how many were taken each time
+    trio's scheduler gives it a turn. However many tasks, the loop gets a turn after about
+    ``run`` requests: a run counted per task would let each task take its own."""
+    device.queue()
+    run, taken, gaps = 4, 0, []
+    lock = trio.Lock()
+
+    async def wait() -> bool:  # pyfuse3's: a lock, then a park until epoll says readable
+        async with lock:
+            await trio.lowlevel.checkpoint()
+        return True
+
+    taker = QueuedTaker(device.fd, wait, run=run)
+
+    async def serve() -> None:
+        nonlocal taken
+        while taken < 2000:
+            await taker()
+            taken += 1  # a handler that never awaits: the worst case
+
+    async def watch() -> None:
+        seen = 0
+        while taken < 2000:
+            await trio.lowlevel.checkpoint()
+            gaps.append(taken - seen)
+            seen = taken
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):
+                nursery.start_soon(serve)
+            nursery.start_soon(watch)
+
+    trio.run(main)
+    assert max(gaps) <= 2 * (run + 1), gaps
+
+
+def test_the_one_fuse_device_open_is_found() -> None:
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("needs /dev/fuse")
+    assert device_fd() is None  # none open in this process yet
+    first = os.open("/dev/fuse", os.O_RDWR)  # a connection not mounted yet: nothing to undo
+    try:
+        assert device_fd() == first
+        second = os.open("/dev/fuse", os.O_RDWR)
+        try:
+            assert device_fd() is None  # which one is the session's? Not guessed
+        finally:
+            os.close(second)
+    finally:
+        os.close(first)
 
 
 @pytest.mark.mount
@@ -111,9 +163,9 @@ def test_no_fuse_device_open_here_is_none() -> None:
 def test_the_daemon_takes_queued_requests_and_serves_busy_readers(
     tmp_path: Path, start_mount: StartMount
 ) -> None:
-    """Eight threads keep requests queued (stat, open, read of small files) while others read
+    """Eight threads keep requests queued (stat, open, read of small files) while two read
     the 5 MiB file, whose chunks load in worker threads: every read returns the stored bytes,
-    which it would not if queued requests kept the loop from the threads' results."""
+    and the daemon took requests without waiting (it counts them when it unmounts)."""
     files = sample_tree(tmp_path / "src")
     put(tmp_path / "home", tmp_path / "src", "proj/busy")
     mnt = start_mount(tmp_path / "home")
@@ -137,4 +189,8 @@ def test_the_daemon_takes_queued_requests_and_serves_busy_readers(
         assert all(done.result() for done in busy)
         expected = hashlib.sha256(files["data/random.bin"]).hexdigest()
         assert [done.result() for done in large] == [expected] * 2
-    assert "FUSE requests are taken as they queue" in mnt.log_text()
+    unmount_and_stop(mnt)
+    log = mnt.log_text()
+    assert "FUSE requests are taken as they queue" in log
+    counted = re.search(r"(\d+) FUSE requests were taken as they queued", log)
+    assert counted is not None and int(counted.group(1)) > 0, log
