@@ -54,7 +54,8 @@ class QueuedTaker:
     may be read now without blocking, False when the session is over.
 
     ``fd``: the FUSE device; ``wait``: pyfuse3's own wait (parks until the device is readable,
-    False once the session ended); ``run``: requests taken in a row without waiting."""
+    False once the session ended); ``run``: requests taken without waiting between two passes
+    of trio's scheduler, by all tasks together."""
 
     def __init__(self, fd: int, wait: Wait, run: int = QUEUED_RUN) -> None:
         poller = select.poll()
