@@ -180,7 +180,7 @@ async def serve(mountpoint: Path) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stop_on_signal)
         nursery.start_soon(announce_ready, mountpoint)
-        await pyfuse3.main(min_tasks=4, max_tasks=64)  # as artfsd
+        await session.serve()  # as artfsd
         nursery.cancel_scope.cancel()
 
 

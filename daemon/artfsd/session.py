@@ -97,7 +97,8 @@ def mount(ops: pyfuse3.Operations, mountpoint: Path, options: set[str]) -> bool:
 def take_queued_requests() -> bool:
     """Put a :class:`QueuedTaker` in pyfuse3's request loop, once its session is open; False
     (logged) where that cannot be done and pyfuse3's own wait stays."""
-    wait = _pyfuse3_wait()
+    _restore_wait()  # a taker of an earlier session in this process asks a closed descriptor
+    wait = getattr(pyfuse3, _PYFUSE3_WAIT, None)
     why = None
     if wait is None:
         why = f"pyfuse3 has no {_PYFUSE3_WAIT}"
@@ -113,18 +114,10 @@ def take_queued_requests() -> bool:
         except OSError as exc:
             why = f"looking for its FUSE device failed: {exc.strerror}"
     if why is not None:
-        _restore_wait()  # an earlier session's taker would ask a descriptor now closed
         log.info("FUSE requests wait for trio's scheduler each (%s)", why)
         return False
     log.info("FUSE requests are taken as they queue")
     return True
-
-
-def _pyfuse3_wait() -> Wait | None:
-    """pyfuse3's own wait, also when a taker of an earlier session in this process holds its
-    place."""
-    wait = getattr(pyfuse3, _PYFUSE3_WAIT, None)
-    return wait.wait if isinstance(wait, QueuedTaker) else wait
 
 
 def _restore_wait() -> int:
