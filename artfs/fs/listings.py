@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +72,7 @@ class Listing:
         self.names = names
         self._bodies = bodies
         self._entries: list[FileEntry | None] = [None] * len(names)
-        self.positions = {name: index for index, name in enumerate(names)}
+        self.positions = dict(zip(names, range(len(names)), strict=True))
         # The tree's node for each child, kept once made (None: not yet): its inode number is
         # a hash and its attributes an object, asked for on every lookup and readdir.
         self.children: list[Any] = [None] * len(names)
@@ -89,8 +89,8 @@ class Listing:
         """Every child of ``key.directory`` of ``record`` in ``txn``: one walk over the
         directory's tree pages (decoded pages are shared process-wide, see catalog.pages),
         nothing decoded per entry."""
-        items = catalog.list_items(txn, record, key.directory)
-        return cls(key, [item.key for item in items], [item.body for item in items], record)
+        names, bodies = catalog.list_columns(txn, record, key.directory)
+        return cls(key, names, bodies, record)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -108,9 +108,9 @@ class Listing:
         shows of it, without decoding the rest."""
         return trees.entry_head(self._bodies[index])
 
-    def heads(self) -> list[tuple[bool, int, int, int]]:
+    def heads(self) -> Iterator[tuple[bool, int, int, int]]:
         """:meth:`head` of every child, in order."""
-        return [trees.entry_head(body) for body in self._bodies]
+        return trees.entry_heads(self._bodies)
 
     def find(self, name: bytes) -> int | None:
         """The index of the child ``name``, if there is one."""

@@ -487,12 +487,14 @@ def list_dir(
         yield from trees.list_dir(pages(txn), root, directory, after or None)
 
 
-def list_items(txn: Txn, record: VersionRecord, directory: str = "") -> list[trees.Item]:
-    """Direct children of ``directory`` as undecoded (name, body) items, in name order: one
+def list_columns(
+    txn: Txn, record: VersionRecord, directory: str = ""
+) -> tuple[list[bytes], list[bytes]]:
+    """The names and undecoded bodies of ``directory``'s direct children, in name order: one
     pass over its tree pages, each entry decoded later and only if asked for
-    (``trees.listed_entry``, ``trees.entry_head``)."""
+    (``trees.listed_entry``, ``trees.entry_heads``)."""
     root = root_tree(record)
-    return [] if root is None else trees.list_items(pages(txn), root, directory)
+    return ([], []) if root is None else trees.list_columns(pages(txn), root, directory)
 
 
 def walk(txn: Txn, record: VersionRecord) -> Iterator[FileEntry]:

@@ -193,6 +193,13 @@ def entry_head(body: bytes) -> tuple[bool, int, int, int]:
     return flags & _KIND == Kind.DIR, mode, size, mtime_ns
 
 
+def entry_heads(bodies: Iterable[bytes]) -> Iterator[tuple[bool, int, int, int]]:
+    """:func:`entry_head` of each of ``bodies``, in order (a listing's, at once)."""
+    kind, is_dir = _KIND, int(Kind.DIR)
+    for flags, mode, size, mtime_ns in map(_HEAD.unpack_from, bodies):
+        yield flags & kind == is_dir, mode, size, mtime_ns
+
+
 # --- pages ------------------------------------------------------------------------------------
 
 
@@ -497,11 +504,21 @@ def list_dir(
         yield listed_entry(directory, item)
 
 
-def list_items(pages: Pages, root: TreeId, directory: str = "") -> list[Item]:
-    """The (name, body) items of ``directory``'s direct children in name order, not decoded:
-    decode one with :func:`listed_entry`, show one with :func:`entry_head`."""
+def list_columns(
+    pages: Pages, root: TreeId, directory: str = ""
+) -> tuple[list[bytes], list[bytes]]:
+    """The names and the bodies of ``directory``'s direct children in name order, not
+    decoded (decode one with :func:`listed_entry`, show them with :func:`entry_heads`): the
+    leaf pages' own lists joined, with no object made per child."""
+    names: list[bytes] = []
+    bodies: list[bytes] = []
     tree = resolve_dir(pages, root, directory)
-    return [] if tree is None else list(items(pages, tree))
+    if tree is not None:
+        for leaf in _leaves(pages, tree):
+            page = pages(leaf.page)
+            names += page.keys
+            bodies += page.bodies
+    return names, bodies
 
 
 def listed_entry(directory: str, item: Item) -> FileEntry:
