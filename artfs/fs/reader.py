@@ -318,6 +318,11 @@ class FileReader:
                 self.fetch(ref)
                 return True
 
+    def fetch_some(self, count: int) -> bool:
+        """:meth:`fetch_next` up to ``count`` times, front first; False when the queue was
+        found empty. One worker-thread hop of the daemon loads several chunks this way."""
+        return all(self.fetch_next() for _ in range(count))  # all() stops at the first False
+
     @property
     def ahead(self) -> int:
         """Chunks queued for read-ahead and not taken by a loader yet."""

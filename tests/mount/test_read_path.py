@@ -113,6 +113,20 @@ def test_read_ahead_loads_in_the_order_planned_the_read_s_own_chunks_first() -> 
     assert reader.ahead == 0 and not reader.fetch_next()
 
 
+def test_several_chunks_load_per_call_in_the_order_planned() -> None:
+    """What one worker-thread hop of a loader does: up to ``count`` chunks from the front of
+    the queue, False once it found the queue empty."""
+    entry = entry_of([MIB // 2] * 16)
+    loaded: list[int] = []
+    reader = FileReader(entry, fake_cache(loaded=loaded))
+    assert [entry.chunks.index(r) for r in reader.plan(0, 4096)] == list(range(1, 9))
+    assert reader.fetch_some(3) and loaded == [1, 2, 3] and reader.ahead == 5
+    assert reader.fetch_some(5) and loaded == list(range(1, 9)) and reader.ahead == 0
+    assert not reader.fetch_some(4) and loaded == list(range(1, 9))
+    reader.plan(4096, MIB)  # sequential, the window doubled: the rest of the file
+    assert not reader.fetch_some(100) and loaded[8:] == list(range(9, 16))
+
+
 def test_read_ahead_window_stays_within_a_quarter_of_the_cache() -> None:
     entry = entry_of([MIB] * 64)
     reader = FileReader(entry, fake_cache(budget=8 * MIB))
