@@ -820,7 +820,8 @@ def _listing_rows(listing: Listing) -> list[ListedRow]:
     prefix = _listing_prefix(listing)
     paths = [prefix + name for name in listing.names]
     inos = inodes_of_encoded(_listing_hasher(listing), paths)
-    # _shown written out: a call per child was a third of this (issue 17, seventh pass).
+    # _shown written out, no call per child: with trees.entry_heads, 2.50 -> 2.01 ms per
+    # 3,000 children (issue 17, seventh pass).
     file_type, dir_type, keep = stat.S_IFREG, stat.S_IFDIR, _READ_ONLY_BITS
     rows: list[ListedRow] = []
     append = rows.append

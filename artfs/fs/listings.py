@@ -109,7 +109,7 @@ class Listing:
         return trees.entry_head(self._bodies[index])
 
     def heads(self) -> Iterator[tuple[bool, int, int, int]]:
-        """:meth:`head` of every child, in order."""
+        """:meth:`head` of every child, in order (an iterator, good for one pass)."""
         return trees.entry_heads(self._bodies)
 
     def find(self, name: bytes) -> int | None:

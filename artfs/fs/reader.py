@@ -321,7 +321,8 @@ class FileReader:
     def fetch_some(self, count: int) -> bool:
         """:meth:`fetch_next` up to ``count`` times, front first; False when the queue was
         found empty. One worker-thread hop of the daemon loads several chunks this way."""
-        return all(self.fetch_next() for _ in range(count))  # all() stops at the first False
+        # all() stops at the first False: a hop ends once the queue is found empty.
+        return all(self.fetch_next() for _ in range(count))
 
     @property
     def ahead(self) -> int:

@@ -516,13 +516,15 @@ def list_columns(
     if tree is not None:
         for leaf in _leaves(pages, tree):
             page = pages(leaf.page)
+            if page.level != 0:  # the index levels above a leaf are all of one height
+                raise ValueError(f"tree page {leaf.page.hex()[:16]} is not a leaf where one is")
             names += page.keys
             bodies += page.bodies
     return names, bodies
 
 
 def listed_entry(directory: str, item: Item) -> FileEntry:
-    """The entry of ``item``, a child of ``directory`` (see :func:`list_items`)."""
+    """The entry of ``item``, a child of ``directory`` (see :func:`list_columns`)."""
     return decode_entry(_join(directory, item.key), item.body)[0]
 
 

@@ -2,8 +2,9 @@
 
 Inodes, file handles and request contexts become :class:`~artfs.vfs.Vfs` calls; domain errors
 become ``FUSEError`` in :func:`errno_for` and nowhere else. Chunk loads (pack reads,
-decompression, hashing) run in worker threads under one capacity limiter, a chunk at a time;
-what is already cached is answered on the event loop without a thread hop.
+decompression, hashing) run in worker threads under one capacity limiter: a read's own chunks
+in its own hop, read-ahead up to ``_LOADS_PER_HOP`` chunks per hop; what is already cached is
+answered on the event loop without a thread hop.
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ _READAHEAD_LOADERS = 2
 # Chunks a loader takes from the queue per worker-thread hop (while it has any). A hop per
 # chunk cost the daemon ~10% of its CPU in hand-overs between the loop and the threads on a
 # sequential read of large files; the queue's order is kept, as each is taken from its front
-# when the one before is loaded (issue 17, seventh pass).
+# when the one before is loaded (issue 17, seventh pass). A hop holds its limiter token
+# throughout: one that starts while anything waits for a token loads a single chunk, and a
+# read that comes during a longer hop waits for its rest (three chunk loads at most) only if
+# every other token is taken too (two files read ahead at once with the default four).
 _LOADS_PER_HOP = 4
 T = TypeVar("T")
 
@@ -367,14 +371,13 @@ class ArtfsOperations(pyfuse3.Operations):
 
     async def _prefetch(self, fh: int, reader: FileReader) -> None:
         """Load ``reader``'s read-ahead queue, front first, up to ``_LOADS_PER_HOP`` chunks
-        per worker-thread hop; a failed chunk is logged (its read says why) and the next one
-        loads."""
+        per worker-thread hop (one while anything waits for a limiter token); a failed chunk
+        is logged (its read says why) and the next one loads."""
         try:
             while reader.ahead:
+                count = 1 if self.limiter.statistics().tasks_waiting else _LOADS_PER_HOP
                 try:
-                    await trio.to_thread.run_sync(
-                        reader.fetch_some, _LOADS_PER_HOP, limiter=self.limiter
-                    )
+                    await trio.to_thread.run_sync(reader.fetch_some, count, limiter=self.limiter)
                 except ArtfsError as exc:
                     failed = "read-ahead of %s failed: %s"
                     self._log_once(reader, logging.WARNING, failed, reader.entry.path, exc)

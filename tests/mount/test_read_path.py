@@ -127,6 +127,30 @@ def test_several_chunks_load_per_call_in_the_order_planned() -> None:
     assert not reader.fetch_some(100) and loaded[8:] == list(range(9, 16))
 
 
+def test_a_hop_stops_at_a_failed_chunk_and_after_a_release() -> None:
+    """A chunk that fails ends the hop with its error and leaves the rest queued (the next
+    hop loads them); a release during a hop ends it after the chunk under way."""
+    entry = entry_of([MIB // 2] * 16)
+    loaded: list[int] = []
+
+    def load(ref: ChunkRef) -> bytes:
+        index = ref.chunk_id[0]
+        if index == 3:
+            raise CorruptData("chunk 3 does not match its hash")
+        if index == 6:
+            reader.drop_ahead()  # the file is closed while chunk 6 loads
+        loaded.append(index)
+        return bytes([index]) * ref.length
+
+    reader = FileReader(entry, ChunkCache(load, 256 * MIB))
+    assert [entry.chunks.index(r) for r in reader.plan(0, 4096)] == list(range(1, 9))
+    with pytest.raises(CorruptData):
+        reader.fetch_some(4)
+    assert loaded == [1, 2] and reader.ahead == 5
+    assert not reader.fetch_some(4)
+    assert loaded == [1, 2, 4, 5, 6] and reader.ahead == 0
+
+
 def test_read_ahead_window_stays_within_a_quarter_of_the_cache() -> None:
     entry = entry_of([MIB] * 64)
     reader = FileReader(entry, fake_cache(budget=8 * MIB))

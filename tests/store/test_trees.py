@@ -337,9 +337,10 @@ def check_listings(objects: Objects, root: TreeId, content: dict[str, FileEntry]
         # What a mount's listing reads: every child's name and body at once, leaf by leaf.
         listed_names, bodies = trees.list_columns(pages, root, directory)
         assert listed_names == names
-        shown = [(is_dir, mode, size) for is_dir, mode, size, _ in trees.entry_heads(bodies)]
         children = [content[posixpath.join(directory, n.decode())] for n in names]
-        assert shown == [(e.is_dir, e.mode, e.size) for e in children]
+        assert list(trees.entry_heads(bodies)) == [
+            (e.is_dir, e.mode, e.size, e.mtime_ns) for e in children
+        ]
         for after in [None, b"", *names, *(n + b"\0" for n in names), b"\xff"]:
             start = None if after is None else after.decode("utf-8", "surrogateescape")
             listed = [e.name.encode() for e in trees.list_dir(pages, root, directory, start)]
