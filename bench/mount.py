@@ -408,8 +408,7 @@ def _decode_floor(home: Path, files: Files, mount: Side, report: Report) -> None
     with Store.open(home) as store, ThreadPoolExecutor(FLOOR_THREADS) as pool:
         for _ in range(RUNS):
             mount_times.append(mount.cold(lambda: read_all(on_mount), runs=1))
-            drop_caches()
-            floor_times.append(timed(lambda: list(pool.map(store.read_chunk, refs))))
+            floor_times.append(_floor_seconds(store, pool, refs))
             fresh_times.append(_fresh_floor(home, paths))
     floor, mount_time = statistics.median(floor_times), statistics.median(mount_times)
     fresh = statistics.median(fresh_times)
@@ -431,12 +430,17 @@ def _fresh_floor(home: Path, paths: list[str]) -> float:
 
 
 def _floor_pass(home: Path, paths: list[str]) -> float:
-    """The chunks of ``paths`` resolved, the page cache dropped, then every chunk read with
-    ``Store.read_chunk`` in ``FLOOR_THREADS`` threads: the seconds that took."""
+    """:func:`_floor_seconds` of the chunks of ``paths``, in ``FLOOR_THREADS`` threads."""
     refs = _large_chunks(home, paths)
     with Store.open(home) as store, ThreadPoolExecutor(FLOOR_THREADS) as pool:
-        drop_caches()
-        return timed(lambda: list(pool.map(store.read_chunk, refs)))
+        return _floor_seconds(store, pool, refs)
+
+
+def _floor_seconds(store: Store, pool: ThreadPoolExecutor, refs: list[ChunkRef]) -> float:
+    """The page cache dropped, then the seconds ``Store.read_chunk`` of every one of ``refs``
+    took in ``pool``."""
+    drop_caches()
+    return timed(lambda: list(pool.map(store.read_chunk, refs)))
 
 
 def _large_chunks(home: Path, paths: list[str]) -> list[ChunkRef]:

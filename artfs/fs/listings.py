@@ -106,7 +106,7 @@ class Listing:
     def head(self, index: int) -> tuple[bool, int, int, int]:
         """(is a directory, mode, size, mtime_ns) of the child at ``index``: what a listing
         shows of it, without decoding the rest."""
-        return trees.entry_head(self._bodies[index])
+        return next(trees.entry_heads((self._bodies[index],)))
 
     def heads(self) -> Iterator[tuple[bool, int, int, int]]:
         """:meth:`head` of every child, in order (an iterator, good for one pass)."""

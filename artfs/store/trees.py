@@ -186,15 +186,9 @@ def decode_entry(path: str, body: bytes) -> tuple[FileEntry, TreeId | None]:
     return FileEntry(path, Kind.FILE, mode, size, mtime_ns, digest, chunks, uri), None
 
 
-def entry_head(body: bytes) -> tuple[bool, int, int, int]:
-    """(is a directory, mode, size, mtime_ns) of an entry's body, without decoding the rest
-    (its digest, chunks, subtree): what a listing shows of it."""
-    flags, mode, size, mtime_ns = _HEAD.unpack_from(body)
-    return flags & _KIND == Kind.DIR, mode, size, mtime_ns
-
-
 def entry_heads(bodies: Iterable[bytes]) -> Iterator[tuple[bool, int, int, int]]:
-    """:func:`entry_head` of each of ``bodies``, in order (a listing's, at once)."""
+    """(is a directory, mode, size, mtime_ns) of each of ``bodies``, in order, without
+    decoding the rest (digest, chunks, subtree): what a listing shows of its entries."""
     kind, is_dir = _KIND, int(Kind.DIR)
     for flags, mode, size, mtime_ns in map(_HEAD.unpack_from, bodies):
         yield flags & kind == is_dir, mode, size, mtime_ns
