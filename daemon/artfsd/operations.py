@@ -280,7 +280,7 @@ class ArtfsOperations(pyfuse3.Operations):
             sent = index + 1
         # Counted once the loop is done: pyfuse3 hands the kernel the entries only when this
         # returns (an exception sends an error and none of them).
-        self.vfs.remember_listed_range(listing, rows, start_id, sent)
+        self.vfs.remember_listed_range(listing, start_id, sent)
 
     def _listed_entry(self, row: ListedRow) -> pyfuse3.EntryAttributes:
         """The one reply object for version children, filled from ``row``: pyfuse3 copies it

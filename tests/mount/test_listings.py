@@ -41,6 +41,14 @@ def names_in(vfs: Vfs, ino: int, start: int = 0) -> list[bytes]:
         vfs.releasedir(fh)
 
 
+def open_listed(vfs: Vfs, ino: int) -> tuple[int, Listing, list[ListedRow]]:
+    """A handle on version directory ``ino``, its listing and its rows."""
+    fh = vfs.opendir(ino)
+    listed = vfs.listed(fh)
+    assert listed is not None
+    return fh, *listed
+
+
 def read(vfs: Vfs, ino: int) -> bytes:
     fh = vfs.open(ino, os.O_RDONLY)
     try:
@@ -120,10 +128,7 @@ def test_children_sent_by_readdir_are_counted_without_nodes_until_used(
         vfs = Vfs.create(store, lineage=False)
         d = walk_to(vfs, "proj/set/v0/d")
         before = vfs.node_count
-        fh = vfs.opendir(d)
-        listed = vfs.listed(fh)
-        assert listed is not None
-        listing, rows = listed
+        fh, listing, rows = open_listed(vfs, d)
         for _ in range(2):  # two walks, as the kernel counts them
             for index, row in enumerate(rows):
                 vfs.remember_listed(listing, index, row[0])
@@ -151,14 +156,50 @@ def test_children_sent_by_readdir_are_counted_without_nodes_until_used(
 def walk_listed(vfs: Vfs, ino: int) -> tuple[Listing, list[ListedRow]]:
     """One readdir pass over a version directory as the daemon makes it: every child sent
     from its row and counted as the kernel's reference."""
-    fh = vfs.opendir(ino)
-    listed = vfs.listed(fh)
+    fh, listing, rows = open_listed(vfs, ino)
     vfs.releasedir(fh)
-    assert listed is not None
-    listing, rows = listed
-    for index, row in enumerate(rows):
-        vfs.remember_listed(listing, index, row[0])
+    vfs.remember_listed_range(listing, 0, len(rows))
     return listing, rows
+
+
+@pytest.mark.parametrize("by", ["range", "child"])
+def test_a_readdir_range_counts_what_one_remember_per_child_counts(tmp_path: Path, by: str) -> None:
+    """The counts a readdir's range adds (in bulk when the kernel holds none of them, child
+    by child otherwise) are those of one remember per child: a node held before, children
+    sent twice and once are each forgotten after exactly their references."""
+    put(tmp_path / "home", tree(tmp_path / "src", FILES), "proj/set")
+    with Store.open(tmp_path / "home") as store:
+        vfs = Vfs.create(store, lineage=False)
+        d = walk_to(vfs, "proj/set/v0/d")
+        before = vfs.node_count
+        fh, listing, rows = open_listed(vfs, d)
+        assert vfs.lookup(d, listing.names[5]).ino == rows[5][0]  # held before any readdir
+
+        def send(start: int, stop: int) -> None:
+            if by == "range":
+                vfs.remember_listed_range(listing, start, stop)
+            else:
+                for index in range(start, stop):
+                    vfs.remember_listed(listing, index, rows[index][0])
+
+        send(20, 40)  # none held yet
+        send(0, 20)  # one held as a node
+        send(10, 40)  # all held, as listed children
+        vfs.releasedir(fh)
+        assert vfs.node_count == before + len(rows)  # each child in one table, not both
+        held = []
+        for row in rows:
+            count = 0
+            while True:
+                try:
+                    vfs.getattr(row[0])
+                except NotFound:
+                    break
+                vfs.forget(row[0], 1)
+                count += 1
+            held.append(count)
+        assert held == [1] * 5 + [2] + [1] * 4 + [2] * 30
+        assert vfs.node_count == before
 
 
 def test_listed_counts_survive_eviction_and_too_large_directories(tmp_path: Path) -> None:
