@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from artfs.errors import CorruptData, NotFound
 from artfs.fs.errors import IsADirectory, NoAttribute, NotADirectory, NotASymlink, ReadOnly
@@ -57,8 +57,7 @@ from artfs.fs.nodes import (
     _file_id,
     _in_version,
     _is_dir,
-    inode_of_encoded,
-    inodes_of_encoded,
+    entry_base,
 )
 from artfs.fs.reader import (
     DEFAULT_CACHE_BYTES,
@@ -503,7 +502,7 @@ class Vfs(StagedTree):
         if kept is None:
             assert listing.record is not None
             kept = self._entry_node(listing.record, listing.entry(index))
-            kept.known_ino = ino or _child_inode(listing, _listing_prefix(listing), index)
+            kept.known_ino = ino or _listing_base(listing) + index
             listing.children[index] = kept
         return kept
 
@@ -544,17 +543,22 @@ class Vfs(StagedTree):
 
     def _version_child(self, node: Node, name: bytes, txn: Txn | None = None) -> Node | None:
         """The child ``name`` of a directory inside a version, from its listing; in a
-        directory too large for the listing cache, from one index get."""
+        directory too large for the listing cache, from the index (a page per level, its
+        position counted on the way for its inode number)."""
         assert node.record is not None
         if self.listings.too_large(self._listing_key(node)):
             path = manifest.decode_path(name)
             path = f"{node.key.path}/{path}" if node.key.path else path
             if txn is None:
                 with self.store.index.read() as own:
-                    entry = catalog.lookup(own, node.record, path)
+                    found = catalog.lookup_ranked(own, node.record, path)
             else:
-                entry = catalog.lookup(txn, node.record, path)
-            return None if entry is None else self._entry_node(node.record, entry)
+                found = catalog.lookup_ranked(txn, node.record, path)
+            if found is None:
+                return None
+            child = self._entry_node(node.record, found[1])
+            child.known_ino = entry_base(node.record, node.key.path) + found[0]
+            return child
         listing = self._listing(node, txn)
         index = listing.find(name)
         return None if index is None else self._listed_node(node, listing, index)
@@ -811,14 +815,12 @@ def _version_xattrs(record: VersionRecord) -> dict[str, str]:
     }
 
 
-def _listing_hasher(listing: Listing) -> Any:
-    """The inode hash of what every child of ``listing`` shares (its version), made once."""
-    if listing.hasher is None:
-        record = listing.record
-        assert record is not None
-        key = NodeKey(Kind.ENTRY, record.project, record.name, record.number)
-        listing.hasher = key.shared_hash()
-    return listing.hasher
+def _listing_base(listing: Listing) -> int:
+    """The inode number of ``listing``'s first child (:func:`entry_base`), made once."""
+    if listing.base is None:
+        assert listing.record is not None
+        listing.base = entry_base(listing.record, listing.key.directory)
+    return listing.base
 
 
 # What readdir shows of a child of a version: (ino, st_mode, nlink, size, mtime_ns).
@@ -827,11 +829,10 @@ ListedRow = tuple[int, int, int, int, int]
 
 def _listing_rows(listing: Listing) -> tuple[list[Inode], list[ListedRow]]:
     """The inode of every child of ``listing`` and what readdir shows of each, as
-    :meth:`Vfs.getattr` would of its node: the inode hashed from the encoded path, the rest
-    from the entry's head."""
-    prefix = _listing_prefix(listing)
-    paths = [prefix + name for name in listing.names]
-    inos = inodes_of_encoded(_listing_hasher(listing), paths)
+    :meth:`Vfs.getattr` would of its node: the inode numbered by position, the rest from the
+    entry's head."""
+    base = _listing_base(listing)
+    inos = cast(list[Inode], list(range(base, base + len(listing))))
     return inos, _rows(inos, listing.heads())
 
 
@@ -840,24 +841,7 @@ def _listing_row(listing: Listing, index: int) -> ListedRow:
     if listing.rows is not None:
         row: ListedRow = listing.rows[index]
         return row
-    return _row(listing, _listing_prefix(listing), index)
-
-
-def _listing_prefix(listing: Listing) -> bytes:
-    """The encoded path of ``listing``'s directory and a slash ('' at a version's root)."""
-    directory = listing.key.directory
-    return manifest.encode_path(directory) + b"/" if directory else b""
-
-
-def _child_inode(listing: Listing, prefix: bytes, index: int) -> int:
-    """``NodeKey.inode()`` of child ``index`` of ``listing`` (``prefix``: its
-    :func:`_listing_prefix`): what every child of a version shares is hashed once per
-    listing, and only the encoded path per child."""
-    return inode_of_encoded(_listing_hasher(listing), prefix + listing.names[index])
-
-
-def _row(listing: Listing, prefix: bytes, index: int) -> ListedRow:
-    return _rows((_child_inode(listing, prefix, index),), (listing.head(index),))[0]
+    return _rows((_listing_base(listing) + index,), (listing.head(index),))[0]
 
 
 def _shown(is_dir: bool, mode: int, size: int, mtime_ns: int) -> tuple[int, int, int, int]:

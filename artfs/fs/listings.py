@@ -50,9 +50,9 @@ class Listing:
     __slots__ = (
         "_bodies",
         "_entries",
+        "base",
         "children",
         "counts",
-        "hasher",
         "inos",
         "key",
         "names",
@@ -74,11 +74,11 @@ class Listing:
         self._bodies = bodies
         self._entries: list[FileEntry | None] = [None] * len(names)
         self.positions = dict(zip(names, range(len(names)), strict=True))
-        # The tree's node for each child, kept once made (None: not yet): its inode number is
-        # a hash and its attributes an object, asked for on every lookup and readdir.
+        # The tree's node for each child, kept once made (None: not yet): its attributes are
+        # an object, asked for on every lookup and readdir.
         self.children: list[Any] = [None] * len(names)
-        # The tree's hash of what every child's inode key shares (None: not yet made).
-        self.hasher: Any = None
+        # The inode number of the first child; the others follow (None: not yet made).
+        self.base: int | None = None
         # What readdir shows of each child, made once by the tree (None: not yet).
         self.rows: list[Any] | None = None
         # The inode of each child, made with the rows (None: not yet).

@@ -2,16 +2,17 @@
 
 Pure data and small pure helpers shared by the tree (:mod:`artfs.vfs`, lookups, listings and
 reads) and its staging half (:mod:`artfs.fs.staged_tree`, staged nodes and every change made
-through the mount). A node is keyed by what it *is* (:class:`NodeKey`), and its inode number is
-a hash of that key, so it is stable for the life of a mount. The helpers whose names start with
-an underscore belong to those two modules only.
+through the mount). A node is keyed by what it *is* (:class:`NodeKey`). Its inode number is a
+hash of that key, except for a version's entries: those are numbered by position from a base
+hashed per directory (:func:`entry_base`), so a listing's children cost no hash each. Either
+way a number depends only on what never changes, so it is the same across remounts. The
+helpers whose names start with an underscore belong to those two modules only.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NewType
 
@@ -60,44 +61,41 @@ class NodeKey:
     path: str = ""
 
     def inode(self) -> Inode:
+        """The inode number of the node this key names; not for a version's entry, numbered
+        from its directory (:func:`entry_base`)."""
         if self.kind is Kind.ROOT:
             return ROOT_INODE
-        return inode_of(self.shared_hash(), self.path)
+        if self.kind is Kind.ENTRY:
+            raise ValueError("a version entry's inode number comes from its directory's base")
+        return Inode(self.key_hash())
 
-    def shared_hash(self) -> Any:
-        """The inode hash fed with all of this key but its path: the same for every entry of
-        a version's listing, which makes it once (see ``Vfs``)."""
+    def key_hash(self) -> int:
+        """62 bits hashed from all of this key: the inode number of most nodes, and what
+        names a version's file in its usage edges (an entry's inode number before issue 17's
+        eighth pass, kept so that edges recorded before count the same files)."""
+        hasher = self._shared_hash()
+        hasher.update(manifest.encode_path(self.path))
+        return (int.from_bytes(hasher.digest(), "little") >> 2) | 2
+
+    def _shared_hash(self) -> Any:
         shared = (self.kind.value, self.project, self.name, str(self.number), self.alias, "")
         return hashlib.blake2b(manifest.encode_path("\0".join(shared)), digest_size=8)
 
 
-def inode_of(shared: Any, path: str) -> Inode:
-    """The inode number of the key whose :meth:`NodeKey.shared_hash` is ``shared`` (left as
-    it is) and whose path is ``path``."""
-    return inode_of_encoded(shared, manifest.encode_path(path))
+def entry_base(record: VersionRecord, directory: str) -> int:
+    """The inode number of position 0 of ``directory`` in version ``record``: its children
+    are numbered ``base + index`` in name order, which a version never changes.
 
-
-def inode_of_encoded(shared: Any, path: bytes) -> Inode:
-    """:func:`inode_of` of a path already encoded (``manifest.encode_path``)."""
-    hasher = shared.copy()
-    hasher.update(path)
-    return _inode_of_digest(hasher.digest())
-
-
-def inodes_of_encoded(shared: Any, paths: Iterable[bytes]) -> list[Inode]:
-    """:func:`inode_of_encoded` of each of ``paths`` (a listing's children at once)."""
-    copy, found = shared.copy, []
-    for path in paths:
-        hasher = copy()
-        hasher.update(path)
-        found.append(_inode_of_digest(hasher.digest()))
-    return found
-
-
-def _inode_of_digest(digest: bytes) -> Inode:
-    # 62 bits, never 0 or the root's 1: staged nodes number from 2**62 up, st_ino is signed
-    # in places (63 bits at most).
-    return Inode((int.from_bytes(digest, "little") >> 2) | 2)
+    The base is hashed from the version's key and the directory's path with a slash (a path
+    no entry has), 61 bits so that a base plus any index stays below 2**62, where staged
+    nodes are numbered; never 0 or the root's 1. Two directories' ranges overlap with a
+    chance of about directories x entries / 2**61 over a mount, less than a hash per entry
+    (entries**2 / 2**63) once directories hold more than a few entries each.
+    """
+    key = NodeKey(Kind.ENTRY, record.project, record.name, record.number)
+    hasher = key._shared_hash()
+    hasher.update(manifest.encode_path(directory) + b"/")
+    return (int.from_bytes(hasher.digest(), "little") >> 3) | 2
 
 
 @dataclass(slots=True)
@@ -217,8 +215,9 @@ def _artifact_or_none(project: str, name: str) -> ArtifactName | None:
 
 
 def _file_id(node: Node) -> bytes:
-    """What names a version's file in its usage edge: its inode number, a hash of the path."""
-    return node.ino.to_bytes(8, "big")
+    """What names a version's file in its usage edge: the hash of its key (see
+    :meth:`NodeKey.key_hash`)."""
+    return node.key.key_hash().to_bytes(8, "big")
 
 
 def _is_dir(node: Node) -> bool:

@@ -199,7 +199,7 @@ class StagedTree:
             art, number = read.base.artifact, read.base.version
             entry = NodeKey(Kind.ENTRY, art.project, art.name, number, path=read.path)
             version = catalog.version_key(art, number)
-            file = entry.inode().to_bytes(8, "big")
+            file = entry.key_hash().to_bytes(8, "big")
             self.recorder.opened(pid, art.project, (version, file))
         return FileHandle(fh)
 

@@ -476,6 +476,12 @@ def lookup(txn: Txn, record: VersionRecord, path: str) -> FileEntry | None:
     return None if root is None else trees.lookup(pages(txn), root, path)
 
 
+def lookup_ranked(txn: Txn, record: VersionRecord, path: str) -> tuple[int, FileEntry] | None:
+    """:func:`lookup`, with the entry's position in its directory (``trees.lookup_ranked``)."""
+    root = root_tree(record)
+    return None if root is None else trees.lookup_ranked(pages(txn), root, path)
+
+
 def list_dir(
     txn: Txn, record: VersionRecord, directory: str = "", *, after: str = ""
 ) -> Iterator[FileEntry]:

@@ -420,15 +420,26 @@ def _edit_leaves(leaves: list[Ref], edits: list[Edit], pages: Pages, put: Put) -
 
 def find(pages: Pages, directory: TreeId, name: bytes) -> bytes | None:
     """The body of ``name`` in a directory: one page per level."""
-    page = pages(directory)
+    found = _find(pages, directory, name, ranked=False)
+    return None if found is None else found[1]
+
+
+def _find(
+    pages: Pages, directory: TreeId, name: bytes, *, ranked: bool
+) -> tuple[int, bytes] | None:
+    """(position among the directory's children, body) of ``name``; the position is counted
+    only if ``ranked`` (else 0), from the entry counts index pages keep of the pages before."""
+    page, rank = pages(directory), 0
     while page.level > 0:
         index = bisect_right(page.keys, name) - 1
         if index < 0:
             return None
+        if ranked:
+            rank += sum(_read_varint(body, 32)[0] for body in page.bodies[:index])
         page = pages(page.child(index))
     index = bisect_left(page.keys, name)
     if index < len(page.keys) and page.keys[index] == name:
-        return page.bodies[index]
+        return rank + index, page.bodies[index]
     return None
 
 
@@ -478,12 +489,23 @@ def resolve_dir(pages: Pages, root: TreeId, directory: str) -> TreeId | None:
 
 
 def lookup(pages: Pages, root: TreeId, path: str) -> FileEntry | None:
+    found = _lookup(pages, root, path, ranked=False)
+    return None if found is None else found[1]
+
+
+def lookup_ranked(pages: Pages, root: TreeId, path: str) -> tuple[int, FileEntry] | None:
+    """:func:`lookup`, with the entry's position among its directory's children in name
+    order (what a listing of the directory would index it by)."""
+    return _lookup(pages, root, path, ranked=True)
+
+
+def _lookup(pages: Pages, root: TreeId, path: str, *, ranked: bool) -> tuple[int, FileEntry] | None:
     parent, _, name = path.rpartition("/")
     tree = resolve_dir(pages, root, parent)
     if tree is None:
         return None
-    body = find(pages, tree, encode_path(name))
-    return None if body is None else decode_entry(path, body)[0]
+    found = _find(pages, tree, encode_path(name), ranked=ranked)
+    return None if found is None else (found[0], decode_entry(path, found[1])[0])
 
 
 def list_dir(

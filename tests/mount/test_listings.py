@@ -11,6 +11,7 @@ import pytest
 from artfs.errors import NotFound
 from artfs.fs.errors import NoAttribute
 from artfs.fs.listings import Listing, ListingCache, ListingKey
+from artfs.fs.nodes import Kind, NodeKey, entry_base
 from artfs.names import ArtifactName, Ref
 from artfs.store import Store
 from artfs.store.gc import collect
@@ -325,15 +326,47 @@ def test_directory_larger_than_the_listing_budget_lists_and_looks_up_right(
         assert vfs.listings.entries <= 10  # d's listing was not kept
 
 
-def test_listed_nodes_have_the_inode_their_key_hashes_to(tmp_path: Path) -> None:
-    files = FILES | {"d/na\u00efve \u2603.txt": b"snow\n"}
+def test_entries_are_numbered_by_position_from_their_directory_base(tmp_path: Path) -> None:
+    """A version's entries get base + position in their directory: what readdir's nodes and
+    rows, a lookup, a lookup in a directory over the listing budget (counted through the
+    index) and another mount's tree all give, every number distinct."""
+    files = FILES | {"d/na\u00efve \u2603.txt": b"snow\n", "d/sub/deep.txt": b"deep\n"}
     put(tmp_path / "home", tree(tmp_path / "src", files), "proj/set")
     with Store.open(tmp_path / "home") as store:
         vfs = Vfs.create(store, lineage=False)
-        for path in ("proj/set/v0", "proj/set/v0/d"):
-            fh = vfs.opendir(walk_to(vfs, path))
+        seen: dict[int, str] = {}
+        for path in ("proj/set/v0", "proj/set/v0/d", "proj/set/v0/d/sub"):
+            directory = walk_to(vfs, path)
+            node = vfs.node(directory)
+            assert node.record is not None
+            base = entry_base(node.record, node.key.path)
+            fh = vfs.opendir(directory)
             try:
                 nodes = [entry.node for entry in vfs.readdir(fh, 0)]
             finally:
                 vfs.releasedir(fh)
-            assert nodes and all(node.ino == node.key.inode() for node in nodes)
+            assert [n.ino for n in nodes] == list(range(base, base + len(nodes)))
+            fh, listing, rows = open_listed(vfs, directory)
+            vfs.releasedir(fh)
+            assert [row[0] for row in rows] == [n.ino for n in nodes]
+            for index, name in enumerate(listing.names):
+                assert vfs.lookup(directory, name).ino == base + index
+                seen[base + index] = f"{path}/{name.decode()}"
+            other = Vfs.create(store, lineage=False)  # another mount, over the budget
+            other.listings = ListingCache(budget_entries=2)
+            other_dir = walk_to(other, path)
+            assert names_in(other, other_dir) == listing.names  # found too large to keep
+            for index, name in enumerate(listing.names):
+                assert other.lookup(other_dir, name).ino == base + index
+        assert len(seen) == 2 + 42 + 1  # v0: d, top.txt; d: 41 files and sub; sub: deep.txt
+        with pytest.raises(ValueError, match="base"):
+            nodes[0].key.inode()  # an entry's key alone does not say its number
+
+
+def test_numbers_kept_across_releases_are_those_earlier_ones_gave() -> None:
+    """A version's inode and a version file's id in usage edges (counted once per run, so an
+    id that changed would count a file again) are what the code before entries were numbered
+    by position gave (its NodeKey.inode(), 82aaa8a)."""
+    file = NodeKey(Kind.ENTRY, "proj", "set", 3, path="d/a.bin")
+    assert file.key_hash() == 1083848828576802735
+    assert NodeKey(Kind.VERSION, "proj", "set", 3).inode() == 74728504116078766

@@ -341,6 +341,10 @@ def check_listings(objects: Objects, root: TreeId, content: dict[str, FileEntry]
         assert list(trees.entry_heads(bodies)) == [
             (e.is_dir, e.mode, e.size, e.mtime_ns) for e in children
         ]
+        # A lookup counts the child's position on its way down (a mount's inode number).
+        for index, child in enumerate(children):
+            assert trees.lookup_ranked(pages, root, child.path) == (index, child)
+        assert trees.lookup_ranked(pages, root, posixpath.join(directory, "\x7fnone")) is None
         for after in [None, b"", *names, *(n + b"\0" for n in names), b"\xff"]:
             start = None if after is None else after.decode("utf-8", "surrogateescape")
             listed = [e.name.encode() for e in trees.list_dir(pages, root, directory, start)]
