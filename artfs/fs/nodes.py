@@ -86,15 +86,16 @@ def entry_base(record: VersionRecord, directory: str) -> int:
     """The inode number of position 0 of ``directory`` in version ``record``: its children
     are numbered ``base + index`` in name order, which a version never changes.
 
-    The base is hashed from the version's key and the directory's path with a slash (a path
-    no entry has), 61 bits so that a base plus any index stays below 2**62, where staged
-    nodes are numbered; never 0 or the root's 1. Two directories' ranges overlap with a
-    chance of about directories x entries / 2**61 over a mount, less than a hash per entry
-    (entries**2 / 2**63) once directories hold more than a few entries each.
+    The base is hashed from the version's key, its commit time (so a number given to other
+    content, as a rebuilt index could, numbers its entries anew) and the directory's path
+    with a slash (a path no entry has); 61 bits so that a base plus any index stays below
+    2**62, where staged nodes are numbered; never 0 or the root's 1. Two directories' ranges
+    overlap with a chance of about directories x entries / 2**61 over a mount, less than a
+    hash per entry (entries**2 / 2**63) once directories hold more than a few entries each.
     """
     key = NodeKey(Kind.ENTRY, record.project, record.name, record.number)
     hasher = key._shared_hash()
-    hasher.update(manifest.encode_path(directory) + b"/")
+    hasher.update(repr(record.created).encode() + b"\0" + manifest.encode_path(directory) + b"/")
     return (int.from_bytes(hasher.digest(), "little") >> 3) | 2
 
 

@@ -353,9 +353,11 @@ def test_entries_are_numbered_by_position_from_their_directory_base(tmp_path: Pa
                 assert vfs.lookup(directory, name).ino == base + index
                 seen[base + index] = f"{path}/{name.decode()}"
             other = Vfs.create(store, lineage=False)  # another mount, over the budget
-            other.listings = ListingCache(budget_entries=2)
+            other.listings = ListingCache(budget_entries=1)
             other_dir = walk_to(other, path)
-            assert names_in(other, other_dir) == listing.names  # found too large to keep
+            assert names_in(other, other_dir) == listing.names
+            other_node = other.node(other_dir)
+            assert other.listings.too_large(other._listing_key(other_node)) == (len(nodes) > 1)
             for index, name in enumerate(listing.names):
                 assert other.lookup(other_dir, name).ino == base + index
         assert len(seen) == 2 + 42 + 1  # v0: d, top.txt; d: 41 files and sub; sub: deep.txt
