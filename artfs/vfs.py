@@ -154,20 +154,20 @@ class Vfs(StagedTree):
         self._remember_listed(listing, ((index, ino),))
 
     def remember_listed_range(self, listing: Listing, start: int, stop: int) -> None:
-        """:meth:`remember_listed` of children ``start`` to ``stop`` of ``listing``, whose
-        rows :meth:`listed` made (what one readdir passed on): a walk makes no node.
+        """:meth:`remember_listed` of children ``start`` to ``stop`` of ``listing`` (what one
+        readdir passed on): a walk makes no node.
 
         When the kernel holds none of them yet (a directory's first readdir, as in a walk),
         each count is 0 (a child is counted only while in the listed table) and they are
         counted and entered in bulk, with no Python step per child: 1.1 -> 0.2 ms per 3,000
         (issue 17, eighth pass)."""
-        assert listing.inos is not None
-        inos = listing.inos[start:stop]
+        base = _listing_base(listing)
+        inos = range(base + start, base + stop)  # numbered by position
         listed = self._listed
         if listed.keys().isdisjoint(inos) and self._nodes.keys().isdisjoint(inos):
             listing.counts[start:stop] = [1] * len(inos)
             spots = zip(repeat(listing, len(inos)), range(start, stop), strict=True)
-            listed.update(zip(inos, spots, strict=True))
+            listed.update(zip(cast(Iterable[Inode], inos), spots, strict=True))
             return
         self._remember_listed(listing, zip(range(start, stop), inos, strict=True))
 
@@ -522,7 +522,7 @@ class Vfs(StagedTree):
             handle.listing = self._listing(node)
         listing = handle.listing
         if listing.rows is None:
-            listing.inos, listing.rows = _listing_rows(listing)
+            listing.rows = _listing_rows(listing)
         return listing, listing.rows
 
     def lookup_listed(self, parent: int, name: bytes) -> ListedRow | None:
@@ -827,13 +827,11 @@ def _listing_base(listing: Listing) -> int:
 ListedRow = tuple[int, int, int, int, int]
 
 
-def _listing_rows(listing: Listing) -> tuple[list[Inode], list[ListedRow]]:
-    """The inode of every child of ``listing`` and what readdir shows of each, as
-    :meth:`Vfs.getattr` would of its node: the inode numbered by position, the rest from the
-    entry's head."""
+def _listing_rows(listing: Listing) -> list[ListedRow]:
+    """What readdir shows of every child of ``listing``, as :meth:`Vfs.getattr` would of its
+    node: the inode numbered by position, the rest from the entry's head."""
     base = _listing_base(listing)
-    inos = cast(list[Inode], list(range(base, base + len(listing))))
-    return inos, _rows(inos, listing.heads())
+    return _rows(range(base, base + len(listing)), listing.heads())
 
 
 def _listing_row(listing: Listing, index: int) -> ListedRow:

@@ -53,7 +53,6 @@ class Listing:
         "base",
         "children",
         "counts",
-        "inos",
         "key",
         "names",
         "positions",
@@ -81,8 +80,6 @@ class Listing:
         self.base: int | None = None
         # What readdir shows of each child, made once by the tree (None: not yet).
         self.rows: list[Any] | None = None
-        # The inode of each child, made with the rows (None: not yet).
-        self.inos: list[Any] | None = None
         # Kernel references to children it got from readdir and the tree has made no node
         # for (see Vfs.remember_listed): the node, once made, takes its count over.
         self.counts: list[int] = [0] * len(names)

@@ -4,6 +4,8 @@ and that they stay right when versions are deleted, collected and new ones commi
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -118,18 +120,27 @@ def test_listed_rows_are_what_a_node_of_each_child_shows(tmp_path: Path) -> None
         vfs.releasedir(fh)
 
 
+@contextmanager
+def d_listed(
+    tmp_path: Path,
+) -> Iterator[tuple[Vfs, int, int, int, Listing, list[ListedRow]]]:
+    """FILES put as proj/set, and a tree over it with ``v0/d`` open and listed: (the tree, d's
+    inode, the node count before the listing, the handle, d's listing and rows)."""
+    put(tmp_path / "home", tree(tmp_path / "src", FILES), "proj/set")
+    with Store.open(tmp_path / "home") as store:
+        vfs = Vfs.create(store, lineage=False)
+        d = walk_to(vfs, "proj/set/v0/d")
+        before = vfs.node_count
+        yield (vfs, d, before, *open_listed(vfs, d))
+
+
 def test_children_sent_by_readdir_are_counted_without_nodes_until_used(
     tmp_path: Path,
 ) -> None:
     """A child readdir passed on is held by the kernel with no node made; the first request
     for its inode makes the node with every reference counted, and forgetting them all
     leaves neither the node nor the listed child behind."""
-    put(tmp_path / "home", tree(tmp_path / "src", FILES), "proj/set")
-    with Store.open(tmp_path / "home") as store:
-        vfs = Vfs.create(store, lineage=False)
-        d = walk_to(vfs, "proj/set/v0/d")
-        before = vfs.node_count
-        fh, listing, rows = open_listed(vfs, d)
+    with d_listed(tmp_path) as (vfs, d, before, fh, listing, rows):
         for _ in range(2):  # two walks, as the kernel counts them
             for index, row in enumerate(rows):
                 vfs.remember_listed(listing, index, row[0])
@@ -168,12 +179,7 @@ def test_a_readdir_range_counts_what_one_remember_per_child_counts(tmp_path: Pat
     """The counts a readdir's range adds (in bulk when the kernel holds none of them, child
     by child otherwise) are those of one remember per child: a node held before, children
     sent twice and once are each forgotten after exactly their references."""
-    put(tmp_path / "home", tree(tmp_path / "src", FILES), "proj/set")
-    with Store.open(tmp_path / "home") as store:
-        vfs = Vfs.create(store, lineage=False)
-        d = walk_to(vfs, "proj/set/v0/d")
-        before = vfs.node_count
-        fh, listing, rows = open_listed(vfs, d)
+    with d_listed(tmp_path) as (vfs, d, before, fh, listing, rows):
         assert vfs.lookup(d, listing.names[5]).ino == rows[5][0]  # held before any readdir
 
         def send(start: int, stop: int) -> None:
