@@ -681,7 +681,9 @@ class Vfs(StagedTree):
         def load_cached(ref: ChunkRef) -> bytes | None:
             return store.read_pinned_cached(ref, pins)
 
-        return FileReader(entry, self.cache, load, local, load_cached)
+        # Version files are opened with keep_cache: what a sequential reader has read is in
+        # the kernel's page cache, and the daemon need not keep it too.
+        return FileReader(entry, self.cache, load, local, load_cached, drop_behind=True)
 
     def reference_entry(self, ino: int) -> FileEntry | None:
         """The entry of a reference file (content fetched from its URI), else None."""

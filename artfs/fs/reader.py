@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -112,6 +112,13 @@ class ChunkCache:
                 done.set()
         return loading.data
 
+    def discard(self, ref: ChunkRef) -> None:
+        """Forget ``ref``'s bytes if they are cached (a load under way is left to finish)."""
+        with self._lock:
+            data = self._chunks.pop(ref.chunk_id, None)
+            if data is not None:
+                self._size -= len(data)
+
     def put(self, ref: ChunkRef, data: bytes) -> None:
         """Keep ``data``, verified bytes of ``ref`` loaded by the caller."""
         with self._lock:
@@ -147,6 +154,10 @@ class FileReader:
     two cores. Planned chunks wait in a queue in the order they are wanted; the daemon's
     loaders take them from its front (:meth:`fetch_next`), so they load in that order whatever
     order the loaders are scheduled in.
+
+    With ``drop_behind`` (a version file, whose pages the kernel keeps: ``keep_cache``), a
+    sequential reader's chunks leave the cache once it has read past them (see
+    :meth:`_drop_behind`).
     """
 
     def __init__(
@@ -156,8 +167,13 @@ class FileReader:
         load: ChunkLoader | None = None,
         local: Callable[[ChunkRef], bool] | None = None,
         load_cached: Callable[[ChunkRef], bytes | None] | None = None,
+        *,
+        drop_behind: bool = False,
     ) -> None:
         self.entry = entry
+        self._drops_behind = drop_behind
+        self._dropped_until = 0  # chunks below this index were dropped (or kept on purpose)
+        self._repeated: frozenset[bytes] | None = None  # ids of chunks the file holds twice
         self._cache = cache
         self._load = load  # None: the cache's loader (a fresh index lookup per chunk)
         # A chunk's verified bytes if its pack bytes are in the page cache, else None (never
@@ -257,10 +273,13 @@ class FileReader:
             ahead = []
         elif sequential:
             ahead = self._plan_window(span, offset + size)
+            if self._drops_behind:
+                self._drop_behind(offset - SEQUENTIAL_SLACK)
         else:
             self._window = 0
             self._ahead_until = 0
             self._seeks += 1
+            self._dropped_until = span.start if span else len(self.entry.chunks)
             ahead = self._plan_whole(span)
         self._ahead.extend(ahead)
         return own + ahead
@@ -294,6 +313,30 @@ class FileReader:
             index += 1
         self._ahead_until = max(self._ahead_until, index)
         return ahead
+
+    def _drop_behind(self, offset: int) -> None:
+        """Drop from the cache the chunks a sequential reader has read past: those that end at
+        or before ``offset``, from where its run of sequential reads began.
+
+        The kernel keeps a version file's pages (``keep_cache``), so a later read of those
+        bytes, by this process or another, is served from its page cache and the daemon's copy
+        would be a second one. Freed, their memory is what the next chunks are read into: a
+        fresh daemon otherwise faults in a new page for every 4 KiB it loads, which costs this
+        VM ~0.8 ms per MiB, eight times reading it from the page cache (docs/mount.md, "Ninth
+        pass"). A chunk the file holds more than once stays, and so does every chunk of a file
+        read at random. What is lost: a chunk another file shares (another version of the
+        same data) is read from its pack again rather than found here."""
+        stop = bisect.bisect_right(self._starts, offset) - 1  # chunks below end by offset
+        if stop <= self._dropped_until:
+            return
+        chunks = self.entry.chunks
+        if self._repeated is None:
+            counts = Counter(ref.chunk_id for ref in chunks)
+            self._repeated = frozenset(cid for cid, count in counts.items() if count > 1)
+        for index in range(self._dropped_until, stop):
+            if chunks[index].chunk_id not in self._repeated:
+                self._cache.discard(chunks[index])
+        self._dropped_until = stop
 
     def _plan_whole(self, span: range) -> list[ChunkRef]:
         """Every chunk not cached after a read of ``span``, for a file read at random that is

@@ -16,7 +16,7 @@ import trio
 from artfsd.operations import ArtfsOperations
 
 from artfs.errors import CorruptData
-from artfs.fs.reader import RANDOM_READAHEAD_BYTES
+from artfs.fs.reader import RANDOM_READAHEAD_BYTES, SEQUENTIAL_SLACK
 from artfs.store import Store, packs
 from artfs.store.hashing import ChunkId
 from artfs.store.manifest import ChunkRef, FileEntry, Kind
@@ -161,6 +161,50 @@ def test_read_ahead_window_stays_within_a_quarter_of_the_cache() -> None:
     assert planned <= 2 + 1  # 8 MiB / 4 ahead of the 1 MiB read so far
 
 
+def cached_indexes(cache: ChunkCache, entry: FileEntry) -> set[int]:
+    return {i for i, ref in enumerate(entry.chunks) if cache.peek(ref) is not None}
+
+
+def test_a_sequential_reader_s_chunks_leave_the_cache_once_it_is_past_them() -> None:
+    """With drop_behind, chunks a sequential reader has read past (by more than the slack a
+    read may step back) are dropped; a chunk the file holds twice stays, and after a seek the
+    drops start again from there."""
+    chunks = [ChunkRef(ChunkId(bytes([i]) * 32), MIB) for i in range(12)]
+    chunks[9] = chunks[2]  # the same content twice in the file
+    entry = FileEntry("f", Kind.FILE, 0o644, 12 * MIB, 0, chunks=tuple(chunks))
+    cache = fake_cache()
+    reader = FileReader(entry, cache, drop_behind=True)
+    step = 256 << 10
+    for offset in range(0, 6 * MIB, step):
+        reader.plan(offset, step)
+        assert bytes(reader.read(offset, step)) == bytes([offset // MIB]) * step
+    # Read up to 6 MiB: the last read began at 6 MiB - 256 KiB, so chunks 0-4 end more than
+    # the slack before it; chunk 2 is also chunk 9, and stays.
+    assert cached_indexes(cache, entry) & set(range(6)) == {2, 5}
+    reader.plan(MIB, 4096)  # a seek back: drops now start at the chunk of this read
+    for offset in range(MIB, 4 * MIB, step):
+        reader.plan(offset, step)
+        reader.read(offset, step)
+    assert cached_indexes(cache, entry) & set(range(6)) == {2, 3, 5}  # 3: reloaded, in slack
+    assert cache.size == 3 * MIB  # what it holds: chunks 2 (also 9), 3 and 5
+
+
+def test_without_drop_behind_and_at_random_every_chunk_stays() -> None:
+    entry = entry_of([MIB] * 8)
+    cache = fake_cache()
+    kept = FileReader(entry, cache)
+    for offset in range(0, 8 * MIB, MIB):
+        kept.plan(offset, MIB)
+        kept.read(offset, MIB)
+    assert cached_indexes(cache, entry) == set(range(8))
+    cache = fake_cache()
+    at_random = FileReader(entry, cache, drop_behind=True)
+    for offset in (5 * MIB, 2 * MIB, *range(0, 8 * MIB, MIB)):  # two seeks, then in order
+        at_random.plan(offset, MIB)
+        at_random.read(offset, MIB)
+    assert cached_indexes(cache, entry) == set(range(8))
+
+
 def test_reads_across_chunks_are_exact() -> None:
     sizes = [300_000, 1_000_000, 7, 500_000]
     entry = entry_of(sizes)
@@ -253,6 +297,21 @@ def test_sequential_reads_with_read_ahead_are_exact(big: tuple[Path, bytes], ste
         ops = ArtfsOperations(Vfs.create(store, cache_bytes=64 * MIB, lineage=False))
         ino = lookup(ops, "proj/big/v0/big.bin")
         assert read_whole(ops, ino, len(content), step) == content
+
+
+def test_a_version_file_read_in_order_is_dropped_behind_and_read_again_exactly(
+    big: tuple[Path, bytes],
+) -> None:
+    """The daemon keeps little of a version file read front to back (the kernel has its
+    pages); read again, as after the kernel dropped them, the chunks load again, verified."""
+    home, content = big
+    with Store.open(home) as store:
+        vfs = Vfs.create(store, cache_bytes=64 * MIB, lineage=False)
+        ops = ArtfsOperations(vfs)
+        ino = lookup(ops, "proj/big/v0/big.bin")
+        assert read_whole(ops, ino, len(content), MIB) == content
+        assert vfs.cache.size <= 2 * MIB + SEQUENTIAL_SLACK < len(content) // 4
+        assert read_whole(ops, ino, len(content), 128 << 10) == content
 
 
 def test_random_reader_s_chunks_are_loaded_and_cached_in_the_background(
