@@ -111,6 +111,7 @@ class Vfs(StagedTree):
         self._listed: dict[Inode, tuple[Listing, int]] = {}
         self._files: dict[FileHandle, FileReader] = {}
         self._pins: dict[FileHandle, PinnedChunks] = {}
+        self._holding: dict[FileHandle, int] = {}  # handle -> its inode, held in the cache
         self._dirs: dict[FileHandle, _DirHandle] = {}
         self._next_handle = 1
         # Staging (artfs.fs.staging): staged inodes, open staged and virtual files, commits.
@@ -620,6 +621,8 @@ class Vfs(StagedTree):
             self._files[fh] = FileReader.holding(node.entry, self.cache, content)
         else:
             self._files[fh] = self._pinned_reader(fh, node.entry)
+            self.cache.hold(ino, node.entry.chunks)
+            self._holding[fh] = ino
         self._record_open(node, pid)
         return fh
 
@@ -682,7 +685,7 @@ class Vfs(StagedTree):
             return store.read_pinned_cached(ref, pins)
 
         # Version files are opened with keep_cache: what a sequential reader has read is in
-        # the kernel's page cache, and the daemon need not keep it too.
+        # the kernel's page cache, and the daemon need not keep it too (see open()'s hold).
         return FileReader(entry, self.cache, load, local, load_cached, drop_behind=True)
 
     def reference_entry(self, ino: int) -> FileEntry | None:
@@ -707,7 +710,10 @@ class Vfs(StagedTree):
         return found
 
     def release(self, fh: int) -> None:
-        self._files.pop(FileHandle(fh), None)
+        reader = self._files.pop(FileHandle(fh), None)
+        ino = self._holding.pop(FileHandle(fh), None)
+        if reader is not None and ino is not None:
+            self.cache.unhold(ino, reader.entry.chunks)
         pins = self._pins.pop(FileHandle(fh), None)
         if pins is not None:
             self.store.unpin_chunks(pins)

@@ -61,6 +61,10 @@ class ChunkCache:
         self._loading: dict[bytes, _Loading] = {}
         self._size = 0
         self._lock = threading.Lock()
+        # Chunk id -> how many open files hold it; an open file is its inode, counted once
+        # however many handles it has, as they share one kernel page cache (see hold()).
+        self._holders: Counter[bytes] = Counter()
+        self._handles: Counter[int] = Counter()  # open file -> its handles
 
     @property
     def size(self) -> int:
@@ -111,6 +115,33 @@ class ChunkCache:
             if done is not None:
                 done.set()
         return loading.data
+
+    def hold(self, file: int, chunks: Sequence[ChunkRef]) -> None:
+        """Note a handle of the open file ``file`` (an inode), whose content is ``chunks``:
+        a sequential reader drops a chunk behind it only while no other open file holds it
+        (see :meth:`FileReader._drop_behind`)."""
+        with self._lock:
+            self._handles[file] += 1
+            if self._handles[file] == 1:
+                self._holders.update({ref.chunk_id for ref in chunks})
+
+    def unhold(self, file: int, chunks: Sequence[ChunkRef]) -> None:
+        """Undo one :meth:`hold` of ``file`` with the same ``chunks``."""
+        with self._lock:
+            self._handles[file] -= 1
+            if self._handles[file]:
+                return
+            del self._handles[file]
+            for chunk_id in {ref.chunk_id for ref in chunks}:
+                left = self._holders[chunk_id] - 1
+                if left:
+                    self._holders[chunk_id] = left
+                else:
+                    del self._holders[chunk_id]
+
+    def held_elsewhere(self, ref: ChunkRef) -> bool:
+        """Whether more than one open file holds ``ref`` (the asker being one of them)."""
+        return self._holders.get(ref.chunk_id, 0) > 1
 
     def discard(self, ref: ChunkRef) -> None:
         """Forget ``ref``'s bytes if they are cached (a load under way is left to finish)."""
@@ -323,9 +354,11 @@ class FileReader:
         would be a second one. Freed, their memory is what the next chunks are read into: a
         fresh daemon otherwise faults in a new page for every 4 KiB it loads, which costs this
         VM ~0.8 ms per MiB, eight times reading it from the page cache (docs/mount.md, "Ninth
-        pass"). A chunk the file holds more than once stays, and so does every chunk of a file
-        read at random. What is lost: a chunk another file shares (another version of the
-        same data) is read from its pack again rather than found here."""
+        pass"). A chunk stays when the file holds it more than once (a run of zeros cut into
+        equal chunks), or another open file holds it too (another version's copy of the same
+        data, read beside this one: its kernel pages are its own); so does every chunk of a
+        file read at random. What is lost: a file that shares the chunk and is opened only
+        later reads it from its pack again rather than finding it here."""
         stop = bisect.bisect_right(self._starts, offset) - 1  # chunks below end by offset
         if stop <= self._dropped_until:
             return
@@ -334,8 +367,9 @@ class FileReader:
             counts = Counter(ref.chunk_id for ref in chunks)
             self._repeated = frozenset(cid for cid, count in counts.items() if count > 1)
         for index in range(self._dropped_until, stop):
-            if chunks[index].chunk_id not in self._repeated:
-                self._cache.discard(chunks[index])
+            ref = chunks[index]
+            if ref.chunk_id not in self._repeated and not self._cache.held_elsewhere(ref):
+                self._cache.discard(ref)
         self._dropped_until = stop
 
     def _plan_whole(self, span: range) -> list[ChunkRef]:

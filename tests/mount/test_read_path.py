@@ -189,6 +189,34 @@ def test_a_sequential_reader_s_chunks_leave_the_cache_once_it_is_past_them() -> 
     assert cache.size == 3 * MIB  # what it holds: chunks 2 (also 9), 3 and 5
 
 
+def test_a_chunk_another_open_file_holds_is_not_dropped_behind() -> None:
+    """Another open file holding a chunk (another version's copy, whose kernel pages are its
+    own) keeps it cached; handles of one file count once, and the hold ends at its last."""
+    entry = entry_of([MIB] * 8)
+    other = FileEntry("g", Kind.FILE, 0o644, 2 * MIB, 0, chunks=entry.chunks[2:4])
+    cache = fake_cache()
+    cache.hold(1, entry.chunks)
+    cache.hold(1, entry.chunks)  # a second handle of the same file
+    cache.hold(2, other.chunks)
+    reader = FileReader(entry, cache, drop_behind=True)
+
+    def read_from_start() -> None:
+        for offset in range(0, 8 * MIB, MIB):
+            reader.plan(offset, MIB)
+            reader.read(offset, MIB)
+
+    read_from_start()
+    assert cached_indexes(cache, entry) == {2, 3, 6, 7}  # 2 and 3: file 2 holds them
+    cache.unhold(2, other.chunks)
+    cache.unhold(1, entry.chunks)
+    read_from_start()  # a seek back to the start, then in order again
+    assert cached_indexes(cache, entry) == {6, 7}
+    assert not cache.held_elsewhere(entry.chunks[2])
+    cache.unhold(1, entry.chunks)
+    cache.hold(3, other.chunks)
+    assert not cache.held_elsewhere(entry.chunks[2])  # file 1 closed: one holder
+
+
 def test_without_drop_behind_and_at_random_every_chunk_stays() -> None:
     entry = entry_of([MIB] * 8)
     cache = fake_cache()
@@ -312,6 +340,33 @@ def test_a_version_file_read_in_order_is_dropped_behind_and_read_again_exactly(
         assert read_whole(ops, ino, len(content), MIB) == content
         assert vfs.cache.size <= 2 * MIB + SEQUENTIAL_SLACK < len(content) // 4
         assert read_whole(ops, ino, len(content), 128 << 10) == content
+
+
+def test_open_files_hold_their_chunks_once_per_inode_until_the_last_release(
+    big: tuple[Path, bytes],
+) -> None:
+    """The same content in two versions is two open files (two kernel page caches); two
+    handles of one file are one."""
+    home, _ = big
+    put(home, home.parent / "src", "proj/copy")
+    with Store.open(home) as store:
+        vfs = Vfs.create(store, cache_bytes=64 * MIB, lineage=False)
+        ops = ArtfsOperations(vfs)
+        first = lookup(ops, "proj/big/v0/big.bin")
+        copy = lookup(ops, "proj/copy/v0/big.bin")
+        handles = [vfs.open(first, os.O_RDONLY)]
+        chunk = vfs.reader(handles[0]).entry.chunks[0]
+        assert not vfs.cache.held_elsewhere(chunk)
+        handles.append(vfs.open(first, os.O_RDONLY))
+        assert not vfs.cache.held_elsewhere(chunk)
+        other = vfs.open(copy, os.O_RDONLY)
+        assert vfs.cache.held_elsewhere(chunk)
+        vfs.release(handles.pop())
+        assert vfs.cache.held_elsewhere(chunk)  # the first handle is still open
+        vfs.release(handles.pop())
+        assert not vfs.cache.held_elsewhere(chunk)
+        vfs.release(other)
+        assert not vfs.cache.held_elsewhere(chunk)
 
 
 def test_random_reader_s_chunks_are_loaded_and_cached_in_the_background(
