@@ -33,7 +33,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from itertools import repeat
 from pathlib import Path
 from typing import cast
@@ -59,11 +59,13 @@ from artfs.fs.nodes import (
     _is_dir,
     entry_base,
 )
+from artfs.fs.overlay import open_reader
 from artfs.fs.reader import (
     DEFAULT_CACHE_BYTES,
     INLINE_LOAD_BYTES,
     READAHEAD_START_BYTES,
     ChunkCache,
+    ChunkHolders,
     FileReader,
     ReadBuffer,
 )
@@ -75,7 +77,7 @@ from artfs.names import parse_version
 from artfs.store import catalog, manifest, staging
 from artfs.store.catalog import COMMITTED, VersionRecord
 from artfs.store.index import Txn
-from artfs.store.manifest import ChunkRef, FileEntry
+from artfs.store.manifest import FileEntry
 from artfs.store.repository import PinnedChunks, Store
 from artfs.usage import UsageRecorder
 
@@ -111,11 +113,14 @@ class Vfs(StagedTree):
         self._listed: dict[Inode, tuple[Listing, int]] = {}
         self._files: dict[FileHandle, FileReader] = {}
         self._pins: dict[FileHandle, PinnedChunks] = {}
-        self._holding: dict[FileHandle, int] = {}  # handle -> its inode, held in the cache
+        # Which open files hold each chunk (see FileReader's drop_behind), and the inode each
+        # handle of a version file holds it for.
+        self.holders = ChunkHolders()
+        self._holding: dict[FileHandle, Inode] = {}
         self._dirs: dict[FileHandle, _DirHandle] = {}
         self._next_handle = 1
         # Staging (artfs.fs.staging): staged inodes, open staged and virtual files, commits.
-        self.staging = StagingView(store, cache, relocate=self._relocate)
+        self.staging = StagingView(store, cache, self.holders, relocate=self._relocate)
 
     @classmethod
     def create(
@@ -619,11 +624,12 @@ class Vfs(StagedTree):
             # Held whole by the handle: it reads after its version is deleted and gc ran,
             # with no pack pinned, and release has nothing to undo.
             self._files[fh] = FileReader.holding(node.entry, self.cache, content)
-        else:
-            self._files[fh] = self._pinned_reader(fh, node.entry)
-            self.cache.hold(ino, node.entry.chunks)
-            self._holding[fh] = ino
+            self._record_open(node, pid)
+            return fh
+        self._files[fh] = self._pinned_reader(fh, node.entry, flags)
         self._record_open(node, pid)
+        self.holders.hold(ino, node.entry.chunks)  # last: nothing after it can fail
+        self._holding[fh] = Inode(ino)
         return fh
 
     def _record_open(self, node: Node, pid: int) -> None:
@@ -666,27 +672,18 @@ class Vfs(StagedTree):
         self.cache.put(ref, data)
         return data
 
-    def _pinned_reader(self, fh: FileHandle, entry: FileEntry) -> FileReader:
+    def _pinned_reader(self, fh: FileHandle, entry: FileEntry, flags: int) -> FileReader:
         """A reader whose chunk locations are resolved now and their packs held open until
-        release, so the handle keeps reading after its version is deleted and gc ran. One
-        index get per chunk (2 and a 32-byte read for a dictionary-coded one)."""
-        pins = self.store.pin_chunks(entry.chunks)
+        release, so the handle keeps reading after its version is deleted and gc ran.
+
+        Version files are opened with ``keep_cache``: what a sequential reader has read is in
+        the kernel's page cache, and the daemon drops it behind the reader; not for
+        ``O_DIRECT``, whose every read comes back here."""
+        drop_behind = None if flags & os.O_DIRECT else self.holders
+        reader, pins = open_reader(self.store, entry, self.cache, drop_behind)
         if pins.packs:
             self._pins[fh] = pins
-        store = self.store
-
-        def load(ref: ChunkRef, following: Sequence[ChunkRef]) -> bytes:
-            return store.read_pinned(ref, pins, following)
-
-        def local(ref: ChunkRef) -> bool:
-            return ref.chunk_id in pins.locations
-
-        def load_cached(ref: ChunkRef) -> bytes | None:
-            return store.read_pinned_cached(ref, pins)
-
-        # Version files are opened with keep_cache: what a sequential reader has read is in
-        # the kernel's page cache, and the daemon need not keep it too (see open()'s hold).
-        return FileReader(entry, self.cache, load, local, load_cached, drop_behind=True)
+        return reader
 
     def reference_entry(self, ino: int) -> FileEntry | None:
         """The entry of a reference file (content fetched from its URI), else None."""
@@ -710,10 +707,10 @@ class Vfs(StagedTree):
         return found
 
     def release(self, fh: int) -> None:
-        reader = self._files.pop(FileHandle(fh), None)
+        self._files.pop(FileHandle(fh), None)
         ino = self._holding.pop(FileHandle(fh), None)
-        if reader is not None and ino is not None:
-            self.cache.unhold(ino, reader.entry.chunks)
+        if ino is not None:
+            self.holders.release(ino)
         pins = self._pins.pop(FileHandle(fh), None)
         if pins is not None:
             self.store.unpin_chunks(pins)

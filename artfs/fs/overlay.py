@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from artfs.fs.backing import Backing, join
-from artfs.fs.reader import ChunkCache, FileReader
+from artfs.fs.reader import ChunkCache, ChunkHolders, FileReader
 from artfs.names import ArtifactName
 from artfs.store import manifest, staging
 from artfs.store.manifest import ChunkRef, FileEntry
@@ -73,10 +73,12 @@ class BaseRead:
 
 
 def open_reader(
-    store: Store, entry: FileEntry, cache: ChunkCache
+    store: Store, entry: FileEntry, cache: ChunkCache, drop_behind: ChunkHolders | None = None
 ) -> tuple[FileReader, PinnedChunks]:
     """A verified reader of a stored file whose chunk locations are resolved now, with their
-    packs held open until :meth:`Store.unpin_chunks` (so gc cannot take them meanwhile)."""
+    packs held open until :meth:`Store.unpin_chunks` (so gc cannot take them meanwhile). One
+    index get per chunk (2 and a 32-byte read for a dictionary-coded one). ``drop_behind``:
+    see :class:`FileReader`."""
     pins = store.pin_chunks(entry.chunks)
 
     def load(ref: ChunkRef, following: Sequence[ChunkRef]) -> bytes:
@@ -88,7 +90,7 @@ def open_reader(
     def load_cached(ref: ChunkRef) -> bytes | None:
         return store.read_pinned_cached(ref, pins)
 
-    return FileReader(entry, cache, load, local, load_cached), pins
+    return FileReader(entry, cache, load, local, load_cached, drop_behind), pins
 
 
 def entry_mode(entry: FileEntry) -> int:

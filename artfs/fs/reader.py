@@ -31,6 +31,10 @@ SEQUENTIAL_SLACK = 256 << 10
 RANDOM_READAHEAD_BYTES = 64 << 20
 # Seeks before a file counts as read at random: one is often a header or footer read.
 RANDOM_AFTER_SEEKS = 2
+# A sequential reader drops a chunk from the cache once it has read this far past the chunk's
+# end (see FileReader._drop_behind): the kernel keeps reads of up to 1 MiB in flight behind the
+# newest one (its read-ahead), and those must still find their chunks.
+DROP_BEHIND_BYTES = 4 << 20
 # Chunks up to this size are loaded without a thread hop (see FileReader.cheap).
 INLINE_LOAD_BYTES = 64 << 10
 
@@ -61,10 +65,6 @@ class ChunkCache:
         self._loading: dict[bytes, _Loading] = {}
         self._size = 0
         self._lock = threading.Lock()
-        # Chunk id -> how many open files hold it; an open file is its inode, counted once
-        # however many handles it has, as they share one kernel page cache (see hold()).
-        self._holders: Counter[bytes] = Counter()
-        self._handles: Counter[int] = Counter()  # open file -> its handles
 
     @property
     def size(self) -> int:
@@ -116,33 +116,6 @@ class ChunkCache:
                 done.set()
         return loading.data
 
-    def hold(self, file: int, chunks: Sequence[ChunkRef]) -> None:
-        """Note a handle of the open file ``file`` (an inode), whose content is ``chunks``:
-        a sequential reader drops a chunk behind it only while no other open file holds it
-        (see :meth:`FileReader._drop_behind`)."""
-        with self._lock:
-            self._handles[file] += 1
-            if self._handles[file] == 1:
-                self._holders.update({ref.chunk_id for ref in chunks})
-
-    def unhold(self, file: int, chunks: Sequence[ChunkRef]) -> None:
-        """Undo one :meth:`hold` of ``file`` with the same ``chunks``."""
-        with self._lock:
-            self._handles[file] -= 1
-            if self._handles[file]:
-                return
-            del self._handles[file]
-            for chunk_id in {ref.chunk_id for ref in chunks}:
-                left = self._holders[chunk_id] - 1
-                if left:
-                    self._holders[chunk_id] = left
-                else:
-                    del self._holders[chunk_id]
-
-    def held_elsewhere(self, ref: ChunkRef) -> bool:
-        """Whether more than one open file holds ``ref`` (the asker being one of them)."""
-        return self._holders.get(ref.chunk_id, 0) > 1
-
     def discard(self, ref: ChunkRef) -> None:
         """Forget ``ref``'s bytes if they are cached (a load under way is left to finish)."""
         with self._lock:
@@ -166,6 +139,42 @@ class ChunkCache:
             self._size -= len(evicted)
 
 
+class ChunkHolders:
+    """Which open files hold each chunk, so a reader drops behind it only chunks no other open
+    file holds. An open file is a key: a version file's inode (its handles share one kernel
+    page cache, so they count once), or a staged handle's number (from ``STAGED_FH_BASE``,
+    above every version inode). Event loop only; O(chunks) at a file's first handle."""
+
+    def __init__(self) -> None:
+        self._files: dict[int, tuple[int, frozenset[bytes]]] = {}  # key -> handles, chunk ids
+        self._holders: Counter[bytes] = Counter()  # chunk id -> open files holding it
+
+    def hold(self, file: int, chunks: Sequence[ChunkRef]) -> None:
+        """A handle of open file ``file``, whose content is ``chunks``, was opened."""
+        handles, ids = self._files.get(file, (0, frozenset()))
+        if not handles:
+            ids = frozenset(ref.chunk_id for ref in chunks)
+            self._holders.update(ids)
+        self._files[file] = (handles + 1, ids)
+
+    def release(self, file: int) -> None:
+        """A handle of ``file`` was released (KeyError if none is held)."""
+        handles, ids = self._files.pop(file)
+        if handles > 1:
+            self._files[file] = (handles - 1, ids)
+            return
+        for chunk_id in ids:
+            left = self._holders[chunk_id] - 1
+            if left:
+                self._holders[chunk_id] = left
+            else:
+                del self._holders[chunk_id]
+
+    def elsewhere(self, ref: ChunkRef) -> bool:
+        """Whether another open file than the asker's holds ``ref`` too."""
+        return self._holders.get(ref.chunk_id, 0) > 1
+
+
 # --- open files -------------------------------------------------------------------------------
 
 # What a read returns: a view into a cached chunk when the range lies in one chunk (no copy),
@@ -186,9 +195,9 @@ class FileReader:
     loaders take them from its front (:meth:`fetch_next`), so they load in that order whatever
     order the loaders are scheduled in.
 
-    With ``drop_behind`` (a version file, whose pages the kernel keeps: ``keep_cache``), a
-    sequential reader's chunks leave the cache once it has read past them (see
-    :meth:`_drop_behind`).
+    Given ``drop_behind`` (a version file, whose pages the kernel keeps: ``keep_cache``), a
+    sequential reader's chunks leave the cache once it has read past them, unless another open
+    file holds them (see :meth:`_drop_behind`).
     """
 
     def __init__(
@@ -198,12 +207,12 @@ class FileReader:
         load: ChunkLoader | None = None,
         local: Callable[[ChunkRef], bool] | None = None,
         load_cached: Callable[[ChunkRef], bytes | None] | None = None,
-        *,
-        drop_behind: bool = False,
+        drop_behind: ChunkHolders | None = None,
     ) -> None:
         self.entry = entry
-        self._drops_behind = drop_behind
-        self._dropped_until = 0  # chunks below this index were dropped (or kept on purpose)
+        self._drop_behind_holders = drop_behind
+        self._dropped_until = 0  # this run of sequential reads has passed chunks below this
+        self._dropped: bytearray | None = None  # 1 for each chunk dropped (made at the first)
         self._repeated: frozenset[bytes] | None = None  # ids of chunks the file holds twice
         self._cache = cache
         self._load = load  # None: the cache's loader (a fresh index lookup per chunk)
@@ -212,7 +221,7 @@ class FileReader:
         self._load_cached = load_cached
         # Whether a chunk is in this store's packs (None: all are); see cheap().
         self._local = local
-        self._positions: dict[bytes, int] | None = None  # chunk id -> first index, for fetch
+        self._positions: dict[bytes, int] | None = None  # chunk id -> first index (_position)
         self._starts: list[int] = []
         offset = 0
         for ref in entry.chunks:
@@ -304,8 +313,8 @@ class FileReader:
             ahead = []
         elif sequential:
             ahead = self._plan_window(span, offset + size)
-            if self._drops_behind:
-                self._drop_behind(offset - SEQUENTIAL_SLACK)
+            if self._drop_behind_holders is not None:
+                self._drop_behind(offset - DROP_BEHIND_BYTES, self._drop_behind_holders)
         else:
             self._window = 0
             self._ahead_until = 0
@@ -339,38 +348,48 @@ class FileReader:
         index = max(span.stop, self._ahead_until)
         ahead = []
         while index < len(chunks) and self._starts[index] < horizon:
-            if chunks[index] not in self._cache:
+            if chunks[index] not in self._cache and not self._passed(index):
                 ahead.append(chunks[index])
             index += 1
         self._ahead_until = max(self._ahead_until, index)
         return ahead
 
-    def _drop_behind(self, offset: int) -> None:
-        """Drop from the cache the chunks a sequential reader has read past: those that end at
-        or before ``offset``, from where its run of sequential reads began.
+    def _drop_behind(self, offset: int, holders: ChunkHolders) -> None:
+        """Drop from the cache the chunks a sequential reader has passed: those that end at or
+        before ``offset`` (``DROP_BEHIND_BYTES`` behind its newest read), from where its run of
+        sequential reads began.
 
         The kernel keeps a version file's pages (``keep_cache``), so a later read of those
         bytes, by this process or another, is served from its page cache and the daemon's copy
         would be a second one. Freed, their memory is what the next chunks are read into: a
         fresh daemon otherwise faults in a new page for every 4 KiB it loads, which costs this
-        VM ~0.8 ms per MiB, eight times reading it from the page cache (docs/mount.md, "Ninth
+        VM ~0.8 ms per MiB, more than reading and hashing the MiB (docs/mount.md, "Ninth
         pass"). A chunk stays when the file holds it more than once (a run of zeros cut into
         equal chunks), or another open file holds it too (another version's copy of the same
         data, read beside this one: its kernel pages are its own); so does every chunk of a
-        file read at random. What is lost: a file that shares the chunk and is opened only
-        later reads it from its pack again rather than finding it here."""
+        file read at random. Read-ahead skips a dropped chunk (see :meth:`_passed`). What is
+        lost: a file that shares the chunk and is opened only later reads it from its pack
+        again rather than finding it here."""
         stop = bisect.bisect_right(self._starts, offset) - 1  # chunks below end by offset
         if stop <= self._dropped_until:
             return
         chunks = self.entry.chunks
-        if self._repeated is None:
+        if self._repeated is None or self._dropped is None:
             counts = Counter(ref.chunk_id for ref in chunks)
             self._repeated = frozenset(cid for cid, count in counts.items() if count > 1)
+            self._dropped = bytearray(len(chunks))
         for index in range(self._dropped_until, stop):
             ref = chunks[index]
-            if ref.chunk_id not in self._repeated and not self._cache.held_elsewhere(ref):
+            if ref.chunk_id not in self._repeated and not holders.elsewhere(ref):
                 self._cache.discard(ref)
+                self._dropped[index] = 1
         self._dropped_until = stop
+
+    def _passed(self, index: int) -> bool:
+        """Whether chunk ``index`` was dropped behind a sequential reader: the kernel has its
+        pages, so loading it ahead of a read would be for nothing (a read of it still loads
+        it)."""
+        return self._dropped is not None and bool(self._dropped[index])
 
     def _plan_whole(self, span: range) -> list[ChunkRef]:
         """Every chunk not cached after a read of ``span``, for a file read at random that is
@@ -381,7 +400,7 @@ class FileReader:
         self._whole_planned = True
         chunks = self.entry.chunks
         order = [*range(span.stop, len(chunks)), *range(span.start)]
-        return [chunks[i] for i in order if chunks[i] not in self._cache]
+        return [chunks[i] for i in order if chunks[i] not in self._cache and not self._passed(i)]
 
     def fetch_next(self) -> bool:
         """Load the first queued read-ahead chunk that is not cached yet (blocks); False when
@@ -391,9 +410,13 @@ class FileReader:
                 ref = self._ahead.popleft()
             except IndexError:
                 return False
-            if ref not in self._cache:  # neither cached nor loading
-                self.fetch(ref)
-                return True
+            if ref in self._cache:  # cached or loading
+                continue
+            index = self._position(ref)
+            if index >= 0 and self._passed(index):  # the reader dropped it: the kernel has it
+                continue
+            self._cache.get(ref, self._loader(index))
+            return True
 
     def fetch_some(self, count: int) -> bool:
         """:meth:`fetch_next` up to ``count`` times, front first; False when the queue was
@@ -475,13 +498,15 @@ class FileReader:
             raise type(exc)(f"{self.entry.path}: {exc}") from None
         return self._assemble(offset, size, pieces, span, scratch) if pieces else b""
 
-    def fetch(self, ref: ChunkRef) -> bytes:
-        """Load one of this file's chunks into the cache (read-ahead); blocks."""
-        if self._positions is None:
-            self._positions = {}
+    def _position(self, ref: ChunkRef) -> int:
+        """Where ``ref`` first is in the file (-1: nowhere); any thread may ask."""
+        positions = self._positions
+        if positions is None:
+            positions = {}
             for index, chunk in enumerate(self.entry.chunks):
-                self._positions.setdefault(chunk.chunk_id, index)
-        return self._cache.get(ref, self._loader(self._positions.get(ref.chunk_id, -1)))
+                positions.setdefault(chunk.chunk_id, index)
+            self._positions = positions
+        return positions.get(ref.chunk_id, -1)
 
     def _loader(self, index: int) -> Callable[[ChunkRef], bytes] | None:
         """The load of chunk ``index``, naming the chunks of the read-ahead window after it."""

@@ -34,7 +34,7 @@ from artfs.fs.backing import (
 )
 from artfs.fs.errors import BadRequest, CommitFailed, ReadOnly
 from artfs.fs.overlay import BaseCache, BaseRead, CopyOnWrite, base_path, entry_mode, open_reader
-from artfs.fs.reader import ChunkCache
+from artfs.fs.reader import ChunkCache, ChunkHolders
 from artfs.fs.staged_paths import ArtifactKey, StagedPaths
 from artfs.fs.staging_files import (
     BASE_FILE,
@@ -99,9 +99,12 @@ class StagedStat:
 class StagingView:
     """The staging directories of every artifact, as the mount shows and changes them."""
 
-    def __init__(self, store: Store, cache: ChunkCache, *, relocate: Relocate) -> None:
+    def __init__(
+        self, store: Store, cache: ChunkCache, holders: ChunkHolders, *, relocate: Relocate
+    ) -> None:
         self.store = store
         self.cache = cache
+        self.holders = holders  # a base file open for reading holds its chunks (FileReader)
         self.bases = BaseCache(store)
         self.recorder: UsageRecorder | None = None
         self.paths = StagedPaths()
@@ -268,7 +271,9 @@ class StagingView:
             return self.open_copy(self.store.reference_copy(entry))
         path = base_path(self.store, cow.art, rel) or rel
         reader, pins = open_reader(self.store, replace(entry, path=path), self.cache)
-        return self.new_handle(BaseRead(reader, pins, cow.base, path))
+        fh = self.new_handle(BaseRead(reader, pins, cow.base, path))
+        self.holders.hold(fh, entry.chunks)  # its handle number: a key of its own
+        return fh
 
     def base_read(self, fh: int) -> BaseRead | None:
         """The base file a handle reads, if it is one (read like a version's file)."""
@@ -436,6 +441,7 @@ class StagingView:
         handle = self._files.pop(fh, None)
         if isinstance(handle, BaseRead):
             self.store.unpin_chunks(handle.pins)
+            self.holders.release(fh)
         if isinstance(handle, BackingFile):
             os.close(handle.fd)  # drops the shared flock
             for ino, handles in list(self._open.items()):

@@ -16,7 +16,7 @@ import trio
 from artfsd.operations import ArtfsOperations
 
 from artfs.errors import CorruptData
-from artfs.fs.reader import RANDOM_READAHEAD_BYTES, SEQUENTIAL_SLACK
+from artfs.fs.reader import DROP_BEHIND_BYTES, RANDOM_READAHEAD_BYTES, ChunkHolders
 from artfs.store import Store, packs
 from artfs.store.hashing import ChunkId
 from artfs.store.manifest import ChunkRef, FileEntry, Kind
@@ -165,72 +165,90 @@ def cached_indexes(cache: ChunkCache, entry: FileEntry) -> set[int]:
     return {i for i, ref in enumerate(entry.chunks) if cache.peek(ref) is not None}
 
 
-def test_a_sequential_reader_s_chunks_leave_the_cache_once_it_is_past_them() -> None:
-    """With drop_behind, chunks a sequential reader has read past (by more than the slack a
-    read may step back) are dropped; a chunk the file holds twice stays, and after a seek the
-    drops start again from there."""
-    chunks = [ChunkRef(ChunkId(bytes([i]) * 32), MIB) for i in range(12)]
-    chunks[9] = chunks[2]  # the same content twice in the file
-    entry = FileEntry("f", Kind.FILE, 0o644, 12 * MIB, 0, chunks=tuple(chunks))
+def read_in_order(reader: FileReader, start: int, stop: int, step: int = MIB) -> None:
+    for offset in range(start, stop, step):
+        reader.plan(offset, step)
+        assert bytes(reader.read(offset, step)) == bytes([offset // MIB % 256]) * step
+
+
+def test_a_sequential_reader_s_chunks_leave_the_cache_once_it_is_well_past_them() -> None:
+    """With drop_behind, a chunk leaves the cache once a sequential reader's newest read is
+    DROP_BEHIND_BYTES past its end (reads in flight behind it keep theirs); a chunk the file
+    holds twice stays, and after a seek drops start again from there."""
+    chunks = [ChunkRef(ChunkId(bytes([i]) * 32), MIB) for i in range(16)]
+    chunks[12] = chunks[2]  # the same content twice in the file
+    entry = FileEntry("f", Kind.FILE, 0o644, 16 * MIB, 0, chunks=tuple(chunks))
     cache = fake_cache()
-    reader = FileReader(entry, cache, drop_behind=True)
-    step = 256 << 10
-    for offset in range(0, 6 * MIB, step):
-        reader.plan(offset, step)
-        assert bytes(reader.read(offset, step)) == bytes([offset // MIB]) * step
-    # Read up to 6 MiB: the last read began at 6 MiB - 256 KiB, so chunks 0-4 end more than
-    # the slack before it; chunk 2 is also chunk 9, and stays.
-    assert cached_indexes(cache, entry) & set(range(6)) == {2, 5}
-    reader.plan(MIB, 4096)  # a seek back: drops now start at the chunk of this read
-    for offset in range(MIB, 4 * MIB, step):
-        reader.plan(offset, step)
-        reader.read(offset, step)
-    assert cached_indexes(cache, entry) & set(range(6)) == {2, 3, 5}  # 3: reloaded, in slack
-    assert cache.size == 3 * MIB  # what it holds: chunks 2 (also 9), 3 and 5
+    reader = FileReader(entry, cache, drop_behind=ChunkHolders())
+    read_in_order(reader, 0, 9 * MIB, 256 << 10)
+    # The newest read began at 9 MiB - 256 KiB: chunks ending 4 MiB before it (0-3) are
+    # dropped but chunk 2, which is also chunk 12.
+    assert cached_indexes(cache, entry) & set(range(9)) == {2, 4, 5, 6, 7, 8}
+    read_in_order(reader, 0, 6 * MIB)  # a seek back to the start, then in order again
+    assert cached_indexes(cache, entry) & set(range(9)) == {2, *range(1, 9)} - {0}
+    assert cache.size == 8 * MIB  # what it holds: chunks 1-8 (2 is also 12)
+
+
+def test_without_drop_behind_and_at_random_every_chunk_stays() -> None:
+    entry = entry_of([MIB] * 12)
+    cache = fake_cache()
+    read_in_order(FileReader(entry, cache), 0, 12 * MIB)
+    assert cached_indexes(cache, entry) == set(range(12))
+    cache = fake_cache()
+    at_random = FileReader(entry, cache, drop_behind=ChunkHolders())
+    for offset in (5 * MIB, 2 * MIB, *range(0, 12 * MIB, MIB)):  # two seeks, then in order
+        at_random.plan(offset, MIB)
+        at_random.read(offset, MIB)
+    assert cached_indexes(cache, entry) == set(range(12))
 
 
 def test_a_chunk_another_open_file_holds_is_not_dropped_behind() -> None:
     """Another open file holding a chunk (another version's copy, whose kernel pages are its
     own) keeps it cached; handles of one file count once, and the hold ends at its last."""
-    entry = entry_of([MIB] * 8)
-    other = FileEntry("g", Kind.FILE, 0o644, 2 * MIB, 0, chunks=entry.chunks[2:4])
-    cache = fake_cache()
-    cache.hold(1, entry.chunks)
-    cache.hold(1, entry.chunks)  # a second handle of the same file
-    cache.hold(2, other.chunks)
-    reader = FileReader(entry, cache, drop_behind=True)
+    entry = entry_of([MIB] * 12)
+    other = entry.chunks[2:4]
+    cache, holders = fake_cache(), ChunkHolders()
+    holders.hold(1, entry.chunks)
+    holders.hold(1, entry.chunks)  # a second handle of the same file
+    holders.hold(2, other)
+    reader = FileReader(entry, cache, drop_behind=holders)
+    read_in_order(reader, 0, 12 * MIB)
+    assert cached_indexes(cache, entry) & set(range(7)) == {2, 3}  # file 2 holds them
+    assert holders.elsewhere(other[0])
+    holders.release(2)
+    assert not holders.elsewhere(other[0])
+    holders.release(1)
+    holders.hold(3, other)  # file 1 still has a handle: two files hold them again
+    assert holders.elsewhere(other[0])
+    holders.release(3)
+    read_in_order(reader, 0, 12 * MIB)
+    assert cached_indexes(cache, entry) & set(range(7)) == set()
+    holders.release(1)
+    holders.hold(3, other)
+    assert not holders.elsewhere(other[0])  # file 1 closed: one holder
+    with pytest.raises(KeyError):  # one release too many is a bug, not a count below zero
+        holders.release(1)
 
-    def read_from_start() -> None:
-        for offset in range(0, 8 * MIB, MIB):
-            reader.plan(offset, MIB)
-            reader.read(offset, MIB)
 
-    read_from_start()
-    assert cached_indexes(cache, entry) == {2, 3, 6, 7}  # 2 and 3: file 2 holds them
-    cache.unhold(2, other.chunks)
-    cache.unhold(1, entry.chunks)
-    read_from_start()  # a seek back to the start, then in order again
-    assert cached_indexes(cache, entry) == {6, 7}
-    assert not cache.held_elsewhere(entry.chunks[2])
-    cache.unhold(1, entry.chunks)
-    cache.hold(3, other.chunks)
-    assert not cache.held_elsewhere(entry.chunks[2])  # file 1 closed: one holder
-
-
-def test_without_drop_behind_and_at_random_every_chunk_stays() -> None:
-    entry = entry_of([MIB] * 8)
-    cache = fake_cache()
-    kept = FileReader(entry, cache)
-    for offset in range(0, 8 * MIB, MIB):
-        kept.plan(offset, MIB)
-        kept.read(offset, MIB)
-    assert cached_indexes(cache, entry) == set(range(8))
-    cache = fake_cache()
-    at_random = FileReader(entry, cache, drop_behind=True)
-    for offset in (5 * MIB, 2 * MIB, *range(0, 8 * MIB, MIB)):  # two seeks, then in order
-        at_random.plan(offset, MIB)
-        at_random.read(offset, MIB)
-    assert cached_indexes(cache, entry) == set(range(8))
+def test_read_ahead_skips_the_chunks_dropped_behind_the_reader() -> None:
+    """Chunks dropped behind a sequential reader are in the kernel's page cache: neither the
+    loaders (reads ran ahead of them) nor a later whole-file plan (a random reader) load
+    them again; a read of one still does."""
+    entry = entry_of([MIB] * 16)
+    loaded: list[int] = []
+    reader = FileReader(entry, fake_cache(loaded=loaded), drop_behind=ChunkHolders())
+    read_in_order(reader, 0, 10 * MIB)  # the loaders never ran: the reads loaded their own
+    assert loaded == list(range(10))
+    while reader.fetch_next():  # the queue holds chunks 1-15, 1-5 dropped meanwhile
+        pass
+    assert loaded[10:] == list(range(10, 16))  # not 1-4
+    del loaded[:]
+    reader = FileReader(entry, fake_cache(loaded=loaded), drop_behind=ChunkHolders())
+    read_in_order(reader, 0, 10 * MIB)
+    reader.plan(3 * MIB, 4096)  # two seeks: a random reader, its file planned whole
+    planned = reader.plan(12 * MIB, 4096)
+    assert sorted(entry.chunks.index(r) for r in planned) == [10, 11, 13, 14, 15]  # not 0-4
+    assert bytes(reader.read(MIB, 10)) == b"\x01" * 10 and loaded[10:] == [1]
 
 
 def test_reads_across_chunks_are_exact() -> None:
@@ -269,13 +287,13 @@ def test_chunks_shorter_than_the_entry_are_an_error_not_stale_bytes() -> None:
             reader.read_cached(offset, size, scratch)
 
 
-def read_whole(ops: ArtfsOperations, ino: int, size: int, step: int) -> bytes | int:
+def read_whole(ops: ArtfsOperations, ino: int, size: int, step: int, flags: int = 0) -> bytes | int:
     """The file read front to back in ``step`` reads, with read-ahead; or the errno."""
 
     async def main() -> bytes | int:
         async with trio.open_nursery() as nursery:
             ops.nursery = nursery  # read-ahead runs, as in the daemon
-            info = await ops.open(ino, os.O_RDONLY, CTX)
+            info = await ops.open(ino, os.O_RDONLY | flags, CTX)
             got = bytearray()
             try:
                 while len(got) <= size:
@@ -331,42 +349,76 @@ def test_a_version_file_read_in_order_is_dropped_behind_and_read_again_exactly(
     big: tuple[Path, bytes],
 ) -> None:
     """The daemon keeps little of a version file read front to back (the kernel has its
-    pages); read again, as after the kernel dropped them, the chunks load again, verified."""
-    home, content = big
+    pages); read again, as after the kernel dropped them, the chunks load again, verified.
+    Opened O_DIRECT (every read comes back to the daemon), it keeps them."""
+    home, _ = big
+    content = random.Random(5).randbytes(24 * MIB)
+    (home.parent / "src" / "big.bin").write_bytes(content)
+    put(home, home.parent / "src", "proj/large")
     with Store.open(home) as store:
         vfs = Vfs.create(store, cache_bytes=64 * MIB, lineage=False)
         ops = ArtfsOperations(vfs)
-        ino = lookup(ops, "proj/big/v0/big.bin")
+        ino = lookup(ops, "proj/large/v0/big.bin")
         assert read_whole(ops, ino, len(content), MIB) == content
-        assert vfs.cache.size <= 2 * MIB + SEQUENTIAL_SLACK < len(content) // 4
+        # What is left: the last DROP_BEHIND_BYTES and the chunk (<= 4 MiB) reaching into them.
+        assert vfs.cache.size <= DROP_BEHIND_BYTES + 4 * MIB < len(content) // 2
         assert read_whole(ops, ino, len(content), 128 << 10) == content
+        vfs.cache = ChunkCache(store.read_chunk, 64 * MIB)
+        assert read_whole(ops, ino, len(content), MIB, os.O_DIRECT) == content
+        assert vfs.cache.size == len(content)
 
 
 def test_open_files_hold_their_chunks_once_per_inode_until_the_last_release(
     big: tuple[Path, bytes],
 ) -> None:
     """The same content in two versions is two open files (two kernel page caches); two
-    handles of one file are one."""
+    handles of one file are one; a small file read at open holds nothing."""
     home, _ = big
+    (home.parent / "src" / "small.txt").write_text("small")
     put(home, home.parent / "src", "proj/copy")
     with Store.open(home) as store:
         vfs = Vfs.create(store, cache_bytes=64 * MIB, lineage=False)
         ops = ArtfsOperations(vfs)
         first = lookup(ops, "proj/big/v0/big.bin")
         copy = lookup(ops, "proj/copy/v0/big.bin")
+        small = vfs.open(lookup(ops, "proj/copy/v0/small.txt"), os.O_RDONLY)
         handles = [vfs.open(first, os.O_RDONLY)]
         chunk = vfs.reader(handles[0]).entry.chunks[0]
-        assert not vfs.cache.held_elsewhere(chunk)
+        assert not vfs.holders.elsewhere(chunk)
         handles.append(vfs.open(first, os.O_RDONLY))
-        assert not vfs.cache.held_elsewhere(chunk)
+        assert not vfs.holders.elsewhere(chunk)
         other = vfs.open(copy, os.O_RDONLY)
-        assert vfs.cache.held_elsewhere(chunk)
+        assert vfs.holders.elsewhere(chunk)
         vfs.release(handles.pop())
-        assert vfs.cache.held_elsewhere(chunk)  # the first handle is still open
+        assert vfs.holders.elsewhere(chunk)  # the first handle is still open
         vfs.release(handles.pop())
-        assert not vfs.cache.held_elsewhere(chunk)
+        assert not vfs.holders.elsewhere(chunk)
         vfs.release(other)
-        assert not vfs.cache.held_elsewhere(chunk)
+        vfs.release(small)
+        handles.append(vfs.open(first, os.O_RDONLY))
+        assert not vfs.holders.elsewhere(chunk)  # the copy's hold ended with its release
+
+
+def test_a_base_file_read_through_a_based_staging_holds_its_chunks(
+    big: tuple[Path, bytes],
+) -> None:
+    """A base file open through staging is an open file of its own (no keep_cache): while it
+    is open, the version file's reader keeps the chunks they share."""
+    home, _ = big
+    with Store.open(home) as store:
+        vfs = Vfs.create(store, cache_bytes=64 * MIB, lineage=False)
+        ops = ArtfsOperations(vfs)
+        base = trio.run(ops.open, lookup(ops, "proj/big/staging/.artfs-base"), os.O_WRONLY, CTX)
+        assert trio.run(ops.write, base.fh, 0, b"v0\n") == 3
+        trio.run(ops.release, base.fh)
+        version = vfs.open(lookup(ops, "proj/big/v0/big.bin"), os.O_RDONLY)
+        chunk = vfs.reader(version).entry.chunks[-1]
+        assert not vfs.holders.elsewhere(chunk)
+        staged = trio.run(ops.open, lookup(ops, "proj/big/staging/big.bin"), os.O_RDONLY, CTX)
+        assert vfs.holders.elsewhere(chunk)
+        trio.run(ops.release, staged.fh)
+        assert not vfs.holders.elsewhere(chunk)
+        vfs.release(version)
 
 
 def test_random_reader_s_chunks_are_loaded_and_cached_in_the_background(
