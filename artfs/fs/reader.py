@@ -302,6 +302,11 @@ class FileReader:
         footer, plans nothing). Never blocks.
         """
         span = self._span(offset, size)
+        if span and self._passed(span.start):
+            # A read of a chunk dropped behind: the kernel lost those pages (evicted under
+            # memory pressure), and likely the ones after: read ahead of it as before.
+            assert self._dropped is not None
+            self._dropped[span.start :] = bytes(len(self._dropped) - span.start)
         own = self._own_chunks(span)
         self._ahead.extendleft(reversed(own))
         if self._next_offset < 0:

@@ -245,7 +245,7 @@ def test_read_ahead_skips_the_chunks_dropped_behind_the_reader() -> None:
     del loaded[:]
     reader = FileReader(entry, fake_cache(loaded=loaded), drop_behind=ChunkHolders())
     read_in_order(reader, 0, 10 * MIB)
-    reader.plan(3 * MIB, 4096)  # two seeks: a random reader, its file planned whole
+    reader.plan(7 * MIB, 4096)  # two seeks: a random reader, its file planned whole
     planned = reader.plan(12 * MIB, 4096)
     assert sorted(entry.chunks.index(r) for r in planned) == [10, 11, 13, 14, 15]  # not 0-4
     assert bytes(reader.read(MIB, 10)) == b"\x01" * 10 and loaded[10:] == [1]
@@ -343,6 +343,17 @@ def test_sequential_reads_with_read_ahead_are_exact(big: tuple[Path, bytes], ste
         ops = ArtfsOperations(Vfs.create(store, cache_bytes=64 * MIB, lineage=False))
         ino = lookup(ops, "proj/big/v0/big.bin")
         assert read_whole(ops, ino, len(content), step) == content
+
+
+def test_a_read_of_a_dropped_chunk_brings_read_ahead_back() -> None:
+    """A read of a chunk dropped behind means the kernel lost those pages: read-ahead plans
+    dropped chunks again from there on."""
+    entry = entry_of([MIB] * 16)
+    reader = FileReader(entry, fake_cache(), drop_behind=ChunkHolders())
+    read_in_order(reader, 0, 10 * MIB)  # drops 0-4
+    reader.plan(2 * MIB, MIB)  # a seek back into what was dropped
+    reader.read(2 * MIB, MIB)
+    assert [entry.chunks.index(r) for r in reader.plan(3 * MIB, MIB)] == [4]  # 5-7 cached
 
 
 def test_a_version_file_read_in_order_is_dropped_behind_and_read_again_exactly(
