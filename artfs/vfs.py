@@ -113,10 +113,10 @@ class Vfs(StagedTree):
         self._listed: dict[Inode, tuple[Listing, int]] = {}
         self._files: dict[FileHandle, FileReader] = {}
         self._pins: dict[FileHandle, PinnedChunks] = {}
-        # Which open files hold each chunk (see FileReader's drop_behind), and the inode each
-        # handle of a version file holds it for.
+        # Which open files hold each chunk (see FileReader's drop_behind), and the key each
+        # handle of a version file holds them under (see open()).
         self.holders = ChunkHolders()
-        self._holding: dict[FileHandle, Inode] = {}
+        self._holding: dict[FileHandle, int] = {}
         self._dirs: dict[FileHandle, _DirHandle] = {}
         self._next_handle = 1
         # Staging (artfs.fs.staging): staged inodes, open staged and virtual files, commits.
@@ -624,12 +624,18 @@ class Vfs(StagedTree):
             # Held whole by the handle: it reads after its version is deleted and gc ran,
             # with no pack pinned, and release has nothing to undo.
             self._files[fh] = FileReader.holding(node.entry, self.cache, content)
+        else:
+            self._files[fh] = self._pinned_reader(fh, node.entry, flags)
+            # Handles of one inode share the kernel's pages and count once; an O_DIRECT
+            # handle reads past them, so it counts as a file of its own (minus its number).
+            holder = -fh if flags & os.O_DIRECT else ino
+            self.holders.hold(holder, node.entry.chunks)
+            self._holding[fh] = holder
+        try:
             self._record_open(node, pid)
-            return fh
-        self._files[fh] = self._pinned_reader(fh, node.entry, flags)
-        self._record_open(node, pid)
-        self.holders.hold(ino, node.entry.chunks)  # last: nothing after it can fail
-        self._holding[fh] = Inode(ino)
+        except BaseException:  # the kernel gets no handle, and will not release it
+            self.release(fh)
+            raise
         return fh
 
     def _record_open(self, node: Node, pid: int) -> None:
@@ -677,8 +683,9 @@ class Vfs(StagedTree):
         release, so the handle keeps reading after its version is deleted and gc ran.
 
         Version files are opened with ``keep_cache``: what a sequential reader has read is in
-        the kernel's page cache, and the daemon drops it behind the reader; not for
-        ``O_DIRECT``, whose every read comes back here."""
+        the kernel's page cache, and the daemon drops it behind the reader. A reader opened
+        with ``O_DIRECT`` drops nothing: its every read bypasses the page cache and comes
+        back here."""
         drop_behind = None if flags & os.O_DIRECT else self.holders
         reader, pins = open_reader(self.store, entry, self.cache, drop_behind)
         if pins.packs:

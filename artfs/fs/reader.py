@@ -142,8 +142,9 @@ class ChunkCache:
 class ChunkHolders:
     """Which open files hold each chunk, so a reader drops behind it only chunks no other open
     file holds. An open file is a key: a version file's inode (its handles share one kernel
-    page cache, so they count once), or a staged handle's number (from ``STAGED_FH_BASE``,
-    above every version inode). Event loop only; O(chunks) at a file's first handle."""
+    page cache, so they count once), minus the handle number of one opened ``O_DIRECT`` (it
+    reads past that cache), or a staged handle's number (from ``STAGED_FH_BASE``, above every
+    version inode). Event loop only; O(chunks) at a file's first handle."""
 
     def __init__(self) -> None:
         self._files: dict[int, tuple[int, frozenset[bytes]]] = {}  # key -> handles, chunk ids
@@ -169,6 +170,10 @@ class ChunkHolders:
                 self._holders[chunk_id] = left
             else:
                 del self._holders[chunk_id]
+
+    def __len__(self) -> int:
+        """Open files holding chunks."""
+        return len(self._files)
 
     def elsewhere(self, ref: ChunkRef) -> bool:
         """Whether another open file than the asker's holds ``ref`` too."""
@@ -302,11 +307,12 @@ class FileReader:
         footer, plans nothing). Never blocks.
         """
         span = self._span(offset, size)
-        if span and self._passed(span.start):
+        dropped = next((i for i in span if self._passed(i)), None)
+        if dropped is not None:
             # A read of a chunk dropped behind: the kernel lost those pages (evicted under
             # memory pressure), and likely the ones after: read ahead of it as before.
             assert self._dropped is not None
-            self._dropped[span.start :] = bytes(len(self._dropped) - span.start)
+            self._dropped[dropped:] = bytes(len(self._dropped) - dropped)
         own = self._own_chunks(span)
         self._ahead.extendleft(reversed(own))
         if self._next_offset < 0:
@@ -372,9 +378,11 @@ class FileReader:
         pass"). A chunk stays when the file holds it more than once (a run of zeros cut into
         equal chunks), or another open file holds it too (another version's copy of the same
         data, read beside this one: its kernel pages are its own); so does every chunk of a
-        file read at random. Read-ahead skips a dropped chunk (see :meth:`_passed`). What is
-        lost: a file that shares the chunk and is opened only later reads it from its pack
-        again rather than finding it here."""
+        file read at random once it is planned whole (see :meth:`_plan_whole`). Read-ahead
+        skips a dropped chunk (see :meth:`_passed`). What is lost: a file that shares the
+        chunk and is opened only later reads it from its pack again rather than finding it
+        here, and so does a read more than ``DROP_BEHIND_BYTES`` behind the newest (several
+        threads reading one handle far apart)."""
         stop = bisect.bisect_right(self._starts, offset) - 1  # chunks below end by offset
         if stop <= self._dropped_until:
             return
@@ -528,12 +536,14 @@ class FileReader:
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
+    "DROP_BEHIND_BYTES",
     "INLINE_LOAD_BYTES",
     "MAX_READAHEAD_BYTES",
     "RANDOM_READAHEAD_BYTES",
     "READAHEAD_START_BYTES",
     "SEQUENTIAL_SLACK",
     "ChunkCache",
+    "ChunkHolders",
     "ChunkLoader",
     "FileReader",
     "ReadBuffer",

@@ -200,7 +200,11 @@ class StagedTree:
             entry = NodeKey(Kind.ENTRY, art.project, art.name, number, path=read.path)
             version = catalog.version_key(art, number)
             file = entry.key_hash().to_bytes(8, "big")
-            self.recorder.opened(pid, art.project, (version, file))
+            try:
+                self.recorder.opened(pid, art.project, (version, file))
+            except BaseException:  # the kernel gets no handle, and will not release it
+                self.staging.release(fh)
+                raise
         return FileHandle(fh)
 
     def copy_up_due(self, ino: int, flags: int) -> bool:

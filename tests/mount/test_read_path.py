@@ -8,6 +8,7 @@ import mmap
 import os
 import random
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyfuse3
@@ -239,9 +240,9 @@ def test_read_ahead_skips_the_chunks_dropped_behind_the_reader() -> None:
     reader = FileReader(entry, fake_cache(loaded=loaded), drop_behind=ChunkHolders())
     read_in_order(reader, 0, 10 * MIB)  # the loaders never ran: the reads loaded their own
     assert loaded == list(range(10))
-    while reader.fetch_next():  # the queue holds chunks 1-15, 1-5 dropped meanwhile
+    while reader.fetch_next():  # the queue holds chunks 1-15, 0-4 dropped meanwhile
         pass
-    assert loaded[10:] == list(range(10, 16))  # not 1-4
+    assert loaded[10:] == list(range(10, 16))  # not the dropped 1-4 again
     del loaded[:]
     reader = FileReader(entry, fake_cache(loaded=loaded), drop_behind=ChunkHolders())
     read_in_order(reader, 0, 10 * MIB)
@@ -354,6 +355,15 @@ def test_a_read_of_a_dropped_chunk_brings_read_ahead_back() -> None:
     reader.plan(2 * MIB, MIB)  # a seek back into what was dropped
     reader.read(2 * MIB, MIB)
     assert [entry.chunks.index(r) for r in reader.plan(3 * MIB, MIB)] == [4]  # 5-7 cached
+    # The same when only a later chunk of the read was dropped (another file kept its first).
+    holders, loaded = ChunkHolders(), []
+    holders.hold(1, entry.chunks)  # this reader's file
+    holders.hold(2, entry.chunks[1:2])
+    reader = FileReader(entry, fake_cache(loaded=loaded), drop_behind=holders)
+    read_in_order(reader, 0, 10 * MIB)  # drops 0 and 2-4
+    del loaded[:]
+    assert entry.chunks[2] in reader.plan(MIB, 2 * MIB)  # a seek: chunk 1 cached, 2 dropped
+    assert reader.fetch_next() and loaded == [2]  # queued, and not skipped as dropped
 
 
 def test_a_version_file_read_in_order_is_dropped_behind_and_read_again_exactly(
@@ -383,7 +393,8 @@ def test_open_files_hold_their_chunks_once_per_inode_until_the_last_release(
     big: tuple[Path, bytes],
 ) -> None:
     """The same content in two versions is two open files (two kernel page caches); two
-    handles of one file are one; a small file read at open holds nothing."""
+    handles of one file are one, but an O_DIRECT handle (past the page cache) is its own; a
+    small file held whole at open holds nothing; every hold ends with its release."""
     home, _ = big
     (home.parent / "src" / "small.txt").write_text("small")
     put(home, home.parent / "src", "proj/copy")
@@ -393,6 +404,7 @@ def test_open_files_hold_their_chunks_once_per_inode_until_the_last_release(
         first = lookup(ops, "proj/big/v0/big.bin")
         copy = lookup(ops, "proj/copy/v0/big.bin")
         small = vfs.open(lookup(ops, "proj/copy/v0/small.txt"), os.O_RDONLY)
+        assert len(vfs.holders) == (0 if vfs.reader(small).held is not None else 1)
         handles = [vfs.open(first, os.O_RDONLY)]
         chunk = vfs.reader(handles[0]).entry.chunks[0]
         assert not vfs.holders.elsewhere(chunk)
@@ -408,6 +420,51 @@ def test_open_files_hold_their_chunks_once_per_inode_until_the_last_release(
         vfs.release(small)
         handles.append(vfs.open(first, os.O_RDONLY))
         assert not vfs.holders.elsewhere(chunk)  # the copy's hold ended with its release
+        handles.append(vfs.open(first, os.O_RDONLY | os.O_DIRECT))
+        assert vfs.holders.elsewhere(chunk)
+        for fh in handles:
+            vfs.release(fh)
+        assert len(vfs.holders) == 0
+
+
+def test_two_versions_of_the_same_data_read_together_load_each_chunk_once(
+    big: tuple[Path, bytes],
+) -> None:
+    """Two versions' copies of a file, the second read 6 MiB behind the first: the first
+    drops nothing the second still wants, so every chunk loads once (a reader that dropped
+    them made the second load them all again)."""
+    home, _ = big
+    src = home.parent / "src"
+    (src / "big.bin").write_bytes(random.Random(9).randbytes(24 * MIB))
+    put(home, src, "proj/one")
+    put(home, src, "proj/two")
+    with Store.open(home) as store:
+        vfs = Vfs.create(store, cache_bytes=256 * MIB, lineage=False)
+        ops = ArtfsOperations(vfs)
+        loads: Counter[bytes] = Counter()
+        read_pinned = store.read_pinned
+
+        def counted(ref: ChunkRef, *args: object) -> bytes:
+            loads[ref.chunk_id] += 1
+            return read_pinned(ref, *args)  # type: ignore[arg-type]
+
+        store.read_pinned = counted  # type: ignore[method-assign]
+        inodes = [lookup(ops, f"proj/{name}/v0/big.bin") for name in ("one", "two")]
+
+        async def main() -> None:
+            async with trio.open_nursery() as nursery:
+                ops.nursery = nursery
+                first, second = [(await ops.open(ino, os.O_RDONLY, CTX)).fh for ino in inodes]
+                for offset in range(0, 30 * MIB, MIB):
+                    await ops.read(first, offset, MIB)
+                    if offset >= 6 * MIB:
+                        await ops.read(second, offset - 6 * MIB, MIB)
+                for fh in (first, second):
+                    await ops.release(fh)
+                ops.nursery = None
+
+        trio.run(main)
+        assert loads and max(loads.values()) == 1
 
 
 def test_a_base_file_read_through_a_based_staging_holds_its_chunks(
