@@ -625,10 +625,15 @@ class Vfs(StagedTree):
             # with no pack pinned, and release has nothing to undo.
             self._files[fh] = FileReader.holding(node.entry, self.cache, content)
         else:
-            self._files[fh] = self._pinned_reader(fh, node.entry, flags)
-            # Handles of one inode share the kernel's pages and count once; an O_DIRECT
-            # handle reads past them, so it counts as a file of its own (minus its number).
-            holder = -fh if flags & os.O_DIRECT else ino
+            # Version files are opened with keep_cache: what a sequential reader has read is
+            # in the kernel's page cache, and the reader drops it behind it. Handles of one
+            # inode share those pages and hold the chunks once. One opened O_DIRECT reads past
+            # the page cache, every read coming back here: it drops nothing, and holds the
+            # chunks as a file of its own (minus its handle number).
+            direct = bool(flags & os.O_DIRECT)
+            drop_behind = None if direct else self.holders
+            self._files[fh] = self._pinned_reader(fh, node.entry, drop_behind)
+            holder = -fh if direct else ino
             self.holders.hold(holder, node.entry.chunks)
             self._holding[fh] = holder
         try:
@@ -678,15 +683,12 @@ class Vfs(StagedTree):
         self.cache.put(ref, data)
         return data
 
-    def _pinned_reader(self, fh: FileHandle, entry: FileEntry, flags: int) -> FileReader:
+    def _pinned_reader(
+        self, fh: FileHandle, entry: FileEntry, drop_behind: ChunkHolders | None
+    ) -> FileReader:
         """A reader whose chunk locations are resolved now and their packs held open until
-        release, so the handle keeps reading after its version is deleted and gc ran.
-
-        Version files are opened with ``keep_cache``: what a sequential reader has read is in
-        the kernel's page cache, and the daemon drops it behind the reader. A reader opened
-        with ``O_DIRECT`` drops nothing: its every read bypasses the page cache and comes
-        back here."""
-        drop_behind = None if flags & os.O_DIRECT else self.holders
+        release, so the handle keeps reading after its version is deleted and gc ran
+        (``drop_behind``: see :class:`FileReader`)."""
         reader, pins = open_reader(self.store, entry, self.cache, drop_behind)
         if pins.packs:
             self._pins[fh] = pins
@@ -715,9 +717,9 @@ class Vfs(StagedTree):
 
     def release(self, fh: int) -> None:
         self._files.pop(FileHandle(fh), None)
-        ino = self._holding.pop(FileHandle(fh), None)
-        if ino is not None:
-            self.holders.release(ino)
+        holder = self._holding.pop(FileHandle(fh), None)
+        if holder is not None:
+            self.holders.release(holder)
         pins = self._pins.pop(FileHandle(fh), None)
         if pins is not None:
             self.store.unpin_chunks(pins)

@@ -307,12 +307,12 @@ class FileReader:
         footer, plans nothing). Never blocks.
         """
         span = self._span(offset, size)
-        dropped = next((i for i in span if self._passed(i)), None)
-        if dropped is not None:
-            # A read of a chunk dropped behind: the kernel lost those pages (evicted under
-            # memory pressure), and likely the ones after: read ahead of it as before.
-            assert self._dropped is not None
-            self._dropped[dropped:] = bytes(len(self._dropped) - dropped)
+        if self._dropped is not None:  # only a reader that dropped chunks looks
+            dropped = next((i for i in span if self._dropped[i]), None)
+            if dropped is not None:
+                # A read of a chunk dropped behind: the kernel lost those pages (evicted under
+                # memory pressure), and likely the ones after: read ahead of it as before.
+                self._dropped[dropped:] = bytes(len(self._dropped) - dropped)
         own = self._own_chunks(span)
         self._ahead.extendleft(reversed(own))
         if self._next_offset < 0:
