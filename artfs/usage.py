@@ -237,6 +237,9 @@ class UsageRecorder:
         self._lock = threading.Lock()  # _new_runs is also written by commit threads
         self._host = socket.gethostname()
         self._outbox = BackgroundPublisher(lineage)
+        # The C library loads its user-database modules at the first look-up (~1 ms here):
+        # now, not in the first reader's open.
+        _user_name(os.getuid())
 
     # --- the open() path ----------------------------------------------------------------
 

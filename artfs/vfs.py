@@ -716,7 +716,9 @@ class Vfs(StagedTree):
         return found
 
     def release(self, fh: int) -> None:
-        self._files.pop(FileHandle(fh), None)
+        reader = self._files.pop(FileHandle(fh), None)
+        if reader is not None:
+            reader.release()  # before its hold ends: chunks other files hold stay
         holder = self._holding.pop(FileHandle(fh), None)
         if holder is not None:
             self.holders.release(holder)

@@ -383,7 +383,10 @@ class FileReader:
         chunk and is opened only later reads it from its pack again rather than finding it
         here, and so does a read more than ``DROP_BEHIND_BYTES`` behind the newest (several
         threads reading one handle far apart)."""
-        stop = bisect.bisect_right(self._starts, offset) - 1  # chunks below end by offset
+        if offset >= self.entry.size:
+            stop = len(self.entry.chunks)  # past the end: every chunk ends by offset
+        else:
+            stop = bisect.bisect_right(self._starts, offset) - 1  # chunks below end by offset
         if stop <= self._dropped_until:
             return
         chunks = self.entry.chunks
@@ -397,6 +400,20 @@ class FileReader:
                 self._cache.discard(ref)
                 self._dropped[index] = 1
         self._dropped_until = stop
+
+    def release(self) -> None:
+        """The handle was released (call before its hold is): drop what its last run of
+        sequential reads passed, up to where its newest read ended, as :meth:`_drop_behind`
+        does ``DROP_BEHIND_BYTES`` behind a reader still reading; no read of the handle is in
+        flight any more. Chunks loaded ahead and never read stay (another open may want
+        them), and so does every chunk of a file read at random.
+
+        Without this, the last 4 MiB of every file read to its end stayed until the LRU
+        evicted them: a fresh daemon reading four large files held ~16 MiB more at its peak
+        and faulted in as much fresh memory (docs/mount.md, "Tenth pass")."""
+        holders = self._drop_behind_holders
+        if holders is not None and not self._whole_planned and self._next_offset > 0:
+            self._drop_behind(self._next_offset, holders)
 
     def _passed(self, index: int) -> bool:
         """Whether chunk ``index`` was dropped behind a sequential reader: the kernel has its

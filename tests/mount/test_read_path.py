@@ -9,6 +9,8 @@ import os
 import random
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyfuse3
@@ -17,7 +19,7 @@ import trio
 from artfsd.operations import ArtfsOperations
 
 from artfs.errors import CorruptData
-from artfs.fs.reader import DROP_BEHIND_BYTES, RANDOM_READAHEAD_BYTES, ChunkHolders
+from artfs.fs.reader import RANDOM_READAHEAD_BYTES, ChunkHolders
 from artfs.store import Store, packs
 from artfs.store.hashing import ChunkId
 from artfs.store.manifest import ChunkRef, FileEntry, Kind
@@ -231,6 +233,44 @@ def test_a_chunk_another_open_file_holds_is_not_dropped_behind() -> None:
         holders.release(1)
 
 
+def test_a_released_reader_drops_what_it_read_and_keeps_the_rest() -> None:
+    """At release, no read of the handle is in flight: what its last sequential run read is
+    dropped to its end, unless the file holds it twice or another open file holds it; what
+    was loaded ahead and never read stays, and a file read at random keeps every chunk."""
+    chunks = [ChunkRef(ChunkId(bytes([i]) * 32), MIB) for i in range(12)]
+    chunks[11] = chunks[3]  # the same content twice in the file
+    entry = FileEntry("f", Kind.FILE, 0o644, 12 * MIB, 0, chunks=tuple(chunks))
+    cache, holders = fake_cache(), ChunkHolders()
+    holders.hold(1, entry.chunks)
+    holders.hold(2, entry.chunks[9:10])  # another open file holds chunk 9
+    reader = FileReader(entry, cache, drop_behind=holders)
+    for offset in range(0, 12 * MIB, MIB):
+        reader.plan(offset, MIB)
+        reader.read(offset, MIB)
+    assert {3, 8, 9, 10} <= cached_indexes(cache, entry)  # the last 4 MiB, before release
+    reader.release()
+    assert cached_indexes(cache, entry) == {3, 9, 11}  # 11 is 3
+
+    entry = entry_of([MIB] * 16)
+    cache = fake_cache()
+    reader = FileReader(entry, cache, drop_behind=ChunkHolders())
+    read_in_order(reader, 0, 6 * MIB)
+    while reader.fetch_next():  # the loaders ran the window ahead of the reads
+        pass
+    ahead = cached_indexes(cache, entry) - set(range(6))
+    assert ahead
+    reader.release()
+    assert cached_indexes(cache, entry) == ahead
+
+    cache = fake_cache()
+    at_random = FileReader(entry, cache, drop_behind=ChunkHolders())
+    for offset in (5 * MIB, 2 * MIB, *range(0, 16 * MIB, MIB)):  # two seeks: planned whole
+        at_random.plan(offset, MIB)
+        at_random.read(offset, MIB)
+    at_random.release()
+    assert cached_indexes(cache, entry) == set(range(16))
+
+
 def test_read_ahead_skips_the_chunks_dropped_behind_the_reader() -> None:
     """Chunks dropped behind a sequential reader are in the kernel's page cache: neither the
     loaders (reads ran ahead of them) nor a later whole-file plan (a random reader) load
@@ -381,8 +421,8 @@ def test_a_version_file_read_in_order_is_dropped_behind_and_read_again_exactly(
         ops = ArtfsOperations(vfs)
         ino = lookup(ops, "proj/large/v0/big.bin")
         assert read_whole(ops, ino, len(content), MIB) == content
-        # What is left: the last DROP_BEHIND_BYTES and the chunk (<= 4 MiB) reaching into them.
-        assert vfs.cache.size <= DROP_BEHIND_BYTES + 4 * MIB < len(content) // 2
+        # Read to its end and released: nothing is left (the kernel has every page).
+        assert vfs.cache.size == 0
         assert read_whole(ops, ino, len(content), 128 << 10) == content
         vfs.cache = ChunkCache(store.read_chunk, 64 * MIB)
         assert read_whole(ops, ino, len(content), MIB, os.O_DIRECT) == content
@@ -427,15 +467,16 @@ def test_open_files_hold_their_chunks_once_per_inode_until_the_last_release(
         assert len(vfs.holders) == 0
 
 
-def test_two_versions_of_the_same_data_read_together_load_each_chunk_once(
-    big: tuple[Path, bytes],
-) -> None:
-    """Two versions' copies of a file, the second read 6 MiB behind the first: the first
-    drops nothing the second still wants, so every chunk loads once (a reader that dropped
-    them made the second load them all again)."""
+@contextmanager
+def two_copies(
+    big: tuple[Path, bytes], content: bytes
+) -> Iterator[tuple[Vfs, ArtfsOperations, Counter[bytes], list[int]]]:
+    """``content`` stored as big.bin in two versions (proj/one, proj/two) and mounted without
+    a kernel: the vfs, its operations, the loads of each chunk from its pack, the two files'
+    inodes."""
     home, _ = big
     src = home.parent / "src"
-    (src / "big.bin").write_bytes(random.Random(9).randbytes(24 * MIB))
+    (src / "big.bin").write_bytes(content)
     put(home, src, "proj/one")
     put(home, src, "proj/two")
     with Store.open(home) as store:
@@ -449,7 +490,16 @@ def test_two_versions_of_the_same_data_read_together_load_each_chunk_once(
             return read_pinned(ref, *args)  # type: ignore[arg-type]
 
         store.read_pinned = counted  # type: ignore[method-assign]
-        inodes = [lookup(ops, f"proj/{name}/v0/big.bin") for name in ("one", "two")]
+        yield vfs, ops, loads, [lookup(ops, f"proj/{name}/v0/big.bin") for name in ("one", "two")]
+
+
+def test_two_versions_of_the_same_data_read_together_load_each_chunk_once(
+    big: tuple[Path, bytes],
+) -> None:
+    """Two versions' copies of a file, the second read 6 MiB behind the first: the first
+    drops nothing the second still wants, so every chunk loads once (a reader that dropped
+    them made the second load them all again)."""
+    with two_copies(big, random.Random(9).randbytes(24 * MIB)) as (_, ops, loads, inodes):
 
         async def main() -> None:
             async with trio.open_nursery() as nursery:
@@ -465,6 +515,22 @@ def test_two_versions_of_the_same_data_read_together_load_each_chunk_once(
 
         trio.run(main)
         assert loads and max(loads.values()) == 1
+
+
+def test_a_file_released_while_another_holds_its_chunks_leaves_them_cached(
+    big: tuple[Path, bytes],
+) -> None:
+    """A version file read to its end and released drops its chunks, but not those another
+    open file (the same data in another version) has yet to read: each loads once."""
+    content = random.Random(13).randbytes(16 * MIB)
+    with two_copies(big, content) as (vfs, ops, loads, (one, two)):
+        held = vfs.open(two, os.O_RDONLY)
+        assert read_whole(ops, one, len(content), MIB) == content
+        assert vfs.cache.size == len(content)  # the open copy holds every chunk
+        assert read_whole(ops, two, len(content), MIB) == content
+        assert loads and max(loads.values()) == 1
+        vfs.release(held)
+        assert vfs.cache.size == 0 and len(vfs.holders) == 0
 
 
 def test_a_base_file_read_through_a_based_staging_holds_its_chunks(
