@@ -59,7 +59,6 @@ from artfs.fs.nodes import (
     _is_dir,
     entry_base,
 )
-from artfs.fs.overlay import open_reader
 from artfs.fs.reader import (
     DEFAULT_CACHE_BYTES,
     INLINE_LOAD_BYTES,
@@ -68,6 +67,7 @@ from artfs.fs.reader import (
     ChunkHolders,
     FileReader,
     ReadBuffer,
+    open_reader,
 )
 from artfs.fs.staged_tree import StagedTree
 from artfs.fs.staging import StagingView

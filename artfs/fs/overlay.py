@@ -3,7 +3,8 @@
 The format (base record, whiteouts, opaque and redirect markers) and the resolution of a
 staging path to the base are :mod:`artfs.store.staging`'s; this module keeps the base records
 the daemon has read (re-read when the record file changes), turns a base entry into what
-``stat`` shows, and opens a base file for verified reads, like a version's file.
+``stat`` shows, and keeps what a base file open for reading holds (read like a version's file,
+through :func:`artfs.fs.reader.open_reader`).
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import itertools
 import os
 import stat
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from artfs.fs.backing import Backing, join
-from artfs.fs.reader import ChunkCache, ChunkHolders, FileReader
+from artfs.fs.reader import FileReader
 from artfs.names import ArtifactName
 from artfs.store import manifest, staging
-from artfs.store.manifest import ChunkRef, FileEntry
+from artfs.store.manifest import FileEntry
 from artfs.store.repository import PinnedChunks, Store
 
 # A record file's identity: (inode, mtime, size); None when there is no record.
@@ -70,27 +71,6 @@ class BaseRead:
     pins: PinnedChunks
     base: staging.Base
     path: str  # in the base version
-
-
-def open_reader(
-    store: Store, entry: FileEntry, cache: ChunkCache, drop_behind: ChunkHolders | None = None
-) -> tuple[FileReader, PinnedChunks]:
-    """A verified reader of a stored file whose chunk locations are resolved now, with their
-    packs held open until :meth:`Store.unpin_chunks` (so gc cannot take them meanwhile). One
-    index get per chunk (2 and a 32-byte read for a dictionary-coded one). ``drop_behind``:
-    see :class:`FileReader`."""
-    pins = store.pin_chunks(entry.chunks)
-
-    def load(ref: ChunkRef, following: Sequence[ChunkRef]) -> bytes:
-        return store.read_pinned(ref, pins, following)
-
-    def local(ref: ChunkRef) -> bool:
-        return ref.chunk_id in pins.locations
-
-    def load_cached(ref: ChunkRef) -> bytes | None:
-        return store.read_pinned_cached(ref, pins)
-
-    return FileReader(entry, cache, load, local, load_cached, drop_behind), pins
 
 
 def entry_mode(entry: FileEntry) -> int:
@@ -229,4 +209,4 @@ def _whiteout_of(rel: str) -> str | None:
     return join(parent, marker)
 
 
-__all__ = ["BaseCache", "BaseRead", "CopyOnWrite", "base_path", "entry_mode", "open_reader"]
+__all__ = ["BaseCache", "BaseRead", "CopyOnWrite", "base_path", "entry_mode"]

@@ -33,8 +33,8 @@ from artfs.fs.backing import (
     opened_for_writing,
 )
 from artfs.fs.errors import BadRequest, CommitFailed, ReadOnly
-from artfs.fs.overlay import BaseCache, BaseRead, CopyOnWrite, base_path, entry_mode, open_reader
-from artfs.fs.reader import ChunkCache, ChunkHolders
+from artfs.fs.overlay import BaseCache, BaseRead, CopyOnWrite, base_path, entry_mode
+from artfs.fs.reader import ChunkCache, ChunkHolders, open_reader
 from artfs.fs.staged_paths import ArtifactKey, StagedPaths
 from artfs.fs.staging_files import (
     BASE_FILE,
