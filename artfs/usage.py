@@ -237,8 +237,11 @@ class UsageRecorder:
         self._lock = threading.Lock()  # _new_runs is also written by commit threads
         self._host = socket.gethostname()
         self._outbox = BackgroundPublisher(lineage)
-        # The C library loads its user-database modules at the first look-up (~1 ms here):
-        # now, not in the first reader's open.
+
+    def prepare(self) -> None:
+        """Make one user look-up now (the daemon calls this before it mounts): the C library
+        loads its user-database modules at the first, ~1 ms here, which the first reader's
+        open paid otherwise."""
         _user_name(os.getuid())
 
     # --- the open() path ----------------------------------------------------------------

@@ -14,13 +14,10 @@ import threading
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from artfs.errors import ArtfsError, CorruptData
 from artfs.store.manifest import ChunkRef, FileEntry
-
-if TYPE_CHECKING:
-    from artfs.store.repository import PinnedChunks, Store
+from artfs.store.repository import PinnedChunks, Store
 
 DEFAULT_CACHE_BYTES = 256 << 20
 # Read-ahead, in bytes of chunks ahead of a sequential reader: it starts at the first read
@@ -335,7 +332,9 @@ class FileReader:
             self._window = 0
             self._ahead_until = 0
             self._seeks += 1
-            self._dropped_until = span.start if span else len(self.entry.chunks)
+            # A run starting here passes only the chunks that begin at or after the seek: the
+            # one it lands inside was read in part (its other pages are not the kernel's).
+            self._dropped_until = bisect.bisect_left(self._starts, offset)
             ahead = self._plan_whole(span)
         self._ahead.extend(ahead)
         return own + ahead
@@ -402,8 +401,9 @@ class FileReader:
         for index in range(self._dropped_until, stop):
             ref = chunks[index]
             if ref.chunk_id not in self._repeated and not holders.elsewhere(ref):
-                self._cache.discard(ref)
+                # Marked first: a loader thread that no longer finds it cached finds it passed.
                 self._dropped[index] = 1
+                self._cache.discard(ref)
         self._dropped_until = stop
 
     def release(self) -> None:
@@ -411,11 +411,13 @@ class FileReader:
         sequential reads passed, up to where its newest read ended, as :meth:`_drop_behind`
         does ``DROP_BEHIND_BYTES`` behind a reader still reading; no read of the handle is in
         flight any more. Chunks loaded ahead and never read stay (another open may want
-        them), and so does every chunk of a file read at random.
+        them), and so does every chunk of a file planned whole (read at random).
 
         Without this, the last 4 MiB of every file read to its end stayed until the LRU
-        evicted them: a fresh daemon reading four large files held ~16 MiB more at its peak
-        and faulted in as much fresh memory (docs/mount.md, "Tenth pass")."""
+        evicted them: a fresh daemon reading four large files in turn peaked 18 MB higher
+        (docs/mount.md, "Tenth pass"). Only the last run is dropped: a reader that read a
+        file through and then made one read elsewhere (a header) leaves the first run's
+        last 4 MiB to the LRU."""
         holders = self._drop_behind_holders
         if holders is not None and not self._whole_planned and self._next_offset > 0:
             self._drop_behind(self._next_offset, holders)

@@ -322,6 +322,8 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
     try:
         check_remote_settings(store)
         vfs = Vfs.create(store, cache_bytes=args.cache_mb << 20, lineage=not args.no_lineage)
+        if vfs.recorder is not None:
+            vfs.recorder.prepare()
         ops = ArtfsOperations(vfs, threads=args.threads)
         try:
             session.mount(ops, mountpoint, mount_options(args.allow_other))

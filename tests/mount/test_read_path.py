@@ -247,9 +247,10 @@ def test_a_released_reader_drops_what_it_read_and_keeps_the_rest() -> None:
     for offset in range(0, 12 * MIB, MIB):
         reader.plan(offset, MIB)
         reader.read(offset, MIB)
-    assert {3, 8, 9, 10} <= cached_indexes(cache, entry)  # the last 4 MiB, before release
+    # Before release: the last 4 MiB behind the newest read (7-11) and chunk 3 (also 11).
+    assert cached_indexes(cache, entry) == {3, 7, 8, 9, 10, 11}
     reader.release()
-    assert cached_indexes(cache, entry) == {3, 9, 11}  # 11 is 3
+    assert cached_indexes(cache, entry) == {3, 9, 11}
 
     entry = entry_of([MIB] * 16)
     cache = fake_cache()
@@ -269,6 +270,26 @@ def test_a_released_reader_drops_what_it_read_and_keeps_the_rest() -> None:
         at_random.read(offset, MIB)
     at_random.release()
     assert cached_indexes(cache, entry) == set(range(16))
+
+
+def test_a_run_that_starts_inside_a_chunk_does_not_drop_that_chunk() -> None:
+    """A seek lands inside a chunk: the run from there read only its end, so neither a release
+    nor drop-behind takes it (another open reading its start would load it again)."""
+    entry = entry_of([MIB] * 16)
+    loaded: list[int] = []
+    cache = fake_cache(loaded=loaded)
+    reader = FileReader(entry, cache, drop_behind=ChunkHolders())
+    reader.plan(5 * MIB + MIB // 2, MIB)
+    reader.read(5 * MIB + MIB // 2, MIB)  # the end of chunk 5, the start of chunk 6
+    reader.release()
+    assert cached_indexes(cache, entry) >= {5, 6}
+    reader = FileReader(entry, cache, drop_behind=ChunkHolders())
+    for offset in range(5 * MIB + MIB // 2, 12 * MIB, MIB):  # a run from inside chunk 5
+        reader.plan(offset, MIB)
+        reader.read(offset, MIB)
+    reader.release()
+    assert 5 in cached_indexes(cache, entry) and not {6, 7, 8, 9, 10} & cached_indexes(cache, entry)
+    assert loaded.count(5) == 1
 
 
 def test_read_ahead_skips_the_chunks_dropped_behind_the_reader() -> None:
@@ -529,8 +550,11 @@ def test_a_file_released_while_another_holds_its_chunks_leaves_them_cached(
         assert vfs.cache.size == len(content)  # the open copy holds every chunk
         assert read_whole(ops, two, len(content), MIB) == content
         assert loads and max(loads.values()) == 1
+        # That read's handle shares the kernel's pages with the one still open (the same
+        # inode): its release dropped what it read.
+        assert vfs.cache.size == 0
         vfs.release(held)
-        assert vfs.cache.size == 0 and len(vfs.holders) == 0
+        assert len(vfs.holders) == 0
 
 
 def test_a_base_file_read_through_a_based_staging_holds_its_chunks(
