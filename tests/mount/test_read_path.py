@@ -9,7 +9,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -174,6 +174,13 @@ def read_in_order(reader: FileReader, start: int, stop: int, step: int = MIB) ->
         assert bytes(reader.read(offset, step)) == bytes([offset // MIB % 256]) * step
 
 
+def read_at(reader: FileReader, offsets: Iterable[int], size: int = MIB) -> None:
+    """Reads of ``size`` at ``offsets`` in turn, each planned as it arrives (as the daemon does)."""
+    for offset in offsets:
+        reader.plan(offset, size)
+        reader.read(offset, size)
+
+
 def test_a_sequential_reader_s_chunks_leave_the_cache_once_it_is_well_past_them() -> None:
     """With drop_behind, a chunk leaves the cache once a sequential reader's newest read is
     DROP_BEHIND_BYTES past its end (reads in flight behind it keep theirs); a chunk the file
@@ -199,9 +206,7 @@ def test_without_drop_behind_and_at_random_every_chunk_stays() -> None:
     assert cached_indexes(cache, entry) == set(range(12))
     cache = fake_cache()
     at_random = FileReader(entry, cache, drop_behind=ChunkHolders())
-    for offset in (5 * MIB, 2 * MIB, *range(0, 12 * MIB, MIB)):  # two seeks, then in order
-        at_random.plan(offset, MIB)
-        at_random.read(offset, MIB)
+    read_at(at_random, (5 * MIB, 2 * MIB, *range(0, 12 * MIB, MIB)))  # two seeks, then in order
     assert cached_indexes(cache, entry) == set(range(12))
 
 
@@ -244,9 +249,7 @@ def test_a_released_reader_drops_what_it_read_and_keeps_the_rest() -> None:
     holders.hold(1, entry.chunks)
     holders.hold(2, entry.chunks[9:10])  # another open file holds chunk 9
     reader = FileReader(entry, cache, drop_behind=holders)
-    for offset in range(0, 12 * MIB, MIB):
-        reader.plan(offset, MIB)
-        reader.read(offset, MIB)
+    read_at(reader, range(0, 12 * MIB, MIB))
     # Before release: the last 4 MiB behind the newest read (7-11) and chunk 3 (also 11).
     assert cached_indexes(cache, entry) == {3, 7, 8, 9, 10, 11}
     reader.release()
@@ -265,9 +268,7 @@ def test_a_released_reader_drops_what_it_read_and_keeps_the_rest() -> None:
 
     cache = fake_cache()
     at_random = FileReader(entry, cache, drop_behind=ChunkHolders())
-    for offset in (5 * MIB, 2 * MIB, *range(0, 16 * MIB, MIB)):  # two seeks: planned whole
-        at_random.plan(offset, MIB)
-        at_random.read(offset, MIB)
+    read_at(at_random, (5 * MIB, 2 * MIB, *range(0, 16 * MIB, MIB)))  # two seeks: planned whole
     at_random.release()
     assert cached_indexes(cache, entry) == set(range(16))
 
@@ -279,14 +280,11 @@ def test_a_run_that_starts_inside_a_chunk_does_not_drop_that_chunk() -> None:
     loaded: list[int] = []
     cache = fake_cache(loaded=loaded)
     reader = FileReader(entry, cache, drop_behind=ChunkHolders())
-    reader.plan(5 * MIB + MIB // 2, MIB)
-    reader.read(5 * MIB + MIB // 2, MIB)  # the end of chunk 5, the start of chunk 6
+    read_at(reader, [5 * MIB + MIB // 2])  # the end of chunk 5, the start of chunk 6
     reader.release()
     assert cached_indexes(cache, entry) >= {5, 6}
     reader = FileReader(entry, cache, drop_behind=ChunkHolders())
-    for offset in range(5 * MIB + MIB // 2, 12 * MIB, MIB):  # a run from inside chunk 5
-        reader.plan(offset, MIB)
-        reader.read(offset, MIB)
+    read_at(reader, range(5 * MIB + MIB // 2, 12 * MIB, MIB))  # a run from inside chunk 5
     reader.release()
     assert 5 in cached_indexes(cache, entry) and not {6, 7, 8, 9, 10} & cached_indexes(cache, entry)
     assert loaded.count(5) == 1
