@@ -63,6 +63,7 @@ from artfs.fs.reader import (
     DEFAULT_CACHE_BYTES,
     INLINE_LOAD_BYTES,
     READAHEAD_START_BYTES,
+    Chunk,
     ChunkCache,
     ChunkHolders,
     FileReader,
@@ -653,7 +654,7 @@ class Vfs(StagedTree):
             usage = node.known_usage = (node.record.key, _file_id(node))
         self.recorder.opened(pid, node.key.project, usage)
 
-    def _small_content(self, entry: FileEntry) -> bytes | None:
+    def _small_content(self, entry: FileEntry) -> Chunk | None:
         """The verified content of a file of one small chunk (up to ``INLINE_LOAD_BYTES``) if
         it is at hand without waiting: in the chunk cache, or its pack bytes in the page cache
         (then decompressed, verified and cached here, once for every read of this open).

@@ -12,10 +12,11 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from artfs.errors import ArtfsError, CorruptData
+from artfs.store.chunkstore import ChunkLocation
 from artfs.store.manifest import ChunkRef, FileEntry
 from artfs.store.repository import PinnedChunks, Store
 
@@ -44,12 +45,17 @@ INLINE_LOAD_BYTES = 64 << 10
 # --- the chunk cache --------------------------------------------------------------------------
 
 
+# A chunk's verified bytes: loaded in this process, or a read-only view of the chunk arena the
+# loader process wrote it into (see artfs.fs.chunkloader).
+Chunk = bytes | memoryview
+
+
 @dataclass
 class _Loading:
     # Made by the first thread that waits for this load: most loads have no waiter, and an
     # Event (a Condition and a Lock) costs more to make than a small chunk's lookup.
     done: threading.Event | None = None
-    data: bytes | None = None
+    data: Chunk | None = None
     error: BaseException | None = None
 
 
@@ -63,7 +69,7 @@ class ChunkCache:
     def __init__(self, load: Callable[[ChunkRef], bytes], budget_bytes: int) -> None:
         self._load = load
         self.budget_bytes = budget_bytes
-        self._chunks: OrderedDict[bytes, bytes] = OrderedDict()
+        self._chunks: OrderedDict[bytes, Chunk] = OrderedDict()
         self._loading: dict[bytes, _Loading] = {}
         self._size = 0
         self._lock = threading.Lock()
@@ -75,34 +81,37 @@ class ChunkCache:
     def __contains__(self, ref: ChunkRef) -> bool:
         return ref.chunk_id in self._chunks or ref.chunk_id in self._loading
 
-    def peek(self, ref: ChunkRef) -> bytes | None:
+    def peek(self, ref: ChunkRef) -> Chunk | None:
         with self._lock:
             data = self._chunks.get(ref.chunk_id)
             if data is not None:
                 self._chunks.move_to_end(ref.chunk_id)
             return data
 
-    def get(self, ref: ChunkRef, load: Callable[[ChunkRef], bytes] | None = None) -> bytes:
+    def get(self, ref: ChunkRef, load: Callable[[ChunkRef], bytes] | None = None) -> Chunk:
         """The chunk, loaded with ``load`` (default: the cache's own) on a miss."""
-        with self._lock:
-            data = self._chunks.get(ref.chunk_id)
-            if data is not None:
-                self._chunks.move_to_end(ref.chunk_id)
-                return data
-            loading = self._loading.get(ref.chunk_id)
-            owner = loading is None
-            if loading is None:
-                loading = self._loading[ref.chunk_id] = _Loading()
-            elif loading.done is None:
-                loading.done = threading.Event()
-            done = loading.done
-        if not owner:
+        while True:
+            with self._lock:
+                data = self._chunks.get(ref.chunk_id)
+                if data is not None:
+                    self._chunks.move_to_end(ref.chunk_id)
+                    return data
+                loading = self._loading.get(ref.chunk_id)
+                owner = loading is None
+                if loading is None:
+                    loading = self._loading[ref.chunk_id] = _Loading()
+                elif loading.done is None:
+                    loading.done = threading.Event()
+                done = loading.done
+            if owner:
+                break
             assert done is not None
             done.wait()
             if loading.error is not None:
                 raise loading.error
-            assert loading.data is not None
-            return loading.data
+            if loading.data is not None:
+                return loading.data
+            # A claim settled without bytes (see settle): load it here after all.
         try:
             loading.data = (load or self._load)(ref)
         except BaseException as exc:
@@ -118,6 +127,28 @@ class ChunkCache:
                 done.set()
         return loading.data
 
+    def claim(self, ref: ChunkRef) -> bool:
+        """Take the load of ``ref`` for the caller, who ends it with :meth:`settle`; False when
+        it is cached or being loaded. Meanwhile ``ref in cache`` holds and :meth:`get` waits
+        for it."""
+        with self._lock:
+            if ref.chunk_id in self._chunks or ref.chunk_id in self._loading:
+                return False
+            self._loading[ref.chunk_id] = _Loading()
+            return True
+
+    def settle(self, ref: ChunkRef, data: Chunk | None) -> None:
+        """End a :meth:`claim`: keep ``data`` (verified bytes of ``ref``), or, given None,
+        leave the load to whoever wants the chunk next (a :meth:`get` waiting loads it)."""
+        with self._lock:
+            loading = self._loading.pop(ref.chunk_id)
+            loading.data = data
+            if data is not None:
+                self._insert(ref.chunk_id, data)
+            done = loading.done
+        if done is not None:
+            done.set()
+
     def discard(self, ref: ChunkRef) -> None:
         """Forget ``ref``'s bytes if they are cached (a load under way is left to finish)."""
         with self._lock:
@@ -125,12 +156,12 @@ class ChunkCache:
             if data is not None:
                 self._size -= len(data)
 
-    def put(self, ref: ChunkRef, data: bytes) -> None:
+    def put(self, ref: ChunkRef, data: Chunk) -> None:
         """Keep ``data``, verified bytes of ``ref`` loaded by the caller."""
         with self._lock:
             self._insert(ref.chunk_id, data)
 
-    def _insert(self, chunk_id: bytes, data: bytes) -> None:
+    def _insert(self, chunk_id: bytes, data: Chunk) -> None:
         if len(data) > self.budget_bytes:
             return
         if chunk_id not in self._chunks:
@@ -212,7 +243,7 @@ class FileReader:
         entry: FileEntry,
         cache: ChunkCache,
         load: ChunkLoader | None = None,
-        local: Callable[[ChunkRef], bool] | None = None,
+        locations: Mapping[bytes, ChunkLocation] | None = None,
         load_cached: Callable[[ChunkRef], bytes | None] | None = None,
         drop_behind: ChunkHolders | None = None,
     ) -> None:
@@ -226,8 +257,9 @@ class FileReader:
         # A chunk's verified bytes if its pack bytes are in the page cache, else None (never
         # waits for the disk); None: no such loads (see read_inline).
         self._load_cached = load_cached
-        # Whether a chunk is in this store's packs (None: all are); see cheap().
-        self._local = local
+        # Where the chunks in this store's packs are, resolved at open (None: all are there,
+        # where the loader finds them); see cheap() and location().
+        self._locations = locations
         self._positions: dict[bytes, int] | None = None  # chunk id -> first index (_position)
         self._starts: list[int] = []
         offset = 0
@@ -248,7 +280,7 @@ class FileReader:
         self.loaders = 0
 
     @classmethod
-    def holding(cls, entry: FileEntry, cache: ChunkCache, content: bytes) -> FileReader:
+    def holding(cls, entry: FileEntry, cache: ChunkCache, content: Chunk) -> FileReader:
         """A reader of a file whose whole ``content`` (verified, ``entry.size`` bytes) the
         caller already holds: it needs no pack, pin or index lookup for any read."""
         if len(content) != entry.size:
@@ -266,7 +298,7 @@ class FileReader:
         return range(first, last + 1)
 
     def _assemble(
-        self, offset: int, size: int, pieces: list[bytes], span: range, scratch: bytearray | None
+        self, offset: int, size: int, pieces: list[Chunk], span: range, scratch: bytearray | None
     ) -> ReadBuffer:
         end = min(offset + size, self.entry.size)
         length = end - offset
@@ -439,21 +471,33 @@ class FileReader:
         order = [*range(span.stop, len(chunks)), *range(span.start)]
         return [chunks[i] for i in order if chunks[i] not in self._cache and not self._passed(i)]
 
-    def fetch_next(self) -> bool:
-        """Load the first queued read-ahead chunk that is not cached yet (blocks); False when
-        the queue is empty. Any number of threads may call this at once."""
+    def next_ahead(self) -> ChunkRef | None:
+        """Take the first queued read-ahead chunk worth loading (not cached or loading, not
+        dropped behind the reader); None when the queue has none. Never blocks."""
         while True:
             try:
                 ref = self._ahead.popleft()
             except IndexError:
-                return False
+                return None
             if ref in self._cache:  # cached or loading
                 continue
             index = self._position(ref)
             if index >= 0 and self._passed(index):  # the reader dropped it: the kernel has it
                 continue
-            self._cache.get(ref, self._loader(index))
-            return True
+            return ref
+
+    def put_back(self, ref: ChunkRef) -> None:
+        """Return a chunk :meth:`next_ahead` gave to the front of the queue."""
+        self._ahead.appendleft(ref)
+
+    def fetch_next(self) -> bool:
+        """Load the first queued read-ahead chunk that is not cached yet (blocks); False when
+        the queue is empty. Any number of threads may call this at once."""
+        ref = self.next_ahead()
+        if ref is None:
+            return False
+        self._cache.get(ref, self._loader(self._position(ref)))
+        return True
 
     def fetch_some(self, count: int) -> bool:
         """:meth:`fetch_next` up to ``count`` times, front first; False when the queue was
@@ -487,6 +531,19 @@ class FileReader:
             pieces.append(data)
         return self._assemble(offset, size, pieces, span, scratch) if pieces else b""
 
+    def missing(self, offset: int, size: int) -> list[ChunkRef]:
+        """The chunks a read needs that are not cached (loading ones included), in order."""
+        chunks = self.entry.chunks
+        return [
+            chunks[index]
+            for index in self._span(offset, size)
+            if self._cache.peek(chunks[index]) is None
+        ]
+
+    def location(self, ref: ChunkRef) -> ChunkLocation | None:
+        """Where ``ref`` was resolved at open, if this reader pinned its locations."""
+        return None if self._locations is None else self._locations.get(ref.chunk_id)
+
     def cheap(self, offset: int, size: int) -> bool:
         """Whether the chunks this read still needs are small enough to load inline.
 
@@ -500,7 +557,9 @@ class FileReader:
         for index in self._span(offset, size):
             ref = self.entry.chunks[index]
             if self._cache.peek(ref) is None:
-                if ref in self._cache or (self._local is not None and not self._local(ref)):
+                if ref in self._cache or (
+                    self._locations is not None and ref.chunk_id not in self._locations
+                ):
                     return False
                 missing += ref.length
         return missing <= INLINE_LOAD_BYTES
@@ -570,13 +629,10 @@ def open_reader(
     def load(ref: ChunkRef, following: Sequence[ChunkRef]) -> bytes:
         return store.read_pinned(ref, pins, following)
 
-    def local(ref: ChunkRef) -> bool:
-        return ref.chunk_id in pins.locations
-
     def load_cached(ref: ChunkRef) -> bytes | None:
         return store.read_pinned_cached(ref, pins)
 
-    return FileReader(entry, cache, load, local, load_cached, drop_behind), pins
+    return FileReader(entry, cache, load, pins.locations, load_cached, drop_behind), pins
 
 
 __all__ = [
@@ -587,6 +643,7 @@ __all__ = [
     "RANDOM_READAHEAD_BYTES",
     "READAHEAD_START_BYTES",
     "SEQUENTIAL_SLACK",
+    "Chunk",
     "ChunkCache",
     "ChunkHolders",
     "ChunkLoader",

@@ -189,6 +189,30 @@ def decode(
     raise CorruptData(f"unknown chunk codec {codec}")
 
 
+def decode_into(codec: int, payload: Buffer, out: memoryview) -> int:
+    """Decode a chunk stored with ``codec`` (raw or plain zstd) into ``out``, sized to its raw
+    length, with no buffer of its own; how many bytes it wrote (fewer than ``len(out)``: the
+    payload is short or damaged, and the caller's hash check refuses it). CorruptData when the
+    payload does not decode, or needs a dictionary."""
+    if codec == Codec.RAW:
+        count = min(len(payload), len(out))
+        out[:count] = memoryview(payload)[:count]
+        return count
+    if codec != Codec.ZSTD:
+        raise CorruptData(f"chunk codec {codec} is not decoded into a buffer")
+    written = 0
+    try:
+        reader = _decompressor().stream_reader(payload)
+        while written < len(out):
+            count = reader.readinto(out[written:])
+            if not count:
+                break
+            written += count
+    except zstandard.ZstdError as exc:
+        raise CorruptData(f"compressed chunk does not decode: {exc}") from exc
+    return written
+
+
 def verified(
     cid: ChunkId,
     codec: int,

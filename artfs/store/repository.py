@@ -62,6 +62,9 @@ class RemotePorts(Protocol):
     def lineage_sink(self, store: Store, config: RemoteConfig) -> LineageSink: ...
 
 
+PACK_DIRECTORY = "packs"
+
+
 def default_home() -> Path:
     """``$ARTFS_HOME``, else ``$XDG_DATA_HOME/artfs``, else ``~/.local/share/artfs``."""
     env = os.environ.get("ARTFS_HOME")
@@ -159,7 +162,7 @@ class Store:
                 return store
             try:
                 home.mkdir(parents=True, exist_ok=True)
-                chunks = LocalPackStore.open(home / "packs")
+                chunks = LocalPackStore.open(home / PACK_DIRECTORY)
             except OSError as exc:
                 raise StoreError(f"cannot use {home} as the artfs store: {exc.strerror}") from None
             store = cls(home, Index.open(home / "index"), chunks, ports)
@@ -181,6 +184,11 @@ class Store:
             with self.index.write() as txn:
                 found = settings.ensure_store_id(txn)
         self._store_id = found
+
+    @property
+    def pack_directory(self) -> Path:
+        """Where this store's packs are."""
+        return self.home / PACK_DIRECTORY
 
     @property
     def store_id(self) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 import trio
 
 from artfs.errors import ArtfsError
+from artfs.fs.chunkloader import LoaderProcess
 from artfs.remote.poll import RemotePoller
 from artfs.store.repository import Store, default_home
 from artfs.stores import open_store
@@ -55,6 +56,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="memory for decompressed chunks (default %(default)s MiB)",
     )
     parser.add_argument("--threads", type=int, default=4, help="chunk-loading worker threads")
+    parser.add_argument(
+        "--loaders",
+        type=int,
+        default=DEFAULT_LOADERS,
+        help="threads of the chunk-loader process, which reads, decompresses and verifies "
+        "chunks beside the daemon (0: none, chunks load in the daemon's own threads; "
+        "default %(default)s)",
+    )
     parser.add_argument(
         "--poll",
         type=float,
@@ -175,6 +184,9 @@ async def housekeeping(ops: ArtfsOperations) -> None:
 # A remote-backed store's daemon looks at its remote this often: a version committed on another
 # machine shows in the mount within this (plus the mount's ~1 s of attribute caching).
 DEFAULT_POLL_SECONDS = 10.0
+# Threads of the chunk-loader process: one per core, two at least (one reads from disk while
+# the other decodes), four at most (a cold read of a few files keeps no more busy).
+DEFAULT_LOADERS = max(2, min(4, os.cpu_count() or 1))
 
 
 # At shutdown, a refresh running in its worker thread gets this long to end (after the artifact
@@ -242,6 +254,22 @@ def tune_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+def start_loader(store: Store, workers: int, cache_bytes: int) -> LoaderProcess | None:
+    """The chunk-loader process (see artfs.fs.chunkloader), or None for none (``workers`` 0,
+    or it cannot start: then the daemon's threads load every chunk, as they can anyway).
+
+    Its arena is twice the chunk cache: chunks take whole 64 KiB units of it, first fit, and
+    it only costs memory where chunks were written (a freed place is written again before
+    any higher one is touched)."""
+    if workers <= 0:
+        return None
+    try:
+        return LoaderProcess.start(store.pack_directory, 2 * cache_bytes, workers)
+    except OSError as exc:
+        log.warning("no chunk-loader process (%s): chunks load in the daemon's threads", exc)
+        return None
+
+
 def tune_allocator() -> None:
     """Reuse freed chunk buffers from one heap whose free top is kept small.
 
@@ -306,6 +334,8 @@ async def serve(
             nursery.start_soon(poll_remote, poller, poll)
         if recorder is not None:
             nursery.start_soon(flush_usage, recorder)
+        if ops.loads is not None:
+            nursery.start_soon(ops.loads.serve)
         await session.serve()
         nursery.cancel_scope.cancel()
     if recorder is not None:
@@ -325,6 +355,9 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
         if vfs.recorder is not None:
             vfs.recorder.prepare()
         ops = ArtfsOperations(vfs, threads=args.threads)
+        loader = start_loader(store, args.loaders, args.cache_mb << 20)
+        if loader is not None:
+            ops.use_loader(loader, args.loaders)
         try:
             session.mount(ops, mountpoint, mount_options(args.allow_other))
         except RuntimeError:
@@ -341,6 +374,8 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
         finally:
             session.unmount()
             log.info("unmounted %s", mountpoint)
+            if loader is not None:
+                loader.stop()
             log_remote_reads(store)
     finally:
         if poller.finish(REFRESH_STOP_SECONDS):

@@ -21,6 +21,7 @@ import trio
 
 from artfs.errors import ArtfsError, CorruptData, InvalidName, NotFound, StoreError
 from artfs.fs.backing import AttrChange
+from artfs.fs.chunkloader import LoaderProcess
 from artfs.fs.errors import (
     BadRequest,
     CommitBusy,
@@ -46,6 +47,7 @@ from artfs.vfs import (
     ReadBuffer,
     Vfs,
 )
+from artfsd.loads import ChunkLoads
 
 log = logging.getLogger("artfsd")
 
@@ -204,6 +206,8 @@ class ArtfsOperations(pyfuse3.Operations):
         # Where read-ahead tasks run; set by the daemon once its nursery is open. Without one
         # (operations tests) reads simply do no read-ahead.
         self.nursery: trio.Nursery | None = None
+        # Chunk loads by the loader process (see loads.py); None: every load is in threads.
+        self.loads: ChunkLoads | None = None
         self._failed_files: set[bytes] = set()  # digests of files whose read failure was logged
         # For reads served on the event loop; the largest read the kernel sends (libfuse asks
         # for 256 pages per request).
@@ -345,7 +349,10 @@ class ArtfsOperations(pyfuse3.Operations):
             return held[off : off + size]
         if self.nursery is not None and reader.plan(off, size):
             # Before this read awaits anything: the next chunks load while this one does.
-            self._start_loaders(fh, reader)
+            if self.loads is not None and self.loads.alive:
+                self.loads.read_ahead(fh, reader)
+            else:
+                self._start_loaders(fh, reader)
         # Read on the event loop, a multi-chunk read is copied into one reused buffer: pyfuse3
         # replies from it before this loop runs another read.
         data = reader.read_cached(off, size, self._scratch)
@@ -353,6 +360,9 @@ class ArtfsOperations(pyfuse3.Operations):
             if data is None and reader.cheap(off, size):
                 # Small chunks whose pack bytes are in the page cache: here, no thread hop.
                 data = reader.read_inline(off, size, self._scratch)
+            if data is None and self.loads is not None:
+                # Large chunks: loaded by the loader process, no thread hop.
+                data = await self.loads.read(reader, off, size, self._scratch)
             if data is None:
                 data = await trio.to_thread.run_sync(reader.read, off, size, limiter=self.limiter)
         except StoreError as exc:
@@ -360,6 +370,10 @@ class ArtfsOperations(pyfuse3.Operations):
             self._log_once(reader, logging.ERROR, "%s", exc)
             raise
         return data
+
+    def use_loader(self, loader: LoaderProcess, workers: int) -> None:
+        """Send chunk loads to ``loader`` (run ``self.loads.serve`` in the nursery)."""
+        self.loads = ChunkLoads(loader, self.vfs.cache, workers, self._start_loaders)
 
     def _start_loaders(self, fh: int, reader: FileReader) -> None:
         """Up to ``_READAHEAD_LOADERS`` tasks loading ``reader``'s queued read-ahead."""
@@ -401,6 +415,8 @@ class ArtfsOperations(pyfuse3.Operations):
         loading = self._reading_ahead.pop(fh, None)
         if loading is not None:  # a closed file's queued read-ahead would load for nothing
             loading.drop_ahead()
+        if self.loads is not None:
+            self.loads.forget(fh)
         if fh >= STAGED_FH_BASE:
             self.vfs.release_other(fh)
             return

@@ -1,0 +1,352 @@
+"""Chunk loads in a process of their own, decoded into memory the daemon shares.
+
+A cold read of large files is mostly per-byte work: reading chunks from packs, decoding zstd and
+hashing with BLAKE3. Both libraries release the GIL, but the threads doing that work in the
+daemon still need it between their calls, and the event loop holds it to reply (pyfuse3 copies
+each 1 MiB reply into the kernel without releasing it): measured over one pass, the loader
+threads waited 40 ms for the GIL where the pass took 84 (docs/mount.md, issue 17, "Eleventh
+pass"). The loader process has no event loop: its workers wait only for each other.
+
+- :class:`ChunkArena` is a memfd both processes map: the daemon allocates a chunk's place in it,
+  the loader writes the verified chunk there, and the daemon's chunk cache and its replies use
+  a read-only view of it. The place is freed when the last view of it is gone (a finalizer on
+  the object the views come from), so no reply or worker thread can see it rewritten.
+- :class:`LoaderProcess` starts the loader (``python -m artfs.fs.chunkloader``) with one end of
+  a socket pair and the arena's descriptor; the daemon sends a fixed-size request per chunk
+  (where it is stored, how it is coded, its id, where to write it) and the loader answers each
+  with the request's tag and whether the chunk verified. A chunk that did not verify (damaged,
+  or its pack gone) is not written anywhere the daemon reads; the daemon loads it again itself,
+  which says why it fails.
+- :func:`serve` is the loader's side: it writes the arena's first ``PREPARED_BYTES`` (so the
+  memory a cold read loads into is in place before it starts), says it is ready with a reply of
+  tag 0, then reads requests in one thread while ``workers`` threads load them in the order
+  they came. Until it is ready the daemon loads every chunk itself.
+
+The loader opens packs by path (read only), and closes them whenever it runs out of work so it
+never keeps a pack gc deleted. A chunk pinned by an open file whose pack gc has deleted is not
+found there: the daemon's own load, from the descriptor it pinned, serves it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import ctypes
+import mmap
+import os
+import queue
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import traceback
+import weakref
+from pathlib import Path
+
+from artfs.errors import ArtfsError
+from artfs.store import codec
+from artfs.store.chunkstore import ChunkLocation
+from artfs.store.hashing import chunk_id
+from artfs.store.manifest import ChunkRef
+from artfs.store.packs import pack_name
+
+# tag, pack id, offset in the pack, stored length, raw length, codec, offset in the arena, id
+REQUEST = struct.Struct("<QQQIIBQ32s")
+# tag, 1 when the chunk verified and is in the arena
+REPLY = struct.Struct("<QB")
+READY_TAG = 0  # the loader's first reply: it takes requests (theirs count from 1)
+# The arena is handed out in units of this size; a chunk takes whole units.
+ARENA_UNIT = 64 << 10
+# The loader writes this much of the arena's start before it takes requests (first fit hands
+# out the start first): a sequential reader's read-ahead window (32 MiB), what it keeps behind
+# it (4 MiB) and a margin. A page of fresh memory costs this VM ~3.5 us to fault in, ~0.9 ms per
+# MiB, which a cold read otherwise paid for every MiB up to what drop-behind frees (issue 17,
+# "Eleventh pass").
+PREPARED_BYTES = 48 << 20
+_MADV_POPULATE_WRITE = 23  # Linux 5.14; Python 3.11's mmap module has no name for it
+_PREPARE_STEP = 4 << 20
+_PR_SET_PDEATHSIG = 1
+
+
+class ChunkArena:
+    """Memory shared with the loader process, handed out to chunks first fit in
+    ``ARENA_UNIT`` units. Its pages come into being as the loader writes them, so a large
+    arena costs only what has been written into it. Any thread may free (views die anywhere);
+    allocation is the daemon's event loop's."""
+
+    def __init__(self, fd: int, memory: mmap.mmap) -> None:
+        self.fd = fd
+        self.size = len(memory)
+        self._memory = memory
+        self._lock = threading.Lock()
+        units = self.size // ARENA_UNIT
+        self._free_starts = [0] if units else []  # sorted starts (in units) of free runs
+        self._free: dict[int, int] = {0: units} if units else {}  # start -> units
+        self._used: dict[int, int] = {}  # start -> units
+
+    @classmethod
+    def create(cls, size: int) -> ChunkArena:
+        """An arena of ``size`` bytes (rounded down to whole units) in a new memfd."""
+        size -= size % ARENA_UNIT
+        fd = os.memfd_create("artfs-chunks", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(fd, size)
+            memory = mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(fd, memory)
+
+    @property
+    def used(self) -> int:
+        """Bytes handed out and not freed yet."""
+        with self._lock:
+            return sum(self._used.values()) * ARENA_UNIT
+
+    def alloc(self, length: int) -> int | None:
+        """Where ``length`` bytes may go (a byte offset), or None when no free run is long
+        enough."""
+        units = max(1, -(-length // ARENA_UNIT))
+        with self._lock:
+            for start in self._free_starts:
+                run = self._free[start]
+                if run < units:
+                    continue
+                del self._free[start]
+                self._free_starts.remove(start)
+                if run > units:
+                    self._free[start + units] = run - units
+                    bisect.insort(self._free_starts, start + units)
+                self._used[start] = units
+                return start * ARENA_UNIT
+        return None
+
+    def free(self, at: int) -> None:
+        """Give back the place :meth:`alloc` returned at ``at``; merged with free neighbours."""
+        start = at // ARENA_UNIT
+        with self._lock:
+            units = self._used.pop(start)
+            index = bisect.bisect_left(self._free_starts, start)
+            if index < len(self._free_starts):
+                after = self._free_starts[index]
+                if after == start + units:
+                    units += self._free.pop(after)
+                    del self._free_starts[index]
+            if index > 0:
+                before = self._free_starts[index - 1]
+                if before + self._free[before] == start:
+                    self._free[before] += units
+                    return
+            self._free[start] = units
+            self._free_starts.insert(index, start)
+
+    def chunk(self, at: int, length: int) -> memoryview:
+        """A read-only view of ``length`` bytes at ``at``, which owns the place from now on:
+        it is freed once this view and every view cut from it are gone."""
+        owner = (ctypes.c_ubyte * length).from_buffer(self._memory, at)
+        weakref.finalize(owner, self.free, at)
+        return memoryview(owner).cast("B").toreadonly()
+
+    def writable(self, at: int, length: int) -> memoryview:
+        """A view to write a chunk into (the loader's side, and tests)."""
+        return memoryview(self._memory)[at : at + length]
+
+
+class LoaderProcess:
+    """The daemon's handle on a running loader process: its socket (non-blocking once the
+    event loop adopts it) and the arena it writes into."""
+
+    def __init__(self, process: subprocess.Popen[bytes], sock: socket.socket, arena: ChunkArena):
+        self.process = process
+        self.sock = sock
+        self.arena = arena
+
+    @classmethod
+    def start(cls, packs: Path, arena_bytes: int, workers: int) -> LoaderProcess:
+        """Start a loader of ``packs`` (a store's pack directory) with ``workers`` threads and
+        an arena of ``arena_bytes``. It exits when the daemon closes its socket or dies."""
+        arena = ChunkArena.create(arena_bytes)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        command = [
+            sys.executable,
+            "-P",
+            "-m",
+            "artfs.fs.chunkloader",
+            str(theirs.fileno()),
+            str(arena.fd),
+            str(packs),
+            str(workers),
+        ]
+        try:
+            process = subprocess.Popen(
+                command, pass_fds=(theirs.fileno(), arena.fd), stdin=subprocess.DEVNULL
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return cls(process, ours, arena)
+
+    @staticmethod
+    def request(tag: int, ref: ChunkRef, loc: ChunkLocation, at: int) -> bytes:
+        return REQUEST.pack(
+            tag,
+            loc.pack_id,
+            loc.offset,
+            loc.stored_length,
+            loc.raw_length,
+            loc.codec,
+            at,
+            ref.chunk_id,
+        )
+
+    def stop(self) -> None:
+        """Close the socket (the loader finishes what it has and exits) and reap it."""
+        self.sock.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def loadable(ref: ChunkRef, loc: ChunkLocation | None) -> bool:
+    """Whether the loader can load ``ref`` stored at ``loc`` (None: not in this store's
+    packs): raw or plain zstd; chunks coded with a dictionary stay with the daemon."""
+    return (
+        loc is not None
+        and loc.raw_length == ref.length
+        and loc.codec in (codec.Codec.RAW, codec.Codec.ZSTD)
+    )
+
+
+# --- the loader process -----------------------------------------------------------------------
+
+
+class _Worker:
+    """One loading thread's packs and payload buffer (a zstd chunk's stored bytes)."""
+
+    def __init__(self, packs: Path, arena: mmap.mmap) -> None:
+        self._packs = packs
+        self._arena = memoryview(arena)
+        self._fds: dict[int, int] = {}
+        self._payload = bytearray(0)
+
+    def load(self, request: tuple[int, int, int, int, int, int, int, bytes]) -> bool:
+        """Read, decode and verify one chunk into the arena; whether it verified."""
+        _, pack_id, offset, stored, raw, coding, at, cid = request
+        if at < 0 or at + raw > len(self._arena):
+            return False
+        out = self._arena[at : at + raw]
+        fd = self._fd(pack_id)
+        if coding == codec.Codec.RAW:
+            if stored != raw or os.preadv(fd, [out], offset) != raw:
+                return False
+        else:
+            if len(self._payload) < stored:
+                self._payload = bytearray(stored)
+            payload = memoryview(self._payload)[:stored]
+            if os.preadv(fd, [payload], offset) != stored:
+                return False
+            if codec.decode_into(coding, payload, out) != raw:
+                return False
+        return chunk_id(out) == cid
+
+    def _fd(self, pack_id: int) -> int:
+        fd = self._fds.get(pack_id)
+        if fd is None:
+            fd = self._fds[pack_id] = os.open(self._packs / pack_name(pack_id), os.O_RDONLY)
+        return fd
+
+    def close_packs(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def prepare(arena: mmap.mmap, length: int) -> None:
+    """Fault in the arena's first ``length`` bytes (a kernel without MADV_POPULATE_WRITE:
+    they come in as chunks are written)."""
+    with contextlib.suppress(OSError):
+        for at in range(0, min(length, len(arena)), _PREPARE_STEP):
+            arena.madvise(_MADV_POPULATE_WRITE, at, min(_PREPARE_STEP, len(arena) - at))
+
+
+def serve(sock: socket.socket, arena: mmap.mmap, packs: Path, workers: int) -> None:
+    """Load chunks as ``sock`` asks until it closes (say ready first)."""
+    prepare(arena, PREPARED_BYTES)
+    sock.sendall(REPLY.pack(READY_TAG, 1))
+    work: queue.SimpleQueue[tuple[int, int, int, int, int, int, int, bytes] | None]
+    work = queue.SimpleQueue()
+    send = threading.Lock()
+
+    def run() -> None:
+        worker = _Worker(packs, arena)
+        while True:
+            if work.empty():
+                worker.close_packs()  # idle: keep no pack gc may delete
+            request = work.get()
+            if request is None:
+                worker.close_packs()
+                return
+            try:
+                ok = worker.load(request)
+            except (OSError, ArtfsError, ValueError):
+                ok = False  # the daemon loads it again itself, and says why it fails
+            except Exception:  # a defect: into the daemon's log, and the daemon loads it
+                traceback.print_exc()
+                ok = False
+            with send:
+                sock.sendall(REPLY.pack(request[0], int(ok)))
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    pending = bytearray()
+    try:
+        while True:
+            data = sock.recv(64 << 10)
+            if not data:
+                break
+            pending += data
+            whole = len(pending) - len(pending) % REQUEST.size
+            for request in REQUEST.iter_unpack(pending[:whole]):
+                work.put(request)
+            del pending[:whole]
+    finally:
+        for _ in threads:
+            work.put(None)
+        for thread in threads:
+            thread.join()
+
+
+def main(argv: list[str]) -> None:
+    sock_fd, arena_fd, packs, workers = int(argv[0]), int(argv[1]), Path(argv[2]), int(argv[3])
+    with contextlib.suppress(OSError, AttributeError):  # not Linux's libc: the socket still ends
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon's ^C is the daemon's to handle
+    sock = socket.socket(fileno=sock_fd)
+    arena = mmap.mmap(arena_fd, os.fstat(arena_fd).st_size, flags=mmap.MAP_SHARED)
+    os.close(arena_fd)
+    with contextlib.suppress(ConnectionError):  # the daemon is gone
+        serve(sock, arena, packs, workers)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
+
+
+__all__ = [
+    "ARENA_UNIT",
+    "PREPARED_BYTES",
+    "READY_TAG",
+    "REPLY",
+    "REQUEST",
+    "ChunkArena",
+    "LoaderProcess",
+    "loadable",
+    "serve",
+]

@@ -1,0 +1,357 @@
+"""The chunk-loader process: its shared arena, its loads, the daemon's reads through it."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import re
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyfuse3
+import pytest
+import trio
+from artfsd.operations import ArtfsOperations
+
+from artfs.fs.chunkloader import (
+    ARENA_UNIT,
+    READY_TAG,
+    REPLY,
+    ChunkArena,
+    LoaderProcess,
+)
+from artfs.fs.reader import ChunkCache
+from artfs.store import Store
+from artfs.store.chunkstore import ChunkLocation
+from artfs.store.codec import Codec
+from artfs.store.manifest import ChunkRef, FileEntry
+from artfs.vfs import Vfs
+from tests.mount.mountutil import StartMount, eventually, put
+from tests.mount.test_read_path import CTX
+
+MIB = 1 << 20
+
+# --- the arena --------------------------------------------------------------------------------
+
+
+def test_the_arena_hands_out_first_fit_and_merges_what_is_freed() -> None:
+    arena = ChunkArena.create(8 * ARENA_UNIT)
+    one, two, three = arena.alloc(1), arena.alloc(ARENA_UNIT + 1), arena.alloc(3 * ARENA_UNIT)
+    assert (one, two, three) == (0, ARENA_UNIT, 3 * ARENA_UNIT)
+    assert arena.used == 6 * ARENA_UNIT
+    assert arena.alloc(3 * ARENA_UNIT) is None  # two units are left
+    arena.free(ARENA_UNIT)
+    assert arena.alloc(3 * ARENA_UNIT) is None  # two free runs of two, apart
+    arena.free(0)  # merges with the run after it: three units from 0
+    assert arena.alloc(3 * ARENA_UNIT) == 0
+    arena.free(0)
+    arena.free(3 * ARENA_UNIT)  # merges with the runs on both sides
+    assert arena.used == 0
+    assert arena.alloc(8 * ARENA_UNIT) == 0
+
+
+def test_a_chunk_s_place_is_freed_with_its_last_view_and_views_are_read_only() -> None:
+    arena = ChunkArena.create(4 * ARENA_UNIT)
+    at = arena.alloc(5)
+    assert at is not None
+    arena.writable(at, 5)[:] = b"hello"
+    view = arena.chunk(at, 5)
+    piece = view[1:3]
+    del view
+    assert arena.used == ARENA_UNIT  # the slice still holds it
+    assert bytes(piece) == b"el"
+    with pytest.raises(TypeError):
+        piece[0] = 0
+    del piece
+    assert arena.used == 0
+
+
+# --- the cache's claims -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settled", "expected", "loaded"), [(b"abc", b"abc", 0), (None, b"own", 1)]
+)
+def test_a_claimed_chunk_is_waited_for_and_loaded_by_the_waiter_if_settled_empty(
+    settled: bytes | None, expected: bytes, loaded: int
+) -> None:
+    ref = ChunkRef(b"c" * 32, 3)
+    loads: list[ChunkRef] = []
+
+    def load(chunk: ChunkRef) -> bytes:
+        loads.append(chunk)
+        return b"own"
+
+    cache = ChunkCache(load, 64 * MIB)
+    assert cache.claim(ref)
+    assert ref in cache and not cache.claim(ref)
+    got: list[object] = []
+    waiter = threading.Thread(target=lambda: got.append(cache.get(ref)))
+    waiter.start()
+    time.sleep(0.05)
+    assert not got  # it waits for the claim
+    cache.settle(ref, settled)
+    waiter.join(timeout=5)
+    assert got == [expected] and len(loads) == loaded
+    assert cache.peek(ref) == expected
+
+
+# --- the loader process -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def stored(tmp_path: Path) -> Iterator[tuple[Store, FileEntry, bytes]]:
+    """A store holding one file of raw (random) and zstd (text) chunks, open."""
+    src = tmp_path / "src"
+    src.mkdir()
+    content = random.Random(5).randbytes(3 * MIB) + b"label,row\n" * 300_000
+    (src / "data.bin").write_bytes(content)
+    put(tmp_path / "home", src, "proj/data")
+    with Store.open(tmp_path / "home") as store:
+        (entry,) = store.files(store.resolve("proj/data:v0"))
+        yield store, entry, content
+
+
+def started(store: Store) -> LoaderProcess:
+    loader = LoaderProcess.start(store.pack_directory, 16 * MIB, 2)
+    loader.sock.settimeout(30)
+    assert REPLY.unpack(loader.sock.recv(REPLY.size, socket.MSG_WAITALL)) == (READY_TAG, 1)
+    return loader
+
+
+def load_all(
+    loader: LoaderProcess, requests: list[tuple[ChunkRef, ChunkLocation]]
+) -> list[tuple[int, bool]]:
+    """Send each request (tags 1...), and the loader's answers: (place, verified) by tag."""
+    places = []
+    for tag, (ref, loc) in enumerate(requests, 1):
+        at = loader.arena.alloc(ref.length)
+        assert at is not None
+        places.append(at)
+        loader.sock.sendall(loader.request(tag, ref, loc, at))
+    answers = {}
+    for _ in requests:
+        tag, ok = REPLY.unpack(loader.sock.recv(REPLY.size, socket.MSG_WAITALL))
+        answers[tag] = bool(ok)
+    return [(places[tag - 1], answers[tag]) for tag in range(1, len(requests) + 1)]
+
+
+def chunks_of(store: Store, entry: FileEntry) -> list[tuple[ChunkRef, ChunkLocation, int]]:
+    """Each chunk, where it is stored, and where it starts in the file."""
+    out, offset = [], 0
+    for ref in entry.chunks:
+        loc = store.chunk_location(ref.chunk_id)
+        assert loc is not None
+        out.append((ref, loc, offset))
+        offset += ref.length
+    return out
+
+
+def test_the_loader_writes_each_chunk_verified_into_the_arena(
+    stored: tuple[Store, FileEntry, bytes],
+) -> None:
+    store, entry, content = stored
+    chunks = chunks_of(store, entry)
+    assert {loc.codec for _, loc, _ in chunks} == {Codec.RAW, Codec.ZSTD}
+    loader = started(store)
+    try:
+        answers = load_all(loader, [(ref, loc) for ref, loc, _ in chunks])
+        for (ref, _, offset), (at, ok) in zip(chunks, answers, strict=True):
+            assert ok
+            assert loader.arena.writable(at, ref.length) == content[offset : offset + ref.length]
+    finally:
+        loader.stop()
+    assert loader.process.returncode == 0  # it ends when its socket closes
+
+
+def test_a_damaged_chunk_or_a_missing_pack_is_refused_and_the_next_loads(
+    stored: tuple[Store, FileEntry, bytes],
+) -> None:
+    store, entry, content = stored
+    (ref, loc, _), (second, second_loc, offset) = chunks_of(store, entry)[:2]
+    with open(store.pack_directory / f"{loc.pack_id:016x}.pack", "r+b") as pack:
+        pack.seek(loc.offset + loc.stored_length // 2)
+        byte = pack.read(1)
+        pack.seek(-1, os.SEEK_CUR)
+        pack.write(bytes([byte[0] ^ 1]))
+    gone = ChunkLocation(loc.pack_id + 999, 0, loc.stored_length, loc.raw_length, loc.codec)
+    loader = started(store)
+    try:
+        answers = load_all(loader, [(ref, loc), (ref, gone), (second, second_loc)])
+        assert [ok for _, ok in answers] == [False, False, True]
+        at = answers[2][0]
+        assert loader.arena.writable(at, second.length) == content[offset : offset + second.length]
+    finally:
+        loader.stop()
+
+
+# --- reads through the loader, in the event loop (no kernel) ---------------------------------
+
+
+def read_through_loader(
+    store: Store, path: str, size: int, *, kill_loader: bool = False
+) -> tuple[bytes | int, int, bool]:
+    """A file read front to back by the daemon's operations with a loader process: its bytes
+    (or the errno), how many chunks the daemon's own threads loaded, whether the loader was
+    still in use at the end. ``kill_loader``: kill it once it is ready."""
+    vfs = Vfs.create(store, cache_bytes=64 * MIB, lineage=False)
+    ops = ArtfsOperations(vfs)
+    loader = LoaderProcess.start(store.pack_directory, 128 * MIB, 2)
+    ops.use_loader(loader, 2)
+    assert ops.loads is not None
+    loads = ops.loads
+    in_threads = 0
+    read_pinned = store.read_pinned
+
+    def counted(*args: object, **kwargs: object) -> bytes:
+        nonlocal in_threads
+        in_threads += 1
+        return read_pinned(*args, **kwargs)  # type: ignore[arg-type]
+
+    async def main() -> tuple[bytes | int, bool]:
+        async with trio.open_nursery() as nursery:
+            ops.nursery = nursery
+            nursery.start_soon(loads.serve)
+            with trio.fail_after(30):
+                while not loads.alive:
+                    await trio.sleep(0.01)
+            if kill_loader:
+                loader.process.kill()
+                with trio.fail_after(30):
+                    while loads.alive:
+                        await trio.sleep(0.01)
+            ino = await _lookup(ops, path)
+            info = await ops.open(ino, os.O_RDONLY, CTX)
+            got = bytearray()
+            try:
+                while len(got) < size:
+                    piece = await ops.read(info.fh, len(got), MIB)
+                    if not piece:
+                        break
+                    got += piece
+            except pyfuse3.FUSEError as exc:
+                return exc.errno, loads.alive
+            finally:
+                await ops.release(info.fh)
+                nursery.cancel_scope.cancel()
+        return bytes(got), loads.alive
+
+    store.read_pinned = counted  # type: ignore[method-assign]
+    try:
+        got, alive = trio.run(main)
+    finally:
+        del store.read_pinned
+        loader.stop()
+    return got, in_threads, alive
+
+
+async def _lookup(ops: ArtfsOperations, path: str) -> int:
+    ino = 1
+    for part in path.split("/"):
+        ino = (await ops.lookup(ino, part.encode(), CTX)).st_ino
+    return ino
+
+
+def test_reads_through_the_loader_are_exact_and_no_chunk_loads_in_a_thread(
+    stored: tuple[Store, FileEntry, bytes],
+) -> None:
+    store, _, content = stored
+    got, in_threads, alive = read_through_loader(store, "proj/data/v0/data.bin", len(content))
+    assert got == content
+    assert in_threads == 0 and alive
+
+
+def test_a_chunk_the_loader_refuses_is_loaded_by_the_daemon_which_says_eio(
+    stored: tuple[Store, FileEntry, bytes],
+) -> None:
+    store, _, content = stored
+    for pack in store.pack_directory.iterdir():
+        with open(pack, "r+b") as f:
+            f.seek(2 * MIB)
+            byte = f.read(1)
+            f.seek(2 * MIB)
+            f.write(bytes([byte[0] ^ 1]))
+    got, in_threads, alive = read_through_loader(store, "proj/data/v0/data.bin", len(content))
+    assert got == errno.EIO
+    assert in_threads >= 1 and alive  # the refused chunk, again in a thread
+
+
+def test_reads_go_on_in_threads_once_the_loader_is_gone(
+    stored: tuple[Store, FileEntry, bytes],
+) -> None:
+    store, entry, content = stored
+    got, in_threads, alive = read_through_loader(
+        store, "proj/data/v0/data.bin", len(content), kill_loader=True
+    )
+    assert got == content
+    assert in_threads == len(entry.chunks) and not alive
+
+
+# --- a real mount -----------------------------------------------------------------------------
+
+
+def loader_pid(daemon: int) -> int | None:
+    children = Path(f"/proc/{daemon}/task/{daemon}/children").read_text().split()
+    return int(children[0]) if children else None
+
+
+def bytes_read(pid: int) -> int:
+    found = re.search(r"^rchar: (\d+)$", Path(f"/proc/{pid}/io").read_text(), re.M)
+    assert found is not None
+    return int(found.group(1))
+
+
+@pytest.fixture
+def big_home(tmp_path: Path) -> tuple[Path, bytes]:
+    src = tmp_path / "src"
+    src.mkdir()
+    content = random.Random(8).randbytes(6 * MIB)
+    (src / "weights.f32").write_bytes(content)
+    put(tmp_path / "home", src, "proj/model")
+    return tmp_path / "home", content
+
+
+def test_a_mounted_file_is_loaded_by_the_loader_process(
+    big_home: tuple[Path, bytes], start_mount: StartMount
+) -> None:
+    home, content = big_home
+    mount = start_mount(home)
+    eventually(lambda: "chunk loader (pid" in mount.log_text(), within=30)
+    pid = loader_pid(mount.proc.pid)
+    assert pid is not None
+    before = bytes_read(pid)
+    assert (mount.path / "proj/model/v0/weights.f32").read_bytes() == content
+    assert bytes_read(pid) - before >= len(content)  # raw chunks: the loader read them all
+
+
+def test_no_loader_process_with_loaders_0_and_reads_are_exact(
+    big_home: tuple[Path, bytes], start_mount: StartMount
+) -> None:
+    home, content = big_home
+    mount = start_mount(home, None, "--loaders", "0")
+    assert (mount.path / "proj/model/v0/weights.f32").read_bytes() == content
+    assert loader_pid(mount.proc.pid) is None
+
+
+def test_the_loader_exits_when_the_daemon_is_killed(
+    big_home: tuple[Path, bytes], start_mount: StartMount
+) -> None:
+    home, _ = big_home
+    mount = start_mount(home)
+    pid = loader_pid(mount.proc.pid)
+    assert pid is not None
+    mount.proc.send_signal(signal.SIGKILL)
+    mount.proc.wait(timeout=10)
+
+    def gone() -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+        except FileNotFoundError:
+            return True
+
+    eventually(gone, within=10)
