@@ -43,6 +43,7 @@ import sys
 import threading
 import traceback
 import weakref
+from collections import deque
 from pathlib import Path
 
 from artfs.errors import ArtfsError
@@ -72,19 +73,22 @@ _PR_SET_PDEATHSIG = 1
 
 class ChunkArena:
     """Memory shared with the loader process, handed out to chunks first fit in
-    ``ARENA_UNIT`` units. Its pages come into being as the loader writes them, so a large
-    arena costs only what has been written into it. Any thread may free (views die anywhere);
-    allocation is the daemon's event loop's."""
+    ``ARENA_UNIT`` units. Its pages come into being as they are first written, so a large
+    arena costs only what has been written into it.
+
+    :meth:`alloc` and :meth:`free` are the daemon's event loop's; a view's finalizer (which
+    may run in any thread, or in the middle of them when the garbage collector runs) only
+    queues its place, which the next of them frees."""
 
     def __init__(self, fd: int, memory: mmap.mmap) -> None:
         self.fd = fd
         self.size = len(memory)
         self._memory = memory
-        self._lock = threading.Lock()
         units = self.size // ARENA_UNIT
         self._free_starts = [0] if units else []  # sorted starts (in units) of free runs
         self._free: dict[int, int] = {0: units} if units else {}  # start -> units
         self._used: dict[int, int] = {}  # start -> units
+        self._released: deque[int] = deque()  # places whose last view is gone
 
     @classmethod
     def create(cls, size: int) -> ChunkArena:
@@ -102,51 +106,58 @@ class ChunkArena:
     @property
     def used(self) -> int:
         """Bytes handed out and not freed yet."""
-        with self._lock:
-            return sum(self._used.values()) * ARENA_UNIT
+        self._collect()
+        return sum(self._used.values()) * ARENA_UNIT
 
     def alloc(self, length: int) -> int | None:
         """Where ``length`` bytes may go (a byte offset), or None when no free run is long
         enough."""
+        self._collect()
         units = max(1, -(-length // ARENA_UNIT))
-        with self._lock:
-            for start in self._free_starts:
-                run = self._free[start]
-                if run < units:
-                    continue
-                del self._free[start]
-                self._free_starts.remove(start)
-                if run > units:
-                    self._free[start + units] = run - units
-                    bisect.insort(self._free_starts, start + units)
-                self._used[start] = units
-                return start * ARENA_UNIT
+        for index, start in enumerate(self._free_starts):
+            run = self._free[start]
+            if run < units:
+                continue
+            del self._free[start]
+            if run > units:
+                self._free[start + units] = run - units
+                self._free_starts[index] = start + units
+            else:
+                del self._free_starts[index]
+            self._used[start] = units
+            return start * ARENA_UNIT
         return None
 
     def free(self, at: int) -> None:
-        """Give back the place :meth:`alloc` returned at ``at``; merged with free neighbours."""
+        """Give back the place :meth:`alloc` returned at ``at``."""
+        self._collect()
+        self._release(at)
+
+    def _collect(self) -> None:
+        while self._released:
+            self._release(self._released.popleft())
+
+    def _release(self, at: int) -> None:
+        """Free ``at``'s units, merged with the free runs beside them."""
         start = at // ARENA_UNIT
-        with self._lock:
-            units = self._used.pop(start)
-            index = bisect.bisect_left(self._free_starts, start)
-            if index < len(self._free_starts):
-                after = self._free_starts[index]
-                if after == start + units:
-                    units += self._free.pop(after)
-                    del self._free_starts[index]
-            if index > 0:
-                before = self._free_starts[index - 1]
-                if before + self._free[before] == start:
-                    self._free[before] += units
-                    return
-            self._free[start] = units
-            self._free_starts.insert(index, start)
+        units = self._used.pop(start)
+        index = bisect.bisect_left(self._free_starts, start)
+        if index < len(self._free_starts) and self._free_starts[index] == start + units:
+            units += self._free.pop(start + units)
+            del self._free_starts[index]
+        if index > 0:
+            before = self._free_starts[index - 1]
+            if before + self._free[before] == start:
+                self._free[before] += units
+                return
+        self._free[start] = units
+        self._free_starts.insert(index, start)
 
     def chunk(self, at: int, length: int) -> memoryview:
         """A read-only view of ``length`` bytes at ``at``, which owns the place from now on:
         it is freed once this view and every view cut from it are gone."""
         owner = (ctypes.c_ubyte * length).from_buffer(self._memory, at)
-        weakref.finalize(owner, self.free, at)
+        weakref.finalize(owner, self._released.append, at)
         return memoryview(owner).cast("B").toreadonly()
 
     def writable(self, at: int, length: int) -> memoryview:
