@@ -22,9 +22,10 @@ pass"). The loader process has no event loop: its workers wait only for each oth
   tag 0, then reads requests in one thread while ``workers`` threads load them in the order
   they came. Until it is ready the daemon loads every chunk itself.
 
-The loader opens packs by path (read only), and closes them whenever it runs out of work so it
-never keeps a pack gc deleted. A chunk pinned by an open file whose pack gc has deleted is not
-found there: the daemon's own load, from the descriptor it pinned, serves it.
+The loader opens packs by path (read only), one descriptor per pack for all its workers, and
+closes them whenever it runs out of work, so it never keeps a pack gc deleted. A chunk pinned
+by an open file whose pack gc has deleted is not found there: the daemon's own load, from the
+descriptor it pinned, serves it.
 """
 
 from __future__ import annotations
@@ -237,13 +238,47 @@ def loadable(ref: ChunkRef, loc: ChunkLocation | None) -> bool:
 # --- the loader process -----------------------------------------------------------------------
 
 
-class _Worker:
-    """One loading thread's packs and payload buffer (a zstd chunk's stored bytes)."""
+class _Packs:
+    """The loader's open packs, one descriptor per pack for all its workers (the kernel's
+    read-ahead of a pack follows one descriptor's reads: two workers reading alternate chunks
+    through descriptors of their own would each look like a reader skipping every other
+    chunk). They are closed whenever no worker is loading and none has work waiting, so the
+    loader never keeps a pack gc deleted."""
 
-    def __init__(self, packs: Path, arena: mmap.mmap) -> None:
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._fds: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._busy = 0  # workers loading
+
+    def begin(self) -> None:
+        with self._lock:
+            self._busy += 1
+
+    def end(self, idle: bool) -> None:
+        """A worker's load ended; ``idle``: it found no work waiting."""
+        with self._lock:
+            self._busy -= 1
+            if idle and not self._busy:
+                for fd in self._fds.values():
+                    os.close(fd)
+                self._fds.clear()
+
+    def fd(self, pack_id: int) -> int:
+        """The descriptor of ``pack_id``, for a worker between :meth:`begin` and :meth:`end`."""
+        with self._lock:
+            fd = self._fds.get(pack_id)
+            if fd is None:
+                fd = self._fds[pack_id] = os.open(self._root / pack_name(pack_id), os.O_RDONLY)
+            return fd
+
+
+class _Worker:
+    """One loading thread: its payload buffer (a zstd chunk's stored bytes)."""
+
+    def __init__(self, packs: _Packs, arena: mmap.mmap) -> None:
         self._packs = packs
         self._arena = memoryview(arena)
-        self._fds: dict[int, int] = {}
         self._payload = bytearray(0)
 
     def load(self, request: tuple[int, int, int, int, int, int, int, bytes]) -> bool:
@@ -252,7 +287,7 @@ class _Worker:
         if at < 0 or at + raw > len(self._arena):
             return False
         out = self._arena[at : at + raw]
-        fd = self._fd(pack_id)
+        fd = self._packs.fd(pack_id)
         if coding == codec.Codec.RAW:
             if stored != raw or os.preadv(fd, [out], offset) != raw:
                 return False
@@ -265,17 +300,6 @@ class _Worker:
             if codec.decode_into(coding, payload, out) != raw:
                 return False
         return chunk_id(out) == cid
-
-    def _fd(self, pack_id: int) -> int:
-        fd = self._fds.get(pack_id)
-        if fd is None:
-            fd = self._fds[pack_id] = os.open(self._packs / pack_name(pack_id), os.O_RDONLY)
-        return fd
-
-    def close_packs(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
 
 
 def prepare(arena: mmap.mmap, length: int) -> None:
@@ -294,15 +318,15 @@ def serve(sock: socket.socket, arena: mmap.mmap, packs: Path, workers: int) -> N
     work = queue.SimpleQueue()
     send = threading.Lock()
 
+    opened = _Packs(packs)
+
     def run() -> None:
-        worker = _Worker(packs, arena)
+        worker = _Worker(opened, arena)
         while True:
-            if work.empty():
-                worker.close_packs()  # idle: keep no pack gc may delete
             request = work.get()
             if request is None:
-                worker.close_packs()
                 return
+            opened.begin()
             try:
                 ok = worker.load(request)
             except (OSError, ArtfsError, ValueError):
@@ -310,6 +334,8 @@ def serve(sock: socket.socket, arena: mmap.mmap, packs: Path, workers: int) -> N
             except Exception:  # a defect: into the daemon's log, and the daemon loads it
                 traceback.print_exc()
                 ok = False
+            finally:
+                opened.end(idle=work.empty())
             with send:
                 sock.sendall(REPLY.pack(request[0], int(ok)))
 
