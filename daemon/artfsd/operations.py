@@ -350,7 +350,7 @@ class ArtfsOperations(pyfuse3.Operations):
         if self.nursery is not None and reader.plan(off, size):
             # Before this read awaits anything: the next chunks load while this one does.
             if self.loads is not None and self.loads.alive:
-                self.loads.read_ahead(fh, reader)
+                self.loads.read_ahead(fh, reader, off, size)
             else:
                 self._start_loaders(fh, reader)
         # Read on the event loop, a multi-chunk read is copied into one reused buffer: pyfuse3
