@@ -19,8 +19,8 @@ pass"). The loader process has no event loop: its workers wait only for each oth
   which says why it fails.
 - :func:`serve` is the loader's side: it writes the arena's first ``PREPARED_BYTES`` (so the
   memory a cold read loads into is in place before it starts), says it is ready with a reply of
-  tag 0, then reads requests in one thread while ``workers`` threads load them in the order
-  they came. Until it is ready the daemon loads every chunk itself.
+  tag 0 (the daemon mounts once it has), then reads requests in one thread while ``workers``
+  threads load them in the order they came.
 
 The loader opens packs by path (read only), one descriptor per pack for all its workers, and
 closes them whenever it runs out of work, so it never keeps a pack gc deleted. A chunk pinned
@@ -201,6 +201,18 @@ class LoaderProcess:
         finally:
             theirs.close()
         return cls(process, ours, arena)
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the loader's first reply (it is ready); False
+        when it does not come (the loader died, or is that slow)."""
+        self.sock.settimeout(timeout)
+        try:
+            hello = self.sock.recv(REPLY.size, socket.MSG_WAITALL)
+        except OSError:  # TimeoutError too
+            return False
+        finally:
+            self.sock.settimeout(None)
+        return len(hello) == REPLY.size and REPLY.unpack(hello) == (READY_TAG, 1)
 
     @staticmethod
     def request(tag: int, ref: ChunkRef, loc: ChunkLocation, at: int) -> bytes:

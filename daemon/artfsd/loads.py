@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import trio
 
-from artfs.fs.chunkloader import READY_TAG, REPLY, LoaderProcess, loadable
+from artfs.fs.chunkloader import REPLY, LoaderProcess, loadable
 from artfs.fs.reader import ChunkCache, FileReader, ReadBuffer
 from artfs.store.manifest import ChunkRef
 
@@ -58,13 +58,7 @@ class ChunkLoads:
         self._loading: dict[bytes, trio.Event] = {}  # chunk id -> its answer came
         self._queued: dict[int, FileReader] = {}  # files with read-ahead to send, by handle
         self._ahead = 0  # read-ahead requests among those sent
-        self._ready = False  # the loader said it takes requests
-        self._stopped = False
-
-    @property
-    def alive(self) -> bool:
-        """Whether loads go to the loader (it is ready, and did not stop)."""
-        return self._ready and not self._stopped
+        self.alive = True  # loads go to the loader (it said it was ready, and has not died)
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -174,11 +168,7 @@ class ChunkLoads:
             pending += data
             whole = len(pending) - len(pending) % REPLY.size
             for tag, ok in REPLY.iter_unpack(pending[:whole]):
-                if tag == READY_TAG:
-                    self._ready = True
-                    log.info("the chunk loader (pid %d) is ready", self._loader.process.pid)
-                else:
-                    self._answer(tag, bool(ok))
+                self._answer(tag, bool(ok))
             del pending[:whole]
             self._pump()
 
@@ -197,9 +187,9 @@ class ChunkLoads:
     def _stop(self, why: str) -> None:
         """The loader is gone: every load is the daemon's from now on; loads it had not
         answered are settled without bytes (their readers load them in worker threads)."""
-        if self._stopped:
+        if not self.alive:
             return
-        self._stopped = True
+        self.alive = False
         log.warning("the chunk loader stopped (%s): chunks load in the daemon's threads", why)
         # If it lives on it must not write into the arena: killed, and the places of the loads
         # it had not answered are never handed out again.

@@ -187,6 +187,8 @@ DEFAULT_POLL_SECONDS = 10.0
 # Threads of the chunk-loader process: one per core, two at least (one reads from disk while
 # the other decodes), four at most (a cold read of a few files keeps no more busy).
 DEFAULT_LOADERS = max(2, min(4, os.cpu_count() or 1))
+# How long the mount waits for the loader to start (a loaded machine's Python start-up).
+LOADER_START_SECONDS = 30.0
 
 
 # At shutdown, a refresh running in its worker thread gets this long to end (after the artifact
@@ -270,6 +272,18 @@ def start_loader(store: Store, workers: int, cache_bytes: int) -> LoaderProcess 
         return None
 
 
+def loader_ready(loader: LoaderProcess) -> bool:
+    """Wait for the loader to say it is ready (it has faulted in the start of its arena), so
+    the first reads after the mount have it; False, and it is stopped, if it does not within
+    ``LOADER_START_SECONDS``."""
+    if loader.wait_ready(LOADER_START_SECONDS):
+        log.info("the chunk loader (pid %d) is ready", loader.process.pid)
+        return True
+    log.warning("the chunk loader did not start: chunks load in the daemon's threads")
+    loader.stop()
+    return False
+
+
 def tune_allocator() -> None:
     """Reuse freed chunk buffers from one heap whose free top is kept small.
 
@@ -348,6 +362,8 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
     raise_fd_limit()  # before the store sizes its descriptor cache from the limit
     tune_allocator()
     store = open_store(args.home or default_home())  # clears stale LMDB reader slots
+    # Started first, so its start-up (~0.2 s) overlaps the daemon's; waited for before mounting.
+    loader = start_loader(store, args.loaders, args.cache_mb << 20)
     poller = RemotePoller(store)
     try:
         check_remote_settings(store)
@@ -355,8 +371,7 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
         if vfs.recorder is not None:
             vfs.recorder.prepare()
         ops = ArtfsOperations(vfs, threads=args.threads)
-        loader = start_loader(store, args.loaders, args.cache_mb << 20)
-        if loader is not None:
+        if loader is not None and loader_ready(loader):
             ops.use_loader(loader, args.loaders)
         try:
             session.mount(ops, mountpoint, mount_options(args.allow_other))
@@ -374,10 +389,10 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
         finally:
             session.unmount()
             log.info("unmounted %s", mountpoint)
-            if loader is not None:
-                loader.stop()
             log_remote_reads(store)
     finally:
+        if loader is not None:
+            loader.stop()
         if poller.finish(REFRESH_STOP_SECONDS):
             store.close()
         else:  # closing LMDB under its write transaction could crash; exiting is safe

@@ -372,7 +372,8 @@ class ArtfsOperations(pyfuse3.Operations):
         return data
 
     def use_loader(self, loader: LoaderProcess, workers: int) -> None:
-        """Send chunk loads to ``loader`` (run ``self.loads.serve`` in the nursery)."""
+        """Send chunk loads to ``loader``, which said it is ready (``wait_ready``); run
+        ``self.loads.serve`` in the nursery."""
         self.loads = ChunkLoads(loader, self.vfs.cache, workers, self._start_loaders)
 
     def _start_loaders(self, fh: int, reader: FileReader) -> None:

@@ -16,11 +16,11 @@ from pathlib import Path
 import pyfuse3
 import pytest
 import trio
+from artfsd.main import loader_ready
 from artfsd.operations import ArtfsOperations
 
 from artfs.fs.chunkloader import (
     ARENA_UNIT,
-    READY_TAG,
     REPLY,
     ChunkArena,
     LoaderProcess,
@@ -119,8 +119,8 @@ def stored(tmp_path: Path) -> Iterator[tuple[Store, FileEntry, bytes]]:
 
 def started(store: Store) -> LoaderProcess:
     loader = LoaderProcess.start(store.pack_directory, 16 * MIB, 2)
+    assert loader.wait_ready(30)
     loader.sock.settimeout(30)
-    assert REPLY.unpack(loader.sock.recv(REPLY.size, socket.MSG_WAITALL)) == (READY_TAG, 1)
     return loader
 
 
@@ -202,6 +202,7 @@ def read_through_loader(
     vfs = Vfs.create(store, cache_bytes=64 * MIB, lineage=False)
     ops = ArtfsOperations(vfs)
     loader = LoaderProcess.start(store.pack_directory, 128 * MIB, 2)
+    assert loader.wait_ready(30)
     ops.use_loader(loader, 2)
     assert ops.loads is not None
     loads = ops.loads
@@ -217,9 +218,6 @@ def read_through_loader(
         async with trio.open_nursery() as nursery:
             ops.nursery = nursery
             nursery.start_soon(loads.serve)
-            with trio.fail_after(30):
-                while not loads.alive:
-                    await trio.sleep(0.01)
             if kill_loader:
                 loader.process.kill()
                 with trio.fail_after(30):
@@ -321,7 +319,7 @@ def test_a_mounted_file_is_loaded_by_the_loader_process(
 ) -> None:
     home, content = big_home
     mount = start_mount(home)
-    eventually(lambda: "chunk loader (pid" in mount.log_text(), within=30)
+    assert "chunk loader (pid" in mount.log_text()  # it is ready before the mount is
     pid = loader_pid(mount.proc.pid)
     assert pid is not None
     before = bytes_read(pid)
@@ -355,3 +353,13 @@ def test_the_loader_exits_when_the_daemon_is_killed(
             return True
 
     eventually(gone, within=10)
+
+
+def test_a_loader_that_never_says_ready_is_stopped_and_not_used(
+    stored: tuple[Store, FileEntry, bytes],
+) -> None:
+    store, _, _ = stored
+    loader = LoaderProcess.start(store.pack_directory, 16 * MIB, 2)
+    loader.process.kill()
+    assert not loader_ready(loader)
+    assert loader.process.returncode is not None and loader.sock.fileno() == -1
