@@ -17,15 +17,15 @@ pass"). The loader process has no event loop: its workers wait only for each oth
   with the request's tag and whether the chunk verified. A chunk that did not verify (damaged,
   or its pack gone) is not written anywhere the daemon reads; the daemon loads it again itself,
   which says why it fails.
-- :func:`serve` is the loader's side: it writes the arena's first ``PREPARED_BYTES`` (so the
+- :class:`_Loader` is the loader's side: it writes the arena's first ``PREPARED_BYTES`` (so the
   memory a cold read loads into is in place before it starts), says it is ready with a reply of
   tag 0 (the daemon mounts once it has), then reads requests in one thread while ``workers``
   threads load them in the order they came.
 
 The loader opens packs by path (read only), one descriptor per pack for all its workers, and
-closes them whenever it runs out of work, so it never keeps a pack gc deleted. A chunk pinned
-by an open file whose pack gc has deleted is not found there: the daemon's own load, from the
-descriptor it pinned, serves it.
+closes them whenever it runs out of work, so it keeps a pack gc deleted at most until then. A
+chunk pinned by an open file whose pack gc has deleted is not found there: the daemon's own
+load, from the descriptor it pinned, serves it.
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ READY_TAG = 0  # the loader's first reply: it takes requests (theirs count from 
 ARENA_UNIT = 64 << 10
 # The loader writes this much of the arena's start before it takes requests (first fit hands
 # out the start first): a sequential reader's read-ahead window (32 MiB), what it keeps behind
-# it (4 MiB) and a margin. A page of fresh memory costs this VM ~3.5 us to fault in, ~0.9 ms per
-# MiB, which a cold read otherwise paid for every MiB up to what drop-behind frees (issue 17,
-# "Eleventh pass").
+# it (4 MiB) and a margin. Fresh memory costs this VM 0.6-0.8 ms per MiB to fault in (48 MiB
+# of MADV_POPULATE_WRITE: 27-40 ms), which a cold read otherwise paid for every MiB up to what
+# drop-behind frees (docs/mount.md, "Eleventh pass").
 PREPARED_BYTES = 48 << 20
 _MADV_POPULATE_WRITE = 23  # Linux 5.14; Python 3.11's mmap module has no name for it
 _PREPARE_STEP = 4 << 20
@@ -103,6 +103,13 @@ class ChunkArena:
             os.close(fd)
             raise
         return cls(fd, memory)
+
+    def close_fd(self) -> None:
+        """Close the memfd (the mapping stays): once the loader has it, nothing else needs
+        it."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     @property
     def used(self) -> int:
@@ -157,9 +164,12 @@ class ChunkArena:
     def chunk(self, at: int, length: int) -> memoryview:
         """A read-only view of ``length`` bytes at ``at``, which owns the place from now on:
         it is freed once this view and every view cut from it are gone."""
-        owner = (ctypes.c_ubyte * length).from_buffer(self._memory, at)
+        # Typed by whole units, so there are as many ctypes array types as unit counts (64
+        # for the largest chunk), not one per chunk length.
+        units = self._used[at // ARENA_UNIT]
+        owner = (ctypes.c_ubyte * (units * ARENA_UNIT)).from_buffer(self._memory, at)
         weakref.finalize(owner, self._released.append, at)
-        return memoryview(owner).cast("B").toreadonly()
+        return memoryview(owner).cast("B")[:length].toreadonly()
 
     def writable(self, at: int, length: int) -> memoryview:
         """A view to write a chunk into (the loader's side, and tests)."""
@@ -200,6 +210,7 @@ class LoaderProcess:
             raise
         finally:
             theirs.close()
+            arena.close_fd()  # the mapping stays; the loader has its own descriptor
         return cls(process, ours, arena)
 
     def wait_ready(self, timeout: float) -> bool:
@@ -216,6 +227,8 @@ class LoaderProcess:
 
     @staticmethod
     def request(tag: int, ref: ChunkRef, loc: ChunkLocation, at: int) -> bytes:
+        """The request to load ``ref``, stored at ``loc``, into the place at ``at``; the
+        answer names ``tag``."""
         return REQUEST.pack(
             tag,
             loc.pack_id,
@@ -233,8 +246,13 @@ class LoaderProcess:
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            self.kill()
+
+    def kill(self) -> None:
+        """End the loader now, and reap it."""
+        self.sock.close()
+        self.process.kill()
+        self.process.wait()
 
 
 def loadable(ref: ChunkRef, loc: ChunkLocation | None) -> bool:
@@ -254,14 +272,16 @@ class _Packs:
     """The loader's open packs, one descriptor per pack for all its workers (the kernel's
     read-ahead of a pack follows one descriptor's reads: two workers reading alternate chunks
     through descriptors of their own would each look like a reader skipping every other
-    chunk). They are closed whenever no worker is loading and none has work waiting, so the
-    loader never keeps a pack gc deleted."""
+    chunk). They are closed whenever no worker is loading and none has work waiting, and one
+    whose pack gc deleted is not used again: the loader keeps a deleted pack's space at most
+    until it is next idle."""
 
     def __init__(self, root: Path) -> None:
         self._root = root
         self._fds: dict[int, int] = {}
         self._lock = threading.Lock()
         self._busy = 0  # workers loading
+        self._deleted: list[int] = []  # descriptors of packs gc deleted, closed when idle
 
     def begin(self) -> None:
         with self._lock:
@@ -272,14 +292,20 @@ class _Packs:
         with self._lock:
             self._busy -= 1
             if idle and not self._busy:
-                for fd in self._fds.values():
+                for fd in [*self._fds.values(), *self._deleted]:
                     os.close(fd)
                 self._fds.clear()
+                self._deleted.clear()
 
     def fd(self, pack_id: int) -> int:
-        """The descriptor of ``pack_id``, for a worker between :meth:`begin` and :meth:`end`."""
+        """The descriptor of ``pack_id``, for a worker between :meth:`begin` and :meth:`end`.
+        One whose file gc deleted (no links left) is set aside, to be closed with the rest,
+        and the pack opened anew (which fails: the daemon's pinned descriptor reads it)."""
         with self._lock:
             fd = self._fds.get(pack_id)
+            if fd is not None and os.fstat(fd).st_nlink == 0:
+                self._deleted.append(self._fds.pop(pack_id))
+                fd = None
             if fd is None:
                 fd = self._fds[pack_id] = os.open(self._root / pack_name(pack_id), os.O_RDONLY)
             return fd
@@ -293,7 +319,7 @@ class _Worker:
         self._arena = memoryview(arena)
         self._payload = bytearray(0)
 
-    def load(self, request: tuple[int, int, int, int, int, int, int, bytes]) -> bool:
+    def load(self, request: Request) -> bool:
         """Read, decode and verify one chunk into the arena; whether it verified."""
         _, pack_id, offset, stored, raw, coding, at, cid = request
         if at < 0 or at + raw > len(self._arena):
@@ -322,23 +348,48 @@ def prepare(arena: mmap.mmap, length: int) -> None:
             arena.madvise(_MADV_POPULATE_WRITE, at, min(_PREPARE_STEP, len(arena) - at))
 
 
-def serve(sock: socket.socket, arena: mmap.mmap, packs: Path, workers: int) -> None:
-    """Load chunks as ``sock`` asks until it closes (say ready first)."""
-    prepare(arena, PREPARED_BYTES)
-    sock.sendall(REPLY.pack(READY_TAG, 1))
-    work: queue.SimpleQueue[tuple[int, int, int, int, int, int, int, bytes] | None]
-    work = queue.SimpleQueue()
-    send = threading.Lock()
+Request = tuple[int, int, int, int, int, int, int, bytes]  # REQUEST's fields
 
-    opened = _Packs(packs)
 
-    def run() -> None:
-        worker = _Worker(opened, arena)
-        while True:
-            request = work.get()
-            if request is None:
-                return
-            opened.begin()
+class _Loader:
+    """The loader process at work: one thread takes requests off the socket into a queue,
+    ``workers`` threads load them in turn and answer each."""
+
+    def __init__(self, sock: socket.socket, arena: mmap.mmap, packs: Path) -> None:
+        self._sock = sock
+        self._arena = arena
+        self._packs = _Packs(packs)
+        self._work: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
+        self._send = threading.Lock()
+
+    def serve(self, workers: int) -> None:
+        """Load chunks as the socket asks until it closes (say ready first)."""
+        prepare(self._arena, PREPARED_BYTES)
+        self._sock.sendall(REPLY.pack(READY_TAG, 1))
+        threads = [threading.Thread(target=self._work_on, daemon=True) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        try:
+            self._take_requests()
+        finally:
+            for _ in threads:
+                self._work.put(None)
+            for thread in threads:
+                thread.join()
+
+    def _take_requests(self) -> None:
+        pending = bytearray()
+        while data := self._sock.recv(64 << 10):
+            pending += data
+            whole = len(pending) - len(pending) % REQUEST.size
+            for request in REQUEST.iter_unpack(pending[:whole]):
+                self._work.put(request)
+            del pending[:whole]
+
+    def _work_on(self) -> None:
+        worker = _Worker(self._packs, self._arena)
+        while (request := self._work.get()) is not None:
+            self._packs.begin()
             try:
                 ok = worker.load(request)
             except (OSError, ArtfsError, ValueError):
@@ -347,29 +398,12 @@ def serve(sock: socket.socket, arena: mmap.mmap, packs: Path, workers: int) -> N
                 traceback.print_exc()
                 ok = False
             finally:
-                opened.end(idle=work.empty())
-            with send:
-                sock.sendall(REPLY.pack(request[0], int(ok)))
-
-    threads = [threading.Thread(target=run, daemon=True) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    pending = bytearray()
-    try:
-        while True:
-            data = sock.recv(64 << 10)
-            if not data:
-                break
-            pending += data
-            whole = len(pending) - len(pending) % REQUEST.size
-            for request in REQUEST.iter_unpack(pending[:whole]):
-                work.put(request)
-            del pending[:whole]
-    finally:
-        for _ in threads:
-            work.put(None)
-        for thread in threads:
-            thread.join()
+                self._packs.end(idle=self._work.empty())
+            try:
+                with self._send:
+                    self._sock.sendall(REPLY.pack(request[0], int(ok)))
+            except ConnectionError:  # the daemon stopped: the socket ends the loader
+                return
 
 
 def main(argv: list[str]) -> None:
@@ -381,7 +415,7 @@ def main(argv: list[str]) -> None:
     arena = mmap.mmap(arena_fd, os.fstat(arena_fd).st_size, flags=mmap.MAP_SHARED)
     os.close(arena_fd)
     with contextlib.suppress(ConnectionError):  # the daemon is gone
-        serve(sock, arena, packs, workers)
+        _Loader(sock, arena, packs).serve(workers)
 
 
 if __name__ == "__main__":
@@ -397,5 +431,4 @@ __all__ = [
     "ChunkArena",
     "LoaderProcess",
     "loadable",
-    "serve",
 ]

@@ -257,8 +257,8 @@ class FileReader:
         # A chunk's verified bytes if its pack bytes are in the page cache, else None (never
         # waits for the disk); None: no such loads (see read_inline).
         self._load_cached = load_cached
-        # Where the chunks in this store's packs are, resolved at open (None: all are there,
-        # where the loader finds them); see cheap() and location().
+        # Where the chunks in this store's packs are, resolved at open (None: not resolved,
+        # every chunk counts as local for cheap(), and location() knows none).
         self._locations = locations
         self._positions: dict[bytes, int] | None = None  # chunk id -> first index (_position)
         self._starts: list[int] = []

@@ -190,14 +190,10 @@ def decode(
 
 
 def decode_into(codec: int, payload: Buffer, out: memoryview) -> int:
-    """Decode a chunk stored with ``codec`` (raw or plain zstd) into ``out``, sized to its raw
-    length, with no buffer of its own; how many bytes it wrote (fewer than ``len(out)``: the
-    payload is short or damaged, and the caller's hash check refuses it). CorruptData when the
-    payload does not decode, or needs a dictionary."""
-    if codec == Codec.RAW:
-        count = min(len(payload), len(out))
-        out[:count] = memoryview(payload)[:count]
-        return count
+    """Decode a zstd-coded chunk into ``out``, sized to its raw length, with no buffer of its
+    own; how many bytes it wrote (fewer than ``len(out)``: the payload is short or damaged,
+    and the caller's hash check refuses it). CorruptData when the payload does not decode, or
+    is coded otherwise (a raw chunk needs no decoding, a dictionary-coded one a dictionary)."""
     if codec != Codec.ZSTD:
         raise CorruptData(f"chunk codec {codec} is not decoded into a buffer")
     written = 0

@@ -263,24 +263,24 @@ def start_loader(store: Store, workers: int, cache_bytes: int) -> LoaderProcess 
     Its arena is twice the chunk cache: chunks take whole 64 KiB units of it, first fit, and
     it only costs memory where chunks were written (a freed place is written again before
     any higher one is touched)."""
-    if workers <= 0:
+    if workers <= 0 or cache_bytes <= 0:  # no cache: a loaded chunk could not be kept
         return None
     try:
         return LoaderProcess.start(store.pack_directory, 2 * cache_bytes, workers)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         log.warning("no chunk-loader process (%s): chunks load in the daemon's threads", exc)
         return None
 
 
-def loader_ready(loader: LoaderProcess) -> bool:
+def loader_ready(loader: LoaderProcess, timeout: float = LOADER_START_SECONDS) -> bool:
     """Wait for the loader to say it is ready (it has faulted in the start of its arena), so
-    the first reads after the mount have it; False, and it is stopped, if it does not within
-    ``LOADER_START_SECONDS``."""
-    if loader.wait_ready(LOADER_START_SECONDS):
+    the first reads after the mount have it; False, and it is killed, if it does not within
+    ``timeout`` seconds."""
+    if loader.wait_ready(timeout):
         log.info("the chunk loader (pid %d) is ready", loader.process.pid)
         return True
     log.warning("the chunk loader did not start: chunks load in the daemon's threads")
-    loader.stop()
+    loader.kill()
     return False
 
 
@@ -362,9 +362,17 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
     raise_fd_limit()  # before the store sizes its descriptor cache from the limit
     tune_allocator()
     store = open_store(args.home or default_home())  # clears stale LMDB reader slots
-    # Started first, so its start-up (~0.2 s) overlaps the daemon's; waited for before mounting.
-    loader = start_loader(store, args.loaders, args.cache_mb << 20)
-    poller = RemotePoller(store)
+    loader = None
+    try:
+        # Started first, so its start-up (~0.1 s) overlaps the daemon's; waited for before
+        # the mount.
+        loader = start_loader(store, args.loaders, args.cache_mb << 20)
+        poller = RemotePoller(store)
+    except BaseException:
+        if loader is not None:
+            loader.kill()
+        store.close()
+        raise
     try:
         check_remote_settings(store)
         vfs = Vfs.create(store, cache_bytes=args.cache_mb << 20, lineage=not args.no_lineage)

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyfuse3
@@ -27,14 +28,17 @@ from artfs.fs.chunkloader import (
 )
 from artfs.fs.reader import ChunkCache
 from artfs.store import Store
+from artfs.store.chunking import MAX_CHUNK
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.codec import Codec
 from artfs.store.manifest import ChunkRef, FileEntry
+from artfs.store.packs import pack_name
 from artfs.vfs import Vfs
 from tests.mount.mountutil import StartMount, eventually, put
 from tests.mount.test_read_path import CTX
 
 MIB = 1 << 20
+DATA, OTHER = "proj/data/v0/data.bin", "proj/data/v0/other.bin"
 
 # --- the arena --------------------------------------------------------------------------------
 
@@ -69,6 +73,27 @@ def test_a_chunk_s_place_is_freed_with_its_last_view_and_views_are_read_only() -
         piece[0] = 0
     del piece
     assert arena.used == 0
+
+
+def test_a_place_the_cache_dropped_is_not_handed_out_while_a_slice_of_it_lives() -> None:
+    arena = ChunkArena.create(2 * ARENA_UNIT)
+    cache = ChunkCache(lambda ref: b"", 64 * MIB)
+    ref = ChunkRef(b"a" * 32, 5)
+    at = arena.alloc(5)
+    assert at is not None
+    arena.writable(at, 5)[:] = b"first"
+    cache.put(ref, arena.chunk(at, 5))
+    cached = cache.peek(ref)
+    assert cached is not None
+    kept = memoryview(cached)[1:4]  # a reply being sent, say
+    del cached
+    cache.discard(ref)
+    again = arena.alloc(5)
+    assert again is not None and again != at
+    arena.writable(again, 5)[:] = b"xxxxx"
+    assert bytes(kept) == b"irs"
+    del kept
+    assert arena.alloc(5) == at  # freed with the slice
 
 
 # --- the cache's claims -----------------------------------------------------------------------
@@ -106,14 +131,17 @@ def test_a_claimed_chunk_is_waited_for_and_loaded_by_the_waiter_if_settled_empty
 
 @pytest.fixture
 def stored(tmp_path: Path) -> Iterator[tuple[Store, FileEntry, bytes]]:
-    """A store holding one file of raw (random) and zstd (text) chunks, open."""
+    """A store holding data.bin, of raw (random) and zstd (text) chunks, and other.bin (raw),
+    open: data.bin's entry and content."""
     src = tmp_path / "src"
     src.mkdir()
     content = random.Random(5).randbytes(3 * MIB) + b"label,row\n" * 300_000
     (src / "data.bin").write_bytes(content)
+    (src / "other.bin").write_bytes(random.Random(6).randbytes(5 * MIB))
     put(tmp_path / "home", src, "proj/data")
     with Store.open(tmp_path / "home") as store:
-        (entry,) = store.files(store.resolve("proj/data:v0"))
+        entry = store.files(store.resolve("proj/data:v0"))[0]
+        assert entry.path == "data.bin"
         yield store, entry, content
 
 
@@ -169,22 +197,29 @@ def test_the_loader_writes_each_chunk_verified_into_the_arena(
     assert loader.process.returncode == 0  # it ends when its socket closes
 
 
-def test_a_damaged_chunk_or_a_missing_pack_is_refused_and_the_next_loads(
+def test_damaged_chunks_and_a_missing_pack_are_refused_and_the_next_loads(
     stored: tuple[Store, FileEntry, bytes],
 ) -> None:
     store, entry, content = stored
-    (ref, loc, _), (second, second_loc, offset) = chunks_of(store, entry)[:2]
-    with open(store.pack_directory / f"{loc.pack_id:016x}.pack", "r+b") as pack:
-        pack.seek(loc.offset + loc.stored_length // 2)
-        byte = pack.read(1)
-        pack.seek(-1, os.SEEK_CUR)
-        pack.write(bytes([byte[0] ^ 1]))
+    chunks = chunks_of(store, entry)
+    raw = next(c for c in chunks if c[1].codec == Codec.RAW)
+    packed = next(c for c in chunks if c[1].codec == Codec.ZSTD)
+    good = next(c for c in chunks if c not in (raw, packed))
+    for _, loc, _ in (raw, packed):
+        with open(store.pack_directory / pack_name(loc.pack_id), "r+b") as pack:
+            pack.seek(loc.offset + loc.stored_length // 2)
+            byte = pack.read(1)
+            pack.seek(-1, os.SEEK_CUR)
+            pack.write(bytes([byte[0] ^ 1]))
+    ref, loc, _ = raw
     gone = ChunkLocation(loc.pack_id + 999, 0, loc.stored_length, loc.raw_length, loc.codec)
     loader = started(store)
     try:
-        answers = load_all(loader, [(ref, loc), (ref, gone), (second, second_loc)])
-        assert [ok for _, ok in answers] == [False, False, True]
-        at = answers[2][0]
+        requests = [raw[:2], packed[:2], (ref, gone), good[:2]]
+        answers = load_all(loader, requests)
+        assert [ok for _, ok in answers] == [False, False, False, True]
+        second, _, offset = good
+        at = answers[3][0]
         assert loader.arena.writable(at, second.length) == content[offset : offset + second.length]
     finally:
         loader.stop()
@@ -193,28 +228,45 @@ def test_a_damaged_chunk_or_a_missing_pack_is_refused_and_the_next_loads(
 # --- reads through the loader, in the event loop (no kernel) ---------------------------------
 
 
+@dataclass
+class Through:
+    """What :func:`read_through_loader` saw."""
+
+    got: list[bytes | int]  # each file's bytes, or the errno its read failed with
+    in_threads: int  # chunks the daemon's own threads loaded
+    by_loader: int  # bytes of chunks the loader answered verified
+    alive: bool  # whether loads still went to the loader at the end
+
+
 def read_through_loader(
-    store: Store, path: str, size: int, *, kill_loader: bool = False
-) -> tuple[bytes | int, int, bool]:
-    """A file read front to back by the daemon's operations with a loader process: its bytes
-    (or the errno), how many chunks the daemon's own threads loaded, whether the loader was
-    still in use at the end. ``kill_loader``: kill it once it is ready."""
-    vfs = Vfs.create(store, cache_bytes=64 * MIB, lineage=False)
+    store: Store,
+    paths: list[str],
+    *,
+    cache_bytes: int = 64 * MIB,
+    arena_bytes: int = 128 * MIB,
+    kill_loader: bool = False,
+) -> Through:
+    """Files read front to back by the daemon's operations with a loader process, in turns of
+    1 MiB each. ``kill_loader``: kill the loader once it is ready, before the first read."""
+    vfs = Vfs.create(store, cache_bytes=cache_bytes, lineage=False)
     ops = ArtfsOperations(vfs)
-    loader = LoaderProcess.start(store.pack_directory, 128 * MIB, 2)
+    loader = LoaderProcess.start(store.pack_directory, arena_bytes, 2)
     assert loader.wait_ready(30)
     ops.use_loader(loader, 2)
     assert ops.loads is not None
     loads = ops.loads
-    in_threads = 0
-    read_pinned = store.read_pinned
+    seen = Through([], 0, 0, True)
+    read_pinned, chunk = store.read_pinned, loader.arena.chunk
 
     def counted(*args: object, **kwargs: object) -> bytes:
-        nonlocal in_threads
-        in_threads += 1
+        seen.in_threads += 1
         return read_pinned(*args, **kwargs)  # type: ignore[arg-type]
 
-    async def main() -> tuple[bytes | int, bool]:
+    def answered(at: int, length: int) -> memoryview:
+        seen.by_loader += length
+        return chunk(at, length)
+
+    async def main() -> None:
         async with trio.open_nursery() as nursery:
             ops.nursery = nursery
             nursery.start_soon(loads.serve)
@@ -223,29 +275,38 @@ def read_through_loader(
                 with trio.fail_after(30):
                     while loads.alive:
                         await trio.sleep(0.01)
-            ino = await _lookup(ops, path)
-            info = await ops.open(ino, os.O_RDONLY, CTX)
-            got = bytearray()
-            try:
-                while len(got) < size:
-                    piece = await ops.read(info.fh, len(got), MIB)
+            handles = [
+                (await ops.open(await _lookup(ops, path), os.O_RDONLY, CTX)).fh for path in paths
+            ]
+            got: list[bytearray | int] = [bytearray() for _ in paths]
+            reading = set(range(len(paths)))
+            while reading:
+                for index in sorted(reading):
+                    done = got[index]
+                    assert isinstance(done, bytearray)
+                    try:
+                        piece = await ops.read(handles[index], len(done), MIB)
+                    except pyfuse3.FUSEError as exc:
+                        got[index] = exc.errno
+                        piece = b""
                     if not piece:
-                        break
-                    got += piece
-            except pyfuse3.FUSEError as exc:
-                return exc.errno, loads.alive
-            finally:
-                await ops.release(info.fh)
-                nursery.cancel_scope.cancel()
-        return bytes(got), loads.alive
+                        reading.discard(index)
+                    elif isinstance(done, bytearray):
+                        done += piece
+            for fh in handles:
+                await ops.release(fh)
+            seen.got = [part if isinstance(part, int) else bytes(part) for part in got]
+            seen.alive = loads.alive
+            nursery.cancel_scope.cancel()
 
     store.read_pinned = counted  # type: ignore[method-assign]
+    loader.arena.chunk = answered  # type: ignore[method-assign]
     try:
-        got, alive = trio.run(main)
+        trio.run(main)
     finally:
         del store.read_pinned
         loader.stop()
-    return got, in_threads, alive
+    return seen
 
 
 async def _lookup(ops: ArtfsOperations, path: str) -> int:
@@ -259,35 +320,47 @@ def test_reads_through_the_loader_are_exact_and_no_chunk_loads_in_a_thread(
     stored: tuple[Store, FileEntry, bytes],
 ) -> None:
     store, _, content = stored
-    got, in_threads, alive = read_through_loader(store, "proj/data/v0/data.bin", len(content))
-    assert got == content
-    assert in_threads == 0 and alive
+    seen = read_through_loader(store, [DATA])
+    assert seen.got == [content]
+    assert seen.in_threads == 0 and seen.by_loader == len(content) and seen.alive
+
+
+def test_a_full_arena_sends_loads_to_threads_and_freed_places_are_reused_exactly(
+    stored: tuple[Store, FileEntry, bytes],
+) -> None:
+    """Two files read in turns through an arena of two maximal chunks and a cache of one:
+    places are freed and written again while the other file's views live on."""
+    store, _, content = stored
+    seen = read_through_loader(
+        store, [DATA, OTHER], cache_bytes=MAX_CHUNK, arena_bytes=2 * MAX_CHUNK
+    )
+    assert seen.got == [content, random.Random(6).randbytes(5 * MIB)]
+    assert seen.by_loader > 2 * MAX_CHUNK  # places were written again
+    assert seen.in_threads > 0 and seen.alive  # and some loads found the arena full
 
 
 def test_a_chunk_the_loader_refuses_is_loaded_by_the_daemon_which_says_eio(
     stored: tuple[Store, FileEntry, bytes],
 ) -> None:
-    store, _, content = stored
+    store, _, _ = stored
     for pack in store.pack_directory.iterdir():
         with open(pack, "r+b") as f:
             f.seek(2 * MIB)
             byte = f.read(1)
             f.seek(2 * MIB)
             f.write(bytes([byte[0] ^ 1]))
-    got, in_threads, alive = read_through_loader(store, "proj/data/v0/data.bin", len(content))
-    assert got == errno.EIO
-    assert in_threads >= 1 and alive  # the refused chunk, again in a thread
+    seen = read_through_loader(store, [DATA])
+    assert seen.got == [errno.EIO]
+    assert seen.in_threads == 1 and seen.alive  # the refused chunk, again in a thread
 
 
 def test_reads_go_on_in_threads_once_the_loader_is_gone(
     stored: tuple[Store, FileEntry, bytes],
 ) -> None:
     store, entry, content = stored
-    got, in_threads, alive = read_through_loader(
-        store, "proj/data/v0/data.bin", len(content), kill_loader=True
-    )
-    assert got == content
-    assert in_threads == len(entry.chunks) and not alive
+    seen = read_through_loader(store, [DATA], kill_loader=True)
+    assert seen.got == [content]
+    assert seen.in_threads == len(entry.chunks) and seen.by_loader == 0 and not seen.alive
 
 
 # --- a real mount -----------------------------------------------------------------------------
@@ -355,11 +428,14 @@ def test_the_loader_exits_when_the_daemon_is_killed(
     eventually(gone, within=10)
 
 
-def test_a_loader_that_never_says_ready_is_stopped_and_not_used(
+def test_a_loader_that_dies_or_stalls_before_it_is_ready_is_not_used(
     stored: tuple[Store, FileEntry, bytes],
 ) -> None:
     store, _, _ = stored
-    loader = LoaderProcess.start(store.pack_directory, 16 * MIB, 2)
-    loader.process.kill()
-    assert not loader_ready(loader)
-    assert loader.process.returncode is not None and loader.sock.fileno() == -1
+    dead = LoaderProcess.start(store.pack_directory, 16 * MIB, 2)
+    dead.process.kill()
+    stalled = LoaderProcess.start(store.pack_directory, 16 * MIB, 2)
+    stalled.process.send_signal(signal.SIGSTOP)
+    for loader in (dead, stalled):
+        assert not loader_ready(loader, timeout=1.0)
+        assert loader.process.returncode is not None and loader.sock.fileno() == -1
