@@ -4,8 +4,9 @@ A cold read of large files is mostly per-byte work: reading chunks from packs, d
 hashing with BLAKE3. Both libraries release the GIL, but the threads doing that work in the
 daemon still need it between their calls, and the event loop holds it to reply (pyfuse3 copies
 each 1 MiB reply into the kernel without releasing it): measured over one pass, the loader
-threads waited 40 ms for the GIL where the pass took 84 (docs/mount.md, issue 17, "Eleventh
-pass"). The loader process has no event loop: its workers wait only for each other.
+threads waited 40 ms for the GIL where the pass took 84 (docs/mount.md, issue 17, "Tenth
+pass"; what the loader changed: "Eleventh pass"). The loader process has no event loop: its
+workers wait only for each other.
 
 - :class:`ChunkArena` is a memfd both processes map: the daemon allocates a chunk's place in it,
   the loader writes the verified chunk there, and the daemon's chunk cache and its replies use
@@ -56,6 +57,7 @@ from artfs.store.packs import pack_name
 
 # tag, pack id, offset in the pack, stored length, raw length, codec, offset in the arena, id
 REQUEST = struct.Struct("<QQQIIBQ32s")
+Request = tuple[int, int, int, int, int, int, int, bytes]  # REQUEST's fields
 # tag, 1 when the chunk verified and is in the arena
 REPLY = struct.Struct("<QB")
 READY_TAG = 0  # the loader's first reply: it takes requests (theirs count from 1)
@@ -348,9 +350,6 @@ def prepare(arena: mmap.mmap, length: int) -> None:
             arena.madvise(_MADV_POPULATE_WRITE, at, min(_PREPARE_STEP, len(arena) - at))
 
 
-Request = tuple[int, int, int, int, int, int, int, bytes]  # REQUEST's fields
-
-
 class _Loader:
     """The loader process at work: one thread takes requests off the socket into a queue,
     ``workers`` threads load them in turn and answer each."""
@@ -360,7 +359,7 @@ class _Loader:
         self._arena = arena
         self._packs = _Packs(packs)
         self._work: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
-        self._send = threading.Lock()
+        self._reply_lock = threading.Lock()
 
     def serve(self, workers: int) -> None:
         """Load chunks as the socket asks until it closes (say ready first)."""
@@ -387,6 +386,18 @@ class _Loader:
             del pending[:whole]
 
     def _work_on(self) -> None:
+        """A worker thread. One that fails outside a load ends the loader (its socket closes,
+        and the daemon loads every chunk itself): left alone, the request it had taken would
+        never be answered, and whoever waits for that chunk would wait for ever."""
+        try:
+            self._load_requests()
+        except ConnectionError:  # the daemon stopped: the socket ends the loader
+            pass
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
+
+    def _load_requests(self) -> None:
         worker = _Worker(self._packs, self._arena)
         while (request := self._work.get()) is not None:
             self._packs.begin()
@@ -399,11 +410,8 @@ class _Loader:
                 ok = False
             finally:
                 self._packs.end(idle=self._work.empty())
-            try:
-                with self._send:
-                    self._sock.sendall(REPLY.pack(request[0], int(ok)))
-            except ConnectionError:  # the daemon stopped: the socket ends the loader
-                return
+            with self._reply_lock:
+                self._sock.sendall(REPLY.pack(request[0], int(ok)))
 
 
 def main(argv: list[str]) -> None:

@@ -1,7 +1,8 @@
 """The artifact store: chunking, codec, packs, index, catalogue, commits, gc and verify.
 
 The names below load on first use (``__getattr__``): importing one module of the store (the
-chunk loader imports the codec, hashing and pack naming only) does not load all of it.
+chunk loader imports five: codec, chunkstore, hashing, manifest, packs) does not load all of
+it.
 """
 
 from typing import TYPE_CHECKING, Any

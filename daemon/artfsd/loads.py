@@ -20,6 +20,7 @@ import trio
 
 from artfs.fs.chunkloader import REPLY, LoaderProcess, loadable
 from artfs.fs.reader import INLINE_LOAD_BYTES, ChunkCache, FileReader, ReadBuffer
+from artfs.store.chunkstore import ChunkLocation
 from artfs.store.manifest import ChunkRef
 
 log = logging.getLogger("artfsd")
@@ -144,6 +145,17 @@ class ChunkLoads:
                 log.info("the chunk arena is full: loads go to worker threads until it is not")
             return _Sent.NOT_HERE
         tag = next(self._tags)
+        if not self._write(tag, ref, loc, at):
+            return _Sent.NOT_HERE
+        event = trio.Event()
+        self._sent[tag] = (ref, at, ahead, event)
+        self._loading[ref.chunk_id] = event
+        self._ahead += ahead
+        return _Sent.LOADING
+
+    def _write(self, tag: int, ref: ChunkRef, loc: ChunkLocation, at: int) -> bool:
+        """Send the request to load claimed ``ref`` into ``at``; False, with the claim settled
+        empty and the loader stopped, when the socket does not take it whole."""
         try:
             request = self._loader.request(tag, ref, loc, at)
         except BaseException:
@@ -152,19 +164,19 @@ class ChunkLoads:
             raise
         try:
             sent = self._loader.sock.send(request)
-        except OSError:
-            sent = 0
-        if sent != len(request):  # a dead loader (a full socket never happens: ~100 bytes)
-            if not sent:
-                self._arena.free(at)
-            self._cache.settle(ref, None)
-            self._stop("its socket failed" if not sent else "its socket took part of a request")
-            return _Sent.NOT_HERE
-        event = trio.Event()
-        self._sent[tag] = (ref, at, ahead, event)
-        self._loading[ref.chunk_id] = event
-        self._ahead += ahead
-        return _Sent.LOADING
+        except BlockingIOError:  # thousands of requests unread: the loader has stalled
+            sent, why = 0, "it stopped taking requests"
+        except OSError as exc:
+            sent, why = 0, f"its socket failed: {exc}"
+        else:
+            why = "its socket took part of a request"
+        if sent == len(request):
+            return True
+        if not sent:  # else the loader may yet write there: the place is never handed out
+            self._arena.free(at)
+        self._cache.settle(ref, None)
+        self._stop(why)
+        return False
 
     # --- answers ----------------------------------------------------------------------------
 
@@ -173,17 +185,15 @@ class ChunkLoads:
         or until cancelled (the daemon is stopping): either way no claim is left open."""
         sock = trio.socket.from_stdlib_socket(self._loader.sock)
         pending = bytearray()
-        why = "the daemon stopped"
         try:
             while self.alive:
                 try:
                     data = await sock.recv(64 << 10)
                 except OSError as exc:
-                    data = b""
-                    log.warning("the chunk loader's socket failed: %s", exc)
+                    self._stop(f"its socket failed: {exc}")
+                    return
                 if not data:
-                    why = f"it exited ({self._loader.process.poll()})"
-                    self._stop(why)
+                    self._stop("it closed its socket (it exited, or failed)")
                     return
                 pending += data
                 whole = len(pending) - len(pending) % REPLY.size
@@ -192,7 +202,7 @@ class ChunkLoads:
                 del pending[:whole]
                 self._pump()
         finally:
-            self._stop(why, quiet=True)
+            self._stop("the daemon is stopping", quiet=True)
 
     def _answer(self, tag: int, ok: bool) -> None:
         sent = self._sent.pop(tag, None)
@@ -220,9 +230,10 @@ class ChunkLoads:
         self.alive = False
         if not quiet:
             log.warning("the chunk loader stopped (%s): chunks load in the daemon's threads", why)
-            # If it lives on it must not write into the arena: killed, and the places of the
-            # loads it had not answered are never handed out again.
+            # If it lives on it must not write into the arena: killed (and reaped), and the
+            # places of the loads it had not answered are never handed out again.
             self._loader.process.kill()
+            self._loader.process.wait()
         for ref, _, _, event in self._sent.values():
             self._cache.settle(ref, None)
             event.set()

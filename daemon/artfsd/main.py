@@ -187,8 +187,9 @@ DEFAULT_POLL_SECONDS = 10.0
 # Threads of the chunk-loader process: one per core, two at least (one reads from disk while
 # the other decodes), four at most (a cold read of a few files keeps no more busy).
 DEFAULT_LOADERS = max(2, min(4, os.cpu_count() or 1))
-# How long the mount waits for the loader to start (a loaded machine's Python start-up).
-LOADER_START_SECONDS = 30.0
+# How long the mount waits for the loader to start (a loaded machine's Python start-up): well
+# inside the systemd units' TimeoutStartSec (30 s), so the daemon still mounts without it.
+LOADER_START_SECONDS = 10.0
 
 
 # At shutdown, a refresh running in its worker thread gets this long to end (after the artifact
@@ -362,18 +363,14 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
     raise_fd_limit()  # before the store sizes its descriptor cache from the limit
     tune_allocator()
     store = open_store(args.home or default_home())  # clears stale LMDB reader slots
-    loader = None
-    try:
-        # Started first, so its start-up (~0.1 s) overlaps the daemon's; waited for before
-        # the mount.
+    poller = RemotePoller(store)
+    with contextlib.ExitStack() as stack:
+        stack.callback(close_store, store, poller)
+        # Started first, so its start-up (~0.1 s) overlaps the daemon's own; the mount waits
+        # for it.
         loader = start_loader(store, args.loaders, args.cache_mb << 20)
-        poller = RemotePoller(store)
-    except BaseException:
         if loader is not None:
-            loader.kill()
-        store.close()
-        raise
-    try:
+            stack.callback(loader.stop)
         check_remote_settings(store)
         vfs = Vfs.create(store, cache_bytes=args.cache_mb << 20, lineage=not args.no_lineage)
         if vfs.recorder is not None:
@@ -398,13 +395,13 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
             session.unmount()
             log.info("unmounted %s", mountpoint)
             log_remote_reads(store)
-    finally:
-        if loader is not None:
-            loader.stop()
-        if poller.finish(REFRESH_STOP_SECONDS):
-            store.close()
-        else:  # closing LMDB under its write transaction could crash; exiting is safe
-            log.warning("a refresh from the remote still runs: the index is left to the exit")
+
+
+def close_store(store: Store, poller: RemotePoller) -> None:
+    if poller.finish(REFRESH_STOP_SECONDS):
+        store.close()
+    else:  # closing LMDB under its write transaction could crash; exiting is safe
+        log.warning("a refresh from the remote still runs: the index is left to the exit")
 
 
 def main(argv: list[str] | None = None) -> None:
