@@ -261,13 +261,13 @@ def start_loader(store: Store, workers: int, cache_bytes: int) -> LoaderProcess 
     """The chunk-loader process (see artfs.fs.chunkloader), or None for none (``workers`` 0,
     or it cannot start: then the daemon's threads load every chunk, as they can anyway).
 
-    Its arena is twice the chunk cache: chunks take whole 64 KiB units of it, first fit, and
-    it only costs memory where chunks were written (a freed place is written again before
-    any higher one is touched)."""
+    Its arena is twice the chunk cache, so chunks (in whole 64 KiB units, first fit) find
+    room when freed runs are fragmented; only its first ``cache_bytes`` stay in memory once
+    written, the pages of chunks freed beyond that are given back."""
     if workers <= 0 or cache_bytes <= 0:  # no cache: a loaded chunk could not be kept
         return None
     try:
-        return LoaderProcess.start(store.pack_directory, 2 * cache_bytes, workers)
+        return LoaderProcess.start(store.pack_directory, 2 * cache_bytes, workers, cache_bytes)
     except (OSError, ValueError) as exc:
         log.warning("no chunk-loader process (%s): chunks load in the daemon's threads", exc)
         return None

@@ -96,6 +96,17 @@ def test_a_place_the_cache_dropped_is_not_handed_out_while_a_slice_of_it_lives()
     assert arena.alloc(5) == at  # freed with the slice
 
 
+def test_freed_places_past_the_resident_part_give_their_pages_back() -> None:
+    arena = ChunkArena.create(4 * ARENA_UNIT, resident=ARENA_UNIT)
+    low, high = arena.alloc(ARENA_UNIT), arena.alloc(2 * ARENA_UNIT)
+    assert (low, high) == (0, ARENA_UNIT)
+    arena.writable(0, 3 * ARENA_UNIT)[:] = b"x" * (3 * ARENA_UNIT)
+    arena.free(low)
+    arena.free(high)
+    assert arena.writable(0, ARENA_UNIT) == b"x" * ARENA_UNIT  # kept: written again cheaply
+    assert arena.writable(ARENA_UNIT, 2 * ARENA_UNIT) == bytes(2 * ARENA_UNIT)  # given back
+
+
 # --- the cache's claims -----------------------------------------------------------------------
 
 
@@ -361,6 +372,44 @@ def test_reads_go_on_in_threads_once_the_loader_is_gone(
     seen = read_through_loader(store, [DATA], kill_loader=True)
     assert seen.got == [content]
     assert seen.in_threads == len(entry.chunks) and seen.by_loader == 0 and not seen.alive
+
+
+def test_a_stopping_daemon_leaves_no_thread_waiting_for_a_load_the_loader_never_answers(
+    stored: tuple[Store, FileEntry, bytes],
+) -> None:
+    """The loader stalls (SIGSTOP) with a read waiting for its chunk and a worker thread
+    waiting for the same chunk; the daemon stops (its nursery cancelled): the thread loads
+    the chunk itself, and the nursery ends."""
+    store, entry, content = stored
+    ops = ArtfsOperations(Vfs.create(store, cache_bytes=64 * MIB, lineage=False))
+    loader = LoaderProcess.start(store.pack_directory, 128 * MIB, 2)
+    assert loader.wait_ready(30)
+    ops.use_loader(loader, 2)
+    assert ops.loads is not None
+    loads, first = ops.loads, entry.chunks[0]
+    got: list[object] = []
+
+    async def main() -> None:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                ops.nursery = nursery
+                nursery.start_soon(loads.serve)
+                info = await ops.open(await _lookup(ops, DATA), os.O_RDONLY, CTX)
+                loader.process.send_signal(signal.SIGSTOP)
+                nursery.start_soon(ops.read, info.fh, 0, MIB)
+                while first not in ops.vfs.cache:  # the read's load is claimed and sent
+                    await trio.sleep(0.01)
+                wait = lambda: got.append(ops.vfs.cache.get(first))  # noqa: E731
+                nursery.start_soon(trio.to_thread.run_sync, wait)
+                await trio.sleep(0.2)
+                assert not got  # the thread waits for the loader's answer
+                nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    finally:
+        loader.kill()
+    assert got == [content[: first.length]]
 
 
 # --- a real mount -----------------------------------------------------------------------------
