@@ -77,8 +77,9 @@ _PR_SET_PDEATHSIG = 1
 
 class ChunkArena:
     """Memory shared with the loader process, handed out to chunks first fit in
-    ``ARENA_UNIT`` units. Its pages come into being as they are first written, so a large
-    arena costs only what has been written into it.
+    ``ARENA_UNIT`` units. Its pages come into being as they are first written, and those past
+    its first ``resident`` bytes go again when their chunk is freed: it costs at most
+    ``resident`` bytes plus the chunks held past them.
 
     :meth:`alloc` and :meth:`free` are the daemon's event loop's; a view's finalizer (which
     may run in any thread, or in the middle of them when the garbage collector runs) only
@@ -114,9 +115,10 @@ class ChunkArena:
         """Map the first ``length`` bytes, which the loader has written, into this process
         now (``MADV_POPULATE_READ``): its RSS shows them from the start instead of growing
         into them as chunks placed there are replied from, and replies fault no page in."""
+        end = min(length, self.size)
         with contextlib.suppress(OSError):  # an older kernel: they map as they are read
-            for at in range(0, min(length, self.size), _PREPARE_STEP):
-                self._memory.madvise(_MADV_POPULATE_READ, at, min(_PREPARE_STEP, self.size - at))
+            for at in range(0, end, _PREPARE_STEP):
+                self._memory.madvise(_MADV_POPULATE_READ, at, min(_PREPARE_STEP, end - at))
 
     def close_fd(self) -> None:
         """Close the memfd (the mapping stays): once the loader has it, nothing else needs
@@ -374,9 +376,10 @@ class _Worker:
 def prepare(arena: mmap.mmap, length: int) -> None:
     """Fault in the arena's first ``length`` bytes (a kernel without MADV_POPULATE_WRITE:
     they come in as chunks are written)."""
+    end = min(length, len(arena))
     with contextlib.suppress(OSError):
-        for at in range(0, min(length, len(arena)), _PREPARE_STEP):
-            arena.madvise(_MADV_POPULATE_WRITE, at, min(_PREPARE_STEP, len(arena) - at))
+        for at in range(0, end, _PREPARE_STEP):
+            arena.madvise(_MADV_POPULATE_WRITE, at, min(_PREPARE_STEP, end - at))
 
 
 class _Loader:
