@@ -38,7 +38,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import cast
 
-from artfs.errors import CorruptData, NotFound
+from artfs.errors import NotFound
 from artfs.fs.errors import IsADirectory, NoAttribute, NotADirectory, NotASymlink, ReadOnly
 from artfs.fs.listings import Listing, ListingCache, ListingKey
 from artfs.fs.nodes import (
@@ -77,6 +77,7 @@ from artfs.lineage import Lineage
 from artfs.names import parse_version
 from artfs.store import catalog, manifest, staging
 from artfs.store.catalog import COMMITTED, VersionRecord
+from artfs.store.codec import Codec
 from artfs.store.index import Txn
 from artfs.store.manifest import FileEntry
 from artfs.store.repository import PinnedChunks, Store
@@ -118,6 +119,8 @@ class Vfs(StagedTree):
         # handle of a version file holds them under (see open()).
         self.holders = ChunkHolders()
         self._holding: dict[FileHandle, int] = {}
+        # Open handles of small version files (see content_for_kernel).
+        self._small_handles: set[FileHandle] = set()
         self._dirs: dict[FileHandle, _DirHandle] = {}
         self._next_handle = 1
         # Staging (artfs.fs.staging): staged inodes, open staged and virtual files, commits.
@@ -221,6 +224,7 @@ class Vfs(StagedTree):
         node.lookups -= count
         if node.lookups <= 0:
             node.lookups = 0  # a version's listing keeps the node: it may be taken up again
+            node.in_kernel = False  # the kernel's pages of it went with its inode
             del self._nodes[Inode(ino)]
             if node.fixed_ino:
                 self.staging.forget(node.artifact, node.fixed_ino, node.key.path)
@@ -601,11 +605,12 @@ class Vfs(StagedTree):
     # --- files ----------------------------------------------------------------------------
 
     def open(self, ino: int, flags: int, pid: int = 0) -> FileHandle:
-        """A handle for reading. A small file (one chunk of up to ``INLINE_LOAD_BYTES``) whose
-        bytes are at hand without waiting is read and verified now, once for all its reads
-        (see :meth:`_small_content`); any other opening reads no content (only, for a file
-        coded with a compression dictionary, the 32-byte id of the dictionary, see
-        :meth:`Store.pin_chunks`).
+        """A handle for reading; it reads no content yet (only, for a file coded with a
+        compression dictionary, the 32-byte id of the dictionary, see
+        :meth:`Store.pin_chunks`). A small file (one chunk of up to ``INLINE_LOAD_BYTES``) is
+        held whole by its handle: at once if its chunk is cached, else once read, by the
+        daemon's open (see :meth:`content_for_kernel`) or its first read (see
+        :meth:`FileReader.load_own`).
         Staged and virtual files get handles from ``STAGED_FH_BASE`` up (see
         :meth:`open_other`)."""
         node = self.node(ino)
@@ -617,14 +622,24 @@ class Vfs(StagedTree):
             raise ReadOnly("versions are read-only")
         if node.key.kind is not Kind.ENTRY or node.entry is None:
             raise IsADirectory("not a regular file")
-        if node.entry.is_dir:
-            raise IsADirectory(f"{node.entry.path} is a directory")
+        entry = node.entry
+        if entry.is_dir:
+            raise IsADirectory(f"{entry.path} is a directory")
         fh = self._new_handle()
-        content = self._small_content(node.entry)
+        chunks = entry.chunks
+        small = not chunks or (len(chunks) == 1 and chunks[0].length <= INLINE_LOAD_BYTES)
+        content = self._cached_content(entry) if small else None
         if content is not None:
             # Held whole by the handle: it reads after its version is deleted and gc ran,
             # with no pack pinned, and release has nothing to undo.
-            self._files[fh] = FileReader.holding(node.entry, self.cache, content)
+            self._files[fh] = FileReader.holding(entry, self.cache, content)
+        elif small:
+            # Its packs pinned now (it reads after its version is deleted and gc ran); its
+            # content is read by the daemon's open (content_for_kernel) or the first read,
+            # which a reopened file whose pages the kernel kept never sends.
+            self._files[fh] = self._small_reader(fh, node, entry)
+        if small:
+            self._small_handles.add(fh)
         else:
             # Version files are opened with keep_cache: what a sequential reader has read is
             # in the kernel's page cache, and the reader drops it behind it. Handles of one
@@ -633,9 +648,9 @@ class Vfs(StagedTree):
             # chunks as a file of its own (minus its handle number).
             direct = bool(flags & os.O_DIRECT)
             drop_behind = None if direct else self.holders
-            self._files[fh] = self._pinned_reader(fh, node.entry, drop_behind)
+            self._files[fh] = self._pinned_reader(fh, entry, drop_behind)
             holder = -fh if direct else ino
-            self.holders.hold(holder, node.entry.chunks)
+            self.holders.hold(holder, chunks)
             self._holding[fh] = holder
         try:
             self._record_open(node, pid)
@@ -643,6 +658,41 @@ class Vfs(StagedTree):
             self.release(fh)
             raise
         return fh
+
+    def content_for_kernel(self, ino: int, fh: int, flags: int) -> memoryview | None:
+        """What to put into the kernel's page cache for ``ino`` as handle ``fh`` opens it
+        (``pyfuse3.notify_store``), so that the kernel sends no read for it: a small file's
+        whole content, verified, when its pack bytes are in the page cache (else None, and the
+        first read loads it, see :meth:`FileReader.load_own`).
+
+        Only at the inode's first open (until the kernel forgets it): from then on the kernel
+        has its pages, given here or read (a version file is opened with ``keep_cache``), and
+        if it dropped them a read comes back here. Not for one opened ``O_DIRECT``. And only
+        while no other small file is open, for two reasons:
+
+        - Safety. The kernel keeps a page locked while a read of it waits for the daemon
+          (queued on the device, or loading), and a store waits for that lock, so a store
+          must never be sent while a read of the inode may be pending. With no other handle
+          of it open, none can be. The rule below is stricter (no other small file at all);
+          loosening it needs a check of this inode's own handles.
+        - Speed. With one reader the store saves the read's round trip, which the reader
+          waited for. With several readers at once it cost more than it saved: their reads
+          kept requests queued for the event loop, and without them it ran out of queued
+          requests more often, each time paying a pass of trio's scheduler (docs/mount.md,
+          "Twelfth pass").
+
+        A load that fails (a read error, a dictionary that cannot be had) gives None: the
+        first read loads the file again, and says why."""
+        if flags & os.O_DIRECT:
+            return None
+        node = self._nodes.get(Inode(ino))
+        if node is None or node.in_kernel or not node.entry or not node.entry.size:
+            return None
+        node.in_kernel = True  # from now on the kernel has its pages, given here or read
+        if self._small_handles != {fh}:
+            return None
+        reader = self._files[FileHandle(fh)]
+        return reader.held if reader.held is not None else reader.load_own()
 
     def _record_open(self, node: Node, pid: int) -> None:
         """Record that process ``pid`` (0: unknown) opened the version file ``node``."""
@@ -654,35 +704,33 @@ class Vfs(StagedTree):
             usage = node.known_usage = (node.record.key, _file_id(node))
         self.recorder.opened(pid, node.key.project, usage)
 
-    def _small_content(self, entry: FileEntry) -> Chunk | None:
-        """The verified content of a file of one small chunk (up to ``INLINE_LOAD_BYTES``) if
-        it is at hand without waiting: in the chunk cache, or its pack bytes in the page cache
-        (then decompressed, verified and cached here, once for every read of this open).
-        None when it is not, or not a small file (the pinned path reads it, and says why a
-        damaged chunk fails). Never waits for the disk or a remote, so it runs on the event
-        loop: one index get for a file not cached. Measured with ``bench/opcost.py``, daemon
-        CPU per cold small file (lookup, open, read, release) against the null filesystem
-        went from 2.1x to 1.7x, and a warm open + release to the null filesystem's figure."""
-        chunks = entry.chunks
-        if not chunks:
+    def _cached_content(self, entry: FileEntry) -> Chunk | None:
+        """The verified content of a file of at most one small chunk if the chunk cache holds
+        it (another handle's thread load put it there), else None; never reads."""
+        if not entry.chunks:
             return b""
-        if len(chunks) != 1 or chunks[0].length > INLINE_LOAD_BYTES:
-            return None
-        ref = chunks[0]
-        data = self.cache.peek(ref)
-        if data is not None or ref in self.cache:  # cached, or a worker is loading it
-            return data if data is None or len(data) == entry.size else None
-        location = self.store.chunk_location(ref.chunk_id)
-        if location is None:  # held only on a remote
-            return None
+        data = self.cache.peek(entry.chunks[0])
+        return data if data is None or len(data) == entry.size else None
+
+    def _small_reader(self, fh: FileHandle, node: Node, entry: FileEntry) -> FileReader:
+        """The reader of a small file that keeps its own content, its pack pinned now: with
+        the location its first open found when it has one (a reopen costs no index read), else
+        looked up, and kept for the next open unless the chunk needs a dictionary."""
+        known = node.known_location
+        pins = None
+        if known is not None:
+            pins = self.store.repin_chunks({entry.chunks[0].chunk_id: known})
         try:
-            data = self.store.read_pinned_cached(ref, PinnedChunks({ref.chunk_id: location}, []))
-        except CorruptData:  # its pack is gone (gc ran since the lookup): pin afresh
-            return None
-        if data is None or len(data) != entry.size:  # a size mismatch: the read says so
-            return None
-        self.cache.put(ref, data)
-        return data
+            reader, pins = open_reader(self.store, entry, self.cache, keeps_own=True, pins=pins)
+        except BaseException:
+            if pins is not None:
+                self.store.unpin_chunks(pins)
+            raise
+        if pins.packs:
+            self._pins[fh] = pins
+        found = pins.locations.get(entry.chunks[0].chunk_id)
+        node.known_location = found if found and found.codec != Codec.ZSTD_DICT else None
+        return reader
 
     def _pinned_reader(
         self, fh: FileHandle, entry: FileEntry, drop_behind: ChunkHolders | None
@@ -723,6 +771,7 @@ class Vfs(StagedTree):
         holder = self._holding.pop(FileHandle(fh), None)
         if holder is not None:
             self.holders.release(holder)
+        self._small_handles.discard(FileHandle(fh))
         pins = self._pins.pop(FileHandle(fh), None)
         if pins is not None:
             self.store.unpin_chunks(pins)

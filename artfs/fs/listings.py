@@ -27,7 +27,8 @@ from artfs.store.trees import Item
 # 100,000-file version, so a second walk of it reads nothing (a walk over more names than the
 # budget finds none of them kept: each listing is evicted before its turn comes again). A
 # small-file entry takes ~620 bytes walked (name, body, row, count) and ~1.4 KB once its node
-# is made (FileEntry with its chunk refs, node and attributes): ~80-180 MB at most.
+# is made (FileEntry with its chunk refs, node and attributes), ~1.6 KB once opened (its
+# chunk's location kept for reopens): ~80-210 MB at most.
 DEFAULT_LISTING_ENTRIES = 131_072
 TOO_LARGE_REMEMBERED = 1024
 

@@ -23,6 +23,7 @@ from artfs.fs.staging_files import BASE_FILE, CONTROL_FILE
 from artfs.names import ArtifactName, check_name
 from artfs.store import manifest
 from artfs.store.catalog import VersionRecord
+from artfs.store.chunkstore import ChunkLocation
 from artfs.store.manifest import FileEntry
 
 Inode = NewType("Inode", int)
@@ -114,6 +115,12 @@ class Node:
     known_attr: Attr | None = field(default=None, repr=False, compare=False)
     # A file inside a version: (version key, file id) of its usage edge, once worked out.
     known_usage: tuple[bytes, bytes] | None = field(default=None, repr=False, compare=False)
+    # A small file inside a version: the kernel has had its content, put into its page cache
+    # or read (see Vfs.content_for_kernel); it drops the pages with the inode, and this node.
+    in_kernel: bool = field(default=False, repr=False, compare=False)
+    # A small file inside a version: where its chunk was found when it was last looked up, so
+    # a reopen pins its pack with no index read (see Store.repin_chunks).
+    known_location: ChunkLocation | None = field(default=None, repr=False, compare=False)
 
     @property
     def ino(self) -> Inode:

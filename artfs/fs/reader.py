@@ -235,7 +235,9 @@ class FileReader:
 
     Given ``drop_behind`` (a version file, whose pages the kernel keeps: ``keep_cache``), a
     sequential reader's chunks leave the cache once it has read past them, unless another open
-    file holds them (see :meth:`_drop_behind`).
+    file holds them (see :meth:`_drop_behind`). Given ``keeps_own`` (a file of one chunk of
+    up to ``INLINE_LOAD_BYTES``), the first read loads the chunk into the reader itself, not
+    the shared cache (see :meth:`load_own`).
     """
 
     def __init__(
@@ -246,8 +248,12 @@ class FileReader:
         locations: Mapping[bytes, ChunkLocation] | None = None,
         load_cached: Callable[[ChunkRef], bytes | None] | None = None,
         drop_behind: ChunkHolders | None = None,
+        keeps_own: bool = False,
     ) -> None:
         self.entry = entry
+        # A small file's reader that keeps its one chunk itself (see load_own) instead of
+        # putting it into the shared cache.
+        self.keeps_own = keeps_own
         self._drop_behind_holders = drop_behind
         self._dropped_until = 0  # this run of sequential reads has passed chunks below this
         self._dropped: bytearray | None = None  # 1 for each chunk dropped (made at the first)
@@ -266,8 +272,8 @@ class FileReader:
         for ref in entry.chunks:
             self._starts.append(offset)
             offset += ref.length
-        # A small file's whole content, verified, when it was read at open (see holding()):
-        # every read of it is a slice of this, with no chunk lookup, cache peek or plan.
+        # A small file's whole content, verified (see holding() and load_own()): every read
+        # of it is a slice of this, with no chunk lookup, cache peek or plan.
         self.held: memoryview | None = None
         self._next_offset = -1  # where a sequential reader's next read starts (-1: no read yet)
         self._window = 0  # bytes of read-ahead; doubles while access stays sequential
@@ -288,6 +294,31 @@ class FileReader:
         reader = cls(entry, cache)
         reader.held = memoryview(content)
         return reader
+
+    def load_own(self) -> memoryview | None:
+        """For a reader that ``keeps_own``: its file's whole content, verified, read now if its
+        pack bytes are in the page cache, and then held for every later read (as by
+        :meth:`holding`); None when they are not, or the load fails (a read error, a
+        dictionary that cannot be had): a worker thread's :meth:`read` then loads it, and
+        says why it fails.
+
+        Held by the handle, not the shared cache: the memory is freed at release and the next
+        file's content reuses it. Cached, a cold pass over many small files grew the daemon's
+        heap by each file (a page fault per 4 KiB, ~15,000 over the bench's epoch) and kept
+        what the kernel keeps anyway (version files are opened with ``keep_cache``)."""
+        if not self.keeps_own or self._load_cached is None:
+            return None
+        ref = self.entry.chunks[0]
+        data = self._cache.peek(ref)  # a worker thread loaded it after a miss
+        if data is None:
+            try:
+                data = self._load_cached(ref)
+            except (ArtfsError, OSError):
+                return None
+        if data is None or len(data) != self.entry.size:  # a size mismatch: the read says so
+            return None
+        self.held = memoryview(data)
+        return self.held
 
     def _span(self, offset: int, size: int) -> range:
         end = min(offset + size, self.entry.size)
@@ -553,6 +584,8 @@ class FileReader:
         of one) may wait up to the remote's timeout, and one that another thread is loading
         means waiting for that thread; either on the event loop would stall every request.
         """
+        if self.keeps_own:  # it loads inline only through load_own, which missed
+            return False
         missing = 0
         for index in self._span(offset, size):
             ref = self.entry.chunks[index]
@@ -618,13 +651,20 @@ class FileReader:
 
 
 def open_reader(
-    store: Store, entry: FileEntry, cache: ChunkCache, drop_behind: ChunkHolders | None = None
+    store: Store,
+    entry: FileEntry,
+    cache: ChunkCache,
+    drop_behind: ChunkHolders | None = None,
+    keeps_own: bool = False,
+    pins: PinnedChunks | None = None,
 ) -> tuple[FileReader, PinnedChunks]:
     """A verified reader of a stored file whose chunk locations are resolved now, with their
     packs held open until :meth:`Store.unpin_chunks` (so gc cannot take them meanwhile). One
-    index get per chunk (2 and a 32-byte read for a dictionary-coded one). ``drop_behind``:
-    see :class:`FileReader`."""
-    pins = store.pin_chunks(entry.chunks)
+    index get per chunk (2 and a 32-byte read for a dictionary-coded one). ``drop_behind``
+    and ``keeps_own`` (a file of one small chunk): see :class:`FileReader`. ``pins``: the
+    file's chunks pinned already (see :meth:`Store.repin_chunks`)."""
+    if pins is None:
+        pins = store.pin_chunks(entry.chunks)
 
     def load(ref: ChunkRef, following: Sequence[ChunkRef]) -> bytes:
         return store.read_pinned(ref, pins, following)
@@ -632,7 +672,10 @@ def open_reader(
     def load_cached(ref: ChunkRef) -> bytes | None:
         return store.read_pinned_cached(ref, pins)
 
-    return FileReader(entry, cache, load, pins.locations, load_cached, drop_behind), pins
+    reader = FileReader(
+        entry, cache, load, pins.locations, load_cached, drop_behind, keeps_own=keeps_own
+    )
+    return reader, pins
 
 
 __all__ = [

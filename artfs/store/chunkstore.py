@@ -148,7 +148,7 @@ class ChunkStore(Protocol):
         (the page cache holds them), else None."""
         ...
 
-    def pin(self, pack_id: int) -> None:
+    def pin(self, pack_id: int, linked: bool = False) -> None:
         """Keep pack ``pack_id`` readable until a matching :meth:`unpin`, even once gc deleted
         it (an open file reads on); CorruptData if it does not exist (any more)."""
         ...

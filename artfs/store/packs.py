@@ -104,6 +104,11 @@ class _OpenPack:
         self.dropped = False  # evicted or unlinked: closed once no read uses it
 
 
+def _unlinked(pack: _OpenPack) -> bool:
+    """Whether gc deleted the pack ``pack`` is a descriptor of (it still reads)."""
+    return os.fstat(pack.fd).st_nlink == 0
+
+
 class LocalPackStore:
     """Chunk store on pack files under ``root``.
 
@@ -200,7 +205,7 @@ class LocalPackStore:
             self._drop_unlinked()
 
     def _drop_unlinked(self) -> int:
-        gone = [pid for pid, pack in self._cached.items() if os.fstat(pack.fd).st_nlink == 0]
+        gone = [pid for pid, pack in self._cached.items() if _unlinked(pack)]
         for pack_id in gone:
             self._drop(self._cached.pop(pack_id))
         return len(gone)
@@ -263,18 +268,23 @@ class LocalPackStore:
             with contextlib.suppress(OSError):
                 os.posix_fadvise(pack.fd, piece, _ADVICE_PIECE_BYTES, os.POSIX_FADV_WILLNEED)
 
-    def pin(self, pack_id: int) -> None:
+    def pin(self, pack_id: int, linked: bool = False) -> None:
         """Hold pack ``pack_id`` open until a matching :meth:`unpin`, even if it is deleted.
 
-        CorruptData if the pack does not exist (any more)."""
+        CorruptData if the pack does not exist (any more); given ``linked``, also when a
+        descriptor this store holds is of a pack gc has deleted since (it still reads, but a
+        caller resolving a location anew must not keep the deleted pack's space in use)."""
         with self._lock:
-            pack = self._pinned.get(pack_id)
-            if pack is None:
-                pack = self._cached.pop(pack_id, None)
-                if pack is None:
-                    pack = _OpenPack(self._open_fd(pack_id))
-                self._pinned[pack_id] = pack
-            pack.pins += 1
+            pinned = self._pinned.get(pack_id)
+            pack = pinned or self._cached.get(pack_id)
+            if linked and pack is not None and _unlinked(pack):
+                if pinned is None:
+                    self._drop(self._cached.pop(pack_id))
+                raise CorruptData(f"pack {pack_id:016x} was deleted")
+            if pinned is None:
+                pinned = self._cached.pop(pack_id, None) or _OpenPack(self._open_fd(pack_id))
+                self._pinned[pack_id] = pinned
+            pinned.pins += 1
 
     def unpin(self, pack_id: int) -> None:
         with self._lock:

@@ -215,20 +215,43 @@ class VerifiedReads:
         head = self.chunks.read(dataclasses.replace(loc, stored_length=codec.DICT_REF))
         return codec.dictionary_of(loc.codec, head)
 
-    def _pin_packs(self, locations: dict[bytes, ChunkLocation], pinned: list[int]) -> set[int]:
-        """Pin the packs of ``locations`` not pinned yet; the ids of packs that are gone."""
+    def _pin_packs(
+        self, locations: dict[bytes, ChunkLocation], pinned: list[int], linked: bool = False
+    ) -> set[int]:
+        """Pin the packs of ``locations`` not pinned yet; the ids of packs that are gone (given
+        ``linked``, also those deleted while this store holds them open)."""
         missing: set[int] = set()
         for loc in locations.values():
             pack_id = loc.pack_id
             if pack_id in pinned or pack_id in missing:
                 continue
             try:
-                self.chunks.pin(pack_id)
+                self.chunks.pin(pack_id, linked)
             except CorruptData:
                 missing.add(pack_id)
             else:
                 pinned.append(pack_id)
         return missing
+
+    def repin_chunks(self, locations: dict[bytes, ChunkLocation]) -> PinnedChunks | None:
+        """Pin again chunks whose ``locations`` an earlier :meth:`pin_chunks` resolved (none
+        dictionary-coded), with no index read: a pack is never written again once its chunks
+        are indexed, and its random 64-bit id is not given to another, so a location holds
+        while its pack exists. None, with nothing pinned, when a pack is gone (gc deleted or
+        compacted it), also when this store still holds it open: then :meth:`pin_chunks`
+        looks them up again, and the deleted pack's space is freed once its readers close.
+        ``locations`` is shared with the caller's earlier pins and never changed."""
+        pinned: list[int] = []
+        try:
+            if self._pin_packs(locations, pinned, linked=True):
+                for pack_id in pinned:
+                    self.chunks.unpin(pack_id)
+                return None
+        except BaseException:
+            for pack_id in pinned:
+                self.chunks.unpin(pack_id)
+            raise
+        return PinnedChunks(locations, pinned)
 
     def unpin_chunks(self, pinned: PinnedChunks) -> None:
         for pack_id in pinned.packs:

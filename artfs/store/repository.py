@@ -305,6 +305,9 @@ class Store:
     def pin_chunks(self, refs: Sequence[ChunkRef]) -> PinnedChunks:
         return self.reads.pin_chunks(refs)
 
+    def repin_chunks(self, locations: dict[bytes, ChunkLocation]) -> PinnedChunks | None:
+        return self.reads.repin_chunks(locations)
+
     def unpin_chunks(self, pinned: PinnedChunks) -> None:
         self.reads.unpin_chunks(pinned)
 

@@ -389,6 +389,7 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
                     else ""
                 )
             ) from None
+        ops.enable_page_stores()
         try:
             trio.run(serve, ops, mountpoint, ready, args.poll, poller)
         finally:

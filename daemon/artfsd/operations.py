@@ -209,6 +209,9 @@ class ArtfsOperations(pyfuse3.Operations):
         # Chunk loads by the loader process (see loads.py); None: every load is in threads.
         self.loads: ChunkLoads | None = None
         self._failed_files: set[bytes] = set()  # digests of files whose read failure was logged
+        # Small files' content put into the kernel's page cache at open (see _store_in_kernel);
+        # set by the daemon once pyfuse3 is mounted (notify_store needs its session).
+        self._stores_pages = False
         # For reads served on the event loop; the largest read the kernel sends (libfuse asks
         # for 256 pages per request).
         self._scratch = bytearray(_MAX_READ)
@@ -321,8 +324,33 @@ class ArtfsOperations(pyfuse3.Operations):
         if fh >= STAGED_FH_BASE:
             keep_cache, direct_io = self.vfs.caching(fh)
             return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache, direct_io=direct_io)
+        if self._stores_pages:
+            try:
+                content = self.vfs.content_for_kernel(inode, fh, flags)
+                if content is not None:
+                    self._store_in_kernel(inode, content)
+            except BaseException:  # the kernel gets no handle, and will not release it
+                self.vfs.release(fh)
+                raise
         # Version files never change: the kernel may keep their pages across opens.
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+
+    def enable_page_stores(self) -> None:
+        """Put small files' content into the kernel's page cache as they are opened; only
+        once pyfuse3.init has mounted."""
+        self._stores_pages = True
+
+    def _store_in_kernel(self, inode: int, content: memoryview) -> None:
+        """Put a small file's content into the kernel's page cache before its open is
+        answered (FUSE_NOTIFY_STORE): its reads are then served by the kernel, with no read
+        request, which is a round trip through this loop saved per file. A kernel that cannot
+        (ENOSYS) is not asked again; another failure (the inode gone meanwhile) only means
+        that the read comes here."""
+        try:
+            pyfuse3.notify_store(inode, 0, content)  # type: ignore[arg-type]  # any buffer
+        except OSError as exc:
+            if exc.errno == errno.ENOSYS:
+                self._stores_pages = False
 
     async def _copy_up(self, inode: int, flags: int) -> None:
         """A base file opened for writing (or changed: chmod, touch, truncate, a hard link)
@@ -345,7 +373,9 @@ class ArtfsOperations(pyfuse3.Operations):
         else:
             reader = self.vfs.reader(fh)
         held = reader.held
-        if held is not None:  # a small file read at open: a slice, nothing to load or plan
+        if held is None and reader.keeps_own:  # a small file's first read (see load_own)
+            held = reader.load_own()
+        if held is not None:  # a small file held whole: a slice, nothing to load or plan
             return held[off : off + size]
         if self.nursery is not None and reader.plan(off, size):
             # Before this read awaits anything: the next chunks load while this one does.

@@ -1,8 +1,13 @@
-"""Small files read whole at open, without a kernel: what the handle holds is verified, keeps
-reading after its version is deleted and collected, and every opening process is recorded."""
+"""Small files: a handle holds the content it verified (never the shared chunk cache) and
+keeps reading after its version is deleted and collected; the first open of an inode gives
+the content to the kernel's page cache when no other small file is open (checked without a
+kernel, and on a real mount with mincore); every opening process is recorded."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import mmap
 import os
 import random
 import subprocess
@@ -18,7 +23,7 @@ from artfs.names import Ref
 from artfs.store import Store
 from artfs.store.gc import collect
 from artfs.vfs import Vfs
-from tests.mount.mountutil import put
+from tests.mount.mountutil import StartMount, put
 from tests.mount.test_listings import walk_to
 
 CONTENT = random.Random(5).randbytes(20_000)  # one raw chunk (random bytes do not compress)
@@ -42,7 +47,7 @@ def stored(tmp_path: Path) -> Path:
     return home
 
 
-def test_small_file_held_at_open_reads_after_its_version_is_deleted_and_collected(
+def test_small_file_opened_reads_after_its_version_is_deleted_and_collected(
     tmp_path: Path,
 ) -> None:
     home = stored(tmp_path)
@@ -50,22 +55,81 @@ def test_small_file_held_at_open_reads_after_its_version_is_deleted_and_collecte
         ops = ArtfsOperations(Vfs.create(store, lineage=False))
         ino = walk_to(ops.vfs, "p/small/v0/a.bin")
         info = trio.run(ops.open, ino, os.O_RDONLY, CTX)
-        assert ops.vfs.reader(info.fh).held is not None  # read, verified and held at open
+        assert ops.vfs.reader(info.fh).held is None  # nothing read yet: its pack is pinned
         store.delete(Ref.parse("p/small:v0"), force=True)
         collect(store)
         assert not any(p.stat().st_size for p in (home / "packs").iterdir())  # nothing left
         got = trio.run(ops.read, info.fh, 0, 1 << 17)
         tail = trio.run(ops.read, info.fh, 19_990, 4096)
+        assert ops.vfs.reader(info.fh).held is not None
         trio.run(ops.release, info.fh)
         assert bytes(got) == CONTENT and bytes(tail) == CONTENT[19_990:]
         assert ops.vfs.open_files == 0
 
 
-def test_every_process_opening_a_cached_small_file_is_recorded_once_per_file(
+def test_small_file_content_is_held_by_its_handle_not_the_chunk_cache(tmp_path: Path) -> None:
+    """The first read verifies the chunk into the handle, and later reads are slices of it; the
+    shared cache stays empty, and a reopen that sends no read (the kernel kept the pages)
+    reads no content at all."""
+    home = stored(tmp_path)
+    with Store.open(home) as store:
+        ops = ArtfsOperations(Vfs.create(store, lineage=False))
+        loads: list[object] = []
+        pinned_cached = store.read_pinned_cached
+
+        def counted(ref: object, pinned: object) -> object:
+            loads.append(ref)
+            return pinned_cached(ref, pinned)  # type: ignore[arg-type]
+
+        store.read_pinned_cached = counted  # type: ignore[method-assign]
+        ino = walk_to(ops.vfs, "p/small/v0/a.bin")
+        info = trio.run(ops.open, ino, os.O_RDONLY, CTX)
+        assert loads == []
+        parts = [trio.run(ops.read, info.fh, off, 8192) for off in range(0, 20_000, 8192)]
+        assert b"".join(bytes(p) for p in parts) == CONTENT
+        assert len(loads) == 1 and ops.vfs.cache.size == 0
+        trio.run(ops.release, info.fh)
+        again = trio.run(ops.open, ino, os.O_RDONLY, CTX)
+        trio.run(ops.release, again.fh)
+        assert len(loads) == 1 and ops.vfs.open_files == 0
+
+
+def test_a_damaged_small_file_is_refused_by_its_read(tmp_path: Path) -> None:
+    """A held chunk is verified: a flipped byte in the pack fails the read (EIO), in the
+    worker thread the refused inline load leaves it to, and nothing is held or cached."""
+    home = stored(tmp_path)
+    (pack,) = (p for p in (home / "packs").iterdir() if p.stat().st_size)
+    data = bytearray(pack.read_bytes())
+    at = data.find(CONTENT[:64])
+    assert at >= 0
+    data[at + 100] ^= 0xFF
+    pack.write_bytes(data)
+    with Store.open(home) as store:
+        ops = ArtfsOperations(Vfs.create(store, lineage=False))
+        ino = walk_to(ops.vfs, "p/small/v0/a.bin")
+        info = trio.run(ops.open, ino, os.O_RDONLY, CTX)
+
+        async def read() -> int:
+            async with trio.open_nursery() as nursery:
+                ops.nursery = nursery
+                try:
+                    await ops.read(info.fh, 0, 1 << 17)
+                except pyfuse3.FUSEError as exc:
+                    return exc.errno
+                finally:
+                    ops.nursery = None
+            return 0
+
+        assert trio.run(read) == errno.EIO
+        assert ops.vfs.reader(info.fh).held is None and ops.vfs.cache.size == 0
+        trio.run(ops.release, info.fh)
+
+
+def test_every_process_opening_a_small_file_is_recorded_once_per_file(
     tmp_path: Path,
 ) -> None:
-    """The second process finds the file's chunk cached (no index or pack read at all) and is
-    still recorded as its own run; reopening by the first moves its last access only."""
+    """The second process is recorded as its own run however little its open reads (none of
+    the content); reopening by the first moves its last access only."""
     home = stored(tmp_path)
     other = subprocess.Popen(["sleep", "60"], start_new_session=True)  # another process group
     try:
@@ -79,9 +143,7 @@ def test_every_process_opening_a_cached_small_file_is_recorded_once_per_file(
                 (first,) = Lineage(store).usages()
                 time.sleep(0.01)
                 for pid in (os.getpid(), os.getpid(), other.pid):
-                    fh = vfs.open(ino, os.O_RDONLY, pid)
-                    assert vfs.reader(fh).held is not None
-                    vfs.release(fh)
+                    vfs.release(vfs.open(ino, os.O_RDONLY, pid))
                 vfs.recorder.flush(vfs.recorder.take())
                 usages = {u.run_id: u for u in Lineage(store).usages()}
             finally:
@@ -92,3 +154,162 @@ def test_every_process_opening_a_cached_small_file_is_recorded_once_per_file(
     assert len(usages) == 2 and all(u.files == 1 for u in usages.values())
     again = usages[first.run_id]
     assert again.first == first.first and again.last > first.last
+
+
+def test_a_small_file_is_given_to_the_kernel_at_its_first_open_only(tmp_path: Path) -> None:
+    """Its content, verified, for the kernel's page cache (no read will come): at the inode's
+    first open, when no other small file is open (a pending read of it would deadlock the
+    store; several readers at once are faster with reads), and not O_DIRECT."""
+    home = stored(tmp_path)
+    (tmp_path / "src" / "b.txt").write_text("another small file")
+    put(home, tmp_path / "src", "p/small")  # v1: a.bin and b.txt
+    with Store.open(home) as store:
+        vfs = Vfs.create(store, lineage=False)
+        ino = walk_to(vfs, "p/small/v1/a.bin")
+        direct = vfs.open(ino, os.O_RDONLY | os.O_DIRECT)
+        assert vfs.content_for_kernel(ino, direct, os.O_RDONLY | os.O_DIRECT) is None
+        vfs.release(direct)
+        other = walk_to(vfs, "p/small/v1/b.txt")
+        held = vfs.open(other, os.O_RDONLY)
+        fh = vfs.open(ino, os.O_RDONLY)
+        assert vfs.content_for_kernel(ino, fh, os.O_RDONLY) is None  # b.txt is open
+        vfs.release(held)
+        vfs.release(fh)
+        fh = vfs.open(ino, os.O_RDONLY)
+        assert vfs.content_for_kernel(ino, fh, os.O_RDONLY) is None  # its first open was
+        vfs.release(fh)
+        vfs.forget(ino, 1)  # the kernel dropped the inode, and its pages with it
+        ino = walk_to(vfs, "p/small/v1/a.bin")
+        fh = vfs.open(ino, os.O_RDONLY)
+        given = vfs.content_for_kernel(ino, fh, os.O_RDONLY)
+        assert given is not None and bytes(given) == CONTENT
+        vfs.release(fh)
+    with Store.open(home) as store:  # a new mount: the kernel has nothing of it
+        vfs = Vfs.create(store, lineage=False)
+        ino = walk_to(vfs, "p/small/v1/a.bin")
+        fh = vfs.open(ino, os.O_RDONLY)
+        given = vfs.content_for_kernel(ino, fh, os.O_RDONLY)
+        assert given is not None and bytes(given) == CONTENT
+        assert vfs.cache.size == 0
+        second = vfs.open(ino, os.O_RDONLY)
+        assert vfs.content_for_kernel(ino, second, os.O_RDONLY) is None
+        vfs.release(second)
+        vfs.release(fh)
+        assert vfs.open_files == 0
+
+
+def test_a_reopened_small_file_pins_its_pack_with_no_index_read(tmp_path: Path) -> None:
+    """The location its first open found pins the pack again. Once gc has moved the chunk
+    (two small packs merged), a reopen looks it up again, although the first handle still
+    holds the deleted pack open, and reads the new pack: the old one's space can be freed."""
+    home = stored(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "b.txt").write_text("a second small pack")
+    put(home, other, "p/other")
+    with Store.open(home) as store:
+        vfs = Vfs.create(store, lineage=False)
+        lookups: list[object] = []
+        pin_chunks = store.pin_chunks
+
+        def counted(refs: object) -> object:
+            lookups.append(refs)
+            return pin_chunks(refs)  # type: ignore[arg-type]
+
+        store.pin_chunks = counted  # type: ignore[method-assign,assignment]
+        ino = walk_to(vfs, "p/small/v0/a.bin")
+
+        def content(fh: int) -> bytes:
+            held = vfs.reader(fh).load_own()
+            assert held is not None
+            return bytes(held)
+
+        first = vfs.open(ino, os.O_RDONLY)
+        (old_pack,) = vfs._pins[first].packs
+        for _ in range(2):
+            fh = vfs.open(ino, os.O_RDONLY)
+            assert content(fh) == CONTENT
+            vfs.release(fh)
+        assert len(lookups) == 1
+        assert collect(store).packs_rewritten == 2  # the two small packs merged
+        fh = vfs.open(ino, os.O_RDONLY)
+        (new_pack,) = vfs._pins[fh].packs
+        assert len(lookups) == 2 and new_pack != old_pack
+        assert content(fh) == CONTENT and content(first) == CONTENT
+        vfs.release(fh)
+        vfs.release(first)
+        store.chunks.drop_unlinked()
+        chunks = store.chunks
+        assert old_pack not in chunks._pinned and old_pack not in chunks._cached  # type: ignore[attr-defined]
+        assert vfs.open_files == 0 and not chunks._pinned  # type: ignore[attr-defined]
+
+
+def test_a_small_file_that_cannot_be_loaded_at_open_is_left_to_its_read(
+    tmp_path: Path,
+) -> None:
+    """A load failing at open (a read error, a dictionary that cannot be had) gives the kernel
+    nothing and keeps the handle, whose read says why; nothing leaks."""
+    home = stored(tmp_path)
+    with Store.open(home) as store:
+        vfs = Vfs.create(store, lineage=False)
+
+        def failing(ref: object, pinned: object) -> bytes:
+            raise OSError(errno.EIO, "Input/output error")
+
+        store.read_pinned_cached = failing  # type: ignore[method-assign,assignment]
+        ino = walk_to(vfs, "p/small/v0/a.bin")
+        fh = vfs.open(ino, os.O_RDONLY)
+        assert vfs.content_for_kernel(ino, fh, os.O_RDONLY) is None
+        assert vfs.open_files == 1
+        vfs.release(fh)
+        assert vfs.open_files == 0
+        assert not store.chunks._pinned  # type: ignore[attr-defined]
+
+
+def resident_pages(path: Path) -> list[bool]:
+    """Which pages of ``path`` are in the page cache (mmap and mincore; mapping reads none).
+    mincore tells only the owner of a file (or one who may write it) the truth, and others that
+    every page is there: the tests run as the mount's owner, and each also checks a file whose
+    pages must be absent."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int]
+    libc.mmap.argtypes += [ctypes.c_int, ctypes.c_long]
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    with path.open("rb") as f:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, f.fileno(), 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        try:
+            vec = (ctypes.c_ubyte * pages)()
+            assert libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(size), vec) == 0
+            return [bool(v & 1) for v in vec]
+        finally:
+            libc.munmap(ctypes.c_void_p(addr), ctypes.c_size_t(size))
+
+
+def test_a_mounted_small_file_is_in_the_page_cache_once_opened(
+    tmp_path: Path, start_mount: StartMount
+) -> None:
+    """Opening it is enough for the kernel to have every page, before any read; what it reads
+    is the file. A larger file's open puts nothing there, nor does a small file's while another
+    small file is open (its read loads it)."""
+    home = stored(tmp_path)
+    big = random.Random(6).randbytes(300_000)
+    (tmp_path / "src" / "a.bin").unlink()
+    (tmp_path / "src" / "b.bin").write_bytes(big)
+    (tmp_path / "src" / "c.bin").write_bytes(CONTENT[::-1])
+    put(home, tmp_path / "src", "p/big")
+    for pack in (home / "packs").iterdir():
+        pack.read_bytes()
+    mount = start_mount(home)
+    small = mount.path / "p/small/v0/a.bin"
+    assert resident_pages(small) == [True] * 5
+    assert small.read_bytes() == CONTENT
+    large = mount.path / "p/big/v0/b.bin"
+    assert not any(resident_pages(large))
+    assert large.read_bytes() == big
+    with small.open("rb"):  # a reopen: the daemon has it open again
+        other = mount.path / "p/big/v0/c.bin"
+        assert not any(resident_pages(other))
+        assert other.read_bytes() == CONTENT[::-1]
