@@ -237,12 +237,30 @@ class UsageRecorder:
         self._lock = threading.Lock()  # _new_runs is also written by commit threads
         self._host = socket.gethostname()
         self._outbox = BackgroundPublisher(lineage)
+        # uid -> user name, looked up once per daemon: each look-up reads the user database
+        # (/etc/passwd, ~1 ms when it is not in the page cache) on a run's first open.
+        self._user_names: dict[int, str] = {}
 
     def prepare(self) -> None:
-        """Make one user look-up now (the daemon calls this before it mounts): the C library
-        loads its user-database modules at the first, ~1 ms here, which the first reader's
-        open paid otherwise."""
-        _user_name(os.getuid())
+        """Look the daemon's own user up now (the daemon calls this before it mounts): the
+        C library loads its user-database modules at the first look-up, ~1 ms here, which
+        the first reader's open paid otherwise, and a reader running as the same user then
+        needs none."""
+        self._user_name(os.getuid())
+
+    def _user_name(self, uid: int | None) -> str:
+        """The name of user ``uid`` (its number if it has none, "" if unknown); a user
+        renamed while the daemon runs keeps its old name in the runs it records."""
+        if uid is None:
+            return ""
+        name = self._user_names.get(uid)
+        if name is None:
+            try:
+                name = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                name = str(uid)
+            self._user_names[uid] = name
+        return name
 
     # --- the open() path ----------------------------------------------------------------
 
@@ -365,7 +383,7 @@ class UsageRecorder:
             job_type=job_type,
             name=f"{job_type}-{run_id}",
             host=self._host,
-            user=_user_name(facts.uid if facts is not None else None),
+            user=self._user_name(facts.uid if facts is not None else None),
             command=command,
             cwd=cwd,
             container=facts.container if facts is not None else None,
@@ -468,15 +486,6 @@ class UsageRecorder:
             cached.liveness.close()
         self._cache.clear()
         self._outbox.close(PUBLISH_WAIT_SECONDS)
-
-
-def _user_name(uid: int | None) -> str:
-    if uid is None:
-        return ""
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 __all__ = ["FileUsage", "UsageBatch", "UsageRecorder", "ancestry", "env_run_id"]

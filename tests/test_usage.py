@@ -4,6 +4,8 @@ flushes, versions, runs and reader threads."""
 from __future__ import annotations
 
 import os
+import pwd
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -124,3 +126,32 @@ def test_batches_swap_out_whole_and_count_their_opens(recorder: UsageRecorder) -
     assert len(recorder.take()) == 1  # one edge reopened
     [edge] = recorder.lineage.usages()
     assert edge.files == 4
+
+
+def test_each_user_is_looked_up_once_and_named_in_every_run(
+    recorder: UsageRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes of two process groups make two implicit runs; the user database is read
+    for the first only (a read of /etc/passwd off the disk cost a run's first open ~1 ms)."""
+    looked_up: list[int] = []
+    real = usage_module.pwd.getpwuid
+
+    def counted(uid: int) -> pwd.struct_passwd:
+        looked_up.append(uid)
+        return real(uid)
+
+    monkeypatch.setattr(usage_module.pwd, "getpwuid", counted)
+    leaders = [subprocess.Popen(["sleep", "30"], start_new_session=True) for _ in range(2)]
+    try:
+        runs = {recorder.run_for(proc.pid, "proj") for proc in leaders}
+        for proc in leaders:
+            recorder.opened(proc.pid, "proj", _file(V0, 1))
+    finally:
+        for proc in leaders:
+            proc.kill()
+            proc.wait()
+    assert len(runs) == 2
+    assert looked_up == [os.getuid()]
+    recorder.flush(recorder.take())
+    me = real(os.getuid()).pw_name
+    assert [recorder.lineage.find_run(run).user for run in sorted(runs)] == [me, me]
