@@ -62,6 +62,7 @@ from artfs.fs.nodes import (
 from artfs.fs.reader import (
     DEFAULT_CACHE_BYTES,
     INLINE_LOAD_BYTES,
+    PIN_ON_LOOP_CHUNKS,
     READAHEAD_START_BYTES,
     Chunk,
     ChunkCache,
@@ -604,7 +605,26 @@ class Vfs(StagedTree):
 
     # --- files ----------------------------------------------------------------------------
 
-    def open(self, ino: int, flags: int, pid: int = 0) -> FileHandle:
+    def entry_to_pin(self, ino: int, flags: int) -> FileEntry | None:
+        """The entry of a version file opened for reading whose chunks are too many to pin on
+        the event loop (more than ``PIN_ON_LOOP_CHUNKS``), else None: the caller pins them in
+        a worker thread (:meth:`Store.pin_chunks`) and hands them to :meth:`open`."""
+        if flags & _WRITING_FLAGS:
+            return None
+        try:
+            node = self.node(ino)  # made now for a child the kernel got from readdir
+        except NotFound:
+            return None  # open says so
+        if node.key.kind is not Kind.ENTRY:
+            return None
+        entry = node.entry
+        if entry is None or entry.is_dir or len(entry.chunks) <= PIN_ON_LOOP_CHUNKS:
+            return None
+        return entry
+
+    def open(
+        self, ino: int, flags: int, pid: int = 0, pins: PinnedChunks | None = None
+    ) -> FileHandle:
         """A handle for reading; it reads no content yet (only, for a file coded with a
         compression dictionary, the 32-byte id of the dictionary, see
         :meth:`Store.pin_chunks`). A small file (one chunk of up to ``INLINE_LOAD_BYTES``) is
@@ -612,13 +632,29 @@ class Vfs(StagedTree):
         daemon's open (see :meth:`content_for_kernel`) or its first read (see
         :meth:`FileReader.load_own`).
         Staged and virtual files get handles from ``STAGED_FH_BASE`` up (see
-        :meth:`open_other`)."""
+        :meth:`open_other`).
+
+        ``pins``: the chunks of the entry :meth:`entry_to_pin` named, pinned off the event
+        loop; this open takes them over (the handle holds them until release; they are
+        unpinned if the open fails)."""
+        if pins is None:
+            return self._open(ino, flags, pid, None)
+        if self.entry_to_pin(ino, flags) is None:
+            self.store.unpin_chunks(pins)  # not such a file (any more): opened as any other
+            return self._open(ino, flags, pid, None)
+        try:
+            return self._open(ino, flags, pid, pins)
+        except BaseException:  # a second unpin of the same pins does nothing
+            self.store.unpin_chunks(pins)
+            raise
+
+    def _open(self, ino: int, flags: int, pid: int, pins: PinnedChunks | None) -> FileHandle:
         node = self.node(ino)
         if node.key.kind in (Kind.STAGED, Kind.CONTROL, Kind.REGISTER):
             return self.open_other(node, flags, pid)
         if node.key.kind is Kind.STORE:
             return FileHandle(self.staging.open_constant(self._store_file(), flags))
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT):
+        if flags & _WRITING_FLAGS:
             raise ReadOnly("versions are read-only")
         if node.key.kind is not Kind.ENTRY or node.entry is None:
             raise IsADirectory("not a regular file")
@@ -648,7 +684,7 @@ class Vfs(StagedTree):
             # chunks as a file of its own (minus its handle number).
             direct = bool(flags & os.O_DIRECT)
             drop_behind = None if direct else self.holders
-            self._files[fh] = self._pinned_reader(fh, entry, drop_behind)
+            self._files[fh] = self._pinned_reader(fh, entry, drop_behind, pins)
             holder = -fh if direct else ino
             self.holders.hold(holder, chunks)
             self._holding[fh] = holder
@@ -720,12 +756,7 @@ class Vfs(StagedTree):
         pins = None
         if known is not None:
             pins = self.store.repin_chunks({entry.chunks[0].chunk_id: known})
-        try:
-            reader, pins = open_reader(self.store, entry, self.cache, keeps_own=True, pins=pins)
-        except BaseException:
-            if pins is not None:
-                self.store.unpin_chunks(pins)
-            raise
+        reader, pins = open_reader(self.store, entry, self.cache, keeps_own=True, pins=pins)
         if pins.packs:
             self._pins[fh] = pins
         found = pins.locations.get(entry.chunks[0].chunk_id)
@@ -733,12 +764,16 @@ class Vfs(StagedTree):
         return reader
 
     def _pinned_reader(
-        self, fh: FileHandle, entry: FileEntry, drop_behind: ChunkHolders | None
+        self,
+        fh: FileHandle,
+        entry: FileEntry,
+        drop_behind: ChunkHolders | None,
+        pins: PinnedChunks | None = None,
     ) -> FileReader:
-        """A reader whose chunk locations are resolved now and their packs held open until
-        release, so the handle keeps reading after its version is deleted and gc ran
-        (``drop_behind``: see :class:`FileReader`)."""
-        reader, pins = open_reader(self.store, entry, self.cache, drop_behind)
+        """A reader whose chunk locations are resolved now (or were, off the event loop:
+        ``pins``) and their packs held open until release, so the handle keeps reading after
+        its version is deleted and gc ran (``drop_behind``: see :class:`FileReader`)."""
+        reader, pins = open_reader(self.store, entry, self.cache, drop_behind, pins=pins)
         if pins.packs:
             self._pins[fh] = pins
         return reader
@@ -930,6 +965,8 @@ def _rows(inos: Iterable[int], heads: Iterable[tuple[bool, int, int, int]]) -> l
 
 
 _READ_ONLY_BITS = 0o7777 & ~0o222  # stat.S_IMODE without the write bits
+# Open flags a version file refuses (EROFS).
+_WRITING_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 
 
 __all__ = [

@@ -203,6 +203,9 @@ class ArtfsOperations(pyfuse3.Operations):
         super().__init__()
         self.vfs = vfs
         self.limiter = trio.CapacityLimiter(threads)
+        # Large files' pins at open (see open): threads of their own, so an open never waits
+        # behind loads, copies up or fetches.
+        self._pin_limiter = trio.CapacityLimiter(2)
         # Where read-ahead tasks run; set by the daemon once its nursery is open. Without one
         # (operations tests) reads simply do no read-ahead.
         self.nursery: trio.Nursery | None = None
@@ -320,7 +323,13 @@ class ArtfsOperations(pyfuse3.Operations):
                 self.vfs.store.reference_copy, reference, limiter=self.limiter
             )
             return pyfuse3.FileInfo(fh=self.vfs.open_reference(inode, copy, ctx.pid))
-        fh = self.vfs.open(inode, flags, ctx.pid)
+        pins = None
+        entry = self.vfs.entry_to_pin(inode, flags)
+        if entry is not None:  # one index get per chunk: thousands for a large checkpoint
+            pins = await trio.to_thread.run_sync(
+                self.vfs.store.pin_chunks, entry.chunks, limiter=self._pin_limiter
+            )
+        fh = self.vfs.open(inode, flags, ctx.pid, pins)
         if fh >= STAGED_FH_BASE:
             keep_cache, direct_io = self.vfs.caching(fh)
             return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache, direct_io=direct_io)

@@ -7,9 +7,10 @@ import errno
 import mmap
 import os
 import random
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,11 +19,15 @@ import pytest
 import trio
 from artfsd.operations import ArtfsOperations
 
+from artfs import vfs as vfs_module
 from artfs.errors import CorruptData
+from artfs.fs import reader as reader_module
+from artfs.fs.errors import ReadOnly
 from artfs.fs.reader import RANDOM_READAHEAD_BYTES, ChunkHolders
 from artfs.store import Store, packs
 from artfs.store.hashing import ChunkId
 from artfs.store.manifest import ChunkRef, FileEntry, Kind
+from artfs.store.repository import PinnedChunks
 from artfs.vfs import READAHEAD_START_BYTES, ROOT_INODE, ChunkCache, FileReader, Vfs
 from tests.mount.mountutil import put
 
@@ -750,3 +755,61 @@ def test_a_small_file_read_off_disk_brings_its_neighbours_in_with_it(tmp_path: P
         while not all(resident(pack, loc.offset, loc.stored_length) for loc in neighbours):
             assert time.monotonic() < deadline, "the miss's window was not read in"
             time.sleep(0.01)
+
+
+def test_a_file_of_many_chunks_is_pinned_in_a_worker_thread_and_read_exactly(
+    big: tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its index gets run off the event loop (thousands for a large checkpoint, which held up
+    every other request); the handle reads with those pins and leaves none at release."""
+    home, content = big
+    monkeypatch.setattr(vfs_module, "PIN_ON_LOOP_CHUNKS", 2)
+    with Store.open(home) as store:
+        ops = ArtfsOperations(Vfs.create(store, cache_bytes=64 * MIB, lineage=False))
+        ino = lookup(ops, "proj/big/v0/big.bin")
+        assert len(ops.vfs.node(ino).entry.chunks) > 2  # type: ignore[union-attr]
+        threads: list[int] = []
+        pin_chunks = store.pin_chunks
+
+        def noted(refs: Sequence[ChunkRef]) -> PinnedChunks:
+            threads.append(threading.get_ident())
+            return pin_chunks(refs)
+
+        store.pin_chunks = noted  # type: ignore[method-assign]
+        assert read_whole(ops, ino, len(content), MIB) == content
+        assert len(threads) == 1 and threads[0] != threading.get_ident()
+        assert not store.chunks._pinned  # type: ignore[attr-defined]
+
+
+def test_pins_handed_to_an_open_are_released_when_it_refuses_or_fails(
+    big: tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, _ = big
+    monkeypatch.setattr(vfs_module, "PIN_ON_LOOP_CHUNKS", 2)
+    with Store.open(home) as store:
+        vfs = Vfs.create(store, cache_bytes=64 * MIB, lineage=False)
+        ino = lookup(ArtfsOperations(vfs), "proj/big/v0/big.bin")
+        entry = vfs.entry_to_pin(ino, os.O_RDONLY)
+        assert entry is not None and vfs.entry_to_pin(ino, os.O_RDWR) is None
+        with pytest.raises(ReadOnly):  # opened for writing: no such pins are wanted
+            vfs.open(ino, os.O_RDWR, 0, store.pin_chunks(entry.chunks))
+        assert not store.chunks._pinned  # type: ignore[attr-defined]
+
+        def fails(*args: object, **kwargs: object) -> None:
+            raise OSError(errno.EIO, "a step of the open failed")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(vfs, "_record_open", fails)
+            with pytest.raises(OSError):
+                vfs.open(ino, os.O_RDONLY, 0, store.pin_chunks(entry.chunks))
+        assert not store.chunks._pinned and vfs.open_files == 0  # type: ignore[attr-defined]
+        with monkeypatch.context() as patched:  # the reader cannot be made
+            patched.setattr(reader_module, "FileReader", fails)
+            with pytest.raises(OSError):
+                vfs.open(ino, os.O_RDONLY, 0, store.pin_chunks(entry.chunks))
+        assert not store.chunks._pinned and vfs.open_files == 0  # type: ignore[attr-defined]
+        pins = store.pin_chunks(entry.chunks)
+        fh = vfs.open(ino, os.O_RDONLY, 0, pins)
+        assert vfs._pins[fh] is pins and store.chunks._pinned  # type: ignore[attr-defined]
+        vfs.release(fh)
+        assert not store.chunks._pinned  # type: ignore[attr-defined]
