@@ -639,14 +639,14 @@ class Vfs(StagedTree):
         unpinned if the open fails)."""
         if pins is None:
             return self._open(ino, flags, pid, None)
-        if self.entry_to_pin(ino, flags) is None:
-            self.store.unpin_chunks(pins)  # not such a file (any more): opened as any other
-            return self._open(ino, flags, pid, None)
         try:
-            return self._open(ino, flags, pid, pins)
+            fh = self._open(ino, flags, pid, pins)
         except BaseException:  # a second unpin of the same pins does nothing
             self.store.unpin_chunks(pins)
             raise
+        if self._pins.get(fh) is not pins:  # not such a file (any more): opened as any other
+            self.store.unpin_chunks(pins)
+        return fh
 
     def _open(self, ino: int, flags: int, pid: int, pins: PinnedChunks | None) -> FileHandle:
         node = self.node(ino)

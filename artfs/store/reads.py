@@ -242,16 +242,14 @@ class VerifiedReads:
         looks them up again, and the deleted pack's space is freed once its readers close.
         ``locations`` is shared with the caller's earlier pins and never changed."""
         pinned: list[int] = []
+        gone = True  # until the pins are all made
         try:
-            if self._pin_packs(locations, pinned, linked=True):
+            gone = bool(self._pin_packs(locations, pinned, linked=True))
+        finally:
+            if gone:
                 for pack_id in pinned:
                     self.chunks.unpin(pack_id)
-                return None
-        except BaseException:
-            for pack_id in pinned:
-                self.chunks.unpin(pack_id)
-            raise
-        return PinnedChunks(locations, pinned)
+        return None if gone else PinnedChunks(locations, pinned)
 
     def unpin_chunks(self, pinned: PinnedChunks) -> None:
         for pack_id in pinned.packs:
