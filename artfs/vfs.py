@@ -34,7 +34,6 @@ import os
 import stat
 import time
 from collections.abc import Iterable, Iterator
-from itertools import repeat
 from pathlib import Path
 from typing import cast
 
@@ -76,7 +75,7 @@ from artfs.fs.staging import StagingView
 from artfs.fs.staging_files import REGISTER_FILE, STORE_FILE
 from artfs.lineage import Lineage
 from artfs.names import parse_version
-from artfs.store import catalog, manifest, staging
+from artfs.store import catalog, manifest, staging, trees
 from artfs.store.catalog import COMMITTED, VersionRecord
 from artfs.store.codec import Codec
 from artfs.store.index import Txn
@@ -112,8 +111,9 @@ class Vfs(StagedTree):
         root = Node(NodeKey(Kind.ROOT), lookups=1)
         self._nodes: dict[Inode, Node] = {ROOT_INODE: root}
         # Children of version directories the kernel got from readdir and holds, with no
-        # node made for them yet: (listing, index); the counts are in the listing.
-        self._listed: dict[Inode, tuple[Listing, int]] = {}
+        # node made for them yet: their listing (the child is ``ino - listing.base`` in it;
+        # the counts are in the listing).
+        self._listed: dict[Inode, Listing] = {}
         self._files: dict[FileHandle, FileReader] = {}
         self._pins: dict[FileHandle, PinnedChunks] = {}
         # Which open files hold each chunk (see FileReader's drop_behind), and the key each
@@ -162,7 +162,7 @@ class Vfs(StagedTree):
         """Count one more kernel reference to child ``index`` of ``listing`` (inode ``ino``),
         passed on by a lookup, without making its node: the first request for the inode makes
         it (:meth:`node`)."""
-        self._remember_listed(listing, ((index, ino),))
+        self._remember_listed(listing, (ino,))
 
     def remember_listed_range(self, listing: Listing, start: int, stop: int) -> None:
         """:meth:`remember_listed` of children ``start`` to ``stop`` of ``listing`` (what one
@@ -171,36 +171,35 @@ class Vfs(StagedTree):
         When the kernel holds none of them yet (a directory's first readdir, as in a walk),
         each count is 0 (a child is counted only while in the listed table) and they are
         counted and entered in bulk, with no Python step per child: 1.1 -> 0.2 ms per 3,000
-        (issue 17, eighth pass)."""
+        (issue 17, eighth pass), and no object per child since the fourteenth."""
         base = _listing_base(listing)
         inos = range(base + start, base + stop)  # numbered by position
         listed = self._listed
         if listed.keys().isdisjoint(inos) and self._nodes.keys().isdisjoint(inos):
             listing.counts[start:stop] = [1] * len(inos)
-            spots = zip(repeat(listing, len(inos)), range(start, stop), strict=True)
-            listed.update(zip(cast(Iterable[Inode], inos), spots, strict=True))
+            listed.update(dict.fromkeys(cast(Iterable[Inode], inos), listing))
             return
-        self._remember_listed(listing, zip(range(start, stop), inos, strict=True))
+        self._remember_listed(listing, inos)
 
-    def _remember_listed(self, listing: Listing, children: Iterable[tuple[int, int]]) -> None:
+    def _remember_listed(self, listing: Listing, inos: Iterable[int]) -> None:
         nodes, listed = self._nodes, self._listed
-        for index, ino in children:
+        for ino in inos:
             held = nodes.get(Inode(ino))
             if held is not None:
                 held.lookups += 1
                 continue
-            spot = listed.get(Inode(ino))
-            if spot is None:
-                spot = listed[Inode(ino)] = (listing, index)
-            spot[0].counts[spot[1]] += 1
+            # The listing that entered it first holds its count (one of the same directory,
+            # read again after an eviction, numbers its children the same).
+            holder = listed.setdefault(Inode(ino), listing)
+            holder.counts[ino - _listing_base(holder)] += 1
 
     def _take_listed(self, ino: Inode) -> Node | None:
         """The node of a child the kernel holds from readdir only, made now and moved into
         the node table with the references counted so far; None if the kernel holds none."""
-        spot = self._listed.get(ino)
-        if spot is None:
+        listing = self._listed.get(ino)
+        if listing is None:
             return None
-        node = self._made_child(*spot, ino)
+        node = self._made_child(listing, ino - _listing_base(listing), ino)
         node.lookups += self._listed_count(ino)
         self._nodes[ino] = node
         return node
@@ -208,10 +207,10 @@ class Vfs(StagedTree):
     def _listed_count(self, ino: Inode) -> int:
         """The kernel's references to listed child ``ino`` (0: none), taken out of the listed
         table for the node that is made for it now."""
-        spot = self._listed.pop(ino, None)
-        if spot is None:
+        listing = self._listed.pop(ino, None)
+        if listing is None:
             return 0
-        listing, index = spot
+        index = ino - _listing_base(listing)
         count, listing.counts[index] = listing.counts[index], 0
         return count
 
@@ -231,10 +230,10 @@ class Vfs(StagedTree):
                 self.staging.forget(node.artifact, node.fixed_ino, node.key.path)
 
     def _forget_listed(self, ino: Inode, count: int) -> None:
-        spot = self._listed.get(ino)
-        if spot is None:
+        listing = self._listed.get(ino)
+        if listing is None:
             return
-        listing, index = spot
+        index = ino - _listing_base(listing)
         listing.counts[index] = max(listing.counts[index] - count, 0)
         if not listing.counts[index]:
             del self._listed[ino]
@@ -305,7 +304,8 @@ class Vfs(StagedTree):
         return node.known_attr
 
     def _new_entry_attr(self, node: Node, entry: FileEntry) -> Attr:
-        mode, nlink, size, mtime_ns = _shown(entry.is_dir, entry.mode, entry.size, entry.mtime_ns)
+        shown = _shown_row(0, entry.kind, entry.mode, entry.size, entry.mtime_ns)
+        _, mode, nlink, size, mtime_ns = shown
         return self._make(node, mode, size, mtime_ns, nlink)
 
     def _make(self, node: Node, mode: int, size: int, mtime_ns: int, nlink: int) -> Attr:
@@ -518,12 +518,12 @@ class Vfs(StagedTree):
             listing.children[index] = kept
         return kept
 
-    def listed(self, fh: int) -> tuple[Listing, list[ListedRow]] | None:
-        """For an open directory of a version: its listing and what readdir shows of each
-        child, ``(ino, st_mode, nlink, size, mtime_ns)``, by index; made once per listing from
-        the entries' heads, with no node, entry or attributes object per child (pass the
-        children sent on to :meth:`remember_listed_range`). None for any other directory:
-        list those with :meth:`readdir`."""
+    def listed(self, fh: int) -> tuple[Listing, int] | None:
+        """For an open directory of a version: its listing, and the inode number of its first
+        child (the others follow). readdir shows each child from its head (:meth:`Listing.heads`) as
+        :data:`SHOWN_KINDS` says, with no node, entry, row or attributes object per child
+        (pass the children sent on to :meth:`remember_listed_range`). None for any other
+        directory: list those with :meth:`readdir`."""
         handle = self._dirs.get(FileHandle(fh))
         if handle is None:
             raise NotFound(f"directory handle {fh} is not open")
@@ -532,14 +532,11 @@ class Vfs(StagedTree):
             return None
         if handle.listing is None:
             handle.listing = self._listing(node)
-        listing = handle.listing
-        if listing.rows is None:
-            listing.rows = _listing_rows(listing)
-        return listing, listing.rows
+        return handle.listing, _listing_base(handle.listing)
 
     def lookup_listed(self, parent: int, name: bytes) -> ListedRow | None:
         """:meth:`lookup` of a child of a version directory whose listing is cached, answered
-        with its row (as :meth:`listed` gives) and counted as :meth:`remember_listed` does:
+        with its row (what readdir shows of it) and counted as :meth:`remember_listed` does:
         no node is made until its inode is used. None for any other parent: use
         :meth:`lookup`."""
         node = self.node(parent)
@@ -927,44 +924,30 @@ def _listing_base(listing: Listing) -> int:
 # What readdir shows of a child of a version: (ino, st_mode, nlink, size, mtime_ns).
 ListedRow = tuple[int, int, int, int, int]
 
-
-def _listing_rows(listing: Listing) -> list[ListedRow]:
-    """What readdir shows of every child of ``listing``, as :meth:`Vfs.getattr` would of its
-    node: the inode numbered by position, the rest from the entry's head."""
-    base = _listing_base(listing)
-    return _rows(range(base, base + len(listing)), listing.heads())
+# How a version's entry shows, by its head's kind (``flags & trees.KIND_MASK``): its file-type
+# bits, its link count and a mask for its size (a directory shows 0); its permission bits
+# without the write bits (READ_ONLY_BITS). The daemon's readdir loop fills its replies from
+# this with no call per child (a call costs ~0.1 us, and a cold walk sends 3,000 at once);
+# _shown_row gives nodes and lookups the same.
+SHOWN_KINDS: dict[int, tuple[int, int, int]] = {
+    int(manifest.Kind.FILE): (stat.S_IFREG, 1, -1),
+    int(manifest.Kind.DIR): (stat.S_IFDIR, 2, 0),
+}
 
 
 def _listing_row(listing: Listing, index: int) -> ListedRow:
-    """The row of child ``index`` alone (a lookup), or from the rows readdir made."""
-    if listing.rows is not None:
-        row: ListedRow = listing.rows[index]
-        return row
-    return _rows((_listing_base(listing) + index,), (listing.head(index),))[0]
+    """What readdir shows of child ``index`` (a lookup answered from its listing)."""
+    return _shown_row(_listing_base(listing) + index, *listing.head(index))
 
 
-def _shown(is_dir: bool, mode: int, size: int, mtime_ns: int) -> tuple[int, int, int, int]:
-    """(st_mode, nlink, size, mtime_ns) shown for a version's entry (see :func:`_rows`)."""
-    return _rows((0,), ((is_dir, mode, size, mtime_ns),))[0][1:]
+def _shown_row(ino: int, flags: int, mode: int, size: int, mtime_ns: int) -> ListedRow:
+    """(inode, st_mode, nlink, size, mtime_ns) shown for a version's entry: read-only, a
+    directory sized 0 (see SHOWN_KINDS)."""
+    type_bits, nlink, size_mask = SHOWN_KINDS[flags & trees.KIND_MASK]
+    return ino, type_bits | mode & READ_ONLY_BITS, nlink, size & size_mask, mtime_ns
 
 
-def _rows(inos: Iterable[int], heads: Iterable[tuple[bool, int, int, int]]) -> list[ListedRow]:
-    """(inode, st_mode, nlink, size, mtime_ns) shown for version entries given their inodes
-    and heads: read-only, a directory sized 0. One loop for a whole listing, with no call per
-    child: with trees.entry_heads, 2.50 -> 2.01 ms per 3,000 children (issue 17, seventh
-    pass)."""
-    file_type, dir_type, keep = stat.S_IFREG, stat.S_IFDIR, _READ_ONLY_BITS
-    rows: list[ListedRow] = []
-    append = rows.append
-    for ino, (is_dir, mode, size, mtime_ns) in zip(inos, heads, strict=True):
-        if is_dir:
-            append((ino, dir_type | mode & keep, 2, 0, mtime_ns))
-        else:
-            append((ino, file_type | mode & keep, 1, size, mtime_ns))
-    return rows
-
-
-_READ_ONLY_BITS = 0o7777 & ~0o222  # stat.S_IMODE without the write bits
+READ_ONLY_BITS = 0o7777 & ~0o222  # stat.S_IMODE without the write bits
 # Open flags a version file refuses (EROFS).
 _WRITING_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 
@@ -972,7 +955,9 @@ _WRITING_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 __all__ = [
     "DEFAULT_CACHE_BYTES",
     "READAHEAD_START_BYTES",
+    "READ_ONLY_BITS",
     "ROOT_INODE",
+    "SHOWN_KINDS",
     "Attr",
     "ChunkCache",
     "DirEntry",

@@ -26,9 +26,10 @@ from artfs.store.trees import Item
 # Entries (names) the listings of all versions may hold together: every directory of a
 # 100,000-file version, so a second walk of it reads nothing (a walk over more names than the
 # budget finds none of them kept: each listing is evicted before its turn comes again). A
-# small-file entry takes ~620 bytes walked (name, body, row, count) and ~1.4 KB once its node
-# is made (FileEntry with its chunk refs, node and attributes), ~1.6 KB once opened (its
-# chunk's location kept for reopens): ~80-210 MB at most.
+# small-file entry takes ~360 bytes walked (name, body, count, its slot in the tree's table of
+# listed children) and ~1.2 KB once its node is made (FileEntry with its chunk refs, node and
+# attributes), ~1.4 KB once opened (its chunk's location kept for reopens): ~47-185 MB at
+# most.
 DEFAULT_LISTING_ENTRIES = 131_072
 TOO_LARGE_REMEMBERED = 1024
 
@@ -58,7 +59,6 @@ class Listing:
         "names",
         "positions",
         "record",
-        "rows",
     )
 
     def __init__(
@@ -79,8 +79,6 @@ class Listing:
         self.children: list[Any] = [None] * len(names)
         # The inode number of the first child; the others follow (None: not yet made).
         self.base: int | None = None
-        # What readdir shows of each child, made once by the tree (None: not yet).
-        self.rows: list[Any] | None = None
         # Kernel references to children it got from readdir and the tree has made no node
         # for (see Vfs.remember_listed): the node, once made, takes its count over.
         self.counts: list[int] = [0] * len(names)
@@ -104,14 +102,14 @@ class Listing:
             found = self._entries[index] = trees.listed_entry(self.key.directory, item)
         return found
 
-    def head(self, index: int) -> tuple[bool, int, int, int]:
-        """(is a directory, mode, size, mtime_ns) of the child at ``index``: what a listing
-        shows of it, without decoding the rest."""
-        return next(trees.entry_heads((self._bodies[index],)))
+    def head(self, index: int) -> tuple[int, int, int, int]:
+        """(flags, mode, size, mtime_ns) of the child at ``index`` (see trees.entry_heads):
+        what a listing shows of it, without decoding the rest."""
+        return next(trees.entry_heads(self._bodies, index))
 
-    def heads(self) -> Iterator[tuple[bool, int, int, int]]:
-        """:meth:`head` of every child, in order (an iterator, good for one pass)."""
-        return trees.entry_heads(self._bodies)
+    def heads(self, start: int = 0) -> Iterator[tuple[int, int, int, int]]:
+        """:meth:`head` of every child from ``start`` on, in order (one pass)."""
+        return trees.entry_heads(self._bodies, start)
 
     def find(self, name: bytes) -> int | None:
         """The index of the child ``name``, if there is one."""

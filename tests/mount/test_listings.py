@@ -17,7 +17,8 @@ from artfs.fs.nodes import Kind, NodeKey, entry_base
 from artfs.names import ArtifactName, Ref
 from artfs.store import Store
 from artfs.store.gc import collect
-from artfs.vfs import ROOT_INODE, ListedRow, Vfs
+from artfs.store.trees import KIND_MASK
+from artfs.vfs import READ_ONLY_BITS, ROOT_INODE, SHOWN_KINDS, ListedRow, Vfs
 from tests.mount.mountutil import put
 
 
@@ -44,12 +45,24 @@ def names_in(vfs: Vfs, ino: int, start: int = 0) -> list[bytes]:
         vfs.releasedir(fh)
 
 
+def shown_rows(listing: Listing, base: int) -> list[ListedRow]:
+    """What the daemon's readdir sends of each child of ``listing`` (numbered from ``base``):
+    its heads as SHOWN_KINDS says."""
+    rows = []
+    for index, (flags, mode, size, mtime_ns) in enumerate(listing.heads()):
+        type_bits, nlink, size_mask = SHOWN_KINDS[flags & KIND_MASK]
+        shown_mode = type_bits | mode & READ_ONLY_BITS
+        rows.append((base + index, shown_mode, nlink, size & size_mask, mtime_ns))
+    return rows
+
+
 def open_listed(vfs: Vfs, ino: int) -> tuple[int, Listing, list[ListedRow]]:
-    """A handle on version directory ``ino``, its listing and its rows."""
+    """A handle on version directory ``ino``, its listing and what readdir shows of it."""
     fh = vfs.opendir(ino)
     listed = vfs.listed(fh)
     assert listed is not None
-    return fh, *listed
+    listing, base = listed
+    return fh, listing, shown_rows(listing, base)
 
 
 def read(vfs: Vfs, ino: int) -> bytes:
@@ -82,7 +95,7 @@ def test_lookup_and_readdir_agree_with_the_version_from_one_listing(tmp_path: Pa
 
 
 def test_listed_rows_are_what_a_node_of_each_child_shows(tmp_path: Path) -> None:
-    """readdir's rows (made from entry heads, no node per child) match the attributes and
+    """What readdir shows (from entry heads, no node per child) matches the attributes and
     inode numbers that looking each child up gives, for files and directories."""
     files = FILES | {"d/sub/deep.txt": b"deep\n", "e/x.txt": b"x"}
     src = tree(tmp_path / "src", files)
@@ -92,11 +105,8 @@ def test_listed_rows_are_what_a_node_of_each_child_shows(tmp_path: Path) -> None
         vfs = Vfs.create(store, lineage=False)
         for directory in ("proj/set/v0", "proj/set/v0/d"):
             ino = walk_to(vfs, directory)
-            fh = vfs.opendir(ino)
-            listed = vfs.listed(fh)
+            fh, listing, rows = open_listed(vfs, ino)
             vfs.releasedir(fh)
-            assert listed is not None
-            listing, rows = listed
             assert len(rows) == len(listing.names) > 2
             for name, (row_ino, mode, nlink, size, mtime_ns) in zip(
                 listing.names, rows, strict=True

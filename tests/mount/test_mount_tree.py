@@ -72,6 +72,33 @@ def test_stat_sizes_modes_mtimes_and_stable_inodes(mnt: Mount, files: dict[str, 
     assert stat.S_ISLNK(os.lstat(mnt.path / "proj" / "mnist" / "latest").st_mode)
 
 
+def test_a_walk_shows_each_entry_as_stat_does_on_a_mount_never_walked(
+    module_mounts: Mounts, sample_home: Sample
+) -> None:
+    """What readdir sends with each name (the kernel keeps it for stat: ``ls -l``, ``find``)
+    is what a lookup of the name answers: every field ``stat`` shows, for files and
+    directories, on a fresh mount walked first and on another never listed."""
+    walked, looked_up = module_mounts.start(sample_home[0]), module_mounts.start(sample_home[0])
+    fields = ("st_mode", "st_ino", "st_nlink", "st_size", "st_blocks", "st_uid", "st_gid")
+    fields += ("st_atime_ns", "st_mtime_ns", "st_ctime_ns")
+
+    def shown(st: os.stat_result) -> tuple[int, ...]:
+        return tuple(getattr(st, name) for name in fields)
+
+    seen: dict[str, tuple[int, ...]] = {}
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        for entry in os.scandir(v0(walked) / rel):
+            path = f"{rel}/{entry.name}".lstrip("/")
+            seen[path] = shown(entry.stat(follow_symlinks=False))
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(path)
+    assert {"data", "empty_dir", "README.md"} <= seen.keys()
+    assert stat.S_ISDIR(seen["data"][0]) and seen["data"][3] == 0
+    assert {p: shown(os.lstat(v0(looked_up) / p)) for p in seen} == seen
+
+
 def test_scandir_types_without_following(mnt: Mount) -> None:
     kinds = {
         e.name: (e.is_dir(follow_symlinks=False), e.is_symlink())

@@ -338,9 +338,12 @@ def check_listings(objects: Objects, root: TreeId, content: dict[str, FileEntry]
         listed_names, bodies = trees.list_columns(pages, root, directory)
         assert listed_names == names
         children = [content[posixpath.join(directory, n.decode())] for n in names]
-        assert list(trees.entry_heads(bodies)) == [
-            (e.is_dir, e.mode, e.size, e.mtime_ns) for e in children
+        heads = [
+            (flags & trees.KIND_MASK, mode, size, mtime_ns)
+            for flags, mode, size, mtime_ns in trees.entry_heads(bodies)
         ]
+        assert heads == [(e.kind, e.mode, e.size, e.mtime_ns) for e in children]
+        assert list(trees.entry_heads(bodies, 1)) == list(trees.entry_heads(bodies))[1:]
         # A lookup counts the child's position on its way down (a mount's inode number).
         for index, child in enumerate(children):
             assert trees.lookup_ranked(pages, root, child.path) == (index, child)
