@@ -603,21 +603,29 @@ class Vfs(StagedTree):
     # --- files ----------------------------------------------------------------------------
 
     def entry_to_pin(self, ino: int, flags: int) -> FileEntry | None:
-        """The entry of a version file opened for reading whose chunks are too many to pin on
-        the event loop (more than ``PIN_ON_LOOP_CHUNKS``), else None: the caller pins them in
-        a worker thread (:meth:`Store.pin_chunks`) and hands them to :meth:`open`."""
+        """The entry of a version file, or of a based staging's base file, opened for reading
+        whose chunks are too many to pin on the event loop (more than
+        ``PIN_ON_LOOP_CHUNKS``), else None: the caller pins them in a worker thread
+        (:meth:`Store.pin_chunks`) and hands them to :meth:`open`."""
+        entry = self._stored_entry(ino, flags)
+        if entry is None or entry.is_reference or len(entry.chunks) <= PIN_ON_LOOP_CHUNKS:
+            return None
+        return entry
+
+    def _stored_entry(self, ino: int, flags: int) -> FileEntry | None:
+        """The entry an open of ``ino`` with ``flags`` reads from the store: a version's file
+        opened for reading, or a base file that only the base of its staging has; else
+        None."""
         if flags & _WRITING_FLAGS:
             return None
         try:
             node = self.node(ino)  # made now for a child the kernel got from readdir
         except NotFound:
             return None  # open says so
-        if node.key.kind is not Kind.ENTRY:
-            return None
-        entry = node.entry
-        if entry is None or entry.is_dir or len(entry.chunks) <= PIN_ON_LOOP_CHUNKS:
-            return None
-        return entry
+        if node.key.kind is Kind.STAGED:
+            return self.staging.base_to_read(node.artifact, node.key.path, flags)
+        entry = node.entry if node.key.kind is Kind.ENTRY else None
+        return None if entry is None or entry.is_dir else entry
 
     def open(
         self, ino: int, flags: int, pid: int = 0, pins: PinnedChunks | None = None
@@ -641,14 +649,14 @@ class Vfs(StagedTree):
         except BaseException:  # a second unpin of the same pins does nothing
             self.store.unpin_chunks(pins)
             raise
-        if self._pins.get(fh) is not pins:  # not such a file (any more): opened as any other
-            self.store.unpin_chunks(pins)
+        if self._pins.get(fh) is not pins and not self.staging.holds_pins(fh, pins):
+            self.store.unpin_chunks(pins)  # not such a file (any more): opened as any other
         return fh
 
     def _open(self, ino: int, flags: int, pid: int, pins: PinnedChunks | None) -> FileHandle:
         node = self.node(ino)
         if node.key.kind in (Kind.STAGED, Kind.CONTROL, Kind.REGISTER):
-            return self.open_other(node, flags, pid)
+            return self.open_other(node, flags, pid, pins)
         if node.key.kind is Kind.STORE:
             return FileHandle(self.staging.open_constant(self._store_file(), flags))
         if flags & _WRITING_FLAGS:
@@ -775,16 +783,23 @@ class Vfs(StagedTree):
             self._pins[fh] = pins
         return reader
 
-    def reference_entry(self, ino: int) -> FileEntry | None:
-        """The entry of a reference file (content fetched from its URI), else None."""
-        node = self.node(ino)
-        entry = node.entry if node.key.kind is Kind.ENTRY else None
+    def reference_entry(self, ino: int, flags: int) -> FileEntry | None:
+        """The entry of a reference file (content fetched from its URI) that an open of
+        ``ino`` with ``flags`` reads (a version's, or a based staging's base file), else
+        None."""
+        entry = self._stored_entry(ino, flags)
         return entry if entry is not None and entry.is_reference else None
 
-    def open_reference(self, ino: int, copy: Path, pid: int = 0) -> FileHandle:
-        """A read-only handle on the verified local copy of a reference file (the caller
-        fetched it off the event loop with ``Store.reference_copy``)."""
+    def open_reference(
+        self, ino: int, flags: int, entry: FileEntry, copy: Path, pid: int = 0
+    ) -> FileHandle:
+        """A read-only handle on the verified local copy of reference file ``entry`` (the
+        caller fetched it off the event loop with ``Store.reference_copy``). A staged base
+        file is opened as staging shows it now (the copy is used if that is still
+        ``entry``)."""
         node = self.node(ino)
+        if node.key.kind is Kind.STAGED:
+            return self.open_other(node, flags, pid, fetched=(entry, copy))
         fh = FileHandle(self.staging.open_copy(copy))
         if node.record is not None:
             self._record_open(node, pid)

@@ -16,6 +16,7 @@ import errno
 import stat
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from artfs.fs.backing import AttrChange, join
@@ -46,7 +47,8 @@ from artfs.fs.staging_files import (
 from artfs.names import ArtifactName
 from artfs.store import catalog, manifest, staging
 from artfs.store.index import Txn
-from artfs.store.repository import PutResult, Store
+from artfs.store.manifest import FileEntry
+from artfs.store.repository import PinnedChunks, PutResult, Store
 from artfs.usage import UsageRecorder
 
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2  # renameat2 flags, as FUSE passes them
@@ -183,8 +185,16 @@ class StagedTree:
 
     # --- staged and virtual files ---------------------------------------------------------
 
-    def open_other(self, node: Node, flags: int, pid: int) -> FileHandle:
-        """Open a staged file (writers hold a shared flock) or a virtual control file."""
+    def open_other(
+        self,
+        node: Node,
+        flags: int,
+        pid: int,
+        pins: PinnedChunks | None = None,
+        fetched: tuple[FileEntry, Path] | None = None,
+    ) -> FileHandle:
+        """Open a staged file (writers hold a shared flock) or a virtual control file;
+        ``pins`` and ``fetched``: for a base file, see :meth:`StagingView.open`."""
         key = node.key
         if key.kind is Kind.REGISTER:
             return FileHandle(self.staging.open_register(pid))
@@ -192,7 +202,7 @@ class StagedTree:
             return FileHandle(self.staging.open_base_control(node.artifact, flags))
         if key.kind is Kind.CONTROL:
             return FileHandle(self.staging.open_control(node.artifact, flags, pid))
-        fh = self.staging.open(node.artifact, key.path, node.ino, flags)
+        fh = self.staging.open(node.artifact, key.path, node.ino, flags, pins, fetched)
         read = self.staging.base_read(fh)
         if read is not None and pid and self.recorder is not None:
             # A base file is a version's file: its read is recorded like one.

@@ -21,6 +21,7 @@ import stat
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from artfs.errors import ArtfsError, NotFound
 from artfs.fs import staging_files
@@ -55,7 +56,7 @@ from artfs.names import NAME_RE, ArtifactName
 from artfs.procinfo import proc_stat
 from artfs.store import manifest, staging
 from artfs.store.manifest import FileEntry
-from artfs.store.repository import PutResult, Store
+from artfs.store.repository import PinnedChunks, PutResult, Store
 from artfs.usage import UsageRecorder
 
 # An open staged or virtual file (handles from STAGED_FH_BASE up).
@@ -227,10 +228,36 @@ class StagingView:
         self._files[fh] = handle
         return fh
 
-    def open(self, art: ArtifactName, rel: str, ino: int, flags: int) -> int:
+    def base_to_read(self, art: ArtifactName, rel: str, flags: int) -> FileEntry | None:
+        """The base entry an open of ``rel`` with ``flags`` reads from the store (a based
+        staging's file that only the base has, opened for reading), else None. Its slow part
+        (a reference file's fetch, a large file's pins) may be done first, off the caller's
+        event loop, and handed to :meth:`open`."""
+        if opened_for_writing(flags) or flags & os.O_TRUNC:
+            return None
+        cow = self.cow(art)
+        if cow is None or cow.upper(rel) is not None:
+            return None
+        entry = cow.entry(rel)
+        return None if entry is None or entry.is_dir else entry
+
+    def open(
+        self,
+        art: ArtifactName,
+        rel: str,
+        ino: int,
+        flags: int,
+        pins: PinnedChunks | None = None,
+        fetched: tuple[FileEntry, Path] | None = None,
+    ) -> int:
         """Open a staged file; a writer holds a shared flock (a commit then refuses). A base
         file opened for reading is read from the store; for writing it is copied up first
-        (with O_TRUNC: an empty file of its mode, nothing copied)."""
+        (with O_TRUNC: an empty file of its mode, nothing copied).
+
+        What the caller did first for the file :meth:`base_to_read` named: ``pins``, its
+        chunks pinned (the handle takes them over if they pin no other file's chunks; the
+        caller unpins them if it did not, see :meth:`holds_pins`), ``fetched``, a reference
+        file's entry and its verified copy (used if the base still shows that entry)."""
         writable = opened_for_writing(flags)
         try:
             fd = self.backing(art).open(rel, flags)
@@ -243,7 +270,7 @@ class StagingView:
                 # creates anew.
                 raise OSError(errno.ESTALE, f"{rel} is no longer in staging") from None
             if not (writable or flags & os.O_TRUNC):
-                return self._open_base(cow, rel, entry)
+                return self._open_base(cow, rel, entry, pins, fetched)
             cow.copy_up(rel, entry, empty=bool(flags & os.O_TRUNC))
             fd = self.backing(art).open(rel, flags & ~os.O_TRUNC)
         return self._opened(fd, ino, writable)
@@ -266,11 +293,23 @@ class StagingView:
         if cow is not None:
             _copy_up_if_base(cow, rel, empty=False)
 
-    def _open_base(self, cow: CopyOnWrite, rel: str, entry: FileEntry) -> int:
+    def _open_base(
+        self,
+        cow: CopyOnWrite,
+        rel: str,
+        entry: FileEntry,
+        pins: PinnedChunks | None,
+        fetched: tuple[FileEntry, Path] | None,
+    ) -> int:
         if entry.is_reference:
+            if fetched is not None and fetched[0] == entry:
+                return self.open_copy(fetched[1])
+            # Not fetched first (or the staging was based anew meanwhile): fetched here.
             return self.open_copy(self.store.reference_copy(entry))
+        if pins is not None and not pins.locations.keys() <= {r.chunk_id for r in entry.chunks}:
+            pins = None  # made for another file (the staging was based anew): pinned here
         path = base_path(self.store, cow.art, rel) or rel
-        reader, pins = open_reader(self.store, replace(entry, path=path), self.cache)
+        reader, pins = open_reader(self.store, replace(entry, path=path), self.cache, pins=pins)
         fh = self.new_handle(BaseRead(reader, pins, cow.base, path))
         self.holders.hold(fh, entry.chunks)  # its handle number: a key of its own
         return fh
@@ -279,6 +318,11 @@ class StagingView:
         """The base file a handle reads, if it is one (read like a version's file)."""
         handle = self._files.get(fh)
         return handle if isinstance(handle, BaseRead) else None
+
+    def holds_pins(self, fh: int, pins: PinnedChunks) -> bool:
+        """Whether handle ``fh`` took ``pins`` over (see :meth:`open`)."""
+        read = self.base_read(fh)
+        return read is not None and read.pins is pins
 
     def _opened(self, fd: int, ino: int, writable: bool) -> int:
         if writable:

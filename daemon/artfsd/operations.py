@@ -327,13 +327,14 @@ class ArtfsOperations(pyfuse3.Operations):
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             self.vfs.check_writer(ctx.uid)
             await self._copy_up(inode, flags)
-        reference = self.vfs.reference_entry(inode)
-        if reference is not None and not flags & (os.O_WRONLY | os.O_RDWR):
+        reference = self.vfs.reference_entry(inode, flags)
+        if reference is not None:
             # Fetching and verifying a referenced file is network or disk work: off the loop.
             copy = await trio.to_thread.run_sync(
                 self.vfs.store.reference_copy, reference, limiter=self.limiter
             )
-            return pyfuse3.FileInfo(fh=self.vfs.open_reference(inode, copy, ctx.pid))
+            fh = self.vfs.open_reference(inode, flags, reference, copy, ctx.pid)
+            return pyfuse3.FileInfo(fh=fh)
         pins = None
         entry = self.vfs.entry_to_pin(inode, flags)
         if entry is not None:  # one index get per chunk: thousands for a large checkpoint

@@ -7,11 +7,14 @@ import errno
 import mmap
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pyfuse3
@@ -24,7 +27,9 @@ from artfs.errors import CorruptData
 from artfs.fs import reader as reader_module
 from artfs.fs.errors import ReadOnly
 from artfs.fs.reader import RANDOM_READAHEAD_BYTES, ChunkHolders
+from artfs.names import ArtifactName
 from artfs.store import Store, packs
+from artfs.store import staging as store_staging
 from artfs.store.hashing import ChunkId
 from artfs.store.manifest import ChunkRef, FileEntry, Kind
 from artfs.store.repository import PinnedChunks
@@ -757,6 +762,19 @@ def test_a_small_file_read_off_disk_brings_its_neighbours_in_with_it(tmp_path: P
             time.sleep(0.01)
 
 
+def threads_pinning(store: Store) -> list[int]:
+    """The threads ``store.pin_chunks`` is called in from now on, each call's."""
+    threads: list[int] = []
+    pin_chunks = store.pin_chunks
+
+    def noted(refs: Sequence[ChunkRef]) -> PinnedChunks:
+        threads.append(threading.get_ident())
+        return pin_chunks(refs)
+
+    store.pin_chunks = noted  # type: ignore[method-assign]
+    return threads
+
+
 def test_a_file_of_many_chunks_is_pinned_in_a_worker_thread_and_read_exactly(
     big: tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -768,14 +786,7 @@ def test_a_file_of_many_chunks_is_pinned_in_a_worker_thread_and_read_exactly(
         ops = ArtfsOperations(Vfs.create(store, cache_bytes=64 * MIB, lineage=False))
         ino = lookup(ops, "proj/big/v0/big.bin")
         assert len(ops.vfs.node(ino).entry.chunks) > 2  # type: ignore[union-attr]
-        threads: list[int] = []
-        pin_chunks = store.pin_chunks
-
-        def noted(refs: Sequence[ChunkRef]) -> PinnedChunks:
-            threads.append(threading.get_ident())
-            return pin_chunks(refs)
-
-        store.pin_chunks = noted  # type: ignore[method-assign]
+        threads = threads_pinning(store)
         assert read_whole(ops, ino, len(content), MIB) == content
         assert len(threads) == 1 and threads[0] != threading.get_ident()
         assert not store.chunks._pinned  # type: ignore[attr-defined]
@@ -813,3 +824,80 @@ def test_pins_handed_to_an_open_are_released_when_it_refuses_or_fails(
         assert vfs._pins[fh] is pins and store.chunks._pinned  # type: ignore[attr-defined]
         vfs.release(fh)
         assert not store.chunks._pinned  # type: ignore[attr-defined]
+
+
+def based_staging(store: Store, ref: str) -> None:
+    """Base ``ref``'s artifact's staging on that version, as ``artfs stage --from`` does."""
+    record = store.resolve(ref)
+    art = ArtifactName.parse(ref.partition(":")[0])
+    store_staging.set_base(store, art, record)
+    store_staging.ensure(store, art)
+
+
+def test_a_base_file_of_many_chunks_is_pinned_in_a_worker_thread_and_read_exactly(
+    big: tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A based staging's file that only its base has reads like a version's file, its pins
+    made off the event loop; pins made for it are released when it was copied up meanwhile
+    (the open reads the upper file, which needs none)."""
+    home, content = big
+    monkeypatch.setattr(vfs_module, "PIN_ON_LOOP_CHUNKS", 2)
+    with Store.open(home) as store:
+        based_staging(store, "proj/big:v0")
+        ops = ArtfsOperations(Vfs.create(store, cache_bytes=64 * MIB, lineage=False))
+        ino = lookup(ops, "proj/big/staging/big.bin")
+        threads = threads_pinning(store)
+        assert read_whole(ops, ino, len(content), MIB) == content
+        assert len(threads) == 1 and threads[0] != threading.get_ident()
+        assert not store.chunks._pinned  # type: ignore[attr-defined]
+
+        vfs = ops.vfs
+        entry = vfs.entry_to_pin(ino, os.O_RDONLY)
+        assert entry is not None and vfs.entry_to_pin(ino, os.O_WRONLY) is None
+        pins = store.pin_chunks(entry.chunks)
+        assert store.chunks._pinned  # type: ignore[attr-defined]
+        vfs.staging.copy_up(ArtifactName("proj", "big"), "big.bin")  # a writer came first
+        assert vfs.entry_to_pin(ino, os.O_RDONLY) is None
+        fh = vfs.open(ino, os.O_RDONLY, 0, pins)
+        assert not store.chunks._pinned  # type: ignore[attr-defined]
+        assert vfs.staging.read(fh, 0, 64) == content[:64]
+        vfs.release(fh)
+
+
+def test_a_base_reference_file_is_fetched_in_a_worker_thread(tmp_path: Path) -> None:
+    """A based staging's reference file is fetched and verified off the event loop, as a
+    version's is; a copy fetched for another entry is not served."""
+    target = tmp_path / "target.bin"
+    target.write_bytes(b"referenced bytes " * 1000)
+    log = (
+        "import sys, artfs\n"
+        "run = artfs.init(project='proj', home=sys.argv[1])\n"
+        "art = artfs.Artifact('ext', type='dataset')\n"
+        "art.add_reference('file://' + sys.argv[2], name='remote.bin')\n"
+        "run.log_artifact(art)\n"
+        "run.finish()\n"
+    )
+    subprocess.run([sys.executable, "-c", log, str(tmp_path / "home"), str(target)], check=True)
+    with Store.open(tmp_path / "home") as store:
+        based_staging(store, "proj/ext:v0")
+        ops = ArtfsOperations(Vfs.create(store, lineage=False))
+        ino = lookup(ops, "proj/ext/staging/remote.bin")
+        threads: list[int] = []
+        reference_copy = store.reference_copy
+
+        def noted(entry: FileEntry) -> Path:
+            threads.append(threading.get_ident())
+            return reference_copy(entry)
+
+        store.reference_copy = noted  # type: ignore[method-assign]
+        assert read_whole(ops, ino, target.stat().st_size, MIB) == target.read_bytes()
+        assert len(threads) == 1 and threads[0] != threading.get_ident()
+
+        vfs = ops.vfs
+        entry = vfs.reference_entry(ino, os.O_RDONLY)
+        assert entry is not None and vfs.reference_entry(ino, os.O_RDWR) is None
+        stale = tmp_path / "stale.bin"
+        stale.write_bytes(b"not this")
+        fh = vfs.open_reference(ino, os.O_RDONLY, replace(entry, size=8), stale)
+        assert vfs.staging.read(fh, 0, 1 << 16) == target.read_bytes()
+        vfs.release(fh)
