@@ -37,7 +37,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import cast
 
-from artfs.errors import NotFound
+from artfs.errors import CorruptData, NotFound
 from artfs.fs.errors import IsADirectory, NoAttribute, NotADirectory, NotASymlink, ReadOnly
 from artfs.fs.listings import Listing, ListingCache, ListingKey
 from artfs.fs.nodes import (
@@ -67,8 +67,10 @@ from artfs.fs.reader import (
     ChunkCache,
     ChunkHolders,
     FileReader,
+    Pinned,
     ReadBuffer,
     open_reader,
+    pins_for,
 )
 from artfs.fs.staged_tree import StagedTree
 from artfs.fs.staging import StagingView
@@ -158,8 +160,8 @@ class Vfs(StagedTree):
         held.lookups += 1
         return held
 
-    def remember_listed(self, listing: Listing, index: int, ino: int) -> None:
-        """Count one more kernel reference to child ``index`` of ``listing`` (inode ``ino``),
+    def remember_listed(self, listing: Listing, ino: int) -> None:
+        """Count one more kernel reference to the child of ``listing`` whose inode is ``ino``,
         passed on by a lookup, without making its node: the first request for the inode makes
         it (:meth:`node`)."""
         self._remember_listed(listing, (ino,))
@@ -547,7 +549,7 @@ class Vfs(StagedTree):
         if index is None:
             raise NotFound(f"{manifest.decode_path(name)!r} does not exist here")
         row = _listing_row(listing, index)
-        self.remember_listed(listing, index, row[0])
+        self.remember_listed(listing, row[0])
         return row
 
     def _version_child(self, node: Node, name: bytes, txn: Txn | None = None) -> Node | None:
@@ -602,34 +604,28 @@ class Vfs(StagedTree):
 
     # --- files ----------------------------------------------------------------------------
 
-    def entry_to_pin(self, ino: int, flags: int) -> FileEntry | None:
-        """The entry of a version file, or of a based staging's base file, opened for reading
-        whose chunks are too many to pin on the event loop (more than
-        ``PIN_ON_LOOP_CHUNKS``), else None: the caller pins them in a worker thread
-        (:meth:`Store.pin_chunks`) and hands them to :meth:`open`."""
-        entry = self._stored_entry(ino, flags)
-        if entry is None or entry.is_reference or len(entry.chunks) <= PIN_ON_LOOP_CHUNKS:
-            return None
-        return entry
-
-    def _stored_entry(self, ino: int, flags: int) -> FileEntry | None:
-        """The entry an open of ``ino`` with ``flags`` reads from the store: a version's file
-        opened for reading, or a base file that only the base of its staging has; else
-        None."""
-        if flags & _WRITING_FLAGS:
-            return None
+    def entry_to_prepare(self, ino: int, flags: int) -> FileEntry | None:
+        """The entry of a file whose open with ``flags`` has slow work the caller should do
+        first, off its event loop, else None: a reference file to fetch and verify
+        (``entry.is_reference``: :meth:`Store.reference_copy`, then :meth:`open_reference`),
+        or more than ``PIN_ON_LOOP_CHUNKS`` chunks to pin (:meth:`Store.pin_chunks`, handed
+        to :meth:`open`). Version files opened for reading, and a based staging's base files
+        (see :meth:`StagingView.base_to_read`)."""
         try:
             node = self.node(ino)  # made now for a child the kernel got from readdir
         except NotFound:
             return None  # open says so
         if node.key.kind is Kind.STAGED:
-            return self.staging.base_to_read(node.artifact, node.key.path, flags)
-        entry = node.entry if node.key.kind is Kind.ENTRY else None
-        return None if entry is None or entry.is_dir else entry
+            entry = self.staging.base_to_read(node.artifact, node.key.path, flags)
+        elif node.key.kind is Kind.ENTRY and not flags & _WRITING_FLAGS:
+            entry = node.entry
+        else:
+            return None
+        if entry is None or entry.is_dir:
+            return None
+        return entry if entry.is_reference or len(entry.chunks) > PIN_ON_LOOP_CHUNKS else None
 
-    def open(
-        self, ino: int, flags: int, pid: int = 0, pins: PinnedChunks | None = None
-    ) -> FileHandle:
+    def open(self, ino: int, flags: int, pid: int = 0, pinned: Pinned | None = None) -> FileHandle:
         """A handle for reading; it reads no content yet (only, for a file coded with a
         compression dictionary, the 32-byte id of the dictionary, see
         :meth:`Store.pin_chunks`). A small file (one chunk of up to ``INLINE_LOAD_BYTES``) is
@@ -639,24 +635,26 @@ class Vfs(StagedTree):
         Staged and virtual files get handles from ``STAGED_FH_BASE`` up (see
         :meth:`open_other`).
 
-        ``pins``: the chunks of the entry :meth:`entry_to_pin` named, pinned off the event
-        loop; this open takes them over (the handle holds them until release; they are
-        unpinned if the open fails)."""
-        if pins is None:
+        ``pinned``: the entry :meth:`entry_to_prepare` named and its chunks, pinned off the
+        event loop. The handle takes the pins over if it reads that entry (it holds them until
+        release); else (the file is not what it was: a staged file copied up, or its staging
+        based anew) they are unpinned here, as they are if the open fails."""
+        if pinned is None:
             return self._open(ino, flags, pid, None)
+        pins = pinned[1]
         try:
-            fh = self._open(ino, flags, pid, pins)
+            fh = self._open(ino, flags, pid, pinned)
         except BaseException:  # a second unpin of the same pins does nothing
             self.store.unpin_chunks(pins)
             raise
         if self._pins.get(fh) is not pins and not self.staging.holds_pins(fh, pins):
-            self.store.unpin_chunks(pins)  # not such a file (any more): opened as any other
+            self.store.unpin_chunks(pins)
         return fh
 
-    def _open(self, ino: int, flags: int, pid: int, pins: PinnedChunks | None) -> FileHandle:
+    def _open(self, ino: int, flags: int, pid: int, pinned: Pinned | None) -> FileHandle:
         node = self.node(ino)
         if node.key.kind in (Kind.STAGED, Kind.CONTROL, Kind.REGISTER):
-            return self.open_other(node, flags, pid, pins)
+            return self.open_other(node, flags, pid, pinned)
         if node.key.kind is Kind.STORE:
             return FileHandle(self.staging.open_constant(self._store_file(), flags))
         if flags & _WRITING_FLAGS:
@@ -689,6 +687,7 @@ class Vfs(StagedTree):
             # chunks as a file of its own (minus its handle number).
             direct = bool(flags & os.O_DIRECT)
             drop_behind = None if direct else self.holders
+            pins = pins_for(pinned, entry)
             self._files[fh] = self._pinned_reader(fh, entry, drop_behind, pins)
             holder = -fh if direct else ino
             self.holders.hold(holder, chunks)
@@ -783,20 +782,13 @@ class Vfs(StagedTree):
             self._pins[fh] = pins
         return reader
 
-    def reference_entry(self, ino: int, flags: int) -> FileEntry | None:
-        """The entry of a reference file (content fetched from its URI) that an open of
-        ``ino`` with ``flags`` reads (a version's, or a based staging's base file), else
-        None."""
-        entry = self._stored_entry(ino, flags)
-        return entry if entry is not None and entry.is_reference else None
-
     def open_reference(
         self, ino: int, flags: int, entry: FileEntry, copy: Path, pid: int = 0
     ) -> FileHandle:
-        """A read-only handle on the verified local copy of reference file ``entry`` (the
-        caller fetched it off the event loop with ``Store.reference_copy``). A staged base
-        file is opened as staging shows it now (the copy is used if that is still
-        ``entry``)."""
+        """A read-only handle on the verified local copy of reference file ``entry``, which
+        :meth:`entry_to_prepare` named (the caller fetched it off the event loop with
+        ``Store.reference_copy``). A staged base file is opened as staging shows it now (the
+        copy is used if that is still ``entry``)."""
         node = self.node(ino)
         if node.key.kind is Kind.STAGED:
             return self.open_other(node, flags, pid, fetched=(entry, copy))
@@ -942,8 +934,8 @@ ListedRow = tuple[int, int, int, int, int]
 # How a version's entry shows, by its head's kind (``flags & trees.KIND_MASK``): its file-type
 # bits, its link count and a mask for its size (a directory shows 0); its permission bits
 # without the write bits (READ_ONLY_BITS). The daemon's readdir loop fills its replies from
-# this with no call per child (a call costs ~0.1 us, and a cold walk sends 3,000 at once);
-# _shown_row gives nodes and lookups the same.
+# this with no call per child (a call costs ~0.1 us, and one readdir of the bench's walk sends
+# 780 children); _shown_row gives nodes and lookups the same. A kind not in it is CorruptData.
 SHOWN_KINDS: dict[int, tuple[int, int, int]] = {
     int(manifest.Kind.FILE): (stat.S_IFREG, 1, -1),
     int(manifest.Kind.DIR): (stat.S_IFDIR, 2, 0),
@@ -958,8 +950,17 @@ def _listing_row(listing: Listing, index: int) -> ListedRow:
 def _shown_row(ino: int, flags: int, mode: int, size: int, mtime_ns: int) -> ListedRow:
     """(inode, st_mode, nlink, size, mtime_ns) shown for a version's entry: read-only, a
     directory sized 0 (see SHOWN_KINDS)."""
-    type_bits, nlink, size_mask = SHOWN_KINDS[flags & trees.KIND_MASK]
+    try:
+        type_bits, nlink, size_mask = SHOWN_KINDS[flags & trees.KIND_MASK]
+    except KeyError:
+        raise unknown_kind(b"") from None
     return ino, type_bits | mode & READ_ONLY_BITS, nlink, size & size_mask, mtime_ns
+
+
+def unknown_kind(name: bytes) -> CorruptData:
+    """The error for a version entry whose head names no kind this artfs knows."""
+    shown = f" {manifest.decode_path(name)!r}" if name else ""
+    return CorruptData(f"a version's entry{shown} is of no kind this artfs knows")
 
 
 READ_ONLY_BITS = 0o7777 & ~0o222  # stat.S_IMODE without the write bits
@@ -986,4 +987,5 @@ __all__ = [
     "ReadBuffer",
     "StatFs",
     "Vfs",
+    "unknown_kind",
 ]

@@ -46,7 +46,7 @@ class Listing:
     numbering: the entry at index ``i`` is followed by position ``i + 1``) and by name.
 
     Read undecoded: an entry is decoded (:meth:`entry`) only when something asks for it, and a
-    walk asks for none, only for what ``readdir`` shows (:meth:`head`).
+    walk asks for none, only for what ``readdir`` shows (:meth:`heads`).
     """
 
     __slots__ = (
@@ -105,7 +105,7 @@ class Listing:
     def head(self, index: int) -> tuple[int, int, int, int]:
         """(flags, mode, size, mtime_ns) of the child at ``index`` (see trees.entry_heads):
         what a listing shows of it, without decoding the rest."""
-        return next(trees.entry_heads(self._bodies, index))
+        return trees.entry_head(self._bodies[index])
 
     def heads(self, start: int = 0) -> Iterator[tuple[int, int, int, int]]:
         """:meth:`head` of every child from ``start`` on, in order (one pass)."""

@@ -41,7 +41,7 @@ DROP_BEHIND_BYTES = 4 << 20
 # Chunks up to this size are loaded without a thread hop (see FileReader.cheap).
 INLINE_LOAD_BYTES = 64 << 10
 # A version file of more chunks has them pinned at open in a worker thread, not on the event
-# loop (see Vfs.entry_to_pin): an index get per chunk, ~3 us each with the index in the page
+# loop (see Vfs.entry_to_prepare): an index get per chunk, ~3 us each with the index in the page
 # cache (a 2 GiB file's 1,880 chunks: 5.5 ms; a cold index reads a page per get), which held up
 # every other request. The hop costs the open itself more than 30-odd gets: a thread's start
 # and its share of the GIL (that 2 GiB file's open: ~6.0 -> ~6.5 ms).
@@ -656,6 +656,18 @@ class FileReader:
         return lambda ref: load(ref, chunks[index + 1 : end])
 
 
+# A file's entry and its chunks pinned for it (off the event loop; see Vfs.entry_to_prepare).
+Pinned = tuple[FileEntry, PinnedChunks]
+
+
+def pins_for(pinned: Pinned | None, entry: FileEntry) -> PinnedChunks | None:
+    """The pins of ``pinned`` if they were made for ``entry``'s chunks, else None (the file
+    an open finds is not the one they were made for)."""
+    if pinned is None or pinned[0].chunks != entry.chunks:
+        return None
+    return pinned[1]
+
+
 def open_reader(
     store: Store,
     entry: FileEntry,
@@ -702,6 +714,8 @@ __all__ = [
     "ChunkHolders",
     "ChunkLoader",
     "FileReader",
+    "Pinned",
     "ReadBuffer",
     "open_reader",
+    "pins_for",
 ]

@@ -35,7 +35,7 @@ from artfs.fs.nodes import (
     _DirHandle,
     _is_control,
 )
-from artfs.fs.reader import FileReader
+from artfs.fs.reader import FileReader, Pinned
 from artfs.fs.staging import StagedStat, StagingView, checked_name
 from artfs.fs.staging_files import (
     BASE_FILE,
@@ -48,7 +48,7 @@ from artfs.names import ArtifactName
 from artfs.store import catalog, manifest, staging
 from artfs.store.index import Txn
 from artfs.store.manifest import FileEntry
-from artfs.store.repository import PinnedChunks, PutResult, Store
+from artfs.store.repository import PutResult, Store
 from artfs.usage import UsageRecorder
 
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2  # renameat2 flags, as FUSE passes them
@@ -190,11 +190,11 @@ class StagedTree:
         node: Node,
         flags: int,
         pid: int,
-        pins: PinnedChunks | None = None,
+        pinned: Pinned | None = None,
         fetched: tuple[FileEntry, Path] | None = None,
     ) -> FileHandle:
         """Open a staged file (writers hold a shared flock) or a virtual control file;
-        ``pins`` and ``fetched``: for a base file, see :meth:`StagingView.open`."""
+        ``pinned`` and ``fetched``: for a base file, see :meth:`StagingView.open`."""
         key = node.key
         if key.kind is Kind.REGISTER:
             return FileHandle(self.staging.open_register(pid))
@@ -202,7 +202,7 @@ class StagedTree:
             return FileHandle(self.staging.open_base_control(node.artifact, flags))
         if key.kind is Kind.CONTROL:
             return FileHandle(self.staging.open_control(node.artifact, flags, pid))
-        fh = self.staging.open(node.artifact, key.path, node.ino, flags, pins, fetched)
+        fh = self.staging.open(node.artifact, key.path, node.ino, flags, pinned, fetched)
         read = self.staging.base_read(fh)
         if read is not None and pid and self.recorder is not None:
             # A base file is a version's file: its read is recorded like one.

@@ -35,7 +35,7 @@ from artfs.fs.backing import (
 )
 from artfs.fs.errors import BadRequest, CommitFailed, ReadOnly
 from artfs.fs.overlay import BaseCache, BaseRead, CopyOnWrite, base_path, entry_mode
-from artfs.fs.reader import ChunkCache, ChunkHolders, open_reader
+from artfs.fs.reader import ChunkCache, ChunkHolders, Pinned, open_reader, pins_for
 from artfs.fs.staged_paths import ArtifactKey, StagedPaths
 from artfs.fs.staging_files import (
     BASE_FILE,
@@ -247,17 +247,17 @@ class StagingView:
         rel: str,
         ino: int,
         flags: int,
-        pins: PinnedChunks | None = None,
+        pinned: Pinned | None = None,
         fetched: tuple[FileEntry, Path] | None = None,
     ) -> int:
         """Open a staged file; a writer holds a shared flock (a commit then refuses). A base
         file opened for reading is read from the store; for writing it is copied up first
         (with O_TRUNC: an empty file of its mode, nothing copied).
 
-        What the caller did first for the file :meth:`base_to_read` named: ``pins``, its
-        chunks pinned (the handle takes them over if they pin no other file's chunks; the
-        caller unpins them if it did not, see :meth:`holds_pins`), ``fetched``, a reference
-        file's entry and its verified copy (used if the base still shows that entry)."""
+        What the caller did first for the file :meth:`base_to_read` named, used if staging
+        still shows that base file: ``pinned``, the entry and its chunks pinned (the handle
+        takes the pins over; the caller unpins them if it did not, see :meth:`holds_pins`),
+        ``fetched``, a reference file's entry and its verified copy."""
         writable = opened_for_writing(flags)
         try:
             fd = self.backing(art).open(rel, flags)
@@ -270,7 +270,7 @@ class StagingView:
                 # creates anew.
                 raise OSError(errno.ESTALE, f"{rel} is no longer in staging") from None
             if not (writable or flags & os.O_TRUNC):
-                return self._open_base(cow, rel, entry, pins, fetched)
+                return self._open_base(cow, rel, entry, pinned, fetched)
             cow.copy_up(rel, entry, empty=bool(flags & os.O_TRUNC))
             fd = self.backing(art).open(rel, flags & ~os.O_TRUNC)
         return self._opened(fd, ino, writable)
@@ -298,7 +298,7 @@ class StagingView:
         cow: CopyOnWrite,
         rel: str,
         entry: FileEntry,
-        pins: PinnedChunks | None,
+        pinned: Pinned | None,
         fetched: tuple[FileEntry, Path] | None,
     ) -> int:
         if entry.is_reference:
@@ -306,9 +306,8 @@ class StagingView:
                 return self.open_copy(fetched[1])
             # Not fetched first (or the staging was based anew meanwhile): fetched here.
             return self.open_copy(self.store.reference_copy(entry))
-        if pins is not None and not pins.locations.keys() <= {r.chunk_id for r in entry.chunks}:
-            pins = None  # made for another file (the staging was based anew): pinned here
         path = base_path(self.store, cow.art, rel) or rel
+        pins = pins_for(pinned, entry)  # None: made for another file (based anew): pinned here
         reader, pins = open_reader(self.store, replace(entry, path=path), self.cache, pins=pins)
         fh = self.new_handle(BaseRead(reader, pins, cow.base, path))
         self.holders.hold(fh, entry.chunks)  # its handle number: a key of its own

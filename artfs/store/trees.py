@@ -38,7 +38,6 @@ import zlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import islice
 from typing import NamedTuple
 
 from artfs.store.hashing import ChunkId, FileDigest, TreeId, tree_id
@@ -188,12 +187,19 @@ def decode_entry(path: str, body: bytes) -> tuple[FileEntry, TreeId | None]:
     return FileEntry(path, Kind.FILE, mode, size, mtime_ns, digest, chunks, uri), None
 
 
+def entry_head(body: bytes) -> tuple[int, int, int, int]:
+    """(flags, mode, size, mtime_ns) of one entry's ``body`` (see :func:`entry_heads`)."""
+    head: tuple[int, int, int, int] = _HEAD.unpack_from(body)
+    return head
+
+
 def entry_heads(bodies: Sequence[bytes], start: int = 0) -> Iterator[tuple[int, int, int, int]]:
     """(flags, mode, size, mtime_ns) of each of ``bodies`` from ``start`` on, in order, without
-    decoding the rest (digest, chunks, subtree): what a listing shows of its entries. One C
-    call per entry (a ``map``), no Python step: readdir's loop reads these 3,000 at a time.
-    ``flags & KIND_MASK`` is the entry's :class:`Kind`."""
-    return map(_HEAD.unpack_from, islice(bodies, start, None))
+    decoding the rest (digest, chunks, subtree): what a listing shows of its entries. C-level
+    ``map``s with no Python step per entry, and none for the entries before ``start`` (a
+    readdir resumes a large directory there hundreds of times). ``flags & KIND_MASK`` is the
+    entry's :class:`Kind`."""
+    return map(_HEAD.unpack_from, map(bodies.__getitem__, range(start, len(bodies))))
 
 
 # --- pages ------------------------------------------------------------------------------------

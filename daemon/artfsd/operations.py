@@ -49,6 +49,7 @@ from artfs.vfs import (
     ListedRow,
     ReadBuffer,
     Vfs,
+    unknown_kind,
 )
 from artfsd.loads import ChunkLoads
 
@@ -289,16 +290,19 @@ class ArtfsOperations(pyfuse3.Operations):
         names, reply, send = listing.names, self._listed_reply, pyfuse3.readdir_reply
         shown, kind, keep = SHOWN_KINDS, KIND_MASK, READ_ONLY_BITS
         index = start_id
-        for flags, mode, size, mtime_ns in listing.heads(start_id):
-            type_bits, reply.st_nlink, size_mask = shown[flags & kind]
-            reply.st_ino = base + index
-            reply.st_mode = type_bits | mode & keep
-            reply.st_size = size = size & size_mask
-            reply.st_blocks = (size + 511) // 512
-            reply.st_atime_ns = reply.st_mtime_ns = reply.st_ctime_ns = mtime_ns
-            if not send(token, names[index], reply, index + 1):
-                break
-            index += 1
+        try:
+            for flags, mode, size, mtime_ns in listing.heads(start_id):
+                type_bits, reply.st_nlink, size_mask = shown[flags & kind]
+                reply.st_ino = base + index
+                reply.st_mode = type_bits | mode & keep
+                reply.st_size = size = size & size_mask
+                reply.st_blocks = (size + 511) // 512
+                reply.st_atime_ns = reply.st_mtime_ns = reply.st_ctime_ns = mtime_ns
+                if not send(token, names[index], reply, index + 1):
+                    break
+                index += 1
+        except KeyError:
+            raise unknown_kind(names[index]) from None
         # Counted once the loop is done: pyfuse3 hands the kernel the entries only when this
         # returns (an exception sends an error and none of them).
         self.vfs.remember_listed_range(listing, start_id, index)
@@ -327,21 +331,21 @@ class ArtfsOperations(pyfuse3.Operations):
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             self.vfs.check_writer(ctx.uid)
             await self._copy_up(inode, flags)
-        reference = self.vfs.reference_entry(inode, flags)
-        if reference is not None:
+        entry = self.vfs.entry_to_prepare(inode, flags)
+        if entry is not None and entry.is_reference:
             # Fetching and verifying a referenced file is network or disk work: off the loop.
             copy = await trio.to_thread.run_sync(
-                self.vfs.store.reference_copy, reference, limiter=self.limiter
+                self.vfs.store.reference_copy, entry, limiter=self.limiter
             )
-            fh = self.vfs.open_reference(inode, flags, reference, copy, ctx.pid)
-            return pyfuse3.FileInfo(fh=fh)
-        pins = None
-        entry = self.vfs.entry_to_pin(inode, flags)
-        if entry is not None:  # one index get per chunk: thousands for a large checkpoint
-            pins = await trio.to_thread.run_sync(
-                self.vfs.store.pin_chunks, entry.chunks, limiter=self._pin_limiter
-            )
-        fh = self.vfs.open(inode, flags, ctx.pid, pins)
+            fh = self.vfs.open_reference(inode, flags, entry, copy, ctx.pid)
+        else:
+            pinned = None
+            if entry is not None:  # one index get per chunk: thousands for a large checkpoint
+                pins = await trio.to_thread.run_sync(
+                    self.vfs.store.pin_chunks, entry.chunks, limiter=self._pin_limiter
+                )
+                pinned = (entry, pins)
+            fh = self.vfs.open(inode, flags, ctx.pid, pinned)
         if fh >= STAGED_FH_BASE:
             keep_cache, direct_io = self.vfs.caching(fh)
             return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache, direct_io=direct_io)

@@ -8,7 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pyfuse3
 import pytest
+import trio
+from artfsd.operations import ArtfsOperations
 
 from artfs.errors import NotFound
 from artfs.fs.errors import NoAttribute
@@ -152,8 +155,8 @@ def test_children_sent_by_readdir_are_counted_without_nodes_until_used(
     leaves neither the node nor the listed child behind."""
     with d_listed(tmp_path) as (vfs, d, before, fh, listing, rows):
         for _ in range(2):  # two walks, as the kernel counts them
-            for index, row in enumerate(rows):
-                vfs.remember_listed(listing, index, row[0])
+            for row in rows:
+                vfs.remember_listed(listing, row[0])
         vfs.releasedir(fh)
         assert vfs.node_count == before + len(rows)
         first, second = rows[0][0], rows[1][0]
@@ -197,7 +200,7 @@ def test_a_readdir_range_counts_what_one_remember_per_child_counts(tmp_path: Pat
                 vfs.remember_listed_range(listing, start, stop)
             else:
                 for index in range(start, stop):
-                    vfs.remember_listed(listing, index, rows[index][0])
+                    vfs.remember_listed(listing, rows[index][0])
 
         send(20, 40)  # none held yet
         send(0, 20)  # one held as a node
@@ -388,3 +391,52 @@ def test_numbers_kept_across_releases_are_those_earlier_ones_gave() -> None:
     file = NodeKey(Kind.ENTRY, "proj", "set", 3, path="d/a.bin")
     assert file.key_hash() == 1083848828576802735
     assert NodeKey(Kind.VERSION, "proj", "set", 3).inode() == 74728504116078766
+
+
+def test_the_daemons_readdir_sends_what_lookup_answers_and_resumes_where_it_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's readdir of a version directory, its buffer filling after a few children
+    each time (as the kernel's does): every child once, in order, with the inode, type,
+    permissions, links, size, blocks and times a lookup of it answers."""
+    files = FILES | {"d/sub/deep.txt": b"deep\n", "e/x.txt": b"x"}
+    src = tree(tmp_path / "src", files)
+    os.chmod(src / "top.txt", 0o751)
+    put(tmp_path / "home", src, "proj/set")
+    sent: list[tuple[bytes, int, int, int, int, int, int, int, int, int]] = []
+    room = [0]
+
+    def reply(token: object, name: bytes, attr: pyfuse3.EntryAttributes, next_id: int) -> bool:
+        if not room[0]:
+            return False
+        room[0] -= 1
+        times = (attr.st_atime_ns, attr.st_mtime_ns, attr.st_ctime_ns)
+        shown = (attr.st_ino, attr.st_mode, attr.st_nlink, attr.st_size, attr.st_blocks)
+        sent.append((name, *shown, *times, next_id))
+        return True
+
+    monkeypatch.setattr(pyfuse3, "readdir_reply", reply)
+    with Store.open(tmp_path / "home") as store:
+        ops = ArtfsOperations(Vfs.create(store, lineage=False))
+        vfs = ops.vfs
+        for directory in ("proj/set/v0", "proj/set/v0/d"):
+            ino = walk_to(vfs, directory)
+            fh = vfs.opendir(ino)
+            sent.clear()
+            start = 0
+            while True:
+                room[0] = 7
+                trio.run(ops.readdir, fh, start, None)
+                if not sent or sent[-1][-1] == start:
+                    break
+                start = sent[-1][-1]
+            vfs.releasedir(fh)
+            rel = directory.removeprefix("proj/set/v0").lstrip("/")
+            below = [p.removeprefix(rel + "/") for p in files if not rel or p.startswith(rel + "/")]
+            children = {p.split("/")[0] for p in below}
+            assert [s[0] for s in sent] == sorted(c.encode() for c in children)
+            assert [s[-1] for s in sent] == list(range(1, len(sent) + 1))
+            for name, *shown, atime, mtime, ctime, _ in sent:
+                attr = vfs.lookup(ino, name)
+                assert shown == [attr.ino, attr.mode, attr.nlink, attr.size, attr.blocks]
+                assert atime == mtime == ctime == attr.mtime_ns

@@ -800,10 +800,10 @@ def test_pins_handed_to_an_open_are_released_when_it_refuses_or_fails(
     with Store.open(home) as store:
         vfs = Vfs.create(store, cache_bytes=64 * MIB, lineage=False)
         ino = lookup(ArtfsOperations(vfs), "proj/big/v0/big.bin")
-        entry = vfs.entry_to_pin(ino, os.O_RDONLY)
-        assert entry is not None and vfs.entry_to_pin(ino, os.O_RDWR) is None
+        entry = vfs.entry_to_prepare(ino, os.O_RDONLY)
+        assert entry is not None and vfs.entry_to_prepare(ino, os.O_RDWR) is None
         with pytest.raises(ReadOnly):  # opened for writing: no such pins are wanted
-            vfs.open(ino, os.O_RDWR, 0, store.pin_chunks(entry.chunks))
+            vfs.open(ino, os.O_RDWR, 0, (entry, store.pin_chunks(entry.chunks)))
         assert not store.chunks._pinned  # type: ignore[attr-defined]
 
         def fails(*args: object, **kwargs: object) -> None:
@@ -812,15 +812,15 @@ def test_pins_handed_to_an_open_are_released_when_it_refuses_or_fails(
         with monkeypatch.context() as patched:
             patched.setattr(vfs, "_record_open", fails)
             with pytest.raises(OSError):
-                vfs.open(ino, os.O_RDONLY, 0, store.pin_chunks(entry.chunks))
+                vfs.open(ino, os.O_RDONLY, 0, (entry, store.pin_chunks(entry.chunks)))
         assert not store.chunks._pinned and vfs.open_files == 0  # type: ignore[attr-defined]
         with monkeypatch.context() as patched:  # the reader cannot be made
             patched.setattr(reader_module, "FileReader", fails)
             with pytest.raises(OSError):
-                vfs.open(ino, os.O_RDONLY, 0, store.pin_chunks(entry.chunks))
+                vfs.open(ino, os.O_RDONLY, 0, (entry, store.pin_chunks(entry.chunks)))
         assert not store.chunks._pinned and vfs.open_files == 0  # type: ignore[attr-defined]
         pins = store.pin_chunks(entry.chunks)
-        fh = vfs.open(ino, os.O_RDONLY, 0, pins)
+        fh = vfs.open(ino, os.O_RDONLY, 0, (entry, pins))
         assert vfs._pins[fh] is pins and store.chunks._pinned  # type: ignore[attr-defined]
         vfs.release(fh)
         assert not store.chunks._pinned  # type: ignore[attr-defined]
@@ -838,8 +838,7 @@ def test_a_base_file_of_many_chunks_is_pinned_in_a_worker_thread_and_read_exactl
     big: tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A based staging's file that only its base has reads like a version's file, its pins
-    made off the event loop; pins made for it are released when it was copied up meanwhile
-    (the open reads the upper file, which needs none)."""
+    made off the event loop and held by its handle until release."""
     home, content = big
     monkeypatch.setattr(vfs_module, "PIN_ON_LOOP_CHUNKS", 2)
     with Store.open(home) as store:
@@ -852,16 +851,59 @@ def test_a_base_file_of_many_chunks_is_pinned_in_a_worker_thread_and_read_exactl
         assert not store.chunks._pinned  # type: ignore[attr-defined]
 
         vfs = ops.vfs
-        entry = vfs.entry_to_pin(ino, os.O_RDONLY)
-        assert entry is not None and vfs.entry_to_pin(ino, os.O_WRONLY) is None
+        entry = vfs.entry_to_prepare(ino, os.O_RDONLY)
+        assert entry is not None and vfs.entry_to_prepare(ino, os.O_WRONLY) is None
         pins = store.pin_chunks(entry.chunks)
+        fh = vfs.open(ino, os.O_RDONLY, 0, (entry, pins))
+        assert vfs.staging.holds_pins(fh, pins) and len(threads) == 2  # none pinned again
+        assert read_whole(ops, ino, len(content), MIB) == content  # beside another handle
         assert store.chunks._pinned  # type: ignore[attr-defined]
-        vfs.staging.copy_up(ArtifactName("proj", "big"), "big.bin")  # a writer came first
-        assert vfs.entry_to_pin(ino, os.O_RDONLY) is None
-        fh = vfs.open(ino, os.O_RDONLY, 0, pins)
+        vfs.release_other(fh)
         assert not store.chunks._pinned  # type: ignore[attr-defined]
-        assert vfs.staging.read(fh, 0, 64) == content[:64]
-        vfs.release(fh)
+
+
+@pytest.mark.parametrize("meanwhile", ["copied up", "based anew"])
+def test_pins_made_for_a_base_file_that_changed_meanwhile_are_released(
+    big: tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch, meanwhile: str
+) -> None:
+    """Between the pins made in a worker thread and the open, a writer copied the file up
+    (the open reads the upper file, which needs none) or the staging was based on another
+    version (the open pins that version's file itself): the pins are released, and the
+    open reads what staging shows now."""
+    home, content = big
+    other = content[::-1]
+    src = home.parent / "src1"
+    src.mkdir()
+    (src / "big.bin").write_bytes(other)
+    put(home, src, "proj/big")  # v1: another big.bin
+    monkeypatch.setattr(vfs_module, "PIN_ON_LOOP_CHUNKS", 2)
+    with Store.open(home) as store:
+        based_staging(store, "proj/big:v0")
+        ops = ArtfsOperations(Vfs.create(store, cache_bytes=64 * MIB, lineage=False))
+        vfs = ops.vfs
+        ino = lookup(ops, "proj/big/staging/big.bin")
+        entry = vfs.entry_to_prepare(ino, os.O_RDONLY)
+        assert entry is not None
+        pins = store.pin_chunks(entry.chunks)
+        unpinned: list[PinnedChunks] = []
+        unpin_chunks = store.unpin_chunks
+
+        def noted(released: PinnedChunks) -> None:
+            unpinned.append(released)
+            unpin_chunks(released)
+
+        store.unpin_chunks = noted  # type: ignore[method-assign]
+        if meanwhile == "copied up":
+            vfs.staging.copy_up(ArtifactName("proj", "big"), "big.bin")  # a writer came first
+            expected = content
+        else:
+            store_staging.set_base(store, ArtifactName("proj", "big"), store.resolve("proj/big:v1"))
+            expected = other
+        fh = vfs.open(ino, os.O_RDONLY, 0, (entry, pins))
+        assert unpinned == [pins] and not vfs.staging.holds_pins(fh, pins)
+        assert read_whole(ops, ino, len(expected), MIB) == expected
+        vfs.release_other(fh)
+        assert unpinned.count(pins) == 1 and not store.chunks._pinned  # type: ignore[attr-defined]
 
 
 def test_a_base_reference_file_is_fetched_in_a_worker_thread(tmp_path: Path) -> None:
@@ -894,10 +936,11 @@ def test_a_base_reference_file_is_fetched_in_a_worker_thread(tmp_path: Path) -> 
         assert len(threads) == 1 and threads[0] != threading.get_ident()
 
         vfs = ops.vfs
-        entry = vfs.reference_entry(ino, os.O_RDONLY)
-        assert entry is not None and vfs.reference_entry(ino, os.O_RDWR) is None
+        entry = vfs.entry_to_prepare(ino, os.O_RDONLY)
+        assert entry is not None and entry.is_reference
+        assert vfs.entry_to_prepare(ino, os.O_RDWR) is None
         stale = tmp_path / "stale.bin"
         stale.write_bytes(b"not this")
         fh = vfs.open_reference(ino, os.O_RDONLY, replace(entry, size=8), stale)
         assert vfs.staging.read(fh, 0, 1 << 16) == target.read_bytes()
-        vfs.release(fh)
+        vfs.release_other(fh)
