@@ -843,6 +843,14 @@ class Vfs(StagedTree):
             return {XATTR_PREFIX + k: v.encode() for k, v in _version_xattrs(record).items()}
         return {}
 
+    def lacks_xattr(self, ino: int, name: bytes) -> bool:
+        """Whether known inode ``ino`` has no attribute ``name`` because no node has it (a
+        name outside ``user.artfs.``): what :meth:`getxattr` would say, told without raising
+        NoAttribute. False for an inode not known (getxattr says NotFound)."""
+        return not name.startswith(_XATTR_PREFIX_BYTES) and (
+            Inode(ino) in self._nodes or Inode(ino) in self._listed
+        )
+
     def getxattr(self, ino: int, name: bytes) -> bytes:
         if not name.startswith(_XATTR_PREFIX_BYTES):
             # `ls -l` asks every file for security.selinux and system.posix_acl_access (the

@@ -480,8 +480,16 @@ class ArtfsOperations(pyfuse3.Operations):
 
     # --- extended attributes and statfs ---------------------------------------------------
 
-    @translated
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        if self.vfs.lacks_xattr(inode, name):
+            # `ls -l` asks every entry for two names artfs never has: answered here, with no
+            # domain error made, raised and translated (2.0 -> 0.84 us a request in process; the
+            # null filesystem's 0.5).
+            raise pyfuse3.FUSEError(errno.ENODATA)
+        return await self._getxattr(inode, name)
+
+    @translated
+    async def _getxattr(self, inode: int, name: bytes) -> bytes:
         return self.vfs.getxattr(inode, name)
 
     @translated

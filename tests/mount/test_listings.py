@@ -3,6 +3,7 @@ and that they stay right when versions are deleted, collected and new ones commi
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -317,6 +318,37 @@ def test_xattrs_ls_asks_for_are_absent_and_artfs_ones_present(tmp_path: Path) ->
         with pytest.raises(NotFound) as caught:  # the inode is gone: ENOENT, not ENODATA
             vfs.getxattr(f, b"security.selinux")
         assert not isinstance(caught.value, NoAttribute)
+
+
+def test_the_daemon_answers_xattrs_of_listed_children_without_making_their_nodes(
+    tmp_path: Path,
+) -> None:
+    """getxattr of a name outside ``user.artfs.`` (two per entry of ``ls -l``) is ENODATA for
+    a child readdir passed on, with no node made for it; ENOENT for an inode not known; an
+    artfs name is answered as before."""
+    put(tmp_path / "home", tree(tmp_path / "src", FILES), "proj/set")
+    with Store.open(tmp_path / "home") as store:
+        ops = ArtfsOperations(Vfs.create(store, lineage=False))
+        vfs = ops.vfs
+        d = walk_to(vfs, "proj/set/v0/d")
+        fh, listing, rows = open_listed(vfs, d)
+        vfs.remember_listed_range(listing, 0, len(rows))
+        vfs.releasedir(fh)
+        nodes = vfs.node_count
+        child = rows[3][0]
+
+        def errno_of(ino: int, name: bytes) -> int:
+            with pytest.raises(pyfuse3.FUSEError) as caught:
+                trio.run(ops.getxattr, ino, name, None)
+            return caught.value.errno
+
+        assert errno_of(child, b"security.selinux") == errno.ENODATA
+        assert errno_of(child, b"system.posix_acl_access") == errno.ENODATA
+        assert vfs.node_count == nodes and listing.children[3] is None  # no node made
+        assert errno_of(child, b"user.artfs.nothing") == errno.ENODATA
+        assert errno_of(rows[-1][0] + 1000, b"security.selinux") == errno.ENOENT
+        digest = trio.run(ops.getxattr, child, b"user.artfs.digest", None)
+        assert digest == vfs.getxattr(child, b"user.artfs.digest") and len(digest) == 64
 
 
 def test_directory_larger_than_the_listing_budget_lists_and_looks_up_right(
