@@ -853,9 +853,9 @@ class Vfs(StagedTree):
 
     def getxattr(self, ino: int, name: bytes) -> bytes:
         if not name.startswith(_XATTR_PREFIX_BYTES):
-            # `ls -l` asks every file for security.selinux and system.posix_acl_access (the
-            # kernel caches neither for FUSE): answered without building the node's set, or
-            # the node itself for a child the kernel got from readdir.
+            # No node has such a name (the daemon asks lacks_xattr first): NotFound for an
+            # inode not known, else without building the node's set, or the node itself for
+            # a child the kernel got from readdir.
             if Inode(ino) not in self._listed:
                 self.node(ino)
             raise NoAttribute(f"no attribute {name!r}")

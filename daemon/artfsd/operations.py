@@ -1,7 +1,8 @@
 """The pyfuse3 ``Operations`` for artfs: translation only.
 
 Inodes, file handles and request contexts become :class:`~artfs.vfs.Vfs` calls; domain errors
-become ``FUSEError`` in :func:`errno_for` and nowhere else. Chunk loads (pack reads,
+become ``FUSEError`` through :func:`errno_for`'s one table (``getxattr`` takes its answer for a
+name no node has from it, without making the error). Chunk loads (pack reads,
 decompression, hashing) run in worker threads under one capacity limiter: a read's own chunks
 in its own hop, read-ahead up to ``_LOADS_PER_HOP`` chunks per hop; what is already cached is
 answered on the event loop without a thread hop.
@@ -89,6 +90,8 @@ _ERRNO: tuple[tuple[type[BaseException], int], ...] = (
     (InvalidName, errno.ENOENT),
     (CorruptData, errno.EIO),
 )
+
+_NO_ATTRIBUTE = dict(_ERRNO)[NoAttribute]  # getxattr's answer without the error (see there)
 
 
 def errno_for(exc: BaseException) -> int:
@@ -485,7 +488,7 @@ class ArtfsOperations(pyfuse3.Operations):
             # `ls -l` asks every entry for two names artfs never has: answered here, with no
             # domain error made, raised and translated (2.0 -> 0.84 us a request in process; the
             # null filesystem's 0.5).
-            raise pyfuse3.FUSEError(errno.ENODATA)
+            raise pyfuse3.FUSEError(_NO_ATTRIBUTE)
         return await self._getxattr(inode, name)
 
     @translated

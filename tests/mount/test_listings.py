@@ -342,11 +342,17 @@ def test_the_daemon_answers_xattrs_of_listed_children_without_making_their_nodes
                 trio.run(ops.getxattr, ino, name, None)
             return caught.value.errno
 
+        unknown = rows[-1][0] + 1000
+        # Answered before any domain error (a listed child, a node's inode), or not.
+        assert vfs.lacks_xattr(child, b"security.selinux") and vfs.lacks_xattr(d, b"user.x")
+        assert not vfs.lacks_xattr(child, b"user.artfs.digest")
+        assert not vfs.lacks_xattr(unknown, b"security.selinux")
         assert errno_of(child, b"security.selinux") == errno.ENODATA
         assert errno_of(child, b"system.posix_acl_access") == errno.ENODATA
+        assert errno_of(d, b"security.selinux") == errno.ENODATA
         assert vfs.node_count == nodes and listing.children[3] is None  # no node made
         assert errno_of(child, b"user.artfs.nothing") == errno.ENODATA
-        assert errno_of(rows[-1][0] + 1000, b"security.selinux") == errno.ENOENT
+        assert errno_of(unknown, b"security.selinux") == errno.ENOENT
         digest = trio.run(ops.getxattr, child, b"user.artfs.digest", None)
         assert digest == vfs.getxattr(child, b"user.artfs.digest") and len(digest) == 64
 
