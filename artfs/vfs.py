@@ -306,9 +306,8 @@ class Vfs(StagedTree):
         return node.known_attr
 
     def _new_entry_attr(self, node: Node, entry: FileEntry) -> Attr:
-        shown = _shown_row(0, entry.kind, entry.mode, entry.size, entry.mtime_ns)
-        _, mode, nlink, size, mtime_ns = shown
-        return self._make(node, mode, size, mtime_ns, nlink)
+        mode, nlink, size = _shown(entry.kind, entry.mode, entry.size)
+        return self._make(node, mode, size, entry.mtime_ns, nlink)
 
     def _make(self, node: Node, mode: int, size: int, mtime_ns: int, nlink: int) -> Attr:
         timeout = IMMUTABLE_TIMEOUT if node.immutable else MUTABLE_TIMEOUT
@@ -943,7 +942,7 @@ ListedRow = tuple[int, int, int, int, int]
 # bits, its link count and a mask for its size (a directory shows 0); its permission bits
 # without the write bits (READ_ONLY_BITS). The daemon's readdir loop fills its replies from
 # this with no call per child (a call costs ~0.1 us, and one readdir of the bench's walk sends
-# 780 children); _shown_row gives nodes and lookups the same. A kind not in it is CorruptData.
+# 780 children); _shown gives nodes and lookups the same. A kind not in it is CorruptData.
 SHOWN_KINDS: dict[int, tuple[int, int, int]] = {
     int(manifest.Kind.FILE): (stat.S_IFREG, 1, -1),
     int(manifest.Kind.DIR): (stat.S_IFDIR, 2, 0),
@@ -952,17 +951,19 @@ SHOWN_KINDS: dict[int, tuple[int, int, int]] = {
 
 def _listing_row(listing: Listing, index: int) -> ListedRow:
     """What readdir shows of child ``index`` (a lookup answered from its listing)."""
-    return _shown_row(_listing_base(listing) + index, *listing.head(index))
+    flags, mode, size, mtime_ns = listing.head(index)
+    st_mode, nlink, size = _shown(flags, mode, size, listing.names[index])
+    return _listing_base(listing) + index, st_mode, nlink, size, mtime_ns
 
 
-def _shown_row(ino: int, flags: int, mode: int, size: int, mtime_ns: int) -> ListedRow:
-    """(inode, st_mode, nlink, size, mtime_ns) shown for a version's entry: read-only, a
-    directory sized 0 (see SHOWN_KINDS)."""
+def _shown(flags: int, mode: int, size: int, name: bytes = b"") -> tuple[int, int, int]:
+    """(st_mode, nlink, size) shown for a version's entry of kind ``flags & KIND_MASK``:
+    read-only, a directory sized 0 (see SHOWN_KINDS)."""
     try:
         type_bits, nlink, size_mask = SHOWN_KINDS[flags & trees.KIND_MASK]
     except KeyError:
-        raise unknown_kind(b"") from None
-    return ino, type_bits | mode & READ_ONLY_BITS, nlink, size & size_mask, mtime_ns
+        raise unknown_kind(name) from None
+    return type_bits | mode & READ_ONLY_BITS, nlink, size & size_mask
 
 
 def unknown_kind(name: bytes) -> CorruptData:
