@@ -1,16 +1,17 @@
 """Read workloads through the mount, each as a ratio to the same reads of the native copy.
 
 The mixed set is stored in a fresh store and mounted; every workload runs against the mounted
-version and against the native directory in the same run, the median of ``RUNS``. "Cold" means
-``sync; echo 3 > /proc/sys/vm/drop_caches`` before each pass, for both sides (it also drops the
-kernel's cached FUSE inodes and pages, not the daemon's own chunk cache, which is emptied by
-remounting: a cold pass on the mount runs on a fresh daemon).
+version, the native directory and the null filesystem of ``bench/ceiling.py`` (the native tree
+served from memory by the least a pyfuse3 filesystem can do, restarted for cold passes like the
+daemon), in rounds that run it once on each of the three in turn: the median of ``RUNS``
+rounds (see :func:`_measure`). "Cold" means ``sync; echo 3 > /proc/sys/vm/drop_caches`` before
+each pass, for every side (it also drops the kernel's cached FUSE inodes and pages, not the
+daemon's own chunk cache, which is emptied by remounting: a cold pass on the mount runs on a
+fresh daemon).
 
-The same workloads then run a third time through the null filesystem of ``bench/ceiling.py``
-(the native tree served from memory by the least a pyfuse3 filesystem can do, restarted for cold
-passes like the daemon): the ``null pyfuse3 fs`` rows are the most any pyfuse3 mount reaches
-here (its time is a floor, its speed a ceiling), and the ``artfs / null pyfuse3 fs`` rows say
-how much of the gap to native is artfs's own.
+The ``null pyfuse3 fs`` rows are the most any pyfuse3 mount reaches here (its time is a floor,
+its speed a ceiling), and the ``artfs / null pyfuse3 fs`` rows say how much of the gap to
+native is artfs's own.
 
 Besides whole-set, large-file, small-file and random reads, the workloads are what users run:
 a DataLoader-shaped epoch (``EPOCH_WORKERS`` processes reading the small files in a random
@@ -264,28 +265,66 @@ class Files:
 Times = dict[str, float]  # workload -> seconds, median of RUNS
 
 
-def _measure(side: Side, files: Files) -> Times:
-    """Every workload on one side, in the same order on each."""
+@dataclass(frozen=True)
+class Workload:
+    """One workload: its name in :data:`Times`, whether a run is cold (a fresh mount and the
+    caches dropped before it) or warm (after one untimed run), and what it does on a side."""
 
-    def on(paths: list[Path]) -> list[Path]:
-        return [side.root / p for p in paths]
+    name: str
+    cold: bool
+    run: Callable[[Side, Files], object]
 
-    return {
-        "walk": side.cold(lambda: _walk(side.root)),
-        "cold_all": side.cold(lambda: read_all(on(files.everything))),
-        "cold_large": side.cold(lambda: read_all(on(files.large))),
-        "warm_all": side.warm(lambda: read_all(on(files.everything))),
-        "warm_large": side.warm(lambda: read_all(on(files.large))),
-        "small": side.cold(lambda: _parallel_small(on(files.small))),
-        "random": side.cold(lambda: _random_preads(side.root / files.checkpoint, 1)),
-        "open": side.warm(lambda: _open_close(on(files.small))),
-        "epoch_cold": side.cold(lambda: _epoch(on(files.small), 7)),
-        "epoch_warm": side.warm(lambda: _epoch(on(files.small), 7)),
-        "ls_cold": side.cold(lambda: _tool("ls", "-lR", side.root)),
-        "ls_warm": side.warm(lambda: _tool("ls", "-lR", side.root)),
-        "du_cold": side.cold(lambda: _tool("du", "-s", side.root)),
-        "mmap": side.cold(lambda: _mmap_reads(side.root / files.checkpoint, 2)),
-    }
+
+def _on(side: Side, paths: list[Path]) -> list[Path]:
+    return [side.root / p for p in paths]
+
+
+WORKLOADS = (
+    Workload("walk", True, lambda side, files: _walk(side.root)),
+    Workload("cold_all", True, lambda side, files: read_all(_on(side, files.everything))),
+    Workload("cold_large", True, lambda side, files: read_all(_on(side, files.large))),
+    Workload("warm_all", False, lambda side, files: read_all(_on(side, files.everything))),
+    Workload("warm_large", False, lambda side, files: read_all(_on(side, files.large))),
+    Workload("small", True, lambda side, files: _parallel_small(_on(side, files.small))),
+    Workload("random", True, lambda side, files: _random_preads(side.root / files.checkpoint, 1)),
+    Workload("open", False, lambda side, files: _open_close(_on(side, files.small))),
+    Workload("epoch_cold", True, lambda side, files: _epoch(_on(side, files.small), 7)),
+    Workload("epoch_warm", False, lambda side, files: _epoch(_on(side, files.small), 7)),
+    Workload("ls_cold", True, lambda side, files: _tool("ls", "-lR", side.root)),
+    Workload("ls_warm", False, lambda side, files: _tool("ls", "-lR", side.root)),
+    Workload("du_cold", True, lambda side, files: _tool("du", "-s", side.root)),
+    Workload("mmap", True, lambda side, files: _mmap_reads(side.root / files.checkpoint, 2)),
+)
+
+
+def _measure(sides: list[Side], files: Files) -> dict[str, Times]:
+    """Every workload on every side, interleaved: each workload runs ``RUNS`` rounds, and a
+    round runs it once on each side in turn (a warm workload runs once untimed on each side
+    first); per side, the median of its rounds.
+
+    The sides used to be measured one after the other, each in a block of several minutes, and
+    a ratio between two sides then compared two states of this shared machine: the null
+    filesystem's own rows against native moved by up to 1.4x between two runs of the bench,
+    and a row of artfs against it measured 0.69 in one run where the two, interleaved on fresh
+    mounts, gave 0.83 (docs/mount.md, "Fifteenth pass"). Interleaved, a drift of the host moves
+    every side alike."""
+    times: dict[str, Times] = {side.name: {} for side in sides}
+    for workload in WORKLOADS:
+        runs: dict[str, list[float]] = {side.name: [] for side in sides}
+        if not workload.cold:
+            for side in sides:
+                workload.run(side, files)
+        for _ in range(RUNS):
+            for side in sides:
+                work = _bound(workload, side, files)
+                runs[side.name].append(side.cold(work, runs=1) if workload.cold else timed(work))
+        for side in sides:
+            times[side.name][workload.name] = statistics.median(runs[side.name])
+    return times
+
+
+def _bound(workload: Workload, side: Side, files: Files) -> Callable[[], object]:
+    return lambda: workload.run(side, files)
 
 
 def _read_in(paths: list[Path]) -> Callable[[], None]:
@@ -425,18 +464,18 @@ def run(workdir: Path, report: Report) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    times = {"native": _measure(Side("native", native, None), files)}
-    with Remounter(lambda: _mounted(home, mnt)) as remount:
-        version = mnt / "bench" / "mixed" / "v0"
-        side = Side("mount", version, remount)
-        times["artfs"] = _measure(side, files)
+    log = workdir / "ceiling.log"
+    with (
+        Remounter(lambda: _mounted(home, mnt)) as remount,
+        Remounter(lambda: _ceiling_mounted(native, null_mnt, log)) as null_remount,
+    ):
+        side = Side("artfs", mnt / "bench" / "mixed" / "v0", remount)
+        null = Side("null", null_mnt, null_remount)
+        times = _measure([Side("native", native, None), side, null], files)
         index_cached = _index_cached(side, home)
         store_cached = _store_cached(side, home, files)
     _report_side("mount", times["artfs"], times["native"], files, report, targets=True)
     report("native: open+close per file", times["native"]["open"] / len(files.small) * 1e6, "us")
-    log = workdir / "ceiling.log"
-    with Remounter(lambda: _ceiling_mounted(native, null_mnt, log)) as remount:
-        times["null"] = _measure(Side(NULL_FS, null_mnt, remount), files)
     _report_side(NULL_FS, times["null"], times["native"], files, report, targets=False)
     _report_artfs_vs_null(times["artfs"], index_cached, store_cached, times["null"], report)
     with Remounter(lambda: _mounted(home, mnt)) as remount:
