@@ -11,7 +11,8 @@ fresh daemon).
 
 The ``null pyfuse3 fs`` rows are the most any pyfuse3 mount reaches here (its time is a floor,
 its speed a ceiling), and the ``artfs / null pyfuse3 fs`` rows say how much of the gap to
-native is artfs's own.
+native is artfs's own. The rows with the index or the whole store in the page cache are
+measured on artfs alone after those rounds, against the null filesystem's times from them.
 
 Besides whole-set, large-file, small-file and random reads, the workloads are what users run:
 a DataLoader-shaped epoch (``EPOCH_WORKERS`` processes reading the small files in a random
@@ -263,6 +264,9 @@ class Files:
 
 
 Times = dict[str, float]  # workload -> seconds, median of RUNS
+# An untimed pause before each pass of the interleaved workloads (see _measure): longer than
+# the daemon's flush period of recorded opens (USAGE_FLUSH_SECONDS, 0.5 s).
+SETTLE_SECONDS = 0.6
 
 
 @dataclass(frozen=True)
@@ -307,7 +311,13 @@ def _measure(sides: list[Side], files: Files) -> dict[str, Times]:
     filesystem's own rows against native moved by up to 1.4x between two runs of the bench,
     and a row of artfs against it measured 0.69 in one run where the two, interleaved on fresh
     mounts, gave 0.83 (docs/mount.md, "Fifteenth pass"). Interleaved, a drift of the host moves
-    every side alike."""
+    every side alike.
+
+    Every pass starts ``SETTLE_SECONDS`` after the machine was last disturbed (untimed): both
+    filesystems are mounted throughout, and a pass must not pay for the other's work, the
+    kernel's ``FORGET``s of the inodes a cache drop evicted (thousands, which artfs's daemon
+    handles in Python) or artfs's flush of the opens it recorded (every 0.5 s, an LMDB
+    commit)."""
     times: dict[str, Times] = {side.name: {} for side in sides}
     for workload in WORKLOADS:
         runs: dict[str, list[float]] = {side.name: [] for side in sides}
@@ -317,10 +327,18 @@ def _measure(sides: list[Side], files: Files) -> dict[str, Times]:
         for _ in range(RUNS):
             for side in sides:
                 work = _bound(workload, side, files)
-                runs[side.name].append(side.cold(work, runs=1) if workload.cold else timed(work))
+                if workload.cold:
+                    runs[side.name].append(side.cold(work, runs=1, prepare=_settle))
+                else:
+                    _settle()
+                    runs[side.name].append(timed(work))
         for side in sides:
             times[side.name][workload.name] = statistics.median(runs[side.name])
     return times
+
+
+def _settle() -> None:
+    time.sleep(SETTLE_SECONDS)
 
 
 def _bound(workload: Workload, side: Side, files: Files) -> Callable[[], object]:
