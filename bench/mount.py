@@ -200,17 +200,28 @@ class Remounter:
     def __init__(self, mount: Callable[[], AbstractContextManager[None]]) -> None:
         self._mount = mount
         self._current = ExitStack()
+        self.mounted = False
 
     def __call__(self) -> None:
-        self._current.close()
+        self.unmount()
         self._current.enter_context(self._mount())
+        self.mounted = True
+
+    def ensure(self) -> None:
+        """Mounted, afresh if it was not."""
+        if not self.mounted:
+            self()
+
+    def unmount(self) -> None:
+        self._current.close()
+        self.mounted = False
 
     def __enter__(self) -> Remounter:
         self()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._current.close()
+        self.unmount()
 
 
 class Side:
@@ -264,8 +275,8 @@ class Files:
 
 
 Times = dict[str, float]  # workload -> seconds, median of RUNS
-# An untimed pause before each pass of the interleaved workloads (see _measure): longer than
-# the daemon's flush period of recorded opens (USAGE_FLUSH_SECONDS, 0.5 s).
+# An untimed pause before each warm pass of the interleaved workloads (see _measure): longer
+# than the daemon's flush period of recorded opens (USAGE_FLUSH_SECONDS, 0.5 s).
 SETTLE_SECONDS = 0.6
 
 
@@ -301,10 +312,11 @@ WORKLOADS = (
 )
 
 
-def _measure(sides: list[Side], files: Files) -> dict[str, Times]:
+def _measure(sides: list[Side], files: Files, mounts: dict[str, Remounter]) -> dict[str, Times]:
     """Every workload on every side, interleaved: each workload runs ``RUNS`` rounds, and a
     round runs it once on each side in turn (a warm workload runs once untimed on each side
-    first); per side, the median of its rounds.
+    first); per side, the median of its rounds. ``mounts``: the remounters of the sides that
+    are mounts, by side name.
 
     The sides used to be measured one after the other, each in a block of several minutes, and
     a ratio between two sides then compared two states of this shared machine: the null
@@ -313,22 +325,27 @@ def _measure(sides: list[Side], files: Files) -> dict[str, Times]:
     mounts, gave 0.83 (docs/mount.md, "Fifteenth pass"). Interleaved, a drift of the host moves
     every side alike.
 
-    Every pass starts ``SETTLE_SECONDS`` after the machine was last disturbed (untimed): both
-    filesystems are mounted throughout, and a pass must not pay for the other's work, the
-    kernel's ``FORGET``s of the inodes a cache drop evicted (thousands, which artfs's daemon
-    handles in Python) or artfs's flush of the opens it recorded (every 0.5 s, an LMDB
-    commit)."""
+    No pass pays for another side's work. A cold pass runs with only its own side mounted:
+    dropping the caches evicts the inodes every FUSE mount holds, and the kernel's ``FORGET``s
+    of them (thousands, which artfs's daemon handles in Python) would land in the pass timed
+    next. A warm pass, with every mount kept, starts ``SETTLE_SECONDS`` after the last one
+    (untimed), once artfs has flushed the opens it recorded (every 0.5 s, an LMDB commit)."""
     times: dict[str, Times] = {side.name: {} for side in sides}
     for workload in WORKLOADS:
         runs: dict[str, list[float]] = {side.name: [] for side in sides}
         if not workload.cold:
+            for mount in mounts.values():
+                mount.ensure()
             for side in sides:
                 workload.run(side, files)
         for _ in range(RUNS):
             for side in sides:
                 work = _bound(workload, side, files)
                 if workload.cold:
-                    runs[side.name].append(side.cold(work, runs=1, prepare=_settle))
+                    for name, mount in mounts.items():
+                        if name != side.name:
+                            mount.unmount()
+                    runs[side.name].append(side.cold(work, runs=1))
                 else:
                     _settle()
                     runs[side.name].append(timed(work))
@@ -489,7 +506,9 @@ def run(workdir: Path, report: Report) -> None:
     ):
         side = Side("artfs", mnt / "bench" / "mixed" / "v0", remount)
         null = Side("null", null_mnt, null_remount)
-        times = _measure([Side("native", native, None), side, null], files)
+        mounts = {"artfs": remount, "null": null_remount}
+        times = _measure([Side("native", native, None), side, null], files, mounts)
+        null_remount.unmount()  # the artfs-only rows below: no other mount's FORGETs
         index_cached = _index_cached(side, home)
         store_cached = _store_cached(side, home, files)
     _report_side("mount", times["artfs"], times["native"], files, report, targets=True)
