@@ -3,7 +3,7 @@
 The mixed set is stored in a fresh store and mounted; every workload runs against the mounted
 version, the native directory and the null filesystem of ``bench/ceiling.py`` (the native tree
 served from memory by the least a pyfuse3 filesystem can do, restarted for cold passes like the
-daemon), in rounds that run it once on each of the three in turn: the median of ``RUNS``
+daemon), in rounds that run it once on each of the three in turn: the median of ``ROUNDS``
 rounds (see :func:`_measure`). "Cold" means ``sync; echo 3 > /proc/sys/vm/drop_caches`` before
 each pass, for every side (it also drops the kernel's cached FUSE inodes and pages, not the
 daemon's own chunk cache, which is emptied by remounting: a cold pass on the mount runs on a
@@ -44,6 +44,10 @@ from bench.common import drop_caches, timed
 from bench.dataset import make_mixed
 
 RUNS = 3
+# Rounds of each interleaved workload (see _measure), each running it once on every side: a
+# cold pass of the walk or of mmap takes 30-60 ms, and single passes on this shared VM spread
+# by +-30%.
+ROUNDS = 5
 READ_SIZE = 1 << 20
 RANDOM_READS = 2000
 EPOCH_WORKERS = 2  # DataLoader-shaped epochs: worker processes
@@ -274,7 +278,7 @@ class Files:
         return cls(everything, large, small, checkpoint, size, large_size)
 
 
-Times = dict[str, float]  # workload -> seconds, median of RUNS
+Times = dict[str, float]  # workload -> seconds, a median
 # An untimed pause before each warm pass of the interleaved workloads (see _measure): longer
 # than the daemon's flush period of recorded opens (USAGE_FLUSH_SECONDS, 0.5 s).
 SETTLE_SECONDS = 0.6
@@ -313,7 +317,7 @@ WORKLOADS = (
 
 
 def _measure(sides: list[Side], files: Files, mounts: dict[str, Remounter]) -> dict[str, Times]:
-    """Every workload on every side, interleaved: each workload runs ``RUNS`` rounds, and a
+    """Every workload on every side, interleaved: each workload runs ``ROUNDS`` rounds, and a
     round runs it once on each side in turn (a warm workload runs once untimed on each side
     first); per side, the median of its rounds. ``mounts``: the remounters of the sides that
     are mounts, by side name.
@@ -338,7 +342,7 @@ def _measure(sides: list[Side], files: Files, mounts: dict[str, Remounter]) -> d
                 mount.ensure()
             for side in sides:
                 workload.run(side, files)
-        for _ in range(RUNS):
+        for _ in range(ROUNDS):
             for side in sides:
                 work = _bound(workload, side, files)
                 if workload.cold:
