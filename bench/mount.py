@@ -217,8 +217,10 @@ class Remounter:
             self()
 
     def unmount(self) -> None:
-        self._current.close()
-        self.mounted = False
+        try:
+            self._current.close()
+        finally:
+            self.mounted = False
 
     def __enter__(self) -> Remounter:
         self()
@@ -326,7 +328,7 @@ def _measure(sides: list[Side], files: Files, mounts: dict[str, Remounter]) -> d
     a ratio between two sides then compared two states of this shared machine: the null
     filesystem's own rows against native moved by up to 1.4x between two runs of the bench,
     and a row of artfs against it measured 0.69 in one run where the two, interleaved on fresh
-    mounts, gave 0.83 (docs/mount.md, "Fifteenth pass"). Interleaved, a drift of the host moves
+    mounts, gave 0.82 (docs/mount.md, "Fifteenth pass"). Interleaved, a drift of the host moves
     every side alike.
 
     No pass pays for another side's work. A cold pass runs with only its own side mounted:
