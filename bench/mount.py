@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from artfs.names import ArtifactName, Ref
@@ -346,7 +347,7 @@ def _measure(sides: list[Side], files: Files, mounts: dict[str, Remounter]) -> d
                 workload.run(side, files)
         for _ in range(ROUNDS):
             for side in sides:
-                work = _bound(workload, side, files)
+                work = partial(workload.run, side, files)
                 if workload.cold:
                     for name, mount in mounts.items():
                         if name != side.name:
@@ -362,10 +363,6 @@ def _measure(sides: list[Side], files: Files, mounts: dict[str, Remounter]) -> d
 
 def _settle() -> None:
     time.sleep(SETTLE_SECONDS)
-
-
-def _bound(workload: Workload, side: Side, files: Files) -> Callable[[], object]:
-    return lambda: workload.run(side, files)
 
 
 def _read_in(paths: list[Path]) -> Callable[[], None]:
