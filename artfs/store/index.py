@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import enum
 import errno
+import mmap
+import os
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -329,6 +331,21 @@ class Index:
 
     def sync(self) -> None:
         self._env.sync(True)
+
+    def hold_in_memory(self, limit: int) -> mmap.mmap | None:
+        """Read the index's file into the page cache, if it is at most ``limit`` bytes, and
+        keep it mapped: a mapping of its own, read-only, for the caller to close. Until then
+        the kernel reclaims those pages only under memory pressure, not when clean caches are
+        dropped, so lookups and listings never wait for the disk where the file's first
+        reads would otherwise come one fault at a time. Pages the file gains later are not
+        held. None, and nothing held, for a larger or empty file."""
+        with open(Path(self._env.path()) / "data.mdb", "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if not 0 < size <= limit:
+                return None
+            # MAP_POPULATE reads the whole file in before mmap returns (the GIL let go).
+            flags = mmap.MAP_SHARED | mmap.MAP_POPULATE
+            return mmap.mmap(file.fileno(), size, flags=flags, prot=mmap.PROT_READ)
 
     def close(self) -> None:
         self._env.close()

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import gc
 import logging
+import mmap
 import os
 import resource
 import signal
@@ -54,6 +55,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=DEFAULT_CACHE_BYTES >> 20,
         help="memory for decompressed chunks (default %(default)s MiB)",
+    )
+    parser.add_argument(
+        "--index-mb",
+        type=int,
+        default=DEFAULT_INDEX_HOLD_BYTES >> 20,
+        help="read the store's index into memory at start and keep it there if it is at most "
+        "this size (0: never; default %(default)s MiB)",
     )
     parser.add_argument("--threads", type=int, default=4, help="chunk-loading worker threads")
     parser.add_argument(
@@ -273,6 +281,30 @@ def start_loader(store: Store, workers: int, cache_bytes: int) -> LoaderProcess 
         return None
 
 
+# The largest index the daemon reads whole at start and keeps mapped (see hold_index).
+DEFAULT_INDEX_HOLD_BYTES = 256 << 20
+
+
+def hold_index(store: Store, limit: int) -> mmap.mmap | None:
+    """The store's index read into memory and kept there while the mapping is open, if it
+    is at most ``limit`` bytes: a version's first lookups and listings then find its tree
+    pages in memory, where each would otherwise wait for the disk, one page fault at a time.
+    Costs one sequential read at start (~2 ms for a 2 MB index here), done while the chunk
+    loader starts; None if the index is larger or cannot be mapped, or ``limit`` is 0."""
+    if limit <= 0:
+        return None
+    try:
+        held = store.index.hold_in_memory(limit)
+    except OSError as exc:
+        log.warning("the index stays on disk until read (%s)", exc)
+        return None
+    if held is None:
+        log.info("the index is larger than --index-mb (%d MiB): it is read as used", limit >> 20)
+    else:
+        log.info("the index (%.1f MiB) is held in memory", len(held) / (1 << 20))
+    return held
+
+
 def loader_ready(loader: LoaderProcess, timeout: float = LOADER_START_SECONDS) -> bool:
     """Wait for the loader to say it is ready (it has faulted in the start of its arena), so
     the first reads after the mount have it; False, and it is killed, if it does not within
@@ -372,6 +404,9 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
         if loader is not None:
             stack.callback(loader.stop)
         check_remote_settings(store)
+        held = hold_index(store, args.index_mb << 20)
+        if held is not None:
+            stack.callback(held.close)
         vfs = Vfs.create(store, cache_bytes=args.cache_mb << 20, lineage=not args.no_lineage)
         if vfs.recorder is not None:
             vfs.recorder.prepare()
