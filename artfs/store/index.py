@@ -334,11 +334,13 @@ class Index:
 
     def hold_in_memory(self, limit: int) -> mmap.mmap | None:
         """Read the index's file into the page cache, if it is at most ``limit`` bytes, and
-        keep it mapped: a mapping of its own, read-only, for the caller to close. Until then
-        the kernel reclaims those pages only under memory pressure, not when clean caches are
-        dropped, so lookups and listings never wait for the disk where the file's first
-        reads would otherwise come one fault at a time. Pages the file gains later are not
-        held. None, and nothing held, for a larger or empty file."""
+        keep it there while the returned read-only mapping is open (the caller closes it).
+        Mapped pages survive a drop of the clean caches; memory pressure still reclaims them,
+        and a later look reads them back. What the file grows by later is not held. None,
+        and nothing held, for a larger (or empty) file.
+
+        Opening ``data.mdb`` a second time in this process is safe for LMDB, whose locks are
+        on ``lock.mdb``: closing this descriptor releases none of them."""
         with open(Path(self._env.path()) / "data.mdb", "rb") as file:
             size = os.fstat(file.fileno()).st_size
             if not 0 < size <= limit:

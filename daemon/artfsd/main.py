@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=DEFAULT_INDEX_HOLD_BYTES >> 20,
         help="read the store's index into memory at start and keep it there if it is at most "
-        "this size (0: never; default %(default)s MiB)",
+        "this many MiB (0: never; default %(default)s)",
     )
     parser.add_argument("--threads", type=int, default=4, help="chunk-loading worker threads")
     parser.add_argument(
@@ -287,15 +287,16 @@ DEFAULT_INDEX_HOLD_BYTES = 256 << 20
 
 def hold_index(store: Store, limit: int) -> mmap.mmap | None:
     """The store's index read into memory and kept there while the mapping is open, if it
-    is at most ``limit`` bytes: a version's first lookups and listings then find its tree
-    pages in memory, where each would otherwise wait for the disk, one page fault at a time.
-    Costs one sequential read at start (~2 ms for a 2 MB index here), done while the chunk
-    loader starts; None if the index is larger or cannot be mapped, or ``limit`` is 0."""
+    is at most ``limit`` bytes: a cold mount's first lookups and listings then find it in
+    memory instead of waiting for the disk (its first fault reads as much as the disk reads
+    ahead, the rest of a large index comes in fault by fault). One sequential read at start
+    (~2 ms for a 2 MB index here), made while the chunk loader starts; None, logged, if the
+    index is larger, cannot be mapped, or ``limit`` is 0."""
     if limit <= 0:
         return None
     try:
         held = store.index.hold_in_memory(limit)
-    except OSError as exc:
+    except (OSError, ValueError, OverflowError) as exc:
         log.warning("the index stays on disk until read (%s)", exc)
         return None
     if held is None:

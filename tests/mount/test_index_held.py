@@ -3,35 +3,41 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from artfs.store import Store
-from tests.mount.mountutil import StartMount, put
+from tests.mount.mountutil import Mount, StartMount, put, unmount_and_stop
+from tests.mount.test_small_files import resident_pages
 
 KIB = 1 << 10
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 
 
 def index_file(home: Path) -> Path:
     return home / "index" / "data.mdb"
 
 
-def resident_bytes(path: Path) -> int:
-    """How much of ``path`` is in the page cache (util-linux's ``fincore``)."""
-    done = subprocess.run(
-        ["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return int(done.stdout.split()[0])
-
-
 def drop_clean_caches() -> None:
     os.sync()
-    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    DROP_CACHES.write_text("3\n")
+
+
+def index_mappings(mount: Mount) -> list[int]:
+    """The sizes of the daemon's mappings of its index file (LMDB's own maps 1 TiB)."""
+    index = os.path.realpath(index_file(mount.home))
+    sizes = []
+    for line in Path(f"/proc/{mount.proc.pid}/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5] == index:
+            start, end = (int(part, 16) for part in fields[0].split("-"))
+            sizes.append(end - start)
+    return sizes
+
+
+def page_rounded(size: int) -> int:
+    return -(-size // os.sysconf("SC_PAGE_SIZE")) * os.sysconf("SC_PAGE_SIZE")
 
 
 @pytest.fixture
@@ -49,33 +55,54 @@ def many_files_home(tmp_path: Path) -> Path:
 def test_the_index_is_held_whole_or_not_at_all(many_files_home: Path) -> None:
     size = index_file(many_files_home).stat().st_size
     with Store.open(many_files_home) as store:
-        held = store.index.hold_in_memory(size)
-        assert held is not None
+        mapping = store.index.hold_in_memory(size)
+        assert mapping is not None
         try:
-            assert len(held) == size
-            assert held[:] == index_file(many_files_home).read_bytes()
+            assert len(mapping) == size
+            assert mapping[:] == index_file(many_files_home).read_bytes()
         finally:
-            held.close()
+            mapping.close()
         assert store.index.hold_in_memory(size - 1) is None  # larger than the limit
         assert store.index.hold_in_memory(0) is None
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="dropping the page cache needs root")
+def test_the_daemon_maps_its_whole_index_unless_told_not_to(
+    many_files_home: Path, start_mount: StartMount
+) -> None:
+    size = index_file(many_files_home).stat().st_size
+    holding = start_mount(many_files_home)
+    assert "held in memory" in holding.log_text()
+    assert page_rounded(size) in index_mappings(holding)
+    assert (holding.path / "proj/data/v0/d29/f199.bin").read_bytes() == b"29 199\n" * 40
+    unmount_and_stop(holding)
+
+    too_small = start_mount(many_files_home, None, "--index-mb", "1")  # the index is larger
+    assert "larger than --index-mb" in too_small.log_text()
+    assert page_rounded(size) not in index_mappings(too_small)
+    unmount_and_stop(too_small)
+
+    off = start_mount(many_files_home, None, "--index-mb", "0")
+    assert page_rounded(size) not in index_mappings(off)
+    assert (off.path / "proj/data/v0/d29/f199.bin").read_bytes() == b"29 199\n" * 40
+
+
+@pytest.mark.slow  # it drops every clean cache of the machine
+@pytest.mark.skipif(
+    not os.access(DROP_CACHES, os.W_OK), reason="dropping the page cache needs root"
+)
 def test_a_mount_keeps_its_index_in_memory_when_clean_caches_are_dropped(
     many_files_home: Path, start_mount: StartMount
 ) -> None:
     index = index_file(many_files_home)
-    size = index.stat().st_size
-    assert size > 512 * KIB  # far more than the daemon's own first looks touch
-    held = start_mount(many_files_home)
-    assert "held in memory" in held.log_text()
+    assert index.stat().st_size > 1024 * KIB  # far more than the daemon's own first looks touch
+    holding = start_mount(many_files_home)
     drop_clean_caches()
-    assert resident_bytes(index) == size
-    assert (held.path / "proj/data/v0/d29/f199.bin").read_bytes() == b"29 199\n" * 40
+    assert all(resident_pages(index))
+    assert (holding.path / "proj/data/v0/d29/f199.bin").read_bytes() == b"29 199\n" * 40
+    unmount_and_stop(holding)
 
-    subprocess.run(["fusermount3", "-u", str(held.path)], check=True)
-    held.proc.wait(timeout=10)
-    not_held = start_mount(many_files_home, None, "--index-mb", "0")
+    not_holding = start_mount(many_files_home, None, "--index-mb", "0")
     drop_clean_caches()
-    assert resident_bytes(index) < size // 2  # read as used, and evictable
-    assert (not_held.path / "proj/data/v0/d29/f199.bin").read_bytes() == b"29 199\n" * 40
+    pages = resident_pages(index)
+    assert sum(pages) < len(pages) // 2  # read as used, and evictable
+    assert (not_holding.path / "proj/data/v0/d29/f199.bin").read_bytes() == b"29 199\n" * 40
