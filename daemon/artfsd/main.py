@@ -19,6 +19,7 @@ import resource
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -40,6 +41,22 @@ log = logging.getLogger("artfsd")
 READ_AHEAD_KIB = 1024
 
 
+def whole_number(least: int) -> Callable[[str], int]:
+    """An option's type: a whole number of at least ``least`` (``--threads 0`` would leave
+    every load that needs a worker thread waiting for ever)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} is too small: use {least} or more")
+        return value
+
+    return parse
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="artfsd",
@@ -52,21 +69,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--cache-mb",
-        type=int,
+        type=whole_number(0),
         default=DEFAULT_CACHE_BYTES >> 20,
         help="memory for decompressed chunks (default %(default)s MiB)",
     )
     parser.add_argument(
         "--index-mb",
-        type=int,
+        type=whole_number(0),
         default=DEFAULT_INDEX_HOLD_BYTES >> 20,
         help="read the store's index into memory at start and keep it there if it is at most "
         "this many MiB (0: never; default %(default)s)",
     )
-    parser.add_argument("--threads", type=int, default=4, help="chunk-loading worker threads")
+    parser.add_argument(
+        "--threads", type=whole_number(1), default=4, help="chunk-loading worker threads"
+    )
     parser.add_argument(
         "--loaders",
-        type=int,
+        type=whole_number(0),
         default=DEFAULT_LOADERS,
         help="threads of the chunk-loader process, which reads, decompresses and verifies "
         "chunks beside the daemon (0: none, chunks load in the daemon's own threads; "
@@ -292,7 +311,7 @@ def hold_index(store: Store, limit: int) -> mmap.mmap | None:
     ahead, the rest of a large index comes in fault by fault). One sequential read at start
     (~2 ms for a 2 MB index here), made while the chunk loader starts; None, logged, if the
     index is larger, cannot be mapped, or ``limit`` is 0."""
-    if limit <= 0:
+    if limit == 0:
         return None
     try:
         held = store.index.hold_in_memory(limit)
