@@ -613,7 +613,7 @@ def _large_chunks(home: Path, paths: list[str]) -> list[ChunkRef]:
 # --- lineage recording on vs off ----------------------------------------------------------------
 
 # Seven rounds put the same code at 1.03-1.18 in five runs (sixteenth pass), where 14
-# interleaved rounds outside the bench gave 1.02.
+# interleaved rounds outside the bench gave 0.99 and 1.01 (docs/mount.md).
 RECORDING_ROUNDS = 11
 
 
