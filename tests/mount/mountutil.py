@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import mmap
 import os
 import random
 import select
@@ -161,6 +163,33 @@ def put(home: Path, source: Path, ref: str, **options: Any) -> int:
     """Commit ``source`` as the next version of ``ref`` through the store API; its number."""
     with Store.open(home) as store:
         return store.put(source, ArtifactName.parse(ref), **options).record.number
+
+
+def resident_pages(path: Path, offset: int = 0, length: int | None = None) -> list[bool]:
+    """Which pages of ``path``'s bytes at ``offset`` (all to its end if ``length`` is None) are
+    in the page cache: mincore of a mapping, a look that, unlike a read, brings nothing in
+    and starts no read-ahead. mincore tells only the owner of a file (or one who may write it)
+    the truth, and others that every page is there: the tests run as the files' owner."""
+    start = offset - offset % mmap.PAGESIZE
+    span = (path.stat().st_size if length is None else offset + length) - start
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int]
+    libc.mmap.argtypes += [ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, span, mmap.PROT_READ, mmap.MAP_SHARED, fd, start)
+        assert address not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        try:
+            flags = ctypes.create_string_buffer(-(-span // mmap.PAGESIZE))
+            assert libc.mincore(address, span, flags) == 0, os.strerror(ctypes.get_errno())
+            return [bool(flag & 1) for flag in flags.raw]
+        finally:
+            libc.munmap(address, span)
+    finally:
+        os.close(fd)
 
 
 def errno_of(call: Callable[[], object]) -> int:

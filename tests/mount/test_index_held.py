@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from artfs.store import Store
-from tests.mount.mountutil import Mount, StartMount, put, unmount_and_stop
-from tests.mount.test_small_files import resident_pages
+from tests.mount.mountutil import Mount, StartMount, put, resident_pages, unmount_and_stop
 
 KIB = 1 << 10
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")

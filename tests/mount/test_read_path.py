@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import mmap
 import os
 import random
 import subprocess
@@ -34,7 +32,7 @@ from artfs.store.hashing import ChunkId
 from artfs.store.manifest import ChunkRef, FileEntry, Kind
 from artfs.store.repository import PinnedChunks
 from artfs.vfs import READAHEAD_START_BYTES, ROOT_INODE, ChunkCache, FileReader, Vfs
-from tests.mount.mountutil import put
+from tests.mount.mountutil import put, resident_pages
 
 MIB = 1 << 20
 
@@ -683,35 +681,8 @@ def test_inline_reads_from_the_page_cache_are_verified_and_cached(tmp_path: Path
 
 
 def resident(path: Path, offset: int, length: int) -> bool:
-    """Whether every page of ``path``'s bytes at ``offset`` is in the page cache: mincore of
-    a mapping, a look that (unlike a read) starts no read-ahead of its own."""
-    page = os.sysconf("SC_PAGE_SIZE")
-    start = offset - offset % page
-    span = offset + length - start
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_size_t,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_long,
-    ]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        address = libc.mmap(None, span, mmap.PROT_READ, mmap.MAP_SHARED, fd, start)
-        assert address not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
-        try:
-            pages = ctypes.create_string_buffer((span + page - 1) // page)
-            assert libc.mincore(address, span, pages) == 0, os.strerror(ctypes.get_errno())
-            return all(flag & 1 for flag in pages.raw)
-        finally:
-            libc.munmap(address, span)
-    finally:
-        os.close(fd)
+    """Whether every page of ``path``'s bytes at ``offset`` is in the page cache."""
+    return all(resident_pages(path, offset, length))
 
 
 def test_a_small_file_read_off_disk_brings_its_neighbours_in_with_it(tmp_path: Path) -> None:

@@ -5,9 +5,7 @@ kernel, and on a real mount with mincore); every opening process is recorded."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import mmap
 import os
 import random
 import subprocess
@@ -23,7 +21,7 @@ from artfs.names import Ref
 from artfs.store import Store
 from artfs.store.gc import collect
 from artfs.vfs import Vfs
-from tests.mount.mountutil import StartMount, put
+from tests.mount.mountutil import StartMount, put, resident_pages
 from tests.mount.test_listings import walk_to
 
 CONTENT = random.Random(5).randbytes(20_000)  # one raw chunk (random bytes do not compress)
@@ -264,28 +262,6 @@ def test_a_small_file_that_cannot_be_loaded_at_open_is_left_to_its_read(
         vfs.release(fh)
         assert vfs.open_files == 0
         assert not store.chunks._pinned  # type: ignore[attr-defined]
-
-
-def resident_pages(path: Path) -> list[bool]:
-    """Which pages of ``path`` are in the page cache (mmap and mincore; mapping reads none).
-    mincore tells only the owner of a file (or one who may write it) the truth, and others that
-    every page is there: the tests run as the mount's owner, and each also checks a file whose
-    pages must be absent."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int]
-    libc.mmap.argtypes += [ctypes.c_int, ctypes.c_long]
-    size = path.stat().st_size
-    pages = -(-size // mmap.PAGESIZE)
-    with path.open("rb") as f:
-        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, f.fileno(), 0)
-        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
-        try:
-            vec = (ctypes.c_ubyte * pages)()
-            assert libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(size), vec) == 0
-            return [bool(v & 1) for v in vec]
-        finally:
-            libc.munmap(ctypes.c_void_p(addr), ctypes.c_size_t(size))
 
 
 def test_a_mounted_small_file_is_in_the_page_cache_once_opened(
