@@ -358,15 +358,11 @@ def _measure(sides: list[Side], files: Files, mounts: dict[str, Remounter]) -> d
                             mount.unmount()
                     runs[side.name].append(side.cold(work, runs=1))
                 else:
-                    _settle()
+                    time.sleep(SETTLE_SECONDS)
                     runs[side.name].append(timed(work))
         for side in sides:
             times[side.name][workload.name] = statistics.median(runs[side.name])
     return times
-
-
-def _settle() -> None:
-    time.sleep(SETTLE_SECONDS)
 
 
 def _read_in(paths: list[Path]) -> Callable[[], None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def index_mappings(mount: Mount) -> list[int]:
 
 
 def page_rounded(size: int) -> int:
-    return -(-size // os.sysconf("SC_PAGE_SIZE")) * os.sysconf("SC_PAGE_SIZE")
+    return -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
 
 
 @pytest.fixture
