@@ -27,12 +27,15 @@ READAHEAD_START_BYTES = 4 << 20
 MAX_READAHEAD_BYTES = 32 << 20
 # A read this close to where the previous one ended still counts as sequential.
 SEQUENTIAL_SLACK = 256 << 10
-# A file read at random (a second read that is not sequential) whose size is at most this (and
-# a quarter of the chunk cache) has all its chunks loaded ahead: random 4 KiB page faults on a
-# 16 MB mapping then find their chunks loaded, two at a time, instead of each waiting for its
-# own whole chunk in turn (see docs/mount.md, issue 17). Larger files load per read.
+# A file read at random whose size is at most this (and a quarter of the chunk cache) has all
+# its chunks loaded ahead: random 4 KiB page faults on a 16 MB mapping then find their chunks
+# loaded, two at a time, instead of each waiting for its own whole chunk in turn (see
+# docs/mount.md, issue 17). Larger files load per read.
 RANDOM_READAHEAD_BYTES = 64 << 20
-# Seeks before a file counts as read at random: one is often a header or footer read.
+# Seeks (reads that are not sequential) before a file larger than one read-ahead window counts
+# as read at random: one is often a header or footer read. A file no larger than the window
+# counts at its first: loading it whole costs no more than a sequential reader's window, and
+# a reader through mmap waited a whole read for it (docs/mount.md, "Seventeenth pass").
 RANDOM_AFTER_SEEKS = 2
 # A sequential reader drops a chunk from the cache once it has read this far past the chunk's
 # end (see FileReader._drop_behind): the kernel keeps reads of up to 1 MiB in flight behind the
@@ -286,6 +289,7 @@ class FileReader:
         self._ahead_until = 0  # chunks below this index were already scheduled
         self._max_window = min(MAX_READAHEAD_BYTES, cache.budget_bytes // 4)
         self._seeks = 0  # reads that were not sequential
+        self._began_at_random = False  # the first read was not at the file's start
         self._whole_planned = False  # every chunk was planned (a file read at random)
         self._ahead: deque[ChunkRef] = deque()  # planned, not taken by a loader yet
         # Tasks loading this reader's queue; counted by the daemon on its event loop.
@@ -372,10 +376,11 @@ class FileReader:
         A read from the start of the file, or one that continues within
         ``SEQUENTIAL_SLACK`` of where the previous one ended, is sequential: the window
         starts at ``READAHEAD_START_BYTES`` and doubles per read up to ``MAX_READAHEAD_BYTES``
-        (at most a quarter of the cache). Any other read resets it; the second such read of a
-        file of up to ``RANDOM_READAHEAD_BYTES`` (and a quarter of the cache) plans every chunk
-        of it not cached, once, from the one after this read's on (a single seek, as to a
-        footer, plans nothing). Never blocks.
+        (at most a quarter of the cache). Any other read resets it, and a file of up to
+        ``RANDOM_READAHEAD_BYTES`` (and a quarter of the cache) read so has every chunk not
+        cached planned, once, from the one after this read's on: at its first such read if
+        the file fits in the window's maximum, else at its second (a single seek, as to a
+        footer, plans nothing then). Never blocks.
         """
         span = self._span(offset, size)
         if self._dropped is not None:  # only a reader that dropped chunks looks
@@ -388,6 +393,7 @@ class FileReader:
         self._ahead.extendleft(reversed(own))
         if self._next_offset < 0:
             sequential = offset == 0
+            self._began_at_random = not sequential
         else:
             sequential = abs(offset - self._next_offset) <= SEQUENTIAL_SLACK
         self._next_offset = offset + size
@@ -501,7 +507,10 @@ class FileReader:
         """Every chunk not cached after a read of ``span``, for a file read at random that is
         small enough; else none."""
         limit = min(RANDOM_READAHEAD_BYTES, self._cache.budget_bytes // 4)
-        if self._seeks < RANDOM_AFTER_SEEKS or self.entry.size > limit or not span:
+        at_random = self._seeks >= RANDOM_AFTER_SEEKS or (
+            self._began_at_random and self.entry.size <= self._max_window
+        )
+        if not at_random or self.entry.size > limit or not span:
             return []
         self._whole_planned = True
         chunks = self.entry.chunks

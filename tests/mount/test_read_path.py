@@ -24,7 +24,7 @@ from artfs import vfs as vfs_module
 from artfs.errors import CorruptData
 from artfs.fs import reader as reader_module
 from artfs.fs.errors import ReadOnly
-from artfs.fs.reader import RANDOM_READAHEAD_BYTES, ChunkHolders
+from artfs.fs.reader import MAX_READAHEAD_BYTES, RANDOM_READAHEAD_BYTES, ChunkHolders
 from artfs.names import ArtifactName
 from artfs.store import Store, packs
 from artfs.store import staging as store_staging
@@ -73,8 +73,8 @@ def test_sequential_reader_plans_ahead_once_and_a_seek_resets() -> None:
     assert reader.plan(30 * MIB, 4096) == []  # a seek: no read-ahead
 
 
-def test_random_first_read_plans_nothing_and_cached_chunks_are_skipped() -> None:
-    entry = entry_of([MIB] * 8)
+def test_random_first_read_of_a_large_file_plans_nothing_and_cached_chunks_are_skipped() -> None:
+    entry = entry_of([MIB] * (MAX_READAHEAD_BYTES // MIB + 1))  # more than one window
     cache = fake_cache()
     reader = FileReader(entry, cache)
     assert reader.plan(3 * MIB + 5, 4096) == []
@@ -84,16 +84,40 @@ def test_random_first_read_plans_nothing_and_cached_chunks_are_skipped() -> None
 
 
 def test_second_random_read_plans_the_rest_of_the_file_once() -> None:
-    """A file read at random (two seeks) gets every chunk not cached planned, from the one
-    after the read's on, so random page faults find them loaded; once, not per read."""
-    entry = entry_of([MIB] * 12)
+    """A file larger than one read-ahead window read at random (two seeks) gets every chunk
+    not cached planned, from the one after the read's on, so random page faults find them
+    loaded; once, not per read."""
+    entry = entry_of([4 * MIB] * 12)  # 48 MiB: more than a window, within the random bound
     cache = fake_cache()
     cache.get(entry.chunks[2])
     reader = FileReader(entry, cache)
-    assert reader.plan(7 * MIB, 4096) == []  # one seek (a footer, a header): nothing
-    planned = [entry.chunks.index(r) for r in reader.plan(5 * MIB + 100, 4096)]
+    assert reader.plan(28 * MIB, 4096) == []  # one seek (a footer, a header): nothing
+    planned = [entry.chunks.index(r) for r in reader.plan(20 * MIB + 100, 4096)]
     assert planned == [6, 7, 8, 9, 10, 11, 0, 1, 3, 4]  # not 5 (the read's own), not 2 (cached)
-    assert reader.plan(MIB, 4096) == [] and reader.plan(9 * MIB, 4096) == []
+    assert reader.plan(4 * MIB, 4096) == [] and reader.plan(36 * MIB, 4096) == []
+
+
+def test_a_file_within_one_window_first_read_at_random_is_planned_whole() -> None:
+    """A file no larger than the read-ahead window's maximum whose first read is not at its
+    start (a reader through mmap, or of random records) is planned whole at that read, once,
+    and keeps its chunks (a random reader comes back to them). One read from its start first
+    leaves it to the two-seek rule, and a cache too small for it plans nothing."""
+    entry = entry_of([MIB] * 12)
+    cache = fake_cache()
+    cache.get(entry.chunks[2])
+    reader = FileReader(entry, cache, drop_behind=ChunkHolders())
+    planned = [entry.chunks.index(r) for r in reader.plan(7 * MIB + 100, 4096)]
+    assert planned == [8, 9, 10, 11, 0, 1, 3, 4, 5, 6]  # not 7 (the read's own), not 2 (cached)
+    assert reader.plan(MIB, 4096) == []
+    while reader.fetch_next():
+        pass
+    read_at(reader, range(8 * MIB, 12 * MIB, MIB))
+    reader.release()
+    assert cached_indexes(cache, entry) == set(range(12)) - {7}  # the read's own: not read here
+    header_first = FileReader(entry, fake_cache())
+    assert header_first.plan(0, 4096) != [] and header_first.plan(7 * MIB, 4096) == []
+    small_cache = FileReader(entry, fake_cache(budget=16 * MIB))  # a quarter: 4 MiB < 12 MiB
+    assert small_cache.plan(7 * MIB, 4096) == [] and small_cache.plan(2 * MIB, 4096) == []
 
 
 def test_random_reads_of_a_file_larger_than_the_bound_plan_nothing() -> None:
@@ -117,7 +141,7 @@ def test_read_ahead_loads_in_the_order_planned_the_read_s_own_chunks_first() -> 
     while reader.fetch_next():
         pass
     assert loaded == list(range(1, 11)) and reader.ahead == 0
-    reader.plan(4 * MIB, 4096)  # a first seek: nothing queued
+    reader.plan(4 * MIB, 4096)  # a first seek after a run from the start: nothing queued
     assert not reader.fetch_next()
     reader.plan(MIB, MIB)
     reader.drop_ahead()  # the file was closed: nothing queued is loaded
@@ -283,8 +307,11 @@ def test_a_released_reader_drops_what_it_read_and_keeps_the_rest() -> None:
 
 def test_a_run_that_starts_inside_a_chunk_does_not_drop_that_chunk() -> None:
     """A seek lands inside a chunk: the run from there read only its end, so neither a release
-    nor drop-behind takes it (another open reading its start would load it again)."""
-    entry = entry_of([MIB] * 16)
+    nor drop-behind takes it (another open reading its start would load it again). The file
+    is larger than one read-ahead window: a smaller one whose first read is not at its start
+    is planned whole, and keeps every chunk
+    (test_a_file_within_one_window_first_read_at_random_is_planned_whole)."""
+    entry = entry_of([MIB] * (MAX_READAHEAD_BYTES // MIB + 8))
     loaded: list[int] = []
     cache = fake_cache(loaded=loaded)
     reader = FileReader(entry, cache, drop_behind=ChunkHolders())
