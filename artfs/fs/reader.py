@@ -352,11 +352,15 @@ class FileReader:
         # A read across chunk boundaries is copied together: into ``scratch`` when it fits,
         # else into a new buffer (whose fresh pages cost more to fault in than the copy).
         out = scratch if scratch is not None and len(scratch) >= length else bytearray(length)
+        # Copied through a view: a bytearray's slice assignment from anything but a bytearray
+        # first copies the source into a new bytearray, whose fresh pages the daemon faulted
+        # in on every such read (~200 faults and ~0.6 ms a MiB; "Seventeenth pass").
+        into = memoryview(out)
         position = 0
         for index, data in zip(span, pieces, strict=True):
             base = self._starts[index]
             piece = memoryview(data)[max(offset - base, 0) : min(end - base, len(data))]
-            out[position : position + len(piece)] = piece
+            into[position : position + len(piece)] = piece
             position += len(piece)
         self._check_filled(position, length)
         return memoryview(out)[:length]
