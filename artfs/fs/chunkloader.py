@@ -72,6 +72,12 @@ PREPARED_BYTES = 48 << 20
 _MADV_POPULATE_READ = 22  # Linux 5.14; Python 3.11's mmap module has no names for them
 _MADV_POPULATE_WRITE = 23
 _PREPARE_STEP = 4 << 20
+# Each worker's buffer for a zstd chunk's stored bytes, written before the loader is ready: the
+# store's largest chunk (``artfs.store.chunking.MAX_CHUNK``, not imported: that loads the
+# chunker), whose zstd payload is smaller still (else it is stored raw). Grown as chunks came,
+# each worker faulted in its buffer anew at every larger chunk, ~1,000 page faults over the
+# first cold read of the bench's large files (docs/mount.md, "Seventeenth pass").
+_PAYLOAD_BYTES = 4 << 20
 _PR_SET_PDEATHSIG = 1
 
 
@@ -345,12 +351,13 @@ class _Packs:
 
 
 class _Worker:
-    """One loading thread: its payload buffer (a zstd chunk's stored bytes)."""
+    """One loading thread: its payload buffer (a zstd chunk's stored bytes; ``bytearray``
+    writes every page of it now)."""
 
     def __init__(self, packs: _Packs, arena: mmap.mmap) -> None:
         self._packs = packs
         self._arena = memoryview(arena)
-        self._payload = bytearray(0)
+        self._payload = bytearray(_PAYLOAD_BYTES)
 
     def load(self, request: Request) -> bool:
         """Read, decode and verify one chunk into the arena; whether it verified."""
@@ -397,8 +404,12 @@ class _Loader:
         """Load chunks as the socket asks until it closes (say ready first, once the first
         ``prepared`` bytes of the arena are written)."""
         prepare(self._arena, prepared)
+        crew = [_Worker(self._packs, self._arena) for _ in range(workers)]
         self._sock.sendall(REPLY.pack(READY_TAG, 1))
-        threads = [threading.Thread(target=self._work_on, daemon=True) for _ in range(workers)]
+        threads = [
+            threading.Thread(target=self._work_on, args=(worker,), daemon=True)
+            for worker in crew
+        ]
         for thread in threads:
             thread.start()
         try:
@@ -418,20 +429,19 @@ class _Loader:
                 self._work.put(request)
             del pending[:whole]
 
-    def _work_on(self) -> None:
+    def _work_on(self, worker: _Worker) -> None:
         """A worker thread. One that fails outside a load ends the loader (its socket closes,
         and the daemon loads every chunk itself): left alone, the request it had taken would
         never be answered, and whoever waits for that chunk would wait for ever."""
         try:
-            self._load_requests()
+            self._load_requests(worker)
         except ConnectionError:  # the daemon stopped: the socket ends the loader
             pass
         except BaseException:
             traceback.print_exc()
             os._exit(1)
 
-    def _load_requests(self) -> None:
-        worker = _Worker(self._packs, self._arena)
+    def _load_requests(self, worker: _Worker) -> None:
         while (request := self._work.get()) is not None:
             self._packs.begin()
             try:
