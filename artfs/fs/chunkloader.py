@@ -407,8 +407,7 @@ class _Loader:
         crew = [_Worker(self._packs, self._arena) for _ in range(workers)]
         self._sock.sendall(REPLY.pack(READY_TAG, 1))
         threads = [
-            threading.Thread(target=self._work_on, args=(worker,), daemon=True)
-            for worker in crew
+            threading.Thread(target=self._work_on, args=(worker,), daemon=True) for worker in crew
         ]
         for thread in threads:
             thread.start()
