@@ -351,8 +351,8 @@ class _Packs:
 
 
 class _Worker:
-    """One loading thread: its payload buffer (a zstd chunk's stored bytes; ``bytearray``
-    writes every page of it now)."""
+    """One loading thread: its payload buffer (a zstd chunk's stored bytes; ``bytearray(n)``
+    zero-fills it, so every page of it is in place when this is made)."""
 
     def __init__(self, packs: _Packs, arena: mmap.mmap) -> None:
         self._packs = packs

@@ -32,10 +32,11 @@ SEQUENTIAL_SLACK = 256 << 10
 # loaded, two at a time, instead of each waiting for its own whole chunk in turn (see
 # docs/mount.md, issue 17). Larger files load per read.
 RANDOM_READAHEAD_BYTES = 64 << 20
-# Seeks (reads that are not sequential) before a file larger than one read-ahead window counts
-# as read at random: one is often a header or footer read. A file no larger than the window
-# counts at its first: loading it whole costs no more than a sequential reader's window, and
-# a reader through mmap waited a whole read for it (docs/mount.md, "Seventeenth pass").
+# Seeks (reads that are not sequential) before a file counts as read at random: one is often a
+# header or footer read. A file no larger than the read-ahead window's maximum whose first read
+# is not at its start is planned whole at that read all the same: loading it costs no more
+# than a sequential reader's window, and a reader through mmap waited a whole read for it
+# (docs/mount.md, "Seventeenth pass"). Only at this many seeks does it keep its chunks.
 RANDOM_AFTER_SEEKS = 2
 # A sequential reader drops a chunk from the cache once it has read this far past the chunk's
 # end (see FileReader._drop_behind): the kernel keeps reads of up to 1 MiB in flight behind the
@@ -290,7 +291,7 @@ class FileReader:
         self._max_window = min(MAX_READAHEAD_BYTES, cache.budget_bytes // 4)
         self._seeks = 0  # reads that were not sequential
         self._began_at_random = False  # the first read was not at the file's start
-        self._whole_planned = False  # every chunk was planned (a file read at random)
+        self._whole_planned = False  # every chunk was planned (see _plan_whole)
         self._ahead: deque[ChunkRef] = deque()  # planned, not taken by a loader yet
         # Tasks loading this reader's queue; counted by the daemon on its event loop.
         self.loaders = 0
@@ -354,7 +355,9 @@ class FileReader:
         out = scratch if scratch is not None and len(scratch) >= length else bytearray(length)
         # Copied through a view: a bytearray's slice assignment from anything but a bytearray
         # first copies the source into a new bytearray, whose fresh pages the daemon faulted
-        # in on every such read (~200 faults and ~0.6 ms a MiB; "Seventeenth pass").
+        # in on every such read (~200 faults and ~0.6 ms a MiB; "Seventeenth pass"). A view's
+        # assignment wants a source of format "B" and the exact length: bytes, and the
+        # arena's views (cast to "B", each its chunk's length) are.
         into = memoryview(out)
         position = 0
         for index, data in zip(span, pieces, strict=True):
@@ -363,7 +366,7 @@ class FileReader:
             into[position : position + len(piece)] = piece
             position += len(piece)
         self._check_filled(position, length)
-        return memoryview(out)[:length]
+        return into[:length]
 
     def _check_filled(self, got: int, wanted: int) -> None:
         """Chunks shorter than the entry says (a damaged or forged record): an error, never a
@@ -382,9 +385,10 @@ class FileReader:
         starts at ``READAHEAD_START_BYTES`` and doubles per read up to ``MAX_READAHEAD_BYTES``
         (at most a quarter of the cache). Any other read resets it, and a file of up to
         ``RANDOM_READAHEAD_BYTES`` (and a quarter of the cache) read so has every chunk not
-        cached planned, once, from the one after this read's on: at its first such read if
-        the file fits in the window's maximum, else at its second (a single seek, as to a
-        footer, plans nothing then). Never blocks.
+        cached planned, once, from the one after this read's on: at its first read if that is
+        not at the file's start and the file fits in the window's maximum, else at its second
+        such read (a single seek after a read from the start, as to a footer, plans nothing).
+        Never blocks.
         """
         span = self._span(offset, size)
         if self._dropped is not None:  # only a reader that dropped chunks looks
@@ -401,11 +405,9 @@ class FileReader:
         else:
             sequential = abs(offset - self._next_offset) <= SEQUENTIAL_SLACK
         self._next_offset = offset + size
-        if self._whole_planned:
-            ahead = []
-        elif sequential:
-            ahead = self._plan_window(span, offset + size)
-            if self._drop_behind_holders is not None:
+        if sequential:
+            ahead = [] if self._whole_planned else self._plan_window(span, offset + size)
+            if self._drop_behind_holders is not None and not self._keeps_all:
                 self._drop_behind(offset - DROP_BEHIND_BYTES, self._drop_behind_holders)
         else:
             self._window = 0
@@ -414,7 +416,7 @@ class FileReader:
             # A run starting here passes only the chunks that begin at or after the seek: the
             # one it lands inside was read in part (its other pages are not the kernel's).
             self._dropped_until = bisect.bisect_left(self._starts, offset)
-            ahead = self._plan_whole(span)
+            ahead = [] if self._whole_planned else self._plan_whole(span)
         self._ahead.extend(ahead)
         return own + ahead
 
@@ -461,7 +463,7 @@ class FileReader:
         pass"). A chunk stays when the file holds it more than once (a run of zeros cut into
         equal chunks), or another open file holds it too (another version's copy of the same
         data, read beside this one: its kernel pages are its own); so does every chunk of a
-        file read at random once it is planned whole (see :meth:`_plan_whole`). Read-ahead
+        file read at random once it is planned whole (see :attr:`_keeps_all`). Read-ahead
         skips a dropped chunk (see :meth:`_passed`). What is lost: a file that shares the
         chunk and is opened only later reads it from its pack again rather than finding it
         here, and so does a read more than ``DROP_BEHIND_BYTES`` behind the newest (several
@@ -490,7 +492,8 @@ class FileReader:
         sequential reads passed, up to where its newest read ended, as :meth:`_drop_behind`
         does ``DROP_BEHIND_BYTES`` behind a reader still reading; no read of the handle is in
         flight any more. Chunks loaded ahead and never read stay (another open may want
-        them), and so does every chunk of a file planned whole (read at random).
+        them), and so does every chunk of a file read at random and planned whole (see
+        :attr:`_keeps_all`).
 
         Without this, the last 4 MiB of every file read to its end stayed until the LRU
         evicted them: a fresh daemon reading four large files in turn peaked 18 MB higher
@@ -498,8 +501,16 @@ class FileReader:
         file through and then made one read elsewhere (a header) leaves the first run's
         last 4 MiB to the LRU."""
         holders = self._drop_behind_holders
-        if holders is not None and not self._whole_planned and self._next_offset > 0:
+        if holders is not None and not self._keeps_all and self._next_offset > 0:
             self._drop_behind(self._next_offset, holders)
+
+    @property
+    def _keeps_all(self) -> bool:
+        """Whether nothing is dropped behind this reader: a file read at random (two seeks)
+        and planned whole, whose reads come back to its chunks. One planned whole at its first
+        read, which may yet read on in order from there (``dd skip=``, ``tail``, a copy whose
+        first pages the kernel had), drops behind its runs as any reader does."""
+        return self._whole_planned and self._seeks >= RANDOM_AFTER_SEEKS
 
     def _passed(self, index: int) -> bool:
         """Whether chunk ``index`` was dropped behind a sequential reader: the kernel has its

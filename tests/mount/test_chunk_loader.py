@@ -21,16 +21,18 @@ from artfsd.main import loader_ready
 from artfsd.operations import ArtfsOperations
 
 from artfs.fs.chunkloader import (
+    _PAYLOAD_BYTES,
     ARENA_UNIT,
     REPLY,
     ChunkArena,
     LoaderProcess,
 )
 from artfs.fs.reader import ChunkCache
-from artfs.store import Store
+from artfs.store import Store, codec
 from artfs.store.chunking import MAX_CHUNK
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.codec import Codec
+from artfs.store.hashing import chunk_id
 from artfs.store.manifest import ChunkRef, FileEntry
 from artfs.store.packs import pack_name
 from artfs.vfs import Vfs
@@ -206,6 +208,31 @@ def test_the_loader_writes_each_chunk_verified_into_the_arena(
     finally:
         loader.stop()
     assert loader.process.returncode == 0  # it ends when its socket closes
+
+
+def test_a_payload_larger_than_a_worker_s_buffer_still_loads(tmp_path: Path) -> None:
+    """A worker's zstd buffer is made before the loader is ready, as large as the store's
+    largest chunk; a stored payload above that (no chunk this store's chunker makes) still
+    loads, into a buffer grown for it."""
+    assert _PAYLOAD_BYTES >= MAX_CHUNK
+    rng = random.Random(12)
+    data = b"".join(rng.randbytes(2048) + bytes(1024) for _ in range(3 * MIB // 1024))
+    coding, payload = codec.encode(data)
+    assert coding == Codec.ZSTD and len(payload) > _PAYLOAD_BYTES
+    packs = tmp_path / "packs"
+    packs.mkdir()
+    (packs / pack_name(7)).write_bytes(bytes(100) + payload)
+    ref = ChunkRef(chunk_id(data), len(data))
+    loader = LoaderProcess.start(packs, 32 * MIB, 2)
+    assert loader.wait_ready(30)
+    loader.sock.settimeout(30)
+    try:
+        [(at, ok)] = load_all(
+            loader, [(ref, ChunkLocation(7, 100, len(payload), len(data), Codec.ZSTD))]
+        )
+        assert ok and loader.arena.writable(at, len(data)) == data
+    finally:
+        loader.stop()
 
 
 def test_damaged_chunks_and_a_missing_pack_are_refused_and_the_next_loads(

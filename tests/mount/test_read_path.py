@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -118,6 +119,52 @@ def test_a_file_within_one_window_first_read_at_random_is_planned_whole() -> Non
     assert header_first.plan(0, 4096) != [] and header_first.plan(7 * MIB, 4096) == []
     small_cache = FileReader(entry, fake_cache(budget=16 * MIB))  # a quarter: 4 MiB < 12 MiB
     assert small_cache.plan(7 * MIB, 4096) == [] and small_cache.plan(2 * MIB, 4096) == []
+
+
+def test_a_file_planned_whole_at_its_first_read_still_drops_behind_a_run_in_order() -> None:
+    """A reader that starts inside a small file and reads on in order (``dd skip=``, ``tail``,
+    a copy whose first pages the kernel had) has the file planned whole at its first read,
+    but the chunks its run passed still leave the cache, behind it and at release, as any
+    sequential reader's do: only a second seek marks a reader at random that keeps them."""
+    entry = entry_of([MIB] * 12)
+    cache = fake_cache()
+    reader = FileReader(entry, cache, drop_behind=ChunkHolders())
+    read_at(reader, [5 * MIB + MIB // 2])
+    assert reader.ahead == 11  # planned whole at the first read: its second chunk, the ten others
+    while reader.fetch_next():
+        pass
+    read_at(reader, range(6 * MIB + MIB // 2, 12 * MIB, MIB))  # on in order
+    reader.release()
+    # 6-11 were read whole by the run; 5 only in part, 0-4 never: those stay.
+    assert cached_indexes(cache, entry) == set(range(6))
+
+
+def test_the_first_read_rule_holds_up_to_a_file_of_exactly_one_window() -> None:
+    window = MAX_READAHEAD_BYTES // MIB
+    exact = FileReader(entry_of([MIB] * window), fake_cache())
+    assert len(exact.plan(3 * MIB, 4096)) == window - 1
+    over = FileReader(entry_of([MIB] * window + [4096]), fake_cache())
+    assert over.plan(3 * MIB, 4096) == []
+
+
+def test_a_read_across_chunks_is_copied_once_into_the_reply_buffer() -> None:
+    """The pieces of a read spanning two chunks go straight into the reused buffer, with
+    nothing of the read's size allocated meanwhile: a bytearray's slice assignment from a
+    view first copies it into a new bytearray (fresh pages in the daemon, every such read)."""
+    entry = entry_of([MIB] * 4)
+    cache = fake_cache()
+    for ref in entry.chunks:  # views, as the loader's arena hands them out
+        cache.put(ref, memoryview(bytes([ref.chunk_id[0]]) * MIB).toreadonly())
+    reader = FileReader(entry, cache)
+    scratch = bytearray(MIB)
+    tracemalloc.start()
+    try:
+        got = reader.read_cached(MIB // 2, MIB, scratch)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert got is not None and bytes(got) == bytes(MIB // 2) + bytes([1]) * (MIB // 2)
+    assert peak < 64 << 10, f"{peak} bytes allocated for a 1 MiB read"
 
 
 def test_random_reads_of_a_file_larger_than_the_bound_plan_nothing() -> None:
@@ -616,8 +663,9 @@ def test_a_base_file_read_through_a_based_staging_holds_its_chunks(
 def test_random_reader_s_chunks_are_loaded_and_cached_in_the_background(
     big: tuple[Path, bytes],
 ) -> None:
-    """Two reads at random offsets: the file's other chunks load in worker threads while the
-    reads are answered, so later reads anywhere in it find their chunks cached."""
+    """One read at a random offset of a file within one read-ahead window (its first read):
+    the file's other chunks load in worker threads while the read is answered, so later reads
+    anywhere in it find their chunks cached."""
     home, content = big
     with Store.open(home) as store:
         vfs = Vfs.create(store, cache_bytes=64 * MIB, lineage=False)
@@ -629,9 +677,9 @@ def test_random_reader_s_chunks_are_loaded_and_cached_in_the_background(
                 ops.nursery = nursery
                 info = await ops.open(ino, os.O_RDONLY, CTX)
                 reader = vfs.reader(info.fh)
-                for offset in (5 * MIB + 4096, MIB):
-                    got = await ops.read(info.fh, offset, 4096)
-                    assert bytes(got) == content[offset : offset + 4096]
+                offset = 5 * MIB + 4096
+                got = await ops.read(info.fh, offset, 4096)
+                assert bytes(got) == content[offset : offset + 4096]
                 with trio.fail_after(30):
                     while reader.loaders:
                         await trio.sleep(0.01)
