@@ -72,26 +72,32 @@ FileUsage = tuple[bytes, bytes]
 def thread_group(pid: int) -> int:
     """The process (thread-group) id of ``pid``, which may be a thread id (FUSE sees threads)."""
     try:
-        with open(f"{PROC}/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"Tgid:"):
-                    return int(line.split()[1])
+        status = procinfo.read_proc(f"{PROC}/{pid}/status")
     except OSError:
-        pass
-    return pid
+        return pid
+    at = status.find(b"\nTgid:")
+    if at < 0:
+        return pid
+    end = status.find(b"\n", at + 1)
+    return int(status[at + 6 : end if end >= 0 else len(status)])
 
 
 def env_run_id(pid: int) -> str | None:
     """``ARTFS_RUN_ID`` from the process's environment; nothing else of it is kept."""
     try:
-        with open(f"{PROC}/{pid}/environ", "rb") as f:
-            raw = f.read()
+        raw = procinfo.read_proc(f"{PROC}/{pid}/environ")
     except OSError:
         return None
-    for item in raw.split(b"\0"):
-        if item.startswith(RUN_ID_ENV):
-            return item[len(RUN_ID_ENV) :].decode("ascii", "replace")
-    return None
+    # The first variable that starts with it, found without splitting every variable apart.
+    if raw.startswith(RUN_ID_ENV):
+        start = len(RUN_ID_ENV)
+    else:
+        found = raw.find(b"\0" + RUN_ID_ENV)
+        if found < 0:
+            return None
+        start = found + 1 + len(RUN_ID_ENV)
+    end = raw.find(b"\0", start)
+    return raw[start : end if end >= 0 else len(raw)].decode("ascii", "replace")
 
 
 def ancestry(pid: int) -> list[ProcStat]:
@@ -319,8 +325,10 @@ class UsageRecorder:
         return cached
 
     def _resolve(self, pid: int, project: str) -> tuple[str, int]:
-        own = proc_stat(pid)
         chain = ancestry(pid)
+        # A process's own stat heads its ancestry; a thread (FUSE names the thread that
+        # opened) has one of its own, with its own start time.
+        own = chain[0] if chain and chain[0].pid == pid else proc_stat(pid)
         start = own.start if own is not None else 0
         for proc in chain:
             found = self._registered.get((proc.pid, proc.start))
@@ -334,7 +342,7 @@ class UsageRecorder:
                     if not self._may_name(pid, run_id):
                         break  # another user's run: this process gets its implicit run
                     return self._known(run_id, project, proc.pid), start
-        return self._implicit(own or (chain[0] if chain else None), project), start
+        return self._implicit(own or (chain[0] if chain else None), project, chain), start
 
     def _may_name(self, pid: int, run_id: str) -> bool:
         """Whether process ``pid`` may attribute its reads to ``run_id`` by its environment:
@@ -359,9 +367,13 @@ class UsageRecorder:
             self._add(self._record(run_id, project, EXTERNAL, pid))
         return run_id
 
-    def _implicit(self, proc: ProcStat | None, project: str) -> str:
+    def _implicit(self, proc: ProcStat | None, project: str, known: list[ProcStat]) -> str:
+        """The implicit run of ``proc``'s process group, its leader's stat taken from
+        ``known`` (the ancestry just read) when it is there."""
         leader = proc.pgrp if proc is not None else 0
-        leader_stat = proc_stat(leader) if leader > 0 else None
+        leader_stat = next((p for p in known if p.pid == leader), None)
+        if leader_stat is None and leader > 0:
+            leader_stat = proc_stat(leader)
         key = (leader, leader_stat.start if leader_stat is not None else 0)
         found = self._groups.get(key)
         if found is None:

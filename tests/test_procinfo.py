@@ -35,3 +35,10 @@ def test_a_process_that_is_gone_has_no_stat() -> None:
     beyond = 2**22 + 1  # pid_max is at most 2**22: no process ever has this pid
     assert procinfo.proc_stat(beyond) is None
     assert procinfo.start_time(beyond) is None
+
+
+def test_a_proc_file_longer_than_one_read_is_read_whole(tmp_path: Path) -> None:
+    content = b"\0".join(b"V%d=%s" % (n, b"x" * 100) for n in range(2000))  # ~210 KB
+    (tmp_path / "environ").write_bytes(content)
+    assert procinfo.read_proc(str(tmp_path / "environ")) == content
+    assert procinfo.read_proc(f"/proc/{os.getpid()}/cmdline").split(b"\0")[0]

@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +156,33 @@ def test_each_user_is_looked_up_once_and_named_in_every_run(
     recorder.flush(recorder.take())
     me = real(os.getuid()).pw_name
     assert [recorder.lineage.find_run(run).user for run in sorted(runs)] == [me, me]
+
+
+def test_the_run_id_is_the_first_environment_variable_that_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(usage_module, "PROC", str(tmp_path))
+    environs = {
+        1: b"ARTFS_RUN_ID=first\0HOME=/root\0ARTFS_RUN_ID=second\0",
+        2: b"HOME=/root\0ARTFS_RUN_ID=middle\0PATH=/bin\0",
+        3: b"HOME=/root\0ARTFS_RUN_ID=last",  # no NUL after the last variable
+        4: b"HOME=/root\0MY_ARTFS_RUN_ID=no\0ARTFS_RUN_IDS=no\0",
+        5: b"",
+    }
+    for pid, environ in environs.items():
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "environ").write_bytes(environ)
+    found = [usage_module.env_run_id(pid) for pid in environs]
+    assert found == ["first", "middle", "last", None, None]
+    assert usage_module.env_run_id(99) is None  # no such process
+
+
+def test_a_thread_s_process_is_read_from_its_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert usage_module.thread_group(os.getpid()) == os.getpid()
+    monkeypatch.setattr(usage_module, "PROC", str(tmp_path))
+    (tmp_path / "7").mkdir()
+    (tmp_path / "7" / "status").write_bytes(b"Name:\tx\nState:\tS\nTgid:\t5\nNgid:\t0\n")
+    assert usage_module.thread_group(7) == 5
+    assert usage_module.thread_group(8) == 8  # gone: taken as its own process
