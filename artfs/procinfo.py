@@ -39,8 +39,10 @@ def read_proc(path: str) -> bytes:
     """The whole of a small ``/proc`` file (OSError when it cannot be read), with descriptor
     reads: a Python file object costs ~12 us here against ~8, and the daemon reads ~20 of
     these files at the first open by each new process (docs/lineage.md, "Which run a process
-    belongs to"). One read that comes back short is the whole file for the files artfs reads
-    (stat, status, environ, cmdline, cgroup)."""
+    belongs to"). One read that comes back short is the whole file for the files artfs reads:
+    stat, status and cgroup are made whole at once and copied as far as the read asks, and
+    environ and cmdline are copied page by page until the read is filled or they end. That
+    does not hold for files of many records, such as maps or mountinfo."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         data = os.read(fd, _READ_BYTES)

@@ -69,17 +69,21 @@ _SEEN_FILES = 200_000
 FileUsage = tuple[bytes, bytes]
 
 
+_TGID = b"\nTgid:"
+
+
 def thread_group(pid: int) -> int:
     """The process (thread-group) id of ``pid``, which may be a thread id (FUSE sees threads)."""
     try:
         status = procinfo.read_proc(f"{PROC}/{pid}/status")
     except OSError:
         return pid
-    at = status.find(b"\nTgid:")
+    # Never the first line (that is Name:, whose newlines the kernel escapes).
+    at = status.find(_TGID)
     if at < 0:
         return pid
     end = status.find(b"\n", at + 1)
-    return int(status[at + 6 : end if end >= 0 else len(status)])
+    return int(status[at + len(_TGID) : end if end >= 0 else len(status)])
 
 
 def env_run_id(pid: int) -> str | None:
@@ -367,11 +371,11 @@ class UsageRecorder:
             self._add(self._record(run_id, project, EXTERNAL, pid))
         return run_id
 
-    def _implicit(self, proc: ProcStat | None, project: str, known: list[ProcStat]) -> str:
+    def _implicit(self, proc: ProcStat | None, project: str, chain: list[ProcStat]) -> str:
         """The implicit run of ``proc``'s process group, its leader's stat taken from
-        ``known`` (the ancestry just read) when it is there."""
+        ``chain`` (the ancestry just read) when it is there."""
         leader = proc.pgrp if proc is not None else 0
-        leader_stat = next((p for p in known if p.pid == leader), None)
+        leader_stat = next((p for p in chain if p.pid == leader), None)
         if leader_stat is None and leader > 0:
             leader_stat = proc_stat(leader)
         key = (leader, leader_stat.start if leader_stat is not None else 0)

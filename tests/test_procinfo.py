@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 
 from artfs import procinfo
@@ -41,4 +43,15 @@ def test_a_proc_file_longer_than_one_read_is_read_whole(tmp_path: Path) -> None:
     content = b"\0".join(b"V%d=%s" % (n, b"x" * 100) for n in range(2000))  # ~210 KB
     (tmp_path / "environ").write_bytes(content)
     assert procinfo.read_proc(str(tmp_path / "environ")) == content
-    assert procinfo.read_proc(f"/proc/{os.getpid()}/cmdline").split(b"\0")[0]
+    big = "x" * (100 << 10)
+    child = subprocess.Popen(["sleep", "30"], env={"BIG": big, "PATH": os.environ["PATH"]})
+    try:
+        deadline = time.monotonic() + 10
+        while procinfo.command_line(child.pid)[:1] != ["sleep"] and time.monotonic() < deadline:
+            time.sleep(0.01)  # until it runs sleep: before exec its environ reads empty
+        environ = procinfo.read_proc(f"/proc/{child.pid}/environ")
+        with open(f"/proc/{child.pid}/environ", "rb") as f:
+            assert environ == f.read() and f"BIG={big}".encode() in environ
+    finally:
+        child.kill()
+        child.wait()

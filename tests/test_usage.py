@@ -180,9 +180,49 @@ def test_the_run_id_is_the_first_environment_variable_that_names_it(
 def test_a_thread_s_process_is_read_from_its_status(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    tid, started, done = 0, threading.Event(), threading.Event()
+
+    def park() -> None:
+        nonlocal tid
+        tid = threading.get_native_id()
+        started.set()
+        done.wait(30)
+
+    thread = threading.Thread(target=park)
+    thread.start()
+    started.wait(30)
+    try:
+        assert tid != os.getpid() and usage_module.thread_group(tid) == os.getpid()
+    finally:
+        done.set()
+        thread.join()
     assert usage_module.thread_group(os.getpid()) == os.getpid()
     monkeypatch.setattr(usage_module, "PROC", str(tmp_path))
-    (tmp_path / "7").mkdir()
-    (tmp_path / "7" / "status").write_bytes(b"Name:\tx\nState:\tS\nTgid:\t5\nNgid:\t0\n")
-    assert usage_module.thread_group(7) == 5
-    assert usage_module.thread_group(8) == 8  # gone: taken as its own process
+    statuses = {
+        7: b"Name:\tx\nState:\tS\nTgid:\t5\nNgid:\t0\n",
+        8: b"Name:\tx\nState:\tS\nTgid:\t6",  # the last line, with no newline
+        9: b"Name:\tx\nState:\tS\n",  # no Tgid line: taken as its own process
+    }
+    for pid, status in statuses.items():
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "status").write_bytes(status)
+    assert [usage_module.thread_group(pid) for pid in statuses] == [5, 6, 9]
+    assert usage_module.thread_group(10) == 10  # gone: taken as its own process
+
+
+def test_a_process_group_s_members_share_its_leader_s_run_whoever_their_parent(
+    recorder: UsageRecorder,
+) -> None:
+    """A process in another process's group but not below it (a pipeline's second command)
+    finds the group's run through the leader's own stat, which its ancestry does not hold."""
+    leader = subprocess.Popen(["sleep", "30"], process_group=0)
+    member = subprocess.Popen(["sleep", "30"], process_group=leader.pid)
+    try:
+        assert os.getpgid(member.pid) == leader.pid
+        assert leader.pid not in [p.pid for p in usage_module.ancestry(member.pid)]
+        assert recorder.run_for(member.pid, "proj") == recorder.run_for(leader.pid, "proj")
+        assert recorder.run_for(member.pid, "proj") != recorder.run_for(os.getpid(), "proj")
+    finally:
+        for child in (member, leader):
+            child.kill()
+            child.wait()
