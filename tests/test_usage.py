@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -73,11 +74,9 @@ def test_reopens_after_the_seen_files_are_forgotten_still_count_once(
         assert _edges(recorder)[V0].files == 5
 
 
-def test_a_reader_thread_is_recorded_as_its_process_without_reading_proc_again(
-    recorder: UsageRecorder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """FUSE names the thread that opened; a reopen by a cached thread is checked with a poll
-    of its thread pidfd, not by reading /proc, and its exit is noticed."""
+@contextmanager
+def parked_thread() -> Iterator[int]:
+    """A thread of this process waiting until the block ends; its thread id."""
     tid = 0
     started, done = threading.Event(), threading.Event()
 
@@ -91,6 +90,18 @@ def test_a_reader_thread_is_recorded_as_its_process_without_reading_proc_again(
     thread.start()
     started.wait(30)
     try:
+        yield tid
+    finally:
+        done.set()
+        thread.join()
+
+
+def test_a_reader_thread_is_recorded_as_its_process_without_reading_proc_again(
+    recorder: UsageRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FUSE names the thread that opened; a reopen by a cached thread is checked with a poll
+    of its thread pidfd, not by reading /proc, and its exit is noticed."""
+    with parked_thread() as tid:
         assert tid != os.getpid()
         recorder.opened(tid, "proj", _file(V0, 1))
         reads: list[int] = []
@@ -105,9 +116,6 @@ def test_a_reader_thread_is_recorded_as_its_process_without_reading_proc_again(
             recorder.opened(tid, "proj", _file(V0, n))
         assert reads == []
         assert recorder.run_for(tid, "proj") == recorder.run_for(os.getpid(), "proj")
-    finally:
-        done.set()
-        thread.join()
     deadline = time.monotonic() + 10  # join() returns before the kernel's thread is gone
     while recorder.cached_processes > 1 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -180,22 +188,8 @@ def test_the_run_id_is_the_first_environment_variable_that_names_it(
 def test_a_thread_s_process_is_read_from_its_status(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tid, started, done = 0, threading.Event(), threading.Event()
-
-    def park() -> None:
-        nonlocal tid
-        tid = threading.get_native_id()
-        started.set()
-        done.wait(30)
-
-    thread = threading.Thread(target=park)
-    thread.start()
-    started.wait(30)
-    try:
+    with parked_thread() as tid:
         assert tid != os.getpid() and usage_module.thread_group(tid) == os.getpid()
-    finally:
-        done.set()
-        thread.join()
     assert usage_module.thread_group(os.getpid()) == os.getpid()
     monkeypatch.setattr(usage_module, "PROC", str(tmp_path))
     statuses = {
