@@ -36,7 +36,8 @@ RANDOM_READAHEAD_BYTES = 64 << 20
 # header or footer read. A file no larger than the read-ahead window's maximum whose first read
 # is not at its start is planned whole at that read all the same: loading it costs no more
 # than a sequential reader's window, and a reader through mmap waited a whole read for it
-# (docs/mount.md, "Seventeenth pass"). Only at this many seeks does it keep its chunks.
+# (docs/mount.md, "Seventeenth pass"); not when a chunk of it is held only on a remote, which
+# would fetch the file for one read. Only at this many seeks does it keep its chunks.
 RANDOM_AFTER_SEEKS = 2
 # A sequential reader drops a chunk from the cache once it has read this far past the chunk's
 # end (see FileReader._drop_behind): the kernel keeps reads of up to 1 MiB in flight behind the
@@ -386,9 +387,9 @@ class FileReader:
         (at most a quarter of the cache). Any other read resets it, and a file of up to
         ``RANDOM_READAHEAD_BYTES`` (and a quarter of the cache) read so has every chunk not
         cached planned, once, from the one after this read's on: at its first read if that is
-        not at the file's start and the file fits in the window's maximum, else at its second
-        such read (a single seek after a read from the start, as to a footer, plans nothing).
-        Never blocks.
+        not at the file's start, the file fits in the window's maximum and its chunks are all
+        in this store's packs, else at its second such read (a single seek after a read from
+        the start, as to a footer, plans nothing). Never blocks.
         """
         span = self._span(offset, size)
         if self._dropped is not None:  # only a reader that dropped chunks looks
@@ -523,7 +524,7 @@ class FileReader:
         small enough; else none."""
         limit = min(RANDOM_READAHEAD_BYTES, self._cache.budget_bytes // 4)
         at_random = self._seeks >= RANDOM_AFTER_SEEKS or (
-            self._began_at_random and self.entry.size <= self._max_window
+            self._began_at_random and self.entry.size <= self._max_window and self._all_local()
         )
         if not at_random or self.entry.size > limit or not span:
             return []
@@ -531,6 +532,12 @@ class FileReader:
         chunks = self.entry.chunks
         order = [*range(span.stop, len(chunks)), *range(span.start)]
         return [chunks[i] for i in order if chunks[i] not in self._cache and not self._passed(i)]
+
+    def _all_local(self) -> bool:
+        """Whether every chunk is in this store's packs (or none were resolved): a first read
+        that seeks in a remote-backed file (a header, a footer) must not fetch the whole file."""
+        locations = self._locations
+        return locations is None or all(ref.chunk_id in locations for ref in self.entry.chunks)
 
     def next_ahead(self) -> ChunkRef | None:
         """Take the first queued read-ahead chunk worth loading (not cached or loading, not

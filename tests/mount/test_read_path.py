@@ -29,6 +29,7 @@ from artfs.fs.reader import MAX_READAHEAD_BYTES, RANDOM_READAHEAD_BYTES, ChunkHo
 from artfs.names import ArtifactName
 from artfs.store import Store, packs
 from artfs.store import staging as store_staging
+from artfs.store.chunkstore import ChunkLocation
 from artfs.store.hashing import ChunkId
 from artfs.store.manifest import ChunkRef, FileEntry, Kind
 from artfs.store.repository import PinnedChunks
@@ -137,6 +138,21 @@ def test_a_file_planned_whole_at_its_first_read_still_drops_behind_a_run_in_orde
     reader.release()
     # 6-11 were read whole by the run; 5 only in part, 0-4 never: those stay.
     assert cached_indexes(cache, entry) == set(range(6))
+
+
+def test_a_first_read_at_random_plans_nothing_when_a_chunk_is_only_on_a_remote() -> None:
+    """A remote-backed file (a lazy clone's) is not fetched whole for one read that seeks:
+    the first-read rule needs every chunk in this store's packs; two seeks still plan it."""
+    entry = entry_of([MIB] * 12)
+    here = {
+        ref.chunk_id: ChunkLocation(1, i * MIB, MIB, MIB, 0) for i, ref in enumerate(entry.chunks)
+    }
+    local = FileReader(entry, fake_cache(), locations=here)
+    assert local.plan(7 * MIB, 4096) != []
+    del here[entry.chunks[3].chunk_id]  # held only on the remote
+    remote = FileReader(entry, fake_cache(), locations=here)
+    assert remote.plan(7 * MIB, 4096) == []
+    assert remote.plan(2 * MIB, 4096) != []  # the second seek: read at random
 
 
 def test_the_first_read_rule_holds_up_to_a_file_of_exactly_one_window() -> None:
