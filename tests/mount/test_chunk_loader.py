@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import random
 import re
@@ -26,6 +27,11 @@ from artfs.fs.chunkloader import (
     REPLY,
     ChunkArena,
     LoaderProcess,
+    Request,
+    _Pack,
+    _Packs,
+    _Residency,
+    _Worker,
 )
 from artfs.fs.reader import ChunkCache
 from artfs.store import Store, codec
@@ -261,6 +267,154 @@ def test_damaged_chunks_and_a_missing_pack_are_refused_and_the_next_loads(
         assert loader.arena.writable(at, second.length) == content[offset : offset + second.length]
     finally:
         loader.stop()
+
+
+# --- reads past the page cache -------------------------------------------------------------
+
+
+@pytest.fixture
+def pack_file(tmp_path: Path) -> tuple[Path, list[tuple[Request, bytes]]]:
+    """A pack on disk (written, synced) with a raw and a zstd chunk at offsets and lengths
+    that are not whole blocks, and the loader's request for each with its bytes."""
+    rng = random.Random(18)
+    raw = rng.randbytes(300_001)
+    text = b"".join(b"row %d,%d\n" % (i, rng.randrange(1000)) for i in range(40_000))
+    coding, payload = codec.encode(text)
+    assert coding == Codec.ZSTD
+    packs = tmp_path / "packs"
+    packs.mkdir()
+    path = packs / pack_name(3)
+    with open(path, "wb") as out:
+        out.write(bytes(1234) + raw + payload + bytes(77))
+        out.flush()
+        os.fsync(out.fileno())
+    requests: list[tuple[Request, bytes]] = [
+        ((1, 3, 1234, len(raw), len(raw), Codec.RAW, 0, chunk_id(raw)), raw),
+        (
+            (2, 3, 1234 + len(raw), len(payload), len(text), Codec.ZSTD, MIB, chunk_id(text)),
+            text,
+        ),
+    ]
+    return path, requests
+
+
+def evict(path: Path) -> None:
+    """Take the file's clean pages out of the page cache."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def cached_pages(path: Path) -> bool | None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return _Residency().cached(fd, 0, path.stat().st_size)
+    finally:
+        os.close(fd)
+
+
+def load_in_worker(
+    path: Path, requests: list[tuple[Request, bytes]]
+) -> tuple[_Packs, _Worker, list[bool]]:
+    """Each request loaded by a loader's worker in this process; what each load answered,
+    after checking the arena holds each verified chunk's bytes."""
+    arena = mmap.mmap(-1, 4 * MIB)
+    packs = _Packs(path.parent)
+    worker = _Worker(packs, arena)
+    answers = []
+    for request, data in requests:
+        packs.begin()
+        try:
+            answers.append(worker.load(request))
+        finally:
+            packs.end(idle=False)
+        at = request[6]
+        if answers[-1]:
+            assert arena[at : at + len(data)] == data
+    return packs, worker, answers
+
+
+def test_chunks_not_in_the_page_cache_are_read_past_it_and_leave_it_as_it_was(
+    pack_file: tuple[Path, list[tuple[Request, bytes]]],
+) -> None:
+    """The mount's decoded pages are what the kernel keeps; a cold load leaves no copy of
+    the pack's bytes beside them."""
+    path, requests = pack_file
+    evict(path)
+    assert cached_pages(path) is False
+    _, _, answers = load_in_worker(path, requests)
+    assert answers == [True, True]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        residency = _Residency()
+        for request, _ in requests:
+            assert residency.cached(fd, request[2], request[3]) is False
+    finally:
+        os.close(fd)
+
+
+def test_chunks_already_in_the_page_cache_are_read_from_it(
+    pack_file: tuple[Path, list[tuple[Request, bytes]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, requests = pack_file
+    path.read_bytes()
+    assert cached_pages(path) is True
+
+    def refused(*args: object) -> None:
+        raise AssertionError("a cached chunk was read from the disk")
+
+    monkeypatch.setattr(_Worker, "_read_direct", refused)
+    assert load_in_worker(path, requests)[2] == [True, True]
+
+
+def test_a_pack_whose_filesystem_refuses_the_alignment_is_read_buffered(
+    pack_file: tuple[Path, list[tuple[Request, bytes]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, requests = pack_file
+    evict(path)
+    direct_fds: set[int] = set()
+    preadv = os.preadv
+
+    def alignment_refused(fd: int, buffers: list[memoryview], offset: int) -> int:
+        if fd in direct_fds:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return preadv(fd, buffers, offset)
+
+    real_fds = _Packs.fds
+
+    def noted(self: _Packs, pack_id: int) -> _Pack:
+        pack = real_fds(self, pack_id)
+        if pack.direct >= 0:
+            direct_fds.add(pack.direct)
+        return pack
+
+    monkeypatch.setattr(os, "preadv", alignment_refused)
+    monkeypatch.setattr(_Packs, "fds", noted)
+    packs, _, answers = load_in_worker(path, requests)
+    assert answers == [True, True]
+    packs.begin()
+    try:
+        assert packs.fds(3).direct == -1  # not tried again
+    finally:
+        packs.end(idle=True)
+
+
+def test_a_chunk_past_the_pack_s_end_is_refused_both_ways(
+    pack_file: tuple[Path, list[tuple[Request, bytes]]],
+) -> None:
+    path, requests = pack_file
+    size = path.stat().st_size
+    (first, data), (second, text) = requests
+    past = [
+        ((*first[:2], size - 100, *first[3:]), data),  # raw, reaching past the end
+        ((*second[:2], size - 10, *second[3:]), text),  # zstd, the same
+    ]
+    evict(path)
+    assert load_in_worker(path, past)[2] == [False, False]
+    path.read_bytes()
+    assert load_in_worker(path, past)[2] == [False, False]
 
 
 # --- reads through the loader, in the event loop (no kernel) ---------------------------------
