@@ -23,10 +23,12 @@ workers wait only for each other.
   tag 0 (the daemon mounts once it has), then reads requests in one thread while ``workers``
   threads load them in the order they came.
 
-A chunk whose pack bytes are not all in the page cache is read past it (``O_DIRECT``, asked
-with ``cachestat``): the mount's decoded pages are what the kernel should keep, not a second
-copy of the stored bytes, and a cold read then fills no cache pages and reads nothing ahead of
-the chunk. One whose bytes are cached (a pack just written) is read from there.
+On a local block filesystem, a chunk whose pack bytes the kernel says are not all in the page
+cache is read past it (``O_DIRECT``; :mod:`artfs.fs.direct`): the mount's decoded pages are
+what the kernel should keep, not a second copy of the stored bytes, and a cold load then
+fills no cache pages and reads nothing ahead of the chunk. A chunk whose bytes are cached (a
+pack just written), and every chunk where the kernel cannot say or the filesystem is another
+kind, is read through the cache.
 
 The loader opens packs by path (read only), one pair of descriptors per pack for all its
 workers, and closes them whenever it runs out of work, so it keeps a pack gc deleted at most
@@ -55,6 +57,7 @@ from collections import deque
 from pathlib import Path
 
 from artfs.errors import ArtfsError
+from artfs.fs import direct
 from artfs.store import codec
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.hashing import chunk_id
@@ -84,25 +87,7 @@ _PREPARE_STEP = 4 << 20
 # each worker faulted in its buffer anew at every larger chunk, ~1,000 page faults over the
 # first cold read of the bench's large files (docs/mount.md, "Seventeenth pass").
 _PAYLOAD_BYTES = 4 << 20
-# Reads past the page cache (O_DIRECT) start and end on multiples of this: the largest
-# logical block of the disks in use (4Kn); a filesystem that wants other alignment refuses
-# the read (EINVAL), and the loader reads that pack through the page cache.
-DIRECT_ALIGN = 4096
-_SYS_CACHESTAT = 451  # the same number on every architecture (Linux 6.5)
 _PR_SET_PDEATHSIG = 1
-
-
-def _libc() -> ctypes.CDLL | None:
-    """This process's C library, if it is one with ``syscall`` and ``prctl`` (Linux's)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-    return libc if hasattr(libc, "syscall") and hasattr(libc, "prctl") else None
-
-
-_LIBC = _libc()
-_cachestat_known = _LIBC is not None  # until the kernel says it has no cachestat
 
 
 class ChunkArena:
@@ -332,12 +317,13 @@ def loadable(ref: ChunkRef, loc: ChunkLocation | None) -> bool:
 
 
 class _Pack:
-    """One pack's descriptors in the loader: ``buffered`` (through the page cache) and
-    ``direct`` (``O_DIRECT``, past it; -1 where the filesystem refuses it)."""
+    """One pack's descriptors in the loader: ``buffered`` (through the page cache), and
+    ``direct`` (``O_DIRECT``, past it), opened at its first use: None until then, -1 when it
+    is not to be used (the filesystem refused it or its alignment, or the pack was retired)."""
 
-    def __init__(self, buffered: int, direct: int) -> None:
+    def __init__(self, buffered: int) -> None:
         self.buffered = buffered
-        self.direct = direct
+        self.direct: int | None = None
 
 
 class _Packs:
@@ -346,14 +332,18 @@ class _Packs:
     alternate chunks through descriptors of their own would each look like a reader skipping
     every other chunk). They are closed whenever no worker is loading and none has work
     waiting, and one whose pack gc deleted is not used again: the loader keeps a deleted
-    pack's space at most until it is next idle."""
+    pack's space at most until it is next idle.
+
+    ``past_cache``: whether chunks not in the page cache are read past it (see
+    :func:`artfs.fs.direct.reads_past_cache`)."""
 
     def __init__(self, root: Path) -> None:
         self._root = root
+        self.past_cache = direct.reads_past_cache(root)
         self._packs: dict[int, _Pack] = {}
         self._lock = threading.Lock()
         self._busy = 0  # workers loading
-        self._retired: list[int] = []  # descriptors set aside (fds, no_direct), closed when idle
+        self._retired: list[int] = []  # descriptors set aside, closed when idle
 
     def begin(self) -> None:
         with self._lock:
@@ -382,72 +372,49 @@ class _Packs:
                 self._retire(self._packs.pop(pack_id))
                 pack = None
             if pack is None:
-                path = self._root / pack_name(pack_id)
-                buffered = os.open(path, os.O_RDONLY)
-                try:
-                    direct = os.open(path, os.O_RDONLY | os.O_DIRECT)
-                except OSError:  # a filesystem without O_DIRECT: every read is buffered
-                    direct = -1
-                pack = self._packs[pack_id] = _Pack(buffered, direct)
+                fd = os.open(self._root / pack_name(pack_id), os.O_RDONLY)
+                pack = self._packs[pack_id] = _Pack(fd)
             return pack
 
+    def direct_fd(self, pack: _Pack) -> int:
+        """``pack``'s ``O_DIRECT`` descriptor, opened now if it is not yet: the same file as
+        its buffered one (reopened through ``/proc/self/fd``, so even a pack gc deleted
+        meanwhile); -1 for none."""
+        with self._lock:
+            if pack.direct is None:
+                try:
+                    reopened = f"/proc/self/fd/{pack.buffered}"
+                    pack.direct = os.open(reopened, os.O_RDONLY | os.O_DIRECT)
+                except OSError:  # no O_DIRECT here, or no descriptor left: read buffered
+                    pack.direct = -1
+            return pack.direct
+
     def no_direct(self, pack: _Pack) -> None:
-        """``pack``'s filesystem refused a direct read (an alignment it wants and
+        """``pack``'s filesystem refused a direct read (it wants an alignment that
         ``DIRECT_ALIGN`` is not): read it through the page cache from now on. The descriptor
         is closed when the loader is next idle, as another worker may be reading through it."""
         with self._lock:
-            if pack.direct >= 0:
-                self._retired.append(pack.direct)
-                pack.direct = -1
+            self._retire_direct(pack)
 
     def _retire(self, pack: _Pack) -> None:
-        self._retired += [fd for fd in (pack.buffered, pack.direct) if fd >= 0]
+        self._retired.append(pack.buffered)
+        self._retire_direct(pack)
 
-
-class _CachestatRange(ctypes.Structure):
-    _fields_ = [("offset", ctypes.c_uint64), ("length", ctypes.c_uint64)]
-
-
-class _Cachestat(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_uint64)
-        for name in ("cache", "dirty", "writeback", "evicted", "recently_evicted")
-    ]
-
-
-class _Residency:
-    """Whether a range of a file is all in the page cache, asked without mapping it or
-    reading it (``cachestat``, Linux 6.5). One per worker thread (it reuses its arguments)."""
-
-    def __init__(self) -> None:
-        self._range = _CachestatRange()
-        self._stat = _Cachestat()
-        self._args = (ctypes.byref(self._range), ctypes.byref(self._stat), 0)
-
-    def cached(self, fd: int, offset: int, length: int) -> bool | None:
-        """Whether every page of ``length`` bytes at ``offset`` of ``fd`` is cached; None
-        where the kernel cannot say (older than 6.5, or no libc to ask through)."""
-        global _cachestat_known
-        if not _cachestat_known or _LIBC is None:
-            return None
-        self._range.offset, self._range.length = offset, length
-        if _LIBC.syscall(_SYS_CACHESTAT, fd, *self._args) != 0:
-            if ctypes.get_errno() in (errno.ENOSYS, errno.EPERM):  # EPERM: a seccomp filter
-                _cachestat_known = False
-            return None
-        pages = (offset + length - 1) // mmap.PAGESIZE - offset // mmap.PAGESIZE + 1
-        return bool(self._stat.cache >= pages)
+    def _retire_direct(self, pack: _Pack) -> None:
+        if pack.direct is not None and pack.direct >= 0:
+            self._retired.append(pack.direct)
+        pack.direct = -1  # and a worker still holding the pack opens no other
 
 
 class _Worker:
-    """One loading thread and its buffer, page-aligned for reads past the page cache and
+    """One loading thread and its buffer: page-aligned for reads past the page cache, and
     holding a zstd chunk's stored bytes; every page of it is in place when this is made."""
 
     def __init__(self, packs: _Packs, arena: mmap.mmap) -> None:
         self._packs = packs
         self._arena = memoryview(arena)
-        self._residency = _Residency()
-        self._buffer = _filled_buffer(_PAYLOAD_BYTES + 2 * DIRECT_ALIGN)
+        self._residency = direct.Residency()
+        self._buffer = direct.aligned_buffer(_PAYLOAD_BYTES + 2 * direct.DIRECT_ALIGN)
 
     def load(self, request: Request) -> bool:
         """Read, decode and verify one chunk into the arena; whether it verified."""
@@ -470,29 +437,32 @@ class _Worker:
         self, pack_id: int, offset: int, length: int, into: memoryview | None = None
     ) -> memoryview | None:
         """The ``length`` bytes at ``offset`` of pack ``pack_id`` (None: the pack is shorter).
-        Those not all in the page cache are read past it (``O_DIRECT``) into the buffer:
-        the disk's bytes go straight to this process, with no copy through the kernel's
-        cache, no read-ahead past the chunk, and no second copy of the bytes kept in memory
-        beside the decoded pages the kernel caches for the mount (docs/mount.md, "Eighteenth
-        pass"). Cached ones are read through it, into ``into`` (a raw chunk's place in the
-        arena) or the buffer."""
+        Where packs are read past the page cache (:attr:`_Packs.past_cache`), bytes the
+        kernel says are not all cached are read with ``O_DIRECT`` into the buffer: the disk's
+        bytes come straight here, no cache pages are filled or kept beside the decoded pages
+        the kernel caches for the mount, and nothing past the chunk is read ahead
+        (docs/mount.md, "Eighteenth pass"). Other bytes are read through the cache, into
+        ``into`` (a raw chunk's place in the arena) or the buffer."""
         pack = self._packs.fds(pack_id)
-        direct = pack.direct  # once: another worker may give it up meanwhile (no_direct)
-        if direct >= 0 and self._residency.cached(pack.buffered, offset, length) is False:
-            payload = self._read_direct(pack, direct, offset, length)
-            if payload is not None:
+        if (
+            self._packs.past_cache
+            and self._residency.cached(pack.buffered, offset, length) is False
+        ):
+            fd = self._packs.direct_fd(pack)
+            if fd >= 0 and (payload := self._read_direct(pack, fd, offset, length)) is not None:
                 return payload
         target = into if into is not None else self._scratch(length)
         return target if os.preadv(pack.buffered, [target], offset) == length else None
 
-    def _read_direct(self, pack: _Pack, direct: int, offset: int, length: int) -> memoryview | None:
-        """The bytes read through ``direct``, in whole ``DIRECT_ALIGN`` blocks; None when
-        the filesystem refuses the alignment (the pack is read buffered from then on) or the
-        read comes back short (the buffered read says whether the pack is shorter)."""
-        head = offset % DIRECT_ALIGN
-        span = -(-(head + length) // DIRECT_ALIGN) * DIRECT_ALIGN
+    def _read_direct(self, pack: _Pack, fd: int, offset: int, length: int) -> memoryview | None:
+        """The bytes read through ``fd`` (``pack``'s direct descriptor) in whole
+        ``DIRECT_ALIGN`` blocks; None when the filesystem refuses the alignment (the pack is
+        read buffered from then on) or the read comes back short (the buffered read then
+        says whether the pack is shorter)."""
+        head = offset % direct.DIRECT_ALIGN
+        span = -(-(head + length) // direct.DIRECT_ALIGN) * direct.DIRECT_ALIGN
         try:
-            got = os.preadv(direct, [self._scratch(span)], offset - head)
+            got = os.preadv(fd, [self._scratch(span)], offset - head)
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
@@ -503,15 +473,8 @@ class _Worker:
     def _scratch(self, length: int) -> memoryview:
         """The buffer's first ``length`` bytes, the buffer grown first if it is shorter."""
         if len(self._buffer) < length:
-            self._buffer = _filled_buffer(length)
+            self._buffer = direct.aligned_buffer(length)
         return memoryview(self._buffer)[:length]
-
-
-def _filled_buffer(length: int) -> mmap.mmap:
-    """Page-aligned memory of ``length`` bytes whose pages are in place (see :func:`prepare`)."""
-    buffer = mmap.mmap(-1, length)
-    prepare(buffer, length)
-    return buffer
 
 
 def prepare(arena: mmap.mmap, length: int) -> None:
@@ -593,8 +556,8 @@ class _Loader:
 def main(argv: list[str]) -> None:
     sock_fd, arena_fd, packs = int(argv[0]), int(argv[1]), Path(argv[2])
     workers, prepared = int(argv[3]), int(argv[4])
-    if _LIBC is not None:  # else the socket still ends the loader when the daemon is gone
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    with contextlib.suppress(OSError, AttributeError):  # not Linux's libc: the socket still ends
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon's ^C is the daemon's to handle
     sock = socket.socket(fileno=sock_fd)
     arena = mmap.mmap(arena_fd, os.fstat(arena_fd).st_size, flags=mmap.MAP_SHARED)

@@ -1,0 +1,132 @@
+"""Reading a pack past the page cache: what the chunk loader needs to decide when to, and to
+do it.
+
+- :func:`reads_past_cache` says whether a directory's filesystem is one where ``O_DIRECT``
+  reads go to the disk and the page cache can be asked about a file: a local block
+  filesystem. Not overlayfs (``cachestat`` looks at the overlay's own, empty, mapping, so
+  every chunk would count as not cached), not a network filesystem (switching an inode
+  between direct and cached reads flushes and locks it), not tmpfs (there is no disk).
+- :class:`Residency` asks whether a range of a file is all in the page cache, with the
+  ``cachestat`` system call (Linux 6.5), which reads nothing and maps nothing.
+- :func:`aligned_buffer` is page-aligned memory for ``O_DIRECT`` reads, its pages in place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import mmap
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+# Reads past the page cache start and end on multiples of this: the largest logical block of
+# the disks in use (4Kn). A filesystem that wants another alignment refuses the read
+# (EINVAL), and the loader reads that pack through the page cache.
+DIRECT_ALIGN = 4096
+_DIRECT_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs"})
+# cachestat's number is 451 in the x86, arm64, powerpc, s390, riscv and generic tables alike;
+# alpha and mips number it otherwise, and are left without it.
+_SYS_CACHESTAT = None if os.uname().machine.startswith(("alpha", "mips")) else 451
+_MADV_POPULATE_WRITE = 23  # Linux 5.14; Python 3.11's mmap module has no name for it
+_MOUNTINFO = Path("/proc/self/mountinfo")
+
+
+def _syscall() -> Callable[..., int] | None:
+    """libc's ``syscall``, returning a C long; None without one (not Linux's libc)."""
+    try:
+        call = ctypes.CDLL(None, use_errno=True).syscall
+    except (OSError, AttributeError):
+        return None
+    call.restype = ctypes.c_long
+    return call
+
+
+_SYSCALL = _syscall() if _SYS_CACHESTAT is not None else None
+_cachestat_missing = _SYSCALL is None  # set for good once the kernel says ENOSYS
+
+
+def filesystem_type(path: Path) -> str | None:
+    """The type of the filesystem ``path`` is on (``ext4``, ``overlay``, ...), from the
+    mount in ``/proc/self/mountinfo`` with the longest mount point holding it (the last
+    such, if one is mounted over another); None when that cannot be read."""
+    try:
+        lines = _MOUNTINFO.read_text().splitlines()
+    except OSError:
+        return None
+    target = os.path.realpath(path)
+    longest, found = -1, None
+    for line in lines:
+        fields = line.split(" ")
+        if "-" not in fields[6:]:
+            continue
+        point = _unescape(fields[4])
+        kind = fields[fields.index("-", 6) + 1]
+        inside = point == "/" or target == point or target.startswith(point + "/")
+        if inside and len(point) >= longest:
+            longest, found = len(point), kind
+    return found
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo field with its octal escapes (``\\040`` for a space) undone."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match[1], 8)), field)
+
+
+def reads_past_cache(directory: Path) -> bool:
+    """Whether packs in ``directory`` are read past the page cache when not cached: on a
+    local block filesystem, with a kernel that can say what is cached."""
+    return not _cachestat_missing and filesystem_type(directory) in _DIRECT_FILESYSTEMS
+
+
+class _CachestatRange(ctypes.Structure):
+    _fields_ = [("offset", ctypes.c_uint64), ("length", ctypes.c_uint64)]
+
+
+class _Cachestat(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in ("cache", "dirty", "writeback", "evicted", "recently_evicted")
+    ]
+
+
+class Residency:
+    """Whether ranges of files are all in the page cache. One per thread: it reuses its
+    arguments to the kernel."""
+
+    def __init__(self) -> None:
+        self._range = _CachestatRange()
+        self._stat = _Cachestat()
+        self._args = (ctypes.byref(self._range), ctypes.byref(self._stat), 0)
+
+    def cached(self, fd: int, offset: int, length: int) -> bool | None:
+        """Whether every page of ``length`` bytes at ``offset`` of ``fd`` is in the page
+        cache (dirty ones count); None when the kernel does not say: it has no
+        ``cachestat``, or refuses it for this file (``EPERM``: a file this process may
+        neither write nor owns, on kernels that ask that)."""
+        global _cachestat_missing
+        if _cachestat_missing or _SYSCALL is None:
+            return None
+        self._range.offset, self._range.length = offset, length
+        if _SYSCALL(_SYS_CACHESTAT, fd, *self._args) != 0:
+            if ctypes.get_errno() == errno.ENOSYS:
+                _cachestat_missing = True
+            return None
+        pages = (offset + length - 1) // mmap.PAGESIZE - offset // mmap.PAGESIZE + 1
+        return bool(self._stat.cache >= pages)
+
+
+def aligned_buffer(length: int) -> mmap.mmap:
+    """``length`` bytes of page-aligned private memory, every page of it in place (written
+    now, so that no read into it faults)."""
+    buffer = mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE)
+    try:
+        buffer.madvise(_MADV_POPULATE_WRITE)
+    except OSError:  # a kernel before 5.14: a byte written in each page
+        for at in range(0, length, mmap.PAGESIZE):
+            buffer[at] = 0
+    return buffer
+
+
+__all__ = ["DIRECT_ALIGN", "Residency", "aligned_buffer", "filesystem_type", "reads_past_cache"]
