@@ -26,9 +26,10 @@ workers wait only for each other.
 On a local block filesystem, a chunk whose pack bytes the kernel says are not all in the page
 cache is read past it (``O_DIRECT``; :mod:`artfs.fs.direct`): the mount's decoded pages are
 what the kernel should keep, not a second copy of the stored bytes, and a cold load then
-fills no cache pages and reads nothing ahead of the chunk. A chunk whose bytes are cached (a
-pack just written), and every chunk where the kernel cannot say or the filesystem is another
-kind, is read through the cache.
+reads only the 4 KiB blocks the chunk spans, and keeps none of them (Btrfs still reads a
+compressed extent through the cache). A chunk whose bytes are cached (a pack just written),
+and every chunk where the kernel cannot say or the filesystem is another kind, is read
+through the cache.
 
 The loader opens packs by path (read only), one pair of descriptors per pack for all its
 workers, and closes them whenever it runs out of work, so it keeps a pack gc deleted at most
@@ -391,9 +392,11 @@ class _Packs:
 
     def no_direct(self, pack: _Pack) -> None:
         """``pack``'s filesystem refused a direct read (it wants an alignment that
-        ``DIRECT_ALIGN`` is not): read it through the page cache from now on. The descriptor
-        is closed when the loader is next idle, as another worker may be reading through it."""
+        ``DIRECT_ALIGN`` is not): every pack, all in that one directory, is read through the
+        page cache from now on. The descriptor is closed when the loader is next idle, as
+        another worker may be reading through it."""
         with self._lock:
+            self.past_cache = False
             self._retire_direct(pack)
 
     def _retire(self, pack: _Pack) -> None:
@@ -440,12 +443,13 @@ class _Worker:
         Where packs are read past the page cache (:attr:`_Packs.past_cache`), bytes the
         kernel says are not all cached are read with ``O_DIRECT`` into the buffer: the disk's
         bytes come straight here, no cache pages are filled or kept beside the decoded pages
-        the kernel caches for the mount, and nothing past the chunk is read ahead
+        the kernel caches for the mount, and nothing past the chunk's last block is read
         (docs/mount.md, "Eighteenth pass"). Other bytes are read through the cache, into
         ``into`` (a raw chunk's place in the arena) or the buffer."""
         pack = self._packs.fds(pack_id)
         if (
             self._packs.past_cache
+            and pack.direct != -1
             and self._residency.cached(pack.buffered, offset, length) is False
         ):
             fd = self._packs.direct_fd(pack)
@@ -456,9 +460,9 @@ class _Worker:
 
     def _read_direct(self, pack: _Pack, fd: int, offset: int, length: int) -> memoryview | None:
         """The bytes read through ``fd`` (``pack``'s direct descriptor) in whole
-        ``DIRECT_ALIGN`` blocks; None when the filesystem refuses the alignment (the pack is
-        read buffered from then on) or the read comes back short (the buffered read then
-        says whether the pack is shorter)."""
+        ``DIRECT_ALIGN`` blocks; None when the filesystem refuses the alignment (the packs
+        are read buffered from then on, :meth:`_Packs.no_direct`) or the read comes back
+        short (the buffered read then says whether the pack is shorter)."""
         head = offset % direct.DIRECT_ALIGN
         span = -(-(head + length) // direct.DIRECT_ALIGN) * direct.DIRECT_ALIGN
         try:

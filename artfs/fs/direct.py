@@ -52,7 +52,7 @@ def filesystem_type(path: Path) -> str | None:
     mount in ``/proc/self/mountinfo`` with the longest mount point holding it (the last
     such, if one is mounted over another); None when that cannot be read."""
     try:
-        lines = _MOUNTINFO.read_text().splitlines()
+        lines = os.fsdecode(_MOUNTINFO.read_bytes()).splitlines()
     except OSError:
         return None
     target = os.path.realpath(path)
@@ -76,8 +76,18 @@ def _unescape(field: str) -> str:
 
 def reads_past_cache(directory: Path) -> bool:
     """Whether packs in ``directory`` are read past the page cache when not cached: on a
-    local block filesystem, with a kernel that can say what is cached."""
-    return not _cachestat_missing and filesystem_type(directory) in _DIRECT_FILESYSTEMS
+    local block filesystem, with a kernel that says what is cached (asked once about the
+    directory itself: a kernel without ``cachestat``, or a filter refusing it, says no)."""
+    if filesystem_type(directory) not in _DIRECT_FILESYSTEMS:
+        return False
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        return Residency().cached(fd, 0, 1) is not None
+    finally:
+        os.close(fd)
 
 
 class _CachestatRange(ctypes.Structure):
