@@ -79,8 +79,6 @@ ARENA_UNIT = 64 << 10
 # of MADV_POPULATE_WRITE: 27-40 ms), which a cold read otherwise paid for every MiB up to what
 # drop-behind frees (docs/mount.md, "Eleventh pass").
 PREPARED_BYTES = 48 << 20
-_MADV_POPULATE_READ = 22  # Linux 5.14; Python 3.11's mmap module has no names for them
-_MADV_POPULATE_WRITE = 23
 _PREPARE_STEP = 4 << 20
 # Each worker's buffer for a zstd chunk's stored bytes, written before the loader is ready: the
 # store's largest chunk (``artfs.store.chunking.MAX_CHUNK``, not imported: that loads the
@@ -134,7 +132,7 @@ class ChunkArena:
         end = min(length, self.size)
         with contextlib.suppress(OSError):  # an older kernel: they map as they are read
             for at in range(0, end, _PREPARE_STEP):
-                self._memory.madvise(_MADV_POPULATE_READ, at, min(_PREPARE_STEP, end - at))
+                self._memory.madvise(direct.MADV_POPULATE_READ, at, min(_PREPARE_STEP, end - at))
 
     def close_fd(self) -> None:
         """Close the memfd (the mapping stays): once the loader has it, nothing else needs
@@ -487,7 +485,7 @@ def prepare(arena: mmap.mmap, length: int) -> None:
     end = min(length, len(arena))
     with contextlib.suppress(OSError):
         for at in range(0, end, _PREPARE_STEP):
-            arena.madvise(_MADV_POPULATE_WRITE, at, min(_PREPARE_STEP, end - at))
+            arena.madvise(direct.MADV_POPULATE_WRITE, at, min(_PREPARE_STEP, end - at))
 
 
 class _Loader:

@@ -9,6 +9,8 @@ do it.
 - :class:`Residency` asks whether a range of a file is all in the page cache, with the
   ``cachestat`` system call (Linux 6.5), which reads nothing and maps nothing.
 - :func:`aligned_buffer` is page-aligned memory for ``O_DIRECT`` reads, its pages in place.
+- ``MADV_POPULATE_READ`` / ``MADV_POPULATE_WRITE``: the ``madvise`` advice that puts a mapping's
+  pages in place (Linux 5.14), which Python 3.11's ``mmap`` module has no names for.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from pathlib import Path
 
 # Reads past the page cache start and end on multiples of this: the largest logical block of
 # the disks in use (4Kn). A filesystem that wants another alignment refuses the read
-# (EINVAL), and the loader reads that pack through the page cache.
+# (EINVAL), and the loader reads its packs through the page cache from then on.
 DIRECT_ALIGN = 4096
 _DIRECT_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs"})
 # cachestat's number is 451 in the x86, arm64, powerpc, s390, riscv and generic tables alike;
 # alpha and mips number it otherwise, and are left without it.
 _SYS_CACHESTAT = None if os.uname().machine.startswith(("alpha", "mips")) else 451
-_MADV_POPULATE_WRITE = 23  # Linux 5.14; Python 3.11's mmap module has no name for it
+MADV_POPULATE_READ = 22
+MADV_POPULATE_WRITE = 23
 _MOUNTINFO = Path("/proc/self/mountinfo")
 
 
@@ -132,11 +135,19 @@ def aligned_buffer(length: int) -> mmap.mmap:
     now, so that no read into it faults)."""
     buffer = mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE)
     try:
-        buffer.madvise(_MADV_POPULATE_WRITE)
+        buffer.madvise(MADV_POPULATE_WRITE)
     except OSError:  # a kernel before 5.14: a byte written in each page
         for at in range(0, length, mmap.PAGESIZE):
             buffer[at] = 0
     return buffer
 
 
-__all__ = ["DIRECT_ALIGN", "Residency", "aligned_buffer", "filesystem_type", "reads_past_cache"]
+__all__ = [
+    "DIRECT_ALIGN",
+    "MADV_POPULATE_READ",
+    "MADV_POPULATE_WRITE",
+    "Residency",
+    "aligned_buffer",
+    "filesystem_type",
+    "reads_past_cache",
+]
