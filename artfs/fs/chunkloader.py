@@ -199,15 +199,16 @@ class ChunkArena:
         self._free[start] = units
         self._free_starts.insert(index, start)
 
-    def chunk(self, at: int, length: int) -> memoryview:
-        """A read-only view of ``length`` bytes at ``at``, which owns the place from now on:
-        it is freed once this view and every view cut from it are gone."""
+    def chunk(self, at: int, length: int, skip: int = 0) -> memoryview:
+        """A read-only view of ``length`` bytes ``skip`` bytes into the place at ``at``, which
+        owns the place from now on: it is freed once this view and every view cut from it
+        are gone."""
         # Typed by whole units, so there are as many ctypes array types as unit counts (64
         # for the largest chunk), not one per chunk length.
         units = self._used[at // ARENA_UNIT]
         owner = (ctypes.c_ubyte * (units * ARENA_UNIT)).from_buffer(self._memory, at)
         weakref.finalize(owner, self._released.append, at)
-        return memoryview(owner).cast("B")[:length].toreadonly()
+        return memoryview(owner).cast("B")[skip : skip + length].toreadonly()
 
     def writable(self, at: int, length: int) -> memoryview:
         """A view to write a chunk into (the loader's side, and tests)."""
@@ -310,6 +311,18 @@ def loadable(ref: ChunkRef, loc: ChunkLocation | None) -> bool:
         and loc.raw_length == ref.length
         and loc.codec in (codec.Codec.RAW, codec.Codec.ZSTD)
     )
+
+
+def place_of(coding: int, offset: int, length: int) -> tuple[int, int]:
+    """(bytes, skip) of the place in the arena for a chunk of ``length`` bytes coded
+    ``coding`` and stored at ``offset`` of its pack, and how far into it the chunk starts. A
+    raw chunk's place holds the whole ``DIRECT_ALIGN`` blocks its stored bytes span, so that
+    a read past the page cache lands in it as it is, and the chunk starts where its first
+    byte falls in its block; a zstd chunk is decoded into a place of its own length."""
+    if coding != codec.Codec.RAW:
+        return length, 0
+    skip = offset % direct.DIRECT_ALIGN
+    return -(-(skip + length) // direct.DIRECT_ALIGN) * direct.DIRECT_ALIGN, skip
 
 
 # --- the loader process -----------------------------------------------------------------------
@@ -418,32 +431,40 @@ class _Worker:
         self._buffer = direct.aligned_buffer(_PAYLOAD_BYTES + 2 * direct.DIRECT_ALIGN)
 
     def load(self, request: Request) -> bool:
-        """Read, decode and verify one chunk into the arena; whether it verified."""
+        """Read, decode and verify one chunk into its place in the arena (see
+        :func:`place_of`); whether it verified."""
         _, pack_id, offset, stored, raw, coding, at, cid = request
-        if at < 0 or at + raw > len(self._arena):
+        size, _ = place_of(coding, offset, raw)
+        if at < 0 or at + size > len(self._arena):
             return False
-        out = self._arena[at : at + raw]
-        if coding == codec.Codec.RAW:
-            if stored != raw or (payload := self._read(pack_id, offset, stored, out)) is None:
+        place = self._arena[at : at + size]
+        if coding == codec.Codec.RAW:  # read into its place, where it stays
+            if stored != raw or (out := self._read(pack_id, offset, stored, place)) is None:
                 return False
-            if payload is not out:  # read past the page cache, into the buffer
-                out[:] = payload
         else:
+            out = place
             payload = self._read(pack_id, offset, stored)
             if payload is None or codec.decode_into(coding, payload, out) != raw:
                 return False
         return chunk_id(out) == cid
 
     def _read(
-        self, pack_id: int, offset: int, length: int, into: memoryview | None = None
+        self, pack_id: int, offset: int, length: int, place: memoryview | None = None
     ) -> memoryview | None:
-        """The ``length`` bytes at ``offset`` of pack ``pack_id`` (None: the pack is shorter).
+        """The ``length`` bytes at ``offset`` of pack ``pack_id``, read into ``place`` (a raw
+        chunk's place in the arena, see :func:`place_of`) or else this worker's buffer, where
+        they start ``offset % DIRECT_ALIGN`` bytes in; None when the pack is shorter.
+
         Where packs are read past the page cache (:attr:`_Packs.past_cache`), bytes the
-        kernel says are not all cached are read with ``O_DIRECT`` into the buffer: the disk's
-        bytes come straight here, no cache pages are filled or kept beside the decoded pages
-        the kernel caches for the mount, and nothing past the chunk's last block is read
-        (docs/mount.md, "Eighteenth pass"). Other bytes are read through the cache, into
-        ``into`` (a raw chunk's place in the arena) or the buffer."""
+        kernel says are not all cached are read with ``O_DIRECT``, in the whole blocks they
+        span: the disk's bytes come straight into place, no cache pages are filled or kept
+        beside the decoded pages the kernel caches for the mount, and nothing past the
+        chunk's last block is read (docs/mount.md, "Eighteenth pass"). Other bytes are read
+        through the cache."""
+        skip = offset % direct.DIRECT_ALIGN
+        span = -(-(skip + length) // direct.DIRECT_ALIGN) * direct.DIRECT_ALIGN
+        region = place if place is not None else self._scratch(span)
+        wanted = region[skip : skip + length]
         pack = self._packs.fds(pack_id)
         if (
             self._packs.past_cache
@@ -451,26 +472,25 @@ class _Worker:
             and self._residency.cached(pack.buffered, offset, length) is False
         ):
             fd = self._packs.direct_fd(pack)
-            if fd >= 0 and (payload := self._read_direct(pack, fd, offset, length)) is not None:
-                return payload
-        target = into if into is not None else self._scratch(length)
-        return target if os.preadv(pack.buffered, [target], offset) == length else None
+            if fd >= 0 and self._read_direct(pack, fd, region[:span], offset - skip, skip + length):
+                return wanted
+        return wanted if os.preadv(pack.buffered, [wanted], offset) == length else None
 
-    def _read_direct(self, pack: _Pack, fd: int, offset: int, length: int) -> memoryview | None:
-        """The bytes read through ``fd`` (``pack``'s direct descriptor) in whole
-        ``DIRECT_ALIGN`` blocks; None when the filesystem refuses the alignment (the packs
-        are read buffered from then on, :meth:`_Packs.no_direct`) or the read comes back
-        short (the buffered read then says whether the pack is shorter)."""
-        head = offset % direct.DIRECT_ALIGN
-        span = -(-(head + length) // direct.DIRECT_ALIGN) * direct.DIRECT_ALIGN
+    def _read_direct(
+        self, pack: _Pack, fd: int, blocks: memoryview, offset: int, needed: int
+    ) -> bool:
+        """Whether ``blocks`` (whole ``DIRECT_ALIGN`` blocks, from the block-aligned
+        ``offset``) were read through ``fd``, ``pack``'s direct descriptor, up to at least
+        ``needed`` bytes. False when the filesystem refuses the alignment (the packs are read
+        buffered from then on, :meth:`_Packs.no_direct`) or the read comes back short (the
+        buffered read then says whether the pack is shorter)."""
         try:
-            got = os.preadv(fd, [self._scratch(span)], offset - head)
+            return os.preadv(fd, [blocks], offset) >= needed
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
             self._packs.no_direct(pack)
-            return None
-        return self._scratch(span)[head : head + length] if got >= head + length else None
+            return False
 
     def _scratch(self, length: int) -> memoryview:
         """The buffer's first ``length`` bytes, the buffer grown first if it is shorter."""
@@ -581,4 +601,5 @@ __all__ = [
     "ChunkArena",
     "LoaderProcess",
     "loadable",
+    "place_of",
 ]

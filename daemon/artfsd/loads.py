@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import trio
 
-from artfs.fs.chunkloader import REPLY, LoaderProcess, loadable
+from artfs.fs.chunkloader import REPLY, LoaderProcess, loadable, place_of
 from artfs.fs.reader import INLINE_LOAD_BYTES, ChunkCache, FileReader, ReadBuffer
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.manifest import ChunkRef
@@ -57,8 +57,9 @@ class ChunkLoads:
         self._fallback = fallback
         self._depth = workers * _AHEAD_PER_WORKER
         self._tags = itertools.count(1)
-        # tag -> the chunk, its place in the arena, whether it is read-ahead, its answer came
-        self._sent: dict[int, tuple[ChunkRef, int, bool, trio.Event]] = {}
+        # tag -> the chunk, its place in the arena and how far into it the chunk starts
+        # (chunkloader.place_of), whether it is read-ahead, its answer came
+        self._sent: dict[int, tuple[ChunkRef, int, int, bool, trio.Event]] = {}
         self._loading: dict[bytes, trio.Event] = {}  # chunk id -> its answer came
         self._queued: dict[int, FileReader] = {}  # files with read-ahead to send, by handle
         self._ahead = 0  # read-ahead requests among those sent
@@ -137,7 +138,8 @@ class ChunkLoads:
         assert loc is not None
         if not self._cache.claim(ref):
             return _Sent.LOADING  # cached after all, or a worker thread has it
-        at = self._arena.alloc(ref.length)
+        size, skip = place_of(loc.codec, loc.offset, ref.length)
+        at = self._arena.alloc(size)
         if at is None:
             self._cache.settle(ref, None)
             if not self._full_said:
@@ -148,7 +150,7 @@ class ChunkLoads:
         if not self._write(tag, ref, loc, at):
             return _Sent.NOT_HERE
         event = trio.Event()
-        self._sent[tag] = (ref, at, ahead, event)
+        self._sent[tag] = (ref, at, skip, ahead, event)
         self._loading[ref.chunk_id] = event
         self._ahead += ahead
         return _Sent.LOADING
@@ -208,13 +210,13 @@ class ChunkLoads:
         sent = self._sent.pop(tag, None)
         if sent is None:  # not asked for (a defect of the loader): ignored
             return
-        ref, at, ahead, event = sent
+        ref, at, skip, ahead, event = sent
         self._ahead -= ahead
         del self._loading[ref.chunk_id]
         chunk = None
         try:
             if ok:
-                chunk = self._arena.chunk(at, ref.length)
+                chunk = self._arena.chunk(at, ref.length, skip)
             else:
                 self._arena.free(at)
         finally:
@@ -234,7 +236,7 @@ class ChunkLoads:
             # places of the loads it had not answered are never handed out again.
             self._loader.process.kill()
             self._loader.process.wait()
-        for ref, _, _, event in self._sent.values():
+        for ref, _, _, _, event in self._sent.values():
             self._cache.settle(ref, None)
             event.set()
         self._sent.clear()

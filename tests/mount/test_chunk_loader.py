@@ -32,6 +32,7 @@ from artfs.fs.chunkloader import (
     _Pack,
     _Packs,
     _Worker,
+    place_of,
 )
 from artfs.fs.direct import Residency, filesystem_type, reads_past_cache
 from artfs.fs.reader import ChunkCache
@@ -175,12 +176,14 @@ def started(store: Store) -> LoaderProcess:
 def load_all(
     loader: LoaderProcess, requests: list[tuple[ChunkRef, ChunkLocation]]
 ) -> list[tuple[int, bool]]:
-    """Send each request (tags 1...), and the loader's answers: (place, verified) by tag."""
+    """Send each request (tags 1...), and the loader's answers by tag: (where the chunk
+    starts in the arena, verified)."""
     places = []
     for tag, (ref, loc) in enumerate(requests, 1):
-        at = loader.arena.alloc(ref.length)
+        size, skip = place_of(loc.codec, loc.offset, ref.length)
+        at = loader.arena.alloc(size)
         assert at is not None
-        places.append(at)
+        places.append(at + skip)
         loader.sock.sendall(loader.request(tag, ref, loc, at))
     answers = {}
     for _ in requests:
@@ -335,7 +338,7 @@ def load_in_worker(path: Path, requests: list[tuple[Request, bytes]]) -> list[bo
     try:
         for request, data in requests:
             answers.append(worker.load(request))
-            at = request[6]
+            at = request[6] + place_of(request[5], request[2], request[4])[1]
             if answers[-1]:
                 assert arena[at : at + len(data)] == data
     finally:
@@ -465,6 +468,14 @@ def test_packs_are_read_past_the_cache_only_on_local_block_filesystems(tmp_path:
     )
 
 
+def test_a_raw_chunk_s_place_spans_its_whole_blocks_and_a_zstd_chunk_s_its_length() -> None:
+    """A read past the page cache of a raw chunk lands in its place as the blocks come."""
+    assert place_of(Codec.RAW, 1234, 300_001) == (303_104, 1234)  # 74 blocks from 0
+    assert place_of(Codec.RAW, 8192, 4096) == (4096, 0)
+    assert place_of(Codec.RAW, 8191, 2) == (8192, 4095)  # one byte in each of two blocks
+    assert place_of(Codec.ZSTD, 1234, 300_001) == (300_001, 0)
+
+
 def test_the_filesystem_of_a_path_is_its_innermost_mount_s(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -534,9 +545,9 @@ def read_through_loader(
         seen.in_threads += 1
         return read_pinned(*args, **kwargs)  # type: ignore[arg-type]
 
-    def answered(at: int, length: int) -> memoryview:
+    def answered(at: int, length: int, skip: int = 0) -> memoryview:
         seen.by_loader += length
-        return chunk(at, length)
+        return chunk(at, length, skip)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
