@@ -203,8 +203,8 @@ class ChunkArena:
         """A read-only view of ``length`` bytes ``skip`` bytes into the place at ``at``, which
         owns the place from now on: it is freed once this view and every view cut from it
         are gone."""
-        # Typed by whole units, so there are as many ctypes array types as unit counts (64
-        # for the largest chunk), not one per chunk length.
+        # Typed by whole units, so there are as many ctypes array types as unit counts (65
+        # for the largest chunk, a raw one straddling blocks), not one per chunk length.
         units = self._used[at // ARENA_UNIT]
         owner = (ctypes.c_ubyte * (units * ARENA_UNIT)).from_buffer(self._memory, at)
         weakref.finalize(owner, self._released.append, at)

@@ -288,7 +288,8 @@ def start_loader(store: Store, workers: int, cache_bytes: int) -> LoaderProcess 
     """The chunk-loader process (see artfs.fs.chunkloader), or None for none (``workers`` 0,
     or it cannot start: then the daemon's threads load every chunk, as they can anyway).
 
-    Its arena is twice the chunk cache, so chunks (in whole 64 KiB units, first fit) find
+    Its arena is twice the chunk cache, so chunks (in whole 64 KiB units, first fit; a raw
+    chunk's place may take one unit more than its length, see chunkloader.place_of) find
     room when freed runs are fragmented; only its first ``cache_bytes`` stay in memory once
     written, the pages of chunks freed beyond that are given back."""
     if workers <= 0 or cache_bytes <= 0:  # no cache: a loaded chunk could not be kept

@@ -476,6 +476,34 @@ def test_a_raw_chunk_s_place_spans_its_whole_blocks_and_a_zstd_chunk_s_its_lengt
     assert place_of(Codec.ZSTD, 1234, 300_001) == (300_001, 0)
 
 
+def test_a_raw_chunk_read_past_the_cache_writes_only_its_own_place(tmp_path: Path) -> None:
+    """A 64 KiB chunk stored 100 bytes into a block spans 17 blocks: its place takes two arena
+    units, the blocks land in it, and the bytes after the place are left alone."""
+    if not reads_past_cache(tmp_path):
+        pytest.skip(f"{tmp_path} is on {filesystem_type(tmp_path)}: every load is buffered")
+    data = random.Random(65).randbytes(ARENA_UNIT)
+    path = tmp_path / pack_name(5)
+    with open(path, "wb") as out:
+        out.write(bytes(100) + data + b"\xee" * 3 * ARENA_UNIT)
+        out.flush()
+        os.fsync(out.fileno())
+        os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    size, skip = place_of(Codec.RAW, 100, len(data))
+    assert (size, skip) == (17 * 4096, 100) and size > ARENA_UNIT
+    arena = mmap.mmap(-1, 4 * ARENA_UNIT)
+    arena[size : 4 * ARENA_UNIT] = b"\x55" * (4 * ARENA_UNIT - size)
+    packs = _Packs(tmp_path)
+    packs.begin()
+    try:
+        request = (1, 5, 100, len(data), len(data), Codec.RAW, 0, chunk_id(data))
+        assert _Worker(packs, arena).load(request)
+    finally:
+        packs.end(idle=True)
+    assert arena[skip : skip + len(data)] == data
+    assert arena[size : 4 * ARENA_UNIT] == b"\x55" * (4 * ARENA_UNIT - size)
+    assert cached_pages(path, 100, len(data)) is False  # it was read past the cache
+
+
 def test_the_filesystem_of_a_path_is_its_innermost_mount_s(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
