@@ -319,10 +319,7 @@ def place_of(coding: int, offset: int, length: int) -> tuple[int, int]:
     raw chunk's place holds the whole ``DIRECT_ALIGN`` blocks its stored bytes span, so that
     a read past the page cache lands in it as it is, and the chunk starts where its first
     byte falls in its block; a zstd chunk is decoded into a place of its own length."""
-    if coding != codec.Codec.RAW:
-        return length, 0
-    skip = offset % direct.DIRECT_ALIGN
-    return -(-(skip + length) // direct.DIRECT_ALIGN) * direct.DIRECT_ALIGN, skip
+    return direct.blocks(offset, length) if coding == codec.Codec.RAW else (length, 0)
 
 
 # --- the loader process -----------------------------------------------------------------------
@@ -461,8 +458,7 @@ class _Worker:
         beside the decoded pages the kernel caches for the mount, and nothing past the
         chunk's last block is read (docs/mount.md, "Eighteenth pass"). Other bytes are read
         through the cache."""
-        skip = offset % direct.DIRECT_ALIGN
-        span = -(-(skip + length) // direct.DIRECT_ALIGN) * direct.DIRECT_ALIGN
+        span, skip = direct.blocks(offset, length)
         region = place if place is not None else self._scratch(span)
         wanted = region[skip : skip + length]
         pack = self._packs.fds(pack_id)

@@ -50,6 +50,13 @@ _SYSCALL = _syscall() if _SYS_CACHESTAT is not None else None
 _cachestat_missing = _SYSCALL is None  # set for good once the kernel says ENOSYS
 
 
+def blocks(offset: int, length: int) -> tuple[int, int]:
+    """(bytes, skip) of the whole ``DIRECT_ALIGN`` blocks that ``length`` bytes at ``offset``
+    span, and where in the first of them those bytes start."""
+    skip = offset % DIRECT_ALIGN
+    return -(-(skip + length) // DIRECT_ALIGN) * DIRECT_ALIGN, skip
+
+
 def filesystem_type(path: Path) -> str | None:
     """The type of the filesystem ``path`` is on (``ext4``, ``overlay``, ...), from the
     mount in ``/proc/self/mountinfo`` with the longest mount point holding it (the last
@@ -148,6 +155,7 @@ __all__ = [
     "MADV_POPULATE_WRITE",
     "Residency",
     "aligned_buffer",
+    "blocks",
     "filesystem_type",
     "reads_past_cache",
 ]
