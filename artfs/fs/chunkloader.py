@@ -79,7 +79,6 @@ ARENA_UNIT = 64 << 10
 # of MADV_POPULATE_WRITE: 27-40 ms), which a cold read otherwise paid for every MiB up to what
 # drop-behind frees (docs/mount.md, "Eleventh pass").
 PREPARED_BYTES = 48 << 20
-_PREPARE_STEP = 4 << 20
 # Each worker's buffer for a zstd chunk's stored bytes, written before the loader is ready: the
 # store's largest chunk (``artfs.store.chunking.MAX_CHUNK``, not imported: that loads the
 # chunker), whose zstd payload is smaller still (else it is stored raw). Grown as chunks came,
@@ -129,10 +128,7 @@ class ChunkArena:
         """Map the first ``length`` bytes, which the loader has written, into this process
         now (``MADV_POPULATE_READ``): its RSS shows them from the start instead of growing
         into them as chunks placed there are replied from, and replies fault no page in."""
-        end = min(length, self.size)
-        with contextlib.suppress(OSError):  # an older kernel: they map as they are read
-            for at in range(0, end, _PREPARE_STEP):
-                self._memory.madvise(direct.MADV_POPULATE_READ, at, min(_PREPARE_STEP, end - at))
+        direct.populate(self._memory, length, direct.MADV_POPULATE_READ)  # else as read
 
     def close_fd(self) -> None:
         """Close the memfd (the mapping stays): once the loader has it, nothing else needs
@@ -498,10 +494,7 @@ class _Worker:
 def prepare(arena: mmap.mmap, length: int) -> None:
     """Fault in the arena's first ``length`` bytes (a kernel without MADV_POPULATE_WRITE:
     they come in as chunks are written)."""
-    end = min(length, len(arena))
-    with contextlib.suppress(OSError):
-        for at in range(0, end, _PREPARE_STEP):
-            arena.madvise(direct.MADV_POPULATE_WRITE, at, min(_PREPARE_STEP, end - at))
+    direct.populate(arena, length, direct.MADV_POPULATE_WRITE)
 
 
 class _Loader:

@@ -9,8 +9,8 @@ do it.
 - :class:`Residency` asks whether a range of a file is all in the page cache, with the
   ``cachestat`` system call (Linux 6.5), which reads nothing and maps nothing.
 - :func:`aligned_buffer` is page-aligned memory for ``O_DIRECT`` reads, its pages in place.
-- ``MADV_POPULATE_READ`` / ``MADV_POPULATE_WRITE``: the ``madvise`` advice that puts a mapping's
-  pages in place (Linux 5.14), which Python 3.11's ``mmap`` module has no names for.
+- :func:`populate` puts a mapping's pages in place with ``MADV_POPULATE_READ`` or
+  ``MADV_POPULATE_WRITE`` (Linux 5.14), which Python 3.11's ``mmap`` module has no names for.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ _DIRECT_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs"}
 _SYS_CACHESTAT = None if os.uname().machine.startswith(("alpha", "mips")) else 451
 MADV_POPULATE_READ = 22
 MADV_POPULATE_WRITE = 23
+_POPULATE_STEP = 4 << 20
 _MOUNTINFO = Path("/proc/self/mountinfo")
 
 
@@ -137,13 +138,24 @@ class Residency:
         return bool(self._stat.cache >= pages)
 
 
+def populate(memory: mmap.mmap, length: int, advice: int) -> bool:
+    """Put the first ``length`` bytes of ``memory`` in place now, ``advice`` being
+    ``MADV_POPULATE_READ`` (mapped as they are) or ``MADV_POPULATE_WRITE`` (written); False
+    when the kernel cannot (before 5.14), and then the pages come as they are first used."""
+    end = min(length, len(memory))
+    try:
+        for at in range(0, end, _POPULATE_STEP):
+            memory.madvise(advice, at, min(_POPULATE_STEP, end - at))
+    except OSError:
+        return False
+    return True
+
+
 def aligned_buffer(length: int) -> mmap.mmap:
     """``length`` bytes of page-aligned private memory, every page of it in place (written
     now, so that no read into it faults)."""
     buffer = mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE)
-    try:
-        buffer.madvise(MADV_POPULATE_WRITE)
-    except OSError:  # a kernel before 5.14: a byte written in each page
+    if not populate(buffer, length, MADV_POPULATE_WRITE):  # a byte written in each page
         for at in range(0, length, mmap.PAGESIZE):
             buffer[at] = 0
     return buffer
@@ -157,5 +169,6 @@ __all__ = [
     "aligned_buffer",
     "blocks",
     "filesystem_type",
+    "populate",
     "reads_past_cache",
 ]
