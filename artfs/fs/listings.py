@@ -52,12 +52,12 @@ class Listing:
     __slots__ = (
         "_bodies",
         "_entries",
+        "_positions",
         "base",
         "children",
         "counts",
         "key",
         "names",
-        "positions",
         "record",
     )
 
@@ -73,7 +73,8 @@ class Listing:
         self.names = names
         self._bodies = bodies
         self._entries: list[FileEntry | None] = [None] * len(names)
-        self.positions = dict(zip(names, range(len(names)), strict=True))
+        # Index by name, made at the first find: a walk (readdir only) never needs it.
+        self._positions: dict[bytes, int] | None = None
         # The tree's node for each child, kept once made (None: not yet): its attributes are
         # an object, asked for on every lookup and readdir.
         self.children: list[Any] = [None] * len(names)
@@ -113,7 +114,11 @@ class Listing:
 
     def find(self, name: bytes) -> int | None:
         """The index of the child ``name``, if there is one."""
-        return self.positions.get(name)
+        positions = self._positions
+        if positions is None:
+            names = self.names
+            positions = self._positions = dict(zip(names, range(len(names)), strict=True))
+        return positions.get(name)
 
 
 class ListingCache:

@@ -111,6 +111,45 @@ def test_page_round_trip_and_unknown_format() -> None:
         Page.decode(b"\x09" + page.encode()[1:])
 
 
+def test_a_page_of_same_length_items_decodes_in_one_pass() -> None:
+    # Names of one length, bodies of one length (a directory of img-00001.jpg ...): split by
+    # one struct pass, which must give what the item-by-item loop gives.
+    keys = [f"img-{i:05d}.jpg".encode() for i in range(300)]
+    bodies = [bytes([i % 251]) * 53 for i in range(300)]
+    data = Page(0, keys, bodies).encode()
+    count, pos = trees._read_varint(data, 2)
+    assert trees._decode_uniform(data, pos, count) == (keys, bodies)
+    assert Page.decode(data) == Page(0, keys, bodies)
+
+
+def test_a_page_whose_items_only_share_a_width_is_read_item_by_item() -> None:
+    # Every item is 11 bytes, so the page's length fits a uniform layout, but the second
+    # item's name is longer and its body shorter: the one-pass split must refuse it.
+    keys, bodies = [b"ab", b"cde", b"fg"], [b"123", b"45", b"678"]
+    data = Page(0, keys, bodies).encode()
+    count, pos = trees._read_varint(data, 2)
+    assert trees._decode_uniform(data, pos, count) is None
+    assert Page.decode(data) == Page(0, keys, bodies)
+    # A page with bytes after its last item is not uniform either, and reads as it always did.
+    assert trees._decode_uniform(data + b"x", pos, count) is None
+    assert Page.decode(data + b"x") == Page(0, keys, bodies)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.binary(min_size=0, max_size=6), st.binary(min_size=0, max_size=6)),
+        max_size=40,
+    ),
+    st.integers(min_value=0, max_value=3),
+)
+def test_page_decode_matches_encode_whatever_the_lengths(
+    items: list[tuple[bytes, bytes]], level: int
+) -> None:
+    page = Page(level, [k for k, _ in items], [b for _, b in items])
+    assert Page.decode(page.encode()) == page
+
+
 # --- reading ----------------------------------------------------------------------------------
 
 
