@@ -67,6 +67,12 @@ PUBLISH_WAIT_SECONDS = 5.0
 _SEEN_FILES = 200_000
 # One open: (version key, 8 bytes naming the file), the same object for every open of a node.
 FileUsage = tuple[bytes, bytes]
+# How long a cached pid counts as the process it was resolved for before the kernel is asked
+# again (its pidfd polled, 0.45 us here: a third of a reopen's recording). The kernel hands out
+# pids in turn, so a pid freed now comes back only after every other free pid of its namespace
+# was taken (pid_max is 32,768 or more on ordinary systems, 4,194,304 by default on 64-bit):
+# thousands of forks, which no system does in a millisecond.
+LIVENESS_RECHECK_SECONDS = 0.001
 
 
 _TGID = b"\nTgid:"
@@ -220,14 +226,23 @@ class UsageBatch:
 
 class _Cached:
     """A resolved process: its run's batch, and the check that the pid is still that process
-    (bound once: every open makes it)."""
+    (asked at most once per ``LIVENESS_RECHECK_SECONDS``, see :meth:`current`)."""
 
-    __slots__ = ("alive", "liveness", "run")
+    __slots__ = ("alive", "liveness", "recheck_at", "run")
 
     def __init__(self, run: _RunOpens, liveness: _Liveness) -> None:
         self.run = run
         self.liveness = liveness
         self.alive = liveness.alive
+        self.recheck_at = time.monotonic() + LIVENESS_RECHECK_SECONDS
+
+    def current(self, now: float) -> bool:
+        """Whether the pid is still the process this was made for, at monotonic time ``now``
+        (the caller has checked ``now >= self.recheck_at``: before that it is)."""
+        if not self.alive():
+            return False
+        self.recheck_at = now + LIVENESS_RECHECK_SECONDS
+        return True
 
 
 class UsageRecorder:
@@ -277,10 +292,12 @@ class UsageRecorder:
     def opened(self, pid: int, project: str, usage: FileUsage) -> None:
         """Record that ``pid`` opened a file of a version: ``usage`` is (version key, 8 bytes
         naming the file). Reopening a file the run was seen opening (a second epoch) only
-        moves the last access of its edge: a dict get, the pid's liveness check (a poll of its
-        pidfd), a time, a dict get and a set check; nothing is appended (no event)."""
+        moves the last access of its edge: a dict get, two clock reads (the pid's liveness is
+        asked again only once per ``LIVENESS_RECHECK_SECONDS``), a dict get and a set check;
+        nothing is appended (no event)."""
         cached = self._cache.get(pid)
-        if cached is None or not cached.alive():
+        tick = time.monotonic()
+        if cached is None or (tick >= cached.recheck_at and not cached.current(tick)):
             cached = self._cache_process(pid, project)
         run = cached.run
         last = run.last
@@ -312,7 +329,8 @@ class UsageRecorder:
 
     def run_for(self, pid: int, project: str) -> str:
         cached = self._cache.get(pid)
-        if cached is None or not cached.alive():
+        tick = time.monotonic()
+        if cached is None or (tick >= cached.recheck_at and not cached.current(tick)):
             cached = self._cache_process(pid, project)
         return cached.run.run_id
 

@@ -124,6 +124,49 @@ def test_a_reader_thread_is_recorded_as_its_process_without_reading_proc_again(
     assert _edges(recorder)[V0].files == 49
 
 
+def test_a_cached_process_is_asked_whether_it_lives_at_most_once_a_recheck_interval(
+    recorder: UsageRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of reopens polls the pidfd once per LIVENESS_RECHECK_SECONDS, not per open;
+    once the interval has passed, a pid whose process exited is resolved afresh."""
+    polls: list[int] = []
+    real_alive = usage_module._Liveness.alive
+
+    def counted(self: usage_module._Liveness) -> bool:
+        polls.append(self.pid)
+        return real_alive(self)
+
+    monkeypatch.setattr(usage_module._Liveness, "alive", counted)
+    monkeypatch.setattr(usage_module, "LIVENESS_RECHECK_SECONDS", 0.2)
+    pid = os.getpid()
+    start = time.monotonic()
+    for n in range(200):
+        recorder.opened(pid, "proj", _file(V0, n))
+    if time.monotonic() - start < 0.2:  # the burst fit in one interval: not one poll
+        assert polls == []
+    time.sleep(0.25)
+    recorder.opened(pid, "proj", _file(V0, 1))
+    assert polls[-1:] == [pid]  # the interval passed: asked again
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        recorder.opened(child.pid, "proj", _file(V1, 1))
+    finally:
+        child.kill()
+        child.wait()
+    resolved: list[int] = []
+    real_resolve = recorder._resolve
+
+    def counted_resolve(pid: int, project: str) -> tuple[str, int]:
+        resolved.append(pid)
+        return real_resolve(pid, project)
+
+    monkeypatch.setattr(recorder, "_resolve", counted_resolve)
+    time.sleep(0.25)
+    recorder.run_for(child.pid, "proj")
+    assert resolved == [child.pid]  # its liveness said it exited: not its old run's entry
+
+
 def test_batches_swap_out_whole_and_count_their_opens(recorder: UsageRecorder) -> None:
     pid = os.getpid()
     for n in range(4):
