@@ -1,7 +1,8 @@
 """Directory listings of versions, read from the index once and kept: a version never changes.
 
 A :class:`Listing` is the direct children of one directory of one version, in name order, read
-once from the version's tree pages, so looking one name up in it is a dict get.
+once from the version's tree pages, so looking one name up in it is a dict get (after the
+first lookup, which makes the dict).
 
 A :class:`ListingCache` keeps listings in LRU order within a budget of entries. Listings are
 keyed by :class:`ListingKey` (the version's index key, its creation time and the directory), so

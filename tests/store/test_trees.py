@@ -111,25 +111,54 @@ def test_page_round_trip_and_unknown_format() -> None:
         Page.decode(b"\x09" + page.encode()[1:])
 
 
-def test_a_page_of_same_length_items_decodes_in_one_pass() -> None:
+def _decode_item_by_item(data: bytes) -> tuple[int, list[bytes], list[bytes]]:
+    """The page format read the plain way, as the reference the one-pass split must match."""
+    count, pos = trees._read_varint(data, 2)
+    keys, bodies = [], []
+    for _ in range(count):
+        key_length, body_length = trees._ITEM.unpack_from(data, pos)
+        pos += trees._ITEM.size
+        keys.append(data[pos : pos + key_length])
+        pos += key_length
+        bodies.append(data[pos : pos + body_length])
+        pos += body_length
+    return data[1], keys, bodies
+
+
+def test_a_page_of_same_length_items_decodes_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     # Names of one length, bodies of one length (a directory of img-00001.jpg ...): split by
     # one struct pass, which must give what the item-by-item loop gives.
     keys = [f"img-{i:05d}.jpg".encode() for i in range(300)]
     bodies = [bytes([i % 251]) * 53 for i in range(300)]
     data = Page(0, keys, bodies).encode()
-    count, pos = trees._read_varint(data, 2)
-    assert trees._decode_uniform(data, pos, count) == (keys, bodies)
+    split: list[int] = []
+    real = trees._decode_uniform
+
+    def spied(data: bytes, pos: int, count: int) -> tuple[list[bytes], list[bytes]] | None:
+        found = real(data, pos, count)
+        split.append(found is not None)
+        return found
+
+    monkeypatch.setattr(trees, "_decode_uniform", spied)
     assert Page.decode(data) == Page(0, keys, bodies)
+    assert split == [True]
+    # A page of a few items is read item by item: the one pass costs more there.
+    assert Page.decode(Page(0, keys[:3], bodies[:3]).encode()) == Page(0, keys[:3], bodies[:3])
+    assert split == [True]
 
 
 def test_a_page_whose_items_only_share_a_width_is_read_item_by_item() -> None:
     # Every item is 11 bytes, so the page's length fits a uniform layout, but the second
     # item's name is longer and its body shorter: the one-pass split must refuse it.
-    keys, bodies = [b"ab", b"cde", b"fg"], [b"123", b"45", b"678"]
+    keys = [b"ab", b"cde"] + [b"fg"] * 12
+    bodies = [b"123", b"45"] + [b"678"] * 12
     data = Page(0, keys, bodies).encode()
     count, pos = trees._read_varint(data, 2)
     assert trees._decode_uniform(data, pos, count) is None
     assert Page.decode(data) == Page(0, keys, bodies)
+    # The same for a page whose names agree and whose bodies only share their total.
+    same_names = Page(0, [b"ab"] * 14, [b"1234", b"12"] * 7).encode()
+    assert trees._decode_uniform(same_names, *trees._read_varint(same_names, 2)[::-1]) is None
     # A page with bytes after its last item is not uniform either, and reads as it always did.
     assert trees._decode_uniform(data + b"x", pos, count) is None
     assert Page.decode(data + b"x") == Page(0, keys, bodies)
@@ -148,6 +177,40 @@ def test_page_decode_matches_encode_whatever_the_lengths(
 ) -> None:
     page = Page(level, [k for k, _ in items], [b for _, b in items])
     assert Page.decode(page.encode()) == page
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(min_value=0, max_value=5),
+    st.integers(min_value=0, max_value=9),
+    st.integers(min_value=0, max_value=40),
+    st.data(),
+)
+def test_page_decode_matches_the_plain_reading_of_damaged_pages(
+    key_length: int, body_length: int, count: int, data: st.DataObject
+) -> None:
+    """Pages of one layout (the one-pass split's), then damaged: a byte changed, bytes cut or
+    added. Whatever the plain item-by-item reading makes of them, Page.decode makes too, or
+    both fail."""
+    keys = [data.draw(st.binary(min_size=key_length, max_size=key_length)) for _ in range(count)]
+    bodies = [data.draw(st.binary(min_size=body_length, max_size=body_length)) for _ in keys]
+    encoded = bytearray(Page(1, keys, bodies).encode())
+    damage = data.draw(st.sampled_from(["none", "byte", "cut", "add"]))
+    if damage == "byte" and len(encoded) > 3:
+        at = data.draw(st.integers(min_value=2, max_value=len(encoded) - 1))
+        encoded[at] = data.draw(st.integers(min_value=0, max_value=255))
+    elif damage == "cut":
+        del encoded[data.draw(st.integers(min_value=3, max_value=len(encoded))) :]
+    elif damage == "add":
+        encoded += data.draw(st.binary(min_size=1, max_size=8))
+    page_bytes = bytes(encoded)
+    try:
+        expected = _decode_item_by_item(page_bytes)
+    except Exception as exc:  # whichever error the plain reading raises, decode raises too
+        with pytest.raises(type(exc)):
+            Page.decode(page_bytes)
+        return
+    assert Page.decode(page_bytes) == Page(*expected)
 
 
 # --- reading ----------------------------------------------------------------------------------
