@@ -5,7 +5,8 @@ inside a version; it must stay cheap, so:
 
 - a process's run is resolved once and cached by pid, checked against the process's identity
   (pid, start time): a pidfd tells without a syscall per ``/proc`` file whether the cached
-  process is still alive, so a reused pid never inherits a run;
+  process is still alive, asked at most once a millisecond per process while its opens come
+  from one user (``LIVENESS_RECHECK_SECONDS`` says when a reused pid could inherit a run);
 - recording is a few dict and set operations on the run's :class:`_RunOpens` (a reopen of a
   file the run was seen opening: a set check and a time); :meth:`take` only swaps each run's
   batch out, and :meth:`flush` (called by the daemon from a worker thread at least every
@@ -68,10 +69,13 @@ _SEEN_FILES = 200_000
 # One open: (version key, 8 bytes naming the file), the same object for every open of a node.
 FileUsage = tuple[bytes, bytes]
 # How long a cached pid counts as the process it was resolved for before the kernel is asked
-# again (its pidfd polled, 0.45 us here: a third of a reopen's recording). The kernel hands out
-# pids in turn, so a pid freed now comes back only after every other free pid of its namespace
-# was taken (pid_max is 32,768 or more on ordinary systems, 4,194,304 by default on 64-bit):
-# thousands of forks, which no system does in a millisecond.
+# again (its pidfd polled, 0.45 us here: most of a reopen's recording), as long as the opens
+# come from the user it was resolved for; another user's open asks at once. The kernel hands
+# out pids and thread ids in turn: one freed now comes back only after every other free one
+# of its namespace was taken, thousands of forks later (pid_max is 32,768 or more), unless the
+# namespace is nearly full of live processes or a checkpoint restore picks its pids (clone3's
+# set_tid). Then a process of the same user could have up to a millisecond of its opens
+# counted for the run of the exited process it took the pid of; one of another user cannot.
 LIVENESS_RECHECK_SECONDS = 0.001
 
 
@@ -226,22 +230,26 @@ class UsageBatch:
 
 class _Cached:
     """A resolved process: its run's batch, and the check that the pid is still that process
-    (asked at most once per ``LIVENESS_RECHECK_SECONDS``, see :meth:`current`)."""
+    (asked at most once per ``LIVENESS_RECHECK_SECONDS`` while its opens come from ``uid``,
+    see :meth:`current`)."""
 
-    __slots__ = ("alive", "liveness", "recheck_at", "run")
+    __slots__ = ("alive", "liveness", "recheck_at", "run", "uid")
 
-    def __init__(self, run: _RunOpens, liveness: _Liveness) -> None:
+    def __init__(self, run: _RunOpens, liveness: _Liveness, uid: int) -> None:
         self.run = run
         self.liveness = liveness
         self.alive = liveness.alive
+        self.uid = uid
         self.recheck_at = time.monotonic() + LIVENESS_RECHECK_SECONDS
 
-    def current(self, now: float) -> bool:
-        """Whether the pid is still the process this was made for, at monotonic time ``now``
-        (the caller has checked ``now >= self.recheck_at``: before that it is)."""
+    def current(self, now: float, uid: int) -> bool:
+        """Whether the pid is still the process this was made for, asked of the kernel at
+        monotonic time ``now`` by an open of user ``uid`` (the caller asks only once
+        ``recheck_at`` has passed or the user differs: before that it is)."""
         if not self.alive():
             return False
         self.recheck_at = now + LIVENESS_RECHECK_SECONDS
+        self.uid = uid  # the same process, its user changed (setuid)
         return True
 
 
@@ -289,16 +297,18 @@ class UsageRecorder:
 
     # --- the open() path ----------------------------------------------------------------
 
-    def opened(self, pid: int, project: str, usage: FileUsage) -> None:
-        """Record that ``pid`` opened a file of a version: ``usage`` is (version key, 8 bytes
-        naming the file). Reopening a file the run was seen opening (a second epoch) only
-        moves the last access of its edge: a dict get, two clock reads (the pid's liveness is
-        asked again only once per ``LIVENESS_RECHECK_SECONDS``), a dict get and a set check;
-        nothing is appended (no event)."""
+    def opened(self, pid: int, project: str, usage: FileUsage, uid: int = -1) -> None:
+        """Record that ``pid`` (of user ``uid``, -1: unknown) opened a file of a version:
+        ``usage`` is (version key, 8 bytes naming the file). Reopening a file the run was seen
+        opening (a second epoch) only moves the last access of its edge: a dict get, two clock
+        reads (the pid's liveness is asked again only once per ``LIVENESS_RECHECK_SECONDS``,
+        or when another user opens), a dict get and a set check; nothing is appended."""
         cached = self._cache.get(pid)
         tick = time.monotonic()
-        if cached is None or (tick >= cached.recheck_at and not cached.current(tick)):
-            cached = self._cache_process(pid, project)
+        if cached is None or (
+            (tick >= cached.recheck_at or uid != cached.uid) and not cached.current(tick, uid)
+        ):
+            cached = self._cache_process(pid, project, uid)
         run = cached.run
         last = run.last
         if not last:
@@ -330,12 +340,13 @@ class UsageRecorder:
     def run_for(self, pid: int, project: str) -> str:
         cached = self._cache.get(pid)
         tick = time.monotonic()
-        if cached is None or (tick >= cached.recheck_at and not cached.current(tick)):
+        if cached is None or not cached.current(tick, cached.uid):
             cached = self._cache_process(pid, project)
         return cached.run.run_id
 
-    def _cache_process(self, pid: int, project: str) -> _Cached:
-        """Resolve ``pid``'s run afresh (not cached, or the pid is another process now)."""
+    def _cache_process(self, pid: int, project: str, uid: int = -1) -> _Cached:
+        """Resolve ``pid``'s run afresh (not cached, or the pid is another process now);
+        ``uid``: the user its opens come from (-1: unknown)."""
         stale = self._cache.pop(pid, None)
         if stale is not None:
             stale.liveness.close()
@@ -343,7 +354,7 @@ class UsageRecorder:
         run = self._runs.get(run_id)
         if run is None:
             run = self._runs[run_id] = _RunOpens(run_id)
-        cached = self._cache[pid] = _Cached(run, _Liveness(pid, start))
+        cached = self._cache[pid] = _Cached(run, _Liveness(pid, start), uid)
         return cached
 
     def _resolve(self, pid: int, project: str) -> tuple[str, int]:

@@ -624,7 +624,9 @@ class Vfs(StagedTree):
             return None
         return entry if entry.is_reference or len(entry.chunks) > PIN_ON_LOOP_CHUNKS else None
 
-    def open(self, ino: int, flags: int, pid: int = 0, pinned: Pinned | None = None) -> FileHandle:
+    def open(
+        self, ino: int, flags: int, pid: int = 0, pinned: Pinned | None = None, *, uid: int = -1
+    ) -> FileHandle:
         """A handle for reading; it reads no content yet (only, for a file coded with a
         compression dictionary, the 32-byte id of the dictionary, see
         :meth:`Store.pin_chunks`). A small file (one chunk of up to ``INLINE_LOAD_BYTES``) is
@@ -637,12 +639,13 @@ class Vfs(StagedTree):
         ``pinned``: the entry :meth:`entry_to_prepare` named and its chunks, pinned off the
         event loop. The handle takes the pins over if it reads that entry (it holds them until
         release); else (the file is not what it was: a staged file copied up, or its staging
-        based anew) they are unpinned here, as they are if the open fails."""
+        based anew) they are unpinned here, as they are if the open fails. ``pid`` and ``uid``:
+        the opener's (0 and -1: unknown), for its run's usage record."""
         if pinned is None:
-            return self._open(ino, flags, pid, None)
+            return self._open(ino, flags, pid, None, uid)
         pins = pinned[1]
         try:
-            fh = self._open(ino, flags, pid, pinned)
+            fh = self._open(ino, flags, pid, pinned, uid)
         except BaseException:  # a second unpin of the same pins does nothing
             self.store.unpin_chunks(pins)
             raise
@@ -650,10 +653,10 @@ class Vfs(StagedTree):
             self.store.unpin_chunks(pins)
         return fh
 
-    def _open(self, ino: int, flags: int, pid: int, pinned: Pinned | None) -> FileHandle:
+    def _open(self, ino: int, flags: int, pid: int, pinned: Pinned | None, uid: int) -> FileHandle:
         node = self.node(ino)
         if node.key.kind in (Kind.STAGED, Kind.CONTROL, Kind.REGISTER):
-            return self.open_other(node, flags, pid, pinned)
+            return self.open_other(node, flags, pid, pinned, uid=uid)
         if node.key.kind is Kind.STORE:
             return FileHandle(self.staging.open_constant(self._store_file(), flags))
         if flags & _WRITING_FLAGS:
@@ -692,7 +695,7 @@ class Vfs(StagedTree):
             self.holders.hold(holder, chunks)
             self._holding[fh] = holder
         try:
-            self._record_open(node, pid)
+            self._record_open(node, pid, uid)
         except BaseException:  # the kernel gets no handle, and will not release it
             self.release(fh)
             raise
@@ -733,15 +736,16 @@ class Vfs(StagedTree):
         reader = self._files[FileHandle(fh)]
         return reader.held if reader.held is not None else reader.load_own()
 
-    def _record_open(self, node: Node, pid: int) -> None:
-        """Record that process ``pid`` (0: unknown) opened the version file ``node``."""
+    def _record_open(self, node: Node, pid: int, uid: int) -> None:
+        """Record that process ``pid`` (0: unknown) of user ``uid`` (-1: unknown) opened the
+        version file ``node``."""
         if not pid or self.recorder is None:
             return
         usage = node.known_usage
         if usage is None:
             assert node.record is not None
             usage = node.known_usage = (node.record.key, _file_id(node))
-        self.recorder.opened(pid, node.key.project, usage)
+        self.recorder.opened(pid, node.key.project, usage, uid)
 
     def _cached_content(self, entry: FileEntry) -> Chunk | None:
         """The verified content of a file of at most one small chunk if the chunk cache holds
@@ -782,7 +786,7 @@ class Vfs(StagedTree):
         return reader
 
     def open_reference(
-        self, ino: int, flags: int, entry: FileEntry, copy: Path, pid: int = 0
+        self, ino: int, flags: int, entry: FileEntry, copy: Path, pid: int = 0, *, uid: int = -1
     ) -> FileHandle:
         """A read-only handle on the verified local copy of reference file ``entry``, which
         :meth:`entry_to_prepare` named (the caller fetched it off the event loop with
@@ -790,10 +794,10 @@ class Vfs(StagedTree):
         copy is used if that is still ``entry``)."""
         node = self.node(ino)
         if node.key.kind is Kind.STAGED:
-            return self.open_other(node, flags, pid, fetched=(entry, copy))
+            return self.open_other(node, flags, pid, fetched=(entry, copy), uid=uid)
         fh = FileHandle(self.staging.open_copy(copy))
         if node.record is not None:
-            self._record_open(node, pid)
+            self._record_open(node, pid, uid)
         return fh
 
     def reader(self, fh: int) -> FileReader:

@@ -124,11 +124,27 @@ def test_a_reader_thread_is_recorded_as_its_process_without_reading_proc_again(
     assert _edges(recorder)[V0].files == 49
 
 
-def test_a_cached_process_is_asked_whether_it_lives_at_most_once_a_recheck_interval(
+class _Clock:
+    """Stands in for the ``time`` module in artfs.usage: monotonic time moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return time.time()
+
+
+def test_a_cached_process_is_asked_whether_it_lives_once_a_recheck_interval_per_user(
     recorder: UsageRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A burst of reopens polls the pidfd once per LIVENESS_RECHECK_SECONDS, not per open;
-    once the interval has passed, a pid whose process exited is resolved afresh."""
+    """Reopens within LIVENESS_RECHECK_SECONDS of the last check poll no pidfd; the first
+    after it does, and so does at once an open by another user of the same pid. A pid whose
+    process exited is resolved afresh at its first open after the interval, not before."""
+    clock = _Clock()
+    monkeypatch.setattr(usage_module, "time", clock)
     polls: list[int] = []
     real_alive = usage_module._Liveness.alive
 
@@ -137,20 +153,21 @@ def test_a_cached_process_is_asked_whether_it_lives_at_most_once_a_recheck_inter
         return real_alive(self)
 
     monkeypatch.setattr(usage_module._Liveness, "alive", counted)
-    monkeypatch.setattr(usage_module, "LIVENESS_RECHECK_SECONDS", 0.2)
-    pid = os.getpid()
-    start = time.monotonic()
-    for n in range(200):
-        recorder.opened(pid, "proj", _file(V0, n))
-    if time.monotonic() - start < 0.2:  # the burst fit in one interval: not one poll
-        assert polls == []
-    time.sleep(0.25)
-    recorder.opened(pid, "proj", _file(V0, 1))
-    assert polls[-1:] == [pid]  # the interval passed: asked again
+    pid, uid, step = os.getpid(), os.getuid(), usage_module.LIVENESS_RECHECK_SECONDS
+    for n in range(50):
+        recorder.opened(pid, "proj", _file(V0, n), uid)
+    clock.now += step / 2
+    recorder.opened(pid, "proj", _file(V0, 1), uid)
+    assert polls == []
+    clock.now += step
+    recorder.opened(pid, "proj", _file(V0, 2), uid)
+    assert polls == [pid]
+    recorder.opened(pid, "proj", _file(V0, 3), uid + 1)  # another user: asked at once
+    assert polls == [pid, pid]
 
     child = subprocess.Popen(["sleep", "30"])
     try:
-        recorder.opened(child.pid, "proj", _file(V1, 1))
+        recorder.opened(child.pid, "proj", _file(V1, 1), uid)
     finally:
         child.kill()
         child.wait()
@@ -162,9 +179,13 @@ def test_a_cached_process_is_asked_whether_it_lives_at_most_once_a_recheck_inter
         return real_resolve(pid, project)
 
     monkeypatch.setattr(recorder, "_resolve", counted_resolve)
-    time.sleep(0.25)
-    recorder.run_for(child.pid, "proj")
-    assert resolved == [child.pid]  # its liveness said it exited: not its old run's entry
+    recorder.opened(child.pid, "proj", _file(V1, 2), uid)
+    assert resolved == []  # within the interval the cached process stands
+    clock.now += step
+    recorder.opened(child.pid, "proj", _file(V1, 3), uid)
+    assert resolved == [child.pid]  # its pidfd said it exited: resolved afresh
+    assert recorder.run_for(os.getpid(), "proj")  # run_for asks every time
+    assert polls[-1] == os.getpid()
 
 
 def test_batches_swap_out_whole_and_count_their_opens(recorder: UsageRecorder) -> None:

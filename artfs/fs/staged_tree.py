@@ -192,6 +192,8 @@ class StagedTree:
         pid: int,
         pinned: Pinned | None = None,
         fetched: tuple[FileEntry, Path] | None = None,
+        *,
+        uid: int = -1,
     ) -> FileHandle:
         """Open a staged file (writers hold a shared flock) or a virtual control file;
         ``pinned`` and ``fetched``: for a base file, see :meth:`StagingView.open`."""
@@ -211,7 +213,7 @@ class StagedTree:
             version = catalog.version_key(art, number)
             file = entry.key_hash().to_bytes(8, "big")
             try:
-                self.recorder.opened(pid, art.project, (version, file))
+                self.recorder.opened(pid, art.project, (version, file), uid)
             except BaseException:  # the kernel gets no handle, and will not release it
                 self.staging.release(fh)
                 raise

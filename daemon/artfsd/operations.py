@@ -340,7 +340,7 @@ class ArtfsOperations(pyfuse3.Operations):
             copy = await trio.to_thread.run_sync(
                 self.vfs.store.reference_copy, entry, limiter=self.limiter
             )
-            fh = self.vfs.open_reference(inode, flags, entry, copy, ctx.pid)
+            fh = self.vfs.open_reference(inode, flags, entry, copy, ctx.pid, uid=ctx.uid)
         else:
             pinned = None
             if entry is not None:  # one index get per chunk: thousands for a large checkpoint
@@ -348,7 +348,7 @@ class ArtfsOperations(pyfuse3.Operations):
                     self.vfs.store.pin_chunks, entry.chunks, limiter=self._pin_limiter
                 )
                 pinned = (entry, pins)
-            fh = self.vfs.open(inode, flags, ctx.pid, pinned)
+            fh = self.vfs.open(inode, flags, ctx.pid, pinned, uid=ctx.uid)
         if fh >= STAGED_FH_BASE:
             keep_cache, direct_io = self.vfs.caching(fh)
             return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache, direct_io=direct_io)
