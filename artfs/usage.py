@@ -75,7 +75,8 @@ FileUsage = tuple[bytes, bytes]
 # of its namespace was taken, thousands of forks later (pid_max is 32,768 or more), unless the
 # namespace is nearly full of live processes or a checkpoint restore picks its pids (clone3's
 # set_tid). Then a process of the same user could have up to a millisecond of its opens
-# counted for the run of the exited process it took the pid of; one of another user cannot.
+# counted for the run of the exited process it took the pid of; one of another user cannot
+# (with a pidfd: the /proc fallback tells processes apart by start time in clock ticks).
 LIVENESS_RECHECK_SECONDS = 0.001
 
 

@@ -164,6 +164,8 @@ def test_a_cached_process_is_asked_whether_it_lives_once_a_recheck_interval_per_
     assert polls == [pid]
     recorder.opened(pid, "proj", _file(V0, 3), uid + 1)  # another user: asked at once
     assert polls == [pid, pid]
+    assert recorder.run_for(pid, "proj")  # run_for asks every time, within the interval too
+    assert polls == [pid, pid, pid]
 
     child = subprocess.Popen(["sleep", "30"])
     try:
@@ -180,12 +182,12 @@ def test_a_cached_process_is_asked_whether_it_lives_once_a_recheck_interval_per_
 
     monkeypatch.setattr(recorder, "_resolve", counted_resolve)
     recorder.opened(child.pid, "proj", _file(V1, 2), uid)
-    assert resolved == []  # within the interval the cached process stands
+    assert resolved == []  # within the interval, by the same user: the cached process stands
+    recorder.opened(child.pid, "proj", _file(V1, 3), uid + 1)
+    assert resolved == [child.pid]  # by another user: asked at once, and it exited
     clock.now += step
-    recorder.opened(child.pid, "proj", _file(V1, 3), uid)
-    assert resolved == [child.pid]  # its pidfd said it exited: resolved afresh
-    assert recorder.run_for(os.getpid(), "proj")  # run_for asks every time
-    assert polls[-1] == os.getpid()
+    recorder.opened(child.pid, "proj", _file(V1, 4), uid + 1)
+    assert resolved == [child.pid, child.pid]  # the interval passed: asked again, still gone
 
 
 def test_batches_swap_out_whole_and_count_their_opens(recorder: UsageRecorder) -> None:
