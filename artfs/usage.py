@@ -70,7 +70,7 @@ _SEEN_FILES = 200_000
 FileUsage = tuple[bytes, bytes]
 # How long a cached pid counts as the process it was resolved for before the kernel is asked
 # again (its pidfd polled, 0.45 us here: most of a reopen's recording), as long as the opens
-# come from the user it was resolved for; another user's open asks at once. The kernel hands
+# come from the user of its last check; another user's open asks at once. The kernel hands
 # out pids and thread ids in turn: one freed now comes back only after every other free one
 # of its namespace was taken, thousands of forks later (pid_max is 32,768 or more), unless the
 # namespace is nearly full of live processes or a checkpoint restore picks its pids (clone3's

@@ -612,7 +612,7 @@ def _large_chunks(home: Path, paths: list[str]) -> list[ChunkRef]:
 # interleaved rounds outside the bench gave 0.99 and 1.01 (docs/mount.md).
 RECORDING_ROUNDS = 11
 # Warm reads timed per daemon, the best one kept: with one, 11 rounds put the same code at
-# 0.905-1.088 in three runs of the nineteenth pass (open + close per file: 0.96-1.02).
+# 0.905-1.088 in three runs of the nineteenth pass (open + close per file: 0.96-1.03).
 RECORDING_REPEATS = 3
 
 
