@@ -234,12 +234,11 @@ class _Cached:
     (asked at most once per ``LIVENESS_RECHECK_SECONDS`` while its opens come from ``uid``,
     see :meth:`current`)."""
 
-    __slots__ = ("alive", "liveness", "recheck_at", "run", "uid")
+    __slots__ = ("liveness", "recheck_at", "run", "uid")
 
     def __init__(self, run: _RunOpens, liveness: _Liveness, uid: int) -> None:
         self.run = run
         self.liveness = liveness
-        self.alive = liveness.alive
         self.uid = uid
         self.recheck_at = time.monotonic() + LIVENESS_RECHECK_SECONDS
 
@@ -247,7 +246,7 @@ class _Cached:
         """Whether the pid is still the process this was made for, asked of the kernel at
         monotonic time ``now`` by an open of user ``uid`` (the caller asks only once
         ``recheck_at`` has passed or the user differs: before that it is)."""
-        if not self.alive():
+        if not self.liveness.alive():
             return False
         self.recheck_at = now + LIVENESS_RECHECK_SECONDS
         self.uid = uid  # the same process, its user changed (setuid)
