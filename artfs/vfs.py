@@ -37,7 +37,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import cast
 
-from artfs.errors import CorruptData, NotFound
+from artfs.errors import ArtfsError, CorruptData, NotFound
 from artfs.fs.errors import IsADirectory, NoAttribute, NotADirectory, NotASymlink, ReadOnly
 from artfs.fs.listings import Listing, ListingCache, ListingKey
 from artfs.fs.nodes import (
@@ -630,8 +630,9 @@ class Vfs(StagedTree):
         """A handle for reading; it reads no content yet (only, for a file coded with a
         compression dictionary, the 32-byte id of the dictionary, see
         :meth:`Store.pin_chunks`). A small file (one chunk of up to ``INLINE_LOAD_BYTES``) is
-        held whole by its handle: at once if its chunk is cached, else once read, by the
-        daemon's open (see :meth:`content_for_kernel`) or its first read (see
+        held whole by its handle: at once if its chunk is cached, or at the inode's first open
+        if its pack bytes are in the page cache (read and verified now, with no pin: see
+        :meth:`_content_unpinned`), else once its first read loads it (see
         :meth:`FileReader.load_own`).
         Staged and virtual files get handles from ``STAGED_FH_BASE`` up (see
         :meth:`open_other`).
@@ -670,6 +671,8 @@ class Vfs(StagedTree):
         chunks = entry.chunks
         small = not chunks or (len(chunks) == 1 and chunks[0].length <= INLINE_LOAD_BYTES)
         content = self._cached_content(entry) if small else None
+        if small and content is None and not node.in_kernel:
+            content = self._content_unpinned(node, entry)
         if content is not None:
             # Held whole by the handle: it reads after its version is deleted and gc ran,
             # with no pack pinned, and release has nothing to undo.
@@ -704,8 +707,8 @@ class Vfs(StagedTree):
     def content_for_kernel(self, ino: int, fh: int, flags: int) -> memoryview | None:
         """What to put into the kernel's page cache for ``ino`` as handle ``fh`` opens it
         (``pyfuse3.notify_store``), so that the kernel sends no read for it: a small file's
-        whole content, verified, when its pack bytes are in the page cache (else None, and the
-        first read loads it, see :meth:`FileReader.load_own`).
+        whole content, verified, which its open read (see :meth:`_content_unpinned`; else
+        None, and the first read loads it, see :meth:`FileReader.load_own`).
 
         Only at the inode's first open (until the kernel forgets it): from then on the kernel
         has its pages, given here or read (a version file is opened with ``keep_cache``), and
@@ -723,8 +726,8 @@ class Vfs(StagedTree):
           requests more often, each time paying a pass of trio's scheduler (docs/mount.md,
           "Twelfth pass").
 
-        A load that fails (a read error, a dictionary that cannot be had) gives None: the
-        first read loads the file again, and says why."""
+        A load at open that failed (a read error, a dictionary that cannot be had) gives
+        None: the first read loads the file again, and says why."""
         if flags & os.O_DIRECT:
             return None
         node = self._nodes.get(Inode(ino))
@@ -733,8 +736,7 @@ class Vfs(StagedTree):
         node.in_kernel = True  # from now on the kernel has its pages, given here or read
         if self._small_handles != {fh}:
             return None
-        reader = self._files[FileHandle(fh)]
-        return reader.held if reader.held is not None else reader.load_own()
+        return self._files[FileHandle(fh)].held
 
     def _record_open(self, node: Node, pid: int, uid: int) -> None:
         """Record that process ``pid`` (0: unknown) of user ``uid`` (-1: unknown) opened the
@@ -754,6 +756,24 @@ class Vfs(StagedTree):
             return b""
         data = self.cache.peek(entry.chunks[0])
         return data if data is None or len(data) == entry.size else None
+
+    def _content_unpinned(self, node: Node, entry: FileEntry) -> Chunk | None:
+        """A small file's content, verified, read at an open the kernel has none of its pages
+        for, if its stored bytes are in the page cache (else None, and its pack is pinned for
+        the first read, see :meth:`_small_reader`). That content is wanted at once (given to
+        the kernel, or read), and the handle holding it needs no pin: an index get replaces
+        the pin, and release has nothing to undo. A reopen whose pages the kernel kept sends
+        no read, so it reads nothing here. A failure gives None: the pinned reader's read says
+        why."""
+        try:
+            found = self.store.read_cached(entry.chunks[0], node.known_location)
+        except (ArtfsError, OSError):  # gc deleted the pack where it was: looked up again
+            return None
+        if found is None:
+            return None
+        data, where = found
+        node.known_location = where if where.codec != Codec.ZSTD_DICT else None
+        return data if len(data) == entry.size else None
 
     def _small_reader(self, fh: FileHandle, node: Node, entry: FileEntry) -> FileReader:
         """The reader of a small file that keeps its own content, its pack pinned now: with

@@ -656,7 +656,10 @@ class FileReader:
 
     def read(self, offset: int, size: int, scratch: bytearray | None = None) -> ReadBuffer:
         """The bytes at ``offset`` (short at end of file); blocks on chunk loads. ``scratch``
-        as for :meth:`read_cached`."""
+        as for :meth:`read_cached`. A reader that holds its content answers from it, whatever
+        has become of its chunks since."""
+        if self.held is not None:
+            return self.held[offset : offset + size]
         span = self._span(offset, size)
         try:
             pieces = [self._cache.get(self.entry.chunks[i], self._loader(i)) for i in span]

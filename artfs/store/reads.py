@@ -274,7 +274,27 @@ class VerifiedReads:
         fails); never waits for the disk, except once per thread for a compression dictionary
         not decoded yet."""
         loc = pinned.locations.get(ref.chunk_id)
-        if loc is None or loc.raw_length != ref.length:
+        return None if loc is None else self._cached_at(ref, loc, pinned.locations)
+
+    def read_cached(
+        self, ref: ChunkRef, known: ChunkLocation | None = None
+    ) -> tuple[bytes, ChunkLocation] | None:
+        """The verified bytes of a chunk and where they were, if its stored bytes are in the
+        page cache, else None; no pack is pinned, so it is for a caller that keeps the bytes
+        (a small file's handle) and needs no pack afterwards. ``known``: where an earlier
+        lookup found the chunk (a pack is never rewritten, so only a pack gc deleted can make
+        it wrong: then OSError or CorruptData, and the caller looks it up afresh), else one
+        index get. Never waits for the disk, except as :meth:`read_pinned_cached` does."""
+        loc = known if known is not None else self.chunk_location(ref.chunk_id)
+        if loc is None:
+            return None
+        data = self._cached_at(ref, loc, None)
+        return None if data is None else (data, loc)
+
+    def _cached_at(
+        self, ref: ChunkRef, loc: ChunkLocation, pending: Mapping[bytes, ChunkLocation] | None
+    ) -> bytes | None:
+        if loc.raw_length != ref.length:
             return None
         payload = self.chunks.read_cached(loc)
         if payload is None:
@@ -285,7 +305,7 @@ class VerifiedReads:
                 loc.codec,
                 payload,
                 ref.length,
-                lambda dict_id: self.dictionary(dict_id, pinned.locations),
+                lambda dict_id: self.dictionary(dict_id, pending),
             )
         except CorruptData:
             return None

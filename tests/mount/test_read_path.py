@@ -752,8 +752,12 @@ def test_inline_reads_from_the_page_cache_are_verified_and_cached(tmp_path: Path
         (pack,) = (tmp_path / "home" / "packs").iterdir()
         data = pack.read_bytes()  # the pack's pages are now in the page cache
         skip_without_nowait_reads(pack)
-        fh = vfs.open(a, os.O_RDONLY)
+        first = vfs.open(a, os.O_RDONLY)  # the inode's first open holds it whole (no pin)
+        vfs.content_for_kernel(a, first, os.O_RDONLY)  # as the daemon's: the kernel has it
+        vfs.release(first)
+        fh = vfs.open(a, os.O_RDONLY)  # a reopen: a read comes only if the kernel dropped it
         reader = vfs.reader(fh)
+        assert reader.held is None
         got = reader.read_inline(0, 1 << 17)
         assert got is not None and bytes(got) == (src / "a.bin").read_bytes()
         assert reader.read_cached(0, 1 << 17) is not None  # kept in the chunk cache

@@ -1,7 +1,8 @@
 """Small files: a handle holds the content it verified (never the shared chunk cache) and
-keeps reading after its version is deleted and collected; the first open of an inode gives
-the content to the kernel's page cache when no other small file is open (checked without a
-kernel, and on a real mount with mincore); every opening process is recorded."""
+keeps reading after its version is deleted and collected; the first open of an inode reads
+that content with no pack pinned when its pack bytes are in the page cache, and gives it to
+the kernel's page cache when no other small file is open (checked without a kernel, and on a
+real mount with mincore); every opening process is recorded."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import os
 import random
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyfuse3
+import pytest
 import trio
 from artfsd.operations import ArtfsOperations
 
@@ -45,15 +48,81 @@ def stored(tmp_path: Path) -> Path:
     return home
 
 
-def test_small_file_opened_reads_after_its_version_is_deleted_and_collected(
-    tmp_path: Path,
-) -> None:
+def opened_as_the_kernel_keeps_it(ops: ArtfsOperations, ino: int) -> None:
+    """Open and release ``ino`` as the daemon's first open does: from then on the kernel has
+    its pages (given to it, or read), so a reopen sends no read."""
+    info = trio.run(ops.open, ino, os.O_RDONLY, CTX)
+    ops.vfs.content_for_kernel(ino, info.fh, os.O_RDONLY)
+    trio.run(ops.release, info.fh)
+
+
+def evict(path: Path) -> None:
+    """Drop ``path``'s pages from the page cache (skip where the filesystem keeps them)."""
+    with path.open("rb") as f:
+        os.fsync(f.fileno())  # clean pages, which the kernel can drop
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    if any(resident_pages(path)):
+        pytest.skip(f"the page cache kept {path}'s pages through POSIX_FADV_DONTNEED")
+
+
+def test_a_small_file_first_open_holds_its_content_with_no_pack_pinned(tmp_path: Path) -> None:
+    """Its pack bytes in the page cache, the inode's first open reads and verifies the chunk
+    into the handle: no pin, an index get instead, and the handle reads after its version is
+    deleted and collected."""
+    home = stored(tmp_path)
+    with Store.open(home) as store:
+        ops = ArtfsOperations(Vfs.create(store, lineage=False))
+        pin_chunks = store.pin_chunks
+        store.pin_chunks = None  # type: ignore[assignment,method-assign]  # must not be called
+        ino = walk_to(ops.vfs, "p/small/v0/a.bin")
+        info = trio.run(ops.open, ino, os.O_RDONLY, CTX)
+        assert bytes(ops.vfs.reader(info.fh).held or b"") == CONTENT
+        assert not store.chunks._pinned and ops.vfs.cache.size == 0  # type: ignore[attr-defined]
+        store.pin_chunks = pin_chunks  # type: ignore[method-assign]
+        store.delete(Ref.parse("p/small:v0"), force=True)
+        collect(store)
+        assert not any(p.stat().st_size for p in (home / "packs").iterdir())  # nothing left
+        got = trio.run(ops.read, info.fh, 0, 1 << 17)
+        tail = trio.run(ops.read, info.fh, 19_990, 4096)
+        trio.run(ops.release, info.fh)
+        assert bytes(got) == CONTENT and bytes(tail) == CONTENT[19_990:]
+        assert ops.vfs.open_files == 0
+
+
+def test_a_small_file_opened_off_disk_pins_its_pack_for_its_read(tmp_path: Path) -> None:
+    """Its pack bytes on disk, the first open pins the pack and reads nothing (the event loop
+    does not wait for the disk); the read loads it, also after the version is deleted and
+    collected."""
     home = stored(tmp_path)
     with Store.open(home) as store:
         ops = ArtfsOperations(Vfs.create(store, lineage=False))
         ino = walk_to(ops.vfs, "p/small/v0/a.bin")
+        (pack,) = (p for p in (home / "packs").iterdir() if p.stat().st_size)
+        evict(pack)
         info = trio.run(ops.open, ino, os.O_RDONLY, CTX)
-        assert ops.vfs.reader(info.fh).held is None  # nothing read yet: its pack is pinned
+        assert ops.vfs.reader(info.fh).held is None and store.chunks._pinned  # type: ignore[attr-defined]
+        store.delete(Ref.parse("p/small:v0"), force=True)
+        collect(store)
+        assert not any(p.stat().st_size for p in (home / "packs").iterdir())  # nothing left
+        got = trio.run(ops.read, info.fh, 0, 1 << 17)
+        assert ops.vfs.reader(info.fh).held is not None
+        trio.run(ops.release, info.fh)
+        assert bytes(got) == CONTENT
+        assert ops.vfs.open_files == 0 and not store.chunks._pinned  # type: ignore[attr-defined]
+
+
+def test_a_reopened_small_file_reads_after_its_version_is_deleted_and_collected(
+    tmp_path: Path,
+) -> None:
+    """A reopen whose pages the kernel kept reads nothing at open: its pack is pinned, and a
+    read that comes anyway (the kernel dropped the pages) loads it from there."""
+    home = stored(tmp_path)
+    with Store.open(home) as store:
+        ops = ArtfsOperations(Vfs.create(store, lineage=False))
+        ino = walk_to(ops.vfs, "p/small/v0/a.bin")
+        opened_as_the_kernel_keeps_it(ops, ino)
+        info = trio.run(ops.open, ino, os.O_RDONLY, CTX)
+        assert ops.vfs.reader(info.fh).held is None  # nothing read: its pack is pinned
         store.delete(Ref.parse("p/small:v0"), force=True)
         collect(store)
         assert not any(p.stat().st_size for p in (home / "packs").iterdir())  # nothing left
@@ -66,23 +135,26 @@ def test_small_file_opened_reads_after_its_version_is_deleted_and_collected(
 
 
 def test_small_file_content_is_held_by_its_handle_not_the_chunk_cache(tmp_path: Path) -> None:
-    """The first read verifies the chunk into the handle, and later reads are slices of it; the
-    shared cache stays empty, and a reopen that sends no read (the kernel kept the pages)
-    reads no content at all."""
+    """The first open verifies the chunk into the handle, and every read is a slice of it; the
+    shared cache stays empty, and a reopen whose pages the kernel kept reads no content."""
     home = stored(tmp_path)
     with Store.open(home) as store:
         ops = ArtfsOperations(Vfs.create(store, lineage=False))
         loads: list[object] = []
-        pinned_cached = store.read_pinned_cached
 
-        def counted(ref: object, pinned: object) -> object:
-            loads.append(ref)
-            return pinned_cached(ref, pinned)  # type: ignore[arg-type]
+        def counting(load: Callable[..., object]) -> Callable[..., object]:
+            def counted(ref: object, *rest: object) -> object:
+                loads.append(ref)
+                return load(ref, *rest)
 
-        store.read_pinned_cached = counted  # type: ignore[method-assign]
+            return counted
+
+        store.read_cached = counting(store.read_cached)  # type: ignore[method-assign,assignment]
+        store.read_pinned_cached = counting(store.read_pinned_cached)  # type: ignore[method-assign,assignment]
         ino = walk_to(ops.vfs, "p/small/v0/a.bin")
         info = trio.run(ops.open, ino, os.O_RDONLY, CTX)
-        assert loads == []
+        ops.vfs.content_for_kernel(ino, info.fh, os.O_RDONLY)  # as the daemon's open
+        assert len(loads) == 1
         parts = [trio.run(ops.read, info.fh, off, 8192) for off in range(0, 20_000, 8192)]
         assert b"".join(bytes(p) for p in parts) == CONTENT
         assert len(loads) == 1 and ops.vfs.cache.size == 0
@@ -198,15 +270,16 @@ def test_a_small_file_is_given_to_the_kernel_at_its_first_open_only(tmp_path: Pa
 
 def test_a_reopened_small_file_pins_its_pack_with_no_index_read(tmp_path: Path) -> None:
     """The location its first open found pins the pack again. Once gc has moved the chunk
-    (two small packs merged), a reopen looks it up again, although the first handle still
-    holds the deleted pack open, and reads the new pack: the old one's space can be freed."""
+    (two small packs merged), a reopen looks it up again, although a handle still holds the
+    deleted pack open, and reads the new pack: the old one's space can be freed."""
     home = stored(tmp_path)
     other = tmp_path / "other"
     other.mkdir()
     (other / "b.txt").write_text("a second small pack")
     put(home, other, "p/other")
     with Store.open(home) as store:
-        vfs = Vfs.create(store, lineage=False)
+        ops = ArtfsOperations(Vfs.create(store, lineage=False))
+        vfs = ops.vfs
         lookups: list[object] = []
         pin_chunks = store.pin_chunks
 
@@ -222,17 +295,18 @@ def test_a_reopened_small_file_pins_its_pack_with_no_index_read(tmp_path: Path) 
             assert held is not None
             return bytes(held)
 
+        opened_as_the_kernel_keeps_it(ops, ino)  # its location found with no pin
         first = vfs.open(ino, os.O_RDONLY)
         (old_pack,) = vfs._pins[first].packs
         for _ in range(2):
             fh = vfs.open(ino, os.O_RDONLY)
             assert content(fh) == CONTENT
             vfs.release(fh)
-        assert len(lookups) == 1
+        assert lookups == []
         assert collect(store).packs_rewritten == 2  # the two small packs merged
         fh = vfs.open(ino, os.O_RDONLY)
         (new_pack,) = vfs._pins[fh].packs
-        assert len(lookups) == 2 and new_pack != old_pack
+        assert len(lookups) == 1 and new_pack != old_pack
         assert content(fh) == CONTENT and content(first) == CONTENT
         vfs.release(fh)
         vfs.release(first)
@@ -246,19 +320,19 @@ def test_a_small_file_that_cannot_be_loaded_at_open_is_left_to_its_read(
     tmp_path: Path,
 ) -> None:
     """A load failing at open (a read error, a dictionary that cannot be had) gives the kernel
-    nothing and keeps the handle, whose read says why; nothing leaks."""
+    nothing and keeps the handle, its pack pinned, whose read says why; nothing leaks."""
     home = stored(tmp_path)
     with Store.open(home) as store:
         vfs = Vfs.create(store, lineage=False)
 
-        def failing(ref: object, pinned: object) -> bytes:
+        def failing(location: object) -> bytes:
             raise OSError(errno.EIO, "Input/output error")
 
-        store.read_pinned_cached = failing  # type: ignore[method-assign,assignment]
+        store.chunks.read_cached = failing  # type: ignore[method-assign,assignment]
         ino = walk_to(vfs, "p/small/v0/a.bin")
         fh = vfs.open(ino, os.O_RDONLY)
         assert vfs.content_for_kernel(ino, fh, os.O_RDONLY) is None
-        assert vfs.open_files == 1
+        assert vfs.open_files == 1 and store.chunks._pinned  # type: ignore[attr-defined]
         vfs.release(fh)
         assert vfs.open_files == 0
         assert not store.chunks._pinned  # type: ignore[attr-defined]
