@@ -641,14 +641,17 @@ def _daemon(home: Path, mountpoint: Path, *options: str) -> Iterator[None]:
 
 def _recording_cost(native: Path, home: Path, mountpoint: Path, report: Report) -> None:
     """Read speed with usage recording on vs off: the same warm reads through a daemon with
-    and without ``--no-lineage``, interleaved, medians of ``RECORDING_ROUNDS`` of each
-    daemon's best of ``RECORDING_REPEATS``. Warm reads are the worst case: the page cache
-    serves the bytes, so the per-open cost is all there is."""
+    and without ``--no-lineage``, interleaved (each first in every other round), medians of
+    ``RECORDING_ROUNDS`` of each daemon's best of ``RECORDING_REPEATS``. Warm reads are the
+    worst case: the page cache serves the bytes, so the per-open cost is all there is."""
     rel = [p.relative_to(native) for p in list_files(native)]
     small = [r for r in rel if r.parts[0] in ("images", "labels")]
     times: dict[str, dict[str, list[float]]] = {"on": {}, "off": {}}
+    modes: list[tuple[str, tuple[str, ...]]] = [("on", ()), ("off", ("--no-lineage",))]
     for round_ in range(RECORDING_ROUNDS):
-        for mode, options in (("on", ()), ("off", ("--no-lineage",))):
+        # Each daemon goes first in every other round: what a daemon's start or exit leaves
+        # the next one (the machine settling, memory given back) falls on both alike.
+        for mode, options in modes if round_ % 2 == 0 else modes[::-1]:
             # A fresh directory per mount: a mountpoint left behind must stay empty, and an
             # SDK elsewhere on the machine may write into it during an unmount.
             where = mountpoint / f"{round_}-{mode}"
