@@ -29,7 +29,9 @@ def mount(ctx: Context, mountpoint: Path, foreground: bool, allow_other: bool, p
     """Mount every version of the store, read-only, at MOUNTPOINT."""
     import os
 
-    command = [sys.executable, "-m", "artfsd", str(mountpoint.absolute()), "--home"]
+    # -P: the daemon imports the installed artfs, never a package of that name in the
+    # caller's directory (a checkout, a project's own module), which -m would put first.
+    command = [sys.executable, "-P", "-m", "artfsd", str(mountpoint.absolute()), "--home"]
     command += [str(ctx.home.absolute()), *(["--allow-other"] if allow_other else [])]
     command += ["--poll", str(poll)]
     if foreground:
@@ -44,7 +46,8 @@ def _escape(path: Path) -> str:
 
 
 def _start_daemon(command: list[str], log: Path) -> Path:
-    """Start the daemon detached; return once it reports the mount ready, or raise why not."""
+    """Start the daemon detached, in ``/`` (it must not keep the caller's directory busy);
+    return once it reports the mount ready, or raise why not."""
     import os
     import select
     import subprocess
@@ -59,6 +62,7 @@ def _start_daemon(command: list[str], log: Path) -> Path:
             stdout=log_file,
             stderr=log_file,
             start_new_session=True,
+            cwd="/",
         )
     os.close(write_end)
     with os.fdopen(read_end, "rb") as ready:

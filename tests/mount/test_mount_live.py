@@ -131,9 +131,13 @@ def test_sigkill_then_remount_recovers_the_stale_mount(home: Path, start_mount: 
     assert (again.path / "proj" / "live" / "v0" / "a.txt").read_bytes() == b"a" * 300_000
 
 
-def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(home: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(ARTFS), "--home", str(home), *args], capture_output=True, text=True, timeout=60
+        [str(ARTFS), "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
     )
 
 
@@ -155,6 +159,30 @@ def test_cli_mount_returns_when_ready_and_umount_stops_the_daemon(
         assert done.returncode == 0, done
         assert not is_mount(mnt)
         eventually(lambda: not os.path.exists(f"/proc/{pids[0]}"), within=5.0)
+    finally:
+        if is_mount(mnt):
+            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
+        for pid in _daemon_pids(mnt):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_cli_mount_daemon_neither_imports_from_nor_holds_the_callers_directory(
+    home: Path, tmp_path: Path
+) -> None:
+    """A package named artfs in the directory ``artfs mount`` runs in (a checkout, a project's
+    own module) is not what the daemon imports, and the daemon runs in ``/``, so that
+    directory is not kept busy for as long as the mount lasts."""
+    work = tmp_path / "work"
+    (work / "artfs").mkdir(parents=True)
+    (work / "artfs" / "__init__.py").write_text("raise ImportError('the wrong artfs')\n")
+    mnt = tmp_path / "cwd-mnt"
+    mnt.mkdir()
+    try:
+        done = _cli(home, "mount", str(mnt), cwd=work)
+        assert done.returncode == 0, done
+        (pid,) = _daemon_pids(mnt)
+        assert os.readlink(f"/proc/{pid}/cwd") == "/"
+        assert (mnt / "proj" / "live" / "v0" / "sub" / "b.txt").read_bytes() == b"b"
     finally:
         if is_mount(mnt):
             subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
