@@ -79,6 +79,7 @@ from artfs.lineage import Lineage
 from artfs.names import parse_version
 from artfs.store import catalog, manifest, staging, trees
 from artfs.store.catalog import COMMITTED, VersionRecord
+from artfs.store.chunkstore import ChunkLocation
 from artfs.store.codec import Codec
 from artfs.store.index import Txn
 from artfs.store.manifest import FileEntry
@@ -97,6 +98,13 @@ _XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
 
 
 # --- the tree ---------------------------------------------------------------------------------
+
+
+def _reusable(location: ChunkLocation) -> ChunkLocation | None:
+    """``location`` if a later open may use it again with no index read (see
+    :meth:`Store.repin_chunks`): not for a dictionary-coded chunk, whose dictionary is looked
+    up with it."""
+    return location if location.codec != Codec.ZSTD_DICT else None
 
 
 class Vfs(StagedTree):
@@ -627,9 +635,9 @@ class Vfs(StagedTree):
     def open(
         self, ino: int, flags: int, pid: int = 0, pinned: Pinned | None = None, *, uid: int = -1
     ) -> FileHandle:
-        """A handle for reading; it reads no content yet (only, for a file coded with a
-        compression dictionary, the 32-byte id of the dictionary, see
-        :meth:`Store.pin_chunks`). A small file (one chunk of up to ``INLINE_LOAD_BYTES``) is
+        """A handle for reading; it reads no content (only, for a file coded with a compression
+        dictionary, the 32-byte id of the dictionary, see :meth:`Store.pin_chunks`) but a
+        small file's, at its first open. A small file (one chunk of up to ``INLINE_LOAD_BYTES``) is
         held whole by its handle: at once if its chunk is cached, or at the inode's first open
         if its pack bytes are in the page cache (read and verified now, with no pin: see
         :meth:`_content_unpinned`), else once its first read loads it (see
@@ -678,9 +686,9 @@ class Vfs(StagedTree):
             # with no pack pinned, and release has nothing to undo.
             self._files[fh] = FileReader.holding(entry, self.cache, content)
         elif small:
-            # Its packs pinned now (it reads after its version is deleted and gc ran); its
-            # content is read by the daemon's open (content_for_kernel) or the first read,
-            # which a reopened file whose pages the kernel kept never sends.
+            # Its packs pinned now (it reads after its version is deleted and gc ran): a
+            # first open found its pack bytes on disk, or a reopen, whose pages the kernel
+            # kept, reads nothing. Its first read, if one comes, loads it.
             self._files[fh] = self._small_reader(fh, node, entry)
         if small:
             self._small_handles.add(fh)
@@ -710,10 +718,12 @@ class Vfs(StagedTree):
         whole content, verified, which its open read (see :meth:`_content_unpinned`; else
         None, and the first read loads it, see :meth:`FileReader.load_own`).
 
-        Only at the inode's first open (until the kernel forgets it): from then on the kernel
-        has its pages, given here or read (a version file is opened with ``keep_cache``), and
-        if it dropped them a read comes back here. Not for one opened ``O_DIRECT``. And only
-        while no other small file is open, for two reasons:
+        The daemon asks at every open, also where pages cannot be stored: the inode's first
+        open (until the kernel forgets it) marks the node, and from then on the kernel has its
+        pages, given here or read (a version file is opened with ``keep_cache``), so a reopen
+        reads nothing (see :meth:`_open`); if the kernel dropped them, a read comes back here.
+        Not for one opened ``O_DIRECT``. And only while no other small file is open, for two
+        reasons:
 
         - Safety. The kernel keeps a page locked while a read of it waits for the daemon
           (queued on the device, or loading), and a store waits for that lock, so a store
@@ -766,13 +776,13 @@ class Vfs(StagedTree):
         no read, so it reads nothing here. A failure gives None: the pinned reader's read says
         why."""
         try:
-            found = self.store.read_cached(entry.chunks[0], node.known_location)
-        except (ArtfsError, OSError):  # gc deleted the pack where it was: looked up again
+            found = self.store.read_cached_unpinned(entry.chunks[0], node.known_location)
+        except (ArtfsError, OSError):  # a read error: the pinned reader's read says why
             return None
         if found is None:
             return None
         data, where = found
-        node.known_location = where if where.codec != Codec.ZSTD_DICT else None
+        node.known_location = _reusable(where)
         return data if len(data) == entry.size else None
 
     def _small_reader(self, fh: FileHandle, node: Node, entry: FileEntry) -> FileReader:
@@ -787,7 +797,7 @@ class Vfs(StagedTree):
         if pins.packs:
             self._pins[fh] = pins
         found = pins.locations.get(entry.chunks[0].chunk_id)
-        node.known_location = found if found and found.codec != Codec.ZSTD_DICT else None
+        node.known_location = _reusable(found) if found else None
         return reader
 
     def _pinned_reader(

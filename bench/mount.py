@@ -610,7 +610,7 @@ def _large_chunks(home: Path, paths: list[str]) -> list[ChunkRef]:
 
 # Seven rounds put the same code at 1.03-1.18 in five runs (sixteenth pass), where 14
 # interleaved rounds outside the bench gave 0.99 and 1.01 (docs/mount.md).
-RECORDING_ROUNDS = 11
+RECORDING_ROUNDS = 12  # even: each daemon goes first in half of them
 # Warm reads timed per daemon, the best one kept: with one, 11 rounds put the same code at
 # 0.905-1.088 in three runs of the nineteenth pass (open + close per file: 0.96-1.03).
 RECORDING_REPEATS = 3

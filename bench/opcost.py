@@ -201,8 +201,11 @@ def _images(vfs: Vfs) -> int:
 
 def _open_read_release(vfs: Vfs, inos: Sequence[int]) -> None:
     """What the daemon's handlers do for one small file read whole, by this process."""
+    content_for_kernel = getattr(vfs, "content_for_kernel", None)  # --base sources may lack it
     for ino in inos:
         fh = vfs.open(ino, os.O_RDONLY, os.getpid())
+        if content_for_kernel is not None:  # asked at every open, as the daemon does
+            content_for_kernel(ino, fh, os.O_RDONLY)
         reader = vfs.reader(fh)
         if getattr(reader, "held", None) is None:  # --base sources have no held files
             reader.read(0, 1 << 17)

@@ -46,8 +46,7 @@ def _escape(path: Path) -> str:
 
 
 def _start_daemon(command: list[str], log: Path) -> Path:
-    """Start the daemon detached, in ``/`` (it must not keep the caller's directory busy);
-    return once it reports the mount ready, or raise why not."""
+    """Start the daemon detached; return once it reports the mount ready, or raise why not."""
     import os
     import select
     import subprocess
@@ -62,7 +61,6 @@ def _start_daemon(command: list[str], log: Path) -> Path:
             stdout=log_file,
             stderr=log_file,
             start_new_session=True,
-            cwd="/",
         )
     os.close(write_end)
     with os.fdopen(read_end, "rb") as ready:

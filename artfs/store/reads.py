@@ -276,24 +276,35 @@ class VerifiedReads:
         loc = pinned.locations.get(ref.chunk_id)
         return None if loc is None else self._cached_at(ref, loc, pinned.locations)
 
-    def read_cached(
+    def read_cached_unpinned(
         self, ref: ChunkRef, known: ChunkLocation | None = None
     ) -> tuple[bytes, ChunkLocation] | None:
         """The verified bytes of a chunk and where they were, if its stored bytes are in the
         page cache, else None; no pack is pinned, so it is for a caller that keeps the bytes
         (a small file's handle) and needs no pack afterwards. ``known``: where an earlier
-        lookup found the chunk (a pack is never rewritten, so only a pack gc deleted can make
-        it wrong: then OSError or CorruptData, and the caller looks it up afresh), else one
-        index get. Never waits for the disk, except as :meth:`read_pinned_cached` does."""
-        loc = known if known is not None else self.chunk_location(ref.chunk_id)
+        lookup found the chunk; a pack is never rewritten, so it holds unless gc deleted the
+        pack (compacted it elsewhere), and then the chunk is looked up afresh. Else one index
+        get. Never waits for the disk, except as :meth:`read_pinned_cached` does."""
+        if known is not None:
+            try:
+                data = self._cached_at(ref, known, None)
+            except CorruptData:  # its pack is gone: look the chunk up again
+                self.chunks.forget(known.pack_id)
+            else:
+                return None if data is None else (data, known)
+        loc = self.chunk_location(ref.chunk_id)
         if loc is None:
             return None
         data = self._cached_at(ref, loc, None)
         return None if data is None else (data, loc)
 
     def _cached_at(
-        self, ref: ChunkRef, loc: ChunkLocation, pending: Mapping[bytes, ChunkLocation] | None
+        self, ref: ChunkRef, loc: ChunkLocation, pinned: Mapping[bytes, ChunkLocation] | None
     ) -> bytes | None:
+        """The verified bytes of ``ref`` stored at ``loc`` if they are all in the page cache,
+        else None (also when they do not verify); ``pinned``: the locations pinned with it,
+        where its dictionary is looked for first. CorruptData or OSError when the pack cannot
+        be read at all."""
         if loc.raw_length != ref.length:
             return None
         payload = self.chunks.read_cached(loc)
@@ -305,7 +316,7 @@ class VerifiedReads:
                 loc.codec,
                 payload,
                 ref.length,
-                lambda dict_id: self.dictionary(dict_id, pending),
+                lambda dict_id: self.dictionary(dict_id, pinned),
             )
         except CorruptData:
             return None

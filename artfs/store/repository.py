@@ -319,10 +319,10 @@ class Store:
     def read_pinned_cached(self, ref: ChunkRef, pinned: PinnedChunks) -> bytes | None:
         return self.reads.read_pinned_cached(ref, pinned)
 
-    def read_cached(
+    def read_cached_unpinned(
         self, ref: ChunkRef, known: ChunkLocation | None = None
     ) -> tuple[bytes, ChunkLocation] | None:
-        return self.reads.read_cached(ref, known)
+        return self.reads.read_cached_unpinned(ref, known)
 
     def iter_file(self, entry: FileEntry) -> Iterator[bytes]:
         return self.reads.iter_file(entry)

@@ -352,14 +352,15 @@ class ArtfsOperations(pyfuse3.Operations):
         if fh >= STAGED_FH_BASE:
             keep_cache, direct_io = self.vfs.caching(fh)
             return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache, direct_io=direct_io)
-        if self._stores_pages:
-            try:
-                content = self.vfs.content_for_kernel(inode, fh, flags)
-                if content is not None:
-                    self._store_in_kernel(inode, content)
-            except BaseException:  # the kernel gets no handle, and will not release it
-                self.vfs.release(fh)
-                raise
+        try:
+            # Asked at every open, so that the node knows the kernel has its pages from now on
+            # (a reopen reads nothing), also where pages cannot be stored.
+            content = self.vfs.content_for_kernel(inode, fh, flags)
+            if content is not None and self._stores_pages:
+                self._store_in_kernel(inode, content)
+        except BaseException:  # the kernel gets no handle, and will not release it
+            self.vfs.release(fh)
+            raise
         # Version files never change: the kernel may keep their pages across opens.
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 

@@ -166,27 +166,40 @@ def test_cli_mount_returns_when_ready_and_umount_stops_the_daemon(
             os.kill(pid, signal.SIGKILL)
 
 
-def test_cli_mount_daemon_neither_imports_from_nor_holds_the_callers_directory(
+def test_cli_mount_daemon_never_imports_a_package_of_the_callers_directory(
     home: Path, tmp_path: Path
 ) -> None:
     """A package named artfs in the directory ``artfs mount`` runs in (a checkout, a project's
-    own module) is not what the daemon imports, and the daemon runs in ``/``, so that
-    directory is not kept busy for as long as the mount lasts."""
+    own module) is not what the daemon imports, in the background or the foreground
+    (``python -P``: ``-m`` alone would put that directory first)."""
     work = tmp_path / "work"
     (work / "artfs").mkdir(parents=True)
     (work / "artfs" / "__init__.py").write_text("raise ImportError('the wrong artfs')\n")
-    mnt = tmp_path / "cwd-mnt"
-    mnt.mkdir()
+    background, foreground = tmp_path / "bg", tmp_path / "fg"
+    background.mkdir()
+    foreground.mkdir()
+    proc = None
     try:
-        done = _cli(home, "mount", str(mnt), cwd=work)
+        done = _cli(home, "mount", str(background), cwd=work)
         assert done.returncode == 0, done
-        (pid,) = _daemon_pids(mnt)
-        assert os.readlink(f"/proc/{pid}/cwd") == "/"
-        assert (mnt / "proj" / "live" / "v0" / "sub" / "b.txt").read_bytes() == b"b"
+        (pid,) = _daemon_pids(background)
+        assert os.readlink(f"/proc/{pid}/cwd") == str(work)  # the caller's, as before
+        assert (background / "proj" / "live" / "v0" / "sub" / "b.txt").read_bytes() == b"b"
+        proc = subprocess.Popen(
+            [str(ARTFS), "--home", str(home), "mount", "--foreground", str(foreground)],
+            cwd=work,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        eventually(lambda: is_mount(foreground), within=10.0)
+        assert (foreground / "proj" / "live" / "v0" / "sub" / "b.txt").read_bytes() == b"b"
     finally:
-        if is_mount(mnt):
-            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
-        for pid in _daemon_pids(mnt):
+        for mnt in (background, foreground):
+            if is_mount(mnt):
+                subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
+        if proc is not None:
+            stop_process(proc)  # type: ignore[arg-type]
+        for pid in _daemon_pids(background):
             os.kill(pid, signal.SIGKILL)
 
 

@@ -26,6 +26,7 @@ from artfs.store.gc import collect
 from artfs.vfs import Vfs
 from tests.mount.mountutil import StartMount, put, resident_pages
 from tests.mount.test_listings import walk_to
+from tests.mount.test_read_path import skip_without_nowait_reads
 
 CONTENT = random.Random(5).randbytes(20_000)  # one raw chunk (random bytes do not compress)
 
@@ -48,11 +49,21 @@ def stored(tmp_path: Path) -> Path:
     return home
 
 
+def stored_in_two_packs(tmp_path: Path) -> Path:
+    """:func:`stored`, and another small version in a pack of its own, which gc merges with
+    the first."""
+    home = stored(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "b.txt").write_text("a second small pack")
+    put(home, other, "p/other")
+    return home
+
+
 def opened_as_the_kernel_keeps_it(ops: ArtfsOperations, ino: int) -> None:
-    """Open and release ``ino`` as the daemon's first open does: from then on the kernel has
-    its pages (given to it, or read), so a reopen sends no read."""
+    """Open and release ``ino`` through the daemon's handlers: from then on the kernel has its
+    pages (given to it, or read), so a reopen sends no read."""
     info = trio.run(ops.open, ino, os.O_RDONLY, CTX)
-    ops.vfs.content_for_kernel(ino, info.fh, os.O_RDONLY)
     trio.run(ops.release, info.fh)
 
 
@@ -70,10 +81,15 @@ def test_a_small_file_first_open_holds_its_content_with_no_pack_pinned(tmp_path:
     into the handle: no pin, an index get instead, and the handle reads after its version is
     deleted and collected."""
     home = stored(tmp_path)
+    skip_without_nowait_reads(next(p for p in (home / "packs").iterdir() if p.stat().st_size))
     with Store.open(home) as store:
         ops = ArtfsOperations(Vfs.create(store, lineage=False))
         pin_chunks = store.pin_chunks
-        store.pin_chunks = None  # type: ignore[assignment,method-assign]  # must not be called
+
+        def refused(refs: object) -> object:
+            raise AssertionError("a small file's first open pinned its pack")
+
+        store.pin_chunks = refused  # type: ignore[method-assign,assignment]
         ino = walk_to(ops.vfs, "p/small/v0/a.bin")
         info = trio.run(ops.open, ino, os.O_RDONLY, CTX)
         assert bytes(ops.vfs.reader(info.fh).held or b"") == CONTENT
@@ -84,9 +100,39 @@ def test_a_small_file_first_open_holds_its_content_with_no_pack_pinned(tmp_path:
         assert not any(p.stat().st_size for p in (home / "packs").iterdir())  # nothing left
         got = trio.run(ops.read, info.fh, 0, 1 << 17)
         tail = trio.run(ops.read, info.fh, 19_990, 4096)
+        # Also the reader's own read, which the daemon's worker threads use: from what it holds.
+        assert bytes(ops.vfs.reader(info.fh).read(0, 1 << 17)) == CONTENT
         trio.run(ops.release, info.fh)
         assert bytes(got) == CONTENT and bytes(tail) == CONTENT[19_990:]
         assert ops.vfs.open_files == 0
+
+
+def test_a_small_file_whose_pack_gc_moved_is_looked_up_again_at_its_next_first_open(
+    tmp_path: Path,
+) -> None:
+    """The location a first open found is kept on the node; once gc has merged the pack away
+    and the kernel forgot the inode, the next first open finds the chunk's new place, holds
+    the content and keeps the new location."""
+    home = stored_in_two_packs(tmp_path)
+    with Store.open(home) as store:
+        ops = ArtfsOperations(Vfs.create(store, lineage=False))
+        ino = walk_to(ops.vfs, "p/small/v0/a.bin")
+        opened_as_the_kernel_keeps_it(ops, ino)
+        node = ops.vfs.node(ino)
+        old = node.known_location
+        assert old is not None
+        assert collect(store).packs_rewritten == 2  # the two small packs merged
+        store.chunks.drop_unlinked()  # the deleted pack's cached descriptor closed
+        ops.vfs.forget(ino, node.lookups)  # the kernel dropped the inode and its pages
+        ino = walk_to(ops.vfs, "p/small/v0/a.bin")
+        for pack in (p for p in (home / "packs").iterdir() if p.stat().st_size):
+            pack.read_bytes()  # the merged pack's pages in the page cache
+        info = trio.run(ops.open, ino, os.O_RDONLY, CTX)
+        assert bytes(ops.vfs.reader(info.fh).held or b"") == CONTENT
+        assert not store.chunks._pinned  # type: ignore[attr-defined]
+        new = ops.vfs.node(ino).known_location
+        assert new is not None and new.pack_id != old.pack_id
+        trio.run(ops.release, info.fh)
 
 
 def test_a_small_file_opened_off_disk_pins_its_pack_for_its_read(tmp_path: Path) -> None:
@@ -105,7 +151,6 @@ def test_a_small_file_opened_off_disk_pins_its_pack_for_its_read(tmp_path: Path)
         collect(store)
         assert not any(p.stat().st_size for p in (home / "packs").iterdir())  # nothing left
         got = trio.run(ops.read, info.fh, 0, 1 << 17)
-        assert ops.vfs.reader(info.fh).held is not None
         trio.run(ops.release, info.fh)
         assert bytes(got) == CONTENT
         assert ops.vfs.open_files == 0 and not store.chunks._pinned  # type: ignore[attr-defined]
@@ -149,11 +194,10 @@ def test_small_file_content_is_held_by_its_handle_not_the_chunk_cache(tmp_path: 
 
             return counted
 
-        store.read_cached = counting(store.read_cached)  # type: ignore[method-assign,assignment]
+        store.read_cached_unpinned = counting(store.read_cached_unpinned)  # type: ignore[method-assign,assignment]
         store.read_pinned_cached = counting(store.read_pinned_cached)  # type: ignore[method-assign,assignment]
         ino = walk_to(ops.vfs, "p/small/v0/a.bin")
         info = trio.run(ops.open, ino, os.O_RDONLY, CTX)
-        ops.vfs.content_for_kernel(ino, info.fh, os.O_RDONLY)  # as the daemon's open
         assert len(loads) == 1
         parts = [trio.run(ops.read, info.fh, off, 8192) for off in range(0, 20_000, 8192)]
         assert b"".join(bytes(p) for p in parts) == CONTENT
@@ -272,11 +316,7 @@ def test_a_reopened_small_file_pins_its_pack_with_no_index_read(tmp_path: Path) 
     """The location its first open found pins the pack again. Once gc has moved the chunk
     (two small packs merged), a reopen looks it up again, although a handle still holds the
     deleted pack open, and reads the new pack: the old one's space can be freed."""
-    home = stored(tmp_path)
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "b.txt").write_text("a second small pack")
-    put(home, other, "p/other")
+    home = stored_in_two_packs(tmp_path)
     with Store.open(home) as store:
         ops = ArtfsOperations(Vfs.create(store, lineage=False))
         vfs = ops.vfs

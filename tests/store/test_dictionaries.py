@@ -213,7 +213,13 @@ def test_an_open_file_decodes_after_its_version_and_dictionary_are_collected(
         ino = int(ROOT_INODE)
         for name in f"p/doomed/v0/{path}".split("/"):
             ino = vfs.lookup(ino, name.encode()).ino
+        # A first open, as the daemon's: it reads the file now. The reopen reads nothing
+        # (the kernel kept the pages): its chunk and dictionary are pinned.
+        first = vfs.open(ino, os.O_RDONLY)
+        vfs.content_for_kernel(ino, first, os.O_RDONLY)
+        vfs.release(first)
         opened[path] = vfs.open(ino, os.O_RDONLY)
+        assert vfs.reader(opened[path]).held is None
     store.delete_version(Ref.parse("p/doomed:v0"))
     collect(store)
     assert store.chunk_location(dict_id) is None  # collected with the version
