@@ -738,7 +738,7 @@ class Vfs(StagedTree):
 
         A load at open that failed (a read error, a dictionary that cannot be had) gives
         None: the first read loads the file again, and says why."""
-        if flags & os.O_DIRECT:
+        if flags & os.O_DIRECT or FileHandle(fh) not in self._small_handles:
             return None
         node = self._nodes.get(Inode(ino))
         if node is None or node.in_kernel or not node.entry or not node.entry.size:

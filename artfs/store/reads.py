@@ -283,8 +283,9 @@ class VerifiedReads:
         page cache, else None; no pack is pinned, so it is for a caller that keeps the bytes
         (a small file's handle) and needs no pack afterwards. ``known``: where an earlier
         lookup found the chunk; a pack is never rewritten, so it holds unless gc deleted the
-        pack (compacted it elsewhere), and then the chunk is looked up afresh. Else one index
-        get. Never waits for the disk, except as :meth:`read_pinned_cached` does."""
+        pack (compacted it elsewhere), and then the chunk is looked up afresh (while this store
+        still holds the deleted pack open, it reads the same verified bytes there). Else one
+        index get. Never waits for the disk, except as :meth:`read_pinned_cached` does."""
         if known is not None:
             try:
                 data = self._cached_at(ref, known, None)
