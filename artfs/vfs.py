@@ -51,9 +51,9 @@ from artfs.fs.nodes import (
     Node,
     NodeKey,
     StatFs,
+    UsageNames,
     _artifact_or_none,
     _DirHandle,
-    _file_id,
     _in_version,
     _is_dir,
     entry_base,
@@ -134,6 +134,7 @@ class Vfs(StagedTree):
         self._small_handles: set[FileHandle] = set()
         self._dirs: dict[FileHandle, _DirHandle] = {}
         self._next_handle = 1
+        self._usage_names = UsageNames()  # what names a file in its usage edge
         # Staging (artfs.fs.staging): staged inodes, open staged and virtual files, commits.
         self.staging = StagingView(store, cache, self.holders, relocate=self._relocate)
 
@@ -755,8 +756,7 @@ class Vfs(StagedTree):
             return
         usage = node.known_usage
         if usage is None:
-            assert node.record is not None
-            usage = node.known_usage = (node.record.key, _file_id(node))
+            usage = node.known_usage = self._usage_names.of(node)
         self.recorder.opened(pid, node.key.project, usage, uid)
 
     def _cached_content(self, entry: FileEntry) -> Chunk | None:
