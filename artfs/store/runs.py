@@ -8,9 +8,15 @@ back encoded values); the store owns the keys, so that no layer above it touches
            b"i" + run id + b"\\0" + version key   -> b""          (the inputs of a run)
            b"o" + run id + b"\\0" + version key   -> b""          (the outputs of a run, written
                                                                   by catalog.add_version)
-           b"f" + version key + run id + file    -> b""          (a file the run opened: 8 bytes)
            b"p" + version key + run id           -> b""          (a producer of a version
                                                                   besides its logged_by)
+    opened: version key + run id                 -> file, file, ... (the files the run opened,
+                                                                  8 bytes naming each; values
+                                                                  of one key, see
+                                                                  Txn.add_duplicates)
+
+Before store format 3 a file opened was a usage key of its own, ``b"f" + version key + run id
++ file`` (:func:`move_opened_files` moves them).
 
 A version key (``catalog.version_key``) is the artifact key, a NUL and a 4-byte number; names
 never hold a NUL, so a consumer key splits unambiguously.
@@ -22,6 +28,7 @@ transaction with the catalogue's.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import islice
 
 from artfs.store.index import Table, Txn
 
@@ -96,14 +103,30 @@ def add_opened_files(txn: Txn, version_key: bytes, run_id: str, files: Iterable[
     """Note that run ``run_id`` opened ``files`` (8 bytes naming each) of the version at
     ``version_key``; returns how many it had not opened before (a file counts once however
     often opened)."""
-    prefix = b"f" + version_key + run_id.encode()
-    return txn.put_new(Table.USAGE, [prefix + file for file in files])
+    return txn.add_duplicates(Table.OPENED, version_key + run_id.encode(), files)
 
 
 def drop_opened_files(txn: Txn, version_key: bytes) -> None:
     """Forget which files of the version at ``version_key`` each run opened (the version is
     deleted: its edges keep their counts, and nothing opens its files again)."""
-    txn.delete_prefix(Table.USAGE, b"f" + version_key)
+    txn.delete_prefix(Table.OPENED, version_key)
+
+
+def move_opened_files(txn: Txn, batch: int = 50_000) -> int:
+    """Store format 2 -> 3: move each file opened from a usage key of its own to a value of
+    its (version, run) key, ``batch`` keys at a time (a store may hold millions); returns
+    how many files moved."""
+    moved = 0
+    while keys := [key for key, _ in islice(txn.scan(Table.USAGE, b"f"), batch)]:
+        by_run: dict[tuple[bytes, str], list[bytes]] = {}
+        for key in keys:
+            end = key.index(b"\0") + 1 + _NUMBER
+            by_run.setdefault((key[1:end], key[end:-8].decode()), []).append(key[-8:])
+        for (version_key, run_id), files in by_run.items():
+            moved += add_opened_files(txn, version_key, run_id, files)
+        for key in keys:
+            txn.delete(Table.USAGE, key)
+    return moved
 
 
 def add_producer(txn: Txn, version_key: bytes, run_id: str) -> None:

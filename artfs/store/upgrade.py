@@ -5,7 +5,9 @@ Formats (the ``format`` record of the meta table; a store without one is format 
 1. a version's files in the ``files`` table, one record per file and version (143 bytes a
    file a version, changed or not);
 2. a version's record names its root tree, whose pages (the ``trees`` table, see
-   :mod:`artfs.store.trees`) are shared by every version that has the same directory.
+   :mod:`artfs.store.trees`) are shared by every version that has the same directory;
+3. the files a run opened of a version are values of one key of the ``opened`` table, where
+   each was a key of the usage table (~70 bytes a file and run; see :mod:`artfs.store.runs`).
 
 Opening a store of an older format upgrades it in one LMDB write transaction: a kill at any
 instant leaves the old format or the new, never a mix. The ``files`` table is replaced by a
@@ -19,12 +21,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from artfs.errors import StoreError
-from artfs.store import catalog, manifest
+from artfs.store import catalog, manifest, runs
 from artfs.store.catalog import COMMITTED, VersionRecord
 from artfs.store.index import LEGACY_FILES, Index, Table, Txn
 from artfs.store.manifest import FileEntry
 
-FORMAT = 2
+FORMAT = 3
 _KEY = b"format"
 _TOMBSTONE = b"replaced by the trees table in artfs store format 2: use a newer artfs"
 
@@ -48,6 +50,8 @@ def ensure_current(index: Index, where: Path) -> int:
         _refuse_newer(found, where)
         if found < 2:
             _upgrade_to_trees(txn)
+        if found < 3:
+            runs.move_opened_files(txn)
         txn.put(Table.META, _KEY, str(FORMAT).encode())
     return found
 

@@ -240,7 +240,7 @@ def test_deleting_a_version_drops_its_opened_file_keys(store: Store, tmp_path: P
 
     def file_keys(record: Any) -> int:
         with store.index.read() as txn:
-            return len(list(txn.scan(Table.USAGE, b"f" + record.key)))
+            return len(list(txn.scan(Table.OPENED, record.key)))
 
     assert (file_keys(old), file_keys(kept)) == (3, 3)
     store.delete_version(Ref.parse(old.ref))

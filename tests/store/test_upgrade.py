@@ -104,18 +104,19 @@ def test_an_artfs_older_than_format_2_refuses_the_upgraded_store(tmp_path: Path)
 
 
 def test_a_store_of_a_newer_format_is_refused_with_one_line(tmp_path: Path, home: Path) -> None:
+    newer = str(upgrade.FORMAT + 1)
     with Store.open(home) as store, store.index.write() as txn:
-        txn.put(Table.META, b"format", b"3")
-    with pytest.raises(StoreError, match="has format 3, newer than this artfs reads"):
+        txn.put(Table.META, b"format", newer.encode())
+    with pytest.raises(StoreError, match=f"has format {newer}, newer than this artfs reads"):
         Store.open(home)
     done = subprocess.run([str(ARTFS), "--home", str(home), "ls"], capture_output=True, text=True)
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0
-    assert "format 3" in done.stderr and "upgrade artfs" in done.stderr
+    assert f"format {newer}" in done.stderr and "upgrade artfs" in done.stderr
     index = Index.open(home / "index")
     try:
         with index.read() as txn:
-            assert txn.get(Table.META, b"format") == b"3"  # untouched
+            assert txn.get(Table.META, b"format") == newer.encode()  # untouched
     finally:
         index.close()
 
@@ -123,7 +124,8 @@ def test_a_store_of_a_newer_format_is_refused_with_one_line(tmp_path: Path, home
 def test_a_read_only_opener_does_not_upgrade(tmp_path: Path) -> None:
     home, expected = unpack(tmp_path)
     with pytest.raises(
-        StoreError, match="has format 1, older than this artfs's 2: run 'artfs upgrade'"
+        StoreError,
+        match=f"has format 1, older than this artfs's {upgrade.FORMAT}: run 'artfs upgrade'",
     ):
         open_readonly(home)
     check_upgraded(home, expected)
@@ -191,7 +193,8 @@ def _open_in_child(home: Path, kill_after: float | None) -> float | None:
 
 
 def _state(home: Path, files: int) -> str:
-    """'old' (format 1, all ``files`` records there) or 'new' (format 2, trees only)."""
+    """'old' (format 1, all ``files`` records there) or 'new' (the current format, trees
+    only)."""
     index = Index.open(home / "index")
     try:
         with index.read() as txn:
@@ -204,7 +207,7 @@ def _state(home: Path, files: int) -> str:
     named = sum(r.tree is not None for r in records)
     if (found, legacy, named, pages) == (1, files, 0, 0):
         return "old"
-    assert (found, legacy, named) == (2, 0, 4) and pages > 0, (found, legacy, named, pages)
+    assert (found, legacy, named) == (upgrade.FORMAT, 0, 4) and pages > 0, (found, legacy, named)
     return "new"
 
 
@@ -228,3 +231,45 @@ def test_a_kill_during_the_upgrade_leaves_the_old_or_the_new_format(tmp_path: Pa
         check_upgraded(home, expected)  # either way, the next open gives the whole store
     print(f"upgrade took {took * 1000:.1f} ms in the child; kills left {seen}")
     assert seen["old"] and seen["new"]
+
+
+def test_a_format2_store_keeps_what_each_run_opened(home: Path) -> None:
+    """Format 2 kept a usage key per file a run opened; the upgrade makes them values of the
+    (version, run) key, so a file opened before it does not count again after, and the
+    usage table keeps its edges."""
+    from artfs.lineage import Lineage, UsageEvent
+
+    with Store.open(home) as store:
+        source = home.parent / "src"
+        source.mkdir()
+        (source / "a.txt").write_bytes(b"a")
+        record = store.put(source, Ref.parse("proj/data").artifact).record
+        lineage = Lineage(store)
+        runs = [lineage.create_run("proj", "train") for _ in range(2)]
+        first = [
+            UsageEvent(run.id, record.key, time.time(), file=n.to_bytes(8, "big"))
+            for run, n in [(runs[0], 1), (runs[0], 2), (runs[1], 2)]
+        ]
+        lineage.record_usage(first, publish=False)
+        with store.index.write() as txn:  # back to how format 2 kept them
+            opened = list(txn.scan(Table.OPENED))
+            for key, _ in opened:
+                txn.delete(Table.OPENED, key)
+            for key, file in opened:
+                txn.put(Table.USAGE, b"f" + key + file, b"")
+            txn.put(Table.META, b"format", b"2")
+    assert len(opened) == 3
+
+    with Store.open(home) as store:
+        lineage = Lineage(store)
+        with store.index.read() as txn:
+            assert upgrade.stored_format(txn) == upgrade.FORMAT
+            assert list(txn.scan(Table.USAGE, b"f")) == []
+            assert sorted(txn.scan(Table.OPENED)) == sorted(opened)
+        again = [
+            UsageEvent(runs[0].id, record.key, time.time(), file=n.to_bytes(8, "big"))
+            for n in (1, 2, 3)
+        ]
+        lineage.record_usage(again, publish=False)
+        files = {run.id: usage.files for run, usage in lineage.consumers(record)}
+    assert files == {runs[0].id: 3, runs[1].id: 1}
