@@ -293,8 +293,8 @@ class Lineage:
     def record_opens(self, batch: Iterable[OpenedFiles], *, publish: bool = True) -> list[Usage]:
         """Merge ``batch`` into the usage edges, in one transaction; returns the edges as they
         now are. The files of each entry go in with one batched insert that counts those new
-        to the run (values of one key: ~1.3 us a file in all, the commits' share included,
-        measured on 6,000 in 16 transactions; see docs/lineage.md)."""
+        to the run (values of one key: ~1.3 us of CPU a file in all, the commits' share
+        included, measured on 6,000 in 16 transactions; see docs/lineage.md)."""
         merged: dict[tuple[str, bytes], Usage] = {}
         with self.store.index.write() as txn:
             for opens in batch:

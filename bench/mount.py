@@ -644,12 +644,17 @@ def _recording_cost(native: Path, home: Path, mountpoint: Path, report: Report) 
     ``--no-lineage``, interleaved (each first in every other round), medians of
     ``RECORDING_ROUNDS``:
 
-    - a cold epoch over the small files right after the mount: every open is its run's first
-      of that file, which records the most (the run, the file, the next flush's writes);
+    - a cold epoch over the small files right after the mount: each daemon makes the bench's
+      process group a new implicit run, so every open is its run's first of that file, which
+      records the most (the file in the run's batch; the flushes that fall inside the epoch
+      write them, the last one lands after it);
     - warm reads, each daemon's best of ``RECORDING_REPEATS``: the page cache serves the
       bytes and every open is a reopen, so the per-open cost is all there is."""
     rel = [p.relative_to(native) for p in list_files(native)]
     small = [r for r in rel if r.parts[0] in ("images", "labels")]
+    # A run named in the environment would be one run over every round: its files would be
+    # recorded already from the second round on.
+    os.environ.pop("ARTFS_RUN_ID", None)
     times: dict[str, dict[str, list[float]]] = {"on": {}, "off": {}}
     modes: list[tuple[str, tuple[str, ...]]] = [("on", ()), ("off", ("--no-lineage",))]
     for round_ in range(RECORDING_ROUNDS):

@@ -117,7 +117,8 @@ def move_opened_files(txn: Txn, batch: int = 50_000) -> int:
     its (version, run) key, ``batch`` keys at a time (a store may hold millions); returns
     how many files moved."""
     moved = 0
-    while keys := [key for key, _ in islice(txn.scan(Table.USAGE, b"f"), batch)]:
+    # Only the keys say anything: a damaged value (never read before) must not stop the move.
+    while keys := list(islice(txn.keys(Table.USAGE, b"f"), batch)):
         by_run: dict[tuple[bytes, str], list[bytes]] = {}
         for key in keys:
             end = key.index(b"\0") + 1 + _NUMBER

@@ -7,7 +7,8 @@ Formats (the ``format`` record of the meta table; a store without one is format 
 2. a version's record names its root tree, whose pages (the ``trees`` table, see
    :mod:`artfs.store.trees`) are shared by every version that has the same directory;
 3. the files a run opened of a version are values of one key of the ``opened`` table, where
-   each was a key of the usage table (~70 bytes a file and run; see :mod:`artfs.store.runs`).
+   each was a key of the usage table (70-80 bytes of index a file and run; see
+   :mod:`artfs.store.runs`). A read-only opener reads format 2 as it is.
 
 Opening a store of an older format upgrades it in one LMDB write transaction: a kill at any
 instant leaves the old format or the new, never a mix. The ``files`` table is replaced by a
@@ -27,6 +28,9 @@ from artfs.store.index import LEGACY_FILES, Index, Table, Txn
 from artfs.store.manifest import FileEntry
 
 FORMAT = 3
+# The oldest format this artfs reads without upgrading it: format 3 changed only what the
+# daemon writes when a run opens a file, which no read-only opener touches.
+READS_FROM = 2
 _KEY = b"format"
 _TOMBSTONE = b"replaced by the trees table in artfs store format 2: use a newer artfs"
 
@@ -57,12 +61,12 @@ def ensure_current(index: Index, where: Path) -> int:
 
 
 def require_current(index: Index, where: Path) -> None:
-    """For a read-only opener, which cannot upgrade: StoreError unless the format is this
-    artfs's own."""
+    """For a read-only opener, which cannot upgrade: StoreError unless this artfs reads the
+    format as it is (:data:`READS_FROM` or newer, up to its own)."""
     with index.read() as txn:
         found = stored_format(txn)
     _refuse_newer(found, where)
-    if found < FORMAT:
+    if found < READS_FROM:
         raise StoreError(
             f"the store at {where} has format {found}, older than this artfs's {FORMAT}: "
             "run 'artfs upgrade' to upgrade it in place, then try again"

@@ -17,9 +17,10 @@ from artfsd.operations import ArtfsOperations
 from artfs.errors import NotFound
 from artfs.fs.errors import NoAttribute
 from artfs.fs.listings import Listing, ListingCache, ListingKey
-from artfs.fs.nodes import Kind, NodeKey, entry_base
+from artfs.fs.nodes import Kind, Node, NodeKey, UsageNames, entry_base
 from artfs.names import ArtifactName, Ref
 from artfs.store import Store
+from artfs.store.catalog import VersionRecord
 from artfs.store.gc import collect
 from artfs.store.trees import KIND_MASK
 from artfs.vfs import READ_ONLY_BITS, ROOT_INODE, SHOWN_KINDS, ListedRow, Vfs
@@ -429,6 +430,14 @@ def test_numbers_kept_across_releases_are_those_earlier_ones_gave() -> None:
     file = NodeKey(Kind.ENTRY, "proj", "set", 3, path="d/a.bin")
     assert file.key_hash() == 1083848828576802735
     assert NodeKey(Kind.VERSION, "proj", "set", 3).inode() == 74728504116078766
+    # What the daemon records: each file's id from the version's hash state, worked out once.
+    record = VersionRecord("proj", "set", 3, "digest", "dataset", 0.0, 0, 2)
+    names = UsageNames()
+    for path in ("d/a.bin", "d/b.bin", "d/a.bin"):
+        node = Node(NodeKey(Kind.ENTRY, "proj", "set", 3, path=path), record=record)
+        want = NodeKey(Kind.ENTRY, "proj", "set", 3, path=path).key_hash()
+        assert names.of(node) == (record.key, want.to_bytes(8, "big"))
+    assert names.of(Node(file, record=record))[1] == (1083848828576802735).to_bytes(8, "big")
 
 
 def test_the_daemons_readdir_sends_what_lookup_answers_and_resumes_where_it_stopped(

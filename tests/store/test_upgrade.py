@@ -20,6 +20,7 @@ import pytest
 from artfs.errors import StoreError
 from artfs.names import Ref
 from artfs.store import Store, catalog, upgrade
+from artfs.store import runs as runs_table
 from artfs.store.gc import collect
 from artfs.store.index import LEGACY_FILES, Index, Table
 from artfs.store.verify import verify
@@ -251,13 +252,7 @@ def test_a_format2_store_keeps_what_each_run_opened(home: Path) -> None:
             for run, n in [(runs[0], 1), (runs[0], 2), (runs[1], 2)]
         ]
         lineage.record_usage(first, publish=False)
-        with store.index.write() as txn:  # back to how format 2 kept them
-            opened = list(txn.scan(Table.OPENED))
-            for key, _ in opened:
-                txn.delete(Table.OPENED, key)
-            for key, file in opened:
-                txn.put(Table.USAGE, b"f" + key + file, b"")
-            txn.put(Table.META, b"format", b"2")
+    opened = _as_format2(home)
     assert len(opened) == 3
 
     with Store.open(home) as store:
@@ -273,3 +268,71 @@ def test_a_format2_store_keeps_what_each_run_opened(home: Path) -> None:
         lineage.record_usage(again, publish=False)
         files = {run.id: usage.files for run, usage in lineage.consumers(record)}
     assert files == {runs[0].id: 3, runs[1].id: 1}
+
+
+def _as_format2(home: Path) -> list[tuple[bytes, bytes]]:
+    """Put the store at ``home`` back to format 2: each file a run opened a usage key of its
+    own (``b"f"`` + version key + run id + file), as that format kept them."""
+    with Store.open(home) as store, store.index.write() as txn:
+        opened = list(txn.scan(Table.OPENED))
+        for key, _ in opened:
+            txn.delete(Table.OPENED, key)
+        for key, file in opened:
+            txn.put(Table.USAGE, b"f" + key + file, b"")
+        txn.put(Table.META, b"format", b"2")
+    return opened
+
+
+def test_the_move_of_opened_files_goes_in_batches(home: Path, tmp_path: Path) -> None:
+    """Batches smaller than the keys there, a (version, run) split across two of them: every
+    file lands once, under its own version and run."""
+    from artfs.lineage import Lineage, UsageEvent
+
+    with Store.open(home) as store:
+        records = []
+        for n in range(2):
+            source = tmp_path / f"src{n}"
+            source.mkdir()
+            (source / "a.txt").write_bytes(b"%d" % n)
+            records.append(store.put(source, Ref.parse("proj/data").artifact).record)
+        lineage = Lineage(store)
+        runs = [lineage.create_run("proj", "train") for _ in range(2)]
+        events = [
+            UsageEvent(run.id, record.key, time.time(), file=n.to_bytes(8, "big"))
+            for record in records
+            for run in runs
+            for n in range(3)
+        ]
+        lineage.record_usage(events, publish=False)
+    opened = _as_format2(home)
+    assert len(opened) == 12
+    index = Index.open(home / "index")
+    try:
+        with index.write() as txn:
+            assert runs_table.move_opened_files(txn, batch=5) == 12
+            assert list(txn.keys(Table.USAGE, b"f")) == []
+            assert sorted(txn.scan(Table.OPENED)) == sorted(opened)
+    finally:
+        index.close()
+
+
+def test_a_read_only_opener_reads_a_format2_store_as_it_is(home: Path, tmp_path: Path) -> None:
+    """Format 3 changed only what a run's opens write: the UI's read-only opener reads a
+    format-2 store without asking for an upgrade, and leaves it at format 2."""
+    with Store.open(home) as store:
+        source = tmp_path / "src"
+        source.mkdir()
+        (source / "a.txt").write_bytes(b"a")
+        store.put(source, Ref.parse("proj/data").artifact)
+    _as_format2(home)
+    reader = open_readonly(home)
+    try:
+        assert [r.ref for r in reader.versions(Ref.parse("proj/data").artifact)] == ["proj/data:v0"]
+    finally:
+        reader.close()
+    index = Index.open(home / "index", readonly=True)
+    try:
+        with index.read() as txn:
+            assert upgrade.stored_format(txn) == 2
+    finally:
+        index.close()
