@@ -275,7 +275,8 @@ class Lineage:
     def record_usage(self, events: Iterable[UsageEvent], *, publish: bool = True) -> list[Usage]:
         """Merge a batch of opens into the usage edges, in one transaction; returns the edges
         as they now are. A file counts once per run however often it is opened: the first
-        open of it leaves its 8 bytes behind (see :func:`artfs.store.runs.add_opened_files`)."""
+        open of it leaves 12 bytes behind, its id and a CRC (see
+        :func:`artfs.store.runs.add_opened_files`)."""
         merged: dict[tuple[str, bytes], OpenedFiles] = {}
         for event in events:
             opens = merged.get((event.run_id, event.version_key))

@@ -496,6 +496,10 @@ def _report_artfs_vs_null(
 
 
 def run(workdir: Path, report: Report) -> None:
+    if os.environ.get("ARTFS_RUN_ID"):
+        # The daemon reads it from /proc (this process's and its ancestors' environments as
+        # they started), so every recording round would be one run, recorded from round two.
+        sys.exit("bench: ARTFS_RUN_ID is set: unset it and run the bench again")
     native = workdir / "native"
     files = Files.of(native, make_mixed(native))
     home, mnt, null_mnt = workdir / "home", workdir / "mnt", workdir / "mnt-null"
@@ -652,9 +656,6 @@ def _recording_cost(native: Path, home: Path, mountpoint: Path, report: Report) 
       bytes and every open is a reopen, so the per-open cost is all there is."""
     rel = [p.relative_to(native) for p in list_files(native)]
     small = [r for r in rel if r.parts[0] in ("images", "labels")]
-    # A run named in the environment would be one run over every round: its files would be
-    # recorded already from the second round on.
-    os.environ.pop("ARTFS_RUN_ID", None)
     times: dict[str, dict[str, list[float]]] = {"on": {}, "off": {}}
     modes: list[tuple[str, tuple[str, ...]]] = [("on", ()), ("off", ("--no-lineage",))]
     for round_ in range(RECORDING_ROUNDS):

@@ -112,6 +112,11 @@ def drop_opened_files(txn: Txn, version_key: bytes) -> None:
     txn.delete_prefix(Table.OPENED, version_key)
 
 
+def has_format2_opened_files(txn: Txn) -> bool:
+    """Whether the usage table holds files opened as format 2 kept them."""
+    return next(txn.keys(Table.USAGE, b"f"), None) is not None
+
+
 def move_opened_files(txn: Txn, batch: int = 50_000) -> int:
     """Store format 2 -> 3: move each file opened from a usage key of its own to a value of
     its (version, run) key, ``batch`` keys at a time (a store may hold millions); returns
@@ -121,7 +126,9 @@ def move_opened_files(txn: Txn, batch: int = 50_000) -> int:
     while keys := list(islice(txn.keys(Table.USAGE, b"f"), batch)):
         by_run: dict[tuple[bytes, str], list[bytes]] = {}
         for key in keys:
-            end = key.index(b"\0") + 1 + _NUMBER
+            end = key.find(b"\0") + 1 + _NUMBER
+            if end <= _NUMBER or len(key) <= end + 8 or not key[end:-8].isascii():
+                continue  # not a key format 2 wrote: dropped with the others
             by_run.setdefault((key[1:end], key[end:-8].decode()), []).append(key[-8:])
         for (version_key, run_id), files in by_run.items():
             moved += add_opened_files(txn, version_key, run_id, files)

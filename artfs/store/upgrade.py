@@ -46,7 +46,8 @@ def ensure_current(index: Index, where: Path) -> int:
     store had (``artfs upgrade`` reports it)."""
     with index.read() as txn:
         found = stored_format(txn)
-    if found == FORMAT:
+        stray = found == FORMAT and runs.has_format2_opened_files(txn)
+    if found == FORMAT and not stray:
         return found
     _refuse_newer(found, where)
     with index.write() as txn:
@@ -54,8 +55,10 @@ def ensure_current(index: Index, where: Path) -> int:
         _refuse_newer(found, where)
         if found < 2:
             _upgrade_to_trees(txn)
-        if found < 3:
-            runs.move_opened_files(txn)
+        # From format 2, and in a format-3 store what a format-2 daemon still mounted when it
+        # was upgraded wrote since (its opens would otherwise count again, and outlive their
+        # version).
+        runs.move_opened_files(txn)
         txn.put(Table.META, _KEY, str(FORMAT).encode())
     return found
 

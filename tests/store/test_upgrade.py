@@ -254,6 +254,13 @@ def test_a_format2_store_keeps_what_each_run_opened(home: Path) -> None:
         lineage.record_usage(first, publish=False)
     opened = _as_format2(home)
     assert len(opened) == 3
+    index = Index.open(home / "index", readonly=True)
+    try:
+        with index.read() as txn:  # the keys as format 2 wrote them
+            key = b"f" + b"proj/data\0" + (0).to_bytes(4, "big") + runs[0].id.encode()
+            assert txn.get(Table.USAGE, key + (1).to_bytes(8, "big")) == b""
+    finally:
+        index.close()
 
     with Store.open(home) as store:
         lineage = Lineage(store)
@@ -270,17 +277,68 @@ def test_a_format2_store_keeps_what_each_run_opened(home: Path) -> None:
     assert files == {runs[0].id: 3, runs[1].id: 1}
 
 
-def _as_format2(home: Path) -> list[tuple[bytes, bytes]]:
+def _as_format2(home: Path, *, format_: int = 2) -> list[tuple[bytes, bytes]]:
     """Put the store at ``home`` back to format 2: each file a run opened a usage key of its
-    own (``b"f"`` + version key + run id + file), as that format kept them."""
+    own (``b"f"`` + version key + run id + file), as that format kept them, and no ``opened``
+    table. With ``format_=3`` only the keys (what a format-2 daemon writes into a store
+    upgraded under it)."""
     with Store.open(home) as store, store.index.write() as txn:
         opened = list(txn.scan(Table.OPENED))
         for key, _ in opened:
             txn.delete(Table.OPENED, key)
         for key, file in opened:
             txn.put(Table.USAGE, b"f" + key + file, b"")
-        txn.put(Table.META, b"format", b"2")
+        txn.put(Table.META, b"format", str(format_).encode())
+    if format_ == 2:
+        env = lmdb.open(str(home / "index"), max_dbs=len(Table) + 2, map_size=1 << 30)
+        try:
+            with env.begin(write=True) as txn:
+                txn.drop(env.open_db(Table.OPENED.value, txn=txn, dupsort=True), delete=True)
+        finally:
+            env.close()
     return opened
+
+
+def _opens(home: Path, tmp_path: Path, files: int) -> tuple[Any, list[Any]]:
+    """A version of proj/data with two runs that each opened ``files`` of its files: the
+    version's record and the runs."""
+    from artfs.lineage import Lineage, UsageEvent
+
+    with Store.open(home) as store:
+        source = tmp_path / "src"
+        source.mkdir()
+        (source / "a.txt").write_bytes(b"a")
+        record = store.put(source, Ref.parse("proj/data").artifact).record
+        lineage = Lineage(store)
+        runs = [lineage.create_run("proj", "train") for _ in range(2)]
+        events = [
+            UsageEvent(run.id, record.key, time.time(), file=n.to_bytes(8, "big"))
+            for run in runs
+            for n in range(files)
+        ]
+        lineage.record_usage(events, publish=False)
+    return record, runs
+
+
+def test_an_older_daemons_opened_files_in_an_upgraded_store_are_moved(
+    home: Path, tmp_path: Path
+) -> None:
+    """A format-2 daemon still mounted when its store was upgraded keeps writing a key per
+    file opened; the next open for writing moves them, so they count once."""
+    from artfs.lineage import Lineage, UsageEvent
+
+    record, runs = _opens(home, tmp_path, 2)
+    opened = _as_format2(home, format_=3)
+    with Store.open(home) as store:
+        with store.index.read() as txn:
+            assert list(txn.keys(Table.USAGE, b"f")) == []
+            assert sorted(txn.scan(Table.OPENED)) == sorted(opened)
+        lineage = Lineage(store)
+        event = UsageEvent(runs[0].id, record.key, time.time(), file=(1).to_bytes(8, "big"))
+        lineage.record_usage([event], publish=False)
+        assert {run.id: usage.files for run, usage in lineage.consumers(record)} == {
+            run.id: 2 for run in runs
+        }
 
 
 def test_the_move_of_opened_files_goes_in_batches(home: Path, tmp_path: Path) -> None:
@@ -318,13 +376,10 @@ def test_the_move_of_opened_files_goes_in_batches(home: Path, tmp_path: Path) ->
 
 def test_a_read_only_opener_reads_a_format2_store_as_it_is(home: Path, tmp_path: Path) -> None:
     """Format 3 changed only what a run's opens write: the UI's read-only opener reads a
-    format-2 store without asking for an upgrade, and leaves it at format 2."""
-    with Store.open(home) as store:
-        source = tmp_path / "src"
-        source.mkdir()
-        (source / "a.txt").write_bytes(b"a")
-        store.put(source, Ref.parse("proj/data").artifact)
-    _as_format2(home)
+    format-2 store (its opened files usage keys, no ``opened`` table) without asking for an
+    upgrade, and leaves it at format 2."""
+    _opens(home, tmp_path, 2)
+    assert len(_as_format2(home)) == 4
     reader = open_readonly(home)
     try:
         assert [r.ref for r in reader.versions(Ref.parse("proj/data").artifact)] == ["proj/data:v0"]
