@@ -234,26 +234,15 @@ def test_a_kill_during_the_upgrade_leaves_the_old_or_the_new_format(tmp_path: Pa
     assert seen["old"] and seen["new"]
 
 
-def test_a_format2_store_keeps_what_each_run_opened(home: Path) -> None:
+def test_a_format2_store_keeps_what_each_run_opened(home: Path, tmp_path: Path) -> None:
     """Format 2 kept a usage key per file a run opened; the upgrade makes them values of the
     (version, run) key, so a file opened before it does not count again after, and the
     usage table keeps its edges."""
     from artfs.lineage import Lineage, UsageEvent
 
-    with Store.open(home) as store:
-        source = home.parent / "src"
-        source.mkdir()
-        (source / "a.txt").write_bytes(b"a")
-        record = store.put(source, Ref.parse("proj/data").artifact).record
-        lineage = Lineage(store)
-        runs = [lineage.create_run("proj", "train") for _ in range(2)]
-        first = [
-            UsageEvent(run.id, record.key, time.time(), file=n.to_bytes(8, "big"))
-            for run, n in [(runs[0], 1), (runs[0], 2), (runs[1], 2)]
-        ]
-        lineage.record_usage(first, publish=False)
+    record, runs = _opens(home, tmp_path, 2)
     opened = _as_format2(home)
-    assert len(opened) == 3
+    assert len(opened) == 4
     index = Index.open(home / "index", readonly=True)
     try:
         with index.read() as txn:  # the keys as format 2 wrote them
@@ -274,7 +263,7 @@ def test_a_format2_store_keeps_what_each_run_opened(home: Path) -> None:
         ]
         lineage.record_usage(again, publish=False)
         files = {run.id: usage.files for run, usage in lineage.consumers(record)}
-    assert files == {runs[0].id: 3, runs[1].id: 1}
+    assert files == {runs[0].id: 4, runs[1].id: 2}
 
 
 def _as_format2(home: Path, *, format_: int = 2) -> list[tuple[bytes, bytes]]:
