@@ -48,9 +48,10 @@ class Table(enum.Enum):
     OPENED = b"opened"
 
 
-# Tables whose keys hold many sorted values of one size each (LMDB's MDB_DUPSORT and
-# MDB_DUPFIXED: a value costs its own bytes, not a key of its own), and that size before the
-# CRC. LMDB takes a value of another size silently (and pads or cuts it), so it is checked.
+# Tables whose keys hold many sorted values (LMDB's MDB_DUPSORT: a value costs its own bytes
+# and a node's header, not a key of its own), and the one size of those values before the CRC.
+# Not MDB_DUPFIXED, which would save the headers: LMDB 0.9.36's compacting copy (mdb_copy -c,
+# Environment.copy(compact=True)) crashes on a DUPFIXED key holding more than a page of values.
 _DUPLICATES = {Table.OPENED: 8}
 
 
@@ -111,8 +112,8 @@ class Txn:
         """Add ``values`` (each of the table's one size) under ``key`` of a table of
         duplicates, each unless it is there already; returns how many were new. A value is
         sealed as a record's is (so :meth:`scan` checks it) and stored sorted among its key's
-        others: 12 bytes a file opened where a key of its own took 70-80 of the index, and a
-        third of the CPU to write, the commit's included (see docs/lineage.md)."""
+        others: 34 bytes of index a file opened where a key of its own took 73, and a third of
+        the CPU to write, the commit's included (see docs/lineage.md)."""
         crc32, base, size = zlib.crc32, zlib.crc32(key), _DUPLICATES[table]
         items = [(key, value + crc32(value, base).to_bytes(4, "little")) for value in values]
         if not items:
@@ -213,7 +214,7 @@ def _open_tables(env: lmdb.Environment, readonly: bool) -> dict[Table, lmdb._Dat
     for table in Table:
         try:
             many = table in _DUPLICATES
-            dbs[table] = env.open_db(table.value, create=not readonly, dupsort=many, dupfixed=many)
+            dbs[table] = env.open_db(table.value, create=not readonly, dupsort=many)
         except lmdb.NotFoundError:
             if not readonly:
                 raise

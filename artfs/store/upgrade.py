@@ -7,7 +7,7 @@ Formats (the ``format`` record of the meta table; a store without one is format 
 2. a version's record names its root tree, whose pages (the ``trees`` table, see
    :mod:`artfs.store.trees`) are shared by every version that has the same directory;
 3. the files a run opened of a version are values of one key of the ``opened`` table, where
-   each was a key of the usage table (70-80 bytes of index a file and run; see
+   each was a key of the usage table (73 bytes of index a file and run, now 34; see
    :mod:`artfs.store.runs`). A read-only opener reads format 2 as it is.
 
 Opening a store of an older format upgrades it in one LMDB write transaction: a kill at any
