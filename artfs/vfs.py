@@ -82,7 +82,7 @@ from artfs.store.catalog import COMMITTED, VersionRecord
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.codec import Codec
 from artfs.store.index import Txn
-from artfs.store.manifest import FileEntry
+from artfs.store.manifest import ChunkRef, FileEntry
 from artfs.store.repository import PinnedChunks, Store
 from artfs.usage import UsageRecorder
 
@@ -95,6 +95,13 @@ BLOCK_SIZE = 128 << 10
 STAGING = "staging"
 XATTR_PREFIX = "user.artfs."
 _XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
+# A reader that has read a version file in order up to its end likely opens the next one
+# (see next_file_chunks): this much of that file's start loads ahead of its open. The file is
+# looked for among this many entries after the one read, passing over the rest of a directory
+# once this many in a row were too small.
+NEXT_FILE_BYTES = 2 << 20
+NEXT_FILE_STEPS = 64
+NEXT_FILE_SMALL_IN_A_ROW = 8
 
 
 # --- the tree ---------------------------------------------------------------------------------
@@ -835,6 +842,40 @@ class Vfs(StagedTree):
         if found is None:
             raise NotFound(f"file handle {fh} is not open")
         return found
+
+    def next_file_chunks(self, fh: int) -> list[tuple[ChunkRef, ChunkLocation]]:
+        """The chunks to load for the file a reader of handle ``fh`` likely opens next, once
+        it has read its file in order up to the end, and where they are: the first
+        ``NEXT_FILE_BYTES`` of the next file in the version's depth-first name order (what
+        ``cp -r``, ``tar`` and readers of numbered shards open next) that is larger than
+        ``INLINE_LOAD_BYTES`` (``trees.next_file`` says how far it looks). Chunks cached
+        already, too small for the chunk loader, or not in this store's packs are left out;
+        nothing for a handle opened ``O_DIRECT`` or not of a version file.
+
+        Nothing is pinned: these are hints. If gc moves or deletes a chunk before it loads,
+        the load fails verification or finds no pack, and the file's own read loads it."""
+        holder = self._holding.get(FileHandle(fh))
+        node = None if holder is None or holder < 0 else self._nodes.get(Inode(holder))
+        if node is None or node.record is None or node.key.kind is not Kind.ENTRY:
+            return []
+
+        def wanted(entry: FileEntry) -> bool:
+            return entry.size > INLINE_LOAD_BYTES and not entry.is_reference
+
+        with self.store.index.read() as txn:
+            path = node.key.path
+            after = catalog.next_file(
+                txn, node.record, path, wanted, NEXT_FILE_STEPS, NEXT_FILE_SMALL_IN_A_ROW
+            )
+        refs, size = [], 0
+        for ref in after.chunks if after is not None else ():
+            if size >= NEXT_FILE_BYTES:
+                break
+            size += ref.length
+            if ref.length > INLINE_LOAD_BYTES and ref not in self.cache:
+                refs.append(ref)
+        located = ((ref, self.store.chunk_location(ref.chunk_id)) for ref in refs)
+        return [(ref, loc) for ref, loc in located if loc is not None]
 
     def release(self, fh: int) -> None:
         reader = self._files.pop(FileHandle(fh), None)

@@ -294,6 +294,7 @@ class FileReader:
         self._began_at_random = False  # the first read was not at the file's start
         self._whole_planned = False  # every chunk was planned (see _plan_whole)
         self._ahead: deque[ChunkRef] = deque()  # planned, not taken by a loader yet
+        self._end_told = False  # reached_end() said so
         # Tasks loading this reader's queue; counted by the daemon on its event loop.
         self.loaders = 0
 
@@ -420,6 +421,21 @@ class FileReader:
             ahead = [] if self._whole_planned else self._plan_whole(span)
         self._ahead.extend(ahead)
         return own + ahead
+
+    def reached_end(self) -> bool:
+        """True once, at the first read after which a reader that has read in order from the
+        file's start has its read-ahead planned up to the last chunk: from then on it only
+        waits for what is loading, and the file it opens next could load (see
+        ``Vfs.next_file_chunks``)."""
+        if (
+            self._end_told
+            or self._seeks
+            or self._began_at_random
+            or self._ahead_until < len(self.entry.chunks)
+        ):
+            return False
+        self._end_told = True
+        return True
 
     def _own_chunks(self, span: range) -> list[ChunkRef]:
         """A read's chunks after its first that are not cached: they go to the front of the

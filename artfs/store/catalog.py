@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -501,6 +501,22 @@ def list_columns(
     (``trees.listed_entry``, ``trees.entry_heads``)."""
     root = root_tree(record)
     return ([], []) if root is None else trees.list_columns(pages(txn), root, directory)
+
+
+def next_file(
+    txn: Txn,
+    record: VersionRecord,
+    path: str,
+    wanted: Callable[[FileEntry], bool],
+    steps: int,
+    per_directory: int,
+) -> FileEntry | None:
+    """The version's first file after ``path`` in depth-first name order that ``wanted``
+    accepts (see ``trees.next_file``)."""
+    root = root_tree(record)
+    if root is None:
+        return None
+    return trees.next_file(pages(txn), root, path, wanted, steps, per_directory)
 
 
 def walk(txn: Txn, record: VersionRecord) -> Iterator[FileEntry]:

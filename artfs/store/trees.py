@@ -601,6 +601,50 @@ def walk(pages: Pages, root: TreeId, directory: str = "") -> Iterator[FileEntry]
             stack.append((entry.path, items(pages, subtree)))
 
 
+def next_file(
+    pages: Pages,
+    root: TreeId,
+    path: str,
+    wanted: Callable[[FileEntry], bool],
+    steps: int,
+    per_directory: int,
+) -> FileEntry | None:
+    """The first file after ``path`` in a depth-first walk of ``root`` in name order (the
+    order :func:`walk` gives, which ``cp -r``, ``tar`` and a reader of numbered shards follow)
+    for which ``wanted`` is true; None if there is none within ``steps`` entries.
+
+    The look passes over the rest of any directory in which ``per_directory`` entries in a row
+    were neither wanted nor directories (a directory of small files, when ``wanted`` asks for
+    large ones). Reaching the entries after ``path`` costs a page per level of each directory
+    the look passes through, whatever their sizes."""
+    directory, _, name = path.rpartition("/")
+    after: bytes | None = encode_path(name)
+    while steps > 0:
+        tree = resolve_dir(pages, root, directory)
+        if tree is None:
+            return None
+        # (directory, its items from where the look enters it, entries left before it is
+        # passed over)
+        stack = [(directory, items(pages, tree, after), per_directory)]
+        while stack and steps > 0:
+            parent, listing, left = stack.pop()
+            item = next(listing, None) if left else None
+            if item is None:
+                continue
+            steps -= 1
+            entry, subtree = decode_entry(_join(parent, item.key), item.body)
+            if subtree is None and wanted(entry):
+                return entry
+            stack.append((parent, listing, per_directory if subtree else left - 1))
+            if subtree is not None:
+                stack.append((entry.path, items(pages, subtree), per_directory))
+        if not directory:
+            return None
+        directory, _, name = directory.rpartition("/")  # on after the directory just done
+        after = encode_path(name)
+    return None
+
+
 def file_digests(get: Get, root: TreeId) -> Iterator[tuple[bytes, bytes, int]]:
     """(encoded path, file digest, size) of every file below ``root``, in no set order: what a
     version digest needs. Reads each page once through ``get`` and slices the fields out of

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import itertools
 import logging
+from collections import deque
 from collections.abc import Callable
 
 import trio
@@ -62,6 +63,9 @@ class ChunkLoads:
         self._sent: dict[int, tuple[ChunkRef, int, int, bool, trio.Event]] = {}
         self._loading: dict[bytes, trio.Event] = {}  # chunk id -> its answer came
         self._queued: dict[int, FileReader] = {}  # files with read-ahead to send, by handle
+        # The start of the file a reader likely opens next (see follow), sent after every
+        # queued read-ahead.
+        self._next_file: deque[tuple[ChunkRef, ChunkLocation]] = deque()
         self._ahead = 0  # read-ahead requests among those sent
         self._full_said = False  # the arena's first "no room" was logged
         self.alive = True  # loads go to the loader (it said it was ready, and has not died)
@@ -104,6 +108,15 @@ class ChunkLoads:
         self._queued[fh] = reader
         self._pump()
 
+    def follow(self, chunks: list[tuple[ChunkRef, ChunkLocation]]) -> None:
+        """Load ``chunks`` (``Vfs.next_file_chunks``: the start of the file a reader that
+        reached its file's end likely opens next) once every file's queued read-ahead is sent:
+        the loader would otherwise have nothing to do between the last chunk of one file and
+        the first read of the next (docs/mount.md, "Twenty-second pass"). They replace what an
+        earlier reader queued so and had not sent yet."""
+        self._next_file = deque(chunks)
+        self._pump()
+
     def forget(self, fh: int) -> None:
         """Handle ``fh`` was released: send nothing more for it."""
         self._queued.pop(fh, None)
@@ -126,13 +139,18 @@ class ChunkLoads:
                 # SMALL: a small last chunk is left to the read that wants it
             if not self.alive or self._ahead >= self._depth:
                 return
+        while self._next_file and self.alive and self._ahead < self._depth:
+            ref, loc = self._next_file.popleft()
+            self._send_to(ref, loc, ahead=True)
 
     def _send(self, reader: FileReader, ref: ChunkRef, *, ahead: bool) -> _Sent:
+        return self._send_to(ref, reader.location(ref), ahead=ahead)
+
+    def _send_to(self, ref: ChunkRef, loc: ChunkLocation | None, *, ahead: bool) -> _Sent:
         if not self.alive:
             return _Sent.NOT_HERE
         if ref.length <= INLINE_LOAD_BYTES:
             return _Sent.SMALL
-        loc = reader.location(ref)
         if not loadable(ref, loc):
             return _Sent.NOT_HERE
         assert loc is not None

@@ -410,6 +410,8 @@ class ArtfsOperations(pyfuse3.Operations):
             # Before this read awaits anything: the next chunks load while this one does.
             if self.loads is not None and self.loads.alive:
                 self.loads.read_ahead(fh, reader, off, size)
+                if reader.reached_end() and fh < STAGED_FH_BASE:
+                    self.loads.follow(self.vfs.next_file_chunks(fh))
             else:
                 self._start_loaders(fh, reader)
         # Read on the event loop, a multi-chunk read is copied into one reused buffer: pyfuse3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import mmap
 import os
 import random
@@ -12,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyfuse3
@@ -43,7 +44,7 @@ from artfs.store.codec import Codec
 from artfs.store.hashing import chunk_id
 from artfs.store.manifest import ChunkRef, FileEntry
 from artfs.store.packs import pack_name
-from artfs.vfs import Vfs
+from artfs.vfs import NEXT_FILE_BYTES, Vfs
 from tests.mount.mountutil import StartMount, eventually, put
 from tests.mount.test_read_path import CTX
 
@@ -547,6 +548,9 @@ class Through:
     in_threads: int  # chunks the daemon's own threads loaded
     by_loader: int  # bytes of chunks the loader answered verified
     alive: bool  # whether loads still went to the loader at the end
+    # one_by_one: each file's chunks in the daemon's cache as it was opened (the loads sent
+    # then given time to land)
+    cached_at_open: list[int] = field(default_factory=list)
 
 
 def read_through_loader(
@@ -556,9 +560,11 @@ def read_through_loader(
     cache_bytes: int = 64 * MIB,
     arena_bytes: int = 128 * MIB,
     kill_loader: bool = False,
+    one_by_one: bool = False,
 ) -> Through:
     """Files read front to back by the daemon's operations with a loader process, in turns of
-    1 MiB each. ``kill_loader``: kill the loader once it is ready, before the first read."""
+    1 MiB each; ``one_by_one``: each opened, read to its end and released before the next is
+    opened. ``kill_loader``: kill the loader once it is ready, before the first read."""
     vfs = Vfs.create(store, cache_bytes=cache_bytes, lineage=False)
     ops = ArtfsOperations(vfs)
     loader = LoaderProcess.start(store.pack_directory, arena_bytes, 2)
@@ -577,6 +583,12 @@ def read_through_loader(
         seen.by_loader += length
         return chunk(at, length, skip)
 
+    async def landed() -> None:
+        """Every load sent to the loader answered (the read-ahead no read waited for)."""
+        with trio.fail_after(30):
+            while loads.alive and loads._sent:
+                await trio.sleep(0.01)
+
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             ops.nursery = nursery
@@ -586,6 +598,19 @@ def read_through_loader(
                 with trio.fail_after(30):
                     while loads.alive:
                         await trio.sleep(0.01)
+            if one_by_one:
+                for path in paths:
+                    ino = await _lookup(ops, path)
+                    await landed()  # what the last file's reads sent
+                    chunks = vfs.node(ino).entry.chunks  # type: ignore[union-attr]
+                    seen.cached_at_open.append(sum(ref in vfs.cache for ref in chunks))
+                    fh = (await ops.open(ino, os.O_RDONLY, CTX)).fh
+                    seen.got.append(await _read_to_end(ops, fh))
+                    await ops.release(fh)
+                await landed()
+                seen.alive = loads.alive
+                nursery.cancel_scope.cancel()
+                return
             handles = [
                 (await ops.open(await _lookup(ops, path), os.O_RDONLY, CTX)).fh for path in paths
             ]
@@ -606,6 +631,7 @@ def read_through_loader(
                         done += piece
             for fh in handles:
                 await ops.release(fh)
+            await landed()
             seen.got = [part if isinstance(part, int) else bytes(part) for part in got]
             seen.alive = loads.alive
             nursery.cancel_scope.cancel()
@@ -620,6 +646,19 @@ def read_through_loader(
     return seen
 
 
+async def _read_to_end(ops: ArtfsOperations, fh: int) -> bytes | int:
+    """Handle ``fh``'s bytes read 1 MiB at a time, or the errno a read failed with."""
+    done = bytearray()
+    while True:
+        try:
+            piece = await ops.read(fh, len(done), MIB)
+        except pyfuse3.FUSEError as exc:
+            return exc.errno
+        if not piece:
+            return bytes(done)
+        done += piece
+
+
 async def _lookup(ops: ArtfsOperations, path: str) -> int:
     ino = 1
     for part in path.split("/"):
@@ -627,13 +666,34 @@ async def _lookup(ops: ArtfsOperations, path: str) -> int:
     return ino
 
 
+def first_chunks(entry: FileEntry, size: int) -> tuple[ChunkRef, ...]:
+    """``entry``'s chunks from the first up to the one that reaches ``size`` bytes."""
+    ends = itertools.accumulate(ref.length for ref in entry.chunks)
+    return entry.chunks[: next(i for i, end in enumerate(ends, 1) if end >= size)]
+
+
 def test_reads_through_the_loader_are_exact_and_no_chunk_loads_in_a_thread(
     stored: tuple[Store, FileEntry, bytes],
 ) -> None:
+    """data.bin read to its end also loads the start of other.bin, the file after it."""
     store, _, content = stored
     seen = read_through_loader(store, [DATA])
     assert seen.got == [content]
-    assert seen.in_threads == 0 and seen.by_loader == len(content) and seen.alive
+    other = store.files(store.resolve("proj/data:v0"))[1]
+    started = sum(ref.length for ref in first_chunks(other, NEXT_FILE_BYTES))
+    assert seen.in_threads == 0 and seen.by_loader == len(content) + started and seen.alive
+
+
+def test_a_file_read_to_its_end_has_the_start_of_the_next_loaded_before_its_open(
+    stored: tuple[Store, FileEntry, bytes],
+) -> None:
+    store, _, content = stored
+    other = store.files(store.resolve("proj/data:v0"))[1]
+    seen = read_through_loader(store, [DATA, OTHER], one_by_one=True)
+    assert seen.got == [content, random.Random(6).randbytes(5 * MIB)]
+    assert seen.cached_at_open == [0, len(first_chunks(other, NEXT_FILE_BYTES))]
+    assert len(other.chunks) > seen.cached_at_open[1] > 0  # not the whole file
+    assert seen.in_threads == 0 and seen.by_loader == len(content) + other.size and seen.alive
 
 
 def test_a_full_arena_sends_loads_to_threads_and_freed_places_are_reused_exactly(

@@ -75,6 +75,30 @@ def test_sequential_reader_plans_ahead_once_and_a_seek_resets() -> None:
     assert reader.plan(30 * MIB, 4096) == []  # a seek: no read-ahead
 
 
+def test_reached_end_says_so_once_for_a_reader_in_order_from_the_start() -> None:
+    """Once a reader in order from the file's start has its last chunk planned; never for
+    one that began at random or sought."""
+    entry = entry_of([MIB] * 12)
+    reader = FileReader(entry, fake_cache())
+    said = []
+    for offset in range(0, 12 * MIB, MIB):
+        reader.plan(offset, MIB)
+        said.append(reader.reached_end())
+    # The window (4, then 8 MiB) covers chunk 11 at the read of chunk 2.
+    assert said == [False, False, True] + [False] * 9
+    one = FileReader(entry_of([2 * MIB]), fake_cache())
+    one.plan(0, 4096)
+    assert one.reached_end() and not one.reached_end()
+    at_random = FileReader(entry, fake_cache())
+    sought = FileReader(entry, fake_cache())
+    sought.plan(0, MIB)
+    sought.plan(6 * MIB, MIB)
+    for offset in range(7 * MIB, 12 * MIB, MIB):
+        at_random.plan(offset, MIB)
+        sought.plan(offset, MIB)
+        assert not at_random.reached_end() and not sought.reached_end()
+
+
 def test_random_first_read_of_a_large_file_plans_nothing_and_cached_chunks_are_skipped() -> None:
     entry = entry_of([MIB] * (MAX_READAHEAD_BYTES // MIB + 1))  # more than one window
     cache = fake_cache()

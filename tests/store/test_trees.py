@@ -544,3 +544,61 @@ def test_a_directory_of_a_million_entries() -> None:
     objects.new.clear()
     trees.update(objects.get, objects.put, root, {"0765432.jpg": None})
     assert len(objects.new) <= 4  # a leaf, an index page, the root (and a leaf more at most)
+
+
+def _sized(entry: FileEntry) -> bool:
+    return entry.size >= 2
+
+
+@settings(max_examples=100, **_EDITS)
+@given(versions())
+def test_next_file_is_the_next_wanted_file_of_the_walk(
+    small_pages: None, case: tuple[dict[str, FileEntry], dict[str, FileEntry | None]]
+) -> None:
+    """With room enough to look, the next file is the walk's next one that is wanted."""
+    content = case[0]
+    objects = Objects()
+    root = trees.build(objects.put, content.values())
+    order = [p for p in walk_order(content) if not content[p].is_dir]
+    for index, path in enumerate(order):
+        expected = next((content[p] for p in order[index + 1 :] if _sized(content[p])), None)
+        assert trees.next_file(objects.pages(), root, path, _sized, 1000, 1000) == expected
+
+
+def test_next_file_climbs_out_and_passes_over_directories_of_small_files() -> None:
+    """After a directory's last file the look goes on in its parent; a directory whose first
+    ``per_directory`` entries are small (a folder of labels) is passed over, its
+    subdirectories are still entered; ``steps`` bounds the whole look."""
+    objects = Objects()
+    big = b"x" * 8
+    entries = [
+        file("a/shard-0.tar", big),
+        file("a/shard-1.tar", big),
+        file("b/labels/0.json"),
+        file("b/labels/1.json"),
+        file("b/labels/2.json"),
+        file("b/labels/3.json"),
+        file("b/labels/4.bin", big),
+        file("b/n.json"),
+        file("b/z/shard-2.tar", big),
+        file("c/shard-3.tar", big),
+    ]
+    root = trees.build(objects.put, entries)
+
+    def after(path: str, steps: int = 100, per_directory: int = 3) -> str | None:
+        found = trees.next_file(objects.pages(), root, path, _large, steps, per_directory)
+        return None if found is None else found.path
+
+    def _large(entry: FileEntry) -> bool:
+        return entry.size > 1
+
+    assert after("a/shard-0.tar") == "a/shard-1.tar"
+    assert after("a/shard-1.tar") == "b/z/shard-2.tar"  # b/labels passed over after 3
+    assert after("a/shard-1.tar", per_directory=5) == "b/labels/4.bin"
+    assert after("b/labels/1.json") == "b/labels/4.bin"  # in its own directory too
+    assert after("b/z/shard-2.tar") == "c/shard-3.tar"
+    assert after("c/shard-3.tar") is None
+    # b, b/labels, three labels, b/n.json, b/z: 7 entries, then the shard is the 8th
+    assert after("a/shard-1.tar", steps=7) is None
+    assert after("a/shard-1.tar", steps=8) == "b/z/shard-2.tar"
+    assert after("gone/x.tar") is None
