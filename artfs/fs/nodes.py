@@ -71,14 +71,16 @@ class NodeKey:
         return Inode(self.key_hash())
 
     def key_hash(self) -> int:
-        """62 bits hashed from all of this key: the inode number of most nodes, and what
-        names a version's file in its usage edges (an entry's inode number before issue 17's
-        eighth pass, kept so that edges recorded before count the same files)."""
-        return _path_hash(self._shared_hash(), self.path)
+        """62 bits hashed from all of this key: the inode number of most nodes (and of a
+        version's entries before issue 17's eighth pass, and what named a version's file in
+        its usage edges before its twenty-second: see :class:`UsageNames`)."""
+        shared = self._shared_hash()
+        shared.update(manifest.encode_path(self.path))
+        return (int.from_bytes(shared.digest(), "little") >> 2) | 2
 
     def _shared_hash(self) -> Any:
         """The hash state of every field but the path: the same for every entry of a
-        version (see :class:`UsageNames`)."""
+        version (see :func:`entry_base`)."""
         shared = (self.kind.value, self.project, self.name, str(self.number), self.alias, "")
         return hashlib.blake2b(manifest.encode_path("\0".join(shared)), digest_size=8)
 
@@ -222,36 +224,32 @@ def _artifact_or_none(project: str, name: str) -> ArtifactName | None:
     return ArtifactName(project, name)
 
 
-def _path_hash(shared: Any, path: str) -> int:
-    """:meth:`NodeKey.key_hash` from its shared hash state (consumed)."""
-    shared.update(manifest.encode_path(path))
-    return (int.from_bytes(shared.digest(), "little") >> 2) | 2
-
-
 class UsageNames:
     """What names a version's file in its usage edge: (the version's key, the 8 bytes of its
-    key's hash, :meth:`NodeKey.key_hash`).
+    inode number).
 
-    Both halves but the path's own hashing are the same for every file of a version, and are
-    worked out once per version: a dict get then, where building the version key and hashing
-    every field took most of a first open's recording (4.0 -> 2.4 us, in process, first opens
-    of 3,000 files). They depend on the version's project, name and number only, so they
-    never go stale."""
+    A version file's inode number is its directory's base plus its position in the directory
+    (:func:`entry_base`): it depends only on the version and the file's path, so it is the
+    same across remounts, and a run that opens a file again after one counts it once. It is
+    known before the file is opened, so a first open's recording hashes nothing; the version
+    key is worked out once per version. Until issue 17's twenty-second pass the name was a
+    hash of the file's key (:meth:`NodeKey.key_hash`), which cost a first open's recording
+    more than everything else it did (2.5 of 4.8 us, measured in the daemon over a cold
+    epoch of 6,000 files): a run that opened a file before that change and opens it again
+    after counts it twice."""
 
     def __init__(self) -> None:
-        self._versions: dict[tuple[str, str, int], tuple[bytes, Any]] = {}
+        self._versions: dict[tuple[str, str, int], bytes] = {}
 
     def of(self, node: Node) -> tuple[bytes, bytes]:
         """``node``'s usage name; ``node`` is a file inside a version."""
         key = node.key
-        assert key.kind is Kind.ENTRY and not key.alias  # what the cached hash state holds
-        found = self._versions.get((key.project, key.name, key.number))
-        if found is None:
+        assert key.kind is Kind.ENTRY
+        version_key = self._versions.get((key.project, key.name, key.number))
+        if version_key is None:
             assert node.record is not None
-            found = (node.record.key, key._shared_hash())
-            self._versions[(key.project, key.name, key.number)] = found
-        version_key, shared = found
-        return version_key, _path_hash(shared.copy(), key.path).to_bytes(8, "big")
+            version_key = self._versions[(key.project, key.name, key.number)] = node.record.key
+        return version_key, node.ino.to_bytes(8, "big")
 
 
 def _is_dir(node: Node) -> bool:

@@ -13,6 +13,7 @@ share the one object the daemon talks to rather than pointing back at it.
 from __future__ import annotations
 
 import errno
+import posixpath
 import stat
 from collections.abc import Iterator
 from dataclasses import replace
@@ -34,6 +35,7 @@ from artfs.fs.nodes import (
     _checked,
     _DirHandle,
     _is_control,
+    entry_base,
 )
 from artfs.fs.reader import FileReader, Pinned
 from artfs.fs.staging import StagedStat, StagingView, checked_name
@@ -49,7 +51,7 @@ from artfs.store import catalog, manifest, staging
 from artfs.store.index import Txn
 from artfs.store.manifest import FileEntry
 from artfs.store.repository import PutResult, Store
-from artfs.usage import UsageRecorder
+from artfs.usage import FileUsage, UsageRecorder
 
 RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2  # renameat2 flags, as FUSE passes them
 
@@ -208,16 +210,26 @@ class StagedTree:
         read = self.staging.base_read(fh)
         if read is not None and pid and self.recorder is not None:
             # A base file is a version's file: its read is recorded like one.
-            art, number = read.base.artifact, read.base.version
-            entry = NodeKey(Kind.ENTRY, art.project, art.name, number, path=read.path)
-            version = catalog.version_key(art, number)
-            file = entry.key_hash().to_bytes(8, "big")
             try:
-                self.recorder.opened(pid, art.project, (version, file), uid)
+                usage = self._base_usage(read.base.artifact, read.base.version, read.path)
+                if usage is not None:
+                    self.recorder.opened(pid, read.base.artifact.project, usage, uid)
             except BaseException:  # the kernel gets no handle, and will not release it
                 self.staging.release(fh)
                 raise
         return FileHandle(fh)
+
+    def _base_usage(self, art: ArtifactName, number: int, path: str) -> FileUsage | None:
+        """The usage name (see :class:`UsageNames`) of file ``path`` of version ``number`` of
+        ``art``, the one a read of it through the version's own directory records; None if
+        the version or the file is gone."""
+        with self.store.index.read() as txn:
+            record = catalog.get_version(txn, art, number)
+            found = None if record is None else catalog.lookup_ranked(txn, record, path)
+        if record is None or found is None:
+            return None
+        ino = entry_base(record, posixpath.dirname(path)) + found[0]  # as its node's
+        return record.key, ino.to_bytes(8, "big")
 
     def copy_up_due(self, ino: int, flags: int) -> bool:
         """Whether opening ``ino`` with ``flags`` copies a base file up (see

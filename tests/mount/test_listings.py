@@ -424,20 +424,27 @@ def test_entries_are_numbered_by_position_from_their_directory_base(tmp_path: Pa
 
 
 def test_numbers_kept_across_releases_are_those_earlier_ones_gave() -> None:
-    """A version's inode and a version file's id in usage edges (counted once per run, so an
-    id that changed would count a file again) are what the code before entries were numbered
-    by position gave (its NodeKey.inode(), 82aaa8a)."""
+    """A version's inode (the same across releases, so a kernel's or a tool's idea of a file
+    stays true) is what the code before entries were numbered by position gave (its
+    NodeKey.inode(), 82aaa8a); so is the key hash that named a version file in usage edges
+    until issue 17's twenty-second pass."""
     file = NodeKey(Kind.ENTRY, "proj", "set", 3, path="d/a.bin")
     assert file.key_hash() == 1083848828576802735
     assert NodeKey(Kind.VERSION, "proj", "set", 3).inode() == 74728504116078766
-    # What the daemon records: each file's id from the version's hash state, worked out once.
+
+
+def test_a_version_file_s_usage_name_is_its_inode_number() -> None:
+    """What the daemon records for a file (counted once per run, so a name that changed
+    across remounts would count a file again): the version's key and the file's inode
+    number, which depends on the version and the path only."""
     record = VersionRecord("proj", "set", 3, "digest", "dataset", 0.0, 0, 2)
     names = UsageNames()
-    for path in ("d/a.bin", "d/b.bin", "d/a.bin"):
-        node = Node(NodeKey(Kind.ENTRY, "proj", "set", 3, path=path), record=record)
-        want = NodeKey(Kind.ENTRY, "proj", "set", 3, path=path).key_hash()
-        assert names.of(node) == (record.key, want.to_bytes(8, "big"))
-    assert names.of(Node(file, record=record))[1] == (1083848828576802735).to_bytes(8, "big")
+    base = entry_base(record, "d")
+    for index, name in [(0, "a.bin"), (1, "b.bin"), (0, "a.bin")]:
+        key = NodeKey(Kind.ENTRY, "proj", "set", 3, path=f"d/{name}")
+        node = Node(key, record=record, known_ino=base + index)
+        assert names.of(node) == (record.key, (base + index).to_bytes(8, "big"))
+    assert base == 1738305474678057418  # pinned: the names stay the same across releases
 
 
 def test_the_daemons_readdir_sends_what_lookup_answers_and_resumes_where_it_stopped(
