@@ -96,12 +96,15 @@ STAGING = "staging"
 XATTR_PREFIX = "user.artfs."
 _XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
 # A reader that has read a version file in order up to its end likely opens the next one
-# (see next_file_chunks): this much of that file's start loads ahead of its open. The file is
+# (see next_file_chunks): the chunks of this much of its start load ahead of its open. It is
 # looked for among this many entries after the one read, passing over the rest of a directory
 # once this many in a row were too small.
 NEXT_FILE_BYTES = 2 << 20
 NEXT_FILE_STEPS = 64
 NEXT_FILE_SMALL_IN_A_ROW = 8
+# Guesses of the next file that were wrong in a row before nothing more is loaded on them (a
+# reader taking files in a random order); the next right one starts the loads again.
+NEXT_FILE_MISSES = 2
 
 
 # --- the tree ---------------------------------------------------------------------------------
@@ -142,6 +145,10 @@ class Vfs(StagedTree):
         self._dirs: dict[FileHandle, _DirHandle] = {}
         self._next_handle = 1
         self._usage_names = UsageNames()  # what names a file in its usage edge
+        # The last guess of next_file_chunks (version key, path), and how many in a row the
+        # files read to their ends since were not.
+        self._next_guess: tuple[bytes, str] | None = None
+        self._guess_misses = 0
         # Staging (artfs.fs.staging): staged inodes, open staged and virtual files, commits.
         self.staging = StagingView(store, cache, self.holders, relocate=self._relocate)
 
@@ -845,12 +852,16 @@ class Vfs(StagedTree):
 
     def next_file_chunks(self, fh: int) -> list[tuple[ChunkRef, ChunkLocation]]:
         """The chunks to load for the file a reader of handle ``fh`` likely opens next, once
-        it has read its file in order up to the end, and where they are: the first
-        ``NEXT_FILE_BYTES`` of the next file in the version's depth-first name order (what
+        it has read its file in order up to the end, and where they are: those that hold the
+        first ``NEXT_FILE_BYTES`` of the next file in the version's depth-first name order (what
         ``cp -r``, ``tar`` and readers of numbered shards open next) that is larger than
         ``INLINE_LOAD_BYTES`` (``trees.next_file`` says how far it looks). Chunks cached
         already, too small for the chunk loader, or not in this store's packs are left out;
         nothing for a handle opened ``O_DIRECT`` or not of a version file.
+
+        The guess is checked against the next file read to its end this way: after
+        ``NEXT_FILE_MISSES`` wrong in a row (files taken in a random order) it is still made
+        but nothing is loaded on it, until one is right again.
 
         Nothing is pinned: these are hints. If gc moves or deletes a chunk before it loads,
         the load fails verification or finds no pack, and the file's own read loads it."""
@@ -858,15 +869,21 @@ class Vfs(StagedTree):
         node = None if holder is None or holder < 0 else self._nodes.get(Inode(holder))
         if node is None or node.record is None or node.key.kind is not Kind.ENTRY:
             return []
+        record, path = node.record, node.key.path
+        if self._next_guess is not None:
+            right = self._next_guess == (record.key, path)
+            self._guess_misses = 0 if right else self._guess_misses + 1
 
         def wanted(entry: FileEntry) -> bool:
             return entry.size > INLINE_LOAD_BYTES and not entry.is_reference
 
         with self.store.index.read() as txn:
-            path = node.key.path
             after = catalog.next_file(
-                txn, node.record, path, wanted, NEXT_FILE_STEPS, NEXT_FILE_SMALL_IN_A_ROW
+                txn, record, path, wanted, NEXT_FILE_STEPS, NEXT_FILE_SMALL_IN_A_ROW
             )
+        self._next_guess = None if after is None else (record.key, after.path)
+        if self._guess_misses >= NEXT_FILE_MISSES:
+            return []
         refs, size = [], 0
         for ref in after.chunks if after is not None else ():
             if size >= NEXT_FILE_BYTES:

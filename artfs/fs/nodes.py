@@ -229,14 +229,14 @@ class UsageNames:
     inode number).
 
     A version file's inode number is its directory's base plus its position in the directory
-    (:func:`entry_base`): it depends only on the version and the file's path, so it is the
-    same across remounts, and a run that opens a file again after one counts it once. It is
-    known before the file is opened, so a first open's recording hashes nothing; the version
-    key is worked out once per version. Until issue 17's twenty-second pass the name was a
-    hash of the file's key (:meth:`NodeKey.key_hash`), which cost a first open's recording
-    more than everything else it did (2.5 of 4.8 us, measured in the daemon over a cold
-    epoch of 6,000 files): a run that opened a file before that change and opens it again
-    after counts it twice."""
+    (:func:`entry_base`): it depends only on the version (its key and commit time) and the
+    file's path, so it is the same across remounts, and a run that opens a file again after
+    one counts it once. It is known before the file is opened, so a first open's recording
+    hashes nothing; the version key is worked out once per version. Until issue 17's
+    twenty-second pass the name was a hash of the file's key (:meth:`NodeKey.key_hash`),
+    which cost a first open's recording more than everything else it did (2.5 of 4.8 us,
+    measured in the daemon over a cold epoch of 6,000 files): a run that opened a file
+    before that change and opens it again after counts it twice."""
 
     def __init__(self) -> None:
         self._versions: dict[tuple[str, str, int], bytes] = {}

@@ -423,15 +423,19 @@ class FileReader:
         return own + ahead
 
     def reached_end(self) -> bool:
-        """True once, at the first read after which a reader that has read in order from the
-        file's start has its read-ahead planned up to the last chunk: from then on it only
-        waits for what is loading, and the file it opens next could load (see
-        ``Vfs.next_file_chunks``)."""
+        """True once, at the first read after which a reader of a file of several chunks that
+        has read in order from its start has its read-ahead planned up to the last chunk: from
+        then on it only waits for what is loading, and the file it opens next could load (see
+        ``Vfs.next_file_chunks``). Never for a file of one chunk: a reader taking many such
+        files in a random order (a DataLoader's) would have every first read look for a next
+        file on the event loop, for a guess that is wrong."""
+        chunks = len(self.entry.chunks)
         if (
             self._end_told
+            or chunks < 2
             or self._seeks
             or self._began_at_random
-            or self._ahead_until < len(self.entry.chunks)
+            or self._ahead_until < chunks
         ):
             return False
         self._end_told = True

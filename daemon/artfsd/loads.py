@@ -112,17 +112,19 @@ class ChunkLoads:
         """Load ``chunks`` (``Vfs.next_file_chunks``: the start of the file a reader that
         reached its file's end likely opens next) once every file's queued read-ahead is sent:
         the loader would otherwise have nothing to do between the last chunk of one file and
-        the first read of the next (docs/mount.md, "Twenty-second pass"). They replace what an
-        earlier reader queued so and had not sent yet."""
-        self._next_file = deque(chunks)
-        self._pump()
+        the first read of the next (docs/mount.md, "Twenty-second pass"). Given any, they
+        replace what an earlier reader queued so and had not sent yet."""
+        if chunks and self.alive:
+            self._next_file = deque(chunks)
+            self._pump()
 
     def forget(self, fh: int) -> None:
         """Handle ``fh`` was released: send nothing more for it."""
         self._queued.pop(fh, None)
 
     def _pump(self) -> None:
-        """Send queued read-ahead, files in the order they queued, up to the depth."""
+        """Send queued read-ahead, files in the order they queued, then the next file's
+        chunks (see :meth:`follow`), up to the depth."""
         for fh, reader in list(self._queued.items()):
             while self.alive and self._ahead < self._depth:
                 ref = reader.next_ahead()
@@ -248,6 +250,7 @@ class ChunkLoads:
         if not self.alive:
             return
         self.alive = False
+        self._next_file.clear()
         if not quiet:
             log.warning("the chunk loader stopped (%s): chunks load in the daemon's threads", why)
             # If it lives on it must not write into the arena: killed (and reaped), and the

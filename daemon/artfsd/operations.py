@@ -406,13 +406,15 @@ class ArtfsOperations(pyfuse3.Operations):
             held = reader.load_own()
         if held is not None:  # a small file held whole: a slice, nothing to load or plan
             return held[off : off + size]
-        if self.nursery is not None and reader.plan(off, size):
+        if self.nursery is not None:
             # Before this read awaits anything: the next chunks load while this one does.
+            planned = reader.plan(off, size)
             if self.loads is not None and self.loads.alive:
-                self.loads.read_ahead(fh, reader, off, size)
-                if reader.reached_end() and fh < STAGED_FH_BASE:
+                if planned:
+                    self.loads.read_ahead(fh, reader, off, size)
+                if reader.reached_end() and fh < STAGED_FH_BASE and self.loads.alive:
                     self.loads.follow(self.vfs.next_file_chunks(fh))
-            else:
+            elif planned:
                 self._start_loaders(fh, reader)
         # Read on the event loop, a multi-chunk read is copied into one reused buffer: pyfuse3
         # replies from it before this loop runs another read.

@@ -84,11 +84,15 @@ def test_reached_end_says_so_once_for_a_reader_in_order_from_the_start() -> None
     for offset in range(0, 12 * MIB, MIB):
         reader.plan(offset, MIB)
         said.append(reader.reached_end())
-    # The window (4, then 8 MiB) covers chunk 11 at the read of chunk 2.
+    # The window (4, 8, then 16 MiB past each read's end) covers chunk 11 at the read of
+    # chunk 2.
     assert said == [False, False, True] + [False] * 9
-    one = FileReader(entry_of([2 * MIB]), fake_cache())
+    two = FileReader(entry_of([MIB, MIB]), fake_cache())
+    two.plan(0, 4096)
+    assert two.reached_end() and not two.reached_end()
+    one = FileReader(entry_of([2 * MIB]), fake_cache())  # one chunk: never
     one.plan(0, 4096)
-    assert one.reached_end() and not one.reached_end()
+    assert not one.reached_end()
     at_random = FileReader(entry, fake_cache())
     sought = FileReader(entry, fake_cache())
     sought.plan(0, MIB)
@@ -758,6 +762,41 @@ def skip_without_nowait_reads(path: Path) -> None:
         pytest.skip(f"this filesystem has no RWF_NOWAIT reads: {exc}")
     finally:
         os.close(fd)
+
+
+def test_the_next_file_is_guessed_in_name_order_and_not_loaded_after_two_wrong_guesses(
+    tmp_path: Path,
+) -> None:
+    """What a reader that read a file to its end gets loaded next: the start of the file after
+    it in name order, until two guesses in a row were not the file read to its end next, and
+    again from the next right guess."""
+    src = tmp_path / "src"
+    src.mkdir()
+    names = ["a.bin", "b.bin", "c.bin", "d.bin", "e.bin"]
+    for seed, name in enumerate(names):
+        (src / name).write_bytes(random.Random(seed).randbytes(300_000))
+    put(tmp_path / "home", src, "proj/files")
+    with Store.open(tmp_path / "home") as store:
+        vfs = Vfs.create(store, cache_bytes=8 * MIB, lineage=False)
+        v0 = lookup(ArtfsOperations(vfs), "proj/files/v0")
+        entries = {name: vfs.node(vfs.lookup(v0, name.encode()).ino).entry for name in names}
+
+        def after(name: str) -> str | None:
+            """The file whose chunks next_file_chunks gives once ``name`` is read to its end."""
+            fh = vfs.open(vfs.lookup(v0, name.encode()).ino, os.O_RDONLY)
+            try:
+                chunks = [ref for ref, _ in vfs.next_file_chunks(fh)]
+            finally:
+                vfs.release(fh)
+            found = [n for n, e in entries.items() if e is not None and list(e.chunks) == chunks]
+            return found[0] if found else None
+
+        assert after("a.bin") == "b.bin"
+        assert after("d.bin") == "e.bin"  # b was guessed: one wrong
+        assert after("b.bin") is None  # e was guessed: two wrong, nothing loaded
+        assert after("a.bin") is None  # c was guessed: three
+        assert after("b.bin") == "c.bin"  # b was guessed: right again
+        assert after("e.bin") is None  # nothing after it
 
 
 def test_inline_reads_from_the_page_cache_are_verified_and_cached(tmp_path: Path) -> None:

@@ -566,9 +566,10 @@ def test_next_file_is_the_next_wanted_file_of_the_walk(
 
 
 def test_next_file_climbs_out_and_passes_over_directories_of_small_files() -> None:
-    """After a directory's last file the look goes on in its parent; a directory whose first
-    ``per_directory`` entries are small (a folder of labels) is passed over, its
-    subdirectories are still entered; ``steps`` bounds the whole look."""
+    """After a directory's last file the look goes on in its parent; the rest of a directory
+    is passed over once ``per_directory`` entries in a row were small (a folder of labels),
+    whatever follows them in it; a subdirectory met before that is entered; ``steps`` bounds
+    the whole look."""
     objects = Objects()
     big = b"x" * 8
     entries = [
