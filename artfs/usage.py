@@ -316,11 +316,21 @@ class UsageRecorder:
         version_key, file = usage
         now = last[version_key] = time.time()
         files = run.seen.get(version_key)
-        if files is None or file not in files:
+        if files is None or self._seen_count >= _SEEN_FILES:
             self._first_open(run, usage, now)
+        elif file not in files:
+            # A first open of a version this run opened before (the common one): no new set.
+            files.add(file)
+            self._seen_count += 1
+            run.new.append(usage)
+            if version_key not in run.first:  # its first since the last take()
+                run.first[version_key] = now
 
     def _first_open(self, run: _RunOpens, usage: FileUsage, now: float) -> None:
+        """A first open that starts a version's seen files, or finds the seen files full."""
         if self._seen_count >= _SEEN_FILES:
+            if usage[1] in run.seen.get(usage[0], ()):
+                return  # a reopen: counted when first opened
             self._forget_seen()
         run.seen.setdefault(usage[0], set()).add(usage[1])
         self._seen_count += 1
