@@ -211,13 +211,15 @@ async def housekeeping(ops: ArtfsOperations) -> None:
 # A remote-backed store's daemon looks at its remote this often: a version committed on another
 # machine shows in the mount within this (plus the mount's ~1 s of attribute caching).
 DEFAULT_POLL_SECONDS = 10.0
-# Threads of the chunk-loader process: one more than the cores, three at least, four at most.
-# A load is in part a wait for the disk (a raw chunk's, mostly): with one thread per core, both
-# of a 2-core machine's waited at once while a core had nothing to do, and three read the large
-# files cold 3-5% faster than two in three interleaved A/Bs (four: no faster than two).
-# Four at most: a cold read of a few files keeps no more busy (docs/mount.md, "Twenty-third
-# pass").
-DEFAULT_LOADERS = max(3, min(4, (os.cpu_count() or 1) + 1))
+# Threads of the chunk-loader process: one more than the cores, two to four. A load is in part a
+# wait for the disk (a raw chunk's, mostly): with one thread per core, both threads of a 2-core
+# machine often waited at once while a core had nothing to do. There three threads read the
+# large files cold 3-5% faster than two in four sets of interleaved rounds (the fifteenth
+# pass's set: 1.5%), which is near the rounds' spread and did not show in the bench's row;
+# two threads with as many loads unanswered as three have were no faster, four threads no
+# faster than two (docs/mount.md, "Twenty-third pass"). At least two: one reads while the
+# other decodes. Four at most: a cold read of a few files keeps no more busy.
+DEFAULT_LOADERS = max(2, min(4, (os.cpu_count() or 1) + 1))
 # How long the mount waits for the loader to start (a loaded machine's Python start-up): well
 # inside the systemd units' TimeoutStartSec (30 s), so the daemon still mounts without it.
 LOADER_START_SECONDS = 10.0
