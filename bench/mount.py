@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from artfsd.main import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+
 from artfs.names import ArtifactName, Ref
 from artfs.store import Store, catalog
 from artfs.store.manifest import ChunkRef
@@ -539,9 +541,6 @@ FLOOR_THREADS = 2  # both cores of the bench machine
 # Pairs of a cold mount pass and a floor pass: the row is the target's, and three pairs let
 # the floor alone move by 1.3x between two runs of the same code (sixteenth pass).
 FLOOR_PAIRS = 7
-# glibc's mallopt parameters (as in artfsd.main.tune_allocator).
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
 
 
 def _keep_freed_memory() -> None:
@@ -552,8 +551,8 @@ def _keep_freed_memory() -> None:
     took 4,600-6,800 page faults; inside the bench, after its other rows, 1-3 (docs/mount.md,
     "Twenty-third pass")."""
     libc = ctypes.CDLL(None)
-    libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-    libc.mallopt(_M_TRIM_THRESHOLD, 128 << 20)
+    libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    libc.mallopt(M_TRIM_THRESHOLD, 128 << 20)
 
 
 def _decode_floor(home: Path, files: Files, mount: Side, report: Report) -> None:
@@ -569,10 +568,9 @@ def _decode_floor(home: Path, files: Files, mount: Side, report: Report) -> None
 
     The floor runs twice per pass: in this long-lived process, whose allocator hands the
     chunks memory that earlier passes already touched (:func:`_keep_freed_memory`), and in a
-    new process, whose chunk
-    memory is all fresh, as the fresh daemon's of a cold pass is (a first touch of a page
-    costs ~0.4 ms per MiB here, more than reading it from the page cache: see docs/mount.md,
-    "Seventh pass"). The target stays on the first."""
+    new process, whose chunk memory is all fresh, as the fresh daemon's of a cold pass is (a
+    first touch of a page costs ~0.4 ms per MiB here, more than reading it from the page
+    cache: see docs/mount.md, "Seventh pass"). The target stays on the first."""
     _keep_freed_memory()
     paths = [p.as_posix() for p in files.large]
     refs = _large_chunks(home, paths)

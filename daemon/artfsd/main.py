@@ -211,13 +211,10 @@ async def housekeeping(ops: ArtfsOperations) -> None:
 # A remote-backed store's daemon looks at its remote this often: a version committed on another
 # machine shows in the mount within this (plus the mount's ~1 s of attribute caching).
 DEFAULT_POLL_SECONDS = 10.0
-# Threads of the chunk-loader process: one more than the cores, two to four. A load is in part a
-# wait for the disk (a raw chunk's, mostly): with one thread per core, both threads of a 2-core
-# machine often waited at once while a core had nothing to do. There three threads read the
-# large files cold 3-5% faster than two in four sets of interleaved rounds (the fifteenth
-# pass's set: 1.5%), which is near the rounds' spread and did not show in the bench's row;
-# two threads with as many loads unanswered as three have were no faster, four threads no
-# faster than two (docs/mount.md, "Twenty-third pass"). At least two: one reads while the
+# Threads of the chunk-loader process: one more than the cores, two to four. A load is mostly a
+# wait for the disk, and with one thread per core both of a 2-core machine's often waited at
+# once while a core idled: three read the large files cold 3-5% faster than two, a gain near
+# the rounds' spread (docs/mount.md, "Twenty-third pass"). At least two: one reads while the
 # other decodes. Four at most: a cold read of a few files keeps no more busy.
 DEFAULT_LOADERS = max(2, min(4, (os.cpu_count() or 1) + 1))
 # How long the mount waits for the loader to start (a loaded machine's Python start-up): well
@@ -266,9 +263,9 @@ def log_remote_reads(store: Store) -> None:
         )
 
 
-# glibc's mallopt parameters.
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
+# glibc's mallopt parameters (the bench's floor sets the first two as well).
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 
 
@@ -365,8 +362,8 @@ def tune_allocator() -> None:
     try:
         libc = ctypes.CDLL(None)
         libc.mallopt(_M_ARENA_MAX, 1)
-        libc.mallopt(_M_MMAP_THRESHOLD, 8 << 20)
-        libc.mallopt(_M_TRIM_THRESHOLD, 8 << 20)
+        libc.mallopt(M_MMAP_THRESHOLD, 8 << 20)
+        libc.mallopt(M_TRIM_THRESHOLD, 8 << 20)
     except (OSError, AttributeError) as exc:  # not glibc
         log.info("allocator left as is: %s", exc)
 
