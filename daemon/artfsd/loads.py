@@ -27,10 +27,12 @@ from artfs.store.manifest import ChunkRef
 log = logging.getLogger("artfsd")
 
 # Read-ahead chunks sent to the loader and not answered yet, per loader worker: enough that a
-# worker never waits for the next request, few enough that a read's own chunk, sent after
-# them, does not wait long behind them (the loader takes requests in the order they came).
-# 1, 2, 4 and 8 measured the same (docs/mount.md, "Eleventh pass").
-_AHEAD_PER_WORKER = 2
+# worker never waits for the daemon to send its next request, few enough that a read's own
+# chunk, sent after them, does not wait long behind them (the loader takes requests in the
+# order they came). With two workers 1, 2, 4 and 8 measured the same ("Eleventh pass"); with
+# three, 4 beat 2 in each of four interleaved sets, by 2-4%, and 6 and 8 (one set each) could
+# not be told from 4 (docs/mount.md, "Twenty-fourth pass").
+_AHEAD_PER_WORKER = 4
 
 
 class _Sent(enum.Enum):
