@@ -30,8 +30,9 @@ log = logging.getLogger("artfsd")
 # worker never waits for the daemon to send its next request, few enough that a read's own
 # chunk, sent after them, does not wait long behind them (the loader takes requests in the
 # order they came). With two workers 1, 2, 4 and 8 measured the same ("Eleventh pass"); with
-# three, 4 beat 2 in each of four interleaved sets, by 2-4%, and 6 and 8 (one set each) could
-# not be told from 4 (docs/mount.md, "Twenty-fourth pass").
+# three, 4 read 2-5% above 2 in the paired ratio to the floor in each of three interleaved sets
+# (and in a fourth with a two-stage loader not kept), near what such sets tell apart; 6 and
+# 8, one set each, were no better (docs/mount.md, "Twenty-fourth pass").
 _AHEAD_PER_WORKER = 4
 
 
