@@ -30,8 +30,14 @@ SEQUENTIAL_SLACK = 256 << 10
 # A file read at random whose size is at most this (and a quarter of the chunk cache) has all
 # its chunks loaded ahead: random 4 KiB page faults on a 16 MB mapping then find their chunks
 # loaded, two at a time, instead of each waiting for its own whole chunk in turn (see
-# docs/mount.md, issue 17). Larger files load per read.
+# docs/mount.md, issue 17).
 RANDOM_READAHEAD_BYTES = 64 << 20
+# A larger file read at random is planned whole too once its reader has made a seek per this
+# many of its chunks (its reads are spread over the file, and will come to most of its chunks)
+# if it fits in the chunk cache with an eighth of the cache to spare: loaded while the reader
+# reads, its chunks no longer load one at a time as each read waits for its own (a 200 MiB
+# array read through numpy's mmap: docs/mount.md, "Twenty-fifth pass"). Else it loads per read.
+CHUNKS_PER_SEEK_TO_PLAN_WHOLE = 16
 # Seeks (reads that are not sequential) before a file counts as read at random: one is often a
 # header or footer read. A file no larger than the read-ahead window's maximum whose first read
 # is not at its start is planned whole at that read all the same: loading it costs no more
@@ -541,13 +547,18 @@ class FileReader:
 
     def _plan_whole(self, span: range) -> list[ChunkRef]:
         """Every chunk not cached after a read of ``span``, for a file read at random that is
-        small enough; else none."""
-        limit = min(RANDOM_READAHEAD_BYTES, self._cache.budget_bytes // 4)
+        small enough (or, larger, fits in the cache and is read across: see
+        ``CHUNKS_PER_SEEK_TO_PLAN_WHOLE``); else none."""
+        budget, size = self._cache.budget_bytes, self.entry.size
         at_random = self._seeks >= RANDOM_AFTER_SEEKS or (
-            self._began_at_random and self.entry.size <= self._max_window and self._all_local()
+            self._began_at_random and size <= self._max_window and self._all_local()
         )
-        if not at_random or self.entry.size > limit or not span:
+        if not at_random or not span:
             return []
+        if size > min(RANDOM_READAHEAD_BYTES, budget // 4):
+            spread = len(self.entry.chunks) // CHUNKS_PER_SEEK_TO_PLAN_WHOLE
+            if size > budget - budget // 8 or self._seeks < spread:
+                return []
         self._whole_planned = True
         chunks = self.entry.chunks
         order = [*range(span.stop, len(chunks)), *range(span.start)]

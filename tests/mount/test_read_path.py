@@ -146,8 +146,12 @@ def test_a_file_within_one_window_first_read_at_random_is_planned_whole() -> Non
     assert cached_indexes(cache, entry) == set(range(12)) - {7}  # the read's own: not read here
     header_first = FileReader(entry, fake_cache())
     assert header_first.plan(0, 4096) != [] and header_first.plan(7 * MIB, 4096) == []
-    small_cache = FileReader(entry, fake_cache(budget=16 * MIB))  # a quarter: 4 MiB < 12 MiB
-    assert small_cache.plan(7 * MIB, 4096) == [] and small_cache.plan(2 * MIB, 4096) == []
+    # More than a quarter of the cache (4 MiB < 12 MiB): not at the first read, only at the
+    # second seek (the rule for larger files), and never in a cache it does not fit in.
+    small_cache = FileReader(entry, fake_cache(budget=16 * MIB))
+    assert small_cache.plan(7 * MIB, 4096) == [] and len(small_cache.plan(2 * MIB, 4096)) == 11
+    too_small = FileReader(entry, fake_cache(budget=12 * MIB))  # 7/8 of it: 10.5 MiB
+    assert too_small.plan(7 * MIB, 4096) == [] and too_small.plan(2 * MIB, 4096) == []
 
 
 def test_a_file_planned_whole_at_its_first_read_still_drops_behind_a_run_in_order() -> None:
@@ -211,14 +215,40 @@ def test_a_read_across_chunks_is_copied_once_into_the_reply_buffer() -> None:
     assert peak < 64 << 10, f"{peak} bytes allocated for a 1 MiB read"
 
 
-def test_random_reads_of_a_file_larger_than_the_bound_plan_nothing() -> None:
+def test_random_reads_of_a_file_larger_than_the_bound_plan_nothing_at_first() -> None:
     entry = entry_of([MIB] * (RANDOM_READAHEAD_BYTES // MIB + 1))
     reader = FileReader(entry, fake_cache())
     for offset in (40 * MIB, 3 * MIB, 20 * MIB):
         assert reader.plan(offset, 4096) == []
-    small = entry_of([MIB] * 8)  # within the bound, but more than a quarter of the cache
-    reader = FileReader(small, fake_cache(budget=16 * MIB))
+    small = entry_of([MIB] * 8)  # within the bound, but more than seven eighths of the cache
+    reader = FileReader(small, fake_cache(budget=8 * MIB))
     assert reader.plan(5 * MIB, 4096) == [] and reader.plan(2 * MIB, 4096) == []
+
+
+def test_a_larger_file_read_across_is_planned_whole_once_it_fits_in_the_cache() -> None:
+    """A file above the bound is planned whole at the seek that makes one per
+    ``CHUNKS_PER_SEEK_TO_PLAN_WHOLE`` of its chunks (a 200 MiB array read through mmap: its
+    faults come to most chunks), and keeps its chunks; never one larger than seven eighths of
+    the cache, however it is read."""
+    chunks = 160
+    spread = chunks // reader_module.CHUNKS_PER_SEEK_TO_PLAN_WHOLE
+    entry = entry_of([MIB] * chunks)
+    cache = fake_cache()  # 256 MiB: room for the 160 MiB file, an eighth to spare
+    reader = FileReader(entry, cache, drop_behind=ChunkHolders())
+    offsets = [(n * 37 % chunks) * MIB + 4096 for n in range(1, spread + 1)]
+    for offset in offsets[:-1]:
+        assert reader.plan(offset, 4096) == []
+    planned = {entry.chunks.index(r) for r in reader.plan(offsets[-1], 4096)}
+    assert planned == set(range(chunks)) - {offsets[-1] // MIB}  # all but the read's own
+    assert reader.plan(5 * MIB, 4096) == []  # once
+    while reader.fetch_next():
+        pass
+    read_at(reader, range(0, 8 * MIB, MIB))  # a run in order: a reader at random keeps all
+    reader.release()
+    assert cached_indexes(cache, entry) == set(range(chunks)) - {offsets[-1] // MIB}
+    too_large = FileReader(entry, fake_cache(budget=chunks * MIB * 8 // 7 - MIB))
+    for n in range(1, 4 * spread):
+        assert too_large.plan((n * 37 % chunks) * MIB + 4096, 4096) == []
 
 
 def test_read_ahead_loads_in_the_order_planned_the_read_s_own_chunks_first() -> None:
