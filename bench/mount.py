@@ -21,7 +21,12 @@ from them.
 Besides whole-set, large-file, small-file and random reads, the workloads are what users run:
 a DataLoader-shaped epoch (``EPOCH_WORKERS`` processes reading the small files in a random
 order, cold and warm), ``ls -lR`` (cold and warm) and ``du -s`` of the version, and random
-4 KiB reads through ``mmap`` of a checkpoint.
+4 KiB reads through ``mmap`` of a checkpoint. That checkpoint (16 MB) is one the daemon loads
+whole at a random reader's first read, as it does every file up to 64 MiB; the last rows read a
+file too large for that, a 200 MiB raw ``weights.npy`` stored beside the set, as
+``numpy.load(mmap_mode="r")`` of a large array reads it: the same random reads through ``mmap``
+and ``pread``, cold, against the same file natively and on the null filesystem (see
+:func:`_large_random`).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
@@ -59,7 +64,7 @@ ROUNDS = 5
 READ_SIZE = 1 << 20
 RANDOM_READS = 2000
 EPOCH_WORKERS = 2  # DataLoader-shaped epochs: worker processes
-MMAP_READS = 20_000  # page-sized reads through a mapping of the largest checkpoint
+MMAP_READS = 20_000  # page-sized reads through a mapping: of the largest checkpoint, the large file
 Report = Callable[..., None]
 REPO = Path(__file__).resolve().parent.parent  # where ``python -m bench.ceiling`` runs
 STOP_SECONDS = 10.0  # a FUSE server's time to exit before SIGTERM, then SIGKILL
@@ -140,6 +145,13 @@ def _mmap_reads(path: Path, seed: int) -> None:
 def _tool(*command: str | Path) -> None:
     """A command-line tool over the tree, its output discarded (``ls -lR``, ``du -s``)."""
     subprocess.run([str(c) for c in command], check=True, stdout=subprocess.DEVNULL)
+
+
+def _put(home: Path, source: Path, name: str) -> None:
+    """``artfs put`` of the directory ``source`` as artifact ``name`` in the store at ``home``."""
+    artfs = str(Path(sys.executable).parent / "artfs")
+    command = [artfs, "--home", str(home), "-q", "put", str(source), name]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 
 def _open_close(paths: list[Path]) -> None:
@@ -269,7 +281,8 @@ class Side:
 
 @dataclass(frozen=True)
 class Files:
-    """The mixed set's files, relative to its root, in the groups the workloads read."""
+    """The mixed set's files, relative to its root, in the groups the workloads read (or the
+    large file of :func:`_large_random` alone, as its ``checkpoint``)."""
 
     everything: list[Path]
     large: list[Path]
@@ -326,11 +339,16 @@ WORKLOADS = (
 )
 
 
-def _measure(sides: list[Side], files: Files, mounts: dict[str, Remounter]) -> dict[str, Times]:
-    """Every workload on every side, interleaved: each workload runs ``ROUNDS`` rounds, and a
-    round runs it once on each side in turn (a warm workload runs once untimed on each side
-    first); per side, the median of its rounds. ``mounts``: the remounters of the sides that
-    are mounts, by side name.
+def _measure(
+    sides: list[Side],
+    files: Files,
+    mounts: dict[str, Remounter],
+    workloads: Sequence[Workload] = WORKLOADS,
+) -> dict[str, Times]:
+    """Every workload (of ``workloads``) on every side, interleaved: each workload runs
+    ``ROUNDS`` rounds, and a round runs it once on each side in turn (a warm workload runs once
+    untimed on each side first); per side, the median of its rounds. ``mounts``: the
+    remounters of the sides that are mounts, by side name.
 
     The sides used to be measured one after the other, each in a block of several minutes, and
     a ratio between two sides then compared two states of this shared machine: the null
@@ -345,7 +363,7 @@ def _measure(sides: list[Side], files: Files, mounts: dict[str, Remounter]) -> d
     next. A warm pass, with every mount kept, starts ``SETTLE_SECONDS`` after the last one
     (untimed), once artfs has flushed the opens it recorded (every 0.5 s, an LMDB commit)."""
     times: dict[str, Times] = {side.name: {} for side in sides}
-    for workload in WORKLOADS:
+    for workload in workloads:
         runs: dict[str, list[float]] = {side.name: [] for side in sides}
         if not workload.cold:
             for mount in mounts.values():
@@ -506,12 +524,7 @@ def run(workdir: Path, report: Report) -> None:
     native = workdir / "native"
     files = Files.of(native, make_mixed(native))
     home, mnt, null_mnt = workdir / "home", workdir / "mnt", workdir / "mnt-null"
-    artfs = str(Path(sys.executable).parent / "artfs")
-    subprocess.run(
-        [artfs, "--home", str(home), "-q", "put", str(native), "bench/mixed"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    _put(home, native, "bench/mixed")
     log = workdir / "ceiling.log"
     with (
         Remounter(lambda: _mounted(home, mnt)) as remount,
@@ -533,6 +546,7 @@ def run(workdir: Path, report: Report) -> None:
     with Remounter(lambda: _mounted(home, mnt)) as remount:
         _decode_floor(home, files, Side("mount", mnt / "bench" / "mixed" / "v0", remount), report)
     _recording_cost(native, home, workdir / "mnt-lineage", report)
+    _large_random(workdir, report)
 
 
 # --- the per-byte floor of cold reads -----------------------------------------------------------
@@ -716,6 +730,81 @@ def _recording_cost(native: Path, home: Path, mountpoint: Path, report: Report) 
     )
     report("mount: open+close per file, recording on", on["open"] / len(small) * 1e6, "us")
     report("mount: open+close per file, recording off", off["open"] / len(small) * 1e6, "us")
+
+
+# --- random reads of a file too large to load whole ---------------------------------------------
+
+# Above what the daemon loads whole at a random reader's first read (RANDOM_READAHEAD_BYTES of
+# artfs.fs.reader, 64 MiB, and at most a quarter of its chunk cache), at the size the issue
+# names: a 200 MiB array read through numpy.load(mmap_mode="r").
+LARGE_RANDOM_BYTES = 200 << 20
+LARGE_RANDOM_SEED = 17
+LARGE_PIECE_BYTES = 4 << 20  # written a piece at a time: no 200 MiB buffer in the bench
+LARGE_FILE = Path("weights.npy")  # raw bytes, no .npy header: only the reads are numpy's
+LARGE_WORKLOADS = tuple(w for w in WORKLOADS if w.name in ("mmap", "random"))
+_LARGE = f"{LARGE_RANDOM_BYTES >> 20} MiB file"
+LARGE_COMPARISONS = (
+    Comparison("mmap", f"cold 4 KiB random reads through mmap, {_LARGE}", ""),
+    Comparison("random", f"cold 4 KiB random preads, {_LARGE}", ""),
+)
+
+
+def _write_random(path: Path, size: int, seed: int) -> None:
+    """``size`` bytes of ``random.Random(seed)`` at ``path``, ``LARGE_PIECE_BYTES`` at a time;
+    nothing if a file of that size is already there (from an earlier run in this directory)."""
+    if path.is_file() and path.stat().st_size == size:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    with open(path, "wb") as file:
+        for start in range(0, size, LARGE_PIECE_BYTES):
+            file.write(rng.randbytes(min(LARGE_PIECE_BYTES, size - start)))
+
+
+def _large_random(workdir: Path, report: Report) -> None:
+    """The ``mmap`` and ``random`` workloads again, on a file too large for the daemon to load
+    whole: natively, on the mount and on the null filesystem, cold.
+
+    The rows above read the mixed set's 16 MB checkpoint, which the daemon plans whole at a
+    random reader's first read (every file up to ``RANDOM_READAHEAD_BYTES``, 64 MiB): its page
+    faults and preads find their chunks loaded or on the way. A larger file has its chunks
+    loaded as the reads come to them, and a model's weights or an array read through
+    ``numpy.load(mmap_mode="r")`` is often larger. This one is ``LARGE_RANDOM_BYTES`` of
+    pseudo-random bytes (as incompressible as trained float weights nearly are), written beside
+    the mixed set rather than in it, so that the set's rows keep their figures, and stored as
+    ``bench/weights`` in the section's store: the same mount serves its ``v0``.
+
+    Both workloads are :data:`WORKLOADS`' own, measured as the set's are (:func:`_measure`:
+    interleaved rounds, each cold pass on a fresh mount with only its own side mounted). The
+    null filesystem holds the whole file in its memory, so its rows are what these reads reach
+    with nothing to load; each side's time is reported too, in ms, to be quoted."""
+    native = workdir / "native-large"
+    _write_random(native / LARGE_FILE, LARGE_RANDOM_BYTES, LARGE_RANDOM_SEED)
+    home, mnt, null_mnt = workdir / "home", workdir / "mnt", workdir / "mnt-null-large"
+    _put(home, native, "bench/weights")
+    size = LARGE_RANDOM_BYTES
+    files = Files([LARGE_FILE], [LARGE_FILE], [], LARGE_FILE, size, size)
+    log = workdir / "ceiling.log"
+    with (
+        Remounter(lambda: _mounted(home, mnt)) as remount,
+        Remounter(lambda: _ceiling_mounted(native, null_mnt, log)) as null_remount,
+    ):
+        sides = [
+            Side("native", native, None),
+            Side("artfs", mnt / "bench" / "weights" / "v0", remount),
+            Side("null", null_mnt, null_remount),
+        ]
+        mounts = {"artfs": remount, "null": null_remount}
+        times = _measure(sides, files, mounts, LARGE_WORKLOADS)
+    for comparison in LARGE_COMPARISONS:
+        versus = comparison.versus("native")
+        mount_vs_native = comparison.ratio(times["artfs"], times["native"])
+        report(f"mount: {versus}", mount_vs_native, "x", comparison.target)
+        report(f"{NULL_FS}: {versus}", comparison.ratio(times["null"], times["native"]), "x")
+        name = f"artfs / {NULL_FS}: {comparison.label}, speed"
+        report(name, comparison.ratio(times["artfs"], times["null"]), "x", ">= 0.77")
+        for prefix, side in (("native", "native"), ("mount", "artfs"), (NULL_FS, "null")):
+            report(f"{prefix}: {comparison.label}", times[side][comparison.workload] * 1e3, "ms")
 
 
 if __name__ == "__main__":
