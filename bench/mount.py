@@ -22,11 +22,11 @@ Besides whole-set, large-file, small-file and random reads, the workloads are wh
 a DataLoader-shaped epoch (``EPOCH_WORKERS`` processes reading the small files in a random
 order, cold and warm), ``ls -lR`` (cold and warm) and ``du -s`` of the version, and random
 4 KiB reads through ``mmap`` of a checkpoint. That checkpoint (16 MB) is one the daemon loads
-whole at a random reader's first read, as it does every file up to 64 MiB; the last rows read a
-file too large for that, a 200 MiB raw ``weights.npy`` stored beside the set, as
-``numpy.load(mmap_mode="r")`` of a large array reads it: the same random reads through ``mmap``
-and ``pread``, cold, against the same file natively and on the null filesystem (see
-:func:`_large_random`).
+whole at a random reader's first read, as it does every file within one read-ahead window
+(32 MiB); the last rows read a file beyond every such bound, a 200 MiB raw ``weights.npy``
+stored beside the set, as ``numpy.load(mmap_mode="r")`` of a large array reads it: the same
+random reads through ``mmap`` and ``pread``, cold, against the same file natively and on the
+null filesystem (see :func:`_large_random`).
 """
 
 from __future__ import annotations
@@ -732,11 +732,11 @@ def _recording_cost(native: Path, home: Path, mountpoint: Path, report: Report) 
     report("mount: open+close per file, recording off", off["open"] / len(small) * 1e6, "us")
 
 
-# --- random reads of a file too large to load whole ---------------------------------------------
+# --- random reads of a large file ----------------------------------------------------------------
 
-# Above what the daemon loads whole at a random reader's first read (RANDOM_READAHEAD_BYTES of
-# artfs.fs.reader, 64 MiB, and at most a quarter of its chunk cache), at the size the issue
-# names: a 200 MiB array read through numpy.load(mmap_mode="r").
+# Above what the daemon loads whole at a random reader's first or second read
+# (RANDOM_READAHEAD_BYTES of artfs.fs.reader, 64 MiB, and at most a quarter of its chunk cache),
+# at the size the issue names: a 200 MiB array read through numpy.load(mmap_mode="r").
 LARGE_RANDOM_BYTES = 200 << 20
 LARGE_RANDOM_SEED = 17
 LARGE_PIECE_BYTES = 4 << 20  # written a piece at a time: no 200 MiB buffer in the bench
@@ -762,14 +762,16 @@ def _write_random(path: Path, size: int, seed: int) -> None:
 
 
 def _large_random(workdir: Path, report: Report) -> None:
-    """The ``mmap`` and ``random`` workloads again, on a file too large for the daemon to load
-    whole: natively, on the mount and on the null filesystem, cold.
+    """The ``mmap`` and ``random`` workloads again, on a file above the bounds within which the
+    daemon loads a file read at random whole at its first or second read: natively, on the
+    mount and on the null filesystem, cold.
 
     The rows above read the mixed set's 16 MB checkpoint, which the daemon plans whole at a
-    random reader's first read (every file up to ``RANDOM_READAHEAD_BYTES``, 64 MiB): its page
-    faults and preads find their chunks loaded or on the way. A larger file has its chunks
-    loaded as the reads come to them, and a model's weights or an array read through
-    ``numpy.load(mmap_mode="r")`` is often larger. This one is ``LARGE_RANDOM_BYTES`` of
+    random reader's first read (a file within one read-ahead window): its page faults and
+    preads find their chunks loaded or on the way. A model's weights or an array read through
+    ``numpy.load(mmap_mode="r")`` is often larger; such a file is planned whole only once its
+    reader's seeks have spread over it (``CHUNKS_PER_SEEK_TO_PLAN_WHOLE`` of artfs.fs.reader),
+    its first reads each waiting for their own chunks. This one is ``LARGE_RANDOM_BYTES`` of
     pseudo-random bytes (as incompressible as trained float weights nearly are), written beside
     the mixed set rather than in it, so that the set's rows keep their figures, and stored as
     ``bench/weights`` in the section's store: the same mount serves its ``v0``.

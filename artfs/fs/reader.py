@@ -32,11 +32,13 @@ SEQUENTIAL_SLACK = 256 << 10
 # loaded, two at a time, instead of each waiting for its own whole chunk in turn (see
 # docs/mount.md, issue 17).
 RANDOM_READAHEAD_BYTES = 64 << 20
-# A larger file read at random is planned whole too once its reader has made a seek per this
-# many of its chunks (its reads are spread over the file, and will come to most of its chunks)
-# if it fits in the chunk cache with an eighth of the cache to spare: loaded while the reader
-# reads, its chunks no longer load one at a time as each read waits for its own (a 200 MiB
-# array read through numpy's mmap: docs/mount.md, "Twenty-fifth pass"). Else it loads per read.
+# A larger file read at random is planned whole too once its reader's seeks have landed in one
+# of every this many of its chunks (they are spread over the file, and will come to most of
+# it), if it fits in the chunk cache with an eighth of the cache to spare and its chunks are
+# all in this store's packs: loaded while the reader reads, its chunks no longer load one at
+# a time as each read waits for its own (a 200 MiB array read through numpy's mmap:
+# docs/mount.md, "Twenty-fifth pass"). Else it loads per read. Seeks within a few chunks (a
+# header and one tensor of a large checkpoint) plan nothing.
 CHUNKS_PER_SEEK_TO_PLAN_WHOLE = 16
 # Seeks (reads that are not sequential) before a file counts as read at random: one is often a
 # header or footer read. A file no larger than the read-ahead window's maximum whose first read
@@ -297,6 +299,8 @@ class FileReader:
         self._ahead_until = 0  # chunks below this index were already scheduled
         self._max_window = min(MAX_READAHEAD_BYTES, cache.budget_bytes // 4)
         self._seeks = 0  # reads that were not sequential
+        self._sought: set[int] = set()  # the chunks those reads began in
+        self._local: bool | None = None  # every chunk in this store's packs (see _all_local)
         self._began_at_random = False  # the first read was not at the file's start
         self._whole_planned = False  # every chunk was planned (see _plan_whole)
         self._ahead: deque[ChunkRef] = deque()  # planned, not taken by a loader yet
@@ -396,7 +400,10 @@ class FileReader:
         cached planned, once, from the one after this read's on: at its first read if that is
         not at the file's start, the file fits in the window's maximum and its chunks are all
         in this store's packs, else at its second such read (a single seek after a read from
-        the start, as to a footer, plans nothing). Never blocks.
+        the start, as to a footer, plans nothing). A larger file read so is planned whole once
+        its seeks have begun in one of every ``CHUNKS_PER_SEEK_TO_PLAN_WHOLE`` of its chunks,
+        if it fits in seven eighths of the cache and is all in this store's packs. Never
+        blocks.
         """
         span = self._span(offset, size)
         if self._dropped is not None:  # only a reader that dropped chunks looks
@@ -421,6 +428,8 @@ class FileReader:
             self._window = 0
             self._ahead_until = 0
             self._seeks += 1
+            if span:
+                self._sought.add(span.start)
             # A run starting here passes only the chunks that begin at or after the seek: the
             # one it lands inside was read in part (its other pages are not the kernel's).
             self._dropped_until = bisect.bisect_left(self._starts, offset)
@@ -557,7 +566,7 @@ class FileReader:
             return []
         if size > min(RANDOM_READAHEAD_BYTES, budget // 4):
             spread = len(self.entry.chunks) // CHUNKS_PER_SEEK_TO_PLAN_WHOLE
-            if size > budget - budget // 8 or self._seeks < spread:
+            if size > budget - budget // 8 or len(self._sought) < spread or not self._all_local():
                 return []
         self._whole_planned = True
         chunks = self.entry.chunks
@@ -566,9 +575,14 @@ class FileReader:
 
     def _all_local(self) -> bool:
         """Whether every chunk is in this store's packs (or none were resolved): a first read
-        that seeks in a remote-backed file (a header, a footer) must not fetch the whole file."""
-        locations = self._locations
-        return locations is None or all(ref.chunk_id in locations for ref in self.entry.chunks)
+        that seeks in a remote-backed file (a header, a footer) must not fetch the whole file.
+        Worked out once: the locations were resolved at open."""
+        if self._local is None:
+            locations = self._locations
+            self._local = locations is None or all(
+                ref.chunk_id in locations for ref in self.entry.chunks
+            )
+        return self._local
 
     def next_ahead(self) -> ChunkRef | None:
         """Take the first queued read-ahead chunk worth loading (not cached or loading, not

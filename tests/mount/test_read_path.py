@@ -226,29 +226,46 @@ def test_random_reads_of_a_file_larger_than_the_bound_plan_nothing_at_first() ->
 
 
 def test_a_larger_file_read_across_is_planned_whole_once_it_fits_in_the_cache() -> None:
-    """A file above the bound is planned whole at the seek that makes one per
-    ``CHUNKS_PER_SEEK_TO_PLAN_WHOLE`` of its chunks (a 200 MiB array read through mmap: its
-    faults come to most chunks), and keeps its chunks; never one larger than seven eighths of
-    the cache, however it is read."""
-    chunks = 160
+    """A file above the bound is planned whole at the seek that makes its seeks begin in one
+    of every ``CHUNKS_PER_SEEK_TO_PLAN_WHOLE`` of its chunks (a 200 MiB array read through
+    mmap: its faults come to most chunks), and keeps its chunks; seeks within a few chunks
+    plan nothing, and neither does any reading of a file larger than seven eighths of the
+    cache."""
+    chunks = 191  # the bench's 200 MiB file: 191 // 16 = 11 chunks to seek into
     spread = chunks // reader_module.CHUNKS_PER_SEEK_TO_PLAN_WHOLE
     entry = entry_of([MIB] * chunks)
-    cache = fake_cache()  # 256 MiB: room for the 160 MiB file, an eighth to spare
+    cache = fake_cache()  # 256 MiB: room for 191 MiB with an eighth to spare
     reader = FileReader(entry, cache, drop_behind=ChunkHolders())
-    offsets = [(n * 37 % chunks) * MIB + 4096 for n in range(1, spread + 1)]
-    for offset in offsets[:-1]:
+    for _ in range(3):  # many seeks, all within two chunks (a header, one tensor): nothing
+        for offset in (50 * MIB + 4096, 51 * MIB + (600 << 10), 50 * MIB + (300 << 10)):
+            assert reader.plan(offset, 4096) == []
+    landing = [(n * 37 % chunks) * MIB + 4096 for n in range(1, spread + 1)]
+    assert len({offset // MIB for offset in landing} | {50, 51}) == spread + 2
+    for offset in landing[: spread - 3]:  # with 50 and 51: one chunk short
         assert reader.plan(offset, 4096) == []
-    planned = {entry.chunks.index(r) for r in reader.plan(offsets[-1], 4096)}
-    assert planned == set(range(chunks)) - {offsets[-1] // MIB}  # all but the read's own
+    last = landing[spread - 3]
+    planned = {entry.chunks.index(r) for r in reader.plan(last, 4096)}
+    assert planned == set(range(chunks)) - {last // MIB}  # all but the read's own
     assert reader.plan(5 * MIB, 4096) == []  # once
     while reader.fetch_next():
         pass
     read_at(reader, range(0, 8 * MIB, MIB))  # a run in order: a reader at random keeps all
     reader.release()
-    assert cached_indexes(cache, entry) == set(range(chunks)) - {offsets[-1] // MIB}
-    too_large = FileReader(entry, fake_cache(budget=chunks * MIB * 8 // 7 - MIB))
-    for n in range(1, 4 * spread):
-        assert too_large.plan((n * 37 % chunks) * MIB + 4096, 4096) == []
+    assert cached_indexes(cache, entry) == set(range(chunks)) - {last // MIB}
+
+    def read_across(budget: int, locations: dict[bytes, ChunkLocation] | None = None) -> bool:
+        """Whether a reader of ``entry`` seeking into every chunk in turn ever plans it."""
+        reader = FileReader(entry, fake_cache(budget=budget), locations=locations)
+        return any(reader.plan(n * MIB + 4096, 4096) for n in range(chunks - 1, -1, -1))
+
+    fits = chunks * MIB * 8 // 7 + 8  # seven eighths of it: just the file's size
+    assert read_across(fits) and not read_across(fits - 16)
+    here = {
+        ref.chunk_id: ChunkLocation(1, i * MIB, MIB, MIB, 0) for i, ref in enumerate(entry.chunks)
+    }
+    assert read_across(256 * MIB, here)
+    del here[entry.chunks[3].chunk_id]  # held only on the remote: not fetched whole
+    assert not read_across(256 * MIB, here)
 
 
 def test_read_ahead_loads_in_the_order_planned_the_read_s_own_chunks_first() -> None:
