@@ -51,13 +51,17 @@ class NewChunks(Mapping[ChunkId, ChunkLocation]):
 
     def __init__(self) -> None:
         self._encoded: dict[ChunkId, bytes] = {}
+        # chunk id -> its block digests (hashing.block_digests), for the large raw chunks
+        self.blocks: dict[ChunkId, bytes] = {}
 
     def reserve(self, cid: ChunkId) -> None:
         """Mark ``cid`` as being written (so it is written once); :meth:`add` places it."""
         self._encoded[cid] = b""
 
-    def add(self, cid: ChunkId, loc: ChunkLocation) -> None:
+    def add(self, cid: ChunkId, loc: ChunkLocation, blocks: bytes = b"") -> None:
         self._encoded[cid] = loc.encode()
+        if blocks:
+            self.blocks[cid] = blocks
 
     def encoded(self) -> ItemsView[ChunkId, bytes]:
         """(chunk id, encoded location) pairs, as :data:`Table.CHUNKS` holds them."""

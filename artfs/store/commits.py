@@ -225,8 +225,7 @@ def _commit_local(
         _check_ready_chunks(txn, tree, ingest.new_chunks)
         result = _add_version(store, txn, art, content, aliases, draft, prepared)
         if result.created:
-            for cid, loc in ingest.new_chunks.encoded():
-                txn.put(Table.CHUNKS, cid, loc, overwrite=False)
+            _index_chunks(txn, ingest.new_chunks)
     return result, result.created, None if prepared is None else prepared.root
 
 
@@ -254,8 +253,7 @@ def commit_built(
         _check_ready_chunks(txn, taken, ingest.new_chunks)
         result = _add_version(store, txn, art, content, aliases, draft, built.tree)
         if result.created:
-            for cid, loc in ingest.new_chunks.encoded():
-                txn.put(Table.CHUNKS, cid, loc, overwrite=False)
+            _index_chunks(txn, ingest.new_chunks)
     return result
 
 
@@ -299,8 +297,7 @@ def _commit_published(
         # content): either way the version holds this content, so the chunks just stored
         # are kept as its local copies.
         adopt(txn, adopted, published.entries, prepared if ours else None)
-        for cid, loc in ingest.new_chunks.encoded():
-            txn.put(Table.CHUNKS, cid, loc, overwrite=False)
+        _index_chunks(txn, ingest.new_chunks)
         for cid, where in published.remote_chunks.items():
             txn.put(Table.REMOTE_CHUNKS, cid, where)
         fresh = catalog.get_version(txn, art, published.record.number)
@@ -467,6 +464,15 @@ def _check_unique(tree: SourceTree) -> None:
                     f"{parent!r} is a file and also the directory of {path!r}: rename one"
                 )
             parent = posixpath.dirname(parent)
+
+
+def _index_chunks(txn: Txn, new: NewChunks) -> None:
+    """Record where a commit's new chunks are, and the block digests of those that have them
+    (see ``hashing.block_digests``), keeping what the index holds already."""
+    for cid, loc in new.encoded():
+        txn.put(Table.CHUNKS, cid, loc, overwrite=False)
+    for cid, blocks in new.blocks.items():
+        txn.put(Table.CHUNK_BLOCKS, cid, blocks, overwrite=False)
 
 
 def _check_ready_chunks(txn: Txn, tree: SourceTree, new: NewChunks) -> None:

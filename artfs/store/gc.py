@@ -151,6 +151,7 @@ def _sweep_index(
                 dead.append(key)
         for key in dead:
             txn.delete(Table.CHUNKS, key)
+            txn.delete(Table.CHUNK_BLOCKS, key)
     report.chunks_removed = len(dead)
     return by_pack
 

@@ -33,11 +33,20 @@ from artfs.store import codec
 from artfs.store.chunking import MIN_CHUNK, chunk_file, read_small
 from artfs.store.chunkstore import ChunkWriter, NewChunks
 from artfs.store.dictionaries import DictionaryPlan
-from artfs.store.hashing import ChunkId, FileDigest, FileHasher, chunk_id, file_digest
+from artfs.store.hashing import (
+    BLOCKS_FROM,
+    ChunkId,
+    FileDigest,
+    FileHasher,
+    block_digests,
+    chunk_id,
+    file_digest,
+)
 from artfs.store.manifest import ChunkRef, FileEntry, Kind
 
 Progress = Callable[[int], None]
-_Encoded = tuple[codec.Codec, bytes]
+# A chunk's codec, the bytes to store, and its block digests (empty but for large raw chunks)
+_Encoded = tuple[codec.Codec, bytes, bytes]
 
 # Bytes of chunks in flight between the hashing thread and the appends (compressing on a
 # worker, or waiting behind one that is): bounds memory while the hashing thread runs ahead.
@@ -492,7 +501,7 @@ class Ingest:
         self, pool: ThreadPoolExecutor, data: bytes | memoryview, source: SourceFile
     ) -> _Encoded | Future[_Encoded]:
         if len(data) >= _ENCODE_ON_WORKER:
-            return pool.submit(codec.encode, data)
+            return pool.submit(_encode_large, data)
         # A thread hop costs more than encoding a small chunk (sampled or tiny) in place.
         dictionary = None
         if self._dictionaries is not None and source.size <= codec.DICT_MAX_INPUT:
@@ -502,13 +511,21 @@ class Ingest:
             # The dictionary is stored with the first chunk coded with it, in this commit.
             did = dictionary.id
             if did not in self.new_chunks and not self._known(did):
-                self._add(did, len(dictionary.content), codec.encode(dictionary.content))
-        return chosen, payload
+                self._add(did, len(dictionary.content), (*codec.encode(dictionary.content), b""))
+        return chosen, payload, b""
 
     def _drain(self, keep_bytes: int) -> None:
         while self._pending and self._pending_bytes > keep_bytes:
             cid, raw_length, encoded = self._pending.popleft()
             self._pending_bytes -= raw_length
-            chosen, payload = encoded.result() if isinstance(encoded, Future) else encoded
-            self.new_chunks.add(cid, self._writer.add(cid, chosen, payload, raw_length))
+            chosen, payload, blocks = encoded.result() if isinstance(encoded, Future) else encoded
+            self.new_chunks.add(cid, self._writer.add(cid, chosen, payload, raw_length), blocks)
             self.stored_bytes += len(payload)
+
+
+def _encode_large(data: bytes | memoryview) -> _Encoded:
+    """A large chunk encoded on a worker thread, with its block digests if it is stored raw
+    and large enough to be read in blocks (see ``hashing.BLOCKS_FROM``)."""
+    chosen, payload = codec.encode(data)
+    raw = chosen == codec.Codec.RAW and len(data) >= BLOCKS_FROM
+    return chosen, payload, block_digests(data) if raw else b""

@@ -268,6 +268,13 @@ class VerifiedReads:
                 pass  # damaged where it was pinned: a fresh lookup decides (and says why)
         return self.read_chunk(ref, following)
 
+    def chunk_blocks(self, cid: ChunkId) -> bytes | None:
+        """The block digests of a large raw chunk (``hashing.block_digests``), or None when
+        the index has none for it (a smaller or compressed chunk, or one stored before artfs
+        wrote them)."""
+        with self.index.read() as txn:
+            return txn.get(Table.CHUNK_BLOCKS, cid)
+
     def read_pinned_cached(self, ref: ChunkRef, pinned: PinnedChunks) -> bytes | None:
         """The verified bytes of a pinned chunk if its stored bytes are in the page cache, else
         None (then :meth:`read_pinned` in a worker thread reads it, and says why a damaged one

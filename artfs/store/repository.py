@@ -319,6 +319,9 @@ class Store:
     def read_pinned_cached(self, ref: ChunkRef, pinned: PinnedChunks) -> bytes | None:
         return self.reads.read_pinned_cached(ref, pinned)
 
+    def chunk_blocks(self, cid: ChunkId) -> bytes | None:
+        return self.reads.chunk_blocks(cid)
+
     def read_cached_unpinned(
         self, ref: ChunkRef, known: ChunkLocation | None = None
     ) -> tuple[bytes, ChunkLocation] | None:

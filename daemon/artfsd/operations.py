@@ -406,9 +406,11 @@ class ArtfsOperations(pyfuse3.Operations):
             held = reader.load_own()
         if held is not None:  # a small file held whole: a slice, nothing to load or plan
             return held[off : off + size]
+        in_blocks = False
         if self.nursery is not None:
             # Before this read awaits anything: the next chunks load while this one does.
             planned = reader.plan(off, size)
+            in_blocks = reader.in_blocks
             if self.loads is not None and self.loads.alive:
                 if planned:
                     self.loads.read_ahead(fh, reader, off, size)
@@ -423,6 +425,11 @@ class ArtfsOperations(pyfuse3.Operations):
             if data is None and reader.cheap(off, size):
                 # Small chunks whose pack bytes are in the page cache: here, no thread hop.
                 data = reader.read_inline(off, size, self._scratch)
+            if data is None and in_blocks:
+                # A read at random in large raw chunks: only the blocks it covers.
+                data = await trio.to_thread.run_sync(
+                    reader.read_blocks, off, size, limiter=self.limiter
+                )
             if data is None and self.loads is not None:
                 # Large chunks: loaded by the loader process, no thread hop.
                 data = await self.loads.read(reader, off, size, self._scratch)

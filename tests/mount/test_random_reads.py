@@ -1,5 +1,6 @@
 """Random reads through a real mount: page faults of a mapping and preads at random offsets,
-which the daemon answers while it loads the rest of the file ahead (see FileReader.plan)."""
+which the daemon answers while it loads the rest of the file ahead (see FileReader.plan), or
+in verified blocks when the file is not loaded whole (see FileReader.read_blocks)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from artfs.names import ArtifactName, Ref
 from artfs.store import Store, catalog
+from artfs.store.hashing import BLOCK_SIZE
 from tests.mount.mountutil import StartMount, put
 
 MIB = 1 << 20
@@ -27,11 +29,16 @@ def checkpoint(tmp_path: Path) -> tuple[Path, bytes]:
     content = b"".join(
         rng.randbytes(MIB) if n % 2 else bytes(rng.randrange(4)) * MIB for n in range(12)
     )
+    return _stored(tmp_path, "proj/ckpt", "weights.f32", content), content
+
+
+def _stored(tmp_path: Path, ref: str, name: str, content: bytes) -> Path:
+    """The home of a store holding ``ref`` v0, one file ``name`` of ``content``."""
     src = tmp_path / "src"
     src.mkdir()
-    (src / "weights.f32").write_bytes(content)
-    put(tmp_path / "home", src, "proj/ckpt")
-    return tmp_path / "home", content
+    (src / name).write_bytes(content)
+    put(tmp_path / "home", src, ref)
+    return tmp_path / "home"
 
 
 def test_random_page_faults_of_a_mapping_read_exact_bytes(
@@ -48,12 +55,14 @@ def test_random_page_faults_of_a_mapping_read_exact_bytes(
             assert mapped[start : start + PAGE] == content[start : start + PAGE]
 
 
-def _damage_chunk(home: Path, path: str, index: int) -> tuple[int, int]:
-    """Flip a stored byte of chunk ``index`` of ``path`` in proj/ckpt v0; the chunk's range in
-    the file (start, end)."""
+def _damage_chunk(
+    home: Path, path: str, index: int, name: str = "ckpt", at: int | None = None
+) -> tuple[int, int]:
+    """Flip a stored byte of chunk ``index`` of ``path`` in proj/``name`` v0 (``at`` bytes
+    into it, else in its middle); the chunk's range in the file (start, end)."""
     with Store.open(home) as store:
         with store.index.read() as txn:
-            record = catalog.resolve(txn, Ref(ArtifactName("proj", "ckpt"), "v0"))
+            record = catalog.resolve(txn, Ref(ArtifactName("proj", name), "v0"))
             entry = catalog.lookup(txn, record, path)
         assert entry is not None and len(entry.chunks) > index + 2
         location = store.chunk_location(entry.chunks[index].chunk_id)
@@ -61,11 +70,11 @@ def _damage_chunk(home: Path, path: str, index: int) -> tuple[int, int]:
         pack = store.chunks.path(location.pack_id)  # type: ignore[attr-defined]
         start = sum(ref.length for ref in entry.chunks[:index])
         end = start + entry.chunks[index].length
-    at = location.offset + location.stored_length // 2
+    where = location.offset + (location.stored_length // 2 if at is None else at)
     with open(pack, "r+b") as f:
-        f.seek(at)
+        f.seek(where)
         byte = f.read(1)
-        f.seek(at)
+        f.seek(where)
         f.write(bytes([byte[0] ^ 0x40]))
     return start, end
 
@@ -102,3 +111,38 @@ def test_random_reads_of_a_damaged_chunk_fail_while_read_ahead_loads_the_rest(
     finally:
         os.close(fd)
     assert "corrupt" in mount.log_text() or "does not match" in mount.log_text()
+
+
+@pytest.fixture
+def large_raw(tmp_path: Path) -> tuple[Path, bytes]:
+    """A store holding proj/big v0 with weights.bin: 24 MiB of incompressible bytes, stored
+    as raw chunks with block digests."""
+    content = random.Random(11).randbytes(24 * MIB)
+    return _stored(tmp_path, "proj/big", "weights.bin", content), content
+
+
+def test_through_the_mount_a_damaged_block_fails_only_the_reads_in_it(
+    large_raw: tuple[Path, bytes], start_mount: StartMount
+) -> None:
+    """With a 16 MiB chunk cache the 24 MiB file is never loaded whole, so reads at random
+    take their blocks (every raw chunk, of at least 256 KiB, has digests): a read in the
+    damaged block fails (EIO), one elsewhere in the same chunk is served exact, which a
+    whole chunk's check could not do."""
+    home, content = large_raw
+    start, end = _damage_chunk(home, "weights.bin", 4, name="big", at=BLOCK_SIZE + 10)
+    mount = start_mount(home, None, "--cache-mb", "16")
+    fd = os.open(mount.path / "proj" / "big" / "v0" / "weights.bin", os.O_RDONLY)
+    try:
+        rng = random.Random(2)
+        for _ in range(60):  # reads at random, away from the damaged chunk: exact
+            at = rng.randrange(len(content) // PAGE) * PAGE
+            if start - MIB <= at < end + MIB:
+                continue
+            assert os.pread(fd, PAGE, at) == content[at : at + PAGE]
+        last = end - PAGE  # the damaged chunk's last page: its block is sound
+        assert os.pread(fd, PAGE, last) == content[last : last + PAGE]
+        with pytest.raises(OSError) as caught:
+            os.pread(fd, PAGE, start + BLOCK_SIZE)
+        assert caught.value.errno == errno.EIO
+    finally:
+        os.close(fd)
