@@ -173,12 +173,15 @@ class PackRanges:
     open, and a pack gc deleted since is not found (the caller then loads whole chunks from
     the packs it pinned). Any number of threads may read at once: each has its own buffer."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, direct: bool) -> None:
         self._directory = directory
-        # Past the cache on a local block filesystem only (see reads_past_cache), and until
-        # it refuses O_DIRECT.
-        self._direct = filesystem_type(directory) in _DIRECT_FILESYSTEMS
+        self._direct = direct  # until the filesystem refuses O_DIRECT
         self._local = threading.local()
+
+    @classmethod
+    def open(cls, directory: Path) -> PackRanges:
+        """Past the cache on a local block filesystem only (see :func:`reads_past_cache`)."""
+        return cls(directory, filesystem_type(directory) in _DIRECT_FILESYSTEMS)
 
     def read(self, pack: str, offset: int, length: int) -> bytes:
         """``length`` bytes of pack file ``pack`` from ``offset`` (fewer at its end)."""
@@ -225,7 +228,7 @@ class PackRanges:
 @functools.cache
 def pack_ranges(directory: Path) -> PackRanges:
     """The one :class:`PackRanges` of a pack directory in this process."""
-    return PackRanges(directory)
+    return PackRanges.open(directory)
 
 
 __all__ = [

@@ -550,10 +550,11 @@ class FileReader:
     def read_blocks(self, offset: int, size: int) -> ReadBuffer | None:
         """The bytes at ``offset``, the chunks not cached read in the blocks they cover and
         each block checked against the chunk's block digests (blocks; worker threads); None
-        when a chunk has no digests or a block does not match them: the read then loads whole
-        chunks, which says why a damaged one fails. Chunks that lie one after the other in a
-        pack are read at once. Nothing is cached: the kernel keeps the pages it is given, and
-        a reader at random seldom comes back to the rest of a chunk."""
+        when a chunk has no digests, a block does not match them or the pack cannot be read by
+        its name (gc deleted it since the reader pinned it): the read then loads whole chunks
+        from the packs pinned, which says why a damaged one fails. Chunks that lie one after
+        the other in a pack are read at once. Nothing is cached: the kernel keeps the pages it
+        is given, and a reader at random seldom comes back to the rest of a chunk."""
         blocks, locations = self._blocks, self._locations
         assert blocks is not None and locations is not None
         chunks, end = self.entry.chunks, min(offset + size, self.entry.size)
@@ -577,12 +578,18 @@ class FileReader:
         for group in _adjacent(wanted):
             first, last = group[0], group[-1]
             at = first.loc.offset + first.low
-            data = memoryview(blocks.read(first.loc.pack_id, at, last.loc.offset + last.high - at))
+            try:
+                read = blocks.read(first.loc.pack_id, at, last.loc.offset + last.high - at)
+            except OSError:  # the pack gc deleted since, or unreadable: the pinned one loads
+                return None
+            data = memoryview(read)
             for run in group:
                 got = data[run.loc.offset + run.low - at : run.loc.offset + run.high - at]
                 if not run.verified(got):
                     return None
                 parts[run.part] = got[run.start - run.low : run.stop - run.low]
+        if sum(len(part) for part in parts) != end - offset:
+            return None  # chunks shorter than the entry says: read() says so
         if len(parts) == 1:
             return parts[0]
         return b"".join(parts)
@@ -594,7 +601,10 @@ class FileReader:
         digests = self._digests.get(ref.chunk_id)
         if digests is None:
             assert self._blocks is not None
-            digests = self._blocks.digests(ref.chunk_id)
+            try:
+                digests = self._blocks.digests(ref.chunk_id)
+            except CorruptData:  # a damaged row: the whole chunk's check still holds
+                digests = None
             if digests is None:
                 self._no_digests = True
                 return None

@@ -1,7 +1,8 @@
 """Verification: re-read every chunk of every file and check it against its hash.
 
 A chunk found bad is reported for every file that uses it without being read again; a file whose
-chunks are all sound is also checked against its whole-file digest.
+chunks are all sound is also checked against its whole-file digest. A sound chunk's block
+digests (``hashing.block_digests``, which the mount's reads in blocks check) must be its own.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Callable
 
 from artfs.errors import CorruptData
 from artfs.store.catalog import VersionRecord
-from artfs.store.hashing import ChunkId, FileHasher
+from artfs.store.hashing import ChunkId, FileHasher, block_digests
 from artfs.store.manifest import FileEntry
 from artfs.store.repository import Store, VerifyProblem
 
@@ -53,6 +54,18 @@ def _check_file(
             data = store.read_chunk(ref)
         except CorruptData as exc:
             bad[ref.chunk_id] = str(exc)
+            return bad[ref.chunk_id]
+        try:
+            blocks = store.chunk_blocks(ref.chunk_id)
+        except CorruptData as exc:
+            bad[ref.chunk_id] = f"the block digests of a sound chunk: {exc}"
+            return bad[ref.chunk_id]
+        if blocks is not None and blocks != block_digests(data):
+            # The bytes are sound; reads at random of them fall back to whole chunks.
+            bad[ref.chunk_id] = (
+                f"the block digests of chunk {ref.chunk_id.hex()[:16]} do not match it (its "
+                "bytes are sound): restore the index from a backup"
+            )
             return bad[ref.chunk_id]
         hasher.update(data)
         if progress:

@@ -8,6 +8,9 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from artfs.fs.direct import PackRanges
 from artfs.fs.reader import BlockReads, ChunkCache, FileReader
 from artfs.names import ArtifactName, Ref
 from artfs.store import Store, catalog
@@ -23,6 +26,7 @@ from artfs.store.hashing import (
 )
 from artfs.store.index import Table
 from artfs.store.manifest import ChunkRef, FileEntry, Kind
+from artfs.store.verify import verify
 
 MIB = 1 << 20
 PAGE = 4096
@@ -112,6 +116,19 @@ def test_a_damaged_block_fails_only_the_reads_in_it() -> None:
     assert read_at_random(reader, elsewhere, PAGE) == content[elsewhere : elsewhere + PAGE]
 
 
+def test_a_pack_gone_by_its_name_has_the_read_load_whole_chunks() -> None:
+    """Block reads open the pack by its name; once gc has deleted it (the reader still holds
+    it pinned), the read loads whole chunks through the pinned pack instead of failing."""
+    chunks, _ = random_chunks([MIB] * 24)
+    pack = Pack(chunks)
+
+    def gone(pack_id: int, at: int, length: int) -> bytes:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    pack.read = gone  # type: ignore[method-assign]
+    assert read_at_random(pack.reader(), 6 * MIB + 100, PAGE) is None
+
+
 def test_a_chunk_stored_without_digests_has_its_reader_load_whole_chunks() -> None:
     """A chunk put by an artfs before block digests has none: its read loads whole chunks,
     and so does every later read of that reader (one index lookup spent, not one a read)."""
@@ -182,6 +199,64 @@ def test_put_stores_the_block_digests_of_large_raw_chunks_and_gc_drops_them(
         else:
             assert ref.chunk_id not in rows
     assert not {ref.chunk_id for ref in zeros.chunks} & rows.keys()  # stored zstd
+    assert verify(store, [put_result.record]) == []
+    some = next(iter(rows))  # block digests that are not the chunk's: verify says so
+    with store.index.write() as txn:
+        txn.put(Table.CHUNK_BLOCKS, some, bytes(len(rows[some])))
+    (problem,) = verify(store, [put_result.record])
+    assert problem.path == "noise.bin" and "block digests" in problem.reason
     store.delete(Ref.parse("proj/weights:v0"))
     collect(store)
     assert block_rows(store) == {}
+
+
+def test_block_reads_serve_exact_bytes_whatever_the_chunks_and_their_places() -> None:
+    """Chunks of sizes that are not whole blocks, some cached, placed in two packs in a
+    shuffled order (some adjacent, most not), read at random offsets and sizes up to the end
+    of the file: every read in blocks returns exactly the file's bytes."""
+    rng = random.Random(21)
+    sizes = [rng.randrange(BLOCKS_FROM, 5 * MIB // 2) for _ in range(30)]
+    chunks, content = random_chunks(sizes, seed=22)
+    refs = [ChunkRef(chunk_id(chunk), len(chunk)) for chunk in chunks]
+    packs: dict[int, bytearray] = {1: bytearray(), 2: bytearray()}
+    locations, digests = {}, {}
+    for n in rng.sample(range(len(chunks)), len(chunks)):
+        pack_id = rng.choice((1, 2))
+        data = packs[pack_id]
+        data += bytes(rng.choice((HEADER, 3 * PAGE + 7)))
+        locations[refs[n].chunk_id] = ChunkLocation(pack_id, len(data), sizes[n], sizes[n], 0)
+        digests[refs[n].chunk_id] = block_digests(chunks[n])
+        data += chunks[n]
+
+    def read(pack_id: int, at: int, length: int) -> bytes:
+        return bytes(packs[pack_id][at : at + length])
+
+    def no_whole_loads(ref: ChunkRef) -> bytes:
+        raise AssertionError("a chunk was loaded whole")
+
+    cache = ChunkCache(no_whole_loads, 64 * MIB)
+    for n in rng.sample(range(len(chunks)), 6):
+        cache.put(refs[n], chunks[n])
+    entry = FileEntry("f", Kind.FILE, 0o644, len(content), 0, chunks=tuple(refs))
+    reader = FileReader(entry, cache, locations=locations, blocks=BlockReads(digests.get, read))
+    for _ in range(1500):
+        size = rng.choice((PAGE, MIB, rng.randrange(1, 3 * MIB)))
+        at = rng.randrange(len(content))
+        got = reader.read_blocks(at, size)
+        assert got is not None and bytes(got) == content[at : at + size]
+
+
+def test_pack_ranges_read_unaligned_ranges_past_the_cache_and_through_it(
+    tmp_path: Path,
+) -> None:
+    """Ranges at any offset and length, read with O_DIRECT in whole 4 KiB blocks (this
+    tmp_path is on a local block filesystem here), and buffered where that is off; short at
+    the pack's end."""
+    data = random.Random(4).randbytes(3 * MIB + 123)
+    (tmp_path / "p.pack").write_bytes(data)
+    for past_cache in (True, False):
+        ranges = PackRanges(tmp_path, past_cache)
+        for at, length in ((0, 10), (4095, 2), (12345, 70000), (MIB - 1, 2 * MIB), (3 * MIB, 500)):
+            assert ranges.read("p.pack", at, length) == data[at : at + length]
+    with pytest.raises(FileNotFoundError):
+        PackRanges(tmp_path, True).read("gone.pack", 0, 10)
