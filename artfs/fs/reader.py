@@ -568,11 +568,14 @@ class FileReader:
             if cached is not None:
                 parts.append(memoryview(cached)[start:stop])
                 continue
+            loc = locations.get(ref.chunk_id)
+            # A chunk cached when the read was planned may have left the cache since.
+            if loc is None or loc.codec != Codec.RAW or ref.length < BLOCKS_FROM:
+                return None
             digests = self._block_digests(ref)
             if digests is None:
                 return None
             low, high = _block_bounds(start, stop, ref)
-            loc = locations[ref.chunk_id]
             wanted.append(_BlockRun(len(parts), start, stop, loc, low, high, digests))
             parts.append(memoryview(b""))  # filled below
         for group in _adjacent(wanted):

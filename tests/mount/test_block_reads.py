@@ -129,6 +129,22 @@ def test_a_pack_gone_by_its_name_has_the_read_load_whole_chunks() -> None:
     assert read_at_random(pack.reader(), 6 * MIB + 100, PAGE) is None
 
 
+def test_a_chunk_cached_when_planned_and_gone_since_is_loaded_whole_if_not_raw_here() -> None:
+    """A read planned while one of its chunks was cached takes blocks for the others; if that
+    chunk left the cache meanwhile and is not a raw chunk here, the read loads whole chunks."""
+    chunks, content = random_chunks([MIB] * 24)
+    pack = Pack(chunks)
+    reader = pack.reader()
+    cache = reader._cache
+    cache.put(pack.refs[10], chunks[10])
+    del pack.locations[pack.refs[10].chunk_id]  # held only on a remote
+    at = 10 * MIB + MIB // 2
+    assert reader.plan(at, MIB) == [] and reader.in_blocks
+    assert bytes(reader.read_blocks(at, MIB) or b"") == content[at : at + MIB]
+    cache.discard(pack.refs[10])
+    assert reader.read_blocks(at, MIB) is None
+
+
 def test_a_chunk_stored_without_digests_has_its_reader_load_whole_chunks() -> None:
     """A chunk put by an artfs before block digests has none: its read loads whole chunks,
     and so does every later read of that reader (one index lookup spent, not one a read)."""
