@@ -177,6 +177,14 @@ def test_reads_in_order_and_small_or_compressed_chunks_are_not_read_in_blocks() 
     assert not reader.in_blocks
 
 
+def test_a_file_the_cache_can_hold_is_read_in_whole_chunks() -> None:
+    """Its later reads find the chunks in the cache, which blocks would not leave there."""
+    chunks, _ = random_chunks([MIB] * 24)
+    reader = Pack(chunks).reader(budget=32 * MIB)  # not planned whole at this first read
+    assert reader.plan(7 * MIB + 100, PAGE) == []
+    assert not reader.in_blocks
+
+
 def test_a_file_planned_whole_is_not_read_in_blocks() -> None:
     """One small enough to be loaded whole (its first read at random plans it) waits for its
     chunks: they are on their way, and the reads that follow find them cached."""
