@@ -486,8 +486,9 @@ class FileReader:
         if it fits in seven eighths of the cache and is all in this store's packs. Never
         blocks.
 
-        A read at random of a file not planned whole that lacks large raw chunks is left to
-        :meth:`read_blocks` when that reads less (:attr:`in_blocks`): it queues nothing.
+        A read at random of a file larger than the cache, whose missing chunks are large raw
+        chunks, is left to :meth:`read_blocks` when that reads less (:attr:`in_blocks`): it
+        queues nothing.
         """
         span = self._span(offset, size)
         if self._dropped is not None:  # only a reader that dropped chunks looks

@@ -31,7 +31,7 @@ MAX_READERS = 1024
 
 class Table(enum.Enum):
     CHUNKS = b"chunks"  # chunk id -> ChunkLocation
-    # chunk id -> the BLAKE3 of each 64 KiB block of a large raw chunk (hashing.block_digests)
+    # chunk id -> a 16-byte BLAKE3 of each 64 KiB block of a large raw chunk (block_digests)
     CHUNK_BLOCKS = b"chunk-blocks"
     PROJECTS = b"projects"  # project -> JSON
     ARTIFACTS = b"artifacts"  # project/name -> JSON
