@@ -850,6 +850,12 @@ class Vfs(StagedTree):
             raise NotFound(f"file handle {fh} is not open")
         return found
 
+    def page_cache_inode(self, fh: int) -> int | None:
+        """The inode whose page cache version-file handle ``fh`` reads through; None for one
+        opened ``O_DIRECT`` (or not of a version file's content)."""
+        holder = self._holding.get(FileHandle(fh))
+        return holder if holder is not None and holder > 0 else None
+
     def next_file_chunks(self, fh: int) -> list[tuple[ChunkRef, ChunkLocation]]:
         """The chunks to load for the file a reader of handle ``fh`` likely opens next, once
         it has read its file in order up to the end, and where they are: those that hold the

@@ -10,6 +10,7 @@ for a stored file, a version's or a based staging's base file alike.
 from __future__ import annotations
 
 import bisect
+import mmap
 import threading
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -505,7 +506,7 @@ class FileReader:
         self._next_offset = offset + size
         if sequential:
             ahead = [] if self._whole_planned else self._plan_window(span, offset + size)
-            if self._drop_behind_holders is not None and not self._keeps_all:
+            if self._drop_behind_holders is not None and not self.keeps_all:
                 self._drop_behind(offset - DROP_BEHIND_BYTES, self._drop_behind_holders)
         else:
             self._window = 0
@@ -687,7 +688,7 @@ class FileReader:
         pass"). A chunk stays when the file holds it more than once (a run of zeros cut into
         equal chunks), or another open file holds it too (another version's copy of the same
         data, read beside this one: its kernel pages are its own); so does every chunk of a
-        file read at random once it is planned whole (see :attr:`_keeps_all`). Read-ahead
+        file read at random once it is planned whole (see :attr:`keeps_all`). Read-ahead
         skips a dropped chunk (see :meth:`_passed`). What is lost: a file that shares the
         chunk and is opened only later reads it from its pack again rather than finding it
         here, and so does a read more than ``DROP_BEHIND_BYTES`` behind the newest (several
@@ -717,7 +718,7 @@ class FileReader:
         does ``DROP_BEHIND_BYTES`` behind a reader still reading; no read of the handle is in
         flight any more. Chunks loaded ahead and never read stay (another open may want
         them), and so does every chunk of a file read at random and planned whole (see
-        :attr:`_keeps_all`).
+        :attr:`keeps_all`).
 
         Without this, the last 4 MiB of every file read to its end stayed until the LRU
         evicted them: a fresh daemon reading four large files in turn peaked 18 MB higher
@@ -725,16 +726,44 @@ class FileReader:
         file through and then made one read elsewhere (a header) leaves the first run's
         last 4 MiB to the LRU."""
         holders = self._drop_behind_holders
-        if holders is not None and not self._keeps_all and self._next_offset > 0:
+        if holders is not None and not self.keeps_all and self._next_offset > 0:
             self._drop_behind(self._next_offset, holders)
 
     @property
-    def _keeps_all(self) -> bool:
+    def keeps_all(self) -> bool:
         """Whether nothing is dropped behind this reader: a file read at random (two seeks)
         and planned whole, whose reads come back to its chunks. One planned whole at its first
         read, which may yet read on in order from there (``dd skip=``, ``tail``, a copy whose
         first pages the kernel had), drops behind its runs as any reader does."""
         return self._whole_planned and self._seeks >= RANDOM_AFTER_SEEKS
+
+    def chunk_bytes(self, index: int) -> Chunk | None:
+        """Chunk ``index``'s bytes if it is cached; never blocks."""
+        return self._cache.peek(self.entry.chunks[index])
+
+    def pages_of(self, index: int, data: Chunk) -> list[tuple[int, ReadBuffer]]:
+        """The whole pages of the file that chunk ``index``, its bytes ``data``, completes, as
+        (file offset, bytes): those within it (the file's last page counts as whole where the
+        file ends in it), and the page it shares with a neighbouring chunk when that chunk is
+        cached (the page's bytes copied from both); any thread. A chunk's bounds fall
+        anywhere in a page, and the kernel takes a store of part of a page without marking the
+        page read, so a part would save no read (see artfsd.pagestores)."""
+        page, size = mmap.PAGESIZE, self.entry.size
+        start = self._starts[index]
+        end = start + len(data)
+        inner_start = -(-start // page) * page
+        inner_end = end if end == size else end - end % page
+        pages: list[tuple[int, ReadBuffer]] = []
+        if inner_end > inner_start:
+            pages.append((inner_start, memoryview(data)[inner_start - start : inner_end - start]))
+        shared = {start - start % page} if start % page else set()
+        if inner_end < end:
+            shared.add(end - end % page)
+        for at in sorted(shared):
+            whole = self.read_cached(at, min(page, size - at))
+            if whole is not None:
+                pages.append((at, whole))
+        return pages
 
     def _passed(self, index: int) -> bool:
         """Whether chunk ``index`` was dropped behind a sequential reader: the kernel has its

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import trio
 
 from artfs.fs.chunkloader import REPLY, LoaderProcess, loadable, place_of
-from artfs.fs.reader import INLINE_LOAD_BYTES, ChunkCache, FileReader, ReadBuffer
+from artfs.fs.reader import INLINE_LOAD_BYTES, Chunk, ChunkCache, FileReader, ReadBuffer
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.manifest import ChunkRef
 
@@ -46,7 +46,8 @@ class ChunkLoads:
     """Loads sent to the loader process, and the answers taken back into ``cache``.
 
     ``fallback(fh, reader)`` is called for a file whose queued read-ahead holds a chunk the
-    loader cannot load: the daemon's loader tasks take that file's queue over."""
+    loader cannot load: the daemon's loader tasks take that file's queue over. ``landed(ref,
+    chunk)``, if given, is told of every chunk loaded and cached (see artfsd.pagestores)."""
 
     def __init__(
         self,
@@ -54,11 +55,13 @@ class ChunkLoads:
         cache: ChunkCache,
         workers: int,
         fallback: Callable[[int, FileReader], None],
+        landed: Callable[[ChunkRef, Chunk], None] | None = None,
     ) -> None:
         self._loader = loader
         self._arena = loader.arena
         self._cache = cache
         self._fallback = fallback
+        self._landed = landed  # told of each chunk loaded and cached
         self._depth = workers * _AHEAD_PER_WORKER
         self._tags = itertools.count(1)
         # tag -> the chunk, its place in the arena and how far into it the chunk starts
@@ -245,6 +248,8 @@ class ChunkLoads:
         finally:
             self._cache.settle(ref, chunk)
             event.set()
+        if chunk is not None and self._landed is not None:
+            self._landed(ref, chunk)
 
     def _stop(self, why: str, *, quiet: bool = False) -> None:
         """Loads go to the daemon's threads from now on: those the loader had not answered

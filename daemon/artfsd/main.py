@@ -452,6 +452,7 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
         try:
             trio.run(serve, ops, mountpoint, ready, args.poll, poller)
         finally:
+            ops.stop_page_stores()
             session.unmount()
             log.info("unmounted %s", mountpoint)
             log_remote_reads(store)

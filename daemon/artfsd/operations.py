@@ -53,6 +53,7 @@ from artfs.vfs import (
     unknown_kind,
 )
 from artfsd.loads import ChunkLoads
+from artfsd.pagestores import PageStores
 
 log = logging.getLogger("artfsd")
 
@@ -218,6 +219,9 @@ class ArtfsOperations(pyfuse3.Operations):
         self.nursery: trio.Nursery | None = None
         # Chunk loads by the loader process (see loads.py); None: every load is in threads.
         self.loads: ChunkLoads | None = None
+        # The pages of files read at random handed to the kernel as they load (see
+        # pagestores.py); with the loader, once pyfuse3 is mounted.
+        self.page_stores = PageStores(pyfuse3.notify_store)  # type: ignore[arg-type]
         self._failed_files: set[bytes] = set()  # digests of files whose read failure was logged
         # Small files' content put into the kernel's page cache at open (see _store_in_kernel);
         # set by the daemon once pyfuse3 is mounted (notify_store needs its session).
@@ -365,9 +369,17 @@ class ArtfsOperations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     def enable_page_stores(self) -> None:
-        """Put small files' content into the kernel's page cache as they are opened; only
-        once pyfuse3.init has mounted."""
+        """Put small files' content into the kernel's page cache as they are opened, and,
+        with the loader process, the chunks of files read at random as they load; only once
+        pyfuse3.init has mounted."""
         self._stores_pages = True
+        if self.loads is not None:
+            self.page_stores.start()
+
+    def stop_page_stores(self) -> None:
+        """Before the session closes: no store may use it after (see pagestores.py)."""
+        if not self.page_stores.stop():
+            log.warning("a store of pages still waits for the kernel: the session closes anyway")
 
     def _store_in_kernel(self, inode: int, content: memoryview) -> None:
         """Put a small file's content into the kernel's page cache before its open is
@@ -411,6 +423,10 @@ class ArtfsOperations(pyfuse3.Operations):
             # Before this read awaits anything: the next chunks load while this one does.
             planned = reader.plan(off, size)
             in_blocks = reader.in_blocks
+            if reader.keeps_all and self.page_stores.running:
+                inode = self.vfs.page_cache_inode(fh) if fh < STAGED_FH_BASE else None
+                if inode is not None:
+                    self.page_stores.watch(fh, inode, reader)
             if self.loads is not None and self.loads.alive:
                 if planned:
                     self.loads.read_ahead(fh, reader, off, size)
@@ -444,7 +460,9 @@ class ArtfsOperations(pyfuse3.Operations):
     def use_loader(self, loader: LoaderProcess, workers: int) -> None:
         """Send chunk loads to ``loader``, which said it is ready (``wait_ready``); run
         ``self.loads.serve`` in the nursery."""
-        self.loads = ChunkLoads(loader, self.vfs.cache, workers, self._start_loaders)
+        self.loads = ChunkLoads(
+            loader, self.vfs.cache, workers, self._start_loaders, self.page_stores.landed
+        )
 
     def _start_loaders(self, fh: int, reader: FileReader) -> None:
         """Up to ``_READAHEAD_LOADERS`` tasks loading ``reader``'s queued read-ahead."""
@@ -488,6 +506,7 @@ class ArtfsOperations(pyfuse3.Operations):
             loading.drop_ahead()
         if self.loads is not None:
             self.loads.forget(fh)
+        self.page_stores.forget(fh)
         if fh >= STAGED_FH_BASE:
             self.vfs.release_other(fh)
             return

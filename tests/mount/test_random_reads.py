@@ -8,6 +8,7 @@ import errno
 import mmap
 import os
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from artfs.names import ArtifactName, Ref
 from artfs.store import Store, catalog
 from artfs.store.hashing import BLOCK_SIZE
-from tests.mount.mountutil import StartMount, put
+from tests.mount.mountutil import StartMount, put, resident_pages
 
 MIB = 1 << 20
 PAGE = 4096
@@ -146,3 +147,52 @@ def test_through_the_mount_a_damaged_block_fails_only_the_reads_in_it(
         assert caught.value.errno == errno.EIO
     finally:
         os.close(fd)
+
+
+def test_a_file_read_at_random_reaches_the_kernel_s_page_cache_whole_and_exact(
+    tmp_path: Path, start_mount: StartMount
+) -> None:
+    """With a 16 MiB chunk cache a 12 MiB file is planned whole at its second seek, and each
+    chunk's pages are handed to the kernel as the chunk loads (see artfsd.pagestores): after
+    two page faults the whole file comes to be in the page cache, though nothing read it,
+    and every byte the kernel then serves from there is the file's."""
+    rng = random.Random(12)
+    # Raw chunks and zstd ones; the last page is partial.
+    content = b"".join(rng.randbytes(MIB) if n % 3 else bytes([n]) * MIB for n in range(12))
+    content = content[:-100]
+    home = _stored(tmp_path, "proj/ckpt", "weights.f32", content)
+    mount = start_mount(home, None, "--cache-mb", "16")
+    path = mount.path / "proj" / "ckpt" / "v0" / "weights.f32"
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, prot=mmap.PROT_READ) as mapped:
+        for at in (7 * MIB + 5 * PAGE, 2 * MIB + 3 * PAGE):
+            assert mapped[at : at + PAGE] == content[at : at + PAGE]
+        deadline = time.monotonic() + 30
+        while not all(resident := resident_pages(path)):
+            assert time.monotonic() < deadline, (
+                f"{resident.count(False)} of {len(resident)} pages never reached the kernel"
+            )
+            time.sleep(0.05)
+        assert mapped[:] == content
+    assert "Traceback" not in mount.log_text()
+
+
+def test_a_handle_opened_o_direct_leaves_the_page_cache_alone(
+    tmp_path: Path, start_mount: StartMount
+) -> None:
+    """A reader past the page cache is served by the daemon at every read; its file's pages
+    are not handed to the kernel, whose cache it does not use."""
+    content = random.Random(13).randbytes(12 * MIB)
+    home = _stored(tmp_path, "proj/ckpt", "weights.f32", content)
+    mount = start_mount(home, None, "--cache-mb", "16")
+    path = mount.path / "proj" / "ckpt" / "v0" / "weights.f32"
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    buffer = mmap.mmap(-1, PAGE)
+    try:
+        for at in (7 * MIB, 2 * MIB, 9 * MIB, 4 * MIB):
+            assert os.preadv(fd, [buffer], at) == PAGE
+            assert buffer[:] == content[at : at + PAGE]
+    finally:
+        os.close(fd)
+        buffer.close()
+    time.sleep(0.5)  # the whole file's load, and any store, would be done by now
+    assert not any(resident_pages(path))

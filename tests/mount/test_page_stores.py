@@ -1,0 +1,138 @@
+"""Pages of a file read at random handed to the kernel as its chunks land: which pages a
+chunk completes (FileReader.pages_of) and the thread that stores them (artfsd.pagestores),
+with a recording store in the place of pyfuse3.notify_store. Through a real mount:
+tests/mount/test_random_reads.py."""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import random
+import threading
+
+import pytest
+from artfsd.pagestores import PageStores
+
+from artfs.fs.reader import ChunkCache, FileReader
+from artfs.store.hashing import ChunkId
+from artfs.store.manifest import ChunkRef, FileEntry, Kind
+
+PAGE = mmap.PAGESIZE
+
+
+def _reader(sizes: list[int]) -> tuple[FileReader, ChunkCache, bytes]:
+    """A reader of a file of chunks of ``sizes`` (chunk i all bytes i), its cache (empty) and
+    the file's content."""
+    chunks = tuple(ChunkRef(ChunkId(bytes([i]) * 32), n) for i, n in enumerate(sizes))
+    entry = FileEntry("f", Kind.FILE, 0o644, sum(sizes), 0, chunks=chunks)
+    cache = ChunkCache(lambda ref: bytes([ref.chunk_id[0]]) * ref.length, 1 << 30)
+    content = b"".join(bytes([i]) * n for i, n in enumerate(sizes))
+    return FileReader(entry, cache), cache, content
+
+
+def _land(reader: FileReader, cache: ChunkCache, index: int) -> list[tuple[int, bytes]]:
+    ref = reader.entry.chunks[index]
+    data = bytes([index]) * ref.length
+    cache.put(ref, data)
+    return [(at, bytes(page)) for at, page in reader.pages_of(index, data)]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_chunks_landing_in_any_order_hand_over_every_page_whole_once_all_are_cached(
+    seed: int,
+) -> None:
+    """Chunk bounds fall anywhere in a page, chunks may be smaller than a page: each store
+    is page-aligned, whole pages only (the file's last may be short), of the file's bytes;
+    once every chunk has landed every page was stored."""
+    rng = random.Random(seed)
+    sizes = [
+        rng.choice([rng.randrange(1, 3 * PAGE), rng.randrange(PAGE, 40 * PAGE)]) for _ in range(12)
+    ]
+    reader, cache, content = _reader(sizes)
+    stored: set[int] = set()
+    for index in rng.sample(range(len(sizes)), len(sizes)):
+        for at, page in _land(reader, cache, index):
+            assert at % PAGE == 0
+            assert len(page) % PAGE == 0 or at + len(page) == len(content)
+            assert page == content[at : at + len(page)]
+            stored.update(range(at // PAGE, -(-(at + len(page)) // PAGE)))
+    assert stored == set(range(-(-len(content) // PAGE)))
+
+
+def test_a_page_shared_with_a_neighbour_waits_for_it() -> None:
+    """Chunk 1 spans 5,000..15,000: alone it completes pages 2 (8,192..12,288) only; the
+    pages it shares with chunks 0 and 2 come with whichever of them lands second."""
+    reader, cache, content = _reader([5000, 10_000, 3000])
+    assert [at for at, _ in _land(reader, cache, 1)] == [2 * PAGE]
+    assert [at for at, _ in _land(reader, cache, 0)] == [0, PAGE]
+    last = _land(reader, cache, 2)  # the file's last, short page (16,384..18,000) is whole
+    assert last == [(4 * PAGE, content[4 * PAGE :]), (3 * PAGE, content[3 * PAGE : 4 * PAGE])]
+
+
+class Recorder:
+    """A store that records (inode, offset, bytes) and may fail with ``errno``."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.stores: list[tuple[int, int, bytes]] = []
+        self.fail = fail
+        self._made = threading.Condition()
+
+    def __call__(self, inode: int, offset: int, data: object) -> None:
+        with self._made:
+            self.stores.append((inode, offset, bytes(data)))  # type: ignore[call-overload]
+            self._made.notify_all()
+        if self.fail:
+            raise OSError(self.fail, "refused")
+
+    def wait_for(self, count: int) -> None:
+        with self._made:
+            assert self._made.wait_for(lambda: len(self.stores) >= count, 10)
+
+
+def test_cached_chunks_are_stored_at_watch_the_rest_as_they_land_and_none_after_forget() -> None:
+    reader, cache, content = _reader([4 * PAGE, 4 * PAGE, 4 * PAGE])
+    recorder = Recorder()
+    stores = PageStores(recorder)
+    cache.put(reader.entry.chunks[0], content[: 4 * PAGE])
+    stores.start()
+    try:
+        stores.watch(5, 77, reader)
+        stores.watch(5, 77, reader)  # once per handle
+        second = reader.entry.chunks[1]
+        cache.put(second, content[4 * PAGE : 8 * PAGE])
+        stores.landed(second, content[4 * PAGE : 8 * PAGE])
+        stores.landed(second, content[4 * PAGE : 8 * PAGE])  # no longer wanted
+        recorder.wait_for(2)
+        stores.forget(5)
+        stores.landed(reader.entry.chunks[2], content[8 * PAGE :])  # released: not stored
+    finally:
+        assert stores.stop()
+    assert recorder.stores == [
+        (77, 0, content[: 4 * PAGE]),
+        (77, 4 * PAGE, content[4 * PAGE : 8 * PAGE]),
+    ]
+    assert stores.stored == 8 * PAGE
+    assert not stores.running
+
+
+def test_a_kernel_without_stores_is_asked_once_and_other_failures_are_passed_over() -> None:
+    reader, cache, content = _reader([4 * PAGE, 4 * PAGE])
+    for ref, at in zip(reader.entry.chunks, (0, 4 * PAGE), strict=True):
+        cache.put(ref, content[at : at + 4 * PAGE])
+    forgotten = Recorder(errno.ENOENT)  # the kernel forgot the inode: the next is still made
+    stores = PageStores(forgotten)
+    stores.start()
+    stores.watch(1, 9, reader)
+    forgotten.wait_for(2)
+    assert stores.stop()
+    assert [offset for _, offset, _ in forgotten.stores] == [0, 4 * PAGE]
+
+    refused = Recorder(errno.ENOSYS)
+    stores = PageStores(refused)
+    stores.start()
+    stores.watch(1, 9, reader)
+    refused.wait_for(1)
+    assert stores.stop()
+    assert len(refused.stores) == 1 and not stores.running
+    stores.watch(2, 9, reader)  # nothing is queued once stopped
+    assert len(refused.stores) == 1
