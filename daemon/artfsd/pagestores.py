@@ -15,18 +15,26 @@ the kernel holds while a read of that page waits for this daemon: on the event l
 worker thread a read might need, it could wait for ever. Here it waits only until the event
 loop answers that read.
 
+Once a chunk's pages and the pages it shares with its neighbours are stored, the chunk leaves
+the chunk cache (``FileReader.drop_stored``), as a sequential reader drops what it has passed:
+the kernel holds those pages now, and the chunk's place in the loader's arena takes the next
+chunk instead of new memory.
+
 Only with the chunk loader process (its answers say when a chunk lands), and only for a
 version file's handle that reads through the page cache (not one opened ``O_DIRECT``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import trio
 
 from artfs.errors import CorruptData
 from artfs.fs.reader import Chunk, FileReader, ReadBuffer
@@ -45,6 +53,7 @@ Store = Callable[[int, int, ReadBuffer], None]  # inode, offset, bytes (pyfuse3.
 class _Watched:
     inode: int
     reader: FileReader
+    stored: bytearray  # 1 for each chunk whose pages were stored (the storing thread's)
 
 
 class PageStores:
@@ -60,6 +69,7 @@ class PageStores:
         self._wanted: dict[bytes, list[tuple[int, int]]] = {}
         self._work: queue.SimpleQueue[tuple[int, int, Chunk] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._loop: trio.lowlevel.TrioToken | None = None  # where chunks are dropped
         self._stopping = False
         self.stored = 0  # bytes handed to the kernel (for tests and the log)
 
@@ -91,7 +101,9 @@ class PageStores:
         handle; O(chunks)."""
         if not self.running or fh in self._files:
             return
-        self._files[fh] = _Watched(inode, reader)
+        if self._loop is None:
+            self._loop = trio.lowlevel.current_trio_token()
+        self._files[fh] = _Watched(inode, reader, bytearray(len(reader.entry.chunks)))
         for index, ref in enumerate(reader.entry.chunks):
             data = reader.chunk_bytes(index)
             if data is not None:
@@ -132,6 +144,19 @@ class PageStores:
             for offset, buffer in pages:
                 if not self._put(watched.inode, offset, buffer):
                     return
+            self._drop_done(watched, index)
+
+    def _drop_done(self, watched: _Watched, index: int) -> None:
+        """Chunk ``index``'s pages were stored: drop each chunk whose own pages and whose
+        neighbours' are stored now (their shared pages were stored with the second of them)."""
+        stored = watched.stored
+        stored[index] = 1
+        last = len(stored) - 1
+        for near in range(max(index - 1, 0), min(index + 1, last) + 1):
+            if stored[near] and stored[max(near - 1, 0)] and stored[min(near + 1, last)]:
+                assert self._loop is not None
+                with contextlib.suppress(trio.RunFinishedError):  # the daemon is stopping
+                    self._loop.run_sync_soon(watched.reader.drop_stored, near)
 
     def _put(self, inode: int, offset: int, buffer: ReadBuffer) -> bool:
         """One store; False when the kernel cannot take any (ENOSYS: none is made again)."""

@@ -11,9 +11,10 @@ import random
 import threading
 
 import pytest
+import trio
 from artfsd.pagestores import PageStores
 
-from artfs.fs.reader import ChunkCache, FileReader
+from artfs.fs.reader import ChunkCache, ChunkHolders, FileReader
 from artfs.store.hashing import ChunkId
 from artfs.store.manifest import ChunkRef, FileEntry, Kind
 
@@ -94,8 +95,8 @@ def test_cached_chunks_are_stored_at_watch_the_rest_as_they_land_and_none_after_
     recorder = Recorder()
     stores = PageStores(recorder)
     cache.put(reader.entry.chunks[0], content[: 4 * PAGE])
-    stores.start()
-    try:
+
+    async def main() -> None:
         stores.watch(5, 77, reader)
         stores.watch(5, 77, reader)  # once per handle
         second = reader.entry.chunks[1]
@@ -105,6 +106,10 @@ def test_cached_chunks_are_stored_at_watch_the_rest_as_they_land_and_none_after_
         recorder.wait_for(2)
         stores.forget(5)
         stores.landed(reader.entry.chunks[2], content[8 * PAGE :])  # released: not stored
+
+    stores.start()
+    try:
+        trio.run(main)
     finally:
         assert stores.stop()
     assert recorder.stores == [
@@ -115,6 +120,46 @@ def test_cached_chunks_are_stored_at_watch_the_rest_as_they_land_and_none_after_
     assert not stores.running
 
 
+def test_a_chunk_leaves_the_cache_once_it_and_its_neighbours_are_stored() -> None:
+    """Chunks land as 1 (and 3, the same chunk), 0, 2, 4: each is dropped once it and its
+    neighbours are stored (the pages it shares with them are stored with the second of
+    each pair), except the one the file holds twice (1 and 3) and the one another open file
+    holds (2)."""
+    sizes = [5000, 10_000, 7000, 10_000, 3000]
+    chunks = [ChunkRef(ChunkId(bytes([i]) * 32), n) for i, n in enumerate(sizes)]
+    chunks[3] = chunks[1]
+    entry = FileEntry("f", Kind.FILE, 0o644, sum(sizes), 0, chunks=tuple(chunks))
+    cache = ChunkCache(lambda ref: b"", 1 << 30)
+    holders = ChunkHolders()
+    holders.hold(10, entry.chunks)
+    holders.hold(11, [chunks[2]])
+    reader = FileReader(entry, cache, drop_behind=holders)
+    content = b"".join(bytes([ref.chunk_id[0]]) * ref.length for ref in chunks)
+    recorder = Recorder()
+    stores = PageStores(recorder)
+
+    async def main() -> None:
+        stores.watch(1, 10, reader)
+        for index in (1, 0, 2, 4):
+            ref = chunks[index]
+            data = bytes([ref.chunk_id[0]]) * ref.length
+            cache.put(ref, data)
+            stores.landed(ref, data)
+            await trio.sleep(0.05)  # the stores, then the drops they ask of this loop
+            cached = [i for i in range(len(chunks)) if cache.peek(chunks[i]) is not None]
+            if index == 0:  # 0's one neighbour is stored; 1 waits for 2's shared page
+                assert cached == [1, 3]
+        assert [i for i in range(len(chunks)) if cache.peek(chunks[i]) is not None] == [1, 2, 3]
+
+    stores.start()
+    try:
+        trio.run(main)
+    finally:
+        assert stores.stop()
+    pages = {offset: data for _, offset, data in recorder.stores}
+    assert b"".join(pages[at] for at in sorted(pages)) == content  # every page, whole
+
+
 def test_a_kernel_without_stores_is_asked_once_and_other_failures_are_passed_over() -> None:
     reader, cache, content = _reader([4 * PAGE, 4 * PAGE])
     for ref, at in zip(reader.entry.chunks, (0, 4 * PAGE), strict=True):
@@ -122,17 +167,24 @@ def test_a_kernel_without_stores_is_asked_once_and_other_failures_are_passed_ove
     forgotten = Recorder(errno.ENOENT)  # the kernel forgot the inode: the next is still made
     stores = PageStores(forgotten)
     stores.start()
-    stores.watch(1, 9, reader)
-    forgotten.wait_for(2)
+
+    async def watch() -> None:
+        stores.watch(1, 9, reader)
+        forgotten.wait_for(2)
+
+    trio.run(watch)
     assert stores.stop()
     assert [offset for _, offset, _ in forgotten.stores] == [0, 4 * PAGE]
 
     refused = Recorder(errno.ENOSYS)
     stores = PageStores(refused)
     stores.start()
-    stores.watch(1, 9, reader)
-    refused.wait_for(1)
-    assert stores.stop()
+
+    async def refuse() -> None:
+        stores.watch(1, 9, reader)
+        refused.wait_for(1)
+        assert stores.stop()
+        stores.watch(2, 9, reader)  # nothing is queued once stopped
+
+    trio.run(refuse)
     assert len(refused.stores) == 1 and not stores.running
-    stores.watch(2, 9, reader)  # nothing is queued once stopped
-    assert len(refused.stores) == 1
