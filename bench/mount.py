@@ -628,10 +628,11 @@ def _floor_seconds(store: Store, pool: ThreadPoolExecutor, refs: list[ChunkRef])
     return timed(lambda: list(pool.map(store.read_chunk, refs)))
 
 
-def _large_chunks(home: Path, paths: list[str]) -> list[ChunkRef]:
-    """The chunks of the mixed set's files at ``paths``, in that order."""
+def _large_chunks(home: Path, paths: list[str], name: str = "mixed") -> list[ChunkRef]:
+    """The chunks of the files at ``paths`` of ``bench/<name>`` v0 (the mixed set), in that
+    order."""
     with Store.open(home) as store, store.index.read() as txn:
-        record = catalog.resolve(txn, Ref(ArtifactName("bench", "mixed"), "v0"))
+        record = catalog.resolve(txn, Ref(ArtifactName("bench", name), "v0"))
         refs: list[ChunkRef] = []
         for path in paths:
             entry = catalog.lookup(txn, record, path)
@@ -779,7 +780,11 @@ def _large_random(workdir: Path, report: Report) -> None:
     Both workloads are :data:`WORKLOADS`' own, measured as the set's are (:func:`_measure`:
     interleaved rounds, each cold pass on a fresh mount with only its own side mounted). The
     null filesystem holds the whole file in its memory, so its rows are what these reads reach
-    with nothing to load; each side's time is reported too, in ms, to be quoted."""
+    with nothing to load; each side's time is reported too, in ms, to be quoted. These reads
+    come to every 64 KiB block of the file, so the daemon reads and verifies all of it: the
+    store's floor for that (``Store.read_chunk`` of its chunks in ``FLOOR_THREADS`` threads,
+    cold, medians of ``ROUNDS`` passes after the rounds) is the last rows' reference, as it is
+    for the cold read of the large files (:func:`_decode_floor`)."""
     native = workdir / "native-large"
     _write_random(native / LARGE_FILE, LARGE_RANDOM_BYTES, LARGE_RANDOM_SEED)
     home, mnt, null_mnt = workdir / "home", workdir / "mnt", workdir / "mnt-null-large"
@@ -807,6 +812,15 @@ def _large_random(workdir: Path, report: Report) -> None:
         report(name, comparison.ratio(times["artfs"], times["null"]), "x", ">= 0.77")
         for prefix, side in (("native", "native"), ("mount", "artfs"), (NULL_FS, "null")):
             report(f"{prefix}: {comparison.label}", times[side][comparison.workload] * 1e3, "ms")
+    # Reads at random that come to every block of the file have the daemon read and verify
+    # all of it: what that costs alone, with both cores, is their floor too (see _decode_floor).
+    refs = _large_chunks(home, [LARGE_FILE.as_posix()], name="weights")
+    with Store.open(home) as store, ThreadPoolExecutor(FLOOR_THREADS) as pool:
+        floor = statistics.median(_floor_seconds(store, pool, refs) for _ in range(ROUNDS))
+    report(f"store read+BLAKE3 floor, {_LARGE}, {FLOOR_THREADS} threads", floor * 1e3, "ms")
+    for comparison in LARGE_COMPARISONS:
+        name = f"mount: {comparison.label} / that floor, speed"
+        report(name, floor / times["artfs"][comparison.workload], "x", ">= 0.77")
 
 
 if __name__ == "__main__":
