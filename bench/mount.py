@@ -629,8 +629,8 @@ def _floor_seconds(store: Store, pool: ThreadPoolExecutor, refs: list[ChunkRef])
 
 
 def _large_chunks(home: Path, paths: list[str], name: str = "mixed") -> list[ChunkRef]:
-    """The chunks of the files at ``paths`` of ``bench/<name>`` v0 (the mixed set), in that
-    order."""
+    """The chunks of the files at ``paths`` of ``bench/<name>`` v0 (by default the mixed
+    set), in that order."""
     with Store.open(home) as store, store.index.read() as txn:
         record = catalog.resolve(txn, Ref(ArtifactName("bench", name), "v0"))
         refs: list[ChunkRef] = []

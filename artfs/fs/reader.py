@@ -699,17 +699,21 @@ class FileReader:
             stop = bisect.bisect_right(self._starts, offset) - 1  # chunks below end by offset
         if stop <= self._dropped_until:
             return
-        chunks = self.entry.chunks
-        if self._dropped is None:
-            self._dropped = bytearray(len(chunks))
-        repeated = self._repeated_ids()
         for index in range(self._dropped_until, stop):
-            ref = chunks[index]
-            if ref.chunk_id not in repeated and not holders.elsewhere(ref):
-                # Marked first: a loader thread that no longer finds it cached finds it passed.
-                self._dropped[index] = 1
-                self._cache.discard(ref)
+            self._drop(index, holders)
         self._dropped_until = stop
+
+    def _drop(self, index: int, holders: ChunkHolders) -> None:
+        """Drop chunk ``index`` from the cache, marked passed (see :meth:`_passed`), unless
+        the file holds it more than once or another open file holds it."""
+        ref = self.entry.chunks[index]
+        if ref.chunk_id in self._repeated_ids() or holders.elsewhere(ref):
+            return
+        if self._dropped is None:
+            self._dropped = bytearray(len(self.entry.chunks))
+        # Marked first: a loader thread that no longer finds it cached finds it passed.
+        self._dropped[index] = 1
+        self._cache.discard(ref)
 
     def _repeated_ids(self) -> frozenset[bytes]:
         """The ids of the chunks the file holds more than once (worked out once)."""
@@ -720,17 +724,15 @@ class FileReader:
 
     def drop_stored(self, index: int) -> None:
         """Chunk ``index``'s pages, and those it shares with its neighbours, are in the
-        kernel's page cache (see artfsd.pagestores): drop it from the chunk cache, as
-        :meth:`_drop_behind` drops what a sequential reader passed, unless the file holds it
-        twice or another open file holds it. Its place in the chunk arena is then what the
-        next chunks load into: a fresh daemon's loader faulted in ~150 MiB of new arena for a
-        200 MiB file read at random, 0.6-0.8 ms of CPU per MiB (docs/mount.md, "Twenty-sixth
-        pass"). Event loop only; only for a version file's reader that drops behind."""
-        holders = self._drop_behind_holders
-        ref = self.entry.chunks[index]
-        repeated = self._repeated_ids()
-        if holders is not None and ref.chunk_id not in repeated and not holders.elsewhere(ref):
-            self._cache.discard(ref)
+        kernel's page cache (see artfsd.pagestores): drop it from the chunk cache as
+        :meth:`_drop_behind` drops what a sequential reader passed, by the same rules, and
+        marked passed, so that the read-ahead queued for the file does not load it again. Its
+        place in the chunk arena is then what the next chunks load into: a fresh daemon's
+        loader faulted in ~150 MiB of new arena for a 200 MiB file read at random, 0.6-0.8 ms
+        of CPU per MiB (docs/mount.md, "Twenty-sixth pass"). Event loop only; only for a
+        version file's reader that drops behind."""
+        if self._drop_behind_holders is not None:
+            self._drop(index, self._drop_behind_holders)
 
     def release(self) -> None:
         """The handle was released (call before its hold is): drop what its last run of
@@ -764,13 +766,14 @@ class FileReader:
     def pages_of(self, index: int, data: Chunk) -> list[tuple[int, ReadBuffer]]:
         """The whole pages of the file that chunk ``index``, its bytes ``data``, completes, as
         (file offset, bytes): those within it (the file's last page counts as whole where the
-        file ends in it), and the page it shares with a neighbouring chunk when that chunk is
-        cached (the page's bytes copied from both); any thread. A chunk's bounds fall
-        anywhere in a page, and the kernel takes a store of part of a page without marking the
-        page read, so a part would save no read (see artfsd.pagestores)."""
+        file ends in it), and each page it shares with neighbouring chunks when those are
+        cached (the page's bytes copied from the chunks it spans); any thread. A chunk's
+        bounds fall anywhere in a page, and the kernel takes a store of part of a page without
+        marking the page read, so a part would save no read (see artfsd.pagestores). Never
+        past the file's size, even for a chunk longer than its entry says."""
         page, size = mmap.PAGESIZE, self.entry.size
         start = self._starts[index]
-        end = start + len(data)
+        end = min(start + len(data), size)
         inner_start = -(-start // page) * page
         inner_end = end if end == size else end - end % page
         pages: list[tuple[int, ReadBuffer]] = []

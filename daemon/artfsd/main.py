@@ -152,10 +152,11 @@ class Readiness:
         self._fd = None
 
 
-async def announce_ready(mountpoint: Path, ready: Readiness) -> None:
+async def announce_ready(ops: ArtfsOperations, mountpoint: Path, ready: Readiness) -> None:
     # A stat through the mount needs the loop to answer INIT and GETATTR: once it returns,
     # the mount is serving.
     root = await trio.to_thread.run_sync(os.stat, mountpoint)
+    ops.device = root.st_dev
     raise_read_ahead(root.st_dev, READ_AHEAD_KIB)
     tune_collector()
     log.info("serving %s", mountpoint)
@@ -163,11 +164,14 @@ async def announce_ready(mountpoint: Path, ready: Readiness) -> None:
     sd_notify("READY=1\nSTATUS=serving " + str(mountpoint))
 
 
-async def watch_signals() -> None:
+async def watch_signals(ops: ArtfsOperations) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async for signum in signals:
             log.info("%s: unmounting", signal.Signals(signum).name)
             sd_notify("STOPPING=1")
+            # While this loop still answers reads: a store waits for a page that a read
+            # queued for it holds, which would never be answered once the session stops.
+            await trio.to_thread.run_sync(ops.stop_page_stores)
             session.stop()
             return
 
@@ -398,8 +402,8 @@ async def serve(
     recorder = ops.vfs.recorder
     async with trio.open_nursery() as nursery:
         ops.nursery = nursery
-        nursery.start_soon(watch_signals)
-        nursery.start_soon(announce_ready, mountpoint, ready)
+        nursery.start_soon(watch_signals, ops)
+        nursery.start_soon(announce_ready, ops, mountpoint, ready)
         nursery.start_soon(housekeeping, ops)
         if poll > 0:
             nursery.start_soon(poll_remote, poller, poll)
@@ -452,7 +456,10 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
         try:
             trio.run(serve, ops, mountpoint, ready, args.poll, poller)
         finally:
-            ops.stop_page_stores()
+            if not ops.stop_page_stores() and ops.device is not None and session.abort(ops.device):
+                # The store waited for a page a read that nothing will answer holds: with
+                # the connection ended it goes on, and must be done before the session is.
+                ops.stop_page_stores()
             session.unmount()
             log.info("unmounted %s", mountpoint)
             log_remote_reads(store)

@@ -222,6 +222,7 @@ class ArtfsOperations(pyfuse3.Operations):
         # The pages of files read at random handed to the kernel as they load (see
         # pagestores.py); with the loader, once pyfuse3 is mounted.
         self.page_stores = PageStores(pyfuse3.notify_store)  # type: ignore[arg-type]
+        self.device: int | None = None  # the mount's device number, once it serves
         self._failed_files: set[bytes] = set()  # digests of files whose read failure was logged
         # Small files' content put into the kernel's page cache at open (see _store_in_kernel);
         # set by the daemon once pyfuse3 is mounted (notify_store needs its session).
@@ -376,10 +377,14 @@ class ArtfsOperations(pyfuse3.Operations):
         if self.loads is not None:
             self.page_stores.start()
 
-    def stop_page_stores(self) -> None:
-        """Before the session closes: no store may use it after (see pagestores.py)."""
-        if not self.page_stores.stop():
-            log.warning("a store of pages still waits for the kernel: the session closes anyway")
+    def stop_page_stores(self) -> bool:
+        """End the stores of pages (see pagestores.py): at a signal while the event loop
+        still answers reads (in a worker thread), and again before the session closes, when
+        no store may use it any more; False, logged, if one still waits for the kernel."""
+        if self.page_stores.stop():
+            return True
+        log.warning("a store of pages into the kernel still waits for a page")
+        return False
 
     def _store_in_kernel(self, inode: int, content: memoryview) -> None:
         """Put a small file's content into the kernel's page cache before its open is
@@ -506,7 +511,8 @@ class ArtfsOperations(pyfuse3.Operations):
             loading.drop_ahead()
         if self.loads is not None:
             self.loads.forget(fh)
-        self.page_stores.forget(fh)
+        if fh < STAGED_FH_BASE:
+            self.page_stores.forget(fh, self.vfs.page_cache_inode(fh))
         if fh >= STAGED_FH_BASE:
             self.vfs.release_other(fh)
             return

@@ -152,6 +152,19 @@ def stop() -> None:
     pyfuse3.terminate()
 
 
+def abort(dev: int) -> bool:
+    """End the FUSE connection of the mount on device ``dev`` at once (fusectl's ``abort``):
+    every request it holds fails, and what waits on one (a page's lock) goes on. Best effort:
+    only root may, where ``/sys/fs/fuse/connections`` is mounted; whether it was done."""
+    knob = Path(f"/sys/fs/fuse/connections/{os.minor(dev)}/abort")
+    try:
+        knob.write_text("1\n")
+    except OSError as exc:
+        log.warning("cannot abort the FUSE connection (%s: %s)", knob, exc.strerror)
+        return False
+    return True
+
+
 def unmount() -> None:
     """Unmount and close the session (its device too); the log says how many requests were
     taken as they queued."""

@@ -9,6 +9,7 @@ import errno
 import mmap
 import random
 import threading
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -90,6 +91,13 @@ class Recorder:
             assert self._made.wait_for(lambda: len(self.stores) >= count, 10)
 
 
+async def _until(done: Callable[[], bool]) -> None:
+    """Let the loop run (the drops the storing thread asks of it) until ``done()``."""
+    with trio.fail_after(10):
+        while not done():
+            await trio.sleep(0.01)
+
+
 def test_cached_chunks_are_stored_at_watch_the_rest_as_they_land_and_none_after_forget() -> None:
     reader, cache, content = _reader([4 * PAGE, 4 * PAGE, 4 * PAGE])
     recorder = Recorder()
@@ -98,13 +106,14 @@ def test_cached_chunks_are_stored_at_watch_the_rest_as_they_land_and_none_after_
 
     async def main() -> None:
         stores.watch(5, 77, reader)
-        stores.watch(5, 77, reader)  # once per handle
+        stores.watch(6, 77, reader)  # once per inode
         second = reader.entry.chunks[1]
         cache.put(second, content[4 * PAGE : 8 * PAGE])
         stores.landed(second, content[4 * PAGE : 8 * PAGE])
         stores.landed(second, content[4 * PAGE : 8 * PAGE])  # no longer wanted
         recorder.wait_for(2)
-        stores.forget(5)
+        stores.forget(6, 77)  # not the handle watched: nothing changes
+        stores.forget(5, 77)
         stores.landed(reader.entry.chunks[2], content[8 * PAGE :])  # released: not stored
 
     stores.start()
@@ -118,6 +127,10 @@ def test_cached_chunks_are_stored_at_watch_the_rest_as_they_land_and_none_after_
     ]
     assert stores.stored == 8 * PAGE
     assert not stores.running
+
+
+def _cached(cache: ChunkCache, chunks: list[ChunkRef]) -> list[int]:
+    return [i for i, ref in enumerate(chunks) if cache.peek(ref) is not None]
 
 
 def test_a_chunk_leaves_the_cache_once_it_and_its_neighbours_are_stored() -> None:
@@ -140,16 +153,13 @@ def test_a_chunk_leaves_the_cache_once_it_and_its_neighbours_are_stored() -> Non
 
     async def main() -> None:
         stores.watch(1, 10, reader)
-        for index in (1, 0, 2, 4):
+        for index, cached in ((1, [1, 3]), (0, [1, 3]), (2, [1, 2, 3]), (4, [1, 2, 3])):
             ref = chunks[index]
             data = bytes([ref.chunk_id[0]]) * ref.length
             cache.put(ref, data)
             stores.landed(ref, data)
-            await trio.sleep(0.05)  # the stores, then the drops they ask of this loop
-            cached = [i for i in range(len(chunks)) if cache.peek(chunks[i]) is not None]
-            if index == 0:  # 0's one neighbour is stored; 1 waits for 2's shared page
-                assert cached == [1, 3]
-        assert [i for i in range(len(chunks)) if cache.peek(chunks[i]) is not None] == [1, 2, 3]
+            # 0's one neighbour is stored: it goes; 1 waits for the page it shares with 2
+            await _until(lambda cached=cached: _cached(cache, chunks) == cached)
 
     stores.start()
     try:
@@ -160,31 +170,70 @@ def test_a_chunk_leaves_the_cache_once_it_and_its_neighbours_are_stored() -> Non
     assert b"".join(pages[at] for at in sorted(pages)) == content  # every page, whole
 
 
-def test_a_kernel_without_stores_is_asked_once_and_other_failures_are_passed_over() -> None:
+def test_a_chunk_whose_store_failed_stays_cached() -> None:
+    reader, cache, content = _reader([4 * PAGE, 4 * PAGE])
+    holders = ChunkHolders()
+    holders.hold(3, reader.entry.chunks)
+    reader = FileReader(reader.entry, cache, drop_behind=holders)
+    forgotten = Recorder(errno.ENOENT)  # the kernel forgot the inode: the next is still made
+    stores = PageStores(forgotten)
+
+    async def main() -> None:
+        for ref, at in zip(reader.entry.chunks, (0, 4 * PAGE), strict=True):
+            cache.put(ref, content[at : at + 4 * PAGE])
+        stores.watch(1, 3, reader)
+        forgotten.wait_for(2)
+        await trio.sleep(0.1)  # a drop asked of the loop would have run by now
+
+    stores.start()
+    try:
+        trio.run(main)
+    finally:
+        assert stores.stop()
+    assert [offset for _, offset, _ in forgotten.stores] == [0, 4 * PAGE]
+    assert _cached(cache, list(reader.entry.chunks)) == [0, 1]
+
+
+def test_a_kernel_without_stores_is_asked_once() -> None:
     reader, cache, content = _reader([4 * PAGE, 4 * PAGE])
     for ref, at in zip(reader.entry.chunks, (0, 4 * PAGE), strict=True):
         cache.put(ref, content[at : at + 4 * PAGE])
-    forgotten = Recorder(errno.ENOENT)  # the kernel forgot the inode: the next is still made
-    stores = PageStores(forgotten)
-    stores.start()
-
-    async def watch() -> None:
-        stores.watch(1, 9, reader)
-        forgotten.wait_for(2)
-
-    trio.run(watch)
-    assert stores.stop()
-    assert [offset for _, offset, _ in forgotten.stores] == [0, 4 * PAGE]
-
     refused = Recorder(errno.ENOSYS)
     stores = PageStores(refused)
-    stores.start()
 
-    async def refuse() -> None:
+    async def main() -> None:
         stores.watch(1, 9, reader)
         refused.wait_for(1)
-        assert stores.stop()
-        stores.watch(2, 9, reader)  # nothing is queued once stopped
+        await _until(lambda: not stores.running)
+        stores.watch(2, 8, reader)  # nothing is queued once stopped
+        stores.landed(reader.entry.chunks[1], content[4 * PAGE :])
 
-    trio.run(refuse)
-    assert len(refused.stores) == 1 and not stores.running
+    stores.start()
+    try:
+        trio.run(main)
+    finally:
+        assert stores.stop()
+    assert len(refused.stores) == 1
+
+
+def test_a_defect_in_the_storing_thread_ends_the_stores_not_the_daemon(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reader, cache, content = _reader([4 * PAGE])
+    cache.put(reader.entry.chunks[0], content)
+
+    def broken(inode: int, offset: int, data: object) -> None:
+        raise TypeError("a defect")
+
+    stores = PageStores(broken)
+
+    async def main() -> None:
+        stores.watch(1, 9, reader)
+        await _until(lambda: not stores.running)
+
+    stores.start()
+    try:
+        trio.run(main)
+    finally:
+        assert stores.stop()
+    assert "stores of pages into the kernel stopped" in caplog.text

@@ -8,7 +8,12 @@ import errno
 import mmap
 import os
 import random
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -163,36 +168,89 @@ def test_a_file_read_at_random_reaches_the_kernel_s_page_cache_whole_and_exact(
     home = _stored(tmp_path, "proj/ckpt", "weights.f32", content)
     mount = start_mount(home, None, "--cache-mb", "16")
     path = mount.path / "proj" / "ckpt" / "v0" / "weights.f32"
-    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, prot=mmap.PROT_READ) as mapped:
-        for at in (7 * MIB + 5 * PAGE, 2 * MIB + 3 * PAGE):
-            assert mapped[at : at + PAGE] == content[at : at + PAGE]
-        deadline = time.monotonic() + 30
-        while not all(resident := resident_pages(path)):
-            assert time.monotonic() < deadline, (
-                f"{resident.count(False)} of {len(resident)} pages never reached the kernel"
-            )
-            time.sleep(0.05)
+    with _faulted(path, content, (7 * MIB + 5 * PAGE, 2 * MIB + 3 * PAGE)) as mapped:
+        _wait_resident(path)  # though nothing read it
         assert mapped[:] == content
     assert "Traceback" not in mount.log_text()
+
+
+@contextmanager
+def _faulted(path: Path, content: bytes, offsets: tuple[int, ...]) -> Iterator[mmap.mmap]:
+    """A mapping of ``path`` (open while the block runs: a release ends the file's loads and
+    stores), page faults at ``offsets`` of it made and checked against ``content``."""
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, prot=mmap.PROT_READ) as mapped:
+        for at in offsets:
+            assert mapped[at : at + PAGE] == content[at : at + PAGE]
+        yield mapped
+
+
+def _wait_resident(path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not all(resident := resident_pages(path)):
+        assert time.monotonic() < deadline, (
+            f"{resident.count(False)} of {len(resident)} pages never reached the kernel"
+        )
+        time.sleep(0.05)
 
 
 def test_a_handle_opened_o_direct_leaves_the_page_cache_alone(
     tmp_path: Path, start_mount: StartMount
 ) -> None:
-    """A reader past the page cache is served by the daemon at every read; its file's pages
-    are not handed to the kernel, whose cache it does not use."""
-    content = random.Random(13).randbytes(12 * MIB)
-    home = _stored(tmp_path, "proj/ckpt", "weights.f32", content)
-    mount = start_mount(home, None, "--cache-mb", "16")
-    path = mount.path / "proj" / "ckpt" / "v0" / "weights.f32"
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    """A reader past the page cache is served by the daemon at every read: its file's pages
+    are not handed to the kernel. Stores are made in the order files are read across, so
+    once a file read at random after it is in the page cache whole, any store of the first
+    would have been made."""
+    rng = random.Random(13)
+    direct, buffered = rng.randbytes(12 * MIB), rng.randbytes(6 * MIB)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "direct.f32").write_bytes(direct)
+    (src / "buffered.f32").write_bytes(buffered)
+    put(tmp_path / "home", src, "proj/ckpt")
+    mount = start_mount(tmp_path / "home", None, "--cache-mb", "16")
+    version = mount.path / "proj" / "ckpt" / "v0"
+    fd = os.open(version / "direct.f32", os.O_RDONLY | os.O_DIRECT)
     buffer = mmap.mmap(-1, PAGE)
     try:
         for at in (7 * MIB, 2 * MIB, 9 * MIB, 4 * MIB):
             assert os.preadv(fd, [buffer], at) == PAGE
-            assert buffer[:] == content[at : at + PAGE]
+            assert buffer[:] == direct[at : at + PAGE]
     finally:
         os.close(fd)
         buffer.close()
-    time.sleep(0.5)  # the whole file's load, and any store, would be done by now
-    assert not any(resident_pages(path))
+    with _faulted(version / "buffered.f32", buffered, (5 * MIB, MIB + 7 * PAGE)):
+        _wait_resident(version / "buffered.f32")
+    assert not any(resident_pages(version / "direct.f32"))
+
+
+def test_sigterm_while_a_file_read_at_random_goes_to_the_kernel_unmounts(
+    tmp_path: Path, start_mount: StartMount
+) -> None:
+    """The daemon stops its stores of pages while it still answers reads: a signal in the
+    middle of them ends it cleanly, and the reader gets its bytes or an error, not a hang."""
+    content = random.Random(14).randbytes(12 * MIB)
+    home = _stored(tmp_path, "proj/ckpt", "weights.f32", content)
+    mount = start_mount(home, None, "--cache-mb", "16")
+    path = mount.path / "proj" / "ckpt" / "v0" / "weights.f32"
+    faults = (
+        "import mmap, random, sys\n"
+        "f = open(sys.argv[1], 'rb'); m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)\n"
+        "m[7 << 20]; m[2 << 20]; print('reading', flush=True)\n"
+        "r = random.Random(1)\n"
+        "for _ in range(200_000): m[r.randrange(len(m))]\n"
+    )
+    reader = subprocess.Popen(
+        [sys.executable, "-c", faults, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert reader.stdout is not None and reader.stdout.readline() == b"reading\n"
+        mount.proc.send_signal(signal.SIGTERM)
+        assert mount.proc.wait(timeout=20) == 0, mount.log_text()
+        reader.wait(timeout=20)  # done, or ended by SIGBUS once the mount went
+    finally:
+        reader.kill()
+        reader.wait()
+        for stream in (reader.stdout, reader.stderr):
+            if stream is not None:
+                stream.close()
+    assert "Traceback" not in mount.log_text()
