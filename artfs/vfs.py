@@ -852,7 +852,7 @@ class Vfs(StagedTree):
 
     def page_cache_inode(self, fh: int) -> int | None:
         """The inode whose page cache version-file handle ``fh`` reads through; None for one
-        opened ``O_DIRECT`` (or not of a version file's content)."""
+        opened ``O_DIRECT``, and for any other handle (staged, virtual, a small file's)."""
         holder = self._holding.get(FileHandle(fh))
         return holder if holder is not None and holder > 0 else None
 

@@ -429,7 +429,7 @@ class ArtfsOperations(pyfuse3.Operations):
             planned = reader.plan(off, size)
             in_blocks = reader.in_blocks
             if reader.keeps_all and self.page_stores.running:
-                inode = self.vfs.page_cache_inode(fh) if fh < STAGED_FH_BASE else None
+                inode = self.vfs.page_cache_inode(fh)  # None for a staged handle too
                 if inode is not None:
                     self.page_stores.watch(fh, inode, reader)
             if self.loads is not None and self.loads.alive:
@@ -511,11 +511,10 @@ class ArtfsOperations(pyfuse3.Operations):
             loading.drop_ahead()
         if self.loads is not None:
             self.loads.forget(fh)
-        if fh < STAGED_FH_BASE:
-            self.page_stores.forget(fh, self.vfs.page_cache_inode(fh))
         if fh >= STAGED_FH_BASE:
             self.vfs.release_other(fh)
             return
+        self.page_stores.forget(fh, self.vfs.page_cache_inode(fh))
         self.vfs.release(fh)
 
     # --- extended attributes and statfs ---------------------------------------------------
