@@ -494,7 +494,11 @@ class FileReader:
         span = self._span(offset, size)
         if self._dropped is not None:  # only a reader that dropped chunks looks
             dropped = next((i for i in span if self._dropped[i]), None)
-            if dropped is not None:
+            if dropped is not None and self.keeps_all:
+                # A chunk whose pages went to the kernel (see drop_stored) read again: the
+                # kernel lost them, or a page it shares was not stored; the others hold.
+                self._dropped[span.start : span.stop] = bytes(len(span))
+            elif dropped is not None:
                 # A read of a chunk dropped behind: the kernel lost those pages (evicted under
                 # memory pressure), and likely the ones after: read ahead of it as before.
                 self._dropped[dropped:] = bytes(len(self._dropped) - dropped)

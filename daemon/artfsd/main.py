@@ -19,7 +19,7 @@ import resource
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import trio
@@ -169,11 +169,21 @@ async def watch_signals(ops: ArtfsOperations) -> None:
         async for signum in signals:
             log.info("%s: unmounting", signal.Signals(signum).name)
             sd_notify("STOPPING=1")
-            # While this loop still answers reads: a store waits for a page that a read
-            # queued for it holds, which would never be answered once the session stops.
+            break
+        # While this loop still answers reads: a store waits for a page that a read queued
+        # for it holds, which would never be answered once the session stops. Signals that
+        # come meanwhile are taken here (left queued, the receiver's exit would deliver them
+        # to the default handlers, which end the process without an unmount).
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_ignore_signals, signals)
             await trio.to_thread.run_sync(ops.stop_page_stores)
-            session.stop()
-            return
+            nursery.cancel_scope.cancel()
+        session.stop()
+
+
+async def _ignore_signals(signals: AsyncIterator[int]) -> None:
+    async for signum in signals:
+        log.info("%s: already unmounting", signal.Signals(signum).name)
 
 
 # Usage events reach the index this often (the issue asks for durability within 2 s).
@@ -456,11 +466,14 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
         try:
             trio.run(serve, ops, mountpoint, ready, args.poll, poller)
         finally:
-            if not ops.stop_page_stores() and ops.device is not None and session.abort(ops.device):
-                # The store waited for a page a read that nothing will answer holds: with
-                # the connection ended it goes on, and must be done before the session is.
-                ops.stop_page_stores()
-            session.unmount()
+            try:
+                stuck = not ops.stop_page_stores()
+                # A store waits for a page a read that nothing will answer holds: with the
+                # connection ended it goes on, and it must be done before the session is.
+                if stuck and ops.device is not None and session.abort(ops.device):
+                    ops.stop_page_stores()
+            finally:
+                session.unmount()
             log.info("unmounted %s", mountpoint)
             log_remote_reads(store)
 

@@ -155,7 +155,8 @@ def stop() -> None:
 def abort(dev: int) -> bool:
     """End the FUSE connection of the mount on device ``dev`` at once (fusectl's ``abort``):
     every request it holds fails, and what waits on one (a page's lock) goes on. Best effort:
-    only root may, where ``/sys/fs/fuse/connections`` is mounted; whether it was done."""
+    the mount's owner or root may, where ``/sys/fs/fuse/connections`` is mounted; whether it
+    was done."""
     knob = Path(f"/sys/fs/fuse/connections/{os.minor(dev)}/abort")
     try:
         knob.write_text("1\n")

@@ -74,16 +74,17 @@ def test_a_page_shared_with_a_neighbour_waits_for_it() -> None:
 class Recorder:
     """A store that records (inode, offset, bytes) and may fail with ``errno``."""
 
-    def __init__(self, fail: int = 0) -> None:
+    def __init__(self, fail: int = 0, failing: frozenset[int] | None = None) -> None:
         self.stores: list[tuple[int, int, bytes]] = []
         self.fail = fail
+        self.failing = failing  # the inodes whose stores fail (None: all)
         self._made = threading.Condition()
 
     def __call__(self, inode: int, offset: int, data: object) -> None:
         with self._made:
             self.stores.append((inode, offset, bytes(data)))  # type: ignore[call-overload]
             self._made.notify_all()
-        if self.fail:
+        if self.fail and (self.failing is None or inode in self.failing):
             raise OSError(self.fail, "refused")
 
     def wait_for(self, count: int) -> None:
@@ -100,6 +101,7 @@ async def _until(done: Callable[[], bool]) -> None:
 
 def test_cached_chunks_are_stored_at_watch_the_rest_as_they_land_and_none_after_forget() -> None:
     reader, cache, content = _reader([4 * PAGE, 4 * PAGE, 4 * PAGE])
+    other, other_cache, other_content = _reader([PAGE])
     recorder = Recorder()
     stores = PageStores(recorder)
     cache.put(reader.entry.chunks[0], content[: 4 * PAGE])
@@ -115,6 +117,11 @@ def test_cached_chunks_are_stored_at_watch_the_rest_as_they_land_and_none_after_
         stores.forget(6, 77)  # not the handle watched: nothing changes
         stores.forget(5, 77)
         stores.landed(reader.entry.chunks[2], content[8 * PAGE :])  # released: not stored
+        # Stores are made in the order they were queued: once another file's is made, any
+        # of the released one's would have been.
+        other_cache.put(other.entry.chunks[0], other_content)
+        stores.watch(7, 78, other)
+        recorder.wait_for(3)
 
     stores.start()
     try:
@@ -124,8 +131,9 @@ def test_cached_chunks_are_stored_at_watch_the_rest_as_they_land_and_none_after_
     assert recorder.stores == [
         (77, 0, content[: 4 * PAGE]),
         (77, 4 * PAGE, content[4 * PAGE : 8 * PAGE]),
+        (78, 0, other_content),
     ]
-    assert stores.stored == 8 * PAGE
+    assert stores.stored == 9 * PAGE
     assert not stores.running
 
 
@@ -171,27 +179,38 @@ def test_a_chunk_leaves_the_cache_once_it_and_its_neighbours_are_stored() -> Non
 
 
 def test_a_chunk_whose_store_failed_stays_cached() -> None:
-    reader, cache, content = _reader([4 * PAGE, 4 * PAGE])
-    holders = ChunkHolders()
-    holders.hold(3, reader.entry.chunks)
-    reader = FileReader(reader.entry, cache, drop_behind=holders)
-    forgotten = Recorder(errno.ENOENT)  # the kernel forgot the inode: the next is still made
-    stores = PageStores(forgotten)
+    """The kernel forgot inode 3 (ENOENT): each of its chunks' stores fails, the next is still
+    made, and both chunks stay cached, where inode 4's, stored after them, are dropped."""
 
-    async def main() -> None:
+    def reader_of(inode: int) -> tuple[FileReader, ChunkCache, bytes]:
+        reader, cache, content = _reader([4 * PAGE, 4 * PAGE])
+        holders = ChunkHolders()
+        holders.hold(inode, reader.entry.chunks)
         for ref, at in zip(reader.entry.chunks, (0, 4 * PAGE), strict=True):
             cache.put(ref, content[at : at + 4 * PAGE])
-        stores.watch(1, 3, reader)
-        forgotten.wait_for(2)
-        await trio.sleep(0.1)  # a drop asked of the loop would have run by now
+        return FileReader(reader.entry, cache, drop_behind=holders), cache, content
+
+    (forgotten, forgotten_cache, _), (kept, kept_cache, _) = reader_of(3), reader_of(4)
+    recorder = Recorder(errno.ENOENT, failing=frozenset({3}))
+    stores = PageStores(recorder)
+
+    async def main() -> None:
+        stores.watch(1, 3, forgotten)
+        stores.watch(2, 4, kept)
+        await _until(lambda: not _cached(kept_cache, list(kept.entry.chunks)))
 
     stores.start()
     try:
         trio.run(main)
     finally:
         assert stores.stop()
-    assert [offset for _, offset, _ in forgotten.stores] == [0, 4 * PAGE]
-    assert _cached(cache, list(reader.entry.chunks)) == [0, 1]
+    assert [(inode, offset) for inode, offset, _ in recorder.stores] == [
+        (3, 0),
+        (3, 4 * PAGE),
+        (4, 0),
+        (4, 4 * PAGE),
+    ]
+    assert _cached(forgotten_cache, list(forgotten.entry.chunks)) == [0, 1]
 
 
 def test_a_kernel_without_stores_is_asked_once() -> None:

@@ -211,16 +211,16 @@ def test_a_handle_opened_o_direct_leaves_the_page_cache_alone(
     version = mount.path / "proj" / "ckpt" / "v0"
     fd = os.open(version / "direct.f32", os.O_RDONLY | os.O_DIRECT)
     buffer = mmap.mmap(-1, PAGE)
-    try:
+    try:  # open all along: a release would end any stores of its file
         for at in (7 * MIB, 2 * MIB, 9 * MIB, 4 * MIB):
             assert os.preadv(fd, [buffer], at) == PAGE
             assert buffer[:] == direct[at : at + PAGE]
+        with _faulted(version / "buffered.f32", buffered, (5 * MIB, MIB + 7 * PAGE)):
+            _wait_resident(version / "buffered.f32")
+        assert not any(resident_pages(version / "direct.f32"))
     finally:
         os.close(fd)
         buffer.close()
-    with _faulted(version / "buffered.f32", buffered, (5 * MIB, MIB + 7 * PAGE)):
-        _wait_resident(version / "buffered.f32")
-    assert not any(resident_pages(version / "direct.f32"))
 
 
 def test_sigterm_while_a_file_read_at_random_goes_to_the_kernel_unmounts(
