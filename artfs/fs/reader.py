@@ -550,8 +550,7 @@ class FileReader:
             ref = chunks[index]
             if ref in self._cache:  # cached, or loading already
                 continue
-            loc = self._locations.get(ref.chunk_id)
-            if loc is None or loc.codec != Codec.RAW or ref.length < BLOCKS_FROM:
+            if self._in_blocks_at(ref) is None:
                 return False
             base = self._starts[index]
             low, high = _block_bounds(max(offset - base, 0), min(end - base, ref.length), ref)
@@ -567,8 +566,8 @@ class FileReader:
         from the packs pinned, which says why a damaged one fails. Chunks that lie one after
         the other in a pack are read at once. Nothing is cached: the kernel keeps the pages it
         is given, and a reader at random seldom comes back to the rest of a chunk."""
-        blocks, locations = self._blocks, self._locations
-        assert blocks is not None and locations is not None
+        blocks = self._blocks
+        assert blocks is not None
         chunks, end = self.entry.chunks, min(offset + size, self.entry.size)
         parts: list[ReadBuffer] = []
         wanted: list[_BlockRun] = []  # the chunks to read, in file order
@@ -580,9 +579,9 @@ class FileReader:
             if cached is not None:
                 parts.append(memoryview(cached)[start:stop])
                 continue
-            loc = locations.get(ref.chunk_id)
             # A chunk cached when the read was planned may have left the cache since.
-            if loc is None or loc.codec != Codec.RAW or ref.length < BLOCKS_FROM:
+            loc = self._in_blocks_at(ref)
+            if loc is None:
                 return None
             digests = self._block_digests(ref)
             if digests is None:
@@ -608,6 +607,15 @@ class FileReader:
         if len(parts) == 1:
             return parts[0]
         return b"".join(parts)
+
+    def _in_blocks_at(self, ref: ChunkRef) -> ChunkLocation | None:
+        """Where ``ref`` is if it is a chunk stored raw in this store's packs and large enough
+        to have block digests (``BLOCKS_FROM``); else None."""
+        assert self._locations is not None
+        loc = self._locations.get(ref.chunk_id)
+        if loc is None or loc.codec != Codec.RAW or ref.length < BLOCKS_FROM:
+            return None
+        return loc
 
     def _block_digests(self, ref: ChunkRef) -> bytes | None:
         """``ref``'s block digests, asked of the index once per reader; None when it has none
