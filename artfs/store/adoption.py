@@ -17,10 +17,10 @@ from typing import Any, Protocol
 
 from artfs.errors import Conflict, CorruptData
 from artfs.names import ArtifactName
-from artfs.store import catalog, trees
+from artfs.store import catalog, codec, trees
 from artfs.store.catalog import ArtifactRecord, VersionRecord
 from artfs.store.chunkstore import ChunkLocation, ChunkStore, RemoteChunk
-from artfs.store.hashing import ChunkId, TreeId
+from artfs.store.hashing import ChunkId, TreeId, blocks_if_raw
 from artfs.store.index import Index, Table, Txn
 from artfs.store.manifest import ChunkRef, FileEntry, encode_path
 from artfs.store.ports import ChunkSource
@@ -102,6 +102,10 @@ def adopt_version(
     so a page in the index always has its whole subtree there. With ``entries`` (a record
     in the format from before trees), the tree is built here.
 
+    A chunk stored raw and large enough gets its block digests here, as at ingest
+    (``hashing.blocks_if_raw``): the mount reads a pulled version's large files at random in
+    blocks, as it does a version put here.
+
     Returns False when the store already has that version (same number, same digest);
     its missing chunks and pages are still added. Conflict when the number holds other
     content here.
@@ -113,14 +117,19 @@ def adopt_version(
         writer = store.chunks.writer()
         try:
             added: dict[ChunkId, ChunkLocation] = {}
+            blocks: dict[ChunkId, bytes] = {}
             for cid, codec_id, payload, raw_length in chunks:
                 if cid not in added:
                     added[cid] = writer.add(cid, codec_id, payload, raw_length)
+                    if digests := blocks_if_raw(codec_id == codec.Codec.RAW, payload):
+                        blocks[cid] = digests
             writer.commit()
             with store.index.write() as txn:
                 created = adopt(txn, record, entries, tree)
                 for cid, loc in added.items():
                     txn.put(Table.CHUNKS, cid, loc.encode(), overwrite=False)
+                for cid, found in blocks.items():
+                    txn.put(Table.CHUNK_BLOCKS, cid, found, overwrite=False)
                 for cid, where in (remote_chunks or {}).items():
                     txn.put(Table.REMOTE_CHUNKS, cid, where)
         except BaseException:

@@ -58,6 +58,12 @@ def block_digests(data: Buffer) -> bytes:
     )
 
 
+def blocks_if_raw(raw: bool, data: Buffer) -> bytes:
+    """``block_digests(data)`` for a chunk stored raw (``raw``) of at least ``BLOCKS_FROM``
+    bytes, which the mount may read in blocks; else nothing (b"")."""
+    return block_digests(data) if raw and memoryview(data).nbytes >= BLOCKS_FROM else b""
+
+
 def block_matches(data: Buffer, digests: bytes, index: int) -> bool:
     """Whether ``data`` is block ``index`` of the chunk whose ``block_digests`` are
     ``digests``."""

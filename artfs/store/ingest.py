@@ -34,11 +34,10 @@ from artfs.store.chunking import MIN_CHUNK, chunk_file, read_small
 from artfs.store.chunkstore import ChunkWriter, NewChunks
 from artfs.store.dictionaries import DictionaryPlan
 from artfs.store.hashing import (
-    BLOCKS_FROM,
     ChunkId,
     FileDigest,
     FileHasher,
-    block_digests,
+    blocks_if_raw,
     chunk_id,
     file_digest,
 )
@@ -527,5 +526,4 @@ def _encode_large(data: bytes | memoryview) -> _Encoded:
     """A large chunk encoded on a worker thread, with its block digests if it is stored raw
     and large enough to be read in blocks (see ``hashing.BLOCKS_FROM``)."""
     chosen, payload = codec.encode(data)
-    raw = chosen == codec.Codec.RAW and len(data) >= BLOCKS_FROM
-    return chosen, payload, block_digests(data) if raw else b""
+    return chosen, payload, blocks_if_raw(chosen == codec.Codec.RAW, data)

@@ -14,6 +14,7 @@ from artfs.remote import layout
 from artfs.remote.remote import Remote
 from artfs.remote.sync import clone, pull, push
 from artfs.store import Store
+from artfs.store.hashing import BLOCK_DIGEST_SIZE, BLOCK_SIZE
 from artfs.store.verify import verify
 from artfs.stores import open_store
 from tests.helpers import make_tree, random_bytes, read_tree, text_bytes
@@ -72,6 +73,28 @@ def test_push_then_pull_into_another_store(s3_env: S3Server, prefix: str, tmp_pa
             assert theirs == ours
         assert verify(b, b.versions(ART)) == []
         assert pull(b, other, Ref.parse("team/data:v1")).chunks_fetched == 0
+
+
+def test_a_pulled_version_has_the_block_digests_of_its_large_raw_chunks(
+    s3_env: S3Server, prefix: str, tmp_path: Path
+) -> None:
+    """The mount reads a large raw file at random in verified blocks only where the index
+    holds the chunks' block digests: a pulled version gets them as a version put here does."""
+    src = _tree(tmp_path / "src", 4)
+    with open_store(tmp_path / "a") as a, open_store(tmp_path / "b") as b:
+        a.put(src, ART)
+        push(a, _remote(s3_env, prefix, tmp_path / "a"), Ref(ART, "v0"))
+        pull(b, _remote(s3_env, prefix, tmp_path / "b"), Ref(ART, "v0"))
+        for store in (a, b):
+            files = {e.path: e for e in store.files(store.resolve("team/data:v0"))}
+            # 2.5 MB of random bytes: raw chunks, each large enough to be read in blocks
+            for ref in files["weights.bin"].chunks:
+                digests = store.chunk_blocks(ref.chunk_id)
+                assert digests is not None
+                assert len(digests) == -(-ref.length // BLOCK_SIZE) * BLOCK_DIGEST_SIZE
+            for ref in files["train.csv"].chunks:  # compressed: read whole
+                assert store.chunk_blocks(ref.chunk_id) is None
+        assert verify(b, b.versions(ART)) == []  # and the digests are the data's
 
 
 def test_a_changed_chunk_on_the_remote_is_refused(
