@@ -748,7 +748,7 @@ class Vfs(StagedTree):
         - Speed. With one reader the store saves the read's round trip, which the reader
           waited for. With several readers at once it cost more than it saved: their reads
           kept requests queued for the event loop, and without them it ran out of queued
-          requests more often, each time paying a pass of trio's scheduler (docs/mount.md,
+          requests more often, each time paying a pass of trio's scheduler (docs/perf.md,
           "Twelfth pass").
 
         A load at open that failed (a read error, a dictionary that cannot be had) gives

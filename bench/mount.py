@@ -354,7 +354,7 @@ def _measure(
     a ratio between two sides then compared two states of this shared machine: the null
     filesystem's own rows against native moved by up to 1.4x between two runs of the bench,
     and a row of artfs against it measured 0.69 in one run where the two, interleaved on fresh
-    mounts, gave 0.82 (docs/mount.md, "Fifteenth pass"). Interleaved, a drift of the host moves
+    mounts, gave 0.82 (docs/perf.md, "Fifteenth pass"). Interleaved, a drift of the host moves
     every side alike.
 
     No pass pays for another side's work. A cold pass runs with only its own side mounted:
@@ -404,7 +404,7 @@ def _index_not_held(home: Path, mountpoint: Path) -> Times:
     it is used (``--index-mb 0``), as every daemon did before issue 17's sixteenth pass: its
     first look at the index after the caches are dropped waits for the disk. The bench's own
     daemons hold the index in memory from their start, which a drop of the clean caches does
-    not evict, as the null filesystem holds its tree (docs/mount.md, "Sixteenth pass")."""
+    not evict, as the null filesystem holds its tree (docs/perf.md, "Sixteenth pass")."""
     with Remounter(lambda: _daemon(home, mountpoint, "--index-mb", "0")) as remount:
         side = Side("artfs, index not held", mountpoint / "bench" / "mixed" / "v0", remount)
         return {
@@ -417,7 +417,7 @@ def _store_cached(side: Side, home: Path, files: Files) -> Times:
     """The cold large files and ``mmap`` again, with the store's index and packs read into
     the page cache once the caches are dropped: artfs must read a file's bytes off the disk
     (and the bench's disk reads ~1.1 GB/s, the store floor's rate), the null filesystem
-    serves them from its memory; this is what is left without those reads (docs/mount.md,
+    serves them from its memory; this is what is left without those reads (docs/perf.md,
     "Thirteenth pass"). Each pass still runs on a fresh daemon."""
     read_store = _read_in([home / "index" / "data.mdb", *sorted((home / "packs").iterdir())])
     large = [side.root / p for p in files.large]
@@ -562,7 +562,7 @@ def _keep_freed_memory() -> None:
     buffers from the heap, the heap not trimmed), so that every pass after the first writes
     into memory already touched, as the loader writes into its arena. Left to glibc's
     defaults, that depended on what the process had done before: run alone, each floor pass
-    took 4,600-6,800 page faults; inside the bench, after its other rows, 1-3 (docs/mount.md,
+    took 4,600-6,800 page faults; inside the bench, after its other rows, 1-3 (docs/perf.md,
     "Twenty-third pass")."""
     libc = ctypes.CDLL(None)
     libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
@@ -584,7 +584,7 @@ def _decode_floor(home: Path, files: Files, mount: Side, report: Report) -> None
     chunks memory that earlier passes already touched (:func:`_keep_freed_memory`), and in a
     new process, whose chunk memory is all fresh, as the fresh daemon's of a cold pass is (a
     first touch of a page costs ~0.4 ms per MiB here, more than reading it from the page
-    cache: see docs/mount.md, "Seventh pass"). The target stays on the first."""
+    cache: see docs/perf.md, "Seventh pass"). The target stays on the first."""
     _keep_freed_memory()
     paths = [p.as_posix() for p in files.large]
     refs = _large_chunks(home, paths)
@@ -644,7 +644,7 @@ def _large_chunks(home: Path, paths: list[str], name: str = "mixed") -> list[Chu
 # --- lineage recording on vs off ----------------------------------------------------------------
 
 # Seven rounds put the same code at 1.03-1.18 in five runs (sixteenth pass), where 14
-# interleaved rounds outside the bench gave 0.99 and 1.01 (docs/mount.md).
+# interleaved rounds outside the bench gave 0.99 and 1.01 (docs/perf.md).
 RECORDING_ROUNDS = 12  # even: each daemon goes first in half of them
 # Warm reads timed per daemon, the best one kept: with one, 11 rounds put the same code at
 # 0.905-1.088 in three runs of the nineteenth pass (open + close per file: 0.96-1.03).

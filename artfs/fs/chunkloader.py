@@ -4,7 +4,7 @@ A cold read of large files is mostly per-byte work: reading chunks from packs, d
 hashing with BLAKE3. Both libraries release the GIL, but the threads doing that work in the
 daemon still need it between their calls, and the event loop holds it to reply (pyfuse3 copies
 each 1 MiB reply into the kernel without releasing it): measured over one pass, the loader
-threads waited 40 ms for the GIL where the pass took 84 (docs/mount.md, issue 17, "Tenth
+threads waited 40 ms for the GIL where the pass took 84 (docs/perf.md, issue 17, "Tenth
 pass"; what the loader changed: "Eleventh pass"). The loader process has no event loop: its
 workers wait only for each other.
 
@@ -77,13 +77,13 @@ ARENA_UNIT = 64 << 10
 # out the start first): a sequential reader's read-ahead window (32 MiB), what it keeps behind
 # it (4 MiB) and a margin. Fresh memory costs this VM 0.6-0.8 ms per MiB to fault in (48 MiB
 # of MADV_POPULATE_WRITE: 27-40 ms), which a cold read otherwise paid for every MiB up to what
-# drop-behind frees (docs/mount.md, "Eleventh pass").
+# drop-behind frees (docs/perf.md, "Eleventh pass").
 PREPARED_BYTES = 48 << 20
 # Each worker's buffer for a zstd chunk's stored bytes, written before the loader is ready: the
 # store's largest chunk (``artfs.store.chunking.MAX_CHUNK``, not imported: that loads the
 # chunker), whose zstd payload is smaller still (else it is stored raw). Grown as chunks came,
 # each worker faulted in its buffer anew at every larger chunk, ~1,000 page faults over the
-# first cold read of the bench's large files (docs/mount.md, "Seventeenth pass").
+# first cold read of the bench's large files (docs/perf.md, "Seventeenth pass").
 _PAYLOAD_BYTES = 4 << 20
 _PR_SET_PDEATHSIG = 1
 
@@ -452,7 +452,7 @@ class _Worker:
         kernel says are not all cached are read with ``O_DIRECT``, in the whole blocks they
         span: the disk's bytes come straight into place, no cache pages are filled or kept
         beside the decoded pages the kernel caches for the mount, and nothing past the
-        chunk's last block is read (docs/mount.md, "Eighteenth pass"). Other bytes are read
+        chunk's last block is read (docs/perf.md, "Eighteenth pass"). Other bytes are read
         through the cache."""
         span, skip = direct.blocks(offset, length)
         region = place if place is not None else self._scratch(span)

@@ -168,7 +168,7 @@ class PackRanges:
     """Byte ranges of the packs in ``directory``, for reads of a chunk's blocks
     (``FileReader.read_blocks``): past the page cache where the filesystem takes ``O_DIRECT``,
     else through it with the kernel's read-ahead off. A buffered read of 64 KiB had this
-    disk read 8 MiB ahead into the cache (docs/mount.md, "Twenty-fifth pass"). Each read
+    disk read 8 MiB ahead into the cache (docs/perf.md, "Twenty-fifth pass"). Each read
     opens the pack for itself (~10 us here, against ~100 us for the read): nothing is held
     open, and a pack gc deleted since is not found (the caller then loads whole chunks from
     the packs it pinned). Any number of threads may read at once: each has its own buffer."""

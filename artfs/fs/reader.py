@@ -41,21 +41,21 @@ SEQUENTIAL_SLACK = 256 << 10
 # A file read at random whose size is at most this (and a quarter of the chunk cache) has all
 # its chunks loaded ahead: random 4 KiB page faults on a 16 MB mapping then find their chunks
 # loaded, two at a time, instead of each waiting for its own whole chunk in turn (see
-# docs/mount.md, issue 17).
+# docs/perf.md, issue 17).
 RANDOM_READAHEAD_BYTES = 64 << 20
 # A larger file read at random is planned whole too once its reader's seeks have landed in one
 # of every this many of its chunks (they are spread over the file, and will come to most of
 # it), if it fits in the chunk cache with an eighth of the cache to spare and its chunks are
 # all in this store's packs: loaded while the reader reads, its chunks no longer load one at
 # a time as each read waits for its own (a 200 MiB array read through numpy's mmap:
-# docs/mount.md, "Twenty-fifth pass"). Else it loads per read. Seeks within a few chunks (a
+# docs/perf.md, "Twenty-fifth pass"). Else it loads per read. Seeks within a few chunks (a
 # header and one tensor of a large checkpoint) plan nothing.
 CHUNKS_PER_SEEK_TO_PLAN_WHOLE = 16
 # Seeks (reads that are not sequential) before a file counts as read at random: one is often a
 # header or footer read. A file no larger than the read-ahead window's maximum whose first read
 # is not at its start is planned whole at that read all the same: loading it costs no more
 # than a sequential reader's window, and a reader through mmap waited a whole read for it
-# (docs/mount.md, "Seventeenth pass"); not when a chunk of it is held only on a remote, which
+# (docs/perf.md, "Seventeenth pass"); not when a chunk of it is held only on a remote, which
 # would fetch the file for one read. Only at this many seeks does it keep its chunks.
 RANDOM_AFTER_SEEKS = 2
 # A sequential reader drops a chunk from the cache once it has read this far past the chunk's
@@ -539,7 +539,7 @@ class FileReader:
         loading both would, a 4 KiB ``pread`` 64 KiB of 1 MiB. A file the cache can hold is
         read in whole chunks, which its later reads find there: a 240 MiB file read at random
         with the 256 MiB cache took 557-562 ms in whole chunks, 647-974 ms in blocks
-        (docs/mount.md, "Twenty-fifth pass")."""
+        (docs/perf.md, "Twenty-fifth pass")."""
         if self._blocks is None or self._locations is None or self._no_digests:
             return False
         if self.entry.size <= self._cache.budget_bytes:
@@ -696,7 +696,7 @@ class FileReader:
         bytes, by this process or another, is served from its page cache and the daemon's copy
         would be a second one. Freed, their memory is what the next chunks are read into: a
         fresh daemon otherwise faults in a new page for every 4 KiB it loads, which costs this
-        VM ~0.8 ms per MiB, more than reading and hashing the MiB (docs/mount.md, "Ninth
+        VM ~0.8 ms per MiB, more than reading and hashing the MiB (docs/perf.md, "Ninth
         pass"). A chunk stays when the file holds it more than once (a run of zeros cut into
         equal chunks), or another open file holds it too (another version's copy of the same
         data, read beside this one: its kernel pages are its own); so does every chunk of a
@@ -741,7 +741,7 @@ class FileReader:
         marked passed, so that the read-ahead queued for the file does not load it again. Its
         place in the chunk arena is then what the next chunks load into: a fresh daemon's
         loader faulted in ~150 MiB of new arena for a 200 MiB file read at random, 0.6-0.8 ms
-        of CPU per MiB (docs/mount.md, "Twenty-sixth pass"). Event loop only; only for a
+        of CPU per MiB (docs/perf.md, "Twenty-sixth pass"). Event loop only; only for a
         version file's reader that drops behind."""
         if self._drop_behind_holders is not None:
             self._drop(index, self._drop_behind_holders)
@@ -756,7 +756,7 @@ class FileReader:
 
         Without this, the last 4 MiB of every file read to its end stayed until the LRU
         evicted them: a fresh daemon reading four large files in turn peaked 18 MB higher
-        (docs/mount.md, "Tenth pass"). Only the last run is dropped: a reader that read a
+        (docs/perf.md, "Tenth pass"). Only the last run is dropped: a reader that read a
         file through and then made one read elsewhere (a header) leaves the first run's
         last 4 MiB to the LRU."""
         holders = self._drop_behind_holders

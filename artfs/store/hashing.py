@@ -38,7 +38,7 @@ def chunk_id(data: Buffer) -> ChunkId:
 
 # A raw chunk of at least BLOCKS_FROM bytes is also stored with a digest of each of its
 # BLOCK_SIZE blocks (see block_digests), so that a random read of a few KiB reads and verifies
-# the blocks it falls in, not the whole chunk (docs/mount.md, "Twenty-fifth pass"). Past the page
+# the blocks it falls in, not the whole chunk (docs/perf.md, "Twenty-fifth pass"). Past the page
 # cache this disk reads 64 KiB at random in ~0.10 ms, 256 KiB in ~0.25 and 1 MiB in ~0.9;
 # a smaller chunk is read whole.
 BLOCK_SIZE = 64 << 10

@@ -32,7 +32,7 @@ log = logging.getLogger("artfsd")
 # order they came). With two workers 1, 2, 4 and 8 measured the same ("Eleventh pass"); with
 # three, 4 read 2-5% above 2 in the paired ratio to the floor in each of three interleaved sets
 # (and in a fourth with a two-stage loader not kept), near what such sets tell apart; 6 and
-# 8, one set each, were no better (docs/mount.md, "Twenty-fourth pass").
+# 8, one set each, were no better (docs/perf.md, "Twenty-fourth pass").
 _AHEAD_PER_WORKER = 4
 
 
@@ -105,7 +105,7 @@ class ChunkLoads:
         """A read of ``size`` bytes at ``off`` planned read-ahead: send the chunks it needs
         itself first, then what ``reader`` queued ahead, as far as the loader's depth allows.
         Sent after the read-ahead, a file's first chunk waited behind the loads of the next
-        four: 5-8 ms for each large file's first read (docs/mount.md, "Eleventh pass")."""
+        four: 5-8 ms for each large file's first read (docs/perf.md, "Eleventh pass")."""
         for ref in reader.missing(off, size):
             if ref.chunk_id in self._loading:
                 continue
@@ -118,7 +118,7 @@ class ChunkLoads:
         """Load ``chunks`` (``Vfs.next_file_chunks``: the start of the file a reader that
         reached its file's end likely opens next) once every file's queued read-ahead is sent:
         the loader would otherwise have nothing to do between the last chunk of one file and
-        the first read of the next (docs/mount.md, "Twenty-second pass"). Given any, they
+        the first read of the next (docs/perf.md, "Twenty-second pass"). Given any, they
         replace what an earlier reader queued so and had not sent yet."""
         if chunks and self.alive:
             self._next_file = deque(chunks)

@@ -228,7 +228,7 @@ DEFAULT_POLL_SECONDS = 10.0
 # Threads of the chunk-loader process: one more than the cores, two to four. A load is mostly a
 # wait for the disk, and with one thread per core both of a 2-core machine's often waited at
 # once while a core idled: three read the large files cold 3-5% faster than two, a gain near
-# the rounds' spread (docs/mount.md, "Twenty-third pass"). At least two: one reads while the
+# the rounds' spread (docs/perf.md, "Twenty-third pass"). At least two: one reads while the
 # other decodes. Four at most: a cold read of a few files keeps no more busy.
 DEFAULT_LOADERS = max(2, min(4, (os.cpu_count() or 1) + 1))
 # How long the mount waits for the loader to start (a loaded machine's Python start-up): well

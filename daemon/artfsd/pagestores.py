@@ -7,7 +7,7 @@ cost a FUSE read answered by this daemon, and a serial reader makes those one af
 a 200 MiB file read through ``mmap`` at random took the load's time and then ~260 such reads.
 :class:`PageStores` puts each chunk's pages into the kernel's page cache as the chunk lands
 (FUSE_NOTIFY_STORE), so that the reader's later faults are served by the kernel as a native
-file's are: ~300 reads a pass became 24-37 (docs/mount.md, "Twenty-sixth pass").
+file's are: ~300 reads a pass became 24-37 (docs/perf.md, "Twenty-sixth pass").
 
 Once a chunk's pages and the pages it shares with its neighbours are stored, the chunk leaves
 the chunk cache (``FileReader.drop_stored``), as a sequential reader drops what it has passed:

@@ -7,7 +7,7 @@ which parks the task until trio's next pass over epoll even when the kernel has 
 queued. So every request paid a pass of the scheduler: a lock hand-over, an ``epoll_wait``, two
 task switches. With readers that keep requests queued (a DataLoader's worker processes), that
 was a quarter of a warm small-file epoch's time on the null filesystem of ``bench/ceiling.py``
-(docs/mount.md, "Sixth pass").
+(docs/perf.md, "Sixth pass").
 
 :func:`mount` puts :class:`QueuedTaker` in its place: it first asks the device without waiting
 (``poll`` with no timeout) and takes a request that is there at once; only an empty device goes
