@@ -41,7 +41,7 @@ SEQUENTIAL_SLACK = 256 << 10
 # A file read at random whose size is at most this (and a quarter of the chunk cache) has all
 # its chunks loaded ahead: random 4 KiB page faults on a 16 MB mapping then find their chunks
 # loaded, two at a time, instead of each waiting for its own whole chunk in turn (see
-# docs/perf.md, issue 17).
+# docs/perf.md, "Random reads and the order of read-ahead").
 RANDOM_READAHEAD_BYTES = 64 << 20
 # A larger file read at random is planned whole too once its reader's seeks have landed in one
 # of every this many of its chunks (they are spread over the file, and will come to most of

@@ -104,7 +104,9 @@ def adopt_version(
 
     A chunk stored raw and large enough gets its block digests here, as at ingest
     (``hashing.blocks_if_raw``): the mount reads a pulled version's large files at random in
-    blocks, as it does a version put here.
+    blocks, as it does a version put here. Like the chunks' locations, they are held until the
+    one transaction that indexes them (16 bytes per 64 KiB of such chunks), and hashing them
+    is a second BLAKE3 pass over those chunks on the caller's thread.
 
     Returns False when the store already has that version (same number, same digest);
     its missing chunks and pages are still added. Conflict when the number holds other
