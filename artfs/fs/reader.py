@@ -51,6 +51,12 @@ RANDOM_READAHEAD_BYTES = 64 << 20
 # docs/perf.md, "Twenty-fifth pass"). Else it loads per read. Seeks within a few chunks (a
 # header and one tensor of a large checkpoint) plan nothing.
 CHUNKS_PER_SEEK_TO_PLAN_WHOLE = 16
+# ... or sooner, once this many reads in a row have each been a seek into a chunk no earlier
+# seek began in: a reader at random across the file, whose first eleven page faults on that
+# 200 MiB array otherwise each waited for their own chunks, one after the other (~40 ms;
+# docs/perf.md, "Twenty-eighth pass"). A run in order between seeks (a tensor read through),
+# or a seek back into a chunk sought before (a header), starts the count again.
+NEW_CHUNK_SEEKS_TO_PLAN_WHOLE = 3
 # Seeks (reads that are not sequential) before a file counts as read at random: one is often a
 # header or footer read. A file no larger than the read-ahead window's maximum whose first read
 # is not at its start is planned whole at that read all the same: loading it costs no more
@@ -375,6 +381,7 @@ class FileReader:
         self._max_window = min(MAX_READAHEAD_BYTES, cache.budget_bytes // 4)
         self._seeks = 0  # reads that were not sequential
         self._sought: set[int] = set()  # the chunks those reads began in
+        self._new_seeks = 0  # the reads in a row up to now that were seeks into new chunks
         self._local: bool | None = None  # every chunk in this store's packs (see _all_local)
         self._began_at_random = False  # the first read was not at the file's start
         self._whole_planned = False  # every chunk was planned (see _plan_whole)
@@ -484,8 +491,9 @@ class FileReader:
         in this store's packs, else at its second such read (a single seek after a read from
         the start, as to a footer, plans nothing). A larger file read so is planned whole once
         its seeks have begun in one of every ``CHUNKS_PER_SEEK_TO_PLAN_WHOLE`` of its chunks,
-        if it fits in seven eighths of the cache and is all in this store's packs. Never
-        blocks.
+        or its last ``NEW_CHUNK_SEEKS_TO_PLAN_WHOLE`` reads were each a seek into a chunk no
+        seek began in before, if it fits in seven eighths of the cache and is all in this
+        store's packs. Never blocks.
 
         A read at random of a file larger than the cache, whose missing chunks are large raw
         chunks, is left to :meth:`read_blocks` when that reads less (:attr:`in_blocks`): it
@@ -509,6 +517,7 @@ class FileReader:
             sequential = abs(offset - self._next_offset) <= SEQUENTIAL_SLACK
         self._next_offset = offset + size
         if sequential:
+            self._new_seeks = 0
             ahead = [] if self._whole_planned else self._plan_window(span, offset + size)
             if self._drop_behind_holders is not None and not self.keeps_all:
                 self._drop_behind(offset - DROP_BEHIND_BYTES, self._drop_behind_holders)
@@ -517,6 +526,8 @@ class FileReader:
             self._ahead_until = 0
             self._seeks += 1
             if span:
+                new = span.start not in self._sought
+                self._new_seeks = self._new_seeks + 1 if new else 0
                 self._sought.add(span.start)
             # A run starting here passes only the chunks that begin at or after the seek: the
             # one it lands inside was read in part (its other pages are not the kernel's).
@@ -809,7 +820,8 @@ class FileReader:
     def _plan_whole(self, span: range) -> list[ChunkRef]:
         """Every chunk not cached after a read of ``span``, for a file read at random that is
         small enough (or, larger, fits in the cache and is read across: see
-        ``CHUNKS_PER_SEEK_TO_PLAN_WHOLE``); else none."""
+        ``CHUNKS_PER_SEEK_TO_PLAN_WHOLE`` and ``NEW_CHUNK_SEEKS_TO_PLAN_WHOLE``); else
+        none."""
         budget, size = self._cache.budget_bytes, self.entry.size
         at_random = self._seeks >= RANDOM_AFTER_SEEKS or (
             self._began_at_random and size <= self._max_window and self._all_local()
@@ -818,7 +830,8 @@ class FileReader:
             return []
         if size > min(RANDOM_READAHEAD_BYTES, budget // 4):
             spread = len(self.entry.chunks) // CHUNKS_PER_SEEK_TO_PLAN_WHOLE
-            if size > budget - budget // 8 or len(self._sought) < spread or not self._all_local():
+            across = len(self._sought) >= spread or self._new_seeks >= NEW_CHUNK_SEEKS_TO_PLAN_WHOLE
+            if size > budget - budget // 8 or not across or not self._all_local():
                 return []
         self._whole_planned = True
         chunks = self.entry.chunks

@@ -218,7 +218,7 @@ def test_a_read_across_chunks_is_copied_once_into_the_reply_buffer() -> None:
 def test_random_reads_of_a_file_larger_than_the_bound_plan_nothing_at_first() -> None:
     entry = entry_of([MIB] * (RANDOM_READAHEAD_BYTES // MIB + 1))
     reader = FileReader(entry, fake_cache())
-    for offset in (40 * MIB, 3 * MIB, 20 * MIB):
+    for offset in (40 * MIB, 3 * MIB, 40 * MIB + 4096, 20 * MIB):  # never 3 new chunks in a row
         assert reader.plan(offset, 4096) == []
     small = entry_of([MIB] * 8)  # within the bound, but more than seven eighths of the cache
     reader = FileReader(small, fake_cache(budget=8 * MIB))
@@ -243,6 +243,8 @@ def test_a_larger_file_read_across_is_planned_whole_once_it_fits_in_the_cache() 
     assert len({offset // MIB for offset in landing} | {50, 51}) == spread + 2
     for offset in landing[: spread - 3]:  # with 50 and 51: one chunk short
         assert reader.plan(offset, 4096) == []
+        # Back into a chunk sought before: not a run of seeks into new chunks (next test).
+        assert reader.plan(50 * MIB + 8192, 4096) == []
     last = landing[spread - 3]
     planned = {entry.chunks.index(r) for r in reader.plan(last, 4096)}
     assert planned == set(range(chunks)) - {last // MIB}  # all but the read's own
@@ -266,6 +268,44 @@ def test_a_larger_file_read_across_is_planned_whole_once_it_fits_in_the_cache() 
     assert read_across(256 * MIB, here)
     del here[entry.chunks[3].chunk_id]  # held only on the remote: not fetched whole
     assert not read_across(256 * MIB, here)
+
+
+def test_a_larger_file_sought_into_new_chunks_reads_in_a_row_is_planned_whole() -> None:
+    """A file above the bound is planned whole as soon as ``NEW_CHUNK_SEEKS_TO_PLAN_WHOLE``
+    reads in a row were each a seek into a chunk no earlier seek began in (a reader at random
+    across it, whose first reads would otherwise each wait for their own chunks); a run in
+    order between seeks (a tensor read through) or a seek back into a chunk sought before (a
+    header) starts the count again."""
+    chunks = 191
+    entry = entry_of([MIB] * chunks)
+    assert reader_module.NEW_CHUNK_SEEKS_TO_PLAN_WHOLE == 3
+    # Three seeks into three new chunks, after a read from the start: the third plans.
+    reader = FileReader(entry, fake_cache())
+    assert reader.plan(0, 4096)  # from the start: in order, a window of its own
+    reader.drop_ahead()
+    assert reader.plan(10 * MIB, 4096) == [] and reader.plan(80 * MIB, 4096) == []
+    planned = {entry.chunks.index(r) for r in reader.plan(150 * MIB + 4096, 4096)}
+    assert planned == set(range(chunks)) - {150}
+    # A tensor reader: each seek followed by a run in order through the tensor.
+    reader = FileReader(entry, fake_cache())
+    for start in (10, 80, 150, 30, 120):
+        assert reader.plan(start * MIB + 4096, 4096) == []
+        for offset in range(start * MIB + 8192, start * MIB + 3 * 4096 * 4, 4096 * 4):
+            reader.plan(offset, 4096 * 4)
+        reader.drop_ahead()
+    assert not reader.keeps_all  # five seeks, not planned whole
+    # A header read between seeks into two new chunks at a time.
+    reader = FileReader(entry, fake_cache())
+    assert reader.plan(5 * MIB + 4096, 4096) == []  # the header: a first seek
+    reader.plan(5 * MIB + 8192, 4096)  # read through: in order
+    for start in (50, 100, 140):
+        assert reader.plan(start * MIB, 4096) == [] and reader.plan((start + 1) * MIB, 4096) == []
+        assert reader.plan(5 * MIB + 4096, 4096) == []  # back into the header's chunk
+    assert reader.plan(60 * MIB, 4096) == [] and reader.plan(70 * MIB, 4096) == []
+    assert len(reader.plan(90 * MIB, 4096)) == chunks - 1  # all but its own: none loaded here
+    # Not when it would not fit in seven eighths of the cache.
+    reader = FileReader(entry, fake_cache(budget=chunks * MIB))
+    assert not any(reader.plan(n * MIB, 4096) for n in (10, 80, 150, 30, 120))
 
 
 def test_read_ahead_loads_in_the_order_planned_the_read_s_own_chunks_first() -> None:
