@@ -771,11 +771,13 @@ def _large_random(workdir: Path, report: Report) -> None:
     random reader's first read (a file within one read-ahead window): its page faults and
     preads find their chunks loaded or on the way. A model's weights or an array read through
     ``numpy.load(mmap_mode="r")`` is often larger; such a file is planned whole only once its
-    reader's seeks have spread over it (``CHUNKS_PER_SEEK_TO_PLAN_WHOLE`` of artfs.fs.reader),
-    its first reads each waiting for their own chunks. This one is ``LARGE_RANDOM_BYTES`` of
-    pseudo-random bytes (as incompressible as trained float weights nearly are), written beside
-    the mixed set rather than in it, so that the set's rows keep their figures, and stored as
-    ``bench/weights`` in the section's store: the same mount serves its ``v0``.
+    reader's seeks have spread over it or three in a row have landed in new chunks
+    (``CHUNKS_PER_SEEK_TO_PLAN_WHOLE`` and ``NEW_CHUNK_SEEKS_TO_PLAN_WHOLE`` of
+    artfs.fs.reader), its first reads each waiting for their own chunks. This one is
+    ``LARGE_RANDOM_BYTES`` of pseudo-random bytes (as incompressible as trained float weights
+    nearly are), written beside the mixed set rather than in it, so that the set's rows keep
+    their figures, and stored as ``bench/weights`` in the section's store: the same mount
+    serves its ``v0``.
 
     Both workloads are :data:`WORKLOADS`' own, measured as the set's are (:func:`_measure`:
     interleaved rounds, each cold pass on a fresh mount with only its own side mounted). The

@@ -12,6 +12,7 @@ from artfs.cli.context import Context
 from artfs.cli.params import parse_ref, pass_ctx, remote_option
 from artfs.errors import InputError, InvalidName
 from artfs.names import check_name
+from artfs.store import backfill
 from artfs.store import upgrade as formats
 from artfs.store.gc import collect
 from artfs.store.settings import ENTITY_KEY, check_key, parse_bool
@@ -123,14 +124,31 @@ def _entity_setting(ctx: Context, value: str | None) -> None:
 @click.command()
 @pass_ctx
 def upgrade(ctx: Context) -> None:
-    """Bring the store to this artfs's format, in place (opening it does the same)."""
+    """Bring the store to this artfs's format, in place (opening it does the same), and give
+    large raw chunks stored by an older artfs their block digests (read and verified first)."""
     if not (ctx.home / "index" / "data.mdb").is_file():
         raise InputError(f"no artfs store at {ctx.home}: give --home (or ARTFS_HOME) of one")
     with ctx.store() as store:
         before = store.opened_format
-    if before == formats.FORMAT:
-        console.print_line(f"the store at {ctx.home} has format {before}, this artfs's own")
-    else:
+        if before == formats.FORMAT:
+            console.print_line(f"the store at {ctx.home} has format {before}, this artfs's own")
+        else:
+            console.print_line(
+                f"upgraded the store at {ctx.home} from format {before} to {formats.FORMAT}"
+            )
+        refs = backfill.lacking(store)
+        with console.progress(
+            sum(r.length for r in refs), "block digests", quiet=ctx.quiet
+        ) as advance:
+            report = backfill.backfill(store, refs, advance)
+    if report.chunks:
         console.print_line(
-            f"upgraded the store at {ctx.home} from format {before} to {formats.FORMAT}"
+            f"wrote the block digests of {report.chunks} large raw chunks stored without them "
+            f"({views.human_size(report.bytes_read)} read and verified)"
         )
+    if report.damaged:
+        console.error(
+            f"{len(report.damaged)} chunks failed verification and have no block digests: "
+            "run 'artfs verify' to see which files they are in"
+        )
+        sys.exit(1)

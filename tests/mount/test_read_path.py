@@ -228,9 +228,10 @@ def test_random_reads_of_a_file_larger_than_the_bound_plan_nothing_at_first() ->
 def test_a_larger_file_read_across_is_planned_whole_once_it_fits_in_the_cache() -> None:
     """A file above the bound is planned whole at the seek that makes its seeks begin in one
     of every ``CHUNKS_PER_SEEK_TO_PLAN_WHOLE`` of its chunks (a 200 MiB array read through
-    mmap: its faults come to most chunks), and keeps its chunks; seeks within a few chunks
+    mmap: its faults come to most chunks), and keeps its chunks; seeks within two chunks
     plan nothing, and neither does any reading of a file larger than seven eighths of the
-    cache."""
+    cache or with a chunk only on a remote (``read_across``, which seeks into every chunk in
+    turn, would be planned at its third read by the next test's rule otherwise)."""
     chunks = 191  # the bench's 200 MiB file: 191 // 16 = 11 chunks to seek into
     spread = chunks // reader_module.CHUNKS_PER_SEEK_TO_PLAN_WHOLE
     entry = entry_of([MIB] * chunks)
@@ -270,12 +271,12 @@ def test_a_larger_file_read_across_is_planned_whole_once_it_fits_in_the_cache() 
     assert not read_across(256 * MIB, here)
 
 
-def test_a_larger_file_sought_into_new_chunks_reads_in_a_row_is_planned_whole() -> None:
+def test_a_larger_file_with_three_seeks_in_a_row_into_new_chunks_is_planned_whole() -> None:
     """A file above the bound is planned whole as soon as ``NEW_CHUNK_SEEKS_TO_PLAN_WHOLE``
     reads in a row were each a seek into a chunk no earlier seek began in (a reader at random
     across it, whose first reads would otherwise each wait for their own chunks); a run in
-    order between seeks (a tensor read through) or a seek back into a chunk sought before (a
-    header) starts the count again."""
+    order between seeks (a tensor read through), a seek back into a chunk sought before or
+    read first (a header) or a read past the end starts the count again."""
     chunks = 191
     entry = entry_of([MIB] * chunks)
     assert reader_module.NEW_CHUNK_SEEKS_TO_PLAN_WHOLE == 3
@@ -290,8 +291,8 @@ def test_a_larger_file_sought_into_new_chunks_reads_in_a_row_is_planned_whole() 
     reader = FileReader(entry, fake_cache())
     for start in (10, 80, 150, 30, 120):
         assert reader.plan(start * MIB + 4096, 4096) == []
-        for offset in range(start * MIB + 8192, start * MIB + 3 * 4096 * 4, 4096 * 4):
-            reader.plan(offset, 4096 * 4)
+        for offset in (8192, 8192 + 16384, 8192 + 32768):  # three 16 KiB reads in order
+            reader.plan(start * MIB + offset, 16384)
         reader.drop_ahead()
     assert not reader.keeps_all  # five seeks, not planned whole
     # A header read between seeks into two new chunks at a time.
@@ -303,6 +304,18 @@ def test_a_larger_file_sought_into_new_chunks_reads_in_a_row_is_planned_whole() 
         assert reader.plan(5 * MIB + 4096, 4096) == []  # back into the header's chunk
     assert reader.plan(60 * MIB, 4096) == [] and reader.plan(70 * MIB, 4096) == []
     assert len(reader.plan(90 * MIB, 4096)) == chunks - 1  # all but its own: none loaded here
+    # A header at the file's start, read first, then again between seeks into new chunks.
+    reader = FileReader(entry, fake_cache())
+    assert reader.plan(0, 4096)  # in order from the start: a window of its own
+    reader.drop_ahead()
+    for start in (50, 100, 140):
+        assert reader.plan(start * MIB, 4096) == [] and reader.plan((start + 1) * MIB, 4096) == []
+        assert reader.plan(0, 4096) == []  # back to the header
+    # A read past the end between them.
+    reader = FileReader(entry, fake_cache())
+    for start in (50, 100, 140):
+        assert reader.plan(start * MIB, 4096) == [] and reader.plan((start + 1) * MIB, 4096) == []
+        assert reader.plan(chunks * MIB + 4096, 4096) == []
     # Not when it would not fit in seven eighths of the cache.
     reader = FileReader(entry, fake_cache(budget=chunks * MIB))
     assert not any(reader.plan(n * MIB, 4096) for n in (10, 80, 150, 30, 120))

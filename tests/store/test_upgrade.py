@@ -17,12 +17,15 @@ from typing import Any
 import lmdb
 import pytest
 
+from artfs import views
 from artfs.errors import StoreError
-from artfs.names import Ref
+from artfs.names import ArtifactName, Ref
 from artfs.store import Store, catalog, upgrade
 from artfs.store import runs as runs_table
 from artfs.store.gc import collect
+from artfs.store.hashing import ChunkId
 from artfs.store.index import LEGACY_FILES, Index, Table
+from artfs.store.packs import pack_name
 from artfs.store.verify import verify
 from artfs.ui.reads import open_readonly
 from tests.helpers import ARTFS
@@ -413,3 +416,76 @@ def test_a_store_whose_runs_opened_many_files_can_be_compacted(home: Path, tmp_p
             assert sum(1 for _ in txn.scan(Table.OPENED)) == 4_000
     finally:
         index.close()
+
+
+def put_noise_without_block_digests(
+    home: Path, make_tree: Any, tmp_path: Path
+) -> tuple[dict[bytes, bytes], int]:
+    """A version of random bytes (large raw chunks) and zeros (zstd) put, then its chunks'
+    block digests deleted, as an artfs before them left them: the rows the put had written,
+    and the raw bytes of their chunks."""
+    noise = random.Random(11).randbytes(3 << 20)
+    with Store.open(home) as store:
+        tree = make_tree(tmp_path / "src", {"noise.bin": noise, "zeros.bin": bytes(2 << 20)})
+        store.put(tree, ArtifactName("proj", "weights"))
+        with store.index.write() as txn:
+            rows = dict(txn.scan(Table.CHUNK_BLOCKS))
+            for key in rows:
+                txn.delete(Table.CHUNK_BLOCKS, key)
+        raw = 0
+        for key in rows:
+            loc = store.chunk_location(ChunkId(key))
+            assert loc is not None
+            raw += loc.raw_length
+    assert len(rows) >= 3  # chunks of 256 KiB or more, stored raw
+    return rows, raw
+
+
+def block_rows_of(home: Path) -> dict[bytes, bytes]:
+    with Store.open(home) as store, store.index.read() as txn:
+        return dict(txn.scan(Table.CHUNK_BLOCKS))
+
+
+def test_artfs_upgrade_gives_large_raw_chunks_their_block_digests(
+    home: Path, make_tree: Any, tmp_path: Path, run_cli: Any
+) -> None:
+    """Chunks stored before artfs wrote block digests get them from `artfs upgrade`, the
+    same rows a put writes, once; verify then checks them."""
+    rows, raw = put_noise_without_block_digests(home, make_tree, tmp_path)
+    current = f"the store at {home} has format {upgrade.FORMAT}, this artfs's own"
+    code, out, err = run_cli("upgrade")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        current,
+        f"wrote the block digests of {len(rows)} large raw chunks stored without them "
+        f"({views.human_size(raw)} read and verified)",
+    ]
+    assert block_rows_of(home) == rows
+    code, out, _ = run_cli("upgrade")
+    assert (code, out.splitlines()) == (0, [current])  # nothing left to do
+    with Store.open(home) as store:
+        assert verify(store, [store.resolve(Ref.parse("proj/weights:v0"))]) == []
+
+
+def test_a_damaged_chunk_gets_no_block_digests_and_upgrade_says_so(
+    home: Path, make_tree: Any, tmp_path: Path, run_cli: Any
+) -> None:
+    """A chunk whose bytes no longer hash to its id gets no digests to vouch for them: the
+    others get theirs, and `artfs upgrade` exits 1 with one line saying what to run."""
+    rows, _ = put_noise_without_block_digests(home, make_tree, tmp_path)
+    damaged = sorted(rows)[0]
+    with Store.open(home) as store:
+        loc = store.chunk_location(ChunkId(damaged))
+        assert loc is not None
+        with open(store.pack_directory / pack_name(loc.pack_id), "r+b") as pack:
+            pack.seek(loc.offset + loc.stored_length // 2)
+            byte = pack.read(1)
+            pack.seek(-1, os.SEEK_CUR)
+            pack.write(bytes([byte[0] ^ 0xFF]))
+    code, _, err = run_cli("upgrade")
+    assert code == 1
+    assert err.strip().splitlines() == [
+        "artfs: error: 1 chunks failed verification and have no block digests: "
+        "run 'artfs verify' to see which files they are in"
+    ]
+    assert block_rows_of(home) == {k: v for k, v in rows.items() if k != damaged}
