@@ -136,11 +136,9 @@ def upgrade(ctx: Context) -> None:
             console.print_line(
                 f"upgraded the store at {ctx.home} from format {before} to {formats.FORMAT}"
             )
-        refs = backfill.lacking(store)
-        with console.progress(
-            sum(r.length for r in refs), "block digests", quiet=ctx.quiet
-        ) as advance:
-            report = backfill.backfill(store, refs, advance)
+        total = backfill.lacking_bytes(store)
+        with console.progress(total, "block digests", quiet=ctx.quiet) as advance:
+            report = backfill.backfill(store, advance)
     if report.chunks:
         console.print_line(
             f"wrote the block digests of {report.chunks} large raw chunks stored without them "

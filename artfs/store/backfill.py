@@ -18,7 +18,7 @@ not in the chunk table, and is not fetched.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from artfs.errors import CorruptData
@@ -40,44 +40,62 @@ class BackfillReport:
     damaged: list[ChunkId] = field(default_factory=list)  # chunks that failed verification
 
 
-def lacking(store: Store) -> list[ChunkRef]:
-    """The large raw chunks in this store's packs that have no block digests."""
-    found: list[ChunkRef] = []
-    with store.index.read() as txn:
-        has_blocks = {key for key, _ in txn.scan(Table.CHUNK_BLOCKS)}
-        for key, value in txn.scan(Table.CHUNKS):
-            if ChunkLocation.codec_of(value) != codec.Codec.RAW or key in has_blocks:
-                continue
-            length = ChunkLocation.decode(value).raw_length
-            if length >= BLOCKS_FROM:
-                found.append(ChunkRef(ChunkId(key), length))
-    return found
+def lacking_bytes(store: Store) -> int:
+    """The raw bytes of the large raw chunks in this store's packs that have no block
+    digests (what :func:`backfill` reads)."""
+    total = 0
+    for batch in _lacking(store, 1 << 62):
+        total += sum(ref.length for ref in batch)
+    return total
 
 
-def backfill(
-    store: Store, refs: list[ChunkRef], progress: Callable[[int], None] | None = None
-) -> BackfillReport:
-    """Read, verify and digest each of ``refs`` (see :func:`lacking`) and write its block
-    digests; ``progress`` is told the raw bytes of each chunk done."""
+def backfill(store: Store, progress: Callable[[int], None] | None = None) -> BackfillReport:
+    """Read, verify and digest each large raw chunk of this store's packs that has no block
+    digests, and write them, ``BATCH_BYTES`` of chunks at a time; ``progress`` is told the
+    raw bytes of each chunk done."""
     report = BackfillReport()
-    batch: dict[ChunkId, bytes] = {}
-    batch_bytes = 0
-    for ref in refs:
-        try:
-            data = store.read_chunk(ref)
-        except CorruptData:
-            report.damaged.append(ref.chunk_id)
-        else:
-            batch[ref.chunk_id] = block_digests(data)
-            batch_bytes += ref.length
-            report.bytes_read += ref.length
-        if progress:
-            progress(ref.length)
-        if batch_bytes >= BATCH_BYTES:
-            report.chunks += _write(store, batch)
-            batch, batch_bytes = {}, 0
-    report.chunks += _write(store, batch)
+    for batch in _lacking(store, BATCH_BYTES):
+        digests: dict[ChunkId, bytes] = {}
+        for ref in batch:
+            try:
+                data = store.read_chunk(ref)
+            except CorruptData:
+                report.damaged.append(ref.chunk_id)
+            else:
+                digests[ref.chunk_id] = block_digests(data)
+                report.bytes_read += ref.length
+            if progress:
+                progress(ref.length)
+        report.chunks += _write(store, digests)
     return report
+
+
+def _lacking(store: Store, batch_bytes: int) -> Iterator[list[ChunkRef]]:
+    """The chunks :func:`backfill` wants, in key order, in batches of up to ``batch_bytes``
+    (at least one chunk), each found in a read transaction of its own: none is held while
+    the chunks are read, which would keep LMDB from reusing the pages the writes free."""
+    after, done = b"", False
+    while not done:
+        batch: list[ChunkRef] = []
+        size = 0
+        done = True
+        with store.index.read() as txn:
+            for key, value in txn.scan(Table.CHUNKS, start=after):
+                if key == after:
+                    continue
+                after = key
+                if ChunkLocation.codec_of(value) != codec.Codec.RAW:
+                    continue
+                length = ChunkLocation.decode(value).raw_length
+                if length < BLOCKS_FROM or txn.get(Table.CHUNK_BLOCKS, key) is not None:
+                    continue
+                batch.append(ChunkRef(ChunkId(key), length))
+                size += length
+                if size >= batch_bytes:
+                    done = False
+                    break
+        if batch:
+            yield batch
 
 
 def _write(store: Store, batch: dict[ChunkId, bytes]) -> int:

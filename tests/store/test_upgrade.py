@@ -20,7 +20,7 @@ import pytest
 from artfs import views
 from artfs.errors import StoreError
 from artfs.names import ArtifactName, Ref
-from artfs.store import Store, catalog, upgrade
+from artfs.store import Store, backfill, catalog, upgrade
 from artfs.store import runs as runs_table
 from artfs.store.gc import collect
 from artfs.store.hashing import ChunkId
@@ -489,3 +489,29 @@ def test_a_damaged_chunk_gets_no_block_digests_and_upgrade_says_so(
         "run 'artfs verify' to see which files they are in"
     ]
     assert block_rows_of(home) == {k: v for k, v in rows.items() if k != damaged}
+
+
+def test_the_backfill_goes_in_batches_and_writes_no_row_for_a_chunk_gone_meanwhile(
+    home: Path, make_tree: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of ``BATCH_BYTES`` (here one chunk each), each written in its own transaction;
+    a chunk the index dropped between its read and its batch's write (as a gc would) gets no
+    row."""
+    rows, _ = put_noise_without_block_digests(home, make_tree, tmp_path)
+    monkeypatch.setattr(backfill, "BATCH_BYTES", 1)
+    first = min(rows)  # the chunk table is scanned in key order
+    writes: list[int] = []
+    with Store.open(home) as store:
+
+        def gone_after_first_read(_: int) -> None:
+            with store.index.read() as txn:
+                writes.append(sum(1 for _ in txn.scan(Table.CHUNK_BLOCKS)))
+            if len(writes) == 1:
+                with store.index.write() as txn:
+                    txn.delete(Table.CHUNKS, first)
+
+        assert backfill.lacking_bytes(store) > 0
+        report = backfill.backfill(store, gone_after_first_read)
+    assert (report.chunks, report.damaged) == (len(rows) - 1, [])
+    assert writes == [0, 0, *range(1, len(rows) - 1)]  # one row written per batch
+    assert block_rows_of(home) == {k: v for k, v in rows.items() if k != first}
