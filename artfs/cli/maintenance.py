@@ -124,8 +124,11 @@ def _entity_setting(ctx: Context, value: str | None) -> None:
 @click.command()
 @pass_ctx
 def upgrade(ctx: Context) -> None:
-    """Bring the store to this artfs's format, in place (opening it does the same), and give
-    large raw chunks stored by an older artfs their block digests (read and verified first)."""
+    """Bring the store to this artfs's format, in place (opening it does the same), and write
+    the block digests of large raw chunks an older artfs stored without them.
+
+    Each such chunk is read and verified first; one that fails gets none, the others are
+    written all the same, and the command then exits 1."""
     if not (ctx.home / "index" / "data.mdb").is_file():
         raise InputError(f"no artfs store at {ctx.home}: give --home (or ARTFS_HOME) of one")
     with ctx.store() as store:
@@ -144,9 +147,11 @@ def upgrade(ctx: Context) -> None:
             f"wrote the block digests of {report.chunks} large raw chunks stored without them "
             f"({views.human_size(report.bytes_read)} read and verified)"
         )
-    if report.damaged:
+    if report.unsound:
+        count = len(report.unsound)
         console.error(
-            f"{len(report.damaged)} chunks failed verification and have no block digests: "
-            "run 'artfs verify' to see which files they are in"
+            f"{count} chunk{'s' if count != 1 else ''} could not be read or failed verification "
+            "and got no block digests: 'artfs verify' names the files they are in ('artfs gc' "
+            "removes those no version uses)"
         )
         sys.exit(1)

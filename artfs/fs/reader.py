@@ -56,7 +56,7 @@ CHUNKS_PER_SEEK_TO_PLAN_WHOLE = 16
 # 200 MiB array otherwise each waited for their own chunks, one after the other, the plan
 # coming at the twelfth 50-90 ms into the pass (docs/perf.md, "Twenty-eighth pass"). A run in
 # order between seeks (a tensor read through), a seek back into a chunk sought before or read
-# first (a header), or a read past the end starts the count again.
+# first from the file's start (a header), or a read past the end starts the count again.
 NEW_CHUNK_SEEKS_TO_PLAN_WHOLE = 3
 # Seeks (reads that are not sequential) before a file counts as read at random: one is often a
 # header or footer read. A file no larger than the read-ahead window's maximum whose first read
@@ -381,7 +381,8 @@ class FileReader:
         self._ahead_until = 0  # chunks below this index were already scheduled
         self._max_window = min(MAX_READAHEAD_BYTES, cache.budget_bytes // 4)
         self._seeks = 0  # reads that were not sequential
-        self._sought: set[int] = set()  # the chunks those reads began in, and a first read's
+        self._sought: set[int] = set()  # the chunks those reads began in
+        self._header: int | None = None  # the chunk a first read from the start began in
         self._new_seeks = 0  # the reads in a row up to now that were seeks into new chunks
         self._local: bool | None = None  # every chunk in this store's packs (see _all_local)
         self._began_at_random = False  # the first read was not at the file's start
@@ -493,8 +494,8 @@ class FileReader:
         the start, as to a footer, plans nothing). A larger file read so is planned whole once
         its seeks have begun in one of every ``CHUNKS_PER_SEEK_TO_PLAN_WHOLE`` of its chunks,
         or its last ``NEW_CHUNK_SEEKS_TO_PLAN_WHOLE`` reads were each a seek into a chunk no
-        seek (nor its first read) began in before, if it fits in seven eighths of the cache
-        and is all in this store's packs. Never blocks.
+        seek, nor a first read from the file's start, began in before, if it fits in seven
+        eighths of the cache and is all in this store's packs. Never blocks.
 
         A read at random of a file larger than the cache, whose missing chunks are large raw
         chunks, is left to :meth:`read_blocks` when that reads less (:attr:`in_blocks`): it
@@ -515,7 +516,7 @@ class FileReader:
             sequential = offset == 0
             self._began_at_random = not sequential
             if sequential and span:  # a header: a seek back to it is into no new chunk
-                self._sought.add(span.start)
+                self._header = span.start
         else:
             sequential = abs(offset - self._next_offset) <= SEQUENTIAL_SLACK
         self._next_offset = offset + size
@@ -528,7 +529,7 @@ class FileReader:
             self._window = 0
             self._ahead_until = 0
             self._seeks += 1
-            new = bool(span) and span.start not in self._sought
+            new = bool(span) and span.start not in self._sought and span.start != self._header
             self._new_seeks = self._new_seeks + 1 if new else 0
             if span:
                 self._sought.add(span.start)

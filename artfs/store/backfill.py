@@ -9,11 +9,11 @@ id (BLAKE3 of its content), and only then digested, so a damaged chunk gets no d
 would vouch for its bytes.
 
 This is not a format change: a chunk without digests is still read correctly, and any artfs
-that knows the table reads the new rows. Rows are written in batches of their own
-transactions, each adding only rows that are missing for chunks the index still holds (a gc
-between the read and the write may have removed one), so a kill loses at most a batch of
-work and leaves every written row right. A chunk held only on the remote (a lazy clone's) is
-not in the chunk table, and is not fetched.
+that knows the table reads the new rows. The work goes in batches, each found, read and
+written under the store's commit lock (which gc takes exclusively), its rows in a
+transaction of its own that adds only rows still missing for chunks the index still holds:
+a kill loses at most a batch, and leaves every written row right. A chunk held only on the
+remote (a lazy clone's) is not in the chunk table, and is not fetched.
 """
 
 from __future__ import annotations
@@ -31,67 +31,77 @@ from artfs.store.repository import Store
 
 # Raw bytes read before a batch's rows are written: a kill redoes at most this much reading.
 BATCH_BYTES = 64 << 20
+# Chunk-table keys one read transaction looks at, at most: a batch ends there too, so that a
+# store of many small, compressed or digested chunks is not scanned in one long transaction.
+SCAN_KEYS = 10_000
 
 
 @dataclass
 class BackfillReport:
     chunks: int = 0  # chunks given block digests
     bytes_read: int = 0  # their raw bytes, read and verified
-    damaged: list[ChunkId] = field(default_factory=list)  # chunks that failed verification
+    # Chunks that failed verification or could not be read: no digests for them.
+    unsound: list[ChunkId] = field(default_factory=list)
 
 
 def lacking_bytes(store: Store) -> int:
     """The raw bytes of the large raw chunks in this store's packs that have no block
     digests (what :func:`backfill` reads)."""
-    total = 0
-    for batch in _lacking(store, 1 << 62):
-        total += sum(ref.length for ref in batch)
-    return total
+    return sum(ref.length for batch in _lacking(store) for ref in batch)
 
 
 def backfill(store: Store, progress: Callable[[int], None] | None = None) -> BackfillReport:
     """Read, verify and digest each large raw chunk of this store's packs that has no block
-    digests, and write them, ``BATCH_BYTES`` of chunks at a time; ``progress`` is told the
-    raw bytes of each chunk done."""
+    digests, and write them, a batch at a time; ``progress`` is told the raw bytes of each
+    chunk done.
+
+    Each batch is found, read and written under the store's commit lock, which gc takes
+    exclusively: the chunks of a batch stay where they were found while it is read, so a
+    chunk that fails is damaged (not moved or deleted meanwhile), and none is fetched from a
+    remote. A gc waits for at most one batch."""
     report = BackfillReport()
-    for batch in _lacking(store, BATCH_BYTES):
-        digests: dict[ChunkId, bytes] = {}
-        for ref in batch:
-            try:
-                data = store.read_chunk(ref)
-            except CorruptData:
-                report.damaged.append(ref.chunk_id)
-            else:
-                digests[ref.chunk_id] = block_digests(data)
-                report.bytes_read += ref.length
-            if progress:
-                progress(ref.length)
-        report.chunks += _write(store, digests)
-    return report
+    batches = _lacking(store)
+    while True:
+        with store.commit_lock():
+            batch = next(batches, None)
+            if batch is None:
+                return report
+            digests: dict[ChunkId, bytes] = {}
+            for ref in batch:
+                try:
+                    data = store.read_chunk(ref)
+                except (CorruptData, OSError):
+                    report.unsound.append(ref.chunk_id)
+                else:
+                    digests[ref.chunk_id] = block_digests(data)
+                    report.bytes_read += ref.length
+                if progress:
+                    progress(ref.length)
+            report.chunks += _write(store, digests)
 
 
-def _lacking(store: Store, batch_bytes: int) -> Iterator[list[ChunkRef]]:
-    """The chunks :func:`backfill` wants, in key order, in batches of up to ``batch_bytes``
-    (at least one chunk), each found in a read transaction of its own: none is held while
-    the chunks are read, which would keep LMDB from reusing the pages the writes free."""
+def _lacking(store: Store) -> Iterator[list[ChunkRef]]:
+    """The chunks :func:`backfill` wants, in key order, in batches of up to ``BATCH_BYTES``
+    (or what ``SCAN_KEYS`` keys held), each found in a read transaction of its own that ends
+    before the batch is yielded: none is held while the chunks are read, which would keep
+    LMDB from reusing the pages the writes free."""
     after, done = b"", False
     while not done:
         batch: list[ChunkRef] = []
-        size = 0
+        size = scanned = 0
         done = True
         with store.index.read() as txn:
             for key, value in txn.scan(Table.CHUNKS, start=after):
                 if key == after:
                     continue
                 after = key
-                if ChunkLocation.codec_of(value) != codec.Codec.RAW:
-                    continue
-                length = ChunkLocation.decode(value).raw_length
-                if length < BLOCKS_FROM or txn.get(Table.CHUNK_BLOCKS, key) is not None:
-                    continue
-                batch.append(ChunkRef(ChunkId(key), length))
-                size += length
-                if size >= batch_bytes:
+                scanned += 1
+                if ChunkLocation.codec_of(value) == codec.Codec.RAW:
+                    length = ChunkLocation.decode(value).raw_length
+                    if length >= BLOCKS_FROM and txn.get(Table.CHUNK_BLOCKS, key) is None:
+                        batch.append(ChunkRef(ChunkId(key), length))
+                        size += length
+                if size >= BATCH_BYTES or scanned >= SCAN_KEYS:
                     done = False
                     break
         if batch:

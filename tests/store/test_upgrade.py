@@ -3,6 +3,7 @@ place on first open, all at once or not at all; a store of a newer format is ref
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
@@ -485,8 +486,9 @@ def test_a_damaged_chunk_gets_no_block_digests_and_upgrade_says_so(
     code, _, err = run_cli("upgrade")
     assert code == 1
     assert err.strip().splitlines() == [
-        "artfs: error: 1 chunks failed verification and have no block digests: "
-        "run 'artfs verify' to see which files they are in"
+        "artfs: error: 1 chunk could not be read or failed verification and got no block "
+        "digests: 'artfs verify' names the files they are in ('artfs gc' removes those no "
+        "version uses)"
     ]
     assert block_rows_of(home) == {k: v for k, v in rows.items() if k != damaged}
 
@@ -494,9 +496,9 @@ def test_a_damaged_chunk_gets_no_block_digests_and_upgrade_says_so(
 def test_the_backfill_goes_in_batches_and_writes_no_row_for_a_chunk_gone_meanwhile(
     home: Path, make_tree: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Batches of ``BATCH_BYTES`` (here one chunk each), each written in its own transaction;
-    a chunk the index dropped between its read and its batch's write (as a gc would) gets no
-    row."""
+    """Batches of ``BATCH_BYTES`` (here one chunk each), each read under the commit lock and
+    written in its own transaction; a chunk the index dropped between its read and its
+    batch's write gets no row."""
     rows, _ = put_noise_without_block_digests(home, make_tree, tmp_path)
     monkeypatch.setattr(backfill, "BATCH_BYTES", 1)
     first = min(rows)  # the chunk table is scanned in key order
@@ -504,6 +506,10 @@ def test_the_backfill_goes_in_batches_and_writes_no_row_for_a_chunk_gone_meanwhi
     with Store.open(home) as store:
 
         def gone_after_first_read(_: int) -> None:
+            # The batch is read under the commit lock: a gc (which takes it exclusively)
+            # cannot move or delete its chunks meanwhile.
+            with open(home / "store.lock", "rb") as lock, pytest.raises(BlockingIOError):
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             with store.index.read() as txn:
                 writes.append(sum(1 for _ in txn.scan(Table.CHUNK_BLOCKS)))
             if len(writes) == 1:
@@ -512,6 +518,6 @@ def test_the_backfill_goes_in_batches_and_writes_no_row_for_a_chunk_gone_meanwhi
 
         assert backfill.lacking_bytes(store) > 0
         report = backfill.backfill(store, gone_after_first_read)
-    assert (report.chunks, report.damaged) == (len(rows) - 1, [])
+    assert (report.chunks, report.unsound) == (len(rows) - 1, [])
     assert writes == [0, 0, *range(1, len(rows) - 1)]  # one row written per batch
     assert block_rows_of(home) == {k: v for k, v in rows.items() if k != first}
