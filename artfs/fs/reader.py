@@ -23,9 +23,9 @@ from artfs.store.codec import Codec
 from artfs.store.hashing import (
     BLOCK_DIGEST_SIZE,
     BLOCK_SIZE,
-    BLOCKS_FROM,
     ChunkId,
     block_matches,
+    has_blocks,
 )
 from artfs.store.manifest import ChunkRef, FileEntry
 from artfs.store.packs import pack_name
@@ -382,7 +382,6 @@ class FileReader:
         self._max_window = min(MAX_READAHEAD_BYTES, cache.budget_bytes // 4)
         self._seeks = 0  # reads that were not sequential
         self._sought: set[int] = set()  # the chunks those reads began in
-        self._header: int | None = None  # the chunk a first read from the start began in
         self._new_seeks = 0  # the reads in a row up to now that were seeks into new chunks
         self._local: bool | None = None  # every chunk in this store's packs (see _all_local)
         self._began_at_random = False  # the first read was not at the file's start
@@ -515,8 +514,6 @@ class FileReader:
         if self._next_offset < 0:
             sequential = offset == 0
             self._began_at_random = not sequential
-            if sequential and span:  # a header: a seek back to it is into no new chunk
-                self._header = span.start
         else:
             sequential = abs(offset - self._next_offset) <= SEQUENTIAL_SLACK
         self._next_offset = offset + size
@@ -529,7 +526,10 @@ class FileReader:
             self._window = 0
             self._ahead_until = 0
             self._seeks += 1
-            new = bool(span) and span.start not in self._sought and span.start != self._header
+            # A seek back to the first chunk after a first read from the start (a header) is
+            # into no new chunk either.
+            header = span.start == 0 and not self._began_at_random
+            new = bool(span) and span.start not in self._sought and not header
             self._new_seeks = self._new_seeks + 1 if new else 0
             if span:
                 self._sought.add(span.start)
@@ -625,10 +625,10 @@ class FileReader:
 
     def _in_blocks_at(self, ref: ChunkRef) -> ChunkLocation | None:
         """Where ``ref`` is if it is a chunk stored raw in this store's packs and large enough
-        to have block digests (``BLOCKS_FROM``); else None."""
+        to have block digests (``hashing.has_blocks``); else None."""
         assert self._locations is not None
         loc = self._locations.get(ref.chunk_id)
-        if loc is None or loc.codec != Codec.RAW or ref.length < BLOCKS_FROM:
+        if loc is None or not has_blocks(loc.codec == Codec.RAW, ref.length):
             return None
         return loc
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from artfs.errors import CorruptData
 from artfs.store import codec
 from artfs.store.chunkstore import ChunkLocation
-from artfs.store.hashing import BLOCKS_FROM, ChunkId, block_digests
+from artfs.store.hashing import ChunkId, block_digests, has_blocks
 from artfs.store.index import Table
 from artfs.store.manifest import ChunkRef
 from artfs.store.repository import Store
@@ -98,7 +98,7 @@ def _lacking(store: Store) -> Iterator[list[ChunkRef]]:
                 scanned += 1
                 if ChunkLocation.codec_of(value) == codec.Codec.RAW:
                     length = ChunkLocation.decode(value).raw_length
-                    if length >= BLOCKS_FROM and txn.get(Table.CHUNK_BLOCKS, key) is None:
+                    if has_blocks(True, length) and txn.get(Table.CHUNK_BLOCKS, key) is None:
                         batch.append(ChunkRef(ChunkId(key), length))
                         size += length
                 if size >= BATCH_BYTES or scanned >= SCAN_KEYS:
@@ -115,7 +115,6 @@ def _write(store: Store, batch: dict[ChunkId, bytes]) -> int:
     added = 0
     with store.index.write() as txn:
         for cid, digests in batch.items():
-            if txn.get(Table.CHUNKS, cid) is not None and txn.get(Table.CHUNK_BLOCKS, cid) is None:
-                txn.put(Table.CHUNK_BLOCKS, cid, digests)
-                added += 1
+            if txn.get(Table.CHUNKS, cid) is not None:
+                added += txn.put(Table.CHUNK_BLOCKS, cid, digests, overwrite=False)
     return added

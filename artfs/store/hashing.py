@@ -58,10 +58,15 @@ def block_digests(data: Buffer) -> bytes:
     )
 
 
+def has_blocks(raw: bool, length: int) -> bool:
+    """Whether a chunk of ``length`` bytes, stored raw or not (``raw``), is stored with block
+    digests, which the mount may read it in blocks by: raw and at least ``BLOCKS_FROM``."""
+    return raw and length >= BLOCKS_FROM
+
+
 def blocks_if_raw(raw: bool, data: Buffer) -> bytes:
-    """``block_digests(data)`` for a chunk stored raw (``raw``) of at least ``BLOCKS_FROM``
-    bytes, which the mount may read in blocks; else nothing (b"")."""
-    return block_digests(data) if raw and memoryview(data).nbytes >= BLOCKS_FROM else b""
+    """``block_digests(data)`` for a chunk that :func:`has_blocks`; else nothing (b"")."""
+    return block_digests(data) if has_blocks(raw, memoryview(data).nbytes) else b""
 
 
 def block_matches(data: Buffer, digests: bytes, index: int) -> bool:
