@@ -85,6 +85,8 @@ def filesystem_type(path: Path) -> str | None:
 
 def _unescape(field: str) -> str:
     """A mountinfo field with its octal escapes (``\\040`` for a space) undone."""
+    if "\\" not in field:  # most mount points: no pattern match per line
+        return field
     return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match[1], 8)), field)
 
 

@@ -37,6 +37,7 @@ from artfs.fs.chunkloader import (
 )
 from artfs.fs.direct import Residency, filesystem_type, reads_past_cache
 from artfs.fs.reader import ChunkCache
+from artfs.names import ArtifactName
 from artfs.store import Store, codec
 from artfs.store.chunking import MAX_CHUNK
 from artfs.store.chunkstore import ChunkLocation
@@ -44,7 +45,7 @@ from artfs.store.codec import Codec
 from artfs.store.hashing import chunk_id
 from artfs.store.manifest import ChunkRef, FileEntry
 from artfs.store.packs import pack_name
-from artfs.vfs import NEXT_FILE_BYTES, Vfs
+from artfs.vfs import NEXT_FILE_BYTES, ROOT_INODE, Vfs
 from tests.mount.mountutil import StartMount, eventually, put
 from tests.mount.test_read_path import CTX
 
@@ -467,6 +468,38 @@ def test_packs_are_read_past_the_cache_only_on_local_block_filesystems(tmp_path:
         kind in ("ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs")
         and cached_pages(tmp_path) is not None
     )
+
+
+def test_the_mount_table_is_read_when_the_mount_s_tree_is_made_not_at_its_first_open(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """How packs are read (past the page cache or not) is decided once, as the daemon makes
+    its Vfs: a cold mount's first open does not read and search the mount table."""
+    source = tmp_path / "checkpoint"
+    source.mkdir()
+    content = random.Random(3).randbytes(3 * MIB)  # several chunks: a pinned reader
+    (source / "weights.bin").write_bytes(content)
+    store.put(source, ArtifactName("p", "w"))
+    asked: list[Path] = []
+    real = direct.filesystem_type
+
+    def counted(path: Path) -> str | None:
+        asked.append(path)
+        return real(path)
+
+    monkeypatch.setattr(direct, "filesystem_type", counted)
+    direct.pack_ranges.cache_clear()  # as in a new daemon
+    vfs = Vfs.create(store, lineage=False)
+    assert asked == [store.pack_directory]
+    ino = ROOT_INODE
+    for name in (b"p", b"w", b"v0", b"weights.bin"):
+        ino = vfs.lookup(ino, name).ino
+    fh = vfs.open(ino, os.O_RDONLY)
+    try:
+        assert bytes(vfs.reader(fh).read(MIB, 4096)) == content[MIB : MIB + 4096]
+    finally:
+        vfs.release(fh)
+    assert asked == [store.pack_directory]
 
 
 def test_a_raw_chunk_s_place_spans_its_whole_blocks_and_a_zstd_chunk_s_its_length() -> None:
