@@ -162,8 +162,9 @@ class Vfs(StagedTree):
         )
         if lineage:
             vfs.recorder = UsageRecorder(Lineage(store), may_write=vfs.may_write)
-        # How the packs are read past the page cache, decided now rather than at the first
-        # open, which it cost ~0.45 ms of its ~1.9 (the mount table read and searched).
+        # How packs are read (past the page cache or not), decided here, not at a reader's
+        # first open: reading and searching the mount table took ~0.3 ms of a cold mount's
+        # ~1.5 ms first open (docs/perf.md, "Twenty-ninth pass").
         direct.pack_ranges(store.pack_directory)
         return vfs
 

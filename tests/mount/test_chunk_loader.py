@@ -477,7 +477,7 @@ def test_the_mount_table_is_read_when_the_mount_s_tree_is_made_not_at_its_first_
     its Vfs: a cold mount's first open does not read and search the mount table."""
     source = tmp_path / "checkpoint"
     source.mkdir()
-    content = random.Random(3).randbytes(3 * MIB)  # several chunks: a pinned reader
+    content = random.Random(3).randbytes(3 * MIB)  # not small: its reader asks pack_ranges
     (source / "weights.bin").write_bytes(content)
     store.put(source, ArtifactName("p", "w"))
     asked: list[Path] = []
