@@ -18,7 +18,10 @@ PACKAGES = {"artfs": ROOT / "artfs", "artfsd": ROOT / "daemon" / "artfsd"}
 # or a package); a module may import its own layer and those below it.
 LAYERS: list[tuple[str, list[str]]] = [
     # Names, errors and clients of outside services that know nothing of the store.
-    ("base", ["artfs.errors", "artfs.names", "artfs.procinfo", "artfs.objectstore"]),
+    (
+        "base",
+        ["artfs.errors", "artfs.names", "artfs.procinfo", "artfs.mounts", "artfs.objectstore"],
+    ),
     ("store", ["artfs.store"]),
     # views: records -> the JSON shapes the CLI prints and the UI serves
     ("lineage", ["artfs.lineage", "artfs.run_metrics", "artfs.run_ends", "artfs.views"]),

@@ -21,10 +21,11 @@ import errno
 import functools
 import mmap
 import os
-import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
+
+from artfs.mounts import mount_table
 
 # Reads past the page cache start and end on multiples of this: the largest logical block of
 # the disks in use (4Kn). A filesystem that wants another alignment refuses the read
@@ -37,7 +38,6 @@ _SYS_CACHESTAT = None if os.uname().machine.startswith(("alpha", "mips")) else 4
 MADV_POPULATE_READ = 22
 MADV_POPULATE_WRITE = 23
 _POPULATE_STEP = 4 << 20
-_MOUNTINFO = Path("/proc/self/mountinfo")
 
 
 def _syscall() -> Callable[..., int] | None:
@@ -62,32 +62,17 @@ def blocks(offset: int, length: int) -> tuple[int, int]:
 
 
 def filesystem_type(path: Path) -> str | None:
-    """The type of the filesystem ``path`` is on (``ext4``, ``overlay``, ...), from the
-    mount in ``/proc/self/mountinfo`` with the longest mount point holding it (the last
-    such, if one is mounted over another); None when that cannot be read."""
-    try:
-        lines = os.fsdecode(_MOUNTINFO.read_bytes()).splitlines()
-    except OSError:
-        return None
+    """The type of the filesystem ``path`` is on (``ext4``, ``overlay``, ...): that of the
+    mount with the longest mount point holding it (the later of two on one point); None when
+    the mount table cannot be read."""
     target = os.path.realpath(path)
     longest, found = -1, None
-    for line in lines:
-        fields = line.split(" ")
-        if "-" not in fields[6:]:
-            continue
-        point = _unescape(fields[4])
-        kind = fields[fields.index("-", 6) + 1]
+    for mount in mount_table():
+        point = mount.point
         inside = point == "/" or target == point or target.startswith(point + "/")
         if inside and len(point) >= longest:
-            longest, found = len(point), kind
+            longest, found = len(point), mount.fstype
     return found
-
-
-def _unescape(field: str) -> str:
-    """A mountinfo field with its octal escapes (``\\040`` for a space) undone."""
-    if "\\" not in field:  # most mount points: no pattern match per line
-        return field
-    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match[1], 8)), field)
 
 
 def reads_past_cache(directory: Path) -> bool:

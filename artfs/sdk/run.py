@@ -21,6 +21,7 @@ from typing import Any
 from artfs.errors import NotFound, UsageError
 from artfs.fs.staging_files import REGISTER_FILE, STORE_FILE
 from artfs.lineage import CRASHED, FAILED, FINISHED, Lineage, RunRecord
+from artfs.mounts import mount_table
 from artfs.names import ArtifactName, Ref
 from artfs.sdk import links, metric_defs
 from artfs.sdk.artifact import Artifact, PublicRun
@@ -271,15 +272,7 @@ def _register_with_mounts(run_id: str, store_id: str) -> None:
 
 def _artfs_mounts() -> list[str]:
     """The mountpoints of every artfs mount in this process's mount namespace."""
-    try:
-        with open("/proc/self/mounts") as mounts:
-            return [
-                f[1].replace("\\040", " ")
-                for f in (line.split() for line in mounts)
-                if len(f) > 2 and f[2] == MOUNT_FSTYPE
-            ]
-    except OSError:
-        return []
+    return [mount.point for mount in mount_table() if mount.fstype == MOUNT_FSTYPE]
 
 
 def find_mount(project: str) -> Path:

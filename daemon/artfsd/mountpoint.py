@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from artfs.errors import InputError, MountError
+from artfs.mounts import mount_table
 
 FSNAME = "artfs"
 
@@ -35,26 +36,13 @@ def fusermount() -> str | None:
 
 
 def mount_entry(path: Path) -> tuple[str, str] | None:
-    """(fstype, source) of the mount at ``path`` from /proc/self/mountinfo, if any."""
+    """(fstype, source) of the mount at ``path``, if any (of two, the later: the one seen)."""
     target = os.path.abspath(path)
     found = None
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as table:
-        for line in table:
-            left, _, right = line.partition(" - ")
-            point = _unescape(left.split()[4])
-            if point == target:
-                fstype, source = right.split()[:2]
-                found = (fstype, _unescape(source))  # the last one is the visible one
+    for mount in mount_table():
+        if mount.point == target:
+            found = (mount.fstype, mount.source)
     return found
-
-
-def _unescape(text: str) -> str:
-    return (
-        text.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
-    )
 
 
 def is_artfs_mount(path: Path) -> bool:

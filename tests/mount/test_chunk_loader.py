@@ -22,6 +22,7 @@ import trio
 from artfsd.main import loader_ready
 from artfsd.operations import ArtfsOperations
 
+from artfs import mounts
 from artfs.fs import direct
 from artfs.fs.chunkloader import (
     _PAYLOAD_BYTES,
@@ -556,7 +557,7 @@ def test_the_filesystem_of_a_path_is_its_innermost_mount_s(
         ).encode()
         + b"\n35 22 0:43 / /caf\xe9 rw - btrfs /dev/vdd rw\n"  # not UTF-8: still read
     )
-    monkeypatch.setattr(direct, "_MOUNTINFO", mountinfo)
+    monkeypatch.setattr(mounts, "MOUNTINFO", mountinfo)
     kinds = {
         f"{top}/data/a": "xfs",  # optional fields before the separator
         f"{top}/data2/b": "nfs4",  # not /data's, though it starts with its name
@@ -566,7 +567,7 @@ def test_the_filesystem_of_a_path_is_its_innermost_mount_s(
     }
     for path, kind in kinds.items():
         assert filesystem_type(Path(path)) == kind, path
-    monkeypatch.setattr(direct, "_MOUNTINFO", tmp_path / "gone")
+    monkeypatch.setattr(mounts, "MOUNTINFO", tmp_path / "gone")
     assert filesystem_type(Path(top)) is None
 
 

@@ -1,0 +1,52 @@
+"""This process's mount table, read from ``/proc/self/mountinfo``: the one parser behind the
+daemon's check of its mountpoint, the SDK's search for artfs mounts and the choice of reading
+packs past the page cache (:func:`artfs.fs.direct.filesystem_type`).
+
+The kernel escapes a space, tab, newline and backslash in a mount point or source as ``\\`` and
+three octal digits; bytes that are not UTF-8 are kept as ``os.fsdecode`` keeps a path's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+MOUNTINFO = Path("/proc/self/mountinfo")
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    point: str  # where it is mounted, escapes undone
+    fstype: str  # "ext4", "fuse.artfs", ...
+    source: str  # "/dev/vda1", "artfs" (a FUSE mount's fsname), ...
+
+
+def mount_table() -> list[Mount]:
+    """The mounts of ``MOUNTINFO``, in its order: of two on one point, the later is the one
+    seen there. Empty when it cannot be read; a line of another format is passed over."""
+    try:
+        lines = os.fsdecode(MOUNTINFO.read_bytes()).splitlines()
+    except OSError:
+        return []
+    mounts = []
+    for line in lines:
+        fields = line.split(" ")
+        try:
+            # Optional fields (shared:1, master:2) come between the fifth and the separator.
+            after = fields.index("-", 6) + 1
+            mounts.append(Mount(_unescape(fields[4]), fields[after], _unescape(fields[after + 1])))
+        except (ValueError, IndexError):
+            continue
+    return mounts
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo field with its octal escapes (``\\040`` for a space) undone."""
+    if "\\" not in field:  # most fields: no pattern match
+        return field
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match[1], 8)), field)
+
+
+__all__ = ["MOUNTINFO", "Mount", "mount_table"]
