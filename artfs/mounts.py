@@ -2,8 +2,9 @@
 daemon's check of its mountpoint, the SDK's search for artfs mounts and the choice of reading
 packs past the page cache (:func:`artfs.fs.direct.filesystem_type`).
 
-The kernel escapes a space, tab, newline and backslash in a mount point or source as ``\\`` and
-three octal digits; bytes that are not UTF-8 are kept as ``os.fsdecode`` keeps a path's.
+The kernel escapes a space, tab, newline and backslash in a mount point, type or source as
+``\\`` and three octal digits; bytes that are not UTF-8 are kept as ``os.fsdecode`` keeps a
+path's.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def mount_table() -> list[Mount]:
     """The mounts of ``MOUNTINFO``, in its order: of two on one point, the later is the one
     seen there. Empty when it cannot be read; a line of another format is passed over."""
     try:
-        lines = os.fsdecode(MOUNTINFO.read_bytes()).splitlines()
+        # Lines end at a newline only: a mount point may hold a form feed or a carriage
+        # return as they are (only a space, tab, newline and backslash are escaped).
+        lines = os.fsdecode(MOUNTINFO.read_bytes()).split("\n")
     except OSError:
         return []
     mounts = []
@@ -36,9 +39,10 @@ def mount_table() -> list[Mount]:
         try:
             # Optional fields (shared:1, master:2) come between the fifth and the separator.
             after = fields.index("-", 6) + 1
-            mounts.append(Mount(_unescape(fields[4]), fields[after], _unescape(fields[after + 1])))
+            point, fstype, source = fields[4], fields[after], fields[after + 1]
         except (ValueError, IndexError):
             continue
+        mounts.append(Mount(_unescape(point), _unescape(fstype), _unescape(source)))
     return mounts
 
 

@@ -15,29 +15,41 @@ from artfs.fs.direct import filesystem_type
 from artfs.mounts import Mount, mount_table
 from artfs.sdk import run
 
+# Not a directory on any host: filesystem_type resolves symlinks on the real filesystem.
+TOP = "/artfs-no-such-dir"
+
 
 def test_every_reader_of_the_mount_table_sees_the_same_mounts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     table = tmp_path / "mountinfo"
-    table.write_bytes(
-        b"22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
-        b"40 22 0:50 / /mnt/my\\040data\\011x rw,nosuid shared:7 - fuse.artfs artfs rw\n"
-        b"41 22 0:51 / /mnt/back\\134slash rw - fuse.artfs artfs rw,user_id=0\n"
-        b"42 22 0:52 / /mnt/other rw - fuse.sshfs host:/my\\040home rw\n"
-        b"43 22 0:53 / /mnt/caf\xe9 rw - fuse.artfs artfs rw\n"
-        b"not a line of the format\n"
-    )
+    lines = [
+        b"22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw",
+        b"40 22 0:50 / T/my\\040data\\011x rw,nosuid shared:7 - fuse.artfs artfs rw",
+        b"41 22 0:51 / T/back\\134slash rw - fuse.artfs artfs rw,user_id=0",
+        b"42 22 0:52 / T/new\\012line\x0cfeed rw - fuse.artfs artfs rw",
+        b"43 22 0:53 / T/other rw - fuse.sshfs host:/my\\040home rw",
+        b"44 22 0:54 / T/caf\xe9 rw - fuse.artfs artfs rw",
+        b"45 22 0:55 / T/stack rw - fuse.artfs artfs rw",
+        b"46 45 0:56 / T/stack rw - tmpfs tmpfs rw",  # over it: the one seen there
+        b"not a line of the format",
+    ]
+    table.write_bytes(b"\n".join(lines).replace(b" T/", b" " + TOP.encode() + b"/") + b"\n")
     monkeypatch.setattr(mounts, "MOUNTINFO", table)
-    artfs_points = ["/mnt/my data\tx", "/mnt/back\\slash", os.fsdecode(b"/mnt/caf\xe9")]
-    assert mount_table()[3] == Mount("/mnt/other", "fuse.sshfs", "host:/my home")
+    points = ["my data\tx", "back\\slash", "new\nline\x0cfeed", os.fsdecode(b"caf\xe9"), "stack"]
+    artfs_points = [f"{TOP}/{point}" for point in points]
+    assert len(mount_table()) == 8
+    assert Mount(f"{TOP}/other", "fuse.sshfs", "host:/my home") in mount_table()
     assert [m.point for m in mount_table() if m.fstype == "fuse.artfs"] == artfs_points
     assert run._artfs_mounts() == artfs_points  # the SDK registers a run with each of them
-    assert mount_entry(Path("/mnt/my data\tx")) == ("fuse.artfs", "artfs")
-    assert is_artfs_mount(Path("/mnt/back\\slash"))
-    assert not is_artfs_mount(Path("/mnt/other")) and mount_entry(Path("/mnt")) is None
-    assert filesystem_type(Path("/mnt/my data\tx/p/v0")) == "fuse.artfs"
-    assert filesystem_type(Path("/srv/data")) == "ext4"
+    assert mount_entry(Path(f"{TOP}/my data\tx")) == ("fuse.artfs", "artfs")
+    assert is_artfs_mount(Path(f"{TOP}/back\\slash"))
+    assert is_artfs_mount(Path(f"{TOP}/new\nline\x0cfeed"))
+    assert mount_entry(Path(f"{TOP}/stack")) == ("tmpfs", "tmpfs")
+    assert not is_artfs_mount(Path(f"{TOP}/stack"))
+    assert not is_artfs_mount(Path(f"{TOP}/other")) and mount_entry(Path(TOP)) is None
+    assert filesystem_type(Path(f"{TOP}/my data\tx/p/v0")) == "fuse.artfs"
+    assert filesystem_type(Path(f"{TOP}/elsewhere")) == "ext4"
 
 
 def test_a_mount_table_that_cannot_be_read_holds_no_mounts(

@@ -36,7 +36,8 @@ def fusermount() -> str | None:
 
 
 def mount_entry(path: Path) -> tuple[str, str] | None:
-    """(fstype, source) of the mount at ``path``, if any (of two, the later: the one seen)."""
+    """(fstype, source) of the mount at ``path`` (of two, the later: the one seen); None when
+    nothing is mounted there, or the mount table cannot be read."""
     target = os.path.abspath(path)
     found = None
     for mount in mount_table():

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from artfsd.mountpoint import mount_entry
 
 from artfs.names import ArtifactName
 from artfs.store import Store
@@ -40,9 +41,7 @@ class Mount:
 
 
 def is_mount(path: Path) -> bool:
-    target = os.path.abspath(path)
-    with open("/proc/self/mountinfo") as table:
-        return any(line.split()[4] == target for line in table)
+    return mount_entry(path) is not None
 
 
 def wait_mounted(
