@@ -29,11 +29,12 @@ Invariants:
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import cast
 
@@ -202,7 +203,7 @@ class Vfs(StagedTree):
         each count is 0 (a child is counted only while in the listed table) and they are
         counted and entered in bulk, with no Python step per child: 1.1 -> 0.2 ms per 3,000
         (issue 17, eighth pass), and no object per child since the fourteenth."""
-        base = _listing_base(listing)
+        base = listing_base(listing)
         inos = range(base + start, base + stop)  # numbered by position
         listed = self._listed
         if listed.keys().isdisjoint(inos) and self._nodes.keys().isdisjoint(inos):
@@ -221,7 +222,7 @@ class Vfs(StagedTree):
             # The listing that entered it first holds its count (one of the same directory,
             # read again after an eviction, numbers its children the same).
             holder = listed.setdefault(Inode(ino), listing)
-            holder.counts[ino - _listing_base(holder)] += 1
+            holder.counts[ino - listing_base(holder)] += 1
 
     def _take_listed(self, ino: Inode) -> Node | None:
         """The node of a child the kernel holds from readdir only, made now and moved into
@@ -229,7 +230,7 @@ class Vfs(StagedTree):
         listing = self._listed.get(ino)
         if listing is None:
             return None
-        node = self._made_child(listing, ino - _listing_base(listing), ino)
+        node = self._made_child(listing, ino - listing_base(listing), ino)
         node.lookups += self._listed_count(ino)
         self._nodes[ino] = node
         return node
@@ -240,7 +241,7 @@ class Vfs(StagedTree):
         listing = self._listed.pop(ino, None)
         if listing is None:
             return 0
-        index = ino - _listing_base(listing)
+        index = ino - listing_base(listing)
         count, listing.counts[index] = listing.counts[index], 0
         return count
 
@@ -263,7 +264,7 @@ class Vfs(StagedTree):
         listing = self._listed.get(ino)
         if listing is None:
             return
-        index = ino - _listing_base(listing)
+        index = ino - listing_base(listing)
         listing.counts[index] = max(listing.counts[index] - count, 0)
         if not listing.counts[index]:
             del self._listed[ino]
@@ -543,7 +544,7 @@ class Vfs(StagedTree):
         if kept is None:
             assert listing.record is not None
             kept = self._entry_node(listing.record, listing.entry(index))
-            kept.known_ino = ino or _listing_base(listing) + index
+            kept.known_ino = ino or listing_base(listing) + index
             listing.children[index] = kept
         return kept
 
@@ -561,7 +562,7 @@ class Vfs(StagedTree):
             return None
         if handle.listing is None:
             handle.listing = self._listing(node)
-        return handle.listing, _listing_base(handle.listing)
+        return handle.listing, listing_base(handle.listing)
 
     def lookup_listed(self, parent: int, name: bytes) -> ListedRow | None:
         """:meth:`lookup` of a child of a version directory whose listing is cached, answered
@@ -627,6 +628,34 @@ class Vfs(StagedTree):
             else:
                 found = Listing.read(txn, node.record, key)
             self.listings.put(found)
+        return found
+
+    @staticmethod
+    def child_directories(listing: Listing, start: int, stop: int) -> list[int]:
+        """The indexes of ``listing``'s children from ``start`` to ``stop`` that are
+        directories."""
+        heads = itertools.islice(listing.heads(start), stop - start)
+        directory = int(manifest.Kind.DIR)
+        return [i for i, h in enumerate(heads, start) if h[0] & trees.KIND_MASK == directory]
+
+    def child_listing_steps(
+        self, listing: Listing, index: int
+    ) -> Generator[None, None, Listing | None]:
+        """Read the listing of child directory ``index`` of ``listing`` into the cache a tree
+        page at a time (see :meth:`Listing.read_in_steps`), unless it is cached or too large
+        to keep; returns it (None when not kept)."""
+        assert listing.record is not None
+        name = manifest.decode_path(listing.names[index])
+        parent = listing.key.directory
+        path = f"{parent}/{name}" if parent else name
+        key = ListingKey(listing.key.version_key, listing.key.created, path)
+        found = self.listings.get(key)
+        if found is None and not self.listings.too_large(key):
+            read = yield from Listing.read_in_steps(self.store.index, listing.record, key)
+            found = self.listings.get(key)  # read meanwhile by a lookup or a readdir
+            if found is None:
+                self.listings.put(read)
+                found = self.listings.get(key)
         return found
 
     # --- files ----------------------------------------------------------------------------
@@ -1030,7 +1059,7 @@ def _version_xattrs(record: VersionRecord) -> dict[str, str]:
     }
 
 
-def _listing_base(listing: Listing) -> int:
+def listing_base(listing: Listing) -> int:
     """The inode number of ``listing``'s first child (:func:`entry_base`), made once."""
     if listing.base is None:
         assert listing.record is not None
@@ -1056,7 +1085,7 @@ def _listing_row(listing: Listing, index: int) -> ListedRow:
     """What readdir shows of child ``index`` (a lookup answered from its listing)."""
     flags, mode, size, mtime_ns = listing.head(index)
     st_mode, nlink, size = _shown(flags, mode, size, listing.names[index])
-    return _listing_base(listing) + index, st_mode, nlink, size, mtime_ns
+    return listing_base(listing) + index, st_mode, nlink, size, mtime_ns
 
 
 def _shown(flags: int, mode: int, size: int, name: bytes = b"") -> tuple[int, int, int]:
@@ -1099,5 +1128,6 @@ __all__ = [
     "ReadBuffer",
     "StatFs",
     "Vfs",
+    "listing_base",
     "unknown_kind",
 ]

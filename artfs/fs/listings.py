@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from artfs.store import catalog, trees
 from artfs.store.catalog import VersionRecord
-from artfs.store.index import Txn
+from artfs.store.index import Index, Txn
 from artfs.store.manifest import FileEntry
 from artfs.store.trees import Item
 
@@ -91,6 +91,29 @@ class Listing:
         directory's tree pages (decoded pages are shared process-wide, see catalog.pages),
         nothing decoded per entry."""
         names, bodies = catalog.list_columns(txn, record, key.directory)
+        return cls(key, names, bodies, record)
+
+    @classmethod
+    def read_in_steps(
+        cls, index: Index, record: VersionRecord, key: ListingKey
+    ) -> Generator[None, None, Listing]:
+        """:meth:`read` one tree page at a time, each in a read transaction of its own: the
+        generator stops after each page (an event loop answers requests there) and returns
+        the listing. A version's pages never change, so the steps read one listing. Pages
+        come from the index only: one a lazy clone has not fetched is CorruptData here (the
+        remote is not asked: this reads ahead of any request)."""
+        with index.read() as txn:
+            txn.missing_page = None
+            leaves = catalog.leaf_ids(txn, record, key.directory)
+        names: list[bytes] = []
+        bodies: list[bytes] = []
+        for page_id in leaves:
+            yield
+            with index.read() as txn:
+                txn.missing_page = None
+                page = catalog.leaf(txn, page_id)
+            names += page.keys
+            bodies += page.bodies
         return cls(key, names, bodies, record)
 
     def __len__(self) -> int:

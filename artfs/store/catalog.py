@@ -503,6 +503,18 @@ def list_columns(
     return ([], []) if root is None else trees.list_columns(pages(txn), root, directory)
 
 
+def leaf_ids(txn: Txn, record: VersionRecord, directory: str = "") -> list[TreeId]:
+    """The ids of ``directory``'s leaf pages in name order (see ``trees.leaf_ids``); read
+    each with :func:`leaf`."""
+    root = root_tree(record)
+    return [] if root is None else trees.leaf_ids(pages(txn), root, directory)
+
+
+def leaf(txn: Txn, page_id: TreeId) -> trees.Page:
+    """One of :func:`leaf_ids`, decoded (and shared, see :func:`pages`)."""
+    return trees.leaf(pages(txn), page_id)
+
+
 def next_file(
     txn: Txn,
     record: VersionRecord,

@@ -569,15 +569,26 @@ def list_columns(
     leaf pages' own lists joined, with no object made per child."""
     names: list[bytes] = []
     bodies: list[bytes] = []
-    tree = resolve_dir(pages, root, directory)
-    if tree is not None:
-        for leaf in _leaves(pages, tree):
-            page = pages(leaf.page)
-            if page.level != 0:  # the index levels above a leaf are all of one height
-                raise ValueError(f"tree page {leaf.page.hex()[:16]} is not a leaf where one is")
-            names += page.keys
-            bodies += page.bodies
+    for page_id in leaf_ids(pages, root, directory):
+        page = leaf(pages, page_id)
+        names += page.keys
+        bodies += page.bodies
     return names, bodies
+
+
+def leaf_ids(pages: Pages, root: TreeId, directory: str = "") -> list[TreeId]:
+    """The ids of ``directory``'s leaf pages in name order, read from its index pages only
+    (none when it is not a directory): :func:`list_columns` a page at a time."""
+    tree = resolve_dir(pages, root, directory)
+    return [] if tree is None else [ref.page for ref in _leaves(pages, tree)]
+
+
+def leaf(pages: Pages, page_id: TreeId) -> Page:
+    """The leaf page ``page_id`` (one of :func:`leaf_ids`)."""
+    page = pages(page_id)
+    if page.level != 0:  # the index levels above a leaf are all of one height
+        raise ValueError(f"tree page {page_id.hex()[:16]} is not a leaf where one is")
+    return page
 
 
 def listed_entry(directory: str, item: Item) -> FileEntry:

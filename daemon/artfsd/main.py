@@ -415,6 +415,7 @@ async def serve(
         nursery.start_soon(watch_signals, ops)
         nursery.start_soon(announce_ready, ops, mountpoint, ready)
         nursery.start_soon(housekeeping, ops)
+        nursery.start_soon(ops.ahead.run)
         if poll > 0:
             nursery.start_soon(poll_remote, poller, poll)
         if recorder is not None:

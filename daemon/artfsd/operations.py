@@ -52,6 +52,7 @@ from artfs.vfs import (
     Vfs,
     unknown_kind,
 )
+from artfsd.ahead import RepliesAhead
 from artfsd.loads import ChunkLoads
 from artfsd.pagestores import PageStores
 
@@ -148,6 +149,23 @@ def entry_attributes(attr: Attr) -> pyfuse3.EntryAttributes:
     return out
 
 
+def fill_listed(reply: pyfuse3.EntryAttributes, head: tuple[int, int, int, int], ino: int) -> None:
+    """Fill ``reply`` for a version's child of ``head`` (``Listing.heads``) numbered ``ino``,
+    as SHOWN_KINDS says (KeyError: a kind it does not know)."""
+    flags, mode, size, mtime_ns = head
+    type_bits, reply.st_nlink, size_mask = SHOWN_KINDS[flags & KIND_MASK]
+    reply.st_ino = ino
+    reply.st_mode = type_bits | mode & READ_ONLY_BITS
+    reply.st_size = size = size & size_mask
+    reply.st_blocks = (size + 511) // 512
+    reply.st_atime_ns = reply.st_mtime_ns = reply.st_ctime_ns = mtime_ns
+
+
+def fill_child(reply: pyfuse3.EntryAttributes, listing: Listing, base: int, index: int) -> None:
+    """:func:`fill_listed` for child ``index`` of ``listing``, numbered from ``base``."""
+    fill_listed(reply, listing.head(index), base + index)
+
+
 class Replies:
     """The replies made for attributes that never change (nodes inside versions), by the
     :class:`Attr` they were made from; bounded: emptied when it holds ``limit``.
@@ -236,9 +254,10 @@ class ArtfsOperations(pyfuse3.Operations):
         self.replies = Replies()
         # What a version's child is sent as by readdir, refilled per child (_readdir_listed):
         # its fixed fields are those of any version node's attributes.
-        self._listed_reply = entry_attributes(
-            Attr(Inode(0), 0, 1, 0, 0, vfs.uid, vfs.gid, IMMUTABLE_TIMEOUT)
-        )
+        self._listed_attr = Attr(Inode(0), 0, 1, 0, 0, vfs.uid, vfs.gid, IMMUTABLE_TIMEOUT)
+        self._listed_reply = entry_attributes(self._listed_attr)
+        # Replies of version directories made ahead; its task runs in the daemon's nursery.
+        self.ahead = RepliesAhead(vfs, self._new_listed_reply, fill_child)
 
     # --- names and attributes -------------------------------------------------------------
 
@@ -292,28 +311,40 @@ class ArtfsOperations(pyfuse3.Operations):
         self, listing: Listing, base: int, start_id: int, token: pyfuse3.ReaddirToken
     ) -> None:
         """A version directory's children straight from their heads in its listing, numbered
-        from ``base``: one reply object filled per child as SHOWN_KINDS says (pyfuse3 copies
-        it into the kernel's buffer), with no node, row or call per child; the kernel asks for
-        a node by inode when it needs one."""
-        names, reply, send = listing.names, self._listed_reply, pyfuse3.readdir_reply
-        shown, kind, keep = SHOWN_KINDS, KIND_MASK, READ_ONLY_BITS
-        index = start_id
-        try:
-            for flags, mode, size, mtime_ns in listing.heads(start_id):
-                type_bits, reply.st_nlink, size_mask = shown[flags & kind]
-                reply.st_ino = base + index
-                reply.st_mode = type_bits | mode & keep
-                reply.st_size = size = size & size_mask
-                reply.st_blocks = (size + 511) // 512
-                reply.st_atime_ns = reply.st_mtime_ns = reply.st_ctime_ns = mtime_ns
+        from ``base``, with no node, row or call into the tree per child; the kernel asks for
+        a node by inode when it needs one. Each child goes as the object made for it ahead
+        (see artfsd.ahead) or else in the one reply object filled for it (pyfuse3 copies
+        a reply into the kernel's buffer)."""
+        names, send = listing.names, pyfuse3.readdir_reply
+        index, end, full = start_id, len(names), False
+        made = self.ahead.made_for(listing)
+        if made:
+            spare = self.ahead.spare
+            while index < end and (reply := made.get(index)) is not None:
                 if not send(token, names[index], reply, index + 1):
+                    full = True
                     break
+                del made[index]
+                spare.append(reply)
                 index += 1
-        except KeyError:
-            raise unknown_kind(names[index]) from None
+        if not full:
+            reply, fill = self._listed_reply, fill_listed
+            try:
+                for head in listing.heads(index):
+                    fill(reply, head, base + index)
+                    if not send(token, names[index], reply, index + 1):
+                        break
+                    index += 1
+            except KeyError:
+                raise unknown_kind(names[index]) from None
         # Counted once the loop is done: pyfuse3 hands the kernel the entries only when this
         # returns (an exception sends an error and none of them).
         self.vfs.remember_listed_range(listing, start_id, index)
+        self.ahead.sent(listing, start_id, index)
+
+    def _new_listed_reply(self) -> pyfuse3.EntryAttributes:
+        """A reply object for version children, its fixed fields set (see artfsd.ahead)."""
+        return entry_attributes(self._listed_attr)
 
     def _listed_entry(self, row: ListedRow) -> pyfuse3.EntryAttributes:
         """The one reply object for version children, filled from ``row``: pyfuse3 copies it

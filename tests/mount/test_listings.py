@@ -12,6 +12,8 @@ from pathlib import Path
 import pyfuse3
 import pytest
 import trio
+import trio.testing
+from artfsd import ahead
 from artfsd.operations import ArtfsOperations
 
 from artfs.errors import NotFound
@@ -494,3 +496,136 @@ def test_the_daemons_readdir_sends_what_lookup_answers_and_resumes_where_it_stop
                 attr = vfs.lookup(ino, name)
                 assert shown == [attr.ino, attr.mode, attr.nlink, attr.size, attr.blocks]
                 assert atime == mtime == ctime == attr.mtime_ns
+
+
+AHEAD_FILES = (
+    {f"a/{i:03d}.bin": bytes([i]) * (600 + i) for i in range(40)}
+    | {f"b/{i:03d}.txt": b"b" * i for i in range(30)}
+    | {"b/sub/deep.txt": b"deep\n", "top.txt": b"top\n"}
+)
+
+
+class _Sent:
+    """``pyfuse3.readdir_reply`` for readdirs run without a kernel: room for ``room``
+    children a reply, recording each child's fields and whether it went in the handler's one
+    shared object (filled as it was sent) or in one filled ahead."""
+
+    def __init__(self, ops: ArtfsOperations, room: int) -> None:
+        self.ops, self.room, self.left = ops, room, 0
+        self.children: list[tuple[bytes, int, int, int, int, int, int, int, int, int]] = []
+        self.ahead: list[bool] = []
+
+    def __call__(self, token: object, name: bytes, attr: pyfuse3.EntryAttributes, nid: int) -> bool:
+        if not self.left:
+            return False
+        self.left -= 1
+        times = (attr.st_atime_ns, attr.st_mtime_ns, attr.st_ctime_ns)
+        shown = (attr.st_ino, attr.st_mode, attr.st_nlink, attr.st_size, attr.st_blocks)
+        self.children.append((name, *shown, *times, nid))
+        self.ahead.append(attr is not self.ops._listed_reply)
+        return True
+
+    async def read_dir(self, ino: int) -> list[bool]:
+        """Every child of directory ``ino``, reply after reply, the filling task let run to
+        its end between two (as it runs while the kernel takes a reply in); for each reply,
+        whether all its children went in objects filled ahead."""
+        fh, start, replies = self.ops.vfs.opendir(ino), 0, []
+        self.children.clear()
+        self.ahead.clear()
+        while True:
+            self.left = self.room
+            await self.ops.readdir(fh, start, None)  # type: ignore[arg-type]
+            await trio.testing.wait_all_tasks_blocked()
+            if not self.children or self.children[-1][-1] == start:
+                break
+            replies.append(all(self.ahead[start:]))
+            start = self.children[-1][-1]
+        self.ops.vfs.releasedir(fh)
+        return replies
+
+    def check(self, ino: int) -> None:
+        """The children sent are what lookups of them answer, each once, in order."""
+        assert [c[-1] for c in self.children] == list(range(1, len(self.children) + 1))
+        assert [c[0] for c in self.children] == sorted(c[0] for c in self.children)
+        for name, *shown, atime, mtime, ctime, _ in self.children:
+            attr = self.ops.vfs.lookup(ino, name)
+            assert shown == [attr.ino, attr.mode, attr.nlink, attr.size, attr.blocks]
+            assert atime == mtime == ctime == attr.mtime_ns
+
+
+def test_a_directory_s_next_replies_and_its_child_directories_are_filled_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the daemon's filling task running between requests (artfsd.ahead): a
+    directory's replies after its first go in objects filled ahead, a directory whose parent
+    was listed has even its first one filled and its listing read ahead, and every child
+    goes once, in order, as a lookup of it answers, filled ahead or not."""
+    src = tree(tmp_path / "src", AHEAD_FILES)
+    os.chmod(src / "a" / "007.bin", 0o751)
+    put(tmp_path / "home", src, "proj/set")
+    with Store.open(tmp_path / "home") as store:
+        ops = ArtfsOperations(Vfs.create(store, lineage=False))
+        vfs, sent = ops.vfs, _Sent(ops, room=7)
+        monkeypatch.setattr(pyfuse3, "readdir_reply", sent)
+
+        async def walk() -> None:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ops.ahead.run)
+                a = walk_to(vfs, "proj/set/v0/a")  # its parent never listed
+                assert await sent.read_dir(a) == [False] + [True] * 5
+                sent.check(a)
+                assert len(sent.children) == 40
+                v0 = walk_to(vfs, "proj/set/v0")
+                assert await sent.read_dir(v0) == [False]  # a, b, top.txt: one reply
+                fh = vfs.opendir(v0)
+                listed = vfs.listed(fh)
+                vfs.releasedir(fh)
+                assert listed is not None
+                key = listed[0].key
+                b_listing = vfs.listings.get(ListingKey(key.version_key, key.created, "b"))
+                assert b_listing is not None  # read ahead
+                b = walk_to(vfs, "proj/set/v0/b")
+                assert await sent.read_dir(b) == [True] * 5  # 31 children, 7 a reply
+                sent.check(b)
+                assert len(sent.children) == 31
+                assert ops.ahead.made_for(b_listing) is None  # read to its end: none left
+                assert ops.ahead.spare  # what was sent is filled again
+                nursery.cancel_scope.cancel()
+
+        trio.run(walk)
+
+
+def test_objects_filled_ahead_stay_under_their_limit_the_oldest_directory_s_going_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Directories whose reading stopped part way (``ls | head``) keep what was filled for
+    them only until others need the room."""
+    files = {f"{d}/{i:03d}": b"x" for d in "pqr" for i in range(100)}
+    put(tmp_path / "home", tree(tmp_path / "src", files), "proj/set")
+    monkeypatch.setattr(ahead, "STEP", 16)
+    monkeypatch.setattr(ahead, "MADE_LIMIT", 96)
+    with Store.open(tmp_path / "home") as store:
+        ops = ArtfsOperations(Vfs.create(store, lineage=False))
+        vfs, sent = ops.vfs, _Sent(ops, room=40)
+        monkeypatch.setattr(pyfuse3, "readdir_reply", sent)
+
+        async def first_replies() -> list[list[Listing]]:
+            held = []
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ops.ahead.run)
+                for d in "pqr":
+                    fh = vfs.opendir(walk_to(vfs, f"proj/set/v0/{d}"))
+                    sent.left = 40
+                    await ops.readdir(fh, 0, None)  # type: ignore[arg-type]
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert ops.ahead.made <= 96
+                    listed = vfs.listed(fh)
+                    assert listed is not None
+                    held.append([lst for lst in (listed[0],) if ops.ahead.made_for(lst)])
+                nursery.cancel_scope.cancel()
+            return held
+
+        held = trio.run(first_replies)
+        assert all(held)  # each directory had its next reply filled when it was the last read
+        p_listing = held[0][0]
+        assert ops.ahead.made_for(p_listing) is None  # the oldest gave its room up

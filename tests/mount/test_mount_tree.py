@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from artfs.store import Store
-from tests.mount.mountutil import MTIME_NS, Mount, Mounts
+from tests.mount.mountutil import MTIME_NS, Mount, Mounts, put
 
 pytestmark = pytest.mark.mount
 
@@ -97,6 +97,34 @@ def test_a_walk_shows_each_entry_as_stat_does_on_a_mount_never_walked(
     assert {"data", "empty_dir", "README.md"} <= seen.keys()
     assert stat.S_ISDIR(seen["data"][0]) and seen["data"][3] == 0
     assert {p: shown(os.lstat(v0(looked_up) / p)) for p in seen} == seen
+
+
+def test_a_walk_of_large_directories_shows_each_entry_as_stat_does(
+    module_mounts: Mounts, tmp_path: Path
+) -> None:
+    """Directories of a few thousand children go in several replies each, most of them
+    filled ahead while the walker takes the one before (artfsd.ahead), and a directory whose
+    parent was listed has its listing read ahead: ``find`` + ``stat`` sees what lookups on a
+    mount never listed answer, every field."""
+    src = tmp_path / "src"
+    files = {f"{d}/{i:04d}.bin": bytes([i % 251]) * (i % 700) for d in "ab" for i in range(1500)}
+    files |= {"a/sub/x.txt": b"x\n", "b/sub/deeper/z.txt": b"z\n", "top.txt": b"top\n"}
+    for rel, data in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    os.chmod(src / "b" / "0007.bin", 0o750)
+    put(tmp_path / "home", src, "proj/big")
+    walked, looked_up = (module_mounts.start(tmp_path / "home") for _ in range(2))
+    fields = ("st_mode", "st_ino", "st_nlink", "st_size", "st_blocks", "st_mtime_ns", "st_ctime_ns")
+    root = walked.path / "proj" / "big" / "v0"
+    seen = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            seen[str(path.relative_to(root))] = tuple(getattr(path.lstat(), f) for f in fields)
+    assert {rel for rel in seen if not stat.S_ISDIR(seen[rel][0])} == files.keys()
+    other = looked_up.path / "proj" / "big" / "v0"
+    assert {rel: tuple(getattr((other / rel).lstat(), f) for f in fields) for rel in seen} == seen
 
 
 def test_scandir_types_without_following(mnt: Mount) -> None:

@@ -1,0 +1,188 @@
+"""A version directory's ``readdir`` replies filled ahead, while the event loop waits.
+
+A walk (``find``, ``du``, ``ls -R``, ``os.walk``) reads a version's directories one after the
+other, and between two of its requests the daemon waits: the kernel takes a reply of ~780
+children in 4-5 ms (an inode and a dentry each), and the walker then ``stat``s what it listed.
+The daemon's own part of a reply, an attributes object filled per child, took ~2 ms of that
+round; a directory's first reply also waited for its listing to be read from the tree pages.
+:class:`RepliesAhead` does that work in the waits, so that a reply mostly only sends
+(docs/perf.md, "Thirtieth pass"):
+
+- after each reply of a directory that has more children, the objects of its next reply (as
+  many children as the last one held) are filled, first of all;
+- after the first reply of a version directory, the listings of its first child directories
+  are read, and the objects of their first replies filled, in name order.
+
+The work goes in steps of :data:`STEP` children or one tree page, with a checkpoint after
+each, so that a request waits at most one step; the next replies asked for meanwhile go
+before the next step of a child directory. A reply sends the object filled for each child and
+hands it back to be filled again (pyfuse3 copies a reply into the kernel's buffer); a child
+with none is filled in the reply's one shared object, as before. At most :data:`MADE_LIMIT`
+objects are filled and not sent: beyond it the oldest directory's are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+
+import pyfuse3
+import trio
+
+from artfs.errors import ArtfsError
+from artfs.fs.listings import Listing
+from artfs.vfs import Vfs, listing_base
+
+log = logging.getLogger("artfsd")
+
+# Children filled, or looked at for directories, between two checkpoints: ~0.1-0.2 ms of the
+# event loop each.
+STEP = 64
+SCAN_STEP = 1024
+# Objects filled and not sent yet, over every directory (a reply of the bench's walk holds
+# ~780): ~250 bytes each.
+MADE_LIMIT = 8192
+# Child directories read ahead after a directory's first reply; directories whose children
+# wait to be looked at, and next replies asked for, at most.
+CHILDREN_AHEAD = 16
+QUEUED = 16
+# The children of a first reply filled ahead until a reply cut short by the kernel's buffer
+# says how many fit (the bench's walk: ~780).
+FIRST_REPLY = 512
+
+NewReply = Callable[[], pyfuse3.EntryAttributes]  # an object with a version child's fixed fields
+# Fills an object for child ``index`` of a listing numbered from ``base``.
+FillReply = Callable[[pyfuse3.EntryAttributes, Listing, int, int], None]
+
+
+class RepliesAhead:
+    """Replies of version directories filled ahead. :meth:`run` is the task that fills them;
+    :meth:`made_for`, :attr:`spare` and :meth:`sent` are the ``readdir`` handler's."""
+
+    def __init__(self, vfs: Vfs, new: NewReply, fill: FillReply) -> None:
+        self._vfs = vfs
+        self._new = new
+        self._fill = fill
+        # Taken up in this order: (listing, first child, children) of the next replies of
+        # directories being read; (parent, child index) of child directories to read ahead;
+        # directories whose children are to be looked at.
+        self._next: deque[tuple[Listing, int, int]] = deque(maxlen=QUEUED)
+        self._children: deque[tuple[Listing, int]] = deque(maxlen=CHILDREN_AHEAD)
+        self._parents: deque[Listing] = deque(maxlen=QUEUED)
+        # Objects filled and not sent, by listing (the oldest first) and child index.
+        self._made: dict[Listing, dict[int, pyfuse3.EntryAttributes]] = {}
+        # Objects sent, to be filled again.
+        self.spare: list[pyfuse3.EntryAttributes] = []
+        self._reply_size = FIRST_REPLY
+        self._wake = trio.Event()
+
+    @property
+    def made(self) -> int:
+        """Objects filled and not sent."""
+        return sum(map(len, self._made.values()))
+
+    def made_for(self, listing: Listing) -> dict[int, pyfuse3.EntryAttributes] | None:
+        """The objects filled for ``listing``'s children, by index. A reply deletes each it
+        sends and puts it in :attr:`spare`."""
+        return self._made.get(listing)
+
+    def sent(self, listing: Listing, start: int, stop: int) -> None:
+        """A reply held children ``start`` to ``stop`` of ``listing``: fill its next one,
+        and after a directory's first reply, read its child directories ahead."""
+        if stop >= len(listing) or stop == start:
+            self._drop(listing)  # read to its end (or nothing fits: nothing to fill)
+        else:
+            self._reply_size = stop - start
+            self._next.append((listing, stop, stop - start))
+        if start == 0 and stop > start:
+            self._parents.append(listing)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Fill what was asked for, next replies first, until cancelled. A defect ends it
+        (logged), not the daemon: replies are then filled as they are sent."""
+        try:
+            while True:
+                if self._next:
+                    await self._fill_reply(*self._next.popleft())
+                elif self._children:
+                    await self._read_child(*self._children.popleft())
+                elif self._parents:
+                    await self._look_for_directories(self._parents.popleft())
+                else:
+                    await self._wake.wait()
+                    self._wake = trio.Event()
+        except Exception:
+            log.exception("readdir replies are no longer filled ahead")
+            self._made.clear()
+
+    async def _fill_reply(
+        self, listing: Listing, start: int, children: int, *, urgent: bool = True
+    ) -> None:
+        made = self._made.setdefault(listing, {})
+        fill, base, spare = self._fill, listing_base(listing), self.spare
+        stop = min(start + children, len(listing))
+        for step in range(start, stop, STEP):
+            if self._made.get(listing) is not made:
+                return  # read to its end, or dropped for room, meanwhile
+            self._make_room(listing)
+            try:
+                for index in range(step, min(step + STEP, stop)):
+                    if index not in made:
+                        reply = spare.pop() if spare else self._new()
+                        fill(reply, listing, base, index)
+                        made[index] = reply
+            except KeyError:  # a kind no artfs knows: the readdir that reaches it says so
+                return
+            await self._step(urgent=urgent)
+
+    async def _read_child(self, parent: Listing, index: int) -> None:
+        try:
+            steps = self._vfs.child_listing_steps(parent, index)
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    child: Listing | None = done.value
+                    break
+                await self._step(urgent=False)
+        except (ArtfsError, ValueError) as exc:  # a readdir of it says so, if one comes
+            log.debug("a listing read ahead failed: %s", exc)
+            return
+        if child is not None:
+            await self._fill_reply(child, 0, self._reply_size, urgent=False)
+
+    async def _look_for_directories(self, parent: Listing) -> None:
+        found = 0
+        for start in range(0, len(parent), SCAN_STEP):
+            for index in self._vfs.child_directories(parent, start, start + SCAN_STEP):
+                self._children.append((parent, index))
+                found += 1
+                if found == CHILDREN_AHEAD:
+                    return
+            await self._step(urgent=False)
+
+    async def _step(self, *, urgent: bool) -> None:
+        """A checkpoint after a step; after a step for a directory not read yet (not
+        ``urgent``), the next replies asked for meanwhile are filled first."""
+        await trio.lowlevel.checkpoint()
+        while not urgent and self._next:
+            await self._fill_reply(*self._next.popleft())
+
+    def _make_room(self, listing: Listing) -> None:
+        """Drop the oldest listings' objects (not ``listing``'s) while the next step could
+        go over the limit."""
+        while self.made + STEP > MADE_LIMIT:
+            oldest = next(iter(self._made))
+            if oldest is listing:
+                return
+            self._drop(oldest)
+
+    def _drop(self, listing: Listing) -> None:
+        made = self._made.pop(listing, None)
+        if made:
+            self.spare += list(made.values())[: MADE_LIMIT - len(self.spare)]
+
+
+__all__ = ["RepliesAhead"]
