@@ -29,7 +29,6 @@ Invariants:
 from __future__ import annotations
 
 import errno
-import itertools
 import json
 import os
 import stat
@@ -461,8 +460,10 @@ class Vfs(StagedTree):
         self._dirs[fh] = _DirHandle(node)
         return fh
 
-    def releasedir(self, fh: int) -> None:
-        self._dirs.pop(FileHandle(fh), None)
+    def releasedir(self, fh: int) -> Listing | None:
+        """Close directory handle ``fh``; the listing it held, if it read one."""
+        handle = self._dirs.pop(FileHandle(fh), None)
+        return None if handle is None else handle.listing
 
     def readdir(self, fh: int, start_id: int) -> Iterator[DirEntry]:
         """Entries after position ``start_id`` (0: from the start), in a stable order.
@@ -630,20 +631,12 @@ class Vfs(StagedTree):
             self.listings.put(found)
         return found
 
-    @staticmethod
-    def child_directories(listing: Listing, start: int, stop: int) -> list[int]:
-        """The indexes of ``listing``'s children from ``start`` to ``stop`` that are
-        directories."""
-        heads = itertools.islice(listing.heads(start), stop - start)
-        directory = int(manifest.Kind.DIR)
-        return [i for i, h in enumerate(heads, start) if h[0] & trees.KIND_MASK == directory]
-
     def child_listing_steps(
-        self, listing: Listing, index: int
+        self, listing: Listing, index: int, largest: int
     ) -> Generator[None, None, Listing | None]:
         """Read the listing of child directory ``index`` of ``listing`` into the cache a tree
-        page at a time (see :meth:`Listing.read_in_steps`), unless it is cached or too large
-        to keep; returns it (None when not kept)."""
+        page at a time (see :meth:`Listing.read_in_steps`), unless it is cached, has more than
+        ``largest`` children or is too large to keep; returns it (None when not kept)."""
         assert listing.record is not None
         name = manifest.decode_path(listing.names[index])
         parent = listing.key.directory
@@ -651,9 +644,9 @@ class Vfs(StagedTree):
         key = ListingKey(listing.key.version_key, listing.key.created, path)
         found = self.listings.get(key)
         if found is None and not self.listings.too_large(key):
-            read = yield from Listing.read_in_steps(self.store.index, listing.record, key)
+            read = yield from Listing.read_in_steps(self.store.index, listing.record, key, largest)
             found = self.listings.get(key)  # read meanwhile by a lookup or a readdir
-            if found is None:
+            if found is None and read is not None:
                 self.listings.put(read)
                 found = self.listings.get(key)
         return found

@@ -12,6 +12,7 @@ drops the listings of a version it finds deleted (:meth:`ListingCache.drop_versi
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Generator, Iterator, Sequence
@@ -21,7 +22,7 @@ from typing import Any
 from artfs.store import catalog, trees
 from artfs.store.catalog import VersionRecord
 from artfs.store.index import Index, Txn
-from artfs.store.manifest import FileEntry
+from artfs.store.manifest import FileEntry, Kind
 from artfs.store.trees import Item
 
 # Entries (names) the listings of all versions may hold together: every directory of a
@@ -95,15 +96,18 @@ class Listing:
 
     @classmethod
     def read_in_steps(
-        cls, index: Index, record: VersionRecord, key: ListingKey
-    ) -> Generator[None, None, Listing]:
+        cls, index: Index, record: VersionRecord, key: ListingKey, largest: int
+    ) -> Generator[None, None, Listing | None]:
         """:meth:`read` one tree page at a time, each in a read transaction of its own: the
         generator stops after each page (an event loop answers requests there) and returns
-        the listing. A version's pages never change, so the steps read one listing. Pages
-        come from the index only: one a lazy clone has not fetched is CorruptData here (the
-        remote is not asked: this reads ahead of any request)."""
+        the listing, or None without reading it when the directory has more than ``largest``
+        children. A version's pages never change, so the steps read one listing. Pages come
+        from the index only: one a lazy clone has not fetched is CorruptData here (the remote
+        is not asked: this reads ahead of any request)."""
         with index.read() as txn:
             txn.missing_page = None
+            if catalog.directory_size(txn, record, key.directory) > largest:
+                return None
             leaves = catalog.leaf_ids(txn, record, key.directory)
         names: list[bytes] = []
         bodies: list[bytes] = []
@@ -135,6 +139,12 @@ class Listing:
     def heads(self, start: int = 0) -> Iterator[tuple[int, int, int, int]]:
         """:meth:`head` of every child from ``start`` on, in order (one pass)."""
         return trees.entry_heads(self._bodies, start)
+
+    def directories(self, start: int, stop: int) -> list[int]:
+        """The indexes of the children from ``start`` to ``stop`` that are directories."""
+        heads = itertools.islice(self.heads(start), max(stop - start, 0))
+        directory = int(Kind.DIR)
+        return [i for i, h in enumerate(heads, start) if h[0] & trees.KIND_MASK == directory]
 
     def find(self, name: bytes) -> int | None:
         """The index of the child ``name``, if there is one."""

@@ -510,6 +510,12 @@ def leaf_ids(txn: Txn, record: VersionRecord, directory: str = "") -> list[TreeI
     return [] if root is None else trees.leaf_ids(pages(txn), root, directory)
 
 
+def directory_size(txn: Txn, record: VersionRecord, directory: str = "") -> int:
+    """How many children ``directory`` has (0: none, or not a directory), from its top page."""
+    root = root_tree(record)
+    return 0 if root is None else trees.directory_size(pages(txn), root, directory)
+
+
 def leaf(txn: Txn, page_id: TreeId) -> trees.Page:
     """One of :func:`leaf_ids`, decoded (and shared, see :func:`pages`)."""
     return trees.leaf(pages(txn), page_id)

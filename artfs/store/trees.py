@@ -583,6 +583,13 @@ def leaf_ids(pages: Pages, root: TreeId, directory: str = "") -> list[TreeId]:
     return [] if tree is None else [ref.page for ref in _leaves(pages, tree)]
 
 
+def directory_size(pages: Pages, root: TreeId, directory: str = "") -> int:
+    """How many children ``directory`` has (0: none, or not a directory), read from its top
+    page only (an index page's refs count the entries below them)."""
+    tree = resolve_dir(pages, root, directory)
+    return 0 if tree is None else pages(tree).entries()
+
+
 def leaf(pages: Pages, page_id: TreeId) -> Page:
     """The leaf page ``page_id`` (one of :func:`leaf_ids`)."""
     page = pages(page_id)

@@ -17,8 +17,12 @@ The work goes in steps of :data:`STEP` children or one tree page, with a checkpo
 each, so that a request waits at most one step; the next replies asked for meanwhile go
 before the next step of a child directory. A reply sends the object filled for each child and
 hands it back to be filled again (pyfuse3 copies a reply into the kernel's buffer); a child
-with none is filled in the reply's one shared object, as before. At most :data:`MADE_LIMIT`
-objects are filled and not sent: beyond it the oldest directory's are dropped.
+with none is filled in the reply's one shared object, as before. What was filled and not sent
+is bounded (:data:`MADE_LIMIT` objects, :data:`LISTINGS_LIMIT` directories, the directory
+touched least recently given up first; child directories take at most half of it) and given
+up when its directory is read to its end or its handle closed. A directory's children are
+looked at once a listing (a polled ``ls`` reads nothing ahead again), its first
+:data:`SCAN_LIMIT` only, and a child of more than :data:`CHILD_ENTRIES` is not read ahead.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import pyfuse3
 import trio
 
 from artfs.errors import ArtfsError
-from artfs.fs.listings import Listing
+from artfs.fs.listings import Listing, ListingKey
 from artfs.vfs import Vfs, listing_base
 
 log = logging.getLogger("artfsd")
@@ -39,14 +43,20 @@ log = logging.getLogger("artfsd")
 # Children filled, or looked at for directories, between two checkpoints: ~0.1-0.2 ms of the
 # event loop each.
 STEP = 64
-SCAN_STEP = 1024
+SCAN_STEP = 128
 # Objects filled and not sent yet, over every directory (a reply of the bench's walk holds
-# ~780): ~250 bytes each.
-MADE_LIMIT = 8192
-# Child directories read ahead after a directory's first reply; directories whose children
-# wait to be looked at, and next replies asked for, at most.
+# ~780), ~250 bytes each, and directories holding some.
+MADE_LIMIT = 16384
+LISTINGS_LIMIT = 64
+# Child directories read ahead after a directory's first reply, among its first SCAN_LIMIT
+# children, and at most CHILD_ENTRIES children each; next replies and directories whose
+# children wait to be looked at, queued at most.
 CHILDREN_AHEAD = 16
+SCAN_LIMIT = 4096
+CHILD_ENTRIES = 65536
 QUEUED = 16
+# Listings (by key) whose children were looked at: each only once.
+LOOKED_AT = 1024
 # The children of a first reply filled ahead until a reply cut short by the kernel's buffer
 # says how many fit (the bench's walk: ~780).
 FIRST_REPLY = 512
@@ -70,8 +80,10 @@ class RepliesAhead:
         self._next: deque[tuple[Listing, int, int]] = deque(maxlen=QUEUED)
         self._children: deque[tuple[Listing, int]] = deque(maxlen=CHILDREN_AHEAD)
         self._parents: deque[Listing] = deque(maxlen=QUEUED)
-        # Objects filled and not sent, by listing (the oldest first) and child index.
+        # Objects filled and not sent, by listing (the one touched least recently first) and
+        # child index; no listing with none.
         self._made: dict[Listing, dict[int, pyfuse3.EntryAttributes]] = {}
+        self._looked_at: dict[ListingKey, None] = {}  # oldest first
         # Objects sent, to be filled again.
         self.spare: list[pyfuse3.EntryAttributes] = []
         self._reply_size = FIRST_REPLY
@@ -91,13 +103,25 @@ class RepliesAhead:
         """A reply held children ``start`` to ``stop`` of ``listing``: fill its next one,
         and after a directory's first reply, read its child directories ahead."""
         if stop >= len(listing) or stop == start:
-            self._drop(listing)  # read to its end (or nothing fits: nothing to fill)
+            self.drop(listing)  # read to its end (or nothing fits: nothing to fill)
         else:
             self._reply_size = stop - start
             self._next.append((listing, stop, stop - start))
-        if start == 0 and stop > start:
+            if self._made.get(listing) == {}:
+                del self._made[listing]
+        if start == 0 and stop > start and listing.key not in self._looked_at:
+            self._looked_at[listing.key] = None
+            if len(self._looked_at) > LOOKED_AT:
+                del self._looked_at[next(iter(self._looked_at))]
             self._parents.append(listing)
         self._wake.set()
+
+    def drop(self, listing: Listing) -> None:
+        """Give up what was filled for ``listing`` (read to its end, or its handle closed)."""
+        made = self._made.pop(listing, None)
+        if made:
+            room = max(MADE_LIMIT - len(self.spare), 0)
+            self.spare += list(made.values())[:room]
 
     async def run(self) -> None:
         """Fill what was asked for, next replies first, until cancelled. A defect ends it
@@ -120,12 +144,17 @@ class RepliesAhead:
     async def _fill_reply(
         self, listing: Listing, start: int, children: int, *, urgent: bool = True
     ) -> None:
-        made = self._made.setdefault(listing, {})
+        """Fill children ``start`` to ``start + children`` of ``listing``; a directory not
+        read yet (not ``urgent``) only while the objects filled stay under half the limit."""
+        made = self._made.pop(listing, None) or {}
+        self._made[listing] = made  # touched now: the last to be given up
         fill, base, spare = self._fill, listing_base(listing), self.spare
         stop = min(start + children, len(listing))
         for step in range(start, stop, STEP):
             if self._made.get(listing) is not made:
-                return  # read to its end, or dropped for room, meanwhile
+                return  # read to its end, or given up for room, meanwhile
+            if not urgent and self.made + STEP > MADE_LIMIT // 2:
+                break
             self._make_room(listing)
             try:
                 for index in range(step, min(step + STEP, stop)):
@@ -134,12 +163,14 @@ class RepliesAhead:
                         fill(reply, listing, base, index)
                         made[index] = reply
             except KeyError:  # a kind no artfs knows: the readdir that reaches it says so
-                return
+                break
             await self._step(urgent=urgent)
+        if not made and self._made.get(listing) is made:
+            del self._made[listing]
 
     async def _read_child(self, parent: Listing, index: int) -> None:
         try:
-            steps = self._vfs.child_listing_steps(parent, index)
+            steps = self._vfs.child_listing_steps(parent, index, CHILD_ENTRIES)
             while True:
                 try:
                     next(steps)
@@ -155,8 +186,8 @@ class RepliesAhead:
 
     async def _look_for_directories(self, parent: Listing) -> None:
         found = 0
-        for start in range(0, len(parent), SCAN_STEP):
-            for index in self._vfs.child_directories(parent, start, start + SCAN_STEP):
+        for start in range(0, min(len(parent), SCAN_LIMIT), SCAN_STEP):
+            for index in parent.directories(start, min(start + SCAN_STEP, SCAN_LIMIT)):
                 self._children.append((parent, index))
                 found += 1
                 if found == CHILDREN_AHEAD:
@@ -171,18 +202,13 @@ class RepliesAhead:
             await self._fill_reply(*self._next.popleft())
 
     def _make_room(self, listing: Listing) -> None:
-        """Drop the oldest listings' objects (not ``listing``'s) while the next step could
-        go over the limit."""
-        while self.made + STEP > MADE_LIMIT:
-            oldest = next(iter(self._made))
-            if oldest is listing:
+        """Give up the objects of the listings touched least recently (not ``listing``'s)
+        while the next step could go over the limits."""
+        for oldest in list(self._made):
+            if self.made + STEP <= MADE_LIMIT and len(self._made) <= LISTINGS_LIMIT:
                 return
-            self._drop(oldest)
-
-    def _drop(self, listing: Listing) -> None:
-        made = self._made.pop(listing, None)
-        if made:
-            self.spare += list(made.values())[: MADE_LIMIT - len(self.spare)]
+            if oldest is not listing:
+                self.drop(oldest)
 
 
 __all__ = ["RepliesAhead"]

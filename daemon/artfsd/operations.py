@@ -361,7 +361,9 @@ class ArtfsOperations(pyfuse3.Operations):
 
     @translated
     async def releasedir(self, fh: int) -> None:
-        self.vfs.releasedir(fh)
+        listing = self.vfs.releasedir(fh)
+        if listing is not None:
+            self.ahead.drop(listing)
 
     # --- files ----------------------------------------------------------------------------
 

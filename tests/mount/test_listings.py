@@ -595,11 +595,12 @@ def test_a_directory_s_next_replies_and_its_child_directories_are_filled_ahead(
         trio.run(walk)
 
 
-def test_objects_filled_ahead_stay_under_their_limit_the_oldest_directory_s_going_first(
+def test_objects_filled_ahead_stay_under_their_limit_and_go_with_their_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Directories whose reading stopped part way (``ls | head``) keep what was filled for
-    them only until others need the room."""
+    them only until others need the room, the one touched least recently giving it up first,
+    or until their handle is closed."""
     files = {f"{d}/{i:03d}": b"x" for d in "pqr" for i in range(100)}
     put(tmp_path / "home", tree(tmp_path / "src", files), "proj/set")
     monkeypatch.setattr(ahead, "STEP", 16)
@@ -609,23 +610,32 @@ def test_objects_filled_ahead_stay_under_their_limit_the_oldest_directory_s_goin
         vfs, sent = ops.vfs, _Sent(ops, room=40)
         monkeypatch.setattr(pyfuse3, "readdir_reply", sent)
 
-        async def first_replies() -> list[list[Listing]]:
-            held = []
+        async def first_replies() -> None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(ops.ahead.run)
+                handles, listings = [], []
                 for d in "pqr":
                     fh = vfs.opendir(walk_to(vfs, f"proj/set/v0/{d}"))
                     sent.left = 40
                     await ops.readdir(fh, 0, None)  # type: ignore[arg-type]
                     await trio.testing.wait_all_tasks_blocked()
-                    assert ops.ahead.made <= 96
                     listed = vfs.listed(fh)
                     assert listed is not None
-                    held.append([lst for lst in (listed[0],) if ops.ahead.made_for(lst)])
+                    handles.append(fh)
+                    listings.append(listed[0])
+                    # its next reply filled, within the limit
+                    assert sorted(ops.ahead.made_for(listed[0]) or ()) == list(range(40, 80))
+                    assert ops.ahead.made <= 96
+                p, q, r = listings
+                assert ops.ahead.made_for(p) is None  # touched least recently: gave way to r
+                assert ops.ahead.made_for(r)
+                spare = len(ops.ahead.spare)
+                await ops.releasedir(handles[1])
+                assert ops.ahead.made_for(q) is None  # closed: given up
+                assert len(ops.ahead.spare) == spare + 40  # to be filled again
+                for fh in handles[::2]:
+                    await ops.releasedir(fh)
+                assert ops.ahead.made == 0
                 nursery.cancel_scope.cancel()
-            return held
 
-        held = trio.run(first_replies)
-        assert all(held)  # each directory had its next reply filled when it was the last read
-        p_listing = held[0][0]
-        assert ops.ahead.made_for(p_listing) is None  # the oldest gave its room up
+        trio.run(first_replies)

@@ -102,10 +102,10 @@ def test_a_walk_shows_each_entry_as_stat_does_on_a_mount_never_walked(
 def test_a_walk_of_large_directories_shows_each_entry_as_stat_does(
     module_mounts: Mounts, tmp_path: Path
 ) -> None:
-    """Directories of a few thousand children go in several replies each, most of them
-    filled ahead while the walker takes the one before (artfsd.ahead), and a directory whose
-    parent was listed has its listing read ahead: ``find`` + ``stat`` sees what lookups on a
-    mount never listed answer, every field."""
+    """Directories of a few thousand children go in several replies each (the daemon fills
+    most of them ahead, while the walker takes the one before: artfsd.ahead, whose use
+    test_listings checks): a walk with ``stat`` sees what lookups on a mount never listed
+    answer, every field."""
     src = tmp_path / "src"
     files = {f"{d}/{i:04d}.bin": bytes([i % 251]) * (i % 700) for d in "ab" for i in range(1500)}
     files |= {"a/sub/x.txt": b"x\n", "b/sub/deeper/z.txt": b"z\n", "top.txt": b"top\n"}
