@@ -13,13 +13,14 @@ round; a directory's first reply also waited for its listing to be read from the
 - after the first reply of a version directory, the listings of its first child directories
   are read, and the objects of their first replies filled, in name order.
 
-The work goes in steps of :data:`STEP` children or one tree page, with a checkpoint after
-each, so that a request waits at most one step; the next replies asked for meanwhile go
-before the next step of a child directory. A reply sends the object filled for each child and
+The work goes in steps (:data:`STEP` children filled, :data:`SCAN_STEP` looked at for
+directories, or one tree page read), with a checkpoint after each, so that a request waits at
+most one step; the next replies asked for meanwhile go before the next step of a child
+directory. A reply sends the object filled for each child and
 hands it back to be filled again (pyfuse3 copies a reply into the kernel's buffer); a child
 with none is filled in the reply's one shared object, as before. What was filled and not sent
 is bounded (:data:`MADE_LIMIT` objects, :data:`LISTINGS_LIMIT` directories, the directory
-touched least recently given up first; child directories take at most half of it) and given
+touched least recently given up first; child directories take at most half of each) and given
 up when its directory is read to its end or its handle closed. A directory's children are
 looked at once a listing (a polled ``ls`` reads nothing ahead again), its first
 :data:`SCAN_LIMIT` only, and a child of more than :data:`CHILD_ENTRIES` is not read ahead.
@@ -35,13 +36,13 @@ import pyfuse3
 import trio
 
 from artfs.errors import ArtfsError
-from artfs.fs.listings import Listing, ListingKey
+from artfs.fs.listings import Listing
 from artfs.vfs import Vfs, listing_base
 
 log = logging.getLogger("artfsd")
 
-# Children filled, or looked at for directories, between two checkpoints: ~0.1-0.2 ms of the
-# event loop each.
+# Children filled, and children looked at for directories, between two checkpoints: ~0.1-0.2
+# ms of the event loop each.
 STEP = 64
 SCAN_STEP = 128
 # Objects filled and not sent yet, over every directory (a reply of the bench's walk holds
@@ -55,7 +56,7 @@ CHILDREN_AHEAD = 16
 SCAN_LIMIT = 4096
 CHILD_ENTRIES = 65536
 QUEUED = 16
-# Listings (by key) whose children were looked at: each only once.
+# Listings whose children were looked at, remembered: each only once.
 LOOKED_AT = 1024
 # The children of a first reply filled ahead until a reply cut short by the kernel's buffer
 # says how many fit (the bench's walk: ~780).
@@ -83,7 +84,10 @@ class RepliesAhead:
         # Objects filled and not sent, by listing (the one touched least recently first) and
         # child index; no listing with none.
         self._made: dict[Listing, dict[int, pyfuse3.EntryAttributes]] = {}
-        self._looked_at: dict[ListingKey, None] = {}  # oldest first
+        # id() of the listings whose children were looked at, the oldest first: a listing read
+        # again after the cache let it go is looked at again (its object is new; an id reused
+        # by another listing only costs that one its read-ahead).
+        self._looked_at: dict[int, None] = {}
         # Objects sent, to be filled again.
         self.spare: list[pyfuse3.EntryAttributes] = []
         self._reply_size = FIRST_REPLY
@@ -109,10 +113,7 @@ class RepliesAhead:
             self._next.append((listing, stop, stop - start))
             if self._made.get(listing) == {}:
                 del self._made[listing]
-        if start == 0 and stop > start and listing.key not in self._looked_at:
-            self._looked_at[listing.key] = None
-            if len(self._looked_at) > LOOKED_AT:
-                del self._looked_at[next(iter(self._looked_at))]
+        if start == 0 and stop > start and id(listing) not in self._looked_at:
             self._parents.append(listing)
         self._wake.set()
 
@@ -153,7 +154,9 @@ class RepliesAhead:
         for step in range(start, stop, STEP):
             if self._made.get(listing) is not made:
                 return  # read to its end, or given up for room, meanwhile
-            if not urgent and self.made + STEP > MADE_LIMIT // 2:
+            if not urgent and (
+                self.made + STEP > MADE_LIMIT // 2 or len(self._made) > LISTINGS_LIMIT // 2
+            ):
                 break
             self._make_room(listing)
             try:
@@ -185,6 +188,11 @@ class RepliesAhead:
             await self._fill_reply(child, 0, self._reply_size, urgent=False)
 
     async def _look_for_directories(self, parent: Listing) -> None:
+        if id(parent) in self._looked_at:
+            return
+        self._looked_at[id(parent)] = None
+        if len(self._looked_at) > LOOKED_AT:
+            del self._looked_at[next(iter(self._looked_at))]
         found = 0
         for start in range(0, min(len(parent), SCAN_LIMIT), SCAN_STEP):
             for index in parent.directories(start, min(start + SCAN_STEP, SCAN_LIMIT)):

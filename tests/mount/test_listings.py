@@ -21,7 +21,7 @@ from artfs.fs.errors import NoAttribute
 from artfs.fs.listings import Listing, ListingCache, ListingKey
 from artfs.fs.nodes import Kind, Node, NodeKey, UsageNames, entry_base
 from artfs.names import ArtifactName, Ref
-from artfs.store import Store
+from artfs.store import Store, catalog
 from artfs.store.catalog import VersionRecord
 from artfs.store.gc import collect
 from artfs.store.trees import KIND_MASK
@@ -599,8 +599,8 @@ def test_objects_filled_ahead_stay_under_their_limit_and_go_with_their_directory
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Directories whose reading stopped part way (``ls | head``) keep what was filled for
-    them only until others need the room, the one touched least recently giving it up first,
-    or until their handle is closed."""
+    them only until others need the room, the one touched least recently giving it up first
+    (not the one being read), or until their handle is closed."""
     files = {f"{d}/{i:03d}": b"x" for d in "pqr" for i in range(100)}
     put(tmp_path / "home", tree(tmp_path / "src", files), "proj/set")
     monkeypatch.setattr(ahead, "STEP", 16)
@@ -610,32 +610,68 @@ def test_objects_filled_ahead_stay_under_their_limit_and_go_with_their_directory
         vfs, sent = ops.vfs, _Sent(ops, room=40)
         monkeypatch.setattr(pyfuse3, "readdir_reply", sent)
 
-        async def first_replies() -> None:
+        async def reply(fh: int, start: int) -> Listing:
+            sent.left = 40
+            await ops.readdir(fh, start, None)  # type: ignore[arg-type]
+            await trio.testing.wait_all_tasks_blocked()
+            assert ops.ahead.made <= 96
+            listed = vfs.listed(fh)
+            assert listed is not None
+            return listed[0]
+
+        async def replies() -> None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(ops.ahead.run)
-                handles, listings = [], []
-                for d in "pqr":
-                    fh = vfs.opendir(walk_to(vfs, f"proj/set/v0/{d}"))
-                    sent.left = 40
-                    await ops.readdir(fh, 0, None)  # type: ignore[arg-type]
-                    await trio.testing.wait_all_tasks_blocked()
-                    listed = vfs.listed(fh)
-                    assert listed is not None
-                    handles.append(fh)
-                    listings.append(listed[0])
-                    # its next reply filled, within the limit
-                    assert sorted(ops.ahead.made_for(listed[0]) or ()) == list(range(40, 80))
-                    assert ops.ahead.made <= 96
-                p, q, r = listings
-                assert ops.ahead.made_for(p) is None  # touched least recently: gave way to r
-                assert ops.ahead.made_for(r)
+                fhs = [vfs.opendir(walk_to(vfs, f"proj/set/v0/{d}")) for d in "pqr"]
+                p = await reply(fhs[0], 0)
+                q = await reply(fhs[1], 0)
+                assert sorted(ops.ahead.made_for(q) or ()) == list(range(40, 80))
+                await reply(fhs[0], 40)  # p touched again: its last 20 filled
+                assert sorted(ops.ahead.made_for(p) or ()) == list(range(80, 100))
+                r = await reply(fhs[2], 0)  # 20 + 40 + 40 > 96: q gives way
+                assert ops.ahead.made_for(q) is None
+                assert sorted(ops.ahead.made_for(p) or ()) == list(range(80, 100))
+                assert sorted(ops.ahead.made_for(r) or ()) == list(range(40, 80))
                 spare = len(ops.ahead.spare)
-                await ops.releasedir(handles[1])
-                assert ops.ahead.made_for(q) is None  # closed: given up
+                await ops.releasedir(fhs[2])
+                assert ops.ahead.made_for(r) is None  # closed: given up
                 assert len(ops.ahead.spare) == spare + 40  # to be filled again
-                for fh in handles[::2]:
+                for fh in fhs[:2]:
                     await ops.releasedir(fh)
                 assert ops.ahead.made == 0
                 nursery.cancel_scope.cancel()
 
-        trio.run(first_replies)
+        trio.run(replies)
+
+
+def test_a_listing_read_in_steps_is_the_one_read_at_once_unless_it_is_too_large(
+    tmp_path: Path,
+) -> None:
+    """What the daemon reads ahead a tree page a step is the listing a readdir reads, and a
+    directory larger than asked for is not read at all (its size from its top page)."""
+    files = {f"d/{i:04d}": b"x" for i in range(3000)} | {"top.txt": b"top\n"}
+    put(tmp_path / "home", tree(tmp_path / "src", files), "proj/set")
+    with Store.open(tmp_path / "home") as store:
+        record = store.versions(ArtifactName("proj", "set"))[0]
+        key = ListingKey(record.key, record.created, "d")
+        with store.index.read() as txn:
+            whole = Listing.read(txn, record, key)
+            sizes = [catalog.directory_size(txn, record, d) for d in ("", "d", "top.txt", "no")]
+        assert sizes == [2, 3000, 0, 0]
+        steps = Listing.read_in_steps(store.index, record, key, 3000)
+        pages = 0
+        while True:
+            try:
+                next(steps)
+                pages += 1
+            except StopIteration as done:
+                stepped = done.value
+                break
+        assert pages > 1  # a page a step
+        assert stepped is not None and stepped.names == whole.names
+        assert list(stepped.heads()) == list(whole.heads())
+        assert stepped.directories(0, 3000) == []
+        too_large = Listing.read_in_steps(store.index, record, key, 2999)
+        with pytest.raises(StopIteration) as done:
+            next(too_large)
+        assert done.value.value is None
