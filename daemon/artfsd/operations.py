@@ -256,7 +256,7 @@ class ArtfsOperations(pyfuse3.Operations):
         # its fixed fields are those of any version node's attributes.
         self._listed_attr = Attr(Inode(0), 0, 1, 0, 0, vfs.uid, vfs.gid, IMMUTABLE_TIMEOUT)
         self._listed_reply = entry_attributes(self._listed_attr)
-        # Replies of version directories made ahead; its task runs in the daemon's nursery.
+        # Replies of version directories filled ahead; its task runs in the daemon's nursery.
         self.ahead = RepliesAhead(vfs, self._new_listed_reply, fill_child)
 
     # --- names and attributes -------------------------------------------------------------
@@ -312,7 +312,7 @@ class ArtfsOperations(pyfuse3.Operations):
     ) -> None:
         """A version directory's children straight from their heads in its listing, numbered
         from ``base``, with no node, row or call into the tree per child; the kernel asks for
-        a node by inode when it needs one. Each child goes as the object made for it ahead
+        a node by inode when it needs one. Each child goes as the object filled for it ahead
         (see artfsd.ahead) or else in the one reply object filled for it (pyfuse3 copies
         a reply into the kernel's buffer)."""
         names, send = listing.names, pyfuse3.readdir_reply
