@@ -39,6 +39,7 @@ from typing import cast
 
 from artfs.errors import ArtfsError, CorruptData, NotFound
 from artfs.fs import direct
+from artfs.fs.backing import join
 from artfs.fs.errors import IsADirectory, NoAttribute, NotADirectory, NotASymlink, ReadOnly
 from artfs.fs.listings import Listing, ListingCache, ListingKey
 from artfs.fs.nodes import (
@@ -638,9 +639,7 @@ class Vfs(StagedTree):
         page at a time (see :meth:`Listing.read_in_steps`), unless it is cached, has more than
         ``largest`` children or is too large to keep; returns it (None when not kept)."""
         assert listing.record is not None
-        name = manifest.decode_path(listing.names[index])
-        parent = listing.key.directory
-        path = f"{parent}/{name}" if parent else name
+        path = join(listing.key.directory, manifest.decode_path(listing.names[index]))
         key = ListingKey(listing.key.version_key, listing.key.created, path)
         found = self.listings.get(key)
         if found is None and not self.listings.too_large(key):
