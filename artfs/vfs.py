@@ -98,10 +98,13 @@ STAGING = "staging"
 XATTR_PREFIX = "user.artfs."
 _XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
 # A reader that has read a version file in order up to its end likely opens the next one
-# (see next_file_chunks): the chunks of this much of its start load ahead of its open. It is
-# looked for among this many entries after the one read, passing over the rest of a directory
-# once this many in a row were too small.
-NEXT_FILE_BYTES = 2 << 20
+# (see next_file_chunks): the chunks of this much of its start load ahead of its open, so that
+# the loader works on while the reader takes in the current file's last window. With 2 MiB the
+# loader sat idle for 3-5 ms at each of the bench's file boundaries; 4, 8 and 16 MiB read its
+# 12-16 MB files cold in 0.96, 0.91 and 0.90 of the time (docs/perf.md, "Thirty-first pass").
+# It is looked for among this many entries after the one read, passing over the rest of a
+# directory once this many in a row were too small.
+NEXT_FILE_BYTES = 16 << 20
 NEXT_FILE_STEPS = 64
 NEXT_FILE_SMALL_IN_A_ROW = 8
 # Guesses of the next file that were wrong in a row before nothing more is loaded on them (a

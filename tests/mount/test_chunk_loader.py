@@ -23,6 +23,7 @@ from artfsd.main import loader_ready
 from artfsd.operations import ArtfsOperations
 
 from artfs import mounts
+from artfs import vfs as vfs_module
 from artfs.fs import direct
 from artfs.fs.chunkloader import (
     _PAYLOAD_BYTES,
@@ -701,9 +702,10 @@ async def _lookup(ops: ArtfsOperations, path: str) -> int:
 
 
 def first_chunks(entry: FileEntry, size: int) -> tuple[ChunkRef, ...]:
-    """``entry``'s chunks from the first up to the one that reaches ``size`` bytes."""
+    """``entry``'s chunks from the first up to the one that reaches ``size`` bytes (all of
+    them if the file is smaller)."""
     ends = itertools.accumulate(ref.length for ref in entry.chunks)
-    return entry.chunks[: next(i for i, end in enumerate(ends, 1) if end >= size)]
+    return entry.chunks[: next((i for i, end in enumerate(ends, 1) if end >= size), None)]
 
 
 def test_reads_through_the_loader_are_exact_and_no_chunk_loads_in_a_thread(
@@ -718,15 +720,22 @@ def test_reads_through_the_loader_are_exact_and_no_chunk_loads_in_a_thread(
     assert seen.in_threads == 0 and seen.by_loader == len(content) + started and seen.alive
 
 
+@pytest.mark.parametrize("start", [NEXT_FILE_BYTES, 2 * MIB])
 def test_a_file_read_to_its_end_has_the_start_of_the_next_loaded_before_its_open(
-    stored: tuple[Store, FileEntry, bytes],
+    stored: tuple[Store, FileEntry, bytes], monkeypatch: pytest.MonkeyPatch, start: int
 ) -> None:
+    """The next file's first ``start`` bytes: all of other.bin (5 MiB) as the daemon goes,
+    only its first chunks with a start smaller than the file."""
+    monkeypatch.setattr(vfs_module, "NEXT_FILE_BYTES", start)
     store, _, content = stored
     other = store.files(store.resolve("proj/data:v0"))[1]
     seen = read_through_loader(store, [DATA, OTHER], one_by_one=True)
     assert seen.got == [content, random.Random(6).randbytes(5 * MIB)]
-    assert seen.cached_at_open == [0, len(first_chunks(other, NEXT_FILE_BYTES))]
-    assert len(other.chunks) > seen.cached_at_open[1] > 0  # not the whole file
+    assert seen.cached_at_open == [0, len(first_chunks(other, start))]
+    if start < other.size:
+        assert len(other.chunks) > seen.cached_at_open[1] > 0  # not the whole file
+    else:
+        assert seen.cached_at_open[1] == len(other.chunks)
     assert seen.in_threads == 0 and seen.by_loader == len(content) + other.size and seen.alive
 
 
