@@ -98,12 +98,11 @@ STAGING = "staging"
 XATTR_PREFIX = "user.artfs."
 _XATTR_PREFIX_BYTES = XATTR_PREFIX.encode()
 # A reader that has read a version file in order up to its end likely opens the next one
-# (see next_file_chunks): the chunks of this much of its start load ahead of its open, so that
-# the loader works on while the reader takes in the current file's last window. With 2 MiB the
-# loader sat idle for 3-5 ms at each of the bench's file boundaries; 4, 8 and 16 MiB read its
-# 12-16 MB files cold in 0.96, 0.91 and 0.90 of the time (docs/perf.md, "Thirty-first pass").
-# It is looked for among this many entries after the one read, passing over the rest of a
-# directory once this many in a row were too small.
+# (see next_file_chunks): the chunks of this much of its start (at most a quarter of the chunk
+# cache, as a reader's own read-ahead window) load ahead of its open, so that the loader works
+# on while the reader takes in the rest of its file (docs/perf.md, "Thirty-first pass"). The
+# next file is looked for among this many entries after the one read, passing over the rest
+# of a directory once this many in a row were too small.
 NEXT_FILE_BYTES = 16 << 20
 NEXT_FILE_STEPS = 64
 NEXT_FILE_SMALL_IN_A_ROW = 8
@@ -888,9 +887,10 @@ class Vfs(StagedTree):
     def next_file_chunks(self, fh: int) -> list[tuple[ChunkRef, ChunkLocation]]:
         """The chunks to load for the file a reader of handle ``fh`` likely opens next, once
         it has read its file in order up to the end, and where they are: those that hold the
-        first ``NEXT_FILE_BYTES`` of the next file in the version's depth-first name order (what
-        ``cp -r``, ``tar`` and readers of numbered shards open next) that is larger than
-        ``INLINE_LOAD_BYTES`` (``trees.next_file`` says how far it looks). Chunks cached
+        first ``NEXT_FILE_BYTES`` (at most a quarter of the chunk cache) of the next file in
+        the version's depth-first name order (what ``cp -r``, ``tar`` and readers of numbered
+        shards open next) that is larger than ``INLINE_LOAD_BYTES`` (``trees.next_file`` says
+        how far it looks). Chunks cached
         already, too small for the chunk loader, or not in this store's packs are left out;
         nothing for a handle opened ``O_DIRECT`` or not of a version file.
 
@@ -919,9 +919,9 @@ class Vfs(StagedTree):
         self._next_guess = None if after is None else (record.key, after.path)
         if self._guess_misses >= NEXT_FILE_MISSES:
             return []
-        refs, size = [], 0
+        refs, size, limit = [], 0, min(NEXT_FILE_BYTES, self.cache.budget_bytes // 4)
         for ref in after.chunks if after is not None else ():
-            if size >= NEXT_FILE_BYTES:
+            if size >= limit:
                 break
             size += ref.length
             if ref.length > INLINE_LOAD_BYTES and ref not in self.cache:

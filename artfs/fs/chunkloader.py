@@ -77,7 +77,9 @@ ARENA_UNIT = 64 << 10
 # out the start first): a sequential reader's read-ahead window (32 MiB), what it keeps behind
 # it (4 MiB) and a margin. Fresh memory costs this VM 0.6-0.8 ms per MiB to fault in (48 MiB
 # of MADV_POPULATE_WRITE: 27-40 ms), which a cold read otherwise paid for every MiB up to what
-# drop-behind frees (docs/perf.md, "Eleventh pass").
+# drop-behind frees (docs/perf.md, "Eleventh pass"). Near the end of a file of 32 MiB or more,
+# the next file's start loaded ahead (``artfs.vfs.NEXT_FILE_BYTES``, 16 MiB) can pass it by a
+# few MiB, which fault in once, as first written.
 PREPARED_BYTES = 48 << 20
 # Each worker's buffer for a zstd chunk's stored bytes, written before the loader is ready: the
 # store's largest chunk (``artfs.store.chunking.MAX_CHUNK``, not imported: that loads the

@@ -23,7 +23,6 @@ from artfsd.main import loader_ready
 from artfsd.operations import ArtfsOperations
 
 from artfs import mounts
-from artfs import vfs as vfs_module
 from artfs.fs import direct
 from artfs.fs.chunkloader import (
     _PAYLOAD_BYTES,
@@ -711,7 +710,8 @@ def first_chunks(entry: FileEntry, size: int) -> tuple[ChunkRef, ...]:
 def test_reads_through_the_loader_are_exact_and_no_chunk_loads_in_a_thread(
     stored: tuple[Store, FileEntry, bytes],
 ) -> None:
-    """data.bin read to its end also loads the start of other.bin, the file after it."""
+    """data.bin read to its end also loads the start of other.bin, the file after it (all of
+    it: 5 MiB, less than ``NEXT_FILE_BYTES``)."""
     store, _, content = stored
     seen = read_through_loader(store, [DATA])
     assert seen.got == [content]
@@ -720,22 +720,31 @@ def test_reads_through_the_loader_are_exact_and_no_chunk_loads_in_a_thread(
     assert seen.in_threads == 0 and seen.by_loader == len(content) + started and seen.alive
 
 
-@pytest.mark.parametrize("start", [NEXT_FILE_BYTES, 2 * MIB])
+@pytest.mark.parametrize(
+    ("start", "cache_mib", "loaded"),
+    [
+        (NEXT_FILE_BYTES, 64, NEXT_FILE_BYTES),  # the daemon's own: all of other.bin (5 MiB)
+        (2 * MIB, 64, 2 * MIB),  # a smaller start: the chunks holding its first 2 MiB
+        (NEXT_FILE_BYTES, 16, 4 * MIB),  # a small cache: a quarter of it
+    ],
+)
 def test_a_file_read_to_its_end_has_the_start_of_the_next_loaded_before_its_open(
-    stored: tuple[Store, FileEntry, bytes], monkeypatch: pytest.MonkeyPatch, start: int
+    stored: tuple[Store, FileEntry, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+    start: int,
+    cache_mib: int,
+    loaded: int,
 ) -> None:
-    """The next file's first ``start`` bytes: all of other.bin (5 MiB) as the daemon goes,
-    only its first chunks with a start smaller than the file."""
-    monkeypatch.setattr(vfs_module, "NEXT_FILE_BYTES", start)
+    """With ``NEXT_FILE_BYTES`` at ``start`` and a chunk cache of ``cache_mib``, the chunks
+    holding the first ``loaded`` bytes of other.bin are cached when it opens (its chunks are
+    all above INLINE_LOAD_BYTES: every one goes to the loader)."""
+    monkeypatch.setattr("artfs.vfs.NEXT_FILE_BYTES", start)
     store, _, content = stored
     other = store.files(store.resolve("proj/data:v0"))[1]
-    seen = read_through_loader(store, [DATA, OTHER], one_by_one=True)
+    assert 0 < len(first_chunks(other, 4 * MIB)) < len(other.chunks)  # 2 or 4 MiB: a start
+    seen = read_through_loader(store, [DATA, OTHER], one_by_one=True, cache_bytes=cache_mib * MIB)
     assert seen.got == [content, random.Random(6).randbytes(5 * MIB)]
-    assert seen.cached_at_open == [0, len(first_chunks(other, start))]
-    if start < other.size:
-        assert len(other.chunks) > seen.cached_at_open[1] > 0  # not the whole file
-    else:
-        assert seen.cached_at_open[1] == len(other.chunks)
+    assert seen.cached_at_open == [0, len(first_chunks(other, loaded))]
     assert seen.in_threads == 0 and seen.by_loader == len(content) + other.size and seen.alive
 
 
