@@ -890,9 +890,9 @@ class Vfs(StagedTree):
         first ``NEXT_FILE_BYTES`` (at most a quarter of the chunk cache) of the next file in
         the version's depth-first name order (what ``cp -r``, ``tar`` and readers of numbered
         shards open next) that is larger than ``INLINE_LOAD_BYTES`` (``trees.next_file`` says
-        how far it looks). Chunks cached
-        already, too small for the chunk loader, or not in this store's packs are left out;
-        nothing for a handle opened ``O_DIRECT`` or not of a version file.
+        how far it looks). Chunks cached already, too small for the chunk loader, or not in
+        this store's packs are left out; nothing for a handle opened ``O_DIRECT`` or not of a
+        version file.
 
         The guess is checked against the next file read to its end this way: after
         ``NEXT_FILE_MISSES`` wrong in a row (files taken in a random order) it is still made
