@@ -31,6 +31,7 @@ null filesystem (see :func:`_large_random`).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import mmap
 import multiprocessing
@@ -253,8 +254,13 @@ class Remounter:
 class Side:
     """One side of a comparison: the native tree, or a mount (remounted for cold)."""
 
-    def __init__(self, name: str, root: Path, remount: Callable[[], object] | None) -> None:
+    def __init__(self, name: str, root: Path, remount: Remounter | None) -> None:
         self.name, self.root, self._remount = name, root, remount
+
+    def unmount(self) -> None:
+        """A mount side unmounted (its next cold pass mounts it afresh)."""
+        if self._remount:
+            self._remount.unmount()
 
     def cold(
         self,
@@ -543,8 +549,12 @@ def run(workdir: Path, report: Report) -> None:
     report("native: open+close per file", times["native"]["open"] / len(files.small) * 1e6, "us")
     _report_side(NULL_FS, times["null"], times["native"], files, report, targets=False)
     _report_artfs_vs_null(times["artfs"], not_held, store_cached, times["null"], report)
-    with Remounter(lambda: _mounted(home, mnt)) as remount:
-        _decode_floor(home, files, Side("mount", mnt / "bench" / "mixed" / "v0", remount), report)
+    with (
+        Remounter(lambda: _mounted(home, mnt)) as remount,
+        Remounter(lambda: _ceiling_mounted(native, null_mnt, log)) as null_remount,
+    ):
+        mount = Side("mount", mnt / "bench" / "mixed" / "v0", remount)
+        _decode_floor(home, files, mount, Side("null", null_mnt, null_remount), report)
     _recording_cost(native, home, workdir / "mnt-lineage", report)
     _large_random(workdir, report)
 
@@ -569,7 +579,7 @@ def _keep_freed_memory() -> None:
     libc.mallopt(M_TRIM_THRESHOLD, 128 << 20)
 
 
-def _decode_floor(home: Path, files: Files, mount: Side, report: Report) -> None:
+def _decode_floor(home: Path, files: Files, mount: Side, null: Side, report: Report) -> None:
     """What reading, decompressing and verifying the large files' chunks costs without FUSE:
     ``Store.read_chunk`` (an index get, a pack read, zstd, BLAKE3) over every chunk in
     ``FLOOR_THREADS`` threads, after dropping the page cache. A cold read of large files
@@ -584,18 +594,30 @@ def _decode_floor(home: Path, files: Files, mount: Side, report: Report) -> None
     chunks memory that earlier passes already touched (:func:`_keep_freed_memory`), and in a
     new process, whose chunk memory is all fresh, as the fresh daemon's of a cold pass is (a
     first touch of a page costs ~0.4 ms per MiB here, more than reading it from the page
-    cache: see docs/perf.md, "Seventh pass"). The target stays on the first."""
+    cache: see docs/perf.md, "Seventh pass"). The target stays on the first.
+
+    Each pair also has a cold read of the same files through the ``null`` filesystem, which
+    holds them in memory: what passing the bytes through FUSE costs with nothing to decode.
+    The CPU of each pass (every thread of the FUSE server and its children, and the reader; of
+    the floor, its threads) says what the cores allow: a mount that did the floor's work and
+    the null filesystem's and nothing else, on every core all the time, would reach
+    ``floor seconds x cores / (floor CPU + null CPU)`` of the floor's speed. The rows after the
+    target's give those CPU times, that most, and how many cores each kept busy
+    (docs/perf.md, "Thirty-second pass")."""
     _keep_freed_memory()
     paths = [p.as_posix() for p in files.large]
     refs = _large_chunks(home, paths)
-    on_mount = [mount.root / p for p in files.large]
-    mount_times, floor_times, fresh_times = [], [], []
+    mount_passes, floor_passes, null_passes, fresh_times = [], [], [], []
     with Store.open(home) as store, ThreadPoolExecutor(FLOOR_THREADS) as pool:
         for _ in range(FLOOR_PAIRS):
-            mount_times.append(mount.cold(lambda: read_all(on_mount), runs=1))
-            floor_times.append(_floor_seconds(store, pool, refs))
+            null.unmount()  # a cold pass runs with only its own side mounted (see _measure)
+            mount_passes.append(_cold_cpu(mount, [mount.root / p for p in files.large]))
+            mount.unmount()
+            null_passes.append(_cold_cpu(null, [null.root / p for p in files.large]))
+            floor_passes.append(_floor_timed(store, pool, refs))
             fresh_times.append(_fresh_floor(home, paths))
-    floor, mount_time = statistics.median(floor_times), statistics.median(mount_times)
+    (mount_time, mount_cpu), (floor, floor_cpu) = _medians(mount_passes), _medians(floor_passes)
+    null_cpu = _medians(null_passes)[1]
     fresh = statistics.median(fresh_times)
     mib = files.large_size / (1 << 20)
     name = f"store read+zstd+BLAKE3 floor, large files, {FLOOR_THREADS} threads"
@@ -605,6 +627,72 @@ def _decode_floor(home: Path, files: Files, mount: Side, report: Report) -> None
     report(f"{name}, a fresh process each pass", mib / fresh, "MiB/s")
     fresh_row = "mount: cold read, large files / the fresh-process floor, speed"
     report(fresh_row, fresh / mount_time, "x")
+    cpu = "cold read, large files: CPU a pass"
+    report("store floor, large files: CPU a pass", floor_cpu * 1e3, "ms")
+    report(f"{NULL_FS}: {cpu}, server and reader", null_cpu * 1e3, "ms")
+    report(f"mount: {cpu}, daemon, loader, reader", mount_cpu * 1e3, "ms")
+    own = (mount_cpu - floor_cpu - null_cpu) * 1e3
+    report(f"mount: {cpu} beyond the floor's and the {NULL_FS}'s", own, "ms")
+    cores = os.cpu_count() or 1
+    most = floor * cores / (floor_cpu + null_cpu)
+    report(f"mount: cold read, large files / that floor, the most {cores} cores allow", most, "x")
+    report("store floor, large files: cores busy", floor_cpu / floor, "cores")
+    report("mount: cold read, large files: cores busy", mount_cpu / mount_time, "cores")
+
+
+def _medians(passes: list[tuple[float, float]]) -> tuple[float, float]:
+    """The median of each column of (seconds, CPU seconds) passes."""
+    seconds, cpu = zip(*passes, strict=True)
+    return statistics.median(seconds), statistics.median(cpu)
+
+
+def _cold_cpu(side: Side, paths: list[Path]) -> tuple[float, float]:
+    """A cold read of ``paths`` on ``side`` (:meth:`Side.cold`, one pass): its seconds, and the
+    CPU seconds it took of the side's FUSE server and its children (artfs's chunk loader) and
+    of this thread, the reader."""
+    servers: list[int] = []
+    before: list[float] = []
+
+    def start() -> None:  # mounted afresh, the caches dropped; untimed
+        mountpoint = side.root
+        while not os.path.ismount(mountpoint):  # artfs's version lies below its mountpoint
+            mountpoint = mountpoint.parent
+        servers[:] = _server_processes(mountpoint)
+        if not servers:
+            raise RuntimeError(f"no process serves {mountpoint}")
+        before[:] = [_cpu_seconds(servers), time.thread_time()]
+
+    seconds = side.cold(lambda: read_all(paths), runs=1, prepare=start)
+    return seconds, _cpu_seconds(servers) - before[0] + time.thread_time() - before[1]
+
+
+def _server_processes(mountpoint: Path) -> list[int]:
+    """The FUSE server of ``mountpoint`` (the process whose command line names it: artfs's
+    daemon, or the null filesystem) and its children."""
+    named, parents = [], {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # it exited meanwhile
+            continue
+        parents[int(entry)] = int(stat.rpartition(")")[2].split()[1])
+        if os.fsencode(mountpoint) in argv:
+            named.append(int(entry))
+    return named + [pid for pid, parent in parents.items() if parent in named]
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """CPU time so far of every thread of ``pids``, from their ``schedstat`` (nanoseconds,
+    where ``stat`` counts in ticks of 10 ms, a sixth of a pass)."""
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):  # the thread ended meanwhile
+                total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 def _fresh_floor(home: Path, paths: list[str]) -> float:
@@ -624,8 +712,17 @@ def _floor_pass(home: Path, paths: list[str]) -> float:
 def _floor_seconds(store: Store, pool: ThreadPoolExecutor, refs: list[ChunkRef]) -> float:
     """The page cache dropped, then the seconds ``Store.read_chunk`` of every one of ``refs``
     took in ``pool``."""
+    return _floor_timed(store, pool, refs)[0]
+
+
+def _floor_timed(
+    store: Store, pool: ThreadPoolExecutor, refs: list[ChunkRef]
+) -> tuple[float, float]:
+    """:func:`_floor_seconds`, and the CPU seconds of this process's threads meanwhile."""
     drop_caches()
-    return timed(lambda: list(pool.map(store.read_chunk, refs)))
+    cpu = time.process_time()
+    seconds = timed(lambda: list(pool.map(store.read_chunk, refs)))
+    return seconds, time.process_time() - cpu
 
 
 def _large_chunks(home: Path, paths: list[str], name: str = "mixed") -> list[ChunkRef]:
