@@ -599,11 +599,9 @@ def _decode_floor(home: Path, files: Files, mount: Side, null: Side, report: Rep
     Each pair also has a cold read of the same files through the ``null`` filesystem, which
     holds them in memory: what passing the bytes through FUSE costs with nothing to decode.
     The CPU of each pass (every thread of the FUSE server and its children, and the reader; of
-    the floor, its threads) says what the cores allow: a mount that did the floor's work and
-    the null filesystem's and nothing else, on every core all the time, would reach
-    ``floor seconds x cores / (floor CPU + null CPU)`` of the floor's speed. The rows after the
-    target's give those CPU times, that most, and how many cores each kept busy
-    (docs/perf.md, "Thirty-second pass")."""
+    the floor, its threads) says what the cores allow: a pass cannot take less than its CPU
+    over the machine's cores, so the mount reaches at most ``floor seconds x cores / mount
+    CPU`` of the floor's speed (:func:`_cores_rows`; docs/perf.md, "Thirty-second pass")."""
     _keep_freed_memory()
     paths = [p.as_posix() for p in files.large]
     refs = _large_chunks(home, paths)
@@ -611,13 +609,12 @@ def _decode_floor(home: Path, files: Files, mount: Side, null: Side, report: Rep
     with Store.open(home) as store, ThreadPoolExecutor(FLOOR_THREADS) as pool:
         for _ in range(FLOOR_PAIRS):
             null.unmount()  # a cold pass runs with only its own side mounted (see _measure)
-            mount_passes.append(_cold_cpu(mount, [mount.root / p for p in files.large]))
+            mount_passes.append(_cold_cpu(mount, lambda: read_all(_on(mount, files.large))))
             mount.unmount()
-            null_passes.append(_cold_cpu(null, [null.root / p for p in files.large]))
+            null_passes.append(_cold_cpu(null, lambda: read_all(_on(null, files.large))))
             floor_passes.append(_floor_timed(store, pool, refs))
             fresh_times.append(_fresh_floor(home, paths))
-    (mount_time, mount_cpu), (floor, floor_cpu) = _medians(mount_passes), _medians(floor_passes)
-    null_cpu = _medians(null_passes)[1]
+    (mount_time, _), (floor, floor_cpu) = _medians(mount_passes), _medians(floor_passes)
     fresh = statistics.median(fresh_times)
     mib = files.large_size / (1 << 20)
     name = f"store read+zstd+BLAKE3 floor, large files, {FLOOR_THREADS} threads"
@@ -627,17 +624,33 @@ def _decode_floor(home: Path, files: Files, mount: Side, null: Side, report: Rep
     report(f"{name}, a fresh process each pass", mib / fresh, "MiB/s")
     fresh_row = "mount: cold read, large files / the fresh-process floor, speed"
     report(fresh_row, fresh / mount_time, "x")
-    cpu = "cold read, large files: CPU a pass"
     report("store floor, large files: CPU a pass", floor_cpu * 1e3, "ms")
-    report(f"{NULL_FS}: {cpu}, server and reader", null_cpu * 1e3, "ms")
-    report(f"mount: {cpu}, daemon, loader, reader", mount_cpu * 1e3, "ms")
-    own = (mount_cpu - floor_cpu - null_cpu) * 1e3
-    report(f"mount: {cpu} beyond the floor's and the {NULL_FS}'s", own, "ms")
-    cores = os.cpu_count() or 1
-    most = floor * cores / (floor_cpu + null_cpu)
-    report(f"mount: cold read, large files / that floor, the most {cores} cores allow", most, "x")
     report("store floor, large files: cores busy", floor_cpu / floor, "cores")
-    report("mount: cold read, large files: cores busy", mount_cpu / mount_time, "cores")
+    _cores_rows("cold read, large files", (floor, floor_cpu), mount_passes, null_passes, report)
+
+
+def _cores_rows(
+    row: str,
+    floor: tuple[float, float],
+    mount: list[tuple[float, float]],
+    null: list[tuple[float, float]],
+    report: Report,
+) -> None:
+    """What the cores allow ``row`` against its floor (``floor``: its seconds and CPU
+    seconds a pass): the CPU a pass of the mount and of the null filesystem (medians of their
+    (seconds, CPU seconds) passes, :func:`_cold_cpu`); the mount's beyond the floor's and the
+    null filesystem's together (decoding and verifying, and passing bytes through FUSE, with
+    nothing of artfs's own); the most the mount's CPU allows against the floor, spread over
+    every core all the time; and the cores it kept busy."""
+    (mount_time, mount_cpu), null_cpu = _medians(mount), _medians(null)[1]
+    report(f"{NULL_FS}: {row}: CPU a pass, server and reader", null_cpu * 1e3, "ms")
+    report(f"mount: {row}: CPU a pass, daemon, loader, reader", mount_cpu * 1e3, "ms")
+    own = (mount_cpu - floor[1] - null_cpu) * 1e3
+    report(f"mount: {row}: CPU a pass beyond the floor's and the {NULL_FS}'s", own, "ms")
+    cores = os.cpu_count() or 1
+    most = floor[0] * cores / mount_cpu
+    report(f"mount: {row} / that floor, the most its CPU allows on {cores} cores", most, "x")
+    report(f"mount: {row}: cores busy", mount_cpu / mount_time, "cores")
 
 
 def _medians(passes: list[tuple[float, float]]) -> tuple[float, float]:
@@ -646,10 +659,10 @@ def _medians(passes: list[tuple[float, float]]) -> tuple[float, float]:
     return statistics.median(seconds), statistics.median(cpu)
 
 
-def _cold_cpu(side: Side, paths: list[Path]) -> tuple[float, float]:
-    """A cold read of ``paths`` on ``side`` (:meth:`Side.cold`, one pass): its seconds, and the
-    CPU seconds it took of the side's FUSE server and its children (artfs's chunk loader) and
-    of this thread, the reader."""
+def _cold_cpu(side: Side, fn: Callable[[], object]) -> tuple[float, float]:
+    """A cold pass of ``fn`` (reading in this thread) on ``side`` (:meth:`Side.cold`, one
+    pass): its seconds, and the CPU seconds it took of the side's FUSE server and its children
+    (artfs's chunk loader) and of this thread, the reader."""
     servers: list[int] = []
     before: list[float] = []
 
@@ -662,7 +675,7 @@ def _cold_cpu(side: Side, paths: list[Path]) -> tuple[float, float]:
             raise RuntimeError(f"no process serves {mountpoint}")
         before[:] = [_cpu_seconds(servers), time.thread_time()]
 
-    seconds = side.cold(lambda: read_all(paths), runs=1, prepare=start)
+    seconds = side.cold(fn, runs=1, prepare=start)
     return seconds, _cpu_seconds(servers) - before[0] + time.thread_time() - before[1]
 
 
@@ -703,22 +716,18 @@ def _fresh_floor(home: Path, paths: list[str]) -> float:
 
 
 def _floor_pass(home: Path, paths: list[str]) -> float:
-    """:func:`_floor_seconds` of the chunks of ``paths``, in ``FLOOR_THREADS`` threads."""
+    """The seconds of :func:`_floor_timed` over the chunks of ``paths``, in ``FLOOR_THREADS``
+    threads."""
     refs = _large_chunks(home, paths)
     with Store.open(home) as store, ThreadPoolExecutor(FLOOR_THREADS) as pool:
-        return _floor_seconds(store, pool, refs)
-
-
-def _floor_seconds(store: Store, pool: ThreadPoolExecutor, refs: list[ChunkRef]) -> float:
-    """The page cache dropped, then the seconds ``Store.read_chunk`` of every one of ``refs``
-    took in ``pool``."""
-    return _floor_timed(store, pool, refs)[0]
+        return _floor_timed(store, pool, refs)[0]
 
 
 def _floor_timed(
     store: Store, pool: ThreadPoolExecutor, refs: list[ChunkRef]
 ) -> tuple[float, float]:
-    """:func:`_floor_seconds`, and the CPU seconds of this process's threads meanwhile."""
+    """The page cache dropped, then the seconds ``Store.read_chunk`` of every one of ``refs``
+    took in ``pool``, and the CPU seconds of this process's threads meanwhile."""
     drop_caches()
     cpu = time.process_time()
     seconds = timed(lambda: list(pool.map(store.read_chunk, refs)))
@@ -902,6 +911,14 @@ def _large_random(workdir: Path, report: Report) -> None:
         ]
         mounts = {"artfs": remount, "null": null_remount}
         times = _measure(sides, files, mounts, LARGE_WORKLOADS)
+        # The CPU of the same passes, for what the cores allow the rows against the floor.
+        passes: dict[str, dict[str, list[tuple[float, float]]]] = {"artfs": {}, "null": {}}
+        for workload in LARGE_WORKLOADS:
+            for side, other in ((sides[1], sides[2]), (sides[2], sides[1])):
+                other.unmount()  # a cold pass runs with only its own side mounted
+                work = partial(workload.run, side, files)
+                runs = [_cold_cpu(side, work) for _ in range(ROUNDS)]
+                passes[side.name][workload.name] = runs
     for comparison in LARGE_COMPARISONS:
         versus = comparison.versus("native")
         mount_vs_native = comparison.ratio(times["artfs"], times["native"])
@@ -915,11 +932,15 @@ def _large_random(workdir: Path, report: Report) -> None:
     # all of it: what that costs alone, with both cores, is their floor too (see _decode_floor).
     refs = _large_chunks(home, [LARGE_FILE.as_posix()], name="weights")
     with Store.open(home) as store, ThreadPoolExecutor(FLOOR_THREADS) as pool:
-        floor = statistics.median(_floor_seconds(store, pool, refs) for _ in range(ROUNDS))
+        floor, floor_cpu = _medians([_floor_timed(store, pool, refs) for _ in range(ROUNDS)])
     report(f"store read+BLAKE3 floor, {_LARGE}, {FLOOR_THREADS} threads", floor * 1e3, "ms")
+    report(f"store floor, {_LARGE}: CPU a pass", floor_cpu * 1e3, "ms")
+    report(f"store floor, {_LARGE}: cores busy", floor_cpu / floor, "cores")
     for comparison in LARGE_COMPARISONS:
         name = f"mount: {comparison.label} / that floor, speed"
         report(name, floor / times["artfs"][comparison.workload], "x", ">= 0.77")
+        artfs, null = passes["artfs"][comparison.workload], passes["null"][comparison.workload]
+        _cores_rows(comparison.label, (floor, floor_cpu), artfs, null, report)
 
 
 if __name__ == "__main__":
