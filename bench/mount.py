@@ -37,6 +37,7 @@ import mmap
 import multiprocessing
 import os
 import random
+import re
 import select
 import statistics
 import subprocess
@@ -48,6 +49,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 from artfsd.main import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
 
@@ -67,6 +69,15 @@ RANDOM_READS = 2000
 EPOCH_WORKERS = 2  # DataLoader-shaped epochs: worker processes
 MMAP_READS = 20_000  # page-sized reads through a mapping: of the largest checkpoint, the large file
 Report = Callable[..., None]
+
+
+class Pass(NamedTuple):
+    """One cold pass: its seconds, and the CPU seconds it took (see :func:`_cold_cpu`)."""
+
+    seconds: float
+    cpu: float
+
+
 REPO = Path(__file__).resolve().parent.parent  # where ``python -m bench.ceiling`` runs
 STOP_SECONDS = 10.0  # a FUSE server's time to exit before SIGTERM, then SIGKILL
 READY_SECONDS = 60.0  # the null filesystem reads the whole tree into memory before mounting
@@ -186,7 +197,14 @@ def _ceiling_mounted(source: Path, mountpoint: Path, log: Path) -> Iterator[None
     Whatever happens, it is unmounted and its process ended; its stderr goes to ``log``, whose
     end is in the error if it does not come up."""
     mountpoint.mkdir(exist_ok=True)
-    command = [sys.executable, "-m", "bench.ceiling", str(source), str(mountpoint)]
+    # Absolute, as the mount table names it (see _server_processes).
+    command = [
+        sys.executable,
+        "-m",
+        "bench.ceiling",
+        str(source.absolute()),
+        str(mountpoint.absolute()),
+    ]
     with open(log, "ab") as stderr:
         proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
@@ -254,12 +272,17 @@ class Remounter:
 class Side:
     """One side of a comparison: the native tree, or a mount (remounted for cold)."""
 
-    def __init__(self, name: str, root: Path, remount: Remounter | None) -> None:
+    def __init__(self, name: str, root: Path, remount: Callable[[], object] | None) -> None:
         self.name, self.root, self._remount = name, root, remount
+
+    @property
+    def mounted(self) -> bool:
+        """Whether this side is a mount (remounted for each cold pass)."""
+        return self._remount is not None
 
     def unmount(self) -> None:
         """A mount side unmounted (its next cold pass mounts it afresh)."""
-        if self._remount:
+        if isinstance(self._remount, Remounter):
             self._remount.unmount()
 
     def cold(
@@ -350,11 +373,13 @@ def _measure(
     files: Files,
     mounts: dict[str, Remounter],
     workloads: Sequence[Workload] = WORKLOADS,
+    cpu: dict[str, dict[str, list[Pass]]] | None = None,
 ) -> dict[str, Times]:
     """Every workload (of ``workloads``) on every side, interleaved: each workload runs
     ``ROUNDS`` rounds, and a round runs it once on each side in turn (a warm workload runs once
     untimed on each side first); per side, the median of its rounds. ``mounts``: the
-    remounters of the sides that are mounts, by side name.
+    remounters of the sides that are mounts, by side name. Given ``cpu``, each cold pass on a
+    mount is also accounted (:func:`_cold_cpu`) into ``cpu[side][workload]``.
 
     The sides used to be measured one after the other, each in a block of several minutes, and
     a ratio between two sides then compared two states of this shared machine: the null
@@ -383,7 +408,12 @@ def _measure(
                     for name, mount in mounts.items():
                         if name != side.name:
                             mount.unmount()
-                    runs[side.name].append(side.cold(work, runs=1))
+                    if cpu is not None and side.mounted:
+                        done = _cold_cpu(side, work)
+                        cpu.setdefault(side.name, {}).setdefault(workload.name, []).append(done)
+                        runs[side.name].append(done.seconds)
+                    else:
+                        runs[side.name].append(side.cold(work, runs=1))
                 else:
                     time.sleep(SETTLE_SECONDS)
                     runs[side.name].append(timed(work))
@@ -562,8 +592,9 @@ def run(workdir: Path, report: Report) -> None:
 # --- the per-byte floor of cold reads -----------------------------------------------------------
 
 FLOOR_THREADS = 2  # both cores of the bench machine
-# Pairs of a cold mount pass and a floor pass: the row is the target's, and three pairs let
-# the floor alone move by 1.3x between two runs of the same code (sixteenth pass).
+# Pairs of a cold mount pass and a floor pass (and the floor in a new process after each): the
+# row is the target's, and three pairs let the floor alone move by 1.3x between two runs of the
+# same code (sixteenth pass). As many cold passes on the null filesystem follow them.
 FLOOR_PAIRS = 7
 
 
@@ -586,9 +617,9 @@ def _decode_floor(home: Path, files: Files, mount: Side, null: Side, report: Rep
     through the mount cannot beat this; the row after it says how close the mount comes.
 
     Each pass of the floor follows a cold read of the large files through a fresh ``mount``
-    (medians of ``FLOOR_PAIRS`` pairs): this machine's load moves both alike, where a floor measured
-    minutes after the mount's own row compared two different machines (0.26 and 0.46 of it
-    in two runs of the same code).
+    (medians of ``FLOOR_PAIRS`` pairs): this machine's load moves both alike, where a floor
+    measured minutes after the mount's own row compared two different machines (0.26 and 0.46
+    of it in two runs of the same code).
 
     The floor runs twice per pass: in this long-lived process, whose allocator hands the
     chunks memory that earlier passes already touched (:func:`_keep_freed_memory`), and in a
@@ -596,8 +627,9 @@ def _decode_floor(home: Path, files: Files, mount: Side, null: Side, report: Rep
     first touch of a page costs ~0.4 ms per MiB here, more than reading it from the page
     cache: see docs/perf.md, "Seventh pass"). The target stays on the first.
 
-    Each pair also has a cold read of the same files through the ``null`` filesystem, which
-    holds them in memory: what passing the bytes through FUSE costs with nothing to decode.
+    After the rounds, ``FLOOR_PAIRS`` cold reads of the same files through the ``null``
+    filesystem, which holds them in memory: what passing the bytes through FUSE costs with
+    nothing to decode.
     The CPU of each pass (every thread of the FUSE server and its children, and the reader; of
     the floor, its threads) says what the cores allow: a pass cannot take less than its CPU
     over the machine's cores, so the mount reaches at most ``floor seconds x cores / mount
@@ -605,84 +637,107 @@ def _decode_floor(home: Path, files: Files, mount: Side, null: Side, report: Rep
     _keep_freed_memory()
     paths = [p.as_posix() for p in files.large]
     refs = _large_chunks(home, paths)
-    mount_passes, floor_passes, null_passes, fresh_times = [], [], [], []
+    mount_passes, floor_passes, fresh_times = [], [], []
     with Store.open(home) as store, ThreadPoolExecutor(FLOOR_THREADS) as pool:
         for _ in range(FLOOR_PAIRS):
-            null.unmount()  # a cold pass runs with only its own side mounted (see _measure)
             mount_passes.append(_cold_cpu(mount, lambda: read_all(_on(mount, files.large))))
-            mount.unmount()
-            null_passes.append(_cold_cpu(null, lambda: read_all(_on(null, files.large))))
             floor_passes.append(_floor_timed(store, pool, refs))
             fresh_times.append(_fresh_floor(home, paths))
-    (mount_time, _), (floor, floor_cpu) = _medians(mount_passes), _medians(floor_passes)
+    # Apart from the pairs: the null filesystem reads the whole tree as it starts, and a floor
+    # pass after that read ran at 1,283 MiB/s where one right after the packs were read ran at
+    # 1,516 (medians of 6): below the dropped page cache, the VM's disk still keeps what was
+    # read last. Each pass of a pair comes right after the packs were read (docs/perf.md,
+    # "Thirty-second pass").
+    mount.unmount()  # a cold pass runs with only its own side mounted (see _measure)
+    null_passes = [
+        _cold_cpu(null, lambda: read_all(_on(null, files.large))) for _ in range(FLOOR_PAIRS)
+    ]
+    mount_time, floor = _median_pass(mount_passes).seconds, _median_pass(floor_passes)
     fresh = statistics.median(fresh_times)
     mib = files.large_size / (1 << 20)
     name = f"store read+zstd+BLAKE3 floor, large files, {FLOOR_THREADS} threads"
-    report(name, mib / floor, "MiB/s")
+    report(name, mib / floor.seconds, "MiB/s")
     report("mount: cold read, large files, beside that floor", mib / mount_time, "MiB/s")
-    report("mount: cold read, large files / that floor, speed", floor / mount_time, "x", ">= 0.77")
+    target_row = "mount: cold read, large files / that floor, speed"
+    report(target_row, floor.seconds / mount_time, "x", ">= 0.77")
     report(f"{name}, a fresh process each pass", mib / fresh, "MiB/s")
     fresh_row = "mount: cold read, large files / the fresh-process floor, speed"
     report(fresh_row, fresh / mount_time, "x")
-    report("store floor, large files: CPU a pass", floor_cpu * 1e3, "ms")
-    report("store floor, large files: cores busy", floor_cpu / floor, "cores")
-    _cores_rows("cold read, large files", (floor, floor_cpu), mount_passes, null_passes, report)
+    _floor_cpu_rows("large files", floor, report)
+    _cores_rows("cold read, large files", floor, mount_passes, null_passes, report)
 
 
-def _cores_rows(
-    row: str,
-    floor: tuple[float, float],
-    mount: list[tuple[float, float]],
-    null: list[tuple[float, float]],
-    report: Report,
-) -> None:
-    """What the cores allow ``row`` against its floor (``floor``: its seconds and CPU
-    seconds a pass): the CPU a pass of the mount and of the null filesystem (medians of their
-    (seconds, CPU seconds) passes, :func:`_cold_cpu`); the mount's beyond the floor's and the
-    null filesystem's together (decoding and verifying, and passing bytes through FUSE, with
-    nothing of artfs's own); the most the mount's CPU allows against the floor, spread over
-    every core all the time; and the cores it kept busy."""
-    (mount_time, mount_cpu), null_cpu = _medians(mount), _medians(null)[1]
+def _floor_cpu_rows(name: str, floor: Pass, report: Report) -> None:
+    """The CPU a pass of the floor of ``name`` (its seconds and CPU seconds: ``floor``), and
+    the cores it kept busy."""
+    report(f"store floor, {name}: CPU a pass", floor.cpu * 1e3, "ms")
+    report(f"store floor, {name}: cores busy", floor.cpu / floor.seconds, "cores")
+
+
+def _cores_rows(row: str, floor: Pass, mount: list[Pass], null: list[Pass], report: Report) -> None:
+    """What the cores allow ``row`` against its floor (``floor``: the median seconds and CPU
+    seconds of its passes): the CPU a pass of the null filesystem and of the mount (medians of
+    their passes, :func:`_cold_cpu`); the mount's minus the floor's and the null filesystem's
+    together (a difference of three separate totals, to compare with them, not a share of
+    them); the most the mount's CPU allows against the floor, spread over every core all the
+    time; and the cores the mount kept busy."""
+    mount_pass, null_cpu = _median_pass(mount), _median_pass(null).cpu
+    cores = len(os.sched_getaffinity(0))
     report(f"{NULL_FS}: {row}: CPU a pass, server and reader", null_cpu * 1e3, "ms")
-    report(f"mount: {row}: CPU a pass, daemon, loader, reader", mount_cpu * 1e3, "ms")
-    own = (mount_cpu - floor[1] - null_cpu) * 1e3
-    report(f"mount: {row}: CPU a pass beyond the floor's and the {NULL_FS}'s", own, "ms")
-    cores = os.cpu_count() or 1
-    most = floor[0] * cores / mount_cpu
+    report(f"mount: {row}: CPU a pass, daemon, loader, reader", mount_pass.cpu * 1e3, "ms")
+    less = (mount_pass.cpu - floor.cpu - null_cpu) * 1e3
+    report(f"mount: {row}: CPU a pass minus the floor's and the {NULL_FS}'s", less, "ms")
+    most = floor.seconds * cores / mount_pass.cpu
     report(f"mount: {row} / that floor, the most its CPU allows on {cores} cores", most, "x")
-    report(f"mount: {row}: cores busy", mount_cpu / mount_time, "cores")
+    report(f"mount: {row}: cores busy", mount_pass.cpu / mount_pass.seconds, "cores")
 
 
-def _medians(passes: list[tuple[float, float]]) -> tuple[float, float]:
-    """The median of each column of (seconds, CPU seconds) passes."""
-    seconds, cpu = zip(*passes, strict=True)
-    return statistics.median(seconds), statistics.median(cpu)
+def _median_pass(passes: list[Pass]) -> Pass:
+    """The median seconds and the median CPU seconds of ``passes``."""
+    return Pass(
+        statistics.median(p.seconds for p in passes), statistics.median(p.cpu for p in passes)
+    )
 
 
-def _cold_cpu(side: Side, fn: Callable[[], object]) -> tuple[float, float]:
-    """A cold pass of ``fn`` (reading in this thread) on ``side`` (:meth:`Side.cold`, one
-    pass): its seconds, and the CPU seconds it took of the side's FUSE server and its children
-    (artfs's chunk loader) and of this thread, the reader."""
-    servers: list[int] = []
-    before: list[float] = []
+def _cold_cpu(side: Side, fn: Callable[[], object]) -> Pass:
+    """A cold pass of ``fn`` (reading in this thread) on the mount ``side`` (:meth:`Side.cold`,
+    one pass), and the CPU it took: of every thread of the side's FUSE server and its children
+    (artfs's chunk loader), and of this thread, the reader. A server thread that ends during the
+    pass is not counted; none does in these passes."""
+    servers: set[int] = set()
+    before: dict[str, int] = {}
+    reader = 0.0
 
-    def start() -> None:  # mounted afresh, the caches dropped; untimed
-        mountpoint = side.root
-        while not os.path.ismount(mountpoint):  # artfs's version lies below its mountpoint
-            mountpoint = mountpoint.parent
-        servers[:] = _server_processes(mountpoint)
+    def start() -> None:  # mounted afresh, the caches dropped; untimed, and no FUSE request
+        nonlocal reader
+        servers.update(_server_processes(_mountpoint_of(side.root)))
         if not servers:
-            raise RuntimeError(f"no process serves {mountpoint}")
-        before[:] = [_cpu_seconds(servers), time.thread_time()]
+            raise RuntimeError(f"no process serves {side.root}")
+        before.update(_thread_cpu(servers))
+        reader = time.thread_time()
 
     seconds = side.cold(fn, runs=1, prepare=start)
-    return seconds, _cpu_seconds(servers) - before[0] + time.thread_time() - before[1]
+    reader = time.thread_time() - reader
+    after = _thread_cpu(servers)
+    return Pass(seconds, sum(ns - before.get(t, 0) for t, ns in after.items()) / 1e9 + reader)
 
 
-def _server_processes(mountpoint: Path) -> list[int]:
-    """The FUSE server of ``mountpoint`` (the process whose command line names it: artfs's
-    daemon, or the null filesystem) and its children."""
-    named, parents = [], {}
+def _mountpoint_of(path: Path) -> Path:
+    """The mount point ``path`` lies under (the longest in ``/proc/self/mountinfo``, its
+    octal escapes undone): found without a request to a FUSE server."""
+    target, best = path.absolute(), Path("/")
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        field = line.split(" ")[4]
+        point = Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field))
+        if target.is_relative_to(point) and len(point.parts) > len(best.parts):
+            best = point
+    return best
+
+
+def _server_processes(mountpoint: Path) -> set[int]:
+    """The FUSE server of ``mountpoint`` (the processes whose command line names it, as both
+    artfs's daemon and the null filesystem are given it) and their children."""
+    named, parents = set(), {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -693,19 +748,21 @@ def _server_processes(mountpoint: Path) -> list[int]:
             continue
         parents[int(entry)] = int(stat.rpartition(")")[2].split()[1])
         if os.fsencode(mountpoint) in argv:
-            named.append(int(entry))
-    return named + [pid for pid, parent in parents.items() if parent in named]
+            named.add(int(entry))
+    return named | {pid for pid, parent in parents.items() if parent in named}
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    """CPU time so far of every thread of ``pids``, from their ``schedstat`` (nanoseconds,
-    where ``stat`` counts in ticks of 10 ms, a sixth of a pass)."""
-    total = 0
+def _thread_cpu(pids: set[int]) -> dict[str, int]:
+    """CPU time so far of every thread of ``pids`` (``pid/tid`` -> nanoseconds, from
+    ``schedstat``, where ``stat`` counts in ticks of 10 ms, a sixth of a pass); a process or
+    thread gone meanwhile is left out."""
+    used = {}
     for pid in pids:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):  # the thread ended meanwhile
-                total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    used[f"{pid}/{task.name}"] = int((task / "schedstat").read_text().split()[0])
+    return used
 
 
 def _fresh_floor(home: Path, paths: list[str]) -> float:
@@ -720,18 +777,16 @@ def _floor_pass(home: Path, paths: list[str]) -> float:
     threads."""
     refs = _large_chunks(home, paths)
     with Store.open(home) as store, ThreadPoolExecutor(FLOOR_THREADS) as pool:
-        return _floor_timed(store, pool, refs)[0]
+        return _floor_timed(store, pool, refs).seconds
 
 
-def _floor_timed(
-    store: Store, pool: ThreadPoolExecutor, refs: list[ChunkRef]
-) -> tuple[float, float]:
+def _floor_timed(store: Store, pool: ThreadPoolExecutor, refs: list[ChunkRef]) -> Pass:
     """The page cache dropped, then the seconds ``Store.read_chunk`` of every one of ``refs``
     took in ``pool``, and the CPU seconds of this process's threads meanwhile."""
     drop_caches()
     cpu = time.process_time()
     seconds = timed(lambda: list(pool.map(store.read_chunk, refs)))
-    return seconds, time.process_time() - cpu
+    return Pass(seconds, time.process_time() - cpu)
 
 
 def _large_chunks(home: Path, paths: list[str], name: str = "mixed") -> list[ChunkRef]:
@@ -910,15 +965,8 @@ def _large_random(workdir: Path, report: Report) -> None:
             Side("null", null_mnt, null_remount),
         ]
         mounts = {"artfs": remount, "null": null_remount}
-        times = _measure(sides, files, mounts, LARGE_WORKLOADS)
-        # The CPU of the same passes, for what the cores allow the rows against the floor.
-        passes: dict[str, dict[str, list[tuple[float, float]]]] = {"artfs": {}, "null": {}}
-        for workload in LARGE_WORKLOADS:
-            for side, other in ((sides[1], sides[2]), (sides[2], sides[1])):
-                other.unmount()  # a cold pass runs with only its own side mounted
-                work = partial(workload.run, side, files)
-                runs = [_cold_cpu(side, work) for _ in range(ROUNDS)]
-                passes[side.name][workload.name] = runs
+        cpu: dict[str, dict[str, list[Pass]]] = {}
+        times = _measure(sides, files, mounts, LARGE_WORKLOADS, cpu)
     for comparison in LARGE_COMPARISONS:
         versus = comparison.versus("native")
         mount_vs_native = comparison.ratio(times["artfs"], times["native"])
@@ -932,15 +980,14 @@ def _large_random(workdir: Path, report: Report) -> None:
     # all of it: what that costs alone, with both cores, is their floor too (see _decode_floor).
     refs = _large_chunks(home, [LARGE_FILE.as_posix()], name="weights")
     with Store.open(home) as store, ThreadPoolExecutor(FLOOR_THREADS) as pool:
-        floor, floor_cpu = _medians([_floor_timed(store, pool, refs) for _ in range(ROUNDS)])
-    report(f"store read+BLAKE3 floor, {_LARGE}, {FLOOR_THREADS} threads", floor * 1e3, "ms")
-    report(f"store floor, {_LARGE}: CPU a pass", floor_cpu * 1e3, "ms")
-    report(f"store floor, {_LARGE}: cores busy", floor_cpu / floor, "cores")
+        floor = _median_pass([_floor_timed(store, pool, refs) for _ in range(ROUNDS)])
+    report(f"store read+BLAKE3 floor, {_LARGE}, {FLOOR_THREADS} threads", floor.seconds * 1e3, "ms")
+    _floor_cpu_rows(_LARGE, floor, report)
     for comparison in LARGE_COMPARISONS:
         name = f"mount: {comparison.label} / that floor, speed"
-        report(name, floor / times["artfs"][comparison.workload], "x", ">= 0.77")
-        artfs, null = passes["artfs"][comparison.workload], passes["null"][comparison.workload]
-        _cores_rows(comparison.label, (floor, floor_cpu), artfs, null, report)
+        report(name, floor.seconds / times["artfs"][comparison.workload], "x", ">= 0.77")
+        artfs, null = cpu["artfs"][comparison.workload], cpu["null"][comparison.workload]
+        _cores_rows(comparison.label, floor, artfs, null, report)
 
 
 if __name__ == "__main__":
