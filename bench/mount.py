@@ -276,7 +276,7 @@ class Side:
         self.name, self.root, self._remount = name, root, remount
 
     @property
-    def mounted(self) -> bool:
+    def is_mount(self) -> bool:
         """Whether this side is a mount (remounted for each cold pass)."""
         return self._remount is not None
 
@@ -379,7 +379,8 @@ def _measure(
     ``ROUNDS`` rounds, and a round runs it once on each side in turn (a warm workload runs once
     untimed on each side first); per side, the median of its rounds. ``mounts``: the
     remounters of the sides that are mounts, by side name. Given ``cpu``, each cold pass on a
-    mount is also accounted (:func:`_cold_cpu`) into ``cpu[side][workload]``.
+    mount is also accounted (:func:`_cold_cpu`) into ``cpu[side][workload]``: the reader's CPU
+    is this thread's, so only workloads that read in it (``mmap``, ``random``) are whole.
 
     The sides used to be measured one after the other, each in a block of several minutes, and
     a ratio between two sides then compared two states of this shared machine: the null
@@ -408,7 +409,7 @@ def _measure(
                     for name, mount in mounts.items():
                         if name != side.name:
                             mount.unmount()
-                    if cpu is not None and side.mounted:
+                    if cpu is not None and side.is_mount:
                         done = _cold_cpu(side, work)
                         cpu.setdefault(side.name, {}).setdefault(workload.name, []).append(done)
                         runs[side.name].append(done.seconds)
@@ -579,10 +580,10 @@ def run(workdir: Path, report: Report) -> None:
     report("native: open+close per file", times["native"]["open"] / len(files.small) * 1e6, "us")
     _report_side(NULL_FS, times["null"], times["native"], files, report, targets=False)
     _report_artfs_vs_null(times["artfs"], not_held, store_cached, times["null"], report)
-    with (
-        Remounter(lambda: _mounted(home, mnt)) as remount,
-        Remounter(lambda: _ceiling_mounted(native, null_mnt, log)) as null_remount,
-    ):
+    # The null filesystem is mounted by its first pass, after the floor's pairs (see there).
+    null_remount = Remounter(lambda: _ceiling_mounted(native, null_mnt, log))
+    with Remounter(lambda: _mounted(home, mnt)) as remount, ExitStack() as later:
+        later.callback(null_remount.unmount)
         mount = Side("mount", mnt / "bench" / "mixed" / "v0", remount)
         _decode_floor(home, files, mount, Side("null", null_mnt, null_remount), report)
     _recording_cost(native, home, workdir / "mnt-lineage", report)
@@ -735,21 +736,25 @@ def _mountpoint_of(path: Path) -> Path:
 
 
 def _server_processes(mountpoint: Path) -> set[int]:
-    """The FUSE server of ``mountpoint`` (the processes whose command line names it, as both
-    artfs's daemon and the null filesystem are given it) and their children."""
-    named, parents = set(), {}
+    """The FUSE server of ``mountpoint`` (the process whose command line names it, as both
+    artfs's daemon and the null filesystem are given it; the newest, if the server of an
+    earlier mount there is still exiting) and its children."""
+    started, parents = {}, {}  # pid -> start time (ticks after boot), pid -> parent
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            stat = Path(f"/proc/{entry}/stat").read_text()
+            fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
         except OSError:  # it exited meanwhile
             continue
-        parents[int(entry)] = int(stat.rpartition(")")[2].split()[1])
+        parents[int(entry)] = int(fields[1])
         if os.fsencode(mountpoint) in argv:
-            named.add(int(entry))
-    return named | {pid for pid, parent in parents.items() if parent in named}
+            started[int(entry)] = int(fields[19])
+    if not started:
+        return set()
+    server = max(started, key=started.__getitem__)
+    return {server} | {pid for pid, parent in parents.items() if parent == server}
 
 
 def _thread_cpu(pids: set[int]) -> dict[str, int]:

@@ -59,6 +59,7 @@ def main() -> None:
         "100,000): issue 16 asks for put of 1,000,000 in at most 1 GiB",
     )
     args = parser.parse_args()
+    args.workdir = args.workdir.resolve()  # as the mount table names the mounts under it
     # Nothing is deleted while figures are taken: the last run's files are deleted after this
     # run (with this one's intermediate files, next time), and a run starts at least
     # QUIET_AFTER_DELETE seconds after the last one deleted its files: on ext4 without a
