@@ -69,6 +69,9 @@ RANDOM_READS = 2000
 EPOCH_WORKERS = 2  # DataLoader-shaped epochs: worker processes
 MMAP_READS = 20_000  # page-sized reads through a mapping: of the largest checkpoint, the large file
 Report = Callable[..., None]
+REPO = Path(__file__).resolve().parent.parent  # where ``python -m bench.ceiling`` runs
+STOP_SECONDS = 10.0  # a FUSE server's time to exit before SIGTERM, then SIGKILL
+READY_SECONDS = 60.0  # the null filesystem reads the whole tree into memory before mounting
 
 
 class Pass(NamedTuple):
@@ -76,11 +79,6 @@ class Pass(NamedTuple):
 
     seconds: float
     cpu: float
-
-
-REPO = Path(__file__).resolve().parent.parent  # where ``python -m bench.ceiling`` runs
-STOP_SECONDS = 10.0  # a FUSE server's time to exit before SIGTERM, then SIGKILL
-READY_SECONDS = 60.0  # the null filesystem reads the whole tree into memory before mounting
 
 
 def list_files(root: Path) -> list[Path]:
@@ -631,6 +629,7 @@ def _decode_floor(home: Path, files: Files, mount: Side, null: Side, report: Rep
     After the rounds, ``FLOOR_PAIRS`` cold reads of the same files through the ``null``
     filesystem, which holds them in memory: what passing the bytes through FUSE costs with
     nothing to decode.
+
     The CPU of each pass (every thread of the FUSE server and its children, and the reader; of
     the floor, its threads) says what the cores allow: a pass cannot take less than its CPU
     over the machine's cores, so the mount reaches at most ``floor seconds x cores / mount
@@ -646,8 +645,8 @@ def _decode_floor(home: Path, files: Files, mount: Side, null: Side, report: Rep
             fresh_times.append(_fresh_floor(home, paths))
     # Apart from the pairs: the null filesystem reads the whole tree as it starts, and a floor
     # pass after that read ran at 1,283 MiB/s where one right after the packs were read ran at
-    # 1,516 (medians of 6): below the dropped page cache, the VM's disk still keeps what was
-    # read last. Each pass of a pair comes right after the packs were read (docs/perf.md,
+    # 1,516 (medians of 6; likely, below the dropped page cache, the VM's disk keeps what was
+    # read last). Each pass of a pair comes right after the packs were read (docs/perf.md,
     # "Thirty-second pass").
     mount.unmount()  # a cold pass runs with only its own side mounted (see _measure)
     null_passes = [
