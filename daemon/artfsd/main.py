@@ -225,14 +225,15 @@ async def housekeeping(ops: ArtfsOperations) -> None:
 # A remote-backed store's daemon looks at its remote this often: a version committed on another
 # machine shows in the mount within this (plus the mount's ~1 s of attribute caching).
 DEFAULT_POLL_SECONDS = 10.0
-# Threads of the chunk-loader process: one per core, two to four. On the 2-core VM of the
-# twenty-third pass three read the large files cold 3-5% faster than two, a gain near the
-# rounds' spread; on the faster host of the thirty-third, two read them as fast (0.996-0.997
-# of the time, 16 rounds) and a 200 MiB file read at random 7-13% faster (0.904-0.928 through
-# mmap, 0.873 with pread): a third thread took the cores from the thread that hands the file's
-# pages to the kernel and from the reader (docs/perf.md, "Thirty-third pass"). At least two:
-# one reads while the other decodes. Four at most: a cold read of a few files keeps no more busy.
-DEFAULT_LOADERS = max(2, min(4, os.cpu_count() or 1))
+# Threads of the chunk-loader process: one per core the daemon may run on, two to four. On
+# the 2-core VM of the twenty-third pass three read the large files cold 3-5% faster than
+# two, a gain near the rounds' spread; on the faster host of the thirty-third, two read them
+# as fast (0.996-0.997 of the time, 16 rounds) and a 200 MiB file read at random 7-13% faster
+# (0.904-0.928 through mmap, 0.873 with pread): a third thread took the cores from the thread
+# that hands the file's pages to the kernel and from the reader (docs/perf.md, "Thirty-third
+# pass"). At least two: one reads while the other decodes. Four at most: a cold read of a
+# few files keeps no more busy.
+DEFAULT_LOADERS = max(2, min(4, len(os.sched_getaffinity(0))))
 # How long the mount waits for the loader to start (a loaded machine's Python start-up): well
 # inside the systemd units' TimeoutStartSec (30 s), so the daemon still mounts without it.
 LOADER_START_SECONDS = 10.0
