@@ -649,7 +649,7 @@ def _decode_floor(home: Path, files: Files, mount: Side, null: Side, report: Rep
     filesystem, which holds them in memory: what passing the bytes through FUSE costs with
     nothing to decode. The row's target is against the slower of the two references
     (:func:`_bound_targets`): the floor in all but one of the thirty-third pass's runs (the
-    null filesystem 11-30% faster), the null filesystem in that one (4% slower).
+    null filesystem 13-30% faster), the null filesystem in that one (4% slower).
 
     The CPU of each pass (every thread of the FUSE server and its children, and the reader; of
     the floor, its threads) says what the cores allow: a pass cannot take less than its CPU
@@ -979,7 +979,7 @@ def _large_random(workdir: Path, report: Report) -> None:
     cold, medians of ``ROUNDS`` passes after the rounds) is the last rows' reference, as it is
     for the cold read of the large files (:func:`_decode_floor`). Each row's target is against
     the slower of the floor and the null filesystem (:func:`_bound_targets`): on this machine
-    the null filesystem in every run so far, at 1.6-2.3 times the floor's time."""
+    the null filesystem in every run so far, at 1.6-2.5 times the floor's time."""
     native = workdir / "native-large"
     _write_random(native / LARGE_FILE, LARGE_RANDOM_BYTES, LARGE_RANDOM_SEED)
     home, mnt, null_mnt = workdir / "home", workdir / "mnt", workdir / "mnt-null-large"

@@ -191,7 +191,8 @@ class PageStores:
         self._drop_done(inode, watched, index)
 
     def _put(self, inode: int, offset: int, buffer: ReadBuffer) -> bool:
-        """One store; whether the kernel took it (ENOSYS: none is made again)."""
+        """One store; whether the kernel took it (ENOSYS: none is made again, but for one
+        another thread has under way)."""
         try:
             self._store(inode, offset, buffer)
         except OSError as exc:

@@ -1,5 +1,5 @@
 """Pages of a file read at random handed to the kernel as its chunks land: which pages a
-chunk completes (FileReader.pages_of) and the thread that stores them (artfsd.pagestores),
+chunk completes (FileReader.pages_of) and the threads that store them (artfsd.pagestores),
 with a recording store in the place of pyfuse3.notify_store. Through a real mount:
 tests/mount/test_random_reads.py."""
 
@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 import trio
-from artfsd.pagestores import PageStores
+from artfsd.pagestores import STORE_THREADS, PageStores
 
 from artfs.fs.reader import ChunkCache, ChunkHolders, FileReader
 from artfs.store.hashing import ChunkId
@@ -93,7 +93,7 @@ class Recorder:
 
 
 async def _until(done: Callable[[], bool]) -> None:
-    """Let the loop run (the drops the storing thread asks of it) until ``done()``."""
+    """Let the loop run (the drops the storing threads ask of it) until ``done()``."""
     with trio.fail_after(10):
         while not done():
             await trio.sleep(0.01)
@@ -155,7 +155,7 @@ def test_a_chunk_leaves_the_cache_once_it_and_its_neighbours_are_stored() -> Non
     reader = FileReader(entry, cache, drop_behind=holders)
     content = b"".join(bytes([ref.chunk_id[0]]) * ref.length for ref in chunks)
     recorder = Recorder()
-    stores = PageStores(recorder)
+    stores = PageStores(recorder, threads=1)
 
     async def main() -> None:
         stores.watch(1, 10, reader)
@@ -190,7 +190,7 @@ def test_a_chunk_whose_store_failed_stays_cached() -> None:
 
     (forgotten, forgotten_cache, _), (kept, kept_cache, _) = reader_of(3), reader_of(4)
     recorder = Recorder(errno.ENOENT, failing=frozenset({3}))
-    stores = PageStores(recorder)
+    stores = PageStores(recorder, threads=1)
 
     async def main() -> None:
         stores.watch(1, 3, forgotten)
@@ -216,7 +216,7 @@ def test_a_kernel_without_stores_is_asked_once() -> None:
     for ref, at in zip(reader.entry.chunks, (0, 4 * PAGE), strict=True):
         cache.put(ref, content[at : at + 4 * PAGE])
     refused = Recorder(errno.ENOSYS)
-    stores = PageStores(refused)
+    stores = PageStores(refused, threads=1)
 
     async def main() -> None:
         stores.watch(1, 9, reader)
@@ -258,7 +258,8 @@ def test_a_defect_in_the_storing_thread_ends_the_stores_not_the_daemon(
 
 def test_two_chunks_are_stored_at_once() -> None:
     """Each store lets go of the GIL while the kernel copies the pages: a second chunk's is
-    made while the first's is under way (with one storing thread the barrier times out)."""
+    made while the first's is under way (with one storing thread the barrier times out). The
+    tests above that depend on the order of the stores use one thread."""
     reader, cache, content = _reader([4 * PAGE, 4 * PAGE])
     for ref, at in zip(reader.entry.chunks, (0, 4 * PAGE), strict=True):
         cache.put(ref, content[at : at + 4 * PAGE])
@@ -269,7 +270,8 @@ def test_two_chunks_are_stored_at_once() -> None:
         both.wait()  # BrokenBarrierError (the store fails) unless the other one is under way
         made.append((inode, offset))
 
-    stores = PageStores(store, threads=2)
+    assert STORE_THREADS >= 2
+    stores = PageStores(store)
 
     async def main() -> None:
         stores.watch(1, 5, reader)
