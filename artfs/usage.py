@@ -1,17 +1,21 @@
 """Which run a process belongs to, and the usage edges the daemon records for it.
 
-Pure (no pyfuse3). The daemon calls :meth:`UsageRecorder.opened` on every ``open()`` of a file
-inside a version; it must stay cheap, so:
+Pure (no pyfuse3). The daemon calls :meth:`UsageRecorder.note_open` on every ``open()`` of a
+file inside a version; it must stay cheap, so:
 
 - a process's run is resolved once and cached by pid, checked against the process's identity
   (pid, start time): a pidfd tells without a syscall per ``/proc`` file whether the cached
   process is still alive, asked at most once a millisecond per process while its opens come
   from one user (``LIVENESS_RECHECK_SECONDS`` says when a reused pid could inherit a run);
-- recording is a few dict and set operations on the run's :class:`_RunOpens` (a reopen of a
-  file the run was seen opening: a set check and a time); :meth:`take` only swaps each run's
-  batch out, and :meth:`flush` (called by the daemon from a worker thread at least every
-  second, and at unmount) writes new run records first, then groups the batch into edges and
-  writes it in one transaction;
+- the event loop only notes an open (:meth:`note_open`: the cached run found, the open
+  appended to a list); :meth:`take` (every half second, and at unmount) records what was noted
+  with a few dict and set operations on each run's :class:`_RunOpens` (a reopen of a file the
+  run was seen opening: a set check and a time) and swaps each run's batch out, and
+  :meth:`flush` (called by the daemon from a worker thread) writes new run records first,
+  then groups the batch into edges and writes it in one transaction. Recorded one at a time
+  at each open, a cold epoch's first opens cost the event loop ~1.75 us each; recorded
+  together, in one loop, a cold epoch took 1.041 of its time without recording where it had
+  taken 1.052 (paired medians, 18 interleaved rounds; docs/perf.md, "Thirty-fourth pass");
 - in a remote-backed store, the runs and edges just written are then handed to a
   :class:`~artfs.lineage.BackgroundPublisher`, which uploads them from its own thread (a slow
   or unreachable remote delays neither reads nor the next flush; failures are retried then).
@@ -40,6 +44,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from artfs import procinfo
 from artfs.errors import NotFound
@@ -78,6 +83,9 @@ FileUsage = tuple[bytes, bytes]
 # counted for the run of the exited process it took the pid of; one of another user cannot
 # (with a pidfd: the /proc fallback tells processes apart by start time in clock ticks).
 LIVENESS_RECHECK_SECONDS = 0.001
+# Opens noted and not recorded yet, at most: the next note records them at once (only if the
+# daemon's half-second take() stopped: a cold epoch notes ~6,000 a second here).
+NOTED_LIMIT = 65_536
 
 
 _TGID = b"\nTgid:"
@@ -256,10 +264,22 @@ class _Cached:
 class UsageRecorder:
     """Resolves runs for pids and batches usage events; one per daemon."""
 
-    def __init__(self, lineage: Lineage, may_write: Callable[[int], bool] | None = None) -> None:
-        """``may_write(uid)``: whether that user may write the store (None: everyone may)."""
+    def __init__(
+        self,
+        lineage: Lineage,
+        may_write: Callable[[int], bool] | None = None,
+        usage_of: Callable[[Any], FileUsage] | None = None,
+    ) -> None:
+        """``may_write(uid)``: whether that user may write the store (None: everyone may);
+        ``usage_of(file)``: the usage of what :meth:`note_open` was given (None: that is the
+        usage itself)."""
         self.lineage = lineage
         self._may_write = may_write
+        self._usage_of = usage_of
+        # Opens noted since take() (the run, the file as note_open was given it), and the
+        # wall time of the first of them.
+        self._noted: list[tuple[_RunOpens, Any]] = []
+        self._noted_since = 0.0
         self._cache: dict[int, _Cached] = {}
         self._registered: dict[tuple[int, int], str] = {}  # (pid, start) -> run id
         self._groups: dict[tuple[int, int], str] = {}  # (leader pid, start) -> implicit run
@@ -298,33 +318,63 @@ class UsageRecorder:
     # --- the open() path ----------------------------------------------------------------
 
     def opened(self, pid: int, project: str, usage: FileUsage, uid: int = -1) -> None:
-        """Record that ``pid`` (of user ``uid``, -1: unknown) opened a file of a version:
-        ``usage`` is (version key, 8 bytes naming the file). Reopening a file the run was seen
-        opening (a second epoch) only moves the last access of its edge: a dict get, two clock
-        reads (the pid's liveness is asked again only once per ``LIVENESS_RECHECK_SECONDS``,
-        or when another user opens), a dict get and a set check; nothing is appended."""
+        """Record now that ``pid`` (of user ``uid``, -1: unknown) opened a file of a version:
+        ``usage`` is (version key, 8 bytes naming the file)."""
+        now = time.time()
+        self._count_open(self._run_of(pid, project, uid), usage, now, now)
+
+    def note_open(self, pid: int, project: str, file: Any, uid: int = -1) -> None:
+        """What :meth:`opened` does, for the event loop: the process's run is found now (a
+        process that exits at once still counts for its run), the rest is left to
+        :meth:`take`. Its first open and last access of a version are the times of the first
+        open noted since the last take and of that take: a run's records span its opens."""
+        run = self._run_of(pid, project, uid)
+        if len(self._noted) >= NOTED_LIMIT:
+            self._record_noted()
+        if not self._noted:
+            self._noted_since = time.time()
+        self._noted.append((run, file))
+
+    def _run_of(self, pid: int, project: str, uid: int) -> _RunOpens:
+        """The run of ``pid``'s opens: a dict get and a clock read when its process is cached
+        and current (its liveness asked again only once per ``LIVENESS_RECHECK_SECONDS``, or
+        when another user opens), else resolved afresh."""
         cached = self._cache.get(pid)
         tick = time.monotonic()
         if cached is None or (
             (tick >= cached.recheck_at or uid != cached.uid) and not cached.current(tick, uid)
         ):
             cached = self._cache_process(pid, project, uid)
-        run = cached.run
-        last = run.last
-        if not last:
+        return cached.run
+
+    def _record_noted(self) -> None:
+        """Record the opens noted since the last call: first opened at the first one's time,
+        last accessed now."""
+        noted, self._noted = self._noted, []
+        first, now = self._noted_since, time.time()
+        usage_of = self._usage_of
+        for run, file in noted:
+            self._count_open(run, file if usage_of is None else usage_of(file), first, now)
+
+    def _count_open(self, run: _RunOpens, usage: FileUsage, first: float, last: float) -> None:
+        """Record an open of ``usage`` by ``run`` (first opened at ``first`` if it is the
+        version's first, accessed at ``last``). Reopening a file the run was seen opening (a
+        second epoch) only moves the last access of its edge: a dict get and a set check;
+        nothing is appended."""
+        if not run.last:
             self._pending.append(run)
         version_key, file = usage
-        now = last[version_key] = time.time()
+        run.last[version_key] = last
         files = run.seen.get(version_key)
         if files is None or self._seen_count >= _SEEN_FILES:
-            self._first_open(run, usage, now)
+            self._first_open(run, usage, first)
         elif file not in files:
             # A first open of a version this run opened before (the common one): no new set.
             files.add(file)
             self._seen_count += 1
             run.new.append(usage)
             if version_key not in run.first:  # its first since the last take()
-                run.first[version_key] = now
+                run.first[version_key] = first
 
     def _first_open(self, run: _RunOpens, usage: FileUsage, now: float) -> None:
         """A first open that starts a version's seen files, or finds the seen files full."""
@@ -485,8 +535,9 @@ class UsageRecorder:
     # --- background ---------------------------------------------------------------------
 
     def take(self) -> UsageBatch:
-        """The opens recorded since the last call (on the event loop: no lock needed; only
-        swaps out the batch of each run that opened since)."""
+        """The opens recorded since the last call (on the event loop: no lock needed; records
+        what was noted, then swaps out the batch of each run that opened since)."""
+        self._record_noted()
         pending, self._pending = self._pending, []
         return UsageBatch([t for run in pending if (t := run.swap()) is not None])
 

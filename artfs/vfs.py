@@ -86,7 +86,7 @@ from artfs.store.codec import Codec
 from artfs.store.index import Txn
 from artfs.store.manifest import ChunkRef, FileEntry
 from artfs.store.repository import PinnedChunks, Store
-from artfs.usage import UsageRecorder
+from artfs.usage import FileUsage, UsageRecorder
 
 # Nodes inside a version never change; an hour is what the kernel is told, "forever" in effect.
 IMMUTABLE_TIMEOUT = 3600.0
@@ -164,7 +164,9 @@ class Vfs(StagedTree):
             store, ChunkCache(store.read_chunk, cache_bytes), uid=os.getuid(), gid=os.getgid()
         )
         if lineage:
-            vfs.recorder = UsageRecorder(Lineage(store), may_write=vfs.may_write)
+            vfs.recorder = UsageRecorder(
+                Lineage(store), may_write=vfs.may_write, usage_of=vfs._usage_of
+            )
         # How packs are read (past the page cache or not), decided here, not at a reader's
         # first open: reading and searching the mount table took ~0.3 ms of a cold mount's
         # ~1.5 ms first open (docs/perf.md, "Twenty-ninth pass").
@@ -794,12 +796,15 @@ class Vfs(StagedTree):
     def _record_open(self, node: Node, pid: int, uid: int) -> None:
         """Record that process ``pid`` (0: unknown) of user ``uid`` (-1: unknown) opened the
         version file ``node``."""
-        if not pid or self.recorder is None:
-            return
+        if pid and self.recorder is not None:
+            self.recorder.note_open(pid, node.key.project, node, uid)
+
+    def _usage_of(self, node: Node) -> FileUsage:
+        """What names version file ``node`` in its usage edge, worked out once per node."""
         usage = node.known_usage
         if usage is None:
             usage = node.known_usage = self._usage_names.of(node)
-        self.recorder.opened(pid, node.key.project, usage, uid)
+        return usage
 
     def _cached_content(self, entry: FileEntry) -> Chunk | None:
         """The verified content of a file of at most one small chunk if the chunk cache holds

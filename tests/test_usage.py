@@ -61,6 +61,73 @@ def test_each_file_counts_once_per_run_across_flushes_and_versions(
     assert again[V1] == first[V1]
 
 
+@contextmanager
+def _noting_recorder(store: Store) -> Iterator[tuple[UsageRecorder, list[int]]]:
+    """A recorder whose notes are file numbers of V0, and the numbers it named usages for."""
+    named: list[int] = []
+
+    def usage_of(n: int) -> tuple[bytes, bytes]:
+        named.append(n)
+        return _file(V0, n)
+
+    recorder = UsageRecorder(Lineage(store), usage_of=usage_of)
+    try:
+        yield recorder, named
+    finally:
+        recorder.close()
+
+
+def test_noted_opens_are_recorded_at_take_between_the_first_note_and_the_take(
+    store: Store,
+) -> None:
+    """The event loop's path: a note finds the run, the take records it; the edge's first
+    open is no later than the first note and its last access no earlier than the last."""
+    with _noting_recorder(store) as (recorder, named):
+        pid = os.getpid()
+        before = time.time()
+        for n in (1, 2, 3, 1):
+            recorder.note_open(pid, "proj", n)
+        noted = time.time()
+        assert named == []  # nothing worked out until the take
+        time.sleep(0.01)
+        [edge] = _edges(recorder).values()
+        assert named == [1, 2, 3, 1]
+        assert edge.files == 3 and edge.run_id == recorder.run_for(pid, "proj")
+        assert before <= edge.first <= noted < edge.last
+
+
+def test_a_process_gone_before_the_take_keeps_the_run_its_note_found(
+    recorder: UsageRecorder,
+) -> None:
+    """A short-lived reader (``cat``) exits long before the take: its run was resolved when
+    its open was noted, from its process group, not afterwards from a pid with no process."""
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        recorder.note_open(child.pid, "proj", _file(V0, 1))
+        run = recorder.run_for(child.pid, "proj")
+    finally:
+        child.kill()
+        child.wait()
+    recorder.sweep()  # the exited process is forgotten before its open is recorded
+    [edge] = _edges(recorder).values()
+    assert edge.run_id == run != recorder.run_for(os.getpid(), "proj")
+    found = recorder.lineage.find_run(run)
+    assert found is not None and found.pid == child.pid
+
+
+def test_notes_past_the_limit_are_recorded_without_waiting_for_a_take(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no take (a daemon whose flusher stopped) the notes held stay bounded; none is
+    lost."""
+    monkeypatch.setattr(usage_module, "NOTED_LIMIT", 4)
+    with _noting_recorder(store) as (recorder, named):
+        for n in range(10):
+            recorder.note_open(os.getpid(), "proj", n)
+        assert named == list(range(8))  # the fifth and the ninth notes recorded four each
+        assert _edges(recorder)[V0].files == 10
+
+
 def test_reopens_after_the_seen_files_are_forgotten_still_count_once(
     recorder: UsageRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
