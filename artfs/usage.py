@@ -330,7 +330,7 @@ class UsageRecorder:
         open noted since the last take and of that take: a run's records span its opens."""
         run = self._run_of(pid, project, uid)
         if len(self._noted) >= NOTED_LIMIT:
-            self._record_noted()
+            self.record_noted()
         if not self._noted:
             self._noted_since = time.time()
         self._noted.append((run, file))
@@ -347,14 +347,22 @@ class UsageRecorder:
             cached = self._cache_process(pid, project, uid)
         return cached.run
 
-    def _record_noted(self) -> None:
-        """Record the opens noted since the last call: first opened at the first one's time,
-        last accessed now."""
-        noted, self._noted = self._noted, []
+    def record_noted(self, limit: int | None = None) -> bool:
+        """Record the opens noted (the ``limit`` noted first, None: all), first opened at the
+        time of the first noted since they were last all recorded, last accessed now; whether
+        any are still to record. :meth:`take` records them all; the daemon records them a
+        step at a time first, answering requests between steps."""
+        noted = self._noted
+        if limit is None or limit >= len(noted):
+            self._noted = []
+        else:
+            self._noted = noted[limit:]
+            noted = noted[:limit]
         first, now = self._noted_since, time.time()
         usage_of = self._usage_of
         for run, file in noted:
             self._count_open(run, file if usage_of is None else usage_of(file), first, now)
+        return bool(self._noted)
 
     def _count_open(self, run: _RunOpens, usage: FileUsage, first: float, last: float) -> None:
         """Record an open of ``usage`` by ``run`` (first opened at ``first`` if it is the
@@ -537,7 +545,7 @@ class UsageRecorder:
     def take(self) -> UsageBatch:
         """The opens recorded since the last call (on the event loop: no lock needed; records
         what was noted, then swaps out the batch of each run that opened since)."""
-        self._record_noted()
+        self.record_noted()
         pending, self._pending = self._pending, []
         return UsageBatch([t for run in pending if (t := run.swap()) is not None])
 

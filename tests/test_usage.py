@@ -96,6 +96,20 @@ def test_noted_opens_are_recorded_at_take_between_the_first_note_and_the_take(
         assert before <= edge.first <= noted < edge.last
 
 
+def test_noted_opens_are_recorded_a_step_at_a_time_the_oldest_first(store: Store) -> None:
+    """The daemon records a step of notes, answers requests, records the next: what is
+    noted between two steps waits behind the older ones."""
+    with _noting_recorder(store) as (recorder, named):
+        pid = os.getpid()
+        for n in range(5):
+            recorder.note_open(pid, "proj", n)
+        assert recorder.record_noted(2) and named == [0, 1]
+        recorder.note_open(pid, "proj", 5)
+        assert recorder.record_noted(2) and named == [0, 1, 2, 3]
+        assert not recorder.record_noted(2) and named == [0, 1, 2, 3, 4, 5]
+        assert _edges(recorder)[V0].files == 6
+
+
 def test_a_process_gone_before_the_take_keeps_the_run_its_note_found(
     recorder: UsageRecorder,
 ) -> None:
