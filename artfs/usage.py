@@ -36,6 +36,8 @@ by their host pids):
 from __future__ import annotations
 
 import contextlib
+import itertools
+import logging
 import os
 import pwd
 import select
@@ -57,6 +59,8 @@ from artfs.lineage import (
     new_run_id,
 )
 from artfs.procinfo import ProcStat, proc_stat
+
+log = logging.getLogger(__name__)
 
 RUN_ID_ENV = b"ARTFS_RUN_ID="
 IMPLICIT = "implicit"
@@ -83,8 +87,12 @@ FileUsage = tuple[bytes, bytes]
 # counted for the run of the exited process it took the pid of; one of another user cannot
 # (with a pidfd: the /proc fallback tells processes apart by start time in clock ticks).
 LIVENESS_RECHECK_SECONDS = 0.001
-# Opens noted and not recorded yet, at most: the next note records them at once (only if the
-# daemon's half-second take() stopped: a cold epoch notes ~6,000 a second here).
+# Noted opens the daemon records at a time, answering requests between two steps: ~1 ms here
+# (~1 us a note in a daemon reading a cold epoch), where a half second's notes at once held
+# every request up for 4-6 ms. Once the notes waiting reach NOTED_LIMIT (the daemon's takes
+# fell behind: a flush waiting for the index's writer, say; a cold epoch notes ~10,000 opens
+# a second here), each note records a step first.
+RECORD_STEP = 1024
 NOTED_LIMIT = 65_536
 
 
@@ -204,6 +212,15 @@ class _RunOpens:
         return taken
 
 
+def _first_at(run: _RunOpens, version_key: bytes, at: float) -> None:
+    """Make ``at`` the run's first open of the version in its batch unless one is earlier (an
+    open recorded at once, through :meth:`UsageRecorder.opened`, may come before noted ones
+    made earlier)."""
+    known = run.first.get(version_key)
+    if known is None or at < known:
+        run.first[version_key] = at
+
+
 @dataclass(frozen=True)
 class _Taken:
     run_id: str
@@ -280,6 +297,7 @@ class UsageRecorder:
         # wall time of the first of them.
         self._noted: list[tuple[_RunOpens, Any]] = []
         self._noted_since = 0.0
+        self._recording: list[tuple[_RunOpens, Any]] = []  # the notes record_noted is at
         self._cache: dict[int, _Cached] = {}
         self._registered: dict[tuple[int, int], str] = {}  # (pid, start) -> run id
         self._groups: dict[tuple[int, int], str] = {}  # (leader pid, start) -> implicit run
@@ -325,12 +343,13 @@ class UsageRecorder:
 
     def note_open(self, pid: int, project: str, file: Any, uid: int = -1) -> None:
         """What :meth:`opened` does, for the event loop: the process's run is found now (a
-        process that exits at once still counts for its run), the rest is left to
-        :meth:`take`. Its first open and last access of a version are the times of the first
-        open noted since the last take and of that take: a run's records span its opens."""
+        process that exits at once still counts for its run); the open is recorded by
+        :meth:`record_noted` (or :meth:`take`), as first made at the time of the first open
+        noted since no note was waiting, and last made at the time it is recorded: the span
+        of its edge holds it."""
         run = self._run_of(pid, project, uid)
         if len(self._noted) >= NOTED_LIMIT:
-            self.record_noted()
+            self.record_noted(RECORD_STEP)
         if not self._noted:
             self._noted_since = time.time()
         self._noted.append((run, file))
@@ -348,10 +367,10 @@ class UsageRecorder:
         return cached.run
 
     def record_noted(self, limit: int | None = None) -> bool:
-        """Record the opens noted (the ``limit`` noted first, None: all), first opened at the
-        time of the first noted since they were last all recorded, last accessed now; whether
-        any are still to record. :meth:`take` records them all; the daemon records them a
-        step at a time first, answering requests between steps."""
+        """Record the opens noted (the ``limit`` noted first, None: all); whether any are
+        still to record. :meth:`take` records them all; the daemon records them
+        ``RECORD_STEP`` at a time first, answering requests between steps. A note that cannot
+        be recorded (``usage_of`` failed) is logged and dropped, and the others recorded."""
         noted = self._noted
         if limit is None or limit >= len(noted):
             self._noted = []
@@ -360,8 +379,20 @@ class UsageRecorder:
             noted = noted[:limit]
         first, now = self._noted_since, time.time()
         usage_of = self._usage_of
-        for run, file in noted:
-            self._count_open(run, file if usage_of is None else usage_of(file), first, now)
+        self._recording = noted  # their runs are held while they are (see _forget_seen)
+        failed = 0
+        try:
+            for run, file in noted:
+                try:
+                    self._count_open(run, file if usage_of is None else usage_of(file), first, now)
+                except Exception:
+                    failed += 1
+                    if failed == 1:
+                        log.exception("an open noted for run %s was not recorded", run.run_id)
+        finally:
+            self._recording = []
+        if failed > 1:
+            log.error("%d more noted opens were not recorded", failed - 1)
         return bool(self._noted)
 
     def _count_open(self, run: _RunOpens, usage: FileUsage, first: float, last: float) -> None:
@@ -381,8 +412,7 @@ class UsageRecorder:
             files.add(file)
             self._seen_count += 1
             run.new.append(usage)
-            if version_key not in run.first:  # its first since the last take()
-                run.first[version_key] = first
+            _first_at(run, version_key, first)
 
     def _first_open(self, run: _RunOpens, usage: FileUsage, now: float) -> None:
         """A first open that starts a version's seen files, or finds the seen files full."""
@@ -393,12 +423,13 @@ class UsageRecorder:
         run.seen.setdefault(usage[0], set()).add(usage[1])
         self._seen_count += 1
         run.new.append(usage)
-        run.first.setdefault(usage[0], now)
+        _first_at(run, usage[0], now)
 
     def _forget_seen(self) -> None:
         """Empty every run's seen files; forget the runs no process is cached for that have
-        nothing to flush (a run's batch lives until :meth:`take`)."""
+        nothing to flush or to record (a run's batch lives until :meth:`take`)."""
         held = {id(cached.run) for cached in self._cache.values()}
+        held.update(id(run) for run, _ in itertools.chain(self._noted, self._recording))
         for run_id, run in list(self._runs.items()):
             run.seen.clear()
             if id(run) not in held and not run.last:

@@ -129,17 +129,69 @@ def test_a_process_gone_before_the_take_keeps_the_run_its_note_found(
     assert found is not None and found.pid == child.pid
 
 
-def test_notes_past_the_limit_are_recorded_without_waiting_for_a_take(
+def test_notes_past_the_limit_are_recorded_a_step_at_a_time_without_a_take(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With no take (a daemon whose flusher stopped) the notes held stay bounded; none is
-    lost."""
+    """With no take (a daemon whose takes fell behind) the notes held stay bounded: a note
+    that finds the limit reached records a step of the oldest first; none is lost."""
     monkeypatch.setattr(usage_module, "NOTED_LIMIT", 4)
+    monkeypatch.setattr(usage_module, "RECORD_STEP", 2)
     with _noting_recorder(store) as (recorder, named):
         for n in range(10):
             recorder.note_open(os.getpid(), "proj", n)
-        assert named == list(range(8))  # the fifth and the ninth notes recorded four each
+        assert named == list(range(6))  # the fifth, seventh and ninth notes recorded two each
         assert _edges(recorder)[V0].files == 10
+
+
+def test_each_list_of_notes_dates_its_first_opens_from_its_own_first_note(
+    store: Store,
+) -> None:
+    """Once every note is recorded, the next note starts the time its list's first opens
+    carry: a version first opened after a take is not dated back to before it."""
+    recorder = UsageRecorder(Lineage(store), usage_of=lambda n: _file(V0 if n < 100 else V1, n))
+    try:
+        pid = os.getpid()
+        recorder.note_open(pid, "proj", 1)
+        recorder.flush(recorder.take())
+        taken = time.time()
+        time.sleep(0.01)
+        recorder.note_open(pid, "proj", 101)
+        assert _edges(recorder)[V1].first >= taken
+    finally:
+        recorder.close()
+
+
+def test_an_open_recorded_at_once_does_not_date_a_noted_one_later(store: Store) -> None:
+    """A base file read through a based staging is recorded at once (``opened``); a version
+    file's open noted before it, of the same version, still dates the edge's first open."""
+    with _noting_recorder(store) as (recorder, _):
+        pid = os.getpid()
+        before = time.time()
+        recorder.note_open(pid, "proj", 1)
+        noted = time.time()
+        time.sleep(0.01)
+        recorder.opened(pid, "proj", _file(V0, 2))
+        edge = _edges(recorder)[V0]
+        assert edge.files == 2 and before <= edge.first <= noted
+
+
+def test_a_note_that_cannot_be_named_is_logged_and_the_others_recorded(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    def usage_of(n: int) -> tuple[bytes, bytes]:
+        if n < 0:
+            raise AssertionError(f"no usage name for {n}")
+        return _file(V0, n)
+
+    recorder = UsageRecorder(Lineage(store), usage_of=usage_of)
+    try:
+        for n in (1, -1, 2, -2, 3):
+            recorder.note_open(os.getpid(), "proj", n)
+        assert _edges(recorder)[V0].files == 3
+    finally:
+        recorder.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors[0].startswith("an open noted for run") and "1 more noted opens" in errors[1]
 
 
 def test_reopens_after_the_seen_files_are_forgotten_still_count_once(

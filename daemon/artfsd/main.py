@@ -29,7 +29,7 @@ from artfs.fs.chunkloader import LoaderProcess
 from artfs.remote.poll import RemotePoller
 from artfs.store.repository import Store, default_home
 from artfs.stores import open_store
-from artfs.usage import UsageRecorder
+from artfs.usage import RECORD_STEP, UsageRecorder
 from artfs.vfs import DEFAULT_CACHE_BYTES, Vfs
 from artfsd import session
 from artfsd.mountpoint import FSNAME, prepare
@@ -198,16 +198,12 @@ async def flush_usage(recorder: UsageRecorder) -> None:
         recorder.sweep()
 
 
-# Noted opens recorded between two chances for the event loop to answer requests: ~1 ms
-# here (~1 us each in a daemon reading a cold epoch), where all of a half second's at once
-# held every request up for 4-6 ms.
-RECORD_STEP = 1024
-
-
 async def write_usage(recorder: UsageRecorder) -> None:
+    """Record the opens noted, ``RECORD_STEP`` at a time with the requests that wait answered
+    between steps, then write them in a worker thread."""
     while recorder.record_noted(RECORD_STEP):
         await trio.lowlevel.checkpoint()
-    events = recorder.take()
+    events = recorder.take()  # nothing noted since the last step: no checkpoint between
     try:
         await trio.to_thread.run_sync(recorder.flush, events)
     except Exception:
