@@ -13,9 +13,8 @@ file inside a version; it must stay cheap, so:
   run was seen opening: a set check and a time) and swaps each run's batch out, and
   :meth:`flush` (called by the daemon from a worker thread) writes new run records first,
   then groups the batch into edges and writes it in one transaction. Recorded one at a time
-  at each open, a cold epoch's first opens cost the event loop ~1.75 us each; recorded
-  together, in one loop, a cold epoch took 1.041 of its time without recording where it had
-  taken 1.052 (paired medians, 18 interleaved rounds; docs/perf.md, "Thirty-fourth pass");
+  at each open, a cold epoch's first opens cost the event loop ~1.75 us each (what noting
+  them saves: docs/perf.md, "Thirty-fourth pass");
 - in a remote-backed store, the runs and edges just written are then handed to a
   :class:`~artfs.lineage.BackgroundPublisher`, which uploads them from its own thread (a slow
   or unreachable remote delays neither reads nor the next flush; failures are retried then).
