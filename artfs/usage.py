@@ -8,9 +8,10 @@ file inside a version; it must stay cheap, so:
   process is still alive, asked at most once a millisecond per process while its opens come
   from one user (``LIVENESS_RECHECK_SECONDS`` says when a reused pid could inherit a run);
 - the event loop only notes an open (:meth:`note_open`: the cached run found, the open
-  appended to a list); :meth:`take` (every half second, and at unmount) records what was noted
-  with a few dict and set operations on each run's :class:`_RunOpens` (a reopen of a file the
-  run was seen opening: a set check and a time) and swaps each run's batch out, and
+  appended to a list); every half second, and at unmount, the daemon records the notes a step
+  at a time (:meth:`record_noted`: a few dict and set operations on each run's
+  :class:`_RunOpens`; a reopen of a file the run was seen opening, a set check and a time),
+  :meth:`take` swaps each run's batch out, and
   :meth:`flush` (called by the daemon from a worker thread) writes new run records first,
   then groups the batch into edges and writes it in one transaction. Recorded one at a time
   at each open, a cold epoch's first opens cost the event loop ~1.75 us each (what noting
@@ -90,7 +91,7 @@ LIVENESS_RECHECK_SECONDS = 0.001
 # (~1 us a note in a daemon reading a cold epoch), where a half second's notes at once held
 # every request up for 4-6 ms. Once the notes waiting reach NOTED_LIMIT (the daemon's takes
 # fell behind: a flush waiting for the index's writer, say; a cold epoch notes ~10,000 opens
-# a second here), each note records a step first.
+# a second here), a note that finds them there records the oldest RECORD_STEP first.
 RECORD_STEP = 1024
 NOTED_LIMIT = 65_536
 
@@ -211,15 +212,6 @@ class _RunOpens:
         return taken
 
 
-def _first_at(run: _RunOpens, version_key: bytes, at: float) -> None:
-    """Make ``at`` the run's first open of the version in its batch unless one is earlier (an
-    open recorded at once, through :meth:`UsageRecorder.opened`, may come before noted ones
-    made earlier)."""
-    known = run.first.get(version_key)
-    if known is None or at < known:
-        run.first[version_key] = at
-
-
 @dataclass(frozen=True)
 class _Taken:
     run_id: str
@@ -292,11 +284,12 @@ class UsageRecorder:
         self.lineage = lineage
         self._may_write = may_write
         self._usage_of = usage_of
-        # Opens noted since take() (the run, the file as note_open was given it), and the
-        # wall time of the first of them.
+        # Opens noted and not recorded yet (the run, the file as note_open was given it), and
+        # the wall time of the first noted since none was waiting.
         self._noted: list[tuple[_RunOpens, Any]] = []
         self._noted_since = 0.0
         self._recording: list[tuple[_RunOpens, Any]] = []  # the notes record_noted is at
+        self._unrecorded = 0  # notes dropped since take() (usage_of failed): logged there
         self._cache: dict[int, _Cached] = {}
         self._registered: dict[tuple[int, int], str] = {}  # (pid, start) -> run id
         self._groups: dict[tuple[int, int], str] = {}  # (leader pid, start) -> implicit run
@@ -369,7 +362,8 @@ class UsageRecorder:
         """Record the opens noted (the ``limit`` noted first, None: all); whether any are
         still to record. :meth:`take` records them all; the daemon records them
         ``RECORD_STEP`` at a time first, answering requests between steps. A note that cannot
-        be recorded (``usage_of`` failed) is logged and dropped, and the others recorded."""
+        be recorded (``usage_of`` failed) is dropped, the others recorded: the first since
+        the last :meth:`take` is logged with its traceback, the take says how many more."""
         noted = self._noted
         if limit is None or limit >= len(noted):
             self._noted = []
@@ -379,19 +373,16 @@ class UsageRecorder:
         first, now = self._noted_since, time.time()
         usage_of = self._usage_of
         self._recording = noted  # their runs are held while they are (see _forget_seen)
-        failed = 0
         try:
             for run, file in noted:
                 try:
                     self._count_open(run, file if usage_of is None else usage_of(file), first, now)
                 except Exception:
-                    failed += 1
-                    if failed == 1:
+                    self._unrecorded += 1
+                    if self._unrecorded == 1:
                         log.exception("an open noted for run %s was not recorded", run.run_id)
         finally:
             self._recording = []
-        if failed > 1:
-            log.error("%d more noted opens were not recorded", failed - 1)
         return bool(self._noted)
 
     def _count_open(self, run: _RunOpens, usage: FileUsage, first: float, last: float) -> None:
@@ -411,7 +402,11 @@ class UsageRecorder:
             files.add(file)
             self._seen_count += 1
             run.new.append(usage)
-            _first_at(run, version_key, first)
+            # The earliest first open: one recorded at once (opened) may come before noted
+            # ones made earlier.
+            known = run.first.get(version_key)
+            if known is None or first < known:
+                run.first[version_key] = first
 
     def _first_open(self, run: _RunOpens, usage: FileUsage, now: float) -> None:
         """A first open that starts a version's seen files, or finds the seen files full."""
@@ -422,7 +417,9 @@ class UsageRecorder:
         run.seen.setdefault(usage[0], set()).add(usage[1])
         self._seen_count += 1
         run.new.append(usage)
-        _first_at(run, usage[0], now)
+        known = run.first.get(usage[0])
+        if known is None or now < known:  # the earliest, as in _count_open
+            run.first[usage[0]] = now
 
     def _forget_seen(self) -> None:
         """Empty every run's seen files; forget the runs no process is cached for that have
@@ -576,6 +573,9 @@ class UsageRecorder:
         """The opens recorded since the last call (on the event loop: no lock needed; records
         what was noted, then swaps out the batch of each run that opened since)."""
         self.record_noted()
+        if self._unrecorded > 1:
+            log.error("%d more noted opens were not recorded", self._unrecorded - 1)
+        self._unrecorded = 0
         pending, self._pending = self._pending, []
         return UsageBatch([t for run in pending if (t := run.swap()) is not None])
 

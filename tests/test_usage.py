@@ -161,11 +161,18 @@ def test_each_list_of_notes_dates_its_first_opens_from_its_own_first_note(
         recorder.close()
 
 
-def test_an_open_recorded_at_once_does_not_date_a_noted_one_later(store: Store) -> None:
+@pytest.mark.parametrize("seen_full", [False, True])
+def test_an_open_recorded_at_once_does_not_date_a_noted_one_later(
+    store: Store, monkeypatch: pytest.MonkeyPatch, seen_full: bool
+) -> None:
     """A base file read through a based staging is recorded at once (``opened``); a version
-    file's open noted before it, of the same version, still dates the edge's first open."""
+    file's open noted before it, of the same version, still dates the edge's first open. The
+    same with the seen files full, where every first open forgets them first."""
     with _noting_recorder(store) as (recorder, _):
         pid = os.getpid()
+        if seen_full:
+            monkeypatch.setattr(usage_module, "_SEEN_FILES", 1)
+            recorder.opened(pid, "proj", _file(V1, 5))
         before = time.time()
         recorder.note_open(pid, "proj", 1)
         noted = time.time()
@@ -173,6 +180,29 @@ def test_an_open_recorded_at_once_does_not_date_a_noted_one_later(store: Store) 
         recorder.opened(pid, "proj", _file(V0, 2))
         edge = _edges(recorder)[V0]
         assert edge.files == 2 and before <= edge.first <= noted
+
+
+def test_a_run_with_notes_waiting_is_kept_when_the_seen_files_are_forgotten(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose process exited (and was swept) is held by the notes it left: forgetting
+    the seen files must not drop it and leave its notes to a second object for one run."""
+    monkeypatch.setattr(usage_module, "_SEEN_FILES", 2)
+    with _noting_recorder(store) as (recorder, _):
+        child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+        try:
+            recorder.note_open(child.pid, "proj", 1)
+            run_id = recorder.run_for(child.pid, "proj")
+        finally:
+            child.kill()
+            child.wait()
+        recorder.sweep()
+        runs = recorder._runs
+        waiting = runs[run_id]
+        for n in range(3):  # the third forgets the seen files
+            recorder.opened(os.getpid(), "proj", _file(V1, n))
+        assert runs.get(run_id) is waiting
+        assert _edges(recorder)[V0].run_id == run_id
 
 
 def test_a_note_that_cannot_be_named_is_logged_and_the_others_recorded(
