@@ -396,30 +396,32 @@ class UsageRecorder:
         run.last[version_key] = last
         files = run.seen.get(version_key)
         if files is None or self._seen_count >= _SEEN_FILES:
-            self._first_open(run, usage, first)
-        elif file not in files:
+            if not self._first_open(run, usage):
+                return
+        elif file in files:
+            return
+        else:
             # A first open of a version this run opened before (the common one): no new set.
             files.add(file)
             self._seen_count += 1
             run.new.append(usage)
-            # The earliest first open: one recorded at once (opened) may come before noted
-            # ones made earlier.
-            known = run.first.get(version_key)
-            if known is None or first < known:
-                run.first[version_key] = first
+        # The earliest first open: one recorded at once (opened) may come before noted ones
+        # made earlier.
+        known = run.first.get(version_key)
+        if known is None or first < known:
+            run.first[version_key] = first
 
-    def _first_open(self, run: _RunOpens, usage: FileUsage, now: float) -> None:
-        """A first open that starts a version's seen files, or finds the seen files full."""
+    def _first_open(self, run: _RunOpens, usage: FileUsage) -> bool:
+        """A first open that starts a version's seen files, or finds the seen files full;
+        whether it is new to the run (not a reopen of a file still seen)."""
         if self._seen_count >= _SEEN_FILES:
             if usage[1] in run.seen.get(usage[0], ()):
-                return  # a reopen: counted when first opened
+                return False  # a reopen: counted when first opened
             self._forget_seen()
         run.seen.setdefault(usage[0], set()).add(usage[1])
         self._seen_count += 1
         run.new.append(usage)
-        known = run.first.get(usage[0])
-        if known is None or now < known:  # the earliest, as in _count_open
-            run.first[usage[0]] = now
+        return True
 
     def _forget_seen(self) -> None:
         """Empty every run's seen files; forget the runs no process is cached for that have

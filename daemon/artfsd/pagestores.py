@@ -173,8 +173,8 @@ class PageStores:
             log.exception("stores of pages into the kernel stopped")
         self._stopping = True
         with contextlib.suppress(queue.Empty):
-            while (work := self._work.get_nowait()) is not None:
-                del work  # the views queued keep their places in the arena
+            while self._work.get_nowait() is not None:
+                pass  # dropped: the views queued keep their places in the arena
             self._work.put(None)  # another thread's end: it is that thread's to take
 
     def _store_chunk(self, inode: int, index: int, data: Chunk) -> None:
