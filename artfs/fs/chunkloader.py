@@ -20,8 +20,8 @@ workers wait only for each other.
   which says why it fails.
 - :class:`_Loader` is the loader's side: it writes the arena's first ``PREPARED_BYTES`` (so the
   memory a cold read loads into is in place before it starts), says it is ready with a reply of
-  tag 0 (the daemon mounts once it has), then reads requests in one thread while ``workers``
-  threads load them in the order they came.
+  tag 0 (the daemon mounts once it has), then ``workers`` threads take the requests off the
+  socket in the order they came, each loading and answering the one it took.
 
 On a local block filesystem, a chunk whose pack bytes the kernel says are not all in the page
 cache is read past it (``O_DIRECT``; :mod:`artfs.fs.direct`): the mount's decoded pages are
@@ -45,7 +45,6 @@ import ctypes
 import errno
 import mmap
 import os
-import queue
 import signal
 import socket
 import struct
@@ -500,14 +499,16 @@ def prepare(arena: mmap.mmap, length: int) -> None:
 
 
 class _Loader:
-    """The loader process at work: one thread takes requests off the socket into a queue,
-    ``workers`` threads load them in turn and answer each."""
+    """The loader process at work: ``workers`` threads, each taking the next request off the
+    socket (one at a time, under a lock), loading it and answering it. Without a thread
+    between the socket and the workers, a request wakes the worker that waits for it, not a
+    thread that wakes a worker (docs/perf.md, "Thirty-fifth pass")."""
 
     def __init__(self, sock: socket.socket, arena: mmap.mmap, packs: Path) -> None:
         self._sock = sock
         self._arena = arena
         self._packs = _Packs(packs)
-        self._work: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
+        self._take_lock = threading.Lock()
         self._reply_lock = threading.Lock()
 
     def serve(self, workers: int, prepared: int) -> None:
@@ -521,22 +522,29 @@ class _Loader:
         ]
         for thread in threads:
             thread.start()
-        try:
-            self._take_requests()
-        finally:
-            for _ in threads:
-                self._work.put(None)
-            for thread in threads:
-                thread.join()
+        for thread in threads:
+            thread.join()
 
-    def _take_requests(self) -> None:
-        pending = bytearray()
-        while data := self._sock.recv(64 << 10):
-            pending += data
-            whole = len(pending) - len(pending) % REQUEST.size
-            for request in REQUEST.iter_unpack(pending[:whole]):
-                self._work.put(request)
-            del pending[:whole]
+    def _take(self) -> Request | None:
+        """The next request, or None once the daemon closed its end (then every worker's
+        next take is None too)."""
+        with self._take_lock:
+            data = b""
+            while len(data) < REQUEST.size:
+                more = self._sock.recv(REQUEST.size - len(data), socket.MSG_WAITALL)
+                if not more:
+                    return None
+                data += more
+        return REQUEST.unpack(data)
+
+    def _waiting(self) -> bool:
+        """Whether a request (or the end of the socket) waits to be taken: a look at the
+        socket that takes nothing off it, safe from any worker at any time."""
+        try:
+            self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        return True
 
     def _work_on(self, worker: _Worker) -> None:
         """A worker thread. One that fails outside a load ends the loader (its socket closes,
@@ -551,7 +559,7 @@ class _Loader:
             os._exit(1)
 
     def _load_requests(self, worker: _Worker) -> None:
-        while (request := self._work.get()) is not None:
+        while (request := self._take()) is not None:
             self._packs.begin()
             try:
                 ok = worker.load(request)
@@ -561,7 +569,7 @@ class _Loader:
                 traceback.print_exc()
                 ok = False
             finally:
-                self._packs.end(idle=self._work.empty())
+                self._packs.end(idle=not self._waiting())
             with self._reply_lock:
                 self._sock.sendall(REPLY.pack(request[0], int(ok)))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import mmap
@@ -169,8 +170,8 @@ def stored(tmp_path: Path) -> Iterator[tuple[Store, FileEntry, bytes]]:
         yield store, entry, content
 
 
-def started(store: Store) -> LoaderProcess:
-    loader = LoaderProcess.start(store.pack_directory, 16 * MIB, 2)
+def started(store: Store, arena_bytes: int = 16 * MIB) -> LoaderProcess:
+    loader = LoaderProcess.start(store.pack_directory, arena_bytes, 2)
     assert loader.wait_ready(30)
     loader.sock.settimeout(30)
     return loader
@@ -221,6 +222,41 @@ def test_the_loader_writes_each_chunk_verified_into_the_arena(
     finally:
         loader.stop()
     assert loader.process.returncode == 0  # it ends when its socket closes
+
+
+def open_packs(loader: LoaderProcess, store: Store) -> list[str]:
+    """The packs the loader process holds open."""
+    fds = Path(f"/proc/{loader.process.pid}/fd")
+    held = []
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+            target = os.readlink(fd)
+            if target.startswith(str(store.pack_directory)):
+                held.append(target)
+    return held
+
+
+def test_many_loads_at_once_are_each_answered_and_the_packs_closed_once_idle(
+    stored: tuple[Store, FileEntry, bytes],
+) -> None:
+    """Both workers take requests off the socket and finish loads at the same moments: each
+    request is answered once, verified, the loader stays up (a worker that failed would end
+    it), and once it has nothing left to do it holds no pack open."""
+    store, entry, content = stored
+    chunks = chunks_of(store, entry)
+    rounds = 10
+    loader = started(store, rounds * 8 * MIB)
+    try:
+        answers = load_all(loader, [(ref, loc) for _ in range(rounds) for ref, loc, _ in chunks])
+        assert len(answers) == rounds * len(chunks)
+        for (ref, _, offset), (at, ok) in zip(itertools.cycle(chunks), answers):
+            assert ok
+            assert loader.arena.writable(at, ref.length) == content[offset : offset + ref.length]
+        assert loader.process.poll() is None
+        assert open_packs(loader, store) == []
+    finally:
+        loader.stop()
+    assert loader.process.returncode == 0
 
 
 def test_a_payload_larger_than_a_worker_s_buffer_still_loads(tmp_path: Path) -> None:
