@@ -54,6 +54,7 @@ import threading
 import traceback
 import weakref
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from artfs.errors import ArtfsError
@@ -355,11 +356,13 @@ class _Packs:
         with self._lock:
             self._busy += 1
 
-    def end(self, idle: bool) -> None:
-        """A worker's load ended; ``idle``: it found no work waiting."""
+    def end(self, work_waits: Callable[[], bool]) -> None:
+        """A worker's load ended; ``work_waits()``: whether another load waits to be taken,
+        asked only once no worker is loading (so a load that begins after it was asked finds
+        the packs closed and opens them again, and none can be missed)."""
         with self._lock:
             self._busy -= 1
-            if idle and not self._busy:
+            if not self._busy and not work_waits():
                 for pack in self._packs.values():
                     self._retire(pack)
                 for fd in self._retired:
@@ -527,7 +530,7 @@ class _Loader:
 
     def _take(self) -> Request | None:
         """The next request, or None once the daemon closed its end (then every worker's
-        next take is None too)."""
+        next take is None too); ConnectionError if the daemon reset it."""
         with self._take_lock:
             data = b""
             while len(data) < REQUEST.size:
@@ -538,12 +541,16 @@ class _Loader:
         return REQUEST.unpack(data)
 
     def _waiting(self) -> bool:
-        """Whether a request (or the end of the socket) waits to be taken: a look at the
-        socket that takes nothing off it, safe from any worker at any time."""
+        """Whether a request waits to be taken (or the socket ended: the loader is ending
+        anyway): a look that takes nothing off the socket, which any worker may make while
+        another waits in :meth:`_take` (the socket has no timeout, so the look never
+        waits)."""
         try:
             self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:
             return False
+        except OSError:  # the daemon reset it: no request will come
+            pass
         return True
 
     def _work_on(self, worker: _Worker) -> None:
@@ -569,7 +576,7 @@ class _Loader:
                 traceback.print_exc()
                 ok = False
             finally:
-                self._packs.end(idle=not self._waiting())
+                self._packs.end(self._waiting)
             with self._reply_lock:
                 self._sock.sendall(REPLY.pack(request[0], int(ok)))
 

@@ -13,7 +13,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,14 +224,17 @@ def test_the_loader_writes_each_chunk_verified_into_the_arena(
     assert loader.process.returncode == 0  # it ends when its socket closes
 
 
-def open_packs(loader: LoaderProcess, store: Store) -> list[str]:
+def nothing_waits() -> bool:
+    return False
+
+
+def open_packs(loader: LoaderProcess, store: Store) -> list[Path]:
     """The packs the loader process holds open."""
-    fds = Path(f"/proc/{loader.process.pid}/fd")
     held = []
-    for fd in fds.iterdir():
-        with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
-            target = os.readlink(fd)
-            if target.startswith(str(store.pack_directory)):
+    for fd in Path(f"/proc/{loader.process.pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed between the listing and this look
+            target = Path(os.readlink(fd).removesuffix(" (deleted)"))
+            if target.parent == store.pack_directory:
                 held.append(target)
     return held
 
@@ -381,7 +384,7 @@ def load_in_worker(path: Path, requests: list[tuple[Request, bytes]]) -> list[bo
             if answers[-1]:
                 assert arena[at : at + len(data)] == data
     finally:
-        packs.end(idle=True)
+        packs.end(nothing_waits)
     return answers
 
 
@@ -459,12 +462,39 @@ def test_a_pack_given_up_after_gc_deleted_it_closes_each_descriptor_once(
     assert packs.direct_fd(second) >= 0
     opened = [first.buffered, first.direct, second.buffered, second.direct]
     packs.no_direct(first)
-    packs.end(idle=True)  # raised EBADF when the retired descriptor was listed twice
+    packs.end(nothing_waits)  # raised EBADF when the retired descriptor was listed twice
     for fd in opened:
         assert isinstance(fd, int)
         with pytest.raises(OSError) as closed:
             os.fstat(fd)
         assert closed.value.errno == errno.EBADF
+
+
+def test_the_packs_close_once_the_last_load_ends_with_none_waiting(
+    pack_file: tuple[Path, list[tuple[Request, bytes]]],
+) -> None:
+    """Whether work waits is asked only of the load that ends last, so a load taken between
+    that question and the close cannot leave the packs open with no worker loading."""
+    packs = _Packs(pack_file[0].parent)
+    asked: list[bool] = []
+
+    def waits(answer: bool) -> Callable[[], bool]:
+        return lambda: asked.append(answer) or answer
+
+    packs.begin()
+    packs.begin()
+    held = packs.fds(3).buffered
+    packs.end(waits(False))  # the other worker still loads: not asked, nothing closed
+    packs.end(waits(True))  # the last, with a request waiting: kept for it
+    assert asked == [True]
+    os.fstat(held)
+    packs.begin()
+    assert packs.fds(3).buffered == held
+    packs.end(waits(False))
+    assert asked == [True, False]
+    with pytest.raises(OSError) as closed:
+        os.fstat(held)
+    assert closed.value.errno == errno.EBADF
 
 
 def test_a_chunk_past_the_pack_s_end_is_refused_both_ways(
@@ -490,7 +520,7 @@ def test_a_chunk_past_the_pack_s_end_is_refused_both_ways(
             assert worker._read(3, size - 100, 300_001) is None
             assert worker._read(3, size - 300, 300) is not None  # the end itself reads
     finally:
-        packs.end(idle=True)
+        packs.end(nothing_waits)
 
 
 def test_packs_are_read_past_the_cache_only_on_local_block_filesystems(tmp_path: Path) -> None:
@@ -569,7 +599,7 @@ def test_a_raw_chunk_read_past_the_cache_writes_only_its_own_place(tmp_path: Pat
         request = (1, 5, 100, len(data), len(data), Codec.RAW, 0, chunk_id(data))
         assert _Worker(packs, arena).load(request)
     finally:
-        packs.end(idle=True)
+        packs.end(nothing_waits)
     assert arena[skip : skip + len(data)] == data
     assert arena[size : 4 * ARENA_UNIT] == b"\x55" * (4 * ARENA_UNIT - size)
     assert cached_pages(path, 100, len(data)) is False  # it was read past the cache
