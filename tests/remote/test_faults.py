@@ -161,11 +161,13 @@ def test_writers_through_random_faults_lose_and_duplicate_nothing(
     fault_proxy: FaultProxy, proxied: S3Server, s3_env: S3Server, prefix: str, tmp_path: Path
 ) -> None:
     writers, each = 4, 3
-    # 1 request in 20 answered 503 and 1 PUT in 20 committed but unanswered: the client's 5
-    # attempts all failing is then ~1e-5 per PUT. The seeds put a first fault of each kind
-    # within the first 10 matching requests, so every kind happens in every run.
-    fault_proxy.add(Fault.status(503), count=None, probability=0.05, seed=1)
-    fault_proxy.add(Fault.drop_response("PUT"), count=None, probability=0.05, seed=5)
+    # 1 request in 50 answered 503 and 1 PUT in 50 committed but unanswered: the client's 5
+    # attempts (which both faults use up) all failing is then ~1e-7 per PUT, ~1e-5 per run. At
+    # 1 in 20 each (~1e-5 per PUT) a run failed once in ~80 CI runs. The seeds put a first
+    # fault of each kind within the first 5 matching requests, so every kind happens in every
+    # run.
+    fault_proxy.add(Fault.status(503), count=None, probability=0.02, seed=15)
+    fault_proxy.add(Fault.drop_response("PUT"), count=None, probability=0.02, seed=6)
     records = r"/versions/team/shared/\d+\.json$"
     fault_proxy.add(Fault.status(409, "PUT", records), count=None, probability=0.1, seed=9)
     numbers = run_writers(proxied, prefix, tmp_path, writers, each)

@@ -195,6 +195,9 @@ def run_writers(server: S3Server, prefix: str, tmp: Path, writers: int, each: in
         for proc in procs:
             proc.kill()
             proc.wait()
+            for pipe in (proc.stdout, proc.stderr):  # those not read when another failed
+                if pipe is not None:
+                    pipe.close()
     return numbers
 
 
