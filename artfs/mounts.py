@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MOUNTINFO = Path("/proc/self/mountinfo")
+ARTFS_FSTYPE = "fuse.artfs"  # what an artfs mount's type reads (FUSE's "fuse." and its subtype)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,18 @@ def mount_table() -> list[Mount]:
     return mounts
 
 
+def mount_at(path: str | os.PathLike[str]) -> Mount | None:
+    """The mount seen at ``path`` (of two on one point, the later), None when nothing is
+    mounted there or the table cannot be read. ``path`` is made absolute, not resolved: a
+    dead FUSE mount cannot be looked into."""
+    target = os.path.abspath(path)
+    found = None
+    for mount in mount_table():
+        if mount.point == target:
+            found = mount
+    return found
+
+
 def _unescape(field: str) -> str:
     """A mountinfo field with its octal escapes (``\\040`` for a space) undone."""
     if "\\" not in field:  # most fields: no pattern match
@@ -53,4 +66,4 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match[1], 8)), field)
 
 
-__all__ = ["MOUNTINFO", "Mount", "mount_table"]
+__all__ = ["ARTFS_FSTYPE", "MOUNTINFO", "Mount", "mount_at", "mount_table"]

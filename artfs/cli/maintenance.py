@@ -98,7 +98,8 @@ def verify_(ctx: Context, ref: str | None) -> None:
 def config(ctx: Context, key: str | None, value: str | None) -> None:
     """Show the store's settings, one setting, or set one: artfs config KEY true|false
 
-    'artfs config entity NAME' sets the W&B entity the store answers for ('none' clears it)."""
+    'artfs config entity NAME' sets the W&B entity the store answers for ('none' clears it,
+    and is what an unset entity shows)."""
     if key == ENTITY_KEY:
         _entity_setting(ctx, value)
         return
@@ -108,6 +109,9 @@ def config(ctx: Context, key: str | None, value: str | None) -> None:
         if value is not None and key is not None:
             store.set_setting(key, parse_bool(value))
         current = store.settings()
+        entity = store.entity()
+    if key is None:
+        _print_entity(entity)
     for name, setting in current.items():
         if key is None or name == key:
             console.print_line(f"{name} = {str(setting).lower()}")
@@ -118,7 +122,11 @@ def _entity_setting(ctx: Context, value: str | None) -> None:
         if value is not None:
             store.set_entity(None if value == "none" else check_name(value, "entity"))
         current = store.entity()
-    console.print_line(f"{ENTITY_KEY} = {current or ''}")
+    _print_entity(current)
+
+
+def _print_entity(entity: str | None) -> None:
+    console.print_line(f"{ENTITY_KEY} = {entity or 'none'}")
 
 
 @click.command()

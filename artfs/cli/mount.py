@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import click
 from artfs.cli import console
 from artfs.cli.context import Context
 from artfs.cli.params import pass_ctx
-from artfs.errors import ArtfsError
+from artfs.errors import ArtfsError, InputError
+from artfs.mounts import ARTFS_FSTYPE, mount_at, mount_table
 
 
 @click.command()
@@ -88,6 +90,14 @@ def umount(mountpoint: Path) -> None:
     if tool is None:
         raise ArtfsError(
             "fusermount3 is missing: install the fuse3 package (apt-get install fuse3)"
+        )
+    mounted = mount_at(mountpoint) or mount_at(os.path.realpath(mountpoint))
+    if mounted is None and mount_table():  # (an unreadable table: fusermount3 decides)
+        raise InputError(f"{mountpoint} is not mounted: there is nothing to unmount")
+    if mounted is not None and mounted.fstype != ARTFS_FSTYPE:
+        raise InputError(
+            f"{mountpoint} is not an artfs mount (its type is {mounted.fstype}): "
+            "unmount it with umount"
         )
     done = subprocess.run([tool, "-u", str(mountpoint)], capture_output=True, text=True)
     if done.returncode != 0:

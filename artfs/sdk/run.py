@@ -21,7 +21,7 @@ from typing import Any
 from artfs.errors import NotFound, UsageError
 from artfs.fs.staging_files import REGISTER_FILE, STORE_FILE
 from artfs.lineage import CRASHED, FAILED, FINISHED, Lineage, RunRecord
-from artfs.mounts import mount_table
+from artfs.mounts import ARTFS_FSTYPE, mount_table
 from artfs.names import ArtifactName, Ref
 from artfs.sdk import links, metric_defs
 from artfs.sdk.artifact import Artifact, PublicRun
@@ -29,8 +29,6 @@ from artfs.sdk.distributed import Pending
 from artfs.sdk.metric_defs import Metric
 from artfs.sdk.metrics import Config, History
 from artfs.store import Store
-
-MOUNT_FSTYPE = "fuse.artfs"
 
 
 class Run(PublicRun):
@@ -272,7 +270,7 @@ def _register_with_mounts(run_id: str, store_id: str) -> None:
 
 def _artfs_mounts() -> list[str]:
     """The mountpoints of every artfs mount in this process's mount namespace."""
-    return [mount.point for mount in mount_table() if mount.fstype == MOUNT_FSTYPE]
+    return [mount.point for mount in mount_table() if mount.fstype == ARTFS_FSTYPE]
 
 
 def find_mount(project: str) -> Path:

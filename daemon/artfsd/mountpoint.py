@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from artfs.errors import InputError, MountError
-from artfs.mounts import mount_table
+from artfs.mounts import mount_at
 
 FSNAME = "artfs"
 
@@ -38,12 +38,8 @@ def fusermount() -> str | None:
 def mount_entry(path: Path) -> tuple[str, str] | None:
     """(fstype, source) of the mount at ``path`` (of two, the later: the one seen); None when
     nothing is mounted there, or the mount table cannot be read."""
-    target = os.path.abspath(path)
-    found = None
-    for mount in mount_table():
-        if mount.point == target:
-            found = (mount.fstype, mount.source)
-    return found
+    found = mount_at(path)
+    return None if found is None else (found.fstype, found.source)
 
 
 def is_artfs_mount(path: Path) -> bool:

@@ -6,15 +6,26 @@ from typing import Any
 
 
 def test_settings_list_set_and_refuse_unknown(run_cli: Any) -> None:
-    assert run_cli("config", check=True).stdout == "record_command_lines = true\n"
+    assert run_cli("config", check=True).stdout == ("entity = none\nrecord_command_lines = true\n")
     assert run_cli("config", "record_command_lines", "off", check=True).stdout == (
         "record_command_lines = false\n"
     )
     code, out, err = run_cli("config", "colour", "blue")
     assert code == 2 and out == "" and err.startswith("artfs: error: unknown setting 'colour'")
+    assert err.rstrip().endswith("known settings are entity, record_command_lines")
     code, _, err = run_cli("config", "record_command_lines", "maybe")
     assert code == 2 and "use true or false" in err
     assert run_cli("config", "record_command_lines", check=True).stdout.endswith("= false\n")
+
+
+def test_the_entity_is_listed_with_the_settings(run_cli: Any) -> None:
+    assert run_cli("config", "entity", check=True).stdout == "entity = none\n"
+    run_cli("config", "entity", "my-team", check=True)
+    assert run_cli("config", check=True).stdout.splitlines() == [
+        "entity = my-team",
+        "record_command_lines = true",
+    ]
+    assert run_cli("config", "entity", "none", check=True).stdout == "entity = none\n"
 
 
 def test_command_lines_are_kept_unless_the_store_says_not_to(run_cli: Any) -> None:
