@@ -93,8 +93,12 @@ _add_quiet(cli)
 def main(argv: list[str] | None = None) -> None:
     try:
         status = cli.main(args=argv, prog_name="artfs", standalone_mode=False)
+    except click.UsageError as exc:  # a mistyped command line: one line, as for every mistake
+        where = exc.ctx.command_path if exc.ctx is not None else "artfs"
+        console.error(f"{exc.format_message().rstrip('.')}: see '{where} --help'")
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        console.error(exc.format_message())
         sys.exit(exc.exit_code)
     except click.Abort:
         sys.exit(130)

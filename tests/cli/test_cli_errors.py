@@ -130,10 +130,18 @@ def test_after_all_errors_listings_are_as_before(
     assert len(baseline["state"]["ls"]["proj/mnist"]) == 2
 
 
-def test_usage_errors_exit_non_zero_without_traceback(
+def test_usage_errors_are_one_line_naming_the_help_to_read(
     world: dict[str, Path], artfs_cli: Any
 ) -> None:
-    for args in (("put",), ("nosuchcommand",), ("ls", "--bogus")):
+    cases = {
+        ("put",): "Missing argument 'PATH': see 'artfs put --help'",
+        ("nosuchcommand",): "No such command 'nosuchcommand'",
+        ("ls", "--bogus"): "No such option '--bogus'",
+        ("diff", "proj/mnist"): "Missing argument 'REF_B': see 'artfs diff --help'",
+        ("lineage", "proj/mnist:v1", "--direction", "sideways"): "'sideways' is not one of",
+    }
+    for args, said in cases.items():
         result = artfs_cli(*args, home=world["home"])
         assert result.returncode == 2
-        assert "Traceback" not in result.stderr
+        assert result.stderr.startswith("artfs: error: ") and said in result.stderr, result
+        assert len(result.stderr.splitlines()) == 1, result
