@@ -99,7 +99,8 @@ def _report_commit(ctx: Context, result: PutResult) -> None:
                 else ""
             )
             console.note(
-                f"stored {record.files} files, {views.human_size(record.size)} "
+                f"stored {record.files} file{'' if record.files == 1 else 's'}, "
+                f"{views.human_size(record.size)} "
                 f"({views.human_size(result.new_bytes)} new in the store{uploaded})"
             )
         else:

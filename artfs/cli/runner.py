@@ -9,6 +9,7 @@ SIGINT and SIGTERM are passed on to the command; the run ends with the command's
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from typing import Any
@@ -31,6 +32,11 @@ def run_command(
     if not argv:
         raise InputError(
             "nothing to run: give the command after '--', e.g. artfs run -- python train.py"
+        )
+    if shutil.which(argv[0]) is None:  # checked first, so that no run is recorded for it
+        raise InputError(
+            f"{argv[0]}: no such command (not an executable file, nor found on PATH): "
+            "check its name"
         )
     me = procinfo.facts(os.getpid())
     record = lineage.create_run(

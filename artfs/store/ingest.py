@@ -232,7 +232,7 @@ def scan(source: Path, prefix: str = "", *, confine: bool = False) -> SourceTree
     try:
         st = os.stat(source)
     except FileNotFoundError:
-        raise InputError(f"{source}: no such file or directory") from None
+        raise InputError(f"{source}: no such file or directory: check the path") from None
     except OSError as exc:
         raise InputError(f"{source}: cannot read it ({exc.strerror})") from None
     tree = SourceTree()
@@ -309,7 +309,9 @@ def _scan_dir(
         os.close(dir_fd)
     for name, ident in subdirs:
         if ident in ancestors:
-            raise InputError(f"{directory}/{name}: a symlink loop back to a parent directory")
+            raise InputError(
+                f"{directory}/{name}: a symlink loop back to a parent directory: remove the link"
+            )
         _scan_dir(f"{directory}/{name}", listing.child(name), tree, ancestors | {ident}, root)
 
 
@@ -370,7 +372,7 @@ def _scan_entries(
         else:
             raise InputError(
                 f"{listing.source}/{name}: a special file (FIFO, socket or device); "
-                "remove it or put only regular files and directories"
+                "remove it: only regular files, directories and symlinks to them are stored"
             )
     listing.file_rows, listing.dir_rows = b"".join(file_rows), b"".join(dir_rows)
     tree._listed_bytes += size
@@ -379,14 +381,17 @@ def _scan_entries(
 
 def _stat_error(path: str, exc: OSError) -> InputError:
     if isinstance(exc, FileNotFoundError):
-        return InputError(f"{path}: a symlink that points nowhere")
+        return InputError(f"{path}: a symlink that points nowhere: remove it or fix its target")
     return InputError(f"{path}: cannot read it ({exc.strerror})")
 
 
 def _check_confined(path: str, root: str) -> None:
     target = os.path.realpath(path)
     if not target.startswith(root + os.sep):
-        raise InputError(f"{path}: a symlink to {target}, outside the tree being stored")
+        raise InputError(
+            f"{path}: a symlink to {target}, outside the tree being stored: "
+            "copy the file in instead of linking it"
+        )
 
 
 class Ingest:

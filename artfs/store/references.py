@@ -85,7 +85,7 @@ def _describe_file(
     try:
         st = root.stat()
     except FileNotFoundError:
-        raise InputError(f"{uri}: no such file or directory") from None
+        raise InputError(f"{uri}: no such file or directory: check the path") from None
     if stat.S_ISREG(st.st_mode):
         return [_file_entry(root, check_path(name or root.name), uri, checksum)]
     if not stat.S_ISDIR(st.st_mode):

@@ -45,6 +45,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 CASES: dict[str, tuple[str, ...]] = {
     "put-missing-path": ("put", "{root}/does-not-exist", "proj/mnist"),
+    "run-missing-command": ("run", "--project", "proj", "--", "{root}/no-such-program"),
+    "run-not-executable": ("run", "--project", "proj", "--", "{root}/a-file"),
     "put-fifo-in-tree": ("put", "{fifo}", "proj/mnist"),
     "put-fifo-as-source": ("put", "{root}/lonely-fifo", "proj/mnist"),
     "put-dangling-link": ("put", "{dangling}", "proj/mnist"),
