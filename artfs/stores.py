@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from artfs.errors import StoreError
+from artfs.errors import NotFound, StoreError
 from artfs.remote.wiring import REMOTE_PORTS
 from artfs.store import upgrade
 from artfs.store.index import Index
@@ -24,15 +24,34 @@ def open_store(home: Path | None = None) -> Store:
     return Store.open(home, ports=REMOTE_PORTS)
 
 
+def has_store(home: Path) -> bool:
+    """Whether ``home`` holds a store (its index)."""
+    return (home / "index" / "data.mdb").is_file()
+
+
+def open_existing_store(home: Path) -> Store:
+    """:func:`open_store` for a command that only reads or changes what is stored: a home
+    with no store (a mistyped ``--home`` or ``ARTFS_HOME``) is :class:`NotFound`, where
+    :func:`open_store` would make a new, empty store there."""
+    _require_store(home)
+    return open_store(home)
+
+
+def _require_store(home: Path) -> None:
+    if not has_store(home):
+        raise NotFound(
+            f"no artfs store at {home}: give --home (or ARTFS_HOME) of one, "
+            "or store something first (artfs put PATH PROJECT/NAME)"
+        )
+
+
 def open_readonly_store(home: Path) -> Store:
     """The store at ``home`` with its index opened read-only, so every write transaction
     fails (``artfs ui`` shows a store and never changes it); reads through its default remote
     as :func:`open_store`'s do. It is not in :meth:`Store.open`'s per-process registry: do not
     open the same home both ways in one process at once."""
-    index_dir = home / "index"
-    if not (index_dir / "data.mdb").is_file():
-        raise StoreError(f"no artfs store at {home}: give --home, or store something first")
-    index = Index.open(index_dir, readonly=True)
+    _require_store(home)
+    index = Index.open(home / "index", readonly=True)
     try:
         upgrade.require_current(index, home)  # a read-only opener cannot upgrade
     except StoreError:

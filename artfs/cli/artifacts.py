@@ -120,7 +120,7 @@ def get(
     ctx: Context, ref: str, dest: Path, path_prefix: str | None, allow_missing_references: bool
 ) -> None:
     """Write the files of version REF into directory DEST (verified as written)."""
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         record = store.resolve(parse_ref(ref))
         run_id = porcelain.current_run(store, record.project)
         total = porcelain.get_size(store, record, path_prefix)
@@ -146,7 +146,7 @@ def get(
 def ls_(ctx: Context, target: str | None, as_json: bool, offline: bool) -> None:
     """List projects, the artifacts of PROJECT, or the versions of PROJECT/NAME."""
     refresh = not offline
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         if target is None:
             projects = porcelain.projects(store, refresh=refresh, warn=console.note)
             if as_json:
@@ -200,7 +200,7 @@ def ls_(ctx: Context, target: str | None, as_json: bool, offline: bool) -> None:
 @pass_ctx
 def info(ctx: Context, ref: str, as_json: bool) -> None:
     """Show the record of one version, with the runs that consumed it."""
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         record = store.resolve(parse_ref(ref))
         consumers = porcelain.consumers(store, record, refresh=True, warn=console.note)
     data = views.version_info_json(record)
@@ -244,7 +244,7 @@ def info(ctx: Context, ref: str, as_json: bool) -> None:
 @pass_ctx
 def files(ctx: Context, ref: str, as_json: bool) -> None:
     """List the files of one version with size and digest."""
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         entries = store.files(store.resolve(parse_ref(ref)))
     if as_json:
         console.print_json(
@@ -265,7 +265,7 @@ def files(ctx: Context, ref: str, as_json: bool) -> None:
 @pass_ctx
 def diff_(ctx: Context, ref_a: str, ref_b: str) -> None:
     """Files added, removed and changed from REF_A to REF_B."""
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         changes = diff(store, store.resolve(parse_ref(ref_a)), store.resolve(parse_ref(ref_b)))
     for mark, paths in (("+", changes.added), ("-", changes.removed), ("M", changes.changed)):
         for path in paths:
@@ -284,7 +284,7 @@ def diff_(ctx: Context, ref_a: str, ref_b: str) -> None:
 @pass_ctx
 def alias(ctx: Context, ref: str, alias: str, remove: bool) -> None:
     """Point ALIAS at version REF, moving it if another version holds it."""
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         if remove:
             store.remove_alias(parse_artifact(ref), alias)
             if not ctx.quiet:
@@ -320,7 +320,7 @@ def edit(
         ttl_seconds=parse_ttl(ttl),
         clear_ttl=ttl == "none",
     )
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         record = store.edit(parse_ref(ref), request)
     console.print_line(record.ref)
 
@@ -338,7 +338,7 @@ def rm(ctx: Context, ref: str, force: bool, all_: bool, remote_name: str | None)
             f"'artfs rm {ref}' needs a version: use {ref}:vN, or --all for every version"
         )
     target = parse_artifact(ref) if all_ else parse_ref(ref)
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         backing = store.default_remote()
         deletion = porcelain.delete(store, target, force=force, remote_name=remote_name)
     where = f" on {deletion.remote}" if deletion.remote else ""

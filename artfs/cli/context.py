@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from artfs.store import Store
-from artfs.stores import open_store
+from artfs.stores import open_existing_store, open_store
 
 
 class Context:
@@ -14,4 +14,11 @@ class Context:
         self.quiet = quiet
 
     def store(self) -> Store:
+        """The store at ``home``, made there first if there is none (the commands that store
+        or set something: put, commit, stage, run, mount, config, remote add, clone...)."""
         return open_store(self.home)
+
+    def existing_store(self) -> Store:
+        """The store at ``home`` for a command that only reads or changes what is stored: no
+        store there is an error (see :func:`open_existing_store`)."""
+        return open_existing_store(self.home)

@@ -10,7 +10,7 @@ from artfs import porcelain, views
 from artfs.cli import console, render
 from artfs.cli.context import Context
 from artfs.cli.params import parse_ref, pass_ctx, remote_option
-from artfs.errors import InputError, InvalidName
+from artfs.errors import InvalidName
 from artfs.names import check_name
 from artfs.store import backfill
 from artfs.store import upgrade as formats
@@ -35,7 +35,7 @@ def gc(ctx: Context, remote_name: str | None, grace: str | None) -> None:
         return
     if grace is not None:
         raise InvalidName("--grace is for 'artfs gc --remote': local gc needs no grace period")
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         report = collect(store)
     if report.expiry_failed is not None:
         console.note(f"warning: expired versions not deleted: {report.expiry_failed}")
@@ -56,7 +56,7 @@ def _gc_remote(ctx: Context, remote_name: str | None, grace: str) -> None:
 
     seconds = render.parse_duration(grace)
     check_grace(seconds)  # before the store is opened: a bad option changes nothing
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         config, report = porcelain.gc_remote(store, seconds, remote_name=remote_name)
     for ref in report.records_removed:
         console.print_line(f"removed the record of deleted version {ref}")
@@ -73,7 +73,7 @@ def _gc_remote(ctx: Context, remote_name: str | None, grace: str) -> None:
 @pass_ctx
 def verify_(ctx: Context, ref: str | None) -> None:
     """Re-hash every chunk of REF (or of every version); exit 1 naming broken files."""
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         if ref:
             records = [store.resolve(parse_ref(ref))]
         else:
@@ -137,9 +137,7 @@ def upgrade(ctx: Context) -> None:
 
     Each such chunk is read and verified first; one that fails gets none, the others are
     written all the same, and the command then exits 1."""
-    if not (ctx.home / "index" / "data.mdb").is_file():
-        raise InputError(f"no artfs store at {ctx.home}: give --home (or ARTFS_HOME) of one")
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         before = store.opened_format
         if before == formats.FORMAT:
             console.print_line(f"the store at {ctx.home} has format {before}, this artfs's own")

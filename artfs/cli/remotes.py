@@ -91,7 +91,7 @@ def remote_default(ctx: Context, name: str | None, unset: bool) -> None:
 
     if (name is None) == (not unset):
         raise InvalidName("give a remote NAME, or --unset for none")
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         config = set_default(store, name)
     if config is None:
         console.print_line("no default remote: commits stay in this store")
@@ -104,7 +104,7 @@ def remote_default(ctx: Context, name: str | None, unset: bool) -> None:
 @pass_ctx
 def remote_ls(ctx: Context, as_json: bool) -> None:
     """List the remotes of this store."""
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         configured = store.remotes()
         backing = store.default_remote()
     default = backing.name if backing else None
@@ -127,7 +127,7 @@ def push(ctx: Context, ref: str | None, all_: bool, remote_name: str | None) -> 
     """Publish version REF (or --all) on a remote; it gets the remote's next number."""
     if (ref is None) == (not all_):
         raise InvalidName("give a REF or --all, not both")
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         pushed = porcelain.push(
             store, None if all_ else parse_ref(ref or ""), remote_name=remote_name
         )
@@ -147,7 +147,7 @@ def push(ctx: Context, ref: str | None, all_: bool, remote_name: str | None) -> 
 @pass_ctx
 def pull(ctx: Context, ref: str, remote_name: str | None) -> None:
     """Fetch version REF and its missing chunks from a remote (each chunk hash-checked)."""
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         result = porcelain.pull(store, parse_ref(ref), remote_name=remote_name, warn=console.note)
     console.print_line(
         f"{result.record.ref}: {result.chunks_fetched} chunks, "

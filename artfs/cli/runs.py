@@ -54,7 +54,7 @@ def runs(click_ctx: click.Context, project: str | None, as_json: bool) -> None:
     if click_ctx.invoked_subcommand is not None:
         return
     ctx: Context = click_ctx.obj
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         found = porcelain.runs(store, project, refresh=True, warn=console.note)
     if as_json:
         console.print_json([views.run_json(r) for r in found])
@@ -85,7 +85,7 @@ SHOWN_ROWS = 10  # history rows 'artfs runs show' prints; --json gives every row
 @pass_ctx
 def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
     """One run with the versions it used and logged."""
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         details = porcelain.run_details(
             store,
             run_id,
@@ -128,7 +128,7 @@ def runs_show(ctx: Context, run_id: str, as_json: bool) -> None:
 @pass_ctx
 def lineage(ctx: Context, ref: str, direction: str, depth: int | None, format_: str) -> None:
     """Where REF came from (up) and where it went (down): versions and runs."""
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         graph = porcelain.lineage_graph(
             store, ref, direction, depth, refresh=True, warn=console.note
         )

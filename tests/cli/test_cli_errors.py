@@ -147,3 +147,31 @@ def test_usage_errors_are_one_line_naming_the_help_to_read(
         assert result.returncode == 2
         assert result.stderr.startswith("artfs: error: ") and said in result.stderr, result
         assert len(result.stderr.splitlines()) == 1, result
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("ls",),
+        ("info", "proj/mnist:v0"),
+        ("files", "proj/mnist:v0"),
+        ("get", "proj/mnist:v0", "{out}"),
+        ("alias", "proj/mnist:v0", "best"),
+        ("rm", "proj/mnist:v0"),
+        ("runs",),
+        ("lineage", "proj/mnist:v0"),
+        ("verify",),
+        ("gc",),
+    ],
+)
+def test_a_home_with_no_store_is_one_line_and_makes_none(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    home = tmp_path / "mistyped-home"
+    result = run_cli_here(*(a.format(out=tmp_path / "out") for a in args), home=home)
+    assert result.returncode == 1, result
+    assert result.stderr.splitlines() == [
+        f"artfs: error: no artfs store at {home}: give --home (or ARTFS_HOME) of one, "
+        "or store something first (artfs put PATH PROJECT/NAME)"
+    ]
+    assert not home.exists() and not (tmp_path / "out").exists()

@@ -7,8 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from artfs.stores import open_store
+
 
 def _staging(home: Path, name: str = "model") -> Path:
+    """A staging directory as the mount or ``artfs stage`` would leave it: in a store."""
+    open_store(home).close()
     path = home / "staging" / "proj" / name
     path.mkdir(parents=True)
     return path

@@ -159,7 +159,8 @@ def test_artfs_upgrade_of_no_store_is_one_line_and_creates_nothing(tmp_path: Pat
     )
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [
-        f"artfs: error: no artfs store at {home}: give --home (or ARTFS_HOME) of one"
+        f"artfs: error: no artfs store at {home}: give --home (or ARTFS_HOME) of one, "
+        "or store something first (artfs put PATH PROJECT/NAME)"
     ]
     assert not home.exists()
 

@@ -86,7 +86,8 @@ def test_no_store_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
     result = run_cli("ui", "--port", "0", home=home)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        f"artfs: error: no artfs store at {home}: give --home, or store something first"
+        f"artfs: error: no artfs store at {home}: give --home (or ARTFS_HOME) of one, "
+        "or store something first (artfs put PATH PROJECT/NAME)"
     ]
     assert not home.exists()
 
