@@ -22,6 +22,11 @@ def parse_duration(text: str) -> float:
     return float(sum(int(n) * _UNITS[u] for n, u in parts))
 
 
+def clipped(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, its cut end shown as "..." when it is longer."""
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def version_row(record: VersionRecord) -> list[Any]:
     return [
         record.version,

@@ -69,7 +69,7 @@ def runs(click_ctx: click.Context, project: str | None, as_json: bool) -> None:
                 r.name,
                 r.state,
                 views.iso(r.started),
-                " ".join(r.command)[:60],
+                render.clipped(" ".join(r.command), 60),
             ]
             for r in found
         ],

@@ -214,7 +214,7 @@ def _refuse_open_writers(files: list[SourceFile], staging: Path) -> None:
         except OSError as exc:
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise Conflict(
-                    f"{source.path} in the staging of {staging.parent.name}/{staging.name} is "
+                    f"{staging.parent.name}/{staging.name}/{STAGING_DIR}/{source.path} is "
                     "still open for writing: close it first, or commit with --force"
                 ) from None
             raise

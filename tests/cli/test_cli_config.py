@@ -38,3 +38,11 @@ def test_command_lines_are_kept_unless_the_store_says_not_to(run_cli: Any) -> No
     runs = run_cli("runs", "--json", check=True).json()
     assert [r["command"] for r in runs] == [["true", "--token=s3cret"], []]
     assert "s3cret" not in run_cli("runs", check=True).stdout.split("\n", 2)[2]
+
+
+def test_a_long_command_is_cut_with_dots_in_the_runs_table(run_cli: Any) -> None:
+    run_cli("run", "--project", "p", "--", "true", "a" * 100, check=True)
+    table = run_cli("runs", check=True).stdout
+    assert "true " + "a" * 52 + "..." in table and "a" * 53 not in table
+    (whole,) = run_cli("runs", "--json", check=True).json()
+    assert whole["command"] == ["true", "a" * 100]
