@@ -33,11 +33,12 @@ def open_existing_store(home: Path) -> Store:
     """:func:`open_store` for a command that only reads or changes what is stored: a home
     with no store (a mistyped ``--home`` or ``ARTFS_HOME``) is :class:`NotFound`, where
     :func:`open_store` would make a new, empty store there."""
-    _require_store(home)
+    require_store(home)
     return open_store(home)
 
 
-def _require_store(home: Path) -> None:
+def require_store(home: Path) -> None:
+    """:class:`NotFound`, saying what to do, unless ``home`` holds a store."""
     if not has_store(home):
         raise NotFound(
             f"no artfs store at {home}: give --home (or ARTFS_HOME) of one, "
@@ -50,7 +51,7 @@ def open_readonly_store(home: Path) -> Store:
     fails (``artfs ui`` shows a store and never changes it); reads through its default remote
     as :func:`open_store`'s do. It is not in :meth:`Store.open`'s per-process registry: do not
     open the same home both ways in one process at once."""
-    _require_store(home)
+    require_store(home)
     index = Index.open(home / "index", readonly=True)
     try:
         upgrade.require_current(index, home)  # a read-only opener cannot upgrade

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.exceptions import NoArgsIsHelpError
 
 from artfs.cli import artifacts, console, maintenance, mount, remotes, runs, staging
 from artfs.cli.context import Context
@@ -93,9 +94,12 @@ _add_quiet(cli)
 def main(argv: list[str] | None = None) -> None:
     try:
         status = cli.main(args=argv, prog_name="artfs", standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # a group given no command: its help, as asked
+        exc.show()
+        sys.exit(exc.exit_code)
     except click.UsageError as exc:  # a mistyped command line: one line, as for every mistake
         where = exc.ctx.command_path if exc.ctx is not None else "artfs"
-        console.error(f"{exc.format_message().rstrip('.')}: see '{where} --help'")
+        console.error(f"{exc.format_message().rstrip('.')}; see '{where} --help'")
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         console.error(exc.format_message())

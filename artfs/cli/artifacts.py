@@ -375,7 +375,7 @@ def commit(
     """Store the staging directory of ARTIFACT (project/name) as its next version."""
     art = parse_artifact(artifact)
     meta = parse_metadata(metadata)
-    with ctx.store() as store:
+    with ctx.existing_store() as store:
         result = porcelain.commit(
             store,
             art,

@@ -15,7 +15,7 @@ from artfs.names import check_name
 from artfs.store import backfill
 from artfs.store import upgrade as formats
 from artfs.store.gc import collect
-from artfs.store.settings import ENTITY_KEY, check_key, parse_bool
+from artfs.store.settings import DEFAULTS, ENTITY_KEY, parse_bool
 from artfs.store.verify import verify
 
 
@@ -103,11 +103,14 @@ def config(ctx: Context, key: str | None, value: str | None) -> None:
     if key == ENTITY_KEY:
         _entity_setting(ctx, value)
         return
-    if key is not None:
-        check_key(key)
-    with ctx.store() as store:
-        if value is not None and key is not None:
-            store.set_setting(key, parse_bool(value))
+    if key is not None and key not in DEFAULTS:
+        known = ", ".join(sorted([*DEFAULTS, ENTITY_KEY]))
+        raise InvalidName(f"unknown setting {key!r}: known settings are {known}")
+    setting = None if value is None or key is None else parse_bool(value)
+    # Only setting something makes a store; showing needs one there.
+    with ctx.store() if setting is not None else ctx.existing_store() as store:
+        if setting is not None and key is not None:
+            store.set_setting(key, setting)
         current = store.settings()
         entity = store.entity()
     if key is None:
@@ -118,7 +121,7 @@ def config(ctx: Context, key: str | None, value: str | None) -> None:
 
 
 def _entity_setting(ctx: Context, value: str | None) -> None:
-    with ctx.store() as store:
+    with ctx.store() if value is not None else ctx.existing_store() as store:
         if value is not None:
             store.set_entity(None if value == "none" else check_name(value, "entity"))
         current = store.entity()

@@ -91,15 +91,21 @@ def umount(mountpoint: Path) -> None:
         raise ArtfsError(
             "fusermount3 is missing: install the fuse3 package (apt-get install fuse3)"
         )
+    if not os.path.lexists(mountpoint):
+        raise InputError(f"{mountpoint} does not exist: give the directory artfs is mounted on")
     mounted = mount_at(mountpoint) or mount_at(os.path.realpath(mountpoint))
     if mounted is None and mount_table():  # (an unreadable table: fusermount3 decides)
-        raise InputError(f"{mountpoint} is not mounted: there is nothing to unmount")
+        raise InputError(f"{mountpoint} is not a mount point: there is nothing to unmount")
     if mounted is not None and mounted.fstype != ARTFS_FSTYPE:
+        how = "fusermount3 -u" if mounted.fstype.startswith("fuse") else "umount"
         raise InputError(
             f"{mountpoint} is not an artfs mount (its type is {mounted.fstype}): "
-            "unmount it with umount"
+            f"unmount it with {how}"
         )
-    done = subprocess.run([tool, "-u", str(mountpoint)], capture_output=True, text=True)
+    # The mount found, by the path the table gives it (fusermount3 would resolve the one given
+    # again, perhaps otherwise).
+    target = mountpoint if mounted is None else mounted.point
+    done = subprocess.run([tool, "-u", str(target)], capture_output=True, text=True)
     if done.returncode != 0:
         reason = done.stderr.strip().rpartition(": ")[2] or "failed"
         hint = ": close the files open under it" if "busy" in reason else ""

@@ -20,6 +20,20 @@ from artfs.lineage import Lineage, RunRecord
 from artfs.porcelain import RUN_ID_ENV
 
 
+def check_command(argv: list[str]) -> None:
+    """Refuse a command that cannot be run, before the store is opened and a run is made for
+    it (one that fails to start all the same ends its run with status 127)."""
+    if not argv:
+        raise InputError(
+            "nothing to run: give the command after '--', e.g. artfs run -- python train.py"
+        )
+    if shutil.which(argv[0]) is None:
+        raise InputError(
+            f"{argv[0]}: no such command (not an executable file, nor found on PATH): "
+            "check its name"
+        )
+
+
 def run_command(
     lineage: Lineage,
     argv: list[str],
@@ -29,15 +43,8 @@ def run_command(
     name: str | None,
     config: dict[str, Any] | None,
 ) -> tuple[RunRecord, int]:
-    if not argv:
-        raise InputError(
-            "nothing to run: give the command after '--', e.g. artfs run -- python train.py"
-        )
-    if shutil.which(argv[0]) is None:  # checked first, so that no run is recorded for it
-        raise InputError(
-            f"{argv[0]}: no such command (not an executable file, nor found on PATH): "
-            "check its name"
-        )
+    """Run ``argv`` (see :func:`check_command`) as a new run of ``lineage``; the run's
+    record and the command's exit status."""
     me = procinfo.facts(os.getpid())
     record = lineage.create_run(
         project,

@@ -11,7 +11,7 @@ from artfs import porcelain, views
 from artfs.cli import console, render
 from artfs.cli.context import Context
 from artfs.cli.params import parse_metadata, pass_ctx
-from artfs.cli.runner import run_command
+from artfs.cli.runner import check_command, run_command
 from artfs.lineage import Lineage
 
 
@@ -31,6 +31,8 @@ def run(
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND as a recorded run: artfs run --job-type train -- python train.py"""
+    check_command(list(command))
+    metadata = parse_metadata(config, "--config")
     with ctx.store() as store:
         record, code = run_command(
             Lineage(store),
@@ -38,7 +40,7 @@ def run(
             project=project,
             job_type=job_type,
             name=name,
-            config=parse_metadata(config, "--config"),
+            config=metadata,
         )
     if not ctx.quiet:
         console.note(f"run {record.id} ({record.project}/{record.name}) exited with {code}")

@@ -35,7 +35,7 @@ def stage(
         raise InvalidName(
             "--empty goes with --reset and without --from: 'artfs stage P/N --reset --empty'"
         )
-    with ctx.store() as store:
+    with ctx.existing_store() as store:  # staging is a store's; --from names its version
         if from_ is not None:
             base: Base | None = porcelain.stage_from(store, art, parse_ref(from_), reset=reset)
         elif empty:

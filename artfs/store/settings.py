@@ -17,14 +17,11 @@ from artfs.store.index import Table, Txn
 # lines can hold secrets such as tokens passed as arguments).
 DEFAULTS: dict[str, bool] = {"record_command_lines": True}
 _PREFIX = b"setting:"
-# The store's W&B entity is set with the same command (see entity below), but is a name, not a
-# true-or-false setting.
-ENTITY_KEY = "entity"
 
 
 def check_key(key: str) -> None:
     if key not in DEFAULTS:
-        known = ", ".join(sorted([*DEFAULTS, ENTITY_KEY]))
+        known = ", ".join(sorted(DEFAULTS))
         raise InvalidName(f"unknown setting {key!r}: known settings are {known}")
 
 
@@ -118,6 +115,7 @@ def put_default_remote(txn: Txn, name: str | None) -> None:
 
 # --- the store's entity (W&B's team or user name; see docs/sdk.md) ---------------------------
 
+ENTITY_KEY = "entity"
 _ENTITY = b"entity"
 
 

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from artfs.errors import InputError, MountError
-from artfs.mounts import mount_at
+from artfs.mounts import ARTFS_FSTYPE, mount_at
 
 FSNAME = "artfs"
 
@@ -44,7 +44,7 @@ def mount_entry(path: Path) -> tuple[str, str] | None:
 
 def is_artfs_mount(path: Path) -> bool:
     entry = mount_entry(path)
-    return entry is not None and entry[0].startswith("fuse") and entry[1] == FSNAME
+    return entry is not None and entry[0] == ARTFS_FSTYPE
 
 
 def prepare(path: Path) -> Path:

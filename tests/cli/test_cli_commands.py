@@ -49,6 +49,8 @@ def test_put_prints_the_ref_last_and_defaults_to_dataset(run_cli: Any, src: Path
     assert put(run_cli, src, "proj/mnist") == "proj/mnist:v1"
     info = run_cli("info", "proj/mnist:v1", "--json", check=True).json()
     assert info["type"] == "dataset"
+    one = run_cli("put", src / "README", "proj/readme", check=True)
+    assert "stored 1 file, " in one.stderr
 
 
 def test_quiet_put_prints_only_the_ref(run_cli: Any, src: Path) -> None:

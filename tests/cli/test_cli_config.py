@@ -6,6 +6,9 @@ from typing import Any
 
 
 def test_settings_list_set_and_refuse_unknown(run_cli: Any) -> None:
+    code, _, err = run_cli("config")  # showing needs a store; setting makes one
+    assert code == 1 and "no artfs store" in err
+    run_cli("config", "record_command_lines", "true", check=True)
     assert run_cli("config", check=True).stdout == ("entity = none\nrecord_command_lines = true\n")
     assert run_cli("config", "record_command_lines", "off", check=True).stdout == (
         "record_command_lines = false\n"
@@ -19,13 +22,13 @@ def test_settings_list_set_and_refuse_unknown(run_cli: Any) -> None:
 
 
 def test_the_entity_is_listed_with_the_settings(run_cli: Any) -> None:
-    assert run_cli("config", "entity", check=True).stdout == "entity = none\n"
     run_cli("config", "entity", "my-team", check=True)
     assert run_cli("config", check=True).stdout.splitlines() == [
         "entity = my-team",
         "record_command_lines = true",
     ]
     assert run_cli("config", "entity", "none", check=True).stdout == "entity = none\n"
+    assert run_cli("config", "entity", check=True).stdout == "entity = none\n"
 
 
 def test_command_lines_are_kept_unless_the_store_says_not_to(run_cli: Any) -> None:

@@ -136,10 +136,10 @@ def test_usage_errors_are_one_line_naming_the_help_to_read(
     world: dict[str, Path], artfs_cli: Any
 ) -> None:
     cases = {
-        ("put",): "Missing argument 'PATH': see 'artfs put --help'",
+        ("put",): "Missing argument 'PATH'; see 'artfs put --help'",
         ("nosuchcommand",): "No such command 'nosuchcommand'",
         ("ls", "--bogus"): "No such option '--bogus'",
-        ("diff", "proj/mnist"): "Missing argument 'REF_B': see 'artfs diff --help'",
+        ("diff", "proj/mnist"): "Missing argument 'REF_B'; see 'artfs diff --help'",
         ("lineage", "proj/mnist:v1", "--direction", "sideways"): "'sideways' is not one of",
     }
     for args, said in cases.items():
@@ -162,6 +162,16 @@ def test_usage_errors_are_one_line_naming_the_help_to_read(
         ("lineage", "proj/mnist:v0"),
         ("verify",),
         ("gc",),
+        ("diff", "proj/mnist:v0", "proj/mnist:v1"),
+        ("edit", "proj/mnist:v0", "--description", "x"),
+        ("commit", "proj/mnist"),
+        ("stage", "proj/mnist"),
+        ("config",),
+        ("config", "entity"),
+        ("push", "proj/mnist:v0"),
+        ("pull", "proj/mnist:v0"),
+        ("remote", "ls"),
+        ("remote", "default", "origin"),
     ],
 )
 def test_a_home_with_no_store_is_one_line_and_makes_none(
@@ -175,3 +185,16 @@ def test_a_home_with_no_store_is_one_line_and_makes_none(
         "or store something first (artfs put PATH PROJECT/NAME)"
     ]
     assert not home.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_command_that_cannot_run_makes_no_store_and_no_run(tmp_path: Path) -> None:
+    home = tmp_path / "fresh-home"
+    result = run_cli_here("run", "--", str(tmp_path / "no-such-program"), home=home)
+    assert result.returncode != 0 and "no such command" in result.stderr, result
+    assert not home.exists()
+
+
+def test_a_group_given_no_command_shows_its_help(artfs_cli: Any, tmp_path: Path) -> None:
+    result = artfs_cli("cache", home=tmp_path / "h")
+    shown = result.stdout + result.stderr
+    assert "Commands:" in shown and "prune" in shown and "artfs: error" not in shown, result

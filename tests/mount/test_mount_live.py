@@ -243,7 +243,9 @@ def test_cli_mount_refuses_bad_mountpoints_in_one_line(
 def test_cli_umount_of_something_not_mounted_says_so(home: Path, tmp_path: Path) -> None:
     done = _cli(home, "umount", str(tmp_path))
     assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1, done
-    assert f"{tmp_path} is not mounted: there is nothing to unmount" in done.stderr
+    assert f"{tmp_path} is not a mount point: there is nothing to unmount" in done.stderr
+    done = _cli(home, "umount", str(tmp_path / "absent"))
+    assert done.returncode != 0 and "absent does not exist" in done.stderr, done
     # Another filesystem's mount is left alone, and named as not artfs's.
     done = _cli(home, "umount", "/")
     assert done.returncode != 0 and "/ is not an artfs mount (its type is" in done.stderr, done

@@ -36,7 +36,7 @@ def test_errors_are_one_line(s3_server: S3Server, prefix: str, tmp_path: Path) -
     home = tmp_path / "h"
     done = _artfs(s3_server, home, "push", "team/x")
     assert done.returncode == 1 and "no artfs store" in done.stderr and not home.exists()
-    _ok(s3_server, home, "config")  # makes the store: the refusals below are its own
+    _ok(s3_server, home, "config", "record_command_lines", "true")  # makes the store
     done = _artfs(s3_server, home, "push", "team/x")
     assert done.returncode == 1 and "no remote" in done.stderr and "Traceback" not in done.stderr
     done = _artfs(s3_server, home, "remote", "add", "r", "http://bucket/x")

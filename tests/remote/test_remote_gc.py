@@ -341,7 +341,7 @@ def test_cli_rm_and_gc_on_the_remote(
     home, src = tmp_path / "h", tmp_path / "src"
     make_tree(src, {"model.bin": random_bytes(200_000, 6)})
     assert "no artfs store" in _fails(s3_server, home, "rm", "team/m:v0", "--remote")
-    _ok(s3_server, home, "config")  # makes the store: the refusals below are its own
+    _ok(s3_server, home, "config", "record_command_lines", "true")  # makes the store
     assert "no remote" in _fails(s3_server, home, "rm", "team/m:v0", "--remote")
     assert "no remote" in _fails(s3_server, home, "gc", "--remote")
     assert "--remote" in _fails(s3_server, home, "gc", "--grace", "1h")
