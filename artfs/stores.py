@@ -30,7 +30,7 @@ def has_store(home: Path) -> bool:
 
 
 def open_existing_store(home: Path) -> Store:
-    """:func:`open_store` for a command that only reads or changes what is stored: a home
+    """:func:`open_store` for a command that needs what a store already holds: a home
     with no store (a mistyped ``--home`` or ``ARTFS_HOME``) is :class:`NotFound`, where
     :func:`open_store` would make a new, empty store there."""
     require_store(home)

@@ -15,10 +15,10 @@ class Context:
 
     def store(self) -> Store:
         """The store at ``home``, made there first if there is none (the commands that store
-        or set something: put, commit, stage, run, mount, config, remote add, clone...)."""
+        or set something: put, run, mount, config KEY VALUE, remote add, clone)."""
         return open_store(self.home)
 
     def existing_store(self) -> Store:
-        """The store at ``home`` for a command that only reads or changes what is stored: no
-        store there is an error (see :func:`open_existing_store`)."""
+        """The store at ``home`` for a command that needs what a store already holds: no store
+        there is an error (see :func:`open_existing_store`)."""
         return open_existing_store(self.home)
