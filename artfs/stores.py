@@ -24,22 +24,17 @@ def open_store(home: Path | None = None) -> Store:
     return Store.open(home, ports=REMOTE_PORTS)
 
 
-def has_store(home: Path) -> bool:
-    """Whether ``home`` holds a store (its index)."""
-    return (home / "index" / "data.mdb").is_file()
-
-
 def open_existing_store(home: Path) -> Store:
     """:func:`open_store` for a command that needs what a store already holds: a home
     with no store (a mistyped ``--home`` or ``ARTFS_HOME``) is :class:`NotFound`, where
     :func:`open_store` would make a new, empty store there."""
-    require_store(home)
+    _require_store(home)
     return open_store(home)
 
 
-def require_store(home: Path) -> None:
-    """:class:`NotFound`, saying what to do, unless ``home`` holds a store."""
-    if not has_store(home):
+def _require_store(home: Path) -> None:
+    """:class:`NotFound`, saying what to do, unless ``home`` holds a store (its index)."""
+    if not (home / "index" / "data.mdb").is_file():
         raise NotFound(
             f"no artfs store at {home}: give --home (or ARTFS_HOME) of one, "
             "or store something first (artfs put PATH PROJECT/NAME)"
@@ -51,7 +46,7 @@ def open_readonly_store(home: Path) -> Store:
     fails (``artfs ui`` shows a store and never changes it); reads through its default remote
     as :func:`open_store`'s do. It is not in :meth:`Store.open`'s per-process registry: do not
     open the same home both ways in one process at once."""
-    require_store(home)
+    _require_store(home)
     index = Index.open(home / "index", readonly=True)
     try:
         upgrade.require_current(index, home)  # a read-only opener cannot upgrade
