@@ -59,7 +59,7 @@ from pathlib import Path
 
 from artfs.errors import ArtfsError
 from artfs.fs import direct
-from artfs.store import codec
+from artfs.store import codec, hashing
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.hashing import chunk_id
 from artfs.store.manifest import ChunkRef
@@ -518,6 +518,7 @@ class _Loader:
         """Load chunks as the socket asks until it closes (say ready first, once the first
         ``prepared`` bytes of the arena are written)."""
         prepare(self._arena, prepared)
+        direct.map_code((*codec.COMPILED, *hashing.COMPILED))
         crew = [_Worker(self._packs, self._arena) for _ in range(workers)]
         self._sock.sendall(REPLY.pack(READY_TAG, 1))
         threads = [

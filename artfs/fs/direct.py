@@ -12,6 +12,8 @@ do it.
 - :class:`PackRanges` reads byte ranges of packs past the page cache (a chunk's blocks).
 - :func:`populate` puts a mapping's pages in place with ``MADV_POPULATE_READ`` or
   ``MADV_POPULATE_WRITE`` (Linux 5.14), which Python 3.11's ``mmap`` module has no names for.
+- :func:`map_code` maps every page of the compiled libraries a process decodes and hashes
+  with, so that a cold read does not wait for the disk to fault their code in.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import errno
 import functools
 import mmap
 import os
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from artfs.mounts import mount_table
@@ -51,6 +54,20 @@ def _syscall() -> Callable[..., int] | None:
 
 
 _SYSCALL = _syscall() if _SYS_CACHESTAT is not None else None
+
+
+def _madvise() -> Callable[..., int] | None:
+    """libc's ``madvise`` (for memory ``mmap`` objects do not own); None without one."""
+    try:
+        call = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    call.restype = ctypes.c_int
+    return call
+
+
+_MADVISE = _madvise()
 _cachestat_missing = _SYSCALL is None  # set for good once the kernel says ENOSYS
 
 
@@ -141,6 +158,38 @@ def populate(memory: mmap.mmap, length: int, advice: int) -> bool:
     return True
 
 
+def map_code(modules: Iterable[str]) -> int:
+    """Map in now every page this process has mapped of the compiled ``modules`` (names in
+    ``sys.modules``; those not loaded, or not compiled, are passed over) with
+    ``MADV_POPULATE_READ``, best effort, and return how many bytes that covered.
+
+    A library's code comes into a process page by page as it first runs. A page that no
+    process maps is dropped with the page cache, so a fresh daemon's first decode after the
+    caches were dropped waited for the disk at each new page of zstd's decoder (seven major
+    faults a cold read of the bench's large files, in the loader's first chunks: docs/perf.md,
+    "Thirty-seventh pass"). Pages a process maps stay cached: mapping them all at start, the
+    libraries' ~1.6 MiB, leaves nothing to fault in."""
+    files = (getattr(sys.modules.get(name), "__file__", None) for name in modules)
+    wanted = {os.path.realpath(name) for name in files if name and not name.endswith(".py")}
+    if _MADVISE is None or not wanted:
+        return 0
+    covered = 0
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            lines = maps.readlines()
+    except OSError:
+        return 0
+    for line in lines:
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6 or fields[5].rstrip("\n") not in wanted or fields[1][0] != "r":
+            continue
+        start, end = (int(at, 16) for at in fields[0].split("-"))
+        if _MADVISE(ctypes.c_void_p(start), ctypes.c_size_t(end - start), MADV_POPULATE_READ):
+            return covered  # a kernel before 5.14, or a mapping it will not populate
+        covered += end - start
+    return covered
+
+
 def aligned_buffer(length: int) -> mmap.mmap:
     """``length`` bytes of page-aligned private memory, every page of it in place (written
     now, so that no read into it faults)."""
@@ -227,6 +276,7 @@ __all__ = [
     "aligned_buffer",
     "blocks",
     "filesystem_type",
+    "map_code",
     "pack_ranges",
     "populate",
     "reads_past_cache",

@@ -25,6 +25,9 @@ Buffer = bytes | bytearray | memoryview
 Dictionaries = Callable[[ChunkId], bytes]
 
 LEVEL = 1
+# The modules of zstandard's compiled code (its C extension, or its cffi one): what
+# ``artfs.fs.direct.map_code`` maps in before a cold read.
+COMPILED = ("zstandard.backend_c", "zstandard._cffi")
 # Below this size a zstd frame's own overhead eats most of the gain: store raw.
 _TINY = 128
 _SAMPLE = 4 << 10

@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
+import json
 import mmap
 import os
 import random
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,7 +43,7 @@ from artfs.fs.chunkloader import (
 from artfs.fs.direct import Residency, filesystem_type, reads_past_cache
 from artfs.fs.reader import ChunkCache
 from artfs.names import ArtifactName
-from artfs.store import Store, codec
+from artfs.store import Store, codec, hashing
 from artfs.store.chunking import MAX_CHUNK
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.codec import Codec
@@ -605,6 +608,68 @@ def test_a_raw_chunk_read_past_the_cache_writes_only_its_own_place(tmp_path: Pat
     assert cached_pages(path, 100, len(data)) is False  # it was read past the cache
 
 
+def code_mappings(pid: int | str, module_file: str) -> list[tuple[int, int]]:
+    """(size, resident) in KiB of each readable mapping process ``pid`` has of
+    ``module_file``, from its ``smaps``."""
+    found, current = [], None
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            readable = fields[1].startswith("r") and len(fields) >= 6
+            current = [] if readable and fields[5] == os.path.realpath(module_file) else None
+            if current is not None:
+                found.append(current)
+        elif current is not None and fields[0] in ("Size:", "Rss:"):
+            current.append(int(fields[1]))
+    return [(size, rss) for size, rss in found]
+
+
+def compiled_files() -> list[str]:
+    """The files of zstd's and BLAKE3's compiled modules, as this process loaded them."""
+    names = (*codec.COMPILED, *hashing.COMPILED)
+    files = [getattr(sys.modules.get(name), "__file__", None) for name in names]
+    return [name for name in files if name and not name.endswith(".py")]
+
+
+def test_map_code_puts_every_page_of_the_decoder_and_hasher_in_place() -> None:
+    # In a fresh process, whose imports ran only a little of each library's code.
+    script = (
+        "import json, os, sys\n"
+        "from artfs.fs import direct\n"
+        "from artfs.store import codec, hashing\n"
+        "from tests.mount.test_chunk_loader import code_mappings, compiled_files\n"
+        "files = compiled_files()\n"
+        "before = [code_mappings('self', f) for f in files]\n"
+        "covered = direct.map_code((*codec.COMPILED, *hashing.COMPILED))\n"
+        "after = [code_mappings('self', f) for f in files]\n"
+        "print(json.dumps([files, before, after, covered]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    files, before, after, covered = json.loads(done.stdout)
+    assert len(files) == 2  # zstd's and BLAKE3's compiled modules
+    assert all(before) and all(after)
+    # The imports left pages of the code to come as it first runs...
+    assert any(rss < size for mappings in before for size, rss in mappings)
+    # ...map_code left none, and says how much it covered.
+    assert all(rss == size for mappings in after for size, rss in mappings)
+    assert covered == sum(size for mappings in after for size, _ in mappings) * 1024
+
+
+def test_the_loader_has_its_decoder_and_hasher_in_place_once_ready(
+    stored: tuple[Store, FileEntry, bytes],
+) -> None:
+    store, _, _ = stored
+    loader = started(store)
+    try:
+        for name in compiled_files():
+            mappings = code_mappings(loader.process.pid, name)
+            assert mappings and all(rss == size for size, rss in mappings), name
+    finally:
+        loader.stop()
+
+
 def test_the_filesystem_of_a_path_is_its_innermost_mount_s(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -932,6 +997,10 @@ def test_no_loader_process_with_loaders_0_and_reads_are_exact(
 ) -> None:
     home, content = big_home
     mount = start_mount(home, None, "--loaders", "0")
+    # The daemon decodes every chunk itself: its decoder and hasher are in place from the start.
+    for name in compiled_files():
+        mappings = code_mappings(mount.proc.pid, name)
+        assert mappings and all(rss == size for size, rss in mappings), name
     assert (mount.path / "proj/model/v0/weights.f32").read_bytes() == content
     assert loader_pid(mount.proc.pid) is None
 
