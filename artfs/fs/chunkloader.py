@@ -501,6 +501,15 @@ def prepare(arena: mmap.mmap, length: int) -> None:
     direct.populate(arena, length, direct.MADV_POPULATE_WRITE)
 
 
+DECODERS = (*codec.COMPILED, *hashing.COMPILED)  # the compiled modules a load runs
+
+
+def map_decoders() -> int:
+    """Map in every page of zstd's and BLAKE3's compiled code now (``direct.map_code``), so
+    that no load waits for the disk to fault it in; the bytes covered."""
+    return direct.map_code(DECODERS)
+
+
 class _Loader:
     """The loader process at work: ``workers`` threads, each taking the next request off the
     socket (one at a time, under a lock), loading it and answering it. Without a thread
@@ -518,7 +527,7 @@ class _Loader:
         """Load chunks as the socket asks until it closes (say ready first, once the first
         ``prepared`` bytes of the arena are written)."""
         prepare(self._arena, prepared)
-        direct.map_code((*codec.COMPILED, *hashing.COMPILED))
+        map_decoders()
         crew = [_Worker(self._packs, self._arena) for _ in range(workers)]
         self._sock.sendall(REPLY.pack(READY_TAG, 1))
         threads = [
@@ -601,6 +610,7 @@ if __name__ == "__main__":
 
 __all__ = [
     "ARENA_UNIT",
+    "DECODERS",
     "PREPARED_BYTES",
     "READY_TAG",
     "REPLY",
@@ -608,5 +618,6 @@ __all__ = [
     "ChunkArena",
     "LoaderProcess",
     "loadable",
+    "map_decoders",
     "place_of",
 ]

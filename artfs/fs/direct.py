@@ -25,8 +25,9 @@ import mmap
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from artfs.mounts import mount_table
 
@@ -43,31 +44,22 @@ MADV_POPULATE_WRITE = 23
 _POPULATE_STEP = 4 << 20
 
 
-def _syscall() -> Callable[..., int] | None:
-    """libc's ``syscall``, returning a C long; None without one (not Linux's libc)."""
+def _libc_function(name: str, restype: type, argtypes: tuple[type, ...] | None = None) -> Any:
+    """libc's function ``name``, setting errno for ``ctypes.get_errno``; None without it (not
+    Linux's libc)."""
     try:
-        call = ctypes.CDLL(None, use_errno=True).syscall
+        call = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    call.restype = ctypes.c_long
+    call.restype = restype
+    if argtypes is not None:
+        call.argtypes = argtypes
     return call
 
 
-_SYSCALL = _syscall() if _SYS_CACHESTAT is not None else None
-
-
-def _madvise() -> Callable[..., int] | None:
-    """libc's ``madvise`` (for memory ``mmap`` objects do not own); None without one."""
-    try:
-        call = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
-        return None
-    call.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    call.restype = ctypes.c_int
-    return call
-
-
-_MADVISE = _madvise()
+_SYSCALL = _libc_function("syscall", ctypes.c_long) if _SYS_CACHESTAT is not None else None
+# For memory no ``mmap`` object owns (a library's code).
+_MADVISE = _libc_function("madvise", ctypes.c_int, (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int))
 _cachestat_missing = _SYSCALL is None  # set for good once the kernel says ENOSYS
 
 
@@ -158,35 +150,41 @@ def populate(memory: mmap.mmap, length: int, advice: int) -> bool:
     return True
 
 
-def map_code(modules: Iterable[str]) -> int:
-    """Map in now every page this process has mapped of the compiled ``modules`` (names in
-    ``sys.modules``; those not loaded, or not compiled, are passed over) with
-    ``MADV_POPULATE_READ``, best effort, and return how many bytes that covered.
-
-    A library's code comes into a process page by page as it first runs. A page that no
-    process maps is dropped with the page cache, so a fresh daemon's first decode after the
-    caches were dropped waited for the disk at each new page of zstd's decoder (seven major
-    faults a cold read of the bench's large files, in the loader's first chunks: docs/perf.md,
-    "Thirty-seventh pass"). Pages a process maps stay cached: mapping them all at start, the
-    libraries' ~1.6 MiB, leaves nothing to fault in."""
+def code_files(modules: Iterable[str]) -> list[str]:
+    """The files of the compiled ``modules`` (names in ``sys.modules``) this process has
+    loaded, as the kernel names them; a module not loaded, or not compiled, is passed over."""
     files = (getattr(sys.modules.get(name), "__file__", None) for name in modules)
-    wanted = {os.path.realpath(name) for name in files if name and not name.endswith(".py")}
+    return [os.path.realpath(name) for name in files if name and not name.endswith(".py")]
+
+
+def map_code(modules: Iterable[str]) -> int:
+    """Map in now every page this process has mapped of the compiled ``modules`` (see
+    :func:`code_files`) with ``MADV_POPULATE_READ``, best effort, and return how many bytes
+    that covered (0 with a kernel before 5.14).
+
+    A library's code comes into a process page by page as it first runs, and a page no
+    process maps is dropped with the rest of the page cache: after the caches were dropped,
+    a fresh chunk loader's first decodes waited for the disk at seven pages of zstd's
+    decoder (docs/perf.md, "Thirty-seventh pass"). Mapped pages are not dropped with it
+    (memory pressure may still reclaim them)."""
+    wanted = {os.fsencode(name) for name in code_files(modules)}
     if _MADVISE is None or not wanted:
         return 0
-    covered = 0
     try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            lines = maps.readlines()
+        with open("/proc/self/maps", "rb") as maps:
+            lines = maps.read().splitlines()
     except OSError:
         return 0
+    covered = 0
     for line in lines:
         fields = line.split(maxsplit=5)
-        if len(fields) < 6 or fields[5].rstrip("\n") not in wanted or fields[1][0] != "r":
+        if len(fields) < 6 or fields[5] not in wanted or not fields[1].startswith(b"r"):
             continue
-        start, end = (int(at, 16) for at in fields[0].split("-"))
-        if _MADVISE(ctypes.c_void_p(start), ctypes.c_size_t(end - start), MADV_POPULATE_READ):
-            return covered  # a kernel before 5.14, or a mapping it will not populate
-        covered += end - start
+        start, end = (int(at, 16) for at in fields[0].split(b"-"))
+        if _MADVISE(start, end - start, MADV_POPULATE_READ) == 0:
+            covered += end - start
+        elif ctypes.get_errno() == errno.EINVAL:
+            return covered  # a kernel without MADV_POPULATE_READ: so for every mapping
     return covered
 
 
@@ -275,6 +273,7 @@ __all__ = [
     "Residency",
     "aligned_buffer",
     "blocks",
+    "code_files",
     "filesystem_type",
     "map_code",
     "pack_ranges",

@@ -25,10 +25,8 @@ from pathlib import Path
 import trio
 
 from artfs.errors import ArtfsError
-from artfs.fs import direct
-from artfs.fs.chunkloader import LoaderProcess
+from artfs.fs.chunkloader import LoaderProcess, map_decoders
 from artfs.remote.poll import RemotePoller
-from artfs.store import codec, hashing
 from artfs.store.repository import Store, default_home
 from artfs.stores import open_store
 from artfs.usage import RECORD_STEP, UsageRecorder
@@ -458,8 +456,7 @@ def run(args: argparse.Namespace, ready: Readiness) -> None:
         vfs = Vfs.create(store, cache_bytes=args.cache_mb << 20, lineage=not args.no_lineage)
         if vfs.recorder is not None:
             vfs.recorder.prepare()
-        # The daemon decodes too (small files on its loop, any chunk with --loaders 0).
-        direct.map_code((*codec.COMPILED, *hashing.COMPILED))
+        map_decoders()  # the daemon decodes too: small files, and every chunk with --loaders 0
         ops = ArtfsOperations(vfs, threads=args.threads)
         if loader is not None and loader_ready(loader):
             ops.use_loader(loader, args.loaders)

@@ -31,6 +31,7 @@ from artfs.fs import direct
 from artfs.fs.chunkloader import (
     _PAYLOAD_BYTES,
     ARENA_UNIT,
+    DECODERS,
     REPLY,
     ChunkArena,
     LoaderProcess,
@@ -43,7 +44,7 @@ from artfs.fs.chunkloader import (
 from artfs.fs.direct import Residency, filesystem_type, reads_past_cache
 from artfs.fs.reader import ChunkCache
 from artfs.names import ArtifactName
-from artfs.store import Store, codec, hashing
+from artfs.store import Store, codec
 from artfs.store.chunking import MAX_CHUNK
 from artfs.store.chunkstore import ChunkLocation
 from artfs.store.codec import Codec
@@ -608,64 +609,75 @@ def test_a_raw_chunk_read_past_the_cache_writes_only_its_own_place(tmp_path: Pat
     assert cached_pages(path, 100, len(data)) is False  # it was read past the cache
 
 
-def code_mappings(pid: int | str, module_file: str) -> list[tuple[int, int]]:
-    """(size, resident) in KiB of each readable mapping process ``pid`` has of
-    ``module_file``, from its ``smaps``."""
-    found, current = [], None
-    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
-        fields = line.split()
+def code_mappings(smaps: str, module_file: str) -> list[tuple[int, int]]:
+    """(size, resident) in KiB of each readable mapping of ``module_file`` in ``smaps`` (a
+    process's ``/proc/PID/smaps``)."""
+    found: list[list[int]] = []
+    current: list[int] | None = None
+    for line in smaps.splitlines():
         if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
-            readable = fields[1].startswith("r") and len(fields) >= 6
-            current = [] if readable and fields[5] == os.path.realpath(module_file) else None
+            fields = line.split(maxsplit=5)
+            mapped = fields[1].startswith("r") and len(fields) == 6 and fields[5] == module_file
+            current = [] if mapped else None
             if current is not None:
                 found.append(current)
-        elif current is not None and fields[0] in ("Size:", "Rss:"):
-            current.append(int(fields[1]))
+        elif current is not None and line.split()[0] in ("Size:", "Rss:"):
+            current.append(int(line.split()[1]))
     return [(size, rss) for size, rss in found]
 
 
-def compiled_files() -> list[str]:
-    """The files of zstd's and BLAKE3's compiled modules, as this process loaded them."""
-    names = (*codec.COMPILED, *hashing.COMPILED)
-    files = [getattr(sys.modules.get(name), "__file__", None) for name in names]
-    return [name for name in files if name and not name.endswith(".py")]
+def decoders_in_place(pid: int) -> None:
+    """Assert that every page process ``pid`` maps of zstd's and BLAKE3's compiled code is
+    resident."""
+    smaps = Path(f"/proc/{pid}/smaps").read_text()
+    files = direct.code_files(DECODERS)
+    assert len(files) == 2  # zstd's and BLAKE3's compiled modules
+    for name in files:
+        mappings = code_mappings(smaps, name)
+        assert mappings and all(rss == size for size, rss in mappings), name
 
 
+needs_populate = pytest.mark.skipif(
+    tuple(int(part) for part in re.findall(r"\d+", os.uname().release)[:2]) < (5, 14),
+    reason="MADV_POPULATE_READ came in Linux 5.14",
+)
+
+
+@needs_populate
 def test_map_code_puts_every_page_of_the_decoder_and_hasher_in_place() -> None:
     # In a fresh process, whose imports ran only a little of each library's code.
     script = (
-        "import json, os, sys\n"
-        "from artfs.fs import direct\n"
-        "from artfs.store import codec, hashing\n"
-        "from tests.mount.test_chunk_loader import code_mappings, compiled_files\n"
-        "files = compiled_files()\n"
-        "before = [code_mappings('self', f) for f in files]\n"
-        "covered = direct.map_code((*codec.COMPILED, *hashing.COMPILED))\n"
-        "after = [code_mappings('self', f) for f in files]\n"
-        "print(json.dumps([files, before, after, covered]))\n"
+        "import json\n"
+        "from artfs.fs import chunkloader\n"
+        "smaps = lambda: open('/proc/self/smaps').read()\n"
+        "before = smaps()\n"
+        "covered = chunkloader.map_decoders()\n"
+        "print(json.dumps([before, smaps(), covered]))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
-    files, before, after, covered = json.loads(done.stdout)
-    assert len(files) == 2  # zstd's and BLAKE3's compiled modules
-    assert all(before) and all(after)
+    before, after, covered = json.loads(done.stdout)
+    files = direct.code_files(DECODERS)
+    assert len(files) == 2
+    mapped_before = [code_mappings(before, name) for name in files]
+    mapped_after = [code_mappings(after, name) for name in files]
+    assert all(mapped_before) and all(mapped_after)
     # The imports left pages of the code to come as it first runs...
-    assert any(rss < size for mappings in before for size, rss in mappings)
+    assert any(rss < size for mappings in mapped_before for size, rss in mappings)
     # ...map_code left none, and says how much it covered.
-    assert all(rss == size for mappings in after for size, rss in mappings)
-    assert covered == sum(size for mappings in after for size, _ in mappings) * 1024
+    assert all(rss == size for mappings in mapped_after for size, rss in mappings)
+    assert covered == sum(size for mappings in mapped_after for size, _ in mappings) * 1024
 
 
+@needs_populate
 def test_the_loader_has_its_decoder_and_hasher_in_place_once_ready(
     stored: tuple[Store, FileEntry, bytes],
 ) -> None:
     store, _, _ = stored
     loader = started(store)
     try:
-        for name in compiled_files():
-            mappings = code_mappings(loader.process.pid, name)
-            assert mappings and all(rss == size for size, rss in mappings), name
+        decoders_in_place(loader.process.pid)
     finally:
         loader.stop()
 
@@ -997,12 +1009,20 @@ def test_no_loader_process_with_loaders_0_and_reads_are_exact(
 ) -> None:
     home, content = big_home
     mount = start_mount(home, None, "--loaders", "0")
-    # The daemon decodes every chunk itself: its decoder and hasher are in place from the start.
-    for name in compiled_files():
-        mappings = code_mappings(mount.proc.pid, name)
-        assert mappings and all(rss == size for size, rss in mappings), name
     assert (mount.path / "proj/model/v0/weights.f32").read_bytes() == content
     assert loader_pid(mount.proc.pid) is None
+
+
+@needs_populate
+@pytest.mark.parametrize("loaders", ["2", "0"])
+def test_the_daemon_has_its_decoder_and_hasher_in_place_once_mounted(
+    big_home: tuple[Path, bytes], start_mount: StartMount, loaders: str
+) -> None:
+    # It decodes too: small files on its event loop, and every chunk with --loaders 0.
+    home, content = big_home
+    mount = start_mount(home, None, "--loaders", loaders)
+    decoders_in_place(mount.proc.pid)
+    assert (mount.path / "proj/model/v0/weights.f32").read_bytes() == content
 
 
 def test_the_loader_exits_when_the_daemon_is_killed(
