@@ -70,6 +70,30 @@ def test_from_is_refused_while_staging_holds_changes(
     assert store_state() == before
 
 
+def test_staging_based_on_another_artifact_s_version_commits_a_version_of_its_own(
+    home: Path, tmp_path: Path, run_cli: Any
+) -> None:
+    src = make_tree(tmp_path / "src", {"a.txt": "A", "d/x.txt": "X"})
+    assert run_cli("put", src, "proj/raw", "--type", "model", check=True).last_line == "proj/raw:v0"
+    out = run_cli("stage", "proj/clean", "--from", "proj/raw:v0", check=True)
+    assert out.last_line == "proj/clean: staging based on proj/raw:v0"
+    upper = home / "staging" / "proj" / "clean"
+    make_tree(upper, {"b.txt": "B"})
+    (upper / ".artfs-wh.a.txt").touch()
+    assert run_cli("stage", "proj/clean", check=True).stdout.splitlines() == ["+ b.txt", "- a.txt"]
+    assert run_cli("commit", "proj/clean", check=True).last_line == "proj/clean:v0"
+    run_cli("get", "proj/clean:v0", tmp_path / "out", check=True)
+    assert read_tree(tmp_path / "out") == {"b.txt": b"B", "d": None, "d/x.txt": b"X"}
+    # A new artifact of its own type (the default: the base's is not taken), and the base as
+    # it was.
+    info = run_cli("info", "proj/clean:v0", "--json", check=True).json()
+    assert info["type"] == "dataset"
+    raw = run_cli("files", "proj/raw:v0", "--json", check=True).json()
+    assert sorted(f["path"] for f in raw) == ["a.txt", "d/x.txt"]
+    after = run_cli("stage", "proj/clean", "--json", check=True).json()
+    assert after["base"] == "proj/clean:v0"
+
+
 def test_reset_keeps_the_base_and_empty_drops_it(home: Path, tmp_path: Path, run_cli: Any) -> None:
     upper = _v0(home, tmp_path, run_cli)
     make_tree(upper, {"a.txt": "changed", "sub/f": "F"})
