@@ -47,13 +47,13 @@ def mount_table() -> list[Mount]:
     return mounts
 
 
-def mount_at(path: str | os.PathLike[str]) -> Mount | None:
-    """The mount seen at ``path`` (of two on one point, the later), None when nothing is
-    mounted there or the table cannot be read. ``path`` is made absolute, not resolved: a
-    dead FUSE mount cannot be looked into."""
+def mount_at(path: str | os.PathLike[str], table: list[Mount] | None = None) -> Mount | None:
+    """The mount seen at ``path`` (of two on one point, the later) in ``table`` (default: the
+    mount table read now), None when nothing is mounted there or the table cannot be read.
+    ``path`` is made absolute, not resolved: a dead FUSE mount cannot be looked into."""
     target = os.path.abspath(path)
     found = None
-    for mount in mount_table():
+    for mount in mount_table() if table is None else table:
         if mount.point == target:
             found = mount
     return found

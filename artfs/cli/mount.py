@@ -93,8 +93,9 @@ def umount(mountpoint: Path) -> None:
         )
     if not os.path.lexists(mountpoint):
         raise InputError(f"{mountpoint} does not exist: give the directory artfs is mounted on")
-    mounted = mount_at(mountpoint) or mount_at(os.path.realpath(mountpoint))
-    if mounted is None and mount_table():  # (an unreadable table: fusermount3 decides)
+    table = mount_table()
+    mounted = mount_at(mountpoint, table) or mount_at(os.path.realpath(mountpoint), table)
+    if mounted is None and table:  # (an unreadable table: fusermount3 decides)
         raise InputError(f"{mountpoint} is not a mount point: there is nothing to unmount")
     if mounted is not None and mounted.fstype != ARTFS_FSTYPE:
         how = "fusermount3 -u" if mounted.fstype.startswith("fuse") else "umount"
