@@ -40,6 +40,7 @@ import random
 import re
 import select
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -603,6 +604,7 @@ def run(workdir: Path, report: Report) -> None:
         later.callback(null_remount.unmount)
         mount = Side("mount", mnt / "bench" / "mixed" / "v0", remount)
         _decode_floor(home, files, mount, Side("null", null_mnt, null_remount), report)
+        _folio_rows(files.large[0], {NULL_FS: null_mnt, "native": native}, report)
     _recording_cost(native, home, workdir / "mnt-lineage", report)
     _large_random(workdir, report)
 
@@ -691,6 +693,64 @@ def _decode_floor(home: Path, files: Files, mount: Side, null: Side, report: Rep
     report(fresh_row, fresh / mount_time, "x")
     _floor_cpu_rows("large files", floor, report)
     _cores_rows("cold read, large files", floor, mount_passes, null_passes, report)
+
+
+# /proc/kpageflags: the page is the first, or a later, page of a folio of more than one page.
+KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL = 1 << 15, 1 << 16
+PFN_MASK = (1 << 55) - 1  # /proc/self/pagemap: a present page's frame number (root only)
+
+
+def _folio_rows(path: Path, roots: dict[str, Path], report: Report) -> None:
+    """The share of ``path``'s pages that the kernel put into its page cache as parts of
+    large folios (more than 4 KiB in one piece) when it was read cold, under each of
+    ``roots``. A FUSE file's pages are each inserted, charged and listed on their own where
+    the kernel keeps them in 4 KiB folios, which is most of what a cold read through any
+    FUSE mount costs its reader here (docs/perf.md, "Thirty-eighth pass"); a local
+    filesystem's large folios show what the same kernel does without FUSE. Left out unless
+    this process may read page frame numbers (root)."""
+    if os.geteuid() != 0:
+        return
+    drop_caches()
+    for name, root in roots.items():
+        share = _large_folio_share(root / path)
+        report(f"{name}: cold-read pages in large folios, {path.name}", share * 100, "%")
+
+
+def _large_folio_share(path: Path) -> float:
+    """Read ``path`` whole with ``read``, map it, and return the share of its pages that
+    belong to a folio of more than one page (``/proc/kpageflags`` of each mapped page's
+    frame, from ``/proc/self/pagemap``)."""
+    with open(path, "rb") as file:
+        while file.read(READ_SIZE):
+            pass
+        pages = os.fstat(file.fileno()).st_size // mmap.PAGESIZE
+        # Private and writable only so that ctypes gives its address; never written, so
+        # every page is the page cache's own.
+        mapping = mmap.mmap(
+            file.fileno(),
+            pages * mmap.PAGESIZE,
+            flags=mmap.MAP_PRIVATE,
+            prot=mmap.PROT_READ | mmap.PROT_WRITE,
+        )
+    view = (ctypes.c_char * len(mapping)).from_buffer(mapping)
+    try:
+        for page in range(pages):  # fault every page in
+            view[page * mmap.PAGESIZE]
+        first = ctypes.addressof(view) // mmap.PAGESIZE
+        with open("/proc/self/pagemap", "rb") as pagemap:
+            pagemap.seek(first * 8)
+            entries = struct.unpack(f"{pages}Q", pagemap.read(pages * 8))
+    finally:
+        del view
+        mapping.close()
+    present = [entry & PFN_MASK for entry in entries if entry >> 63]
+    large = 0
+    with open("/proc/kpageflags", "rb") as kpageflags:
+        for frame in present:
+            kpageflags.seek(frame * 8)
+            (flags,) = struct.unpack("Q", kpageflags.read(8))
+            large += bool(flags & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL))
+    return large / len(present) if present else 0.0
 
 
 def _floor_cpu_rows(name: str, floor: Pass, report: Report) -> None:
