@@ -604,7 +604,7 @@ def run(workdir: Path, report: Report) -> None:
         later.callback(null_remount.unmount)
         mount = Side("mount", mnt / "bench" / "mixed" / "v0", remount)
         _decode_floor(home, files, mount, Side("null", null_mnt, null_remount), report)
-        _folio_rows(files.large[0], {NULL_FS: null_mnt, "native": native}, report)
+        _folio_rows(files.checkpoint, {NULL_FS: null_mnt, "native": native}, report)
     _recording_cost(native, home, workdir / "mnt-lineage", report)
     _large_random(workdir, report)
 
@@ -697,60 +697,77 @@ def _decode_floor(home: Path, files: Files, mount: Side, null: Side, report: Rep
 
 # /proc/kpageflags: the page is the first, or a later, page of a folio of more than one page.
 KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL = 1 << 15, 1 << 16
-PFN_MASK = (1 << 55) - 1  # /proc/self/pagemap: a present page's frame number (root only)
+PAGE_PRESENT = 1 << 63  # /proc/self/pagemap: the page is mapped, and its frame is in the bits
+PFN_MASK = (1 << 55) - 1  # below: zero unless this process has CAP_SYS_ADMIN
 
 
 def _folio_rows(path: Path, roots: dict[str, Path], report: Report) -> None:
     """The share of ``path``'s pages that the kernel put into its page cache as parts of
     large folios (more than 4 KiB in one piece) when it was read cold, under each of
     ``roots``. A FUSE file's pages are each inserted, charged and listed on their own where
-    the kernel keeps them in 4 KiB folios, which is most of what a cold read through any
-    FUSE mount costs its reader here (docs/perf.md, "Thirty-eighth pass"); a local
-    filesystem's large folios show what the same kernel does without FUSE. Left out unless
-    this process may read page frame numbers (root)."""
-    if os.geteuid() != 0:
-        return
+    the kernel keeps them in 4 KiB folios, about half of what a cold read through any FUSE
+    mount costs its reader here (docs/perf.md, "Thirty-eighth pass"); a local filesystem's
+    large folios show what the same kernel does without FUSE."""
     drop_caches()
     for name, root in roots.items():
         share = _large_folio_share(root / path)
-        report(f"{name}: cold-read pages in large folios, {path.name}", share * 100, "%")
+        if share is None:
+            print(f"  ({name}: no page frames to read here: its folio row is left out)")
+        else:
+            report(f"{name}: {path.name} cold, pages in large folios", share * 100, "%")
 
 
-def _large_folio_share(path: Path) -> float:
+def _large_folio_share(path: Path) -> float | None:
     """Read ``path`` whole with ``read``, map it, and return the share of its pages that
-    belong to a folio of more than one page (``/proc/kpageflags`` of each mapped page's
-    frame, from ``/proc/self/pagemap``)."""
+    belong to a folio of more than one page; None where that cannot be told (a file of less
+    than a page, or frames this process may not read, see :func:`_share_in_large_folios`)."""
     with open(path, "rb") as file:
         while file.read(READ_SIZE):
             pass
         pages = os.fstat(file.fileno()).st_size // mmap.PAGESIZE
+        if not pages:
+            return None
         # Private and writable only so that ctypes gives its address; never written, so
-        # every page is the page cache's own.
+        # every page mapped is the page cache's own.
         mapping = mmap.mmap(
             file.fileno(),
             pages * mmap.PAGESIZE,
             flags=mmap.MAP_PRIVATE,
             prot=mmap.PROT_READ | mmap.PROT_WRITE,
         )
-    view = (ctypes.c_char * len(mapping)).from_buffer(mapping)
+    with mapping:
+        view = (ctypes.c_char * len(mapping)).from_buffer(mapping)
+        try:
+            for page in range(pages):  # fault every page in
+                view[page * mmap.PAGESIZE]
+            # Read while the pages are mapped: their frames cannot change meanwhile.
+            return _share_in_large_folios(ctypes.addressof(view) // mmap.PAGESIZE, pages)
+        finally:
+            del view  # the mapping closes only with no view of it left
+
+
+def _share_in_large_folios(first: int, pages: int) -> float | None:
+    """Of this process's ``pages`` mapped pages from virtual page ``first``, the share whose
+    frame is part of a large folio (``/proc/self/pagemap``, then ``/proc/kpageflags``); None
+    if the frames cannot be read: a kernel without those files, or a process without
+    CAP_SYS_ADMIN, whose frame numbers read as zero."""
     try:
-        for page in range(pages):  # fault every page in
-            view[page * mmap.PAGESIZE]
-        first = ctypes.addressof(view) // mmap.PAGESIZE
-        with open("/proc/self/pagemap", "rb") as pagemap:
-            pagemap.seek(first * 8)
-            entries = struct.unpack(f"{pages}Q", pagemap.read(pages * 8))
-    finally:
-        del view
-        mapping.close()
-    present = [entry & PFN_MASK for entry in entries if entry >> 63]
-    large = 0
-    with open("/proc/kpageflags", "rb") as kpageflags:
-        for frame in present:
-            kpageflags.seek(frame * 8)
-            (flags,) = struct.unpack("Q", kpageflags.read(8))
-            large += bool(flags & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL))
-    return large / len(present) if present else 0.0
+        with (
+            open("/proc/self/pagemap", "rb", buffering=0) as pagemap,
+            open("/proc/kpageflags", "rb", buffering=0) as kpageflags,
+        ):
+            raw = os.pread(pagemap.fileno(), pages * 8, first * 8)
+            entries = struct.unpack(f"{len(raw) // 8}Q", raw)
+            frames = [entry & PFN_MASK for entry in entries if entry & PAGE_PRESENT]
+            if not frames or not all(frames):
+                return None
+            large = 0
+            for frame in frames:
+                (flags,) = struct.unpack("Q", os.pread(kpageflags.fileno(), 8, frame * 8))
+                large += bool(flags & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL))
+    except OSError:
+        return None
+    return large / len(frames)
 
 
 def _floor_cpu_rows(name: str, floor: Pass, report: Report) -> None:
