@@ -360,7 +360,14 @@ def delete(
     that remote only, this store left alone. ``force`` deletes versions holding aliases."""
     backing = store.default_remote()
     if remote_name is None or (backing is not None and remote_name in ("", backing.name)):
-        return store.delete(target, force=force)
+        try:
+            return store.delete(target, force=force)
+        except NotFound:
+            # An artifact with a staging and no version (mkdir on the mount, artfs stage):
+            # deleting it removes that staging if it holds nothing.
+            if isinstance(target, ArtifactName) and staging.remove_unversioned(store, target):
+                return Deletion([], set())
+            raise
     from artfs.remote.gc import delete_on_remote
     from artfs.remote.remote import open_remote
     from artfs.remote.sync import remote_config

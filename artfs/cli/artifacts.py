@@ -333,6 +333,10 @@ def edit(
 @pass_ctx
 def rm(ctx: Context, ref: str, force: bool, all_: bool, remote_name: str | None) -> None:
     """Delete a version (REF) or a whole artifact (project/name --all)."""
+    if not all_ and ":" not in ref and "/" not in ref:
+        raise InvalidName(
+            f"'artfs rm {ref}' names no artifact: use project/name:vN, or project/name --all"
+        )
     if not all_ and ":" not in ref:
         raise InvalidName(
             f"'artfs rm {ref}' needs a version: use {ref}:vN, or --all for every version"
@@ -348,6 +352,9 @@ def rm(ctx: Context, ref: str, force: bool, all_: bool, remote_name: str | None)
     ]
     for name in names:
         console.print_line(f"deleted {name}")
+    if not deletion.records:  # an artifact with no version: its empty staging went
+        console.print_line(f"deleted {target} (no versions; its empty staging)")
+        return
     if not ctx.quiet:
         remote = " --remote" if remote_name is not None or backing is not None else ""
         console.note(f"run 'artfs gc{remote}' to reclaim the space")

@@ -356,6 +356,31 @@ def discard(store: Store, art: ArtifactName) -> None:
     shutil.rmtree(path(store, art), ignore_errors=True)
 
 
+def remove_unversioned(store: Store, art: ArtifactName) -> bool:
+    """Remove the staging of ``art``, an artifact with no version (made by ``mkdir`` on the
+    mount or ``artfs stage``), with its base record, and its project's staging directory if
+    that is left empty: listings stop showing them. False when ``art`` has no staging; a
+    staging that holds files is refused (Conflict), as they were never committed."""
+    staging = path(store, art)
+    if not staging.is_dir() and base_of(store, art) is None:
+        return False
+    lock_fd = _lock_artifact(store, art)
+    try:
+        if holds_changes(store, art):
+            raise Conflict(
+                f"{art} has no versions and its staging holds files never committed: commit "
+                f"them, or discard them with 'artfs stage {art} --reset --empty', then delete it"
+            )
+        write_base(root(store), art, None)
+        with contextlib.suppress(FileNotFoundError):
+            staging.rmdir()
+        with contextlib.suppress(OSError):  # not empty: another artifact's staging is there
+            staging.parent.rmdir()
+    finally:
+        os.close(lock_fd)
+    return True
+
+
 # --- incremental staging: the base and what the upper directory shows of it -------------------
 
 

@@ -125,3 +125,40 @@ def test_a_base_deleted_with_rm_survives_gc(home: Path, tmp_path: Path, run_cli:
         "d/x.txt": b"X",
     }
     assert run_cli("verify", check=True).returncode == 0
+
+
+def test_rm_all_removes_an_artifact_that_has_only_an_empty_staging(
+    home: Path, tmp_path: Path, run_cli: Any
+) -> None:
+    src = make_tree(tmp_path / "src", {"a.txt": "A"})
+    run_cli("put", src, "proj/data", check=True)
+    (home / "staging" / "proj" / "typo").mkdir(parents=True)  # as `mkdir MNT/proj/typo` does
+    run_cli("stage", "newproj/x", "--from", "proj/data:v0", check=True)  # a based staging
+    assert [a["name"] for a in run_cli("ls", "proj", "--json").json()] == ["data", "typo"]
+    assert run_cli("rm", "proj/typo", "--all", check=True).last_line == (
+        "deleted proj/typo (no versions; its empty staging)"
+    )
+    assert [a["name"] for a in run_cli("ls", "proj", "--json").json()] == ["data"]
+    run_cli("rm", "newproj/x", "--all", check=True)
+    assert not (home / "staging" / "newproj").exists()  # the project's staging went with it
+    assert run_cli("stage", "newproj/x", "--json", check=True).json()["base"] is None
+    code, _, err = run_cli("rm", "proj/typo", "--all")  # gone: as for any unknown artifact
+    assert code != 0 and "proj/typo does not exist" in err
+
+
+def test_rm_all_refuses_an_unversioned_staging_that_holds_files(
+    home: Path, tmp_path: Path, run_cli: Any, store_state: Any
+) -> None:
+    run_cli("put", make_tree(tmp_path / "src", {"a.txt": "A"}), "proj/data", check=True)
+    upper = home / "staging" / "proj" / "draft"
+    make_tree(upper, {"w.bin": "written, never committed"})
+    before = store_state()
+    code, out, err = run_cli("rm", "proj/draft", "--all")
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert "never committed" in err and "artfs stage proj/draft --reset --empty" in err
+    assert store_state() == before and (upper / "w.bin").read_text() == "written, never committed"
+
+
+def test_rm_of_a_bare_project_name_says_what_it_needs(run_cli: Any) -> None:
+    code, _, err = run_cli("rm", "proj")
+    assert code == 2 and "names no artifact" in err and "project/name --all" in err
