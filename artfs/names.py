@@ -89,6 +89,35 @@ class Ref:
         return cls(artifact, selector)
 
 
+# Names staging keeps for itself (artfs.store.overlay's markers, artfs.fs.staging_files'
+# control files): a version holding one could not be shown through a staging based on it.
+STAGING_MARKER_PREFIX = ".artfs-wh."  # in any directory
+STAGING_CONTROL_FILE = ".artfs-commit"  # at the top
+STAGING_BASE_FILE = ".artfs-base"  # at the top
+
+
+def check_stored_path(path: str, *, markers: bool = False) -> str:
+    """:func:`check_path` for a path a new version is to hold, which must also be text (valid
+    UTF-8, as W&B's manifests and artfs's JSON name files) and, unless ``markers`` (a
+    staging's own markers, read apart by its commit), not a name staging keeps for itself;
+    return it unchanged."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidName(f"invalid path {path!r}: it is not valid UTF-8: rename it") from None
+    parts = check_path(path).split("/")
+    if markers:
+        return path
+    top = (STAGING_CONTROL_FILE, STAGING_BASE_FILE)
+    if parts[0] in top or any(part.startswith(STAGING_MARKER_PREFIX) for part in parts):
+        raise InvalidName(
+            f"invalid path {path!r}: staging keeps names starting with "
+            f"{STAGING_MARKER_PREFIX!r}, and {top[0]!r} and {top[1]!r} at the top, for itself: "
+            "rename it"
+        )
+    return path
+
+
 def check_path(path: str) -> str:
     """Validate a relative POSIX path inside a version; return it unchanged."""
     if not path:

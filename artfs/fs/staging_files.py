@@ -15,16 +15,16 @@ from typing import Any
 
 from artfs.errors import ArtfsError, Conflict, InputError, InvalidName
 from artfs.fs.errors import BadRequest, CommitBusy, CommitFailed, CommitInvalid
-from artfs.names import NAME_RE, ArtifactName, Ref
+from artfs.names import NAME_RE, STAGING_BASE_FILE, STAGING_CONTROL_FILE, ArtifactName, Ref
 
 STAGED_FH_BASE = 1 << 62
 # Staged files change under the kernel (a commit empties staging): a short cache only.
 STAGED_TIMEOUT = 0.2
-CONTROL_FILE = ".artfs-commit"  # staging/.artfs-commit: write options, close -> commit
+CONTROL_FILE = STAGING_CONTROL_FILE  # staging/.artfs-commit: write options, close -> commit
 REGISTER_FILE = ".artfs-register"  # MNT/.artfs-register: write a run id -> this process's run
 STORE_FILE = ".artfs-store"  # MNT/.artfs-store: the store's id (read-only), see vfs
 CONTROL_MAX_BYTES = 64 << 10
-BASE_FILE = ".artfs-base"  # staging/.artfs-base: write a ref -> staging based on it
+BASE_FILE = STAGING_BASE_FILE  # staging/.artfs-base: write a ref -> staging based on it
 _BASE_MAX_BYTES = 4096
 # What a ref can start as: name characters, '/' and ':' between parts, no part starting with
 # '.' or '-'; a line ends it. Bytes that can never become a ref are refused at the write,

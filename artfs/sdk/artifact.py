@@ -43,7 +43,7 @@ from artfs.errors import (
     UnsupportedError,
 )
 from artfs.lineage import Lineage
-from artfs.names import ArtifactName, Ref, check_alias, check_name, check_path
+from artfs.names import ArtifactName, Ref, check_alias, check_name, check_stored_path
 from artfs.sdk import paths
 from artfs.sdk.run_data import RunData
 from artfs.store import Store, references
@@ -258,7 +258,7 @@ class Artifact:
             raise InputError(f"{source}: no such file; add_file takes an existing file") from None
         if not stat.S_ISREG(st.st_mode):
             raise InputError(f"{source}: not a regular file (use add_dir for directories)")
-        path = check_path(name or source.name)
+        path = check_stored_path(name or source.name)
         self._claim(path, lambda: digest_file(source).hex(), overwrite)
         self._files[path] = SourceFile(
             path,
@@ -280,7 +280,7 @@ class Artifact:
         """Add a directory tree below ``name`` (default: the root). A path already added
         with other content is a DuplicateEntry unless ``merge`` (then the new file wins)."""
         self._draft()
-        tree = scan(Path(local_path), prefix=check_path(name) if name else "")
+        tree = scan(Path(local_path), prefix=check_stored_path(name) if name else "")
         for source in tree.files:
             self._claim(source.path, lambda s=source: digest_file(s.source).hex(), merge)
         for source in tree.files:
@@ -295,7 +295,7 @@ class Artifact:
     ) -> Iterator[IO[Any]]:
         """Write a new file into the artifact; it joins the artifact when closed."""
         self._draft()
-        path = check_path(name)
+        path = check_stored_path(name)
         if path in self._files or path in self._ready:
             raise DuplicateEntry(f"{self._name} already has a file {path!r}")
         if self._tmpdir is None:

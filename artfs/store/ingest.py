@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import cast, overload
 
 from artfs.errors import InputError, InvalidName
-from artfs.names import check_path
+from artfs.names import check_stored_path
 from artfs.store import codec
 from artfs.store.chunking import MIN_CHUNK, chunk_file, read_small
 from artfs.store.chunkstore import ChunkWriter, NewChunks
@@ -223,11 +223,15 @@ class SourceTree:
                 parent = posixpath.dirname(parent)
 
 
-def scan(source: Path, prefix: str = "", *, confine: bool = False) -> SourceTree:
+def scan(
+    source: Path, prefix: str = "", *, confine: bool = False, markers: bool = False
+) -> SourceTree:
     """Validate and list what ``source`` (a file or a directory) would store.
 
     With ``confine``, a symlink that resolves outside ``source`` is refused (staging: a commit
-    must not pull in files from elsewhere on the machine).
+    must not pull in files from elsewhere on the machine). A name staging keeps for itself
+    (:func:`~artfs.names.check_stored_path`) is refused unless ``markers`` (a staging's own
+    scan, whose whiteout markers the commit reads apart).
     """
     try:
         st = os.stat(source)
@@ -238,7 +242,7 @@ def scan(source: Path, prefix: str = "", *, confine: bool = False) -> SourceTree
     tree = SourceTree()
     if stat.S_ISDIR(st.st_mode):
         root = os.path.realpath(source) if confine else None
-        _scan_dir(str(source), prefix, tree, {(st.st_dev, st.st_ino)}, root)
+        _scan_dir(str(source), prefix, tree, {(st.st_dev, st.st_ino)}, root, markers)
     elif stat.S_ISREG(st.st_mode):
         name = prefix or source.name
         path = _inner_path(name, source)
@@ -253,9 +257,9 @@ def scan(source: Path, prefix: str = "", *, confine: bool = False) -> SourceTree
     return tree
 
 
-def _inner_path(path: str, source: str | Path) -> str:
+def _inner_path(path: str, source: str | Path, markers: bool = False) -> str:
     try:
-        return check_path(path)
+        return check_stored_path(path, markers=markers)
     except InvalidName as exc:
         raise InputError(f"{source}: cannot be stored: {exc}") from None
 
@@ -294,6 +298,7 @@ def _scan_dir(
     tree: SourceTree,
     ancestors: set[tuple[int, int]],
     root: str | None,
+    markers: bool,
 ) -> None:
     try:
         # Names relative to the directory: a third less per stat than by whole path.
@@ -302,6 +307,7 @@ def _scan_dir(
         raise InputError(f"{directory}: cannot list it ({exc.strerror})") from None
     try:
         names = sorted(_names(directory, dir_fd, root))
+        _check_names(names, prefix, directory, markers)
         listing = Listing(prefix, directory)
         tree.listings.append(listing)
         subdirs = _scan_entries(names, dir_fd, listing, tree)
@@ -312,7 +318,24 @@ def _scan_dir(
             raise InputError(
                 f"{directory}/{name}: a symlink loop back to a parent directory: remove the link"
             )
-        _scan_dir(f"{directory}/{name}", listing.child(name), tree, ancestors | {ident}, root)
+        child = listing.child(name)
+        _scan_dir(f"{directory}/{name}", child, tree, ancestors | {ident}, root, markers)
+
+
+def _check_names(names: list[str], prefix: str, directory: str, markers: bool) -> None:
+    """Refuse a name of ``directory`` (at ``prefix`` in the version) that is not UTF-8 or,
+    unless ``markers``, that staging keeps for itself (:func:`check_stored_path`). Such names
+    are rare: the names joined, encoded and searched once, show there is none."""
+    joined = "/".join(names)
+    try:
+        joined.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        if markers or ".artfs-" not in joined:
+            return
+    for name in names:
+        _inner_path(f"{prefix}/{name}" if prefix else name, f"{directory}/{name}", markers)
 
 
 def _names(directory: str, dir_fd: int, root: str | None) -> list[str]:
@@ -334,7 +357,7 @@ def _names(directory: str, dir_fd: int, root: str | None) -> list[str]:
     # refused, and 63 characters are at most 252 bytes of UTF-8.
     if names and max(map(len, names)) > 63:
         for name in names:
-            _inner_path(name, f"{directory}/{name}")
+            _inner_path(name, f"{directory}/{name}", markers=True)  # reserved: _check_names
     return names
 
 

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from artfs.errors import CorruptData
-from artfs.names import ArtifactName
+from artfs.names import STAGING_MARKER_PREFIX, ArtifactName
 from artfs.store.hashing import TreeId
 
-MARKER_PREFIX = ".artfs-wh."
+MARKER_PREFIX = STAGING_MARKER_PREFIX
 OPAQUE = MARKER_PREFIX + ".opaque"
 REDIRECT = MARKER_PREFIX + ".redirect"
 # The mount writes a copy-up to ``COPY_UP<pid>.<n>`` and renames it into place; a crash may

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from artfs.errors import InputError, ReferenceChanged, ReferenceMissing
-from artfs.names import check_path
+from artfs.names import check_stored_path
 from artfs.store.hashing import FileDigest, FileHasher
 from artfs.store.manifest import NO_DIGEST, FileEntry, Kind
 
@@ -53,7 +53,7 @@ def describe(
     if scheme == "file":
         return _describe_file(uri, name, checksum, max_objects)
     if scheme in ("http", "https"):
-        return [_describe_http(uri, check_path(name or default_name(uri)), checksum)]
+        return [_describe_http(uri, check_stored_path(name or default_name(uri)), checksum)]
     if scheme == "s3":
         return _describe_s3(uri, name, checksum, max_objects)
     if scheme == "gs":
@@ -87,7 +87,7 @@ def _describe_file(
     except FileNotFoundError:
         raise InputError(f"{uri}: no such file or directory: check the path") from None
     if stat.S_ISREG(st.st_mode):
-        return [_file_entry(root, check_path(name or root.name), uri, checksum)]
+        return [_file_entry(root, check_stored_path(name or root.name), uri, checksum)]
     if not stat.S_ISDIR(st.st_mode):
         raise InputError(f"{uri}: not a regular file or directory")
     paths = sorted(p for p in root.rglob("*") if p.is_file())
@@ -107,7 +107,7 @@ def _check_count(uri: str, count: int, max_objects: int | None, what: str) -> No
 
 def _inside(name: str | None, inner: str) -> str:
     """Where a file of an expanded directory or prefix goes: below ``name``, else at the root."""
-    return check_path(f"{name}/{inner}" if name else inner)
+    return check_stored_path(f"{name}/{inner}" if name else inner)
 
 
 def _file_entry(path: Path, name: str, uri: str, checksum: bool) -> FileEntry:
@@ -184,7 +184,11 @@ def _describe_s3(
     client = _bucket(bucket)
     single = client.head(key) if key and not key.endswith("/") else None
     if single is not None:
-        return [_s3_entry(client, bucket, single, check_path(name or default_name(uri)), checksum)]
+        return [
+            _s3_entry(
+                client, bucket, single, check_stored_path(name or default_name(uri)), checksum
+            )
+        ]
     prefix = key.rstrip("/") + "/" if key.strip("/") else ""
     objects = [o for o in client.list(prefix) if not o.key.endswith("/")]
     if not objects:

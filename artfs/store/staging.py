@@ -140,7 +140,7 @@ def _commit_locked(
 ) -> PutResult:
     # Symlinks and directories as they are before the scan: what the clear may remove.
     others = _links_and_dirs(staging)
-    tree = scan(staging, confine=True)
+    tree = scan(staging, confine=True, markers=True)
     if not tree.files:
         raise InputError(f"staging of {art} is empty: write files into it before committing")
     if not force:
@@ -166,7 +166,7 @@ def _commit_based(
     then base it on the version made and clear what was committed: first the markers (while
     the record names the tree they were written against), then the files."""
     others = _links_and_dirs(staging)
-    found = delta.changes(store, base, staging, scan(staging, confine=True))
+    found = delta.changes(store, base, staging, scan(staging, confine=True, markers=True))
     if not force:
         _refuse_open_writers(found.files, staging)
     if type_ is None:
@@ -291,7 +291,7 @@ def changes(store: Store, art: ArtifactName) -> tuple[Base | None, Diff]:
     staging = path(store, art)
     base = base_of(store, art)
     try:
-        tree = scan(staging, confine=True) if staging.is_dir() else None
+        tree = scan(staging, confine=True, markers=True) if staging.is_dir() else None
         if base is None:
             added = sorted(f.path for f in tree.files) if tree else []
             return None, Diff(added=added)

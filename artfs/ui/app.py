@@ -98,6 +98,17 @@ def _ref_link(ref: str) -> str:
     return url_for("version_page", project=project, name=name, selector=selector)
 
 
+def _shown(name: str) -> str:
+    """``name`` as a page can show it: a byte that is not UTF-8 (a file stored before artfs
+    refused such names) as U+FFFD, where the page's encoding would fail on it."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _is_text(name: str) -> bool:
+    """Whether ``name`` is valid UTF-8, so that a URL can name it."""
+    return _shown(name) == name
+
+
 Page = Callable[..., tuple[str, dict[str, Any]]]
 
 
@@ -140,6 +151,8 @@ def create_app(
     app.jinja_env.filters["human_size"] = views.human_size
     app.jinja_env.filters["pretty_json"] = lambda v: json.dumps(v, indent=2, sort_keys=True)
     app.jinja_env.globals["ref_link"] = _ref_link
+    app.jinja_env.filters["shown"] = _shown
+    app.jinja_env.tests["text"] = _is_text
     _guard(app, token, allowed_hosts)
     _errors(app)
     routes = _Routes(app)

@@ -29,7 +29,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     run_cli_here("put", good, "proj/mnist", home=home, check=True)
     run_cli_here("put", good, "proj/model", "--type", "model", home=home, check=True)
     paths = {"root": root, "home": home, "good": good}
-    for name in ("fifo", "dangling", "loop", "selfloop"):
+    for name in ("fifo", "dangling", "loop", "selfloop", "marker", "control", "nonutf8"):
         bad = root / name
         (bad / "d").mkdir(parents=True)
         (bad / "a_big.bin").write_bytes(random.Random(2).randbytes(1 << 20))
@@ -38,6 +38,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (paths["dangling"] / "d" / "link").symlink_to(root / "nowhere")
     (paths["loop"] / "d" / "up").symlink_to("..")
     (paths["selfloop"] / "d" / "me").symlink_to("me")
+    (paths["marker"] / "d" / ".artfs-wh.a").touch()  # names staging keeps for itself
+    (paths["control"] / ".artfs-commit").write_text("{}")
+    (paths["nonutf8"] / os.fsdecode(b"d/not-utf8-\xff")).touch()
     os.mkfifo(root / "lonely-fifo")
     (root / "a-file").write_text("not a directory")
     return paths
@@ -52,6 +55,9 @@ CASES: dict[str, tuple[str, ...]] = {
     "put-dangling-link": ("put", "{dangling}", "proj/mnist"),
     "put-symlink-loop": ("put", "{loop}", "proj/mnist"),
     "put-self-loop": ("put", "{selfloop}", "proj/new"),
+    "put-staging-marker-name": ("put", "{marker}", "proj/mnist"),
+    "put-staging-control-name": ("put", "{control}", "proj/mnist"),
+    "put-name-not-utf8": ("put", "{nonutf8}", "proj/mnist"),
     "put-bad-project": ("put", "{good}", "bad project/mnist"),
     "put-bad-name": ("put", "{good}", "proj/-mnist"),
     "put-no-name": ("put", "{good}", "proj"),

@@ -41,6 +41,23 @@ def test_a_bad_name_or_type_is_refused() -> None:
         Artifact("ok", "")
 
 
+def test_names_staging_keeps_for_itself_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "w.bin").write_bytes(b"12345")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / ".artfs-wh.x").touch()
+    art = Artifact("model", "model")
+    with pytest.raises(artfs.InvalidName, match="staging keeps names"):
+        art.add_file(tmp_path / "w.bin", name=".artfs-commit")
+    with (
+        pytest.raises(artfs.InvalidName, match="staging keeps names"),
+        art.new_file(".artfs-wh.y") as f,
+    ):
+        f.write("x")
+    with pytest.raises(artfs.InputError, match="staging keeps names"):
+        art.add_dir(tmp_path / "d")
+    assert art.manifest == {}
+
+
 def test_add_file_names_the_entry_after_the_file_or_name(tmp_path: Path) -> None:
     (tmp_path / "w.bin").write_bytes(b"12345")
     art = Artifact("model", "model")

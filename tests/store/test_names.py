@@ -3,7 +3,15 @@
 import pytest
 
 from artfs.errors import ArtfsError, InvalidName
-from artfs.names import ArtifactName, Ref, check_alias, check_name, check_path, parse_version
+from artfs.names import (
+    ArtifactName,
+    Ref,
+    check_alias,
+    check_name,
+    check_path,
+    check_stored_path,
+    parse_version,
+)
 
 
 @pytest.mark.parametrize("name", ["a", "mnist", "MNIST-v2", "a.b_c-d", "0day", "x" * 128])
@@ -99,3 +107,19 @@ def test_bad_paths_are_refused_saying_why(path: str, why: str) -> None:
     with pytest.raises(InvalidName, match="invalid path") as exc:
         check_path(path)
     assert why in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [".artfs-wh.a", "d/.artfs-wh.a", "d/.artfs-wh..opaque/x", ".artfs-commit", ".artfs-base"],
+)
+def test_names_staging_keeps_are_refused_in_a_new_version(path: str) -> None:
+    check_path(path)  # a path as such
+    with pytest.raises(InvalidName, match="staging keeps names") as exc:
+        check_stored_path(path)
+    assert "rename it" in str(exc.value)
+
+
+@pytest.mark.parametrize("path", ["d/.artfs-commit", "d/.artfs-base", ".artfs-x", "a.artfs-wh.b"])
+def test_names_like_them_elsewhere_may_be_stored(path: str) -> None:
+    assert check_stored_path(path) == path

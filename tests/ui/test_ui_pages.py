@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from flask.testing import FlaskClient
 
 from artfs.lineage import Lineage
+from artfs.names import ArtifactName
 from artfs.run_metrics import RunMetrics
 from artfs.store import Store, history
 from artfs.ui import app, create_app, open_readonly, reads
@@ -406,3 +408,24 @@ def test_without_graphviz_the_page_says_how_to_install_it(
     assert "<svg" not in html
     assert "Graphviz dot is missing" in html and "apt-get install graphviz" in html
     assert "3 versions" in get_html(client, "/lineage/proj/raw/v1")  # the rest is there
+
+
+def test_a_name_that_is_not_utf8_is_shown_without_a_link(tmp_path: Path, monkeypatch: Any) -> None:
+    # artfs now refuses such names (check_stored_path); a store written before holds them.
+    from artfs import names
+    from artfs.store import ingest
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ok.txt").write_text("ok")
+    (src / os.fsdecode(b"bad\xffname")).write_text("bytes")
+    monkeypatch.setattr(ingest, "check_stored_path", lambda path, **_: names.check_path(path))
+    with Store.open(tmp_path / "home") as store:
+        store.put(src, ArtifactName("proj", "odd"))
+    store = open_readonly(tmp_path / "home")
+    try:
+        page = get_html(create_app(store).test_client(), "/v/proj/odd/v0")
+    finally:
+        store.close()
+    assert "bad\ufffdname" in page and "its name is not UTF-8" in page
+    assert 'href="/v/proj/odd/v0/f/ok.txt"' in page
