@@ -85,11 +85,13 @@ def put(
                 progress=advance,
                 parent=parent,
             )
-    _report_commit(ctx, result)
+    given = {"--description": description, "--metadata": metadata, "--tag": tags, "--ttl": ttl}
+    _report_commit(ctx, result, [option for option, value in given.items() if value])
 
 
-def _report_commit(ctx: Context, result: PutResult) -> None:
-    """A note on stderr, then the resulting ref as the last line on stdout."""
+def _report_commit(ctx: Context, result: PutResult, options: list[str]) -> None:
+    """A note on stderr, then the resulting ref as the last line on stdout. ``options``: those
+    given that only a new version takes (an unchanged put or commit makes none)."""
     record = result.record
     if not ctx.quiet:
         if result.created:
@@ -102,6 +104,11 @@ def _report_commit(ctx: Context, result: PutResult) -> None:
                 f"stored {record.files} file{'' if record.files == 1 else 's'}, "
                 f"{views.human_size(record.size)} "
                 f"({views.human_size(result.new_bytes)} new in the store{uploaded})"
+            )
+        elif options:
+            console.note(
+                f"unchanged: identical to {record.ref}, no new version; {', '.join(options)} "
+                f"not applied to it (change them with 'artfs edit {record.ref}')"
             )
         else:
             console.note(f"unchanged: identical to {record.ref}, no new version")
@@ -393,4 +400,5 @@ def commit(
             metadata=meta,
             tags=list(tags),
         )
-    _report_commit(ctx, result)
+    given = {"--description": description, "--metadata": metadata, "--tag": tags}
+    _report_commit(ctx, result, [option for option, value in given.items() if value])

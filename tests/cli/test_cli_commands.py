@@ -122,8 +122,14 @@ def test_identical_put_reports_the_existing_version(run_cli: Any, src: Path) -> 
     put(run_cli, src, "proj/mnist")
     result = run_cli("put", src, "proj/mnist", check=True)
     assert result.last_line == "proj/mnist:v0"
-    assert "unchanged" in result.stderr
+    assert "unchanged" in result.stderr and "not applied" not in result.stderr
     assert len(run_cli("ls", "proj/mnist", "--json").json()) == 1
+    again = run_cli("put", src, "proj/mnist", "--tag", "t1", "--description", "d", check=True)
+    assert again.last_line == "proj/mnist:v0"
+    assert "--description, --tag not applied to it" in again.stderr
+    assert "artfs edit proj/mnist:v0" in again.stderr
+    info = run_cli("info", "proj/mnist:v0", "--json").json()
+    assert info["tags"] == [] and not info["description"]
 
 
 def test_put_options_land_in_info(run_cli: Any, src: Path) -> None:
