@@ -16,7 +16,7 @@ from artfs.store import backfill
 from artfs.store import upgrade as formats
 from artfs.store.gc import collect
 from artfs.store.settings import DEFAULTS, ENTITY_KEY, parse_bool
-from artfs.store.verify import verify
+from artfs.store.verify import check
 
 
 @click.command()
@@ -80,15 +80,20 @@ def verify_(ctx: Context, ref: str | None) -> None:
             records = [r for p in store.projects() for _, vs in store.artifacts(p) for r in vs]
         total = sum(r.size for r in records)
         with console.progress(total, "verify", quiet=ctx.quiet) as advance:
-            problems = verify(store, records, advance)
+            found = check(store, records, advance)
+    problems = found.problems
     for problem in problems:
         console.print_line(f"BROKEN {problem.ref} {problem.path}: {problem.reason}")
     if problems:
         console.error(f"{len(problems)} broken files in {len({p.ref for p in problems})} versions")
         sys.exit(1)
-    console.print_line(
-        f"ok: {len(records)} versions, {sum(r.files for r in records)} files verified"
+    unchecked = (
+        f"; {found.references} reference{'' if found.references == 1 else 's'} not checked "
+        "(not in the store: 'artfs get' fetches and checks them)"
+        if found.references
+        else ""
     )
+    console.print_line(f"ok: {len(records)} versions, {found.files} files verified{unchecked}")
 
 
 @click.command()

@@ -8,6 +8,7 @@ digests (``hashing.block_digests``, which the mount's reads in blocks check) mus
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from artfs.errors import CorruptData
 from artfs.store.catalog import VersionRecord
@@ -16,28 +17,48 @@ from artfs.store.manifest import FileEntry
 from artfs.store.repository import Store, VerifyProblem
 
 
+@dataclass
+class Verified:
+    """What :func:`check` found: the problems, and the files checked and left unchecked."""
+
+    problems: list[VerifyProblem]
+    files: int  # files whose bytes were read and checked
+    references: int  # reference entries: their bytes are not in the store
+
+
 def verify(
     store: Store, records: list[VersionRecord], progress: Callable[[int], None] | None = None
 ) -> list[VerifyProblem]:
-    """Every problem found in ``records``: damaged file lists, chunks and file contents.
+    """Every problem found in ``records``: damaged file lists, chunks and file contents (see
+    :func:`check`)."""
+    return check(store, records, progress).problems
 
-    References are skipped: their bytes are not in the store (they are checked when fetched).
+
+def check(
+    store: Store, records: list[VersionRecord], progress: Callable[[int], None] | None = None
+) -> Verified:
+    """Check ``records``: damaged file lists, chunks and file contents.
+
+    References are skipped and counted: their bytes are not in the store (they are checked
+    when fetched).
     """
-    problems: list[VerifyProblem] = []
+    found = Verified([], 0, 0)
     bad: dict[ChunkId, str] = {}
     for record in records:
         try:
             files = store.files(record)
         except CorruptData as exc:
-            problems.append(VerifyProblem(record.ref, "", str(exc)))
+            found.problems.append(VerifyProblem(record.ref, "", str(exc)))
             continue
         for entry in files:
             if entry.is_reference:
+                found.references += 1
                 continue
+            found.files += 1
             reason = _check_file(store, entry, bad, progress)
             if reason is not None:
-                problems.append(VerifyProblem(record.ref, entry.path, reason))
-    return problems
+                found.problems.append(VerifyProblem(record.ref, entry.path, reason))
+    return found
 
 
 def _check_file(

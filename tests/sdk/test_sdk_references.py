@@ -68,6 +68,21 @@ def test_a_file_reference_records_size_and_digest_but_stores_no_bytes(
     art.verify(root)
 
 
+def test_verify_says_it_did_not_check_references(
+    run: artfs.Run, outside: Path, home: Path, run_cli: Any
+) -> None:
+    art = Artifact("refs", "dataset")
+    art.add_reference((outside / "a.bin").as_uri())
+    art.add_file(outside / "sub" / "b.txt")
+    run.log_artifact(art)
+    (outside / "a.bin").write_bytes(b"changed since it was logged")
+    verified = run_cli("verify", "proj/refs:v0", check=True)
+    assert verified.last_line == (
+        "ok: 1 versions, 1 files verified; 1 reference not checked "
+        "(not in the store: 'artfs get' fetches and checks them)"
+    )
+
+
 def test_a_directory_reference_expands_to_one_entry_per_file(
     run: artfs.Run, outside: Path, tmp_path: Path
 ) -> None:
