@@ -386,8 +386,8 @@ def _drop_digest(txn: Txn, record: VersionRecord) -> None:
 def check_type(record: ArtifactRecord | None, art: ArtifactName, type_: str) -> None:
     if record is not None and record.type != type_:
         raise TypeMismatch(
-            f"{art} is of type {record.type!r}, not {type_!r}: "
-            f"pass --type {record.type} or use another artifact name"
+            f"{art} is of type {record.type!r}, not {type_!r}: give type {record.type!r} "
+            "(--type, the SDK's Artifact type, 'type' in .artfs-commit) or another artifact name"
         )
 
 

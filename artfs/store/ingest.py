@@ -411,8 +411,10 @@ def _stat_error(path: str, exc: OSError) -> InputError:
 def _check_confined(path: str, root: str) -> None:
     target = os.path.realpath(path)
     if not target.startswith(root + os.sep):
+        # The link's own text: where it resolves may be a path the user never sees (inside
+        # ARTFS_HOME, for a link out of a staging).
         raise InputError(
-            f"{path}: a symlink to {target}, outside the tree being stored: "
+            f"{path}: a symlink to {os.readlink(path)!r}, outside the tree being stored: "
             "copy the file in instead of linking it"
         )
 

@@ -54,6 +54,11 @@ def test_commit_refusals_leave_staging_and_store_as_they_were(
         "ok.txt",
     ]
     (staged / "link.txt").unlink()
+    os.symlink("../../v0/meta.json", staged / "rel.txt")  # out of staging, into ARTFS_HOME
+    code, _, err = run_cli("commit", "proj/model")
+    assert code == 1 and "a symlink to '../../v0/meta.json', outside the tree" in err
+    assert str(home) not in err  # only paths as the user sees them through the mount
+    (staged / "rel.txt").unlink()
     os.mkfifo(staged / "pipe")
     code, _, err = run_cli("commit", "proj/model")
     assert code == 1 and "special file" in err
