@@ -262,7 +262,8 @@ def files(ctx: Context, ref: str, as_json: bool) -> None:
         )
     else:
         console.print_table(
-            ["path", "size", "digest"], [[e.path, e.size, e.digest.hex()[:12]] for e in entries]
+            ["path", "size", "digest"],
+            [[console.shown_path(e.path), e.size, e.digest.hex()[:12]] for e in entries],
         )
 
 
@@ -276,7 +277,7 @@ def diff_(ctx: Context, ref_a: str, ref_b: str) -> None:
         changes = diff(store, store.resolve(parse_ref(ref_a)), store.resolve(parse_ref(ref_b)))
     for mark, paths in (("+", changes.added), ("-", changes.removed), ("M", changes.changed)):
         for path in paths:
-            console.print_line(f"{mark} {path}")
+            console.print_line(f"{mark} {console.shown_path(path)}")
     if not ctx.quiet:
         console.note(
             f"{len(changes.added)} added, {len(changes.removed)} removed, "

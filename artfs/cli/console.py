@@ -34,6 +34,21 @@ def _on_terminal(stream: Any) -> bool:
         return False
 
 
+# What a path shows as on a line of text output, as ``ls -b`` shows it: a control character
+# (a newline, a tab) escaped, and the backslash, so that every path is one unambiguous line.
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(32), 0x7F)} | {
+    ord("\\"): "\\\\",
+    ord("\n"): "\\n",
+    ord("\t"): "\\t",
+    ord("\r"): "\\r",
+}
+
+
+def shown_path(path: str) -> str:
+    """``path`` for a line of text output (``--json`` gives it as it is)."""
+    return path.translate(_ESCAPES)
+
+
 def print_line(text: str) -> None:
     sys.stdout.write(text + "\n")
 

@@ -75,7 +75,7 @@ def _print_changes(
         return
     for mark, paths in (("+", changes.added), ("-", changes.removed), ("M", changes.changed)):
         for path in paths:
-            console.print_line(f"{mark} {path}")
+            console.print_line(f"{mark} {console.shown_path(path)}")
     if not ctx.quiet:
         against = f"against {base.ref}" if base else "(no base: a version from scratch)"
         console.note(

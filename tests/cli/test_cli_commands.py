@@ -428,3 +428,31 @@ def test_get_again_into_the_same_directory_restores_modes_and_mtimes(
         a, b = (src / rel).stat(), (dest / rel).stat()
         assert (oct(a.st_mode), a.st_mtime_ns) == (oct(b.st_mode), b.st_mtime_ns), rel
         assert (src / rel).read_bytes() == (dest / rel).read_bytes(), rel
+
+
+def test_text_output_shows_a_path_with_a_newline_or_tab_on_one_line(
+    run_cli: Any, tmp_path: Path
+) -> None:
+    src = tmp_path / "odd"
+    src.mkdir()
+    (src / "new\nline.txt").write_text("a")
+    (src / "tab\there.txt").write_text("b")
+    (src / "back\\slash.txt").write_text("c")
+    put(run_cli, src, "proj/odd")
+    (src / "new\nline.txt").write_text("changed")
+    put(run_cli, src, "proj/odd")
+    listed = run_cli("files", "proj/odd:v0", check=True).stdout.splitlines()
+    assert len(listed) == 4  # a header and one line a file
+    assert [line.split()[0] for line in listed[1:]] == [
+        "back\\\\slash.txt",
+        "new\\nline.txt",
+        "tab\\there.txt",
+    ]
+    diff = run_cli("diff", "proj/odd:v0", "proj/odd:v1", check=True)
+    assert diff.stdout == "M new\\nline.txt\n"
+    as_json = run_cli("files", "proj/odd:v0", "--json", check=True).json()
+    assert sorted(e["path"] for e in as_json) == [
+        "back\\slash.txt",
+        "new\nline.txt",
+        "tab\there.txt",
+    ]
