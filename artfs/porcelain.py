@@ -216,10 +216,11 @@ def refresh_index(
 
 
 def projects(store: Store, *, refresh: bool = False, warn: Warn = _ignore) -> list[str]:
-    """Every project, by name."""
+    """Every project, by name, also one whose only artifacts are being staged (as the mount
+    and :func:`artifacts` show it)."""
     if refresh:
         refresh_index(store, warn=warn)
-    return store.projects()
+    return sorted(set(store.projects()) | set(staging.projects_with_staging(store)))
 
 
 def artifacts(
@@ -232,9 +233,9 @@ def artifacts(
     try:
         found = store.artifacts(project)
     except NotFound:
-        if not staged:
+        if not staged and not staging.project_path(store, project).is_dir():
             raise
-        found = []  # a project whose only artifacts are being staged
+        found = []  # a project whose only artifacts are being staged, or made by mkdir
     known = {a.name for a, _ in found}
     return [ArtifactListing(a.name, a.type, vs) for a, vs in found] + [
         ArtifactListing(n, None, []) for n in staged if n not in known
@@ -375,6 +376,12 @@ def delete(
     config = remote_config(store, remote_name or None)
     deleted, _ = delete_on_remote(open_remote(store, config), target, force=force)
     return Deletion(deleted, set(), config.name)
+
+
+def delete_empty_project(store: Store, project: str) -> bool:
+    """Remove ``project`` if it is only an empty staging directory (``mkdir MNT/project``):
+    no version was ever stored in it and no artifact is being staged. Whether it went."""
+    return project not in store.projects() and staging.remove_empty_project(store, project)
 
 
 def gc_remote(

@@ -20,6 +20,7 @@ from artfs.cli.params import (
     remote_option,
 )
 from artfs.errors import InvalidName
+from artfs.names import check_name
 from artfs.store.export import diff
 from artfs.store.repository import EditRequest, PutResult
 
@@ -181,6 +182,7 @@ def ls_(ctx: Context, target: str | None, as_json: bool, offline: bool) -> None:
                             "type": a.type,
                             "versions": len(a.versions),
                             "latest": a.versions[-1].version if a.versions else None,
+                            "size": a.versions[-1].size if a.versions else None,
                         }
                         for a in found
                     ]
@@ -341,7 +343,11 @@ def edit(
 @pass_ctx
 def rm(ctx: Context, ref: str, force: bool, all_: bool, remote_name: str | None) -> None:
     """Delete a version (REF) or a whole artifact (project/name --all)."""
-    if not all_ and ":" not in ref and "/" not in ref:
+    if ":" not in ref and "/" not in ref:
+        with ctx.existing_store() as store:
+            if porcelain.delete_empty_project(store, check_name(ref, "project")):
+                console.print_line(f"deleted project {ref} (it held nothing)")
+                return
         raise InvalidName(
             f"'artfs rm {ref}' names no artifact: use project/name:vN, or project/name --all"
         )

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from artfs.errors import Conflict, InputError
-from artfs.names import NAME_RE, ArtifactName, Ref
+from artfs.names import NAME_RE, ArtifactName, Ref, check_name
 from artfs.store import catalog, delta, overlay, trees
 from artfs.store.catalog import VersionRecord
 from artfs.store.export import Diff
@@ -73,6 +73,11 @@ def root(store: Store) -> Path:
 
 def path(store: Store, art: ArtifactName) -> Path:
     return root(store) / art.project / art.name
+
+
+def project_path(store: Store, project: str) -> Path:
+    """Where the stagings of ``project``'s artifacts are (``mkdir MNT/project`` makes it)."""
+    return root(store) / check_name(project, "project")
 
 
 _upper_root = path  # for functions whose argument named ``path`` hides it
@@ -374,10 +379,20 @@ def remove_unversioned(store: Store, art: ArtifactName) -> bool:
         write_base(root(store), art, None)
         with contextlib.suppress(FileNotFoundError):
             staging.rmdir()
-        with contextlib.suppress(OSError):  # not empty: another artifact's staging is there
-            staging.parent.rmdir()
+        remove_empty_project(store, art.project)
     finally:
         os.close(lock_fd)
+    return True
+
+
+def remove_empty_project(store: Store, project: str) -> bool:
+    """Remove ``project``'s staging directory if it holds no artifact's staging (a project
+    made by ``mkdir MNT/project``, or left by the last of its unversioned artifacts): whether
+    it was there and went."""
+    try:
+        project_path(store, project).rmdir()
+    except OSError:  # none, or not empty: an artifact's staging is there
+        return False
     return True
 
 

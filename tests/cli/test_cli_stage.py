@@ -159,6 +159,19 @@ def test_rm_all_refuses_an_unversioned_staging_that_holds_files(
     assert store_state() == before and (upper / "w.bin").read_text() == "written, never committed"
 
 
-def test_rm_of_a_bare_project_name_says_what_it_needs(run_cli: Any) -> None:
-    code, _, err = run_cli("rm", "proj")
-    assert code == 2 and "names no artifact" in err and "project/name --all" in err
+def test_a_project_made_by_mkdir_is_listed_and_removed_while_it_holds_nothing(
+    home: Path, tmp_path: Path, run_cli: Any
+) -> None:
+    run_cli("put", make_tree(tmp_path / "src", {"a.txt": "A"}), "proj/data", check=True)
+    (home / "staging" / "typoproj").mkdir(parents=True)  # as `mkdir MNT/typoproj` does
+    run_cli("stage", "stagep/x", "--from", "proj/data:v0", check=True)
+    assert run_cli("ls", "--json", check=True).json() == ["proj", "stagep", "typoproj"]
+    assert run_cli("ls", "typoproj", "--json", check=True).json() == []
+    assert [a["name"] for a in run_cli("ls", "stagep", "--json", check=True).json()] == ["x"]
+    removed = run_cli("rm", "typoproj", check=True)
+    assert removed.last_line == "deleted project typoproj (it held nothing)"
+    assert run_cli("ls", "--json", check=True).json() == ["proj", "stagep"]
+    for held in ("proj", "stagep"):  # a version, or an artifact being staged
+        code, _, err = run_cli("rm", held)
+        assert code == 2 and "names no artifact" in err and "project/name --all" in err
+    assert run_cli("ls", "--json", check=True).json() == ["proj", "stagep"]
