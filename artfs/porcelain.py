@@ -136,7 +136,17 @@ def stage_reset(store: Store, art: ArtifactName) -> staging.Base | None:
 
 
 def stage_changes(store: Store, art: ArtifactName) -> tuple[staging.Base | None, Diff]:
-    """The base of ``art``'s staging and what a commit would change against it."""
+    """The base of ``art``'s staging and what a commit would change against it; NotFound for
+    an artifact with neither a version nor a staging."""
+    if (
+        store.artifact(art) is None
+        and not staging.path(store, art).is_dir()
+        and staging.base_of(store, art) is None
+    ):
+        raise NotFound(
+            f"{art} has no versions and no staging: write files into its staging on the mount "
+            f"(MNT/{art}/staging), or base one on a version with 'artfs stage {art} --from REF'"
+        )
     return staging.changes(store, art)
 
 

@@ -28,7 +28,8 @@ from artfs.store import default_home
     "--home",
     type=click.Path(path_type=Path),
     envvar="ARTFS_HOME",
-    help="Store directory (default: $ARTFS_HOME, else ~/.local/share/artfs).",
+    help="Store directory (default: $ARTFS_HOME, else $XDG_DATA_HOME/artfs, else "
+    "~/.local/share/artfs).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or notes.")
 @click.version_option(package_name="artfs")

@@ -143,7 +143,9 @@ def get(
                 progress=advance,
             )
     if not ctx.quiet:
-        console.note(f"wrote {len(written)} files of {record.ref} to {dest}")
+        console.note(
+            f"wrote {len(written)} file{'' if len(written) == 1 else 's'} of {record.ref} to {dest}"
+        )
 
 
 @click.command(name="ls")
@@ -322,6 +324,11 @@ def edit(
     ttl: str | None,
 ) -> None:
     """Change what may change after logging: description, metadata, tags, TTL."""
+    if description is None and metadata is None and not tags and not untags and ttl is None:
+        raise InvalidName(
+            "'artfs edit' needs something to change: --description, --metadata, --tag, "
+            "--untag or --ttl"
+        )
     request = EditRequest(
         description=description,
         metadata=parse_metadata(metadata),

@@ -92,6 +92,8 @@ CASES: dict[str, tuple[str, ...]] = {
     "edit-bad-metadata": ("edit", "proj/mnist:v0", "--metadata", "not json"),
     "edit-bad-ttl": ("edit", "proj/mnist:v0", "--ttl", "soon"),
     "edit-bad-tag": ("edit", "proj/mnist:v0", "--tag", "a/b"),
+    "edit-nothing": ("edit", "proj/mnist:v0"),
+    "stage-unknown-artifact": ("stage", "proj/nothere"),
     "rm-with-alias": ("rm", "proj/mnist:v0"),
     "rm-without-version": ("rm", "proj/mnist"),
     "rm-unknown-version": ("rm", "proj/mnist:v9"),
