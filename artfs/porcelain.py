@@ -377,6 +377,7 @@ def delete(
             # An artifact with a staging and no version (mkdir on the mount, artfs stage):
             # deleting it removes that staging if it holds nothing.
             if isinstance(target, ArtifactName) and staging.remove_unversioned(store, target):
+                staging.delete_empty_project(store, target.project)
                 return Deletion([], set())
             raise
     from artfs.remote.gc import delete_on_remote
@@ -389,9 +390,8 @@ def delete(
 
 
 def delete_empty_project(store: Store, project: str) -> bool:
-    """Remove ``project`` if it is only an empty staging directory (``mkdir MNT/project``):
-    no version was ever stored in it and no artifact is being staged. Whether it went."""
-    return project not in store.projects() and staging.remove_empty_project(store, project)
+    """Remove ``project`` if nothing is in it (see :func:`staging.delete_empty_project`)."""
+    return staging.delete_empty_project(store, project)
 
 
 def gc_remote(

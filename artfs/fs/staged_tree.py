@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from artfs.errors import Conflict
 from artfs.fs.backing import AttrChange, join
 from artfs.fs.errors import BadRequest, CrossDevice, NotSupported, ReadOnly
 from artfs.fs.nodes import (
@@ -344,11 +345,34 @@ class StagedTree:
         return self.lookup(parent, name)
 
     def unlink(self, parent: int, name: bytes, *, directory: bool = False) -> None:
+        if directory and self.node(parent).key.kind in (Kind.ROOT, Kind.PROJECT):
+            self._remove_empty(self.node(parent), manifest.decode_path(name))
+            return
         node = self._staged_dir(parent)
         text = checked_name(name)
         if _is_control(node, text):
             raise PermissionError(errno.EPERM, f"{text} cannot be removed")
         self.staging.unlink(node.artifact, join(node.key.path, text), directory=directory)
+
+    def _remove_empty(self, parent: Node, text: str) -> None:
+        """``rmdir`` of a project or an artifact: only while nothing is in it, as ``mkdir``
+        made it (an artifact with no version and an empty staging; a project with no artifact),
+        else ENOTEMPTY, as for any directory that holds entries."""
+        with self.store.index.read() as txn:
+            if self._child(txn, parent, text) is None:
+                raise FileNotFoundError(errno.ENOENT, f"{text}: no such project or artifact")
+        if parent.key.kind is Kind.ROOT:
+            removed = staging.delete_empty_project(self.store, text)
+        else:
+            art = ArtifactName(parent.key.project, text)
+            try:
+                removed = self.store.artifact(art) is None and staging.remove_unversioned(
+                    self.store, art
+                )
+            except Conflict:  # its staging holds files never committed
+                removed = False
+        if not removed:
+            raise OSError(errno.ENOTEMPTY, f"{text} holds versions or staged files")
 
     def rename(self, old_parent: int, old: bytes, new_parent: int, new: bytes, flags: int) -> None:
         source, target = self.node(old_parent), self.node(new_parent)

@@ -241,6 +241,16 @@ class Store:
         with self.index.write() as txn:
             catalog.ensure_project(txn, project)
 
+    def delete_empty_project(self, project: str) -> bool:
+        """Delete the record of ``project`` if no artifact is left in it (``mkdir MNT/PROJ``,
+        or its last artifact deleted): whether it went. Its runs keep their project name."""
+        check_name(project, "project name")
+        with self.index.write() as txn:
+            if not catalog.has_project(txn, project) or catalog.artifacts(txn, project):
+                return False
+            txn.delete(Table.PROJECTS, project.encode())
+            return True
+
     def artifacts(self, project: str) -> list[tuple[ArtifactRecord, list[VersionRecord]]]:
         check_name(project, "project name")
         with self.index.read() as txn:

@@ -363,9 +363,9 @@ def discard(store: Store, art: ArtifactName) -> None:
 
 def remove_unversioned(store: Store, art: ArtifactName) -> bool:
     """Remove the staging of ``art``, an artifact with no version (made by ``mkdir`` on the
-    mount or ``artfs stage``), with its base record, and its project's staging directory if
-    that is left empty: listings stop showing them. False when ``art`` has no staging; a
-    staging that holds files is refused (Conflict), as they were never committed."""
+    mount or ``artfs stage``), with its base record: listings stop showing it. False when
+    ``art`` has no staging; a staging that holds files is refused (Conflict), as they were
+    never committed."""
     staging = path(store, art)
     if not staging.is_dir() and base_of(store, art) is None:
         return False
@@ -379,10 +379,21 @@ def remove_unversioned(store: Store, art: ArtifactName) -> bool:
         write_base(root(store), art, None)
         with contextlib.suppress(FileNotFoundError):
             staging.rmdir()
-        remove_empty_project(store, art.project)
     finally:
         os.close(lock_fd)
     return True
+
+
+def delete_empty_project(store: Store, project: str) -> bool:
+    """Remove ``project`` if nothing is in it (``mkdir MNT/project``, or its last artifact
+    deleted): no artifact, none being staged; its record and its staging directory. Whether
+    anything of it went."""
+    if artifacts_with_staging(store, project):
+        return False
+    recorded = project in store.projects()
+    if recorded and not store.delete_empty_project(project):
+        return False  # artifacts are in it
+    return remove_empty_project(store, project) or recorded
 
 
 def remove_empty_project(store: Store, project: str) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from artfs.store import Store
 from tests.helpers import make_tree, read_tree
 
 
@@ -140,7 +141,8 @@ def test_rm_all_removes_an_artifact_that_has_only_an_empty_staging(
     )
     assert [a["name"] for a in run_cli("ls", "proj", "--json").json()] == ["data"]
     run_cli("rm", "newproj/x", "--all", check=True)
-    assert not (home / "staging" / "newproj").exists()  # the project's staging went with it
+    assert not (home / "staging" / "newproj").exists()  # the project went with it
+    assert "newproj" not in run_cli("ls", "--json", check=True).json()
     code, _, err = run_cli("stage", "newproj/x")  # nothing of it is left to show
     assert code == 1 and "newproj/x has no versions and no staging" in err
     code, _, err = run_cli("rm", "proj/typo", "--all")  # gone: as for any unknown artifact
@@ -164,13 +166,18 @@ def test_a_project_made_by_mkdir_is_listed_and_removed_while_it_holds_nothing(
     home: Path, tmp_path: Path, run_cli: Any
 ) -> None:
     run_cli("put", make_tree(tmp_path / "src", {"a.txt": "A"}), "proj/data", check=True)
-    (home / "staging" / "typoproj").mkdir(parents=True)  # as `mkdir MNT/typoproj` does
+    with Store.open(home) as store:
+        store.create_project("typoproj")  # what `mkdir MNT/typoproj` does
+    (home / "staging" / "dirproj").mkdir(parents=True)  # left by an artifact's staging
     run_cli("stage", "stagep/x", "--from", "proj/data:v0", check=True)
-    assert run_cli("ls", "--json", check=True).json() == ["proj", "stagep", "typoproj"]
+    listed = ["dirproj", "proj", "stagep", "typoproj"]
+    assert run_cli("ls", "--json", check=True).json() == listed
     assert run_cli("ls", "typoproj", "--json", check=True).json() == []
+    assert run_cli("ls", "dirproj", "--json", check=True).json() == []
     assert [a["name"] for a in run_cli("ls", "stagep", "--json", check=True).json()] == ["x"]
-    removed = run_cli("rm", "typoproj", check=True)
-    assert removed.last_line == "deleted project typoproj (it held nothing)"
+    for empty in ("typoproj", "dirproj"):
+        removed = run_cli("rm", empty, check=True)
+        assert removed.last_line == f"deleted project {empty} (it held nothing)"
     assert run_cli("ls", "--json", check=True).json() == ["proj", "stagep"]
     for held in ("proj", "stagep"):  # a version, or an artifact being staged
         code, _, err = run_cli("rm", held)

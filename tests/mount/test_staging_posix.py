@@ -130,6 +130,23 @@ def test_mkdir_makes_artifacts_and_projects(mnt: Mount, home: Path) -> None:
         assert "newproj" in store.projects()
 
 
+def test_rmdir_takes_back_what_mkdir_made_while_it_holds_nothing(mnt: Mount) -> None:
+    os.mkdir(mnt.path / "typoproj")
+    os.mkdir(mnt.path / "proj" / "typo")
+    os.mkdir(mnt.path / "proj" / "draft")
+    (mnt.path / "proj" / "draft" / "staging" / "w.bin").write_bytes(b"never committed")
+    os.rmdir(mnt.path / "proj" / "typo")
+    os.rmdir(mnt.path / "typoproj")
+    assert sorted(os.listdir(mnt.path / "proj")) == ["data", "draft"]
+    assert "typoproj" not in os.listdir(mnt.path)
+    assert not os.path.exists(mnt.path / "proj" / "typo")
+    for held in ("proj/draft", "proj/data", "proj"):  # staged files, versions, artifacts
+        assert errno_of(lambda h=held: os.rmdir(mnt.path / h)) == errno.ENOTEMPTY
+    assert errno_of(lambda: os.rmdir(mnt.path / "proj" / "nothere")) == errno.ENOENT
+    assert (mnt.path / "proj" / "draft" / "staging" / "w.bin").read_bytes() == b"never committed"
+    assert sorted(os.listdir(mnt.path / "proj" / "data"))[:2] == ["latest", "staging"]
+
+
 def test_writes_outside_staging_are_refused(mnt: Mount) -> None:
     art = mnt.path / "proj" / "data"
     version = art / "v0"
