@@ -4,11 +4,13 @@
 - aliases: the same, but never ``vN``-shaped and never a reserved word (``latest``, ``staging``);
 - refs: ``project/name`` (the latest version), ``project/name:vN`` or ``project/name:ALIAS``;
 - paths inside a version: relative POSIX paths without ``.``/``..``, NUL or empty components,
-  each component at most 255 bytes.
+  each component at most 255 bytes; a new version's must also be UTF-8 and not a name
+  staging keeps for itself (:func:`check_stored_path`).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -104,7 +106,8 @@ def check_stored_path(path: str, *, markers: bool = False) -> str:
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidName(f"invalid path {path!r}: it is not valid UTF-8: rename it") from None
+        shown = os.fsencode(path)  # the bytes, not the escapes that stand for them
+        raise InvalidName(f"invalid path {shown!r}: it is not valid UTF-8: rename it") from None
     parts = check_path(path).split("/")
     if markers:
         return path

@@ -371,14 +371,17 @@ def delete(
     that remote only, this store left alone. ``force`` deletes versions holding aliases."""
     backing = store.default_remote()
     if remote_name is None or (backing is not None and remote_name in ("", backing.name)):
+        # An artifact this index has no record of may have a staging and no version (mkdir
+        # on the mount, artfs stage): deleting it removes that staging if it holds nothing.
+        unknown = target if isinstance(target, ArtifactName) else None
+        if unknown is not None and store.artifact(unknown) is not None:
+            unknown = None
         try:
             return store.delete(target, force=force)
         except NotFound:
-            # An artifact with a staging and no version (mkdir on the mount, artfs stage):
-            # deleting it removes that staging if it holds nothing.
-            if isinstance(target, ArtifactName) and staging.remove_unversioned(store, target):
-                staging.delete_empty_project(store, target.project)
-                return Deletion([], set())
+            if unknown is not None and staging.remove_unversioned(store, unknown):
+                staging.delete_empty_project(store, unknown.project)
+                return Deletion([], set(), staging_removed=True)
             raise
     from artfs.remote.gc import delete_on_remote
     from artfs.remote.remote import open_remote

@@ -19,7 +19,7 @@ from artfs.cli.params import (
     pass_ctx,
     remote_option,
 )
-from artfs.errors import InvalidName
+from artfs.errors import Conflict, InvalidName, NotFound
 from artfs.names import check_name
 from artfs.store.export import diff
 from artfs.store.repository import EditRequest, PutResult
@@ -86,13 +86,18 @@ def put(
                 progress=advance,
                 parent=parent,
             )
-    given = {"--description": description, "--metadata": metadata, "--tag": tags, "--ttl": ttl}
-    _report_commit(ctx, result, [option for option, value in given.items() if value])
+    _report_commit(
+        ctx,
+        result,
+        {"--description": description, "--metadata": metadata, "--tag": tags, "--ttl": ttl},
+    )
 
 
-def _report_commit(ctx: Context, result: PutResult, options: list[str]) -> None:
-    """A note on stderr, then the resulting ref as the last line on stdout. ``options``: those
-    given that only a new version takes (an unchanged put or commit makes none)."""
+def _report_commit(ctx: Context, result: PutResult, given: dict[str, object]) -> None:
+    """A note on stderr, then the resulting ref as the last line on stdout. ``given``: the
+    options only a new version takes (an unchanged put or commit makes none), by name, None
+    or empty where not given."""
+    options = [name for name, value in given.items() if value is not None and value != ()]
     record = result.record
     if not ctx.quiet:
         if result.created:
@@ -349,15 +354,10 @@ def edit(
 @remote_option("Delete on a remote (default: the only one); a remote-backed store always does.")
 @pass_ctx
 def rm(ctx: Context, ref: str, force: bool, all_: bool, remote_name: str | None) -> None:
-    """Delete a version (REF) or a whole artifact (project/name --all)."""
+    """Delete a version (REF), a whole artifact (project/name --all), or an empty project."""
     if ":" not in ref and "/" not in ref:
-        with ctx.existing_store() as store:
-            if porcelain.delete_empty_project(store, check_name(ref, "project")):
-                console.print_line(f"deleted project {ref} (it held nothing)")
-                return
-        raise InvalidName(
-            f"'artfs rm {ref}' names no artifact: use project/name:vN, or project/name --all"
-        )
+        _rm_project(ctx, check_name(ref, "project"), force or all_ or remote_name is not None)
+        return
     if not all_ and ":" not in ref:
         raise InvalidName(
             f"'artfs rm {ref}' needs a version: use {ref}:vN, or --all for every version"
@@ -373,12 +373,31 @@ def rm(ctx: Context, ref: str, force: bool, all_: bool, remote_name: str | None)
     ]
     for name in names:
         console.print_line(f"deleted {name}")
-    if not deletion.records:  # an artifact with no version: its empty staging went
+    if deletion.staging_removed:
         console.print_line(f"deleted {target} (no versions; its empty staging)")
         return
     if not ctx.quiet:
         remote = " --remote" if remote_name is not None or backing is not None else ""
         console.note(f"run 'artfs gc{remote}' to reclaim the space")
+
+
+def _rm_project(ctx: Context, project: str, options: bool) -> None:
+    """``artfs rm PROJECT``: a project that holds nothing (``mkdir MNT/PROJECT``) goes; one
+    that holds artifacts is refused, saying how to delete them."""
+    if options:
+        raise InvalidName(
+            f"'artfs rm {project}' takes no option: it deletes an empty project; give "
+            f"project/name:vN or project/name --all for an artifact"
+        )
+    with ctx.existing_store() as store:
+        if not porcelain.delete_empty_project(store, project):
+            if project not in porcelain.projects(store):
+                raise NotFound(f"project {project!r} does not exist: see 'artfs ls'")
+            raise Conflict(
+                f"project {project} holds artifacts: delete them first "
+                f"('artfs ls {project}', then 'artfs rm {project}/NAME --all')"
+            )
+    console.print_line(f"deleted project {project} (it held nothing)")
 
 
 @click.command()
@@ -414,5 +433,6 @@ def commit(
             metadata=meta,
             tags=list(tags),
         )
-    given = {"--description": description, "--metadata": metadata, "--tag": tags}
-    _report_commit(ctx, result, [option for option, value in given.items() if value])
+    _report_commit(
+        ctx, result, {"--description": description, "--metadata": metadata, "--tag": tags}
+    )

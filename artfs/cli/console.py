@@ -34,19 +34,29 @@ def _on_terminal(stream: Any) -> bool:
         return False
 
 
-# What a path shows as on a line of text output, as ``ls -b`` shows it: a control character
-# (a newline, a tab) escaped, and the backslash, so that every path is one unambiguous line.
-_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(32), 0x7F)} | {
-    ord("\\"): "\\\\",
-    ord("\n"): "\\n",
-    ord("\t"): "\\t",
-    ord("\r"): "\\r",
-}
+# What a path shows as on a line of text output, as ``ls -b`` shows it: a byte that is not
+# UTF-8 (a name stored before artfs refused them) as \xNN, any other character that does not
+# print (a newline, a tab, C1 controls) escaped, and the backslash, so that every path is one
+# unambiguous line that stdout can encode.
+_NAMED = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
 def shown_path(path: str) -> str:
     """``path`` for a line of text output (``--json`` gives it as it is)."""
-    return path.translate(_ESCAPES)
+    if path.isprintable() and "\\" not in path:
+        return path
+    return "".join(_shown_char(c) for c in path)
+
+
+def _shown_char(c: str) -> str:
+    code = ord(c)
+    if c in _NAMED:
+        return _NAMED[c]
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the byte it stands for
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x20 or code == 0x7F:
+        return f"\\x{code:02x}"
+    return c if c.isprintable() or c == " " else f"\\u{code:04x}"
 
 
 def print_line(text: str) -> None:
@@ -68,7 +78,12 @@ def error(text: str) -> None:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a name that is not UTF-8, stored before artfs refused them
+        text = json.dumps(data, indent=2, sort_keys=True)  # escaped, as \\udcNN
+    sys.stdout.write(text + "\n")
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -93,7 +93,9 @@ def verify_(ctx: Context, ref: str | None) -> None:
         if found.references
         else ""
     )
-    console.print_line(f"ok: {len(records)} versions, {found.files} files verified{unchecked}")
+    versions = f"{len(records)} version{'' if len(records) == 1 else 's'}"
+    files = f"{found.files} file{'' if found.files == 1 else 's'}"
+    console.print_line(f"ok: {versions}, {files} verified{unchecked}")
 
 
 @click.command()

@@ -359,17 +359,20 @@ class StagedTree:
         made it (an artifact with no version and an empty staging; a project with no artifact),
         else ENOTEMPTY, as for any directory that holds entries."""
         with self.store.index.read() as txn:
-            if self._child(txn, parent, text) is None:
-                raise FileNotFoundError(errno.ENOENT, f"{text}: no such project or artifact")
-        if parent.key.kind is Kind.ROOT:
+            child = self._child(txn, parent, text)
+        if child is None:
+            raise FileNotFoundError(errno.ENOENT, f"{text}: no such project or artifact")
+        if child.key.kind not in (Kind.PROJECT, Kind.ARTIFACT):  # .artfs-register, .artfs-store
+            raise NotADirectoryError(errno.ENOTDIR, f"{text} is not a directory")
+        if child.key.kind is Kind.PROJECT:
             removed = staging.delete_empty_project(self.store, text)
         else:
-            art = ArtifactName(parent.key.project, text)
+            art = child.artifact
+            # A staging based on a version shows that version's files: not empty.
+            removed = staging.base_of(self.store, art) is None
             try:
-                removed = self.store.artifact(art) is None and staging.remove_unversioned(
-                    self.store, art
-                )
-            except Conflict:  # its staging holds files never committed
+                removed = removed and staging.remove_unversioned(self.store, art)
+            except Conflict:  # versions, or staged files never committed
                 removed = False
         if not removed:
             raise OSError(errno.ENOTEMPTY, f"{text} holds versions or staged files")

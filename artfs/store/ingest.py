@@ -330,12 +330,14 @@ def _check_names(names: list[str], prefix: str, directory: str, markers: bool) -
     try:
         joined.encode("utf-8")
     except UnicodeEncodeError:
-        pass
+        text = False
     else:
+        text = True
         if markers or ".artfs-" not in joined:
             return
-    for name in names:
-        _inner_path(f"{prefix}/{name}" if prefix else name, f"{directory}/{name}", markers)
+    for name in names:  # only the few that can be refused: a directory may hold 100,000
+        if name.startswith(".artfs-") or not (text or name.isascii()):
+            _inner_path(f"{prefix}/{name}" if prefix else name, f"{directory}/{name}", markers)
 
 
 def _names(directory: str, dir_fd: int, root: str | None) -> list[str]:

@@ -82,6 +82,7 @@ class Deletion:
     records: list[VersionRecord]
     here: set[str]  # refs deleted in this store
     remote: str | None = None
+    staging_removed: bool = False  # an artifact with no version: its empty staging went
 
 
 @dataclass

@@ -369,16 +369,25 @@ def remove_unversioned(store: Store, art: ArtifactName) -> bool:
     staging = path(store, art)
     if not staging.is_dir() and base_of(store, art) is None:
         return False
-    lock_fd = _lock_artifact(store, art)
+    lock_fd = _lock_artifact(store, art)  # a commit holds it while it makes a version
     try:
+        if store.artifact(art) is not None:
+            raise Conflict(f"{art} has versions now: 'artfs rm {art} --all' deletes them")
+        held = Conflict(
+            f"{art} has no versions and its staging holds files never committed: commit "
+            f"them, or discard them with 'artfs stage {art} --reset --empty', then delete it"
+        )
         if holds_changes(store, art):
-            raise Conflict(
-                f"{art} has no versions and its staging holds files never committed: commit "
-                f"them, or discard them with 'artfs stage {art} --reset --empty', then delete it"
-            )
-        write_base(root(store), art, None)
-        with contextlib.suppress(FileNotFoundError):
+            raise held
+        try:  # before the base goes: a file written meanwhile keeps both
             staging.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if exc.errno == errno.ENOTEMPTY:
+                raise held from None
+            raise
+        write_base(root(store), art, None)
     finally:
         os.close(lock_fd)
     return True

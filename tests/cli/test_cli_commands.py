@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from artfs.cli.console import shown_path
 from tests.helpers import ARTFS
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
@@ -343,7 +344,7 @@ def test_gc_reclaims_space_and_verify_passes(run_cli: Any, src: Path, home: Path
     assert "reclaimed" in result.stdout
     assert before - packs_bytes(home) >= 1_500_000
     verified = run_cli("verify", check=True)
-    assert verified.stdout.startswith("ok: 1 versions, 5 files")
+    assert verified.stdout.startswith("ok: 1 version, 5 files")
     dest = home.parent / "dest"
     run_cli("get", "proj/mnist", dest, check=True)
     assert (dest / "train/images.bin").read_bytes() == (src / "train/images.bin").read_bytes()
@@ -456,3 +457,34 @@ def test_text_output_shows_a_path_with_a_newline_or_tab_on_one_line(
         "new\nline.txt",
         "tab\there.txt",
     ]
+
+
+def test_names_like_staging_s_own_are_stored_below_the_top(run_cli: Any, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    for name in (".artfs-commit", ".artfs-base", ".artfs-notes"):
+        (src / "d" / name).write_text(name)
+    (src / ".artfs-notes").write_text("top")
+    put(run_cli, src, "proj/dots")
+    paths = [e["path"] for e in run_cli("files", "proj/dots", "--json", check=True).json()]
+    assert sorted(paths) == [".artfs-notes", "d/.artfs-base", "d/.artfs-commit", "d/.artfs-notes"]
+
+
+def test_shown_path_escapes_what_does_not_print_and_bytes_that_are_not_utf8() -> None:
+    assert shown_path("plain/é ü.txt") == "plain/é ü.txt"
+    assert shown_path("a\nb\tc\\d\x01e\x7f") == "a\\nb\\tc\\\\d\\x01e\\x7f"
+    assert shown_path("csi\x9b[31m") == "csi\\u009b[31m"  # a C1 control, as a terminal reads it
+    assert shown_path(os.fsdecode(b"old-\xff-name")) == "old-\\xff-name"
+
+
+def test_rm_all_after_every_version_went_says_nothing_of_a_staging(
+    run_cli: Any, src: Path, home: Path
+) -> None:
+    put(run_cli, src, "proj/mnist")
+    upper = home / "staging" / "proj" / "mnist"
+    upper.mkdir(parents=True)
+    (upper / "w.bin").write_text("being written")
+    run_cli("rm", "proj/mnist:v0", check=True)
+    result = run_cli("rm", "proj/mnist", "--all", check=True)
+    assert "staging" not in result.stdout
+    assert (upper / "w.bin").read_text() == "being written"

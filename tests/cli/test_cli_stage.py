@@ -181,5 +181,7 @@ def test_a_project_made_by_mkdir_is_listed_and_removed_while_it_holds_nothing(
     assert run_cli("ls", "--json", check=True).json() == ["proj", "stagep"]
     for held in ("proj", "stagep"):  # a version, or an artifact being staged
         code, _, err = run_cli("rm", held)
-        assert code == 2 and "names no artifact" in err and "project/name --all" in err
+        assert code == 1 and f"project {held} holds artifacts" in err and err.count("\n") == 1
+    code, _, err = run_cli("rm", "proj", "--all")
+    assert code == 2 and "takes no option" in err
     assert run_cli("ls", "--json", check=True).json() == ["proj", "stagep"]

@@ -59,6 +59,11 @@ def test_commit_refusals_leave_staging_and_store_as_they_were(
     assert code == 1 and "a symlink to '../../v0/meta.json', outside the tree" in err
     assert str(home) not in err  # only paths as the user sees them through the mount
     (staged / "rel.txt").unlink()
+    (staged / os.fsdecode(b"not-utf8-\xff")).write_text("x")
+    code, _, err = run_cli("commit", "proj/model")
+    assert code == 1 and "not valid UTF-8" in err and err.count("\n") == 1
+    assert str(home) not in err
+    (staged / os.fsdecode(b"not-utf8-\xff")).unlink()
     os.mkfifo(staged / "pipe")
     code, _, err = run_cli("commit", "proj/model")
     assert code == 1 and "special file" in err

@@ -142,7 +142,11 @@ def test_rmdir_takes_back_what_mkdir_made_while_it_holds_nothing(mnt: Mount) -> 
     assert not os.path.exists(mnt.path / "proj" / "typo")
     for held in ("proj/draft", "proj/data", "proj"):  # staged files, versions, artifacts
         assert errno_of(lambda h=held: os.rmdir(mnt.path / h)) == errno.ENOTEMPTY
-    assert errno_of(lambda: os.rmdir(mnt.path / "proj" / "nothere")) == errno.ENOENT
+    os.mkdir(mnt.path / "proj" / "based")
+    (mnt.path / "proj" / "based" / "staging" / ".artfs-base").write_text("proj/data:v0")
+    assert os.listdir(mnt.path / "proj" / "based" / "staging")  # shows the base's files
+    assert errno_of(lambda: os.rmdir(mnt.path / "proj" / "based")) == errno.ENOTEMPTY
+    assert errno_of(lambda: os.rmdir(mnt.path / ".artfs-register")) == errno.ENOTDIR
     assert (mnt.path / "proj" / "draft" / "staging" / "w.bin").read_bytes() == b"never committed"
     assert sorted(os.listdir(mnt.path / "proj" / "data"))[:2] == ["latest", "staging"]
 

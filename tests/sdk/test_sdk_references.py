@@ -78,7 +78,7 @@ def test_verify_says_it_did_not_check_references(
     (outside / "a.bin").write_bytes(b"changed since it was logged")
     verified = run_cli("verify", "proj/refs:v0", check=True)
     assert verified.last_line == (
-        "ok: 1 versions, 1 files verified; 1 reference not checked "
+        "ok: 1 version, 1 file verified; 1 reference not checked "
         "(not in the store: 'artfs get' fetches and checks them)"
     )
 
