@@ -26,6 +26,11 @@ def human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural but for one: "1 file", "3 files"."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def version_json(record: VersionRecord) -> dict[str, Any]:
     return {
         "ref": record.ref,

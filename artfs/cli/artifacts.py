@@ -107,7 +107,7 @@ def _report_commit(ctx: Context, result: PutResult, given: dict[str, object]) ->
                 else ""
             )
             console.note(
-                f"stored {record.files} file{'' if record.files == 1 else 's'}, "
+                f"stored {views.counted(record.files, 'file')}, "
                 f"{views.human_size(record.size)} "
                 f"({views.human_size(result.new_bytes)} new in the store{uploaded})"
             )
@@ -148,9 +148,7 @@ def get(
                 progress=advance,
             )
     if not ctx.quiet:
-        console.note(
-            f"wrote {len(written)} file{'' if len(written) == 1 else 's'} of {record.ref} to {dest}"
-        )
+        console.note(f"wrote {views.counted(len(written), 'file')} of {record.ref} to {dest}")
 
 
 @click.command(name="ls")

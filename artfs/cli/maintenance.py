@@ -88,14 +88,13 @@ def verify_(ctx: Context, ref: str | None) -> None:
         console.error(f"{len(problems)} broken files in {len({p.ref for p in problems})} versions")
         sys.exit(1)
     unchecked = (
-        f"; {found.references} reference{'' if found.references == 1 else 's'} not checked "
+        f"; {views.counted(found.references, 'reference')} not checked "
         "(not in the store: 'artfs get' fetches and checks them)"
         if found.references
         else ""
     )
-    versions = f"{len(records)} version{'' if len(records) == 1 else 's'}"
-    files = f"{found.files} file{'' if found.files == 1 else 's'}"
-    console.print_line(f"ok: {versions}, {files} verified{unchecked}")
+    checked = f"{views.counted(len(records), 'version')}, {views.counted(found.files, 'file')}"
+    console.print_line(f"ok: {checked} verified{unchecked}")
 
 
 @click.command()
