@@ -392,11 +392,6 @@ def delete(
     return Deletion(deleted, set(), config.name)
 
 
-def delete_empty_project(store: Store, project: str) -> bool:
-    """Remove ``project`` if nothing is in it (see :func:`staging.delete_empty_project`)."""
-    return staging.delete_empty_project(store, project)
-
-
 def gc_remote(
     store: Store, grace_seconds: float, *, remote_name: str | None = None
 ) -> tuple[RemoteConfig, RemoteGcReport]:

@@ -21,6 +21,7 @@ from artfs.cli.params import (
 )
 from artfs.errors import Conflict, InvalidName, NotFound
 from artfs.names import check_name
+from artfs.store import staging
 from artfs.store.export import diff
 from artfs.store.repository import EditRequest, PutResult
 
@@ -388,7 +389,7 @@ def _rm_project(ctx: Context, project: str, options: bool) -> None:
             f"project/name:vN or project/name --all for an artifact"
         )
     with ctx.existing_store() as store:
-        if not porcelain.delete_empty_project(store, project):
+        if not staging.delete_empty_project(store, project):
             if project not in porcelain.projects(store):
                 raise NotFound(f"project {project!r} does not exist: see 'artfs ls'")
             raise Conflict(

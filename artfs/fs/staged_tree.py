@@ -367,15 +367,19 @@ class StagedTree:
         if child.key.kind is Kind.PROJECT:
             removed = staging.delete_empty_project(self.store, text)
         else:
-            art = child.artifact
-            # A staging based on a version shows that version's files: not empty.
-            removed = staging.base_of(self.store, art) is None
-            try:
-                removed = removed and staging.remove_unversioned(self.store, art)
-            except Conflict:  # versions, or staged files never committed
-                removed = False
+            removed = self._remove_unversioned(child.artifact)
         if not removed:
             raise OSError(errno.ENOTEMPTY, f"{text} holds versions or staged files")
+
+    def _remove_unversioned(self, art: ArtifactName) -> bool:
+        """Whether ``art``'s staging went: not while it is based on a version (it shows that
+        version's files), holds staged files, or ``art`` has versions."""
+        if staging.base_of(self.store, art) is not None:
+            return False
+        try:
+            return staging.remove_unversioned(self.store, art)
+        except Conflict:  # versions, or staged files never committed
+            return False
 
     def rename(self, old_parent: int, old: bytes, new_parent: int, new: bytes, flags: int) -> None:
         source, target = self.node(old_parent), self.node(new_parent)

@@ -242,7 +242,7 @@ class Store:
         with self.index.write() as txn:
             catalog.ensure_project(txn, project)
 
-    def delete_empty_project(self, project: str) -> bool:
+    def drop_project_record(self, project: str) -> bool:
         """Delete the record of ``project`` if no artifact is left in it (``mkdir MNT/PROJ``,
         or its last artifact deleted): whether it went. Its runs keep their project name."""
         check_name(project, "project name")

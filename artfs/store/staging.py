@@ -400,12 +400,12 @@ def delete_empty_project(store: Store, project: str) -> bool:
     if artifacts_with_staging(store, project):
         return False
     recorded = project in store.projects()
-    if recorded and not store.delete_empty_project(project):
+    if recorded and not store.drop_project_record(project):
         return False  # artifacts are in it
-    return remove_empty_project(store, project) or recorded
+    return _remove_project_dir(store, project) or recorded
 
 
-def remove_empty_project(store: Store, project: str) -> bool:
+def _remove_project_dir(store: Store, project: str) -> bool:
     """Remove ``project``'s staging directory if it holds no artifact's staging (a project
     made by ``mkdir MNT/project``, or left by the last of its unversioned artifacts): whether
     it was there and went."""
