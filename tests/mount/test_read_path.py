@@ -982,9 +982,15 @@ def test_a_small_file_read_off_disk_brings_its_neighbours_in_with_it(tmp_path: P
             )
 
         skip_without_nowait_reads(pack)
-        if not evicted():
-            pytest.skip("this filesystem keeps a file's pages whatever it is told (tmpfs)")
-        assert store.chunks.read_cached(first) is None  # on disk: the event loop does not wait
+        # On disk, the event loop does not wait. A miss starts the kernel's read-ahead, which
+        # a fast disk may finish before the read looks again: then it is a hit, evicted anew.
+        for _ in range(5):
+            if not evicted():
+                pytest.skip("this filesystem keeps a file's pages whatever it is told (tmpfs)")
+            if store.chunks.read_cached(first) is None:
+                break
+        else:
+            pytest.fail("the first chunk, evicted five times, was read without waiting each time")
         deadline = time.monotonic() + 30
         while not all(resident(pack, loc.offset, loc.stored_length) for loc in neighbours):
             assert time.monotonic() < deadline, "the miss's window was not read in"
