@@ -190,7 +190,12 @@ class Run(PublicRun):
         """Where version ``ref`` is visible under a running ``artfs mount``, so a data loader
         reads it lazily instead of downloading it. Records the usage like ``use_artifact``."""
         record = self.use_artifact(ref)._logged()
-        base = Path(mountpoint) if mountpoint is not None else find_mount(record.project)
+        store_id = self._store.store_id
+        if mountpoint is None:
+            base = find_mount(record.project, store_id)
+        else:
+            base = Path(mountpoint)
+            _check_store(base, store_id)
         path = base / record.project / record.name / record.version
         if not path.is_dir():
             raise NotFound(
@@ -258,10 +263,9 @@ def _register_with_mounts(run_id: str, store_id: str) -> None:
     daemon records the pid it sees). A mount of another store, or one that does not show its
     store's id (an older daemon), learns nothing of this run. No mount: nothing."""
     for point in _artfs_mounts():
+        if _store_shown(Path(point)) != store_id:
+            continue
         try:
-            with open(os.path.join(point, STORE_FILE)) as shown:
-                if shown.read().strip() != store_id:
-                    continue
             with open(os.path.join(point, REGISTER_FILE), "w") as register:
                 register.write(run_id + "\n")
         except OSError:
@@ -273,12 +277,38 @@ def _artfs_mounts() -> list[str]:
     return [mount.point for mount in mount_table() if mount.fstype == ARTFS_FSTYPE]
 
 
-def find_mount(project: str) -> Path:
-    """The first artfs mount (``$ARTFS_MOUNT`` first) that shows ``project``."""
+def _store_shown(base: Path) -> str | None:
+    """The id of the store mounted at ``base`` (``MNT/.artfs-store``); None where nothing
+    shows one (a plain directory, an older daemon, a mount whose daemon died)."""
+    try:
+        return (base / STORE_FILE).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _check_store(base: Path, store_id: str) -> None:
+    """UsageError if ``base`` is a mount of a store other than ``store_id``: its versions
+    are another store's, whatever their names."""
+    shown = _store_shown(base)
+    if shown is not None and shown != store_id:
+        raise UsageError(
+            f"{base} is a mount of another store ({shown}, this run's is {store_id}): "
+            "mount this run's store with 'artfs mount --home HOME MOUNTPOINT' and pass that"
+        )
+
+
+def find_mount(project: str, store_id: str) -> Path:
+    """The mount of store ``store_id`` that shows ``project``: ``$ARTFS_MOUNT`` first (a
+    mount of another store there is an error), then each artfs mount in this process's mount
+    table whose ``MNT/.artfs-store`` is ``store_id`` (one of another store, or one that shows
+    no store, is passed over, as :func:`_register_with_mounts` passes it over)."""
     candidates = []
-    if os.environ.get("ARTFS_MOUNT"):
-        candidates.append(Path(os.environ["ARTFS_MOUNT"]))
-    candidates += [Path(point) for point in _artfs_mounts()]
+    chosen = os.environ.get("ARTFS_MOUNT")
+    if chosen:
+        _check_store(Path(chosen), store_id)
+        candidates.append(Path(chosen))
+    found = (Path(point) for point in _artfs_mounts())
+    candidates += [base for base in found if _store_shown(base) == store_id]
     for base in candidates:
         try:
             if (base / project).is_dir():
@@ -286,8 +316,8 @@ def find_mount(project: str) -> Path:
         except OSError:  # a mount whose daemon died (ENOTCONN) shows nothing
             continue
     raise NotFound(
-        f"no artfs mount shows project {project!r}: run 'artfs mount MOUNTPOINT' "
-        "or pass mountpoint="
+        f"no artfs mount of this store shows project {project!r}: run 'artfs mount "
+        "MOUNTPOINT' or pass mountpoint="
     )
 
 

@@ -8,7 +8,11 @@ from typing import Any
 import pytest
 
 import artfs
+import artfs.sdk.run as run_module
 from artfs import Api, Artifact, NotFound, TypeMismatch
+from artfs.errors import UsageError
+from artfs.fs.staging_files import STORE_FILE
+from artfs.store import Store
 
 
 def test_init_records_a_run_with_what_w_and_b_exposes(home: Path) -> None:
@@ -212,6 +216,8 @@ def test_mount_path_names_the_version_under_the_mount_and_records_the_use(
 ) -> None:
     mnt = tmp_path / "mnt"
     (mnt / "proj" / "mnist" / "v0").mkdir(parents=True)
+    with Store.open(home) as store:
+        store_id = store.store_id
     with artfs.init(project="proj", job_type="train", home=home) as run:
         assert run.mount_path("mnist:first", mountpoint=mnt) == mnt / "proj" / "mnist" / "v0"
         assert [a.version for a in run.used_artifacts()] == ["v0"]
@@ -220,5 +226,21 @@ def test_mount_path_names_the_version_under_the_mount_and_records_the_use(
         with pytest.raises(NotFound, match=r"proj/mnist:v1 is not visible"):
             run.mount_path("mnist:latest")
         monkeypatch.delenv("ARTFS_MOUNT")
-        with pytest.raises(NotFound, match="mount"):  # a live mount elsewhere may show proj
+        # The mount table as the SDK reads it: another store's mount shows proj/mnist:v0 too,
+        # and is passed over; so is one that shows no store (an older daemon, a dead mount).
+        other, unknown, ours = (tmp_path / n for n in ("other", "unknown", "ours"))
+        for base in (other, unknown, ours):
+            (base / "proj" / "mnist" / "v0").mkdir(parents=True)
+        (other / STORE_FILE).write_text("0" * 32 + "\n")
+        monkeypatch.setattr(run_module, "_artfs_mounts", lambda: [str(other), str(unknown)])
+        with pytest.raises(NotFound, match="no artfs mount of this store shows project 'proj'"):
+            run.mount_path("mnist:v0")
+        (ours / STORE_FILE).write_text(store_id + "\n")
+        monkeypatch.setattr(run_module, "_artfs_mounts", lambda: [str(other), str(ours)])
+        assert run.mount_path("mnist:v0") == ours / "proj" / "mnist" / "v0"
+        # Named by the caller, another store's mount is an error, not a read of its files.
+        with pytest.raises(UsageError, match=f"{other} is a mount of another store"):
+            run.mount_path("mnist:v0", mountpoint=other)
+        monkeypatch.setenv("ARTFS_MOUNT", str(other))
+        with pytest.raises(UsageError, match="mount of another store"):
             run.mount_path("mnist:v0")
