@@ -167,6 +167,7 @@ def test_put_killed_with_sigkill_leaves_a_usable_store(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 20 puts of a large tree killed, each store checked after
 def test_put_killed_at_many_instants(tmp_path: Path, run_cli: Any, home: Path, seeded: int) -> None:
     src = big_tree(tmp_path / "src", seed=2, big_files=20, small_files=6000)
     rng = random.Random(0)

@@ -199,6 +199,12 @@ def errno_of(call: Callable[[], object]) -> int:
     return caught.value.errno
 
 
+# How long a test waits for usage and run records to be in the index: the daemon writes them
+# every half second, in a worker thread whose commit syncs the index, which on a machine
+# loaded by the tests running beside it has taken more than a second.
+RECORDED_WITHIN = 10.0
+
+
 def eventually(check: Callable[[], bool], within: float) -> float:
     """Seconds until ``check()`` held; fails the test after ``within`` seconds."""
     start = time.monotonic()

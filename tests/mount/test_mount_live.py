@@ -83,6 +83,7 @@ def test_deleted_version_disappears_but_open_files_keep_reading(
 
 
 @pytest.mark.slow  # 50 s on a loaded two-core box (100,000 files stored first)
+@pytest.mark.timeout(600)
 def test_directory_of_100k_entries_lists_in_about_a_second(
     tmp_path: Path, start_mount: StartMount
 ) -> None:

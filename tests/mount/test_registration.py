@@ -20,7 +20,7 @@ import pytest
 
 from artfs.lineage import Lineage
 from artfs.store import Store
-from tests.mount.mountutil import ARTFS, Mount, StartMount, eventually, put
+from tests.mount.mountutil import ARTFS, RECORDED_WITHIN, Mount, StartMount, eventually, put
 
 pytestmark = pytest.mark.mount
 
@@ -106,7 +106,7 @@ def test_a_run_registers_only_with_the_mount_of_its_own_store(
     assert [r["id"] for r in runs(second.home)] == [run_id]
     # The read through store 1's mount is attributed to an implicit run of store 1 (the
     # process did not register there), never to store 2's run.
-    eventually(lambda: len(runs(first.home)) > len(before), within=2.0)
+    eventually(lambda: len(runs(first.home)) > len(before), within=RECORDED_WITHIN)
     found = runs(first.home)
     assert run_id not in [r["id"] for r in found]
     assert {r["project"] for r in found} == {"proj"}
@@ -126,7 +126,7 @@ def test_a_run_of_its_own_store_is_registered(two_mounts: tuple[Mount, Mount]) -
             lineage = Lineage(store)
             return [r.id for r, _ in lineage.consumers(lineage.version("proj/data:v0"))] == [run_id]
 
-    eventually(consumed, within=2.0)
+    eventually(consumed, within=RECORDED_WITHIN)
 
 
 def test_the_daemon_refuses_a_run_its_store_does_not_hold(
@@ -181,8 +181,8 @@ def test_the_sdk_writes_nothing_into_a_mount_of_another_store(
             return sorted((r.id, r.job_type) for r, _ in lineage.consumers(version))
 
     register_then_read(second.home)
-    eventually(lambda: len(consumers()) == 1, within=2.0)
+    eventually(lambda: len(consumers()) == 1, within=RECORDED_WITHIN)
     assert [job for _, job in consumers()] == ["implicit"]
     register_then_read(first.home)
-    eventually(lambda: len(consumers()) == 2, within=2.0)
+    eventually(lambda: len(consumers()) == 2, within=RECORDED_WITHIN)
     assert (both, "train") in consumers()

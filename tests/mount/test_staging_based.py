@@ -16,7 +16,15 @@ import pytest
 
 from artfs.lineage import Lineage
 from artfs.store import Store
-from tests.mount.mountutil import ARTFS, Mount, StartMount, errno_of, eventually, put
+from tests.mount.mountutil import (
+    ARTFS,
+    RECORDED_WITHIN,
+    Mount,
+    StartMount,
+    errno_of,
+    eventually,
+    put,
+)
 
 pytestmark = pytest.mark.mount
 
@@ -236,7 +244,7 @@ def test_a_base_file_read_is_recorded_against_the_base_version(based: Mount) -> 
             lineage = Lineage(store)
             return [(r.id, u.files) for r, u in lineage.consumers(lineage.version("proj/data:v0"))]
 
-    eventually(lambda: usage() == [("base1234", 2)], within=3.0)
+    eventually(lambda: usage() == [("base1234", 2)], within=RECORDED_WITHIN)
 
 
 def test_a_base_name_too_long_for_its_whiteout_is_refused_unchanged(

@@ -17,7 +17,7 @@ import pytest
 
 from artfs.lineage import Lineage, RunRecord, Usage
 from artfs.store import Store
-from tests.mount.mountutil import ARTFS, Mount, StartMount, eventually, put
+from tests.mount.mountutil import ARTFS, RECORDED_WITHIN, Mount, StartMount, eventually, put
 
 pytestmark = pytest.mark.mount
 
@@ -51,7 +51,7 @@ def wait_consumers(home: Path, count: int = 1) -> list[tuple[RunRecord, Usage]]:
         found = consumers(home)
         return len(found) >= count
 
-    eventually(check, within=2.0)  # usage is durable within 2 s of the open
+    eventually(check, within=RECORDED_WITHIN)
     return found
 
 
@@ -94,7 +94,7 @@ def test_run_id_from_the_environment(mnt: Mount, home: Path) -> None:
     python(read_code(mnt), env={"ARTFS_RUN_ID": "ext12345"})  # unknown: an external run
     found = {run.id: (run, usage) for run, usage in wait_consumers(home, 2)}
     assert found[known][1].files == 2
-    eventually(lambda: len(consumers(home)) == 2, within=2.0)
+    eventually(lambda: len(consumers(home)) == 2, within=RECORDED_WITHIN)
     assert {r.id: r for r, _ in consumers(home)}["ext12345"].job_type == "external"
 
 
@@ -128,8 +128,8 @@ def test_forked_workers_are_one_run(mnt: Mount, home: Path) -> None:
             os.waitpid(pid, 0)
     """
     python(code)
-    found = wait_consumers(home)
-    time.sleep(0.6)  # one more flush: every worker's open is in
+    # Every worker's open written (in one flush or several), then counted.
+    eventually(lambda: sum(u.files for _, u in consumers(home)) >= 4, within=RECORDED_WITHIN)
     found = consumers(home)
     assert len(found) == 1, [r.command for r, _ in found]
     assert found[0][1].files == 4

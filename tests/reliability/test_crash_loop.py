@@ -92,6 +92,7 @@ def _kill_loop(tmp_path: Path, kills: int) -> dict[str, int]:
 
 
 @pytest.mark.slow  # 77 s on a loaded 2-core box; test_cli_concurrency kills a put in the quick tier
+@pytest.mark.timeout(600)
 def test_commit_killed_20_times_leaves_only_whole_versions(tmp_path: Path) -> None:
     figures = _kill_loop(tmp_path, 20)
     assert figures["killed_mid_write"] >= 5, figures  # the kills really landed mid-commit

@@ -142,7 +142,13 @@ def _one_kill(
     ]
     for thread in threads:
         thread.start()
-    time.sleep(rng.uniform(0.8, 1.6))
+    # Killed at a random instant once the mount has served a read and the writer's fsync:
+    # a loaded machine may take a second or more to get there.
+    deadline = time.monotonic() + 60
+    while not (tally.ok and tally.fsynced):
+        assert time.monotonic() < deadline, "no read and fsync through the mount within 60 s"
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0.0, 0.8))
     mnt.proc.send_signal(signal.SIGKILL)
     mnt.proc.wait(timeout=10)
     time.sleep(0.5)  # readers and the writer meet the dead mount

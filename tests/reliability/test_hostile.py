@@ -123,6 +123,7 @@ def test_arbitrary_file_names_round_trip_and_stay_inside(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 1,500 store round trips
 @settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=1500, deadline=None
 )

@@ -25,7 +25,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,7 +33,7 @@ import pytest
 from artfs.lineage import Lineage
 from artfs.store import Store
 from tests.helpers import ARTFS, make_tree
-from tests.mount.mountutil import StartMount, eventually, put
+from tests.mount.mountutil import RECORDED_WITHIN, StartMount, eventually, put
 
 pytestmark = [
     pytest.mark.mount,
@@ -213,7 +212,9 @@ def test_with_allow_other_only_store_writers_change_the_store(
     # An id the store does not know is still their external run (a container's -e).
     assert as_user("read", public, env={"ARTFS_RUN_ID": "ext12345"}) == {"ok": "for everyone\n"}
 
-    time.sleep(1.5)  # runs and usage are written every 0.5 s: anything kept would be there
+    # The last read's run in the index: the flushes go in order, so what the reads before it
+    # recorded (anything kept) is there too.
+    eventually(lambda: "ext12345" in catalogue(home)["consumers"], within=RECORDED_WITHIN)  # type: ignore[operator]
     after = catalogue(home)
     assert run_id not in after["consumers"]  # type: ignore[operator]
     assert "ext12345" in after["consumers"]  # type: ignore[operator]
@@ -256,7 +257,7 @@ def test_the_owner_of_the_store_may_change_it_through_a_shared_mount(
     committed = as_user("commit", staging / ".artfs-commit")
     assert json.loads(str(committed["ok"])) == {"ref": "proj/shared:v0", "created": True}
     assert (mnt.path / "proj" / "shared" / "v0" / "mine.txt").read_text() == "by the owner\n"
-    eventually(lambda: catalogue(home)["consumers"] == [run_id], within=2.0)
+    eventually(lambda: catalogue(home)["consumers"] == [run_id], within=RECORDED_WITHIN)
 
 
 def _runs_and_index(home: Path) -> tuple[str, bytes]:
@@ -283,7 +284,7 @@ def test_run_records_hold_no_environment_and_optionally_no_command_line(
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARTFS_")}
     env["SECRET_TOKEN"] = "envsecret-5b2f0c"
     _read_as_new_job(public, "--token=cmdsecret-kept", env=env)
-    time.sleep(1.5)  # usage and run records are written every 0.5 s
+    eventually(lambda: "cmdsecret-kept" in _runs_and_index(home)[0], within=RECORDED_WITHIN)
     runs, index = _runs_and_index(home)
     assert "cmdsecret-kept" in runs  # the default keeps command lines: the probe can see them
     assert b"envsecret-5b2f0c" not in index and "envsecret-5b2f0c" not in runs
@@ -295,7 +296,7 @@ def test_run_records_hold_no_environment_and_optionally_no_command_line(
     )
     assert config.returncode == 0, config.stderr
     _read_as_new_job(public, "--token=cmdsecret-dropped", env=env)
-    time.sleep(1.5)
+    eventually(lambda: len(json.loads(_runs_and_index(home)[0])) >= 2, within=RECORDED_WITHIN)
     runs, index = _runs_and_index(home)
     assert len(json.loads(runs)) >= 2
     assert "cmdsecret-dropped" not in runs and b"cmdsecret-dropped" not in index
@@ -350,7 +351,7 @@ def test_a_second_users_run_stays_in_its_own_store(
     os.chown(theirs, other_user.pw_uid, other_user.pw_gid)
     before = catalogue(home)
     run_id = sdk_as_user(str(theirs), str(mnt.path / "proj" / "data" / "v0" / "public.txt"))
-    eventually(lambda: len(catalogue(home)["consumers"]) == 1, within=2.0)  # type: ignore[arg-type]
+    eventually(lambda: len(catalogue(home)["consumers"]) == 1, within=RECORDED_WITHIN)  # type: ignore[arg-type]
     after = catalogue(home)
     assert run_id not in after["consumers"]  # type: ignore[operator]
     assert {job_type for _, job_type in after["runs"]} == {"implicit"}  # type: ignore[union-attr]

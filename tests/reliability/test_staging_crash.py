@@ -133,6 +133,7 @@ def _kill_loop(home: Path, start_mount: StartMount, kills: int) -> dict[str, int
 
 
 @pytest.mark.slow  # 41 s on a loaded two-core box: a stress loop, run by ./dev test and CI
+@pytest.mark.timeout(600)
 def test_staging_commit_killed_20_times(tmp_path: Path, start_mount: StartMount) -> None:
     figures = _kill_loop(tmp_path / "home", start_mount, 20)
     assert figures["kills"] >= 15 and figures["killed_mid_write"] >= 5, figures

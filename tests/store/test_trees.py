@@ -499,6 +499,7 @@ def test_incremental_update_equals_scratch_build(
 
 
 @pytest.mark.slow  # the same property over ten times the cases (27 s for 300 here, loaded)
+@pytest.mark.timeout(600)
 @settings(max_examples=1000, **_EDITS)
 @given(versions())
 def test_incremental_update_equals_scratch_build_at_length(
