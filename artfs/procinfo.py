@@ -104,3 +104,25 @@ def uid_of(pid: int) -> int | None:
 
 def facts(pid: int) -> ProcessFacts:
     return ProcessFacts(pid, start_time(pid), command_line(pid), uid_of(pid), container_id(pid))
+
+
+def daemons_serving(point: str) -> list[int]:
+    """The pids of the artfs daemons serving the mount at ``point`` (a path from the mount
+    table), known by their command line: the mountpoint right after ``-m artfsd`` (as ``artfs
+    mount`` starts it) or after the ``artfsd`` script (as the systemd units do), resolved as
+    the kernel names it."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = read_proc(f"{entry.path}/cmdline").split(b"\0")
+        except OSError:
+            continue
+        for at, word in enumerate(argv[:-1]):
+            module = word == b"artfsd" and at > 0 and argv[at - 1] == b"-m"
+            if module or word.endswith(b"/artfsd"):
+                if os.path.realpath(os.fsdecode(argv[at + 1])) == point:
+                    found.append(int(entry.name))
+                break
+    return found

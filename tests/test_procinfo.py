@@ -55,3 +55,30 @@ def test_a_proc_file_longer_than_one_read_is_read_whole(tmp_path: Path) -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_daemons_of_a_mount_are_known_by_their_command_line(tmp_path: Path) -> None:
+    """As ``artfs mount`` starts one (``-m artfsd MOUNTPOINT``) and as the systemd units do
+    (the ``artfsd`` script, then the mountpoint); another mountpoint's, or a process that only
+    names the mountpoint, is not one of them."""
+    point, other = tmp_path / "mnt", tmp_path / "other"
+    point.mkdir()
+    other.mkdir()
+    script = tmp_path / "bin" / "artfsd"
+    script.parent.mkdir()
+    script.write_text("import time; time.sleep(60)\n")
+    sleep = "import time; time.sleep(60)"
+    commands = {
+        "module": ["python3", "-c", sleep, "-m", "artfsd", str(point)],
+        "script": ["python3", str(script), str(point), "--allow-other"],
+        "elsewhere": ["python3", str(script), str(other)],
+        "names it": ["python3", "-c", sleep, "artfsd", str(point)],
+    }
+    procs = {name: subprocess.Popen(argv) for name, argv in commands.items()}
+    try:
+        found = procinfo.daemons_serving(str(point))
+        assert sorted(found) == sorted([procs["module"].pid, procs["script"].pid])
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()

@@ -13,6 +13,11 @@ from artfs.cli.context import Context
 from artfs.cli.params import pass_ctx
 from artfs.errors import ArtfsError, InputError
 from artfs.mounts import ARTFS_FSTYPE, mount_at, mount_table
+from artfs.procinfo import daemons_serving
+
+# How long 'artfs umount' waits for the daemon to exit once unmounted: its last lineage flush,
+# and at most PUBLISH_WAIT_SECONDS (artfs.usage) for the last upload to a remote.
+DAEMON_EXIT_SECONDS = 30.0
 
 
 @click.command()
@@ -106,8 +111,41 @@ def umount(mountpoint: Path) -> None:
     # The mount found, by the path the table gives it (fusermount3 would resolve the one given
     # again, perhaps otherwise).
     target = mountpoint if mounted is None else mounted.point
-    done = subprocess.run([tool, "-u", str(target)], capture_output=True, text=True)
-    if done.returncode != 0:
-        reason = done.stderr.strip().rpartition(": ")[2] or "failed"
-        hint = ": close the files open under it" if "busy" in reason else ""
-        raise ArtfsError(f"cannot unmount {mountpoint}: {reason}{hint}")
+    daemons = _pidfds(daemons_serving(os.path.realpath(target)))
+    try:
+        done = subprocess.run([tool, "-u", str(target)], capture_output=True, text=True)
+        if done.returncode != 0:
+            reason = done.stderr.strip().rpartition(": ")[2] or "failed"
+            hint = ": close the files open under it" if "busy" in reason else ""
+            raise ArtfsError(f"cannot unmount {mountpoint}: {reason}{hint}")
+        # The daemon writes the last opens' usage as it exits: once this returns, lineage
+        # read from the store has every read made through the mount.
+        if not _exited(daemons, DAEMON_EXIT_SECONDS):
+            console.note(f"the daemon of {mountpoint} is still finishing; see its log")
+    finally:
+        for fd in daemons:
+            os.close(fd)
+
+
+def _pidfds(pids: list[int]) -> list[int]:
+    """A pidfd of each of ``pids`` still running (one that exited is left out)."""
+    fds = []
+    for pid in pids:
+        try:
+            fds.append(os.pidfd_open(pid))
+        except OSError:
+            continue
+    return fds
+
+
+def _exited(pidfds: list[int], seconds: float) -> bool:
+    """Wait up to ``seconds`` for the processes of ``pidfds`` to exit; whether they all did."""
+    import select
+    import time
+
+    deadline = time.monotonic() + seconds
+    for fd in pidfds:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return False
+    return True

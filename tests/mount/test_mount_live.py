@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from artfs.lineage import Lineage
 from artfs.names import ArtifactName, Ref
 from artfs.store import Store
 from artfs.store.ingest import SourceFile, SourceTree
@@ -159,7 +160,11 @@ def test_cli_mount_returns_when_ready_and_umount_stops_the_daemon(
         done = _cli(home, "umount", str(mnt))
         assert done.returncode == 0, done
         assert not is_mount(mnt)
-        eventually(lambda: not os.path.exists(f"/proc/{pids[0]}"), within=5.0)
+        # umount returned once the daemon exited: the read above is in the lineage already.
+        assert _exited(pids[0])
+        with Store.open(home) as store:
+            lineage = Lineage(store)
+            assert [u.files for _, u in lineage.consumers(lineage.version("proj/live:v0"))] == [1]
     finally:
         if is_mount(mnt):
             subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
@@ -202,6 +207,15 @@ def test_cli_mount_daemon_never_imports_a_package_of_the_callers_directory(
             stop_process(proc)  # type: ignore[arg-type]
         for pid in _daemon_pids(background):
             os.kill(pid, signal.SIGKILL)
+
+
+def _exited(pid: int) -> bool:
+    """Whether process ``pid`` has exited (gone, or a zombie not reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        return True
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"Z"
 
 
 def _daemon_pids(mnt: Path) -> list[int]:
