@@ -1,13 +1,16 @@
 """Facts about a process, read from ``/proc``: what a run record says about who ran it.
 
 Used by the SDK for the calling process and by the daemon for processes that open files
-through the mount. A process is identified by (pid, start time): the start time (clock ticks
-since boot, field 22 of ``/proc/PID/stat``) changes when a pid is reused.
+through the mount; ``artfs umount`` finds a mount's daemon here to wait for its exit. A
+process is identified by (pid, start time): the start time (clock ticks since boot, field 22
+of ``/proc/PID/stat``) changes when a pid is reused.
 """
 
 from __future__ import annotations
 
 import os
+import select
+import time
 from dataclasses import dataclass
 
 
@@ -106,23 +109,69 @@ def facts(pid: int) -> ProcessFacts:
     return ProcessFacts(pid, start_time(pid), command_line(pid), uid_of(pid), container_id(pid))
 
 
-def daemons_serving(point: str) -> list[int]:
-    """The pids of the artfs daemons serving the mount at ``point`` (a path from the mount
-    table), known by their command line: the mountpoint right after ``-m artfsd`` (as ``artfs
-    mount`` starts it) or after the ``artfsd`` script (as the systemd units do), resolved as
-    the kernel names it."""
+def daemon_pidfds(point: str) -> list[int]:
+    """A pidfd of each artfs daemon serving the mount at ``point`` (absolute, as the mount
+    table names it) from this process's mount namespace, for the caller to wait on and close.
+
+    A daemon is known by its command line: the mountpoint right after ``-m artfsd`` (as
+    ``artfs mount`` starts it) or after the ``artfsd`` script (as the systemd units do), made
+    absolute from the daemon's working directory; nothing is looked up in a mount (one whose
+    daemon hangs would hang the caller). A process whose command line or namespace cannot be
+    read (another user's, unless the caller is root) is passed over, and so is a pid reused
+    while its pidfd was being opened."""
+    own = _mount_namespace("self")
     found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = read_proc(f"{entry.path}/cmdline").split(b"\0")
-        except OSError:
-            continue
-        for at, word in enumerate(argv[:-1]):
-            module = word == b"artfsd" and at > 0 and argv[at - 1] == b"-m"
-            if module or word.endswith(b"/artfsd"):
-                if os.path.realpath(os.fsdecode(argv[at + 1])) == point:
-                    found.append(int(entry.name))
-                break
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit() or not _serves(entry.name, point, own):
+                continue
+            try:
+                fd = os.pidfd_open(int(entry.name))
+            except OSError:  # exited meanwhile
+                continue
+            if _serves(entry.name, point, own):  # the pidfd is of that daemon, not a new pid
+                found.append(fd)
+            else:
+                os.close(fd)
     return found
+
+
+def _mount_namespace(pid: str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
+
+
+def _serves(pid: str, point: str, namespace: str | None) -> bool:
+    """Whether process ``pid`` is an artfs daemon of ``point`` in mount namespace
+    ``namespace`` (see :func:`daemon_pidfds`)."""
+    try:
+        argv = read_proc(f"/proc/{pid}/cmdline").split(b"\0")
+    except OSError:
+        return False
+    for at, word in enumerate(argv[:-1]):
+        module = word == b"artfsd" and at > 0 and argv[at - 1] == b"-m"
+        if module or word.endswith(b"/artfsd"):
+            given = os.fsdecode(argv[at + 1])
+            break
+    else:
+        return False
+    if not given or namespace is None or _mount_namespace(pid) != namespace:
+        return False
+    if not os.path.isabs(given):
+        try:
+            given = os.path.join(os.readlink(f"/proc/{pid}/cwd"), given)
+        except OSError:
+            return False
+    return os.path.normpath(given) == point
+
+
+def wait_exited(pidfds: list[int], seconds: float) -> bool:
+    """Wait up to ``seconds`` for the processes of ``pidfds`` to exit (a pidfd turns readable
+    then); whether they all did."""
+    deadline = time.monotonic() + seconds
+    for fd in pidfds:
+        if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            return False
+    return True

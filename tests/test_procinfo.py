@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -59,8 +60,9 @@ def test_a_proc_file_longer_than_one_read_is_read_whole(tmp_path: Path) -> None:
 
 def test_the_daemons_of_a_mount_are_known_by_their_command_line(tmp_path: Path) -> None:
     """As ``artfs mount`` starts one (``-m artfsd MOUNTPOINT``) and as the systemd units do
-    (the ``artfsd`` script, then the mountpoint); another mountpoint's, or a process that only
-    names the mountpoint, is not one of them."""
+    (the ``artfsd`` script, then the mountpoint), also given relative to the daemon's working
+    directory; another mountpoint's, or a process that only names the mountpoint, is not one
+    of them. Each is given as a pidfd, readable once its process has exited."""
     point, other = tmp_path / "mnt", tmp_path / "other"
     point.mkdir()
     other.mkdir()
@@ -68,17 +70,30 @@ def test_the_daemons_of_a_mount_are_known_by_their_command_line(tmp_path: Path) 
     script.parent.mkdir()
     script.write_text("import time; time.sleep(60)\n")
     sleep = "import time; time.sleep(60)"
+    python = sys.executable
     commands = {
-        "module": ["python3", "-c", sleep, "-m", "artfsd", str(point)],
-        "script": ["python3", str(script), str(point), "--allow-other"],
-        "elsewhere": ["python3", str(script), str(other)],
-        "names it": ["python3", "-c", sleep, "artfsd", str(point)],
+        "module": [python, "-c", sleep, "-m", "artfsd", str(point)],
+        "script": [python, str(script), str(point), "--allow-other"],
+        "relative": [python, str(script), "mnt"],
+        "elsewhere": [python, str(script), str(other)],
+        "names it": [python, "-c", sleep, "artfsd", str(point)],
     }
-    procs = {name: subprocess.Popen(argv) for name, argv in commands.items()}
+    procs = {name: subprocess.Popen(argv, cwd=tmp_path) for name, argv in commands.items()}
+    fds = []
     try:
-        found = procinfo.daemons_serving(str(point))
-        assert sorted(found) == sorted([procs["module"].pid, procs["script"].pid])
+        fds = procinfo.daemon_pidfds(str(point))
+        pids = {
+            int(Path(f"/proc/self/fdinfo/{fd}").read_text().split("Pid:")[1].split()[0])
+            for fd in fds
+        }
+        assert pids == {procs[name].pid for name in ("module", "script", "relative")}
+        assert not procinfo.wait_exited(fds, 0)
+        for name in ("module", "script", "relative"):
+            procs[name].kill()
+        assert procinfo.wait_exited(fds, 10)
     finally:
+        for fd in fds:
+            os.close(fd)
         for proc in procs.values():
             proc.kill()
             proc.wait()

@@ -13,10 +13,10 @@ from artfs.cli.context import Context
 from artfs.cli.params import pass_ctx
 from artfs.errors import ArtfsError, InputError
 from artfs.mounts import ARTFS_FSTYPE, mount_at, mount_table
-from artfs.procinfo import daemons_serving
+from artfs.procinfo import daemon_pidfds, wait_exited
 
-# How long 'artfs umount' waits for the daemon to exit once unmounted: its last lineage flush,
-# and at most PUBLISH_WAIT_SECONDS (artfs.usage) for the last upload to a remote.
+# How long 'artfs umount' waits for the daemon to exit once unmounted (it exits within a
+# second unless a remote keeps it: see umount).
 DAEMON_EXIT_SECONDS = 30.0
 
 
@@ -36,9 +36,13 @@ def mount(ctx: Context, mountpoint: Path, foreground: bool, allow_other: bool, p
     """Mount every version of the store, read-only, at MOUNTPOINT."""
     import os
 
+    # The mountpoint as the mount table will name it (its directory's symlinks resolved, the
+    # mountpoint itself not looked into), by which 'artfs umount' knows the daemon.
+    point = os.path.normpath(mountpoint.absolute())
+    point = os.path.join(os.path.realpath(os.path.dirname(point)), os.path.basename(point))
     # -P: the daemon imports the installed artfs, never a package of that name in the
     # caller's directory (a checkout, a project's own module), which -m would put first.
-    command = [sys.executable, "-P", "-m", "artfsd", str(mountpoint.absolute()), "--home"]
+    command = [sys.executable, "-P", "-m", "artfsd", point, "--home"]
     command += [str(ctx.home.absolute()), *(["--allow-other"] if allow_other else [])]
     command += ["--poll", str(poll)]
     if foreground:
@@ -96,10 +100,11 @@ def umount(mountpoint: Path) -> None:
         raise ArtfsError(
             "fusermount3 is missing: install the fuse3 package (apt-get install fuse3)"
         )
-    if not os.path.lexists(mountpoint):
-        raise InputError(f"{mountpoint} does not exist: give the directory artfs is mounted on")
     table = mount_table()
     mounted = mount_at(mountpoint, table) or mount_at(os.path.realpath(mountpoint), table)
+    # (A dead mount's root cannot be looked at, so the table is asked first.)
+    if mounted is None and not os.path.lexists(mountpoint):
+        raise InputError(f"{mountpoint} does not exist: give the directory artfs is mounted on")
     if mounted is None and table:  # (an unreadable table: fusermount3 decides)
         raise InputError(f"{mountpoint} is not a mount point: there is nothing to unmount")
     if mounted is not None and mounted.fstype != ARTFS_FSTYPE:
@@ -110,42 +115,24 @@ def umount(mountpoint: Path) -> None:
         )
     # The mount found, by the path the table gives it (fusermount3 would resolve the one given
     # again, perhaps otherwise).
-    target = mountpoint if mounted is None else mounted.point
-    daemons = _pidfds(daemons_serving(os.path.realpath(target)))
+    target = os.path.abspath(mountpoint) if mounted is None else mounted.point
+    daemons = daemon_pidfds(target)
     try:
-        done = subprocess.run([tool, "-u", str(target)], capture_output=True, text=True)
+        done = subprocess.run([tool, "-u", target], capture_output=True, text=True)
         if done.returncode != 0:
             reason = done.stderr.strip().rpartition(": ")[2] or "failed"
             hint = ": close the files open under it" if "busy" in reason else ""
             raise ArtfsError(f"cannot unmount {mountpoint}: {reason}{hint}")
-        # The daemon writes the last opens' usage as it exits: once this returns, lineage
-        # read from the store has every read made through the mount.
-        if not _exited(daemons, DAEMON_EXIT_SECONDS):
-            console.note(f"the daemon of {mountpoint} is still finishing; see its log")
+        # The daemon writes the usage of the last reads as it exits, then waits for what it
+        # still sends to a remote (at most PUBLISH_WAIT_SECONDS) and for a refresh from one
+        # (REFRESH_STOP_SECONDS): once its exit is seen, the lineage has every read made
+        # through the mount.
+        if not wait_exited(daemons, DAEMON_EXIT_SECONDS):
+            console.note(
+                f"{mountpoint} is unmounted; its daemon is still exiting after "
+                f"{DAEMON_EXIT_SECONDS:.0f} s (a remote that does not answer?): see its log in "
+                "ARTFS_HOME/logs"
+            )
     finally:
         for fd in daemons:
             os.close(fd)
-
-
-def _pidfds(pids: list[int]) -> list[int]:
-    """A pidfd of each of ``pids`` still running (one that exited is left out)."""
-    fds = []
-    for pid in pids:
-        try:
-            fds.append(os.pidfd_open(pid))
-        except OSError:
-            continue
-    return fds
-
-
-def _exited(pidfds: list[int], seconds: float) -> bool:
-    """Wait up to ``seconds`` for the processes of ``pidfds`` to exit; whether they all did."""
-    import select
-    import time
-
-    deadline = time.monotonic() + seconds
-    for fd in pidfds:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            return False
-    return True

@@ -11,6 +11,7 @@ its block raised. A run read back (``Api().run``, ``Artifact.logged_by``) is a
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from artfs.fs.staging_files import REGISTER_FILE, STORE_FILE
 from artfs.lineage import CRASHED, FAILED, FINISHED, Lineage, RunRecord
 from artfs.mounts import ARTFS_FSTYPE, mount_table
 from artfs.names import ArtifactName, Ref
-from artfs.sdk import links, metric_defs
+from artfs.sdk import links, metric_defs, paths
 from artfs.sdk.artifact import Artifact, PublicRun
 from artfs.sdk.distributed import Pending
 from artfs.sdk.metric_defs import Metric
@@ -188,19 +189,21 @@ class Run(PublicRun):
 
     def mount_path(self, ref: str, mountpoint: str | os.PathLike[str] | None = None) -> Path:
         """Where version ``ref`` is visible under a running ``artfs mount``, so a data loader
-        reads it lazily instead of downloading it. Records the usage like ``use_artifact``."""
-        record = self.use_artifact(ref)._logged()
+        reads it lazily instead of downloading it. Records the usage like ``use_artifact``,
+        once the mount is found (a ref no mount shows records nothing)."""
+        record = self._store.resolve(paths.artifact_ref(self._store, ref, self.project))
         store_id = self._store.store_id
         if mountpoint is None:
             base = find_mount(record.project, store_id)
         else:
             base = Path(mountpoint)
-            _check_store(base, store_id)
+            _check_store(base, store_id, "the mountpoint given")
         path = base / record.project / record.name / record.version
         if not path.is_dir():
             raise NotFound(
                 f"{record.ref} is not visible under {base}: is it a mount of this store?"
             )
+        self.use_artifact(record.ref)  # the version found, even if an alias moved since
         return path
 
     # --- lifetime ---------------------------------------------------------------------------
@@ -286,14 +289,14 @@ def _store_shown(base: Path) -> str | None:
         return None
 
 
-def _check_store(base: Path, store_id: str) -> None:
-    """UsageError if ``base`` is a mount of a store other than ``store_id``: its versions
-    are another store's, whatever their names."""
+def _check_store(base: Path, store_id: str, named_by: str) -> None:
+    """UsageError if ``base`` (``named_by`` the caller: "$ARTFS_MOUNT", ...) is a mount of a
+    store other than ``store_id``: its versions are another store's, whatever their names."""
     shown = _store_shown(base)
     if shown is not None and shown != store_id:
         raise UsageError(
-            f"{base} is a mount of another store ({shown}, this run's is {store_id}): "
-            "mount this run's store with 'artfs mount --home HOME MOUNTPOINT' and pass that"
+            f"{named_by} ({base}) is a mount of store {shown}, not of this run's store "
+            f"{store_id}: give a mount of this run's store (artfs --home HOME mount MOUNTPOINT)"
         )
 
 
@@ -301,14 +304,15 @@ def find_mount(project: str, store_id: str) -> Path:
     """The mount of store ``store_id`` that shows ``project``: ``$ARTFS_MOUNT`` first (a
     mount of another store there is an error), then each artfs mount in this process's mount
     table whose ``MNT/.artfs-store`` is ``store_id`` (one of another store, or one that shows
-    no store, is passed over, as :func:`_register_with_mounts` passes it over)."""
-    candidates = []
+    no store, is passed over, as :func:`_register_with_mounts` passes it over), each looked at
+    only once those before it did not show the project."""
     chosen = os.environ.get("ARTFS_MOUNT")
     if chosen:
-        _check_store(Path(chosen), store_id)
-        candidates.append(Path(chosen))
-    found = (Path(point) for point in _artfs_mounts())
-    candidates += [base for base in found if _store_shown(base) == store_id]
+        _check_store(Path(chosen), store_id, "$ARTFS_MOUNT")
+    candidates = itertools.chain(
+        [Path(chosen)] if chosen else [],
+        (Path(point) for point in _artfs_mounts() if _store_shown(Path(point)) == store_id),
+    )
     for base in candidates:
         try:
             if (base / project).is_dir():
@@ -316,8 +320,8 @@ def find_mount(project: str, store_id: str) -> Path:
         except OSError:  # a mount whose daemon died (ENOTCONN) shows nothing
             continue
     raise NotFound(
-        f"no artfs mount of this store shows project {project!r}: run 'artfs mount "
-        "MOUNTPOINT' or pass mountpoint="
+        f"no artfs mount of this store shows project {project!r}: run 'artfs --home HOME "
+        "mount MOUNTPOINT' for this run's store, or pass mountpoint="
     )
 
 

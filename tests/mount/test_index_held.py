@@ -89,11 +89,16 @@ def test_the_daemon_maps_its_whole_index_unless_told_not_to(
     assert (off.path / "proj/data/v0/d29/f199.bin").read_bytes() == b"29 199\n" * 40
 
 
-def test_a_mount_keeps_its_index_in_memory_when_clean_caches_are_dropped(
+def test_a_mount_keeps_its_index_in_memory_when_the_kernel_drops_clean_pages(
     many_files_home: Path, start_mount: StartMount
 ) -> None:
     index = index_file(many_files_home)
     assert index.stat().st_size > 1024 * KIB  # far more than the daemon's own first looks touch
+    scratch = many_files_home.parent / "scratch"  # beside the store, on its filesystem
+    scratch.write_bytes(bytes(1 << 16))
+    drop_clean_pages(scratch)
+    if any(resident_pages(scratch)):
+        pytest.skip(f"{scratch.parent}'s filesystem keeps pages it is told to drop (tmpfs)")
     holding = start_mount(many_files_home)
     drop_clean_pages(index)
     assert all(resident_pages(index))

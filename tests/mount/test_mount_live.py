@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from artfs import procinfo
 from artfs.lineage import Lineage
 from artfs.names import ArtifactName, Ref
 from artfs.store import Store
@@ -157,14 +158,19 @@ def test_cli_mount_returns_when_ready_and_umount_stops_the_daemon(
         assert len(again.stderr.strip().splitlines()) == 1
         pids = _daemon_pids(mnt)
         assert len(pids) == 1
-        done = _cli(home, "umount", str(mnt))
-        assert done.returncode == 0, done
-        assert not is_mount(mnt)
-        # umount returned once the daemon exited: the read above is in the lineage already.
-        assert _exited(pids[0])
-        with Store.open(home) as store:
+        (daemon,) = procinfo.daemon_pidfds(str(mnt))  # as umount finds it
+        try:
+            assert _pid_of(daemon) == pids[0]
+            assert (mnt / "proj" / "live" / "v0" / "a.txt").read_bytes() == b"a" * 300_000
+            done = _cli(home, "umount", str(mnt))  # at once: the read's usage not written yet
+            assert done.returncode == 0, done
+            assert not is_mount(mnt)
+            assert procinfo.wait_exited([daemon], 0)  # umount returned once the daemon exited
+        finally:
+            os.close(daemon)
+        with Store.open(home) as store:  # so both reads are in the lineage already
             lineage = Lineage(store)
-            assert [u.files for _, u in lineage.consumers(lineage.version("proj/live:v0"))] == [1]
+            assert [u.files for _, u in lineage.consumers(lineage.version("proj/live:v0"))] == [2]
     finally:
         if is_mount(mnt):
             subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
@@ -209,13 +215,10 @@ def test_cli_mount_daemon_never_imports_a_package_of_the_callers_directory(
             os.kill(pid, signal.SIGKILL)
 
 
-def _exited(pid: int) -> bool:
-    """Whether process ``pid`` has exited (gone, or a zombie not reaped yet)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except FileNotFoundError:
-        return True
-    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"Z"
+def _pid_of(pidfd: int) -> int:
+    """The pid a pidfd is of (its ``Pid:`` line in ``/proc/self/fdinfo``)."""
+    info = Path(f"/proc/self/fdinfo/{pidfd}").read_text()
+    return int(info.partition("Pid:")[2].split()[0])
 
 
 def _daemon_pids(mnt: Path) -> list[int]:

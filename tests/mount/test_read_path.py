@@ -990,7 +990,7 @@ def test_a_small_file_read_off_disk_brings_its_neighbours_in_with_it(tmp_path: P
             if store.chunks.read_cached(first) is None:
                 break
         else:
-            pytest.fail("the first chunk, evicted five times, was read without waiting each time")
+            pytest.skip("this disk read the evicted chunk back in before the miss, five times")
         deadline = time.monotonic() + 30
         while not all(resident(pack, loc.offset, loc.stored_length) for loc in neighbours):
             assert time.monotonic() < deadline, "the miss's window was not read in"

@@ -140,15 +140,16 @@ def _one_kill(
         )
         for _ in range(2)
     ]
+    started = time.monotonic()
     for thread in threads:
         thread.start()
-    # Killed at a random instant once the mount has served a read and the writer's fsync:
-    # a loaded machine may take a second or more to get there.
-    deadline = time.monotonic() + 60
+    # Killed 0.8-1.6 s in, while the reader processes (3 s) read too, and not before the
+    # mount has served a read and the writer's fsync (a loaded machine may take longer).
+    kill_at = started + rng.uniform(0.8, 1.6)
     while not (tally.ok and tally.fsynced):
-        assert time.monotonic() < deadline, "no read and fsync through the mount within 60 s"
+        assert time.monotonic() < started + 60, f"no read and fsync in 60 s: {tally.errors}"
         time.sleep(0.01)
-    time.sleep(rng.uniform(0.0, 0.8))
+    time.sleep(max(0.0, kill_at - time.monotonic()))
     mnt.proc.send_signal(signal.SIGKILL)
     mnt.proc.wait(timeout=10)
     time.sleep(0.5)  # readers and the writer meet the dead mount

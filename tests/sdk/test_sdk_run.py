@@ -234,13 +234,14 @@ def test_mount_path_names_the_version_under_the_mount_and_records_the_use(
         (other / STORE_FILE).write_text("0" * 32 + "\n")
         monkeypatch.setattr(run_module, "_artfs_mounts", lambda: [str(other), str(unknown)])
         with pytest.raises(NotFound, match="no artfs mount of this store shows project 'proj'"):
-            run.mount_path("mnist:v0")
+            run.mount_path("mnist:latest")
+        assert [a.version for a in run.used_artifacts()] == ["v0"]  # v1 not found: not used
         (ours / STORE_FILE).write_text(store_id + "\n")
         monkeypatch.setattr(run_module, "_artfs_mounts", lambda: [str(other), str(ours)])
         assert run.mount_path("mnist:v0") == ours / "proj" / "mnist" / "v0"
         # Named by the caller, another store's mount is an error, not a read of its files.
-        with pytest.raises(UsageError, match=f"{other} is a mount of another store"):
+        with pytest.raises(UsageError, match=rf"the mountpoint given \({other}\) is a mount of"):
             run.mount_path("mnist:v0", mountpoint=other)
         monkeypatch.setenv("ARTFS_MOUNT", str(other))
-        with pytest.raises(UsageError, match="mount of another store"):
+        with pytest.raises(UsageError, match=r"\$ARTFS_MOUNT \(.*\) is a mount of store 0+, not"):
             run.mount_path("mnist:v0")
